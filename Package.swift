@@ -1,0 +1,70 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Warren",
+    platforms: [.macOS(.v15)],
+    products: [
+        // The AMQP 0-9-1 client over librabbitmq, usable without the framework.
+        .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
+        // A throwaway RabbitMQ node for integration tests and local development.
+        .library(name: "WarrenLocalBroker", targets: ["WarrenLocalBroker"]),
+        .executable(name: "warren-bench", targets: ["warren-bench"]),
+        .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
+        .executable(name: "warren-demo", targets: ["warren-demo"]),
+        .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CRabbitMQ",
+            pkgConfig: "librabbitmq",
+            providers: [.apt(["librabbitmq-dev"]), .brew(["rabbitmq-c"])]
+        ),
+        .target(name: "CRabbitMQShims", dependencies: ["CRabbitMQ"]),
+        .target(
+            name: "WarrenAMQP",
+            dependencies: [
+                "CRabbitMQ",
+                "CRabbitMQShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(name: "WarrenLocalBroker"),
+        .executableTarget(
+            name: "warren-bench",
+            dependencies: [
+                "WarrenAMQP",
+                "CRabbitMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "warren-local-broker",
+            dependencies: [
+                "WarrenLocalBroker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "warren-demo",
+            dependencies: ["WarrenAMQP", "WarrenLocalBroker"]
+        ),
+        .plugin(
+            name: "LocalBrokerPlugin",
+            capability: .command(
+                intent: .custom(verb: "local-broker", description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
+                permissions: []
+            ),
+            dependencies: ["warren-local-broker"]
+        ),
+        .testTarget(
+            name: "WarrenAMQPTests",
+            dependencies: ["WarrenAMQP", "WarrenLocalBroker", "CRabbitMQ"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,93 @@
+import Synchronization
+
+/// The buffer between the I/O thread, which appends deliveries of one consumer, and the task iterating it.
+///
+/// Bounded by the broker: with a prefetch of N the broker never has more than N unacknowledged deliveries out, so
+/// this buffer never holds more than N.
+final class ConsumerSink: Sendable {
+    private struct State {
+        var buffer: [InboundMessage] = []
+        var head = 0
+        var waiter: UnsafeContinuation<InboundMessage?, any Error>?
+        /// Set once the consumer ended: `nil` error for a normal end (cancelled by the client).
+        var ended: AMQPError?? = nil
+    }
+
+    private let state = Mutex(State())
+
+    /// Called on the I/O thread.
+    func yield(_ message: InboundMessage) {
+        let waiter: UnsafeContinuation<InboundMessage?, any Error>? = state.withLock { state in
+            guard state.ended == nil else { return nil }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.buffer.append(message)
+            return nil
+        }
+        waiter?.resume(returning: message)
+    }
+
+    /// Ends the sequence after what is buffered: normally with `nil`, or by throwing `error`.
+    func finish(_ error: AMQPError?) {
+        let waiter: UnsafeContinuation<InboundMessage?, any Error>? = state.withLock { state in
+            guard state.ended == nil else { return nil }
+            state.ended = .some(error)
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        if let waiter {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        }
+    }
+
+    func next() async throws -> InboundMessage? {
+        if let ready = try takeReady() { return ready.message }
+        return try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<InboundMessage?, any Error>) in
+                let immediate: Result<InboundMessage?, any Error>? = state.withLock { state in
+                    if let message = Self.pop(&state) { return .success(message) }
+                    if let ended = state.ended {
+                        return ended.map { .failure($0) } ?? .success(nil)
+                    }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// A buffered message, or the end, without suspending; `nil` when the caller has to wait.
+    private func takeReady() throws -> (message: InboundMessage?, Void)? {
+        let result: Result<InboundMessage?, any Error>? = state.withLock { state in
+            if let message = Self.pop(&state) { return .success(message) }
+            if let ended = state.ended { return ended.map { .failure($0) } ?? .success(nil) }
+            return nil
+        }
+        guard let result else { return nil }
+        return (try result.get(), ())
+    }
+
+    private static func pop(_ state: inout State) -> InboundMessage? {
+        guard state.head < state.buffer.count else { return nil }
+        let message = state.buffer[state.head]
+        state.head += 1
+        if state.head == state.buffer.count {
+            state.buffer.removeAll(keepingCapacity: true)
+            state.head = 0
+        } else if state.head >= 64, state.head * 2 >= state.buffer.count {
+            state.buffer.removeFirst(state.head)
+            state.head = 0
+        }
+        return message
+    }
+}

@@ -1,0 +1,199 @@
+import CRabbitMQ
+import Foundation
+
+/// How deep nested tables and arrays are read from the wire. Anything deeper is replaced by `.void`, so a hostile
+/// header cannot exhaust the I/O thread's stack.
+let maximumFieldNestingDepth = 64
+
+extension CArena {
+    func table(_ table: AMQPTable) -> amqp_table_t {
+        guard !table.isEmpty else { return amqp_table_t(num_entries: 0, entries: nil) }
+        let entries = allocate(amqp_table_entry_t.self, count: table.count)
+        // Sorted keys: a deterministic wire order makes encodings comparable.
+        for (index, key) in table.keys.sorted().enumerated() {
+            entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
+        }
+        return amqp_table_t(num_entries: Int32(table.count), entries: entries)
+    }
+
+    func fieldValue(_ value: AMQPFieldValue) -> amqp_field_value_t {
+        var field = amqp_field_value_t()
+        func kind(_ character: Character) { field.kind = character.asciiValue! }
+        switch value {
+        case .bool(let v): kind("t"); field.value.boolean = v ? 1 : 0
+        case .int8(let v): kind("b"); field.value.i8 = v
+        case .uint8(let v): kind("B"); field.value.u8 = v
+        case .int16(let v): kind("s"); field.value.i16 = v
+        case .uint16(let v): kind("u"); field.value.u16 = v
+        case .int32(let v): kind("I"); field.value.i32 = v
+        case .uint32(let v): kind("i"); field.value.u32 = v
+        case .int64(let v): kind("l"); field.value.i64 = v
+        case .uint64(let v): kind("L"); field.value.u64 = v
+        case .float(let v): kind("f"); field.value.f32 = v
+        case .double(let v): kind("d"); field.value.f64 = v
+        case .decimal(let scale, let v): kind("D"); field.value.decimal = amqp_decimal_t(decimals: scale, value: v)
+        case .string(let v): kind("S"); field.value.bytes = bytes(v)
+        case .bytes(let v): kind("x"); field.value.bytes = bytes(v)
+        case .timestamp(let v): kind("T"); field.value.u64 = v
+        case .void: kind("V")
+        case .table(let v): kind("F"); field.value.table = table(v)
+        case .array(let values):
+            kind("A")
+            let entries = allocate(amqp_field_value_t.self, count: values.count)
+            for (index, element) in values.enumerated() { entries[index] = fieldValue(element) }
+            field.value.array = amqp_array_t(num_entries: Int32(values.count), entries: values.isEmpty ? nil : entries)
+        }
+        return field
+    }
+
+    func properties(_ properties: AMQPProperties) -> amqp_basic_properties_t {
+        var c = amqp_basic_properties_t()
+        var flags: UInt32 = 0
+        func set(_ value: String?, _ flag: Int32, _ assign: (amqp_bytes_t) -> Void) {
+            guard let value else { return }
+            flags |= UInt32(flag)
+            assign(bytes(value))
+        }
+        set(properties.contentType, AMQP_BASIC_CONTENT_TYPE_FLAG) { c.content_type = $0 }
+        set(properties.contentEncoding, AMQP_BASIC_CONTENT_ENCODING_FLAG) { c.content_encoding = $0 }
+        if let headers = properties.headers {
+            flags |= UInt32(AMQP_BASIC_HEADERS_FLAG)
+            c.headers = table(headers)
+        }
+        if let mode = properties.deliveryMode {
+            flags |= UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG)
+            c.delivery_mode = mode.rawValue
+        }
+        if let priority = properties.priority {
+            flags |= UInt32(AMQP_BASIC_PRIORITY_FLAG)
+            c.priority = priority
+        }
+        set(properties.correlationID, AMQP_BASIC_CORRELATION_ID_FLAG) { c.correlation_id = $0 }
+        set(properties.replyTo, AMQP_BASIC_REPLY_TO_FLAG) { c.reply_to = $0 }
+        set(properties.expiration, AMQP_BASIC_EXPIRATION_FLAG) { c.expiration = $0 }
+        set(properties.messageID, AMQP_BASIC_MESSAGE_ID_FLAG) { c.message_id = $0 }
+        if let timestamp = properties.timestamp {
+            flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG)
+            c.timestamp = UInt64(max(0, timestamp.timeIntervalSince1970.rounded(.down)))
+        }
+        set(properties.type, AMQP_BASIC_TYPE_FLAG) { c.type = $0 }
+        set(properties.userID, AMQP_BASIC_USER_ID_FLAG) { c.user_id = $0 }
+        set(properties.appID, AMQP_BASIC_APP_ID_FLAG) { c.app_id = $0 }
+        set(properties.clusterID, AMQP_BASIC_CLUSTER_ID_FLAG) { c.cluster_id = $0 }
+        c._flags = flags
+        return c
+    }
+}
+
+extension AMQPFieldValue {
+    /// Reads a field value decoded by librabbitmq. Long strings that are not valid UTF-8 become `.bytes`.
+    init(_ field: amqp_field_value_t, depth: Int = 0) {
+        switch field.kind {
+        case UInt8(ascii: "t"): self = .bool(field.value.boolean != 0)
+        case UInt8(ascii: "b"): self = .int8(field.value.i8)
+        case UInt8(ascii: "B"): self = .uint8(field.value.u8)
+        case UInt8(ascii: "s"): self = .int16(field.value.i16)
+        case UInt8(ascii: "u"): self = .uint16(field.value.u16)
+        case UInt8(ascii: "I"): self = .int32(field.value.i32)
+        case UInt8(ascii: "i"): self = .uint32(field.value.u32)
+        case UInt8(ascii: "l"): self = .int64(field.value.i64)
+        case UInt8(ascii: "L"): self = .uint64(field.value.u64)
+        case UInt8(ascii: "f"): self = .float(field.value.f32)
+        case UInt8(ascii: "d"): self = .double(field.value.f64)
+        case UInt8(ascii: "D"): self = .decimal(scale: field.value.decimal.decimals, value: field.value.decimal.value)
+        case UInt8(ascii: "S"):
+            if let string = field.value.bytes.validatedString {
+                self = .string(string)
+            } else {
+                self = .bytes(field.value.bytes.array)
+            }
+        case UInt8(ascii: "x"): self = .bytes(field.value.bytes.array)
+        case UInt8(ascii: "T"): self = .timestamp(field.value.u64)
+        case UInt8(ascii: "F"):
+            self = depth < maximumFieldNestingDepth ? .table(AMQPTable(field.value.table, depth: depth + 1)) : .void
+        case UInt8(ascii: "A"):
+            guard depth < maximumFieldNestingDepth else {
+                self = .void
+                return
+            }
+            let array = field.value.array
+            var values: [AMQPFieldValue] = []
+            values.reserveCapacity(Int(array.num_entries))
+            for index in 0..<Int(max(0, array.num_entries)) {
+                values.append(AMQPFieldValue(array.entries[index], depth: depth + 1))
+            }
+            self = .array(values)
+        default: self = .void
+        }
+    }
+}
+
+extension AMQPTable {
+    init(_ table: amqp_table_t, depth: Int = 0) {
+        self.init(minimumCapacity: Int(Swift.max(0, table.num_entries)))
+        for index in 0..<Int(Swift.max(0, table.num_entries)) {
+            let entry = table.entries[index]
+            let key = entry.key.string
+            if self[key] == nil { self[key] = AMQPFieldValue(entry.value, depth: depth) }
+        }
+    }
+}
+
+extension AMQPProperties {
+    init(_ c: amqp_basic_properties_t) {
+        self.init()
+        let flags = c._flags
+        func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
+        if has(AMQP_BASIC_CONTENT_TYPE_FLAG) { contentType = c.content_type.string }
+        if has(AMQP_BASIC_CONTENT_ENCODING_FLAG) { contentEncoding = c.content_encoding.string }
+        if has(AMQP_BASIC_HEADERS_FLAG) { headers = AMQPTable(c.headers) }
+        if has(AMQP_BASIC_DELIVERY_MODE_FLAG) { deliveryMode = DeliveryMode(rawValue: c.delivery_mode) }
+        if has(AMQP_BASIC_PRIORITY_FLAG) { priority = c.priority }
+        if has(AMQP_BASIC_CORRELATION_ID_FLAG) { correlationID = c.correlation_id.string }
+        if has(AMQP_BASIC_REPLY_TO_FLAG) { replyTo = c.reply_to.string }
+        if has(AMQP_BASIC_EXPIRATION_FLAG) { expiration = c.expiration.string }
+        if has(AMQP_BASIC_MESSAGE_ID_FLAG) { messageID = c.message_id.string }
+        if has(AMQP_BASIC_TIMESTAMP_FLAG) { timestamp = Date(timeIntervalSince1970: TimeInterval(c.timestamp)) }
+        if has(AMQP_BASIC_TYPE_FLAG) { type = c.type.string }
+        if has(AMQP_BASIC_USER_ID_FLAG) { userID = c.user_id.string }
+        if has(AMQP_BASIC_APP_ID_FLAG) { appID = c.app_id.string }
+        if has(AMQP_BASIC_CLUSTER_ID_FLAG) { clusterID = c.cluster_id.string }
+    }
+}
+
+/// Encodes and decodes field tables through librabbitmq's own wire codec. Exposed to tests (and useful for tools)
+/// to check that a table survives the wire unchanged.
+enum FieldTableWireCodec {
+    /// The wire bytes of `table` (its 4-byte length prefix included), as librabbitmq encodes it.
+    static func encode(_ table: AMQPTable) -> [UInt8]? {
+        let arena = CArena()
+        var cTable = arena.table(table)
+        var capacity = 4096
+        while capacity <= 64 * 1024 * 1024 {
+            var buffer = [UInt8](repeating: 0, count: capacity)
+            var offset = 0
+            let status = buffer.withUnsafeMutableBytes { raw in
+                amqp_encode_table(amqp_bytes_t(len: raw.count, bytes: raw.baseAddress), &cTable, &offset)
+            }
+            if status == AMQP_STATUS_OK.rawValue { return Array(buffer[..<offset]) }
+            if status != AMQP_STATUS_TABLE_TOO_BIG.rawValue { return nil }
+            capacity *= 4
+        }
+        return nil
+    }
+
+    /// Decodes wire bytes produced by ``encode(_:)`` (or by a broker) back into a table.
+    static func decode(_ bytes: [UInt8]) -> AMQPTable? {
+        var pool = amqp_pool_t()
+        init_amqp_pool(&pool, 4096)
+        defer { empty_amqp_pool(&pool) }
+        var output = amqp_table_t()
+        var offset = 0
+        var copy = bytes
+        let status = copy.withUnsafeMutableBytes { raw in
+            amqp_decode_table(amqp_bytes_t(len: raw.count, bytes: raw.baseAddress), &pool, &output, &offset)
+        }
+        guard status == AMQP_STATUS_OK.rawValue else { return nil }
+        return AMQPTable(output)
+    }
+}
