@@ -1,0 +1,92 @@
+/// How to start a ``LocalBroker``. Every default suits a test run: a fresh node with a random name, its own data
+/// directory under the temporary directory (removed on stop), free ports on 127.0.0.1, no plugins.
+public struct LocalBrokerConfiguration: Sendable {
+    /// The Erlang node name (the part before `@localhost`); `nil` picks a unique one.
+    public var nodeName: String?
+    /// Where the node keeps its database, logs and Erlang cookie; `nil` uses a fresh folder in the temporary
+    /// directory.
+    public var dataDirectory: String?
+    /// Plugins to enable, e.g. `["rabbitmq_management"]` (then ``LocalBroker/managementPort`` is set).
+    public var plugins: [String]
+    /// A TLS listener, in addition to the plain AMQP listener.
+    public var tls: TLS?
+    /// Extra lines for `rabbitmq.conf`, e.g. `"vm_memory_high_watermark.absolute = 200MB"`.
+    public var extraConfiguration: [String]
+    /// Stop the node when the process that started it exits, even by a crash (a watchdog checks once a second).
+    /// Turn it off for a broker that must outlive its starter, as `swift package local-broker start` does.
+    public var stopWhenOwnerExits: Bool
+    /// Delete the data directory when the broker is stopped (only one this broker created).
+    public var removeDataOnStop: Bool
+    /// How long to wait for the node to accept connections.
+    public var startupTimeout: Duration
+    /// The AMQP port; `nil` picks a free one.
+    public var port: Int?
+
+    /// A TLS listener's certificate files (PEM).
+    public struct TLS: Sendable {
+        public var certificateFile: String
+        public var keyFile: String
+        public var caCertificateFile: String
+        /// Ask clients for a certificate signed by the CA (mutual TLS); clients without one are still accepted
+        /// unless `requireClientCertificate` is set.
+        public var verifyClients: Bool
+        public var requireClientCertificate: Bool
+
+        public init(
+            certificateFile: String, keyFile: String, caCertificateFile: String, verifyClients: Bool = false,
+            requireClientCertificate: Bool = false
+        ) {
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.caCertificateFile = caCertificateFile
+            self.verifyClients = verifyClients
+            self.requireClientCertificate = requireClientCertificate
+        }
+    }
+
+    public init(
+        nodeName: String? = nil,
+        dataDirectory: String? = nil,
+        plugins: [String] = [],
+        tls: TLS? = nil,
+        extraConfiguration: [String] = [],
+        stopWhenOwnerExits: Bool = true,
+        removeDataOnStop: Bool = true,
+        startupTimeout: Duration = .seconds(90),
+        port: Int? = nil
+    ) {
+        self.nodeName = nodeName
+        self.dataDirectory = dataDirectory
+        self.plugins = plugins
+        self.tls = tls
+        self.extraConfiguration = extraConfiguration
+        self.stopWhenOwnerExits = stopWhenOwnerExits
+        self.removeDataOnStop = removeDataOnStop
+        self.startupTimeout = startupTimeout
+        self.port = port
+    }
+}
+
+/// An error starting or controlling a ``LocalBroker``.
+public struct LocalBrokerError: Error, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        /// `rabbitmq-server` or `rabbitmqctl` is not installed.
+        case notInstalled
+        /// The node did not come up within the startup timeout; the message quotes its log.
+        case startupFailed
+        /// A `rabbitmqctl` command failed.
+        case commandFailed
+        /// No free port was found.
+        case noFreePort
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "LocalBrokerError.\(code.rawValue): \(message)" }
+}

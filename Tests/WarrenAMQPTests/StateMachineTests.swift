@@ -1,0 +1,97 @@
+import Testing
+@testable import WarrenAMQP
+
+@Suite("Publisher-confirm bookkeeping")
+struct ConfirmTrackerTests {
+    @Test func sequenceNumbersStartAtOne() {
+        var tracker = ConfirmTracker<String>()
+        #expect(tracker.register("a") == 1)
+        #expect(tracker.register("b") == 2)
+        #expect(tracker.outstanding == 2)
+    }
+
+    @Test func singleAckSettlesOnlyItsTag() {
+        var tracker = ConfirmTracker<String>()
+        for name in ["a", "b", "c"] { _ = tracker.register(name) }
+        #expect(tracker.settle(deliveryTag: 2, multiple: false).map(\.token) == ["b"])
+        #expect(tracker.outstanding == 2)
+        #expect(tracker.settle(deliveryTag: 2, multiple: false).isEmpty, "a second confirm of the same tag is ignored")
+        #expect(tracker.settle(deliveryTag: 3, multiple: true).map(\.token) == ["a", "c"])
+        #expect(tracker.outstanding == 0)
+    }
+
+    @Test func multipleAckSettlesEverythingUpToTheTag() {
+        var tracker = ConfirmTracker<Int>()
+        for n in 1...10 { _ = tracker.register(n) }
+        #expect(tracker.settle(deliveryTag: 7, multiple: true).map(\.token) == Array(1...7))
+        #expect(tracker.settle(deliveryTag: 99, multiple: false).isEmpty)
+        #expect(tracker.removeAll() == [8, 9, 10])
+        #expect(tracker.outstanding == 0)
+    }
+
+    @Test func returnedPublishIsReportedWithItsConfirm() {
+        var tracker = ConfirmTracker<String>()
+        for name in ["routable", "lost", "lost"] { _ = tracker.register(name) }
+        let info = ConfirmTracker<String>.ReturnedInfo(replyCode: 312, replyText: "NO_ROUTE")
+        #expect(tracker.markReturned(info) { $0 == "lost" })
+        let settled = tracker.settle(deliveryTag: 3, multiple: true)
+        #expect(settled.map(\.returned) == [nil, info, nil], "only the earliest matching publish is marked")
+    }
+
+    @Test func compactsAfterManySettlements() {
+        var tracker = ConfirmTracker<Int>()
+        for round in 0..<5 {
+            for n in 0..<3000 { _ = tracker.register(round * 3000 + n) }
+            let last = tracker.nextSequence - 1
+            #expect(tracker.settle(deliveryTag: last - 1, multiple: true).count == 2999)
+            #expect(tracker.settle(deliveryTag: last, multiple: false).count == 1)
+        }
+        #expect(tracker.outstanding == 0)
+    }
+}
+
+@Suite("Content reassembly")
+struct ContentAssemblerTests {
+    @Test func headerThenBodiesCompletesAMessage() {
+        var assembler = ContentAssembler<String>()
+        guard case .incomplete = assembler.begin("deliver") else { Issue.record("begin"); return }
+        guard case .incomplete = assembler.header(bodySize: 5, properties: AMQPProperties(type: "t")) else { Issue.record("header"); return }
+        let first: [UInt8] = [1, 2]
+        let second: [UInt8] = [3, 4, 5]
+        guard case .incomplete = first.withUnsafeBytes({ assembler.body($0) }) else { Issue.record("body 1"); return }
+        guard case .complete(let method, let properties, let body) = second.withUnsafeBytes({ assembler.body($0) }) else {
+            Issue.record("body 2")
+            return
+        }
+        #expect(method == "deliver")
+        #expect(properties.type == "t")
+        #expect(body == [1, 2, 3, 4, 5])
+        #expect(assembler.isIdle)
+    }
+
+    @Test func emptyBodyCompletesAtTheHeader() {
+        var assembler = ContentAssembler<Int>()
+        _ = assembler.begin(1)
+        guard case .complete(_, _, let body) = assembler.header(bodySize: 0, properties: AMQPProperties()) else {
+            Issue.record("expected completion")
+            return
+        }
+        #expect(body.isEmpty)
+    }
+
+    @Test func framesOutOfOrderAreProtocolViolations() {
+        var assembler = ContentAssembler<Int>()
+        guard case .protocolViolation = assembler.header(bodySize: 1, properties: AMQPProperties()) else {
+            Issue.record("header without method"); return
+        }
+        let byte: [UInt8] = [1]
+        guard case .protocolViolation = byte.withUnsafeBytes({ assembler.body($0) }) else { Issue.record("body without header"); return }
+        _ = assembler.begin(1)
+        guard case .protocolViolation = assembler.begin(2) else { Issue.record("method during content"); return }
+        var overflow = ContentAssembler<Int>()
+        _ = overflow.begin(1)
+        _ = overflow.header(bodySize: 1, properties: AMQPProperties())
+        let two: [UInt8] = [1, 2]
+        guard case .protocolViolation = two.withUnsafeBytes({ overflow.body($0) }) else { Issue.record("too long"); return }
+    }
+}
