@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+import WarrenAMQP
+import WarrenLocalBroker
+
+/// The broker the integration tests use: `WARREN_TEST_AMQP_URL` when set, otherwise one throwaway node started for
+/// the whole run. A missing RabbitMQ is a test failure, never a skip.
+enum TestBroker {
+    static func url() async throws -> String {
+        if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
+        return try await LocalBroker.shared().amqpURL
+    }
+
+    static func endpoint(query: String = "") async throws -> AMQPEndpoint {
+        let url = try await url()
+        return try AMQPEndpoint(uri: query.isEmpty ? url : url + (url.contains("?") ? "&" : "?") + query)
+    }
+
+    static func connect(query: String = "", name: String = #function) async throws -> AMQPConnection {
+        try await AMQPConnection.connect(to: endpoint(query: query), connectionName: "test \(name)")
+    }
+
+    /// A queue or exchange name no other test uses.
+    static func uniqueName(_ prefix: String = #function) -> String {
+        let clean = prefix.prefix(while: { $0 != "(" })
+        return "test.\(clean).\(UUID().uuidString.prefix(8))"
+    }
+}
+
+/// Runs `body` with an open connection, and closes it afterwards whatever happens.
+func withConnection<T>(
+    query: String = "", name: String = #function, _ body: (AMQPConnection) async throws -> T
+) async throws -> T {
+    let connection = try await TestBroker.connect(query: query, name: name)
+    do {
+        let result = try await body(connection)
+        await connection.close()
+        return result
+    } catch {
+        await connection.close()
+        throw error
+    }
+}
+
+/// Takes the next delivery, failing the test if none arrives within `timeout`.
+func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds(10)) async throws -> AMQPDelivery {
+    try await withThrowingTaskGroup(of: AMQPDelivery?.self) { group in
+        group.addTask {
+            var iterator = consumer.makeAsyncIterator()
+            return try await iterator.next()
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let delivery = first else {
+            throw TestFailure("no delivery within \(timeout)")
+        }
+        return delivery
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while clock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension String {
+    var bytes: [UInt8] { Array(utf8) }
+}
