@@ -156,28 +156,32 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
 }
 
 extension LocalBroker {
-    private static let sharedBroker = SharedBroker()
+    private static let sharedBrokers = SharedBrokers()
 
-    /// One node for the whole process, started on first call (later calls wait for the same start) and stopped when
-    /// the process exits. Meant for test suites: every test uses the same node, with its own queue names.
-    public static func shared(_ configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()) async throws -> LocalBroker {
-        try await sharedBroker.get(configuration)
+    /// One node per `key` for the whole process, started on first call (later calls wait for the same start) and
+    /// stopped when the process exits. Meant for test suites: every test uses the same node, with its own queue
+    /// names; a suite that injects node-wide faults asks for a key of its own.
+    /// - Parameter configuration: used by the first call for `key` only.
+    public static func shared(
+        _ key: String = "default", configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()
+    ) async throws -> LocalBroker {
+        try await sharedBrokers.get(key, configuration)
     }
 }
 
-/// Starts the process-wide broker once, and registers its stop at exit.
-private final class SharedBroker: Sendable {
-    private let task = Mutex<Task<LocalBroker, any Error>?>(nil)
+/// Starts each process-wide broker once, and registers its stop at exit.
+private final class SharedBrokers: Sendable {
+    private let tasks = Mutex<[String: Task<LocalBroker, any Error>]>([:])
 
-    func get(_ configuration: LocalBrokerConfiguration) async throws -> LocalBroker {
-        let task = self.task.withLock { task in
-            if let task { return task }
+    func get(_ key: String, _ configuration: LocalBrokerConfiguration) async throws -> LocalBroker {
+        let task = tasks.withLock { tasks in
+            if let task = tasks[key] { return task }
             let started = Task { () throws -> LocalBroker in
                 let broker = try await LocalBroker.start(configuration)
                 registerExitStop(broker)
                 return broker
             }
-            task = started
+            tasks[key] = started
             return started
         }
         return try await task.value

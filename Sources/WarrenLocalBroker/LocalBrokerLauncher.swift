@@ -156,13 +156,15 @@ struct LocalBrokerLauncher {
         try "".write(toFile: "\(directory)/rabbitmq-env.conf", atomically: true, encoding: .utf8)
     }
 
-    /// Starts `rabbitmq-server` under a small shell watchdog in a session of its own. With `stopWhenOwnerExits`, the
+    /// Starts `rabbitmq-server` under a small shell watchdog in a session of its own (see
+    /// `ProcessRunner.spawnDetached` for why not `Process`). With `stopWhenOwnerExits`, the
     /// watchdog stops the node once the owning process is gone, so a crashed test run leaves no broker behind.
     private func startProcess(directory: String, environment: [String: String]) throws {
         let script = """
             #!/bin/sh
             # Warren LocalBroker watchdog: runs the node; stops it when the owner process ($1, 0 for none) is gone.
             owner="$1"
+            cd "$WARREN_BROKER_DIR" || exit 1
             "$WARREN_RABBITMQ_SERVER" >>"$WARREN_BROKER_DIR/log/server.out" 2>&1 &
             server=$!
             if [ "$owner" -gt 0 ]; then
@@ -186,21 +188,7 @@ struct LocalBrokerLauncher {
         try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
         let owner = configuration.stopWhenOwnerExits ? getpid() : 0
 
-        let process = Process()
-        let setsid = "/usr/bin/setsid"
-        if FileManager.default.isExecutableFile(atPath: setsid) {
-            process.executableURL = URL(fileURLWithPath: setsid)
-            process.arguments = ["/bin/sh", scriptPath, "\(owner)"]
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = [scriptPath, "\(owner)"]
-        }
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        try process.run()
+        _ = try ProcessRunner.spawnDetached("/bin/sh", [scriptPath, "\(owner)"], environment: environment)
     }
 
     /// A free port on 127.0.0.1 in 20000..<40000. With `alsoFree`, the port at that offset must be free too (the

@@ -18,7 +18,7 @@ enum ProcessRunner {
         _ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration
     ) async throws -> Output {
         let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("warren-cmd-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: outputURL) }
         let handle = try FileHandle(forWritingTo: outputURL)
         defer { try? handle.close() }
@@ -81,5 +81,51 @@ enum ProcessRunner {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = in_addr_t(UInt32(0x7F00_0001).bigEndian)
         return address
+    }
+}
+
+extension ProcessRunner {
+    /// Starts a long-lived child in a session of its own with every signal unblocked and at its default action.
+    ///
+    /// Foundation's `Process` passes on the spawning thread's signal mask, and threads of a Swift process (a test
+    /// runner's especially) may block SIGCHLD. A shell started that way never wakes from `wait`, so RabbitMQ's start
+    /// script would never reap its Erlang VM. posix_spawn with an explicit empty mask avoids that.
+    static func spawnDetached(
+        _ executable: String, _ arguments: [String], environment: [String: String]
+    ) throws -> pid_t {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        #if os(Linux)
+        flags |= 0x80  // POSIX_SPAWN_SETSID (glibc 2.26+), hidden behind _GNU_SOURCE in the header
+        #endif
+        posix_spawnattr_setflags(&attributes, Int16(flags))
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        guard status == 0 else {
+            throw LocalBrokerError(.startupFailed, "could not start \(executable): \(String(cString: strerror(status)))")
+        }
+        return pid
     }
 }

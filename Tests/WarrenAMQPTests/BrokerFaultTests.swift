@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import WarrenAMQP
+import WarrenLocalBroker
+
+/// Faults that affect a whole node (alarms, forced closes, a frozen VM) run on a node of their own, one at a time,
+/// so they never disturb the tests sharing the main node.
+@Suite("Broker faults (dedicated broker)", .serialized)
+struct BrokerFaultTests {
+    static let broker = DedicatedBroker()
+
+    @Test func brokerClosingTheConnectionIsReportedWithItsReplyCode() async throws {
+        let broker = try await Self.broker.get()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), connectionName: "forced-close")
+        let channel = try await connection.openChannel()
+        let queue = TestBroker.uniqueName()
+        try await channel.queueDeclare(queue, exclusive: true)
+        let consumer = try await channel.consume(queue: queue)
+        let events = connection.events()
+
+        try await broker.rabbitmqctl(["close_all_connections", "closed by test"])
+        await connection.waitUntilClosed()
+        let reason = try #require(connection.closeReason)
+        #expect(reason.code == .connectionClosed)
+        #expect(reason.replyCode == 320)
+        #expect(reason.replyText?.contains("closed by test") == true)
+
+        var iterator = consumer.makeAsyncIterator()
+        let consumerError = await #expect(throws: AMQPError.self) { _ = try await iterator.next() }
+        #expect(consumerError?.replyCode == 320)
+        var last: AMQPConnectionEvent?
+        for await event in events { last = event }
+        #expect(last == .closed(reason))
+    }
+
+    @Test func missedHeartbeatsRevealAFrozenBroker() async throws {
+        let broker = try await Self.broker.get()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=1"))
+        _ = try await connection.openChannel()
+        broker.pause()
+        defer { broker.resume() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let lost = try await eventually(timeout: .seconds(8)) { !connection.isOpen }
+        broker.resume()
+        #expect(lost)
+        #expect(connection.closeReason?.code == .connectionLost)
+        #expect(clock.now - started < .seconds(6), "two missed 1 s heartbeats should be noticed within a few seconds")
+    }
+
+    @Test func memoryAlarmBlocksAndUnblocksTheConnection() async throws {
+        let broker = try await Self.broker.get()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+        let channel = try await connection.openChannel()
+        let queue = TestBroker.uniqueName()
+        try await channel.queueDeclare(queue, exclusive: true)
+        var events = connection.events().makeAsyncIterator()
+
+        try await broker.rabbitmqctl(["set_vm_memory_high_watermark", "absolute", "1"])
+        // RabbitMQ blocks a connection when it next publishes during an alarm.
+        try await channel.publish("during alarm".bytes, routingKey: queue)
+        let blocked = await events.next()
+        guard case .blocked(let reason)? = blocked else {
+            Issue.record("expected .blocked, got \(String(describing: blocked))")
+            try await broker.rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
+            return
+        }
+        #expect(reason.contains("memory"))
+        #expect(connection.isBlocked)
+
+        try await broker.rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
+        #expect(await events.next() == .unblocked)
+        #expect(!connection.isBlocked)
+        #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 1 })
+        await connection.close()
+    }
+
+    @Test func stoppingTheBrokerApplicationEndsTheConnection() async throws {
+        let broker = try await Self.broker.get()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+        let channel = try await connection.openChannel()
+        try await broker.stopApp()
+        await connection.waitUntilClosed()
+        #expect(connection.closeReason?.code == .connectionClosed || connection.closeReason?.code == .connectionLost)
+        await #expect(throws: AMQPError.self) { try await channel.queueDeclare(TestBroker.uniqueName()) }
+        try await broker.startApp()
+        let again = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+        #expect(again.isOpen)
+        await again.close()
+    }
+}
+
+/// A second node for node-wide faults, started on first use and stopped when the test process exits.
+struct DedicatedBroker {
+    func get() async throws -> LocalBroker {
+        try await LocalBroker.shared("faults")
+    }
+}
