@@ -38,7 +38,9 @@ let package = Package(
             name: "warren-bench",
             dependencies: [
                 "WarrenAMQP",
+                "WarrenLocalBroker",
                 "CRabbitMQ",
+                "CRabbitMQShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,0 +1,32 @@
+# Warren: the two commands of the README are `make demo` and `make test`.
+SWIFT ?= swift
+BENCH_ARGS ?=
+
+.PHONY: all deps build test demo bench local-broker clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+## Installs what is missing, then runs every test (unit and broker-backed integration tests; the tests start
+## their own throwaway RabbitMQ unless WARREN_TEST_AMQP_URL names one).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## Starts a throwaway broker, publishes and consumes a batch, prints a report, stops everything.
+demo: deps
+	$(SWIFT) build --product warren-demo
+	$$($(SWIFT) build --show-bin-path)/warren-demo
+
+## The benchmark, in release mode, against a throwaway broker (or --url).
+bench: deps
+	$(SWIFT) build -c release --product warren-bench
+	$$($(SWIFT) build -c release --show-bin-path)/warren-bench consume $(BENCH_ARGS)
+
+clean:
+	rm -rf .build

@@ -1,0 +1,109 @@
+import CRabbitMQ
+import CRabbitMQShims
+import Foundation
+
+/// The baseline: a plain librabbitmq loop, the way a C program would write it, run on a thread of its own.
+struct RawLoop {
+    var host: String
+    var port: Int
+    var user: String
+    var password: String
+    var vhost: String
+    var queue: String
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Publishes `count` persistent messages without confirms. Returns the seconds spent.
+    func publish(count: Int, body: [UInt8]) throws -> Double {
+        try withConnection { connection in
+            var properties = amqp_basic_properties_t()
+            properties._flags = UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG)
+            properties.delivery_mode = 2
+            properties.content_type = amqp_cstring_bytes("application/octet-stream")
+            let start = DispatchTime.now()
+            try queue.withCString { queueName in
+                var payload = body
+                try payload.withUnsafeMutableBytes { raw in
+                    let bytes = amqp_bytes_t(len: raw.count, bytes: raw.baseAddress)
+                    for _ in 0..<count {
+                        let status = amqp_basic_publish(connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties, bytes)
+                        if status != 0 { throw Failure(description: "publish failed: \(status)") }
+                    }
+                }
+            }
+            // Make sure the broker has taken all of it before the clock stops: a passive declare is answered after
+            // every earlier frame on the channel was processed.
+            _ = try passiveCount(connection)
+            return seconds(since: start)
+        }
+    }
+
+    /// Consumes and acks `count` messages; acks one by one (`ackEvery` 1) or every `ackEvery` with `multiple`.
+    func consume(count: Int, prefetch: UInt16, ackEvery: Int) throws -> Double {
+        try withConnection { connection in
+            amqp_basic_qos(connection, 1, 0, prefetch, 0)
+            try check(amqp_get_rpc_reply(connection), "basic.qos")
+            _ = queue.withCString { name in
+                amqp_basic_consume(connection, 1, amqp_cstring_bytes(name), amqp_empty_bytes, 0, 0, 0, amqp_empty_table)
+            }
+            try check(amqp_get_rpc_reply(connection), "basic.consume")
+            let start = DispatchTime.now()
+            var envelope = amqp_envelope_t()
+            for n in 1...count {
+                amqp_maybe_release_buffers(connection)
+                let reply = amqp_consume_message(connection, &envelope, nil, 0)
+                try check(reply, "consume")
+                if n % ackEvery == 0 || n == count {
+                    amqp_basic_ack(connection, 1, envelope.delivery_tag, ackEvery > 1 ? 1 : 0)
+                }
+                amqp_destroy_envelope(&envelope)
+            }
+            return seconds(since: start)
+        }
+    }
+
+    func passiveCount(_ connection: amqp_connection_state_t) throws -> Int {
+        let ok = queue.withCString { name in
+            amqp_queue_declare(connection, 1, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table)
+        }
+        try check(amqp_get_rpc_reply(connection), "queue.declare")
+        return Int(ok?.pointee.message_count ?? 0)
+    }
+
+    private func withConnection<T>(_ body: (amqp_connection_state_t) throws -> T) throws -> T {
+        guard let connection = amqp_new_connection(), let socket = amqp_tcp_socket_new(connection) else {
+            throw Failure(description: "cannot allocate a connection")
+        }
+        defer { amqp_destroy_connection(connection) }
+        guard amqp_socket_open(socket, host, Int32(port)) == 0 else { throw Failure(description: "cannot connect to \(host):\(port)") }
+        try check(warren_amqp_login_plain(connection, vhost, 0, 131_072, 0, nil, user, password), "login")
+        amqp_channel_open(connection, 1)
+        try check(amqp_get_rpc_reply(connection), "channel.open")
+        defer {
+            amqp_channel_close(connection, 1, AMQP_REPLY_SUCCESS)
+            amqp_connection_close(connection, AMQP_REPLY_SUCCESS)
+        }
+        return try body(connection)
+    }
+
+    private func check(_ reply: amqp_rpc_reply_t, _ what: String) throws {
+        if reply.reply_type != AMQP_RESPONSE_NORMAL {
+            throw Failure(description: "\(what) failed (reply type \(reply.reply_type.rawValue), library error \(reply.library_error))")
+        }
+    }
+}
+
+func seconds(since start: DispatchTime) -> Double {
+    Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+}
+
+/// Runs blocking work on a dedicated thread, never on Swift's cooperative pool.
+func onDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}

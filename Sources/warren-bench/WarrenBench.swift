@@ -1,0 +1,187 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WarrenAMQP
+import WarrenLocalBroker
+
+@main
+struct WarrenBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "warren-bench",
+        abstract: "Warren's benchmarks. Build in release: swift build -c release --product warren-bench.",
+        subcommands: [Consume.self],
+        defaultSubcommand: Consume.self
+    )
+}
+
+struct Consume: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fill a queue with persistent messages, then consume and ack all of it; compare modes side by side.",
+        discussion: """
+            Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
+            client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message). \
+            The raw modes publish without confirms; client publishes with confirms. \
+            Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
+            """
+    )
+
+    @Option(help: "Broker URI; default: start a throwaway broker.") var url: String?
+    @Option(help: "Queue to use (purged first).") var queue = "warren.bench"
+    @Option(help: "Messages per mode.") var messages = 100_000
+    @Option(help: "Body size in bytes.") var size = 256
+    @Option(help: "Prefetch count of the consumer.") var prefetch: UInt16 = 200
+    @Option(help: "Comma-separated modes, run in this order: raw, raw-multi, client.") var mode = "raw,client"
+    @Option(help: "Runs of each mode; the median is reported.") var runs = 1
+    @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
+
+    struct Result: Codable {
+        var mode: String
+        var messages: Int
+        var size: Int
+        var prefetch: Int
+        var publish_msgs_per_s: Double
+        var consume_msgs_per_s: Double
+        var publish_confirmed: Bool
+        var rss_mb: Double
+        var baseline: Baseline?
+        var consume_ratio_vs_raw: Double?
+        var publish_ratio_vs_raw: Double?
+    }
+
+    struct Baseline: Codable {
+        var mode: String
+        var publish_msgs_per_s: Double
+        var consume_msgs_per_s: Double
+    }
+
+    func run() async throws {
+        let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        for m in modes where !["raw", "raw-multi", "client"].contains(m) {
+            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client)")
+        }
+        var broker: LocalBroker?
+        let uri: String
+        if let url {
+            uri = url
+        } else {
+            print("starting a throwaway broker …")
+            broker = try await LocalBroker.start()
+            uri = broker!.amqpURL
+        }
+        defer { if let broker { Task { try? await broker.stop() } } }
+        let endpoint = try AMQPEndpoint(uri: uri)
+        print("broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), \(runs) run(s) per mode")
+
+        var results: [Result] = []
+        for m in modes {
+            var samples: [(publish: Double, consume: Double)] = []
+            for run in 1...max(1, runs) {
+                let sample = try await measure(mode: m, endpoint: endpoint)
+                print("  \(m.padding(toLength: 10, withPad: " ", startingAt: 0)) run \(run): publish \(Int(sample.publish)) msg/s, consume \(Int(sample.consume)) msg/s")
+                samples.append(sample)
+            }
+            let publish = median(samples.map(\.publish))
+            let consume = median(samples.map(\.consume))
+            results.append(Result(
+                mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: publish.rounded(),
+                consume_msgs_per_s: consume.rounded(), publish_confirmed: m == "client", rss_mb: residentMegabytes()))
+        }
+
+        let raw = results.first { $0.mode == "raw" }
+        print("")
+        func column(_ text: String, _ width: Int) -> String {
+            String(repeating: " ", count: max(0, width - text.count)) + text
+        }
+        print("mode      " + column("publish msg/s", 15) + column("consume msg/s", 15) + column("consume/raw", 13)
+            + column("publish/raw", 13) + column("confirmed", 11) + column("rss MiB", 9))
+        for result in results {
+            let consumeRatio = raw.map { String(format: "%.2fx", result.consume_msgs_per_s / $0.consume_msgs_per_s) } ?? "-"
+            let publishRatio = raw.map { String(format: "%.2fx", result.publish_msgs_per_s / $0.publish_msgs_per_s) } ?? "-"
+            print(result.mode.padding(toLength: 10, withPad: " ", startingAt: 0)
+                + column("\(Int(result.publish_msgs_per_s))", 15) + column("\(Int(result.consume_msgs_per_s))", 15)
+                + column(consumeRatio, 13) + column(publishRatio, 13) + column(result.publish_confirmed ? "yes" : "no", 11)
+                + column("\(result.rss_mb)", 9))
+        }
+        var last = results.last!
+        if let raw, last.mode != "raw" {
+            last.baseline = Baseline(mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
+            last.consume_ratio_vs_raw = (last.consume_msgs_per_s / raw.consume_msgs_per_s * 1000).rounded() / 1000
+            last.publish_ratio_vs_raw = (last.publish_msgs_per_s / raw.publish_msgs_per_s * 1000).rounded() / 1000
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let broker { try await broker.stop() }
+        print(String(decoding: try encoder.encode(last), as: UTF8.self))
+    }
+
+    private func measure(mode: String, endpoint: AMQPEndpoint) async throws -> (publish: Double, consume: Double) {
+        let body = [UInt8](repeating: UInt8(ascii: "x"), count: size)
+        var quiet = Logger(label: "warren.bench")
+        quiet.logLevel = .warning
+        let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quiet)
+        let adminChannel = try await admin.openChannel()
+        try await adminChannel.queueDeclare(queue, durable: true)
+        try await adminChannel.queuePurge(queue)
+        defer { Task { await admin.close() } }
+
+        switch mode {
+        case "raw", "raw-multi":
+            let loop = RawLoop(
+                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
+                vhost: endpoint.virtualHost, queue: queue)
+            let count = messages
+            let publishSeconds = try await onDedicatedThread { try loop.publish(count: count, body: body) }
+            let depth = try await adminChannel.queueStatus(queue).messageCount
+            guard depth == count else { throw ValidationError("queue holds \(depth) messages, expected \(count)") }
+            let prefetch = self.prefetch
+            let ackEvery = mode == "raw" ? 1 : 50
+            let consumeSeconds = try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
+            return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
+        default:
+            let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
+            defer { Task { await connection.close() } }
+            let channel = try await connection.openChannel()
+            try await channel.enableConfirms()
+            let properties = AMQPProperties(contentType: "application/octet-stream", deliveryMode: .persistent)
+            let message = AMQPOutboundMessage(body: body, routingKey: queue, properties: properties)
+            let publishStart = DispatchTime.now()
+            var sent = 0
+            while sent < messages {
+                let n = min(publishBatch, messages - sent)
+                let results = await channel.publish(contentsOf: Array(repeating: message, count: n))
+                for result in results { try result.get() }
+                sent += n
+            }
+            let publishSeconds = seconds(since: publishStart)
+
+            let consumerChannel = try await connection.openChannel()
+            let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: prefetch)
+            let consumeStart = DispatchTime.now()
+            var received = 0
+            for try await delivery in consumer {
+                try delivery.ack()
+                received += 1
+                if received == messages { break }
+            }
+            let consumeSeconds = seconds(since: consumeStart)
+            try await consumerChannel.close()
+            return (Double(messages) / publishSeconds, Double(messages) / consumeSeconds)
+        }
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+/// Resident set size of this process now, in MiB (Linux: /proc/self/status VmRSS; 0 where that file does not exist).
+func residentMegabytes() -> Double {
+    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+    {
+        return (kilobytes / 1024 * 10).rounded() / 10
+    }
+    return 0
+}
