@@ -59,6 +59,7 @@ let package = Package(
             name: "LocalBrokerPlugin",
             capability: .command(
                 intent: .custom(verb: "local-broker", description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
+                // No sandbox on Linux; on macOS run it with --disable-sandbox (the broker listens on loopback).
                 permissions: []
             ),
             dependencies: ["warren-local-broker"]

@@ -1,2 +1,22 @@
+import Foundation
 import PackagePlugin
-@main struct LocalBrokerPlugin: CommandPlugin { func performCommand(context: PluginContext, arguments: [String]) async throws {} }
+
+/// `swift package local-broker start|stop|status [--management] [--port N]`: a throwaway RabbitMQ node for local
+/// development, the same one Warren's tests use. Its data lives in the plugin's work folder under `.build`.
+@main
+struct LocalBrokerPlugin: CommandPlugin {
+    func performCommand(context: PluginContext, arguments: [String]) async throws {
+        let tool = try context.tool(named: "warren-local-broker")
+        let dataDirectory = context.pluginWorkDirectoryURL.appendingPathComponent("broker").path
+        var arguments = arguments
+        if arguments.isEmpty { arguments = ["status"] }
+        let process = Process()
+        process.executableURL = tool.url
+        process.arguments = arguments + ["--data-directory", dataDirectory]
+        try process.run()
+        process.waitUntilExit()
+        if process.terminationStatus != 0 {
+            Diagnostics.error("warren-local-broker \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        }
+    }
+}

@@ -161,8 +161,14 @@ struct LocalBrokerLauncher {
     /// watchdog stops the node once the owning process is gone, so a crashed test run leaves no broker behind.
     private func startProcess(directory: String, environment: [String: String]) throws {
         let script = """
-            #!/bin/sh
+            #!/bin/bash
             # Warren LocalBroker watchdog: runs the node; stops it when the owner process ($1, 0 for none) is gone.
+            # First close every inherited descriptor above 2: a node holding its starter's output pipe open would
+            # keep that pipe's reader (a shell, `swift package`) waiting for an end of file that never comes.
+            for fd in /dev/fd/*; do
+              fd=${fd##*/}
+              if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+            done 2>/dev/null
             owner="$1"
             cd "$WARREN_BROKER_DIR" || exit 1
             "$WARREN_RABBITMQ_SERVER" >>"$WARREN_BROKER_DIR/log/server.out" 2>&1 &
@@ -188,7 +194,7 @@ struct LocalBrokerLauncher {
         try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
         let owner = configuration.stopWhenOwnerExits ? getpid() : 0
 
-        _ = try ProcessRunner.spawnDetached("/bin/sh", [scriptPath, "\(owner)"], environment: environment)
+        _ = try ProcessRunner.spawnDetached("/bin/bash", [scriptPath, "\(owner)"], environment: environment)
     }
 
     /// A free port on 127.0.0.1 in 20000..<40000. With `alsoFree`, the port at that offset must be free too (the
