@@ -66,7 +66,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenAMQPTests",
-            dependencies: ["WarrenAMQP", "WarrenLocalBroker", "CRabbitMQ"]
+            dependencies: [
+                "WarrenAMQP", "WarrenLocalBroker", "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

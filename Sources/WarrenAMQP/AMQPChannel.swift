@@ -15,9 +15,9 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     public let id: UInt16
     let shared: ChannelShared
 
-    init(connection: AMQPConnection, id: UInt16, shared: ChannelShared) {
+    init(connection: AMQPConnection, shared: ChannelShared) {
         self.connection = connection
-        self.id = id
+        self.id = shared.id
         self.shared = shared
     }
 
@@ -32,7 +32,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     @discardableResult
     func call(_ method: ChannelMethod) async throws -> MethodReply {
         try await withUnsafeThrowingContinuation { continuation in
-            connection.core.submit(.method(channel: id, method, continuation))
+            connection.core.submit(.method(channel: shared, method, continuation))
         }
     }
 
@@ -162,7 +162,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         let sink = ConsumerSink()
         let method = ChannelMethod.basicConsume(queue: queue, consumerTag: tag, noAck: noAck, exclusive: exclusive, arguments: arguments)
         _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<MethodReply, any Error>) in
-            connection.core.submit(.consume(channel: id, method, sink, continuation))
+            connection.core.submit(.consume(channel: shared, method, sink, continuation))
         }
         return AMQPConsumer(channel: self, tag: tag, sink: sink)
     }
@@ -209,7 +209,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
 
     private func settle(_ settlement: Settlement) throws(AMQPError) {
         if let reason = closeReason { throw reason }
-        guard connection.core.submit(.settle(channel: id, settlement)) else {
+        guard connection.core.submit(.settle(channel: shared, settlement)) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }
     }
@@ -233,7 +233,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     ) async throws {
         let message = AMQPOutboundMessage(body: body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties)
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            connection.core.submit(.publish(channel: id, message, .single(continuation)))
+            connection.core.submit(.publish(channel: shared, message, .single(continuation)))
         }
     }
 
@@ -244,7 +244,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         guard !messages.isEmpty else { return [] }
         let batch = PublishBatch(count: messages.count)
         for (index, message) in messages.enumerated() {
-            connection.core.submit(.publish(channel: id, message, .batch(batch, index: index)))
+            connection.core.submit(.publish(channel: shared, message, .batch(batch, index: index)))
         }
         return await batch.wait()
     }

@@ -107,6 +107,29 @@ struct ConnectionTests {
         }
     }
 
+    @Test func aClosedChannelNeverActsOnTheChannelThatReusesItsNumber() async throws {
+        try await withConnection { connection in
+            let old = try await connection.openChannel()
+            try await old.close()
+            let new = try await connection.openChannel()
+            #expect(new.id == old.id)
+            let queue = TestBroker.uniqueName()
+            try await new.queueDeclare(queue, exclusive: true)
+            try await new.enableConfirms()
+            try await new.publish("kept".bytes, routingKey: queue)
+            let consumer = try await new.consume(queue: queue)
+            let delivery = try await nextDelivery(consumer)
+
+            let staleAck = #expect(throws: AMQPError.self) { try old.ack(deliveryTag: delivery.deliveryTag) }
+            #expect(staleAck?.code == .channelClosed)
+            await #expect(throws: AMQPError.self) { try await old.publish("stray".bytes, routingKey: queue) }
+            #expect(new.isOpen)
+            try delivery.nack(requeue: true)
+            let again = try await nextDelivery(consumer)
+            #expect(again.redelivered, "the stale ack must not have acknowledged the new channel's delivery")
+        }
+    }
+
     @Test func heartbeatsKeepAnIdleConnectionAlive() async throws {
         try await withConnection(query: "heartbeat=1") { connection in
             let channel = try await connection.openChannel()

@@ -12,11 +12,13 @@ import Darwin
 
 /// A request from a Swift task to the connection's I/O thread.
 enum IOCommand: Sendable {
-    case openChannel(ChannelShared, UnsafeContinuation<UInt16, any Error>)
-    case method(channel: UInt16, ChannelMethod, UnsafeContinuation<MethodReply, any Error>)
-    case consume(channel: UInt16, ChannelMethod, ConsumerSink, UnsafeContinuation<MethodReply, any Error>)
-    case publish(channel: UInt16, OutboundMessage, PublishWaiter)
-    case settle(channel: UInt16, Settlement)
+    case openChannel(UnsafeContinuation<ChannelShared, any Error>)
+    // Commands name their channel by its shared state, not its number: a number is reused once its channel
+    // closes, and an ack or publish meant for the old channel must never reach the new one.
+    case method(channel: ChannelShared, ChannelMethod, UnsafeContinuation<MethodReply, any Error>)
+    case consume(channel: ChannelShared, ChannelMethod, ConsumerSink, UnsafeContinuation<MethodReply, any Error>)
+    case publish(channel: ChannelShared, OutboundMessage, PublishWaiter)
+    case settle(channel: ChannelShared, Settlement)
     case close(UnsafeContinuation<Void, Never>?)
 }
 
@@ -104,9 +106,14 @@ public struct AMQPOutboundMessage: Sendable {
 
 typealias OutboundMessage = AMQPOutboundMessage
 
-/// Channel state the façade reads without going through the I/O thread.
+/// Channel state the façade reads without going through the I/O thread; also the channel's identity.
 final class ChannelShared: Sendable {
+    let id: UInt16
     private let closedError = Mutex<AMQPError?>(nil)
+
+    init(id: UInt16) {
+        self.id = id
+    }
 
     var closeReason: AMQPError? { closedError.withLock { $0 } }
 
@@ -328,7 +335,7 @@ final class ConnectionCore: @unchecked Sendable {
 
     private func fail(_ command: IOCommand, with error: AMQPError) {
         switch command {
-        case .openChannel(_, let continuation): continuation.resume(throwing: error)
+        case .openChannel(let continuation): continuation.resume(throwing: error)
         case .method(_, _, let continuation): continuation.resume(throwing: error)
         case .consume(_, _, let sink, let continuation):
             sink.finish(error)
@@ -595,21 +602,22 @@ final class ConnectionCore: @unchecked Sendable {
 
     private func execute(_ command: IOCommand) {
         switch command {
-        case .openChannel(let shared, let continuation):
+        case .openChannel(let continuation):
             guard let id = freeChannelID() else {
                 continuation.resume(throwing: AMQPError(.invalidArgument, message: "all \(channelMax) channels are in use"))
                 return
             }
+            let shared = ChannelShared(id: id)
             let channel = ChannelIO(id: id, shared: shared)
             channels[id] = channel
             enqueue(.channelOpen, on: channel) { result in
-                continuation.resume(with: result.map { _ in id }.mapError { $0 as any Error })
+                continuation.resume(with: result.map { _ in shared }.mapError { $0 as any Error })
             }
-        case .method(let channelID, let method, let continuation):
-            guard let channel = usableChannel(channelID, failing: { continuation.resume(throwing: $0) }) else { return }
+        case .method(let target, let method, let continuation):
+            guard let channel = usableChannel(target, failing: { continuation.resume(throwing: $0) }) else { return }
             enqueue(method, on: channel) { continuation.resume(with: $0.mapError { $0 as any Error }) }
-        case .consume(let channelID, let method, let sink, let continuation):
-            guard let channel = usableChannel(channelID, failing: {
+        case .consume(let target, let method, let sink, let continuation):
+            guard let channel = usableChannel(target, failing: {
                 sink.finish($0)
                 continuation.resume(throwing: $0)
             }) else { return }
@@ -619,11 +627,12 @@ final class ConnectionCore: @unchecked Sendable {
                 if case .failure(let error) = result { channel.consumers.removeValue(forKey: tag)?.finish(error) }
                 continuation.resume(with: result.mapError { $0 as any Error })
             }
-        case .publish(let channelID, let message, let waiter):
-            guard let channel = usableChannel(channelID, failing: { waiter.complete(.failure($0)) }) else { return }
+        case .publish(let target, let message, let waiter):
+            guard let channel = usableChannel(target, failing: { waiter.complete(.failure($0)) }) else { return }
             publish(message, on: channel, waiter: waiter)
-        case .settle(let channelID, let settlement):
-            guard channels[channelID] != nil, let connection else { return }
+        case .settle(let target, let settlement):
+            // A settlement for a channel that is gone is dropped: the broker requeues what that channel held.
+            guard let connection, let channelID = channels[target.id].flatMap({ $0.shared === target ? $0.id : nil }) else { return }
             let status: Int32
             switch settlement {
             case .ack(let tag, let multiple):
@@ -668,9 +677,9 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
-    private func usableChannel(_ id: UInt16, failing: (AMQPError) -> Void) -> ChannelIO? {
-        guard let channel = channels[id], !channel.closing else {
-            failing(AMQPError(.channelClosed, message: "channel \(id) is closed"))
+    private func usableChannel(_ target: ChannelShared, failing: (AMQPError) -> Void) -> ChannelIO? {
+        guard let channel = channels[target.id], channel.shared === target, !channel.closing else {
+            failing(target.closeReason ?? AMQPError(.channelClosed, message: "channel \(target.id) is closed"))
             return nil
         }
         return channel

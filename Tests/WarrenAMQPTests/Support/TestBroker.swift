@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import WarrenAMQP
 import WarrenLocalBroker
@@ -17,8 +18,15 @@ enum TestBroker {
     }
 
     static func connect(query: String = "", name: String = #function) async throws -> AMQPConnection {
-        try await AMQPConnection.connect(to: endpoint(query: query), connectionName: "test \(name)")
+        try await AMQPConnection.connect(to: endpoint(query: query), connectionName: "test \(name)", logger: logger)
     }
+
+    /// Connection logs at warning and above only, to keep test output readable.
+    static let logger: Logger = {
+        var logger = Logger(label: "warren.amqp.tests")
+        logger.logLevel = .warning
+        return logger
+    }()
 
     /// A queue or exchange name no other test uses.
     static func uniqueName(_ prefix: String = #function) -> String {
