@@ -8,8 +8,9 @@ have_rabbitmq() {
   [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || [ -n "${WARREN_RABBITMQ_BIN:-}" ] || command -v rabbitmq-server >/dev/null 2>&1
 }
 have_amqp_tools() { command -v amqp-publish >/dev/null 2>&1; }
+have_openssl() { command -v openssl >/dev/null 2>&1; }  # the TLS tests make their certificates with it
 
-if have_librabbitmq && have_rabbitmq && { have_amqp_tools || [ "$(uname)" = Darwin ]; }; then
+if have_librabbitmq && have_rabbitmq && have_openssl && { have_amqp_tools || [ "$(uname)" = Darwin ]; }; then
   exit 0
 fi
 
@@ -24,7 +25,7 @@ if command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools openssl >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   echo "install-deps: installing rabbitmq-c and rabbitmq with Homebrew" >&2
   brew install pkg-config rabbitmq-c rabbitmq

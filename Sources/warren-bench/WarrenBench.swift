@@ -131,7 +131,13 @@ struct Consume: AsyncParsableCommand {
                 vhost: endpoint.virtualHost, queue: queue)
             let count = messages
             let publishSeconds = try await onDedicatedThread { try loop.publish(count: count, body: body) }
-            let depth = try await adminChannel.queueStatus(queue).messageCount
+            // Unconfirmed messages may still be on their way from the channel to the queue: wait (untimed) for all.
+            var depth = 0
+            for _ in 0..<600 {
+                depth = try await adminChannel.queueStatus(queue).messageCount
+                if depth >= count { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
             guard depth == count else { throw ValidationError("queue holds \(depth) messages, expected \(count)") }
             let prefetch = self.prefetch
             let ackEvery = mode == "raw" ? 1 : 50
