@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         // The AMQP 0-9-1 client over librabbitmq, usable without the framework.
+        // The consumer framework: typed handlers, retries through delay queues, dead letters.
+        .library(name: "Warren", targets: ["Warren"]),
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         // A throwaway RabbitMQ node for integration tests and local development.
         .library(name: "WarrenLocalBroker", targets: ["WarrenLocalBroker"]),
@@ -34,6 +36,13 @@ let package = Package(
             ]
         ),
         .target(name: "WarrenLocalBroker"),
+        .target(
+            name: "Warren",
+            dependencies: [
+                "WarrenAMQP",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "warren-bench",
             dependencies: [
@@ -63,6 +72,10 @@ let package = Package(
                 permissions: []
             ),
             dependencies: ["warren-local-broker"]
+        ),
+        .testTarget(
+            name: "WarrenTests",
+            dependencies: ["Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "WarrenAMQPTests",

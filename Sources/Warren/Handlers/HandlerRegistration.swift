@@ -1,0 +1,73 @@
+import Logging
+
+/// Options of one handler registration.
+public struct HandlerOptions: Sendable {
+    /// Unacknowledged deliveries the broker may send the queue's consumer. A queue with several registrations uses
+    /// the largest value among them.
+    public var prefetch: UInt16
+    /// Handlers running at once on the queue (1 keeps messages in order). The largest value among the queue's
+    /// registrations applies.
+    public var maxConcurrentHandlers: Int
+    public var retry: RetryPolicy
+    /// How long a handler may run before it is cancelled and the attempt counts as a transient failure; `nil` for no
+    /// limit.
+    public var timeout: Duration?
+    /// A disabled registration is not consumed (its messages wait in the queue, or go to the dead letters as an
+    /// unknown type if another registration consumes the queue).
+    public var enabled: Bool
+
+    public init(
+        prefetch: UInt16 = 20, maxConcurrentHandlers: Int = 4, retry: RetryPolicy = .default,
+        timeout: Duration? = .seconds(30), enabled: Bool = true
+    ) {
+        precondition(maxConcurrentHandlers >= 1, "at least one handler must be allowed to run")
+        self.prefetch = prefetch
+        self.maxConcurrentHandlers = maxConcurrentHandlers
+        self.retry = retry
+        self.timeout = timeout
+        self.enabled = enabled
+    }
+}
+
+/// A typed handler bound to a queue and a message type, erased so registrations of different types sit together.
+public struct HandlerRegistration: Sendable {
+    public let queue: String
+    public let messageType: String
+    public let options: HandlerOptions
+    let process: @Sendable (_ body: [UInt8], _ codec: any MessageCodec, _ context: MessageContext) async throws -> Void
+
+    /// Registers `handler` for messages of type `M` arriving on `queue`.
+    public init<M: WarrenMessage>(
+        _ type: M.Type, queue: String, options: HandlerOptions = HandlerOptions(),
+        handler: @escaping @Sendable (M, MessageContext) async throws -> Void
+    ) {
+        self.queue = queue
+        self.messageType = M.messageType
+        self.options = options
+        self.process = { body, codec, context in
+            let message: M
+            do {
+                message = try codec.decode(M.self, from: body)
+            } catch {
+                throw UndecodableBody(detail: "cannot decode \(M.self) from \(codec.contentType): \(describe(error))")
+            }
+            try await handler(message, context)
+        }
+    }
+}
+
+/// A short description of a decoding error (the full `DecodingError` dump is unwieldy in a header).
+func describe(_ error: any Error) -> String {
+    switch error {
+    case DecodingError.dataCorrupted(let context):
+        return "data corrupted: \(context.debugDescription)"
+    case DecodingError.keyNotFound(let key, _):
+        return "missing key '\(key.stringValue)'"
+    case DecodingError.typeMismatch(let type, let context):
+        return "type mismatch for \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+    case DecodingError.valueNotFound(let type, let context):
+        return "missing \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+    default:
+        return String(describing: error)
+    }
+}

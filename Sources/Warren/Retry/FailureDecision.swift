@@ -1,0 +1,98 @@
+/// Why a message failed, as the runtime saw it.
+public enum HandlingFailure: Sendable {
+    /// The handler threw.
+    case handlerError(any Error)
+    /// The handler did not finish within its timeout (a transient failure).
+    case timedOut(Duration)
+    /// The body could not be decoded into the registered type.
+    case undecodable(String)
+    /// No registration handles the message's `type` (or it has none).
+    case unknownType(String?)
+    /// No codec reads the message's `content_type`.
+    case unsupportedContentType(String)
+    /// The body is larger than the configured maximum.
+    case tooLarge(bytes: Int, limit: Int)
+}
+
+/// What to do with a failed message. Pure: ``decide(failure:attempt:policy:jitterSample:)`` has no side effects, so
+/// every path is a plain unit test.
+public enum FailureDecision: Sendable, Equatable {
+    /// Publish a copy to the delay queue for `delay`; it comes back as attempt `nextAttempt`.
+    case retry(delay: Duration, nextAttempt: Int)
+    /// Publish a copy to the dead letters with this reason.
+    case deadLetter(DeadLetterReason)
+
+    public static func decide(
+        failure: HandlingFailure, attempt: Int, policy: RetryPolicy, jitterSample: Double = 0.5
+    ) -> FailureDecision {
+        switch failure {
+        case .undecodable(let detail):
+            return .deadLetter(DeadLetterReason(kind: .undecodable, detail: detail))
+        case .unknownType(let type):
+            return .deadLetter(DeadLetterReason(kind: .unknownType, detail: type.map { "no handler for type '\($0)'" } ?? "the message has no type"))
+        case .unsupportedContentType(let contentType):
+            return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: "no codec for content type '\(contentType)'"))
+        case .tooLarge(let bytes, let limit):
+            return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: "body of \(bytes) bytes exceeds the limit of \(limit)"))
+        case .handlerError(let error) where error is Reject:
+            return .deadLetter(DeadLetterReason(kind: .rejected, detail: String(describing: error)))
+        case .handlerError(let error) where policy.isPermanent(error):
+            return .deadLetter(DeadLetterReason(kind: .permanentError, detail: String(describing: error)))
+        case .handlerError, .timedOut:
+            guard attempt < policy.maxAttempts else {
+                return .deadLetter(DeadLetterReason(
+                    kind: .retriesExhausted, detail: "failed \(attempt) of \(policy.maxAttempts) attempts: \(failure.summary)"))
+            }
+            var delay = policy.delay(afterAttempt: attempt, jitterSample: jitterSample)
+            if case .handlerError(let error as RetryAfter) = failure { delay = error.delay }
+            return .retry(delay: delay, nextAttempt: attempt + 1)
+        }
+    }
+}
+
+/// Why a message is in the dead letters; `kind` is machine-readable (header `x-warren-reason`).
+public struct DeadLetterReason: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable {
+        case retriesExhausted = "retries-exhausted"
+        case rejected
+        case permanentError = "permanent-error"
+        case undecodable
+        case unknownType = "unknown-type"
+        case unsupportedContentType = "unsupported-content-type"
+        case tooLarge = "too-large"
+    }
+
+    public var kind: Kind
+    public var detail: String
+
+    public init(kind: Kind, detail: String) {
+        self.kind = kind
+        self.detail = detail
+    }
+}
+
+extension HandlingFailure {
+    /// One line for logs and headers.
+    public var summary: String {
+        switch self {
+        case .handlerError(let error): return "\(type(of: error)): \(error)"
+        case .timedOut(let limit): return "timed out after \(limit)"
+        case .undecodable(let detail): return "undecodable: \(detail)"
+        case .unknownType(let type): return "unknown type \(type ?? "(none)")"
+        case .unsupportedContentType(let type): return "unsupported content type \(type)"
+        case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes over the limit of \(limit)"
+        }
+    }
+
+    /// The error's type name, for the `x-warren-error-type` header.
+    public var errorType: String {
+        switch self {
+        case .handlerError(let error): return String(reflecting: type(of: error))
+        case .timedOut: return "Warren.HandlerTimeout"
+        case .undecodable: return "Warren.Undecodable"
+        case .unknownType: return "Warren.UnknownType"
+        case .unsupportedContentType: return "Warren.UnsupportedContentType"
+        case .tooLarge: return "Warren.TooLarge"
+        }
+    }
+}

@@ -1,0 +1,67 @@
+import WarrenAMQP
+
+/// The names and queues Warren declares for a work queue. Documented in `docs/retries-and-dead-letters.md`.
+///
+/// For a work queue `Q`:
+/// - `Q` itself, durable;
+/// - one delay queue `Q.retry.<ms>ms` per distinct retry delay, with a queue-level `x-message-ttl` of that many
+///   milliseconds and `x-dead-letter-exchange: ""` / `x-dead-letter-routing-key: Q`, so a message waits there
+///   and then returns to `Q` (a queue-level TTL never blocks the head of the line the way per-message TTLs do);
+/// - the dead-letter exchange `warren.dead-letters` (direct, durable), shared by all work queues, and the queue
+///   `Q.dead-letters` bound to it with routing key `Q`.
+public struct WarrenTopology: Sendable, Hashable {
+    public var queue: String
+    /// `classic` or `quorum`.
+    public var queueType: QueueType
+    public var durable: Bool
+
+    public enum QueueType: String, Sendable, Hashable {
+        case classic
+        case quorum
+    }
+
+    public init(queue: String, queueType: QueueType = .classic, durable: Bool = true) {
+        self.queue = queue
+        self.queueType = queueType
+        self.durable = durable
+    }
+
+    public static let deadLetterExchange = "warren.dead-letters"
+
+    public var deadLetterQueue: String { "\(queue).dead-letters" }
+
+    public func delayQueue(for delay: Duration) -> String { "\(queue).retry.\(delay.milliseconds)ms" }
+
+    var workQueueArguments: AMQPTable { ["x-queue-type": .string(queueType.rawValue)] }
+
+    func delayQueueArguments(for delay: Duration) -> AMQPTable {
+        [
+            "x-queue-type": .string(queueType.rawValue),
+            "x-message-ttl": .int64(delay.milliseconds),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": .string(queue),
+        ]
+    }
+}
+
+/// The headers Warren reads and writes. Every one is a long string or a 64-bit integer.
+public enum WarrenHeader {
+    /// The attempt a delivery is (1-based); absent on the first delivery.
+    public static let attempt = "x-warren-attempt"
+    /// When the message was first enqueued (ms since the epoch), carried across retries.
+    public static let firstEnqueuedAt = "x-warren-first-enqueued-at"
+    /// When the first and the last attempt failed (ms since the epoch).
+    public static let firstFailureAt = "x-warren-first-failure-at"
+    public static let lastFailureAt = "x-warren-last-failure-at"
+    /// The last failure's error type and message.
+    public static let errorType = "x-warren-error-type"
+    public static let errorMessage = "x-warren-error-message"
+    /// Dead letters only: why (``DeadLetterReason/Kind`` raw value) and where the message came from.
+    public static let reason = "x-warren-reason"
+    public static let originalExchange = "x-warren-original-exchange"
+    public static let originalRoutingKey = "x-warren-original-routing-key"
+    public static let originalQueue = "x-warren-original-queue"
+    /// Dead letters only: how many attempts were made, and on which host the last one ran.
+    public static let attempts = "x-warren-attempts"
+    public static let host = "x-warren-host"
+}
