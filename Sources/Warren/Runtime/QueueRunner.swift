@@ -64,7 +64,7 @@ struct QueueRunner: Sendable {
         let properties = delivery.properties
         let headers = properties.headers ?? [:]
         let attempt = max(1, Int(clamping: headers[WarrenHeader.attempt]?.int64Value ?? 1))
-        let type = properties.type
+        let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers[WarrenHeader.messageType]?.stringValue
         var jobLogger = logger
         jobLogger[metadataKey: "message_id"] = "\(properties.messageID ?? "")"
         jobLogger[metadataKey: "type"] = "\(type ?? "")"

@@ -46,6 +46,9 @@ public struct WarrenTopology: Sendable, Hashable {
 
 /// The headers Warren reads and writes. Every one is a long string or a 64-bit integer.
 public enum WarrenHeader {
+    /// The message type, for publishers that cannot set the AMQP `type` property (such as `amqp-publish`); read only
+    /// when `type` is absent.
+    public static let messageType = "x-warren-type"
     /// The attempt a delivery is (1-based); absent on the first delivery.
     public static let attempt = "x-warren-attempt"
     /// When the message was first enqueued (ms since the epoch), carried across retries.

@@ -1,0 +1,287 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import Warren
+import WarrenAMQP
+import WarrenLocalBroker
+
+struct WelcomeEmail: WarrenMessage {
+    static var messageType: String { "email.welcome" }
+    var userId: String
+    var email: String
+}
+
+/// What handlers saw, for assertions.
+final class Recorder: Sendable {
+    struct Call: Sendable {
+        var email: String
+        var attempt: Int
+        var at: ContinuousClock.Instant
+        var redelivered: Bool
+    }
+
+    private let calls = Mutex<[Call]>([])
+
+    func record(_ email: WelcomeEmail, _ context: MessageContext) {
+        calls.withLock { $0.append(Call(email: email.email, attempt: context.attempt, at: .now, redelivered: context.redelivered)) }
+    }
+
+    func calls(for email: String) -> [Call] { calls.withLock { $0.filter { $0.email == email } } }
+}
+
+struct Flaky: Error, CustomStringConvertible {
+    var description: String { "mail server busy" }
+}
+
+/// A worker on the shared test broker, running in a task of its own until `stop()`.
+struct RunningWorker {
+    let task: Task<Void, any Error>
+    let queue: String
+    let url: String
+
+    static func start(queue: String, registrations: [HandlerRegistration]) async throws -> RunningWorker {
+        let url = try await WorkerTestBroker.url()
+        var logger = Logger(label: "warren.tests")
+        logger.logLevel = .critical
+        let worker = Worker(
+            configuration: WorkerConfiguration(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker"),
+            registrations: registrations, logger: logger)
+        let task = Task { try await worker.run() }
+        let running = RunningWorker(task: task, queue: queue, url: url)
+        // Ready once its consumer is registered. A passive declare of a queue that does not exist yet closes its
+        // channel, so each probe uses a fresh one.
+        let connection = try await running.connect()
+        defer { Task { await connection.close() } }
+        for _ in 0..<200 {
+            let channel = try await connection.openChannel()
+            if let status = try? await channel.queueStatus(queue), status.consumerCount > 0 { return running }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw WorkerTestFailure("the worker did not start consuming \(queue)")
+    }
+
+    func connect() async throws -> AMQPConnection {
+        var logger = Logger(label: "warren.tests")
+        logger.logLevel = .critical
+        return try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: logger)
+    }
+
+    /// Publishes raw bytes to the work queue, confirmed.
+    func publish(_ body: String, type: String? = WelcomeEmail.messageType, contentType: String? = "application/json", messageID: String = UUID().uuidString) async throws {
+        let connection = try await connect()
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        try await channel.publish(
+            Array(body.utf8), routingKey: queue, mandatory: true,
+            properties: AMQPProperties(contentType: contentType, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))
+        await connection.close()
+    }
+
+    func publish(_ email: WelcomeEmail) async throws {
+        let body = String(decoding: try JSONEncoder().encode(email), as: UTF8.self)
+        try await publish(body)
+    }
+
+    /// The dead letters of the queue, fetched without consuming them for good (they are requeued).
+    func deadLetters() async throws -> [AMQPDelivery] {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        var letters: [AMQPDelivery] = []
+        while let result = try await channel.get(queue: WarrenTopology(queue: queue).deadLetterQueue) {
+            letters.append(result.delivery)
+        }
+        try await channel.close()  // unacked: back to the queue
+        return letters
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+    }
+}
+
+enum WorkerTestBroker {
+    static func url() async throws -> String {
+        if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
+        return try await LocalBroker.shared().amqpURL
+    }
+
+    static func uniqueQueue(_ name: String = #function) -> String {
+        "test.\(name.prefix(while: { $0 != "(" })).\(UUID().uuidString.prefix(8))"
+    }
+}
+
+struct WorkerTestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+func waitUntil(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: timeout)
+    while clock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+@Suite("Worker on RabbitMQ (broker)")
+struct WorkerTests {
+    let recorder = Recorder()
+
+    func registration(queue: String, retry: RetryPolicy, timeout: Duration? = .seconds(5)) -> HandlerRegistration {
+        HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry, timeout: timeout)) { [recorder] email, context in
+            recorder.record(email, context)
+            let domain = email.email.split(separator: "@").last.map(String.init) ?? ""
+            switch domain {
+            case "flaky.example": if context.attempt < 3 { throw Flaky() }
+            case "bounce.example": throw Reject("mailbox does not exist")
+            case "broken.example": throw Flaky()
+            case "slow.example": try await Task.sleep(for: .seconds(3))
+            default: break
+            }
+        }
+    }
+
+    @Test func successIsAcked() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        try await worker.publish(WelcomeEmail(userId: "1", email: "ok@example.com"))
+        #expect(try await waitUntil { recorder.calls(for: "ok@example.com").count == 1 })
+        let connection = try await worker.connect()
+        let channel = try await connection.openChannel()
+        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 0 })
+        await connection.close()
+        await worker.stop()
+        #expect(recorder.calls(for: "ok@example.com").map(\.attempt) == [1])
+        #expect(try await worker.deadLetters().isEmpty)
+    }
+
+    @Test func transientFailuresAreRetriedThroughDelayQueuesWithTheirDelays() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let policy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.milliseconds(500), .milliseconds(1000)]))
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        try await worker.publish(WelcomeEmail(userId: "2", email: "a@flaky.example"))
+        #expect(try await waitUntil { recorder.calls(for: "a@flaky.example").count == 3 })
+        let calls = recorder.calls(for: "a@flaky.example")
+        #expect(calls.map(\.attempt) == [1, 2, 3])
+        let firstWait = calls[1].at - calls[0].at
+        let secondWait = calls[2].at - calls[1].at
+        #expect(firstWait >= .milliseconds(500) && firstWait < .milliseconds(2000), "first retry after \(firstWait)")
+        #expect(secondWait >= .milliseconds(1000) && secondWait < .milliseconds(2500), "second retry after \(secondWait)")
+
+        let connection = try await worker.connect()
+        let channel = try await connection.openChannel()
+        let topology = WarrenTopology(queue: queue)
+        #expect(try await channel.queueStatus(topology.delayQueue(for: .milliseconds(500))).messageCount == 0)
+        #expect(try await channel.queueStatus(topology.delayQueue(for: .milliseconds(1000))).messageCount == 0)
+        #expect(try await channel.queueStatus(queue).messageCount == 0)
+        await connection.close()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(recorder.calls(for: "a@flaky.example").count == 3, "a success is not retried")
+        await worker.stop()
+        #expect(try await worker.deadLetters().isEmpty)
+    }
+
+    @Test func theLastFailedAttemptGoesToTheDeadLettersWithItsStory() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.milliseconds(100)]))
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        try await worker.publish(WelcomeEmail(userId: "3", email: "x@broken.example"))
+        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        await worker.stop()
+        #expect(recorder.calls(for: "x@broken.example").map(\.attempt) == [1, 2, 3])
+        let letter = try #require(try await worker.deadLetters().first)
+        let headers = try #require(letter.properties.headers)
+        #expect(headers[WarrenHeader.reason]?.stringValue == "retries-exhausted")
+        #expect(headers[WarrenHeader.attempts]?.int64Value == 3)
+        #expect(headers[WarrenHeader.originalQueue]?.stringValue == queue)
+        #expect(headers[WarrenHeader.originalExchange]?.stringValue == "")
+        #expect(headers[WarrenHeader.errorType]?.stringValue?.contains("Flaky") == true)
+        #expect(headers[WarrenHeader.errorMessage]?.stringValue?.contains("mail server busy") == true)
+        #expect(headers[WarrenHeader.firstFailureAt]?.int64Value != nil)
+        #expect(headers[WarrenHeader.lastFailureAt]?.int64Value != nil)
+        #expect(headers[WarrenHeader.host]?.stringValue?.isEmpty == false)
+        #expect(letter.properties.type == WelcomeEmail.messageType)
+        #expect(String(decoding: letter.body, as: UTF8.self).contains("x@broken.example"), "the body is kept unchanged")
+    }
+
+    @Test func permanentErrorsAndBadInputGoToTheDeadLettersAtOnce() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        try await worker.publish(WelcomeEmail(userId: "4", email: "b@bounce.example"))
+        try await worker.publish(#"{"userId": 5"#, messageID: "malformed")
+        try await worker.publish(#"{"userId":"6"}"#, messageID: "missing-field")
+        try await worker.publish(#"{}"#, type: "sms.welcome", messageID: "unknown-type")
+        try await worker.publish(#"{}"#, type: nil, messageID: "no-type")
+        try await worker.publish("<xml/>", contentType: "text/xml", messageID: "xml")
+        #expect(try await waitUntil { try await worker.deadLetters().count == 6 })
+        await worker.stop()
+        #expect(recorder.calls(for: "b@bounce.example").map(\.attempt) == [1])
+        let reasons = Dictionary(
+            try await worker.deadLetters().map { ($0.properties.messageID ?? "bounce", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "") },
+            uniquingKeysWith: { first, _ in first })
+        #expect(reasons["malformed"] == "undecodable")
+        #expect(reasons["missing-field"] == "undecodable")
+        #expect(reasons["unknown-type"] == "unknown-type")
+        #expect(reasons["no-type"] == "unknown-type")
+        #expect(reasons["xml"] == "unsupported-content-type")
+        #expect(reasons.values.filter { $0 == "rejected" }.count == 1)
+    }
+
+    @Test func aTimeoutCountsAsATransientFailure() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let policy = RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(100)]))
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: policy, timeout: .milliseconds(300))])
+        try await worker.publish(WelcomeEmail(userId: "7", email: "s@slow.example"))
+        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        await worker.stop()
+        #expect(recorder.calls(for: "s@slow.example").map(\.attempt) == [1, 2])
+        let letter = try #require(try await worker.deadLetters().first)
+        #expect(letter.properties.headers?[WarrenHeader.errorMessage]?.stringValue?.contains("timed out") == true)
+    }
+
+    @Test func aMessageFromAForeignClientIsHandled() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
+        process.arguments = [
+            // librabbitmq's own URL parser reads a trailing "/" as the empty vhost, so leave it off.
+            "--url", String(worker.url.dropLast(worker.url.hasSuffix("/") ? 1 : 0)), "-r", queue, "-C", "application/json", "-p",
+            "-H", "\(WarrenHeader.messageType): \(WelcomeEmail.messageType)",
+            "-b", #"{"userId":"8","email":"foreign@example.com"}"#,
+        ]
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        #expect(status == 0)
+        #expect(try await waitUntil { recorder.calls(for: "foreign@example.com").count == 1 })
+        await worker.stop()
+    }
+
+    @Test func aQueueThatContradictsTheTopologyIsRefused() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await WorkerTestBroker.url()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int32(10)])
+        let worker = Worker(
+            configuration: WorkerConfiguration(endpoints: [try AMQPEndpoint(uri: url)]),
+            registrations: [registration(queue: queue, retry: .default)])
+        do {
+            try await worker.run()
+            Issue.record("the worker must refuse a contradicting queue")
+        } catch let error as WarrenError {
+            #expect(error.code == .topologyConflict)
+            #expect(error.message.contains(queue))
+        }
+        try await channel.queueDelete(queue)
+        await connection.close()
+    }
+}
