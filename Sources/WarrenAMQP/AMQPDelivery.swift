@@ -66,6 +66,13 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         try await channel.cancel(consumerTag: tag)
     }
 
+    /// The next delivery, as the iterator would return it; for code that cannot hold a mutable iterator. Call it from
+    /// one task at a time.
+    public func next() async throws -> AMQPDelivery? {
+        guard let message = try await sink.next() else { return nil }
+        return AMQPDelivery(message, channel: channel)
+    }
+
     public func makeAsyncIterator() -> Iterator {
         Iterator(sink: sink, channel: channel)
     }

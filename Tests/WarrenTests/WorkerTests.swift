@@ -45,7 +45,7 @@ struct RunningWorker {
         var logger = Logger(label: "warren.tests")
         logger.logLevel = .critical
         let worker = Worker(
-            configuration: WorkerConfiguration(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker"),
+            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", logger: logger),
             registrations: registrations, logger: logger)
         let task = Task { try await worker.run() }
         let running = RunningWorker(task: task, queue: queue, url: url)
@@ -272,7 +272,7 @@ struct WorkerTests {
         let channel = try await connection.openChannel()
         try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int32(10)])
         let worker = Worker(
-            configuration: WorkerConfiguration(endpoints: [try AMQPEndpoint(uri: url)]),
+            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)]),
             registrations: [registration(queue: queue, retry: .default)])
         do {
             try await worker.run()

@@ -8,62 +8,90 @@ struct QueueRunner: Sendable {
     let handlers: [String: HandlerRegistration]
     let prefetch: UInt16
     let concurrency: Int
-    let configuration: WorkerConfiguration
-    let topology: TopologyDeclarer
-    let publisher: AMQPChannel
-    let logger: Logger
+    let worker: Worker
 
-    init(
-        queue: String, registrations: [HandlerRegistration], configuration: WorkerConfiguration,
-        topology: TopologyDeclarer, publisher: AMQPChannel, logger: Logger
-    ) {
+    init(queue: String, registrations: [HandlerRegistration], worker: Worker) {
         self.queue = queue
         self.handlers = Dictionary(registrations.map { ($0.messageType, $0) }, uniquingKeysWith: { first, _ in first })
         self.prefetch = registrations.map(\.options.prefetch).max() ?? 20
         self.concurrency = registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
-        self.configuration = configuration
-        self.topology = topology
-        self.publisher = publisher
-        self.logger = logger
+        self.worker = worker
     }
 
-    /// The outcome of one delivery, as logged.
-    enum Outcome: String {
-        case ack
-        case retry
-        case deadLetter = "dead-letter"
-        case requeue
-    }
+    private var logger: Logger { worker.logger }
+    private var configuration: WorkerConfiguration { worker.configuration }
 
-    func run(on connection: AMQPConnection) async throws {
-        let channel = try await connection.openChannel()
-        let consumer = try await channel.consume(queue: queue, prefetchCount: prefetch)
+    func run() async throws {
+        let consumer = try await worker.transport.consume(queue: queue, prefetch: prefetch)
+        let shutdown = worker.shutdownSignal
+        shutdown.onTrigger { try? await consumer.cancel() }
         let limiter = ConcurrencyLimiter(limit: concurrency)
+        let inFlight = InFlightCounter()
         logger.info("consuming", metadata: ["queue": "\(queue)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
-        await withDiscardingTaskGroup { group in
-            do {
-                for try await delivery in consumer {
-                    await limiter.acquire()
+        do {
+            try await withThrowingDiscardingTaskGroup { group in
+                do {
+                    for try await delivery in consumer {
+                        if shutdown.isTriggered {
+                            requeueUnstarted(delivery)
+                            continue
+                        }
+                        await limiter.acquire()
+                        if shutdown.isTriggered {
+                            limiter.release()
+                            requeueUnstarted(delivery)
+                            continue
+                        }
+                        inFlight.enter()
+                        group.addTask {
+                            await handle(delivery)
+                            inFlight.leave()
+                            limiter.release()
+                        }
+                    }
+                } catch is CancellationError {
+                    // Cancelled: running handlers are cancelled with us and requeue their messages.
+                } catch {
+                    logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                    throw error
+                }
+                if shutdown.isTriggered {
+                    let grace = configuration.gracePeriod
+                    let queue = queue
+                    let logger = logger
                     group.addTask {
-                        await handle(delivery)
-                        limiter.release()
+                        if await !inFlight.waitUntilIdle(timeout: grace) {
+                            logger.warning(
+                                "grace period over: cancelling handlers still running",
+                                metadata: ["queue": "\(queue)", "in_flight": "\(inFlight.current)"])
+                            throw GracePeriodExpired()
+                        }
                     }
                 }
-            } catch is CancellationError {
-                // Shutting down: stop taking deliveries; the group waits for the handlers already running.
-            } catch {
-                logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
             }
+        } catch is GracePeriodExpired {
+            // The cancelled handlers requeued their messages.
         }
-        try? await channel.close()
+        await consumer.close()
     }
 
-    func handle(_ delivery: AMQPDelivery) async {
+    private func requeueUnstarted(_ delivery: TransportDelivery) {
+        do { try delivery.requeue() } catch {
+            logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+        }
+        report(delivery, attempt: attempt(of: delivery), outcome: .requeued, duration: .zero, failure: nil, logger: logger)
+    }
+
+    private func attempt(of delivery: TransportDelivery) -> Int {
+        max(1, Int(clamping: delivery.properties.headers?[WarrenHeader.attempt]?.int64Value ?? 1))
+    }
+
+    func handle(_ delivery: TransportDelivery) async {
         let clock = ContinuousClock()
         let started = clock.now
         let properties = delivery.properties
         let headers = properties.headers ?? [:]
-        let attempt = max(1, Int(clamping: headers[WarrenHeader.attempt]?.int64Value ?? 1))
+        let attempt = attempt(of: delivery)
         let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers[WarrenHeader.messageType]?.stringValue
         var jobLogger = logger
         jobLogger[metadataKey: "message_id"] = "\(properties.messageID ?? "")"
@@ -71,11 +99,11 @@ struct QueueRunner: Sendable {
         jobLogger[metadataKey: "queue"] = "\(queue)"
         jobLogger[metadataKey: "attempt"] = "\(attempt)"
 
-        let failure: HandlingFailure?
+        var failure: HandlingFailure?
         var interrupted = false
         if delivery.body.count > configuration.maximumMessageBytes {
             failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
-        } else if let type, !type.isEmpty, let registration = handlers[type] {
+        } else if let type, let registration = handlers[type] {
             if let codec = configuration.codecs.codec(for: properties.contentType) {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
@@ -85,66 +113,51 @@ struct QueueRunner: Sendable {
                     try await withTimeout(registration.options.timeout) {
                         try await registration.process(delivery.body, codec, context)
                     }
-                    failure = nil
                 } catch let error as UndecodableBody {
                     failure = .undecodable(error.detail)
                 } catch let error as HandlerTimedOut {
                     failure = .timedOut(error.limit)
                 } catch {
-                    if Task.isCancelled {
-                        interrupted = true
-                    }
+                    interrupted = Task.isCancelled
                     failure = .handlerError(error)
                 }
             } else {
                 failure = .unsupportedContentType(properties.contentType ?? "")
             }
         } else {
-            failure = .unknownType(type.flatMap { $0.isEmpty ? nil : $0 })
+            failure = .unknownType(type)
         }
 
-        let outcome: Outcome
-        var decision: FailureDecision?
-        if failure != nil, interrupted {
-            // The worker is shutting down and interrupted the handler: not the message's fault, so no attempt is
-            // spent; the broker delivers it again.
-            settle { try delivery.nack(requeue: true) }
-            outcome = .requeue
+        let outcome: SettlementEvent.Outcome
+        if let failure, interrupted {
+            // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
+            jobLogger.debug("handler interrupted by shutdown", metadata: ["error": "\(failure.summary)"])
+            outcome = requeue(delivery)
         } else if let failure {
-            let decided = FailureDecision.decide(
-                failure: failure, attempt: attempt, policy: handlers[type ?? ""]?.options.retry ?? .never,
+            let decision = FailureDecision.decide(
+                failure: failure, attempt: attempt, policy: type.flatMap { handlers[$0] }?.options.retry ?? .never,
                 jitterSample: Double.random(in: 0..<1))
-            decision = decided
-            outcome = await settle(delivery, failure: failure, decision: decided, attempt: attempt)
+            outcome = await settle(delivery, failure: failure, decision: decision, attempt: attempt)
         } else {
-            outcome = settle { try delivery.ack() } ? .ack : .requeue
+            do {
+                try delivery.ack()
+                outcome = .acked
+            } catch {
+                jobLogger.warning("could not ack; the broker will redeliver", metadata: ["error": "\(error)"])
+                outcome = .requeued
+            }
         }
-
-        let elapsed = clock.now - started
-        var metadata: Logger.Metadata = [
-            "outcome": "\(outcome.rawValue)",
-            "duration_ms": "\(elapsed.milliseconds)",
-        ]
-        if let waited = queueWait(properties) { metadata["queue_wait_ms"] = "\(waited)" }
-        if let failure { metadata["error"] = "\(failure.summary)" }
-        if case .retry(let delay, _)? = decision { metadata["retry_delay_ms"] = "\(delay.milliseconds)" }
-        if case .deadLetter(let reason)? = decision { metadata["reason"] = "\(reason.kind.rawValue)" }
-        let level: Logger.Level = switch outcome {
-        case .ack: .debug
-        case .retry: .warning
-        case .requeue: .notice
-        case .deadLetter: .error
-        }
-        jobLogger.log(level: level, "settled", metadata: metadata)
+        report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure, logger: jobLogger)
     }
 
-    /// Publishes the retry or dead-letter copy, confirmed, then acks the original; nacks it with requeue when the
-    /// copy could not be confirmed.
-    private func settle(_ delivery: AMQPDelivery, failure: HandlingFailure, decision: FailureDecision, attempt: Int) async -> Outcome {
-        let now = Date()
+    /// Publishes the retry or dead-letter copy, confirmed, then acks the original; requeues the original when the
+    /// copy was not confirmed.
+    private func settle(
+        _ delivery: TransportDelivery, failure: HandlingFailure, decision: FailureDecision, attempt: Int
+    ) async -> SettlementEvent.Outcome {
+        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         var headers = delivery.properties.headers ?? [:]
-        let nowMillis = Int64(now.timeIntervalSince1970 * 1000)
-        if headers[WarrenHeader.firstEnqueuedAt] == nil {
+        if headers[WarrenHeader.firstEnqueuedAt]?.int64Value == nil {
             let enqueued = delivery.properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) } ?? nowMillis
             headers[WarrenHeader.firstEnqueuedAt] = .int64(enqueued)
         }
@@ -153,23 +166,13 @@ struct QueueRunner: Sendable {
         headers[WarrenHeader.errorType] = .string(failure.errorType)
         headers[WarrenHeader.errorMessage] = .string(String(failure.summary.prefix(2000)))
 
-        var properties = delivery.properties
-        let exchange: String
-        let routingKey: String
-        let outcome: Outcome
+        let destination: Destination
+        let outcome: SettlementEvent.Outcome
         switch decision {
         case .retry(let delay, let nextAttempt):
             headers[WarrenHeader.attempt] = .int64(Int64(nextAttempt))
-            do {
-                try await topology.ensureDelayQueue(queue: queue, delay: delay)
-            } catch {
-                logger.error("cannot declare a delay queue", metadata: ["queue": "\(queue)", "error": "\(error)"])
-                settle { try delivery.nack(requeue: true) }
-                return .requeue
-            }
-            exchange = ""
-            routingKey = topology.topology(for: queue).delayQueue(for: delay)
-            outcome = .retry
+            destination = .delay(queue: queue, delay: delay)
+            outcome = .retried(delay: delay, nextAttempt: nextAttempt)
         case .deadLetter(let reason):
             headers[WarrenHeader.reason] = .string(reason.kind.rawValue)
             headers[WarrenHeader.errorMessage] = .string(String(reason.detail.prefix(2000)))
@@ -178,32 +181,27 @@ struct QueueRunner: Sendable {
             headers[WarrenHeader.originalQueue] = .string(queue)
             headers[WarrenHeader.attempts] = .int64(Int64(attempt))
             headers[WarrenHeader.host] = .string(configuration.hostName)
-            exchange = WarrenTopology.deadLetterExchange
-            routingKey = queue
-            outcome = .deadLetter
+            destination = .deadLetters(queue: queue)
+            outcome = .deadLettered(reason)
         }
+        var properties = delivery.properties
         properties.headers = headers
         do {
-            try await publisher.publish(delivery.body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+            try await worker.transport.publish(delivery.body, to: destination, properties: properties)
         } catch {
             logger.error(
-                "the \(outcome.rawValue) copy was not confirmed; requeueing the original",
+                "the \(outcome.name) copy was not confirmed; requeueing the original",
                 metadata: ["queue": "\(queue)", "error": "\(error)"])
-            settle { try delivery.nack(requeue: true) }
-            return .requeue
+            return requeue(delivery)
         }
-        return settle { try delivery.ack() } ? outcome : .requeue
-    }
-
-    /// Runs a settlement; false when the channel was already gone (the broker redelivers the message).
-    @discardableResult
-    private func settle(_ action: () throws -> Void) -> Bool {
         do {
-            try action()
-            return true
+            try delivery.ack()
+            return outcome
         } catch {
-            logger.warning("could not settle a delivery; the broker will redeliver it", metadata: ["queue": "\(queue)", "error": "\(error)"])
-            return false
+            // The copy is safe but the original could not be acked: the broker redelivers it, a duplicate that the
+            // at-least-once contract allows.
+            logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            return outcome
         }
     }
 
@@ -214,9 +212,45 @@ struct QueueRunner: Sendable {
         return properties.timestamp
     }
 
-    /// How long the message waited between being published (its AMQP timestamp) and now, in ms.
-    private func queueWait(_ properties: AMQPProperties) -> Int64? {
-        guard let timestamp = properties.timestamp else { return nil }
-        return max(0, Int64(Date().timeIntervalSince(timestamp) * 1000))
+    private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
+        do { try delivery.requeue() } catch {
+            logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+        }
+        return .requeued
+    }
+
+    private func report(
+        _ delivery: TransportDelivery, attempt: Int, outcome: SettlementEvent.Outcome, duration: Duration,
+        failure: HandlingFailure?, logger: Logger
+    ) {
+        let properties = delivery.properties
+        let wait = properties.timestamp.map { Duration.milliseconds(max(0, Int64(Date().timeIntervalSince($0) * 1000))) }
+        let event = SettlementEvent(
+            messageID: properties.messageID,
+            messageType: properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue, queue: queue,
+            attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary)
+        var metadata: Logger.Metadata = [
+            "message_id": "\(properties.messageID ?? "")",
+            "type": "\(event.messageType ?? "")",
+            "queue": "\(queue)",
+            "attempt": "\(attempt)",
+            "outcome": "\(outcome.name)",
+            "duration_ms": "\(duration.milliseconds)",
+        ]
+        if let wait { metadata["queue_wait_ms"] = "\(wait.milliseconds)" }
+        if let error = event.error { metadata["error"] = "\(error)" }
+        switch outcome {
+        case .retried(let delay, _): metadata["retry_delay_ms"] = "\(delay.milliseconds)"
+        case .deadLettered(let reason): metadata["reason"] = "\(reason.kind.rawValue)"
+        default: break
+        }
+        let level: Logger.Level = switch outcome {
+        case .acked: .debug
+        case .retried: .warning
+        case .requeued: .notice
+        case .deadLettered: .error
+        }
+        logger.log(level: level, "settled", metadata: metadata)
+        worker.observer?(event)
     }
 }

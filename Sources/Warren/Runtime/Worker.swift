@@ -1,66 +1,78 @@
 import Foundation
 import Logging
-import Synchronization
 import WarrenAMQP
 
 /// Consumes the queues of its registrations and settles every delivery: ack on success, a delayed retry through a
 /// delay queue on a transient failure, the dead letters on a permanent one.
 ///
-/// Nothing is settled before its copy is safe: a retry or dead-letter copy is published with publisher confirms
-/// (and `mandatory`), and only once the broker confirmed it is the original acked. If the copy cannot be confirmed,
-/// the original is nacked with requeue, so the broker delivers it again.
+/// Nothing is settled before its copy is safe: a retry or dead-letter copy is published and confirmed by the
+/// transport first, and only then is the original acked. If the copy cannot be confirmed, the original is requeued.
 ///
 /// ```swift
-/// let worker = Worker(configuration: WorkerConfiguration(endpoints: [endpoint]), registrations: [
+/// let transport = RabbitMQTransport(endpoints: [endpoint])
+/// let worker = Worker(transport: transport, registrations: [
 ///     HandlerRegistration(WelcomeEmail.self, queue: "emails") { email, context in try await send(email) },
 /// ])
-/// try await worker.run()   // until the surrounding task is cancelled
+/// try await worker.run()   // until shutdown() or cancellation
 /// ```
 public final class Worker: Sendable {
-    public let configuration: WorkerConfiguration
+    public let transport: any WarrenTransport
     public let registrations: [HandlerRegistration]
+    public let configuration: WorkerConfiguration
     let logger: Logger
+    let observer: (@Sendable (SettlementEvent) -> Void)?
+    let shutdownSignal = ShutdownSignal()
 
-    public init(configuration: WorkerConfiguration, registrations: [HandlerRegistration], logger: Logger = Logger(label: "warren")) {
-        self.configuration = configuration
+    /// - Parameter observer: called after every settled delivery (for metrics or tests); must return quickly.
+    public init(
+        transport: any WarrenTransport, registrations: [HandlerRegistration],
+        configuration: WorkerConfiguration = WorkerConfiguration(), logger: Logger = Logger(label: "warren"),
+        observer: (@Sendable (SettlementEvent) -> Void)? = nil
+    ) {
+        self.transport = transport
         self.registrations = registrations
+        self.configuration = configuration
         self.logger = logger
+        self.observer = observer
     }
 
-    /// Declares the topology, then consumes until the calling task is cancelled. On cancellation it stops
-    /// consuming; deliveries whose handler was interrupted are requeued, and prefetched ones return to the queue
-    /// when the channel closes.
-    /// - Throws: ``WarrenError`` (``WarrenError/Code/topologyConflict`` when existing queues contradict the
-    ///   registrations), or `AMQPError` when the broker cannot be reached or the connection is lost.
+    /// Starts the transport, declares the topology, then consumes until ``shutdown()`` or until the calling task is
+    /// cancelled.
+    ///
+    /// After ``shutdown()``: consumers stop, deliveries received but not started are requeued, handlers already
+    /// running may finish within ``WorkerConfiguration/gracePeriod``, after which they are cancelled and their
+    /// messages requeued; then the transport closes and `run()` returns. Cancelling the calling task does the same
+    /// without the grace period.
+    /// - Throws: ``WarrenError`` (``WarrenError/Code/topologyConflict``, ``WarrenError/Code/nothingToConsume``) or
+    ///   the transport's error when it cannot start or its connection fails.
     public func run() async throws {
         let queues = Dictionary(grouping: registrations.filter(\.options.enabled), by: \.queue)
         guard !queues.isEmpty else { throw WarrenError(.nothingToConsume, "no enabled handler registration") }
-
-        let connection = try await AMQPConnection.connect(
-            to: configuration.endpoints, connectionName: configuration.connectionName, logger: logger)
+        try await transport.start()
         do {
-            let topology = try await TopologyDeclarer(connection: connection, queueType: configuration.queueType)
-            for (queue, registrations) in queues {
-                try await topology.declare(queue: queue, delays: Self.delays(of: registrations))
+            for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
+                try await transport.prepare(queue: queue, delays: Self.delays(of: registrations))
             }
-            let publisher = try await connection.openChannel()
-            try await publisher.enableConfirms()
-
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for (queue, registrations) in queues {
-                    let runner = QueueRunner(
-                        queue: queue, registrations: registrations, configuration: configuration, topology: topology,
-                        publisher: publisher, logger: logger)
-                    group.addTask { try await runner.run(on: connection) }
+                    let runner = QueueRunner(queue: queue, registrations: registrations, worker: self)
+                    group.addTask { try await runner.run() }
                 }
                 try await group.waitForAll()
             }
         } catch {
-            await connection.close()
+            await transport.close()
             if error is CancellationError { return }
             throw error
         }
-        await connection.close()
+        await transport.close()
+        logger.info("worker stopped")
+    }
+
+    /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
+    public func shutdown() {
+        logger.info("graceful shutdown requested", metadata: ["grace_period": "\(configuration.gracePeriod)"])
+        shutdownSignal.trigger()
     }
 
     /// Every delay the registrations' policies can produce, so their delay queues exist before the first failure.
@@ -81,49 +93,5 @@ public final class Worker: Sendable {
             }
         }
         return delays
-    }
-}
-
-/// Declares work, delay and dead-letter queues, once each, on a channel of its own.
-final class TopologyDeclarer: Sendable {
-    private let channel: AMQPChannel
-    private let queueType: WarrenTopology.QueueType
-    private let declared = Mutex<Set<String>>([])
-
-    init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
-        channel = try await connection.openChannel()
-        self.queueType = queueType
-        try await channel.exchangeDeclare(WarrenTopology.deadLetterExchange, type: .direct, durable: true)
-    }
-
-    func topology(for queue: String) -> WarrenTopology {
-        WarrenTopology(queue: queue, queueType: queueType)
-    }
-
-    func declare(queue: String, delays: Set<Duration>) async throws {
-        let topology = topology(for: queue)
-        try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
-        try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
-        try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
-        for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay) }
-    }
-
-    /// Declares the delay queue for `delay` unless this process already did.
-    func ensureDelayQueue(queue: String, delay: Duration) async throws {
-        let topology = topology(for: queue)
-        let name = topology.delayQueue(for: delay)
-        guard !declared.withLock({ $0.contains(name) }) else { return }
-        try await declareQueue(name, arguments: topology.delayQueueArguments(for: delay))
-    }
-
-    private func declareQueue(_ name: String, arguments: AMQPTable) async throws {
-        do {
-            try await channel.queueDeclare(name, durable: true, arguments: arguments)
-            declared.withLock { _ = $0.insert(name) }
-        } catch let error as AMQPError where error.replyCode == 406 {
-            throw WarrenError(
-                .topologyConflict,
-                "queue '\(name)' exists with other settings than Warren needs (\(arguments)); broker said: \(error.replyText ?? "")")
-        }
     }
 }

@@ -1,34 +1,26 @@
 import Foundation
-import WarrenAMQP
 
-/// How a ``Worker`` connects and what it accepts.
+/// What a ``Worker`` accepts and how it stops.
 public struct WorkerConfiguration: Sendable {
-    /// The broker's nodes, tried in order.
-    public var endpoints: [AMQPEndpoint]
-    /// Shown in the management UI.
-    public var connectionName: String
     /// Codecs by content type; JSON is the default.
     public var codecs: CodecRegistry
     /// Bodies larger than this go to the dead letters without being decoded.
     public var maximumMessageBytes: Int
-    /// Queue type of the work, delay and dead-letter queues.
-    public var queueType: WarrenTopology.QueueType
+    /// On a graceful shutdown, how long handlers already running may take to finish before they are cancelled (and
+    /// their messages requeued).
+    public var gracePeriod: Duration
     /// The host name written into dead letters.
     public var hostName: String
 
     public init(
-        endpoints: [AMQPEndpoint],
-        connectionName: String = "warren-worker",
         codecs: CodecRegistry = CodecRegistry(),
         maximumMessageBytes: Int = 16 * 1024 * 1024,
-        queueType: WarrenTopology.QueueType = .classic,
+        gracePeriod: Duration = .seconds(30),
         hostName: String = ProcessInfo.processInfo.hostName
     ) {
-        self.endpoints = endpoints
-        self.connectionName = connectionName
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
-        self.queueType = queueType
+        self.gracePeriod = gracePeriod
         self.hostName = hostName
     }
 }

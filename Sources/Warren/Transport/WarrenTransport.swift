@@ -1,0 +1,99 @@
+import WarrenAMQP
+
+/// Where a worker's messages come from and where its retry and dead-letter copies go: RabbitMQ
+/// (``RabbitMQTransport``) or memory (``InMemoryTransport``), interchangeable.
+///
+/// A transport only moves messages; every decision (ack, retry, dead letter) is the worker's.
+public protocol WarrenTransport: Sendable {
+    /// Connects, when the transport needs to.
+    func start() async throws
+    /// Makes sure the work queue, its delay queues for `delays` and its dead letters exist (idempotent).
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/topologyConflict`` when existing queues contradict them.
+    func prepare(queue: String, delays: Set<Duration>) async throws
+    /// Starts delivering `queue`, at most `prefetch` unsettled deliveries at a time.
+    func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer
+    /// Publishes a message and returns once the transport has taken responsibility for it (a broker confirm).
+    /// - Throws: when it could not (unroutable, nacked, connection lost).
+    func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws
+    /// Disconnects. Unsettled deliveries return to their queues.
+    func close() async
+}
+
+/// Where a published message goes.
+public enum Destination: Sendable, Hashable {
+    /// Straight into a queue (RabbitMQ: the default exchange).
+    case queue(String)
+    /// Into `queue`'s delay queue for `delay`, from which it returns to `queue` once the delay has passed.
+    case delay(queue: String, delay: Duration)
+    /// Into `queue`'s dead letters.
+    case deadLetters(queue: String)
+    /// To an exchange with a routing key (RabbitMQ); the in-memory transport routes by routing key to the queue of
+    /// that name.
+    case exchange(String, routingKey: String)
+}
+
+/// Settles deliveries of one consumer.
+public protocol DeliverySettler: Sendable {
+    func ack(_ tag: UInt64) throws
+    /// Returns the delivery to its queue, to be delivered again (marked redelivered).
+    func requeue(_ tag: UInt64) throws
+}
+
+/// One delivery from a transport.
+public struct TransportDelivery: Sendable {
+    public var body: [UInt8]
+    public var properties: AMQPProperties
+    public var redelivered: Bool
+    public var exchange: String
+    public var routingKey: String
+    public var tag: UInt64
+    public var settler: any DeliverySettler
+
+    public init(
+        body: [UInt8], properties: AMQPProperties, redelivered: Bool, exchange: String, routingKey: String, tag: UInt64,
+        settler: any DeliverySettler
+    ) {
+        self.body = body
+        self.properties = properties
+        self.redelivered = redelivered
+        self.exchange = exchange
+        self.routingKey = routingKey
+        self.tag = tag
+        self.settler = settler
+    }
+
+    public func ack() throws { try settler.ack(tag) }
+    public func requeue() throws { try settler.requeue(tag) }
+}
+
+/// The deliveries of one queue. ``cancel()`` stops new deliveries; those already handed over still come out of the
+/// sequence, then it ends.
+public struct TransportConsumer: AsyncSequence, Sendable {
+    public typealias Element = TransportDelivery
+    let nextDelivery: @Sendable () async throws -> TransportDelivery?
+    let cancelConsumer: @Sendable () async throws -> Void
+    let closeConsumer: @Sendable () async -> Void
+
+    public init(
+        next: @escaping @Sendable () async throws -> TransportDelivery?,
+        cancel: @escaping @Sendable () async throws -> Void,
+        close: @escaping @Sendable () async -> Void
+    ) {
+        self.nextDelivery = next
+        self.cancelConsumer = cancel
+        self.closeConsumer = close
+    }
+
+    /// Stops new deliveries.
+    public func cancel() async throws { try await cancelConsumer() }
+
+    /// Ends the consumer; its unsettled deliveries return to the queue.
+    public func close() async { await closeConsumer() }
+
+    public func makeAsyncIterator() -> Iterator { Iterator(pull: nextDelivery) }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let pull: @Sendable () async throws -> TransportDelivery?
+        public mutating func next() async throws -> TransportDelivery? { try await pull() }
+    }
+}
