@@ -8,6 +8,8 @@ let package = Package(
         // The AMQP 0-9-1 client over librabbitmq, usable without the framework.
         // The consumer framework: typed handlers, retries through delay queues, dead letters.
         .library(name: "Warren", targets: ["Warren"]),
+        // Test support for applications: an in-memory worker with a manual clock.
+        .library(name: "WarrenTesting", targets: ["WarrenTesting"]),
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         // A throwaway RabbitMQ node for integration tests and local development.
         .library(name: "WarrenLocalBroker", targets: ["WarrenLocalBroker"]),
@@ -43,6 +45,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "WarrenTesting",
+            dependencies: ["Warren", "WarrenAMQP", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "warren-bench",
             dependencies: [
@@ -75,7 +81,9 @@ let package = Package(
         ),
         .testTarget(
             name: "WarrenTests",
-            dependencies: ["Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "WarrenAMQPTests",

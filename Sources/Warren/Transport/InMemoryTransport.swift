@@ -1,0 +1,272 @@
+import Foundation
+import Synchronization
+import WarrenAMQP
+
+/// A transport in memory, with RabbitMQ's semantics where Warren relies on them: prefetch-bounded delivery,
+/// ack and requeue (redelivered flag), delay queues that return a message to its queue once its delay has passed
+/// on `clock`, and dead letters that can be listed. The embedded default when no broker is configured, and the
+/// base of `WarrenTesting` (with a manual clock, delays pass without sleeping).
+///
+/// Messages live in this process only: they are lost when it exits.
+public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration == Duration {
+    let clock: C
+    private let state = Mutex(State())
+
+    /// A stored message: a dead letter, or one waiting in a queue.
+    public struct StoredMessage: Sendable {
+        public var body: [UInt8]
+        public var properties: AMQPProperties
+        public var redelivered: Bool
+        public var exchange: String
+        public var routingKey: String
+    }
+
+    struct QueueState {
+        var ready: [StoredMessage] = []
+        var unacked: [UInt64: StoredMessage] = [:]
+        var consumer: ConsumerState?
+    }
+
+    struct ConsumerState {
+        var prefetch: Int
+        var waiter: CheckedContinuation<TransportDelivery?, any Error>?
+        var waiterID: UInt64 = 0
+        var cancelled = false
+    }
+
+    struct State {
+        var queues: [String: QueueState] = [:]
+        var deadLetters: [String: [StoredMessage]] = [:]
+        var nextTag: UInt64 = 1
+        var nextWaiter: UInt64 = 1
+        var pendingDelays = 0
+    }
+
+    public init(clock: C) {
+        self.clock = clock
+    }
+
+    public func start() async throws {}
+
+    public func prepare(queue: String, delays: Set<Duration>) async throws {
+        state.withLock { state in
+            if state.queues[queue] == nil { state.queues[queue] = QueueState() }
+            if state.deadLetters[queue] == nil { state.deadLetters[queue] = [] }
+        }
+    }
+
+    public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
+        state.withLock { state in
+            state.queues[queue, default: QueueState()].consumer = ConsumerState(prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+        }
+        return TransportConsumer(
+            next: { [self] in try await next(queue: queue) },
+            cancel: { [self] in cancelConsumer(queue: queue) },
+            close: { [self] in closeConsumer(queue: queue) })
+    }
+
+    public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
+        let message = StoredMessage(body: body, properties: properties, redelivered: false, exchange: "", routingKey: "")
+        switch destination {
+        case .queue(let queue):
+            enqueue(with(message, exchange: "", routingKey: queue), into: queue)
+        case .exchange(let exchange, let routingKey):
+            enqueue(with(message, exchange: exchange, routingKey: routingKey), into: routingKey)
+        case .deadLetters(let queue):
+            state.withLock { $0.deadLetters[queue, default: []].append(with(message, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)) }
+        case .delay(let queue, let delay):
+            // Like a delay queue's TTL: the message comes back to the queue (through the default exchange).
+            state.withLock { $0.pendingDelays += 1 }
+            let deadline = clock.now.advanced(by: delay)
+            Task { [self] in
+                try? await clock.sleep(until: deadline, tolerance: nil)
+                enqueue(with(message, exchange: "", routingKey: queue), into: queue)
+                state.withLock { $0.pendingDelays -= 1 }
+            }
+        }
+    }
+
+    public func close() async {
+        let queues = state.withLock { Array($0.queues.keys) }
+        for queue in queues { closeConsumer(queue: queue) }
+    }
+
+    // MARK: Inspection
+
+    /// The dead letters of `queue`, oldest first.
+    public func deadLetters(of queue: String) -> [StoredMessage] {
+        state.withLock { $0.deadLetters[queue] ?? [] }
+    }
+
+    /// Removes and returns the dead letters of `queue`.
+    public func removeDeadLetters(of queue: String) -> [StoredMessage] {
+        state.withLock { state in
+            defer { state.deadLetters[queue] = [] }
+            return state.deadLetters[queue] ?? []
+        }
+    }
+
+    /// Ready and unacknowledged messages of `queue`.
+    public func depth(of queue: String) -> (ready: Int, unacked: Int) {
+        state.withLock { ($0.queues[queue]?.ready.count ?? 0, $0.queues[queue]?.unacked.count ?? 0) }
+    }
+
+    /// Messages waiting out a retry delay.
+    public var delayedCount: Int { state.withLock { $0.pendingDelays } }
+
+    // MARK: Internals
+
+    private func with(_ message: StoredMessage, exchange: String, routingKey: String) -> StoredMessage {
+        var copy = message
+        copy.exchange = exchange
+        copy.routingKey = routingKey
+        return copy
+    }
+
+    private func enqueue(_ message: StoredMessage, into queue: String, atFront: Bool = false) {
+        let handoff = state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+            if atFront { state.queues[queue, default: QueueState()].ready.insert(message, at: 0) } else {
+                state.queues[queue, default: QueueState()].ready.append(message)
+            }
+            return Self.takeHandoff(&state, queue: queue)
+        }
+        if let (waiter, message, tag) = handoff {
+            waiter.resume(returning: delivery(message, tag: tag, queue: queue))
+        }
+    }
+
+    /// When the queue's consumer waits and may take one more, moves the head message to unacked for it.
+    private static func takeHandoff(_ state: inout State, queue: String) -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? {
+        guard var queueState = state.queues[queue], var consumer = queueState.consumer, !consumer.cancelled,
+            let waiter = consumer.waiter, !queueState.ready.isEmpty, queueState.unacked.count < consumer.prefetch
+        else { return nil }
+        let message = queueState.ready.removeFirst()
+        let tag = state.nextTag
+        state.nextTag += 1
+        queueState.unacked[tag] = message
+        consumer.waiter = nil
+        queueState.consumer = consumer
+        state.queues[queue] = queueState
+        return (waiter, message, tag)
+    }
+
+    private func delivery(_ message: StoredMessage, tag: UInt64, queue: String) -> TransportDelivery {
+        TransportDelivery(
+            body: message.body, properties: message.properties, redelivered: message.redelivered,
+            exchange: message.exchange, routingKey: message.routingKey, tag: tag, settler: Settler(transport: self, queue: queue))
+    }
+
+    private enum Immediate {
+        case message(StoredMessage, UInt64)
+        case end
+        case cancelled
+    }
+
+    private func next(queue: String) async throws -> TransportDelivery? {
+        let waiterID = state.withLock { state -> UInt64 in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TransportDelivery?, any Error>) in
+                let immediate = state.withLock { state -> Immediate? in
+                    guard var queueState = state.queues[queue], var consumer = queueState.consumer else { return .end }
+                    if Task.isCancelled { return .cancelled }
+                    if consumer.cancelled { return .end }
+                    if !queueState.ready.isEmpty, queueState.unacked.count < consumer.prefetch {
+                        let message = queueState.ready.removeFirst()
+                        let tag = state.nextTag
+                        state.nextTag += 1
+                        queueState.unacked[tag] = message
+                        state.queues[queue] = queueState
+                        return .message(message, tag)
+                    }
+                    consumer.waiter = continuation
+                    consumer.waiterID = waiterID
+                    queueState.consumer = consumer
+                    state.queues[queue] = queueState
+                    return nil
+                }
+                switch immediate {
+                case .message(let message, let tag)?: continuation.resume(returning: delivery(message, tag: tag, queue: queue))
+                case .end?: continuation.resume(returning: nil)
+                case .cancelled?: continuation.resume(throwing: CancellationError())
+                case nil: break
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<TransportDelivery?, any Error>? in
+                guard var consumer = state.queues[queue]?.consumer, consumer.waiterID == waiterID, let waiter = consumer.waiter else { return nil }
+                consumer.waiter = nil
+                state.queues[queue]?.consumer = consumer
+                return waiter
+            }
+            waiter?.resume(throwing: CancellationError())
+        }
+    }
+
+    private func cancelConsumer(queue: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<TransportDelivery?, any Error>? in
+            guard var consumer = state.queues[queue]?.consumer else { return nil }
+            consumer.cancelled = true
+            let waiter = consumer.waiter
+            consumer.waiter = nil
+            state.queues[queue]?.consumer = consumer
+            return waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Ends the consumer and returns its unacknowledged messages to the head of the queue, marked redelivered.
+    private func closeConsumer(queue: String) {
+        cancelConsumer(queue: queue)
+        state.withLock { state in
+            guard var queueState = state.queues[queue] else { return }
+            let returned = queueState.unacked.sorted { $0.key < $1.key }.map { entry -> StoredMessage in
+                var message = entry.value
+                message.redelivered = true
+                return message
+            }
+            queueState.unacked.removeAll()
+            queueState.ready.insert(contentsOf: returned, at: 0)
+            queueState.consumer = nil
+            state.queues[queue] = queueState
+        }
+    }
+
+    fileprivate func ack(_ tag: UInt64, queue: String) throws {
+        let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+            guard state.queues[queue]?.unacked.removeValue(forKey: tag) != nil else {
+                throw AMQPError(.channelClosed, replyCode: 406, replyText: "PRECONDITION_FAILED - unknown delivery tag \(tag)", message: "unknown delivery tag")
+            }
+            return Self.takeHandoff(&state, queue: queue)
+        }
+        if let (waiter, message, tag) = handoff { waiter.resume(returning: delivery(message, tag: tag, queue: queue)) }
+    }
+
+    fileprivate func requeue(_ tag: UInt64, queue: String) throws {
+        let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+            guard var message = state.queues[queue]?.unacked.removeValue(forKey: tag) else {
+                throw AMQPError(.channelClosed, replyCode: 406, replyText: "PRECONDITION_FAILED - unknown delivery tag \(tag)", message: "unknown delivery tag")
+            }
+            message.redelivered = true
+            state.queues[queue]?.ready.insert(message, at: 0)
+            return Self.takeHandoff(&state, queue: queue)
+        }
+        if let (waiter, message, tag) = handoff { waiter.resume(returning: delivery(message, tag: tag, queue: queue)) }
+    }
+
+    struct Settler: DeliverySettler {
+        let transport: InMemoryTransport
+        let queue: String
+        func ack(_ tag: UInt64) throws { try transport.ack(tag, queue: queue) }
+        func requeue(_ tag: UInt64) throws { try transport.requeue(tag, queue: queue) }
+    }
+}
+
+extension InMemoryTransport where C == ContinuousClock {
+    /// An in-memory transport on the real clock.
+    public convenience init() {
+        self.init(clock: ContinuousClock())
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Synchronization
+import Testing
+import Warren
+import WarrenAMQP
+import WarrenTesting
+
+@Suite("Worker on the in-memory transport (WarrenTesting)")
+struct InMemoryWorkerTests {
+    let recorder = Recorder()
+
+    func emails(retry: RetryPolicy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])), timeout: Duration? = .seconds(5), concurrency: Int = 4) -> HandlerRegistration {
+        HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: concurrency, retry: retry, timeout: timeout)) { [recorder] email, context in
+            recorder.record(email, context)
+            switch email.email.split(separator: "@").last ?? "" {
+            case "flaky.example": if context.attempt < 3 { throw Flaky() }
+            case "bounce.example": throw Reject("mailbox does not exist")
+            case "broken.example": throw Flaky()
+            case "later.example": if context.attempt == 1 { throw RetryAfter(.seconds(30)) }
+            case "slow.example": try await Task.sleep(for: .milliseconds(400))
+            case "hang.example": try await Task.sleep(for: .seconds(60))
+            default: break
+            }
+        }
+    }
+
+    @Test func successIsAcked() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails()])
+        let event = try await harness.send(WelcomeEmail(userId: "1", email: "ok@example.com"), to: "emails", messageID: "m-1")
+        #expect(event.outcome == .acked)
+        #expect(event.attempt == 1)
+        #expect(event.messageID == "m-1")
+        #expect(event.messageType == "email.welcome")
+        #expect(harness.transport.depth(of: "emails") == (0, 0))
+        await harness.stop()
+    }
+
+    @Test func retriesWaitOnTheClockAndCarryTheAttempt() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails()])
+        let first = try await harness.send(WelcomeEmail(userId: "2", email: "a@flaky.example"), to: "emails")
+        #expect(first.outcome == .retried(delay: .seconds(1), nextAttempt: 2))
+        #expect(first.error?.contains("mail server busy") == true)
+        #expect(harness.transport.delayedCount == 1)
+
+        // Not yet: 999 ms is short of the delay.
+        harness.clock.advance(by: .milliseconds(999))
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(harness.unreadSettlements.isEmpty)
+
+        let second = try await harness.advance(by: .milliseconds(1))
+        #expect(second.attempt == 2)
+        #expect(second.outcome == .retried(delay: .seconds(2), nextAttempt: 3))
+        let third = try await harness.advance(by: .seconds(2))
+        #expect(third.attempt == 3)
+        #expect(third.outcome == .acked)
+        #expect(recorder.calls(for: "a@flaky.example").map(\.attempt) == [1, 2, 3])
+        #expect(harness.deadLetters(of: "emails").isEmpty)
+        await harness.stop()
+    }
+
+    @Test func theLastAttemptGoesToTheDeadLetters() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails()])
+        _ = try await harness.send(WelcomeEmail(userId: "3", email: "x@broken.example"), to: "emails", messageID: "doomed")
+        _ = try await harness.advance(by: .seconds(1))
+        _ = try await harness.advance(by: .seconds(2))
+        let last = try await harness.advance(by: .seconds(4))
+        #expect(last.attempt == 4)
+        guard case .deadLettered(let reason) = last.outcome else {
+            Issue.record("expected the dead letters, got \(last.outcome)")
+            return
+        }
+        #expect(reason.kind == .retriesExhausted)
+        let letter = try #require(harness.deadLetters(of: "emails").first)
+        #expect(letter.properties.messageID == "doomed")
+        #expect(letter.properties.headers?[WarrenHeader.attempts]?.int64Value == 4)
+        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "retries-exhausted")
+        #expect(letter.properties.headers?[WarrenHeader.originalQueue]?.stringValue == "emails")
+        await harness.stop()
+    }
+
+    @Test func permanentFailuresAndBadInputAreDeadLetteredAtOnceWithAReason() async throws {
+        var configuration = WorkerConfiguration()
+        configuration.maximumMessageBytes = 1024
+        let harness = try await WarrenTestHarness(registrations: [emails()], configuration: configuration)
+        func kind(_ event: SettlementEvent) -> DeadLetterReason.Kind? {
+            if case .deadLettered(let reason) = event.outcome { return reason.kind }
+            return nil
+        }
+        func props(type: String? = "email.welcome", contentType: String? = "application/json") -> AMQPProperties {
+            AMQPProperties(contentType: contentType, messageID: UUID().uuidString, type: type)
+        }
+        #expect(kind(try await harness.send(WelcomeEmail(userId: "4", email: "b@bounce.example"), to: "emails")) == .rejected)
+        #expect(kind(try await harness.sendRaw(Array(#"{"userId":"#.utf8), properties: props(), to: "emails")) == .undecodable)
+        #expect(kind(try await harness.sendRaw([], properties: props(), to: "emails")) == .undecodable)
+        #expect(kind(try await harness.sendRaw([0xFF, 0xFE, 0x00], properties: props(), to: "emails")) == .undecodable)
+        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: "sms.welcome"), to: "emails")) == .unknownType)
+        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: nil), to: "emails")) == .unknownType)
+        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: ""), to: "emails")) == .unknownType)
+        #expect(kind(try await harness.sendRaw(Array("<a/>".utf8), properties: props(contentType: "text/xml"), to: "emails")) == .unsupportedContentType)
+        #expect(kind(try await harness.sendRaw([UInt8](repeating: 0x20, count: 2048), properties: props(), to: "emails")) == .tooLarge)
+        let deeplyNested = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(kind(try await harness.sendRaw(Array(deeplyNested.utf8), properties: props(), to: "emails")) == .tooLarge)
+        #expect(harness.deadLetters(of: "emails").count == 10)
+        #expect(recorder.calls(for: "b@bounce.example").count == 1, "a rejected message is not retried")
+        await harness.stop()
+    }
+
+    @Test func aTimeoutIsATransientFailure() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails(timeout: .milliseconds(100))])
+        let event = try await harness.send(WelcomeEmail(userId: "5", email: "s@hang.example"), to: "emails")
+        #expect(event.outcome == .retried(delay: .seconds(1), nextAttempt: 2))
+        #expect(event.error?.contains("timed out") == true)
+        await harness.stop()
+    }
+
+    @Test func aHandlerCanAskForItsOwnDelay() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails()])
+        let event = try await harness.send(WelcomeEmail(userId: "6", email: "l@later.example"), to: "emails")
+        #expect(event.outcome == .retried(delay: .seconds(30), nextAttempt: 2))
+        #expect(try await harness.advance(by: .seconds(30)).outcome == .acked)
+        await harness.stop()
+    }
+
+    @Test func gracefulShutdownLetsRunningHandlersFinishAndRequeuesTheRest() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails(concurrency: 1)])
+        for n in 0..<3 {
+            try await harness.transport.publish(
+                try JSONMessageCodec().encode(WelcomeEmail(userId: "\(n)", email: "s\(n)@slow.example")), to: .queue("emails"),
+                properties: AMQPProperties(contentType: "application/json", messageID: "slow-\(n)", type: "email.welcome"))
+        }
+        try await Task.sleep(for: .milliseconds(100))  // the first handler is running; the rest wait
+        await harness.stop()
+        let settled = harness.unreadSettlements
+        #expect(settled.first { $0.messageID == "slow-0" }?.outcome == .acked, "the running handler finished within the grace period")
+        #expect(recorder.calls(for: "s1@slow.example").isEmpty && recorder.calls(for: "s2@slow.example").isEmpty)
+        #expect(harness.transport.depth(of: "emails").ready == 2, "messages not started are back in the queue")
+    }
+
+    @Test func afterTheGracePeriodHandlersAreCancelledAndTheirMessagesRequeued() async throws {
+        var configuration = WorkerConfiguration()
+        configuration.gracePeriod = .milliseconds(200)
+        let harness = try await WarrenTestHarness(registrations: [emails(timeout: nil)], configuration: configuration)
+        try await harness.transport.publish(
+            try JSONMessageCodec().encode(WelcomeEmail(userId: "7", email: "h@hang.example")), to: .queue("emails"),
+            properties: AMQPProperties(contentType: "application/json", messageID: "hanging", type: "email.welcome"))
+        try await Task.sleep(for: .milliseconds(100))
+        let clock = ContinuousClock()
+        let started = clock.now
+        await harness.stop()
+        #expect(clock.now - started < .seconds(5))
+        #expect(harness.unreadSettlements.first?.outcome == .requeued)
+        #expect(harness.transport.depth(of: "emails").ready == 1, "the interrupted message is not lost")
+        #expect(harness.deadLetters(of: "emails").isEmpty)
+    }
+
+    @Test func oneHandlerAtATimeKeepsOrder() async throws {
+        let order = Mutex<[Int]>([])
+        struct Numbered: WarrenMessage {
+            static var messageType: String { "test.numbered" }
+            var n: Int
+        }
+        let registration = HandlerRegistration(Numbered.self, queue: "ordered", options: HandlerOptions(maxConcurrentHandlers: 1)) { message, _ in
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...5)))
+            order.withLock { $0.append(message.n) }
+        }
+        let harness = try await WarrenTestHarness(registrations: [registration])
+        for n in 0..<20 {
+            try await harness.transport.publish(
+                try JSONMessageCodec().encode(Numbered(n: n)), to: .queue("ordered"),
+                properties: AMQPProperties(contentType: "application/json", type: Numbered.messageType))
+        }
+        for _ in 0..<20 { #expect(try await harness.nextSettlement().outcome == .acked) }
+        #expect(order.withLock { $0 } == Array(0..<20))
+        await harness.stop()
+    }
+}
