@@ -16,11 +16,14 @@ let package = Package(
         .executable(name: "warren-bench", targets: ["warren-bench"]),
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
+        .executable(name: "orders-worker", targets: ["orders-worker"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.7.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.8.0"),
     ],
     targets: [
         .systemLibrary(
@@ -43,6 +46,8 @@ let package = Package(
             dependencies: [
                 "WarrenAMQP",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -64,6 +69,16 @@ let package = Package(
             dependencies: [
                 "WarrenLocalBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "orders-worker",
+            dependencies: [
+                "Warren",
+                "WarrenAMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(

@@ -21,6 +21,8 @@ public struct MessageContext: Sendable {
     public var queue: String
     /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`).
     public var logger: Logger
+    /// Publishes through the worker's transport; see ``publish(_:to:headers:)``.
+    public var publisher: WarrenPublisher?
 }
 
 /// Raised by a registration when a body cannot be decoded into its type.

@@ -27,6 +27,7 @@ struct QueueRunner: Sendable {
         shutdown.onTrigger { try? await consumer.cancel() }
         let limiter = ConcurrencyLimiter(limit: concurrency)
         let inFlight = InFlightCounter()
+        let inFlightGauge = WorkerMetrics.inFlight(queue: queue)
         logger.info("consuming", metadata: ["queue": "\(queue)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
         do {
             try await withThrowingDiscardingTaskGroup { group in
@@ -43,9 +44,11 @@ struct QueueRunner: Sendable {
                             continue
                         }
                         inFlight.enter()
+                        inFlightGauge.record(inFlight.current)
                         group.addTask {
                             await handle(delivery)
                             inFlight.leave()
+                            inFlightGauge.record(inFlight.current)
                             limiter.release()
                         }
                     }
@@ -108,7 +111,8 @@ struct QueueRunner: Sendable {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
                     headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
-                    redelivered: delivery.redelivered, queue: queue, logger: jobLogger)
+                    redelivered: delivery.redelivered, queue: queue, logger: jobLogger,
+                    publisher: WarrenPublisher(transport: worker.transport, codec: codec))
                 do {
                     try await withTimeout(registration.options.timeout) {
                         try await registration.process(delivery.body, codec, context)
@@ -251,6 +255,7 @@ struct QueueRunner: Sendable {
         case .deadLettered: .error
         }
         logger.log(level: level, "settled", metadata: metadata)
+        WorkerMetrics.record(event)
         worker.observer?(event)
     }
 }

@@ -1,0 +1,92 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import Warren
+import WarrenAMQP
+
+/// The example host: a worker that sends welcome emails from the `emails` queue.
+///
+/// It reads `WARREN_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/`); `--transport memory` runs it without
+/// a broker (it then seeds a small burst itself). SIGTERM or SIGINT drain it and it exits 0.
+@main
+struct OrdersWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "orders-worker", abstract: "Warren's example host: sends welcome emails from the 'emails' queue.")
+
+    enum TransportKind: String, ExpressibleByArgument { case rabbitmq, memory }
+    enum LogFormat: String, ExpressibleByArgument { case text, json }
+
+    @Option(help: "rabbitmq (WARREN_AMQP_URL) or memory (no broker).") var transport: TransportKind = .rabbitmq
+    @Option(help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Successful deliveries log at debug.")
+    var logLevel: String = "debug"
+    @Option(help: "Seconds running handlers may take to finish after SIGTERM.") var gracePeriod: Int = 30
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        let format = logFormat
+        LoggingSystem.bootstrap { label in
+            switch format {
+            case .json: return JSONLogHandler(label: label, level: level)
+            case .text:
+                var handler = StreamLogHandler.standardOutput(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        let logger = Logger(label: "orders-worker")
+
+        let sender = SimulatedMailSender()
+        let emails = HandlerRegistration(
+            WelcomeEmail.self, queue: "emails",
+            options: HandlerOptions(
+                prefetch: 20, maxConcurrentHandlers: 8,
+                retry: RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])),
+                timeout: .seconds(30))
+        ) { email, context in
+            try await sender.send(email, attempt: context.attempt)
+            context.logger.debug("welcome email sent", metadata: ["user_id": "\(email.userId)"])
+        }
+
+        let chosenTransport: any WarrenTransport
+        var seed: InMemoryTransport<ContinuousClock>?
+        switch transport {
+        case .rabbitmq:
+            let url = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
+            chosenTransport = RabbitMQTransport(
+                endpoints: try AMQPEndpoint.parseList(url), connectionName: "orders-worker",
+                logger: Logger(label: "warren.amqp"))
+        case .memory:
+            let memory = InMemoryTransport()
+            seed = memory
+            chosenTransport = memory
+        }
+        let worker = Worker(
+            transport: chosenTransport, registrations: [emails],
+            configuration: WorkerConfiguration(gracePeriod: .seconds(gracePeriod)), logger: Logger(label: "warren"))
+        if let seed { Task { try await seedBurst(into: seed, logger: logger) } }
+
+        logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: WarrenService(worker), successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        logger.info("orders-worker stopped")
+    }
+
+    /// With no broker, something has to publish: a plain, a flaky, a bouncing, a slow and a malformed message.
+    private func seedBurst(into transport: InMemoryTransport<ContinuousClock>, logger: Logger) async throws {
+        try await Task.sleep(for: .milliseconds(200))
+        let publisher = WarrenPublisher(transport: transport, appID: "orders-worker-seed")
+        for (user, address) in [("u1", "ada@example.com"), ("u2", "bob@flaky.example"), ("u3", "cy@bounce.example"), ("u4", "di@slow.example")] {
+            try await publisher.publish(WelcomeEmail(userId: user, email: address), to: .queue("emails"))
+        }
+        try await transport.publish(
+            Array(#"{"userId": 5, "email": }"#.utf8), to: .queue("emails"),
+            properties: AMQPProperties(contentType: "application/json", messageID: "malformed-1", type: WelcomeEmail.messageType))
+        logger.info("seeded 5 messages into the in-memory 'emails' queue")
+    }
+}
