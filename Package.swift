@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
         .executable(name: "orders-worker", targets: ["orders-worker"]),
+        .executable(name: "warren", targets: ["warren"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
     dependencies: [
@@ -69,6 +70,15 @@ let package = Package(
             dependencies: [
                 "WarrenLocalBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "warren",
+            dependencies: [
+                "Warren",
+                "WarrenAMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

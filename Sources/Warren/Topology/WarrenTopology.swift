@@ -1,3 +1,4 @@
+import Foundation
 import WarrenAMQP
 
 /// The names and queues Warren declares for a work queue. Documented in `docs/retries-and-dead-letters.md`.
@@ -29,6 +30,10 @@ public struct WarrenTopology: Sendable, Hashable {
     public static let deadLetterExchange = "warren.dead-letters"
 
     public var deadLetterQueue: String { "\(queue).dead-letters" }
+
+    /// A queue holding one message, the latest ``TopologyManifest`` of this work queue (`x-max-length: 1`), so
+    /// tools such as `warren topology` can find the delay queues without the management API.
+    public var manifestQueue: String { "\(queue).topology" }
 
     public func delayQueue(for delay: Duration) -> String { "\(queue).retry.\(delay.milliseconds)ms" }
 
@@ -67,4 +72,20 @@ public enum WarrenHeader {
     /// Dead letters only: how many attempts were made, and on which host the last one ran.
     public static let attempts = "x-warren-attempts"
     public static let host = "x-warren-host"
+}
+
+/// What Warren declared for a work queue, as JSON in its ``WarrenTopology/manifestQueue``.
+public struct TopologyManifest: Codable, Sendable, Equatable {
+    public var queue: String
+    public var queueType: String
+    public var deadLetterExchange: String
+    public var deadLetterQueue: String
+    /// Delay queues by delay in milliseconds, sorted by delay.
+    public var delayQueues: [DelayQueue]
+    public var updatedAt: Date
+
+    public struct DelayQueue: Codable, Sendable, Equatable {
+        public var name: String
+        public var delayMilliseconds: Int64
+    }
 }

@@ -113,6 +113,7 @@ final class TopologyDeclarer: Sendable {
     private let channel: AMQPChannel
     private let queueType: WarrenTopology.QueueType
     private let declared = Mutex<Set<String>>([])
+    private let delays = Mutex<[String: Set<Duration>]>([:])
 
     init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
         channel = try await connection.openChannel()
@@ -129,15 +130,35 @@ final class TopologyDeclarer: Sendable {
         try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
         try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
         try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
-        for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay) }
+        try await declareQueue(topology.manifestQueue, arguments: ["x-max-length": .int32(1)])
+        for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
+        try await publishManifest(for: queue)
     }
 
     /// Declares the delay queue for `delay` unless this process already did.
-    func ensureDelayQueue(queue: String, delay: Duration) async throws {
+    func ensureDelayQueue(queue: String, delay: Duration, updateManifest: Bool = true) async throws {
         let topology = topology(for: queue)
         let name = topology.delayQueue(for: delay)
         guard !declared.withLock({ $0.contains(name) }) else { return }
         try await declareQueue(name, arguments: topology.delayQueueArguments(for: delay))
+        delays.withLock { _ = $0[queue, default: []].insert(delay) }
+        if updateManifest { try await publishManifest(for: queue) }
+    }
+
+    /// Replaces the work queue's manifest (its manifest queue keeps only the latest message).
+    private func publishManifest(for queue: String) async throws {
+        let topology = topology(for: queue)
+        let known = delays.withLock { $0[queue] ?? [] }
+        let manifest = TopologyManifest(
+            queue: queue, queueType: queueType.rawValue, deadLetterExchange: WarrenTopology.deadLetterExchange,
+            deadLetterQueue: topology.deadLetterQueue,
+            delayQueues: known.sorted().map { .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds) },
+            updatedAt: Date())
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        try await channel.publish(
+            Array(try encoder.encode(manifest)), routingKey: topology.manifestQueue,
+            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
     }
 
     private func declareQueue(_ name: String, arguments: AMQPTable) async throws {

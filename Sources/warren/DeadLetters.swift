@@ -1,0 +1,207 @@
+import ArgumentParser
+import Foundation
+import Warren
+import WarrenAMQP
+
+struct DeadLetters: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dlx", abstract: "Inspect, replay and purge a queue's dead letters.",
+        subcommands: [List.self, Show.self, Replay.self, Purge.self])
+
+    /// A dead letter as the CLI shows it.
+    struct Letter: Codable {
+        var messageID: String?
+        var type: String?
+        var reason: String?
+        var error: String?
+        var attempts: Int64?
+        var originalExchange: String?
+        var originalRoutingKey: String?
+        var originalQueue: String?
+        var failedAt: String?
+        var host: String?
+        var headers: [String: String]?
+        var body: String?
+        var bodyEncoding: String?
+
+        init(_ delivery: AMQPDelivery, details: Bool) {
+            let headers = delivery.properties.headers ?? [:]
+            messageID = delivery.properties.messageID
+            type = delivery.properties.type ?? headers[WarrenHeader.messageType]?.stringValue
+            reason = headers[WarrenHeader.reason]?.stringValue
+            error = headers[WarrenHeader.errorMessage]?.stringValue
+            attempts = headers[WarrenHeader.attempts]?.int64Value
+            originalExchange = headers[WarrenHeader.originalExchange]?.stringValue
+            originalRoutingKey = headers[WarrenHeader.originalRoutingKey]?.stringValue
+            originalQueue = headers[WarrenHeader.originalQueue]?.stringValue
+            host = headers[WarrenHeader.host]?.stringValue
+            if let millis = headers[WarrenHeader.lastFailureAt]?.int64Value {
+                failedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+            }
+            if details {
+                self.headers = headers.mapValues { value in value.stringValue ?? "\(value)" }
+                if let text = String(validating: delivery.body, as: UTF8.self) {
+                    body = text
+                    bodyEncoding = "utf-8"
+                } else {
+                    body = Data(delivery.body).base64EncodedString()
+                    bodyEncoding = "base64"
+                }
+            }
+        }
+    }
+
+    /// Fetches up to `limit` dead letters without settling them, so they stay in the queue (closing the channel
+    /// returns them). Calls `body` with the channel and the deliveries, in queue order.
+    static func withDeadLetters<T>(
+        of queue: String, connection: AMQPConnection, limit: Int? = nil,
+        _ body: (AMQPChannel, [AMQPDelivery]) async throws -> T
+    ) async throws -> T {
+        let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
+        let channel = try await connection.openChannel()
+        let available = try await channel.queueStatus(deadLetterQueue).messageCount
+        var letters: [AMQPDelivery] = []
+        let bound = min(available, limit ?? available)
+        while letters.count < bound, let result = try await channel.get(queue: deadLetterQueue) {
+            letters.append(result.delivery)
+        }
+        let value = try await body(channel, letters)
+        try? await channel.close()  // whatever was not acked goes back to the dead letters
+        return value
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the dead letters of a queue without consuming them.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "The work queue.") var queue: String
+        @Option(help: "At most this many.") var limit: Int?
+        @Flag(help: "Print a JSON array.") var json = false
+
+        func run() async throws {
+            let letters: [Letter]
+            do {
+                let connection = try await connection.connect()
+                defer { Task { await connection.close() } }
+                letters = try await withDeadLetters(of: queue, connection: connection, limit: limit) { _, deliveries in
+                    deliveries.map { Letter($0, details: false) }
+                }
+                await connection.close()
+            } catch {
+                throw fail(describe(error))
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(letters), as: UTF8.self))
+                return
+            }
+            if letters.isEmpty {
+                print("no dead letters for \(queue)")
+                return
+            }
+            for letter in letters {
+                print("\(letter.messageID ?? "(no id)")  \(letter.type ?? "(no type)")  \(letter.reason ?? "?")  attempts \(letter.attempts ?? 0)  from '\(letter.originalExchange ?? "")'/\(letter.originalRoutingKey ?? "")  at \(letter.failedAt ?? "?")")
+                if let error = letter.error { print("    \(error)") }
+            }
+            print("\(letters.count) dead letter(s)")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one dead letter in full: headers and body.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "The work queue.") var queue: String
+        @Option(name: .customLong("message-id"), help: "Its message id.") var messageID: String
+
+        func run() async throws {
+            let letter: Letter?
+            do {
+                let connection = try await connection.connect()
+                defer { Task { await connection.close() } }
+                letter = try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
+                    deliveries.first { $0.properties.messageID == messageID }.map { Letter($0, details: true) }
+                }
+                await connection.close()
+            } catch {
+                throw fail(describe(error))
+            }
+            guard let letter else { throw fail("no dead letter with message id \(messageID) for \(queue)") }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(letter), as: UTF8.self))
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Send dead letters back to their work queue with a fresh attempt count (confirmed), then remove them.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "The work queue.") var queue: String
+        @Option(name: .customLong("message-id"), help: "The message to replay.") var messageID: String?
+        @Flag(help: "Replay every dead letter of the queue.") var all = false
+
+        func validate() throws {
+            if (messageID == nil) == !all { throw ValidationError("give exactly one of --message-id and --all") }
+        }
+
+        func run() async throws {
+            let replayed: Int
+            do {
+                let connection = try await connection.connect()
+                defer { Task { await connection.close() } }
+                let publisher = try await connection.openChannel()
+                try await publisher.enableConfirms()
+                replayed = try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
+                    var count = 0
+                    for delivery in deliveries where all || delivery.properties.messageID == messageID {
+                        var properties = delivery.properties
+                        properties.headers = Self.freshHeaders(properties.headers ?? [:])
+                        let target = delivery.properties.headers?[WarrenHeader.originalQueue]?.stringValue ?? queue
+                        // Confirmed first, removed second: a failure in between leaves a duplicate, never a loss.
+                        try await publisher.publish(delivery.body, routingKey: target, mandatory: true, properties: properties)
+                        try delivery.ack()
+                        count += 1
+                    }
+                    return count
+                }
+                await connection.close()
+            } catch {
+                throw fail(describe(error))
+            }
+            if let messageID, replayed == 0 { throw fail("no dead letter with message id \(messageID) for \(queue)") }
+            print("replayed \(replayed) message(s) to \(queue)")
+        }
+
+        /// Drops Warren's attempt and failure bookkeeping and RabbitMQ's `x-death`, keeping the application's headers.
+        static func freshHeaders(_ headers: AMQPTable) -> AMQPTable {
+            var headers = headers
+            for key in headers.keys where (key.hasPrefix("x-warren-") && key != WarrenHeader.messageType
+                && key != WarrenHeader.firstEnqueuedAt) || key == "x-death" || key.hasPrefix("x-first-death") || key.hasPrefix("x-last-death")
+            {
+                headers[key] = nil
+            }
+            return headers
+        }
+    }
+
+    struct Purge: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete every dead letter of a queue.")
+        @OptionGroup var connection: ConnectionOptions
+        @Option(help: "The work queue.") var queue: String
+        @Flag(help: "Confirm: the dead letters are gone for good.") var yes = false
+
+        func run() async throws {
+            guard yes else { throw fail("purging deletes the dead letters for good: add --yes") }
+            let count: Int
+            do {
+                let connection = try await connection.connect()
+                defer { Task { await connection.close() } }
+                count = try await connection.openChannel().queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
+                await connection.close()
+            } catch {
+                throw fail(describe(error))
+            }
+            print("purged \(count) dead letter(s) of \(queue)")
+        }
+    }
+}

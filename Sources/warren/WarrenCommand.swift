@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Warren
+import WarrenAMQP
+
+/// `warren`: publish messages and look after the dead letters, from a shell.
+@main
+struct WarrenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "warren",
+        abstract: "Publish messages, inspect and replay dead letters, show a queue's topology.",
+        discussion: "Every command takes --url, or reads WARREN_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).",
+        subcommands: [Publish.self, DeadLetters.self, Topology.self]
+    )
+}
+
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Broker URI (or several, comma-separated). Default: WARREN_AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/.")
+    var url: String?
+
+    func connect() async throws -> AMQPConnection {
+        let uri = url ?? ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
+        var quiet = Logger(label: "warren.cli")
+        quiet.logLevel = .critical
+        return try await AMQPConnection.connect(to: AMQPEndpoint.parseList(uri), connectionName: "warren-cli", logger: quiet)
+    }
+}
+
+/// Prints a one-line error on stderr and exits non-zero, instead of a stack of context.
+func fail(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data("warren: \(message)\n".utf8))
+    return ExitCode(1)
+}
+
+func describe(_ error: any Error) -> String {
+    if let error = error as? AMQPError {
+        var text = error.message
+        if let code = error.replyCode { text += " (\(code)\(error.replyText.map { " \($0)" } ?? ""))" }
+        return text
+    }
+    return "\(error)"
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish one message (confirmed, mandatory) and print its message id.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "Routing key (for the default exchange: the queue name).") var routingKey: String
+    @Option(help: "Exchange; the default exchange when omitted.") var exchange = ""
+    @Option(help: "The message type (AMQP type property), e.g. email.welcome.") var type: String
+    @Option(help: "The body, as JSON.") var body: String?
+    @Option(help: "A file holding the body.") var bodyFile: String?
+    @Option(name: .customLong("header"), help: "A header as key=value (repeatable).") var headers: [String] = []
+    @Option(help: "Message id; a new UUID when omitted.") var messageID: String?
+    @Option(help: "Correlation id.") var correlationID: String?
+    @Option(help: "Content type.") var contentType = "application/json"
+
+    func validate() throws {
+        if (body == nil) == (bodyFile == nil) { throw ValidationError("give exactly one of --body and --body-file") }
+        for header in headers where !header.contains("=") { throw ValidationError("--header takes key=value, not '\(header)'") }
+    }
+
+    func run() async throws {
+        let bytes: [UInt8]
+        if let body {
+            bytes = Array(body.utf8)
+        } else {
+            guard let data = FileManager.default.contents(atPath: bodyFile!) else { throw fail("cannot read \(bodyFile!)") }
+            bytes = Array(data)
+        }
+        var table: AMQPTable = [:]
+        for header in headers {
+            let parts = header.split(separator: "=", maxSplits: 1)
+            table[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
+        }
+        let id = messageID ?? UUID().uuidString.lowercased()
+        let properties = AMQPProperties(
+            contentType: contentType, headers: table.isEmpty ? nil : table, deliveryMode: .persistent,
+            correlationID: correlationID, messageID: id, timestamp: Date(), type: type, appID: "warren-cli")
+        do {
+            let connection = try await connection.connect()
+            defer { Task { await connection.close() } }
+            let channel = try await connection.openChannel()
+            try await channel.enableConfirms()
+            try await channel.publish(bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+            await connection.close()
+        } catch {
+            throw fail(describe(error))
+        }
+        print(id)
+    }
+}
+
+struct Topology: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What Warren declared for a queue: work, delay and dead-letter queues, with depths and consumers.")
+
+    @OptionGroup var connection: ConnectionOptions
+    @Option(help: "The work queue.") var queue: String
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Row: Codable {
+        var role: String
+        var name: String
+        var messages: Int?
+        var consumers: Int?
+        var delayMilliseconds: Int64?
+        var exists: Bool
+    }
+
+    func run() async throws {
+        let topology = WarrenTopology(queue: queue)
+        var rows: [Row] = []
+        do {
+            let connection = try await connection.connect()
+            defer { Task { await connection.close() } }
+            var manifest: TopologyManifest?
+            if let status = try await probe(connection, topology.manifestQueue), status.messageCount > 0 {
+                let channel = try await connection.openChannel()
+                if let result = try await channel.get(queue: topology.manifestQueue) {
+                    let decoder = JSONDecoder()
+                    decoder.dateDecodingStrategy = .iso8601
+                    manifest = try? decoder.decode(TopologyManifest.self, from: Data(result.delivery.body))
+                }
+                try await channel.close()  // the manifest stays in its queue
+            }
+            var wanted: [(String, String, Int64?)] = [("work", queue, nil)]
+            for delay in manifest?.delayQueues ?? [] { wanted.append(("delay", delay.name, delay.delayMilliseconds)) }
+            wanted.append(("dead-letters", topology.deadLetterQueue, nil))
+            for (role, name, delay) in wanted {
+                let status = try await probe(connection, name)
+                rows.append(Row(
+                    role: role, name: name, messages: status?.messageCount, consumers: status?.consumerCount,
+                    delayMilliseconds: delay, exists: status != nil))
+            }
+            await connection.close()
+        } catch {
+            throw fail(describe(error))
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        print("role          queue                                              messages  consumers  delay")
+        for row in rows {
+            let name = row.name.padding(toLength: max(50, row.name.count), withPad: " ", startingAt: 0)
+            let messages = row.exists ? "\(row.messages ?? 0)" : "missing"
+            print("\(row.role.padding(toLength: 13, withPad: " ", startingAt: 0)) \(name) \(pad(messages, 8))  \(pad(row.exists ? "\(row.consumers ?? 0)" : "-", 9))  \(row.delayMilliseconds.map { "\($0) ms" } ?? "")")
+        }
+        print("dead-letter exchange: \(WarrenTopology.deadLetterExchange) (routing key \(queue))")
+    }
+
+    /// A passive declare on a channel of its own (a missing queue closes its channel).
+    private func probe(_ connection: AMQPConnection, _ name: String) async throws -> AMQPQueueStatus? {
+        let channel = try await connection.openChannel()
+        do {
+            let status = try await channel.queueStatus(name)
+            try await channel.close()
+            return status
+        } catch let error as AMQPError where error.replyCode == 404 {
+            return nil
+        }
+    }
+}
+
+func pad(_ text: String, _ width: Int) -> String {
+    String(repeating: " ", count: max(0, width - text.count)) + text
+}
