@@ -18,10 +18,13 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-## Starts a throwaway broker, publishes and consumes a batch, prints a report, stops everything.
+## A throwaway broker, the orders-worker example host, a scripted burst published with the warren CLI, the
+## outcomes as they happen, the dead letters at the end; then everything stops.
 demo: deps
-	$(SWIFT) build --product warren-demo
-	$$($(SWIFT) build --show-bin-path)/warren-demo
+	$(SWIFT) build --product orders-worker
+	$(SWIFT) build --product warren
+	$(SWIFT) build --product warren-local-broker
+	scripts/demo.sh
 
 ## The benchmark, in release mode, against a throwaway broker (or --url).
 bench: deps

@@ -39,7 +39,7 @@ struct DeadLetters: AsyncParsableCommand {
                 failedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
             }
             if details {
-                self.headers = headers.mapValues { value in value.stringValue ?? "\(value)" }
+                self.headers = headers.mapValues { value in value.stringValue ?? value.int64Value.map(String.init) ?? "\(value)" }
                 if let text = String(validating: delivery.body, as: UTF8.self) {
                     body = text
                     bodyEncoding = "utf-8"
