@@ -36,6 +36,7 @@ struct Flaky: Error, CustomStringConvertible {
 
 /// A worker on the shared test broker, running in a task of its own until `stop()`.
 struct RunningWorker {
+    let worker: Worker
     let task: Task<Void, any Error>
     let queue: String
     let url: String
@@ -48,7 +49,7 @@ struct RunningWorker {
             transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", logger: logger),
             registrations: registrations, logger: logger)
         let task = Task { try await worker.run() }
-        let running = RunningWorker(task: task, queue: queue, url: url)
+        let running = RunningWorker(worker: worker, task: task, queue: queue, url: url)
         // Ready once its consumer is registered. A passive declare of a queue that does not exist yet closes its
         // channel, so each probe uses a fresh one.
         let connection = try await running.connect()
@@ -96,8 +97,15 @@ struct RunningWorker {
         return letters
     }
 
+    /// Cancels the worker's task: handlers are interrupted and their messages requeued.
     func stop() async {
         task.cancel()
+        _ = try? await task.value
+    }
+
+    /// A graceful shutdown: running handlers finish, the rest is requeued.
+    func shutdownGracefully() async {
+        worker.shutdown()
         _ = try? await task.value
     }
 }

@@ -1,0 +1,214 @@
+import Foundation
+import Testing
+import Warren
+import WarrenAMQP
+
+/// The executables, driven from outside as a user (or an acceptance check) would.
+@Suite("orders-worker and the warren CLI (broker)", .serialized)
+struct HostAndCLITests {
+    static var binDirectory: URL {
+        // The test bundle sits next to the package's executables in the build folder.
+        var url = Bundle.main.bundleURL
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("warren").path), url.path != "/" {
+            url.deleteLastPathComponent()
+        }
+        return url
+    }
+
+    struct Run {
+        var status: Int32
+        var output: String
+        var errors: String
+    }
+
+    static func run(_ tool: String, _ arguments: [String], url: String?) async throws -> Run {
+        let process = Process()
+        process.executableURL = binDirectory.appendingPathComponent(tool)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["WARREN_AMQP_URL"] = url
+        process.environment = environment
+        let directory = FileManager.default.temporaryDirectory
+        let out = directory.appendingPathComponent("warren-test-\(UUID().uuidString).out")
+        let err = directory.appendingPathComponent("warren-test-\(UUID().uuidString).err")
+        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: out)
+            try? FileManager.default.removeItem(at: err)
+        }
+        process.standardOutput = try FileHandle(forWritingTo: out)
+        process.standardError = try FileHandle(forWritingTo: err)
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        return Run(
+            status: status, output: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
+            errors: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+    }
+
+    @Test func cliPublishesListsShowsReplaysAndPurgesDeadLetters() async throws {
+        let url = try await WorkerTestBroker.url()
+        let queue = WorkerTestBroker.uniqueQueue()
+        // A worker that rejects everything once, so each message lands in the dead letters.
+        let rejects = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
+            if context.attempt == 1 && context.headers["replayed"] == nil { throw Reject("first time for \(email.email)") }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [rejects])
+        defer { Task { await worker.stop() } }
+
+        var ids: [String] = []
+        for n in 0..<3 {
+            let published = try await Self.run(
+                "warren", ["publish", "--routing-key", queue, "--type", "email.welcome", "--header", "source=cli",
+                           "--body", #"{"userId":"\#(n)","email":"u\#(n)@example.com"}"#], url: url)
+            #expect(published.status == 0, "\(published.errors)")
+            ids.append(published.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        #expect(try await waitUntil { try await worker.deadLetters().count == 3 })
+
+        let list = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json"], url: url)
+        #expect(list.status == 0)
+        let letters = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]] ?? []
+        #expect(Set(letters.compactMap { $0["messageID"] as? String }) == Set(ids))
+        #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["originalRoutingKey"] as? String == queue })
+        #expect(try await worker.deadLetters().count == 3, "listing does not consume")
+
+        let limited = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)
+        #expect((try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [Any])?.count == 2)
+
+        let show = try await Self.run("warren", ["dlx", "show", "--queue", queue, "--message-id", ids[0]], url: url)
+        #expect(show.status == 0)
+        #expect(show.output.contains("u0@example.com"))
+        #expect(show.output.contains("\"source\" : \"cli\""))
+
+        // Replay one: it goes back to the work queue with a fresh attempt count and leaves the dead letters.
+        let replay = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
+        #expect(replay.status == 0, "\(replay.errors)")
+        #expect(try await waitUntil { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
+        let afterReplay = try await worker.deadLetters()
+        let replayed = try #require(afterReplay.first { $0.properties.messageID == ids[1] })
+        #expect(replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1, "the replay started again at attempt 1")
+
+        let missing = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
+        #expect(missing.status != 0)
+
+        let refused = try await Self.run("warren", ["dlx", "purge", "--queue", queue], url: url)
+        #expect(refused.status != 0)
+        #expect(refused.errors.contains("--yes"))
+        let purge = try await Self.run("warren", ["dlx", "purge", "--queue", queue, "--yes"], url: url)
+        #expect(purge.status == 0)
+        #expect(purge.output.contains("purged 3"))
+        #expect(try await worker.deadLetters().isEmpty)
+
+        let topology = try await Self.run("warren", ["topology", "--queue", queue, "--json"], url: url)
+        #expect(topology.status == 0)
+        #expect(topology.output.contains("\(queue).retry.1000ms"))
+        #expect(topology.output.contains("\(queue).dead-letters"))
+    }
+
+    @Test func cliFailsFastWhenTheBrokerIsUnreachable() async throws {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let result = try await Self.run(
+            "warren", ["publish", "--url", "amqp://guest:guest@127.0.0.1:1/?connection_timeout=2000", "--routing-key", "q",
+                       "--type", "t", "--body", "{}"], url: nil)
+        #expect(result.status != 0)
+        #expect(result.errors.hasPrefix("warren: "))
+        #expect(!result.errors.contains("guest:guest"), "no credentials in errors")
+        #expect(clock.now - started < .seconds(5))
+    }
+
+    @Test func ordersWorkerDrainsOnSIGTERMAndExitsZeroWithNothingLost() async throws {
+        let url = try await WorkerTestBroker.url()
+        // orders-worker always uses the queue "emails": make sure it is empty of others' messages first.
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        try await channel.queueDeclare("emails", durable: true, arguments: ["x-queue-type": "classic"])
+        try await channel.queuePurge("emails")
+
+        let process = Process()
+        process.executableURL = Self.binDirectory.appendingPathComponent("orders-worker")
+        process.arguments = ["--log-format", "json", "--grace-period", "10"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["WARREN_AMQP_URL"] = url
+        process.environment = environment
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("orders-worker-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        process.standardOutput = try FileHandle(forWritingTo: log)
+        process.standardError = FileHandle.nullDevice
+        let exited = AsyncStream.makeStream(of: Int32.self)
+        process.terminationHandler = {
+            exited.continuation.yield($0.terminationStatus)
+            exited.continuation.finish()
+        }
+        try process.run()
+        #expect(try await waitUntil { (try? await connection.openChannel().queueStatus("emails").consumerCount) == 1 })
+
+        for (n, address) in ["a@slow.example", "b@example.com", "c@slow.example"].enumerated() {
+            try await channel.publish(
+                Array(#"{"userId":"\#(n)","email":"\#(address)"}"#.utf8), routingKey: "emails", mandatory: true,
+                properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)", type: "email.welcome"))
+        }
+        try await Task.sleep(for: .milliseconds(500))  // slow handlers are running (2 s each)
+        kill(process.processIdentifier, SIGTERM)
+        var status: Int32 = -1
+        for await code in exited.stream { status = code }
+        #expect(status == 0)
+
+        let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+        let settled = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["message"] as? String == "settled" }
+        let outcomes = Dictionary(settled.map { ($0["message_id"] as? String ?? "", $0["outcome"] as? String ?? "") }, uniquingKeysWith: { _, last in last })
+        #expect(outcomes["sig-0"] == "ack", "an in-flight handler finishes within the grace period")
+        #expect(outcomes["sig-2"] == "ack")
+        #expect(outcomes["sig-1"] == "ack")
+        for line in settled {
+            for field in ["message_id", "type", "queue", "attempt", "outcome", "duration_ms"] {
+                #expect(line[field] != nil, "settled line lacks \(field)")
+            }
+        }
+        #expect(try await channel.queueStatus("emails").messageCount == 0, "nothing left behind, nothing lost")
+        try await channel.queueDelete("emails")
+        await connection.close()
+    }
+
+    @Test func gracefulShutdownFinishesTheRunningHandlerAndRequeuesTheRest() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let started = Recorder()
+        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
+            started.record(email, context)
+            try await Task.sleep(for: .milliseconds(800))
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
+        for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "g\(n)@example.com")) }
+        #expect(try await waitUntil { started.calls(for: "g0@example.com").count == 1 })
+        await worker.shutdownGracefully()
+        let connection = try await worker.connect()
+        let channel = try await connection.openChannel()
+        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 4 }, "the running one was acked, 4 are back")
+        #expect((1..<5).allSatisfy { started.calls(for: "g\($0)@example.com").isEmpty }, "nothing new starts after the shutdown")
+        await connection.close()
+    }
+
+    @Test func cancellingTheWorkerRequeuesEverythingUnfinished() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let started = Recorder()
+        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
+            started.record(email, context)
+            try await Task.sleep(for: .milliseconds(800))
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
+        for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "w\(n)@example.com")) }
+        #expect(try await waitUntil { started.calls(for: "w0@example.com").count == 1 })
+        await worker.stop()  // cancels the worker task: in-flight handler interrupted and requeued
+        let connection = try await worker.connect()
+        let channel = try await connection.openChannel()
+        let handled = (0..<5).filter { !started.calls(for: "w\($0)@example.com").isEmpty }.count
+        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
+        await connection.close()
+    }
+}
