@@ -7,7 +7,8 @@ import WarrenAMQP
 
 /// The example host: a worker that sends welcome emails from the `emails` queue.
 ///
-/// It reads `WARREN_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/`); `--transport memory` runs it without
+/// It reads `WARREN_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/`) and the other settings of
+/// `docs/configuration.md` (environment, `--config FILE`, command-line options); `--transport memory` runs it without
 /// a broker (it then seeds a small burst itself). SIGTERM or SIGINT drain it and it exits 0.
 @main
 struct OrdersWorker: AsyncParsableCommand {
@@ -21,7 +22,10 @@ struct OrdersWorker: AsyncParsableCommand {
     @Option(help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
     @Option(help: "trace, debug, info, notice, warning, error or critical. Successful deliveries log at debug.")
     var logLevel: String = "debug"
-    @Option(help: "Seconds running handlers may take to finish after SIGTERM.") var gracePeriod: Int = 30
+    @Option(help: "Seconds running handlers may take to finish after SIGTERM (warren.grace.period; default 30).")
+    var gracePeriod: Double?
+    @Option(help: "A JSON settings file (see docs/configuration.md); environment variables override it.")
+    var config: String?
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
@@ -37,13 +41,17 @@ struct OrdersWorker: AsyncParsableCommand {
         }
         let logger = Logger(label: "orders-worker")
 
+        var overrides: [String: String] = [:]
+        if let gracePeriod { overrides["warren.grace.period"] = "\(gracePeriod)" }
+        let settings = try WarrenSettings(config: try await WarrenSettings.reader(overrides: overrides, jsonFile: config))
+
         let sender = SimulatedMailSender()
+        let defaults = HandlerOptions(
+            prefetch: 20, maxConcurrentHandlers: 8,
+            retry: RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])),
+            timeout: .seconds(30))
         let emails = HandlerRegistration(
-            WelcomeEmail.self, queue: "emails",
-            options: HandlerOptions(
-                prefetch: 20, maxConcurrentHandlers: 8,
-                retry: RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])),
-                timeout: .seconds(30))
+            WelcomeEmail.self, queue: "emails", options: try settings.options(for: "emails", defaults: defaults)
         ) { email, context in
             try await sender.send(email, attempt: context.attempt)
             context.logger.debug("welcome email sent", metadata: ["user_id": "\(email.userId)"])
@@ -53,10 +61,9 @@ struct OrdersWorker: AsyncParsableCommand {
         var seed: InMemoryTransport<ContinuousClock>?
         switch transport {
         case .rabbitmq:
-            let url = ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
-            chosenTransport = RabbitMQTransport(
-                endpoints: try AMQPEndpoint.parseList(url), connectionName: "orders-worker",
-                logger: Logger(label: "warren.amqp"))
+            var rabbit = settings
+            rabbit.amqpURL = settings.amqpURL ?? "amqp://guest:guest@127.0.0.1:5672/"
+            chosenTransport = try rabbit.transport(connectionName: "orders-worker")
         case .memory:
             let memory = InMemoryTransport()
             seed = memory
@@ -64,7 +71,7 @@ struct OrdersWorker: AsyncParsableCommand {
         }
         let worker = Worker(
             transport: chosenTransport, registrations: [emails],
-            configuration: WorkerConfiguration(gracePeriod: .seconds(gracePeriod)), logger: Logger(label: "warren"))
+            configuration: settings.workerConfiguration, logger: Logger(label: "warren"))
         if let seed { Task { try await seedBurst(into: seed, logger: logger) } }
 
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])

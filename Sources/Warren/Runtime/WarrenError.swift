@@ -5,6 +5,8 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         case topologyConflict
         /// The worker has no enabled registration to run.
         case nothingToConsume
+        /// A configuration value is missing or out of range.
+        case invalidConfiguration
     }
 
     public var code: Code

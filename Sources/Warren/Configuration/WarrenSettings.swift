@@ -1,0 +1,113 @@
+import Configuration
+import Foundation
+import Logging
+import WarrenAMQP
+
+/// A worker host's settings, read through swift-configuration from whatever providers the host chose (environment
+/// variables, a JSON file, command-line values…). Every key and its environment variable is listed in
+/// `docs/configuration.md`; for example `warren.amqp.url` is `WARREN_AMQP_URL`.
+public struct WarrenSettings: Sendable {
+    /// `warren.amqp.url`: one or more comma-separated RabbitMQ URIs; unset means the in-memory transport.
+    public var amqpURL: String?
+    /// `warren.grace.period`: seconds handlers may take to finish after SIGTERM (default 30).
+    public var gracePeriod: Duration
+    /// `warren.message.max.bytes`: larger bodies go to the dead letters undecoded (default 16 MiB).
+    public var maximumMessageBytes: Int
+    /// `warren.queue.type`: `classic` (default) or `quorum`.
+    public var queueType: WarrenTopology.QueueType
+    private let config: ConfigReader
+
+    /// Reads the settings.
+    /// - Throws: ``WarrenError`` when a value is out of range (an unknown queue type, a negative grace period).
+    public init(config: ConfigReader) throws {
+        self.config = config
+        amqpURL = config.string(forKey: "warren.amqp.url").flatMap { $0.isEmpty ? nil : $0 }
+        let grace = Self.number(config, "warren.grace.period") ?? 30
+        guard grace >= 0 else { throw WarrenError(.invalidConfiguration, "warren.grace.period must be 0 or more seconds") }
+        gracePeriod = .milliseconds(Int64(grace * 1000))
+        maximumMessageBytes = Self.number(config, "warren.message.max.bytes").map { Int($0) } ?? 16 * 1024 * 1024
+        let type = config.string(forKey: "warren.queue.type", default: "classic")
+        guard let queueType = WarrenTopology.QueueType(rawValue: type) else {
+            throw WarrenError(.invalidConfiguration, "warren.queue.type must be classic or quorum, not '\(type)'")
+        }
+        self.queueType = queueType
+    }
+
+    /// The standard providers, highest priority first: `overrides` (e.g. a host's command-line options), environment
+    /// variables, then the JSON file at `jsonFile` when given.
+    public static func reader(overrides: [String: String] = [:], jsonFile: String? = nil) async throws -> ConfigReader {
+        var providers: [any ConfigProvider] = []
+        if !overrides.isEmpty {
+            // Strings parsed on demand, exactly like environment variables (`warren.grace.period` is WARREN_GRACE_PERIOD).
+            let variables = Dictionary(overrides.map { key, value in
+                (key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_"), value)
+            }, uniquingKeysWith: { _, last in last })
+            providers.append(EnvironmentVariablesProvider(environmentVariables: variables))
+        }
+        providers.append(EnvironmentVariablesProvider())
+        if let jsonFile {
+            let fileSettings = ConfigReader(provider: InMemoryProvider(values: [
+                AbsoluteConfigKey(["filePath"]): ConfigValue(.string(jsonFile), isSecret: false)
+            ]))
+            providers.append(try await FileProvider<JSONSnapshot>(config: fileSettings))
+        }
+        return ConfigReader(providers: providers)
+    }
+
+    /// RabbitMQ when `warren.amqp.url` is set, otherwise the in-memory transport (the embedded default).
+    public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws -> any WarrenTransport {
+        guard let amqpURL else { return InMemoryTransport() }
+        return RabbitMQTransport(
+            endpoints: try AMQPEndpoint.parseList(amqpURL), connectionName: connectionName, queueType: queueType, logger: logger)
+    }
+
+    /// The worker configuration these settings describe.
+    public var workerConfiguration: WorkerConfiguration {
+        WorkerConfiguration(maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod)
+    }
+
+    /// `defaults` with the overrides configured for `queue`:
+    /// `warren.consumers.<queue>.prefetch`, `.concurrency`, `.enabled`, `.timeout` (seconds, 0 for none),
+    /// `.retry.attempts` and `.retry.delays` (comma-separated seconds, e.g. `1,2,4`).
+    /// - Throws: ``WarrenError`` for a value out of range.
+    public func options(for queue: String, defaults: HandlerOptions) throws -> HandlerOptions {
+        var options = defaults
+        let prefix = "warren.consumers.\(queue)"
+        // The queue name is one key component even when it holds dots.
+        func key(_ rest: String...) -> ConfigKey { ConfigKey(["warren", "consumers", queue] + rest) }
+        if let prefetch = Self.number(config, key("prefetch")).map({ Int($0) }) {
+            guard let value = UInt16(exactly: prefetch) else { throw WarrenError(.invalidConfiguration, "\(prefix).prefetch must be 0...65535") }
+            options.prefetch = value
+        }
+        if let concurrency = Self.number(config, key("concurrency")).map({ Int($0) }) {
+            guard concurrency >= 1 else { throw WarrenError(.invalidConfiguration, "\(prefix).concurrency must be at least 1") }
+            options.maxConcurrentHandlers = concurrency
+        }
+        if let enabled = config.bool(forKey: key("enabled")) { options.enabled = enabled }
+        if let timeout = Self.number(config, key("timeout")) {
+            options.timeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
+        }
+        if let attempts = Self.number(config, key("retry", "attempts")).map({ Int($0) }) {
+            guard attempts >= 1 else { throw WarrenError(.invalidConfiguration, "\(prefix).retry.attempts must be at least 1") }
+            options.retry.maxAttempts = attempts
+        }
+        if let delays = config.string(forKey: key("retry", "delays"))
+            ?? config.doubleArray(forKey: key("retry", "delays"))?.map({ "\($0)" }).joined(separator: ",")
+        {
+            let parsed = delays.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+                throw WarrenError(.invalidConfiguration, "\(prefix).retry.delays must be comma-separated seconds, e.g. 1,2,4")
+            }
+            options.retry.backoff = .explicit(parsed.map { .milliseconds(Int64($0! * 1000)) })
+        }
+        return options
+    }
+
+    /// A number whichever way the provider holds it: a double, an integer or a string (JSON files give numbers,
+    /// environment variables strings).
+    static func number(_ config: ConfigReader, _ key: ConfigKey) -> Double? {
+        if let value = config.double(forKey: key) { return value }
+        if let value = config.int(forKey: key) { return Double(value) }
+        return config.string(forKey: key).flatMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+    }
+}
