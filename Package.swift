@@ -60,6 +60,7 @@ let package = Package(
         .executableTarget(
             name: "warren-bench",
             dependencies: [
+                "Warren",
                 "WarrenAMQP",
                 "WarrenLocalBroker",
                 "CRabbitMQ",

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
+import Warren
 import WarrenAMQP
 import WarrenLocalBroker
 
@@ -19,7 +21,8 @@ struct Consume: AsyncParsableCommand {
         abstract: "Fill a queue with persistent messages, then consume and ack all of it; compare modes side by side.",
         discussion: """
             Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
-            client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message). \
+            client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message), \
+            framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker). \
             The raw modes publish without confirms; client publishes with confirms. \
             Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
             """
@@ -30,7 +33,8 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Messages per mode.") var messages = 100_000
     @Option(help: "Body size in bytes.") var size = 256
     @Option(help: "Prefetch count of the consumer.") var prefetch: UInt16 = 200
-    @Option(help: "Comma-separated modes, run in this order: raw, raw-multi, client.") var mode = "raw,client"
+    @Option(help: "Comma-separated modes, run in this order: raw, raw-multi, client, framework.")
+    var mode = "raw,client,framework"
     @Option(help: "Runs of each mode; the median is reported.") var runs = 1
     @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
 
@@ -56,8 +60,8 @@ struct Consume: AsyncParsableCommand {
 
     func run() async throws {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        for m in modes where !["raw", "raw-multi", "client"].contains(m) {
-            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client)")
+        for m in modes where !["raw", "raw-multi", "client", "framework"].contains(m) {
+            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client, framework)")
         }
         var broker: LocalBroker?
         let uri: String
@@ -84,7 +88,8 @@ struct Consume: AsyncParsableCommand {
             let consume = median(samples.map(\.consume))
             results.append(Result(
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: publish.rounded(),
-                consume_msgs_per_s: consume.rounded(), publish_confirmed: m == "client", rss_mb: residentMegabytes()))
+                consume_msgs_per_s: consume.rounded(), publish_confirmed: m == "client" || m == "framework",
+                rss_mb: residentMegabytes()))
         }
 
         let raw = results.first { $0.mode == "raw" }
@@ -143,6 +148,8 @@ struct Consume: AsyncParsableCommand {
             let ackEvery = mode == "raw" ? 1 : 50
             let consumeSeconds = try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
             return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
+        case "framework":
+            return try await measureFramework(endpoint: endpoint, logger: quiet)
         default:
             let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
             defer { Task { await connection.close() } }
@@ -173,6 +180,59 @@ struct Consume: AsyncParsableCommand {
             try await consumerChannel.close()
             return (Double(messages) / publishSeconds, Double(messages) / consumeSeconds)
         }
+    }
+}
+
+/// The framework mode's message: JSON with a payload that makes the body about `--size` bytes.
+struct BenchMessage: WarrenMessage {
+    static var messageType: String { "bench.message" }
+    var id: Int
+    var payload: String
+}
+
+extension Consume {
+    /// Publishes with WarrenPublisher (confirmed, up to 1,000 in flight), then consumes with a Worker whose typed
+    /// handler decodes each message; the clock stops when the last one is handled.
+    func measureFramework(endpoint: AMQPEndpoint, logger: Logger) async throws -> (publish: Double, consume: Double) {
+        let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let publisher = WarrenPublisher(transport: transport)
+        let payload = String(repeating: "x", count: max(0, size - 30))
+        let count = messages
+        let publishStart = DispatchTime.now()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for id in 0..<count {
+                if id >= 1000 { try await group.next() }
+                group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
+            }
+            try await group.waitForAll()
+        }
+        let publishSeconds = seconds(since: publishStart)
+        await transport.close()
+
+        let handled = Mutex(0)
+        let done = AsyncStream.makeStream(of: Void.self)
+        let registration = HandlerRegistration(
+            BenchMessage.self, queue: queue,
+            options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: 64, retry: .never, timeout: nil)
+        ) { _, _ in
+            let total = handled.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            if total == count { done.continuation.yield() }
+        }
+        let worker = Worker(
+            transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-worker", logger: logger),
+            registrations: [registration], logger: logger)
+        let consumeStart = DispatchTime.now()
+        let running = Task { try await worker.run() }
+        for await _ in done.stream { break }
+        let consumeSeconds = seconds(since: consumeStart)
+        worker.shutdown()
+        try await running.value
+        return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
     }
 }
 
