@@ -113,6 +113,8 @@ let package = Package(
             dependencies: [
                 "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),
         .testTarget(

@@ -153,6 +153,27 @@ struct InMemoryWorkerTests {
         #expect(harness.deadLetters(of: "emails").isEmpty)
     }
 
+    @Test func aHandlerTypeAndTheContextPublisherCarryTheCorrelationForward() async throws {
+        struct Forwarded: WarrenMessage {
+            static var messageType: String { "test.forwarded" }
+            var email: String
+        }
+        struct Forwarder: MessageHandler {
+            func handle(_ email: WelcomeEmail, context: MessageContext) async throws {
+                try await context.publish(Forwarded(email: email.email), to: .queue("forwarded"))
+            }
+        }
+        let harness = try await WarrenTestHarness(registrations: [HandlerRegistration(Forwarder(), queue: "emails")])
+        let event = try await harness.send(WelcomeEmail(userId: "9", email: "f@example.com"), to: "emails", messageID: "origin")
+        #expect(event.outcome == .acked)
+        let forwarded = try #require(harness.transport.peek("forwarded").first)
+        #expect(forwarded.properties.type == "test.forwarded")
+        #expect(forwarded.properties.correlationID == "origin", "the correlation is carried forward")
+        #expect(forwarded.properties.headers?[WarrenPublisher.causationHeader]?.stringValue == "origin")
+        #expect(forwarded.properties.messageID != nil && forwarded.properties.timestamp != nil)
+        await harness.stop()
+    }
+
     @Test func oneHandlerAtATimeKeepsOrder() async throws {
         let order = Mutex<[Int]>([])
         struct Numbered: WarrenMessage {

@@ -233,28 +233,30 @@ struct QueueRunner: Sendable {
             messageID: properties.messageID,
             messageType: properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue, queue: queue,
             attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary)
-        var metadata: Logger.Metadata = [
-            "message_id": "\(properties.messageID ?? "")",
-            "type": "\(event.messageType ?? "")",
-            "queue": "\(queue)",
-            "attempt": "\(attempt)",
-            "outcome": "\(outcome.name)",
-            "duration_ms": "\(duration.milliseconds)",
-        ]
-        if let wait { metadata["queue_wait_ms"] = "\(wait.milliseconds)" }
-        if let error = event.error { metadata["error"] = "\(error)" }
-        switch outcome {
-        case .retried(let delay, _): metadata["retry_delay_ms"] = "\(delay.milliseconds)"
-        case .deadLettered(let reason): metadata["reason"] = "\(reason.kind.rawValue)"
-        default: break
-        }
         let level: Logger.Level = switch outcome {
         case .acked: .debug
         case .retried: .warning
         case .requeued: .notice
         case .deadLettered: .error
         }
-        logger.log(level: level, "settled", metadata: metadata)
+        if logger.logLevel <= level {
+            var metadata: Logger.Metadata = [
+                "message_id": "\(properties.messageID ?? "")",
+                "type": "\(event.messageType ?? "")",
+                "queue": "\(queue)",
+                "attempt": "\(attempt)",
+                "outcome": "\(outcome.name)",
+                "duration_ms": "\(duration.milliseconds)",
+            ]
+            if let wait { metadata["queue_wait_ms"] = "\(wait.milliseconds)" }
+            if let error = event.error { metadata["error"] = "\(error)" }
+            switch outcome {
+            case .retried(let delay, _): metadata["retry_delay_ms"] = "\(delay.milliseconds)"
+            case .deadLettered(let reason): metadata["reason"] = "\(reason.kind.rawValue)"
+            default: break
+            }
+            logger.log(level: level, "settled", metadata: metadata)
+        }
         WorkerMetrics.record(event)
         worker.observer?(event)
     }

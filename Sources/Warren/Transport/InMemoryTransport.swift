@@ -111,6 +111,11 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
         state.withLock { ($0.queues[queue]?.ready.count ?? 0, $0.queues[queue]?.unacked.count ?? 0) }
     }
 
+    /// The ready messages of `queue`, head first, without taking them.
+    public func peek(_ queue: String) -> [StoredMessage] {
+        state.withLock { $0.queues[queue]?.ready ?? [] }
+    }
+
     /// Messages waiting out a retry delay.
     public var delayedCount: Int { state.withLock { $0.pendingDelays } }
 
