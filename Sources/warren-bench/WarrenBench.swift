@@ -37,6 +37,7 @@ struct Consume: AsyncParsableCommand {
     var mode = "raw,client,framework"
     @Option(help: "Runs of each mode; the median is reported.") var runs = 1
     @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
+    @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency = 1
 
     struct Result: Codable {
         var mode: String
@@ -215,7 +216,7 @@ extension Consume {
         let done = AsyncStream.makeStream(of: Void.self)
         let registration = HandlerRegistration(
             BenchMessage.self, queue: queue,
-            options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: 64, retry: .never, timeout: nil)
+            options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in
             let total = handled.withLock { value -> Int in
                 value += 1
