@@ -78,21 +78,13 @@ struct DeadLetters: AsyncParsableCommand {
         @Flag(help: "Print a JSON array.") var json = false
 
         func run() async throws {
-            let letters: [Letter]
-            do {
-                let connection = try await connection.connect()
-                defer { Task { await connection.close() } }
-                letters = try await withDeadLetters(of: queue, connection: connection, limit: limit) { _, deliveries in
+            let letters = try await connection.withConnection { connection in
+                try await withDeadLetters(of: queue, connection: connection, limit: limit) { _, deliveries in
                     deliveries.map { Letter($0, details: false) }
                 }
-                await connection.close()
-            } catch {
-                throw fail(describe(error))
             }
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(letters), as: UTF8.self))
+                try printJSON(letters)
                 return
             }
             if letters.isEmpty {
@@ -114,21 +106,13 @@ struct DeadLetters: AsyncParsableCommand {
         @Option(name: .customLong("message-id"), help: "Its message id.") var messageID: String
 
         func run() async throws {
-            let letter: Letter?
-            do {
-                let connection = try await connection.connect()
-                defer { Task { await connection.close() } }
-                letter = try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
+            let letter = try await connection.withConnection { connection in
+                try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
                     deliveries.first { $0.properties.messageID == messageID }.map { Letter($0, details: true) }
                 }
-                await connection.close()
-            } catch {
-                throw fail(describe(error))
             }
             guard let letter else { throw fail("no dead letter with message id \(messageID) for \(queue)") }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(letter), as: UTF8.self))
+            try printJSON(letter)
         }
     }
 
@@ -145,13 +129,10 @@ struct DeadLetters: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let replayed: Int
-            do {
-                let connection = try await connection.connect()
-                defer { Task { await connection.close() } }
+            let replayed = try await connection.withConnection { connection in
                 let publisher = try await connection.openChannel()
                 try await publisher.enableConfirms()
-                replayed = try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
+                return try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
                     var count = 0
                     for delivery in deliveries where all || delivery.properties.messageID == messageID {
                         var properties = delivery.properties
@@ -164,9 +145,6 @@ struct DeadLetters: AsyncParsableCommand {
                     }
                     return count
                 }
-                await connection.close()
-            } catch {
-                throw fail(describe(error))
             }
             if let messageID, replayed == 0 { throw fail("no dead letter with message id \(messageID) for \(queue)") }
             print("replayed \(replayed) message(s) to \(queue)")
@@ -192,14 +170,8 @@ struct DeadLetters: AsyncParsableCommand {
 
         func run() async throws {
             guard yes else { throw fail("purging deletes the dead letters for good: add --yes") }
-            let count: Int
-            do {
-                let connection = try await connection.connect()
-                defer { Task { await connection.close() } }
-                count = try await connection.openChannel().queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
-                await connection.close()
-            } catch {
-                throw fail(describe(error))
+            let count = try await connection.withConnection { connection in
+                try await connection.openChannel().queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
             }
             print("purged \(count) dead letter(s) of \(queue)")
         }

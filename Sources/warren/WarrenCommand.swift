@@ -25,6 +25,28 @@ struct ConnectionOptions: ParsableArguments {
         quiet.logLevel = .critical
         return try await AMQPConnection.connect(to: AMQPEndpoint.parseList(uri), connectionName: "warren-cli", logger: quiet)
     }
+
+    /// Connects, runs `body`, and closes the connection whatever happens; any error becomes one line on stderr and
+    /// a non-zero exit.
+    func withConnection<T>(_ body: (AMQPConnection) async throws -> T) async throws -> T {
+        let connection: AMQPConnection
+        do { connection = try await connect() } catch { throw fail(describe(error)) }
+        do {
+            let value = try await body(connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw (error as? ExitCode) ?? fail(describe(error))
+        }
+    }
+}
+
+/// Prints `value` as pretty, key-sorted JSON.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 /// Prints a one-line error on stderr and exits non-zero, instead of a stack of context.
@@ -79,15 +101,10 @@ struct Publish: AsyncParsableCommand {
         let properties = AMQPProperties(
             contentType: contentType, headers: table.isEmpty ? nil : table, deliveryMode: .persistent,
             correlationID: correlationID, messageID: id, timestamp: Date(), type: type, appID: "warren-cli")
-        do {
-            let connection = try await connection.connect()
-            defer { Task { await connection.close() } }
+        try await connection.withConnection { connection in
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
             try await channel.publish(bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
-            await connection.close()
-        } catch {
-            throw fail(describe(error))
         }
         print(id)
     }
@@ -113,9 +130,7 @@ struct Topology: AsyncParsableCommand {
     func run() async throws {
         let topology = WarrenTopology(queue: queue)
         var rows: [Row] = []
-        do {
-            let connection = try await connection.connect()
-            defer { Task { await connection.close() } }
+        try await connection.withConnection { connection in
             var manifest: TopologyManifest?
             if let status = try await probe(connection, topology.manifestQueue), status.messageCount > 0 {
                 let channel = try await connection.openChannel()
@@ -135,14 +150,9 @@ struct Topology: AsyncParsableCommand {
                     role: role, name: name, messages: status?.messageCount, consumers: status?.consumerCount,
                     delayMilliseconds: delay, exists: status != nil))
             }
-            await connection.close()
-        } catch {
-            throw fail(describe(error))
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            try printJSON(rows)
             return
         }
         print("role          queue                                              messages  consumers  delay")

@@ -176,7 +176,8 @@ struct HostAndCLITests {
         await connection.close()
     }
 
-    @Test func gracefulShutdownFinishesTheRunningHandlerAndRequeuesTheRest() async throws {
+    /// A worker handling one slow message at a time from a fresh queue holding 5 messages, the first one running.
+    private func slowWorkerWithBacklog(_ prefix: String) async throws -> (RunningWorker, Recorder) {
         let queue = WorkerTestBroker.uniqueQueue()
         let started = Recorder()
         let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
@@ -184,31 +185,28 @@ struct HostAndCLITests {
             try await Task.sleep(for: .milliseconds(800))
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
-        for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "g\(n)@example.com")) }
-        #expect(try await waitUntil { started.calls(for: "g0@example.com").count == 1 })
+        for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "\(prefix)\(n)@example.com")) }
+        #expect(try await waitUntil { started.calls(for: "\(prefix)0@example.com").count == 1 })
+        return (worker, started)
+    }
+
+    @Test func gracefulShutdownFinishesTheRunningHandlerAndRequeuesTheRest() async throws {
+        let (worker, started) = try await slowWorkerWithBacklog("g")
         await worker.shutdownGracefully()
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
-        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 4 }, "the running one was acked, 4 are back")
+        #expect(try await waitUntil { try await channel.queueStatus(worker.queue).messageCount == 4 }, "the running one was acked, 4 are back")
         #expect((1..<5).allSatisfy { started.calls(for: "g\($0)@example.com").isEmpty }, "nothing new starts after the shutdown")
         await connection.close()
     }
 
     @Test func cancellingTheWorkerRequeuesEverythingUnfinished() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let started = Recorder()
-        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
-            started.record(email, context)
-            try await Task.sleep(for: .milliseconds(800))
-        }
-        let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
-        for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "w\(n)@example.com")) }
-        #expect(try await waitUntil { started.calls(for: "w0@example.com").count == 1 })
+        let (worker, started) = try await slowWorkerWithBacklog("w")
         await worker.stop()  // cancels the worker task: in-flight handler interrupted and requeued
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
         let handled = (0..<5).filter { !started.calls(for: "w\($0)@example.com").isEmpty }.count
-        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
+        #expect(try await waitUntil { try await channel.queueStatus(worker.queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
         await connection.close()
     }
 }
