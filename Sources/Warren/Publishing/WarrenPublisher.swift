@@ -35,9 +35,11 @@ public struct WarrenPublisher: Sendable {
     ) async throws -> String {
         var headers = headers
         if let causationID { headers[Self.causationHeader] = .string(causationID) }
+        let now = Date()
+        headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000))
         let properties = AMQPProperties(
-            contentType: codec.contentType, headers: headers.isEmpty ? nil : headers, deliveryMode: .persistent,
-            correlationID: correlationID, messageID: messageID, timestamp: Date(), type: M.messageType, appID: appID)
+            contentType: codec.contentType, headers: headers, deliveryMode: .persistent,
+            correlationID: correlationID, messageID: messageID, timestamp: now, type: M.messageType, appID: appID)
         try await transport.publish(try codec.encode(message), to: destination, properties: properties)
         return messageID
     }

@@ -216,6 +216,14 @@ struct QueueRunner: Sendable {
         return properties.timestamp
     }
 
+    /// When the message last entered a queue, in ms since the epoch: its last failure (it then waited out a retry
+    /// delay), else Warren's publish time, else the AMQP timestamp (whole seconds).
+    private func enqueuedAtMilliseconds(_ properties: AMQPProperties) -> Int64? {
+        let headers = properties.headers
+        return headers?[WarrenHeader.lastFailureAt]?.int64Value ?? headers?[WarrenHeader.publishedAt]?.int64Value
+            ?? properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) }
+    }
+
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
         do { try delivery.requeue() } catch {
             logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
@@ -228,7 +236,9 @@ struct QueueRunner: Sendable {
         failure: HandlingFailure?, logger: Logger
     ) {
         let properties = delivery.properties
-        let wait = properties.timestamp.map { Duration.milliseconds(max(0, Int64(Date().timeIntervalSince($0) * 1000))) }
+        let wait = enqueuedAtMilliseconds(properties).map {
+            Duration.milliseconds(max(0, Int64(Date().timeIntervalSince1970 * 1000) - $0))
+        }
         let event = SettlementEvent(
             messageID: properties.messageID,
             messageType: properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue, queue: queue,

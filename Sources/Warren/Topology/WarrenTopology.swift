@@ -54,6 +54,8 @@ public enum WarrenHeader {
     /// The message type, for publishers that cannot set the AMQP `type` property (such as `amqp-publish`); read only
     /// when `type` is absent.
     public static let messageType = "x-warren-type"
+    /// When a ``WarrenPublisher`` published the message, ms since the epoch (the AMQP timestamp has whole seconds only).
+    public static let publishedAt = "x-warren-published-at"
     /// The attempt a delivery is (1-based); absent on the first delivery.
     public static let attempt = "x-warren-attempt"
     /// When the message was first enqueued (ms since the epoch), carried across retries.
