@@ -19,10 +19,21 @@ public struct MessageContext: Sendable {
     public var redelivered: Bool
     /// The work queue it came from.
     public var queue: String
-    /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`).
-    public var logger: Logger
+    /// The worker's logger, without the job's metadata (see ``logger``).
+    public var baseLogger: Logger
     /// Publishes through the worker's transport; see ``publish(_:to:headers:)``.
     public var publisher: WarrenPublisher?
+
+    /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`). Built when asked for, so a
+    /// handler that does not log costs nothing.
+    public var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "message_id"] = "\(messageID ?? "")"
+        logger[metadataKey: "type"] = "\(messageType)"
+        logger[metadataKey: "queue"] = "\(queue)"
+        logger[metadataKey: "attempt"] = "\(attempt)"
+        return logger
+    }
 }
 
 /// Raised by a registration when a body cannot be decoded into its type.

@@ -11,19 +11,23 @@ public protocol MessageCodec: Sendable {
 /// JSON, the default codec (`application/json`). Dates are ISO 8601.
 public struct JSONMessageCodec: MessageCodec {
     public var contentType: String { "application/json" }
+    // Configured once and shared: both are Sendable and safe to use from several tasks.
+    private let encoder: JSONEncoder
+    private let decoder: JSONDecoder
 
-    public init() {}
+    public init() {
+        encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+    }
 
     public func encode<M: Encodable>(_ message: M) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        return Array(try encoder.encode(message))
+        Array(try encoder.encode(message))
     }
 
     public func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode(type, from: Data(body))
+        try decoder.decode(type, from: Data(body))
     }
 }
 

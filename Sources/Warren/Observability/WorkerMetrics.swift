@@ -1,27 +1,52 @@
 import Metrics
+import Synchronization
 
-/// The swift-metrics instruments of a worker, with `queue` and `type` dimensions (never message ids or credentials).
+/// The swift-metrics instruments of one queue's consumer, with `queue` and `type` dimensions (never message ids or
+/// credentials); made once per type and outcome, not per message.
 ///
 /// - `warren_messages_total{queue,type,outcome}`: settled deliveries by outcome (`ack`, `retry`, `dead-letter`,
 ///   `requeue`).
 /// - `warren_messages_retried_total{queue,type}`, `warren_messages_dead_lettered_total{queue,type}`.
 /// - `warren_handler_duration_seconds{queue,type}`: handling and settling time.
 /// - `warren_handlers_in_flight{queue}`: handlers running now.
-enum WorkerMetrics {
-    static func record(_ event: SettlementEvent) {
-        let type = event.messageType ?? "unknown"
-        let dimensions = [("queue", event.queue), ("type", type)]
-        Counter(label: "warren_messages_total", dimensions: dimensions + [("outcome", event.outcome.name)]).increment()
-        switch event.outcome {
-        case .retried: Counter(label: "warren_messages_retried_total", dimensions: dimensions).increment()
-        case .deadLettered: Counter(label: "warren_messages_dead_lettered_total", dimensions: dimensions).increment()
-        default: break
-        }
-        Timer(label: "warren_handler_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds)
-            .recordNanoseconds(event.duration.components.seconds * 1_000_000_000 + event.duration.components.attoseconds / 1_000_000_000)
+final class WorkerMetrics: Sendable {
+    private struct TypeInstruments {
+        var outcomes: [String: Counter] = [:]
+        var retried: Counter
+        var deadLettered: Counter
+        var duration: Timer
     }
 
-    static func inFlight(queue: String) -> Gauge {
-        Gauge(label: "warren_handlers_in_flight", dimensions: [("queue", queue)])
+    let queue: String
+    let inFlight: Gauge
+    private let byType = Mutex<[String: TypeInstruments]>([:])
+
+    init(queue: String) {
+        self.queue = queue
+        inFlight = Gauge(label: "warren_handlers_in_flight", dimensions: [("queue", queue)])
+    }
+
+    func record(_ event: SettlementEvent) {
+        let type = event.messageType ?? "unknown"
+        let outcome = event.outcome.name
+        let (counter, extra, timer) = byType.withLock { byType -> (Counter, Counter?, Timer) in
+            let dimensions = [("queue", queue), ("type", type)]
+            var instruments = byType[type] ?? TypeInstruments(
+                retried: Counter(label: "warren_messages_retried_total", dimensions: dimensions),
+                deadLettered: Counter(label: "warren_messages_dead_lettered_total", dimensions: dimensions),
+                duration: Timer(label: "warren_handler_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds))
+            let counter = instruments.outcomes[outcome] ?? Counter(label: "warren_messages_total", dimensions: dimensions + [("outcome", outcome)])
+            instruments.outcomes[outcome] = counter
+            byType[type] = instruments
+            let extra: Counter? = switch event.outcome {
+            case .retried: instruments.retried
+            case .deadLettered: instruments.deadLettered
+            default: nil
+            }
+            return (counter, extra, instruments.duration)
+        }
+        counter.increment()
+        extra?.increment()
+        timer.recordNanoseconds(event.duration.components.seconds * 1_000_000_000 + event.duration.components.attoseconds / 1_000_000_000)
     }
 }

@@ -9,6 +9,7 @@ struct QueueRunner: Sendable {
     let prefetch: UInt16
     let concurrency: Int
     let worker: Worker
+    let metrics: WorkerMetrics
 
     init(queue: String, registrations: [HandlerRegistration], worker: Worker) {
         self.queue = queue
@@ -16,6 +17,7 @@ struct QueueRunner: Sendable {
         self.prefetch = registrations.map(\.options.prefetch).max() ?? 20
         self.concurrency = registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
+        self.metrics = WorkerMetrics(queue: queue)
     }
 
     private var logger: Logger { worker.logger }
@@ -27,7 +29,7 @@ struct QueueRunner: Sendable {
         shutdown.onTrigger { try? await consumer.cancel() }
         let limiter = ConcurrencyLimiter(limit: concurrency)
         let inFlight = InFlightCounter()
-        let inFlightGauge = WorkerMetrics.inFlight(queue: queue)
+        let inFlightGauge = metrics.inFlight
         logger.info("consuming", metadata: ["queue": "\(queue)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
         do {
             try await withThrowingDiscardingTaskGroup { group in
@@ -96,11 +98,6 @@ struct QueueRunner: Sendable {
         let headers = properties.headers ?? [:]
         let attempt = attempt(of: delivery)
         let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers[WarrenHeader.messageType]?.stringValue
-        var jobLogger = logger
-        jobLogger[metadataKey: "message_id"] = "\(properties.messageID ?? "")"
-        jobLogger[metadataKey: "type"] = "\(type ?? "")"
-        jobLogger[metadataKey: "queue"] = "\(queue)"
-        jobLogger[metadataKey: "attempt"] = "\(attempt)"
 
         var failure: HandlingFailure?
         var interrupted = false
@@ -111,7 +108,7 @@ struct QueueRunner: Sendable {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
                     headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
-                    redelivered: delivery.redelivered, queue: queue, logger: jobLogger,
+                    redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
                     publisher: WarrenPublisher(transport: worker.transport, codec: codec))
                 do {
                     try await withTimeout(registration.options.timeout) {
@@ -135,7 +132,7 @@ struct QueueRunner: Sendable {
         let outcome: SettlementEvent.Outcome
         if let failure, interrupted {
             // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
-            jobLogger.debug("handler interrupted by shutdown", metadata: ["error": "\(failure.summary)"])
+            logger.debug("handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
             outcome = requeue(delivery)
         } else if let failure {
             let decision = FailureDecision.decide(
@@ -147,11 +144,11 @@ struct QueueRunner: Sendable {
                 try delivery.ack()
                 outcome = .acked
             } catch {
-                jobLogger.warning("could not ack; the broker will redeliver", metadata: ["error": "\(error)"])
+                logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 outcome = .requeued
             }
         }
-        report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure, logger: jobLogger)
+        report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure, logger: logger)
     }
 
     /// Publishes the retry or dead-letter copy, confirmed, then acks the original; requeues the original when the
@@ -267,7 +264,7 @@ struct QueueRunner: Sendable {
             }
             logger.log(level: level, "settled", metadata: metadata)
         }
-        WorkerMetrics.record(event)
+        metrics.record(event)
         worker.observer?(event)
     }
 }
