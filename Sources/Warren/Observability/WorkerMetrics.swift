@@ -9,6 +9,8 @@ import Synchronization
 /// - `warren_messages_retried_total{queue,type}`, `warren_messages_dead_lettered_total{queue,type}`.
 /// - `warren_handler_duration_seconds{queue,type}`: handling and settling time.
 /// - `warren_handlers_in_flight{queue}`: handlers running now.
+/// - `warren_settlements_dropped_total{queue}`: settlements that could not be sent because the channel was gone (the
+///   broker redelivers those messages).
 final class WorkerMetrics: Sendable {
     private struct TypeInstruments {
         var outcomes: [String: Counter] = [:]
@@ -19,12 +21,16 @@ final class WorkerMetrics: Sendable {
 
     let queue: String
     let inFlight: Gauge
+    private let dropped: Counter
     private let byType = Mutex<[String: TypeInstruments]>([:])
 
     init(queue: String) {
         self.queue = queue
         inFlight = Gauge(label: "warren_handlers_in_flight", dimensions: [("queue", queue)])
+        dropped = Counter(label: "warren_settlements_dropped_total", dimensions: [("queue", queue)])
     }
+
+    func droppedSettlement() { dropped.increment() }
 
     func record(_ event: SettlementEvent) {
         let type = event.messageType ?? "unknown"

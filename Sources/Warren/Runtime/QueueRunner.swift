@@ -23,8 +23,11 @@ struct QueueRunner: Sendable {
     private var logger: Logger { worker.logger }
     private var configuration: WorkerConfiguration { worker.configuration }
 
-    func run() async throws {
-        let consumer = try await worker.transport.consume(queue: queue, prefetch: prefetch)
+    func startConsuming() async throws -> TransportConsumer {
+        try await worker.transport.consume(queue: queue, prefetch: prefetch)
+    }
+
+    func run(_ consumer: TransportConsumer) async throws {
         let shutdown = worker.shutdownSignal
         shutdown.onTrigger { try? await consumer.cancel() }
         let limiter = ConcurrencyLimiter(limit: concurrency)
@@ -57,7 +60,8 @@ struct QueueRunner: Sendable {
                 } catch is CancellationError {
                     // Cancelled: running handlers are cancelled with us and requeue their messages.
                 } catch {
-                    logger.error("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                    // The connection or channel is gone: handlers still running cannot settle (the broker redelivers).
+                    logger.debug("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
                     throw error
                 }
                 if shutdown.isTriggered {
@@ -82,6 +86,7 @@ struct QueueRunner: Sendable {
 
     private func requeueUnstarted(_ delivery: TransportDelivery) {
         do { try delivery.requeue() } catch {
+            metrics.droppedSettlement()
             logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
         }
         report(delivery, attempt: attempt(of: delivery), outcome: .requeued, duration: .zero, failure: nil, logger: logger)
@@ -144,6 +149,7 @@ struct QueueRunner: Sendable {
                 try delivery.ack()
                 outcome = .acked
             } catch {
+                metrics.droppedSettlement()
                 logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 outcome = .requeued
             }
@@ -201,6 +207,7 @@ struct QueueRunner: Sendable {
         } catch {
             // The copy is safe but the original could not be acked: the broker redelivers it, a duplicate that the
             // at-least-once contract allows.
+            metrics.droppedSettlement()
             logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
             return outcome
         }
@@ -223,6 +230,7 @@ struct QueueRunner: Sendable {
 
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
         do { try delivery.requeue() } catch {
+            metrics.droppedSettlement()
             logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
         }
         return .requeued

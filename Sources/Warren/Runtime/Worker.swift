@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import WarrenAMQP
 
 /// Consumes the queues of its registrations and settles every delivery: ack on success, a delayed retry through a
@@ -22,6 +23,12 @@ public final class Worker: Sendable {
     let logger: Logger
     let observer: (@Sendable (SettlementEvent) -> Void)?
     let shutdownSignal = ShutdownSignal()
+    private let health = Mutex(Health())
+
+    private struct Health {
+        var consuming = false
+        var problem: String?
+    }
 
     /// - Parameter observer: called after every settled delivery (for metrics or tests); must return quickly.
     public init(
@@ -48,26 +55,90 @@ public final class Worker: Sendable {
     public func run() async throws {
         let queues = Dictionary(grouping: registrations.filter(\.options.enabled), by: \.queue)
         guard !queues.isEmpty else { throw WarrenError(.nothingToConsume, "no enabled handler registration") }
-        try await transport.start()
-        do {
-            for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
-                try await transport.prepare(queue: queue, delays: Self.delays(of: registrations))
-            }
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for (queue, registrations) in queues {
-                    let runner = QueueRunner(queue: queue, registrations: registrations, worker: self)
-                    group.addTask { try await runner.run() }
+        var failedAttempts = 0
+        var outage: ContinuousClock.Instant?
+        while true {
+            do {
+                try await runOnce(queues) {
+                    if let started = outage {
+                        logger.notice("connection recovered; consuming again", metadata: ["outage": "\(ContinuousClock.now - started)"])
+                        outage = nil
+                    }
+                    failedAttempts = 0
                 }
-                try await group.waitForAll()
+                setHealth(consuming: false, problem: nil)
+                await transport.close()
+                logger.info("worker stopped")
+                return
+            } catch {
+                setHealth(consuming: false, problem: "\(error)")
+                await transport.close()
+                if error is CancellationError || Task.isCancelled || shutdownSignal.isTriggered { return }
+                guard Self.isRecoverable(error) else { throw error }
+                failedAttempts += 1
+                if let limit = configuration.recovery.maximumAttempts, failedAttempts > limit { throw error }
+                let delay = configuration.recovery.delay(beforeAttempt: failedAttempts, sample: Double.random(in: 0..<1))
+                if outage == nil {
+                    outage = ContinuousClock.now
+                    // Logged once per outage; the attempts that follow log at debug.
+                    logger.error("connection lost; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+                } else {
+                    logger.debug("reconnection failed", metadata: ["error": "\(error)", "attempt": "\(failedAttempts)", "retry_in": "\(delay)"])
+                }
+                await sleepUnlessShutdown(delay)
+                if shutdownSignal.isTriggered || Task.isCancelled { return }
             }
-        } catch {
-            await transport.close()
-            if error is CancellationError { return }
-            throw error
         }
-        await transport.close()
-        logger.info("worker stopped")
     }
+
+    /// Connects, declares the topology and consumes until a shutdown (returns) or a failure (throws).
+    private func runOnce(_ queues: [String: [HandlerRegistration]], connected: () -> Void) async throws {
+        try await transport.start()
+        for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
+            try await transport.prepare(queue: queue, delays: Self.delays(of: registrations))
+        }
+        let runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
+        var consumers: [(QueueRunner, TransportConsumer)] = []
+        for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
+        setHealth(consuming: true, problem: nil)
+        connected()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (runner, consumer) in consumers { group.addTask { try await runner.run(consumer) } }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Errors after which reconnecting can help: the connection or a channel went away, or the broker could not be
+    /// reached. Configuration mistakes (a topology conflict, bad credentials) are not retried.
+    static func isRecoverable(_ error: any Error) -> Bool {
+        guard let error = error as? AMQPError else { return false }
+        switch error.code {
+        case .connectionLost, .connectionClosed, .connectionFailed, .channelClosed, .consumerCancelled, .timeout: return true
+        default: return false
+        }
+    }
+
+    private func sleepUnlessShutdown(_ delay: Duration) async {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: delay)
+        while clock.now < end, !shutdownSignal.isTriggered, !Task.isCancelled {
+            try? await Task.sleep(for: min(.milliseconds(100), clock.now.duration(to: end)))
+        }
+    }
+
+    private func setHealth(consuming: Bool, problem: String?) {
+        health.withLock {
+            $0.consuming = consuming
+            $0.problem = problem
+        }
+    }
+
+    /// Whether the worker is consuming every one of its queues right now. False while it connects, after a connection
+    /// loss until it has recovered, and after it stopped: a health check should report this.
+    public var isConsuming: Bool { health.withLock { $0.consuming } }
+
+    /// Why the worker is not consuming, when it is not because of a failure.
+    public var healthProblem: String? { health.withLock { $0.problem } }
 
     /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
     public func shutdown() {

@@ -11,16 +11,51 @@ public struct WorkerConfiguration: Sendable {
     public var gracePeriod: Duration
     /// The host name written into dead letters.
     public var hostName: String
+    /// How the worker reconnects after losing its connection.
+    public var recovery: RecoveryPolicy
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
         maximumMessageBytes: Int = 16 * 1024 * 1024,
         gracePeriod: Duration = .seconds(30),
-        hostName: String = ProcessInfo.processInfo.hostName
+        hostName: String = ProcessInfo.processInfo.hostName,
+        recovery: RecoveryPolicy = .default
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
         self.gracePeriod = gracePeriod
         self.hostName = hostName
+        self.recovery = recovery
+    }
+}
+
+/// Reconnection after a lost connection (broker restart, node down, network failure, missed heartbeats): the worker
+/// waits `initialDelay`, then doubles the wait up to `maximumDelay`, each spread by ±`jitter`, trying every configured
+/// address each time, and re-declares its topology and consumers once connected.
+public struct RecoveryPolicy: Sendable, Hashable {
+    public var initialDelay: Duration
+    public var maximumDelay: Duration
+    /// 0...1: each wait is multiplied by a random factor in `1 - jitter ... 1 + jitter`.
+    public var jitter: Double
+    /// Reconnection attempts before `run()` gives up and throws; `nil` retries for ever.
+    public var maximumAttempts: Int?
+
+    public init(initialDelay: Duration = .milliseconds(500), maximumDelay: Duration = .seconds(30), jitter: Double = 0.2, maximumAttempts: Int? = nil) {
+        self.initialDelay = initialDelay
+        self.maximumDelay = maximumDelay
+        self.jitter = jitter
+        self.maximumAttempts = maximumAttempts
+    }
+
+    public static let `default` = RecoveryPolicy()
+
+    /// Never reconnect: a lost connection ends `run()` with its error.
+    public static let disabled = RecoveryPolicy(maximumAttempts: 0)
+
+    /// The wait before reconnection attempt `attempt` (1-based), for a random `sample` in 0..<1.
+    public func delay(beforeAttempt attempt: Int, sample: Double) -> Duration {
+        let base = min(initialDelay.seconds * pow(2, Double(max(0, attempt - 1))), maximumDelay.seconds)
+        let factor = 1 - jitter + 2 * jitter * min(max(sample, 0), 1)
+        return .milliseconds(Int64(base * factor * 1000))
     }
 }

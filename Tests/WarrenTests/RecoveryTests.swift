@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import Testing
+import Warren
+import WarrenAMQP
+import WarrenLocalBroker
+
+/// Broker outages on a node of its own, so they never disturb the tests sharing the main node.
+@Suite("Worker recovery (dedicated broker)", .serialized)
+struct RecoveryTests {
+    let recorder = Recorder()
+
+    func startWorker(queue: String, url: String) -> (Worker, Task<Void, any Error>) {
+        var logger = Logger(label: "warren.tests.recovery")
+        logger.logLevel = .critical
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { [recorder] email, context in
+            recorder.record(email, context)
+        }
+        let worker = Worker(
+            transport: RabbitMQTransport(endpoints: [try! AMQPEndpoint(uri: url + "?heartbeat=1")], logger: logger),
+            registrations: [registration],
+            configuration: WorkerConfiguration(recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1))),
+            logger: logger)
+        return (worker, Task { try await worker.run() })
+    }
+
+    func publish(_ email: String, queue: String, url: String) async throws {
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        try await channel.publish(
+            Array(#"{"userId":"r","email":"\#(email)"}"#.utf8), routingKey: queue, mandatory: true,
+            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: WelcomeEmail.messageType))
+        await connection.close()
+    }
+
+    @Test func theWorkerReconnectsAfterTheBrokerRestartsAndConsumesAgain() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let queue = WorkerTestBroker.uniqueQueue()
+        let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
+        defer { task.cancel() }
+        #expect(try await waitUntil { worker.isConsuming })
+        try await publish("before@example.com", queue: queue, url: broker.amqpURL)
+        #expect(try await waitUntil { recorder.calls(for: "before@example.com").count == 1 })
+
+        try await broker.stopApp()
+        #expect(try await waitUntil { !worker.isConsuming }, "the loss is noticed")
+        #expect(worker.healthProblem != nil)
+        try await broker.startApp()
+        #expect(try await waitUntil(timeout: .seconds(30)) { worker.isConsuming }, "the worker reconnects by itself")
+        try await publish("after@example.com", queue: queue, url: broker.amqpURL)
+        #expect(try await waitUntil { recorder.calls(for: "after@example.com").count == 1 }, "and consumes again")
+        worker.shutdown()
+        try await task.value
+    }
+
+    @Test func aFrozenBrokerIsDetectedByHeartbeatsAndRecoveredFrom() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let queue = WorkerTestBroker.uniqueQueue()
+        let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
+        defer { task.cancel() }
+        #expect(try await waitUntil { worker.isConsuming })
+        broker.pause()
+        let noticed = try await waitUntil(timeout: .seconds(10)) { !worker.isConsuming }
+        broker.resume()
+        #expect(noticed, "missed heartbeats reveal the frozen broker")
+        #expect(try await waitUntil(timeout: .seconds(30)) { worker.isConsuming })
+        try await publish("thawed@example.com", queue: queue, url: broker.amqpURL)
+        #expect(try await waitUntil { recorder.calls(for: "thawed@example.com").count == 1 })
+        worker.shutdown()
+        try await task.value
+    }
+
+    @Test func aDeletedQueueIsDeclaredAgainAndConsumed() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let queue = WorkerTestBroker.uniqueQueue()
+        let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
+        defer { task.cancel() }
+        #expect(try await waitUntil { worker.isConsuming })
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+        try await connection.openChannel().queueDelete(queue)
+        await connection.close()
+        // The broker cancels the consumer; the worker must not end up consuming nothing.
+        #expect(try await waitUntil(timeout: .seconds(15)) {
+            let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+            defer { Task { await probe.close() } }
+            return (try? await probe.openChannel().queueStatus(queue).consumerCount) == 1
+        })
+        try await publish("again@example.com", queue: queue, url: broker.amqpURL)
+        #expect(try await waitUntil { recorder.calls(for: "again@example.com").count == 1 })
+        worker.shutdown()
+        try await task.value
+    }
+}
