@@ -174,6 +174,34 @@ struct InMemoryWorkerTests {
         await harness.stop()
     }
 
+    @Test func anIdempotencyStoreSkipsADuplicateMessageID() async throws {
+        let store = InMemoryIdempotencyStore(capacity: 100)
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(idempotency: store)) { [recorder] email, context in
+            recorder.record(email, context)
+        }
+        let harness = try await WarrenTestHarness(registrations: [registration])
+        let first = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
+        let second = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
+        let other = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "other-id")
+        #expect(first.outcome == .acked && !first.duplicate)
+        #expect(second.outcome == .acked && second.duplicate)
+        #expect(other.outcome == .acked && !other.duplicate)
+        #expect(recorder.calls(for: "once@example.com").count == 2)
+        await harness.stop()
+    }
+
+    @Test func theInMemoryIdempotencyStoreForgetsTheOldestIDsBeyondItsCapacity() async throws {
+        let store = InMemoryIdempotencyStore(capacity: 3)
+        for n in 0..<5 { try await store.record("id-\(n)", scope: "q") }
+        #expect(try await store.contains("id-0", scope: "q") == false)
+        #expect(try await store.contains("id-1", scope: "q") == false)
+        #expect(try await store.contains("id-4", scope: "q"))
+        #expect(try await store.contains("id-4", scope: "other") == false, "scopes are separate")
+        for n in 5..<50 { try await store.record("id-\(n)", scope: "q") }
+        #expect(try await store.contains("id-49", scope: "q"))
+        #expect(try await store.contains("id-46", scope: "q") == false)
+    }
+
     @Test func oneHandlerAtATimeKeepsOrder() async throws {
         let order = Mutex<[Int]>([])
         struct Numbered: WarrenMessage {

@@ -15,10 +15,13 @@ public struct HandlerOptions: Sendable {
     /// A disabled registration is not consumed (its messages wait in the queue, or go to the dead letters as an
     /// unknown type if another registration consumes the queue).
     public var enabled: Bool
+    /// When set, a message whose id the store has already recorded for this queue and type is acknowledged without
+    /// running the handler; ids are recorded after a successful handler run. Messages without an id are always handled.
+    public var idempotency: (any IdempotencyStore)?
 
     public init(
         prefetch: UInt16 = 20, maxConcurrentHandlers: Int = 4, retry: RetryPolicy = .default,
-        timeout: Duration? = .seconds(30), enabled: Bool = true
+        timeout: Duration? = .seconds(30), enabled: Bool = true, idempotency: (any IdempotencyStore)? = nil
     ) {
         precondition(maxConcurrentHandlers >= 1, "at least one handler must be allowed to run")
         self.prefetch = prefetch
@@ -26,6 +29,7 @@ public struct HandlerOptions: Sendable {
         self.retry = retry
         self.timeout = timeout
         self.enabled = enabled
+        self.idempotency = idempotency
     }
 }
 

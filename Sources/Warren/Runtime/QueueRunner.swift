@@ -106,6 +106,7 @@ struct QueueRunner: Sendable {
 
         var failure: HandlingFailure?
         var interrupted = false
+        var duplicate = false
         if delivery.body.count > configuration.maximumMessageBytes {
             failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
         } else if let type, let registration = handlers[type] {
@@ -116,8 +117,15 @@ struct QueueRunner: Sendable {
                     redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
                     publisher: WarrenPublisher(transport: worker.transport, codec: codec))
                 do {
-                    try await withTimeout(registration.options.timeout) {
-                        try await registration.process(delivery.body, codec, context)
+                    let store = registration.options.idempotency
+                    let scope = "\(queue)/\(type)"
+                    if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
+                        duplicate = true
+                    } else {
+                        try await withTimeout(registration.options.timeout) {
+                            try await registration.process(delivery.body, codec, context)
+                        }
+                        if let store, let id = properties.messageID { try await store.record(id, scope: scope) }
                     }
                 } catch let error as UndecodableBody {
                     failure = .undecodable(error.detail)
@@ -154,7 +162,9 @@ struct QueueRunner: Sendable {
                 outcome = .requeued
             }
         }
-        report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure, logger: logger)
+        report(
+            delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure,
+            duplicate: duplicate, logger: logger)
     }
 
     /// Publishes the retry or dead-letter copy, confirmed, then acks the original; requeues the original when the
@@ -238,7 +248,7 @@ struct QueueRunner: Sendable {
 
     private func report(
         _ delivery: TransportDelivery, attempt: Int, outcome: SettlementEvent.Outcome, duration: Duration,
-        failure: HandlingFailure?, logger: Logger
+        failure: HandlingFailure?, duplicate: Bool = false, logger: Logger
     ) {
         let properties = delivery.properties
         let wait = enqueuedAtMilliseconds(properties).map {
@@ -247,7 +257,8 @@ struct QueueRunner: Sendable {
         let event = SettlementEvent(
             messageID: properties.messageID,
             messageType: properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue, queue: queue,
-            attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary)
+            attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary,
+            duplicate: duplicate)
         let level: Logger.Level = switch outcome {
         case .acked: .debug
         case .retried: .warning
@@ -264,6 +275,7 @@ struct QueueRunner: Sendable {
                 "duration_ms": "\(duration.milliseconds)",
             ]
             if let wait { metadata["queue_wait_ms"] = "\(wait.milliseconds)" }
+            if duplicate { metadata["duplicate"] = "true" }
             if let error = event.error { metadata["error"] = "\(error)" }
             switch outcome {
             case .retried(let delay, _): metadata["retry_delay_ms"] = "\(delay.milliseconds)"

@@ -31,4 +31,6 @@ public struct SettlementEvent: Sendable {
     public var queueWait: Duration?
     /// The failure, when there was one.
     public var error: String?
+    /// Acknowledged without running the handler: its idempotency store had already recorded the message id.
+    public var duplicate: Bool = false
 }
