@@ -46,8 +46,11 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
 
     /// Puts the channel in confirm mode (`confirm.select`): from now on every ``publish(_:exchange:routingKey:mandatory:properties:)``
     /// returns only once the broker has taken responsibility for the message, and throws when it did not.
-    public func enableConfirms() async throws {
-        try await call(.confirmSelect)
+    /// - Parameter confirmTimeout: how long a publish waits for its confirm before it throws
+    ///   ``AMQPError/Code/timeout`` (checked every 100 ms); `nil` waits as long as the connection lives. A broker that
+    ///   stops answering is also noticed through missed heartbeats, which fail every waiting publish.
+    public func enableConfirms(confirmTimeout: Duration? = .seconds(30)) async throws {
+        try await call(.confirmSelect(timeout: confirmTimeout))
     }
 
     /// Limits how many unacknowledged deliveries the broker sends (`basic.qos`).

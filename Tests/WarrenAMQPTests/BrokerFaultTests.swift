@@ -48,6 +48,26 @@ struct BrokerFaultTests {
         #expect(clock.now - started < .seconds(6), "two missed 1 s heartbeats should be noticed within a few seconds")
     }
 
+    @Test func aPublishWhoseConfirmNeverComesTimesOut() async throws {
+        let broker = try await Self.broker.get()
+        // No heartbeats: only the confirm timeout can end the wait.
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=0"), logger: TestBroker.logger)
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms(confirmTimeout: .seconds(1))
+        let queue = TestBroker.uniqueName()
+        try await channel.queueDeclare(queue, exclusive: true)
+        try await channel.publish("before".bytes, routingKey: queue)
+        broker.pause()
+        defer { broker.resume() }
+        let clock = ContinuousClock()
+        let started = clock.now
+        let error = await #expect(throws: AMQPError.self) { try await channel.publish("frozen".bytes, routingKey: queue) }
+        broker.resume()
+        #expect(error?.code == .timeout)
+        #expect(clock.now - started >= .seconds(1) && clock.now - started < .seconds(3))
+        await connection.close()
+    }
+
     @Test func memoryAlarmBlocksAndUnblocksTheConnection() async throws {
         let broker = try await Self.broker.get()
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))

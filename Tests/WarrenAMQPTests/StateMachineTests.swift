@@ -38,6 +38,17 @@ struct ConfirmTrackerTests {
         #expect(settled.map(\.returned) == [nil, info, nil], "only the earliest matching publish is marked")
     }
 
+    @Test func overduePublishesExpireFromTheHead() {
+        var tracker = ConfirmTracker<Int>()
+        for deadline in [1, 2, 3, 4] { _ = tracker.register(deadline) }
+        _ = tracker.settle(deliveryTag: 2, multiple: false)  // settled out of order: skipped by expiry
+        #expect(tracker.expire { $0 <= 3 } == [1, 3])
+        #expect(tracker.outstanding == 1)
+        #expect(tracker.expire { $0 <= 3 }.isEmpty)
+        #expect(tracker.settle(deliveryTag: 1, multiple: false).isEmpty, "a late confirm of an expired publish is ignored")
+        #expect(tracker.settle(deliveryTag: 4, multiple: true).map(\.token) == [4])
+    }
+
     @Test func compactsAfterManySettlements() {
         var tracker = ConfirmTracker<Int>()
         for round in 0..<5 {

@@ -5,7 +5,8 @@ import CRabbitMQ
 enum ChannelMethod: Sendable {
     case channelOpen
     case channelClose
-    case confirmSelect
+    /// `confirm.select`; the timeout is not sent, it bounds each publish's wait for its confirm.
+    case confirmSelect(timeout: Duration?)
     case basicQos(prefetchCount: UInt16, global: Bool)
     case exchangeDeclare(name: String, type: String, passive: Bool, durable: Bool, autoDelete: Bool, isInternal: Bool, arguments: AMQPTable)
     case exchangeDelete(name: String, ifUnused: Bool)

@@ -161,6 +161,7 @@ final class ConnectionCore: @unchecked Sendable {
     private var pollTimeoutMilliseconds: Int32 = 1000
     private var running = true
     private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
+    private var lastConfirmExpiry = ContinuousClock.now
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
 
@@ -362,6 +363,7 @@ final class ConnectionCore: @unchecked Sendable {
             guard running else { break }
             let framesRead = readFrames(limit: 2048)
             guard running else { break }
+            expireConfirms()
             if commands.isEmpty && framesRead == 0 {
                 let sleep = inbox.withLock { inbox -> Bool in
                     guard inbox.commands.isEmpty else { return false }
@@ -394,6 +396,21 @@ final class ConnectionCore: @unchecked Sendable {
         }
         for waiter in closeWaiters { waiter.resume() }
         closeWaiters.removeAll()
+    }
+
+    /// Fails the publishes whose confirm is overdue (checked at most every 100 ms, and at least once per poll timeout).
+    private func expireConfirms() {
+        let now = ContinuousClock.now
+        guard now - lastConfirmExpiry >= .milliseconds(100) else { return }
+        lastConfirmExpiry = now
+        for channel in channels.values where channel.confirmTimeout != nil && (channel.confirms?.outstanding ?? 0) > 0 {
+            let expired = channel.confirms?.expire { record in record.deadline.map { $0 <= now } ?? false } ?? []
+            for record in expired {
+                record.waiter.complete(.failure(AMQPError(
+                    .timeout,
+                    message: "the broker did not confirm the publish within \(channel.confirmTimeout!); it may or may not have been enqueued")))
+            }
+        }
     }
 
     /// Reads and dispatches the frames that are available without blocking. Also lets librabbitmq send a heartbeat
@@ -539,6 +556,7 @@ final class ConnectionCore: @unchecked Sendable {
                 reply = .done
             case AMQP_CONFIRM_SELECT_OK_METHOD:
                 if channel.confirms == nil { channel.confirms = ConfirmTracker() }
+                if case .confirmSelect(let timeout) = head.method { channel.confirmTimeout = timeout }
                 reply = .done
             case AMQP_CHANNEL_CLOSE_OK_METHOD:
                 completeHead(of: channel, with: .success(.done))
@@ -670,7 +688,8 @@ final class ConnectionCore: @unchecked Sendable {
             // Only a mandatory publish keeps its body, to match a basic.return to it.
             let record = PublishRecord(
                 waiter: waiter, mandatory: message.mandatory, exchange: message.mandatory ? message.exchange : "",
-                routingKey: message.mandatory ? message.routingKey : "", body: message.mandatory ? message.body : [])
+                routingKey: message.mandatory ? message.routingKey : "", body: message.mandatory ? message.body : [],
+                deadline: channel.confirmTimeout.map { ContinuousClock.now.advanced(by: $0) })
             _ = channel.confirms!.register(record)
         } else {
             waiter.complete(.success(()))
@@ -805,6 +824,8 @@ struct PublishRecord {
     var exchange: String
     var routingKey: String
     var body: [UInt8]
+    /// When the wait for the broker's confirm gives up; `nil` waits as long as the connection lives.
+    var deadline: ContinuousClock.Instant?
 }
 
 struct PendingMethod {
@@ -826,6 +847,7 @@ final class ChannelIO {
     var assembler = ContentAssembler<ContentMethod>()
     var consumers: [String: ConsumerSink] = [:]
     var confirms: ConfirmTracker<PublishRecord>?
+    var confirmTimeout: Duration?
     var closing = false
 
     init(id: UInt16, shared: ChannelShared) {

@@ -73,6 +73,24 @@ struct ConfirmTracker<Token> {
         return false
     }
 
+    /// Removes and returns the outstanding publishes at the head for which `isExpired` holds, stopping at the first
+    /// that does not (deadlines grow with the sequence number, so the rest cannot have expired either).
+    mutating func expire(where isExpired: (Token) -> Bool) -> [Token] {
+        var expired: [Token] = []
+        while head < entries.count {
+            guard let token = entries[head].token else {
+                head += 1
+                continue
+            }
+            guard isExpired(token) else { break }
+            expired.append(token)
+            head += 1
+        }
+        outstanding -= expired.count
+        compactIfWorthIt()
+        return expired
+    }
+
     /// Removes and returns every outstanding publish (the channel or connection is gone).
     mutating func removeAll() -> [Token] {
         let tokens = entries[head...].compactMap(\.token)
