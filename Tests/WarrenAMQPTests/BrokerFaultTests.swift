@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import WarrenAMQP
 import WarrenLocalBroker
+import Synchronization
 
 /// Faults that affect a whole node (alarms, forced closes, a frozen VM) run on a node of their own, one at a time,
 /// so they never disturb the tests sharing the main node.
@@ -88,10 +89,19 @@ struct BrokerFaultTests {
         #expect(reason.contains("memory"))
         #expect(connection.isBlocked)
 
+        // A publish while blocked is held back (not lost) until the broker unblocks.
+        let done = Mutex(false)
+        let held = Task {
+            try await channel.publish("while blocked".bytes, routingKey: queue)
+            done.withLock { $0 = true }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!done.withLock { $0 }, "no confirm while the broker blocks the connection")
         try await broker.rabbitmqctl(["set_vm_memory_high_watermark", "0.4"])
         #expect(await events.next() == .unblocked)
         #expect(!connection.isBlocked)
-        #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 1 })
+        try await held.value
+        #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 2 })
         await connection.close()
     }
 

@@ -162,6 +162,10 @@ final class ConnectionCore: @unchecked Sendable {
     private var running = true
     private var closeWaiters: [UnsafeContinuation<Void, Never>] = []
     private var lastConfirmExpiry = ContinuousClock.now
+    /// While the broker blocks the connection, publishes wait here instead of filling the socket (and stalling this
+    /// thread in a send), and go out in order once it unblocks.
+    private var blocked = false
+    private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
 
@@ -472,13 +476,21 @@ final class ConnectionCore: @unchecked Sendable {
                 .connectionClosed, replyCode: close.reply_code, replyText: close.reply_text.string,
                 message: "the broker closed the connection"))
         case AMQP_CONNECTION_BLOCKED_METHOD:
-            let blocked = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
-            let reason = blocked.reason.string
-            logger.warning("broker blocked the connection", metadata: ["reason": "\(reason)"])
+            let frame = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            let reason = frame.reason.string
+            logger.warning("broker blocked the connection; publishing paused", metadata: ["reason": "\(reason)"])
+            blocked = true
             emit(.blocked(reason: reason)) { $0.isBlocked = true }
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            logger.info("broker unblocked the connection")
+            logger.info("broker unblocked the connection; publishing resumed", metadata: ["paused_publishes": "\(pausedPublishes.count)"])
+            blocked = false
             emit(.unblocked) { $0.isBlocked = false }
+            let paused = pausedPublishes
+            pausedPublishes.removeAll()
+            for (target, message, waiter) in paused where running {
+                guard let channel = usableChannel(target, failing: { waiter.complete(.failure($0)) }) else { continue }
+                publish(message, on: channel, waiter: waiter)
+            }
         default:
             logger.debug("ignored connection method", metadata: ["method": "\(method.id)"])
         }
@@ -647,6 +659,10 @@ final class ConnectionCore: @unchecked Sendable {
             }
         case .publish(let target, let message, let waiter):
             guard let channel = usableChannel(target, failing: { waiter.complete(.failure($0)) }) else { return }
+            if blocked {
+                pausedPublishes.append((target, message, waiter))
+                return
+            }
             publish(message, on: channel, waiter: waiter)
         case .settle(let target, let settlement):
             // A settlement for a channel that is gone is dropped: the broker requeues what that channel held.
@@ -786,6 +802,9 @@ final class ConnectionCore: @unchecked Sendable {
     }
 
     private func failEverything(_ error: AMQPError) {
+        let paused = pausedPublishes
+        pausedPublishes.removeAll()
+        for (_, _, waiter) in paused { waiter.complete(.failure(error)) }
         for channel in Array(channels.values) { closeChannel(channel, error: error, normal: false) }
     }
 
