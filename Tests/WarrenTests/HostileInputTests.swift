@@ -1,0 +1,64 @@
+import Foundation
+import Testing
+import Warren
+import WarrenAMQP
+
+/// Whatever a delivery holds, the worker settles it (handled or dead-lettered with a reason) and keeps consuming.
+@Suite("Hostile input on RabbitMQ (broker)")
+struct HostileInputTests {
+    let recorder = Recorder()
+
+    @Test func garbageHeadersHugeBodiesAndForeignDeathRecordsAllSettle() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.milliseconds(100)]))
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: policy)) { [recorder] email, context in
+            recorder.record(email, context)
+            if email.email.hasPrefix("fail") { throw Flaky() }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration])
+        let connection = try await worker.connect()
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        func send(_ id: String, body: [UInt8], headers: AMQPTable?, type: String? = WelcomeEmail.messageType) async throws {
+            try await channel.publish(
+                body, routingKey: queue, mandatory: true,
+                properties: AMQPProperties(contentType: "application/json", headers: headers, messageID: id, type: type))
+        }
+        func email(_ address: String) -> [UInt8] { Array(#"{"userId":"h","email":"\#(address)"}"#.utf8) }
+
+        var deep: AMQPFieldValue = "bottom"
+        for _ in 0..<100 { deep = .table(["n": deep]) }
+        try await send("deep-headers", body: email("deep@example.com"), headers: ["nested": deep, "list": .array(Array(repeating: deep, count: 3))])
+        try await send("foreign-death", body: email("death@example.com"), headers: [
+            "x-death": [["queue": "elsewhere", "reason": "expired", "count": .int64(7), "time": .timestamp(0)], "not-a-table", .void],
+        ])
+        try await send("garbage-attempt", body: email("attempt@example.com"), headers: [WarrenHeader.attempt: "lots", WarrenHeader.firstEnqueuedAt: .bytes([0xFF])])
+        try await send("huge-attempt", body: email("fail-late@example.com"), headers: [WarrenHeader.attempt: .int64(Int64.max)])
+        try await send("every-type", body: email("types@example.com"), headers: [
+            "b": .bool(true), "i8": .int8(-1), "i16": .int16(-2), "i32": .int32(-3), "i64": .int64(-4), "f": .float(1),
+            "d": .double(2), "dec": .decimal(scale: 2, value: 5), "bytes": .bytes([0, 0xFF]), "ts": .timestamp(1), "void": .void,
+        ])
+        try await send("huge-body", body: [UInt8](repeating: 0x20, count: 17 * 1024 * 1024), headers: nil)
+        try await send("binary-body", body: (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) }, headers: nil)
+        try await send("empty-type", body: email("x@example.com"), headers: nil, type: "")
+
+        let handled = ["deep@example.com", "death@example.com", "attempt@example.com", "types@example.com"]
+        let settled = try await waitUntil(timeout: .seconds(30)) {
+            let deadLetters = try await worker.deadLetters().count
+            return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 4
+        }
+        #expect(settled, "four handled, four dead-lettered")
+        #expect(recorder.calls(for: "attempt@example.com").first?.attempt == 1, "a garbage attempt header counts as the first attempt")
+        let reasons = Dictionary(
+            try await worker.deadLetters().map { ($0.properties.messageID ?? "?", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "") },
+            uniquingKeysWith: { first, _ in first })
+        #expect(reasons["huge-attempt"] == "retries-exhausted", "an absurd attempt number cannot loop")
+        #expect(reasons["huge-body"] == "too-large")
+        #expect(reasons["binary-body"] == "undecodable")
+        #expect(reasons["empty-type"] == "unknown-type")
+        #expect(worker.worker.isConsuming, "the worker is still up")
+        try await channel.queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
+        await connection.close()
+        await worker.stop()
+    }
+}
