@@ -66,7 +66,15 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
     /// - Throws: ``LocalBrokerError`` (``LocalBrokerError/Code/notInstalled`` with how to install RabbitMQ;
     ///   ``LocalBrokerError/Code/startupFailed`` with the end of the node's log).
     public static func start(_ configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()) async throws -> LocalBroker {
-        try await LocalBrokerLauncher(configuration: configuration).launch()
+        do {
+            return try await LocalBrokerLauncher(configuration: configuration).launch()
+        } catch let error as LocalBrokerError where error.code == .startupFailed && configuration.port == nil
+            && configuration.nodeName == nil && configuration.dataDirectory == nil
+        {
+            // Another process may have taken a port between the check and the node binding it: try once more with
+            // fresh ports, a fresh name and a fresh directory.
+            return try await LocalBrokerLauncher(configuration: configuration).launch()
+        }
     }
 
     /// Reattaches to a node started earlier (by ``start(_:)`` in another process, e.g. the `local-broker` plugin),

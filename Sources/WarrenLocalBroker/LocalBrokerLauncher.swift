@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -197,6 +198,10 @@ struct LocalBrokerLauncher {
         _ = try ProcessRunner.spawnDetached("/bin/bash", [scriptPath, "\(owner)"], environment: environment)
     }
 
+    /// Ports handed out by this process, so brokers started at the same time never pick the same one (a port is only
+    /// bound once the node runs, seconds later).
+    private static let handedOut = Mutex<Set<Int>>([])
+
     /// A free port on 127.0.0.1 in 20000..<40000. With `alsoFree`, the port at that offset must be free too (the
     /// Erlang distribution port sits 20000 above the AMQP port, and `rabbitmqctl` uses 10000 above that).
     static func freePort(avoiding reserved: inout Set<Int>, alsoFree offset: Int? = nil) throws -> Int {
@@ -205,6 +210,13 @@ struct LocalBrokerLauncher {
             let candidate = Int.random(in: range)
             guard !reserved.contains(candidate), ProcessRunner.isFree(port: candidate) else { continue }
             if let offset, !ProcessRunner.isFree(port: candidate + offset) { continue }
+            let claimed = handedOut.withLock { ports in
+                guard !ports.contains(candidate), offset.map({ !ports.contains(candidate + $0) }) ?? true else { return false }
+                ports.insert(candidate)
+                if let offset { ports.insert(candidate + offset) }
+                return true
+            }
+            guard claimed else { continue }
             reserved.insert(candidate)
             return candidate
         }
