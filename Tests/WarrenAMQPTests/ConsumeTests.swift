@@ -79,6 +79,60 @@ struct ConsumeTests {
         }
     }
 
+    @Test func acksInAnyOrderMixedWithNacksAllLandCorrectly() async throws {
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            try await channel.enableConfirms()
+            let queue = TestBroker.uniqueName()
+            let dead = TestBroker.uniqueName("dead")
+            try await channel.queueDeclare(dead, exclusive: true)
+            try await channel.queueDeclare(queue, exclusive: true, arguments: ["x-dead-letter-exchange": "", "x-dead-letter-routing-key": .string(dead)])
+            let batch = (0..<300).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) }
+            _ = await channel.publish(contentsOf: batch)
+            let consumerChannel = try await connection.openChannel()
+            let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: 300)
+            var deliveries: [AMQPDelivery] = []
+            var iterator = consumer.makeAsyncIterator()
+            for _ in 0..<300 { deliveries.append(try #require(try await iterator.next())) }
+            // Settle in a shuffled order: every 10th is rejected (dead-lettered), the rest acked.
+            for delivery in deliveries.shuffled() {
+                if Int(String(decoding: delivery.body, as: UTF8.self))! % 10 == 0 {
+                    try delivery.reject(requeue: false)
+                } else {
+                    try delivery.ack()
+                }
+            }
+            #expect(try await eventually { try await channel.queueStatus(dead).messageCount == 30 }, "exactly the rejected ones")
+            try await consumerChannel.close()  // anything still unacked would come back now
+            #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 }, "every ack landed")
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await channel.queueStatus(queue).messageCount == 0)
+            #expect(try await channel.queueStatus(dead).messageCount == 30)
+        }
+    }
+
+    @Test func anAckThatClosesAGapAfterTheOthersWentOutAloneKeepsTheChannelOpen() async throws {
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            try await channel.enableConfirms()
+            let queue = TestBroker.uniqueName()
+            try await channel.queueDeclare(queue, exclusive: true)
+            _ = await channel.publish(contentsOf: (0..<10).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) })
+            let consumerChannel = try await connection.openChannel()
+            let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: 10)
+            var deliveries: [AMQPDelivery] = []
+            var iterator = consumer.makeAsyncIterator()
+            for _ in 0..<10 { deliveries.append(try #require(try await iterator.next())) }
+            for delivery in deliveries.dropFirst() { try delivery.ack() }
+            try await Task.sleep(for: .milliseconds(50))  // held behind the gap, then sent one by one
+            try deliveries[0].ack()                        // closes the gap
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(consumerChannel.isOpen, "\(String(describing: consumerChannel.closeReason))")
+            try await consumerChannel.close()
+            #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
+        }
+    }
+
     @Test func nackWithRequeueRedeliversAndRejectDrops() async throws {
         try await withConnection { connection in
             let channel = try await connection.openChannel()

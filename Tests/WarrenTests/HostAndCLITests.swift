@@ -153,7 +153,9 @@ struct HostAndCLITests {
                 Array(#"{"userId":"\#(n)","email":"\#(address)"}"#.utf8), routingKey: "emails", mandatory: true,
                 properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)", type: "email.welcome"))
         }
-        try await Task.sleep(for: .milliseconds(500))  // slow handlers are running (2 s each)
+        // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
+        #expect(try await waitUntil { try await channel.queueStatus("emails").messageCount == 0 })
+        try await Task.sleep(for: .milliseconds(200))
         kill(process.processIdentifier, SIGTERM)
         var status: Int32 = -1
         for await code in exited.stream { status = code }

@@ -165,6 +165,7 @@ final class ConnectionCore: @unchecked Sendable {
     /// While the broker blocks the connection, publishes wait here instead of filling the socket (and stalling this
     /// thread in a send), and go out in order once it unblocks.
     private var blocked = false
+    private var channelsWithPendingAcks: Set<UInt16> = []
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
@@ -365,6 +366,8 @@ final class ConnectionCore: @unchecked Sendable {
             }
             for command in commands where running { execute(command) }
             guard running else { break }
+            flushAcks()
+            guard running else { break }
             let framesRead = readFrames(limit: 2048)
             guard running else { break }
             expireConfirms()
@@ -377,7 +380,9 @@ final class ConnectionCore: @unchecked Sendable {
                 if sleep {
                     descriptors[0].revents = 0
                     descriptors[1].revents = 0
-                    _ = poll(&descriptors, 2, pollTimeoutMilliseconds)
+                    // Held acks bound the sleep, so an ack behind a gap still goes out within its delay.
+                    let timeout = channelsWithPendingAcks.isEmpty ? pollTimeoutMilliseconds : min(pollTimeoutMilliseconds, 5)
+                    _ = poll(&descriptors, 2, timeout)
                     inbox.withLock {
                         $0.sleeping = false
                         $0.wakePending = false
@@ -666,20 +671,66 @@ final class ConnectionCore: @unchecked Sendable {
             publish(message, on: channel, waiter: waiter)
         case .settle(let target, let settlement):
             // A settlement for a channel that is gone is dropped: the broker requeues what that channel held.
-            guard let connection, let channelID = channels[target.id].flatMap({ $0.shared === target ? $0.id : nil }) else { return }
-            let status: Int32
-            switch settlement {
-            case .ack(let tag, let multiple):
-                status = amqp_basic_ack(connection, channelID, tag, multiple ? 1 : 0)
-            case .nack(let tag, let multiple, let requeue):
-                status = amqp_basic_nack(connection, channelID, tag, multiple ? 1 : 0, requeue ? 1 : 0)
-            case .reject(let tag, let requeue):
-                status = amqp_basic_reject(connection, channelID, tag, requeue ? 1 : 0)
-            }
-            if status < 0 { connectionFailed(AMQPError(.connectionLost, message: "writing to the broker failed: \(statusText(status))")) }
+            guard let channel = channels[target.id], channel.shared === target else { return }
+            settle(settlement, on: channel)
         case .close(let continuation):
             closeConnection(waiter: continuation)
         }
+    }
+
+    /// Acks go through the channel's coalescer (one `multiple` ack per contiguous run); nacks, rejects and explicit
+    /// multiple acks are sent at once, ordered so that a held ack never settles a tag the application meant otherwise.
+    private func settle(_ settlement: Settlement, on channel: ChannelIO) {
+        switch settlement {
+        case .ack(let tag, false):
+            channel.acks.ack(tag, now: ContinuousClock.now)
+            channelsWithPendingAcks.insert(channel.id)
+        case .ack(let tag, true):
+            sendSettlement(.ack(deliveryTag: tag, multiple: true), on: channel.id)
+            sendAcks(channel.acks.settledElsewhere(tag, multiple: true), on: channel.id)
+        case .nack(let tag, true, _):
+            // A multiple nack would also nack the acks held for tags up to it: send those first.
+            sendAcks(channel.acks.flush(force: true), on: channel.id)
+            sendSettlement(settlement, on: channel.id)
+            sendAcks(channel.acks.settledElsewhere(tag, multiple: true), on: channel.id)
+        case .nack(let tag, false, _), .reject(let tag, _):
+            sendSettlement(settlement, on: channel.id)
+            sendAcks(channel.acks.settledElsewhere(tag, multiple: false), on: channel.id)
+        }
+    }
+
+    /// Sends what the coalescers hold: contiguous runs at once, everything once it is 5 ms old or 256 strong.
+    private func flushAcks(force: Bool = false) {
+        guard !channelsWithPendingAcks.isEmpty else { return }
+        let now = ContinuousClock.now
+        for id in channelsWithPendingAcks {
+            guard let channel = channels[id] else { continue }
+            let due = force || channel.acks.pendingCount >= 256
+                || (channel.acks.oldestPendingSince.map { now - $0 >= Self.ackDelay } ?? false)
+            sendAcks(channel.acks.flush(force: due), on: id)
+        }
+        channelsWithPendingAcks = channelsWithPendingAcks.filter { channels[$0]?.acks.pendingCount ?? 0 > 0 }
+    }
+
+    /// How long an ack may wait behind a gap before it is sent on its own.
+    static let ackDelay: Duration = .milliseconds(5)
+
+    private func sendAcks(_ frames: [AckCoalescer.Frame], on channelID: UInt16) {
+        for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
+    }
+
+    private func sendSettlement(_ settlement: Settlement, on channelID: UInt16) {
+        guard let connection, running else { return }
+        let status: Int32
+        switch settlement {
+        case .ack(let tag, let multiple):
+            status = amqp_basic_ack(connection, channelID, tag, multiple ? 1 : 0)
+        case .nack(let tag, let multiple, let requeue):
+            status = amqp_basic_nack(connection, channelID, tag, multiple ? 1 : 0, requeue ? 1 : 0)
+        case .reject(let tag, let requeue):
+            status = amqp_basic_reject(connection, channelID, tag, requeue ? 1 : 0)
+        }
+        if status < 0 { connectionFailed(AMQPError(.connectionLost, message: "writing to the broker failed: \(statusText(status))")) }
     }
 
     private func publish(_ message: OutboundMessage, on channel: ChannelIO, waiter: PublishWaiter) {
@@ -738,7 +789,11 @@ final class ConnectionCore: @unchecked Sendable {
             completion(.failure(error))
             return
         }
-        if case .channelClose = method { channel.closing = true }
+        if case .channelClose = method {
+            channel.closing = true
+            // Acks held for this channel must reach the broker before it closes, or their messages come back.
+            sendAcks(channel.acks.flush(force: true), on: channel.id)
+        }
         channel.rpcQueue.append(PendingMethod(method: method, completion: completion))
         if channel.rpcQueue.count == 1 { sendHead(of: channel) }
     }
@@ -781,6 +836,15 @@ final class ConnectionCore: @unchecked Sendable {
         let error = AMQPError(.connectionClosed, message: "the connection was closed by the client")
         // Stop accepting first, so nothing slips in between failing and closing.
         inbox.withLock { $0.accepting = false }
+        // Commands already queued (acks among them) still go out, and held acks with them.
+        let queued = inbox.withLock { inbox in
+            defer { inbox.commands.removeAll() }
+            return inbox.commands
+        }
+        for command in queued where running {
+            if case .close(let waiter) = command { if let waiter { closeWaiters.append(waiter) } } else { execute(command) }
+        }
+        flushAcks(force: true)
         failEverything(error)
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         amqp_set_rpc_timeout(connection, &timeout)
@@ -867,6 +931,7 @@ final class ChannelIO {
     var consumers: [String: ConsumerSink] = [:]
     var confirms: ConfirmTracker<PublishRecord>?
     var confirmTimeout: Duration?
+    var acks = AckCoalescer()
     var closing = false
 
     init(id: UInt16, shared: ChannelShared) {
