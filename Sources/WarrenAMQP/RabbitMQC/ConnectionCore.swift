@@ -709,7 +709,7 @@ final class ConnectionCore: @unchecked Sendable {
                 || (channel.acks.oldestPendingSince.map { now - $0 >= Self.ackDelay } ?? false)
             sendAcks(channel.acks.flush(force: due), on: id)
         }
-        channelsWithPendingAcks = channelsWithPendingAcks.filter { channels[$0]?.acks.pendingCount ?? 0 > 0 }
+        channelsWithPendingAcks = channelsWithPendingAcks.filter { (channels[$0]?.acks.pendingCount ?? 0) > 0 }
     }
 
     /// How long an ack may wait behind a gap before it is sent on its own.

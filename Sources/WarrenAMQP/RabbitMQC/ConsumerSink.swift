@@ -43,14 +43,11 @@ final class ConsumerSink: Sendable {
     }
 
     func next() async throws -> InboundMessage? {
-        if let ready = try takeReady() { return ready.message }
+        if let ready = state.withLock({ Self.ready(&$0) }) { return try ready.get() }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<InboundMessage?, any Error>) in
                 let immediate: Result<InboundMessage?, any Error>? = state.withLock { state in
-                    if let message = Self.pop(&state) { return .success(message) }
-                    if let ended = state.ended {
-                        return ended.map { .failure($0) } ?? .success(nil)
-                    }
+                    if let ready = Self.ready(&state) { return ready }
                     if Task.isCancelled { return .failure(CancellationError()) }
                     state.waiter = continuation
                     return nil
@@ -66,15 +63,11 @@ final class ConsumerSink: Sendable {
         }
     }
 
-    /// A buffered message, or the end, without suspending; `nil` when the caller has to wait.
-    private func takeReady() throws -> (message: InboundMessage?, Void)? {
-        let result: Result<InboundMessage?, any Error>? = state.withLock { state in
-            if let message = Self.pop(&state) { return .success(message) }
-            if let ended = state.ended { return ended.map { .failure($0) } ?? .success(nil) }
-            return nil
-        }
-        guard let result else { return nil }
-        return (try result.get(), ())
+    /// A buffered message, or the end of the sequence; `nil` when the caller has to wait.
+    private static func ready(_ state: inout State) -> Result<InboundMessage?, any Error>? {
+        if let message = pop(&state) { return .success(message) }
+        if let ended = state.ended { return ended.map { .failure($0) } ?? .success(nil) }
+        return nil
     }
 
     private static func pop(_ state: inout State) -> InboundMessage? {
