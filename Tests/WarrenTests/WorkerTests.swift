@@ -41,13 +41,17 @@ struct RunningWorker {
     let queue: String
     let url: String
 
-    static func start(queue: String, registrations: [HandlerRegistration]) async throws -> RunningWorker {
+    static func start(
+        queue: String, registrations: [HandlerRegistration], configuration: WorkerConfiguration = WorkerConfiguration(),
+        queueType: WarrenTopology.QueueType = .classic, observer: (@Sendable (SettlementEvent) -> Void)? = nil
+    ) async throws -> RunningWorker {
         let url = try await WorkerTestBroker.url()
         var logger = Logger(label: "warren.tests")
         logger.logLevel = .critical
         let worker = Worker(
-            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", logger: logger),
-            registrations: registrations, logger: logger)
+            transport: RabbitMQTransport(
+                endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", queueType: queueType, logger: logger),
+            registrations: registrations, configuration: configuration, logger: logger, observer: observer)
         let task = Task { try await worker.run() }
         let running = RunningWorker(worker: worker, task: task, queue: queue, url: url)
         // Ready once its consumer is registered. A passive declare of a queue that does not exist yet closes its
@@ -69,13 +73,17 @@ struct RunningWorker {
     }
 
     /// Publishes raw bytes to the work queue, confirmed.
-    func publish(_ body: String, type: String? = WelcomeEmail.messageType, contentType: String? = "application/json", messageID: String = UUID().uuidString) async throws {
+    func publish(
+        _ body: String, type: String? = WelcomeEmail.messageType, contentType: String? = "application/json",
+        messageID: String = UUID().uuidString, headers: AMQPTable? = nil
+    ) async throws {
         let connection = try await connect()
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
         try await channel.publish(
             Array(body.utf8), routingKey: queue, mandatory: true,
-            properties: AMQPProperties(contentType: contentType, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))
+            properties: AMQPProperties(
+                contentType: contentType, headers: headers, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))
         await connection.close()
     }
 

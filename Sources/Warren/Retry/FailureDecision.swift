@@ -1,3 +1,5 @@
+import WarrenAMQP
+
 /// Why a message failed, as the runtime saw it.
 public enum HandlingFailure: Sendable {
     /// The handler threw.
@@ -12,6 +14,8 @@ public enum HandlingFailure: Sendable {
     case unsupportedContentType(String)
     /// The body is larger than the configured maximum.
     case tooLarge(bytes: Int, limit: Int)
+    /// The message came back unsettled more often than the worker's redelivery limit allows.
+    case redeliveryLimit(returns: Int, limit: Int)
 }
 
 /// What to do with a failed message. Pure: ``decide(failure:attempt:policy:jitterSample:)`` has no side effects, so
@@ -34,6 +38,10 @@ public enum FailureDecision: Sendable, Equatable {
             return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: "no codec for content type '\(contentType)'"))
         case .tooLarge(let bytes, let limit):
             return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: "body of \(bytes) bytes exceeds the limit of \(limit)"))
+        case .redeliveryLimit(let returns, let limit):
+            return .deadLetter(DeadLetterReason(
+                kind: .redeliveryLimit,
+                detail: "delivered again \(returns) times without being settled (limit \(limit)): its handler may crash the process"))
         case .handlerError(let error) where error is Reject:
             return .deadLetter(DeadLetterReason(kind: .rejected, detail: String(describing: error)))
         case .handlerError(let error) where policy.isPermanent(error):
@@ -60,6 +68,9 @@ public struct DeadLetterReason: Sendable, Equatable {
         case unknownType = "unknown-type"
         case unsupportedContentType = "unsupported-content-type"
         case tooLarge = "too-large"
+        /// Delivered more than ``WorkerConfiguration/redeliveryLimit`` times without a settlement: a handler that
+        /// crashes its process, or a worker that keeps dying while holding it.
+        case redeliveryLimit = "redelivery-limit"
     }
 
     public var kind: Kind
@@ -81,6 +92,7 @@ extension HandlingFailure {
         case .unknownType(let type): return "unknown type \(type ?? "(none)")"
         case .unsupportedContentType(let type): return "unsupported content type \(type)"
         case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes over the limit of \(limit)"
+        case .redeliveryLimit(let returns, let limit): return "returned unsettled \(returns) times, over the limit of \(limit)"
         }
     }
 
@@ -93,6 +105,32 @@ extension HandlingFailure {
         case .unknownType: return "Warren.UnknownType"
         case .unsupportedContentType: return "Warren.UnsupportedContentType"
         case .tooLarge: return "Warren.TooLarge"
+        case .redeliveryLimit: return "Warren.RedeliveryLimit"
         }
+    }
+}
+
+/// What to do with a delivery before its handler runs, given how often it came back unsettled. Pure, like
+/// ``FailureDecision``.
+enum RedeliveryVerdict: Equatable {
+    /// Hand it to its handler.
+    case handle
+    /// Classic queues: publish a copy carrying this count in `x-warren-redeliveries`, then ack the original, so the
+    /// count survives a crash of the next attempt.
+    case reenqueue(returns: Int)
+    /// Over the limit: to the dead letters without running the handler.
+    case deadLetter(returns: Int, limit: Int)
+
+    static func decide(redelivered: Bool, headers: AMQPTable, limit: Int?) -> RedeliveryVerdict {
+        guard let limit else { return .handle }
+        if let deliveryCount = headers[WarrenHeader.quorumDeliveryCount]?.int64Value {
+            // A quorum queue counts every return itself.
+            let returns = Int(clamping: max(0, deliveryCount))
+            return returns > limit ? .deadLetter(returns: returns, limit: limit) : .handle
+        }
+        guard redelivered else { return .handle }
+        let counted = Int(clamping: max(0, headers[WarrenHeader.redeliveries]?.int64Value ?? 0))
+        let returns = counted == Int.max ? counted : counted + 1
+        return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns)
     }
 }

@@ -107,7 +107,16 @@ struct QueueRunner: Sendable {
         var failure: HandlingFailure?
         var interrupted = false
         var duplicate = false
-        if delivery.body.count > configuration.maximumMessageBytes {
+        let redelivery = RedeliveryVerdict.decide(
+            redelivered: delivery.redelivered, headers: headers, limit: configuration.redeliveryLimit)
+        if case .reenqueue(let returns) = redelivery {
+            let outcome = await reenqueue(delivery, returns: returns)
+            report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, logger: logger)
+            return
+        }
+        if case .deadLetter(let returns, let limit) = redelivery {
+            failure = .redeliveryLimit(returns: returns, limit: limit)
+        } else if delivery.body.count > configuration.maximumMessageBytes {
             failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
         } else if let type, let registration = handlers[type] {
             if let codec = configuration.codecs.codec(for: properties.contentType) {
@@ -221,6 +230,29 @@ struct QueueRunner: Sendable {
             logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
             return outcome
         }
+    }
+
+    /// Publishes a copy of a redelivered message with its return count, confirmed, then acks the original: the count
+    /// lives in the message, so it survives the process crashing on the next attempt.
+    private func reenqueue(_ delivery: TransportDelivery, returns: Int) async -> SettlementEvent.Outcome {
+        var properties = delivery.properties
+        properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.redeliveries: .int64(Int64(returns))]) { $1 }
+        do {
+            try await worker.transport.publish(delivery.body, to: .queue(queue), properties: properties)
+        } catch {
+            logger.error(
+                "the counted copy of a redelivered message was not confirmed; requeueing the original",
+                metadata: ["queue": "\(queue)", "error": "\(error)"])
+            return requeue(delivery)
+        }
+        logger.notice(
+            "redelivered message re-enqueued with its count",
+            metadata: ["queue": "\(queue)", "message_id": "\(delivery.properties.messageID ?? "")", "redeliveries": "\(returns)"])
+        do { try delivery.ack() } catch {
+            metrics.droppedSettlement()
+            logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+        }
+        return .requeued
     }
 
     private func firstEnqueuedAt(_ properties: AMQPProperties) -> Date? {

@@ -13,19 +13,27 @@ public struct WorkerConfiguration: Sendable {
     public var hostName: String
     /// How the worker reconnects after losing its connection.
     public var recovery: RecoveryPolicy
+    /// How many times a message may come back unsettled (its handler crashed the process, its worker was killed, its
+    /// connection dropped) before it goes to the dead letters with reason `redelivery-limit` instead of running its
+    /// handler again; `nil` turns the bound off. Quorum queues count in the broker (`x-delivery-count`); on classic
+    /// queues, which only flag a redelivery, the worker re-enqueues a redelivered message once with its count in
+    /// `x-warren-redeliveries` (confirmed, then the original is acked) before handing it to a handler.
+    public var redeliveryLimit: Int?
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
         maximumMessageBytes: Int = 16 * 1024 * 1024,
         gracePeriod: Duration = .seconds(30),
         hostName: String = ProcessInfo.processInfo.hostName,
-        recovery: RecoveryPolicy = .default
+        recovery: RecoveryPolicy = .default,
+        redeliveryLimit: Int? = 10
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
         self.gracePeriod = gracePeriod
         self.hostName = hostName
         self.recovery = recovery
+        self.redeliveryLimit = redeliveryLimit.map { max(1, $0) }
     }
 }
 

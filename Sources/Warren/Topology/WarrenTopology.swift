@@ -74,6 +74,11 @@ public enum WarrenHeader {
     /// Dead letters only: how many attempts were made, and on which host the last one ran.
     public static let attempts = "x-warren-attempts"
     public static let host = "x-warren-host"
+    /// Classic queues: how many times the message was delivered without a settlement (the worker counts them, see
+    /// ``WorkerConfiguration/redeliveryLimit``). Quorum queues count in the broker's own `x-delivery-count`.
+    public static let redeliveries = "x-warren-redeliveries"
+    /// The delivery count a quorum queue adds to a message it delivers again.
+    public static let quorumDeliveryCount = "x-delivery-count"
 }
 
 /// What Warren declared for a work queue, as JSON in its ``WarrenTopology/manifestQueue``.

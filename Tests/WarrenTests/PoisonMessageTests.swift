@@ -1,0 +1,136 @@
+import Foundation
+import Synchronization
+import Testing
+import WarrenAMQP
+@testable import Warren
+
+@Suite("Redelivery bound: the verdict")
+struct RedeliveryVerdictTests {
+    @Test func aFirstDeliveryIsHandled() {
+        #expect(RedeliveryVerdict.decide(redelivered: false, headers: [:], limit: 3) == .handle)
+        #expect(RedeliveryVerdict.decide(redelivered: false, headers: [WarrenHeader.redeliveries: .int64(99)], limit: 3) == .handle)
+    }
+
+    @Test func aClassicRedeliveryIsCountedThenDeadLetteredOverTheLimit() {
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [:], limit: 3) == .reenqueue(returns: 1))
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(2)], limit: 3) == .reenqueue(returns: 3))
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(3)], limit: 3) == .deadLetter(returns: 4, limit: 3))
+    }
+
+    @Test func garbageCountsNeitherCrashNorLoop() {
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: "lots"], limit: 3) == .reenqueue(returns: 1))
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(-5)], limit: 3) == .reenqueue(returns: 1))
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(.max)], limit: 3)
+            == .deadLetter(returns: Int(Int64.max), limit: 3))
+    }
+
+    @Test func aQuorumQueueCountsItself() {
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(3)], limit: 3) == .handle)
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(4)], limit: 3)
+            == .deadLetter(returns: 4, limit: 3))
+    }
+
+    @Test func noLimitNoBound() {
+        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(1000)], limit: nil) == .handle)
+    }
+
+    @Test func theDecisionNamesTheReason() {
+        let decision = FailureDecision.decide(failure: .redeliveryLimit(returns: 4, limit: 3), attempt: 1, policy: .default)
+        guard case .deadLetter(let reason) = decision else { Issue.record("expected a dead letter"); return }
+        #expect(reason.kind == .redeliveryLimit)
+        #expect(reason.detail.contains("4 times"))
+    }
+}
+
+/// Messages that come back unsettled (a crash, a killed worker) are counted and, over the bound, dead-lettered
+/// without running their handler again.
+@Suite("Redelivery bound on RabbitMQ (broker)")
+struct PoisonMessageBrokerTests {
+    final class Seen: Sendable {
+        let headers = Mutex<[AMQPTable]>([])
+        func record(_ context: MessageContext) { headers.withLock { $0.append(context.headers) } }
+        var all: [AMQPTable] { headers.withLock { $0 } }
+    }
+
+    func registration(queue: String, seen: Seen) -> HandlerRegistration {
+        HandlerRegistration(WelcomeEmail.self, queue: queue) { _, context in seen.record(context) }
+    }
+
+    /// Takes the queue's head with `basic.get` and returns it unsettled `times` times, as a crashed consumer would.
+    func bounce(_ queue: String, times: Int, url: String) async throws {
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        for _ in 0..<times {
+            let channel = try await connection.openChannel()
+            _ = try #require(try await channel.get(queue: queue))
+            try await channel.close()
+        }
+        await connection.close()
+    }
+
+    func declare(_ queue: String, type: WarrenTopology.QueueType, url: String) async throws {
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": .string(type.rawValue)])
+        await connection.close()
+    }
+
+    @Test func aClassicRedeliveryIsReenqueuedWithItsCountThenHandled() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await WorkerTestBroker.url()
+        try await declare(queue, type: .classic, url: url)
+        let seen = Seen()
+        let events = Mutex<[SettlementEvent.Outcome]>([])
+        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
+        try await probe.publish(#"{"userId":"p","email":"p@example.com"}"#, messageID: "returned-once")
+        try await bounce(queue, times: 1, url: url)
+
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, seen: seen)],
+            observer: { event in events.withLock { $0.append(event.outcome) } })
+        #expect(try await waitUntil { seen.all.count == 1 })
+        await worker.stop()
+        #expect(seen.all.first?[WarrenHeader.redeliveries]?.int64Value == 1, "the handler sees the counted copy")
+        #expect(events.withLock { $0 } == [.requeued, .acked])
+        #expect(try await worker.deadLetters().isEmpty)
+    }
+
+    @Test func aClassicMessageOverTheBoundGoesToTheDeadLettersWithoutRunningItsHandler() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await WorkerTestBroker.url()
+        try await declare(queue, type: .classic, url: url)
+        let seen = Seen()
+        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
+        try await probe.publish(#"{"userId":"p","email":"p@example.com"}"#, messageID: "poison", headers: [WarrenHeader.redeliveries: .int64(3)])
+        try await bounce(queue, times: 1, url: url)
+
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 3))
+        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        await worker.stop()
+        #expect(seen.all.isEmpty, "the handler never ran")
+        let letter = try #require(try await worker.deadLetters().first)
+        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "redelivery-limit")
+        #expect(letter.properties.headers?[WarrenHeader.errorMessage]?.stringValue?.contains("4 times") == true)
+    }
+
+    @Test func aQuorumQueueDeliveryCountBoundsIt() async throws {
+        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await WorkerTestBroker.url()
+        try await declare(queue, type: .quorum, url: url)
+        let seen = Seen()
+        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
+        try await probe.publish(#"{"userId":"q","email":"q@example.com"}"#, messageID: "poison-quorum")
+        try await probe.publish(#"{"userId":"q","email":"fine@example.com"}"#, messageID: "fine-quorum")
+        try await bounce(queue, times: 3, url: url)
+
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 2),
+            queueType: .quorum)
+        #expect(try await waitUntil { try await worker.deadLetters().count == 1 && seen.all.count == 1 })
+        await worker.stop()
+        #expect(seen.all.count == 1, "only the message that never came back ran")
+        let letter = try #require(try await worker.deadLetters().first)
+        #expect(letter.properties.messageID == "poison-quorum")
+        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "redelivery-limit")
+    }
+}
