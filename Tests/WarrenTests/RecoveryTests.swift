@@ -91,4 +91,65 @@ struct RecoveryTests {
         worker.shutdown()
         try await task.value
     }
+
+    func quietLogger() -> Logger {
+        var logger = Logger(label: "warren.tests.recovery")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    @Test func aPublishWaitsForTheConnectionToComeBackAndIsDeliveredOnce() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let queue = WorkerTestBroker.uniqueQueue()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: quietLogger())
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let publisher = WarrenPublisher(transport: transport)
+        try await publisher.publish(WelcomeEmail(userId: "1", email: "before@example.com"), to: .queue(queue))
+
+        try await broker.stopApp()
+        let clock = ContinuousClock()
+        let started = clock.now
+        let publishing = Task {
+            try await publisher.publish(WelcomeEmail(userId: "2", email: "during@example.com"), to: .queue(queue), messageID: "during")
+        }
+        try await Task.sleep(for: .seconds(2))
+        try await broker.startApp()
+        let id = try await publishing.value
+        #expect(id == "during")
+        #expect(clock.now - started >= .seconds(2), "it waited for the broker")
+
+        let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: quietLogger())
+        let channel = try await probe.openChannel()
+        var ids: [String] = []
+        while let result = try await channel.get(queue: queue, noAck: true) { ids.append(result.delivery.properties.messageID ?? "?") }
+        await probe.close()
+        #expect(ids.count == 2 && ids.last == "during", "both published messages are in the queue: \(ids)")
+        await transport.close()
+    }
+
+    @Test func aPublishReportsTheOutageOnceItsRecoveryTimeIsSpent() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let transport = RabbitMQTransport(
+            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], publishRecoveryTimeout: .seconds(1), logger: quietLogger())
+        try await transport.start()
+        try await broker.stopApp()
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            try await transport.publish([1], to: .queue("anything"), properties: AMQPProperties())
+            Issue.record("a publish during an outage must fail once its recovery time is spent")
+        } catch let error as AMQPError {
+            #expect([.connectionLost, .connectionFailed, .connectionClosed].contains(error.code), "\(error)")
+            #expect(!"\(error)".contains("guest:guest"), "no password in the error")
+        }
+        let waited = clock.now - started
+        try await broker.startApp()
+        #expect(waited < .seconds(5), "bounded: \(waited)")
+        // Afterwards the transport works again without a restart.
+        let queue = WorkerTestBroker.uniqueQueue()
+        try await transport.prepare(queue: queue, delays: [])
+        try await transport.publish([2], to: .queue(queue), properties: AMQPProperties())
+        await transport.close()
+    }
 }

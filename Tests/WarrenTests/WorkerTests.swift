@@ -300,4 +300,23 @@ struct WorkerTests {
         try await channel.queueDelete(queue)
         await connection.close()
     }
+
+    @Test func aRefusedPublishFailsAtOnceAndOnlyItsChannelIsReopened() async throws {
+        let url = try await WorkerTestBroker.url()
+        let queue = WorkerTestBroker.uniqueQueue()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)])
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let connection = try #require(transport.connection)
+        let clock = ContinuousClock()
+        let started = clock.now
+        await #expect(throws: AMQPError.self) {
+            try await transport.publish([1], to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"), properties: AMQPProperties())
+        }
+        #expect(clock.now - started < .seconds(2), "a refusal is not waited on")
+        try await transport.publish([2], to: .queue(queue), properties: AMQPProperties())
+        #expect(transport.connection === connection, "the connection was kept; only the publishing channel was reopened")
+        await transport.close()
+        await #expect(throws: AMQPError.self) { try await transport.publish([3], to: .queue(queue), properties: AMQPProperties()) }
+    }
 }

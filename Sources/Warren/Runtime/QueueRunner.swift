@@ -62,6 +62,7 @@ struct QueueRunner: Sendable {
                 } catch {
                     // The connection or channel is gone: handlers still running cannot settle (the broker redelivers).
                     logger.debug("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                    await consumer.close()
                     throw error
                 }
                 if shutdown.isTriggered {

@@ -72,11 +72,17 @@ public final class Worker: Sendable {
                 return
             } catch {
                 setHealth(consuming: false, problem: "\(error)")
-                await transport.close()
-                if error is CancellationError || Task.isCancelled || shutdownSignal.isTriggered { return }
-                guard Self.isRecoverable(error) else { throw error }
+                if error is CancellationError || Task.isCancelled || shutdownSignal.isTriggered {
+                    await transport.close()
+                    return
+                }
                 failedAttempts += 1
-                if let limit = configuration.recovery.maximumAttempts, failedAttempts > limit { throw error }
+                guard Self.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max else {
+                    await transport.close()
+                    throw error
+                }
+                // The transport stays open: `start()` reconnects when the connection is gone, and keeps it when only
+                // a channel was (a consumer cancelled by the broker), so publishers sharing it are not disturbed.
                 let delay = configuration.recovery.delay(beforeAttempt: failedAttempts, sample: Double.random(in: 0..<1))
                 if outage == nil {
                     outage = ContinuousClock.now

@@ -7,58 +7,133 @@ import WarrenAMQP
 ///
 /// It declares, per work queue, the topology described by ``WarrenTopology``, and publishes every copy with
 /// `mandatory` and publisher confirms, so a copy that reaches no queue is an error, never a silent loss.
+///
+/// The connection comes back by itself: once started, any call that finds it lost (or its publishing channel closed)
+/// reconnects first, trying every endpoint. A ``publish(_:to:properties:)`` to a queue or an exchange that fails
+/// because the connection was lost is sent again on the new connection, with ``reconnect`` backoff, for at most
+/// ``publishRecoveryTimeout``; after that the caller gets the error. A message whose confirm was lost with the
+/// connection may therefore arrive twice (at-least-once), never zero times without an error.
 public final class RabbitMQTransport: WarrenTransport {
     public let endpoints: [AMQPEndpoint]
     public let connectionName: String
     public let queueType: WarrenTopology.QueueType
+    /// The waits between attempts when a publish waits for the connection to come back.
+    public let reconnect: RecoveryPolicy
+    /// How long a publish may wait for the connection to come back before its error reaches the caller.
+    public let publishRecoveryTimeout: Duration
     let logger: Logger
-    private let state = Mutex<Connected?>(nil)
+    private let state = Mutex(State())
+
+    private struct State: Sendable {
+        var started = false
+        var connected: Connected?
+        /// The (re)connection in progress, which every caller that needs the connection awaits.
+        var pending: Task<Connected, any Error>?
+        var outageStarted: ContinuousClock.Instant?
+    }
 
     private struct Connected: Sendable {
         var connection: AMQPConnection
         var publisher: AMQPChannel
         var topology: TopologyDeclarer
+
+        var isUsable: Bool { connection.isOpen && publisher.isOpen && topology.isOpen }
     }
 
+    /// - Parameters:
+    ///   - endpoints: the nodes to try, in order, on every (re)connection.
+    ///   - reconnect: the waits between attempts while a publish waits for the connection to come back.
+    ///   - publishRecoveryTimeout: how long a publish may wait for it; `.zero` reports a lost connection at once.
     public init(
         endpoints: [AMQPEndpoint], connectionName: String = "warren", queueType: WarrenTopology.QueueType = .classic,
-        logger: Logger = Logger(label: "warren.rabbitmq")
+        reconnect: RecoveryPolicy = RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(5)),
+        publishRecoveryTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "warren.rabbitmq")
     ) {
         self.endpoints = endpoints
         self.connectionName = connectionName
         self.queueType = queueType
+        self.reconnect = reconnect
+        self.publishRecoveryTimeout = publishRecoveryTimeout
         self.logger = logger
     }
 
+    /// Connects (or makes sure the connection is up, reconnecting once if it was lost).
+    /// - Throws: `AMQPError` when no endpoint accepts.
     public func start() async throws {
-        let connection = try await AMQPConnection.connect(to: endpoints, connectionName: connectionName, logger: logger)
+        state.withLock { $0.started = true }
+        _ = try await ready()
+    }
+
+    /// The live connection and channels, repaired first when they were lost.
+    private func ready() async throws -> Connected {
+        enum Next { case use(Connected), wait(Task<Connected, any Error>) }
+        let next: Next = try state.withLock { state in
+            guard state.started else { throw AMQPError(.connectionClosed, message: "the RabbitMQ transport is not started") }
+            if let pending = state.pending { return .wait(pending) }
+            if let connected = state.connected, connected.isUsable { return .use(connected) }
+            let previous = state.connected
+            let task = Task { try await self.establish(repairing: previous) }
+            state.pending = task
+            return .wait(task)
+        }
+        switch next {
+        case .use(let connected): return connected
+        case .wait(let task): return try await task.value
+        }
+    }
+
+    /// Reopens what is closed: only the channels when the connection is alive, else everything.
+    private func establish(repairing previous: Connected?) async throws -> Connected {
         do {
-            let publisher = try await connection.openChannel()
-            try await publisher.enableConfirms()
-            let topology = try await TopologyDeclarer(connection: connection, queueType: queueType)
-            state.withLock { $0 = Connected(connection: connection, publisher: publisher, topology: topology) }
+            let connected: Connected
+            if let previous, previous.connection.isOpen {
+                connected = Connected(
+                    connection: previous.connection,
+                    publisher: previous.publisher.isOpen ? previous.publisher : try await openPublisher(on: previous.connection),
+                    topology: previous.topology.isOpen
+                        ? previous.topology : try await TopologyDeclarer(connection: previous.connection, queueType: queueType))
+            } else {
+                if let previous { await previous.connection.close() }
+                let connection = try await AMQPConnection.connect(to: endpoints, connectionName: connectionName, logger: logger)
+                do {
+                    connected = Connected(
+                        connection: connection, publisher: try await openPublisher(on: connection),
+                        topology: try await TopologyDeclarer(connection: connection, queueType: queueType))
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+            }
+            let stale = state.withLock { state -> Bool in
+                state.pending = nil
+                guard state.started else { return true }
+                state.connected = connected
+                return false
+            }
+            // Closed while connecting: the new connection must not outlive the transport.
+            if stale { await connected.connection.close() }
+            return connected
         } catch {
-            await connection.close()
+            state.withLock { $0.pending = nil }
             throw error
         }
     }
 
-    private func connected() throws -> Connected {
-        guard let connected = state.withLock({ $0 }) else {
-            throw AMQPError(.connectionClosed, message: "the RabbitMQ transport is not started")
-        }
-        return connected
+    private func openPublisher(on connection: AMQPConnection) async throws -> AMQPChannel {
+        let publisher = try await connection.openChannel()
+        try await publisher.enableConfirms()
+        return publisher
     }
 
     /// The connection, once started (for tools that need more than the transport offers).
-    public var connection: AMQPConnection? { state.withLock { $0?.connection } }
+    public var connection: AMQPConnection? { state.withLock { $0.connected?.connection } }
 
     public func prepare(queue: String, delays: Set<Duration>) async throws {
-        try await connected().topology.declare(queue: queue, delays: delays)
+        try await ready().topology.declare(queue: queue, delays: delays)
     }
 
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
-        let channel = try await connected().connection.openChannel()
+        let channel = try await ready().connection.openChannel()
         let consumer = try await channel.consume(queue: queue, prefetchCount: prefetch)
         let settler = ChannelSettler(channel: channel)
         return TransportConsumer(
@@ -73,8 +148,41 @@ public final class RabbitMQTransport: WarrenTransport {
             close: { try? await channel.close() })
     }
 
+    /// Publishes with `mandatory` and waits for the broker's confirm.
+    ///
+    /// A publish to `.queue` or `.exchange` that fails because the connection was lost is sent again once the
+    /// transport has reconnected, for at most ``publishRecoveryTimeout``. Retry and dead-letter copies (`.delay`,
+    /// `.deadLetters`) are not: they are copies of a delivery that came on the lost connection, which the broker
+    /// delivers again anyway, so the caller must requeue rather than wait.
+    /// - Throws: `AMQPError` `.unroutable`, `.nacked`, `.timeout` (no confirm within the channel's bound), a channel
+    ///   error (e.g. 404 for a missing exchange), or the connection error once the recovery time is spent.
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
-        let connected = try connected()
+        let waitsForRecovery: Bool = switch destination {
+        case .queue, .exchange: publishRecoveryTimeout > .zero
+        case .delay, .deadLetters: false
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: publishRecoveryTimeout)
+        var failures = 0
+        while true {
+            var connected: Connected?
+            do {
+                connected = try await ready()
+                try await publish(body, to: destination, properties: properties, on: connected!)
+                if failures > 0 { recovered() }
+                return
+            } catch {
+                guard waitsForRecovery, Self.isConnectionLoss(error, connection: connected?.connection) else { throw error }
+                failures += 1
+                let delay = reconnect.delay(beforeAttempt: failures, sample: Double.random(in: 0..<1))
+                guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.started }) else { throw error }
+                lost(error, retryIn: delay)
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    private func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties, on connected: Connected) async throws {
         let exchange: String
         let routingKey: String
         switch destination {
@@ -91,12 +199,48 @@ public final class RabbitMQTransport: WarrenTransport {
         try await connected.publisher.publish(body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
     }
 
+    /// Whether `error` means the connection is gone (reconnecting helps) rather than the message or a channel was
+    /// refused (it would be refused again).
+    static func isConnectionLoss(_ error: any Error, connection: AMQPConnection?) -> Bool {
+        guard let error = error as? AMQPError else { return false }
+        switch error.code {
+        case .connectionLost, .connectionFailed, .connectionClosed: return true
+        case .channelClosed: return connection.map { !$0.isOpen } ?? true
+        default: return false
+        }
+    }
+
+    private func lost(_ error: any Error, retryIn delay: Duration) {
+        let first = state.withLock { state in
+            defer { if state.outageStarted == nil { state.outageStarted = .now } }
+            return state.outageStarted == nil
+        }
+        if first {
+            logger.error("publishing: connection lost; waiting for it to come back", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
+        }
+    }
+
+    private func recovered() {
+        let started = state.withLock { state in
+            defer { state.outageStarted = nil }
+            return state.outageStarted
+        }
+        if let started {
+            logger.notice("publishing: connection recovered", metadata: ["outage": "\(ContinuousClock.now - started)"])
+        }
+    }
+
+    /// Closes the connection; publishes after this throw until ``start()`` is called again.
     public func close() async {
-        let connected = state.withLock { state in
-            defer { state = nil }
-            return state
+        let (connected, pending) = state.withLock { state in
+            defer {
+                state.started = false
+                state.connected = nil
+            }
+            return (state.connected, state.pending)
         }
         await connected?.connection.close()
+        _ = try? await pending?.value  // a connection made meanwhile closes itself (see establish)
     }
 }
 
@@ -111,6 +255,7 @@ struct ChannelSettler: DeliverySettler {
 /// Declares work, delay and dead-letter queues, once each, on a channel of its own.
 final class TopologyDeclarer: Sendable {
     private let channel: AMQPChannel
+    var isOpen: Bool { channel.isOpen }
     private let queueType: WarrenTopology.QueueType
     private let declared = Mutex<Set<String>>([])
     private let delays = Mutex<[String: Set<Duration>]>([:])
