@@ -198,7 +198,8 @@ private final class SharedBrokers: Sendable {
 
 private let brokersToStopAtExit = Mutex<[LocalBroker]>([])
 
-private func registerExitStop(_ broker: LocalBroker) {
+/// Stops `broker` when the process exits normally (the watchdog covers a crash).
+func registerExitStop(_ broker: LocalBroker) {
     let first = brokersToStopAtExit.withLock { brokers in
         brokers.append(broker)
         return brokers.count == 1

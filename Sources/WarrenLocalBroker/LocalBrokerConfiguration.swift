@@ -21,6 +21,9 @@ public struct LocalBrokerConfiguration: Sendable {
     public var startupTimeout: Duration
     /// The AMQP port; `nil` picks a free one.
     public var port: Int?
+    /// The Erlang cookie (written to the node's `.erlang.cookie`); nodes that form a cluster must share one. `nil`
+    /// lets Erlang make a random one.
+    public var erlangCookie: String?
 
     /// A TLS listener's certificate files (PEM).
     public struct TLS: Sendable {
@@ -53,7 +56,8 @@ public struct LocalBrokerConfiguration: Sendable {
         stopWhenOwnerExits: Bool = true,
         removeDataOnStop: Bool = true,
         startupTimeout: Duration = .seconds(90),
-        port: Int? = nil
+        port: Int? = nil,
+        erlangCookie: String? = nil
     ) {
         self.nodeName = nodeName
         self.dataDirectory = dataDirectory
@@ -64,6 +68,7 @@ public struct LocalBrokerConfiguration: Sendable {
         self.removeDataOnStop = removeDataOnStop
         self.startupTimeout = startupTimeout
         self.port = port
+        self.erlangCookie = erlangCookie
     }
 }
 

@@ -67,6 +67,13 @@ struct LocalBrokerLauncher {
         let managementPort = try configuration.plugins.contains("rabbitmq_management") ? Self.freePort(avoiding: &reserved) : nil
 
         try writeConfiguration(directory: directory, tlsPort: tlsPort, managementPort: managementPort)
+        if let cookie = configuration.erlangCookie {
+            let path = "\(directory)/.erlang.cookie"
+            try? FileManager.default.removeItem(atPath: path)
+            guard FileManager.default.createFile(atPath: path, contents: Data(cookie.utf8), attributes: [.posixPermissions: 0o400]) else {
+                throw LocalBrokerError(.startupFailed, "could not write the Erlang cookie in \(directory)")
+            }
+        }
 
         let loopbackOnly = "-kernel inet_dist_use_interface {127,0,0,1}"
         var environment = ProcessInfo.processInfo.environment

@@ -39,6 +39,9 @@ public struct WarrenTopology: Sendable, Hashable {
 
     var workQueueArguments: AMQPTable { ["x-queue-type": .string(queueType.rawValue)] }
 
+    /// Of the work queue's type, so that in a cluster it lives as long as the work queue does.
+    var manifestQueueArguments: AMQPTable { ["x-queue-type": .string(queueType.rawValue), "x-max-length": .int32(1)] }
+
     func delayQueueArguments(for delay: Duration) -> AMQPTable {
         [
             "x-queue-type": .string(queueType.rawValue),

@@ -275,7 +275,7 @@ final class TopologyDeclarer: Sendable {
         try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
         try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
         try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
-        try await declareQueue(topology.manifestQueue, arguments: ["x-max-length": .int32(1)])
+        try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
         for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
         try await publishManifest(for: queue)
     }
