@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "warren-demo", targets: ["warren-demo"]),
         .executable(name: "orders-worker", targets: ["orders-worker"]),
         .executable(name: "warren", targets: ["warren"]),
+        .executable(name: "warren-chaos", targets: ["warren-chaos"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
     dependencies: [
@@ -91,6 +92,17 @@ let package = Package(
                 "Warren",
                 "WarrenAMQP",
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "warren-chaos",
+            dependencies: [
+                "Warren",
+                "WarrenAMQP",
+                "WarrenLocalBroker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

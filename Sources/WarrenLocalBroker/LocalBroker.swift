@@ -111,6 +111,30 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         try await waitUntilListening(timeout: .seconds(60))
     }
 
+    /// Restarts the whole node, as a machine reboot would: the node stops (`rabbitmqctl stop`, or SIGKILL when it does
+    /// not answer, or nothing when it was killed), then starts again on the same data directory, name and ports, so
+    /// durable queues and persistent messages come back. Returns once it accepts connections. The restarted node stops
+    /// when the calling process exits.
+    /// - Throws: ``LocalBrokerError/Code/startupFailed`` when it does not come back within `timeout`.
+    public func restart(timeout: Duration = .seconds(90)) async throws {
+        resume()
+        let pidFile = "\(dataDirectory)/rabbitmq.pid"
+        if isListening {
+            let result = try? await ProcessRunner.run(
+                installation.rabbitmqctl, ["-n", nodeName, "stop", pidFile], environment: environment, timeout: .seconds(30))
+            if result?.status != 0 { signalNode(SIGKILL) }
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(30))
+        while isListening || beamProcessID.map(processIsAlive) == true, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        _ = try ProcessRunner.spawnDetached("/bin/bash", ["\(dataDirectory)/run-node.sh", "\(getpid())"], environment: environment)
+        let seconds = max(1, timeout.components.seconds)
+        try await rabbitmqctl(["wait", pidFile, "--timeout", "\(seconds)"], timeout: timeout + .seconds(10))
+        try await waitUntilListening(timeout: .seconds(30))
+    }
+
     /// Freezes the node (SIGSTOP): sockets stay open but nothing answers, so only missed heartbeats reveal it.
     public func pause() {
         signalNode(SIGSTOP)
@@ -235,6 +259,10 @@ extension LocalBroker {
         if !stoppedCleanly { signalNode(SIGKILL) }
         if removeDataOnStop { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
+}
+
+private func processIsAlive(_ pid: pid_t) -> Bool {
+    kill(pid, 0) == 0
 }
 
 private func sendSignal(_ pid: pid_t, _ signal: Int32) {

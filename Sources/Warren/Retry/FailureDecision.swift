@@ -116,8 +116,10 @@ enum RedeliveryVerdict: Equatable {
     /// Hand it to its handler.
     case handle
     /// Classic queues: publish a copy carrying this count in `x-warren-redeliveries`, then ack the original, so the
-    /// count survives a crash of the next attempt.
-    case reenqueue(returns: Int)
+    /// count survives a crash of the next attempt. From the second return on (`isolated`) the copy goes to the
+    /// work queue's ``WarrenTopology/redeliveredQueue``, consumed one message at a time: a message that crashes its
+    /// process again then takes no other message's count up with it.
+    case reenqueue(returns: Int, isolated: Bool)
     /// Over the limit: to the dead letters without running the handler.
     case deadLetter(returns: Int, limit: Int)
 
@@ -131,6 +133,6 @@ enum RedeliveryVerdict: Equatable {
         guard redelivered else { return .handle }
         let counted = Int(clamping: max(0, headers[WarrenHeader.redeliveries]?.int64Value ?? 0))
         let returns = counted == Int.max ? counted : counted + 1
-        return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns)
+        return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns, isolated: returns >= 2)
     }
 }

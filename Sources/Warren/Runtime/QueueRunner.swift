@@ -2,20 +2,25 @@ import Foundation
 import Logging
 import WarrenAMQP
 
-/// Consumes one work queue and settles each delivery.
+/// Consumes one work queue (or its ``WarrenTopology/redeliveredQueue``) and settles each delivery.
 struct QueueRunner: Sendable {
+    /// The work queue: retries, dead letters and metrics are its.
     let queue: String
+    /// The queue consumed: the work queue, or its redelivered queue.
+    let source: String
     let handlers: [String: HandlerRegistration]
     let prefetch: UInt16
     let concurrency: Int
     let worker: Worker
     let metrics: WorkerMetrics
 
-    init(queue: String, registrations: [HandlerRegistration], worker: Worker) {
+    /// - Parameter isolated: consume the work queue's redelivered queue, one message at a time.
+    init(queue: String, registrations: [HandlerRegistration], worker: Worker, isolated: Bool = false) {
         self.queue = queue
+        self.source = isolated ? WarrenTopology(queue: queue).redeliveredQueue : queue
         self.handlers = Dictionary(registrations.map { ($0.messageType, $0) }, uniquingKeysWith: { first, _ in first })
-        self.prefetch = registrations.map(\.options.prefetch).max() ?? 20
-        self.concurrency = registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
+        self.prefetch = isolated ? 1 : registrations.map(\.options.prefetch).max() ?? 20
+        self.concurrency = isolated ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
         self.metrics = WorkerMetrics(queue: queue)
     }
@@ -24,7 +29,7 @@ struct QueueRunner: Sendable {
     private var configuration: WorkerConfiguration { worker.configuration }
 
     func startConsuming() async throws -> TransportConsumer {
-        try await worker.transport.consume(queue: queue, prefetch: prefetch)
+        try await worker.transport.consume(queue: source, prefetch: prefetch)
     }
 
     func run(_ consumer: TransportConsumer) async throws {
@@ -33,7 +38,7 @@ struct QueueRunner: Sendable {
         let limiter = ConcurrencyLimiter(limit: concurrency)
         let inFlight = InFlightCounter()
         let inFlightGauge = metrics.inFlight
-        logger.info("consuming", metadata: ["queue": "\(queue)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
+        logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
         do {
             try await withThrowingDiscardingTaskGroup { group in
                 do {
@@ -110,8 +115,8 @@ struct QueueRunner: Sendable {
         var duplicate = false
         let redelivery = RedeliveryVerdict.decide(
             redelivered: delivery.redelivered, headers: headers, limit: configuration.redeliveryLimit)
-        if case .reenqueue(let returns) = redelivery {
-            let outcome = await reenqueue(delivery, returns: returns)
+        if case .reenqueue(let returns, let isolated) = redelivery {
+            let outcome = await reenqueue(delivery, returns: returns, isolated: isolated)
             report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, logger: logger)
             return
         }
@@ -235,11 +240,12 @@ struct QueueRunner: Sendable {
 
     /// Publishes a copy of a redelivered message with its return count, confirmed, then acks the original: the count
     /// lives in the message, so it survives the process crashing on the next attempt.
-    private func reenqueue(_ delivery: TransportDelivery, returns: Int) async -> SettlementEvent.Outcome {
+    private func reenqueue(_ delivery: TransportDelivery, returns: Int, isolated: Bool) async -> SettlementEvent.Outcome {
         var properties = delivery.properties
         properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.redeliveries: .int64(Int64(returns))]) { $1 }
+        let target = isolated ? WarrenTopology(queue: queue).redeliveredQueue : queue
         do {
-            try await worker.transport.publish(delivery.body, to: .queue(queue), properties: properties)
+            try await worker.transport.publish(delivery.body, to: .queue(target), properties: properties)
         } catch {
             logger.error(
                 "the counted copy of a redelivered message was not confirmed; requeueing the original",
@@ -248,7 +254,10 @@ struct QueueRunner: Sendable {
         }
         logger.notice(
             "redelivered message re-enqueued with its count",
-            metadata: ["queue": "\(queue)", "message_id": "\(delivery.properties.messageID ?? "")", "redeliveries": "\(returns)"])
+            metadata: [
+                "queue": "\(queue)", "to": "\(target)", "message_id": "\(delivery.properties.messageID ?? "")",
+                "redeliveries": "\(returns)",
+            ])
         do { try delivery.ack() } catch {
             metrics.droppedSettlement()
             logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])

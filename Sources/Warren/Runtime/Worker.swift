@@ -103,7 +103,10 @@ public final class Worker: Sendable {
         for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
             try await transport.prepare(queue: queue, delays: Self.delays(of: registrations))
         }
-        let runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
+        var runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
+        if configuration.redeliveryLimit != nil {
+            runners += queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self, isolated: true) }
+        }
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
         setHealth(consuming: true, problem: nil)

@@ -9,7 +9,9 @@ import WarrenAMQP
 ///   milliseconds and `x-dead-letter-exchange: ""` / `x-dead-letter-routing-key: Q`, so a message waits there
 ///   and then returns to `Q` (a queue-level TTL never blocks the head of the line the way per-message TTLs do);
 /// - the dead-letter exchange `warren.dead-letters` (direct, durable), shared by all work queues, and the queue
-///   `Q.dead-letters` bound to it with routing key `Q`.
+///   `Q.dead-letters` bound to it with routing key `Q`;
+/// - `Q.redelivered`, where messages that came back unsettled more than once wait to be handled one at a time
+///   (see ``WorkerConfiguration/redeliveryLimit``).
 public struct WarrenTopology: Sendable, Hashable {
     public var queue: String
     /// `classic` or `quorum`.
@@ -30,6 +32,10 @@ public struct WarrenTopology: Sendable, Hashable {
     public static let deadLetterExchange = "warren.dead-letters"
 
     public var deadLetterQueue: String { "\(queue).dead-letters" }
+
+    /// Messages that came back unsettled at least twice (classic queues): the worker consumes this queue with a
+    /// prefetch of one, so when such a message crashes its process again, no other message is caught with it.
+    public var redeliveredQueue: String { "\(queue).redelivered" }
 
     /// A queue holding one message, the latest ``TopologyManifest`` of this work queue (`x-max-length: 1`), so
     /// tools such as `warren topology` can find the delay queues without the management API.

@@ -274,6 +274,7 @@ final class TopologyDeclarer: Sendable {
         let topology = topology(for: queue)
         try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
         try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
+        try await declareQueue(topology.redeliveredQueue, arguments: topology.workQueueArguments)
         try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
         try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
         for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
