@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo bench local-broker clean
+.PHONY: all deps build test demo bench chaos local-broker clean
 
 all: build
 
@@ -30,6 +30,12 @@ demo: deps
 bench: deps
 	$(SWIFT) build -c release --product warren-bench
 	$$($(SWIFT) build -c release --show-bin-path)/warren-bench consume $(BENCH_ARGS)
+
+## The chaos suite: every fault (broker restart, stop_app, a frozen broker, a killed worker, a killed cluster node,
+## a poison message) with a ledger of published vs handled ids; prints the table. `make test` runs its fast part.
+chaos: deps
+	$(SWIFT) build --product warren-chaos
+	$$($(SWIFT) build --show-bin-path)/warren-chaos run $(CHAOS_ARGS)
 
 clean:
 	rm -rf .build

@@ -107,6 +107,8 @@ struct ScenarioResult: Codable {
     var duplicates: Int
     /// Times the worker process died and was started again (SIGKILL or a crash).
     var workerRestarts: Int
+    /// Times a worker process lost its connection and recovered it (from its log).
+    var workerReconnects: Int
     var seconds: Double
     /// What the scenario expects besides `lost == 0` (the poison scenario: the poison message dead-lettered with
     /// reason `redelivery-limit`).
@@ -114,11 +116,11 @@ struct ScenarioResult: Codable {
     var note: String
 
     static func table(_ rows: [ScenarioResult]) -> String {
-        let header = ["fault", "published", "publish errors", "handled", "dead-lettered", "lost", "duplicates", "worker restarts", "seconds", "result"]
+        let header = ["fault", "published", "publish errors", "handled", "dead-lettered", "lost", "duplicates", "worker restarts", "worker reconnects", "seconds", "result"]
         let cells = rows.map {
             [
                 $0.fault, "\($0.published)", "\($0.publishErrors)", "\($0.handled)", "\($0.deadLettered)", "\($0.lost)",
-                "\($0.duplicates)", "\($0.workerRestarts)", String(format: "%.1f", $0.seconds), $0.passed ? "ok" : "FAILED",
+                "\($0.duplicates)", "\($0.workerRestarts)", "\($0.workerReconnects)", String(format: "%.1f", $0.seconds), $0.passed ? "ok" : "FAILED",
             ]
         }
         let widths = header.indices.map { column in ([header] + cells).map { $0[column].count }.max() ?? 0 }

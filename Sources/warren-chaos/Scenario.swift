@@ -34,7 +34,8 @@ struct Scenario {
         for url in nodes.urls { arguments += ["--url", url] }
         if nodes.quorum { arguments.append("--quorum") }
         if fault == .poison { arguments += ["--poison-id", Self.poisonID] }
-        let worker = WorkerSupervisor(arguments: arguments, logPath: "\(directory)/\(fault.rawValue).worker.log")
+        let workerLog = "\(directory)/\(fault.rawValue).worker.log"
+        let worker = WorkerSupervisor(arguments: arguments, logPath: workerLog)
         try worker.launch()
         let supervision = Task { await worker.supervise() }
         defer { supervision.cancel() }
@@ -127,9 +128,14 @@ struct Scenario {
             fault: fault.rawValue, published: confirmed.count, publishErrors: publishErrors,
             handled: confirmed.intersection(handled.keys).count, deadLettered: parked.count, deadLetterReasons: reasons,
             lost: lost.count, duplicates: handled.values.reduce(0) { $0 + max(0, $1 - 1) }, workerRestarts: worker.restarts,
-            seconds: (clock.now - started).seconds, passed: passed, note: note)
+            workerReconnects: Self.occurrences(of: "connection recovered", in: workerLog), seconds: (clock.now - started).seconds, passed: passed, note: note)
         print("\(fault.rawValue): published \(result.published), handled \(result.handled), dead-lettered \(result.deadLettered), lost \(result.lost), duplicates \(result.duplicates)")
         return result
+    }
+
+    static func occurrences(of text: String, in path: String) -> Int {
+        let log = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return log.components(separatedBy: text).count - 1
     }
 
     private func inject(worker: WorkerSupervisor) async throws {

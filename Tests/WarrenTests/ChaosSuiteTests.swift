@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// The fast part of the chaos suite (`make chaos` runs all of it): `warren-chaos run --fast` against a broker of its
+/// own, as a user would run it. Every confirmed message must be handled or parked with a reason.
+@Suite("Chaos suite, fast part (dedicated broker)")
+struct ChaosSuiteTests {
+    struct Summary: Decodable {
+        struct Scenario: Decodable {
+            var fault: String
+            var published: Int
+            var handled: Int
+            var deadLettered: Int
+            var lost: Int
+            var workerRestarts: Int
+            var deadLetterReasons: [String: Int]
+            var passed: Bool
+        }
+
+        var scenarios: [Scenario]
+        var lost: Int
+        var passed: Bool
+    }
+
+    @Test func nothingIsLostThroughStopAppAKilledWorkerAndAPoisonMessage() async throws {
+        let run = try await HostAndCLITests.run("warren-chaos", ["run", "--fast"], url: nil)
+        let lastLine = try #require(run.output.split(separator: "\n").last, "no output; stderr: \(run.errors.suffix(2000))")
+        let summary = try JSONDecoder().decode(Summary.self, from: Data(lastLine.utf8))
+        #expect(run.status == 0, "\(run.output)")
+        #expect(summary.passed && summary.lost == 0)
+        #expect(summary.scenarios.map(\.fault) == ["stop-app", "worker-kill", "poison"])
+        for scenario in summary.scenarios {
+            #expect(scenario.published >= 400, "\(scenario.fault)")
+            #expect(scenario.lost == 0, "\(scenario.fault)")
+            #expect(scenario.handled + scenario.deadLettered == scenario.published, "\(scenario.fault)")
+        }
+        let poison = try #require(summary.scenarios.last)
+        #expect(poison.deadLetterReasons == ["redelivery-limit": 1], "only the poison message is parked")
+        #expect(poison.workerRestarts == 4, "limit 3: the fourth return parks it")
+        #expect(summary.scenarios[1].workerRestarts >= 1, "the worker was killed and restarted")
+    }
+}
