@@ -22,6 +22,14 @@ enum Fault: String, CaseIterable, ExpressibleByArgument, Sendable {
     case poison
 
     static let fast: [Fault] = [.stopApp, .workerKill, .poison]
+
+    /// Faults of the broker that every connection to it must notice.
+    var hitsTheWorkersConnection: Bool {
+        switch self {
+        case .brokerRestart, .stopApp, .freeze, .nodeKill: true
+        case .workerKill, .poison: false
+        }
+    }
 }
 
 struct RunCommand: AsyncParsableCommand {
@@ -32,7 +40,8 @@ struct RunCommand: AsyncParsableCommand {
     var faults: [Fault] = []
     @Flag(help: "The quick subset that `make test` runs: \(Fault.fast.map(\.rawValue).joined(separator: ", ")), fewer messages.")
     var fast = false
-    @Option(help: "Messages published per scenario (default 2000, 400 with --fast).") var messages: Int?
+    @Option(help: "Messages published per scenario (default 2000, 600 with --fast).") var messages: Int?
+    @Option(help: "Messages per second the publisher sends (default 500, 300 with --fast).") var rate: Int?
     @Option(help: "The redelivery bound of the poison scenario's worker.") var redeliveryLimit = 3
 
     func run() async throws {
@@ -42,10 +51,11 @@ struct RunCommand: AsyncParsableCommand {
             return handler
         }
         let selected = faults.isEmpty ? (fast ? Fault.fast : Fault.allCases) : faults
-        let count = messages ?? (fast ? 400 : 2000)
+        let count = messages ?? (fast ? 600 : 2000)
+        let rate = rate ?? (fast ? 300 : 500)
         let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-chaos-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        print("warren-chaos: \(selected.map(\.rawValue).joined(separator: ", ")); \(count) messages each; logs in \(workDirectory)")
+        print("warren-chaos: \(selected.map(\.rawValue).joined(separator: ", ")); \(count) messages each at \(rate)/s; logs in \(workDirectory)")
 
         var rows: [ScenarioResult] = []
         let single = selected.filter { $0 != .nodeKill }
@@ -53,7 +63,7 @@ struct RunCommand: AsyncParsableCommand {
             let broker = try await LocalBroker.start()
             for fault in single {
                 let nodes = ChaosNodes(brokers: [broker], quorum: false)
-                rows.append(try await Scenario(fault: fault, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit).run())
+                rows.append(try await Scenario(fault: fault, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit, rate: rate).run())
             }
             try await broker.stop()
         }
@@ -61,7 +71,7 @@ struct RunCommand: AsyncParsableCommand {
             print("starting a three-node cluster…")
             let cluster = try await LocalBrokerCluster.start(nodes: 3)
             let nodes = ChaosNodes(brokers: cluster.nodes, quorum: true)
-            rows.append(try await Scenario(fault: .nodeKill, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit).run())
+            rows.append(try await Scenario(fault: .nodeKill, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit, rate: rate).run())
             try await cluster.stop()
         }
 

@@ -19,6 +19,8 @@ struct Scenario {
     let messages: Int
     let directory: String
     let redeliveryLimit: Int
+    /// Messages per second the publisher sends.
+    let rate: Int
 
     static let poisonID = "poison"
 
@@ -57,26 +59,34 @@ struct Scenario {
         }
         let ledger = LedgerReader(path: ledgerPath)
         let total = messages
+        let sent = Counter()
+        // Paced, so that messages are still flowing (published, queued, being handled) when the fault lands.
+        let lanes = 4
+        let laneInterval = Duration.seconds(Double(lanes) / Double(max(1, rate)))
         let outcome = try await withThrowingTaskGroup(of: (Set<String>, Int).self) { group in
-            let lanes = 4
             for lane in 0..<lanes {
                 group.addTask {
                     var ok = Set<String>()
                     var errors = 0
+                    var next = ContinuousClock.now
                     for n in stride(from: lane, to: total, by: lanes) {
+                        next = next.advanced(by: laneInterval)
                         do {
                             ok.insert(try await publisher.publish(ChaosJob(n: n), to: .queue(queue), messageID: "m-\(n)"))
                         } catch {
                             errors += 1
                         }
+                        sent.value.add(1, ordering: .relaxed)
+                        try await Task.sleep(until: next)
                     }
                     return (ok, errors)
                 }
             }
             group.addTask {
-                let threshold = total / 3
                 let deadline = ContinuousClock.now.advanced(by: .seconds(120))
-                while ledger.read().count < threshold, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+                while sent.value.load(ordering: .relaxed) < total / 3, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 try await inject(worker: worker)
                 return ([], 0)
             }
@@ -104,6 +114,12 @@ struct Scenario {
             if missing.isSubset(of: deadLetters.keys) || clock.now > deadline { break }
             try await Task.sleep(for: .milliseconds(500))
         }
+        // A broker fault must have reached the worker: wait for its log to say it recovered.
+        var reconnects = Self.occurrences(of: "connection recovered", in: workerLog)
+        while fault.hitsTheWorkersConnection, reconnects == 0, clock.now < deadline.advanced(by: .seconds(60)) {
+            try await Task.sleep(for: .milliseconds(200))
+            reconnects = Self.occurrences(of: "connection recovered", in: workerLog)
+        }
         await worker.stop()
         handled = ledger.read()
         deadLetters = (try? await readDeadLetters(queue)) ?? deadLetters
@@ -114,6 +130,14 @@ struct Scenario {
         for id in parked { reasons[deadLetters[id] ?? "?", default: 0] += 1 }
         var passed = lost.isEmpty
         var note = ""
+        if fault.hitsTheWorkersConnection && reconnects == 0 {
+            passed = false
+            note = "the worker never lost and recovered its connection: the fault did not happen as planned"
+        }
+        if fault == .workerKill && worker.restarts == 0 {
+            passed = false
+            note = "the worker was not killed"
+        }
         if fault == .poison {
             let poisonParked = deadLetters[Self.poisonID] == DeadLetterReason.Kind.redeliveryLimit.rawValue
             passed = passed && poisonParked && handled[Self.poisonID] == nil
@@ -128,7 +152,7 @@ struct Scenario {
             fault: fault.rawValue, published: confirmed.count, publishErrors: publishErrors,
             handled: confirmed.intersection(handled.keys).count, deadLettered: parked.count, deadLetterReasons: reasons,
             lost: lost.count, duplicates: handled.values.reduce(0) { $0 + max(0, $1 - 1) }, workerRestarts: worker.restarts,
-            workerReconnects: Self.occurrences(of: "connection recovered", in: workerLog), seconds: (clock.now - started).seconds, passed: passed, note: note)
+            workerReconnects: reconnects, seconds: (clock.now - started).seconds, passed: passed, note: note)
         print("\(fault.rawValue): published \(result.published), handled \(result.handled), dead-lettered \(result.deadLettered), lost \(result.lost), duplicates \(result.duplicates)")
         return result
     }
@@ -195,6 +219,10 @@ struct Scenario {
         try await channel.close()
         return letters
     }
+}
+
+final class Counter: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 struct ChaosError: Error, CustomStringConvertible {

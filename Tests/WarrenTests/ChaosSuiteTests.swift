@@ -30,7 +30,7 @@ struct ChaosSuiteTests {
         #expect(summary.passed && summary.lost == 0)
         #expect(summary.scenarios.map(\.fault) == ["stop-app", "worker-kill", "poison"])
         for scenario in summary.scenarios {
-            #expect(scenario.published >= 400, "\(scenario.fault)")
+            #expect(scenario.published >= 600, "\(scenario.fault)")
             #expect(scenario.lost == 0, "\(scenario.fault)")
             #expect(scenario.handled + scenario.deadLettered == scenario.published, "\(scenario.fault)")
         }

@@ -10,6 +10,9 @@ struct SettingsTests {
         #expect(settings.amqpURL == nil)
         #expect(settings.gracePeriod == .seconds(30))
         #expect(settings.queueType == .classic)
+        #expect(settings.redeliveryLimit == 10)
+        #expect(settings.workerConfiguration.redeliveryLimit == 10)
+        #expect(settings.publishRecoveryTimeout == .seconds(30))
         #expect(try settings.transport(connectionName: "t") is InMemoryTransport<ContinuousClock>, "no URL: the embedded in-memory transport")
     }
 
@@ -45,6 +48,10 @@ struct SettingsTests {
         }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.queue.type": "stream"])) }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.grace.period": -1])) }
+        #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.redelivery.limit": -1])) }
+        #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.redelivery.limit": 2.5])) }
+        #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.publish.recovery.timeout": -3])) }
+        #expect(try WarrenSettings(config: reader(["warren.redelivery.limit": 0])).workerConfiguration.redeliveryLimit == nil, "0 turns it off")
         let settings = try WarrenSettings(config: reader(["warren.consumers.q.concurrency": 0, "warren.consumers.r.retry.delays": "a,b"]))
         #expect(throws: WarrenError.self) { try settings.options(for: "q", defaults: HandlerOptions()) }
         #expect(throws: WarrenError.self) { try settings.options(for: "r", defaults: HandlerOptions()) }

@@ -15,6 +15,11 @@ public struct WarrenSettings: Sendable {
     public var maximumMessageBytes: Int
     /// `warren.queue.type`: `classic` (default) or `quorum`.
     public var queueType: WarrenTopology.QueueType
+    /// `warren.redelivery.limit`: returns unsettled before a message is dead-lettered (default 10; 0 turns the bound
+    /// off). See ``WorkerConfiguration/redeliveryLimit``.
+    public var redeliveryLimit: Int?
+    /// `warren.publish.recovery.timeout`: seconds a publish waits for a lost connection to come back (default 30).
+    public var publishRecoveryTimeout: Duration
     private let config: ConfigReader
 
     /// Reads the settings.
@@ -31,6 +36,14 @@ public struct WarrenSettings: Sendable {
             throw WarrenError(.invalidConfiguration, "warren.queue.type must be classic or quorum, not '\(type)'")
         }
         self.queueType = queueType
+        let limit = Self.number(config, "warren.redelivery.limit") ?? 10
+        guard limit >= 0, limit == limit.rounded() else {
+            throw WarrenError(.invalidConfiguration, "warren.redelivery.limit must be a whole number, 0 or more")
+        }
+        redeliveryLimit = limit == 0 ? nil : Int(limit)
+        let recovery = Self.number(config, "warren.publish.recovery.timeout") ?? 30
+        guard recovery >= 0 else { throw WarrenError(.invalidConfiguration, "warren.publish.recovery.timeout must be 0 or more seconds") }
+        publishRecoveryTimeout = .milliseconds(Int64(recovery * 1000))
     }
 
     /// The standard providers, highest priority first: `overrides` (e.g. a host's command-line options), environment
@@ -58,12 +71,13 @@ public struct WarrenSettings: Sendable {
     public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws -> any WarrenTransport {
         guard let amqpURL else { return InMemoryTransport() }
         return RabbitMQTransport(
-            endpoints: try AMQPEndpoint.parseList(amqpURL), connectionName: connectionName, queueType: queueType, logger: logger)
+            endpoints: try AMQPEndpoint.parseList(amqpURL), connectionName: connectionName, queueType: queueType,
+            publishRecoveryTimeout: publishRecoveryTimeout, logger: logger)
     }
 
     /// The worker configuration these settings describe.
     public var workerConfiguration: WorkerConfiguration {
-        WorkerConfiguration(maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod)
+        WorkerConfiguration(maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod, redeliveryLimit: redeliveryLimit)
     }
 
     /// `defaults` with the overrides configured for `queue`:
