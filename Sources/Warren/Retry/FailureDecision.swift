@@ -12,6 +12,8 @@ public enum HandlingFailure: Sendable {
     case unknownType(String?)
     /// No codec reads the message's `content_type`.
     case unsupportedContentType(String)
+    /// The body has a `content_encoding` (e.g. `gzip`) that Warren does not undo; only none or `identity` is read.
+    case unsupportedContentEncoding(String)
     /// The body is larger than the configured maximum.
     case tooLarge(bytes: Int, limit: Int)
     /// The message came back unsettled more often than the worker's redelivery limit allows.
@@ -36,6 +38,9 @@ public enum FailureDecision: Sendable, Equatable {
             return .deadLetter(DeadLetterReason(kind: .unknownType, detail: type.map { "no handler for type '\($0)'" } ?? "the message has no type"))
         case .unsupportedContentType(let contentType):
             return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: "no codec for content type '\(contentType)'"))
+        case .unsupportedContentEncoding(let encoding):
+            return .deadLetter(DeadLetterReason(
+                kind: .unsupportedContentEncoding, detail: "content encoding '\(encoding)' is not supported (only none or identity)"))
         case .tooLarge(let bytes, let limit):
             return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: "body of \(bytes) bytes exceeds the limit of \(limit)"))
         case .redeliveryLimit(let returns, let limit):
@@ -67,6 +72,7 @@ public struct DeadLetterReason: Sendable, Equatable {
         case undecodable
         case unknownType = "unknown-type"
         case unsupportedContentType = "unsupported-content-type"
+        case unsupportedContentEncoding = "unsupported-content-encoding"
         case tooLarge = "too-large"
         /// Delivered more than ``WorkerConfiguration/redeliveryLimit`` times without a settlement: a handler that
         /// crashes its process, or a worker that keeps dying while holding it.
@@ -91,6 +97,7 @@ extension HandlingFailure {
         case .undecodable(let detail): return "undecodable: \(detail)"
         case .unknownType(let type): return "unknown type \(type ?? "(none)")"
         case .unsupportedContentType(let type): return "unsupported content type \(type)"
+        case .unsupportedContentEncoding(let encoding): return "unsupported content encoding \(encoding)"
         case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes over the limit of \(limit)"
         case .redeliveryLimit(let returns, let limit): return "returned unsettled \(returns) times, over the limit of \(limit)"
         }
@@ -104,6 +111,7 @@ extension HandlingFailure {
         case .undecodable: return "Warren.Undecodable"
         case .unknownType: return "Warren.UnknownType"
         case .unsupportedContentType: return "Warren.UnsupportedContentType"
+        case .unsupportedContentEncoding: return "Warren.UnsupportedContentEncoding"
         case .tooLarge: return "Warren.TooLarge"
         case .redeliveryLimit: return "Warren.RedeliveryLimit"
         }

@@ -124,6 +124,8 @@ struct QueueRunner: Sendable {
             failure = .redeliveryLimit(returns: returns, limit: limit)
         } else if delivery.body.count > configuration.maximumMessageBytes {
             failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
+        } else if let encoding = properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
+            failure = .unsupportedContentEncoding(encoding)
         } else if let type, let registration = handlers[type] {
             if let codec = configuration.codecs.codec(for: properties.contentType) {
                 let context = MessageContext(
