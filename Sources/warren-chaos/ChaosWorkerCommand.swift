@@ -32,6 +32,7 @@ struct ChaosWorkerCommand: AsyncParsableCommand {
     @Option var redeliveryLimit: Int = 10
     @Option(help: "The message id whose handler crashes the process.") var poisonID: String?
     @Flag(help: "Declare quorum queues.") var quorum = false
+    @Option(help: "Bodies larger than this many bytes are dead-lettered undecoded.") var maxBytes = 16 * 1024 * 1024
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -59,7 +60,7 @@ struct ChaosWorkerCommand: AsyncParsableCommand {
         let worker = Worker(
             transport: transport, registrations: [registration],
             configuration: WorkerConfiguration(
-                gracePeriod: .seconds(10), recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2)),
+                maximumMessageBytes: maxBytes, gracePeriod: .seconds(10), recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2)),
                 redeliveryLimit: redeliveryLimit),
             logger: Logger(label: "chaos.worker"))
         let logger = Logger(label: "chaos.worker")

@@ -20,14 +20,18 @@ enum Fault: String, CaseIterable, ExpressibleByArgument, Sendable {
     /// One message crashes its worker every time it is handled; the worker is restarted each time, until the
     /// redelivery bound sends the message to the dead letters.
     case poison
+    /// Every kind of bad input, over and over (bodies over the size limit, invalid UTF-8, JSON nested 50,000 deep,
+    /// headers nested 100 deep, empty bodies, no type, an unknown content encoding): everything settles and the
+    /// worker's memory stays flat.
+    case hostile
 
-    static let fast: [Fault] = [.stopApp, .workerKill, .poison]
+    static let fast: [Fault] = [.stopApp, .workerKill, .poison, .hostile]
 
     /// Faults of the broker that every connection to it must notice.
     var hitsTheWorkersConnection: Bool {
         switch self {
         case .brokerRestart, .stopApp, .freeze, .nodeKill: true
-        case .workerKill, .poison: false
+        case .workerKill, .poison, .hostile: false
         }
     }
 }

@@ -36,6 +36,7 @@ struct Scenario {
         for url in nodes.urls { arguments += ["--url", url] }
         if nodes.quorum { arguments.append("--quorum") }
         if fault == .poison { arguments += ["--poison-id", Self.poisonID] }
+        if fault == .hostile { arguments += ["--max-bytes", "\(HostileInput.maximumBytes)"] }
         let workerLog = "\(directory)/\(fault.rawValue).worker.log"
         let worker = WorkerSupervisor(arguments: arguments, logPath: workerLog)
         try worker.launch()
@@ -50,6 +51,15 @@ struct Scenario {
             queueType: nodes.quorum ? .quorum : .classic, publishRecoveryTimeout: .seconds(120), logger: logger)
         try await transport.start()
         let publisher = WarrenPublisher(transport: transport, appID: "warren-chaos")
+
+        let memory = MemorySampler()
+        let sampling = Task {
+            while !Task.isCancelled {
+                if let pid = worker.pid { memory.sample(pid: pid) }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        defer { sampling.cancel() }
 
         var confirmed = Set<String>()
         var publishErrors = 0
@@ -72,7 +82,13 @@ struct Scenario {
                     for n in stride(from: lane, to: total, by: lanes) {
                         next = next.advanced(by: laneInterval)
                         do {
-                            ok.insert(try await publisher.publish(ChaosJob(n: n), to: .queue(queue), messageID: "m-\(n)"))
+                            if fault == .hostile {
+                                let (body, properties) = HostileInput.message(n, id: "m-\(n)")
+                                try await transport.publish(body, to: .queue(queue), properties: properties)
+                                ok.insert("m-\(n)")
+                            } else {
+                                ok.insert(try await publisher.publish(ChaosJob(n: n), to: .queue(queue), messageID: "m-\(n)"))
+                            }
                         } catch {
                             errors += 1
                         }
@@ -138,7 +154,13 @@ struct Scenario {
             passed = false
             note = "the worker was not killed"
         }
-        if fault == .poison {
+        if fault == .hostile {
+            let (early, late) = memory.peaks()
+            let bounded = late <= early * 5 / 4 + 4 * 1024 * 1024
+            passed = passed && bounded
+            note = "worker peak RSS \(early / 1_048_576) MiB over the first half of the run, \(late / 1_048_576) MiB over the second"
+                + (bounded ? "" : " (GROWING)") + "; dead letters: \(reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+        } else if fault == .poison {
             let poisonParked = deadLetters[Self.poisonID] == DeadLetterReason.Kind.redeliveryLimit.rawValue
             passed = passed && poisonParked && handled[Self.poisonID] == nil
             note = "poison message \(poisonParked ? "dead-lettered (redelivery-limit)" : "NOT dead-lettered") after "
@@ -179,8 +201,8 @@ struct Scenario {
             worker.kill()
         case .nodeKill:
             broker.kill()
-        case .poison:
-            break  // the poison message is the fault
+        case .poison, .hostile:
+            break  // the messages are the fault
         }
         print("\(fault.rawValue): fault injected")
     }
@@ -257,6 +279,7 @@ final class WorkerSupervisor: Sendable {
     }
 
     var restarts: Int { state.withLock { $0.restarts } }
+    var pid: pid_t? { state.withLock { $0.pid } }
 
     func launch() throws {
         let executable = Bundle.main.executablePath ?? CommandLine.arguments[0]
@@ -324,4 +347,25 @@ private func sendSignal(_ pid: pid_t, _ signal: Int32) {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Peak resident memory of a process, for the first and the second half of the samples.
+final class MemorySampler: Sendable {
+    private let samples = Mutex<[Int]>([])
+
+    /// Reads `VmRSS` from `/proc/<pid>/status` (Linux; elsewhere nothing is sampled).
+    func sample(pid: pid_t) {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "")
+        else { return }
+        samples.withLock { $0.append(kilobytes * 1024) }
+    }
+
+    /// Bytes: the peak of the first half of the samples and of the second.
+    func peaks() -> (early: Int, late: Int) {
+        let all = samples.withLock { $0 }
+        let middle = all.count / 2
+        return (all[..<middle].max() ?? 0, all[middle...].max() ?? 0)
+    }
 }
