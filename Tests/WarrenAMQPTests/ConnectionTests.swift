@@ -159,7 +159,8 @@ struct ConnectionTests {
                 try await Task.sleep(for: .milliseconds(20))  // a handler busy between messages
             }
             #expect(connection.isOpen)
-            #expect(handled > 50)
+            // Busy throughout: at least one message in flight every 400 ms, even on a loaded machine.
+            #expect(handled >= 10)
         }
     }
 }

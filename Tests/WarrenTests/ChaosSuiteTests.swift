@@ -3,6 +3,7 @@ import Testing
 
 /// The fast part of the chaos suite (`make chaos` runs all of it): `warren-chaos run --fast` against a broker of its
 /// own, as a user would run it. Every confirmed message must be handled or parked with a reason.
+extension OwnBrokerSuites {
 @Suite("Chaos suite, fast part (dedicated broker)")
 struct ChaosSuiteTests {
     struct Summary: Decodable {
@@ -45,4 +46,5 @@ struct ChaosSuiteTests {
         #expect(hostile.deadLetterReasons == ["too-large": 75, "undecodable": 225, "unknown-type": 75, "unsupported-content-encoding": 75])
         #expect(hostile.handled == 150, "the valid messages, with garbage headers or not, are handled")
     }
+}
 }

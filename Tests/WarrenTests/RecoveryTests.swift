@@ -12,7 +12,7 @@ struct RecoveryTests {
 
     func startWorker(queue: String, url: String) -> (Worker, Task<Void, any Error>) {
         var logger = Logger(label: "warren.tests.recovery")
-        logger.logLevel = .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { [recorder] email, context in
             recorder.record(email, context)
         }

@@ -113,7 +113,9 @@ public final class Worker: Sendable {
         connected()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (runner, consumer) in consumers { group.addTask { try await runner.run(consumer) } }
-            try await group.waitForAll()
+            // Not `waitForAll()`: it would wait for every consumer before reporting the one that failed. The first
+            // failure leaves the group, which cancels the other consumers, and the worker recovers them all.
+            while try await group.next() != nil {}
         }
     }
 
