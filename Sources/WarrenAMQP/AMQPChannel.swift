@@ -162,7 +162,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     ) async throws -> AMQPConsumer {
         if let prefetchCount { try await qos(prefetchCount: prefetchCount) }
         let tag = consumerTag ?? "warren-\(UUID().uuidString.lowercased())"
-        let sink = ConsumerSink()
+        let sink = ConsumerSink(acknowledges: !noAck)
         let method = ChannelMethod.basicConsume(queue: queue, consumerTag: tag, noAck: noAck, exclusive: exclusive, arguments: arguments)
         _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<MethodReply, any Error>) in
             connection.core.submit(.consume(channel: shared, method, sink, continuation))
@@ -212,7 +212,9 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
 
     private func settle(_ settlement: Settlement) throws(AMQPError) {
         if let reason = closeReason { throw reason }
-        guard connection.core.submit(.settle(channel: shared, settlement)) else {
+        // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): it need not wake it.
+        let lazy = if case .ack(_, false) = settlement { true } else { false }
+        guard connection.core.submit(.settle(channel: shared, settlement), lazy: lazy) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }
     }

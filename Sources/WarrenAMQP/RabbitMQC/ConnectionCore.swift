@@ -134,6 +134,8 @@ final class ConnectionCore: @unchecked Sendable {
     struct Inbox {
         var commands: [IOCommand] = []
         var sleeping = false
+        /// The thread sleeps at most ``ConnectionCore/shortPollMilliseconds``: a lazy command need not wake it.
+        var sleepingBriefly = false
         var wakePending = false
         var accepting = true
     }
@@ -166,6 +168,8 @@ final class ConnectionCore: @unchecked Sendable {
     /// thread in a send), and go out in order once it unblocks.
     private var blocked = false
     private var channelsWithPendingAcks: Set<UInt16> = []
+    /// Consumers that got deliveries during this read pass while their task waited; woken once at its end.
+    private var sinksToWake: [ConsumerSink] = []
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
@@ -319,13 +323,15 @@ final class ConnectionCore: @unchecked Sendable {
 
     // MARK: - Commands from tasks
 
-    /// Queues a command for the I/O thread. Returns false when the connection no longer accepts commands.
+    /// Queues a command for the I/O thread and wakes it when it sleeps; returns false when the connection no longer
+    /// accepts commands. A `lazy` command (a plain ack) does not wake a thread that sleeps briefly anyway (it does while
+    /// deliveries are unsettled): it is picked up within ``shortPollMilliseconds``, together with its neighbours.
     @discardableResult
-    func submit(_ command: IOCommand) -> Bool {
+    func submit(_ command: IOCommand, lazy: Bool = false) -> Bool {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             guard inbox.accepting else { return (false, false) }
             inbox.commands.append(command)
-            guard inbox.sleeping, !inbox.wakePending else { return (true, false) }
+            guard inbox.sleeping, !inbox.wakePending, !(lazy && inbox.sleepingBriefly) else { return (true, false) }
             inbox.wakePending = true
             return (true, true)
         }
@@ -372,19 +378,21 @@ final class ConnectionCore: @unchecked Sendable {
             guard running else { break }
             expireConfirms()
             if commands.isEmpty && framesRead == 0 {
+                // Held acks, and deliveries whose acks may come (lazily, without a wake-up), bound the sleep.
+                let briefly = !channelsWithPendingAcks.isEmpty || channels.values.contains { $0.hasUnsettledDeliveries }
                 let sleep = inbox.withLock { inbox -> Bool in
                     guard inbox.commands.isEmpty else { return false }
                     inbox.sleeping = true
+                    inbox.sleepingBriefly = briefly
                     return true
                 }
                 if sleep {
                     descriptors[0].revents = 0
                     descriptors[1].revents = 0
-                    // Held acks bound the sleep, so an ack behind a gap still goes out within its delay.
-                    let timeout = channelsWithPendingAcks.isEmpty ? pollTimeoutMilliseconds : min(pollTimeoutMilliseconds, 5)
-                    _ = poll(&descriptors, 2, timeout)
+                    _ = poll(&descriptors, 2, briefly ? min(pollTimeoutMilliseconds, Self.shortPollMilliseconds) : pollTimeoutMilliseconds)
                     inbox.withLock {
                         $0.sleeping = false
+                        $0.sleepingBriefly = false
                         $0.wakePending = false
                     }
                     if descriptors[1].revents != 0 { wakeup.drain() }
@@ -443,6 +451,8 @@ final class ConnectionCore: @unchecked Sendable {
             dispatch(frame)
         }
         if running { amqp_maybe_release_buffers(connection) }
+        for sink in sinksToWake { sink.wake() }
+        sinksToWake.removeAll(keepingCapacity: true)
         return count
     }
 
@@ -598,7 +608,10 @@ final class ConnectionCore: @unchecked Sendable {
                 let message = InboundMessage(
                     body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
                     exchange: exchange, routingKey: routingKey, consumerTag: consumerTag, messageCount: 0)
-                channel.consumers[consumerTag]?.yield(message)
+                if let sink = channel.consumers[consumerTag] {
+                    if sink.acknowledges { channel.lastDeliveryTag = deliveryTag }
+                    if sink.yield(message) { sinksToWake.append(sink) }
+                }
             case .getOk(let deliveryTag, let redelivered, let exchange, let routingKey, let messageCount):
                 let message = InboundMessage(
                     body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
@@ -650,6 +663,7 @@ final class ConnectionCore: @unchecked Sendable {
             }
         case .method(let target, let method, let continuation):
             guard let channel = usableChannel(target, failing: { continuation.resume(throwing: $0) }) else { return }
+            if case .basicQos(let prefetch, _) = method { channel.prefetch = prefetch }
             enqueue(method, on: channel) { continuation.resume(with: $0.mapError { $0 as any Error }) }
         case .consume(let target, let method, let sink, let continuation):
             guard let channel = usableChannel(target, failing: {
@@ -699,14 +713,16 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
-    /// Sends what the coalescers hold: contiguous runs at once, everything once it is 5 ms old or 256 strong.
+    /// Sends what the coalescers hold: a contiguous run once it is a batch (see ``ChannelIO/ackBatch``) or 1 ms old;
+    /// everything once it is 5 ms old or 256 strong.
     private func flushAcks(force: Bool = false) {
         guard !channelsWithPendingAcks.isEmpty else { return }
         let now = ContinuousClock.now
         for id in channelsWithPendingAcks {
             guard let channel = channels[id] else { continue }
-            let due = force || channel.acks.pendingCount >= 256
-                || (channel.acks.oldestPendingSince.map { now - $0 >= Self.ackDelay } ?? false)
+            let age = channel.acks.oldestPendingSince.map { now - $0 } ?? .zero
+            let due = force || channel.acks.pendingCount >= 256 || age >= Self.ackDelay
+            guard due || channel.acks.pendingCount >= channel.ackBatch || age >= Self.ackBatchDelay else { continue }
             sendAcks(channel.acks.flush(force: due), on: id)
         }
         channelsWithPendingAcks = channelsWithPendingAcks.filter { (channels[$0]?.acks.pendingCount ?? 0) > 0 }
@@ -714,6 +730,10 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// How long an ack may wait behind a gap before it is sent on its own.
     static let ackDelay: Duration = .milliseconds(5)
+    /// How long a contiguous run of acks may wait for more before it is sent as one `multiple` ack.
+    static let ackBatchDelay: Duration = .milliseconds(1)
+    /// The longest sleep while acks are held or may come: bounds how late a held or lazily queued ack goes out.
+    static let shortPollMilliseconds: Int32 = 1
 
     private func sendAcks(_ frames: [AckCoalescer.Frame], on channelID: UInt16) {
         for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
@@ -933,6 +953,15 @@ final class ChannelIO {
     var confirmTimeout: Duration?
     var acks = AckCoalescer()
     var closing = false
+    /// The last delivery tag of a consumer that acks, and the prefetch count last set with `basic.qos`.
+    var lastDeliveryTag: UInt64 = 0
+    var prefetch: UInt16 = 0
+
+    /// Deliveries the application may still ack.
+    var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
+
+    /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or ``ConnectionCore/ackBatchDelay``.
+    var ackBatch: Int { prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4)) }
 
     init(id: UInt16, shared: ChannelShared) {
         self.id = id

@@ -15,31 +15,44 @@ final class ConsumerSink: Sendable {
 
     private let state = Mutex(State())
 
-    /// Called on the I/O thread.
-    func yield(_ message: InboundMessage) {
-        let waiter: UnsafeContinuation<InboundMessage?, any Error>? = state.withLock { state in
-            guard state.ended == nil else { return nil }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
+    /// Whether the broker expects acks for these deliveries (not `noAck`).
+    let acknowledges: Bool
+
+    init(acknowledges: Bool = true) {
+        self.acknowledges = acknowledges
+    }
+
+    /// Called on the I/O thread. Buffers the message; returns `true` when a task waits for it, in which case the I/O
+    /// thread calls ``wake()`` once it has read what the socket holds, so that a burst costs the waiting task one
+    /// resumption rather than one per message.
+    func yield(_ message: InboundMessage) -> Bool {
+        state.withLock { state in
+            guard state.ended == nil else { return false }
             state.buffer.append(message)
-            return nil
+            return state.waiter != nil && state.buffer.count - state.head == 1
         }
-        waiter?.resume(returning: message)
+    }
+
+    /// Called on the I/O thread: hands the waiting task what is ready.
+    func wake() {
+        let resumption = state.withLock { state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
+            guard let waiter = state.waiter, let ready = Self.ready(&state) else { return nil }
+            state.waiter = nil
+            return (waiter, ready)
+        }
+        if let (waiter, ready) = resumption { waiter.resume(with: ready) }
     }
 
     /// Ends the sequence after what is buffered: normally with `nil`, or by throwing `error`.
     func finish(_ error: AMQPError?) {
-        let waiter: UnsafeContinuation<InboundMessage?, any Error>? = state.withLock { state in
+        let resumption = state.withLock { state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
             guard state.ended == nil else { return nil }
             state.ended = .some(error)
-            defer { state.waiter = nil }
-            return state.waiter
+            guard let waiter = state.waiter, let ready = Self.ready(&state) else { return nil }
+            state.waiter = nil
+            return (waiter, ready)
         }
-        if let waiter {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
-        }
+        if let (waiter, ready) = resumption { waiter.resume(with: ready) }
     }
 
     func next() async throws -> InboundMessage? {
