@@ -47,6 +47,7 @@ public struct CodecRegistry: Sendable {
     /// The codec for `contentType` (parameters such as `; charset=utf-8` ignored), or `nil` when none is registered.
     public func codec(for contentType: String?) -> (any MessageCodec)? {
         guard let contentType, !contentType.isEmpty else { return defaultCodec }
+        if let codec = codecs[contentType] { return codec }  // the usual case: exactly a registered type
         let bare = contentType.split(separator: ";", maxSplits: 1).first.map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()
         } ?? ""

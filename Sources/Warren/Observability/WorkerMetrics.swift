@@ -36,23 +36,30 @@ final class WorkerMetrics: Sendable {
         let type = event.messageType ?? "unknown"
         let outcome = event.outcome.name
         let (counter, extra, timer) = byType.withLock { byType -> (Counter, Counter?, Timer) in
+            // The instruments exist after a type's first message: look them up without copying anything.
+            if let instruments = byType[type], let counter = instruments.outcomes[outcome] {
+                return (counter, Self.extra(for: event.outcome, in: instruments), instruments.duration)
+            }
             let dimensions = [("queue", queue), ("type", type)]
-            var instruments = byType[type] ?? TypeInstruments(
+            var instruments = byType.removeValue(forKey: type) ?? TypeInstruments(
                 retried: Counter(label: "warren_messages_retried_total", dimensions: dimensions),
                 deadLettered: Counter(label: "warren_messages_dead_lettered_total", dimensions: dimensions),
                 duration: Timer(label: "warren_handler_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds))
-            let counter = instruments.outcomes[outcome] ?? Counter(label: "warren_messages_total", dimensions: dimensions + [("outcome", outcome)])
+            let counter = Counter(label: "warren_messages_total", dimensions: dimensions + [("outcome", outcome)])
             instruments.outcomes[outcome] = counter
             byType[type] = instruments
-            let extra: Counter? = switch event.outcome {
-            case .retried: instruments.retried
-            case .deadLettered: instruments.deadLettered
-            default: nil
-            }
-            return (counter, extra, instruments.duration)
+            return (counter, Self.extra(for: event.outcome, in: instruments), instruments.duration)
         }
         counter.increment()
         extra?.increment()
         timer.recordNanoseconds(event.duration.components.seconds * 1_000_000_000 + event.duration.components.attoseconds / 1_000_000_000)
+    }
+
+    private static func extra(for outcome: SettlementEvent.Outcome, in instruments: TypeInstruments) -> Counter? {
+        switch outcome {
+        case .retried: instruments.retried
+        case .deadLettered: instruments.deadLettered
+        default: nil
+        }
     }
 }

@@ -14,6 +14,12 @@ final class ConcurrencyLimiter: Sendable {
     }
 
     func acquire() async {
+        let granted = state.withLock { state -> Bool in
+            guard state.available > 0, state.waiters.isEmpty else { return false }
+            state.available -= 1
+            return true
+        }
+        if granted { return }  // the usual case under a limit that is not reached: no continuation
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let granted = state.withLock { state -> Bool in
                 if state.available > 0 {

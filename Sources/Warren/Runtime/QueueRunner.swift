@@ -13,6 +13,8 @@ struct QueueRunner: Sendable {
     let concurrency: Int
     let worker: Worker
     let metrics: WorkerMetrics
+    /// Handlers running now; a shutdown waits for it to reach zero within the grace period.
+    let inFlight = InFlightCounter()
 
     /// - Parameter isolated: consume the work queue's redelivered queue, one message at a time.
     init(queue: String, registrations: [HandlerRegistration], worker: Worker, isolated: Bool = false) {
@@ -32,16 +34,28 @@ struct QueueRunner: Sendable {
         try await worker.transport.consume(queue: source, prefetch: prefetch)
     }
 
+    /// Consumes until the consumer ends: cancelled by a shutdown (then what was received but not started is
+    /// requeued and running handlers finish; the worker bounds that with the grace period by cancelling this task),
+    /// or failed with the connection (thrown).
     func run(_ consumer: TransportConsumer) async throws {
         let shutdown = worker.shutdownSignal
         shutdown.onTrigger { try? await consumer.cancel() }
-        let limiter = ConcurrencyLimiter(limit: concurrency)
-        let inFlight = InFlightCounter()
-        let inFlightGauge = metrics.inFlight
         logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
         do {
-            try await withThrowingDiscardingTaskGroup { group in
-                do {
+            if concurrency == 1 {
+                // One at a time: handled in this task, in order, without a task per delivery.
+                for try await delivery in consumer {
+                    if shutdown.isTriggered {
+                        requeueUnstarted(delivery)
+                        continue
+                    }
+                    started()
+                    await handle(delivery)
+                    finished()
+                }
+            } else {
+                let limiter = ConcurrencyLimiter(limit: concurrency)
+                try await withThrowingDiscardingTaskGroup { group in
                     for try await delivery in consumer {
                         if shutdown.isTriggered {
                             requeueUnstarted(delivery)
@@ -53,41 +67,35 @@ struct QueueRunner: Sendable {
                             requeueUnstarted(delivery)
                             continue
                         }
-                        inFlight.enter()
-                        inFlightGauge.record(inFlight.current)
+                        started()
                         group.addTask {
                             await handle(delivery)
-                            inFlight.leave()
-                            inFlightGauge.record(inFlight.current)
+                            finished()
                             limiter.release()
-                        }
-                    }
-                } catch is CancellationError {
-                    // Cancelled: running handlers are cancelled with us and requeue their messages.
-                } catch {
-                    // The connection or channel is gone: handlers still running cannot settle (the broker redelivers).
-                    logger.debug("consumer ended", metadata: ["queue": "\(queue)", "error": "\(error)"])
-                    await consumer.close()
-                    throw error
-                }
-                if shutdown.isTriggered {
-                    let grace = configuration.gracePeriod
-                    let queue = queue
-                    let logger = logger
-                    group.addTask {
-                        if await !inFlight.waitUntilIdle(timeout: grace) {
-                            logger.warning(
-                                "grace period over: cancelling handlers still running",
-                                metadata: ["queue": "\(queue)", "in_flight": "\(inFlight.current)"])
-                            throw GracePeriodExpired()
                         }
                     }
                 }
             }
-        } catch is GracePeriodExpired {
-            // The cancelled handlers requeued their messages.
+        } catch is CancellationError {
+            // Cancelled (the grace period is over, or the worker's task was cancelled): interrupted handlers requeued
+            // their messages.
+        } catch {
+            // The connection or channel is gone: handlers still running cannot settle (the broker redelivers).
+            logger.debug("consumer ended", metadata: ["queue": "\(source)", "error": "\(error)"])
+            await consumer.close()
+            throw error
         }
         await consumer.close()
+    }
+
+    private func started() {
+        inFlight.enter()
+        metrics.inFlight.record(inFlight.current)
+    }
+
+    private func finished() {
+        inFlight.leave()
+        metrics.inFlight.record(inFlight.current)
     }
 
     private func requeueUnstarted(_ delivery: TransportDelivery) {

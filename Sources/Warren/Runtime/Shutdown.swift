@@ -21,6 +21,11 @@ final class ShutdownSignal: Sendable {
         if runNow { Task { await action() } }
     }
 
+    /// Returns once the signal is triggered. - Throws: `CancellationError` when the waiting task is cancelled first.
+    func wait() async throws {
+        while !isTriggered { try await Task.sleep(for: .milliseconds(50)) }
+    }
+
     func trigger() {
         let actions = state.withLock { state -> [@Sendable () async -> Void] in
             guard !state.triggered else { return [] }

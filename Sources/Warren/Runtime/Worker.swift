@@ -109,14 +109,48 @@ public final class Worker: Sendable {
         }
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
+        let started = consumers
         setHealth(consuming: true, problem: nil)
         connected()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for (runner, consumer) in consumers { group.addTask { try await runner.run(consumer) } }
-            // Not `waitForAll()`: it would wait for every consumer before reporting the one that failed. The first
-            // failure leaves the group, which cancels the other consumers, and the worker recovers them all.
-            while try await group.next() != nil {}
+        do {
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for (runner, consumer) in started {
+                    group.addTask {
+                        try await runner.run(consumer)
+                        return true
+                    }
+                }
+                group.addTask {
+                    try await self.enforceGracePeriod(on: started.map(\.0))
+                    return false
+                }
+                // Not `waitForAll()`: it would wait for every consumer before reporting the one that failed. The first
+                // failure leaves the group, which cancels the other consumers, and the worker recovers them all.
+                var running = started.count
+                while running > 0, let isRunner = try await group.next() {
+                    if isRunner { running -= 1 }
+                }
+                group.cancelAll()
+            }
+        } catch is GracePeriodExpired {
+            // The handlers still running were cancelled and requeued their messages.
         }
+    }
+
+    /// After a shutdown, waits for the handlers still running; when the grace period is over first, throws so that
+    /// the consumers' group (and with it every running handler) is cancelled.
+    private func enforceGracePeriod(on runners: [QueueRunner]) async throws {
+        try await shutdownSignal.wait()
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: configuration.gracePeriod)
+        for runner in runners where !(await runner.inFlight.waitUntilIdle(timeout: clock.now.duration(to: deadline))) {
+            logger.warning(
+                "grace period over: cancelling handlers still running",
+                metadata: ["queue": "\(runner.source)", "in_flight": "\(runner.inFlight.current)"])
+            throw GracePeriodExpired()
+        }
+        // Idle: the consumers end by themselves once their cancelled consumers are drained.
+        try await Task.sleep(for: .seconds(86_400 * 365))
     }
 
     /// Errors after which reconnecting can help: the connection or a channel went away, or the broker could not be
