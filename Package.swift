@@ -36,6 +36,8 @@ let package = Package(
             providers: [.apt(["librabbitmq-dev"]), .brew(["rabbitmq-c"])]
         ),
         .target(name: "CRabbitMQShims", dependencies: ["CRabbitMQ"]),
+        // warren-bench only: counts the process's heap allocations (glibc).
+        .target(name: "CMallocCounter"),
         .target(
             name: "WarrenAMQP",
             dependencies: [
@@ -67,6 +69,7 @@ let package = Package(
                 "WarrenLocalBroker",
                 "CRabbitMQ",
                 "CRabbitMQShims",
+                "CMallocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -15,13 +15,20 @@ struct RawLoop {
         var description: String
     }
 
-    /// Publishes `count` persistent messages without confirms. Returns the seconds spent.
-    func publish(count: Int, body: [UInt8]) throws -> Double {
+    /// Publishes `count` persistent messages without confirms (JSON with that AMQP `type` when `type` is given).
+    /// Returns the seconds spent.
+    func publish(count: Int, body: [UInt8], type: String? = nil) throws -> Double {
         try withConnection { connection in
             var properties = amqp_basic_properties_t()
             properties._flags = UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG)
             properties.delivery_mode = 2
-            properties.content_type = amqp_cstring_bytes("application/octet-stream")
+            properties.content_type = amqp_cstring_bytes(type == nil ? "application/octet-stream" : "application/json")
+            let typeName = strdup(type ?? "")
+            defer { free(typeName) }
+            if type != nil {
+                properties._flags |= UInt32(AMQP_BASIC_TYPE_FLAG)
+                properties.type = amqp_cstring_bytes(typeName)
+            }
             let start = DispatchTime.now()
             try queue.withCString { queueName in
                 var payload = body

@@ -11,7 +11,7 @@ struct WarrenBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-bench",
         abstract: "Warren's benchmarks. Build in release: swift build -c release --product warren-bench.",
-        subcommands: [Consume.self],
+        subcommands: [Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, BacklogChild.self],
         defaultSubcommand: Consume.self
     )
 }
@@ -47,6 +47,9 @@ struct Consume: AsyncParsableCommand {
         var publish_msgs_per_s: Double
         var consume_msgs_per_s: Double
         var publish_confirmed: Bool
+        /// CPU time of this process (every thread) per consumed message, and heap allocations per consumed message.
+        var consume_cpu_us_per_msg: Double
+        var consume_allocs_per_msg: Double?
         var rss_mb: Double
         var baseline: Baseline?
         var consume_ratio_vs_raw: Double?
@@ -79,18 +82,18 @@ struct Consume: AsyncParsableCommand {
 
         var results: [Result] = []
         for m in modes {
-            var samples: [(publish: Double, consume: Double)] = []
+            var samples: [Sample] = []
             for run in 1...max(1, runs) {
                 let sample = try await measure(mode: m, endpoint: endpoint)
                 print("  \(m.padding(toLength: 10, withPad: " ", startingAt: 0)) run \(run): publish \(Int(sample.publish)) msg/s, consume \(Int(sample.consume)) msg/s")
                 samples.append(sample)
             }
-            let publish = median(samples.map(\.publish))
-            let consume = median(samples.map(\.consume))
+            let middle = samples.sorted { $0.consume < $1.consume }[samples.count / 2]
             results.append(Result(
-                mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: publish.rounded(),
-                consume_msgs_per_s: consume.rounded(), publish_confirmed: m == "client" || m == "framework",
-                rss_mb: residentMegabytes()))
+                mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
+                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: m == "client" || m == "framework",
+                consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
+                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: residentMegabytes()))
         }
 
         let raw = results.first { $0.mode == "raw" }
@@ -99,13 +102,15 @@ struct Consume: AsyncParsableCommand {
             String(repeating: " ", count: max(0, width - text.count)) + text
         }
         print("mode      " + column("publish msg/s", 15) + column("consume msg/s", 15) + column("consume/raw", 13)
-            + column("publish/raw", 13) + column("confirmed", 11) + column("rss MiB", 9))
+            + column("publish/raw", 13) + column("confirmed", 11) + column("cpu µs/msg", 12) + column("allocs/msg", 12)
+            + column("rss MiB", 9))
         for result in results {
             let consumeRatio = raw.map { String(format: "%.2fx", result.consume_msgs_per_s / $0.consume_msgs_per_s) } ?? "-"
             let publishRatio = raw.map { String(format: "%.2fx", result.publish_msgs_per_s / $0.publish_msgs_per_s) } ?? "-"
             print(result.mode.padding(toLength: 10, withPad: " ", startingAt: 0)
                 + column("\(Int(result.publish_msgs_per_s))", 15) + column("\(Int(result.consume_msgs_per_s))", 15)
                 + column(consumeRatio, 13) + column(publishRatio, 13) + column(result.publish_confirmed ? "yes" : "no", 11)
+                + column("\(result.consume_cpu_us_per_msg)", 12) + column(result.consume_allocs_per_msg.map { "\($0)" } ?? "-", 12)
                 + column("\(result.rss_mb)", 9))
         }
         var last = results.last!
@@ -120,7 +125,13 @@ struct Consume: AsyncParsableCommand {
         print(String(decoding: try encoder.encode(last), as: UTF8.self))
     }
 
-    private func measure(mode: String, endpoint: AMQPEndpoint) async throws -> (publish: Double, consume: Double) {
+    struct Sample {
+        var publish: Double
+        var consume: Double
+        var consumeCost: Cost
+    }
+
+    private func measure(mode: String, endpoint: AMQPEndpoint) async throws -> Sample {
         let body = [UInt8](repeating: UInt8(ascii: "x"), count: size)
         var quiet = Logger(label: "warren.bench")
         quiet.logLevel = .warning
@@ -147,8 +158,10 @@ struct Consume: AsyncParsableCommand {
             guard depth == count else { throw ValidationError("queue holds \(depth) messages, expected \(count)") }
             let prefetch = self.prefetch
             let ackEvery = mode == "raw" ? 1 : 50
-            let consumeSeconds = try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
-            return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
+            let (consumeSeconds, cost) = try await Cost.of {
+                try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
+            }
+            return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
         case "framework":
             return try await measureFramework(endpoint: endpoint, logger: quiet)
         default:
@@ -170,16 +183,16 @@ struct Consume: AsyncParsableCommand {
 
             let consumerChannel = try await connection.openChannel()
             let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: prefetch)
-            let consumeStart = DispatchTime.now()
-            var received = 0
-            for try await delivery in consumer {
-                try delivery.ack()
-                received += 1
-                if received == messages { break }
+            let (_, cost) = try await Cost.of {
+                var received = 0
+                for try await delivery in consumer {
+                    try delivery.ack()
+                    received += 1
+                    if received == messages { break }
+                }
             }
-            let consumeSeconds = seconds(since: consumeStart)
             try await consumerChannel.close()
-            return (Double(messages) / publishSeconds, Double(messages) / consumeSeconds)
+            return Sample(publish: Double(messages) / publishSeconds, consume: Double(messages) / cost.seconds, consumeCost: cost)
         }
     }
 }
@@ -194,7 +207,7 @@ struct BenchMessage: WarrenMessage {
 extension Consume {
     /// Publishes with WarrenPublisher (confirmed, up to 1,000 in flight), then consumes with a Worker whose typed
     /// handler decodes each message; the clock stops when the last one is handled.
-    func measureFramework(endpoint: AMQPEndpoint, logger: Logger) async throws -> (publish: Double, consume: Double) {
+    func measureFramework(endpoint: AMQPEndpoint, logger: Logger) async throws -> Sample {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
@@ -227,13 +240,14 @@ extension Consume {
         let worker = Worker(
             transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-worker", logger: logger),
             registrations: [registration], logger: logger)
-        let consumeStart = DispatchTime.now()
-        let running = Task { try await worker.run() }
-        for await _ in done.stream { break }
-        let consumeSeconds = seconds(since: consumeStart)
+        let (running, cost) = await Cost.of {
+            let running = Task { try await worker.run() }
+            for await _ in done.stream { break }
+            return running
+        }
         worker.shutdown()
         try await running.value
-        return (Double(count) / publishSeconds, Double(count) / consumeSeconds)
+        return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }
 }
 

@@ -1,0 +1,124 @@
+import CMallocCounter
+import Foundation
+import Logging
+import WarrenAMQP
+import WarrenLocalBroker
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the process spent on a piece of work: wall time, CPU time (every thread) and heap allocations.
+struct Cost {
+    var seconds: Double
+    var cpuSeconds: Double
+    var allocations: UInt64
+
+    /// Measures `body`; the process's other activity at the time (the I/O threads) is included, which is the point.
+    static func of<T>(_ body: () async throws -> T) async rethrows -> (T, Cost) {
+        let start = DispatchTime.now()
+        let cpu = processCPUSeconds()
+        let allocations = warren_malloc_count()
+        let result = try await body()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        return (result, Cost(seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations))
+    }
+
+    func cpuMicroseconds(per count: Int) -> Double { (cpuSeconds / Double(max(1, count)) * 1e6 * 10).rounded() / 10 }
+
+    /// `nil` where allocations cannot be counted (the counting allocator works with glibc only).
+    func allocations(per count: Int) -> Double? {
+        warren_malloc_counting() == 0 ? nil : (Double(allocations) / Double(max(1, count)) * 10).rounded() / 10
+    }
+}
+
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+}
+
+/// Runs `body` against `url`, or against a throwaway broker started (and stopped) for it.
+func withBroker<T>(_ url: String?, _ body: (AMQPEndpoint) async throws -> T) async throws -> T {
+    guard url == nil else { return try await body(AMQPEndpoint(uri: url!)) }
+    print("starting a throwaway broker …")
+    let broker = try await LocalBroker.start()
+    do {
+        let result = try await body(AMQPEndpoint(uri: broker.amqpURL))
+        try await broker.stop()
+        return result
+    } catch {
+        try? await broker.stop()
+        throw error
+    }
+}
+
+var quietLogger: Logger {
+    var logger = Logger(label: "warren.bench")
+    logger.logLevel = .warning
+    return logger
+}
+
+/// Declares `queue` (durable) and empties it.
+func resetQueue(_ queue: String, endpoint: AMQPEndpoint) async throws {
+    let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
+    let channel = try await admin.openChannel()
+    try await channel.queueDeclare(queue, durable: true)
+    _ = try await channel.queuePurge(queue)
+    await admin.close()
+}
+
+/// Waits (untimed) until `queue` holds `count` messages: unconfirmed publishes may still be on their way.
+func waitForDepth(_ queue: String, _ count: Int, endpoint: AMQPEndpoint) async throws {
+    let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
+    defer { Task { await admin.close() } }
+    let channel = try await admin.openChannel()
+    for _ in 0..<6000 {
+        if try await channel.queueStatus(queue).messageCount >= count { return }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    throw RawLoop.Failure(description: "queue \(queue) did not reach \(count) messages")
+}
+
+/// Prints a table: a header row, then rows, columns right-aligned except the first.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+    for row in [header] + rows {
+        print(row.enumerated().map { index, cell in
+            index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[index] - cell.count) + cell
+        }.joined(separator: "  "))
+    }
+}
+
+/// Prints `value` as one line of JSON (the last line of every scenario).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+func ratio(_ value: Double, _ baseline: Double) -> Double { baseline == 0 ? 0 : (value / baseline * 1000).rounded() / 1000 }
+
+func format(_ ratio: Double) -> String { String(format: "%.2fx", ratio) }
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB; 0 elsewhere.
+func peakResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
+    else { return 0 }
+    return (kilobytes / 1024 * 10).rounded() / 10
+}
+
+/// The URI of `endpoint`, password included (for a child process of the benchmark only; never printed).
+func uriWithCredentials(_ endpoint: AMQPEndpoint) -> String {
+    func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
+    return "amqp://\(encode(endpoint.username)):\(encode(endpoint.password))@\(endpoint.host):\(endpoint.port)/\(encode(endpoint.virtualHost))"
+}
