@@ -143,11 +143,14 @@ struct QueueRunner: Sendable {
                     publisher: WarrenPublisher(transport: worker.transport, codec: codec))
                 do {
                     let store = registration.options.idempotency
-                    let scope = "\(queue)/\(type)"
+                    let scope = store == nil ? "" : "\(queue)/\(type)"
                     if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
                         duplicate = true
                     } else {
-                        try await withTimeout(registration.options.timeout) {
+                        if let timeout = registration.options.timeout {
+                            try await withTimeout(timeout) { try await registration.process(delivery.body, codec, context) }
+                        } else {
+                            // No escaping closure (and no allocation for it) when there is no time limit.
                             try await registration.process(delivery.body, codec, context)
                         }
                         if let store, let id = properties.messageID { try await store.record(id, scope: scope) }
