@@ -22,9 +22,14 @@ struct RawLoop {
             var properties = amqp_basic_properties_t()
             properties._flags = UInt32(AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG)
             properties.delivery_mode = 2
-            properties.content_type = amqp_cstring_bytes(type == nil ? "application/octet-stream" : "application/json")
+            // C copies that live as long as the loop (a Swift string's temporary C pointer would not).
+            let contentType = strdup(type == nil ? "application/octet-stream" : "application/json")
             let typeName = strdup(type ?? "")
-            defer { free(typeName) }
+            defer {
+                free(contentType)
+                free(typeName)
+            }
+            properties.content_type = amqp_cstring_bytes(contentType)
             if type != nil {
                 properties._flags |= UInt32(AMQP_BASIC_TYPE_FLAG)
                 properties.type = amqp_cstring_bytes(typeName)

@@ -102,8 +102,21 @@ struct Publish: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         }
-        await transport.close()
         add("publisher-window-\(window)", cost, confirmed: true)
+        for batch in sizes where batch > 1 {
+            try await resetQueue(queue, endpoint: endpoint)
+            let (_, cost) = try await Cost.of {
+                var sent = 0
+                while sent < count {
+                    let n = min(batch, count - sent)
+                    let chunk = (sent..<(sent + n)).map { BenchMessage(id: $0, payload: payload) }
+                    for result in await publisher.publish(contentsOf: chunk, to: .queue(queue)) { _ = try result.get() }
+                    sent += n
+                }
+            }
+            add("publisher-batch-\(batch)", cost, confirmed: true)
+        }
+        await transport.close()
         try await resetQueue(queue, endpoint: endpoint)
         return rows
     }
@@ -258,6 +271,8 @@ struct Retry: AsyncParsableCommand {
     @Option var queue = "warren.bench.retry"
     @Option var messages = 20_000
     @Option var size = 256
+    @Option(help: "Handlers at once: each failed attempt waits for its retry copy's confirm, so this sets how many confirms are in flight.")
+    var concurrency = 4
 
     struct Row: Codable {
         var mode: String
@@ -305,8 +320,9 @@ struct Retry: AsyncParsableCommand {
         let completed = Mutex(0)
         let done = AsyncStream.makeStream(of: Void.self)
         struct FirstAttempt: Error {}
-        let registration = HandlerRegistration(BenchMessage.self, queue: queue, options: HandlerOptions(prefetch: 200, retry: policy, timeout: nil)) {
-            _, context in
+        let registration = HandlerRegistration(
+            BenchMessage.self, queue: queue, options: HandlerOptions(prefetch: 200, maxConcurrentHandlers: concurrency, retry: policy, timeout: nil)
+        ) { _, context in
             if failFirst && context.attempt == 1 { throw FirstAttempt() }
             if completed.withLock({ value -> Int in value += 1; return value }) == count { done.continuation.yield() }
         }

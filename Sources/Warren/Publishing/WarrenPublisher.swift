@@ -33,6 +33,43 @@ public struct WarrenPublisher: Sendable {
         _ message: M, to destination: Destination, messageID: String = UUID().uuidString.lowercased(),
         correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) async throws -> String {
+        let outbound = try outboundMessage(
+            message, to: destination, messageID: messageID, correlationID: correlationID, causationID: causationID, headers: headers)
+        try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
+        return messageID
+    }
+
+    /// Publishes `messages`, pipelined: all are sent before any confirm is awaited, which is much faster than one
+    /// ``publish(_:to:messageID:correlationID:causationID:headers:)`` after the other.
+    /// - Returns: per message, in order, its message id once the transport confirmed it, or why it failed (the
+    ///   codec's error, `AMQPError` `.unroutable`, `.nacked`, …). A failure never stops the others.
+    public func publish<M: WarrenMessage>(
+        contentsOf messages: [M], to destination: Destination, correlationID: String? = nil, headers: AMQPTable = [:]
+    ) async -> [Result<String, any Error>] {
+        var results: [Result<String, any Error>] = Array(repeating: .failure(CancellationError()), count: messages.count)
+        var outbound: [OutboundMessage] = []
+        var positions: [Int] = []
+        outbound.reserveCapacity(messages.count)
+        for (index, message) in messages.enumerated() {
+            do {
+                outbound.append(try outboundMessage(
+                    message, to: destination, messageID: UUID().uuidString.lowercased(), correlationID: correlationID,
+                    causationID: nil, headers: headers))
+                positions.append(index)
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        for (sent, result) in await transport.publish(contentsOf: outbound).enumerated() {
+            let messageID = outbound[sent].properties.messageID ?? ""
+            results[positions[sent]] = result.map { messageID }
+        }
+        return results
+    }
+
+    private func outboundMessage<M: WarrenMessage>(
+        _ message: M, to destination: Destination, messageID: String, correlationID: String?, causationID: String?, headers: AMQPTable
+    ) throws -> OutboundMessage {
         var headers = headers
         if let causationID { headers[Self.causationHeader] = .string(causationID) }
         let now = Date()
@@ -40,8 +77,7 @@ public struct WarrenPublisher: Sendable {
         let properties = AMQPProperties(
             contentType: codec.contentType, headers: headers, deliveryMode: .persistent,
             correlationID: correlationID, messageID: messageID, timestamp: now, type: M.messageType, appID: appID)
-        try await transport.publish(try codec.encode(message), to: destination, properties: properties)
-        return messageID
+        return OutboundMessage(body: try codec.encode(message), destination: destination, properties: properties)
     }
 }
 

@@ -183,20 +183,56 @@ public final class RabbitMQTransport: WarrenTransport {
     }
 
     private func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties, on connected: Connected) async throws {
-        let exchange: String
-        let routingKey: String
+        let (exchange, routingKey) = try await route(destination, on: connected)
+        try await connected.publisher.publish(body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+    }
+
+    /// The exchange and routing key of `destination` (declaring a delay queue on first use).
+    private func route(_ destination: Destination, on connected: Connected) async throws -> (exchange: String, routingKey: String) {
         switch destination {
         case .queue(let queue):
-            (exchange, routingKey) = ("", queue)
+            return ("", queue)
         case .delay(let queue, let delay):
             try await connected.topology.ensureDelayQueue(queue: queue, delay: delay)
-            (exchange, routingKey) = ("", WarrenTopology(queue: queue, queueType: queueType).delayQueue(for: delay))
+            return ("", WarrenTopology(queue: queue, queueType: queueType).delayQueue(for: delay))
         case .deadLetters(let queue):
-            (exchange, routingKey) = (WarrenTopology.deadLetterExchange, queue)
+            return (WarrenTopology.deadLetterExchange, queue)
         case .exchange(let name, let key):
-            (exchange, routingKey) = (name, key)
+            return (name, key)
         }
-        try await connected.publisher.publish(body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+    }
+
+    /// Publishes the batch pipelined on the publishing channel: one round of confirms for all of it. Messages that
+    /// fail because the connection was lost are sent again one by one, as ``publish(_:to:properties:)`` would.
+    public func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
+        guard !messages.isEmpty else { return [] }
+        var results: [Result<Void, any Error>]
+        var connection: AMQPConnection?
+        do {
+            let connected = try await ready()
+            connection = connected.connection
+            var outbound: [AMQPOutboundMessage] = []
+            outbound.reserveCapacity(messages.count)
+            for message in messages {
+                let (exchange, routingKey) = try await route(message.destination, on: connected)
+                outbound.append(AMQPOutboundMessage(
+                    body: message.body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: message.properties))
+            }
+            results = await connected.publisher.publish(contentsOf: outbound).map { $0.mapError { $0 as any Error } }
+        } catch {
+            results = Array(repeating: .failure(error), count: messages.count)
+        }
+        for (index, result) in results.enumerated() {
+            guard case .failure(let error) = result, Self.isConnectionLoss(error, connection: connection) else { continue }
+            let message = messages[index]
+            do {
+                try await publish(message.body, to: message.destination, properties: message.properties)
+                results[index] = .success(())
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        return results
     }
 
     /// Whether `error` means the connection is gone (reconnecting helps) rather than the message or a channel was

@@ -15,8 +15,42 @@ public protocol WarrenTransport: Sendable {
     /// Publishes a message and returns once the transport has taken responsibility for it (a broker confirm).
     /// - Throws: when it could not (unroutable, nacked, connection lost).
     func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws
+    /// Publishes several messages, pipelined where the transport can (every message is sent before any confirm is
+    /// awaited), each with the guarantees of ``publish(_:to:properties:)``.
+    /// - Returns: one result per message, in order.
+    func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>]
     /// Disconnects. Unsettled deliveries return to their queues.
     func close() async
+}
+
+extension WarrenTransport {
+    /// One message after the other.
+    public func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
+        var results: [Result<Void, any Error>] = []
+        results.reserveCapacity(messages.count)
+        for message in messages {
+            do {
+                try await publish(message.body, to: message.destination, properties: message.properties)
+                results.append(.success(()))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+}
+
+/// A message to publish, with where it goes.
+public struct OutboundMessage: Sendable {
+    public var body: [UInt8]
+    public var destination: Destination
+    public var properties: AMQPProperties
+
+    public init(body: [UInt8], destination: Destination, properties: AMQPProperties) {
+        self.body = body
+        self.destination = destination
+        self.properties = properties
+    }
 }
 
 /// Where a published message goes.
