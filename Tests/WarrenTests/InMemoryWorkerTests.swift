@@ -222,4 +222,15 @@ struct InMemoryWorkerTests {
         #expect(order.withLock { $0 } == Array(0..<20))
         await harness.stop()
     }
+
+    @Test func aBatchPublishedInMemoryIsHandledInOrder() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails(concurrency: 1)])
+        let publisher = WarrenPublisher(transport: harness.transport)
+        let batch = (0..<5).map { WelcomeEmail(userId: "\($0)", email: "b\($0)@example.com") }
+        let ids = try await publisher.publish(contentsOf: batch, to: .queue("emails")).map { try $0.get() }
+        #expect(ids.count == 5)
+        for _ in 0..<5 { #expect(try await harness.nextSettlement().outcome == .acked) }
+        #expect((0..<5).map { recorder.calls(for: "b\($0)@example.com").count } == [1, 1, 1, 1, 1])
+        await harness.stop()
+    }
 }

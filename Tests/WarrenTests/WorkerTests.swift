@@ -319,4 +319,30 @@ struct WorkerTests {
         await transport.close()
         await #expect(throws: AMQPError.self) { try await transport.publish([3], to: .queue(queue), properties: AMQPProperties()) }
     }
+
+    @Test func aBatchIsPublishedPipelinedAndEachMessageGetsItsOwnResult() async throws {
+        let url = try await WorkerTestBroker.url()
+        let queue = WorkerTestBroker.uniqueQueue()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)])
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let publisher = WarrenPublisher(transport: transport)
+        let emails = (0..<200).map { WelcomeEmail(userId: "\($0)", email: "batch\($0)@example.com") }
+        let results = await publisher.publish(contentsOf: emails, to: .queue(queue), correlationID: "batch")
+        let ids = try results.map { try $0.get() }
+        #expect(Set(ids).count == 200, "one id per message")
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        #expect(try await channel.queueStatus(queue).messageCount == 200)
+        let first = try #require(try await channel.get(queue: queue, noAck: true))
+        #expect(first.delivery.properties.messageID == ids[0], "in order")
+        #expect(first.delivery.properties.correlationID == "batch")
+
+        // Refused as a whole (no such exchange): every message fails, the transport keeps working.
+        let refused = await publisher.publish(contentsOf: Array(emails.prefix(3)), to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"))
+        #expect(refused.allSatisfy { if case .failure = $0 { true } else { false } })
+        #expect(try await publisher.publish(contentsOf: Array(emails.prefix(2)), to: .queue(queue)).allSatisfy { (try? $0.get()) != nil })
+        await connection.close()
+        await transport.close()
+    }
 }
