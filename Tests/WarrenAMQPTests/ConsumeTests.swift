@@ -171,6 +171,24 @@ struct ConsumeTests {
         }
     }
 
+    @Test func aCancelledTaskStopsIteratingEvenWithDeliveriesBuffered() async throws {
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            try await channel.enableConfirms()
+            let queue = TestBroker.uniqueName()
+            try await channel.queueDeclare(queue, exclusive: true)
+            for n in 0..<5 { try await channel.publish("m\(n)".bytes, routingKey: queue) }
+            let consumer = try await channel.consume(queue: queue, prefetchCount: 5)
+            _ = try await nextDelivery(consumer)  // the rest arrive in the same burst and wait in the buffer
+            try await Task.sleep(for: .milliseconds(200))
+            let iteration = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await consumer.next()
+            }
+            await #expect(throws: CancellationError.self) { try await iteration.value }
+        }
+    }
+
     @Test func clientCancelEndsTheSequenceNormally() async throws {
         try await withConnection { connection in
             let channel = try await connection.openChannel()

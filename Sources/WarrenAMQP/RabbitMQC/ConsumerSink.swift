@@ -55,7 +55,12 @@ final class ConsumerSink: Sendable {
         if let (waiter, ready) = resumption { waiter.resume(with: ready) }
     }
 
+    /// The next message, waiting for one when none is buffered.
+    /// - Throws: `CancellationError` once the calling task is cancelled, even with messages buffered (they stay
+    ///   unsettled and return to the queue with the channel), so a cancelled consumer loop ends instead of handling
+    ///   what the broker keeps sending.
     func next() async throws -> InboundMessage? {
+        try Task.checkCancellation()
         if let ready = state.withLock({ Self.ready(&$0) }) { return try ready.get() }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<InboundMessage?, any Error>) in
