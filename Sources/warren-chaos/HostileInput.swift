@@ -8,7 +8,9 @@ enum HostileInput {
     static let maximumBytes = 1024 * 1024
 
     private static let deepJSON = Array(String(repeating: "[", count: 50_000).utf8)
-    private static let tooLarge = [UInt8](repeating: 0x7B, count: 2 * 1024 * 1024)
+    /// The largest body sent (over the limit, so dead-lettered undecoded).
+    static let largestBody = 2 * 1024 * 1024
+    private static let tooLarge = [UInt8](repeating: 0x7B, count: largestBody)
     private static let deepHeader: AMQPFieldValue = {
         var value: AMQPFieldValue = "bottom"
         for _ in 0..<100 { value = .table(["n": value]) }
