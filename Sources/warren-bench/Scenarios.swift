@@ -93,15 +93,7 @@ struct Publish: AsyncParsableCommand {
         let publisher = WarrenPublisher(transport: transport)
         let payload = String(repeating: "x", count: max(0, size - 30))
         let window = self.window
-        let (_, cost) = try await Cost.of {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for id in 0..<count {
-                    if id >= window { try await group.next() }
-                    group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
-                }
-                try await group.waitForAll()
-            }
-        }
+        let (_, cost) = try await Cost.of { try await publishBenchMessages(count, payload: payload, to: queue, with: publisher, window: window) }
         add("publisher-window-\(window)", cost, confirmed: true)
         for batch in sizes where batch > 1 {
             try await resetQueue(queue, endpoint: endpoint)
@@ -308,34 +300,18 @@ struct Retry: AsyncParsableCommand {
         let publisher = WarrenPublisher(transport: transport)
         let payload = String(repeating: "x", count: max(0, size - 30))
         let count = messages
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for id in 0..<count {
-                if id >= 1000 { try await group.next() }
-                group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
-            }
-            try await group.waitForAll()
-        }
+        try await publishBenchMessages(count, payload: payload, to: queue, with: publisher)
         await transport.close()
 
-        let completed = Mutex(0)
-        let done = AsyncStream.makeStream(of: Void.self)
+        let completion = Completion(expected: count)
         struct FirstAttempt: Error {}
         let registration = HandlerRegistration(
             BenchMessage.self, queue: queue, options: HandlerOptions(prefetch: 200, maxConcurrentHandlers: concurrency, retry: policy, timeout: nil)
         ) { _, context in
             if failFirst && context.attempt == 1 { throw FirstAttempt() }
-            if completed.withLock({ value -> Int in value += 1; return value }) == count { done.continuation.yield() }
+            completion.handledOne()
         }
-        let worker = Worker(
-            transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-retry-worker", logger: quietLogger),
-            registrations: [registration], logger: quietLogger)
-        let (running, cost) = await Cost.of {
-            let running = Task { try await worker.run() }
-            for await _ in done.stream { break }
-            return running
-        }
-        worker.shutdown()
-        try await running.value
+        let cost = try await drain(registration, endpoint: endpoint, connectionName: "warren-bench-retry-worker", until: completion)
         let rate = Double(count) / cost.seconds
         print("  \(failFirst ? "fail-once" : "success"): \(Int(rate)) completed msg/s")
         return rate
@@ -416,20 +392,11 @@ struct BacklogChild: AsyncParsableCommand {
     @Option var messages: Int
 
     func run() async throws {
-        let count = messages
-        let handled = Mutex(0)
-        let done = AsyncStream.makeStream(of: Void.self)
+        let completion = Completion(expected: messages)
         let registration = HandlerRegistration(BenchMessage.self, queue: queue, options: HandlerOptions(prefetch: 200, retry: .never, timeout: nil)) {
-            _, _ in
-            if handled.withLock({ value -> Int in value += 1; return value }) == count { done.continuation.yield() }
+            _, _ in completion.handledOne()
         }
-        let worker = Worker(
-            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], connectionName: "warren-bench-backlog", logger: quietLogger),
-            registrations: [registration], logger: quietLogger)
-        let running = Task { try await worker.run() }
-        for await _ in done.stream { break }
-        worker.shutdown()
-        try await running.value
+        _ = try await drain(registration, endpoint: try AMQPEndpoint(uri: url), connectionName: "warren-bench-backlog", until: completion)
         print(peakResidentMegabytes())
     }
 }

@@ -2,6 +2,8 @@ import CMallocCounter
 import Foundation
 import Logging
 import WarrenAMQP
+import Synchronization
+import Warren
 import WarrenLocalBroker
 
 #if canImport(Glibc)
@@ -121,4 +123,52 @@ func peakResidentMegabytes() -> Double {
 func uriWithCredentials(_ endpoint: AMQPEndpoint) -> String {
     func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
     return "amqp://\(encode(endpoint.username)):\(encode(endpoint.password))@\(endpoint.host):\(endpoint.port)/\(encode(endpoint.virtualHost))"
+}
+
+/// Counts handled messages and lets the benchmark wait until all `expected` were handled.
+final class Completion: Sendable {
+    let expected: Int
+    private let handled = Mutex(0)
+    private let done = AsyncStream.makeStream(of: Void.self)
+
+    init(expected: Int) {
+        self.expected = expected
+    }
+
+    /// Called by a handler once per message.
+    func handledOne() {
+        if handled.withLock({ value -> Int in value += 1; return value }) == expected { done.continuation.yield() }
+    }
+
+    func wait() async {
+        for await _ in done.stream { break }
+    }
+}
+
+/// Runs a worker with `registration` until `completion` is reached, then shuts it down; returns what that cost.
+func drain(
+    _ registration: HandlerRegistration, endpoint: AMQPEndpoint, connectionName: String, until completion: Completion
+) async throws -> Cost {
+    let worker = Worker(
+        transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
+        registrations: [registration], logger: quietLogger)
+    let (running, cost) = await Cost.of {
+        let running = Task { try await worker.run() }
+        await completion.wait()
+        return running
+    }
+    worker.shutdown()
+    try await running.value
+    return cost
+}
+
+/// Publishes `count` `BenchMessage`s to `queue` with `publisher`, `window` publishes in flight.
+func publishBenchMessages(_ count: Int, payload: String, to queue: String, with publisher: WarrenPublisher, window: Int = 1000) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for id in 0..<count {
+            if id >= window { try await group.next() }
+            group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
+        }
+        try await group.waitForAll()
+    }
 }

@@ -215,38 +215,16 @@ extension Consume {
         let payload = String(repeating: "x", count: max(0, size - 30))
         let count = messages
         let publishStart = DispatchTime.now()
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for id in 0..<count {
-                if id >= 1000 { try await group.next() }
-                group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
-            }
-            try await group.waitForAll()
-        }
+        try await publishBenchMessages(count, payload: payload, to: queue, with: publisher)
         let publishSeconds = seconds(since: publishStart)
         await transport.close()
 
-        let handled = Mutex(0)
-        let done = AsyncStream.makeStream(of: Void.self)
+        let completion = Completion(expected: count)
         let registration = HandlerRegistration(
             BenchMessage.self, queue: queue,
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
-        ) { _, _ in
-            let total = handled.withLock { value -> Int in
-                value += 1
-                return value
-            }
-            if total == count { done.continuation.yield() }
-        }
-        let worker = Worker(
-            transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-worker", logger: logger),
-            registrations: [registration], logger: logger)
-        let (running, cost) = await Cost.of {
-            let running = Task { try await worker.run() }
-            for await _ in done.stream { break }
-            return running
-        }
-        worker.shutdown()
-        try await running.value
+        ) { _, _ in completion.handledOne() }
+        let cost = try await drain(registration, endpoint: endpoint, connectionName: "warren-bench-worker", until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }
 }
