@@ -39,7 +39,8 @@ struct QueueRunner: Sendable {
     /// or failed with the connection (thrown).
     func run(_ consumer: TransportConsumer) async throws {
         let shutdown = worker.shutdownSignal
-        shutdown.onTrigger { try? await consumer.cancel() }
+        let cancelOnShutdown = shutdown.onTrigger { try? await consumer.cancel() }
+        defer { shutdown.remove(cancelOnShutdown) }
         logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
         do {
             if concurrency == 1 {

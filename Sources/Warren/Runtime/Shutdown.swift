@@ -4,21 +4,32 @@ import Synchronization
 final class ShutdownSignal: Sendable {
     private struct State {
         var triggered = false
-        var actions: [@Sendable () async -> Void] = []
+        var nextID = 0
+        var actions: [Int: @Sendable () async -> Void] = [:]
     }
 
     private let state = Mutex(State())
 
     var isTriggered: Bool { state.withLock { $0.triggered } }
 
-    /// Runs `action` when the signal is triggered (at once if it already was).
-    func onTrigger(_ action: @escaping @Sendable () async -> Void) {
-        let runNow = state.withLock { state -> Bool in
-            if state.triggered { return true }
-            state.actions.append(action)
-            return false
+    /// Runs `action` when the signal is triggered (at once if it already was), unless it was removed first.
+    /// - Returns: a token for ``remove(_:)``.
+    @discardableResult
+    func onTrigger(_ action: @escaping @Sendable () async -> Void) -> Int {
+        let (runNow, id) = state.withLock { state -> (Bool, Int) in
+            state.nextID += 1
+            if state.triggered { return (true, state.nextID) }
+            state.actions[state.nextID] = action
+            return (false, state.nextID)
         }
         if runNow { Task { await action() } }
+        return id
+    }
+
+    /// Forgets an action that is no longer needed (its consumer ended), so that a worker reconnecting many times
+    /// does not pile them up.
+    func remove(_ token: Int) {
+        _ = state.withLock { $0.actions.removeValue(forKey: token) }
     }
 
     /// Returns once the signal is triggered. - Throws: `CancellationError` when the waiting task is cancelled first.
@@ -31,7 +42,7 @@ final class ShutdownSignal: Sendable {
             guard !state.triggered else { return [] }
             state.triggered = true
             defer { state.actions.removeAll() }
-            return state.actions
+            return Array(state.actions.values)
         }
         for action in actions { Task { await action() } }
     }
