@@ -1,0 +1,36 @@
+import Foundation
+import Testing
+
+/// Every `warren-bench` scenario runs end to end (tiny sizes, debug build, the shared broker) and ends with its JSON
+/// line, so the benchmark suite cannot rot between performance sessions. The figures are not checked here: they
+/// live in docs/performance.md, measured on a release build.
+@Suite("warren-bench scenarios run (broker)", .serialized)
+struct BenchSmokeTests {
+    func run(_ arguments: [String]) async throws -> [String: Any] {
+        let url = try await WorkerTestBroker.url()
+        let run = try await HostAndCLITests.run("warren-bench", arguments + ["--url", url], url: nil)
+        #expect(run.status == 0, "\(arguments.first ?? ""): \(run.errors.suffix(1000))")
+        let last = try #require(run.output.split(separator: "\n").last)
+        return try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
+    }
+
+    @Test func consumePublishLatencyRetryAndMemoryEachPrintTheirJSON() async throws {
+        let consume = try await run(["consume", "--messages", "300", "--mode", "raw,client,framework", "--queue", "bench.smoke.consume"])
+        #expect(consume["mode"] as? String == "framework")
+        #expect((consume["consume_ratio_vs_raw"] as? Double ?? 0) > 0)
+
+        let publish = try await run(["publish", "--messages", "200", "--batches", "1,10", "--queue", "bench.smoke.publish"])
+        #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" }
+            == ["raw", "client-batch-1", "client-batch-10", "publisher-window-1000", "publisher-batch-10"])
+
+        let latency = try await run(["latency", "--rate", "200", "--seconds", "1", "--queue", "bench.smoke.latency"])
+        let rows = try #require(latency["latency"] as? [[String: Any]])
+        #expect(rows.map { $0["messages"] as? Int } == [200, 200])
+
+        let retry = try await run(["retry", "--messages", "100", "--queue", "bench.smoke.retry"])
+        #expect((retry["retry"] as? [[String: Any]])?.count == 2)
+
+        let memory = try await run(["memory", "--backlogs", "100,200", "--queue", "bench.smoke.memory"])
+        #expect((memory["memory"] as? [[String: Any]])?.allSatisfy { ($0["peak_rss_mb"] as? Double ?? 0) > 0 } == true)
+    }
+}
