@@ -212,8 +212,9 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
 
     private func settle(_ settlement: Settlement) throws(AMQPError) {
         if let reason = closeReason { throw reason }
-        // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): it need not wake it.
-        let lazy = if case .ack(_, false) = settlement { true } else { false }
+        // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): with a wide enough
+        // prefetch window it need not wake it.
+        let lazy = if case .ack(_, false) = settlement { shared.acksMayWait } else { false }
         guard connection.core.submit(.settle(channel: shared, settlement), lazy: lazy) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }

@@ -110,6 +110,16 @@ typealias OutboundMessage = AMQPOutboundMessage
 final class ChannelShared: Sendable {
     let id: UInt16
     private let closedError = Mutex<AMQPError?>(nil)
+    /// The prefetch count last set with `basic.qos` (0: none, unlimited).
+    let prefetch = Atomic<UInt16>(0)
+
+    /// Whether a plain ack may wait for the I/O thread's next pass instead of waking it: only when the prefetch window
+    /// is wide enough that a held ack never leaves the consumer without deliveries (with a prefetch of 1 every message
+    /// waits for the previous ack).
+    var acksMayWait: Bool {
+        let prefetch = prefetch.load(ordering: .relaxed)
+        return prefetch == 0 || prefetch >= 8
+    }
 
     init(id: UInt16) {
         self.id = id
@@ -170,6 +180,8 @@ final class ConnectionCore: @unchecked Sendable {
     private var channelsWithPendingAcks: Set<UInt16> = []
     /// Consumers that got deliveries during this read pass while their task waited; woken once at its end.
     private var sinksToWake: [ConsumerSink] = []
+    /// When the last delivery that needs an ack arrived: within ``busyWindow`` of it the thread sleeps only briefly.
+    private var lastDeliveryAt = ContinuousClock.now - .seconds(1)
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
@@ -378,8 +390,10 @@ final class ConnectionCore: @unchecked Sendable {
             guard running else { break }
             expireConfirms()
             if commands.isEmpty && framesRead == 0 {
-                // Held acks, and deliveries whose acks may come (lazily, without a wake-up), bound the sleep.
-                let briefly = !channelsWithPendingAcks.isEmpty || channels.values.contains { $0.hasUnsettledDeliveries }
+                // Held acks bound the sleep; so do unsettled deliveries while the connection is busy, since their acks
+                // come without a wake-up. A connection idle for longer (a slow handler) sleeps long and is woken.
+                let busy = ContinuousClock.now - lastDeliveryAt < Self.busyWindow
+                let briefly = !channelsWithPendingAcks.isEmpty || (busy && channels.values.contains { $0.hasUnsettledDeliveries })
                 let sleep = inbox.withLock { inbox -> Bool in
                     guard inbox.commands.isEmpty else { return false }
                     inbox.sleeping = true
@@ -609,7 +623,10 @@ final class ConnectionCore: @unchecked Sendable {
                     body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
                     exchange: exchange, routingKey: routingKey, consumerTag: consumerTag, messageCount: 0)
                 if let sink = channel.consumers[consumerTag] {
-                    if sink.acknowledges { channel.lastDeliveryTag = deliveryTag }
+                    if sink.acknowledges {
+                        channel.lastDeliveryTag = deliveryTag
+                        lastDeliveryAt = ContinuousClock.now
+                    }
                     if sink.yield(message) { sinksToWake.append(sink) }
                 }
             case .getOk(let deliveryTag, let redelivered, let exchange, let routingKey, let messageCount):
@@ -663,7 +680,10 @@ final class ConnectionCore: @unchecked Sendable {
             }
         case .method(let target, let method, let continuation):
             guard let channel = usableChannel(target, failing: { continuation.resume(throwing: $0) }) else { return }
-            if case .basicQos(let prefetch, _) = method { channel.prefetch = prefetch }
+            if case .basicQos(let prefetch, _) = method {
+                channel.prefetch = prefetch
+                channel.shared.prefetch.store(prefetch, ordering: .relaxed)
+            }
             enqueue(method, on: channel) { continuation.resume(with: $0.mapError { $0 as any Error }) }
         case .consume(let target, let method, let sink, let continuation):
             guard let channel = usableChannel(target, failing: {
@@ -734,6 +754,8 @@ final class ConnectionCore: @unchecked Sendable {
     static let ackBatchDelay: Duration = .milliseconds(1)
     /// The longest sleep while acks are held or may come: bounds how late a held or lazily queued ack goes out.
     static let shortPollMilliseconds: Int32 = 1
+    /// How long after a delivery the connection counts as busy (sleeps briefly rather than waiting to be woken).
+    static let busyWindow: Duration = .milliseconds(20)
 
     private func sendAcks(_ frames: [AckCoalescer.Frame], on channelID: UInt16) {
         for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
