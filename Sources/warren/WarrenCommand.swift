@@ -143,6 +143,7 @@ struct Topology: AsyncParsableCommand {
             }
             var wanted: [(String, String, Int64?)] = [("work", queue, nil)]
             for delay in manifest?.delayQueues ?? [] { wanted.append(("delay", delay.name, delay.delayMilliseconds)) }
+            wanted.append(("redelivered", topology.redeliveredQueue, nil))
             wanted.append(("dead-letters", topology.deadLetterQueue, nil))
             for (role, name, delay) in wanted {
                 let status = try await probe(connection, name)

@@ -106,6 +106,7 @@ struct HostAndCLITests {
         #expect(topology.status == 0)
         #expect(topology.output.contains("\(queue).retry.1000ms"))
         #expect(topology.output.contains("\(queue).dead-letters"))
+        #expect(topology.output.contains("\(queue).redelivered"))
     }
 
     @Test func cliFailsFastWhenTheBrokerIsUnreachable() async throws {
