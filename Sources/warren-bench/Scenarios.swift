@@ -397,6 +397,6 @@ struct BacklogChild: AsyncParsableCommand {
             _, _ in completion.handledOne()
         }
         _ = try await drain(registration, endpoint: try AMQPEndpoint(uri: url), connectionName: "warren-bench-backlog", until: completion)
-        print(peakResidentMegabytes())
+        print(processStatusMegabytes("VmHWM"))
     }
 }

@@ -110,10 +110,11 @@ func ratio(_ value: Double, _ baseline: Double) -> Double { baseline == 0 ? 0 : 
 
 func format(_ ratio: Double) -> String { String(format: "%.2fx", ratio) }
 
-/// Peak resident memory of this process (Linux `VmHWM`), in MiB; 0 elsewhere.
-func peakResidentMegabytes() -> Double {
+/// A memory figure of this process from Linux's `/proc/self/status` (`VmRSS` now, `VmHWM` peak), in MiB to one
+/// decimal; 0 where that file does not exist.
+func processStatusMegabytes(_ field: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
         let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
     else { return 0 }
     return (kilobytes / 1024 * 10).rounded() / 10

@@ -93,26 +93,22 @@ struct Consume: AsyncParsableCommand {
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
                 consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: m == "client" || m == "framework",
                 consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
-                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: residentMegabytes()))
+                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS")))
         }
 
         let raw = results.first { $0.mode == "raw" }
         print("")
-        func column(_ text: String, _ width: Int) -> String {
-            String(repeating: " ", count: max(0, width - text.count)) + text
-        }
-        print("mode      " + column("publish msg/s", 15) + column("consume msg/s", 15) + column("consume/raw", 13)
-            + column("publish/raw", 13) + column("confirmed", 11) + column("cpu µs/msg", 12) + column("allocs/msg", 12)
-            + column("rss MiB", 9))
-        for result in results {
-            let consumeRatio = raw.map { String(format: "%.2fx", result.consume_msgs_per_s / $0.consume_msgs_per_s) } ?? "-"
-            let publishRatio = raw.map { String(format: "%.2fx", result.publish_msgs_per_s / $0.publish_msgs_per_s) } ?? "-"
-            print(result.mode.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + column("\(Int(result.publish_msgs_per_s))", 15) + column("\(Int(result.consume_msgs_per_s))", 15)
-                + column(consumeRatio, 13) + column(publishRatio, 13) + column(result.publish_confirmed ? "yes" : "no", 11)
-                + column("\(result.consume_cpu_us_per_msg)", 12) + column(result.consume_allocs_per_msg.map { "\($0)" } ?? "-", 12)
-                + column("\(result.rss_mb)", 9))
-        }
+        printTable(
+            ["mode", "publish msg/s", "consume msg/s", "consume/raw", "publish/raw", "confirmed", "cpu µs/msg", "allocs/msg", "rss MiB"],
+            results.map { result in
+                [
+                    result.mode, "\(Int(result.publish_msgs_per_s))", "\(Int(result.consume_msgs_per_s))",
+                    raw.map { format(ratio(result.consume_msgs_per_s, $0.consume_msgs_per_s)) } ?? "-",
+                    raw.map { format(ratio(result.publish_msgs_per_s, $0.publish_msgs_per_s)) } ?? "-",
+                    result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
+                    result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
+                ]
+            })
         var last = results.last!
         if let raw, last.mode != "raw" {
             last.baseline = Baseline(mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
@@ -232,15 +228,4 @@ extension Consume {
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
-}
-
-/// Resident set size of this process now, in MiB (Linux: /proc/self/status VmRSS; 0 where that file does not exist).
-func residentMegabytes() -> Double {
-    if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-        let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
-    {
-        return (kilobytes / 1024 * 10).rounded() / 10
-    }
-    return 0
 }

@@ -80,8 +80,7 @@ struct PoisonMessageBrokerTests {
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
         let events = Mutex<[SettlementEvent.Outcome]>([])
-        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
-        try await probe.publish(#"{"userId":"p","email":"p@example.com"}"#, messageID: "returned-once")
+        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-once")
         try await bounce(queue, times: 1, url: url)
 
         let worker = try await RunningWorker.start(
@@ -100,8 +99,7 @@ struct PoisonMessageBrokerTests {
         let url = try await WorkerTestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
-        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
-        try await probe.publish(#"{"userId":"p","email":"p@example.com"}"#, messageID: "returned-twice", headers: [WarrenHeader.redeliveries: .int64(1)])
+        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-twice", headers: [WarrenHeader.redeliveries: .int64(1)])
         try await bounce(queue, times: 1, url: url)
 
         // A worker that only watches: its consumer of the work queue is the one that re-enqueues.
@@ -120,8 +118,7 @@ struct PoisonMessageBrokerTests {
         let url = try await WorkerTestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
-        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
-        try await probe.publish(#"{"userId":"p","email":"p@example.com"}"#, messageID: "poison", headers: [WarrenHeader.redeliveries: .int64(3)])
+        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "poison", headers: [WarrenHeader.redeliveries: .int64(3)])
         try await bounce(queue, times: 1, url: url)
 
         let worker = try await RunningWorker.start(
@@ -139,9 +136,8 @@ struct PoisonMessageBrokerTests {
         let url = try await WorkerTestBroker.url()
         try await declare(queue, type: .quorum, url: url)
         let seen = Seen()
-        let probe = RunningWorker(worker: Worker(transport: InMemoryTransport(), registrations: []), task: Task {}, queue: queue, url: url)
-        try await probe.publish(#"{"userId":"q","email":"q@example.com"}"#, messageID: "poison-quorum")
-        try await probe.publish(#"{"userId":"q","email":"fine@example.com"}"#, messageID: "fine-quorum")
+        try await RunningWorker.publish(#"{"userId":"q","email":"q@example.com"}"#, to: queue, url: url, messageID: "poison-quorum")
+        try await RunningWorker.publish(#"{"userId":"q","email":"fine@example.com"}"#, to: queue, url: url, messageID: "fine-quorum")
         try await bounce(queue, times: 3, url: url)
 
         let worker = try await RunningWorker.start(

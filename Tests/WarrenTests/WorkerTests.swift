@@ -77,7 +77,17 @@ struct RunningWorker {
         _ body: String, type: String? = WelcomeEmail.messageType, contentType: String? = "application/json",
         messageID: String = UUID().uuidString, headers: AMQPTable? = nil
     ) async throws {
-        let connection = try await connect()
+        try await Self.publish(body, to: queue, url: url, type: type, contentType: contentType, messageID: messageID, headers: headers)
+    }
+
+    /// Publishes raw bytes to `queue`, confirmed, before any worker runs.
+    static func publish(
+        _ body: String, to queue: String, url: String, type: String? = WelcomeEmail.messageType,
+        contentType: String? = "application/json", messageID: String = UUID().uuidString, headers: AMQPTable? = nil
+    ) async throws {
+        var logger = Logger(label: "warren.tests")
+        logger.logLevel = .critical
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: logger)
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
         try await channel.publish(

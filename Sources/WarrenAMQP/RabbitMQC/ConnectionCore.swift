@@ -680,10 +680,7 @@ final class ConnectionCore: @unchecked Sendable {
             }
         case .method(let target, let method, let continuation):
             guard let channel = usableChannel(target, failing: { continuation.resume(throwing: $0) }) else { return }
-            if case .basicQos(let prefetch, _) = method {
-                channel.prefetch = prefetch
-                channel.shared.prefetch.store(prefetch, ordering: .relaxed)
-            }
+            if case .basicQos(let prefetch, _) = method { channel.shared.prefetch.store(prefetch, ordering: .relaxed) }
             enqueue(method, on: channel) { continuation.resume(with: $0.mapError { $0 as any Error }) }
         case .consume(let target, let method, let sink, let continuation):
             guard let channel = usableChannel(target, failing: {
@@ -975,15 +972,17 @@ final class ChannelIO {
     var confirmTimeout: Duration?
     var acks = AckCoalescer()
     var closing = false
-    /// The last delivery tag of a consumer that acks, and the prefetch count last set with `basic.qos`.
+    /// The last delivery tag of a consumer that acks.
     var lastDeliveryTag: UInt64 = 0
-    var prefetch: UInt16 = 0
 
     /// Deliveries the application may still ack.
     var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
 
     /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or ``ConnectionCore/ackBatchDelay``.
-    var ackBatch: Int { prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4)) }
+    var ackBatch: Int {
+        let prefetch = shared.prefetch.load(ordering: .relaxed)
+        return prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4))
+    }
 
     init(id: UInt16, shared: ChannelShared) {
         self.id = id
