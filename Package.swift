@@ -129,6 +129,7 @@ let package = Package(
             dependencies: [
                 "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]

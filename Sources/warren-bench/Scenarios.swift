@@ -22,6 +22,8 @@ struct Publish: AsyncParsableCommand {
     @Option var size = 256
     @Option(help: "Comma-separated batch sizes for the client.") var batches = "1,10,100,1000"
     @Option(help: "Publishes in flight for the WarrenPublisher mode.") var window = 1000
+    @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends) or bare (a body, no properties to speak of).")
+    var messageFormat: MessageFormat = .warren
 
     struct Row: Codable {
         var mode: String
@@ -46,8 +48,8 @@ struct Publish: AsyncParsableCommand {
     }
 
     private func measure(endpoint: AMQPEndpoint, sizes: [Int]) async throws -> [Row] {
-        print("broker \(endpoint), \(messages) persistent messages of \(size) bytes per mode")
-        let body = [UInt8](repeating: UInt8(ascii: "x"), count: size)
+        print("broker \(endpoint), \(messages) persistent messages of \(size) bytes per mode, format \(messageFormat.rawValue)")
+        let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
         var rows: [Row] = []
         func add(_ mode: String, _ cost: Cost, confirmed: Bool) {
             let rate = Double(messages) / cost.seconds
@@ -61,25 +63,25 @@ struct Publish: AsyncParsableCommand {
         try await resetQueue(queue, endpoint: endpoint)
         let loop = RawLoop(host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password, vhost: endpoint.virtualHost, queue: queue)
         let count = messages
-        let (_, raw) = try await Cost.of { try await onDedicatedThread { try loop.publish(count: count, body: body) } }
+        let (_, raw) = try await Cost.of { try await onDedicatedThread { try loop.publish(count: count, cycling: outbound) } }
         add("raw", raw, confirmed: false)
 
         let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-publish", logger: quietLogger)
         defer { Task { await connection.close() } }
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
-        let message = AMQPOutboundMessage(
-            body: body, routingKey: queue, properties: AMQPProperties(contentType: "application/octet-stream", deliveryMode: .persistent))
+        let clientMessages = outbound.map { AMQPOutboundMessage(body: $0.body, routingKey: queue, properties: $0.properties) }
         for batch in sizes {
             try await resetQueue(queue, endpoint: endpoint)
             let (_, cost) = try await Cost.of {
                 var sent = 0
-                while sent < messages {
-                    let n = min(batch, messages - sent)
+                while sent < count {
+                    let n = min(batch, count - sent)
                     if n == 1 {
+                        let message = clientMessages[sent % clientMessages.count]
                         try await channel.publish(message.body, routingKey: queue, properties: message.properties)
                     } else {
-                        for result in await channel.publish(contentsOf: Array(repeating: message, count: n)) { try result.get() }
+                        for result in await channel.publish(contentsOf: cycle(clientMessages, from: sent, count: n)) { try result.get() }
                     }
                     sent += n
                 }
@@ -91,7 +93,7 @@ struct Publish: AsyncParsableCommand {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: quietLogger)
         try await transport.start()
         let publisher = WarrenPublisher(transport: transport)
-        let payload = String(repeating: "x", count: max(0, size - 30))
+        let payload = benchPayload(size: size)
         let window = self.window
         let (_, cost) = try await Cost.of { try await publishBenchMessages(count, payload: payload, to: queue, with: publisher, window: window) }
         add("publisher-window-\(window)", cost, confirmed: true)
@@ -298,7 +300,7 @@ struct Retry: AsyncParsableCommand {
         let policy = RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(1)]))
         try await transport.prepare(queue: queue, delays: failFirst ? [.milliseconds(1)] : [])
         let publisher = WarrenPublisher(transport: transport)
-        let payload = String(repeating: "x", count: max(0, size - 30))
+        let payload = benchPayload(size: size)
         let count = messages
         try await publishBenchMessages(count, payload: payload, to: queue, with: publisher)
         await transport.close()
@@ -347,9 +349,8 @@ struct Memory: AsyncParsableCommand {
             for backlog in sizes {
                 try await resetQueue(queue, endpoint: endpoint)
                 let loop = RawLoop(host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password, vhost: endpoint.virtualHost, queue: queue)
-                let payload = String(repeating: "x", count: max(0, size - 30))
-                let properties = Array(#"{"id":1,"payload":"\#(payload)"}"#.utf8)
-                _ = try await onDedicatedThread { try loop.publish(count: backlog, body: properties, type: BenchMessage.messageType) }
+                let messages = try benchMessages(size: size, format: .warren, queue: queue)
+                _ = try await onDedicatedThread { try loop.publish(count: backlog, cycling: messages) }
                 try await waitForDepth(queue, backlog, endpoint: endpoint)
                 print("  backlog of \(backlog) ready; draining it in a fresh process …")
                 let (peak, cost) = try await Cost.of { try await runChild(endpoint: endpoint, messages: backlog) }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import CMallocCounter
 import Foundation
 import Logging
@@ -20,12 +21,21 @@ struct Cost {
 
     /// Measures `body`; the process's other activity at the time (the I/O threads) is included, which is the point.
     static func of<T>(_ body: () async throws -> T) async rethrows -> (T, Cost) {
+        let meter = Meter()
+        let result = try await body()
+        return (result, meter.read())
+    }
+
+    /// Measures from its creation to ``read()``.
+    struct Meter {
         let start = DispatchTime.now()
         let cpu = processCPUSeconds()
         let allocations = warren_malloc_count()
-        let result = try await body()
-        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-        return (result, Cost(seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations))
+
+        func read() -> Cost {
+            let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+            return Cost(seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations)
+        }
     }
 
     func cpuMicroseconds(per count: Int) -> Double { (cpuSeconds / Double(max(1, count)) * 1e6 * 10).rounded() / 10 }
@@ -146,18 +156,27 @@ final class Completion: Sendable {
     }
 }
 
-/// Runs a worker with `registration` until `completion` is reached, then shuts it down; returns what that cost.
+/// Runs a worker with `registration` until `completion` is reached, then shuts it down; returns what that cost from
+/// the moment the worker consumes (like the raw and client modes, whose clocks start after `basic.consume`: the
+/// connection and the topology's declarations are not counted).
 func drain(
     _ registration: HandlerRegistration, endpoint: AMQPEndpoint, connectionName: String, until completion: Completion
 ) async throws -> Cost {
     let worker = Worker(
         transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
         registrations: [registration], logger: quietLogger)
-    let (running, cost) = await Cost.of {
-        let running = Task { try await worker.run() }
-        await completion.wait()
-        return running
+    let running = Task { try await worker.run() }
+    let deadline = ContinuousClock.now + .seconds(60)
+    while !worker.isConsuming {
+        guard ContinuousClock.now < deadline else {
+            worker.shutdown()
+            throw RawLoop.Failure(description: "the worker did not start consuming within 60 s: \(worker.healthProblem ?? "no reason given")")
+        }
+        try await Task.sleep(for: .milliseconds(1))
     }
+    let meter = Cost.Meter()
+    await completion.wait()
+    let cost = meter.read()
     worker.shutdown()
     try await running.value
     return cost
@@ -172,4 +191,41 @@ func publishBenchMessages(_ count: Int, payload: String, to queue: String, with 
         }
         try await group.waitForAll()
     }
+}
+
+/// What the messages of the `consume` and `publish` scenarios look like. Every mode of a run sends the same kind, so
+/// the broker does the same work for each and the ratios compare the clients alone.
+enum MessageFormat: String, ExpressibleByArgument, Codable {
+    /// Exactly what `WarrenPublisher` sends for a `BenchMessage`: a JSON body, content type, persistent, message id,
+    /// timestamp, `type` and the `warren-published-at` header. The framework mode always sends these.
+    case warren
+    /// A body of `--size` bytes with a content type and persistence only (about 28 bytes of properties): RabbitMQ
+    /// handles such a message faster than one whose properties exceed 64 bytes (see docs/performance.md).
+    case bare
+}
+
+/// Distinct messages the raw and client modes cycle through (a bound on the memory they take).
+let benchMessagePool = 1000
+
+/// `count` messages for `queue` in `format` (built before any clock starts); a scenario sends them over and over.
+func benchMessages(_ count: Int = benchMessagePool, size: Int, format: MessageFormat, queue: String) throws -> [OutboundMessage] {
+    switch format {
+    case .bare:
+        let message = OutboundMessage(
+            body: [UInt8](repeating: UInt8(ascii: "x"), count: size), destination: .queue(queue),
+            properties: AMQPProperties(contentType: "application/octet-stream", deliveryMode: .persistent))
+        return Array(repeating: message, count: count)
+    case .warren:
+        let publisher = WarrenPublisher(transport: InMemoryTransport())
+        let payload = benchPayload(size: size)
+        return try (0..<count).map { try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue)) }
+    }
+}
+
+/// The `payload` that makes a `BenchMessage`'s JSON body about `size` bytes.
+func benchPayload(size: Int) -> String { String(repeating: "x", count: max(0, size - 30)) }
+
+/// `count` elements of `pool` from position `start` on, wrapping around.
+func cycle<T>(_ pool: [T], from start: Int, count: Int) -> [T] {
+    (start..<(start + count)).map { pool[$0 % pool.count] }
 }

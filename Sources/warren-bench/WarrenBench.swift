@@ -38,6 +38,8 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Runs of each mode; the median is reported.") var runs = 1
     @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
     @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency = 1
+    @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends, as the framework mode does) or bare (a body, no properties to speak of).")
+    var messageFormat: MessageFormat = .warren
 
     struct Result: Codable {
         var mode: String
@@ -78,7 +80,7 @@ struct Consume: AsyncParsableCommand {
         }
         defer { if let broker { Task { try? await broker.stop() } } }
         let endpoint = try AMQPEndpoint(uri: uri)
-        print("broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), \(runs) run(s) per mode")
+        print("broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), format \(messageFormat.rawValue), \(runs) run(s) per mode")
 
         var results: [Result] = []
         for m in modes {
@@ -128,7 +130,6 @@ struct Consume: AsyncParsableCommand {
     }
 
     private func measure(mode: String, endpoint: AMQPEndpoint) async throws -> Sample {
-        let body = [UInt8](repeating: UInt8(ascii: "x"), count: size)
         var quiet = Logger(label: "warren.bench")
         quiet.logLevel = .warning
         let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quiet)
@@ -143,7 +144,8 @@ struct Consume: AsyncParsableCommand {
                 host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
                 vhost: endpoint.virtualHost, queue: queue)
             let count = messages
-            let publishSeconds = try await onDedicatedThread { try loop.publish(count: count, body: body) }
+            let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
+            let publishSeconds = try await onDedicatedThread { try loop.publish(count: count, cycling: outbound) }
             // Unconfirmed messages may still be on their way from the channel to the queue: wait (untimed) for all.
             var depth = 0
             for _ in 0..<600 {
@@ -165,13 +167,13 @@ struct Consume: AsyncParsableCommand {
             defer { Task { await connection.close() } }
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
-            let properties = AMQPProperties(contentType: "application/octet-stream", deliveryMode: .persistent)
-            let message = AMQPOutboundMessage(body: body, routingKey: queue, properties: properties)
+            let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
+                .map { AMQPOutboundMessage(body: $0.body, routingKey: queue, properties: $0.properties) }
             let publishStart = DispatchTime.now()
             var sent = 0
             while sent < messages {
                 let n = min(publishBatch, messages - sent)
-                let results = await channel.publish(contentsOf: Array(repeating: message, count: n))
+                let results = await channel.publish(contentsOf: cycle(outbound, from: sent, count: n))
                 for result in results { try result.get() }
                 sent += n
             }
@@ -208,7 +210,7 @@ extension Consume {
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
         let publisher = WarrenPublisher(transport: transport)
-        let payload = String(repeating: "x", count: max(0, size - 30))
+        let payload = benchPayload(size: size)
         let count = messages
         let publishStart = DispatchTime.now()
         try await publishBenchMessages(count, payload: payload, to: queue, with: publisher)

@@ -26,8 +26,11 @@ public struct JSONMessageCodec: MessageCodec {
         Array(try encoder.encode(message))
     }
 
+    /// Reads most messages without Foundation's `JSONDecoder` (several times faster, never a different result) and
+    /// asks `JSONDecoder` for the rest, so values and errors are always `JSONDecoder`'s.
     public func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M {
-        try decoder.decode(type, from: Data(body))
+        if let value = JSONFastDecoder.decode(type, from: body) { return value }
+        return try decoder.decode(type, from: Data(body))
     }
 }
 

@@ -67,8 +67,13 @@ public struct WarrenPublisher: Sendable {
         return results
     }
 
-    private func outboundMessage<M: WarrenMessage>(
-        _ message: M, to destination: Destination, messageID: String, correlationID: String?, causationID: String?, headers: AMQPTable
+    /// The message ``publish(_:to:messageID:correlationID:causationID:headers:)`` would send, built but not sent: for
+    /// an outbox (store it with the business data, send it later with ``WarrenTransport/publish(contentsOf:)``), or to
+    /// look at what goes on the wire. The timestamp and `warren-published-at` header are the time of this call.
+    /// - Throws: the codec's error.
+    public func outboundMessage<M: WarrenMessage>(
+        _ message: M, to destination: Destination, messageID: String = UUID().uuidString.lowercased(),
+        correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) throws -> OutboundMessage {
         var headers = headers
         if let causationID { headers[Self.causationHeader] = .string(causationID) }
