@@ -97,6 +97,7 @@ struct JSONParser {
     private mutating func parseObject(depth: Int) -> JSONNode? {
         position += 1
         var fields: [(key: String, value: JSONNode)] = []
+        fields.reserveCapacity(8)
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -155,13 +156,16 @@ struct JSONParser {
     private mutating func parseString() -> String? {
         position += 1
         let start = position
+        var ascii = true
         while position < bytes.count {
             let byte = bytes[position]
             if byte == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(rebasing: bytes[start..<position])
                 position += 1
-                return String(validating: raw, as: UTF8.self)
+                // ASCII is valid UTF-8 as it is; anything else is checked.
+                return ascii ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
             }
+            ascii = ascii && byte < 0x80
             if byte == UInt8(ascii: "\\") { return parseEscapedString(from: start) }
             if byte < 0x20 { return nil }
             position += 1
@@ -441,11 +445,14 @@ struct ObjectContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     var allKeys: [Key] { fields.compactMap { Key(stringValue: $0.key) } }
 
-    func contains(_ key: Key) -> Bool { fields.contains { $0.key == key.stringValue } }
+    func contains(_ key: Key) -> Bool {
+        let name = key.stringValue
+        return fields.indices.contains { fields[$0].key == name }
+    }
 
     private func node(_ key: Key) throws -> JSONNode {
         let name = key.stringValue
-        for field in fields where field.key == name { return field.value }
+        for index in fields.indices where fields[index].key == name { return fields[index].value }
         throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no value for key \(name)"))
     }
 

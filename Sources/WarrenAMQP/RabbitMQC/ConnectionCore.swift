@@ -180,6 +180,7 @@ final class ConnectionCore: @unchecked Sendable {
     private var channelsWithPendingAcks: Set<UInt16> = []
     /// Consumers that got deliveries during this read pass while their task waited; woken once at its end.
     private var sinksToWake: [ConsumerSink] = []
+    private let names = NameCache()
     /// When the last delivery that needs an ack arrived: within ``busyWindow`` of it the thread sleeps only briefly.
     private var lastDeliveryAt = ContinuousClock.now - .seconds(1)
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
@@ -482,7 +483,7 @@ final class ConnectionCore: @unchecked Sendable {
         case AMQP_FRAME_HEADER:
             guard let channel = channels[channelID] else { return }
             let properties = frame.payload.properties.decoded
-                .map { AMQPProperties($0.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee) }
+                .map { AMQPProperties($0.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee, names: names) }
                 ?? AMQPProperties()
             contentOutcome(channel.assembler.header(bodySize: frame.payload.properties.body_size, properties: properties), on: channel)
         case AMQP_FRAME_BODY:
@@ -531,8 +532,8 @@ final class ConnectionCore: @unchecked Sendable {
         case AMQP_BASIC_DELIVER_METHOD:
             let d = decoded!.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
             contentOutcome(channel.assembler.begin(.deliver(
-                consumerTag: d.consumer_tag.string, deliveryTag: d.delivery_tag, redelivered: d.redelivered != 0,
-                exchange: d.exchange.string, routingKey: d.routing_key.string)), on: channel)
+                consumerTag: names.string(d.consumer_tag), deliveryTag: d.delivery_tag, redelivered: d.redelivered != 0,
+                exchange: names.string(d.exchange), routingKey: names.string(d.routing_key))), on: channel)
         case AMQP_BASIC_ACK_METHOD:
             let ack = decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             confirm(on: channel, deliveryTag: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)

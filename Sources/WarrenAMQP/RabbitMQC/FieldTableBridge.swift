@@ -129,24 +129,28 @@ extension AMQPFieldValue {
 }
 
 extension AMQPTable {
-    init(_ table: amqp_table_t, depth: Int = 0) {
+    /// - Parameter names: where the I/O thread keeps the keys it has seen (nested tables decode their keys without).
+    init(_ table: amqp_table_t, depth: Int = 0, names: NameCache? = nil) {
         self.init(minimumCapacity: Int(Swift.max(0, table.num_entries)))
         for index in 0..<Int(Swift.max(0, table.num_entries)) {
             let entry = table.entries[index]
-            let key = entry.key.string
+            let key = names?.string(entry.key) ?? entry.key.string
             if self[key] == nil { self[key] = AMQPFieldValue(entry.value, depth: depth) }
         }
     }
 }
 
 extension AMQPProperties {
-    init(_ c: amqp_basic_properties_t) {
+    /// - Parameter names: where the I/O thread keeps the names it has seen (content type and encoding, type, app and
+    ///   user id, header keys); the values that differ per message are decoded afresh.
+    init(_ c: amqp_basic_properties_t, names: NameCache? = nil) {
         self.init()
         let flags = c._flags
         func has(_ flag: Int32) -> Bool { flags & UInt32(flag) != 0 }
-        if has(AMQP_BASIC_CONTENT_TYPE_FLAG) { contentType = c.content_type.string }
-        if has(AMQP_BASIC_CONTENT_ENCODING_FLAG) { contentEncoding = c.content_encoding.string }
-        if has(AMQP_BASIC_HEADERS_FLAG) { headers = AMQPTable(c.headers) }
+        func name(_ bytes: amqp_bytes_t) -> String { names?.string(bytes) ?? bytes.string }
+        if has(AMQP_BASIC_CONTENT_TYPE_FLAG) { contentType = name(c.content_type) }
+        if has(AMQP_BASIC_CONTENT_ENCODING_FLAG) { contentEncoding = name(c.content_encoding) }
+        if has(AMQP_BASIC_HEADERS_FLAG) { headers = AMQPTable(c.headers, names: names) }
         if has(AMQP_BASIC_DELIVERY_MODE_FLAG) { deliveryMode = DeliveryMode(rawValue: c.delivery_mode) }
         if has(AMQP_BASIC_PRIORITY_FLAG) { priority = c.priority }
         if has(AMQP_BASIC_CORRELATION_ID_FLAG) { correlationID = c.correlation_id.string }
@@ -154,11 +158,12 @@ extension AMQPProperties {
         if has(AMQP_BASIC_EXPIRATION_FLAG) { expiration = c.expiration.string }
         if has(AMQP_BASIC_MESSAGE_ID_FLAG) { messageID = c.message_id.string }
         if has(AMQP_BASIC_TIMESTAMP_FLAG) { timestamp = Date(timeIntervalSince1970: TimeInterval(c.timestamp)) }
-        if has(AMQP_BASIC_TYPE_FLAG) { type = c.type.string }
-        if has(AMQP_BASIC_USER_ID_FLAG) { userID = c.user_id.string }
-        if has(AMQP_BASIC_APP_ID_FLAG) { appID = c.app_id.string }
+        if has(AMQP_BASIC_TYPE_FLAG) { type = name(c.type) }
+        if has(AMQP_BASIC_USER_ID_FLAG) { userID = name(c.user_id) }
+        if has(AMQP_BASIC_APP_ID_FLAG) { appID = name(c.app_id) }
         if has(AMQP_BASIC_CLUSTER_ID_FLAG) { clusterID = c.cluster_id.string }
     }
+
 }
 
 /// Encodes and decodes field tables through librabbitmq's own wire codec. Exposed to tests (and useful for tools)
