@@ -23,7 +23,8 @@ struct Consume: AsyncParsableCommand {
             Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
             client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message), \
             framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker). \
-            The raw modes publish without confirms; client publishes with confirms. \
+            The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
+            messages (what WarrenPublisher sends) unless --format bare. \
             Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
             """
     )
