@@ -136,8 +136,28 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
     }
 
     /// Freezes the node (SIGSTOP): sockets stay open but nothing answers, so only missed heartbeats reveal it.
+    ///
+    /// On Linux it returns once every thread of the node has stopped (at most about a second): a signal stops a
+    /// thread running on another core only at its next entry into the kernel, and a frame sent meanwhile could still
+    /// be answered.
     public func pause() {
         signalNode(SIGSTOP)
+        guard let pid = beamProcessID else { return }
+        let deadline = ContinuousClock.now + .seconds(1)
+        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline { usleep(1000) }
+    }
+
+    /// Whether every thread of `pid` is stopped, from `/proc/<pid>/task/*/stat`; true where `/proc` does not exist.
+    static func allThreadsStopped(_ pid: pid_t) -> Bool {
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return true }
+        return threads.allSatisfy { thread in
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
+                let afterName = stat.lastIndex(of: ")")
+            else { return true }  // the thread is gone
+            // The state is the first field after the parenthesised command name: T (stopped) or t (traced).
+            let state = stat[stat.index(after: afterName)...].drop(while: { $0 == " " }).first
+            return state == "T" || state == "t"
+        }
     }
 
     /// Unfreezes a node frozen by ``pause()`` (SIGCONT).
