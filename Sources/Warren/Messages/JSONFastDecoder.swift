@@ -64,7 +64,7 @@ struct JSONParser {
         return position == bytes.count ? node : nil
     }
 
-    private mutating func skipWhitespace() {
+    mutating func skipWhitespace() {
         while position < bytes.count {
             switch bytes[position] {
             case 0x20, 0x09, 0x0A, 0x0D: position += 1
@@ -95,59 +95,55 @@ struct JSONParser {
     }
 
     private mutating func parseObject(depth: Int) -> JSONNode? {
-        position += 1
         var fields: [(key: String, value: JSONNode)] = []
         fields.reserveCapacity(8)
-        skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-            position += 1
-            return .object(fields)
-        }
-        while true {
-            skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = parseString() else { return nil }
+        let complete = parseMembers(closing: "}") {
+            guard $0.position < $0.bytes.count, $0.bytes[$0.position] == UInt8(ascii: "\""), let key = $0.parseString() else { return false }
             // Which of two equal keys JSONDecoder reads is its business: leave such documents to it.
-            for field in fields where field.key == key { return nil }
-            skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
-            position += 1
-            skipWhitespace()
-            guard let value = parseValue(depth: depth + 1) else { return nil }
+            for index in fields.indices where fields[index].key == key { return false }
+            $0.skipWhitespace()
+            guard $0.position < $0.bytes.count, $0.bytes[$0.position] == UInt8(ascii: ":") else { return false }
+            $0.position += 1
+            $0.skipWhitespace()
+            guard let value = $0.parseValue(depth: depth + 1) else { return false }
             fields.append((key, value))
-            skipWhitespace()
-            guard position < bytes.count else { return nil }
-            if bytes[position] == UInt8(ascii: ",") {
-                position += 1
-            } else if bytes[position] == UInt8(ascii: "}") {
-                position += 1
-                return .object(fields)
-            } else {
-                return nil
-            }
+            return true
         }
+        return complete ? .object(fields) : nil
     }
 
     private mutating func parseArray(depth: Int) -> JSONNode? {
-        position += 1
         var elements: [JSONNode] = []
+        let complete = parseMembers(closing: "]") {
+            guard let element = $0.parseValue(depth: depth + 1) else { return false }
+            elements.append(element)
+            return true
+        }
+        return complete ? .array(elements) : nil
+    }
+
+    /// At an opening bracket: reads members with `member` (at a member's first byte) until `closing`, each separated
+    /// by a comma; whether that went to the end without an error.
+    private mutating func parseMembers(closing: Unicode.Scalar, _ member: (inout JSONParser) -> Bool) -> Bool {
+        let close = UInt8(ascii: closing)
+        position += 1
         skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+        if position < bytes.count, bytes[position] == close {
             position += 1
-            return .array(elements)
+            return true
         }
         while true {
             skipWhitespace()
-            guard let element = parseValue(depth: depth + 1) else { return nil }
-            elements.append(element)
+            guard member(&self) else { return false }
             skipWhitespace()
-            guard position < bytes.count else { return nil }
+            guard position < bytes.count else { return false }
             if bytes[position] == UInt8(ascii: ",") {
                 position += 1
-            } else if bytes[position] == UInt8(ascii: "]") {
+            } else if bytes[position] == close {
                 position += 1
-                return .array(elements)
+                return true
             } else {
-                return nil
+                return false
             }
         }
     }
