@@ -167,6 +167,29 @@ struct JSONFastDecoderTests {
         #expect(try JSONMessageCodec().decode(Forgiving.self, from: Array(#"{"amount":"x"}"#.utf8)).amount == -1)
     }
 
+    struct Priced: Codable, Equatable {
+        var sku: String
+        var price: Decimal
+    }
+
+    struct Plain: Codable, Equatable {
+        var sku: String
+        var cents: Int
+    }
+
+    @Test func aTypeTheFastPathKeepsHandingOverGoesStraightToJSONDecoder() throws {
+        let codec = JSONMessageCodec()
+        for n in 0..<(FastPathRecord.givingUpLimit + 4) {
+            let priced = Priced(sku: "s\(n)", price: Decimal(n) / 4)
+            #expect(try codec.decode(Priced.self, from: Self.encode(priced)) == priced)
+            #expect(codec.skipsFastPath(for: Priced.self) == (n + 1 >= FastPathRecord.givingUpLimit))
+            // Bad bodies do not count against a type: JSONDecoder cannot read them either.
+            #expect(throws: (any Error).self) { try codec.decode(Plain.self, from: Array(#"{"sku":1}"#.utf8)) }
+            #expect(try codec.decode(Plain.self, from: Self.encode(Plain(sku: "p", cents: n))) == Plain(sku: "p", cents: n))
+        }
+        #expect(!codec.skipsFastPath(for: Plain.self))
+    }
+
     @Test func errorsAreJSONDecodersOwn() {
         let body = Array(#"{"price":2}"#.utf8)
         var fromCodec: String?

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Turns messages into bodies and back, for one content type.
 public protocol MessageCodec: Sendable {
@@ -14,6 +15,7 @@ public struct JSONMessageCodec: MessageCodec {
     // Configured once and shared: both are Sendable and safe to use from several tasks.
     private let encoder: JSONEncoder
     private let decoder: JSONDecoder
+    private let fastPath = FastPathRecord()
 
     public init() {
         encoder = JSONEncoder()
@@ -27,10 +29,34 @@ public struct JSONMessageCodec: MessageCodec {
     }
 
     /// Reads most messages without Foundation's `JSONDecoder` (several times faster, never a different result) and
-    /// asks `JSONDecoder` for the rest, so values and errors are always `JSONDecoder`'s.
+    /// asks `JSONDecoder` for the rest, so values and errors are always `JSONDecoder`'s. A type the fast path keeps
+    /// handing over (a `Decimal` or `Data` field, dates with fractions: ``FastPathRecord/givingUpLimit`` bodies that
+    /// `JSONDecoder` then read) goes straight to `JSONDecoder` from then on, instead of being parsed twice.
     public func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M {
-        if let value = JSONFastDecoder.decode(type, from: body) { return value }
-        return try decoder.decode(type, from: Data(body))
+        let key = ObjectIdentifier(type)
+        let tryFastPath = !fastPath.skips(key)
+        if tryFastPath, let value = JSONFastDecoder.decode(type, from: body) { return value }
+        let value = try decoder.decode(type, from: Data(body))
+        if tryFastPath { fastPath.gaveUpOnReadableBody(key) }
+        return value
+    }
+
+    /// Whether `type` now goes straight to `JSONDecoder`.
+    func skipsFastPath<M>(for type: M.Type) -> Bool { fastPath.skips(ObjectIdentifier(type)) }
+}
+
+/// Which message types the JSON fast path gives up on although their bodies are fine, shared by copies of a codec.
+final class FastPathRecord: Sendable {
+    /// Readable bodies of one type the fast path may hand over before the type goes to `JSONDecoder` for good.
+    static let givingUpLimit = 8
+    private let givenUp = Mutex<[ObjectIdentifier: Int]>([:])
+
+    func skips(_ type: ObjectIdentifier) -> Bool {
+        givenUp.withLock { ($0[type] ?? 0) >= Self.givingUpLimit }
+    }
+
+    func gaveUpOnReadableBody(_ type: ObjectIdentifier) {
+        givenUp.withLock { $0[type, default: 0] += 1 }
     }
 }
 
