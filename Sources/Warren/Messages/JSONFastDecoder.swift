@@ -342,13 +342,19 @@ final class DecodingSession {
     /// `node` as `T`: the types JSONDecoder reads in its own way are read here (dates only in the form `.iso8601`
     /// certainly reads the same) or given up on; the rest through their `init(from:)`.
     func decode<T: Decodable>(_ type: T.Type, from node: JSONNode, parent: NodeDecoder?, key: (any CodingKey)?) throws -> T {
-        if T.self == String.self { return try string(node) as! T }
-        if T.self == Int.self { return try integer(node, as: Int.self) as! T }
-        if T.self == Bool.self { return try bool(node) as! T }
-        if T.self == Double.self { return try double(node) as! T }
-        if T.self == Date.self { return try date(node) as! T }
-        if T.self == Data.self || T.self == URL.self || T.self == Decimal.self || T.self == Float.self { throw giveUp() }
+        if let value = try decodeDirectly(T.self, from: node) { return value }
         return try T(from: NodeDecoder(node: node, session: self, parent: parent, key: key))
+    }
+
+    /// The value when `T` is one of the types read here rather than through `init(from:)`, else `nil`.
+    func decodeDirectly<T: Decodable>(_ type: T.Type, from node: JSONNode) throws -> T? {
+        if T.self == String.self { return try string(node) as? T }
+        if T.self == Int.self { return try integer(node, as: Int.self) as? T }
+        if T.self == Bool.self { return try bool(node) as? T }
+        if T.self == Double.self { return try double(node) as? T }
+        if T.self == Date.self { return try date(node) as? T }
+        if T.self == Data.self || T.self == URL.self || T.self == Decimal.self || T.self == Float.self { throw giveUp() }
+        return nil
     }
 }
 
@@ -397,13 +403,8 @@ final class NodeDecoder: Decoder, SingleValueDecodingContainer {
     func singleValueContainer() throws -> any SingleValueDecodingContainer { self }
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        // The root or a single value: this decoder is the node's own (asking T again would recurse for no gain).
-        if T.self == String.self || T.self == Int.self || T.self == Bool.self || T.self == Double.self || T.self == Date.self
-            || T.self == Data.self || T.self == URL.self || T.self == Decimal.self || T.self == Float.self
-        {
-            return try session.decode(T.self, from: node, parent: parent, key: key)
-        }
-        return try T(from: self)
+        // This decoder is the node's own: no need for another one.
+        try session.decodeDirectly(T.self, from: node) ?? T(from: self)
     }
 
     func decodeNil() -> Bool {
