@@ -22,7 +22,7 @@ struct BenchSmokeTests {
         let bare = try await run(["consume", "--messages", "200", "--mode", "raw,client", "--format", "bare", "--queue", "bench.smoke.bare"])
         #expect(bare["mode"] as? String == "client")
 
-        let publish = try await run(["publish", "--messages", "200", "--batches", "1,10", "--queue", "bench.smoke.publish"])
+        let publish = try await run(["publish", "--messages", "200", "--runs", "2", "--batches", "1,10", "--queue", "bench.smoke.publish"])
         #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" }
             == ["raw", "client-batch-1", "client-batch-10", "publisher-window-1000", "publisher-batch-10"])
 
