@@ -140,11 +140,11 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
     /// On Linux it returns once every thread of the node has stopped (at most about a second): a signal stops a
     /// thread running on another core only at its next entry into the kernel, and a frame sent meanwhile could still
     /// be answered.
-    public func pause() {
+    public func pause() async {
         signalNode(SIGSTOP)
         guard let pid = beamProcessID else { return }
         let deadline = ContinuousClock.now + .seconds(1)
-        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline { usleep(1000) }
+        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(1)) }
     }
 
     /// Whether every thread of `pid` is stopped, from `/proc/<pid>/task/*/stat`; true where `/proc` does not exist.

@@ -82,7 +82,7 @@ struct Publish: AsyncParsableCommand {
         defer { Task { await connection.close() } }
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
-        let clientMessages = outbound.map { AMQPOutboundMessage(body: $0.body, routingKey: queue, properties: $0.properties) }
+        let amqpMessages = clientMessages(outbound, queue: queue)
         for batch in sizes {
             try await resetQueue(queue, endpoint: endpoint)
             let (_, cost) = try await Cost.of {
@@ -90,10 +90,10 @@ struct Publish: AsyncParsableCommand {
                 while sent < count {
                     let n = min(batch, count - sent)
                     if n == 1 {
-                        let message = clientMessages[sent % clientMessages.count]
+                        let message = amqpMessages[sent % amqpMessages.count]
                         try await channel.publish(message.body, routingKey: queue, properties: message.properties)
                     } else {
-                        for result in await channel.publish(contentsOf: cycle(clientMessages, from: sent, count: n)) { try result.get() }
+                        for result in await channel.publish(contentsOf: cycle(amqpMessages, from: sent, count: n)) { try result.get() }
                     }
                     sent += n
                 }

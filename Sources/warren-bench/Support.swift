@@ -207,8 +207,10 @@ enum MessageFormat: String, ExpressibleByArgument, Codable {
 /// Distinct messages the raw and client modes cycle through (a bound on the memory they take).
 let benchMessagePool = 1000
 
-/// `count` messages for `queue` in `format` (built before any clock starts); a scenario sends them over and over.
-func benchMessages(_ count: Int = benchMessagePool, size: Int, format: MessageFormat, queue: String) throws -> [OutboundMessage] {
+/// ``benchMessagePool`` messages for `queue` in `format` (built before any clock starts); a scenario sends them over
+/// and over.
+func benchMessages(size: Int, format: MessageFormat, queue: String) throws -> [OutboundMessage] {
+    let count = benchMessagePool
     switch format {
     case .bare:
         let message = OutboundMessage(
@@ -228,4 +230,9 @@ func benchPayload(size: Int) -> String { String(repeating: "x", count: max(0, si
 /// `count` elements of `pool` from position `start` on, wrapping around.
 func cycle<T>(_ pool: [T], from start: Int, count: Int) -> [T] {
     (start..<(start + count)).map { pool[$0 % pool.count] }
+}
+
+/// The same messages as the client's `AMQPOutboundMessage`s, straight into `queue`.
+func clientMessages(_ messages: [OutboundMessage], queue: String) -> [AMQPOutboundMessage] {
+    messages.map { AMQPOutboundMessage(body: $0.body, routingKey: queue, properties: $0.properties) }
 }

@@ -168,8 +168,7 @@ struct Consume: AsyncParsableCommand {
             defer { Task { await connection.close() } }
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
-            let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
-                .map { AMQPOutboundMessage(body: $0.body, routingKey: queue, properties: $0.properties) }
+            let outbound = clientMessages(try benchMessages(size: size, format: messageFormat, queue: queue), queue: queue)
             let publishStart = DispatchTime.now()
             var sent = 0
             while sent < messages {

@@ -199,7 +199,7 @@ struct Scenario {
             try await Task.sleep(for: .seconds(3))
             try await broker.startApp()
         case .freeze:
-            broker.pause()
+            await broker.pause()
             try await Task.sleep(for: .seconds(6))
             broker.resume()
         case .workerKill:

@@ -38,7 +38,7 @@ struct BrokerFaultTests {
         let broker = try await Self.broker.get()
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=1"))
         _ = try await connection.openChannel()
-        broker.pause()
+        await broker.pause()
         defer { broker.resume() }
         let clock = ContinuousClock()
         let started = clock.now
@@ -58,7 +58,7 @@ struct BrokerFaultTests {
         let queue = TestBroker.uniqueName()
         try await channel.queueDeclare(queue, exclusive: true)
         try await channel.publish("before".bytes, routingKey: queue)
-        broker.pause()
+        await broker.pause()
         defer { broker.resume() }
         let clock = ContinuousClock()
         let started = clock.now

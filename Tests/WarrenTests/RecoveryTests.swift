@@ -60,7 +60,7 @@ struct RecoveryTests {
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
         #expect(try await waitUntil { worker.isConsuming })
-        broker.pause()
+        await broker.pause()
         let noticed = try await waitUntil(timeout: .seconds(10)) { !worker.isConsuming }
         broker.resume()
         #expect(noticed, "missed heartbeats reveal the frozen broker")

@@ -204,7 +204,7 @@ struct JSONParser {
                     scalarValue = 0x10000 + ((UInt32(unit) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
                 }
                 guard let scalar = Unicode.Scalar(scalarValue) else { return nil }
-                utf8.append(contentsOf: String(Character(scalar)).utf8)
+                UTF8.encode(scalar) { utf8.append($0) }
             default:
                 return nil
             }
@@ -309,7 +309,11 @@ final class DecodingSession {
     /// Seconds since 1970 of `YYYY-MM-DDTHH:MM:SSZ` (years 1970 to 9999, a valid calendar date); `nil` for any other
     /// text, however valid.
     static func internetDateSeconds(_ text: String) -> Int64? {
-        let utf8 = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { internetDateSeconds(utf8: $0) }
+    }
+
+    private static func internetDateSeconds(utf8: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard utf8.count == 20, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"), utf8[10] == UInt8(ascii: "T"),
             utf8[13] == UInt8(ascii: ":"), utf8[16] == UInt8(ascii: ":"), utf8[19] == UInt8(ascii: "Z")
         else { return nil }

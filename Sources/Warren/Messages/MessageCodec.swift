@@ -50,13 +50,17 @@ final class FastPathRecord: Sendable {
     /// Readable bodies of one type the fast path may hand over before the type goes to `JSONDecoder` for good.
     static let givingUpLimit = 8
     private let givenUp = Mutex<[ObjectIdentifier: Int]>([:])
+    /// Whether `givenUp` holds anything: until it does (the usual case), a decode takes no lock.
+    private let anyGivenUp = Atomic<Bool>(false)
 
     func skips(_ type: ObjectIdentifier) -> Bool {
-        givenUp.withLock { ($0[type] ?? 0) >= Self.givingUpLimit }
+        guard anyGivenUp.load(ordering: .acquiring) else { return false }
+        return givenUp.withLock { ($0[type] ?? 0) >= Self.givingUpLimit }
     }
 
     func gaveUpOnReadableBody(_ type: ObjectIdentifier) {
         givenUp.withLock { $0[type, default: 0] += 1 }
+        anyGivenUp.store(true, ordering: .releasing)
     }
 }
 

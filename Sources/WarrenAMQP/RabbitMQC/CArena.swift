@@ -4,15 +4,18 @@ import Foundation
 /// Memory for the C structures of one librabbitmq call (field tables, properties, strings).
 ///
 /// librabbitmq encodes a method or properties into its output buffer before the call returns, so everything
-/// allocated here may be freed as soon as that call is done. Used on the connection's I/O thread only.
-final class CArena {
+/// allocated here may be freed as soon as that call is done. Used on the connection's I/O thread only (and by the
+/// package's benchmark, whose raw librabbitmq loop keeps one alive for its whole loop).
+package final class CArena {
     private var allocations: [UnsafeMutableRawPointer] = []
+
+    package init() {}
 
     deinit {
         for pointer in allocations { free(pointer) }
     }
 
-    func bytes(_ string: String) -> amqp_bytes_t {
+    package func bytes(_ string: String) -> amqp_bytes_t {
         var utf8 = string.utf8CString  // NUL-terminated, so the bytes can also serve as a C string
         return utf8.withUnsafeMutableBytes { buffer in
             let length = buffer.count - 1
@@ -21,7 +24,7 @@ final class CArena {
         }
     }
 
-    func bytes(_ array: [UInt8]) -> amqp_bytes_t {
+    package func bytes(_ array: [UInt8]) -> amqp_bytes_t {
         array.withUnsafeBytes { buffer in amqp_bytes_t(len: buffer.count, bytes: copy(buffer)) }
     }
 

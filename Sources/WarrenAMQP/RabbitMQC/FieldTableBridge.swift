@@ -46,7 +46,7 @@ extension CArena {
         return field
     }
 
-    func properties(_ properties: AMQPProperties) -> amqp_basic_properties_t {
+    package func properties(_ properties: AMQPProperties) -> amqp_basic_properties_t {
         var c = amqp_basic_properties_t()
         var flags: UInt32 = 0
         func set(_ value: String?, _ flag: Int32, _ assign: (amqp_bytes_t) -> Void) {
