@@ -77,6 +77,11 @@ struct Publish: AsyncParsableCommand {
         let count = messages
         let (_, raw) = try await Cost.of { try await onDedicatedThread { try loop.publish(count: count, cycling: outbound) } }
         add("raw", raw, confirmed: false)
+        for batch in sizes where batch > 1 {
+            try await resetQueue(queue, endpoint: endpoint)
+            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, batch: batch, cycling: outbound) } }
+            add("raw-confirmed-batch-\(batch)", cost, confirmed: true)
+        }
 
         let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-publish", logger: quietLogger)
         defer { Task { await connection.close() } }

@@ -30,7 +30,7 @@ public struct WarrenPublisher: Sendable {
     /// - Throws: the codec's error, or the transport's (for RabbitMQ: `AMQPError` `.unroutable`, `.nacked`, …).
     @discardableResult
     public func publish<M: WarrenMessage>(
-        _ message: M, to destination: Destination, messageID: String = UUID().uuidString.lowercased(),
+        _ message: M, to destination: Destination, messageID: String = Self.newMessageID(),
         correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) async throws -> String {
         let outbound = try outboundMessage(
@@ -53,7 +53,7 @@ public struct WarrenPublisher: Sendable {
         for (index, message) in messages.enumerated() {
             do {
                 outbound.append(try outboundMessage(
-                    message, to: destination, messageID: UUID().uuidString.lowercased(), correlationID: correlationID,
+                    message, to: destination, messageID: Self.newMessageID(), correlationID: correlationID,
                     causationID: nil, headers: headers))
                 positions.append(index)
             } catch {
@@ -72,7 +72,7 @@ public struct WarrenPublisher: Sendable {
     /// look at what goes on the wire. The timestamp and `warren-published-at` header are the time of this call.
     /// - Throws: the codec's error.
     public func outboundMessage<M: WarrenMessage>(
-        _ message: M, to destination: Destination, messageID: String = UUID().uuidString.lowercased(),
+        _ message: M, to destination: Destination, messageID: String = Self.newMessageID(),
         correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) throws -> OutboundMessage {
         var headers = headers
