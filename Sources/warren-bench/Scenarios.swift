@@ -11,7 +11,8 @@ struct Publish: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Confirmed publishing at several batch sizes against the raw unconfirmed loop, in one run.",
         discussion: """
-            raw: librabbitmq, no confirms. client-batch-N: WarrenAMQP, confirmed, N messages per publish(contentsOf:) \
+            raw: librabbitmq, no confirms. raw-confirmed-batch-N: librabbitmq in confirm mode, N publishes then a \
+            wait for their confirms (what the broker charges for confirms, with no Warren code). client-batch-N: WarrenAMQP, confirmed, N messages per publish(contentsOf:) \
             call awaited before the next. publisher: WarrenPublisher (typed JSON), confirmed, --window publishes in \
             flight. The last line printed is one JSON object.
             """)
@@ -22,6 +23,8 @@ struct Publish: AsyncParsableCommand {
     @Option var size = 256
     @Option(help: "Comma-separated batch sizes for the client.") var batches = "1,10,100,1000"
     @Option(help: "Publishes in flight for the WarrenPublisher mode.") var window = 1000
+    @Option(help: "Comma-separated families to run besides raw (always run: the ratios' base): raw-confirmed, client, publisher.")
+    var mode = "raw-confirmed,client,publisher"
     @Option(help: "Runs of the whole scenario; per mode, the run with the median ratio to raw is reported.") var runs = 1
     @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends) or bare (a body, no properties to speak of).")
     var messageFormat: MessageFormat = .warren
@@ -40,12 +43,16 @@ struct Publish: AsyncParsableCommand {
             guard let size = Int(text.trimmingCharacters(in: .whitespaces)), size > 0 else { throw ValidationError("bad batch size '\(text)'") }
             return size
         }
+        let families = Set(mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        for family in families where !["raw-confirmed", "client", "publisher"].contains(family) {
+            throw ValidationError("unknown mode '\(family)' (raw-confirmed, client, publisher)")
+        }
         let runs = max(1, self.runs)
         let rows = try await withBroker(url) { endpoint in
             var all: [[Row]] = []
             for run in 1...runs {
                 if runs > 1 { print("run \(run) of \(runs)") }
-                all.append(try await measure(endpoint: endpoint, sizes: sizes))
+                all.append(try await measure(endpoint: endpoint, sizes: sizes, families: families))
             }
             // Per mode, the run with the median ratio (each ratio is against the raw loop of its own run).
             return all[0].indices.map { index in
@@ -59,7 +66,7 @@ struct Publish: AsyncParsableCommand {
         try printJSON(["publish": rows])
     }
 
-    private func measure(endpoint: AMQPEndpoint, sizes: [Int]) async throws -> [Row] {
+    private func measure(endpoint: AMQPEndpoint, sizes: [Int], families: Set<String>) async throws -> [Row] {
         print("broker \(endpoint), \(messages) persistent messages of \(size) bytes per mode, format \(messageFormat.rawValue)")
         let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
         var rows: [Row] = []
@@ -77,7 +84,7 @@ struct Publish: AsyncParsableCommand {
         let count = messages
         let (_, raw) = try await Cost.of { try await onDedicatedThread { try loop.publish(count: count, cycling: outbound) } }
         add("raw", raw, confirmed: false)
-        for batch in sizes where batch > 1 {
+        for batch in sizes where batch > 1 && families.contains("raw-confirmed") {
             try await resetQueue(queue, endpoint: endpoint)
             let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, batch: batch, cycling: outbound) } }
             add("raw-confirmed-batch-\(batch)", cost, confirmed: true)
@@ -88,7 +95,7 @@ struct Publish: AsyncParsableCommand {
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
         let amqpMessages = clientMessages(outbound, queue: queue)
-        for batch in sizes {
+        for batch in sizes where families.contains("client") {
             try await resetQueue(queue, endpoint: endpoint)
             let (_, cost) = try await Cost.of {
                 var sent = 0
@@ -106,6 +113,7 @@ struct Publish: AsyncParsableCommand {
             add("client-batch-\(batch)", cost, confirmed: true)
         }
 
+        guard families.contains("publisher") else { return rows }
         try await resetQueue(queue, endpoint: endpoint)
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: quietLogger)
         try await transport.start()

@@ -34,6 +34,19 @@ struct FieldTableTests {
         #expect(decoded == Self.everyType)
     }
 
+    @Test func oneArenaServesCallAfterCallThroughGrowthAndReset() throws {
+        // What the I/O thread does: one arena for every publish, reset after each. A table far larger than the arena's
+        // block makes it grow in the middle of a table (entries written before the growth must stay valid) and shrink
+        // back at the reset; the tables after it must encode exactly as with a fresh arena.
+        let huge = AMQPTable(uniqueKeysWithValues: (0..<5_000).map { ("key-\($0)-" + String(repeating: "k", count: $0 % 40), .string(String(repeating: "v", count: $0 % 300))) })
+        let arena = CArena()
+        for table in [Self.everyType, ["one": .int64(1)], huge, Self.everyType, ["x-warren-published-at": .int64(1_700_000_000_000)], huge, [:]] {
+            let bytes = try #require(FieldTableWireCodec.encode(table, in: arena))
+            #expect(bytes == FieldTableWireCodec.encode(table))
+            #expect(FieldTableWireCodec.decode(bytes) == table)
+        }
+    }
+
     @Test func eachTypeAloneSurvivesARoundTrip() throws {
         for (key, value) in Self.everyType {
             let table: AMQPTable = [key: value]

@@ -181,6 +181,8 @@ final class ConnectionCore: @unchecked Sendable {
     /// Consumers that got deliveries during this read pass while their task waited; woken once at its end.
     private var sinksToWake: [ConsumerSink] = []
     private let names = NameCache()
+    /// C memory for the method or publish being sent; reset after each.
+    private let arena = CArena()
     /// When the last delivery that needs an ack arrived: within ``busyWindow`` of it the thread sleeps only briefly.
     private var lastDeliveryAt = ContinuousClock.now - .seconds(1)
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
@@ -778,7 +780,7 @@ final class ConnectionCore: @unchecked Sendable {
             waiter.complete(.failure(AMQPError(.invalidArgument, message: "exchange name and routing key are limited to 255 bytes")))
             return
         }
-        let arena = CArena()
+        defer { arena.reset() }
         var properties = arena.properties(message.properties)
         let status = message.body.withUnsafeBytes { body in
             amqp_basic_publish(
@@ -840,7 +842,8 @@ final class ConnectionCore: @unchecked Sendable {
 
     private func sendHead(of channel: ChannelIO) {
         guard let head = channel.rpcQueue.first, let connection else { return }
-        let status = head.method.send(on: connection, channel: channel.id, arena: CArena())
+        defer { arena.reset() }
+        let status = head.method.send(on: connection, channel: channel.id, arena: arena)
         if status < 0 {
             connectionFailed(AMQPError(.connectionLost, message: "writing to the broker failed: \(statusText(status))"))
         }

@@ -9,9 +9,13 @@ extension CArena {
     func table(_ table: AMQPTable) -> amqp_table_t {
         guard !table.isEmpty else { return amqp_table_t(num_entries: 0, entries: nil) }
         let entries = allocate(amqp_table_entry_t.self, count: table.count)
-        // Sorted keys: a deterministic wire order makes encodings comparable.
-        for (index, key) in table.keys.sorted().enumerated() {
-            entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
+        if table.count == 1, let (key, value) = table.first {
+            entries[0] = amqp_table_entry_t(key: bytes(key), value: fieldValue(value))
+        } else {
+            // Sorted keys: a deterministic wire order makes encodings comparable.
+            for (index, key) in table.keys.sorted().enumerated() {
+                entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
+            }
         }
         return amqp_table_t(num_entries: Int32(table.count), entries: entries)
     }
@@ -170,8 +174,9 @@ extension AMQPProperties {
 /// to check that a table survives the wire unchanged.
 enum FieldTableWireCodec {
     /// The wire bytes of `table` (its 4-byte length prefix included), as librabbitmq encodes it.
-    static func encode(_ table: AMQPTable) -> [UInt8]? {
-        let arena = CArena()
+    /// `arena` is reset before this returns.
+    static func encode(_ table: AMQPTable, in arena: CArena = CArena()) -> [UInt8]? {
+        defer { arena.reset() }
         var cTable = arena.table(table)
         var capacity = 4096
         while capacity <= 64 * 1024 * 1024 {
