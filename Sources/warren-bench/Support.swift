@@ -162,9 +162,13 @@ final class Completion: Sendable {
 func drain(
     _ registration: HandlerRegistration, endpoint: AMQPEndpoint, connectionName: String, until completion: Completion
 ) async throws -> Cost {
-    let worker = Worker(
-        transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
-        registrations: [registration], logger: quietLogger)
+    try await drain(
+        registration, transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
+        until: completion)
+}
+
+func drain(_ registration: HandlerRegistration, transport: any WarrenTransport, until completion: Completion) async throws -> Cost {
+    let worker = Worker(transport: transport, registrations: [registration], logger: quietLogger)
     let running = Task { try await worker.run() }
     let deadline = ContinuousClock.now + .seconds(60)
     while !worker.isConsuming {

@@ -11,7 +11,7 @@ struct WarrenBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-bench",
         abstract: "Warren's benchmarks. Build in release: swift build -c release --product warren-bench.",
-        subcommands: [Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, BacklogChild.self],
+        subcommands: [Micro.self, Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, BacklogChild.self],
         defaultSubcommand: Consume.self
     )
 }
@@ -22,7 +22,8 @@ struct Consume: AsyncParsableCommand {
         discussion: """
             Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
             client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message), \
-            framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker). \
+            framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker), \
+            in-memory (the framework mode on InMemoryTransport, the embedded default: no broker in the path). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
             Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
@@ -67,8 +68,8 @@ struct Consume: AsyncParsableCommand {
 
     func run() async throws {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        for m in modes where !["raw", "raw-multi", "client", "framework"].contains(m) {
-            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client, framework)")
+        for m in modes where !["raw", "raw-multi", "client", "framework", "in-memory"].contains(m) {
+            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client, framework, in-memory)")
         }
         var broker: LocalBroker?
         let uri: String
@@ -163,6 +164,8 @@ struct Consume: AsyncParsableCommand {
             return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
         case "framework":
             return try await measureFramework(endpoint: endpoint, logger: quiet)
+        case "in-memory":
+            return try await measureInMemory()
         default:
             let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
             defer { Task { await connection.close() } }
@@ -224,6 +227,28 @@ extension Consume {
         ) { _, _ in completion.handledOne() }
         let cost = try await drain(registration, endpoint: endpoint, connectionName: "warren-bench-worker", until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
+    }
+}
+
+extension Consume {
+    /// The framework mode on `InMemoryTransport`: the same messages and handler, no broker or socket in the path.
+    func measureInMemory() async throws -> Sample {
+        let transport = InMemoryTransport()
+        try await transport.prepare(queue: queue, delays: [])
+        let publisher = WarrenPublisher(transport: transport)
+        let payload = benchPayload(size: size)
+        let messages = try (0..<messages).map { try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue)) }
+        let publishStart = DispatchTime.now()
+        for result in await transport.publish(contentsOf: messages) { try result.get() }
+        let publishSeconds = seconds(since: publishStart)
+
+        let completion = Completion(expected: messages.count)
+        let registration = HandlerRegistration(
+            BenchMessage.self, queue: queue,
+            options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
+        ) { _, _ in completion.handledOne() }
+        let cost = try await drain(registration, transport: transport, until: completion)
+        return Sample(publish: Double(messages.count) / publishSeconds, consume: Double(messages.count) / cost.seconds, consumeCost: cost)
     }
 }
 

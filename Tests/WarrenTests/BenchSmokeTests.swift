@@ -19,12 +19,18 @@ struct BenchSmokeTests {
         #expect(consume["mode"] as? String == "framework")
         #expect((consume["consume_ratio_vs_raw"] as? Double ?? 0) > 0)
 
+        let inMemory = try await run(["consume", "--messages", "300", "--mode", "raw,in-memory", "--queue", "bench.smoke.memory-transport"])
+        #expect(inMemory["mode"] as? String == "in-memory")
+        #expect((inMemory["consume_ratio_vs_raw"] as? Double ?? 0) > 0)
+
         let bare = try await run(["consume", "--messages", "200", "--mode", "raw,client", "--format", "bare", "--queue", "bench.smoke.bare"])
         #expect(bare["mode"] as? String == "client")
 
         let publish = try await run(["publish", "--messages", "200", "--runs", "2", "--batches", "1,10", "--queue", "bench.smoke.publish"])
         #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" }
-            == ["raw", "client-batch-1", "client-batch-10", "publisher-window-1000", "publisher-batch-10"])
+            == ["raw", "raw-confirmed-batch-10", "client-batch-1", "client-batch-10", "publisher-window-1000", "publisher-batch-10"])
+        let onlyClient = try await run(["publish", "--messages", "100", "--batches", "10", "--mode", "client", "--queue", "bench.smoke.publish"])
+        #expect((onlyClient["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" } == ["raw", "client-batch-10"])
 
         let latency = try await run(["latency", "--rate", "200", "--seconds", "1", "--queue", "bench.smoke.latency"])
         let rows = try #require(latency["latency"] as? [[String: Any]])

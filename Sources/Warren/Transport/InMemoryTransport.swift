@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import Synchronization
 import WarrenAMQP
@@ -22,7 +23,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
     }
 
     struct QueueState {
-        var ready: [StoredMessage] = []
+        var ready: Deque<StoredMessage> = []
         var unacked: [UInt64: StoredMessage] = [:]
         var consumer: ConsumerState?
     }
@@ -113,7 +114,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
 
     /// The ready messages of `queue`, head first, without taking them.
     public func peek(_ queue: String) -> [StoredMessage] {
-        state.withLock { $0.queues[queue]?.ready ?? [] }
+        state.withLock { Array($0.queues[queue]?.ready ?? []) }
     }
 
     /// Messages waiting out a retry delay.
@@ -130,7 +131,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
 
     private func enqueue(_ message: StoredMessage, into queue: String, atFront: Bool = false) {
         let handoff = state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
-            if atFront { state.queues[queue, default: QueueState()].ready.insert(message, at: 0) } else {
+            if atFront { state.queues[queue, default: QueueState()].ready.prepend(message) } else {
                 state.queues[queue, default: QueueState()].ready.append(message)
             }
             return Self.takeHandoff(&state, queue: queue)
@@ -142,17 +143,26 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
 
     /// When the queue's consumer waits and may take one more, moves the head message to unacked for it.
     private static func takeHandoff(_ state: inout State, queue: String) -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? {
-        guard var queueState = state.queues[queue], var consumer = queueState.consumer, !consumer.cancelled,
-            let waiter = consumer.waiter, !queueState.ready.isEmpty, queueState.unacked.count < consumer.prefetch
+        guard let consumer = state.queues[queue]?.consumer, !consumer.cancelled, let waiter = consumer.waiter,
+            canTake(state, queue: queue, prefetch: consumer.prefetch)
         else { return nil }
-        let message = queueState.ready.removeFirst()
+        state.queues[queue]!.consumer!.waiter = nil
+        let (message, tag) = takeHead(&state, queue: queue)
+        return (waiter, message, tag)
+    }
+
+    private static func canTake(_ state: State, queue: String, prefetch: Int) -> Bool {
+        (state.queues[queue]?.ready.count ?? 0) > 0 && (state.queues[queue]?.unacked.count ?? 0) < prefetch
+    }
+
+    /// Moves the head of `queue`'s ready messages to its unacknowledged ones. Mutates in place: a copy of the queue's
+    /// state taken out of the dictionary would make every take copy all of its messages.
+    private static func takeHead(_ state: inout State, queue: String) -> (StoredMessage, UInt64) {
         let tag = state.nextTag
         state.nextTag += 1
-        queueState.unacked[tag] = message
-        consumer.waiter = nil
-        queueState.consumer = consumer
-        state.queues[queue] = queueState
-        return (waiter, message, tag)
+        let message = state.queues[queue]!.ready.removeFirst()
+        state.queues[queue]!.unacked[tag] = message
+        return (message, tag)
     }
 
     private func delivery(_ message: StoredMessage, tag: UInt64, queue: String) -> TransportDelivery {
@@ -175,21 +185,15 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TransportDelivery?, any Error>) in
                 let immediate = state.withLock { state -> Immediate? in
-                    guard var queueState = state.queues[queue], var consumer = queueState.consumer else { return .end }
+                    guard let consumer = state.queues[queue]?.consumer else { return .end }
                     if Task.isCancelled { return .cancelled }
                     if consumer.cancelled { return .end }
-                    if !queueState.ready.isEmpty, queueState.unacked.count < consumer.prefetch {
-                        let message = queueState.ready.removeFirst()
-                        let tag = state.nextTag
-                        state.nextTag += 1
-                        queueState.unacked[tag] = message
-                        state.queues[queue] = queueState
+                    if Self.canTake(state, queue: queue, prefetch: consumer.prefetch) {
+                        let (message, tag) = Self.takeHead(&state, queue: queue)
                         return .message(message, tag)
                     }
-                    consumer.waiter = continuation
-                    consumer.waiterID = waiterID
-                    queueState.consumer = consumer
-                    state.queues[queue] = queueState
+                    state.queues[queue]!.consumer!.waiter = continuation
+                    state.queues[queue]!.consumer!.waiterID = waiterID
                     return nil
                 }
                 switch immediate {
@@ -226,16 +230,15 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
     private func closeConsumer(queue: String) {
         cancelConsumer(queue: queue)
         state.withLock { state in
-            guard var queueState = state.queues[queue] else { return }
-            let returned = queueState.unacked.sorted { $0.key < $1.key }.map { entry -> StoredMessage in
+            guard let unacked = state.queues[queue]?.unacked else { return }
+            let returned = unacked.sorted { $0.key < $1.key }.map { entry -> StoredMessage in
                 var message = entry.value
                 message.redelivered = true
                 return message
             }
-            queueState.unacked.removeAll()
-            queueState.ready.insert(contentsOf: returned, at: 0)
-            queueState.consumer = nil
-            state.queues[queue] = queueState
+            state.queues[queue]!.unacked.removeAll()
+            state.queues[queue]!.ready.insert(contentsOf: returned, at: 0)
+            state.queues[queue]!.consumer = nil
         }
     }
 
@@ -255,7 +258,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
                 throw AMQPError(.channelClosed, replyCode: 406, replyText: "PRECONDITION_FAILED - unknown delivery tag \(tag)", message: "unknown delivery tag")
             }
             message.redelivered = true
-            state.queues[queue]?.ready.insert(message, at: 0)
+            state.queues[queue]?.ready.prepend(message)
             return Self.takeHandoff(&state, queue: queue)
         }
         if let (waiter, message, tag) = handoff { waiter.resume(returning: delivery(message, tag: tag, queue: queue)) }
