@@ -37,7 +37,7 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Prefetch count of the consumer.") var prefetch: UInt16 = 200
     @Option(help: "Comma-separated modes, run in this order: raw, raw-multi, client, framework.")
     var mode = "raw,client,framework"
-    @Option(help: "Runs of each mode; the median is reported.") var runs = 1
+    @Option(help: "Rounds of every mode, one mode after the other; per mode the median is reported.") var runs = 1
     @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
     @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency = 1
     @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends, as the framework mode does) or bare (a body, no properties to speak of).")
@@ -58,6 +58,8 @@ struct Consume: AsyncParsableCommand {
         var baseline: Baseline?
         var consume_ratio_vs_raw: Double?
         var publish_ratio_vs_raw: Double?
+        /// Present when raw-multi ran too.
+        var consume_ratio_vs_raw_multi: Double?
     }
 
     struct Baseline: Codable {
@@ -84,14 +86,19 @@ struct Consume: AsyncParsableCommand {
         let endpoint = try AMQPEndpoint(uri: uri)
         print("broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), format \(messageFormat.rawValue), \(runs) run(s) per mode")
 
-        var results: [Result] = []
-        for m in modes {
-            var samples: [Sample] = []
-            for run in 1...max(1, runs) {
+        // Round after round of every mode (not every run of one mode, then the next): the broker gets slower or faster
+        // over a long session (its message store, its garbage collector), and each mode must see the same drift.
+        var samplesByMode: [String: [Sample]] = [:]
+        for run in 1...max(1, runs) {
+            for m in modes {
                 let sample = try await measure(mode: m, endpoint: endpoint)
                 print("  \(m.padding(toLength: 10, withPad: " ", startingAt: 0)) run \(run): publish \(Int(sample.publish)) msg/s, consume \(Int(sample.consume)) msg/s")
-                samples.append(sample)
+                samplesByMode[m, default: []].append(sample)
             }
+        }
+        var results: [Result] = []
+        for m in modes {
+            let samples = samplesByMode[m]!
             let middle = samples.sorted { $0.consume < $1.consume }[samples.count / 2]
             results.append(Result(
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
@@ -101,13 +108,15 @@ struct Consume: AsyncParsableCommand {
         }
 
         let raw = results.first { $0.mode == "raw" }
+        let rawMulti = results.first { $0.mode == "raw-multi" }
         print("")
         printTable(
-            ["mode", "publish msg/s", "consume msg/s", "consume/raw", "publish/raw", "confirmed", "cpu µs/msg", "allocs/msg", "rss MiB"],
+            ["mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg", "allocs/msg", "rss MiB"],
             results.map { result in
                 [
                     result.mode, "\(Int(result.publish_msgs_per_s))", "\(Int(result.consume_msgs_per_s))",
                     raw.map { format(ratio(result.consume_msgs_per_s, $0.consume_msgs_per_s)) } ?? "-",
+                    rawMulti.map { format(ratio(result.consume_msgs_per_s, $0.consume_msgs_per_s)) } ?? "-",
                     raw.map { format(ratio(result.publish_msgs_per_s, $0.publish_msgs_per_s)) } ?? "-",
                     result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
                     result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
@@ -118,6 +127,9 @@ struct Consume: AsyncParsableCommand {
             last.baseline = Baseline(mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
             last.consume_ratio_vs_raw = (last.consume_msgs_per_s / raw.consume_msgs_per_s * 1000).rounded() / 1000
             last.publish_ratio_vs_raw = (last.publish_msgs_per_s / raw.publish_msgs_per_s * 1000).rounded() / 1000
+        }
+        if let rawMulti, last.mode != "raw-multi" {
+            last.consume_ratio_vs_raw_multi = (last.consume_msgs_per_s / rawMulti.consume_msgs_per_s * 1000).rounded() / 1000
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -24,8 +24,11 @@ public struct JSONMessageCodec: MessageCodec {
         decoder.dateDecodingStrategy = .iso8601
     }
 
+    /// Writes most messages without Foundation's `JSONEncoder` (several times faster; the same JSON but for the order
+    /// of an object's keys) and asks `JSONEncoder` for the rest, so errors are always `JSONEncoder`'s.
     public func encode<M: Encodable>(_ message: M) throws -> [UInt8] {
-        Array(try encoder.encode(message))
+        if let body = JSONFastEncoder.encode(message) { return body }
+        return Array(try encoder.encode(message))
     }
 
     /// Reads most messages without Foundation's `JSONDecoder` (several times faster, never a different result) and
