@@ -29,7 +29,7 @@ struct Scenario {
         let started = clock.now
         let queue = "chaos.\(fault.rawValue).\(UUID().uuidString.prefix(8).lowercased())"
         let ledgerPath = "\(directory)/\(fault.rawValue).ledger"
-        FileManager.default.createFile(atPath: ledgerPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: ledgerPath, contents: nil)
         print("\(fault.rawValue): queue \(queue)")
 
         var arguments = ["worker", "--queue", queue, "--ledger", ledgerPath, "--redelivery-limit", "\(fault == .poison ? redeliveryLimit : 10)"]

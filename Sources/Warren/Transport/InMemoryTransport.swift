@@ -11,37 +11,11 @@ import WarrenAMQP
 /// Messages live in this process only: they are lost when it exits.
 public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration == Duration {
     let clock: C
-    private let state = Mutex(State())
+    private let state = Mutex(InMemoryState())
 
     /// A stored message: a dead letter, or one waiting in a queue.
-    public struct StoredMessage: Sendable {
-        public var body: [UInt8]
-        public var properties: AMQPProperties
-        public var redelivered: Bool
-        public var exchange: String
-        public var routingKey: String
-    }
-
-    struct QueueState {
-        var ready: Deque<StoredMessage> = []
-        var unacked: [UInt64: StoredMessage] = [:]
-        var consumer: ConsumerState?
-    }
-
-    struct ConsumerState {
-        var prefetch: Int
-        var waiter: CheckedContinuation<TransportDelivery?, any Error>?
-        var waiterID: UInt64 = 0
-        var cancelled = false
-    }
-
-    struct State {
-        var queues: [String: QueueState] = [:]
-        var deadLetters: [String: [StoredMessage]] = [:]
-        var nextTag: UInt64 = 1
-        var nextWaiter: UInt64 = 1
-        var pendingDelays = 0
-    }
+    public typealias StoredMessage = InMemoryStoredMessage
+    private typealias State = InMemoryState
 
     public init(clock: C) {
         self.clock = clock
@@ -51,14 +25,14 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
 
     public func prepare(queue: String, delays: Set<Duration>) async throws {
         state.withLock { state in
-            if state.queues[queue] == nil { state.queues[queue] = QueueState() }
+            if state.queues[queue] == nil { state.queues[queue] = InMemoryQueueState() }
             if state.deadLetters[queue] == nil { state.deadLetters[queue] = [] }
         }
     }
 
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         state.withLock { state in
-            state.queues[queue, default: QueueState()].consumer = ConsumerState(prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+            state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(prefetch: prefetch == 0 ? Int.max : Int(prefetch))
         }
         return TransportConsumer(
             next: { [self] in try await next(queue: queue) },
@@ -131,8 +105,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
 
     private func enqueue(_ message: StoredMessage, into queue: String, atFront: Bool = false) {
         let handoff = state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
-            if atFront { state.queues[queue, default: QueueState()].ready.prepend(message) } else {
-                state.queues[queue, default: QueueState()].ready.append(message)
+            if atFront { state.queues[queue, default: InMemoryQueueState()].ready.prepend(message) } else {
+                state.queues[queue, default: InMemoryQueueState()].ready.append(message)
             }
             return Self.takeHandoff(&state, queue: queue)
         }
@@ -270,6 +244,38 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
         func ack(_ tag: UInt64) throws { try transport.ack(tag, queue: queue) }
         func requeue(_ tag: UInt64) throws { try transport.requeue(tag, queue: queue) }
     }
+}
+
+/// A message stored by ``InMemoryTransport``: a dead letter, or one waiting in a queue.
+public struct InMemoryStoredMessage: Sendable {
+    public var body: [UInt8]
+    public var properties: AMQPProperties
+    public var redelivered: Bool
+    public var exchange: String
+    public var routingKey: String
+}
+
+// The transport's state lives outside the generic class: nested in it, every access would look up generic metadata
+// for the clock type (a sixth of the in-memory worker's CPU).
+struct InMemoryQueueState {
+    var ready: Deque<InMemoryStoredMessage> = []
+    var unacked: [UInt64: InMemoryStoredMessage] = [:]
+    var consumer: InMemoryConsumerState?
+}
+
+struct InMemoryConsumerState {
+    var prefetch: Int
+    var waiter: CheckedContinuation<TransportDelivery?, any Error>?
+    var waiterID: UInt64 = 0
+    var cancelled = false
+}
+
+struct InMemoryState {
+    var queues: [String: InMemoryQueueState] = [:]
+    var deadLetters: [String: [InMemoryStoredMessage]] = [:]
+    var nextTag: UInt64 = 1
+    var nextWaiter: UInt64 = 1
+    var pendingDelays = 0
 }
 
 extension InMemoryTransport where C == ContinuousClock {
