@@ -351,7 +351,7 @@ struct WorkerTests {
         // Refused as a whole (no such exchange): every message fails, the transport keeps working.
         let refused = await publisher.publish(contentsOf: Array(emails.prefix(3)), to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"))
         #expect(refused.allSatisfy { if case .failure = $0 { true } else { false } })
-        #expect(try await publisher.publish(contentsOf: Array(emails.prefix(2)), to: .queue(queue)).allSatisfy { (try? $0.get()) != nil })
+        #expect(await publisher.publish(contentsOf: Array(emails.prefix(2)), to: .queue(queue)).allSatisfy { (try? $0.get()) != nil })
         await connection.close()
         await transport.close()
     }

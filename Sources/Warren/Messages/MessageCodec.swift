@@ -70,19 +70,29 @@ final class FastPathRecord: Sendable {
 /// The codecs a worker accepts, chosen by a delivery's `content_type`. A delivery without a content type is read
 /// with the default codec.
 public struct CodecRegistry: Sendable {
-    public var defaultCodec: any MessageCodec
+    public var defaultCodec: any MessageCodec {
+        didSet { usual = Self.usual(codecs, defaultCodec) }
+    }
     private var codecs: [String: any MessageCodec]
+    /// What `codecs[defaultCodec.contentType]` gives, so the usual delivery finds its codec with one comparison.
+    private var usual: (contentType: String, codec: (any MessageCodec)?)
 
     public init(default defaultCodec: any MessageCodec = JSONMessageCodec(), others: [any MessageCodec] = []) {
         self.defaultCodec = defaultCodec
         var codecs: [String: any MessageCodec] = [defaultCodec.contentType.lowercased(): defaultCodec]
         for codec in others { codecs[codec.contentType.lowercased()] = codec }
         self.codecs = codecs
+        self.usual = Self.usual(codecs, defaultCodec)
+    }
+
+    private static func usual(_ codecs: [String: any MessageCodec], _ defaultCodec: any MessageCodec) -> (String, (any MessageCodec)?) {
+        (defaultCodec.contentType, codecs[defaultCodec.contentType])
     }
 
     /// The codec for `contentType` (parameters such as `; charset=utf-8` ignored), or `nil` when none is registered.
     public func codec(for contentType: String?) -> (any MessageCodec)? {
         guard let contentType, !contentType.isEmpty else { return defaultCodec }
+        if contentType == usual.contentType, let codec = usual.codec { return codec }
         if let codec = codecs[contentType] { return codec }  // the usual case: exactly a registered type
         let bare = contentType.split(separator: ";", maxSplits: 1).first.map {
             $0.trimmingCharacters(in: .whitespaces).lowercased()

@@ -133,13 +133,13 @@ enum RedeliveryVerdict: Equatable {
 
     static func decide(redelivered: Bool, headers: AMQPTable, limit: Int?) -> RedeliveryVerdict {
         guard let limit else { return .handle }
-        if let deliveryCount = headers[WarrenHeader.quorumDeliveryCount]?.int64Value {
+        if let deliveryCount = headers.header(WarrenHeader.quorumDeliveryCount)?.int64Value {
             // A quorum queue counts every return itself.
             let returns = Int(clamping: max(0, deliveryCount))
             return returns > limit ? .deadLetter(returns: returns, limit: limit) : .handle
         }
         guard redelivered else { return .handle }
-        let counted = Int(clamping: max(0, headers[WarrenHeader.redeliveries]?.int64Value ?? 0))
+        let counted = Int(clamping: max(0, headers.header(WarrenHeader.redeliveries)?.int64Value ?? 0))
         let returns = counted == Int.max ? counted : counted + 1
         return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns, isolated: returns >= 2)
     }

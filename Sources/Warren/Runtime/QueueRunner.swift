@@ -9,6 +9,8 @@ struct QueueRunner: Sendable {
     /// The queue consumed: the work queue, or its redelivered queue.
     let source: String
     let handlers: [String: HandlerRegistration]
+    /// The registration when there is only one.
+    private let onlyHandler: HandlerRegistration?
     let prefetch: UInt16
     let concurrency: Int
     let worker: Worker
@@ -21,6 +23,7 @@ struct QueueRunner: Sendable {
         self.queue = queue
         self.source = isolated ? WarrenTopology(queue: queue).redeliveredQueue : queue
         self.handlers = Dictionary(registrations.map { ($0.messageType, $0) }, uniquingKeysWith: { first, _ in first })
+        self.onlyHandler = handlers.count == 1 ? handlers.first?.value : nil
         self.prefetch = isolated ? 1 : registrations.map(\.options.prefetch).max() ?? 20
         self.concurrency = isolated ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
@@ -107,8 +110,14 @@ struct QueueRunner: Sendable {
         report(delivery, attempt: attempt(of: delivery), outcome: .requeued, duration: .zero, failure: nil, logger: logger)
     }
 
+    /// The registration for `type`; with a single handler (the usual case) without hashing the type.
+    private func handler(for type: String) -> HandlerRegistration? {
+        if let onlyHandler { return onlyHandler.messageType == type ? onlyHandler : nil }
+        return handlers[type]
+    }
+
     private func attempt(of delivery: TransportDelivery) -> Int {
-        max(1, Int(clamping: delivery.properties.headers?[WarrenHeader.attempt]?.int64Value ?? 1))
+        max(1, Int(clamping: delivery.properties.headers?.header(WarrenHeader.attempt)?.int64Value ?? 1))
     }
 
     func handle(_ delivery: TransportDelivery) async {
@@ -117,7 +126,7 @@ struct QueueRunner: Sendable {
         let properties = delivery.properties
         let headers = properties.headers ?? [:]
         let attempt = attempt(of: delivery)
-        let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers[WarrenHeader.messageType]?.stringValue
+        let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers.header(WarrenHeader.messageType)?.stringValue
 
         var failure: HandlingFailure?
         var interrupted = false
@@ -135,7 +144,7 @@ struct QueueRunner: Sendable {
             failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
         } else if let encoding = properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
             failure = .unsupportedContentEncoding(encoding)
-        } else if let type, let registration = handlers[type] {
+        } else if let type, let registration = handler(for: type) {
             if let codec = configuration.codecs.codec(for: properties.contentType) {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
@@ -178,7 +187,7 @@ struct QueueRunner: Sendable {
             outcome = requeue(delivery)
         } else if let failure {
             let decision = FailureDecision.decide(
-                failure: failure, attempt: attempt, policy: type.flatMap { handlers[$0] }?.options.retry ?? .never,
+                failure: failure, attempt: attempt, policy: type.flatMap(handler(for:))?.options.retry ?? .never,
                 jitterSample: Double.random(in: 0..<1))
             outcome = await settle(delivery, failure: failure, decision: decision, attempt: attempt)
         } else {
@@ -280,7 +289,7 @@ struct QueueRunner: Sendable {
     }
 
     private func firstEnqueuedAt(_ properties: AMQPProperties) -> Date? {
-        if let millis = properties.headers?[WarrenHeader.firstEnqueuedAt]?.int64Value {
+        if let millis = properties.headers?.header(WarrenHeader.firstEnqueuedAt)?.int64Value {
             return Date(timeIntervalSince1970: Double(millis) / 1000)
         }
         return properties.timestamp
@@ -290,7 +299,7 @@ struct QueueRunner: Sendable {
     /// delay), else Warren's publish time, else the AMQP timestamp (whole seconds).
     private func enqueuedAtMilliseconds(_ properties: AMQPProperties) -> Int64? {
         let headers = properties.headers
-        return headers?[WarrenHeader.lastFailureAt]?.int64Value ?? headers?[WarrenHeader.publishedAt]?.int64Value
+        return headers?.header(WarrenHeader.lastFailureAt)?.int64Value ?? headers?.header(WarrenHeader.publishedAt)?.int64Value
             ?? properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) }
     }
 
@@ -312,7 +321,7 @@ struct QueueRunner: Sendable {
         }
         let event = SettlementEvent(
             messageID: properties.messageID,
-            messageType: properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue, queue: queue,
+            messageType: properties.type ?? properties.headers?.header(WarrenHeader.messageType)?.stringValue, queue: queue,
             attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary,
             duplicate: duplicate)
         let level: Logger.Level = switch outcome {

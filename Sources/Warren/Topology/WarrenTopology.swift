@@ -105,3 +105,13 @@ public struct TopologyManifest: Codable, Sendable, Equatable {
         public var delayMilliseconds: Int64
     }
 }
+
+extension Dictionary where Key == String, Value == AMQPFieldValue {
+    /// `self[name]`, without hashing `name` when there are few headers (a message usually carries one or two): a scan
+    /// compares lengths first, then bytes. Used on every delivery for Warren's own headers.
+    func header(_ name: String) -> AMQPFieldValue? {
+        guard count <= 8 else { return self[name] }
+        for (key, value) in self where key == name { return value }
+        return nil
+    }
+}
