@@ -107,30 +107,33 @@ struct Consume: AsyncParsableCommand {
                 consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS")))
         }
 
-        let raw = results.first { $0.mode == "raw" }
-        let rawMulti = results.first { $0.mode == "raw-multi" }
+        // Ratios are medians of each round's ratio (both modes measured minutes apart on the same broker), which the
+        // broker's drift between rounds does not move as much as a ratio of medians.
+        func roundRatio(_ mode: String, to base: String, _ value: (Sample) -> Double) -> Double? {
+            guard let samples = samplesByMode[mode], let bases = samplesByMode[base] else { return nil }
+            let ratios = zip(samples, bases).map { value($0) / max(value($1), 1e-9) }
+            return (median(ratios) * 1000).rounded() / 1000
+        }
         print("")
         printTable(
             ["mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg", "allocs/msg", "rss MiB"],
             results.map { result in
                 [
                     result.mode, "\(Int(result.publish_msgs_per_s))", "\(Int(result.consume_msgs_per_s))",
-                    raw.map { format(ratio(result.consume_msgs_per_s, $0.consume_msgs_per_s)) } ?? "-",
-                    rawMulti.map { format(ratio(result.consume_msgs_per_s, $0.consume_msgs_per_s)) } ?? "-",
-                    raw.map { format(ratio(result.publish_msgs_per_s, $0.publish_msgs_per_s)) } ?? "-",
+                    roundRatio(result.mode, to: "raw", \.consume).map(format) ?? "-",
+                    roundRatio(result.mode, to: "raw-multi", \.consume).map(format) ?? "-",
+                    roundRatio(result.mode, to: "raw", \.publish).map(format) ?? "-",
                     result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
                     result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
                 ]
             })
         var last = results.last!
-        if let raw, last.mode != "raw" {
+        if let raw = results.first(where: { $0.mode == "raw" }), last.mode != "raw" {
             last.baseline = Baseline(mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
-            last.consume_ratio_vs_raw = (last.consume_msgs_per_s / raw.consume_msgs_per_s * 1000).rounded() / 1000
-            last.publish_ratio_vs_raw = (last.publish_msgs_per_s / raw.publish_msgs_per_s * 1000).rounded() / 1000
+            last.consume_ratio_vs_raw = roundRatio(last.mode, to: "raw", \.consume)
+            last.publish_ratio_vs_raw = roundRatio(last.mode, to: "raw", \.publish)
         }
-        if let rawMulti, last.mode != "raw-multi" {
-            last.consume_ratio_vs_raw_multi = (last.consume_msgs_per_s / rawMulti.consume_msgs_per_s * 1000).rounded() / 1000
-        }
+        if last.mode != "raw-multi" { last.consume_ratio_vs_raw_multi = roundRatio(last.mode, to: "raw-multi", \.consume) }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if let broker { try await broker.stop() }
