@@ -20,11 +20,7 @@ struct RawLoop {
     /// Publishes `count` messages without confirms to the loop's queue, cycling through `messages` (their
     /// destinations are ignored). Their C properties are built before the clock starts. Returns the seconds spent.
     func publish(count: Int, cycling messages: [OutboundMessage]) throws -> Double {
-        // The same conversion WarrenAMQP uses; the arena keeps it all alive until the loop is done.
-        let arena = CArena()
-        var properties = messages.map { arena.properties($0.properties) }
-        let bodies = messages.map { arena.bytes($0.body) }
-        return try withExtendedLifetime(arena) {
+        try withCMessages(messages) { properties, bodies in
             try withConnection { connection in
                 let start = DispatchTime.now()
                 try queue.withCString { queueName in
@@ -47,10 +43,7 @@ struct RawLoop {
     /// `batch` publishes, then read frames until the broker confirmed all of them, then the next batch. What the
     /// broker itself pays for confirms, without any of Warren's code. Returns the seconds spent.
     func publishConfirmed(count: Int, batch: Int, cycling messages: [OutboundMessage]) throws -> Double {
-        let arena = CArena()
-        var properties = messages.map { arena.properties($0.properties) }
-        let bodies = messages.map { arena.bytes($0.body) }
-        return try withExtendedLifetime(arena) {
+        try withCMessages(messages) { properties, bodies in
             try withConnection { connection in
                 amqp_confirm_select(connection, 1)
                 try check(amqp_get_rpc_reply(connection), "confirm.select")
@@ -88,6 +81,17 @@ struct RawLoop {
                 return seconds(since: start)
             }
         }
+    }
+
+    /// Runs `body` with the C properties and bodies of `messages`, built before it (and its clock) starts with the same
+    /// conversion WarrenAMQP uses; the arena keeps them alive until `body` returns.
+    private func withCMessages<T>(
+        _ messages: [OutboundMessage], _ body: (inout [amqp_basic_properties_t], [amqp_bytes_t]) throws -> T
+    ) rethrows -> T {
+        let arena = CArena()
+        var properties = messages.map { arena.properties($0.properties) }
+        let bodies = messages.map { arena.bytes($0.body) }
+        return try withExtendedLifetime(arena) { try body(&properties, bodies) }
     }
 
     /// Consumes and acks `count` messages; acks one by one (`ackEvery` 1) or every `ackEvery` with `multiple`.

@@ -116,6 +116,13 @@ struct JSONFastEncoderTests {
         }
     }
 
+    @Test func largeDictionariesAreWritten() throws {
+        let large = Dictionary(uniqueKeysWithValues: (0..<5_000).map { ("key \($0)", $0) })
+        let fast = try #require(JSONFastEncoder.encode(large))
+        let reference = try Self.foundation(large)
+        #expect(Self.sameJSON(fast, reference))
+    }
+
     @Test func nestedContainersUsedInOrderAreWritten() throws {
         let fast = try #require(JSONFastEncoder.encode(Nested()))
         #expect(String(decoding: fast, as: UTF8.self) == #"{"inner":{"x":1,"list":["a",{"y":true}]},"z":"after","n":null}"#)
@@ -156,6 +163,12 @@ struct JSONFastEncoderTests {
             try object.encode(2, forKey: "k")
         }
         #expect(JSONFastEncoder.encode(twice) == nil)
+        let twiceAfterMany = Custom { encoder in  // past the point where the written keys go into a set
+            var object = encoder.container(keyedBy: AnyKey.self)
+            for index in 0..<40 { try object.encode(index, forKey: AnyKey(stringValue: "k\(index)")) }
+            try object.encode(0, forKey: "k3")
+        }
+        #expect(JSONFastEncoder.encode(twiceAfterMany) == nil)
         let superEncoder = Custom { encoder in
             var object = encoder.container(keyedBy: AnyKey.self)
             try "x".encode(to: object.superEncoder())

@@ -28,8 +28,21 @@ final class EncodingSession {
         /// The slot whose value this container is (0 for a nested container).
         let owner: Int
         var count = 0
-        /// Keys written so far (objects only), to give up on a key written twice.
+        /// Keys written so far (objects only), to give up on a key written twice: a list while there are few, then a
+        /// set (a large dictionary would make the list quadratic).
         var keys: [String] = []
+        var keySet: Set<String>?
+
+        /// Records `key`; `false` when it was written already.
+        mutating func insert(_ key: String) -> Bool {
+            if keySet == nil {
+                if keys.contains(key) { return false }
+                keys.append(key)
+                if keys.count > 16 { keySet = Set(keys) }
+                return true
+            }
+            return keySet!.insert(key).inserted
+        }
     }
 
     var output: [UInt8] = []
@@ -69,7 +82,7 @@ final class EncodingSession {
         }
         if openSlot == slot { giveUp() }  // it wrote nothing; JSONEncoder writes {} or throws
         openSlot = outer
-        _ = closeFrames(downTo: depth)
+        closeFrames(downTo: depth)
     }
 
     /// Called by a value's encoder before it writes: only the slot's own encoder may, and only once.
@@ -223,27 +236,25 @@ final class EncodingSession {
             giveUp()
             return false
         }
-        return closeFrames(downTo: index + 1)
+        closeFrames(downTo: index + 1)
+        return true
     }
 
     /// Closes the open containers above the first `depth`.
-    @discardableResult
-    func closeFrames(downTo depth: Int) -> Bool {
+    func closeFrames(downTo depth: Int) {
         while stack.count > depth {
             let frame = stack.removeLast()
             output.append(frame.isObject ? UInt8(ascii: "}") : UInt8(ascii: "]"))
         }
-        return true
     }
 
     /// Writes the separator and `key` of the next member of `frame` (the innermost open container).
     func beginMember(_ key: String) -> Bool {
         let top = stack.count - 1
-        if stack[top].keys.contains(key) {
+        guard stack[top].insert(key) else {
             giveUp()  // JSONEncoder keeps the last value of a key written twice
             return false
         }
-        stack[top].keys.append(key)
         if stack[top].count > 0 { output.append(UInt8(ascii: ",")) }
         stack[top].count += 1
         writeString(key)

@@ -9,15 +9,18 @@ extension CArena {
     func table(_ table: AMQPTable) -> amqp_table_t {
         guard !table.isEmpty else { return amqp_table_t(num_entries: 0, entries: nil) }
         let entries = allocate(amqp_table_entry_t.self, count: table.count)
-        if table.count == 1, let (key, value) = table.first {
-            entries[0] = amqp_table_entry_t(key: bytes(key), value: fieldValue(value))
-        } else {
-            // Sorted keys: a deterministic wire order makes encodings comparable.
-            for (index, key) in table.keys.sorted().enumerated() {
-                entries[index] = amqp_table_entry_t(key: bytes(key), value: fieldValue(table[key]!))
-            }
+        for (index, entry) in table.enumerated() {
+            entries[index] = amqp_table_entry_t(key: bytes(entry.key), value: fieldValue(entry.value))
         }
+        // Sorted by the keys' bytes, in place: a deterministic wire order makes encodings comparable.
+        var sorted = UnsafeMutableBufferPointer(start: entries, count: table.count)
+        sorted.sort { Self.precedes($0.key, $1.key) }
         return amqp_table_t(num_entries: Int32(table.count), entries: entries)
+    }
+
+    private static func precedes(_ a: amqp_bytes_t, _ b: amqp_bytes_t) -> Bool {
+        let order = memcmp(a.bytes, b.bytes, min(a.len, b.len))
+        return order != 0 ? order < 0 : a.len < b.len
     }
 
     func fieldValue(_ value: AMQPFieldValue) -> amqp_field_value_t {
