@@ -603,8 +603,11 @@ final class ConnectionCore: @unchecked Sendable {
                 if case .confirmSelect(let timeout) = head.method { channel.confirmTimeout = timeout }
                 reply = .done
             case AMQP_CHANNEL_CLOSE_OK_METHOD:
+                // Marked closed before `close()` returns, so its caller never sees the channel open afterwards.
+                let error = AMQPError(.channelClosed, message: "channel \(channel.id) was closed by the client")
+                channel.shared.markClosed(error)
                 completeHead(of: channel, with: .success(.done))
-                closeChannel(channel, error: AMQPError(.channelClosed, message: "channel \(channel.id) was closed by the client"), normal: true)
+                closeChannel(channel, error: error, normal: true)
                 return
             default:
                 reply = .done
