@@ -213,9 +213,9 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     private func settle(_ settlement: Settlement) throws(AMQPError) {
         if let reason = closeReason { throw reason }
         // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): with a wide enough
-        // prefetch window it need not wake it.
-        let lazy = if case .ack(_, false) = settlement { shared.acksMayWait } else { false }
-        guard connection.core.submit(.settle(channel: shared, settlement), lazy: lazy) else {
+        // prefetch window it need not wake it until a batch of them waits.
+        let lazyLimit: Int? = if case .ack(_, false) = settlement, shared.acksMayWait { shared.ackBatch } else { nil }
+        guard connection.core.submit(.settle(channel: shared, settlement), lazyLimit: lazyLimit) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }
     }

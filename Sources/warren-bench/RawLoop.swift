@@ -83,6 +83,53 @@ struct RawLoop {
         }
     }
 
+    /// Publishes `count` messages in confirm mode without stopping between batches: up to `window` publishes are
+    /// unconfirmed at any time, and the confirms that have arrived are read (without waiting) every 64 publishes.
+    func publishConfirmedWindow(count: Int, window: Int, cycling messages: [OutboundMessage]) throws -> Double {
+        try withCMessages(messages) { properties, bodies in
+            try withConnection { connection in
+                amqp_confirm_select(connection, 1)
+                try check(amqp_get_rpc_reply(connection), "confirm.select")
+                let start = DispatchTime.now()
+                var published: UInt64 = 0
+                var confirmed: UInt64 = 0
+                var frame = amqp_frame_t()
+                var noWait = timeval(tv_sec: 0, tv_usec: 0)
+                /// Reads one frame (waiting for it when `wait`); false when none was there.
+                func readFrame(wait: Bool) throws -> Bool {
+                    amqp_maybe_release_buffers(connection)
+                    let status = wait ? amqp_simple_wait_frame(connection, &frame) : amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
+                    if status == AMQP_STATUS_TIMEOUT.rawValue { return false }
+                    if status != 0 { throw Failure(description: "reading confirms failed: \(status)") }
+                    guard frame.frame_type == AMQP_FRAME_METHOD else { return true }
+                    switch frame.payload.method.id {
+                    case AMQP_BASIC_ACK_METHOD:
+                        let ack = frame.payload.method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+                        confirmed = ack.multiple != 0 ? max(confirmed, ack.delivery_tag) : confirmed + 1
+                    case AMQP_BASIC_NACK_METHOD:
+                        throw Failure(description: "the broker nacked a publish")
+                    default:
+                        break
+                    }
+                    return true
+                }
+                try queue.withCString { queueName in
+                    while published < count {
+                        while published - confirmed >= UInt64(window) { _ = try readFrame(wait: true) }
+                        let which = Int(published) % messages.count
+                        let status = amqp_basic_publish(
+                            connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties[which], bodies[which])
+                        if status != 0 { throw Failure(description: "publish failed: \(status)") }
+                        published += 1
+                        if published % 64 == 0 { while try readFrame(wait: false) {} }
+                    }
+                    while confirmed < published { _ = try readFrame(wait: true) }
+                }
+                return seconds(since: start)
+            }
+        }
+    }
+
     /// Runs `body` with the C properties and bodies of `messages`, built before it (and its clock) starts with the same
     /// conversion WarrenAMQP uses; the arena keeps them alive until `body` returns.
     private func withCMessages<T>(

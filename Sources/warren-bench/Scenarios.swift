@@ -12,7 +12,8 @@ struct Publish: AsyncParsableCommand {
         abstract: "Confirmed publishing at several batch sizes against the raw unconfirmed loop, in one run.",
         discussion: """
             raw: librabbitmq, no confirms. raw-confirmed-batch-N: librabbitmq in confirm mode, N publishes then a \
-            wait for their confirms (what the broker charges for confirms, with no Warren code). client-batch-N: WarrenAMQP, confirmed, N messages per publish(contentsOf:) \
+            wait for their confirms (what the broker charges for confirms, with no Warren code). \
+            raw-confirmed-window-N: the same without stopping, at most N (--window) unconfirmed. client-batch-N: WarrenAMQP, confirmed, N messages per publish(contentsOf:) \
             call awaited before the next. publisher: WarrenPublisher (typed JSON), confirmed, --window publishes in \
             flight. The last line printed is one JSON object.
             """)
@@ -22,7 +23,7 @@ struct Publish: AsyncParsableCommand {
     @Option var messages = 50_000
     @Option var size = 256
     @Option(help: "Comma-separated batch sizes for the client.") var batches = "1,10,100,1000"
-    @Option(help: "Publishes in flight for the WarrenPublisher mode.") var window = 1000
+    @Option(help: "Publishes in flight for the raw-confirmed-window and WarrenPublisher modes.") var window = 1000
     @Option(help: "Comma-separated families to run besides raw (always run: the ratios' base): raw-confirmed, client, publisher.")
     var mode = "raw-confirmed,client,publisher"
     @Option(help: "Runs of the whole scenario; per mode, the run with the median ratio to raw is reported.") var runs = 1
@@ -88,6 +89,12 @@ struct Publish: AsyncParsableCommand {
             try await resetQueue(queue, endpoint: endpoint)
             let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, batch: batch, cycling: outbound) } }
             add("raw-confirmed-batch-\(batch)", cost, confirmed: true)
+        }
+        if families.contains("raw-confirmed") {
+            try await resetQueue(queue, endpoint: endpoint)
+            let window = self.window
+            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmedWindow(count: count, window: window, cycling: outbound) } }
+            add("raw-confirmed-window-\(window)", cost, confirmed: true)
         }
 
         let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-publish", logger: quietLogger)

@@ -170,3 +170,57 @@ struct AckCoalescerTests {
         #expect(coalescer.pendingCount == 0)
     }
 }
+
+@Suite("Waking the connection's thread")
+struct InboxTests {
+    let channel = ChannelShared(id: 1)
+
+    func ack(_ tag: Int) -> IOCommand { .settle(channel: channel, .ack(deliveryTag: UInt64(tag), multiple: false)) }
+
+    func sleepingBriefly() -> ConnectionCore.Inbox {
+        var inbox = ConnectionCore.Inbox()
+        inbox.sleeping = true
+        inbox.sleepingBriefly = true
+        return inbox
+    }
+
+    /// Which of `tags`, queued in order, woke the thread.
+    func wakers(_ tags: ClosedRange<Int>, into inbox: inout ConnectionCore.Inbox, lazyLimit: Int?) -> [Int] {
+        tags.filter { inbox.enqueue(ack($0), lazyLimit: lazyLimit) }
+    }
+
+    @Test func aCommandWakesASleepingThreadOnce() {
+        var inbox = ConnectionCore.Inbox()
+        #expect(wakers(1...1, into: &inbox, lazyLimit: nil).isEmpty, "an awake thread takes it on its next pass")
+        inbox.sleeping = true
+        #expect(wakers(2...3, into: &inbox, lazyLimit: nil) == [2], "one wake-up per sleep")
+        #expect(inbox.take().count == 3)
+    }
+
+    @Test func lazyAcksLetABriefSleepRunUntilABatchWaits() {
+        var inbox = sleepingBriefly()
+        // The 50th may leave the consumer's prefetch window used up: the broker sends nothing until these acks arrive.
+        #expect(wakers(1...60, into: &inbox, lazyLimit: 50) == [50])
+    }
+
+    @Test func takingTheCommandsStartsTheCountAgain() {
+        var inbox = sleepingBriefly()
+        _ = wakers(1...40, into: &inbox, lazyLimit: 50)
+        #expect(inbox.take().count == 40)
+        #expect(inbox.lazyCommands == 0)
+        #expect(wakers(41...90, into: &inbox, lazyLimit: 50) == [90])
+    }
+
+    @Test func aLongSleepIsEndedByTheFirstLazyAck() {
+        var inbox = ConnectionCore.Inbox()
+        inbox.sleeping = true
+        #expect(wakers(1...2, into: &inbox, lazyLimit: 50) == [1], "a thread sleeping long is not coming back soon by itself")
+    }
+
+    @Test func aNackOrRejectWakesABriefSleeperAtOnceAndDoesNotCountAsLazy() {
+        var inbox = sleepingBriefly()
+        let woke = inbox.enqueue(.settle(channel: channel, .reject(deliveryTag: 1, requeue: false)), lazyLimit: nil)
+        #expect(woke)
+        #expect(inbox.lazyCommands == 0)
+    }
+}

@@ -26,9 +26,11 @@ struct BenchSmokeTests {
         let bare = try await run(["consume", "--messages", "200", "--mode", "raw,client", "--format", "bare", "--queue", "bench.smoke.bare"])
         #expect(bare["mode"] as? String == "client")
 
-        let publish = try await run(["publish", "--messages", "200", "--runs", "2", "--batches", "1,10", "--queue", "bench.smoke.publish"])
-        #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" }
-            == ["raw", "raw-confirmed-batch-10", "client-batch-1", "client-batch-10", "publisher-window-1000", "publisher-batch-10"])
+        let publish = try await run(["publish", "--messages", "200", "--runs", "2", "--batches", "1,10", "--window", "50", "--queue", "bench.smoke.publish"])
+        #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" } == [
+            "raw", "raw-confirmed-batch-10", "raw-confirmed-window-50", "client-batch-1", "client-batch-10", "publisher-window-50",
+            "publisher-batch-10",
+        ])
         let onlyClient = try await run(["publish", "--messages", "100", "--batches", "10", "--mode", "client", "--queue", "bench.smoke.publish"])
         #expect((onlyClient["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" } == ["raw", "client-batch-10"])
 

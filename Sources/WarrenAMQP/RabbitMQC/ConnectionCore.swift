@@ -121,6 +121,13 @@ final class ChannelShared: Sendable {
         return prefetch == 0 || prefetch >= 8
     }
 
+    /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or
+    /// ``ConnectionCore/ackBatchDelay``; as many acks waiting for the I/O thread wake it.
+    var ackBatch: Int {
+        let prefetch = prefetch.load(ordering: .relaxed)
+        return prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4))
+    }
+
     init(id: UInt16) {
         self.id = id
     }
@@ -142,12 +149,39 @@ final class ConnectionCore: @unchecked Sendable {
     // the only code path that runs `run()` and the methods it calls.
 
     struct Inbox {
-        var commands: [IOCommand] = []
+        private(set) var commands: [IOCommand] = []
         var sleeping = false
         /// The thread sleeps at most ``ConnectionCore/shortPollMilliseconds``: a lazy command need not wake it.
         var sleepingBriefly = false
+        /// Lazy commands queued since the thread last took the commands.
+        private(set) var lazyCommands = 0
         var wakePending = false
         var accepting = true
+
+        /// Queues `command`; returns whether the caller must wake the thread (at most once per sleep).
+        ///
+        /// A lazy command (a plain ack: `lazyLimit` is not `nil`) does not wake a thread that sleeps briefly anyway
+        /// (it does while deliveries are unsettled): it is picked up within ``ConnectionCore/shortPollMilliseconds``,
+        /// together with its neighbours. Once `lazyLimit` lazy commands wait, it wakes the thread all the same: a
+        /// consumer that acked that many may have used up its prefetch window, and the broker sends nothing more until
+        /// those acks arrive.
+        mutating func enqueue(_ command: IOCommand, lazyLimit: Int?) -> Bool {
+            commands.append(command)
+            if lazyLimit != nil { lazyCommands += 1 }
+            guard sleeping, !wakePending else { return false }
+            if let lazyLimit, sleepingBriefly, lazyCommands < lazyLimit { return false }
+            wakePending = true
+            return true
+        }
+
+        /// What the thread is to execute now, in the order it was queued.
+        mutating func take() -> [IOCommand] {
+            defer {
+                commands.removeAll(keepingCapacity: true)
+                lazyCommands = 0
+            }
+            return commands
+        }
     }
 
     struct PublicState {
@@ -338,17 +372,13 @@ final class ConnectionCore: @unchecked Sendable {
 
     // MARK: - Commands from tasks
 
-    /// Queues a command for the I/O thread and wakes it when it sleeps; returns false when the connection no longer
-    /// accepts commands. A `lazy` command (a plain ack) does not wake a thread that sleeps briefly anyway (it does while
-    /// deliveries are unsettled): it is picked up within ``shortPollMilliseconds``, together with its neighbours.
+    /// Queues a command for the I/O thread and wakes it when it sleeps (a lazy one, a plain ack, only in the cases
+    /// ``Inbox/enqueue(_:lazyLimit:)`` describes); returns false when the connection no longer accepts commands.
     @discardableResult
-    func submit(_ command: IOCommand, lazy: Bool = false) -> Bool {
+    func submit(_ command: IOCommand, lazyLimit: Int? = nil) -> Bool {
         let (accepted, wake) = inbox.withLock { inbox -> (Bool, Bool) in
             guard inbox.accepting else { return (false, false) }
-            inbox.commands.append(command)
-            guard inbox.sleeping, !inbox.wakePending, !(lazy && inbox.sleepingBriefly) else { return (true, false) }
-            inbox.wakePending = true
-            return (true, true)
+            return (true, inbox.enqueue(command, lazyLimit: lazyLimit))
         }
         if wake { wakeup.signal() }
         if !accepted { rejectCommand(command) }
@@ -380,14 +410,13 @@ final class ConnectionCore: @unchecked Sendable {
             pollfd(fd: amqp_get_sockfd(connection), events: Int16(POLLIN), revents: 0),
             pollfd(fd: wakeup.readDescriptor, events: Int16(POLLIN), revents: 0),
         ]
+        var quiet = false
         while running {
-            let commands = inbox.withLock { inbox in
-                defer { inbox.commands.removeAll(keepingCapacity: true) }
-                return inbox.commands
-            }
+            let commands = inbox.withLock { $0.take() }
             for command in commands where running { execute(command) }
             guard running else { break }
-            flushAcks()
+            flushAcks(quiet: quiet)
+            quiet = false
             guard running else { break }
             let framesRead = readFrames(limit: 2048)
             guard running else { break }
@@ -406,7 +435,8 @@ final class ConnectionCore: @unchecked Sendable {
                 if sleep {
                     descriptors[0].revents = 0
                     descriptors[1].revents = 0
-                    _ = poll(&descriptors, 2, briefly ? min(pollTimeoutMilliseconds, Self.shortPollMilliseconds) : pollTimeoutMilliseconds)
+                    let ready = poll(&descriptors, 2, briefly ? min(pollTimeoutMilliseconds, Self.shortPollMilliseconds) : pollTimeoutMilliseconds)
+                    quiet = ready == 0
                     inbox.withLock {
                         $0.sleeping = false
                         $0.sleepingBriefly = false
@@ -419,8 +449,7 @@ final class ConnectionCore: @unchecked Sendable {
         // Whoever stopped the loop already failed what was pending; stop accepting and fail late arrivals.
         let late = inbox.withLock { inbox in
             inbox.accepting = false
-            defer { inbox.commands.removeAll() }
-            return inbox.commands
+            return inbox.take()
         }
         let reason = publicState.withLock { $0.closeReason } ?? AMQPError(.connectionClosed, message: "the connection is closed")
         for command in late { fail(command, with: reason) }
@@ -738,14 +767,16 @@ final class ConnectionCore: @unchecked Sendable {
 
     /// Sends what the coalescers hold: a contiguous run once it is a batch (see ``ChannelIO/ackBatch``) or 1 ms old;
     /// everything once it is 5 ms old or 256 strong.
-    private func flushAcks(force: Bool = false) {
+    /// With `quiet` (nothing arrived during the last sleep, so no delivery is coming to join a run), contiguous runs go
+    /// out whatever their size or age.
+    private func flushAcks(force: Bool = false, quiet: Bool = false) {
         guard !channelsWithPendingAcks.isEmpty else { return }
         let now = ContinuousClock.now
         for id in channelsWithPendingAcks {
             guard let channel = channels[id] else { continue }
             let age = channel.acks.oldestPendingSince.map { now - $0 } ?? .zero
             let due = force || channel.acks.pendingCount >= 256 || age >= Self.ackDelay
-            guard due || channel.acks.pendingCount >= channel.ackBatch || age >= Self.ackBatchDelay else { continue }
+            guard due || quiet || channel.acks.pendingCount >= channel.ackBatch || age >= Self.ackBatchDelay else { continue }
             sendAcks(channel.acks.flush(force: due), on: id)
         }
         channelsWithPendingAcks = channelsWithPendingAcks.filter { (channels[$0]?.acks.pendingCount ?? 0) > 0 }
@@ -883,10 +914,7 @@ final class ConnectionCore: @unchecked Sendable {
         // Stop accepting first, so nothing slips in between failing and closing.
         inbox.withLock { $0.accepting = false }
         // Commands already queued (acks among them) still go out, and held acks with them.
-        let queued = inbox.withLock { inbox in
-            defer { inbox.commands.removeAll() }
-            return inbox.commands
-        }
+        let queued = inbox.withLock { $0.take() }
         for command in queued where running {
             if case .close(let waiter) = command { if let waiter { closeWaiters.append(waiter) } } else { execute(command) }
         }
@@ -985,11 +1013,8 @@ final class ChannelIO {
     /// Deliveries the application may still ack.
     var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
 
-    /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or ``ConnectionCore/ackBatchDelay``.
-    var ackBatch: Int {
-        let prefetch = shared.prefetch.load(ordering: .relaxed)
-        return prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4))
-    }
+    /// See ``ChannelShared/ackBatch``.
+    var ackBatch: Int { shared.ackBatch }
 
     init(id: UInt16, shared: ChannelShared) {
         self.id = id
