@@ -45,6 +45,7 @@ let package = Package(
                 "CRabbitMQ",
                 "CRabbitMQShims",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .target(name: "WarrenLocalBroker"),

@@ -199,12 +199,13 @@ struct Consume: AsyncParsableCommand {
 
             let consumerChannel = try await connection.openChannel()
             let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: prefetch)
+            let count = messages  // an @Option's getter is far from free: not once per delivery
             let (_, cost) = try await Cost.of {
                 var received = 0
                 for try await delivery in consumer {
                     try delivery.ack()
                     received += 1
-                    if received == messages { break }
+                    if received == count { break }
                 }
             }
             try await consumerChannel.close()

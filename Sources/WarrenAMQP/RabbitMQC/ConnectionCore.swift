@@ -418,10 +418,12 @@ final class ConnectionCore: @unchecked Sendable {
             flushAcks(quiet: quiet)
             quiet = false
             guard running else { break }
-            let framesRead = readFrames(limit: 2048)
+            let drained = readFrames(limit: 2048)
             guard running else { break }
             expireConfirms()
-            if commands.isEmpty && framesRead == 0 {
+            // A pass that read everything the socket held need not be followed by one that finds it empty (two more
+            // system calls per burst) before the thread sleeps: poll returns at once if more came meanwhile.
+            if commands.isEmpty && drained {
                 // Held acks bound the sleep; so do unsettled deliveries while the connection is busy, since their acks
                 // come without a wake-up. A connection idle for longer (a slow handler) sleeps long and is woken.
                 let busy = ContinuousClock.now - lastDeliveryAt < Self.busyWindow
@@ -476,22 +478,27 @@ final class ConnectionCore: @unchecked Sendable {
         }
     }
 
-    /// Reads and dispatches the frames that are available without blocking. Also lets librabbitmq send a heartbeat
-    /// when one is due and notice missed ones.
-    private func readFrames(limit: Int) -> Int {
-        guard let connection else { return 0 }
+    /// Reads and dispatches the frames that are available without blocking, at most `limit`; returns whether it read
+    /// all of them (librabbitmq holds no complete frame and the socket nothing more). Also lets librabbitmq send a
+    /// heartbeat when one is due and notice missed ones.
+    private func readFrames(limit: Int) -> Bool {
+        guard let connection else { return true }
         var zero = timeval(tv_sec: 0, tv_usec: 0)
         var frame = amqp_frame_t()
         var count = 0
+        var drained = false
         while count < limit && running {
             let status = amqp_simple_wait_frame_noblock(connection, &frame, &zero)
-            if status == AMQP_STATUS_TIMEOUT.rawValue { break }
+            if status == AMQP_STATUS_TIMEOUT.rawValue {
+                drained = true
+                break
+            }
             if status != AMQP_STATUS_OK.rawValue {
                 let code: AMQPError.Code = .connectionLost
                 let why = status == AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue
                     ? "the broker missed its heartbeats" : "reading from the broker failed: \(statusText(status))"
                 connectionFailed(AMQPError(code, message: why))
-                return count
+                return true
             }
             count += 1
             dispatch(frame)
@@ -499,7 +506,7 @@ final class ConnectionCore: @unchecked Sendable {
         if running { amqp_maybe_release_buffers(connection) }
         for sink in sinksToWake { sink.wake() }
         sinksToWake.removeAll(keepingCapacity: true)
-        return count
+        return drained
     }
 
     private func dispatch(_ frame: amqp_frame_t) {

@@ -1,3 +1,4 @@
+import DequeModule
 import Synchronization
 
 /// The buffer between the I/O thread, which appends deliveries of one consumer, and the task iterating it.
@@ -6,8 +7,7 @@ import Synchronization
 /// this buffer never holds more than N.
 final class ConsumerSink: Sendable {
     private struct State {
-        var buffer: [InboundMessage] = []
-        var head = 0
+        var buffer = Deque<InboundMessage>()
         var waiter: UnsafeContinuation<InboundMessage?, any Error>?
         /// Set once the consumer ended: `nil` error for a normal end (cancelled by the client).
         var ended: AMQPError?? = nil
@@ -29,7 +29,7 @@ final class ConsumerSink: Sendable {
         state.withLock { state in
             guard state.ended == nil else { return false }
             state.buffer.append(message)
-            return state.waiter != nil && state.buffer.count - state.head == 1
+            return state.waiter != nil && state.buffer.count == 1
         }
     }
 
@@ -83,22 +83,8 @@ final class ConsumerSink: Sendable {
 
     /// A buffered message, or the end of the sequence; `nil` when the caller has to wait.
     private static func ready(_ state: inout State) -> Result<InboundMessage?, any Error>? {
-        if let message = pop(&state) { return .success(message) }
+        if let message = state.buffer.popFirst() { return .success(message) }
         if let ended = state.ended { return ended.map { .failure($0) } ?? .success(nil) }
         return nil
-    }
-
-    private static func pop(_ state: inout State) -> InboundMessage? {
-        guard state.head < state.buffer.count else { return nil }
-        let message = state.buffer[state.head]
-        state.head += 1
-        if state.head == state.buffer.count {
-            state.buffer.removeAll(keepingCapacity: true)
-            state.head = 0
-        } else if state.head >= 64, state.head * 2 >= state.buffer.count {
-            state.buffer.removeFirst(state.head)
-            state.head = 0
-        }
-        return message
     }
 }
