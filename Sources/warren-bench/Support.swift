@@ -18,6 +18,8 @@ struct Cost {
     var seconds: Double
     var cpuSeconds: Double
     var allocations: UInt64
+    /// What WarrenAMQP's I/O threads did meanwhile (nothing for the raw loop).
+    var io: IOStatistics.Snapshot
 
     /// Measures `body`; the process's other activity at the time (the I/O threads) is included, which is the point.
     static func of<T>(_ body: () async throws -> T) async rethrows -> (T, Cost) {
@@ -31,10 +33,13 @@ struct Cost {
         let start = DispatchTime.now()
         let cpu = processCPUSeconds()
         let allocations = warren_malloc_count()
+        let io = IOStatistics.snapshot
 
         func read() -> Cost {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
-            return Cost(seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations)
+            return Cost(
+                seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations,
+                io: IOStatistics.snapshot - io)
         }
     }
 

@@ -26,6 +26,9 @@ struct Consume: AsyncParsableCommand {
             in-memory (the framework mode on InMemoryTransport, the embedded default: no broker in the path). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
+            For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
+            stalls the connection thread's 1 ms naps with nothing read while the prefetch window was full (the \
+            broker waiting for this client's acks). \
             Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
             """
     )
@@ -60,6 +63,11 @@ struct Consume: AsyncParsableCommand {
         var publish_ratio_vs_raw: Double?
         /// Present when raw-multi ran too.
         var consume_ratio_vs_raw_multi: Double?
+        /// Modes on WarrenAMQP's connection (client, framework): `basic.ack` frames sent per 1,000 messages (raw-multi
+        /// sends 20), and the I/O thread's 1 ms naps with nothing read while the consumer's prefetch window was full —
+        /// the broker waiting for this client's acks.
+        var consume_ack_frames_per_1k_msgs: Double?
+        var consume_stalls: Int?
     }
 
     struct Baseline: Codable {
@@ -104,7 +112,10 @@ struct Consume: AsyncParsableCommand {
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
                 consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: m == "client" || m == "framework",
                 consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
-                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS")))
+                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS"),
+                consume_ack_frames_per_1k_msgs: m == "client" || m == "framework"
+                    ? (Double(middle.consumeCost.io.ackFrames) / Double(messages) * 10_000).rounded() / 10 : nil,
+                consume_stalls: m == "client" || m == "framework" ? middle.consumeCost.io.quietNapsWithWindowFull : nil))
         }
 
         // Ratios are medians of each round's ratio (both modes measured minutes apart on the same broker), which the
@@ -116,7 +127,10 @@ struct Consume: AsyncParsableCommand {
         }
         print("")
         printTable(
-            ["mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg", "allocs/msg", "rss MiB"],
+            [
+                "mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg",
+                "allocs/msg", "rss MiB", "acks/1k msg", "stalls",
+            ],
             results.map { result in
                 [
                     result.mode, "\(Int(result.publish_msgs_per_s))", "\(Int(result.consume_msgs_per_s))",
@@ -125,6 +139,7 @@ struct Consume: AsyncParsableCommand {
                     roundRatio(result.mode, to: "raw", \.publish).map(format) ?? "-",
                     result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
                     result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
+                    result.consume_ack_frames_per_1k_msgs.map { "\($0)" } ?? "-", result.consume_stalls.map { "\($0)" } ?? "-",
                 ]
             })
         var last = results.last!

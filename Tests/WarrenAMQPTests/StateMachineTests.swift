@@ -224,3 +224,29 @@ struct InboxTests {
         #expect(inbox.lazyCommands == 0)
     }
 }
+
+@Suite("A consumer's prefetch window")
+struct PrefetchWindowTests {
+    @Test func theWindowIsFullWhenAsManyDeliveriesAsThePrefetchAreUnsettledOnTheWire() {
+        let shared = ChannelShared(id: 1)
+        shared.prefetch.store(4, ordering: .relaxed)
+        let channel = ChannelIO(id: 1, shared: shared)
+        channel.lastDeliveryTag = 3
+        #expect(!channel.hasFullWindow)
+        channel.lastDeliveryTag = 4
+        #expect(channel.hasFullWindow)
+        // Acks held by the connection's thread are not on the wire yet: the broker still counts them.
+        for tag in 1...2 { channel.acks.ack(UInt64(tag), now: .now) }
+        #expect(channel.hasFullWindow)
+        _ = channel.acks.flush(force: false)
+        #expect(!channel.hasFullWindow)
+        channel.lastDeliveryTag = 6
+        #expect(channel.hasFullWindow)
+    }
+
+    @Test func withoutAPrefetchTheWindowIsNeverFull() {
+        let channel = ChannelIO(id: 1, shared: ChannelShared(id: 1))
+        channel.lastDeliveryTag = 100_000
+        #expect(!channel.hasFullWindow)
+    }
+}

@@ -18,6 +18,9 @@ struct BenchSmokeTests {
         let consume = try await run(["consume", "--messages", "300", "--mode", "raw,client,framework", "--queue", "bench.smoke.consume"])
         #expect(consume["mode"] as? String == "framework")
         #expect((consume["consume_ratio_vs_raw"] as? Double ?? 0) > 0)
+        // At least one ack frame per 300 messages, at most one per message.
+        #expect((3.3...1000).contains(consume["consume_ack_frames_per_1k_msgs"] as? Double ?? 0))
+        #expect(consume["consume_stalls"] as? Int != nil)
 
         let inMemory = try await run(["consume", "--messages", "300", "--mode", "raw,in-memory", "--queue", "bench.smoke.memory-transport"])
         #expect(inMemory["mode"] as? String == "in-memory")

@@ -439,6 +439,11 @@ final class ConnectionCore: @unchecked Sendable {
                     descriptors[1].revents = 0
                     let ready = poll(&descriptors, 2, briefly ? min(pollTimeoutMilliseconds, Self.shortPollMilliseconds) : pollTimeoutMilliseconds)
                     quiet = ready == 0
+                    IOStatistics.count(IOStatistics.naps)
+                    if quiet {
+                        IOStatistics.count(IOStatistics.quietNaps)
+                        if channels.values.contains(where: \.hasFullWindow) { IOStatistics.count(IOStatistics.quietNapsWithWindowFull) }
+                    }
                     inbox.withLock {
                         $0.sleeping = false
                         $0.sleepingBriefly = false
@@ -504,6 +509,7 @@ final class ConnectionCore: @unchecked Sendable {
             dispatch(frame)
         }
         if running { amqp_maybe_release_buffers(connection) }
+        if !sinksToWake.isEmpty { IOStatistics.count(IOStatistics.consumerWakeups, sinksToWake.count) }
         for sink in sinksToWake { sink.wake() }
         sinksToWake.removeAll(keepingCapacity: true)
         return drained
@@ -807,6 +813,7 @@ final class ConnectionCore: @unchecked Sendable {
         let status: Int32
         switch settlement {
         case .ack(let tag, let multiple):
+            IOStatistics.count(IOStatistics.ackFrames)
             status = amqp_basic_ack(connection, channelID, tag, multiple ? 1 : 0)
         case .nack(let tag, let multiple, let requeue):
             status = amqp_basic_nack(connection, channelID, tag, multiple ? 1 : 0, requeue ? 1 : 0)
@@ -1019,6 +1026,12 @@ final class ChannelIO {
 
     /// Deliveries the application may still ack.
     var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
+
+    /// Whether the broker, by the prefetch, may send this channel's consumers nothing more until some are settled.
+    var hasFullWindow: Bool {
+        let prefetch = shared.prefetch.load(ordering: .relaxed)
+        return prefetch > 0 && lastDeliveryTag + 1 >= acks.nextUnsettled + UInt64(prefetch)
+    }
 
     /// See ``ChannelShared/ackBatch``.
     var ackBatch: Int { shared.ackBatch }
