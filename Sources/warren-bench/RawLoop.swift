@@ -39,53 +39,18 @@ struct RawLoop {
         }
     }
 
-    /// Publishes `count` messages like ``publish(count:cycling:)`` but in confirm mode, the way a C program would:
-    /// `batch` publishes, then read frames until the broker confirmed all of them, then the next batch. What the
-    /// broker itself pays for confirms, without any of Warren's code. Returns the seconds spent.
-    func publishConfirmed(count: Int, batch: Int, cycling messages: [OutboundMessage]) throws -> Double {
-        try withCMessages(messages) { properties, bodies in
-            try withConnection { connection in
-                amqp_confirm_select(connection, 1)
-                try check(amqp_get_rpc_reply(connection), "confirm.select")
-                let start = DispatchTime.now()
-                var published: UInt64 = 0
-                var confirmed: UInt64 = 0
-                var frame = amqp_frame_t()
-                try queue.withCString { queueName in
-                    while published < count {
-                        let end = min(published + UInt64(batch), UInt64(count))
-                        while published < end {
-                            let which = Int(published) % messages.count
-                            let status = amqp_basic_publish(
-                                connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties[which], bodies[which])
-                            if status != 0 { throw Failure(description: "publish failed: \(status)") }
-                            published += 1
-                        }
-                        while confirmed < published {
-                            amqp_maybe_release_buffers(connection)
-                            let status = amqp_simple_wait_frame(connection, &frame)
-                            if status != 0 { throw Failure(description: "reading confirms failed: \(status)") }
-                            guard frame.frame_type == AMQP_FRAME_METHOD else { continue }
-                            switch frame.payload.method.id {
-                            case AMQP_BASIC_ACK_METHOD:
-                                let ack = frame.payload.method.decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
-                                confirmed = ack.multiple != 0 ? max(confirmed, ack.delivery_tag) : confirmed + 1
-                            case AMQP_BASIC_NACK_METHOD:
-                                throw Failure(description: "the broker nacked a publish")
-                            default:
-                                continue
-                            }
-                        }
-                    }
-                }
-                return seconds(since: start)
-            }
-        }
+    /// How a confirmed raw loop paces its publishes.
+    enum Pacing {
+        /// `n` publishes, then read frames until the broker confirmed all of them, then the next `n`.
+        case batches(Int)
+        /// Never stop: keep up to `n` publishes unconfirmed, reading the confirms that have arrived (without waiting)
+        /// every 64 publishes.
+        case window(Int)
     }
 
-    /// Publishes `count` messages in confirm mode without stopping between batches: up to `window` publishes are
-    /// unconfirmed at any time, and the confirms that have arrived are read (without waiting) every 64 publishes.
-    func publishConfirmedWindow(count: Int, window: Int, cycling messages: [OutboundMessage]) throws -> Double {
+    /// Publishes `count` messages like ``publish(count:cycling:)`` but in confirm mode, the way a C program would. What
+    /// the broker itself pays for confirms, without any of Warren's code. Returns the seconds spent.
+    func publishConfirmed(count: Int, pacing: Pacing, cycling messages: [OutboundMessage]) throws -> Double {
         try withCMessages(messages) { properties, bodies in
             try withConnection { connection in
                 amqp_confirm_select(connection, 1)
@@ -115,13 +80,18 @@ struct RawLoop {
                 }
                 try queue.withCString { queueName in
                     while published < count {
-                        while published - confirmed >= UInt64(window) { _ = try readFrame(wait: true) }
+                        switch pacing {
+                        case .batches(let size):
+                            if published > 0 && published % UInt64(size) == 0 { while confirmed < published { _ = try readFrame(wait: true) } }
+                        case .window(let size):
+                            while published - confirmed >= UInt64(size) { _ = try readFrame(wait: true) }
+                        }
                         let which = Int(published) % messages.count
                         let status = amqp_basic_publish(
                             connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties[which], bodies[which])
                         if status != 0 { throw Failure(description: "publish failed: \(status)") }
                         published += 1
-                        if published % 64 == 0 { while try readFrame(wait: false) {} }
+                        if case .window = pacing, published % 64 == 0 { while try readFrame(wait: false) {} }
                     }
                     while confirmed < published { _ = try readFrame(wait: true) }
                 }

@@ -87,13 +87,13 @@ struct Publish: AsyncParsableCommand {
         add("raw", raw, confirmed: false)
         for batch in sizes where batch > 1 && families.contains("raw-confirmed") {
             try await resetQueue(queue, endpoint: endpoint)
-            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, batch: batch, cycling: outbound) } }
+            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, pacing: .batches(batch), cycling: outbound) } }
             add("raw-confirmed-batch-\(batch)", cost, confirmed: true)
         }
         if families.contains("raw-confirmed") {
             try await resetQueue(queue, endpoint: endpoint)
             let window = self.window
-            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmedWindow(count: count, window: window, cycling: outbound) } }
+            let (_, cost) = try await Cost.of { try await onDedicatedThread { try loop.publishConfirmed(count: count, pacing: .window(window), cycling: outbound) } }
             add("raw-confirmed-window-\(window)", cost, confirmed: true)
         }
 
