@@ -14,6 +14,10 @@ final class ConsumerSink: Sendable {
     }
 
     private let state = Mutex(State())
+    /// What the consuming task took out of `state` in one go and has not returned yet, oldest first. Only that task
+    /// touches it, so its lock is never contended: the lock the I/O thread shares is taken once per burst, not once
+    /// per delivery.
+    private let taken = Mutex(Deque<InboundMessage>())
 
     /// Whether the broker expects acks for these deliveries (not `noAck`).
     let acknowledges: Bool
@@ -61,7 +65,20 @@ final class ConsumerSink: Sendable {
     ///   what the broker keeps sending.
     func next() async throws -> InboundMessage? {
         try Task.checkCancellation()
-        if let ready = state.withLock({ Self.ready(&$0) }) { return try ready.get() }
+        if let message = taken.withLock({ $0.popFirst() }) { return message }
+        // Take everything buffered, handing the I/O thread the (empty) storage of the previous batch in exchange.
+        var batch = taken.withLock { taken in
+            var spare = Deque<InboundMessage>()
+            swap(&taken, &spare)
+            return spare
+        }
+        let ready = state.withLock { state -> Result<InboundMessage?, any Error>? in
+            guard !state.buffer.isEmpty else { return Self.ready(&state) }
+            swap(&state.buffer, &batch)
+            return .success(batch.removeFirst())
+        }
+        taken.withLock { swap(&$0, &batch) }
+        if let ready { return try ready.get() }
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<InboundMessage?, any Error>) in
                 let immediate: Result<InboundMessage?, any Error>? = state.withLock { state in
