@@ -31,11 +31,20 @@ struct LocalBrokerCommand: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: options.dataDirectory)
             print("starting a RabbitMQ node (a few seconds) …")
             let broker = try await LocalBroker.start(LocalBrokerConfiguration(
-                nodeName: "warren-local", dataDirectory: options.dataDirectory,
+                nodeName: Self.nodeName(for: options.dataDirectory), dataDirectory: options.dataDirectory,
                 plugins: management ? ["rabbitmq_management"] : [], stopWhenOwnerExits: false, removeDataOnStop: false,
                 port: port))
             print("started \(broker.nodeName) (data in \(broker.dataDirectory))")
             printURIs(broker)
+        }
+
+        /// One node name per data directory: Erlang refuses a second node of the same name on the host, so with a
+        /// fixed name a developer's own node and `make demo`'s could not run side by side.
+        static func nodeName(for dataDirectory: String) -> String {
+            let path = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path
+            var hash: UInt32 = 2_166_136_261  // FNV-1a: stable across runs, unlike `hashValue`
+            for byte in path.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+            return "warren-local-" + String(hash, radix: 16)
         }
     }
 

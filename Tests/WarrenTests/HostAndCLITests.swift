@@ -121,6 +121,33 @@ struct HostAndCLITests {
         #expect(clock.now - started < .seconds(5))
     }
 
+    @Test func localBrokerToolRunsANodePerDataDirectorySideBySide() async throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("warren-local-\(UUID().uuidString)")
+        let directories = [base.appendingPathComponent("one").path, base.appendingPathComponent("two").path]
+        defer { try? FileManager.default.removeItem(at: base) }
+        var urls: [String] = []
+        for directory in directories {
+            let started = try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil)
+            #expect(started.status == 0, "\(started.errors)")
+            let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)
+            urls.append(String(try #require(url)))
+        }
+        defer {
+            for directory in directories {
+                let stop = Process()
+                stop.executableURL = Self.binDirectory.appendingPathComponent("warren-local-broker")
+                stop.arguments = ["stop", "--data-directory", directory]
+                try? stop.run()
+                stop.waitUntilExit()
+            }
+        }
+        #expect(Set(urls).count == 2)
+        for url in urls {
+            let connection = try await AMQPConnection.connect(to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
+            await connection.close()
+        }
+    }
+
     @Test func ordersWorkerDrainsOnSIGTERMAndExitsZeroWithNothingLost() async throws {
         let url = try await WorkerTestBroker.url()
         // orders-worker always uses the queue "emails": make sure it is empty of others' messages first.
