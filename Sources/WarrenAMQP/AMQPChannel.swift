@@ -214,7 +214,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         if let reason = closeReason { throw reason }
         // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): with a wide enough
         // prefetch window it need not wake it until a batch of them waits.
-        let lazyLimit: Int? = if case .ack(_, false) = settlement, shared.acksMayWait { shared.ackBatch } else { nil }
+        let lazyLimit: Int? = if case .ack(_, false) = settlement { shared.lazyAckLimit } else { nil }
         guard connection.core.submit(.settle(channel: shared, settlement), lazyLimit: lazyLimit) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }

@@ -108,14 +108,16 @@ struct Consume: AsyncParsableCommand {
         for m in modes {
             let samples = samplesByMode[m]!
             let middle = samples.sorted { $0.consume < $1.consume }[samples.count / 2]
+            // The modes on WarrenAMQP's connection: they publish with confirms, and its I/O thread counts what it did.
+            let onWarrenAMQP = m == "client" || m == "framework"
+            let io = middle.consumeCost.io
             results.append(Result(
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
-                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: m == "client" || m == "framework",
+                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP,
                 consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
                 consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS"),
-                consume_ack_frames_per_1k_msgs: m == "client" || m == "framework"
-                    ? (Double(middle.consumeCost.io.ackFrames) / Double(messages) * 10_000).rounded() / 10 : nil,
-                consume_stalls: m == "client" || m == "framework" ? middle.consumeCost.io.quietNapsWithWindowFull : nil))
+                consume_ack_frames_per_1k_msgs: onWarrenAMQP ? (Double(io.ackFrames) / Double(messages) * 10_000).rounded() / 10 : nil,
+                consume_stalls: onWarrenAMQP ? io.stalls : nil))
         }
 
         // Ratios are medians of each round's ratio (both modes measured minutes apart on the same broker), which the

@@ -113,19 +113,21 @@ final class ChannelShared: Sendable {
     /// The prefetch count last set with `basic.qos` (0: none, unlimited).
     let prefetch = Atomic<UInt16>(0)
 
-    /// Whether a plain ack may wait for the I/O thread's next pass instead of waking it: only when the prefetch window
-    /// is wide enough that a held ack never leaves the consumer without deliveries (with a prefetch of 1 every message
+    /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or
+    /// ``ConnectionCore/ackBatchDelay``.
+    var ackBatch: Int { Self.ackBatch(prefetch: prefetch.load(ordering: .relaxed)) }
+
+    /// How many plain acks may wait for the I/O thread's next pass before one wakes it (see
+    /// ``ConnectionCore/Inbox/enqueue(_:lazyLimit:)``): a batch. `nil` (every ack wakes it) when the prefetch window is
+    /// too narrow for a held ack never to leave the consumer without deliveries (with a prefetch of 1 every message
     /// waits for the previous ack).
-    var acksMayWait: Bool {
+    var lazyAckLimit: Int? {
         let prefetch = prefetch.load(ordering: .relaxed)
-        return prefetch == 0 || prefetch >= 8
+        return prefetch == 0 || prefetch >= 8 ? Self.ackBatch(prefetch: prefetch) : nil
     }
 
-    /// Contiguous acks are held until this many (a quarter of the prefetch, at most 64) or
-    /// ``ConnectionCore/ackBatchDelay``; as many acks waiting for the I/O thread wake it.
-    var ackBatch: Int {
-        let prefetch = prefetch.load(ordering: .relaxed)
-        return prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4))
+    private static func ackBatch(prefetch: UInt16) -> Int {
+        prefetch == 0 ? 64 : max(1, min(64, Int(prefetch) / 4))
     }
 
     init(id: UInt16) {
@@ -439,11 +441,7 @@ final class ConnectionCore: @unchecked Sendable {
                     descriptors[1].revents = 0
                     let ready = poll(&descriptors, 2, briefly ? min(pollTimeoutMilliseconds, Self.shortPollMilliseconds) : pollTimeoutMilliseconds)
                     quiet = ready == 0
-                    IOStatistics.count(IOStatistics.naps)
-                    if quiet {
-                        IOStatistics.count(IOStatistics.quietNaps)
-                        if channels.values.contains(where: \.hasFullWindow) { IOStatistics.count(IOStatistics.quietNapsWithWindowFull) }
-                    }
+                    if quiet && channels.values.contains(where: \.hasFullWindow) { IOStatistics.count(IOStatistics.stalls) }
                     inbox.withLock {
                         $0.sleeping = false
                         $0.sleepingBriefly = false
@@ -509,7 +507,6 @@ final class ConnectionCore: @unchecked Sendable {
             dispatch(frame)
         }
         if running { amqp_maybe_release_buffers(connection) }
-        if !sinksToWake.isEmpty { IOStatistics.count(IOStatistics.consumerWakeups, sinksToWake.count) }
         for sink in sinksToWake { sink.wake() }
         sinksToWake.removeAll(keepingCapacity: true)
         return drained
