@@ -28,7 +28,8 @@ struct Consume: AsyncParsableCommand {
             messages (what WarrenPublisher sends) unless --format bare. \
             For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
             stalls the connection thread's 1 ms naps with nothing read while the prefetch window was full (the \
-            broker waiting for this client's acks). \
+            broker waiting for this client's acks), wakes/1k msg how often the consuming task was resumed because \
+            deliveries arrived while it waited. \
             Without --url a throwaway broker is started and stopped. The last line printed is one JSON object.
             """
     )
@@ -68,6 +69,8 @@ struct Consume: AsyncParsableCommand {
         /// the broker waiting for this client's acks.
         var consume_ack_frames_per_1k_msgs: Double?
         var consume_stalls: Int?
+        /// Modes on WarrenAMQP's connection: resumptions of the consuming task per 1,000 messages.
+        var consume_wakeups_per_1k_msgs: Double?
     }
 
     struct Baseline: Codable {
@@ -104,6 +107,7 @@ struct Consume: AsyncParsableCommand {
                 samplesByMode[m, default: []].append(sample)
             }
         }
+        func perThousand(_ count: Int) -> Double { (Double(count) / Double(messages) * 10_000).rounded() / 10 }
         var results: [Result] = []
         for m in modes {
             let samples = samplesByMode[m]!
@@ -116,8 +120,9 @@ struct Consume: AsyncParsableCommand {
                 consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP,
                 consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
                 consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS"),
-                consume_ack_frames_per_1k_msgs: onWarrenAMQP ? (Double(io.ackFrames) / Double(messages) * 10_000).rounded() / 10 : nil,
-                consume_stalls: onWarrenAMQP ? io.stalls : nil))
+                consume_ack_frames_per_1k_msgs: onWarrenAMQP ? perThousand(io.ackFrames) : nil,
+                consume_stalls: onWarrenAMQP ? io.stalls : nil,
+                consume_wakeups_per_1k_msgs: onWarrenAMQP ? perThousand(io.consumerWakeups) : nil))
         }
 
         // Ratios are medians of each round's ratio (both modes measured minutes apart on the same broker), which the
@@ -131,7 +136,7 @@ struct Consume: AsyncParsableCommand {
         printTable(
             [
                 "mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg",
-                "allocs/msg", "rss MiB", "acks/1k msg", "stalls",
+                "allocs/msg", "rss MiB", "acks/1k msg", "stalls", "wakes/1k msg",
             ],
             results.map { result in
                 [
@@ -142,6 +147,7 @@ struct Consume: AsyncParsableCommand {
                     result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
                     result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
                     result.consume_ack_frames_per_1k_msgs.map { "\($0)" } ?? "-", result.consume_stalls.map { "\($0)" } ?? "-",
+                    result.consume_wakeups_per_1k_msgs.map { "\($0)" } ?? "-",
                 ]
             })
         var last = results.last!

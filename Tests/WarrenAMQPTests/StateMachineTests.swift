@@ -248,6 +248,35 @@ struct PrefetchWindowTests {
         let channel = ChannelIO(id: 1, shared: ChannelShared(id: 1))
         channel.lastDeliveryTag = 100_000
         #expect(!channel.hasFullWindow)
+        #expect(!channel.hasHalfFullWindow)
+    }
+
+    @Test func theWindowIsHalfFullFromHalfThePrefetchUnsettledOnTheWire() {
+        let shared = ChannelShared(id: 1)
+        shared.prefetch.store(5, ordering: .relaxed)
+        let channel = ChannelIO(id: 1, shared: shared)
+        channel.lastDeliveryTag = 2
+        #expect(!channel.hasHalfFullWindow)
+        channel.lastDeliveryTag = 3  // 3 of 5: at least half
+        #expect(channel.hasHalfFullWindow)
+        for tag in 1...2 { channel.acks.ack(UInt64(tag), now: .now) }
+        #expect(channel.hasHalfFullWindow)  // held acks still count
+        _ = channel.acks.flush(force: false)
+        #expect(!channel.hasHalfFullWindow)  // 1 of 5
+    }
+}
+
+@Suite("Gathering a busy stream of deliveries")
+struct GatherTests {
+    @Test func aLoneDeliveryIsReadAtOnce() {
+        #expect(!ConnectionCore.gathers(deliveriesSinceSleep: 0, anyWindowHalfFull: false))
+        #expect(!ConnectionCore.gathers(deliveriesSinceSleep: 1, anyWindowHalfFull: false))
+    }
+
+    @Test func aStreamIsGatheredUnlessTheBrokerMaySoonWaitForAcks() {
+        #expect(ConnectionCore.gathers(deliveriesSinceSleep: 2, anyWindowHalfFull: false))
+        #expect(ConnectionCore.gathers(deliveriesSinceSleep: 40, anyWindowHalfFull: false))
+        #expect(!ConnectionCore.gathers(deliveriesSinceSleep: 40, anyWindowHalfFull: true))
     }
 }
 

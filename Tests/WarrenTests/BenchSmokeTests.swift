@@ -18,9 +18,12 @@ struct BenchSmokeTests {
         let consume = try await run(["consume", "--messages", "300", "--mode", "raw,client,framework", "--queue", "bench.smoke.consume"])
         #expect(consume["mode"] as? String == "framework")
         #expect((consume["consume_ratio_vs_raw"] as? Double ?? 0) > 0)
-        // At least one ack frame per 300 messages, at most one per message.
-        #expect((3.3...1000).contains(consume["consume_ack_frames_per_1k_msgs"] as? Double ?? 0))
+        // At most one ack frame and one resumption of the consuming task per message. Not at least one: the clock
+        // starts once the worker reports that it consumes, and on a loaded machine a run this small can be mostly
+        // handled, and its acks sent, by then.
+        #expect((0...1000).contains(consume["consume_ack_frames_per_1k_msgs"] as? Double ?? -1))
         #expect(consume["consume_stalls"] as? Int != nil)
+        #expect((0...1000).contains(consume["consume_wakeups_per_1k_msgs"] as? Double ?? -1))
 
         let inMemory = try await run(["consume", "--messages", "300", "--mode", "raw,in-memory", "--queue", "bench.smoke.memory-transport"])
         #expect(inMemory["mode"] as? String == "in-memory")

@@ -221,6 +221,8 @@ final class ConnectionCore: @unchecked Sendable {
     private let arena = CArena()
     /// When the last delivery that needs an ack arrived: within ``busyWindow`` of it the thread sleeps only briefly.
     private var lastDeliveryAt = ContinuousClock.now - .seconds(1)
+    /// Deliveries to consumers read since the thread last slept.
+    private var deliveriesSinceSleep = 0
     private var pausedPublishes: [(ChannelShared, OutboundMessage, PublishWaiter)] = []
     private(set) var connectedEndpoint: AMQPEndpoint?
     private(set) var serverProperties: AMQPTable = [:]
@@ -448,6 +450,8 @@ final class ConnectionCore: @unchecked Sendable {
                         $0.wakePending = false
                     }
                     if descriptors[1].revents != 0 { wakeup.drain() }
+                    if descriptors[0].revents != 0 && gathersDeliveries { usleep(Self.gatherMicroseconds) }
+                    deliveriesSinceSleep = 0
                 }
             }
         }
@@ -464,6 +468,18 @@ final class ConnectionCore: @unchecked Sendable {
         }
         for waiter in closeWaiters { waiter.resume() }
         closeWaiters.removeAll()
+    }
+
+    /// Whether to let more deliveries arrive before reading (see ``gatherMicroseconds``): they stream in (the passes
+    /// since the last sleep brought several) and no consumer's prefetch window is half used (else the broker may soon
+    /// wait for acks, and reading at once lets them out sooner).
+    private var gathersDeliveries: Bool {
+        Self.gathers(deliveriesSinceSleep: deliveriesSinceSleep, anyWindowHalfFull: channels.values.contains(where: \.hasHalfFullWindow))
+    }
+
+    /// See ``gathersDeliveries``.
+    static func gathers(deliveriesSinceSleep: Int, anyWindowHalfFull: Bool) -> Bool {
+        deliveriesSinceSleep >= gatherAfterDeliveries && !anyWindowHalfFull
     }
 
     /// Fails the publishes whose confirm is overdue (checked at most every 100 ms, and at least once per poll timeout).
@@ -668,6 +684,7 @@ final class ConnectionCore: @unchecked Sendable {
                     body: body, properties: properties, deliveryTag: deliveryTag, redelivered: redelivered,
                     exchange: exchange, routingKey: routingKey, consumerTag: consumerTag, messageCount: 0)
                 if let sink = channel.consumers[consumerTag] {
+                    deliveriesSinceSleep += 1
                     if sink.acknowledges {
                         channel.lastDeliveryTag = deliveryTag
                         lastDeliveryAt = ContinuousClock.now
@@ -800,6 +817,14 @@ final class ConnectionCore: @unchecked Sendable {
     static let shortPollMilliseconds: Int32 = 1
     /// How long after a delivery the connection counts as busy (sleeps briefly rather than waiting to be woken).
     static let busyWindow: Duration = .milliseconds(20)
+    /// How long the thread waits, once the socket is readable, before reading a busy stream of deliveries (see
+    /// ``gathersDeliveries``). The broker sends such a stream in pieces of one to four deliveries; waiting lets the
+    /// next pieces arrive, so that one `recv`, one consumer wake-up and one ack frame cover several times as many
+    /// deliveries, which roughly halves this connection's CPU time per delivery. Costs at most this much latency, and
+    /// only under load: a lone delivery is read at once. Commands queued meanwhile (publishes, acks) wait as long.
+    static let gatherMicroseconds: UInt32 = 300
+    /// The deliveries read since the last sleep from which the stream counts as busy.
+    static let gatherAfterDeliveries = 2
 
     private func sendAcks(_ frames: [AckCoalescer.Frame], on channelID: UInt16) {
         for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
@@ -1023,6 +1048,12 @@ final class ChannelIO {
 
     /// Deliveries the application may still ack.
     var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
+
+    /// Whether deliveries unsettled on the wire use at least half of the prefetch window.
+    var hasHalfFullWindow: Bool {
+        let prefetch = UInt64(shared.prefetch.load(ordering: .relaxed))
+        return prefetch > 0 && 2 * (lastDeliveryTag + 1) >= 2 * acks.nextUnsettled + prefetch
+    }
 
     /// Whether the broker, by the prefetch, may send this channel's consumers nothing more until some are settled.
     var hasFullWindow: Bool {

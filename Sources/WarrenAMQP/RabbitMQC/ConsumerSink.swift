@@ -44,7 +44,10 @@ final class ConsumerSink: Sendable {
             state.waiter = nil
             return (waiter, ready)
         }
-        if let (waiter, ready) = resumption { waiter.resume(with: ready) }
+        if let (waiter, ready) = resumption {
+            IOStatistics.count(IOStatistics.consumerWakeups)
+            waiter.resume(with: ready)
+        }
     }
 
     /// Ends the sequence after what is buffered: normally with `nil`, or by throwing `error`.
