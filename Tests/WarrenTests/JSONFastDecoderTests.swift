@@ -141,6 +141,27 @@ struct JSONFastDecoderTests {
         #expect(JSONFastDecoder.decode(Strict.self, from: Array(document.utf8)) == nil)
     }
 
+    /// Strings are scanned 8 bytes at a time: every byte value, an escape and a multi-byte character, at every
+    /// position of such a word and across word boundaries, must read as JSONDecoder reads it (or be handed over).
+    @Test func everyByteAtEveryPositionOfAStringReadsAsJSONDecoderReadsIt() throws {
+        var readByFastPath = 0
+        let insertions: [[UInt8]] = (0...255).map { [UInt8($0)] } + [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array("é".utf8), Array("😀".utf8)]
+        for insertion in insertions {
+            for offset in 0..<18 {
+                let body = Array(#"[""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: offset) + insertion
+                    + Array(repeating: UInt8(ascii: "b"), count: 19 - offset) + Array(#""]"#.utf8)
+                let expected = try? Self.foundation.decode([String].self, from: Data(body))
+                let fast = JSONFastDecoder.decode([String].self, from: body)
+                if let fast {
+                    #expect(fast == expected, "\(insertion) at \(offset)")
+                    readByFastPath += 1
+                }
+            }
+        }
+        // Printable ASCII other than the quote and the backslash, the two escapes and the two characters: fast.
+        #expect(readByFastPath >= (95 - 2 + 4) * 18)
+    }
+
     @Test func invalidUTF8AndDeepNestingGiveUpWithoutCrashing() {
         #expect(JSONFastDecoder.decode([String].self, from: [0x5B, 0x22, 0xFF, 0x22, 0x5D]) == nil)
         let deep = Array(String(repeating: "[", count: 100_000).utf8)

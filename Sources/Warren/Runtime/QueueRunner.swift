@@ -15,6 +15,10 @@ struct QueueRunner: Sendable {
     let concurrency: Int
     let worker: Worker
     let metrics: WorkerMetrics
+    /// Read per delivery: copied out of the worker's configuration once, not per delivery.
+    private let codecs: CodecRegistry
+    private let maximumMessageBytes: Int
+    private let redeliveryLimit: Int?
     /// Handlers running now; a shutdown waits for it to reach zero within the grace period.
     let inFlight = InFlightCounter()
 
@@ -28,6 +32,9 @@ struct QueueRunner: Sendable {
         self.concurrency = isolated ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
         self.metrics = WorkerMetrics(queue: queue)
+        self.codecs = worker.configuration.codecs
+        self.maximumMessageBytes = worker.configuration.maximumMessageBytes
+        self.redeliveryLimit = worker.configuration.redeliveryLimit
     }
 
     private var logger: Logger { worker.logger }
@@ -132,7 +139,7 @@ struct QueueRunner: Sendable {
         var interrupted = false
         var duplicate = false
         let redelivery = RedeliveryVerdict.decide(
-            redelivered: delivery.redelivered, headers: headers, limit: configuration.redeliveryLimit)
+            redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
             let outcome = await reenqueue(delivery, returns: returns, isolated: isolated)
             report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, logger: logger)
@@ -140,12 +147,12 @@ struct QueueRunner: Sendable {
         }
         if case .deadLetter(let returns, let limit) = redelivery {
             failure = .redeliveryLimit(returns: returns, limit: limit)
-        } else if delivery.body.count > configuration.maximumMessageBytes {
-            failure = .tooLarge(bytes: delivery.body.count, limit: configuration.maximumMessageBytes)
+        } else if delivery.body.count > maximumMessageBytes {
+            failure = .tooLarge(bytes: delivery.body.count, limit: maximumMessageBytes)
         } else if let encoding = properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
             failure = .unsupportedContentEncoding(encoding)
         } else if let type, let registration = handler(for: type) {
-            if let codec = configuration.codecs.codec(for: properties.contentType) {
+            if let codec = codecs.codec(for: properties.contentType) {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
                     headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
