@@ -227,10 +227,14 @@ struct InboxTests {
 
 @Suite("A consumer's prefetch window")
 struct PrefetchWindowTests {
-    @Test func theWindowIsFullWhenAsManyDeliveriesAsThePrefetchAreUnsettledOnTheWire() {
+    func makeChannel(prefetch: UInt16) -> ChannelIO {
         let shared = ChannelShared(id: 1)
-        shared.prefetch.store(4, ordering: .relaxed)
-        let channel = ChannelIO(id: 1, shared: shared)
+        shared.prefetch.store(prefetch, ordering: .relaxed)
+        return ChannelIO(id: 1, shared: shared)
+    }
+
+    @Test func theWindowIsFullWhenAsManyDeliveriesAsThePrefetchAreUnsettledOnTheWire() {
+        let channel = makeChannel(prefetch: 4)
         channel.lastDeliveryTag = 3
         #expect(!channel.hasFullWindow)
         channel.lastDeliveryTag = 4
@@ -252,9 +256,7 @@ struct PrefetchWindowTests {
     }
 
     @Test func theWindowIsHalfFullFromHalfThePrefetchUnsettledOnTheWire() {
-        let shared = ChannelShared(id: 1)
-        shared.prefetch.store(5, ordering: .relaxed)
-        let channel = ChannelIO(id: 1, shared: shared)
+        let channel = makeChannel(prefetch: 5)
         channel.lastDeliveryTag = 2
         #expect(!channel.hasHalfFullWindow)
         channel.lastDeliveryTag = 3  // 3 of 5: at least half
