@@ -46,6 +46,12 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency = 1
     @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends, as the framework mode does) or bare (a body, no properties to speak of).")
     var messageFormat: MessageFormat = .warren
+    @Option(help: "How the queue is filled before each mode consumes: own (raw modes with the raw loop, unconfirmed; client and framework with their own confirmed publishers) or raw (every mode with the raw loop, unconfirmed, the same messages).")
+    var fill: Fill = .own
+
+    enum Fill: String, ExpressibleByArgument {
+        case own, raw
+    }
 
     struct Result: Codable {
         var mode: String
@@ -117,7 +123,7 @@ struct Consume: AsyncParsableCommand {
             let io = middle.consumeCost.io
             results.append(Result(
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
-                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP,
+                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP && fill == .own,
                 consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
                 consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS"),
                 consume_ack_frames_per_1k_msgs: onWarrenAMQP ? perThousand(io.ackFrames) : nil,
@@ -178,13 +184,13 @@ struct Consume: AsyncParsableCommand {
         try await adminChannel.queuePurge(queue)
         defer { Task { await admin.close() } }
 
-        switch mode {
-        case "raw", "raw-multi":
-            let loop = RawLoop(
-                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
-                vhost: endpoint.virtualHost, queue: queue)
+        let loop = RawLoop(
+            host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
+            vhost: endpoint.virtualHost, queue: queue)
+        /// Fills the queue with the raw loop (unconfirmed); the publish time.
+        func rawFill(format: MessageFormat) async throws -> Double {
             let count = messages
-            let outbound = try benchMessages(size: size, format: messageFormat, queue: queue)
+            let outbound = try benchMessages(size: size, format: format, queue: queue)
             let publishSeconds = try await onDedicatedThread { try loop.publish(count: count, cycling: outbound) }
             // Unconfirmed messages may still be on their way from the channel to the queue: wait (untimed) for all.
             var depth = 0
@@ -194,6 +200,13 @@ struct Consume: AsyncParsableCommand {
                 try await Task.sleep(for: .milliseconds(50))
             }
             guard depth == count else { throw ValidationError("queue holds \(depth) messages, expected \(count)") }
+            return publishSeconds
+        }
+
+        switch mode {
+        case "raw", "raw-multi":
+            let count = messages
+            let publishSeconds = try await rawFill(format: messageFormat)
             let prefetch = self.prefetch
             let ackEvery = mode == "raw" ? 1 : 50
             let (consumeSeconds, cost) = try await Cost.of {
@@ -201,24 +214,31 @@ struct Consume: AsyncParsableCommand {
             }
             return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
         case "framework":
-            return try await measureFramework(endpoint: endpoint, logger: quiet)
+            // The framework's handler reads what WarrenPublisher sends, whatever --format says.
+            let filled = fill == .raw ? try await rawFill(format: .warren) : nil
+            return try await measureFramework(endpoint: endpoint, logger: quiet, filledIn: filled)
         case "in-memory":
             return try await measureInMemory()
         default:
             let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
             defer { Task { await connection.close() } }
-            let channel = try await connection.openChannel()
-            try await channel.enableConfirms()
-            let outbound = clientMessages(try benchMessages(size: size, format: messageFormat, queue: queue), queue: queue)
-            let publishStart = DispatchTime.now()
-            var sent = 0
-            while sent < messages {
-                let n = min(publishBatch, messages - sent)
-                let results = await channel.publish(contentsOf: cycle(outbound, from: sent, count: n))
-                for result in results { try result.get() }
-                sent += n
+            let publishSeconds: Double
+            if fill == .raw {
+                publishSeconds = try await rawFill(format: messageFormat)
+            } else {
+                let channel = try await connection.openChannel()
+                try await channel.enableConfirms()
+                let outbound = clientMessages(try benchMessages(size: size, format: messageFormat, queue: queue), queue: queue)
+                let publishStart = DispatchTime.now()
+                var sent = 0
+                while sent < messages {
+                    let n = min(publishBatch, messages - sent)
+                    let results = await channel.publish(contentsOf: cycle(outbound, from: sent, count: n))
+                    for result in results { try result.get() }
+                    sent += n
+                }
+                publishSeconds = seconds(since: publishStart)
             }
-            let publishSeconds = seconds(since: publishStart)
 
             let consumerChannel = try await connection.openChannel()
             let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: prefetch)
@@ -247,16 +267,19 @@ struct BenchMessage: WarrenMessage {
 extension Consume {
     /// Publishes with WarrenPublisher (confirmed, up to 1,000 in flight), then consumes with a Worker whose typed
     /// handler decodes each message; the clock stops when the last one is handled.
-    func measureFramework(endpoint: AMQPEndpoint, logger: Logger) async throws -> Sample {
+    /// - Parameter filledIn: the publish time when the queue was already filled (`--fill raw`).
+    func measureFramework(endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil) async throws -> Sample {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
-        let publisher = WarrenPublisher(transport: transport)
-        let payload = benchPayload(size: size)
         let count = messages
-        let publishStart = DispatchTime.now()
-        try await publishBenchMessages(count, payload: payload, to: queue, with: publisher)
-        let publishSeconds = seconds(since: publishStart)
+        var publishSeconds = filledIn ?? 0
+        if filledIn == nil {
+            let publisher = WarrenPublisher(transport: transport)
+            let publishStart = DispatchTime.now()
+            try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher)
+            publishSeconds = seconds(since: publishStart)
+        }
         await transport.close()
 
         let completion = Completion(expected: count)

@@ -32,6 +32,15 @@ struct BenchSmokeTests {
         let bare = try await run(["consume", "--messages", "200", "--mode", "raw,client", "--format", "bare", "--queue", "bench.smoke.bare"])
         #expect(bare["mode"] as? String == "client")
 
+        // Every mode filled by the raw loop: the framework still gets messages it can decode (--format bare is for
+        // the raw and client modes; else its handler would never run and the run never end), and no mode counts as
+        // publishing with confirms.
+        let rawFill = try await run([
+            "consume", "--messages", "200", "--mode", "raw,client,framework", "--format", "bare", "--fill", "raw", "--queue", "bench.smoke.fill",
+        ])
+        #expect(rawFill["mode"] as? String == "framework")
+        #expect(rawFill["publish_confirmed"] as? Bool == false)
+
         let publish = try await run(["publish", "--messages", "200", "--runs", "2", "--batches", "1,10", "--window", "50", "--queue", "bench.smoke.publish"])
         #expect((publish["publish"] as? [[String: Any]])?.map { $0["mode"] as? String ?? "" } == [
             "raw", "raw-confirmed-batch-10", "raw-confirmed-window-50", "client-batch-1", "client-batch-10", "publisher-window-50",
