@@ -1050,16 +1050,18 @@ final class ChannelIO {
     /// Deliveries the application may still ack.
     var hasUnsettledDeliveries: Bool { lastDeliveryTag >= acks.nextUnsettled }
 
-    /// Whether deliveries unsettled on the wire use at least half of the prefetch window.
-    var hasHalfFullWindow: Bool {
-        let prefetch = UInt64(shared.prefetch.load(ordering: .relaxed))
-        return prefetch > 0 && 2 * (lastDeliveryTag + 1) >= 2 * acks.nextUnsettled + prefetch
-    }
-
     /// Whether the broker, by the prefetch, may send this channel's consumers nothing more until some are settled.
-    var hasFullWindow: Bool {
-        let prefetch = shared.prefetch.load(ordering: .relaxed)
-        return prefetch > 0 && lastDeliveryTag + 1 >= acks.nextUnsettled + UInt64(prefetch)
+    var hasFullWindow: Bool { windowShareInUse(atLeast: 1) }
+
+    /// Whether deliveries unsettled on the wire use at least half of the prefetch window.
+    var hasHalfFullWindow: Bool { windowShareInUse(atLeast: 2) }
+
+    /// Whether the deliveries the broker counts as unacknowledged (held acks included) are at least
+    /// 1/`fraction` of the prefetch; never without a prefetch.
+    private func windowShareInUse(atLeast fraction: UInt64) -> Bool {
+        let prefetch = UInt64(shared.prefetch.load(ordering: .relaxed))
+        let unsettledOnWire = (lastDeliveryTag + 1) - min(acks.nextUnsettled, lastDeliveryTag + 1)
+        return prefetch > 0 && fraction * unsettledOnWire >= prefetch
     }
 
     /// See ``ChannelShared/ackBatch``.
