@@ -13,26 +13,26 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     public let connection: AMQPConnection
     /// The channel number.
     public let id: UInt16
-    let shared: ChannelShared
+    let handle: ChannelHandle
 
-    init(connection: AMQPConnection, shared: ChannelShared) {
+    init(connection: AMQPConnection, handle: ChannelHandle) {
         self.connection = connection
-        self.id = shared.id
-        self.shared = shared
+        self.id = handle.id
+        self.handle = handle
     }
 
     public var description: String { "AMQPChannel(\(id))" }
 
     /// Whether the channel is still usable.
-    public var isOpen: Bool { shared.closeReason == nil && connection.isOpen }
+    public var isOpen: Bool { handle.closeReason == nil && connection.isOpen }
 
     /// Why the channel closed, once it has.
-    public var closeReason: AMQPError? { shared.closeReason ?? connection.closeReason }
+    public var closeReason: AMQPError? { handle.closeReason ?? connection.closeReason }
 
     @discardableResult
     func call(_ method: ChannelMethod) async throws -> MethodReply {
         try await withUnsafeThrowingContinuation { continuation in
-            connection.core.submit(.method(channel: shared, method, continuation))
+            connection.core.submit(.method(channel: handle, method, continuation))
         }
     }
 
@@ -40,7 +40,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
 
     /// Closes the channel (`channel.close`). Its consumers end; unacknowledged deliveries return to their queues.
     public func close() async throws {
-        if shared.closeReason != nil { return }
+        if handle.closeReason != nil { return }
         try await call(.channelClose)
     }
 
@@ -165,7 +165,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         let sink = ConsumerSink(acknowledges: !noAck)
         let method = ChannelMethod.basicConsume(queue: queue, consumerTag: tag, noAck: noAck, exclusive: exclusive, arguments: arguments)
         _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<MethodReply, any Error>) in
-            connection.core.submit(.consume(channel: shared, method, sink, continuation))
+            connection.core.submit(.consume(channel: handle, method, sink, continuation))
         }
         return AMQPConsumer(channel: self, tag: tag, sink: sink)
     }
@@ -214,8 +214,8 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         if let reason = closeReason { throw reason }
         // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): with a wide enough
         // prefetch window it need not wake it until a batch of them waits.
-        let lazyLimit: Int? = if case .ack(_, false) = settlement { shared.lazyAckLimit } else { nil }
-        guard connection.core.submit(.settle(channel: shared, settlement), lazyLimit: lazyLimit) else {
+        let lazyLimit: Int? = if case .ack(_, false) = settlement { handle.lazyAckLimit } else { nil }
+        guard connection.core.submit(.settle(channel: handle, settlement), lazyLimit: lazyLimit) else {
             throw closeReason ?? AMQPError(.connectionClosed, message: "the connection is closed")
         }
     }
@@ -239,7 +239,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     ) async throws {
         let message = AMQPOutboundMessage(body: body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties)
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            connection.core.submit(.publish(channel: shared, message, .single(continuation)))
+            connection.core.submit(.publish(channel: handle, message, .single(continuation)))
         }
     }
 
@@ -250,7 +250,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         guard !messages.isEmpty else { return [] }
         let batch = PublishBatch(count: messages.count)
         for (index, message) in messages.enumerated() {
-            connection.core.submit(.publish(channel: shared, message, .batch(batch, index: index)))
+            connection.core.submit(.publish(channel: handle, message, .batch(batch, index: index)))
         }
         return await batch.wait()
     }

@@ -68,10 +68,10 @@ public final class AMQPConnection: Sendable, CustomStringConvertible {
     /// Opens a new channel.
     /// - Throws: ``AMQPError`` when the connection is closed or every channel number is taken.
     public func openChannel() async throws -> AMQPChannel {
-        let shared = try await withUnsafeThrowingContinuation { continuation in
+        let handle = try await withUnsafeThrowingContinuation { continuation in
             core.submit(.openChannel(continuation))
         }
-        return AMQPChannel(connection: self, shared: shared)
+        return AMQPChannel(connection: self, handle: handle)
     }
 
     /// Closes every channel and the connection (`connection.close`), then stops the I/O thread. Operations still

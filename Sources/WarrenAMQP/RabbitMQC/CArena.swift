@@ -60,10 +60,6 @@ package final class CArena {
         }
     }
 
-    func cString(_ string: String) -> UnsafePointer<CChar> {
-        UnsafePointer(bytes(string).bytes.assumingMemoryBound(to: CChar.self))
-    }
-
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         raw(byteCount: count * MemoryLayout<T>.stride, alignment: MemoryLayout<T>.alignment).bindMemory(to: T.self, capacity: count)
     }
