@@ -210,7 +210,7 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         try settle(.reject(deliveryTag: deliveryTag, requeue: requeue))
     }
 
-    private func settle(_ settlement: Settlement) throws(AMQPError) {
+    private func settle(_ settlement: SettlementMethod) throws(AMQPError) {
         if let reason = closeReason { throw reason }
         // A plain ack is held by the connection's thread anyway (coalesced with its neighbours): with a wide enough
         // prefetch window it need not wake it until a batch of them waits.

@@ -5,34 +5,48 @@
 /// `NOT_FOUND`, 406 `PRECONDITION_FAILED`, 403 `ACCESS_REFUSED`, 320 `CONNECTION_FORCED`) and ``replyText``.
 /// Descriptions never contain a password.
 public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// What went wrong, in kinds a caller can act on.
-    public enum Code: String, Sendable, Hashable {
+    /// What went wrong, in kinds a caller can act on. An extensible set:
+    /// match the codes you handle and keep a `default` for the others.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String {
+            case invalidURI, connectionFailed, tlsFailed, authenticationFailed, channelClosed, connectionClosed,
+                connectionLost, unroutable, nacked, consumerCancelled, invalidArgument, protocolError, timeout
+        }
+
+        private let value: Value
+
+        private init(_ value: Value) {
+            self.value = value
+        }
+
         /// The URI could not be parsed or holds a value outside its range.
-        case invalidURI
+        public static let invalidURI = Code(.invalidURI)
         /// No configured address accepted a TCP (or TLS) connection within the connection timeout.
-        case connectionFailed
+        public static let connectionFailed = Code(.connectionFailed)
         /// The TLS handshake or certificate verification failed.
-        case tlsFailed
+        public static let tlsFailed = Code(.tlsFailed)
         /// The broker refused the credentials or the virtual host.
-        case authenticationFailed
+        public static let authenticationFailed = Code(.authenticationFailed)
         /// The broker closed the channel with an exception (``replyCode`` says which); the channel is unusable.
-        case channelClosed
+        public static let channelClosed = Code(.channelClosed)
         /// The broker closed the connection (``replyCode`` says why), or the connection was closed by this client.
-        case connectionClosed
+        public static let connectionClosed = Code(.connectionClosed)
         /// The socket failed or the broker stopped answering (missed heartbeats); the connection is unusable.
-        case connectionLost
+        public static let connectionLost = Code(.connectionLost)
         /// A `mandatory` publish could not be routed to any queue (`basic.return`).
-        case unroutable
+        public static let unroutable = Code(.unroutable)
         /// The broker answered a publish with `basic.nack`: it did not take responsibility for the message.
-        case nacked
+        public static let nacked = Code(.nacked)
         /// The broker cancelled a consumer, for example because its queue was deleted.
-        case consumerCancelled
+        public static let consumerCancelled = Code(.consumerCancelled)
         /// An argument that cannot be sent (a name over 255 bytes, a channel limit reached, …).
-        case invalidArgument
+        public static let invalidArgument = Code(.invalidArgument)
         /// A frame arrived that the protocol does not allow here.
-        case protocolError
+        public static let protocolError = Code(.protocolError)
         /// The operation did not complete within its time bound.
-        case timeout
+        public static let timeout = Code(.timeout)
+
+        public var description: String { value.rawValue }
     }
 
     public var code: Code
@@ -51,7 +65,7 @@ public struct AMQPError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String {
-        var text = "AMQPError.\(code.rawValue): \(message)"
+        var text = "AMQPError.\(code): \(message)"
         if let replyCode { text += " (reply \(replyCode)" + (replyText.map { " \($0)" } ?? "") + ")" }
         return text
     }

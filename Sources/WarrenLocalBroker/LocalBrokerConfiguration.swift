@@ -74,15 +74,28 @@ public struct LocalBrokerConfiguration: Sendable {
 
 /// An error starting or controlling a ``LocalBroker``.
 public struct LocalBrokerError: Error, Sendable, CustomStringConvertible {
-    public enum Code: String, Sendable {
+    /// An extensible set: match the codes you handle and keep a `default` for the others.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String {
+            case notInstalled, startupFailed, commandFailed, noFreePort
+        }
+
+        private let value: Value
+
+        private init(_ value: Value) {
+            self.value = value
+        }
+
         /// `rabbitmq-server` or `rabbitmqctl` is not installed.
-        case notInstalled
+        public static let notInstalled = Code(.notInstalled)
         /// The node did not come up within the startup timeout; the message quotes its log.
-        case startupFailed
+        public static let startupFailed = Code(.startupFailed)
         /// A `rabbitmqctl` command failed.
-        case commandFailed
+        public static let commandFailed = Code(.commandFailed)
         /// No free port was found.
-        case noFreePort
+        public static let noFreePort = Code(.noFreePort)
+
+        public var description: String { value.rawValue }
     }
 
     public var code: Code
@@ -93,5 +106,5 @@ public struct LocalBrokerError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "LocalBrokerError.\(code.rawValue): \(message)" }
+    public var description: String { "LocalBrokerError.\(code): \(message)" }
 }

@@ -40,13 +40,13 @@ public final class WarrenTestHarness: Sendable {
         self.worker = worker
         self.settled = settled
         self.running = Task { try await worker.run() }
-        // The worker is ready once every queue it consumes has been prepared; a message sent earlier still waits in
-        // its queue, so this only saves tests from racing the start.
-        try await Task.sleep(for: .milliseconds(10))
+        try await worker.waitUntilConsuming(timeout: .seconds(10))
     }
 
     /// Publishes `message` to `queue` (as a publisher would: JSON, its type, a message id) and waits until the
     /// worker settled it.
+    /// - Returns: the settlement of this message, matched by its message id: settlements of other messages (a
+    ///   follow-up its handler published, say) stay for ``nextSettlement(timeout:)``.
     @discardableResult
     public func send<M: WarrenMessage>(
         _ message: M, to queue: String, messageID: String = UUID().uuidString, headers: AMQPTable = [:],
@@ -59,12 +59,15 @@ public final class WarrenTestHarness: Sendable {
     }
 
     /// Publishes any body and properties (malformed input, unknown types…) and waits until the worker settled it.
+    /// - Returns: the settlement of this message when it has a message id (see ``send(_:to:messageID:headers:timeout:)``),
+    ///   else the next settlement.
     @discardableResult
     public func sendRaw(
         _ body: [UInt8], properties: AMQPProperties, to queue: String, timeout: Duration = .seconds(10)
     ) async throws -> SettlementEvent {
         try await transport.publish(body, to: .queue(queue), properties: properties)
-        return try await nextSettlement(timeout: timeout)
+        guard let id = properties.messageID else { return try await nextSettlement(timeout: timeout) }
+        return try await settled.take(timeout: timeout) { $0.messageID == id }
     }
 
     /// Moves the clock forward, which releases the retries whose delay has passed, and waits for the next settlement.
@@ -74,16 +77,10 @@ public final class WarrenTestHarness: Sendable {
         return try await nextSettlement(timeout: timeout)
     }
 
-    /// Waits for the next delivery the worker settles.
+    /// Waits for the next delivery the worker settles (the oldest settlement not taken yet).
     /// - Throws: when none is settled within `timeout` (real time).
     public func nextSettlement(timeout: Duration = .seconds(10)) async throws -> SettlementEvent {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while true {
-            if let event = settled.takeFirst() { return event }
-            guard clock.now < deadline else { throw HarnessError("no delivery was settled within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(2))
-        }
+        try await settled.take(timeout: timeout) { _ in true }
     }
 
     /// Settlements that happened and were not yet taken by ``nextSettlement(timeout:)``.
@@ -101,12 +98,26 @@ public final class WarrenTestHarness: Sendable {
     }
 }
 
+/// The settlements not yet taken, oldest first; takers wait without polling.
 final class SettlementBuffer: Sendable {
-    private let events = Mutex<[SettlementEvent]>([])
+    private let events = AwaitableState<[SettlementEvent]>([])
 
-    func append(_ event: SettlementEvent) { events.withLock { $0.append(event) } }
-    func takeFirst() -> SettlementEvent? { events.withLock { $0.isEmpty ? nil : $0.removeFirst() } }
-    var all: [SettlementEvent] { events.withLock { $0 } }
+    func append(_ event: SettlementEvent) { events.update { $0.append(event) } }
+    var all: [SettlementEvent] { events.value }
+
+    /// Removes and returns the oldest settlement that `matches`, waiting up to `timeout` for one.
+    func take(timeout: Duration, matching matches: @escaping @Sendable (SettlementEvent) -> Bool) async throws -> SettlementEvent {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            let taken = events.update { events in events.firstIndex(where: matches).map { events.remove(at: $0) } }
+            if let taken { return taken }
+            // Another taker may win the one that arrives: then wait again, until the deadline.
+            let arrived = await events.wait(until: { $0.contains(where: matches) }, timeout: clock.now.duration(to: deadline))
+            try Task.checkCancellation()
+            guard arrived || clock.now < deadline else { throw HarnessError("no delivery was settled within \(timeout)") }
+        }
+    }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

@@ -77,7 +77,7 @@ struct OrdersWorker: AsyncParsableCommand {
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: WarrenService(worker), successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -238,7 +238,7 @@ struct Latency: AsyncParsableCommand {
                 transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-latency", logger: quietLogger),
                 registrations: [registration], logger: quietLogger)
             let running = Task { try await worker.run() }
-            while !worker.isConsuming { try await Task.sleep(for: .milliseconds(20)) }
+            try await worker.waitUntilConsuming()
             stop = {
                 worker.shutdown()
                 try await running.value

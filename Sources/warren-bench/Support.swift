@@ -175,13 +175,11 @@ func drain(
 func drain(_ registration: HandlerRegistration, transport: any WarrenTransport, until completion: Completion) async throws -> Cost {
     let worker = Worker(transport: transport, registrations: [registration], logger: quietLogger)
     let running = Task { try await worker.run() }
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !worker.isConsuming {
-        guard ContinuousClock.now < deadline else {
-            worker.shutdown()
-            throw RawLoop.Failure(description: "the worker did not start consuming within 60 s: \(worker.healthProblem ?? "no reason given")")
-        }
-        try await Task.sleep(for: .milliseconds(1))
+    do {
+        try await worker.waitUntilConsuming(timeout: .seconds(60))
+    } catch {
+        worker.shutdown()
+        throw error
     }
     let meter = Cost.Meter()
     await completion.wait()

@@ -65,7 +65,7 @@ struct ChaosWorkerCommand: AsyncParsableCommand {
             logger: Logger(label: "chaos.worker"))
         let logger = Logger(label: "chaos.worker")
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: WarrenService(worker), successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

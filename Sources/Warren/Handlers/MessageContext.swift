@@ -24,6 +24,26 @@ public struct MessageContext: Sendable {
     /// Publishes through the worker's transport; see ``publish(_:to:headers:)``.
     public var publisher: WarrenPublisher?
 
+    /// A context as a worker makes one for each delivery; for calling a handler directly, in a unit test.
+    /// - Parameter publisher: what ``publish(_:to:headers:)`` publishes through; without one it throws
+    ///   ``WarrenError/Code/noPublisher``.
+    public init(
+        messageID: String? = nil, correlationID: String? = nil, messageType: String, headers: AMQPTable = [:],
+        attempt: Int = 1, firstEnqueuedAt: Date? = nil, redelivered: Bool = false, queue: String,
+        baseLogger: Logger = Logger(label: "warren"), publisher: WarrenPublisher? = nil
+    ) {
+        self.messageID = messageID
+        self.correlationID = correlationID
+        self.messageType = messageType
+        self.headers = headers
+        self.attempt = attempt
+        self.firstEnqueuedAt = firstEnqueuedAt
+        self.redelivered = redelivered
+        self.queue = queue
+        self.baseLogger = baseLogger
+        self.publisher = publisher
+    }
+
     /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`). Built when asked for, so a
     /// handler that does not log costs nothing.
     public var logger: Logger {

@@ -1,16 +1,7 @@
 import ServiceLifecycle
 
-/// A ``Worker`` as a swift-service-lifecycle `Service`.
-///
-/// Put it in a `ServiceGroup` with `gracefulShutdownSignals: [.sigterm, .sigint]`: on either signal the worker stops
-/// consuming, lets running handlers finish within its grace period, requeues what it had received but not started,
-/// and closes; `run()` then returns and the group (and process) can exit cleanly.
-///
-/// ```swift
-/// let group = ServiceGroup(configuration: .init(services: [WarrenService(worker)],
-///                                               gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-/// try await group.run()
-/// ```
+/// A ``Worker`` wrapped as a swift-service-lifecycle `Service`: no longer needed, the worker is a `Service` itself.
+@available(*, deprecated, message: "Worker is a Service: put the worker itself in the ServiceGroup")
 public struct WarrenService: Service {
     public let worker: Worker
 
@@ -19,10 +10,6 @@ public struct WarrenService: Service {
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await worker.run()
-        } onGracefulShutdown: {
-            worker.shutdown()
-        }
+        try await worker.run()
     }
 }

@@ -91,7 +91,7 @@ extension MessageContext {
     /// this message's id.
     @discardableResult
     public func publish<M: WarrenMessage>(_ message: M, to destination: Destination, headers: AMQPTable = [:]) async throws -> String {
-        guard let publisher else { throw WarrenError(.nothingToConsume, "this context has no publisher") }
+        guard let publisher else { throw WarrenError(.noPublisher, "this message context has no publisher: make it with one to publish from a handler") }
         return try await publisher.publish(
             message, to: destination, correlationID: correlationID ?? messageID, causationID: messageID, headers: headers)
     }

@@ -48,6 +48,24 @@ public struct RetryPolicy: Sendable {
 
     /// The delay after failed attempt `attempt` (1-based). `jitterSample` in 0..<1 picks the jitter step.
     public func delay(afterAttempt attempt: Int, jitterSample: Double = 0.5) -> Duration {
+        let step = Int((min(max(jitterSample, 0), 0.999_999) * Double(Backoff.jitterSteps + 1)).rounded(.down))
+        return delay(afterAttempt: attempt, jitterStep: step)
+    }
+
+    /// Every delay this policy can produce between its attempts (each jitter step of each attempt): on RabbitMQ the
+    /// delay queues to declare before the first failure. Empty for a policy that never retries.
+    public var possibleDelays: Set<Duration> {
+        guard maxAttempts > 1 else { return [] }
+        var delays = Set<Duration>()
+        for attempt in 1..<maxAttempts {
+            for step in 0...Backoff.jitterSteps { delays.insert(delay(afterAttempt: attempt, jitterStep: step)) }
+        }
+        return delays
+    }
+
+    /// The delay after failed attempt `attempt` at jitter step `step` (0...``Backoff/jitterSteps``, ignored without
+    /// jitter), in whole milliseconds: the delay names its queue.
+    private func delay(afterAttempt attempt: Int, jitterStep step: Int) -> Duration {
         switch backoff {
         case .explicit(let delays):
             guard let last = delays.last else { return .zero }
@@ -57,11 +75,8 @@ public struct RetryPolicy: Sendable {
             seconds = min(seconds, maximum.seconds)
             if jitter > 0 {
                 let steps = Double(Backoff.jitterSteps)
-                let step = (min(max(jitterSample, 0), 0.999_999) * (steps + 1)).rounded(.down)  // 0...steps
-                let factor = 1 - jitter + 2 * jitter * step / steps
-                seconds *= factor
+                seconds *= 1 - jitter + 2 * jitter * Double(step) / steps
             }
-            // Whole milliseconds: the delay names its queue.
             return .milliseconds(Int64((seconds * 1000).rounded()))
         }
     }

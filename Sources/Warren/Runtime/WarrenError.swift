@@ -1,12 +1,31 @@
 /// An error of the Warren framework itself (handler errors are the application's own).
 public struct WarrenError: Error, Sendable, CustomStringConvertible {
-    public enum Code: String, Sendable {
+    /// What went wrong. An extensible set: match the codes you handle and keep a `default` for the others.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String {
+            case topologyConflict, nothingToConsume, invalidConfiguration, noPublisher, notConsuming, settlementRefused
+        }
+
+        private let value: Value
+
+        private init(_ value: Value) {
+            self.value = value
+        }
+
         /// A queue or exchange exists on the broker with settings that contradict what the registrations need.
-        case topologyConflict
+        public static let topologyConflict = Code(.topologyConflict)
         /// The worker has no enabled registration to run.
-        case nothingToConsume
+        public static let nothingToConsume = Code(.nothingToConsume)
         /// A configuration value is missing or out of range.
-        case invalidConfiguration
+        public static let invalidConfiguration = Code(.invalidConfiguration)
+        /// A ``MessageContext`` was made without a publisher, so the handler cannot publish from it.
+        public static let noPublisher = Code(.noPublisher)
+        /// The worker is not consuming: it stopped, or did not start consuming in the time given.
+        public static let notConsuming = Code(.notConsuming)
+        /// The transport refused to settle a delivery (its tag is unknown: already settled, or its consumer closed).
+        public static let settlementRefused = Code(.settlementRefused)
+
+        public var description: String { value.rawValue }
     }
 
     public var code: Code
@@ -17,5 +36,5 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    public var description: String { "WarrenError.\(code.rawValue): \(message)" }
+    public var description: String { "WarrenError.\(code): \(message)" }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
-import WarrenAMQP
+import ServiceLifecycle
 
 /// Consumes the queues of its registrations and settles every delivery: ack on success, a delayed retry through a
 /// delay queue on a transient failure, the dead letters on a permanent one.
@@ -9,25 +8,30 @@ import WarrenAMQP
 /// Nothing is settled before its copy is safe: a retry or dead-letter copy is published and confirmed by the
 /// transport first, and only then is the original acked. If the copy cannot be confirmed, the original is requeued.
 ///
+/// A worker is a swift-service-lifecycle `Service`: in a `ServiceGroup` with graceful-shutdown signals, SIGTERM
+/// stops it gracefully (see ``run()``).
+///
 /// ```swift
 /// let transport = RabbitMQTransport(endpoints: [endpoint])
 /// let worker = Worker(transport: transport, registrations: [
 ///     HandlerRegistration(WelcomeEmail.self, queue: "emails") { email, context in try await send(email) },
 /// ])
-/// try await worker.run()   // until shutdown() or cancellation
+/// try await worker.run()   // until a graceful shutdown, shutdown() or cancellation
 /// ```
-public final class Worker: Sendable {
+public final class Worker: Service, Sendable {
     public let transport: any WarrenTransport
     public let registrations: [HandlerRegistration]
     public let configuration: WorkerConfiguration
     let logger: Logger
     let observer: (@Sendable (SettlementEvent) -> Void)?
     let shutdownSignal = ShutdownSignal()
-    private let health = Mutex(Health())
+    private let health = AwaitableState(Health())
 
-    private struct Health {
+    private struct Health: Sendable {
         var consuming = false
         var problem: String?
+        /// `run()` returned or threw.
+        var stopped = false
     }
 
     /// - Parameter observer: called after every settled delivery (for metrics or tests); must return quickly.
@@ -43,16 +47,28 @@ public final class Worker: Sendable {
         self.observer = observer
     }
 
-    /// Starts the transport, declares the topology, then consumes until ``shutdown()`` or until the calling task is
-    /// cancelled.
+    /// Starts the transport, declares the topology, then consumes until a graceful shutdown (of the `ServiceGroup`
+    /// the worker runs in), ``shutdown()``, or until the calling task is cancelled. A lost connection is recovered
+    /// by itself, with ``WorkerConfiguration/recovery``'s waits.
     ///
-    /// After ``shutdown()``: consumers stop, deliveries received but not started are requeued, handlers already
-    /// running may finish within ``WorkerConfiguration/gracePeriod``, after which they are cancelled and their
-    /// messages requeued; then the transport closes and `run()` returns. Cancelling the calling task does the same
-    /// without the grace period.
+    /// After a graceful shutdown or ``shutdown()``: consumers stop, deliveries received but not started are
+    /// requeued, handlers already running may finish within ``WorkerConfiguration/gracePeriod``, after which they are
+    /// cancelled and their messages requeued; then the transport closes and `run()` returns. Cancelling the calling
+    /// task does the same without the grace period.
     /// - Throws: ``WarrenError`` (``WarrenError/Code/topologyConflict``, ``WarrenError/Code/nothingToConsume``) or
-    ///   the transport's error when it cannot start or its connection fails.
+    ///   the transport's error when it cannot start, or when its failure is not recoverable or outlasts
+    ///   ``WorkerConfiguration/recovery``'s attempts.
     public func run() async throws {
+        health.update { $0 = Health() }
+        defer { health.update { $0.stopped = true } }
+        try await withGracefulShutdownHandler {
+            try await consumeUntilStopped()
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
+
+    private func consumeUntilStopped() async throws {
         let queues = Dictionary(grouping: registrations.filter(\.options.enabled), by: \.queue)
         guard !queues.isEmpty else { throw WarrenError(.nothingToConsume, "no enabled handler registration") }
         var failedAttempts = 0
@@ -61,7 +77,7 @@ public final class Worker: Sendable {
             do {
                 try await runOnce(queues) {
                     if let started = outage {
-                        logger.notice("connection recovered; consuming again", metadata: ["outage": "\(ContinuousClock.now - started)"])
+                        logger.notice("consuming again", metadata: ["outage_ms": "\((ContinuousClock.now - started).milliseconds)"])
                         outage = nil
                     }
                     failedAttempts = 0
@@ -77,20 +93,18 @@ public final class Worker: Sendable {
                     return
                 }
                 failedAttempts += 1
-                guard Self.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max else {
+                guard transport.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max else {
                     await transport.close()
                     throw error
                 }
                 // The transport stays open: `start()` reconnects when the connection is gone, and keeps it when only
                 // a channel was (a consumer cancelled by the broker), so publishers sharing it are not disturbed.
                 let delay = configuration.recovery.delay(beforeAttempt: failedAttempts, sample: Double.random(in: 0..<1))
-                if outage == nil {
-                    outage = ContinuousClock.now
-                    // Logged once per outage; the attempts that follow log at debug.
-                    logger.error("connection lost; reconnecting", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-                } else {
-                    logger.debug("reconnection failed", metadata: ["error": "\(error)", "attempt": "\(failedAttempts)", "retry_in": "\(delay)"])
-                }
+                // The transport logs the connection's outage; the worker only says that its consumers wait for it.
+                if outage == nil { outage = ContinuousClock.now }
+                logger.debug(
+                    "consumers stopped; starting them again",
+                    metadata: ["error": "\(error)", "attempt": "\(failedAttempts)", "retry_in_ms": "\(delay.milliseconds)"])
                 await sleepUnlessShutdown(delay)
                 if shutdownSignal.isTriggered || Task.isCancelled { return }
             }
@@ -101,7 +115,7 @@ public final class Worker: Sendable {
     private func runOnce(_ queues: [String: [HandlerRegistration]], connected: () -> Void) async throws {
         try await transport.start()
         for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
-            try await transport.prepare(queue: queue, delays: Self.delays(of: registrations))
+            try await transport.prepare(queue: queue, delays: registrations.reduce(into: []) { $0.formUnion($1.options.retry.possibleDelays) })
         }
         var runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
         if configuration.redeliveryLimit != nil {
@@ -149,30 +163,21 @@ public final class Worker: Sendable {
                 metadata: ["queue": "\(runner.source)", "in_flight": "\(runner.inFlight.current)"])
             throw GracePeriodExpired()
         }
-        // Idle: the consumers end by themselves once their cancelled consumers are drained.
-        try await Task.sleep(for: .seconds(86_400 * 365))
+        // Idle in time: returning leaves the consumers to end by themselves once their cancelled consumers drained.
     }
 
-    /// Errors after which reconnecting can help: the connection or a channel went away, or the broker could not be
-    /// reached. Configuration mistakes (a topology conflict, bad credentials) are not retried.
-    static func isRecoverable(_ error: any Error) -> Bool {
-        guard let error = error as? AMQPError else { return false }
-        switch error.code {
-        case .connectionLost, .connectionClosed, .connectionFailed, .channelClosed, .consumerCancelled, .timeout: return true
-        default: return false
-        }
-    }
-
+    /// Waits `delay`, or less when a shutdown comes first.
     private func sleepUnlessShutdown(_ delay: Duration) async {
-        let clock = ContinuousClock()
-        let end = clock.now.advanced(by: delay)
-        while clock.now < end, !shutdownSignal.isTriggered, !Task.isCancelled {
-            try? await Task.sleep(for: min(.milliseconds(100), clock.now.duration(to: end)))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: delay) }
+            group.addTask { try? await self.shutdownSignal.wait() }
+            await group.next()
+            group.cancelAll()
         }
     }
 
     private func setHealth(consuming: Bool, problem: String?) {
-        health.withLock {
+        health.update {
             $0.consuming = consuming
             $0.problem = problem
         }
@@ -180,34 +185,30 @@ public final class Worker: Sendable {
 
     /// Whether the worker is consuming every one of its queues right now. False while it connects, after a connection
     /// loss until it has recovered, and after it stopped: a health check should report this.
-    public var isConsuming: Bool { health.withLock { $0.consuming } }
+    public var isConsuming: Bool { health.value.consuming }
 
     /// Why the worker is not consuming, when it is not because of a failure.
-    public var healthProblem: String? { health.withLock { $0.problem } }
+    public var healthProblem: String? { health.value.problem }
+
+    /// Returns once the worker consumes every one of its queues, at once when it does: from then on a message
+    /// published to one of them is routed and handled. Call it while ``run()`` runs (from another task).
+    /// - Parameter timeout: how long to wait.
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/notConsuming`` when the worker stopped (its ``run()``
+    ///   returned or threw) or did not consume within `timeout`, with the last problem it met;
+    ///   `CancellationError` when the waiting task is cancelled.
+    public func waitUntilConsuming(timeout: Duration = .seconds(60)) async throws {
+        let settled = await health.wait(until: { $0.consuming || $0.stopped }, timeout: timeout)
+        try Task.checkCancellation()
+        let health = self.health.value
+        guard !health.consuming else { return }
+        let why = health.problem.map { ": \($0)" } ?? ""
+        throw WarrenError(
+            .notConsuming, settled ? "the worker stopped before it consumed\(why)" : "the worker did not consume within \(timeout)\(why)")
+    }
 
     /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
     public func shutdown() {
         logger.info("graceful shutdown requested", metadata: ["grace_period": "\(configuration.gracePeriod)"])
         shutdownSignal.trigger()
-    }
-
-    /// Every delay the registrations' policies can produce, so their delay queues exist before the first failure.
-    static func delays(of registrations: [HandlerRegistration]) -> Set<Duration> {
-        var delays = Set<Duration>()
-        for registration in registrations {
-            let policy = registration.options.retry
-            guard policy.maxAttempts > 1 else { continue }
-            for attempt in 1..<policy.maxAttempts {
-                if case .exponential(_, _, _, let jitter) = policy.backoff, jitter > 0 {
-                    for step in 0...RetryPolicy.Backoff.jitterSteps {
-                        let sample = (Double(step) + 0.5) / Double(RetryPolicy.Backoff.jitterSteps + 1)
-                        delays.insert(policy.delay(afterAttempt: attempt, jitterSample: sample))
-                    }
-                } else {
-                    delays.insert(policy.delay(afterAttempt: attempt))
-                }
-            }
-        }
-        return delays
     }
 }

@@ -1,5 +1,6 @@
 import DequeModule
 import Foundation
+import ServiceLifecycle
 import Synchronization
 import WarrenAMQP
 
@@ -8,8 +9,9 @@ import WarrenAMQP
 /// on `clock`, and dead letters that can be listed. The embedded default when no broker is configured, and the
 /// base of `WarrenTesting` (with a manual clock, delays pass without sleeping).
 ///
-/// Messages live in this process only: they are lost when it exits.
-public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration == Duration {
+/// Messages live in this process only: they are lost when it exits. A host chooses it out loud (it is never a
+/// fallback for a missing broker URL); as a `Service` it closes when its `ServiceGroup` shuts down.
+public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C.Duration == Duration {
     let clock: C
     private let state = Mutex(InMemoryState())
 
@@ -64,6 +66,15 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
     public func close() async {
         let queues = state.withLock { Array($0.queues.keys) }
         for queue in queues { closeConsumer(queue: queue) }
+    }
+
+    /// Nothing in memory can be lost and come back: no error of this transport is recoverable.
+    public func isRecoverable(_ error: any Error) -> Bool { false }
+
+    /// Keeps the transport until the `ServiceGroup` shuts down gracefully or the task is cancelled, then closes it.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await close()
     }
 
     // MARK: Inspection
@@ -219,7 +230,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
     fileprivate func ack(_ tag: UInt64, queue: String) throws {
         let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
             guard state.queues[queue]?.unacked.removeValue(forKey: tag) != nil else {
-                throw AMQPError(.channelClosed, replyCode: 406, replyText: "PRECONDITION_FAILED - unknown delivery tag \(tag)", message: "unknown delivery tag")
+                throw Self.unknownTag(tag, queue: queue)
             }
             return Self.takeHandoff(&state, queue: queue)
         }
@@ -229,13 +240,17 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport where C.Duration
     fileprivate func requeue(_ tag: UInt64, queue: String) throws {
         let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
             guard var message = state.queues[queue]?.unacked.removeValue(forKey: tag) else {
-                throw AMQPError(.channelClosed, replyCode: 406, replyText: "PRECONDITION_FAILED - unknown delivery tag \(tag)", message: "unknown delivery tag")
+                throw Self.unknownTag(tag, queue: queue)
             }
             message.redelivered = true
             state.queues[queue]?.ready.prepend(message)
             return Self.takeHandoff(&state, queue: queue)
         }
         if let (waiter, message, tag) = handoff { waiter.resume(returning: delivery(message, tag: tag, queue: queue)) }
+    }
+
+    private static func unknownTag(_ tag: UInt64, queue: String) -> WarrenError {
+        WarrenError(.settlementRefused, "unknown delivery tag \(tag) on '\(queue)': already settled, or its consumer was closed")
     }
 
     struct Settler: DeliverySettler {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import WarrenAMQP
 
@@ -13,7 +14,13 @@ import WarrenAMQP
 /// because the connection was lost is sent again on the new connection, with ``reconnect`` backoff, for at most
 /// ``publishRecoveryTimeout``; after that the caller gets the error. A message whose confirm was lost with the
 /// connection may therefore arrive twice (at-least-once), never zero times without an error.
-public final class RabbitMQTransport: WarrenTransport {
+///
+/// The transport logs its connection's outages, once each: an error when the connection is found lost, a notice with
+/// the outage's length when it is back.
+///
+/// A host that only publishes adds the transport to its `ServiceGroup` (it is a `Service`: ``run()``), ahead of the
+/// services that publish through it, so that it closes after them.
+public final class RabbitMQTransport: WarrenTransport, Service {
     public let endpoints: [AMQPEndpoint]
     public let connectionName: String
     public let queueType: WarrenTopology.QueueType
@@ -84,6 +91,9 @@ public final class RabbitMQTransport: WarrenTransport {
 
     /// Reopens what is closed: only the channels when the connection is alive, else everything.
     private func establish(repairing previous: Connected?) async throws -> Connected {
+        if let previous, !previous.connection.isOpen, let reason = previous.connection.closeReason {
+            outageBegins("connection lost", reason)
+        }
         do {
             let connected: Connected
             if let previous, previous.connection.isOpen {
@@ -112,9 +122,11 @@ public final class RabbitMQTransport: WarrenTransport {
             }
             // Closed while connecting: the new connection must not outlive the transport.
             if stale { await connected.connection.close() }
+            connectionBack()
             return connected
         } catch {
             state.withLock { $0.pending = nil }
+            if Self.scope(of: error, connection: nil) == .connection { outageBegins(previous == nil ? "cannot connect to the broker" : "connection lost", error) }
             throw error
         }
     }
@@ -169,14 +181,15 @@ public final class RabbitMQTransport: WarrenTransport {
             do {
                 connected = try await ready()
                 try await publish(body, to: destination, properties: properties, on: connected!)
-                if failures > 0 { recovered() }
                 return
             } catch {
-                guard waitsForRecovery, Self.isConnectionLoss(error, connection: connected?.connection) else { throw error }
+                guard waitsForRecovery, Self.scope(of: error, connection: connected?.connection) == .connection else { throw error }
                 failures += 1
                 let delay = reconnect.delay(beforeAttempt: failures, sample: Double.random(in: 0..<1))
                 guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.started }) else { throw error }
-                lost(error, retryIn: delay)
+                logger.debug(
+                    "publishing: waiting for the connection to come back",
+                    metadata: ["error": "\(error)", "attempt": "\(failures)", "retry_in_ms": "\(delay.milliseconds)"])
                 try await Task.sleep(for: delay)
             }
         }
@@ -223,7 +236,7 @@ public final class RabbitMQTransport: WarrenTransport {
             results = Array(repeating: .failure(error), count: messages.count)
         }
         for (index, result) in results.enumerated() {
-            guard case .failure(let error) = result, Self.isConnectionLoss(error, connection: connection) else { continue }
+            guard case .failure(let error) = result, Self.scope(of: error, connection: connection) == .connection else { continue }
             let message = messages[index]
             do {
                 try await publish(message.body, to: message.destination, properties: message.properties)
@@ -235,35 +248,61 @@ public final class RabbitMQTransport: WarrenTransport {
         return results
     }
 
-    /// Whether `error` means the connection is gone (reconnecting helps) rather than the message or a channel was
-    /// refused (it would be refused again).
-    static func isConnectionLoss(_ error: any Error, connection: AMQPConnection?) -> Bool {
-        guard let error = error as? AMQPError else { return false }
+    /// What a failure of one of this transport's calls takes down.
+    enum FailureScope: Equatable {
+        /// The connection is gone (or was never made): reconnecting helps, and a publish may be sent again.
+        case connection
+        /// A channel closed or a consumer was cancelled on a live connection: reopening them helps, but what the
+        /// broker refused on that channel (a publish to a missing exchange) would be refused again.
+        case channel
+        /// The request itself was refused (unroutable, nacked, a topology conflict, refused credentials, a bad
+        /// argument): it would fail again.
+        case request
+    }
+
+    /// The one classification of this transport's errors, behind both ``isRecoverable(_:)`` and the publish retry.
+    /// - Parameter connection: the connection the call used, when known: a channel error on a connection that is
+    ///   gone is the connection's.
+    static func scope(of error: any Error, connection: AMQPConnection?) -> FailureScope {
+        guard let error = error as? AMQPError else { return .request }
         switch error.code {
-        case .connectionLost, .connectionFailed, .connectionClosed: return true
-        case .channelClosed: return connection.map { !$0.isOpen } ?? true
-        default: return false
+        case .connectionLost, .connectionFailed, .connectionClosed: return .connection
+        case .channelClosed, .consumerCancelled, .timeout: return connection.map { !$0.isOpen } ?? true ? .connection : .channel
+        default: return .request
         }
     }
 
-    private func lost(_ error: any Error, retryIn delay: Duration) {
+    public func isRecoverable(_ error: any Error) -> Bool {
+        Self.scope(of: error, connection: connection) != .request
+    }
+
+    /// Logs the start of an outage, once per outage: whoever needs the connection next reconnects.
+    private func outageBegins(_ what: String, _ error: any Error) {
         let first = state.withLock { state in
             defer { if state.outageStarted == nil { state.outageStarted = .now } }
             return state.outageStarted == nil
         }
-        if first {
-            logger.error("publishing: connection lost; waiting for it to come back", metadata: ["error": "\(error)", "retry_in": "\(delay)"])
-        }
+        if first { logger.error("\(what); reconnecting", metadata: ["error": "\(error)"]) }
     }
 
-    private func recovered() {
+    private func connectionBack() {
         let started = state.withLock { state in
             defer { state.outageStarted = nil }
             return state.outageStarted
         }
         if let started {
-            logger.notice("publishing: connection recovered", metadata: ["outage": "\(ContinuousClock.now - started)"])
+            logger.notice("connection recovered", metadata: ["outage_ms": "\((ContinuousClock.now - started).milliseconds)"])
         }
+    }
+
+    /// Starts the transport (see ``start()``), then keeps it until the `ServiceGroup` shuts down gracefully or the
+    /// task is cancelled, and closes it.
+    /// - Throws: the error of ``start()`` when no endpoint accepts: a host that cannot reach its broker at start
+    ///   exits, and its supervisor starts it again.
+    public func run() async throws {
+        try await start()
+        try? await gracefulShutdown()
+        await close()
     }
 
     /// Closes the connection; publishes after this throw until ``start()`` is called again.

@@ -21,6 +21,11 @@ public protocol WarrenTransport: Sendable {
     func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>]
     /// Disconnects. Unsettled deliveries return to their queues.
     func close() async
+    /// Whether starting again can get past `error`, thrown by one of this transport's calls: the connection or a
+    /// channel went away, or the broker could not be reached. `false` for mistakes that would fail again (a topology
+    /// conflict, refused credentials, a refused message). A worker recovers from recoverable errors and stops on the
+    /// others; this is the one place that tells them apart.
+    func isRecoverable(_ error: any Error) -> Bool
 }
 
 extension WarrenTransport {

@@ -6,12 +6,12 @@ enum IOCommand: Sendable {
     case method(channel: ChannelHandle, ChannelMethod, UnsafeContinuation<MethodReply, any Error>)
     case consume(channel: ChannelHandle, ChannelMethod, ConsumerSink, UnsafeContinuation<MethodReply, any Error>)
     case publish(channel: ChannelHandle, AMQPOutboundMessage, PublishWaiter)
-    case settle(channel: ChannelHandle, Settlement)
+    case settle(channel: ChannelHandle, SettlementMethod)
     case close(UnsafeContinuation<Void, Never>?)
 }
 
 /// How the application settles a delivery.
-enum Settlement: Sendable {
+enum SettlementMethod: Sendable {
     case ack(deliveryTag: UInt64, multiple: Bool)
     case nack(deliveryTag: UInt64, multiple: Bool, requeue: Bool)
     case reject(deliveryTag: UInt64, requeue: Bool)

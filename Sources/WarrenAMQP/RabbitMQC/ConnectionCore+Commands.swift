@@ -62,7 +62,7 @@ extension ConnectionCore {
 
     /// Acks go through the channel's coalescer (one `multiple` ack per contiguous run); nacks, rejects and explicit
     /// multiple acks are sent at once, ordered so that a held ack never settles a tag the application meant otherwise.
-    func settle(_ settlement: Settlement, on channel: ChannelBookkeeping) {
+    func settle(_ settlement: SettlementMethod, on channel: ChannelBookkeeping) {
         switch settlement {
         case .ack(let tag, false):
             channel.acks.ack(tag, now: ContinuousClock.now)
@@ -85,7 +85,7 @@ extension ConnectionCore {
         for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
     }
 
-    func sendSettlement(_ settlement: Settlement, on channelID: UInt16) {
+    func sendSettlement(_ settlement: SettlementMethod, on channelID: UInt16) {
         guard let connection, running else { return }
         let status: Int32
         switch settlement {

@@ -223,7 +223,8 @@ final class ConnectionCore: @unchecked Sendable {
     /// The connection broke (socket error, missed heartbeats, broker close, protocol error).
     func connectionFailed(_ error: AMQPError) {
         guard running else { return }
-        logger.error("connection lost", metadata: ["amqp.connection": "\(connectionName)", "error": "\(error)"])
+        // Reported to the application through `events()` and `closeReason`; whoever owns the connection logs the outage.
+        logger.info("connection lost", metadata: ["amqp.connection": "\(connectionName)", "error": "\(error)"])
         inbox.withLock { $0.accepting = false }
         failEverything(error)
         finishConnection(error, notify: true)
