@@ -86,8 +86,8 @@ public final class WarrenTestHarness: Sendable {
     /// Settlements that happened and were not yet taken by ``nextSettlement(timeout:)``.
     public var unreadSettlements: [SettlementEvent] { settled.all }
 
-    /// The dead letters of `queue`.
-    public func deadLetters(of queue: String) -> [InMemoryTransport<ManualClock>.StoredMessage] {
+    /// The dead letters of `queue`, oldest first.
+    public func deadLetters(of queue: String) -> [DeadLetter] {
         transport.deadLetters(of: queue)
     }
 

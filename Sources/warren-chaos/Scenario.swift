@@ -241,7 +241,7 @@ struct Scenario {
         var letters: [String: String] = [:]
         while let result = try await channel.get(queue: WarrenTopology(queue: queue).deadLetterQueue) {
             let properties = result.delivery.properties
-            letters[properties.messageID ?? "?"] = properties.headers?[WarrenHeader.reason]?.stringValue ?? "?"
+            letters[properties.messageID ?? "?"] = DeadLetter(body: [], properties: properties).reason?.kind.rawValue ?? "?"
         }
         try await channel.close()
         return letters

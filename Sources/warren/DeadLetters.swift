@@ -8,13 +8,14 @@ struct DeadLetters: AsyncParsableCommand {
         commandName: "dlx", abstract: "Inspect, replay and purge a queue's dead letters.",
         subcommands: [List.self, Show.self, Replay.self, Purge.self])
 
-    /// A dead letter as the CLI shows it.
+    /// A dead letter as the CLI shows it (JSON keys in snake_case).
     struct Letter: Codable {
         var messageID: String?
         var type: String?
         var reason: String?
         var error: String?
-        var attempts: Int64?
+        var errorType: String?
+        var attempts: Int?
         var originalExchange: String?
         var originalRoutingKey: String?
         var originalQueue: String?
@@ -24,27 +25,33 @@ struct DeadLetters: AsyncParsableCommand {
         var body: String?
         var bodyEncoding: String?
 
-        init(_ delivery: AMQPDelivery, details: Bool) {
-            let headers = delivery.properties.headers ?? [:]
-            messageID = delivery.properties.messageID
-            type = delivery.properties.type ?? headers[WarrenHeader.messageType]?.stringValue
-            reason = headers[WarrenHeader.reason]?.stringValue
-            error = headers[WarrenHeader.errorMessage]?.stringValue
-            attempts = headers[WarrenHeader.attempts]?.int64Value
-            originalExchange = headers[WarrenHeader.originalExchange]?.stringValue
-            originalRoutingKey = headers[WarrenHeader.originalRoutingKey]?.stringValue
-            originalQueue = headers[WarrenHeader.originalQueue]?.stringValue
-            host = headers[WarrenHeader.host]?.stringValue
-            if let millis = headers[WarrenHeader.lastFailureAt]?.int64Value {
-                failedAt = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
-            }
+        enum CodingKeys: String, CodingKey {
+            case messageID = "message_id", type, reason, error, errorType = "error_type", attempts
+            case originalExchange = "original_exchange", originalRoutingKey = "original_routing_key"
+            case originalQueue = "original_queue", failedAt = "failed_at", host, headers, body, bodyEncoding = "body_encoding"
+        }
+
+        init(_ letter: DeadLetter, details: Bool) {
+            messageID = letter.messageID
+            type = letter.messageType
+            reason = letter.reason?.kind.rawValue
+            error = letter.reason?.detail
+            errorType = letter.errorType
+            attempts = letter.attempts
+            originalExchange = letter.originalExchange
+            originalRoutingKey = letter.originalRoutingKey
+            originalQueue = letter.originalQueue
+            host = letter.host
+            failedAt = letter.lastFailedAt.map { ISO8601DateFormatter().string(from: $0) }
             if details {
-                self.headers = headers.mapValues { value in value.stringValue ?? value.int64Value.map(String.init) ?? "\(value)" }
-                if let text = String(validating: delivery.body, as: UTF8.self) {
+                headers = (letter.properties.headers ?? [:]).mapValues { value in
+                    value.stringValue ?? value.int64Value.map(String.init) ?? "\(value)"
+                }
+                if let text = String(validating: letter.body, as: UTF8.self) {
                     body = text
                     bodyEncoding = "utf-8"
                 } else {
-                    body = Data(delivery.body).base64EncodedString()
+                    body = Data(letter.body).base64EncodedString()
                     bodyEncoding = "base64"
                 }
             }
@@ -80,7 +87,7 @@ struct DeadLetters: AsyncParsableCommand {
         func run() async throws {
             let letters = try await connection.withConnection { connection in
                 try await withDeadLetters(of: queue, connection: connection, limit: limit) { _, deliveries in
-                    deliveries.map { Letter($0, details: false) }
+                    deliveries.map { Letter(DeadLetter(body: $0.body, properties: $0.properties), details: false) }
                 }
             }
             if json {
@@ -108,7 +115,8 @@ struct DeadLetters: AsyncParsableCommand {
         func run() async throws {
             let letter = try await connection.withConnection { connection in
                 try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
-                    deliveries.first { $0.properties.messageID == messageID }.map { Letter($0, details: true) }
+                    deliveries.first { $0.properties.messageID == messageID }
+                        .map { Letter(DeadLetter(body: $0.body, properties: $0.properties), details: true) }
                 }
             }
             guard let letter else { throw fail("no dead letter with message id \(messageID) for \(queue)") }
@@ -135,11 +143,11 @@ struct DeadLetters: AsyncParsableCommand {
                 return try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
                     var count = 0
                     for delivery in deliveries where all || delivery.properties.messageID == messageID {
-                        var properties = delivery.properties
-                        properties.headers = Self.freshHeaders(properties.headers ?? [:])
-                        let target = delivery.properties.headers?[WarrenHeader.originalQueue]?.stringValue ?? queue
+                        let letter = DeadLetter(body: delivery.body, properties: delivery.properties)
                         // Confirmed first, removed second: a failure in between leaves a duplicate, never a loss.
-                        try await publisher.publish(delivery.body, routingKey: target, mandatory: true, properties: properties)
+                        try await publisher.publish(
+                            letter.body, routingKey: letter.replayQueue(fallback: queue), mandatory: true,
+                            properties: letter.replayProperties())
                         try delivery.ack()
                         count += 1
                     }
@@ -148,17 +156,6 @@ struct DeadLetters: AsyncParsableCommand {
             }
             if let messageID, replayed == 0 { throw fail("no dead letter with message id \(messageID) for \(queue)") }
             print("replayed \(replayed) message(s) to \(queue)")
-        }
-
-        /// Drops Warren's attempt and failure bookkeeping and RabbitMQ's `x-death`, keeping the application's headers.
-        static func freshHeaders(_ headers: AMQPTable) -> AMQPTable {
-            var headers = headers
-            for key in headers.keys where (key.hasPrefix("x-warren-") && key != WarrenHeader.messageType
-                && key != WarrenHeader.firstEnqueuedAt) || key == "x-death" || key.hasPrefix("x-first-death") || key.hasPrefix("x-last-death")
-            {
-                headers[key] = nil
-            }
-            return headers
         }
     }
 

@@ -71,8 +71,8 @@ struct HostAndCLITests {
         let list = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json"], url: url)
         #expect(list.status == 0)
         let letters = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]] ?? []
-        #expect(Set(letters.compactMap { $0["messageID"] as? String }) == Set(ids))
-        #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["originalRoutingKey"] as? String == queue })
+        #expect(Set(letters.compactMap { $0["message_id"] as? String }) == Set(ids))
+        #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["original_routing_key"] as? String == queue })
         #expect(try await worker.deadLetters().count == 3, "listing does not consume")
 
         let limited = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)

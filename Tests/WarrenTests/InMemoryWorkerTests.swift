@@ -71,10 +71,11 @@ struct InMemoryWorkerTests {
         }
         #expect(reason.kind == .retriesExhausted)
         let letter = try #require(harness.deadLetters(of: "emails").first)
-        #expect(letter.properties.messageID == "doomed")
-        #expect(letter.properties.headers?[WarrenHeader.attempts]?.int64Value == 4)
-        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "retries-exhausted")
-        #expect(letter.properties.headers?[WarrenHeader.originalQueue]?.stringValue == "emails")
+        #expect(letter.messageID == "doomed")
+        #expect(letter.attempts == 4)
+        #expect(letter.reason?.kind == .retriesExhausted)
+        #expect(letter.originalQueue == "emails")
+        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "retries-exhausted", "the header a foreign reader sees")
         await harness.stop()
     }
 

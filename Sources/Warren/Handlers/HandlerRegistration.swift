@@ -53,25 +53,9 @@ public struct HandlerRegistration: Sendable {
             do {
                 message = try codec.decode(M.self, from: body)
             } catch {
-                throw UndecodableBody(detail: "cannot decode \(M.self) from \(codec.contentType): \(describe(error))")
+                throw UndecodableBody(decoding: M.self, from: codec.contentType, error)
             }
             try await handler(message, context)
         }
-    }
-}
-
-/// A short description of a decoding error (the full `DecodingError` dump is unwieldy in a header).
-func describe(_ error: any Error) -> String {
-    switch error {
-    case DecodingError.dataCorrupted(let context):
-        return "data corrupted: \(context.debugDescription)"
-    case DecodingError.keyNotFound(let key, _):
-        return "missing key '\(key.stringValue)'"
-    case DecodingError.typeMismatch(let type, let context):
-        return "type mismatch for \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
-    case DecodingError.valueNotFound(let type, let context):
-        return "missing \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
-    default:
-        return String(describing: error)
     }
 }

@@ -59,4 +59,24 @@ public struct MessageContext: Sendable {
 /// Raised by a registration when a body cannot be decoded into its type.
 struct UndecodableBody: Error {
     var detail: String
+
+    init(decoding type: Any.Type, from contentType: String, _ error: any Error) {
+        detail = "cannot decode \(type) from \(contentType): \(Self.summary(of: error))"
+    }
+
+    /// A short description of a decoding error (the full `DecodingError` dump is unwieldy in a header).
+    private static func summary(of error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context):
+            return "data corrupted: \(context.debugDescription)"
+        case DecodingError.keyNotFound(let key, _):
+            return "missing key '\(key.stringValue)'"
+        case DecodingError.typeMismatch(let type, let context):
+            return "type mismatch for \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        case DecodingError.valueNotFound(let type, let context):
+            return "missing \(type) at \(context.codingPath.map(\.stringValue).joined(separator: "."))"
+        default:
+            return String(describing: error)
+        }
+    }
 }

@@ -65,19 +65,32 @@ public enum FailureDecision: Sendable, Equatable {
 
 /// Why a message is in the dead letters; `kind` is machine-readable (header `x-warren-reason`).
 public struct DeadLetterReason: Sendable, Equatable {
-    public enum Kind: String, Sendable, Equatable {
-        case retriesExhausted = "retries-exhausted"
-        case rejected
-        case permanentError = "permanent-error"
-        case undecodable
-        case unknownType = "unknown-type"
-        case unsupportedContentType = "unsupported-content-type"
-        case unsupportedContentEncoding = "unsupported-content-encoding"
-        case tooLarge = "too-large"
+    /// The kind of reason, as its header spells it. An extensible set: reading dead letters that a newer Warren wrote
+    /// gives kinds this one does not name; match the ones you handle and keep a `default`.
+    public struct Kind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+
+        public init(rawValue: String) {
+            self.rawValue = rawValue
+        }
+
+        public static let retriesExhausted = Kind(rawValue: "retries-exhausted")
+        public static let rejected = Kind(rawValue: "rejected")
+        public static let permanentError = Kind(rawValue: "permanent-error")
+        public static let undecodable = Kind(rawValue: "undecodable")
+        public static let unknownType = Kind(rawValue: "unknown-type")
+        public static let unsupportedContentType = Kind(rawValue: "unsupported-content-type")
+        public static let unsupportedContentEncoding = Kind(rawValue: "unsupported-content-encoding")
+        public static let tooLarge = Kind(rawValue: "too-large")
         /// Delivered more than ``WorkerConfiguration/redeliveryLimit`` times without a settlement: a handler that
         /// crashes its process, or a worker that keeps dying while holding it.
-        case redeliveryLimit = "redelivery-limit"
+        public static let redeliveryLimit = Kind(rawValue: "redelivery-limit")
+
+        public var description: String { rawValue }
     }
+
+    /// The most characters of a detail (or an error message) a header carries.
+    static let longestDetail = 2000
 
     public var kind: Kind
     public var detail: String
@@ -115,32 +128,5 @@ extension HandlingFailure {
         case .tooLarge: return "Warren.TooLarge"
         case .redeliveryLimit: return "Warren.RedeliveryLimit"
         }
-    }
-}
-
-/// What to do with a delivery before its handler runs, given how often it came back unsettled. Pure, like
-/// ``FailureDecision``.
-enum RedeliveryVerdict: Equatable {
-    /// Hand it to its handler.
-    case handle
-    /// Classic queues: publish a copy carrying this count in `x-warren-redeliveries`, then ack the original, so the
-    /// count survives a crash of the next attempt. From the second return on (`isolated`) the copy goes to the
-    /// work queue's ``WarrenTopology/redeliveredQueue``, consumed one message at a time: a message that crashes its
-    /// process again then takes no other message's count up with it.
-    case reenqueue(returns: Int, isolated: Bool)
-    /// Over the limit: to the dead letters without running the handler.
-    case deadLetter(returns: Int, limit: Int)
-
-    static func decide(redelivered: Bool, headers: AMQPTable, limit: Int?) -> RedeliveryVerdict {
-        guard let limit else { return .handle }
-        if let deliveryCount = headers.header(WarrenHeader.quorumDeliveryCount)?.int64Value {
-            // A quorum queue counts every return itself.
-            let returns = Int(clamping: max(0, deliveryCount))
-            return returns > limit ? .deadLetter(returns: returns, limit: limit) : .handle
-        }
-        guard redelivered else { return .handle }
-        let counted = Int(clamping: max(0, headers.header(WarrenHeader.redeliveries)?.int64Value ?? 0))
-        let returns = counted == Int.max ? counted : counted + 1
-        return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns, isolated: returns >= 2)
     }
 }

@@ -109,12 +109,9 @@ struct QueueRunner: Sendable {
         metrics.inFlight.record(inFlight.current)
     }
 
+    /// Returns a delivery that arrived after the shutdown to its queue, and reports it.
     private func requeueUnstarted(_ delivery: TransportDelivery) {
-        do { try delivery.requeue() } catch {
-            metrics.droppedSettlement()
-            logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
-        }
-        report(delivery, attempt: attempt(of: delivery), outcome: .requeued, duration: .zero, failure: nil, logger: logger)
+        report(delivery, attempt: attempt(of: delivery), outcome: requeue(delivery), duration: .zero, failure: nil, logger: logger)
     }
 
     /// The registration for `type`; with a single handler (the usual case) without hashing the type.
@@ -226,7 +223,7 @@ struct QueueRunner: Sendable {
         if headers[WarrenHeader.firstFailureAt]?.int64Value == nil { headers[WarrenHeader.firstFailureAt] = .int64(nowMillis) }
         headers[WarrenHeader.lastFailureAt] = .int64(nowMillis)
         headers[WarrenHeader.errorType] = .string(failure.errorType)
-        headers[WarrenHeader.errorMessage] = .string(String(failure.summary.prefix(2000)))
+        headers[WarrenHeader.errorMessage] = .string(String(failure.summary.prefix(DeadLetterReason.longestDetail)))
 
         let destination: Destination
         let outcome: SettlementEvent.Outcome
@@ -236,13 +233,9 @@ struct QueueRunner: Sendable {
             destination = .delay(queue: queue, delay: delay)
             outcome = .retried(delay: delay, nextAttempt: nextAttempt)
         case .deadLetter(let reason):
-            headers[WarrenHeader.reason] = .string(reason.kind.rawValue)
-            headers[WarrenHeader.errorMessage] = .string(String(reason.detail.prefix(2000)))
-            headers[WarrenHeader.originalExchange] = .string(delivery.exchange)
-            headers[WarrenHeader.originalRoutingKey] = .string(delivery.routingKey)
-            headers[WarrenHeader.originalQueue] = .string(queue)
-            headers[WarrenHeader.attempts] = .int64(Int64(attempt))
-            headers[WarrenHeader.host] = .string(configuration.hostName)
+            headers = DeadLetter.headers(
+                headers, reason: reason, exchange: delivery.exchange, routingKey: delivery.routingKey, queue: queue,
+                attempts: attempt, host: configuration.hostName)
             destination = .deadLetters(queue: queue)
             outcome = .deadLettered(reason)
         }

@@ -65,6 +65,8 @@ public enum WarrenHeader {
     public static let messageType = "x-warren-type"
     /// When a ``WarrenPublisher`` published the message, ms since the epoch (the AMQP timestamp has whole seconds only).
     public static let publishedAt = "x-warren-published-at"
+    /// A replayed dead letter's first ``publishedAt``: a replay starts the queue-wait clock again.
+    public static let originalPublishedAt = "x-warren-original-published-at"
     /// The attempt a delivery is (1-based); absent on the first delivery.
     public static let attempt = "x-warren-attempt"
     /// When the message was first enqueued (ms since the epoch), carried across retries.

@@ -80,16 +80,16 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     // MARK: Inspection
 
     /// The dead letters of `queue`, oldest first.
-    public func deadLetters(of queue: String) -> [StoredMessage] {
-        state.withLock { $0.deadLetters[queue] ?? [] }
+    public func deadLetters(of queue: String) -> [DeadLetter] {
+        state.withLock { $0.deadLetters[queue] ?? [] }.map { DeadLetter(body: $0.body, properties: $0.properties) }
     }
 
-    /// Removes and returns the dead letters of `queue`.
-    public func removeDeadLetters(of queue: String) -> [StoredMessage] {
+    /// Removes and returns the dead letters of `queue`, oldest first.
+    public func removeDeadLetters(of queue: String) -> [DeadLetter] {
         state.withLock { state in
             defer { state.deadLetters[queue] = [] }
             return state.deadLetters[queue] ?? []
-        }
+        }.map { DeadLetter(body: $0.body, properties: $0.properties) }
     }
 
     /// Ready and unacknowledged messages of `queue`.
