@@ -83,6 +83,7 @@ struct RunCommand: AsyncParsableCommand {
         print(ScenarioResult.table(rows))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        encoder.keyEncodingStrategy = .convertToSnakeCase  // the reasons' own names have no capitals to convert
         let summary = ChaosSummary(scenarios: rows, lost: rows.reduce(0) { $0 + $1.lost }, passed: rows.allSatisfy(\.passed))
         print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         if !summary.passed { throw ExitCode(1) }

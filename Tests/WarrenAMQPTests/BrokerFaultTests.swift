@@ -105,6 +105,46 @@ struct BrokerFaultTests {
         await connection.close()
     }
 
+    @Test func everyPublishQueuedWhenTheBrokerDiesGetsAnAnswer() async throws {
+        let broker = try await Self.broker.get()
+        let connection = try await AMQPConnection.connect(
+            to: AMQPEndpoint(uri: broker.amqpURL), connectionName: "dies-mid-batch", logger: TestBroker.logger)
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        let queue = TestBroker.uniqueName()
+        try await channel.queueDeclare(queue, autoDelete: true)
+        let batch = [AMQPOutboundMessage](
+            repeating: AMQPOutboundMessage(body: [UInt8](repeating: 7, count: 4096), routingKey: queue), count: 2_000)
+        // Batches keep the connection's thread writing when the node dies (its sockets reset, so a write fails):
+        // publishes the thread took in the same pass as the failing write must fail too, not wait for ever.
+        let dying = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            broker.kill()
+        }
+        var failed = false
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .seconds(30))
+        while !failed, clock.now < deadline {
+            // Not a task group: it would wait for a batch that never ends, and the test with it.
+            let answers = Mutex<[Result<Void, AMQPError>]?>(nil)
+            Task {
+                let results = await channel.publish(contentsOf: batch)
+                answers.withLock { $0 = results }
+            }
+            guard try await eventually(timeout: .seconds(20), { answers.withLock { $0 != nil } }),
+                let answers = answers.withLock({ $0 })
+            else {
+                Issue.record("some publishes of a batch never got an answer")
+                break
+            }
+            #expect(answers.count == batch.count)
+            failed = answers.contains { if case .failure = $0 { true } else { false } }
+        }
+        try await dying.value
+        try await broker.restart()
+        #expect(failed, "the node died under a batch")
+    }
+
     @Test func stoppingTheBrokerApplicationEndsTheConnection() async throws {
         let broker = try await Self.broker.get()
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))

@@ -26,7 +26,10 @@ extension OwnBrokerSuites {
         @Test func nothingIsLostThroughStopAppAKilledWorkerAPoisonMessageAndHostileInput() async throws {
             let run = try await HostAndCLITests.run("warren-chaos", ["run", "--fast"], url: nil)
             let lastLine = try #require(run.output.split(separator: "\n").last, "no output; stderr: \(run.errors.suffix(2000))")
-            let summary = try JSONDecoder().decode(Summary.self, from: Data(lastLine.utf8))
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let summary = try decoder.decode(Summary.self, from: Data(lastLine.utf8))
+            #expect(lastLine.contains("\"dead_lettered\""), "snake_case keys")
             #expect(run.status == 0, "\(run.output)")
             #expect(summary.passed && summary.lost == 0)
             #expect(summary.scenarios.map(\.fault) == ["stop-app", "worker-kill", "poison", "hostile"])

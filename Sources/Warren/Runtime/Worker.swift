@@ -208,7 +208,7 @@ public final class Worker: Service, Sendable {
 
     /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
     public func shutdown() {
-        logger.info("graceful shutdown requested", metadata: ["grace_period": "\(configuration.gracePeriod)"])
+        logger.info("graceful shutdown requested", metadata: ["grace_period_ms": "\(configuration.gracePeriod.milliseconds)"])
         shutdownSignal.trigger()
     }
 }

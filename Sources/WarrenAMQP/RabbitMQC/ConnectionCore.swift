@@ -124,7 +124,7 @@ final class ConnectionCore: @unchecked Sendable {
         ]
         while running {
             let commands = inbox.withLock { $0.take() }
-            for command in commands where running { execute(command) }
+            execute(commands)
             guard running else { break }
             flushAcks(closing: false)
             guard running else { break }
@@ -159,6 +159,19 @@ final class ConnectionCore: @unchecked Sendable {
         }
         for waiter in closeWaiters { waiter.resume() }
         closeWaiters.removeAll()
+    }
+
+    /// Executes `commands` in order. Once one ends the connection (a failed write), the rest fail with its reason:
+    /// each command's waiter gets an answer.
+    private func execute(_ commands: [IOCommand]) {
+        for (index, command) in commands.enumerated() {
+            guard running else {
+                let reason = closedError
+                for command in commands[index...] { fail(command, with: reason) }
+                return
+            }
+            execute(command)
+        }
     }
 
     private func consumerWindows() -> IOLoopStateMachine.Windows {
@@ -204,10 +217,13 @@ final class ConnectionCore: @unchecked Sendable {
         // Stop accepting first, so nothing slips in between failing and closing.
         inbox.withLock { $0.accepting = false }
         // Commands already queued (acks among them) still go out, and held acks with them.
-        let queued = inbox.withLock { $0.take() }
-        for command in queued where running {
-            if case .close(let waiter) = command { if let waiter { closeWaiters.append(waiter) } } else { execute(command) }
+        var queued = inbox.withLock { $0.take() }
+        queued.removeAll { command in
+            guard case .close(let waiter) = command else { return false }
+            if let waiter { closeWaiters.append(waiter) }
+            return true
         }
+        execute(queued)
         flushAcks(closing: true)
         failEverything(error)
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
