@@ -127,10 +127,17 @@ let package = Package(
             ),
             dependencies: ["warren-local-broker"]
         ),
+        // What both test targets share: the test broker, a quiet logger, `eventually`, the failure type.
+        .target(
+            name: "WarrenTestSupport",
+            dependencies: ["WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/WarrenTestSupport"
+        ),
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -140,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "WarrenAMQPTests",
             dependencies: [
-                "WarrenAMQP", "WarrenLocalBroker", "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
+                "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport", "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 import WarrenAMQP
 import WarrenLocalBroker
 import Synchronization

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 import WarrenAMQP
 
 @Suite("Consuming and settling (broker)")

@@ -1,4 +1,5 @@
 import Testing
+import WarrenTestSupport
 @testable import WarrenAMQP
 
 @Suite("Field tables through librabbitmq's wire codec")

@@ -1,5 +1,6 @@
 import PropertyBased
 import Testing
+import WarrenTestSupport
 @testable import WarrenAMQP
 
 /// Generated inputs for the two parsers that face the outside world: URIs and field tables.

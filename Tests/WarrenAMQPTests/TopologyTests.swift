@@ -1,4 +1,5 @@
 import Testing
+import WarrenTestSupport
 import WarrenAMQP
 
 @Suite("Topology (broker)")

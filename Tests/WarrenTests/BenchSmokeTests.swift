@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 
 /// Every `warren-bench` scenario runs end to end (tiny sizes, debug build, the shared broker) and ends with its JSON
 /// line, so the benchmark suite cannot rot between performance sessions. The figures are not checked here: they
@@ -7,7 +8,7 @@ import Testing
 @Suite("warren-bench scenarios run (broker)", .serialized)
 struct BenchSmokeTests {
     func run(_ arguments: [String]) async throws -> [String: Any] {
-        let url = try await WorkerTestBroker.url()
+        let url = try await TestBroker.url()
         let run = try await HostAndCLITests.run("warren-bench", arguments + ["--url", url], url: nil)
         #expect(run.status == 0, "\(arguments.first ?? ""): \(run.errors.suffix(1000))")
         let last = try #require(run.output.split(separator: "\n").last)

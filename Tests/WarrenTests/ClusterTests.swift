@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
@@ -29,7 +30,7 @@ extension OwnBrokerSuites {
 
             var logger = Logger(label: "warren.tests.cluster")
             logger.logLevel = ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-            let queue = WorkerTestBroker.uniqueQueue()
+            let queue = TestBroker.uniqueName()
             let urls = cluster.amqpURLs
             let ledger = Ledger()
             let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 50, maxConcurrentHandlers: 4)) {
@@ -44,7 +45,7 @@ extension OwnBrokerSuites {
                 logger: logger)
             let running = Task { try await worker.run() }
             defer { running.cancel() }
-            #expect(try await waitUntil(timeout: .seconds(30)) { worker.isConsuming })
+            #expect(try await eventually(timeout: .seconds(30)) { worker.isConsuming })
             let victim = try #require(cluster.nodes.first { $0.port == workerTransport.connection?.endpoint.port })
 
             // The publisher sits on another node.
@@ -72,7 +73,7 @@ extension OwnBrokerSuites {
                 }
                 group.addTask {
                     // Under load: kill the worker's node once a third of the messages have been handled.
-                    _ = try await waitUntil(timeout: .seconds(60)) { ledger.snapshot.count >= total / 3 }
+                    _ = try await eventually(timeout: .seconds(60)) { ledger.snapshot.count >= total / 3 }
                     victim.kill()
                     return (nil, nil)
                 }
@@ -87,7 +88,7 @@ extension OwnBrokerSuites {
             #expect(failed.isEmpty, "\(failed.count) publishes failed")
             #expect(!victim.isListening, "the node is down")
 
-            let everythingHandled = try await waitUntil(timeout: .seconds(90)) { confirmed.isSubset(of: Set(ledger.snapshot.keys)) }
+            let everythingHandled = try await eventually(timeout: .seconds(90)) { confirmed.isSubset(of: Set(ledger.snapshot.keys)) }
             let handled = ledger.snapshot
             let lost = confirmed.subtracting(handled.keys)
             let duplicates = handled.values.reduce(0) { $0 + max(0, $1 - 1) }

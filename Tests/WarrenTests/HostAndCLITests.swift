@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 
@@ -49,8 +50,8 @@ struct HostAndCLITests {
     }
 
     @Test func cliPublishesListsShowsReplaysAndPurgesDeadLetters() async throws {
-        let url = try await WorkerTestBroker.url()
-        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
         // A worker that rejects everything once, so each message lands in the dead letters.
         let rejects = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
             if context.attempt == 1 && context.headers["replayed"] == nil { throw Reject("first time for \(email.email)") }
@@ -66,7 +67,7 @@ struct HostAndCLITests {
             #expect(published.status == 0, "\(published.errors)")
             ids.append(published.output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
-        #expect(try await waitUntil { try await worker.deadLetters().count == 3 })
+        #expect(try await eventually { try await worker.deadLetters().count == 3 })
 
         let list = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json"], url: url)
         #expect(list.status == 0)
@@ -86,7 +87,7 @@ struct HostAndCLITests {
         // Replay one: it goes back to the work queue with a fresh attempt count and leaves the dead letters.
         let replay = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
         #expect(replay.status == 0, "\(replay.errors)")
-        #expect(try await waitUntil { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
+        #expect(try await eventually { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
         let afterReplay = try await worker.deadLetters()
         let replayed = try #require(afterReplay.first { $0.properties.messageID == ids[1] })
         #expect(replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1, "the replay started again at attempt 1")
@@ -149,7 +150,7 @@ struct HostAndCLITests {
     }
 
     @Test func ordersWorkerDrainsOnSIGTERMAndExitsZeroWithNothingLost() async throws {
-        let url = try await WorkerTestBroker.url()
+        let url = try await TestBroker.url()
         // orders-worker always uses the queue "emails": make sure it is empty of others' messages first.
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
         let channel = try await connection.openChannel()
@@ -174,7 +175,7 @@ struct HostAndCLITests {
             exited.continuation.finish()
         }
         try process.run()
-        #expect(try await waitUntil { (try? await connection.openChannel().queueStatus("emails").consumerCount) == 1 })
+        #expect(try await eventually { (try? await connection.openChannel().queueStatus("emails").consumerCount) == 1 })
 
         for (n, address) in ["a@slow.example", "b@example.com", "c@slow.example"].enumerated() {
             try await channel.publish(
@@ -182,7 +183,7 @@ struct HostAndCLITests {
                 properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)", type: "email.welcome"))
         }
         // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
-        #expect(try await waitUntil { try await channel.queueStatus("emails").messageCount == 0 })
+        #expect(try await eventually { try await channel.queueStatus("emails").messageCount == 0 })
         try await Task.sleep(for: .milliseconds(200))
         kill(process.processIdentifier, SIGTERM)
         var status: Int32 = -1
@@ -208,7 +209,7 @@ struct HostAndCLITests {
 
     /// A worker handling one slow message at a time from a fresh queue holding 5 messages, the first one running.
     private func slowWorkerWithBacklog(_ prefix: String) async throws -> (RunningWorker, Recorder) {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let started = Recorder()
         let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
             started.record(email, context)
@@ -216,7 +217,7 @@ struct HostAndCLITests {
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
         for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "\(prefix)\(n)@example.com")) }
-        #expect(try await waitUntil { started.calls(for: "\(prefix)0@example.com").count == 1 })
+        #expect(try await eventually { started.calls(for: "\(prefix)0@example.com").count == 1 })
         return (worker, started)
     }
 
@@ -225,7 +226,7 @@ struct HostAndCLITests {
         await worker.shutdownGracefully()
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
-        #expect(try await waitUntil { try await channel.queueStatus(worker.queue).messageCount == 4 }, "the running one was acked, 4 are back")
+        #expect(try await eventually { try await channel.queueStatus(worker.queue).messageCount == 4 }, "the running one was acked, 4 are back")
         #expect((1..<5).allSatisfy { started.calls(for: "g\($0)@example.com").isEmpty }, "nothing new starts after the shutdown")
         await connection.close()
     }
@@ -236,7 +237,7 @@ struct HostAndCLITests {
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
         let handled = (0..<5).filter { !started.calls(for: "w\($0)@example.com").isEmpty }.count
-        #expect(try await waitUntil { try await channel.queueStatus(worker.queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
+        #expect(try await eventually { try await channel.queueStatus(worker.queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
         await connection.close()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 
@@ -9,7 +10,7 @@ struct HostileInputTests {
     let recorder = Recorder()
 
     @Test func garbageHeadersHugeBodiesAndForeignDeathRecordsAllSettle() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.milliseconds(100)]))
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: policy)) { [recorder] email, context in
             recorder.record(email, context)
@@ -48,7 +49,7 @@ struct HostileInputTests {
         try await send("nul-bytes", body: [UInt8](repeating: 0, count: 1024), headers: nil)
 
         let handled = ["deep@example.com", "death@example.com", "attempt@example.com", "types@example.com"]
-        let settled = try await waitUntil(timeout: .seconds(30)) {
+        let settled = try await eventually(timeout: .seconds(30)) {
             let deadLetters = try await worker.deadLetters().count
             return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 7
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WarrenTestSupport
 import WarrenAMQP
 @testable import Warren
 
@@ -75,8 +76,8 @@ struct PoisonMessageBrokerTests {
     }
 
     @Test func aClassicRedeliveryIsReenqueuedWithItsCountThenHandled() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let url = try await WorkerTestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let url = try await TestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
         let events = Mutex<[SettlementEvent.Outcome]>([])
@@ -86,7 +87,7 @@ struct PoisonMessageBrokerTests {
         let worker = try await RunningWorker.start(
             queue: queue, registrations: [registration(queue: queue, seen: seen)],
             observer: { event in events.withLock { $0.append(event.outcome) } })
-        #expect(try await waitUntil { seen.all.count == 1 })
+        #expect(try await eventually { seen.all.count == 1 })
         await worker.stop()
         #expect(seen.all.first?[WarrenHeader.redeliveries]?.int64Value == 1, "the handler sees the counted copy")
         // The copy may be handled before the original's settlement is reported.
@@ -95,8 +96,8 @@ struct PoisonMessageBrokerTests {
     }
 
     @Test func aSecondReturnIsHandledAloneFromTheRedeliveredQueue() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let url = try await WorkerTestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let url = try await TestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
         try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-twice", headers: [WarrenHeader.redeliveries: .int64(1)])
@@ -104,7 +105,7 @@ struct PoisonMessageBrokerTests {
 
         // A worker that only watches: its consumer of the work queue is the one that re-enqueues.
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, seen: seen)])
-        #expect(try await waitUntil { seen.all.count == 1 })
+        #expect(try await eventually { seen.all.count == 1 })
         await worker.stop()
         #expect(seen.all.first?[WarrenHeader.redeliveries]?.int64Value == 2)
         let connection = try await worker.connect()
@@ -114,8 +115,8 @@ struct PoisonMessageBrokerTests {
     }
 
     @Test func aClassicMessageOverTheBoundGoesToTheDeadLettersWithoutRunningItsHandler() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let url = try await WorkerTestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let url = try await TestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
         try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "poison", headers: [WarrenHeader.redeliveries: .int64(3)])
@@ -123,7 +124,7 @@ struct PoisonMessageBrokerTests {
 
         let worker = try await RunningWorker.start(
             queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 3))
-        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        #expect(try await eventually { try await worker.deadLetters().count == 1 })
         await worker.stop()
         #expect(seen.all.isEmpty, "the handler never ran")
         let letter = try #require(try await worker.deadLetters().first)
@@ -132,8 +133,8 @@ struct PoisonMessageBrokerTests {
     }
 
     @Test func aQuorumQueueDeliveryCountBoundsIt() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let url = try await WorkerTestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let url = try await TestBroker.url()
         try await declare(queue, type: .quorum, url: url)
         let seen = Seen()
         try await RunningWorker.publish(#"{"userId":"q","email":"q@example.com"}"#, to: queue, url: url, messageID: "poison-quorum")
@@ -143,7 +144,7 @@ struct PoisonMessageBrokerTests {
         let worker = try await RunningWorker.start(
             queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 2),
             queueType: .quorum)
-        #expect(try await waitUntil { try await worker.deadLetters().count == 1 && seen.all.count == 1 })
+        #expect(try await eventually { try await worker.deadLetters().count == 1 && seen.all.count == 1 })
         await worker.stop()
         #expect(seen.all.count == 1, "only the message that never came back ran")
         let letter = try #require(try await worker.deadLetters().first)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
@@ -36,71 +37,70 @@ struct RecoveryTests {
 
     @Test func theWorkerReconnectsAfterTheBrokerRestartsAndConsumesAgain() async throws {
         let broker = try await LocalBroker.shared("recovery")
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
-        #expect(try await waitUntil { worker.isConsuming })
+        #expect(try await eventually { worker.isConsuming })
         try await publish("before@example.com", queue: queue, url: broker.amqpURL)
-        #expect(try await waitUntil { recorder.calls(for: "before@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "before@example.com").count == 1 })
 
         try await broker.stopApp()
-        #expect(try await waitUntil { !worker.isConsuming }, "the loss is noticed")
+        #expect(try await eventually { !worker.isConsuming }, "the loss is noticed")
         #expect(worker.healthProblem != nil)
         try await broker.startApp()
-        #expect(try await waitUntil(timeout: .seconds(30)) { worker.isConsuming }, "the worker reconnects by itself")
+        #expect(try await eventually(timeout: .seconds(30)) { worker.isConsuming }, "the worker reconnects by itself")
         try await publish("after@example.com", queue: queue, url: broker.amqpURL)
-        #expect(try await waitUntil { recorder.calls(for: "after@example.com").count == 1 }, "and consumes again")
+        #expect(try await eventually { recorder.calls(for: "after@example.com").count == 1 }, "and consumes again")
         worker.shutdown()
         try await task.value
     }
 
     @Test func aFrozenBrokerIsDetectedByHeartbeatsAndRecoveredFrom() async throws {
         let broker = try await LocalBroker.shared("recovery")
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
-        #expect(try await waitUntil { worker.isConsuming })
+        #expect(try await eventually { worker.isConsuming })
         await broker.pause()
-        let noticed = try await waitUntil(timeout: .seconds(10)) { !worker.isConsuming }
+        let noticed = try await eventually(timeout: .seconds(10)) { !worker.isConsuming }
         broker.resume()
         #expect(noticed, "missed heartbeats reveal the frozen broker")
-        #expect(try await waitUntil(timeout: .seconds(30)) { worker.isConsuming })
+        #expect(try await eventually(timeout: .seconds(30)) { worker.isConsuming })
         try await publish("thawed@example.com", queue: queue, url: broker.amqpURL)
-        #expect(try await waitUntil { recorder.calls(for: "thawed@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "thawed@example.com").count == 1 })
         worker.shutdown()
         try await task.value
     }
 
     @Test func aDeletedQueueIsDeclaredAgainAndConsumed() async throws {
         let broker = try await LocalBroker.shared("recovery")
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
-        #expect(try await waitUntil { worker.isConsuming })
+        #expect(try await eventually { worker.isConsuming })
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
         try await connection.openChannel().queueDelete(queue)
         await connection.close()
         // The broker cancels the consumer; the worker must not end up consuming nothing.
-        #expect(try await waitUntil(timeout: .seconds(15)) {
+        #expect(try await eventually(timeout: .seconds(15)) {
             let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
             defer { Task { await probe.close() } }
             return (try? await probe.openChannel().queueStatus(queue).consumerCount) == 1
         })
         try await publish("again@example.com", queue: queue, url: broker.amqpURL)
-        #expect(try await waitUntil { recorder.calls(for: "again@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "again@example.com").count == 1 })
         worker.shutdown()
         try await task.value
     }
 
     func quietLogger() -> Logger {
-        var logger = Logger(label: "warren.tests.recovery")
-        logger.logLevel = .critical
+        let logger = TestBroker.quietLogger("warren.tests.recovery")
         return logger
     }
 
     @Test func aPublishWaitsForTheConnectionToComeBackAndIsDeliveredOnce() async throws {
         let broker = try await LocalBroker.shared("recovery")
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: quietLogger())
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
@@ -147,7 +147,7 @@ struct RecoveryTests {
         try await broker.startApp()
         #expect(waited < .seconds(5), "bounded: \(waited)")
         // Afterwards the transport works again without a restart.
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         try await transport.prepare(queue: queue, delays: [])
         try await transport.publish([2], to: .queue(queue), properties: AMQPProperties())
         await transport.close()

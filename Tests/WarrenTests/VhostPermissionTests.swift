@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
@@ -35,8 +36,7 @@ struct VhostPermissionTests {
             #expect(!error.description.contains(password), "no password in the error")
         }
 
-        var logger = Logger(label: "warren.tests.vhost")
-        logger.logLevel = .critical
+        let logger = TestBroker.quietLogger("warren.tests.vhost")
         let policy = RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(100)]))
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: policy)) { [recorder] email, context in
             recorder.record(email, context)
@@ -46,18 +46,18 @@ struct VhostPermissionTests {
         let worker = Worker(transport: transport, registrations: [registration], logger: logger)
         let task = Task { try await worker.run() }
         defer { task.cancel() }
-        #expect(try await waitUntil { worker.isConsuming }, "declared its topology and consumes: \(worker.healthProblem ?? "")")
+        #expect(try await eventually { worker.isConsuming }, "declared its topology and consumes: \(worker.healthProblem ?? "")")
 
         let publisher = WarrenPublisher(transport: transport)
         try await publisher.publish(WelcomeEmail(userId: "1", email: "ok@example.com"), to: .queue(queue))
         try await publisher.publish(WelcomeEmail(userId: "2", email: "fail@example.com"), to: .queue(queue))
-        #expect(try await waitUntil { recorder.calls(for: "ok@example.com").count == 1 })
-        #expect(try await waitUntil { recorder.calls(for: "fail@example.com").count == 2 }, "retried through its delay queue")
+        #expect(try await eventually { recorder.calls(for: "ok@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "fail@example.com").count == 2 }, "retried through its delay queue")
 
         // The dead letter arrived, readable by the same user.
         let reader = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
         let channel = try await reader.openChannel()
-        #expect(try await waitUntil { try await channel.queueStatus("\(queue).dead-letters").messageCount == 1 })
+        #expect(try await eventually { try await channel.queueStatus("\(queue).dead-letters").messageCount == 1 })
         // And nothing outside its names.
         await #expect(throws: AMQPError.self) { try await channel.queueDeclare("other-\(id)", durable: true) }
         await reader.close()

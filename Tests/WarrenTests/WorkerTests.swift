@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
@@ -45,9 +46,8 @@ struct RunningWorker {
         queue: String, registrations: [HandlerRegistration], configuration: WorkerConfiguration = WorkerConfiguration(),
         queueType: WarrenTopology.QueueType = .classic, observer: (@Sendable (SettlementEvent) -> Void)? = nil
     ) async throws -> RunningWorker {
-        let url = try await WorkerTestBroker.url()
-        var logger = Logger(label: "warren.tests")
-        logger.logLevel = .critical
+        let url = try await TestBroker.url()
+        let logger = TestBroker.quietLogger("warren.tests")
         let worker = Worker(
             transport: RabbitMQTransport(
                 endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", queueType: queueType, logger: logger),
@@ -63,12 +63,11 @@ struct RunningWorker {
             if let status = try? await channel.queueStatus(queue), status.consumerCount > 0 { return running }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw WorkerTestFailure("the worker did not start consuming \(queue)")
+        throw TestFailure("the worker did not start consuming \(queue)")
     }
 
     func connect() async throws -> AMQPConnection {
-        var logger = Logger(label: "warren.tests")
-        logger.logLevel = .critical
+        let logger = TestBroker.quietLogger("warren.tests")
         return try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: logger)
     }
 
@@ -85,8 +84,7 @@ struct RunningWorker {
         _ body: String, to queue: String, url: String, type: String? = WelcomeEmail.messageType,
         contentType: String? = "application/json", messageID: String = UUID().uuidString, headers: AMQPTable? = nil
     ) async throws {
-        var logger = Logger(label: "warren.tests")
-        logger.logLevel = .critical
+        let logger = TestBroker.quietLogger("warren.tests")
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: logger)
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
@@ -128,32 +126,6 @@ struct RunningWorker {
     }
 }
 
-enum WorkerTestBroker {
-    static func url() async throws -> String {
-        if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
-        return try await LocalBroker.shared().amqpURL
-    }
-
-    static func uniqueQueue(_ name: String = #function) -> String {
-        "test.\(name.prefix(while: { $0 != "(" })).\(UUID().uuidString.prefix(8))"
-    }
-}
-
-struct WorkerTestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-func waitUntil(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws -> Bool {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    while clock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
 @Suite("Worker on RabbitMQ (broker)")
 struct WorkerTests {
     let recorder = Recorder()
@@ -173,13 +145,13 @@ struct WorkerTests {
     }
 
     @Test func successIsAcked() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
         try await worker.publish(WelcomeEmail(userId: "1", email: "ok@example.com"))
-        #expect(try await waitUntil { recorder.calls(for: "ok@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "ok@example.com").count == 1 })
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
-        #expect(try await waitUntil { try await channel.queueStatus(queue).messageCount == 0 })
+        #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
         await connection.close()
         await worker.stop()
         #expect(recorder.calls(for: "ok@example.com").map(\.attempt) == [1])
@@ -187,11 +159,11 @@ struct WorkerTests {
     }
 
     @Test func transientFailuresAreRetriedThroughDelayQueuesWithTheirDelays() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.milliseconds(500), .milliseconds(1000)]))
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
         try await worker.publish(WelcomeEmail(userId: "2", email: "a@flaky.example"))
-        #expect(try await waitUntil { recorder.calls(for: "a@flaky.example").count == 3 })
+        #expect(try await eventually { recorder.calls(for: "a@flaky.example").count == 3 })
         let calls = recorder.calls(for: "a@flaky.example")
         #expect(calls.map(\.attempt) == [1, 2, 3])
         let firstWait = calls[1].at - calls[0].at
@@ -213,11 +185,11 @@ struct WorkerTests {
     }
 
     @Test func theLastFailedAttemptGoesToTheDeadLettersWithItsStory() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.milliseconds(100)]))
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
         try await worker.publish(WelcomeEmail(userId: "3", email: "x@broken.example"))
-        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        #expect(try await eventually { try await worker.deadLetters().count == 1 })
         await worker.stop()
         #expect(recorder.calls(for: "x@broken.example").map(\.attempt) == [1, 2, 3])
         let letter = try #require(try await worker.deadLetters().first)
@@ -236,7 +208,7 @@ struct WorkerTests {
     }
 
     @Test func permanentErrorsAndBadInputGoToTheDeadLettersAtOnce() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
         try await worker.publish(WelcomeEmail(userId: "4", email: "b@bounce.example"))
         try await worker.publish(#"{"userId": 5"#, messageID: "malformed")
@@ -244,7 +216,7 @@ struct WorkerTests {
         try await worker.publish(#"{}"#, type: "sms.welcome", messageID: "unknown-type")
         try await worker.publish(#"{}"#, type: nil, messageID: "no-type")
         try await worker.publish("<xml/>", contentType: "text/xml", messageID: "xml")
-        #expect(try await waitUntil { try await worker.deadLetters().count == 6 })
+        #expect(try await eventually { try await worker.deadLetters().count == 6 })
         await worker.stop()
         #expect(recorder.calls(for: "b@bounce.example").map(\.attempt) == [1])
         let reasons = Dictionary(
@@ -259,12 +231,12 @@ struct WorkerTests {
     }
 
     @Test func aTimeoutCountsAsATransientFailure() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(100)]))
         let worker = try await RunningWorker.start(
             queue: queue, registrations: [registration(queue: queue, retry: policy, timeout: .milliseconds(300))])
         try await worker.publish(WelcomeEmail(userId: "7", email: "s@slow.example"))
-        #expect(try await waitUntil { try await worker.deadLetters().count == 1 })
+        #expect(try await eventually { try await worker.deadLetters().count == 1 })
         await worker.stop()
         #expect(recorder.calls(for: "s@slow.example").map(\.attempt) == [1, 2])
         let letter = try #require(try await worker.deadLetters().first)
@@ -272,7 +244,7 @@ struct WorkerTests {
     }
 
     @Test func aMessageFromAForeignClientIsHandled() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
+        let queue = TestBroker.uniqueName()
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
@@ -287,13 +259,13 @@ struct WorkerTests {
             do { try process.run() } catch { continuation.resume(throwing: error) }
         }
         #expect(status == 0)
-        #expect(try await waitUntil { recorder.calls(for: "foreign@example.com").count == 1 })
+        #expect(try await eventually { recorder.calls(for: "foreign@example.com").count == 1 })
         await worker.stop()
     }
 
     @Test func aQueueThatContradictsTheTopologyIsRefused() async throws {
-        let queue = WorkerTestBroker.uniqueQueue()
-        let url = try await WorkerTestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let url = try await TestBroker.url()
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
         let channel = try await connection.openChannel()
         try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int32(10)])
@@ -312,8 +284,8 @@ struct WorkerTests {
     }
 
     @Test func aRefusedPublishFailsAtOnceAndOnlyItsChannelIsReopened() async throws {
-        let url = try await WorkerTestBroker.url()
-        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)])
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
@@ -331,8 +303,8 @@ struct WorkerTests {
     }
 
     @Test func aBatchIsPublishedPipelinedAndEachMessageGetsItsOwnResult() async throws {
-        let url = try await WorkerTestBroker.url()
-        let queue = WorkerTestBroker.uniqueQueue()
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)])
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])

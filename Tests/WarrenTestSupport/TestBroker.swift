@@ -4,39 +4,45 @@ import Testing
 import WarrenAMQP
 import WarrenLocalBroker
 
+/// What both test targets share: the broker they use, a quiet logger, waiting for a condition, the failure type.
+
 /// The broker the integration tests use: `WARREN_TEST_AMQP_URL` when set, otherwise one throwaway node started for
 /// the whole run. A missing RabbitMQ is a test failure, never a skip.
-enum TestBroker {
-    static func url() async throws -> String {
+package enum TestBroker {
+    package static func url() async throws -> String {
         if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
         return try await LocalBroker.shared().amqpURL
     }
 
-    static func endpoint(query: String = "") async throws -> AMQPEndpoint {
+    package static func endpoint(query: String = "") async throws -> AMQPEndpoint {
         let url = try await url()
         return try AMQPEndpoint(uri: query.isEmpty ? url : url + (url.contains("?") ? "&" : "?") + query)
     }
 
-    static func connect(query: String = "", name: String = #function) async throws -> AMQPConnection {
+    package static func connect(query: String = "", name: String = #function) async throws -> AMQPConnection {
         try await AMQPConnection.connect(to: endpoint(query: query), connectionName: "test \(name)", logger: logger)
     }
 
     /// Connection logs at warning and above only, to keep test output readable.
-    static let logger: Logger = {
-        var logger = Logger(label: "warren.amqp.tests")
-        logger.logLevel = .warning
+    package static let logger = quietLogger("warren.amqp.tests", level: .warning)
+
+    /// A logger for the code under test that writes only at `level` and above (by default nothing but critical
+    /// errors: the tests check outcomes, not log lines).
+    package static func quietLogger(_ label: String = "warren.tests", level: Logger.Level = .critical) -> Logger {
+        var logger = Logger(label: label)
+        logger.logLevel = level
         return logger
-    }()
+    }
 
     /// A queue or exchange name no other test uses.
-    static func uniqueName(_ prefix: String = #function) -> String {
+    package static func uniqueName(_ prefix: String = #function) -> String {
         let clean = prefix.prefix(while: { $0 != "(" })
         return "test.\(clean).\(UUID().uuidString.prefix(8))"
     }
 }
 
 /// Runs `body` with an open connection, and closes it afterwards whatever happens.
-func withConnection<T>(
+package func withConnection<T>(
     query: String = "", name: String = #function, _ body: (AMQPConnection) async throws -> T
 ) async throws -> T {
     let connection = try await TestBroker.connect(query: query, name: name)
@@ -51,7 +57,7 @@ func withConnection<T>(
 }
 
 /// Takes the next delivery, failing the test if none arrives within `timeout`.
-func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds(10)) async throws -> AMQPDelivery {
+package func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds(10)) async throws -> AMQPDelivery {
     try await withThrowingTaskGroup(of: AMQPDelivery?.self) { group in
         group.addTask {
             var iterator = consumer.makeAsyncIterator()
@@ -69,8 +75,9 @@ func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds(10)) as
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws -> Bool {
+/// Polls `condition` until it holds or `timeout` passes (for conditions nothing announces, such as a queue's depth
+/// on the broker).
+package func eventually(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: timeout)
     while clock.now < deadline {
@@ -80,11 +87,11 @@ func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -
     return try await condition()
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+package struct TestFailure: Error, CustomStringConvertible {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 extension String {
-    var bytes: [UInt8] { Array(utf8) }
+    package var bytes: [UInt8] { Array(utf8) }
 }
