@@ -1,7 +1,7 @@
 import CRabbitMQ
 import CRabbitMQShims
 import Foundation
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenAMQP
 
 /// The baseline: a plain librabbitmq loop, the way a C program would write it, run on a thread of its own.

@@ -4,7 +4,7 @@ import Foundation
 import Logging
 import WarrenAMQP
 import Synchronization
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenLocalBroker
 
 #if canImport(Glibc)

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Synchronization
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
 

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import Testing
 import WarrenTestSupport
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
 

@@ -3,7 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import WarrenTestSupport
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
 

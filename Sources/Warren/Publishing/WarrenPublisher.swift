@@ -67,9 +67,17 @@ public struct WarrenPublisher: Sendable {
         return results
     }
 
+    /// Sends messages built earlier with ``outboundMessage(_:to:messageID:correlationID:causationID:headers:)`` (an
+    /// outbox's), pipelined where the transport can, each confirmed as ``publish(_:to:messageID:correlationID:causationID:headers:)``
+    /// is.
+    /// - Returns: one result per message, in order.
+    public func publish(outbound messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
+        await transport.publish(contentsOf: messages)
+    }
+
     /// The message ``publish(_:to:messageID:correlationID:causationID:headers:)`` would send, built but not sent: for
-    /// an outbox (store it with the business data, send it later with ``WarrenTransport/publish(contentsOf:)``), or to
-    /// look at what goes on the wire. The timestamp and `warren-published-at` header are the time of this call.
+    /// an outbox (store it with the business data, send it later with ``publish(outbound:)``), or to look at what goes
+    /// on the wire. The timestamp and `warren-published-at` header are the time of this call.
     /// - Throws: the codec's error.
     public func outboundMessage<M: WarrenMessage>(
         _ message: M, to destination: Destination, messageID: String = Self.newMessageID(),

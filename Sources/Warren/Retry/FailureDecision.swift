@@ -1,7 +1,7 @@
 import WarrenAMQP
 
 /// Why a message failed, as the runtime saw it.
-public enum HandlingFailure: Sendable {
+enum HandlingFailure: Sendable {
     /// The handler threw.
     case handlerError(any Error)
     /// The handler did not finish within its timeout (a transient failure).
@@ -22,13 +22,13 @@ public enum HandlingFailure: Sendable {
 
 /// What to do with a failed message. Pure: ``decide(failure:attempt:policy:jitterSample:)`` has no side effects, so
 /// every path is a plain unit test.
-public enum FailureDecision: Sendable, Equatable {
+enum FailureDecision: Sendable, Equatable {
     /// Publish a copy to the delay queue for `delay`; it comes back as attempt `nextAttempt`.
     case retry(delay: Duration, nextAttempt: Int)
     /// Publish a copy to the dead letters with this reason.
     case deadLetter(DeadLetterReason)
 
-    public static func decide(
+    static func decide(
         failure: HandlingFailure, attempt: Int, policy: RetryPolicy, jitterSample: Double = 0.5
     ) -> FailureDecision {
         switch failure {
@@ -103,7 +103,7 @@ public struct DeadLetterReason: Sendable, Equatable {
 
 extension HandlingFailure {
     /// One line for logs and headers.
-    public var summary: String {
+    var summary: String {
         switch self {
         case .handlerError(let error): return "\(type(of: error)): \(error)"
         case .timedOut(let limit): return "timed out after \(limit)"
@@ -117,7 +117,7 @@ extension HandlingFailure {
     }
 
     /// The error's type name, for the `x-warren-error-type` header.
-    public var errorType: String {
+    var errorType: String {
         switch self {
         case .handlerError(let error): return String(reflecting: type(of: error))
         case .timedOut: return "Warren.HandlerTimeout"

@@ -25,6 +25,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
 
     public func start() async throws {}
 
+    @_spi(WarrenTransport)
     public func prepare(queue: String, delays: Set<Duration>) async throws {
         state.withLock { state in
             if state.queues[queue] == nil { state.queues[queue] = InMemoryQueueState() }
@@ -32,6 +33,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         }
     }
 
+    @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         state.withLock { state in
             state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(prefetch: prefetch == 0 ? Int.max : Int(prefetch))
@@ -42,6 +44,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             close: { [self] in closeConsumer(queue: queue) })
     }
 
+    /// Puts a message where `destination` says, as a publisher's would arrive (in a test: any bytes and properties,
+    /// without waiting for a worker). Returns at once; never throws.
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let message = StoredMessage(body: body, properties: properties, redelivered: false, exchange: "", routingKey: "")
         switch destination {
@@ -69,6 +73,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     /// Nothing in memory can be lost and come back: no error of this transport is recoverable.
+    @_spi(WarrenTransport)
     public func isRecoverable(_ error: any Error) -> Bool { false }
 
     /// Keeps the transport until the `ServiceGroup` shuts down gracefully or the task is cancelled, then closes it.

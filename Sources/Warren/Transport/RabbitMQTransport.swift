@@ -140,10 +140,12 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// The connection, once started (for tools that need more than the transport offers).
     public var connection: AMQPConnection? { state.withLock { $0.connected?.connection } }
 
+    @_spi(WarrenTransport)
     public func prepare(queue: String, delays: Set<Duration>) async throws {
         try await ready().topology.declare(queue: queue, delays: delays)
     }
 
+    @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         let channel = try await ready().connection.openChannel()
         let consumer = try await channel.consume(queue: queue, prefetchCount: prefetch)
@@ -168,6 +170,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// delivers again anyway, so the caller must requeue rather than wait.
     /// - Throws: `AMQPError` `.unroutable`, `.nacked`, `.timeout` (no confirm within the channel's bound), a channel
     ///   error (e.g. 404 for a missing exchange), or the connection error once the recovery time is spent.
+    @_spi(WarrenTransport)
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let waitsForRecovery: Bool = switch destination {
         case .queue, .exchange: publishRecoveryTimeout > .zero
@@ -217,6 +220,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
 
     /// Publishes the batch pipelined on the publishing channel: one round of confirms for all of it. Messages that
     /// fail because the connection was lost are sent again one by one, as ``publish(_:to:properties:)`` would.
+    @_spi(WarrenTransport)
     public func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
         guard !messages.isEmpty else { return [] }
         var results: [Result<Void, any Error>]
@@ -272,6 +276,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         }
     }
 
+    @_spi(WarrenTransport)
     public func isRecoverable(_ error: any Error) -> Bool {
         Self.scope(of: error, connection: connection) != .request
     }

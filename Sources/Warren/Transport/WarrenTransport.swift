@@ -3,33 +3,45 @@ import WarrenAMQP
 /// Where a worker's messages come from and where its retry and dead-letter copies go: RabbitMQ
 /// (``RabbitMQTransport``) or memory (``InMemoryTransport``), interchangeable.
 ///
+/// A host picks a transport and passes it to ``Worker``, ``WarrenPublisher`` and the like; it does not call the
+/// transport's requirements itself. They, and the delivery plumbing, are the framework's: behind
+/// `@_spi(WarrenTransport)`, for whoever writes a transport (`@_spi(WarrenTransport) import Warren`).
+///
 /// A transport only moves messages; every decision (ack, retry, dead letter) is the worker's.
 public protocol WarrenTransport: Sendable {
     /// Connects, when the transport needs to.
+    @_spi(WarrenTransport)
     func start() async throws
     /// Makes sure the work queue, its delay queues for `delays` and its dead letters exist (idempotent).
     /// - Throws: ``WarrenError`` with ``WarrenError/Code/topologyConflict`` when existing queues contradict them.
+    @_spi(WarrenTransport)
     func prepare(queue: String, delays: Set<Duration>) async throws
     /// Starts delivering `queue`, at most `prefetch` unsettled deliveries at a time.
+    @_spi(WarrenTransport)
     func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer
     /// Publishes a message and returns once the transport has taken responsibility for it (a broker confirm).
     /// - Throws: when it could not (unroutable, nacked, connection lost).
+    @_spi(WarrenTransport)
     func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws
     /// Publishes several messages, pipelined where the transport can (every message is sent before any confirm is
     /// awaited), each with the guarantees of ``publish(_:to:properties:)``.
     /// - Returns: one result per message, in order.
+    @_spi(WarrenTransport)
     func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>]
     /// Disconnects. Unsettled deliveries return to their queues.
+    @_spi(WarrenTransport)
     func close() async
     /// Whether starting again can get past `error`, thrown by one of this transport's calls: the connection or a
     /// channel went away, or the broker could not be reached. `false` for mistakes that would fail again (a topology
     /// conflict, refused credentials, a refused message). A worker recovers from recoverable errors and stops on the
     /// others; this is the one place that tells them apart.
+    @_spi(WarrenTransport)
     func isRecoverable(_ error: any Error) -> Bool
 }
 
 extension WarrenTransport {
     /// One message after the other.
+    @_spi(WarrenTransport)
     public func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
         var results: [Result<Void, any Error>] = []
         results.reserveCapacity(messages.count)
@@ -72,6 +84,7 @@ public enum Destination: Sendable, Hashable {
 }
 
 /// Settles deliveries of one consumer.
+@_spi(WarrenTransport)
 public protocol DeliverySettler: Sendable {
     func ack(_ tag: UInt64) throws
     /// Returns the delivery to its queue, to be delivered again (marked redelivered).
@@ -79,6 +92,7 @@ public protocol DeliverySettler: Sendable {
 }
 
 /// One delivery from a transport.
+@_spi(WarrenTransport)
 public struct TransportDelivery: Sendable {
     public var body: [UInt8]
     public var properties: AMQPProperties
@@ -107,6 +121,7 @@ public struct TransportDelivery: Sendable {
 
 /// The deliveries of one queue. ``cancel()`` stops new deliveries; those already handed over still come out of the
 /// sequence, then it ends.
+@_spi(WarrenTransport)
 public struct TransportConsumer: AsyncSequence, Sendable {
     public typealias Element = TransportDelivery
     let nextDelivery: @Sendable () async throws -> TransportDelivery?
