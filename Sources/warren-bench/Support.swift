@@ -165,15 +165,19 @@ final class Completion: Sendable {
 /// the moment the worker consumes (like the raw and client modes, whose clocks start after `basic.consume`: the
 /// connection and the topology's declarations are not counted).
 func drain(
-    _ registration: HandlerRegistration, endpoint: AMQPEndpoint, connectionName: String, until completion: Completion
+    _ registration: HandlerRegistration, endpoint: AMQPEndpoint, connectionName: String,
+    configuration: WorkerConfiguration = WorkerConfiguration(), until completion: Completion
 ) async throws -> Cost {
     try await drain(
         registration, transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
-        until: completion)
+        configuration: configuration, until: completion)
 }
 
-func drain(_ registration: HandlerRegistration, transport: any WarrenTransport, until completion: Completion) async throws -> Cost {
-    let worker = Worker(transport: transport, registrations: [registration], logger: quietLogger)
+func drain(
+    _ registration: HandlerRegistration, transport: any WarrenTransport, configuration: WorkerConfiguration = WorkerConfiguration(),
+    until completion: Completion
+) async throws -> Cost {
+    let worker = Worker(transport: transport, registrations: [registration], configuration: configuration, logger: quietLogger)
     let running = Task { try await worker.run() }
     do {
         try await worker.waitUntilConsuming(timeout: .seconds(60))

@@ -23,7 +23,9 @@ struct Consume: AsyncParsableCommand {
             Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
             client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message), \
             framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker), \
-            in-memory (the framework mode on InMemoryTransport, the embedded default: no broker in the path). \
+            in-memory (the framework mode on InMemoryTransport, the embedded default: no broker in the path); \
+            framework-foundation and in-memory-foundation (the same, reading JSON with Foundation's JSONDecoder \
+            instead of Warren's fast path). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
             For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
@@ -87,8 +89,9 @@ struct Consume: AsyncParsableCommand {
 
     func run() async throws {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        for m in modes where !["raw", "raw-multi", "client", "framework", "in-memory"].contains(m) {
-            throw ValidationError("unknown mode '\(m)' (raw, raw-multi, client, framework, in-memory)")
+        let known = ["raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation"]
+        for m in modes where !known.contains(m) {
+            throw ValidationError("unknown mode '\(m)' (\(known.joined(separator: ", ")))")
         }
         var broker: LocalBroker?
         let uri: String
@@ -119,7 +122,7 @@ struct Consume: AsyncParsableCommand {
             let samples = samplesByMode[m]!
             let middle = samples.sorted { $0.consume < $1.consume }[samples.count / 2]
             // The modes on WarrenAMQP's connection: they publish with confirms, and its I/O thread counts what it did.
-            let onWarrenAMQP = m == "client" || m == "framework"
+            let onWarrenAMQP = m == "client" || m.hasPrefix("framework")
             let io = middle.consumeCost.io
             results.append(Result(
                 mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
@@ -213,12 +216,13 @@ struct Consume: AsyncParsableCommand {
                 try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
             }
             return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
-        case "framework":
+        case "framework", "framework-foundation":
             // The framework's handler reads what WarrenPublisher sends, whatever --format says.
             let filled = fill == .raw ? try await rawFill(format: .warren) : nil
-            return try await measureFramework(endpoint: endpoint, logger: quiet, filledIn: filled)
-        case "in-memory":
-            return try await measureInMemory()
+            let codec: any MessageCodec = mode == "framework" ? JSONMessageCodec() : FoundationJSONCodec()
+            return try await measureFramework(endpoint: endpoint, logger: quiet, filledIn: filled, codec: codec)
+        case "in-memory", "in-memory-foundation":
+            return try await measureInMemory(codec: mode == "in-memory" ? JSONMessageCodec() : FoundationJSONCodec())
         default:
             let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
             defer { Task { await connection.close() } }
@@ -268,7 +272,7 @@ extension Consume {
     /// Publishes with WarrenPublisher (confirmed, up to 1,000 in flight), then consumes with a Worker whose typed
     /// handler decodes each message; the clock stops when the last one is handled.
     /// - Parameter filledIn: the publish time when the queue was already filled (`--fill raw`).
-    func measureFramework(endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil) async throws -> Sample {
+    func measureFramework(endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil, codec: any MessageCodec) async throws -> Sample {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
@@ -287,14 +291,16 @@ extension Consume {
             BenchMessage.self, queue: queue,
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in completion.handledOne() }
-        let cost = try await drain(registration, endpoint: endpoint, connectionName: "warren-bench-worker", until: completion)
+        let cost = try await drain(
+            registration, endpoint: endpoint, connectionName: "warren-bench-worker",
+            configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec)), until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }
 }
 
 extension Consume {
     /// The framework mode on `InMemoryTransport`: the same messages and handler, no broker or socket in the path.
-    func measureInMemory() async throws -> Sample {
+    func measureInMemory(codec: any MessageCodec) async throws -> Sample {
         let transport = InMemoryTransport()
         try await transport.prepare(queue: queue, delays: [])
         let publisher = WarrenPublisher(transport: transport)
@@ -309,7 +315,8 @@ extension Consume {
             BenchMessage.self, queue: queue,
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in completion.handledOne() }
-        let cost = try await drain(registration, transport: transport, until: completion)
+        let cost = try await drain(
+            registration, transport: transport, configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec)), until: completion)
         return Sample(publish: Double(messages.count) / publishSeconds, consume: Double(messages.count) / cost.seconds, consumeCost: cost)
     }
 }
@@ -317,4 +324,22 @@ extension Consume {
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+}
+
+/// JSON through Foundation's `JSONEncoder` and `JSONDecoder` alone: what `JSONMessageCodec` does without its fast
+/// paths, to measure what they save.
+struct FoundationJSONCodec: MessageCodec {
+    var contentType: String { "application/json" }
+    private let encoder: JSONEncoder
+    private let decoder: JSONDecoder
+
+    init() {
+        encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+    }
+
+    func encode<M: Encodable>(_ message: M) throws -> [UInt8] { Array(try encoder.encode(message)) }
+    func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M { try decoder.decode(type, from: Data(body)) }
 }
