@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo bench chaos local-broker clean
+.PHONY: all deps build test demo bench chaos fuzz local-broker clean
 
 all: build
 
@@ -37,5 +37,19 @@ chaos: deps
 	$(SWIFT) build --product warren-chaos
 	$$($(SWIFT) build --show-bin-path)/warren-chaos run $(CHAOS_ARGS)
 
+## The JSON fast path against Foundation's JSONDecoder under libFuzzer, for FUZZ_SECONDS (default 120), in a build
+## of its own (.build-fuzz: the main build is not touched). A disagreement crashes and leaves its input in .build-fuzz/.
+## `make test` runs the same check over a fixed-seed set of inputs.
+FUZZ_SECONDS ?= 120
+FUZZ_BUILD = $(SWIFT) build -c release --product warren-json-fuzz --scratch-path .build-fuzz --sanitize=fuzzer \
+	-Xswiftc -DWARREN_FUZZ -Xswiftc -parse-as-library
+fuzz: deps
+	$(SWIFT) build --product warren-json-fuzz
+	$$($(SWIFT) build --show-bin-path)/warren-json-fuzz --seeds .build-fuzz/seeds
+	$(FUZZ_BUILD)
+	mkdir -p .build-fuzz/corpus
+	bin="$$($(FUZZ_BUILD) --show-bin-path)" && cd .build-fuzz && "$$bin/warren-json-fuzz" corpus seeds \
+		-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "orders-worker", targets: ["orders-worker"]),
         .executable(name: "warren", targets: ["warren"]),
         .executable(name: "warren-chaos", targets: ["warren-chaos"]),
+        .executable(name: "warren-json-fuzz", targets: ["warren-json-fuzz"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
     dependencies: [
@@ -49,10 +50,14 @@ let package = Package(
             ]
         ),
         .target(name: "WarrenLocalBroker"),
+        // The JSON fast path behind JSONMessageCodec: one entry point (FastJSON), checked against Foundation by
+        // warren-json-fuzz.
+        .target(name: "WarrenJSON"),
         .target(
             name: "Warren",
             dependencies: [
                 "WarrenAMQP",
+                "WarrenJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -114,6 +119,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The JSON fast path against Foundation: a fixed-seed pass (make test), or libFuzzer's target (make fuzz).
+        .executableTarget(name: "warren-json-fuzz", dependencies: ["WarrenJSON"]),
         .executableTarget(
             name: "warren-demo",
             dependencies: ["WarrenAMQP", "WarrenLocalBroker"]
@@ -136,7 +143,7 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport",
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "PropertyBased", package: "swift-property-based"),

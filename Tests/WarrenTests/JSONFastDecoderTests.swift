@@ -3,6 +3,7 @@ import PropertyBased
 import Synchronization
 import Testing
 @testable import Warren
+@testable import WarrenJSON
 
 /// The fast JSON path must never read a body differently from Foundation's `JSONDecoder` (set up as
 /// `JSONMessageCodec` sets it up), and must take the fast path for the usual shapes of messages.
@@ -234,5 +235,18 @@ struct JSONFastDecoderTests {
             let body = try Self.encode([date])
             #expect(JSONFastDecoder.decode([Date].self, from: body) == [date])
         }
+    }
+}
+
+@Suite("JSON fast path: the differential pass with a fixed seed (make fuzz runs it under libFuzzer)")
+struct JSONDifferentialPassTests {
+    @Test func twentyThousandGeneratedInputsReadAsFoundationReadsThem() async throws {
+        let run = try await HostAndCLITests.run("warren-json-fuzz", ["20000"], url: nil)
+        #expect(run.status == 0, "a disagreement: \(run.errors.suffix(2000))")
+        let line = try #require(run.output.split(separator: "\n").last)
+        #expect(line.contains("20000 inputs"))
+        // The pass must reach the fast path, not only its ways of giving up.
+        let read = line.split(separator: " ").firstIndex(of: "read").flatMap { Int(line.split(separator: " ")[$0 - 1]) } ?? 0
+        #expect(read > 2_000, "\(line)")
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import PropertyBased
 import Testing
 @testable import Warren
+@testable import WarrenJSON
 
 /// The fast JSON writer must write what Foundation's `JSONEncoder` (set up as `JSONMessageCodec` sets it up) writes —
 /// byte for byte where `JSONEncoder`'s order is defined (arrays, single values), the same object otherwise — and hand

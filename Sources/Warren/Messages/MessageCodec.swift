@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import WarrenJSON
 
 /// Turns messages into bodies and back, for one content type.
 public protocol MessageCodec: Sendable {
@@ -27,7 +28,7 @@ public struct JSONMessageCodec: MessageCodec {
     /// Writes most messages without Foundation's `JSONEncoder` (several times faster; the same JSON but for the order
     /// of an object's keys) and asks `JSONEncoder` for the rest, so errors are always `JSONEncoder`'s.
     public func encode<M: Encodable>(_ message: M) throws -> [UInt8] {
-        if let body = JSONFastEncoder.encode(message) { return body }
+        if let body = FastJSON.encode(message) { return body }
         return Array(try encoder.encode(message))
     }
 
@@ -38,7 +39,7 @@ public struct JSONMessageCodec: MessageCodec {
     public func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M {
         let key = ObjectIdentifier(type)
         let tryFastPath = !fastPath.skips(key)
-        if tryFastPath, let value = JSONFastDecoder.decode(type, from: body) { return value }
+        if tryFastPath, let value = FastJSON.decode(type, from: body) { return value }
         let value = try decoder.decode(type, from: Data(body))
         if tryFastPath { fastPath.gaveUpOnReadableBody(key) }
         return value

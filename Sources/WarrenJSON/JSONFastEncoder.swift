@@ -4,7 +4,7 @@ import Foundation
 /// shapes messages usually have (objects of strings, integers, doubles, booleans, optionals, arrays, nested objects and
 /// dates).
 ///
-/// What it writes is what `JSONEncoder` (with `.iso8601` dates, the ``JSONMessageCodec`` setup) writes — the same
+/// What it writes is what `JSONEncoder` (with `.iso8601` dates, the `JSONMessageCodec` setup) writes — the same
 /// escapes (`\/` included), the same numbers (`1` for `1.0`, `1e+20`), the same dates — except for the order of an
 /// object's keys: it keeps the order of encoding, where `JSONEncoder` follows its dictionary's. Whatever it is not
 /// certain about makes it give up and ``encode(_:)`` return `nil`, so the caller asks `JSONEncoder`: `Data`, `URL`,

@@ -4,7 +4,7 @@ import Foundation
 /// the shapes messages usually have (objects of strings, integers, doubles, booleans, arrays, nested objects and
 /// ISO 8601 dates in their `…T…Z` form).
 ///
-/// It never disagrees with `JSONDecoder` (with `.iso8601` dates, the ``JSONMessageCodec`` setup): whatever it is not
+/// It never disagrees with `JSONDecoder` (with `.iso8601` dates, the `JSONMessageCodec` setup): whatever it is not
 /// certain to read exactly as `JSONDecoder` would — invalid JSON, numbers that need a conversion (`1.0` or `1e2` as an
 /// `Int`, any `Float` or `Decimal`), `Data`, `URL`, dates in other forms, duplicate keys, invalid UTF-8, very deep
 /// nesting, `superDecoder()` — makes it give up, and ``decode(_:from:)`` returns `nil` so the caller asks
