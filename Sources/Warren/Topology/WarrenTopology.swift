@@ -16,18 +16,25 @@ public struct WarrenTopology: Sendable, Hashable {
     public var queue: String
     /// `classic` or `quorum`.
     public var queueType: QueueType
-    public var durable: Bool
 
     public enum QueueType: String, Sendable, Hashable {
         case classic
         case quorum
     }
 
-    public init(queue: String, queueType: QueueType = .classic, durable: Bool = true) {
+    /// Every queue Warren declares is durable.
+    public init(queue: String, queueType: QueueType = .classic) {
         self.queue = queue
         self.queueType = queueType
-        self.durable = durable
     }
+
+    @available(*, deprecated, message: "Warren's queues are always durable: drop the durable argument")
+    public init(queue: String, queueType: QueueType = .classic, durable: Bool) {
+        self.init(queue: queue, queueType: queueType)
+    }
+
+    @available(*, deprecated, message: "Warren's queues are always durable; nothing ever read this")
+    public var durable: Bool { true }
 
     public static let deadLetterExchange = "warren.dead-letters"
 
