@@ -125,6 +125,10 @@ struct Topology: AsyncParsableCommand {
         var consumers: Int?
         var delayMilliseconds: Int64?
         var exists: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case role, name, messages, consumers, delayMilliseconds = "delay_ms", exists
+        }
     }
 
     func run() async throws {
@@ -135,9 +139,7 @@ struct Topology: AsyncParsableCommand {
             if let status = try await probe(connection, topology.manifestQueue), status.messageCount > 0 {
                 let channel = try await connection.openChannel()
                 if let result = try await channel.get(queue: topology.manifestQueue) {
-                    let decoder = JSONDecoder()
-                    decoder.dateDecodingStrategy = .iso8601
-                    manifest = try? decoder.decode(TopologyManifest.self, from: Data(result.delivery.body))
+                    manifest = try? TopologyManifest(json: Data(result.delivery.body))
                 }
                 try await channel.close()  // the manifest stays in its queue
             }

@@ -124,6 +124,18 @@ struct RetryDecisionTests {
         }
     }
 
+    @Test func theTopologyManifestIsStoredWithSnakeCaseKeysAndOlderCamelCaseOnesStillRead() throws {
+        let manifest = TopologyManifest(
+            queue: "emails", queueType: "classic", deadLetterExchange: WarrenTopology.deadLetterExchange,
+            deadLetterQueue: "emails.dead-letters", delayQueues: [.init(name: "emails.retry.1000ms", delayMilliseconds: 1000)],
+            updatedAt: Date(timeIntervalSince1970: 1_700_000_000))
+        let stored = String(decoding: try manifest.json(), as: UTF8.self)
+        #expect(stored.contains(#""delay_milliseconds":1000"#) && stored.contains(#""dead_letter_queue""#) && !stored.contains("queueType"))
+        #expect(try TopologyManifest(json: manifest.json()) == manifest)
+        let older = #"{"queue":"emails","queueType":"classic","deadLetterExchange":"warren.dead-letters","deadLetterQueue":"emails.dead-letters","delayQueues":[{"name":"emails.retry.1000ms","delayMilliseconds":1000}],"updatedAt":"2023-11-14T22:13:20Z"}"#
+        #expect(try TopologyManifest(json: Data(older.utf8)) == manifest)
+    }
+
     @Test func topologyNames() {
         let topology = WarrenTopology(queue: "emails")
         #expect(topology.delayQueue(for: .seconds(2)) == "emails.retry.2000ms")

@@ -113,6 +113,25 @@ public struct TopologyManifest: Codable, Sendable, Equatable {
         public var name: String
         public var delayMilliseconds: Int64
     }
+
+    /// The manifest as stored: JSON with snake_case keys and ISO 8601 dates.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = .sortedKeys
+        return try encoder.encode(self)
+    }
+}
+
+extension TopologyManifest {
+    /// Reads a stored manifest (also one written with camelCase keys, as before snake_case).
+    public init(json: Data) throws {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        self = try decoder.decode(Self.self, from: json)
+    }
 }
 
 extension Dictionary where Key == String, Value == AMQPFieldValue {

@@ -380,10 +380,8 @@ final class TopologyDeclarer: Sendable {
             deadLetterQueue: topology.deadLetterQueue,
             delayQueues: known.sorted().map { .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds) },
             updatedAt: Date())
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
         try await channel.publish(
-            Array(try encoder.encode(manifest)), routingKey: topology.manifestQueue,
+            Array(try manifest.json()), routingKey: topology.manifestQueue,
             properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
     }
 
