@@ -15,8 +15,10 @@ struct LocalBrokerPlugin: CommandPlugin {
         process.arguments = arguments + ["--data-directory", dataDirectory]
         try process.run()
         process.waitUntilExit()
-        if process.terminationStatus != 0 {
-            Diagnostics.error("warren-local-broker \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        // `status` exits 3 for "not running", an answer it has already printed, not a failure.
+        let answeredNotRunning = arguments.first == "status" && process.terminationStatus == 3
+        if process.terminationStatus != 0 && !answeredNotRunning {
+            Diagnostics.error("warren-local-broker \(arguments.first ?? "") failed (exit status \(process.terminationStatus)): see its message above")
         }
     }
 }

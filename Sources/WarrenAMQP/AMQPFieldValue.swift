@@ -84,3 +84,30 @@ extension AMQPFieldValue {
         return nil
     }
 }
+
+extension AMQPFieldValue: CustomStringConvertible {
+    /// The value as a person reads it: strings in quotes, numbers and booleans as they are, `[…]` for arrays,
+    /// `{key: value}` for tables, the size of a byte array.
+    public var description: String {
+        switch self {
+        case .bool(let value): "\(value)"
+        case .int8(let value): "\(value)"
+        case .uint8(let value): "\(value)"
+        case .int16(let value): "\(value)"
+        case .uint16(let value): "\(value)"
+        case .int32(let value): "\(value)"
+        case .uint32(let value): "\(value)"
+        case .int64(let value): "\(value)"
+        case .uint64(let value): "\(value)"
+        case .float(let value): "\(value)"
+        case .double(let value): "\(value)"
+        case .decimal(let scale, let value): "\(value)e-\(scale)"
+        case .string(let value): "\"\(value)\""
+        case .bytes(let bytes): "<\(bytes.count) bytes>"
+        case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
+        case .timestamp(let seconds): "timestamp \(seconds)"
+        case .table(let table): "{" + table.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+        case .void: "void"
+        }
+    }
+}

@@ -23,7 +23,7 @@ struct Consume: AsyncParsableCommand {
             Modes: raw (plain librabbitmq loop, one ack per message), raw-multi (plain loop, one multiple-ack every 50), \
             client (WarrenAMQP's public API: confirmed publish, consumer with an ack per message), \
             framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker), \
-            in-memory (the framework mode on InMemoryTransport, the embedded default: no broker in the path); \
+            in-memory (the framework mode on InMemoryTransport: no broker in the path); \
             framework-foundation and in-memory-foundation (the same, reading JSON with Foundation's JSONDecoder \
             instead of Warren's fast path). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \

@@ -66,7 +66,12 @@ struct DeadLetters: AsyncParsableCommand {
     ) async throws -> T {
         let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
         let channel = try await connection.openChannel()
-        let available = try await channel.queueStatus(deadLetterQueue).messageCount
+        let available: Int
+        do {
+            available = try await channel.queueStatus(deadLetterQueue).messageCount
+        } catch let error as AMQPError where error.replyCode == 404 {
+            throw fail("there is no queue '\(deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)")
+        }
         var letters: [AMQPDelivery] = []
         let bound = min(available, limit ?? available)
         while letters.count < bound, let result = try await channel.get(queue: deadLetterQueue) {

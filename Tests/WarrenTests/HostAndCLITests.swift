@@ -94,6 +94,10 @@ struct HostAndCLITests {
 
         let missing = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
         #expect(missing.status != 0)
+        let unknownQueue = try await Self.run("warren", ["dlx", "list", "--queue", "no.such.queue"], url: url)
+        #expect(unknownQueue.status != 0)
+        #expect(unknownQueue.errors.contains("'no.such.queue' is not a work queue"), "\(unknownQueue.errors)")
+        #expect(!unknownQueue.errors.contains("NOT_FOUND"), "a person reads what to do, not the broker's reply")
 
         let refused = try await Self.run("warren", ["dlx", "purge", "--queue", queue], url: url)
         #expect(refused.status != 0)

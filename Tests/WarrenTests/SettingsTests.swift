@@ -13,7 +13,11 @@ struct SettingsTests {
         #expect(settings.redeliveryLimit == 10)
         #expect(settings.workerConfiguration.redeliveryLimit == 10)
         #expect(settings.publishRecoveryTimeout == .seconds(30))
-        #expect(try settings.transport(connectionName: "t") is InMemoryTransport<ContinuousClock>, "no URL: the embedded in-memory transport")
+        let missing = #expect(throws: WarrenError.self, "no URL is an error, never a silent in-memory transport") {
+            try settings.transport(connectionName: "t")
+        }
+        #expect(missing?.code == .invalidConfiguration)
+        #expect(missing?.message.contains("WARREN_AMQP_URL") == true, "it names the variable")
     }
 
     @Test func perConsumerOverridesFromAJSONFileAndTheCommandLine() async throws {
@@ -28,7 +32,7 @@ struct SettingsTests {
         let settings = try WarrenSettings(config: reader)
         #expect(settings.amqpURL == "amqp://u:p@rabbit:5672/")
         #expect(settings.gracePeriod == .seconds(3), "the command line wins over the file")
-        #expect(try settings.transport(connectionName: "t") is RabbitMQTransport)
+        #expect(try settings.transport(connectionName: "t").endpoints.first?.host == "rabbit")
         let options = try settings.options(for: "emails", defaults: HandlerOptions())
         #expect(options.prefetch == 50)
         #expect(options.maxConcurrentHandlers == 2)

@@ -278,6 +278,8 @@ struct WorkerTests {
         } catch let error as WarrenError {
             #expect(error.code == .topologyConflict)
             #expect(error.message.contains(queue))
+            #expect(error.message.contains(#"x-queue-type "classic""#), "the arguments as a person reads them: \(error.message)")
+            #expect(!error.message.contains("AMQPFieldValue"), "\(error.message)")
         }
         try await channel.queueDelete(queue)
         await connection.close()

@@ -7,7 +7,7 @@ import WarrenAMQP
 /// variables, a JSON file, command-line values…). Every key and its environment variable is listed in
 /// `docs/configuration.md`; for example `warren.amqp.url` is `WARREN_AMQP_URL`.
 public struct WarrenSettings: Sendable {
-    /// `warren.amqp.url`: one or more comma-separated RabbitMQ URIs; unset means the in-memory transport.
+    /// `warren.amqp.url`: one or more comma-separated RabbitMQ URIs. ``transport(connectionName:logger:)`` needs it.
     public var amqpURL: String?
     /// `warren.grace.period`: seconds handlers may take to finish after SIGTERM (default 30).
     public var gracePeriod: Duration
@@ -67,9 +67,18 @@ public struct WarrenSettings: Sendable {
         return ConfigReader(providers: providers)
     }
 
-    /// RabbitMQ when `warren.amqp.url` is set, otherwise the in-memory transport (the embedded default).
-    public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws -> any WarrenTransport {
-        guard let amqpURL else { return InMemoryTransport() }
+    /// The RabbitMQ transport of `warren.amqp.url`.
+    ///
+    /// Never the in-memory transport: a worker whose URL went missing must not look healthy while it consumes
+    /// nothing real. A host that wants memory creates `InMemoryTransport()` itself, out loud.
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` when `warren.amqp.url`
+    ///   (`WARREN_AMQP_URL`) is not set; `AMQPError` with ``AMQPError/Code/invalidURI`` for a URI that does not parse.
+    public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws -> RabbitMQTransport {
+        guard let amqpURL else {
+            throw WarrenError(
+                .invalidConfiguration,
+                "warren.amqp.url is not set: set WARREN_AMQP_URL (or the host's URL option) to the broker's URI, e.g. amqp://user:password@rabbit:5672/")
+        }
         return RabbitMQTransport(
             endpoints: try AMQPEndpoint.parseList(amqpURL), connectionName: connectionName, queueType: queueType,
             publishRecoveryTimeout: publishRecoveryTimeout, logger: logger)

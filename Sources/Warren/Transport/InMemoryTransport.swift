@@ -6,7 +6,7 @@ import WarrenAMQP
 
 /// A transport in memory, with RabbitMQ's semantics where Warren relies on them: prefetch-bounded delivery,
 /// ack and requeue (redelivered flag), delay queues that return a message to its queue once its delay has passed
-/// on `clock`, and dead letters that can be listed. The embedded default when no broker is configured, and the
+/// on `clock`, and dead letters that can be listed. For a host that runs without a broker (embedded), and the
 /// base of `WarrenTesting` (with a manual clock, delays pass without sleeping).
 ///
 /// Messages live in this process only: they are lost when it exits. A host chooses it out loud (it is never a

@@ -390,9 +390,12 @@ final class TopologyDeclarer: Sendable {
             try await channel.queueDeclare(name, durable: true, arguments: arguments)
             declared.withLock { _ = $0.insert(name) }
         } catch let error as AMQPError where error.replyCode == 406 {
+            let wanted = arguments.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             throw WarrenError(
                 .topologyConflict,
-                "queue '\(name)' exists with other settings than Warren needs (\(arguments)); broker said: \(error.replyText ?? "")")
+                "queue '\(name)' exists with other arguments than Warren declares (\(wanted)); the broker said: "
+                    + "\(error.replyText ?? "406 PRECONDITION_FAILED"). Delete the queue (its messages with it), or declare it "
+                    + "as it is (warren.queue.type for x-queue-type)")
         }
     }
 }
