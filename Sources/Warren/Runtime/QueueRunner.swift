@@ -51,7 +51,7 @@ struct QueueRunner: Sendable {
         let shutdown = worker.shutdownSignal
         let cancelOnShutdown = shutdown.onTrigger { try? await consumer.cancel() }
         defer { shutdown.remove(cancelOnShutdown) }
-        logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": "\(prefetch)", "concurrency": "\(concurrency)"])
+        logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": .stringConvertible(prefetch), "concurrency": .stringConvertible(concurrency)])
         do {
             if concurrency == 1 {
                 // One at a time: handled in this task, in order, without a task per delivery.
@@ -279,7 +279,7 @@ struct QueueRunner: Sendable {
             "redelivered message re-enqueued with its count",
             metadata: [
                 "queue": "\(queue)", "to": "\(target)", "message_id": "\(delivery.properties.messageID ?? "")",
-                "redeliveries": "\(returns)",
+                "redeliveries": .stringConvertible(returns),
             ])
         do { try delivery.ack() } catch {
             metrics.droppedSettlement()
@@ -335,15 +335,15 @@ struct QueueRunner: Sendable {
                 "message_id": "\(properties.messageID ?? "")",
                 "type": "\(event.messageType ?? "")",
                 "queue": "\(queue)",
-                "attempt": "\(attempt)",
+                "attempt": .stringConvertible(attempt),
                 "outcome": "\(outcome.name)",
-                "duration_ms": "\(duration.milliseconds)",
+                "duration_ms": .stringConvertible(duration.milliseconds),
             ]
-            if let wait { metadata["queue_wait_ms"] = "\(wait.milliseconds)" }
-            if duplicate { metadata["duplicate"] = "true" }
+            if let wait { metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds) }
+            if duplicate { metadata["duplicate"] = .stringConvertible(true) }
             if let error = event.error { metadata["error"] = "\(error)" }
             switch outcome {
-            case .retried(let delay, _): metadata["retry_delay_ms"] = "\(delay.milliseconds)"
+            case .retried(let delay, _): metadata["retry_delay_ms"] = .stringConvertible(delay.milliseconds)
             case .deadLettered(let reason): metadata["reason"] = "\(reason.kind.rawValue)"
             default: break
             }

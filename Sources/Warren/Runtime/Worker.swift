@@ -77,7 +77,7 @@ public final class Worker: Service, Sendable {
             do {
                 try await runOnce(queues) {
                     if let started = outage {
-                        logger.notice("consuming again", metadata: ["outage_ms": "\((ContinuousClock.now - started).milliseconds)"])
+                        logger.notice("consuming again", metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
                         outage = nil
                     }
                     failedAttempts = 0
@@ -104,7 +104,7 @@ public final class Worker: Service, Sendable {
                 if outage == nil { outage = ContinuousClock.now }
                 logger.debug(
                     "consumers stopped; starting them again",
-                    metadata: ["error": "\(error)", "attempt": "\(failedAttempts)", "retry_in_ms": "\(delay.milliseconds)"])
+                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failedAttempts), "retry_in_ms": .stringConvertible(delay.milliseconds)])
                 await sleepUnlessShutdown(delay)
                 if shutdownSignal.isTriggered || Task.isCancelled { return }
             }
@@ -160,7 +160,7 @@ public final class Worker: Service, Sendable {
         for runner in runners where !(await runner.inFlight.waitUntilIdle(timeout: clock.now.duration(to: deadline))) {
             logger.warning(
                 "grace period over: cancelling handlers still running",
-                metadata: ["queue": "\(runner.source)", "in_flight": "\(runner.inFlight.current)"])
+                metadata: ["queue": "\(runner.source)", "in_flight": .stringConvertible(runner.inFlight.current)])
             throw GracePeriodExpired()
         }
         // Idle in time: returning leaves the consumers to end by themselves once their cancelled consumers drained.
@@ -208,7 +208,7 @@ public final class Worker: Service, Sendable {
 
     /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
     public func shutdown() {
-        logger.info("graceful shutdown requested", metadata: ["grace_period_ms": "\(configuration.gracePeriod.milliseconds)"])
+        logger.info("graceful shutdown requested", metadata: ["grace_period_ms": .stringConvertible(configuration.gracePeriod.milliseconds)])
         shutdownSignal.trigger()
     }
 }

@@ -192,7 +192,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.started }) else { throw error }
                 logger.debug(
                     "publishing: waiting for the connection to come back",
-                    metadata: ["error": "\(error)", "attempt": "\(failures)", "retry_in_ms": "\(delay.milliseconds)"])
+                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retry_in_ms": .stringConvertible(delay.milliseconds)])
                 try await Task.sleep(for: delay)
             }
         }
@@ -296,7 +296,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             return state.outageStarted
         }
         if let started {
-            logger.notice("connection recovered", metadata: ["outage_ms": "\((ContinuousClock.now - started).milliseconds)"])
+            logger.notice("connection recovered", metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
         }
     }
 

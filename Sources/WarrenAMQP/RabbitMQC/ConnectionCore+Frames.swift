@@ -75,7 +75,7 @@ extension ConnectionCore {
             blocked = true
             emit(.blocked(reason: reason)) { $0.isBlocked = true }
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            logger.info("broker unblocked the connection; publishing resumed", metadata: ["paused_publishes": "\(pausedPublishes.count)"])
+            logger.info("broker unblocked the connection; publishing resumed", metadata: ["paused_publishes": .stringConvertible(pausedPublishes.count)])
             blocked = false
             emit(.unblocked) { $0.isBlocked = false }
             let paused = pausedPublishes
