@@ -53,17 +53,8 @@ struct RunningWorker {
                 endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", queueType: queueType, logger: logger),
             registrations: registrations, configuration: configuration, logger: logger, observer: observer)
         let task = Task { try await worker.run() }
-        let running = RunningWorker(worker: worker, task: task, queue: queue, url: url)
-        // Ready once its consumer is registered. A passive declare of a queue that does not exist yet closes its
-        // channel, so each probe uses a fresh one.
-        let connection = try await running.connect()
-        defer { Task { await connection.close() } }
-        for _ in 0..<200 {
-            let channel = try await connection.openChannel()
-            if let status = try? await channel.queueStatus(queue), status.consumerCount > 0 { return running }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw TestFailure("the worker did not start consuming \(queue)")
+        try await worker.waitUntilConsuming(timeout: .seconds(10))
+        return RunningWorker(worker: worker, task: task, queue: queue, url: url)
     }
 
     func connect() async throws -> AMQPConnection {
@@ -282,6 +273,40 @@ struct WorkerTests {
             #expect(!error.message.contains("AMQPFieldValue"), "\(error.message)")
         }
         try await channel.queueDelete(queue)
+        await connection.close()
+    }
+
+    @Test func aServiceThatOnlyPublishesDeclaresItsQueueBeforeAnyWorkerRuns() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        let publisher = WarrenPublisher(transport: transport, appID: "signup-service")
+        let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.seconds(1), .seconds(2)]))
+        let before = await #expect(throws: AMQPError.self, "nobody declared the queue yet") {
+            try await transport.start()
+            try await publisher.publish(WelcomeEmail(userId: "0", email: "early@example.com"), to: .queue(queue))
+        }
+        #expect(before?.code == .unroutable)
+        try await publisher.declare(queue: queue, retry: policy)
+        try await publisher.declare(queue: queue, retry: policy)  // idempotent
+        try await publisher.publish(WelcomeEmail(userId: "1", email: "a@example.com"), to: .queue(queue))
+        await transport.close()
+
+        let connection = try await TestBroker.connect()
+        let channel = try await connection.openChannel()
+        let topology = WarrenTopology(queue: queue)
+        #expect(try await channel.queueStatus(queue).messageCount == 1)
+        for name in [topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2))] {
+            #expect(try await channel.queueStatus(name).messageCount == 0, "\(name) exists")
+        }
+        // A worker started afterwards finds the queues as it declares them, and handles the message.
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        #expect(try await eventually { recorder.calls(for: "a@example.com").count == 1 })
+        await worker.shutdownGracefully()
+        for name in [queue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue,
+                     topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2))] {
+            _ = try? await channel.queueDelete(name)
+        }
         await connection.close()
     }
 

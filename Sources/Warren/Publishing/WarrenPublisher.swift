@@ -22,6 +22,19 @@ public struct WarrenPublisher: Sendable {
     /// Header carrying the id of the message whose handling caused this one.
     public static let causationHeader = "x-warren-causation-id"
 
+    /// Declares `queue` as a worker would at its start — the work queue, its dead letters, the delay queues `retry`
+    /// can need — so that a service that only publishes can publish to it before any worker has run (until then a
+    /// publish to it fails as unroutable). Idempotent: a worker that starts later finds the queues as it declares them.
+    /// Starts the transport when it is not started yet.
+    /// - Parameter retry: the retry policy of the queue's handlers, for its delay queues (a worker declares any that
+    ///   are missing anyway).
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/topologyConflict`` when one of the queues exists with other
+    ///   arguments; the transport's error when it cannot connect.
+    public func declare(queue: String, retry: RetryPolicy = .default) async throws {
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: retry.possibleDelays)
+    }
+
     /// Publishes `message` and returns its message id once the transport confirmed it.
     /// - Parameters:
     ///   - destination: usually `.queue(name)` or `.exchange(name, routingKey:)`.
