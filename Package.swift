@@ -5,11 +5,11 @@ let package = Package(
     name: "Warren",
     platforms: [.macOS(.v15)],
     products: [
-        // The AMQP 0-9-1 client over librabbitmq, usable without the framework.
-        // The consumer framework: typed handlers, retries through delay queues, dead letters.
+        // The consumer framework: typed handlers, retries through delay queues, dead letters, publishing.
         .library(name: "Warren", targets: ["Warren"]),
         // Test support for applications: an in-memory worker with a manual clock.
         .library(name: "WarrenTesting", targets: ["WarrenTesting"]),
+        // The AMQP 0-9-1 client over librabbitmq, usable without the framework.
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         // A throwaway RabbitMQ node for integration tests and local development.
         .library(name: "WarrenLocalBroker", targets: ["WarrenLocalBroker"]),
