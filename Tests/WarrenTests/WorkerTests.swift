@@ -92,16 +92,11 @@ struct RunningWorker {
     }
 
     /// The dead letters of the queue, fetched without consuming them for good (they are requeued).
-    func deadLetters() async throws -> [AMQPDelivery] {
-        let connection = try await connect()
-        defer { Task { await connection.close() } }
-        let channel = try await connection.openChannel()
-        var letters: [AMQPDelivery] = []
-        while let result = try await channel.get(queue: WarrenTopology(queue: queue).deadLetterQueue) {
-            letters.append(result.delivery)
-        }
-        try await channel.close()  // unacked: back to the queue
-        return letters
+    /// Read through Warren's own API, as a user's integration test would.
+    func deadLetters() async throws -> [DeadLetter] {
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        defer { Task { await transport.close() } }
+        return try await transport.deadLetters(of: queue)
     }
 
     /// Cancels the worker's task: handlers are interrupted and their messages requeued.
@@ -308,6 +303,24 @@ struct WorkerTests {
             _ = try? await channel.queueDelete(name)
         }
         await connection.close()
+    }
+
+    @Test func deadLettersAreReadThroughTheTransportAndStayWhereTheyAre() async throws {
+        let queue = TestBroker.uniqueName()
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .never)])
+        let url = try await TestBroker.url()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        let publisher = WarrenPublisher(transport: transport)
+        for n in 0..<3 { try await publisher.publish(WelcomeEmail(userId: "\(n)", email: "b\(n)@bounce.example"), to: .queue(queue)) }
+        #expect(try await eventually { try await transport.deadLetters(of: queue).count == 3 })
+        let two = try await transport.deadLetters(of: queue, limit: 2)
+        #expect(two.count == 2 && two.allSatisfy { $0.reason?.kind == .rejected && $0.originalQueue == queue })
+        #expect(try await transport.deadLetters(of: queue).map(\.messageID) == (try await worker.deadLetters()).map(\.messageID), "reading takes nothing")
+        let missing = await #expect(throws: WarrenError.self) { try await transport.deadLetters(of: "no.such.queue") }
+        #expect(missing?.message.contains("no.such.queue.dead-letters") == true)
+        await transport.close()
+        await worker.shutdownGracefully()
     }
 
     @Test func aRefusedPublishFailsAtOnceAndOnlyItsChannelIsReopened() async throws {

@@ -300,6 +300,28 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         }
     }
 
+    /// The dead letters of the work queue `queue`, oldest first, at most `limit`: read without being taken (they stay
+    /// in the dead letters). Connects when the transport is not connected yet.
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` when `queue` has no dead-letter queue
+    ///   (no worker declared it), or the connection's error.
+    public func deadLetters(of queue: String, limit: Int? = nil) async throws -> [DeadLetter] {
+        state.withLock { $0.started = true }
+        let name = WarrenTopology(queue: queue, queueType: queueType).deadLetterQueue
+        let channel = try await ready().connection.openChannel()
+        let available: Int
+        do {
+            available = try await channel.queueStatus(name).messageCount
+        } catch let error as AMQPError where error.replyCode == 404 {
+            throw WarrenError(.invalidConfiguration, "there is no queue '\(name)': no worker has declared '\(queue)' on this broker")
+        }
+        var letters: [DeadLetter] = []
+        while letters.count < min(available, limit ?? available), let result = try await channel.get(queue: name) {
+            letters.append(DeadLetter(body: result.delivery.body, properties: result.delivery.properties))
+        }
+        try? await channel.close()  // unacknowledged: every one goes back to the dead letters, in order
+        return letters
+    }
+
     /// Starts the transport (see ``start()``), then keeps it until the `ServiceGroup` shuts down gracefully or the
     /// task is cancelled, and closes it.
     /// - Throws: the error of ``start()`` when no endpoint accepts: a host that cannot reach its broker at start
