@@ -125,6 +125,20 @@ let package = Package(
             name: "warren-demo",
             dependencies: ["WarrenAMQP", "WarrenLocalBroker"]
         ),
+        // Compiles the Swift blocks of README.md and docs/ (the DocSnippets target): the documents' code builds.
+        .executableTarget(name: "doc-snippets"),
+        .plugin(name: "DocSnippetsPlugin", capability: .buildTool(), dependencies: ["doc-snippets"]),
+        .target(
+            name: "DocSnippets",
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Configuration", package: "swift-configuration"),
+            ],
+            path: "Tests/DocSnippets",
+            plugins: ["DocSnippetsPlugin"]
+        ),
         .plugin(
             name: "LocalBrokerPlugin",
             capability: .command(
