@@ -55,6 +55,23 @@ struct RecoveryTests {
         try await task.value
     }
 
+    @Test func aTransportThatOnlyPublishesIsConnectedAgainAfterARestartWithoutPublishing() async throws {
+        let broker = try await LocalBroker.shared("recovery")
+        let transport = RabbitMQTransport(
+            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)],
+            reconnect: RecoveryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
+            logger: TestBroker.quietLogger())
+        let running = Task { try await transport.run() }
+        #expect(try await eventually { transport.isConnected })
+        try await broker.stopApp()
+        #expect(try await eventually { !transport.isConnected }, "the loss is seen")
+        try await broker.startApp()
+        #expect(try await eventually(timeout: .seconds(30)) { transport.isConnected }, "connected again, with nothing published")
+        running.cancel()
+        try await running.value
+        #expect(!transport.isConnected, "closed when its task ends")
+    }
+
     @Test func aFrozenBrokerIsDetectedByHeartbeatsAndRecoveredFrom() async throws {
         let broker = try await LocalBroker.shared("recovery")
         let queue = TestBroker.uniqueName()

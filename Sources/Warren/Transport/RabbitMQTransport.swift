@@ -322,14 +322,41 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         return letters
     }
 
-    /// Starts the transport (see ``start()``), then keeps it until the `ServiceGroup` shuts down gracefully or the
-    /// task is cancelled, and closes it.
+    /// Whether the transport's connection is open right now.
+    public var isConnected: Bool { state.withLock { $0.connected?.connection.isOpen ?? false } }
+
+    /// Starts the transport (see ``start()``), then keeps it connected until the `ServiceGroup` shuts down gracefully
+    /// or the task is cancelled, and closes it.
+    ///
+    /// While it runs, a lost connection is made again by itself, with ``reconnect``'s waits, without waiting for a
+    /// publish to need it: a host that only publishes is connected again soon after its broker comes back.
     /// - Throws: the error of ``start()`` when no endpoint accepts: a host that cannot reach its broker at start
     ///   exits, and its supervisor starts it again.
     public func run() async throws {
         try await start()
-        try? await gracefulShutdown()
+        await cancelWhenGracefulShutdown { await self.keepConnected() }
         await close()
+    }
+
+    /// Waits for the connection to end, then makes it again (retrying with ``reconnect``'s waits); until cancelled.
+    private func keepConnected() async {
+        var attempts = 0
+        while !Task.isCancelled, state.withLock({ $0.started }) {
+            if let connection = state.withLock({ $0.connected?.connection }), connection.isOpen {
+                attempts = 0
+                for await event in connection.events() {
+                    if case .closed = event { break }
+                }
+                continue
+            }
+            do {
+                _ = try await ready()
+            } catch {
+                attempts += 1
+                let delay = reconnect.delay(beforeAttempt: attempts, sample: Double.random(in: 0..<1))
+                try? await Task.sleep(for: delay)
+            }
+        }
     }
 
     /// Closes the connection; publishes after this throw until ``start()`` is called again.
