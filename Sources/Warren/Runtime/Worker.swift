@@ -25,14 +25,7 @@ public final class Worker: Service, Sendable {
     let logger: Logger
     let observer: (@Sendable (SettlementEvent) -> Void)?
     let shutdownSignal = ShutdownSignal()
-    private let health = AwaitableState(Health())
-
-    private struct Health: Sendable {
-        var consuming = false
-        var problem: String?
-        /// `run()` returned or threw.
-        var stopped = false
-    }
+    private let tracker: AwaitableState<HealthTracker>
 
     /// - Parameter observer: called after every settled delivery (for metrics or tests); must return quickly.
     public init(
@@ -45,6 +38,13 @@ public final class Worker: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.observer = observer
+        tracker = AwaitableState(Self.newTracker(registrations))
+    }
+
+    private static func newTracker(_ registrations: [HandlerRegistration]) -> HealthTracker {
+        HealthTracker(
+            enabled: Set(registrations.filter(\.options.enabled).map(\.queue)),
+            disabled: Set(registrations.filter { !$0.options.enabled }.map(\.queue)))
     }
 
     /// Starts the transport, declares the topology, then consumes until a graceful shutdown (of the `ServiceGroup`
@@ -59,12 +59,17 @@ public final class Worker: Service, Sendable {
     ///   the transport's error when it cannot start, or when its failure is not recoverable or outlasts
     ///   ``WorkerConfiguration/recovery``'s attempts.
     public func run() async throws {
-        health.update { $0 = Health() }
-        defer { health.update { $0.stopped = true } }
-        try await withGracefulShutdownHandler {
-            try await consumeUntilStopped()
-        } onGracefulShutdown: {
-            self.shutdown()
+        tracker.update { $0 = Self.newTracker(registrations) }
+        do {
+            try await withGracefulShutdownHandler {
+                try await consumeUntilStopped()
+            } onGracefulShutdown: {
+                self.shutdown()
+            }
+            tracker.update { $0.stop(reason: nil) }
+        } catch {
+            tracker.update { $0.stop(reason: "\(error)") }
+            throw error
         }
     }
 
@@ -82,12 +87,17 @@ public final class Worker: Service, Sendable {
                     }
                     failedAttempts = 0
                 }
-                setHealth(consuming: false, problem: nil)
                 await transport.close()
                 logger.info("worker stopped")
                 return
-            } catch {
-                setHealth(consuming: false, problem: "\(error)")
+            } catch let failure {
+                let consumerEnded = failure as? ConsumerEnded
+                let error = consumerEnded?.error ?? failure
+                tracker.update {
+                    $0.failed(
+                        queue: consumerEnded?.queue, error: "\(error)",
+                        cancelledByBroker: consumerEnded != nil && transport.isConsumerCancellation(error))
+                }
                 if error is CancellationError || Task.isCancelled || shutdownSignal.isTriggered {
                     await transport.close()
                     return
@@ -124,13 +134,17 @@ public final class Worker: Service, Sendable {
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
         let started = consumers
-        setHealth(consuming: true, problem: nil)
+        tracker.update { $0.consuming() }
         connected()
         do {
             try await withThrowingTaskGroup(of: Bool.self) { group in
                 for (runner, consumer) in started {
                     group.addTask {
-                        try await runner.run(consumer)
+                        do {
+                            try await runner.run(consumer)
+                        } catch {
+                            throw ConsumerEnded(queue: runner.queue, error: error)
+                        }
                         return true
                     }
                 }
@@ -176,19 +190,15 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    private func setHealth(consuming: Bool, problem: String?) {
-        health.update {
-            $0.consuming = consuming
-            $0.problem = problem
-        }
-    }
+    /// What each of the worker's queues is doing now, for health checks.
+    public var health: WorkerHealth { tracker.value.snapshot }
 
-    /// Whether the worker is consuming every one of its queues right now. False while it connects, after a connection
-    /// loss until it has recovered, and after it stopped: a health check should report this.
-    public var isConsuming: Bool { health.value.consuming }
+    /// Whether the worker is consuming every one of its enabled queues right now (``health``'s readiness). False while
+    /// it connects, after a connection loss until it has recovered, and after it stopped.
+    public var isConsuming: Bool { tracker.value.snapshot.isReady }
 
-    /// Why the worker is not consuming, when it is not because of a failure.
-    public var healthProblem: String? { health.value.problem }
+    /// The last failure that keeps a queue from consuming, when there is one.
+    public var healthProblem: String? { tracker.value.snapshot.queues.lazy.compactMap(\.lastError).first }
 
     /// Returns once the worker consumes every one of its queues, at once when it does: from then on a message
     /// published to one of them is routed and handled. Call it while ``run()`` runs (from another task).
@@ -197,11 +207,10 @@ public final class Worker: Service, Sendable {
     ///   returned or threw) or did not consume within `timeout`, with the last problem it met;
     ///   `CancellationError` when the waiting task is cancelled.
     public func waitUntilConsuming(timeout: Duration = .seconds(60)) async throws {
-        let settled = await health.wait(until: { $0.consuming || $0.stopped }, timeout: timeout)
+        let settled = await tracker.wait(until: { $0.snapshot.isReady || $0.stopped }, timeout: timeout)
         try Task.checkCancellation()
-        let health = self.health.value
-        guard !health.consuming else { return }
-        let why = health.problem.map { ": \($0)" } ?? ""
+        guard !isConsuming else { return }
+        let why = healthProblem.map { ": \($0)" } ?? ""
         throw WarrenError(
             .notConsuming, settled ? "the worker stopped before it consumed\(why)" : "the worker did not consume within \(timeout)\(why)")
     }
@@ -210,5 +219,13 @@ public final class Worker: Service, Sendable {
     public func shutdown() {
         logger.info("graceful shutdown requested", metadata: ["grace_period_ms": .stringConvertible(configuration.gracePeriod.milliseconds)])
         shutdownSignal.trigger()
+        // Not ready from now on: a probe sends no more work while the handlers drain.
+        tracker.update { $0.stop(reason: "the worker is shutting down") }
     }
+}
+
+/// A queue's consumer ended with `error`: which queue failed, for the health report.
+private struct ConsumerEnded: Error {
+    var queue: String
+    var error: any Error
 }

@@ -281,6 +281,11 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         Self.scope(of: error, connection: connection) != .request
     }
 
+    @_spi(WarrenTransport)
+    public func isConsumerCancellation(_ error: any Error) -> Bool {
+        (error as? AMQPError)?.code == .consumerCancelled
+    }
+
     /// Logs the start of an outage, once per outage: whoever needs the connection next reconnects.
     private func outageBegins(_ what: String, _ error: any Error) {
         let first = state.withLock { state in

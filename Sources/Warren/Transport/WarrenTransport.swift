@@ -37,9 +37,17 @@ public protocol WarrenTransport: Sendable {
     /// others; this is the one place that tells them apart.
     @_spi(WarrenTransport)
     func isRecoverable(_ error: any Error) -> Bool
+    /// Whether `error` ended a consumer because the broker cancelled it (its queue was deleted or became
+    /// unavailable), rather than because the connection or a channel went away. A health report says so.
+    @_spi(WarrenTransport)
+    func isConsumerCancellation(_ error: any Error) -> Bool
 }
 
 extension WarrenTransport {
+    /// Never: a transport whose consumers the broker cannot cancel.
+    @_spi(WarrenTransport)
+    public func isConsumerCancellation(_ error: any Error) -> Bool { false }
+
     /// One message after the other.
     @_spi(WarrenTransport)
     public func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
