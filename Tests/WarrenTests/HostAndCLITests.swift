@@ -212,12 +212,14 @@ struct HostAndCLITests {
     }
 
     /// A worker handling one slow message at a time from a fresh queue holding 5 messages, the first one running.
-    private func slowWorkerWithBacklog(_ prefix: String) async throws -> (RunningWorker, Recorder) {
+    /// - Parameter handling: how long a handler takes; long enough that the first is still running when the test
+    ///   stops the worker, however loaded the machine (a first handler done before the stop starts a second).
+    private func slowWorkerWithBacklog(_ prefix: String, handling: Duration) async throws -> (RunningWorker, Recorder) {
         let queue = TestBroker.uniqueName()
         let started = Recorder()
-        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1)) { email, context in
+        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1, timeout: nil)) { email, context in
             started.record(email, context)
-            try await Task.sleep(for: .milliseconds(800))
+            try await Task.sleep(for: handling)
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
         for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "\(prefix)\(n)@example.com")) }
@@ -226,7 +228,7 @@ struct HostAndCLITests {
     }
 
     @Test func gracefulShutdownFinishesTheRunningHandlerAndRequeuesTheRest() async throws {
-        let (worker, started) = try await slowWorkerWithBacklog("g")
+        let (worker, started) = try await slowWorkerWithBacklog("g", handling: .seconds(3))
         await worker.shutdownGracefully()
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
@@ -236,7 +238,7 @@ struct HostAndCLITests {
     }
 
     @Test func cancellingTheWorkerRequeuesEverythingUnfinished() async throws {
-        let (worker, started) = try await slowWorkerWithBacklog("w")
+        let (worker, started) = try await slowWorkerWithBacklog("w", handling: .seconds(60))
         await worker.stop()  // cancels the worker task: in-flight handler interrupted and requeued
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
