@@ -72,7 +72,12 @@ struct OrdersWorker: AsyncParsableCommand {
         let worker = Worker(
             transport: chosenTransport, registrations: [emails],
             configuration: settings.workerConfiguration, logger: Logger(label: "warren"))
-        if let seed { Task { try await seedBurst(into: seed, logger: logger) } }
+        if let seed {
+            Task {
+                try await worker.waitUntilConsuming()
+                try await seedBurst(into: seed, logger: logger)
+            }
+        }
 
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
         let group = ServiceGroup(
@@ -86,7 +91,6 @@ struct OrdersWorker: AsyncParsableCommand {
 
     /// With no broker, something has to publish: a plain, a flaky, a bouncing, a slow and a malformed message.
     private func seedBurst(into transport: InMemoryTransport<ContinuousClock>, logger: Logger) async throws {
-        try await Task.sleep(for: .milliseconds(200))
         let publisher = WarrenPublisher(transport: transport, appID: "orders-worker-seed")
         for (user, address) in [("u1", "ada@example.com"), ("u2", "bob@flaky.example"), ("u3", "cy@bounce.example"), ("u4", "di@slow.example")] {
             try await publisher.publish(WelcomeEmail(userId: user, email: address), to: .queue("emails"))

@@ -100,13 +100,11 @@ struct QueueRunner: Sendable {
     }
 
     private func started() {
-        inFlight.enter()
-        metrics.inFlight.record(inFlight.current)
+        metrics.inFlight.record(inFlight.enter())
     }
 
     private func finished() {
-        inFlight.leave()
-        metrics.inFlight.record(inFlight.current)
+        metrics.inFlight.record(inFlight.leave())
     }
 
     /// Returns a delivery that arrived after the shutdown to its queue, and reports it.

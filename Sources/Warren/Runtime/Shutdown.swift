@@ -56,8 +56,24 @@ final class ShutdownSignal: Sendable {
 final class InFlightCounter: Sendable {
     private let count = AwaitableState(0)
 
-    func enter() { count.update { $0 += 1 } }
-    func leave() { count.update { $0 -= 1 } }
+    /// Counts a handler in; returns how many run now.
+    @discardableResult
+    func enter() -> Int {
+        count.update { count in
+            count += 1
+            return count
+        }
+    }
+
+    /// Counts a handler out; returns how many run now.
+    @discardableResult
+    func leave() -> Int {
+        count.update { count in
+            count -= 1
+            return count
+        }
+    }
+
     var current: Int { count.value }
 
     /// Whether every handler finished within `timeout`.
