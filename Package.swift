@@ -13,6 +13,9 @@ let package = Package(
         .library(name: "WarrenAMQP", targets: ["WarrenAMQP"]),
         // A throwaway RabbitMQ node for integration tests and local development.
         .library(name: "WarrenLocalBroker", targets: ["WarrenLocalBroker"]),
+        // Health probes and a Prometheus scrape endpoint on Hummingbird: opt-in, so a worker without HTTP never
+        // builds Hummingbird.
+        .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
         .executable(name: "warren-bench", targets: ["warren-bench"]),
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
@@ -30,6 +33,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -63,6 +68,17 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        .target(
+            name: "WarrenHTTP",
+            dependencies: [
+                "Warren",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -101,6 +117,8 @@ let package = Package(
             name: "orders-worker",
             dependencies: [
                 "Warren",
+                "WarrenHTTP",
+                .product(name: "Metrics", package: "swift-metrics"),
                 "WarrenAMQP",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -131,7 +149,9 @@ let package = Package(
         .target(
             name: "DocSnippets",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker",
+                "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker", "WarrenHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
@@ -157,7 +177,8 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport",
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "PropertyBased", package: "swift-property-based"),

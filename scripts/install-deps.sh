@@ -9,8 +9,19 @@ have_rabbitmq() {
 }
 have_amqp_tools() { command -v amqp-publish >/dev/null 2>&1; }
 have_openssl() { command -v openssl >/dev/null 2>&1; }  # the TLS tests make their certificates with it
+have_promtool() { command -v promtool >/dev/null 2>&1; }  # checks docs/alerts.yaml (Debian's prometheus)
+have_prometheus_client() { python3 -c 'import prometheus_client' >/dev/null 2>&1; }  # parses /metrics in the tests
 
-if have_librabbitmq && have_rabbitmq && have_openssl && { have_amqp_tools || [ "$(uname)" = Darwin ]; }; then
+install_prometheus_client() {
+  if ! have_prometheus_client && command -v python3 >/dev/null 2>&1; then
+    echo "install-deps: installing Python's prometheus_client with pip" >&2
+    python3 -m pip install --quiet --disable-pip-version-check prometheus_client >/dev/null 2>&1 \
+      || python3 -m pip install --quiet --user --disable-pip-version-check prometheus_client
+  fi
+}
+
+if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool; } || [ "$(uname)" = Darwin ]; }; then
+  install_prometheus_client
   exit 0
 fi
 
@@ -22,13 +33,14 @@ if command -v apt-get >/dev/null 2>&1; then
       exit 1
     fi
   fi
-  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools with apt-get" >&2
+  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools, prometheus (promtool) with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools openssl >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools openssl \
+    prometheus >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   echo "install-deps: installing rabbitmq-c and rabbitmq with Homebrew" >&2
-  brew install pkg-config rabbitmq-c rabbitmq
+  brew install pkg-config rabbitmq-c rabbitmq prometheus
 else
   cat >&2 <<'MSG'
 install-deps: cannot install Warren's dependencies on this system automatically.
@@ -42,3 +54,4 @@ fi
 
 have_librabbitmq || { echo "install-deps: librabbitmq is still missing after the install" >&2; exit 1; }
 have_rabbitmq || { echo "install-deps: rabbitmq-server is still missing after the install" >&2; exit 1; }
+install_prometheus_client

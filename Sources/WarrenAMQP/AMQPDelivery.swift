@@ -66,6 +66,10 @@ public struct AMQPConsumer: AsyncSequence, Sendable {
         try await channel.cancel(consumerTag: tag)
     }
 
+    /// Deliveries the broker has sent this consumer so far. Read from any thread: a consumer loop that has taken
+    /// fewer has work waiting for it (a health check's view).
+    public var receivedDeliveries: Int { sink.received }
+
     /// The next delivery, as the iterator would return it; for code that cannot hold a mutable iterator. Call it from
     /// one task at a time.
     public func next() async throws -> AMQPDelivery? {

@@ -72,8 +72,13 @@ struct DocSnippets {
                 let name = line.dropFirst(keyword.count).prefix { $0.isLetter || $0.isNumber || $0 == "_" }
                 if !name.isEmpty { names.append(String(name)) }
             }
-            // An expression statement that makes a value: a type's initializer at column 0.
-            if let first = line.first, first.isUppercase, line.contains("(") { return "_ = " + line }
+            // An expression statement that makes a value: a type's initializer at column 0 (not a static method, nor a
+            // method called on the new value, which may return nothing).
+            if let first = line.first, first.isUppercase, let call = line.firstIndex(of: "("), !line[..<call].contains("."),
+                !line.contains(").")
+            {
+                return "_ = " + line
+            }
             return line
         }
         return body + names.map { "_ = \($0)" }

@@ -1,15 +1,20 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Warren
 import WarrenAMQP
+import WarrenHTTP
 
 /// The example host: a worker that sends welcome emails from the `emails` queue.
 ///
 /// It reads `WARREN_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/`) and the other settings of
 /// `docs/configuration.md` (environment, `--config FILE`, command-line options); `--transport memory` runs it without
-/// a broker (it then seeds a small burst itself). SIGTERM or SIGINT drain it and it exits 0.
+/// a broker (it then seeds a small burst itself). SIGTERM or SIGINT drain it and it exits 0. With `--http-port`
+/// (`WARREN_HTTP_PORT`) it serves `/health/ready`, `/health/live` and `/metrics` on 127.0.0.1 (`--http-host`,
+/// `WARREN_HTTP_HOST`, to bind another address, e.g. `0.0.0.0` in a Kubernetes pod). Its heartbeat is 10 s
+/// (`warren.amqp.heartbeat`) unless its URL chooses one, so that a frozen broker shows in readiness within 25 s.
 @main
 struct OrdersWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +31,10 @@ struct OrdersWorker: AsyncParsableCommand {
     var gracePeriod: Double?
     @Option(help: "A JSON settings file (see docs/configuration.md); environment variables override it.")
     var config: String?
+    @Option(help: "Serve /health/ready, /health/live and /metrics on this port (WARREN_HTTP_PORT; off by default).")
+    var httpPort: Int?
+    @Option(help: "The address the HTTP port binds (WARREN_HTTP_HOST; default 127.0.0.1).")
+    var httpHost: String?
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
@@ -43,7 +52,15 @@ struct OrdersWorker: AsyncParsableCommand {
 
         var overrides: [String: String] = [:]
         if let gracePeriod { overrides["warren.grace.period"] = "\(gracePeriod)" }
-        let settings = try WarrenSettings(config: try await WarrenSettings.reader(overrides: overrides, jsonFile: config))
+        if let httpPort { overrides["warren.http.port"] = "\(httpPort)" }
+        if let httpHost { overrides["warren.http.host"] = httpHost }
+        let reader = try await WarrenSettings.reader(overrides: overrides, jsonFile: config)
+        var settings = try WarrenSettings(config: reader)
+        if settings.heartbeat == nil { settings.heartbeat = .seconds(10) }
+        let http = reader.int(forKey: "warren.http.port").map { (host: reader.string(forKey: "warren.http.host", default: "127.0.0.1"), port: $0) }
+        // Metrics are bootstrapped before anything makes one: with HTTP on, they feed the /metrics registry.
+        let prometheus = try http.map { _ in try WarrenPrometheus() }
+        if let prometheus { MetricsSystem.bootstrap(prometheus.factory) }
 
         let sender = SimulatedMailSender()
         let defaults = HandlerOptions(
@@ -80,9 +97,16 @@ struct OrdersWorker: AsyncParsableCommand {
         }
 
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let http {
+            // Listed first, so that it stops last: probes see the worker drain (503) until the process exits.
+            let endpoints = WarrenHealthEndpoints(workers: [worker], prometheus: prometheus)
+            services.append(.init(service: WarrenHTTPServer(endpoints: endpoints, host: http.host, port: http.port, logger: Logger(label: "warren.http"))))
+        }
+        services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -4,13 +4,19 @@ import Metrics
 import MetricsTestKit
 import Testing
 import Warren
+import WarrenHTTP
+import WarrenTestSupport
 import WarrenTesting
 
-/// swift-metrics can be bootstrapped once per process; every test of this file shares it.
-let testMetrics: TestMetrics = {
+/// swift-metrics can be bootstrapped once per process; every test shares it: TestMetrics for looking at single
+/// instruments, and Warren's Prometheus registry for what `/metrics` serves.
+let testMetrics: TestMetrics = bootstrappedMetrics.test
+let testPrometheus: WarrenPrometheus = bootstrappedMetrics.prometheus
+private let bootstrappedMetrics: (test: TestMetrics, prometheus: WarrenPrometheus) = {
     let metrics = TestMetrics()
-    MetricsSystem.bootstrap(metrics)
-    return metrics
+    let prometheus = try! WarrenPrometheus(logger: TestBroker.quietLogger())
+    MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: [metrics, prometheus.factory]))
+    return (metrics, prometheus)
 }()
 
 @Suite("Metrics")
@@ -35,8 +41,9 @@ struct MetricsTests {
         #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions) == 3)
         #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "ack")]) == 1)
         #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "dead-letter")]) == 1)
-        #expect(metrics.counterTotal(label: "warren_messages_retried_total", dimensions: dimensions) == 1)
-        #expect(metrics.counterTotal(label: "warren_messages_dead_lettered_total", dimensions: dimensions) == 1)
+        #expect(metrics.counterTotal(label: "warren_retries_total", dimensions: dimensions) == 1)
+        #expect(metrics.counterTotal(label: "warren_dead_letters_total", dimensions: dimensions + [("reason", "rejected")]) == 1)
+        #expect(try metrics.expectTimer("warren_queue_wait_seconds", dimensions).values.count == 3)
         let timer = try metrics.expectTimer("warren_handler_duration_seconds", dimensions)
         #expect(timer.values.count == 3)
         let gauge = try metrics.expectGauge("warren_handlers_in_flight", [("queue", queue)])

@@ -52,11 +52,12 @@ struct WorkerHealthTests {
     }
 }
 
-extension OwnBrokerSuites {
+extension HTTPHealthBrokerTests {
+    // On the health suite's node, never at the same time as the recovery suite's outages.
     @Suite("Worker health against RabbitMQ (dedicated broker)", .serialized)
     struct WorkerHealthBrokerTests {
         @Test func aQueueDeletedUnderTheWorkerIsNamedUntilTheWorkerDeclaredItAgain() async throws {
-            let broker = try await LocalBroker.shared("recovery")
+            let broker = try await LocalBroker.shared(HTTPHealthBrokerTests.brokerName)
             let queue = TestBroker.uniqueName(), other = TestBroker.uniqueName()
             let registrations = [queue, other].map { HandlerRegistration(WelcomeEmail.self, queue: $0) { _, _ in } }
             let worker = Worker(

@@ -18,8 +18,15 @@ public struct WarrenSettings: Sendable {
     /// `warren.redelivery.limit`: returns unsettled before a message is dead-lettered (default 10; 0 turns the bound
     /// off). See ``WorkerConfiguration/redeliveryLimit``.
     public var redeliveryLimit: Int?
+    /// `warren.amqp.heartbeat`: seconds between heartbeats for the URLs that do not choose (`?heartbeat=`); unset
+    /// keeps the client's default (``AMQPEndpoint/defaultHeartbeat``). A frozen broker is noticed after two missed
+    /// heartbeats: this bounds how long readiness stays green after it froze.
+    public var heartbeat: Duration?
     /// `warren.publish.recovery.timeout`: seconds a publish waits for a lost connection to come back (default 30).
     public var publishRecoveryTimeout: Duration
+    /// `warren.health.stall` (seconds, default 60) and `warren.health.cancellation.grace` (seconds, default 30): the
+    /// bounds of a worker's liveness (``HealthPolicy``).
+    public var health: HealthPolicy
     private let config: ConfigReader
 
     /// Reads the settings.
@@ -44,6 +51,21 @@ public struct WarrenSettings: Sendable {
         let recovery = Self.number(config, "warren.publish.recovery.timeout") ?? 30
         guard recovery >= 0 else { throw WarrenError(.invalidConfiguration, "warren.publish.recovery.timeout must be 0 or more seconds") }
         publishRecoveryTimeout = .milliseconds(Int64(recovery * 1000))
+        if let seconds = Self.number(config, "warren.amqp.heartbeat") {
+            guard seconds >= 0, seconds == seconds.rounded() else {
+                throw WarrenError(.invalidConfiguration, "warren.amqp.heartbeat must be whole seconds, 0 or more (0 turns heartbeats off)")
+            }
+            heartbeat = .seconds(Int64(seconds))
+        } else {
+            heartbeat = nil
+        }
+        let stall = Self.number(config, "warren.health.stall") ?? 60
+        let cancellationGrace = Self.number(config, "warren.health.cancellation.grace") ?? 30
+        guard stall > 0, cancellationGrace >= 0 else {
+            throw WarrenError(
+                .invalidConfiguration, "warren.health.stall must be more than 0 seconds, warren.health.cancellation.grace 0 or more")
+        }
+        health = HealthPolicy(stallAfter: .milliseconds(Int64(stall * 1000)), cancellationGrace: .milliseconds(Int64(cancellationGrace * 1000)))
     }
 
     /// The standard providers, highest priority first: `overrides` (e.g. a host's command-line options), environment
@@ -79,14 +101,22 @@ public struct WarrenSettings: Sendable {
                 .invalidConfiguration,
                 "warren.amqp.url is not set: set WARREN_AMQP_URL (or the host's URL option) to the broker's URI, e.g. amqp://user:password@rabbit:5672/")
         }
+        var endpoints = try AMQPEndpoint.parseList(amqpURL)
+        if let heartbeat {
+            let uris = amqpURL.split(whereSeparator: { $0 == "," || $0 == " " || $0 == "\n" || $0 == "\t" })
+            for index in endpoints.indices where index < uris.count && !uris[index].contains("heartbeat=") {
+                endpoints[index].heartbeat = heartbeat == .zero ? nil : heartbeat
+            }
+        }
         return RabbitMQTransport(
-            endpoints: try AMQPEndpoint.parseList(amqpURL), connectionName: connectionName, queueType: queueType,
+            endpoints: endpoints, connectionName: connectionName, queueType: queueType,
             publishRecoveryTimeout: publishRecoveryTimeout, logger: logger)
     }
 
     /// The worker configuration these settings describe.
     public var workerConfiguration: WorkerConfiguration {
-        WorkerConfiguration(maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod, redeliveryLimit: redeliveryLimit)
+        WorkerConfiguration(
+            maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod, redeliveryLimit: redeliveryLimit, health: health)
     }
 
     /// `defaults` with the overrides configured for `queue`:

@@ -1,40 +1,39 @@
 import Metrics
 import Synchronization
 
-/// The swift-metrics instruments of one queue's consumer, with `queue` and `type` dimensions (never message ids or
-/// credentials); made once per type and outcome, not per message.
-///
-/// - `warren_messages_total{queue,type,outcome}`: settled deliveries by outcome (`ack`, `retry`, `dead-letter`,
-///   `requeue`).
-/// - `warren_messages_retried_total{queue,type}`, `warren_messages_dead_lettered_total{queue,type}`.
-/// - `warren_handler_duration_seconds{queue,type}`: handling and settling time.
-/// - `warren_handlers_in_flight{queue}`: handlers running now.
-/// - `warren_settlements_dropped_total{queue}`: settlements that could not be sent because the channel was gone (the
-///   broker redelivers those messages).
+/// The swift-metrics instruments of one consumer loop, with `queue` and `type` dimensions (never message ids or
+/// credentials); made once per type and outcome, not per message. Every name is listed, with its labels, in
+/// ``WarrenMetrics`` and `docs/operating.md`.
 final class WorkerMetrics: Sendable {
     private struct TypeInstruments {
         var outcomes: [String: Counter] = [:]
-        var retried: Counter
-        var deadLettered: Counter
+        var deadLetters: [String: Counter] = [:]
+        var retries: Counter
         var duration: Timer
+        var queueWait: Timer
     }
 
+    /// The work queue: settlements are counted under it.
     let queue: String
+    /// Gauges of the queue consumed (the work queue or its redelivered queue), so that two loops of one work queue
+    /// do not overwrite each other's value.
     let inFlight: Gauge
+    let consumers: Gauge
     private let dropped: Counter
     private struct State {
         var byType: [String: TypeInstruments] = [:]
         /// The instruments of the last event: consecutive events of one type and outcome (the usual run) find them
         /// by comparing two strings instead of hashing them.
-        var last: (type: String, outcome: String, counter: Counter, extra: Counter?, timer: Timer)?
+        var last: (type: String, outcome: String, counter: Counter, retries: Counter?, duration: Timer, wait: Timer)?
     }
 
     private let state = Mutex(State())
 
-    init(queue: String) {
+    init(queue: String, source: String) {
         self.queue = queue
-        inFlight = Gauge(label: "warren_handlers_in_flight", dimensions: [("queue", queue)])
-        dropped = Counter(label: "warren_settlements_dropped_total", dimensions: [("queue", queue)])
+        inFlight = Gauge(label: WarrenMetrics.handlersInFlight.name, dimensions: [("queue", source)])
+        consumers = Gauge(label: WarrenMetrics.consumers.name, dimensions: [("queue", source)])
+        dropped = Counter(label: WarrenMetrics.settlementsDropped.name, dimensions: [("queue", queue)])
     }
 
     func droppedSettlement() { dropped.increment() }
@@ -42,40 +41,61 @@ final class WorkerMetrics: Sendable {
     func record(_ event: SettlementEvent) {
         let type = event.messageType ?? "unknown"
         let outcome = event.outcome.name
-        let (counter, extra, timer) = state.withLock { state -> (Counter, Counter?, Timer) in
-            if let last = state.last, last.type == type, last.outcome == outcome { return (last.counter, last.extra, last.timer) }
+        let (counter, extra, duration, wait) = state.withLock { state -> (Counter, Counter?, Timer, Timer) in
+            if let last = state.last, last.type == type, last.outcome == outcome {
+                return (last.counter, last.retries, last.duration, last.wait)
+            }
             let found = Self.instruments(type: type, outcome: event.outcome, queue: queue, in: &state.byType)
-            state.last = (type, outcome, found.0, found.1, found.2)
+            // Dead letters are counted per reason: never taken from the one-entry cache.
+            if case .deadLettered = event.outcome {} else {
+                state.last = (type, outcome, found.0, found.1, found.2, found.3)
+            }
             return found
         }
         counter.increment()
         extra?.increment()
-        timer.recordNanoseconds(event.duration.components.seconds * 1_000_000_000 + event.duration.components.attoseconds / 1_000_000_000)
+        duration.recordNanoseconds(Self.nanoseconds(event.duration))
+        if let queueWait = event.queueWait { wait.recordNanoseconds(Self.nanoseconds(queueWait)) }
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     private static func instruments(
         type: String, outcome event: SettlementEvent.Outcome, queue: String, in byType: inout [String: TypeInstruments]
-    ) -> (Counter, Counter?, Timer) {
+    ) -> (Counter, Counter?, Timer, Timer) {
         let outcome = event.name
         // The instruments exist after a type's first message: look them up without copying anything.
-        if let instruments = byType[type], let counter = instruments.outcomes[outcome] {
-            return (counter, Self.extra(for: event, in: instruments), instruments.duration)
+        if let instruments = byType[type], let counter = instruments.outcomes[outcome], Self.hasEvery(for: event, instruments) {
+            return (counter, Self.extra(for: event, in: instruments), instruments.duration, instruments.queueWait)
         }
         let dimensions = [("queue", queue), ("type", type)]
         var instruments = byType.removeValue(forKey: type) ?? TypeInstruments(
-            retried: Counter(label: "warren_messages_retried_total", dimensions: dimensions),
-            deadLettered: Counter(label: "warren_messages_dead_lettered_total", dimensions: dimensions),
-            duration: Timer(label: "warren_handler_duration_seconds", dimensions: dimensions, preferredDisplayUnit: .seconds))
-        let counter = Counter(label: "warren_messages_total", dimensions: dimensions + [("outcome", outcome)])
+            retries: Counter(label: WarrenMetrics.retries.name, dimensions: dimensions),
+            duration: Timer(label: WarrenMetrics.handlerDuration.name, dimensions: dimensions, preferredDisplayUnit: .seconds),
+            queueWait: Timer(label: WarrenMetrics.queueWait.name, dimensions: dimensions, preferredDisplayUnit: .seconds))
+        let counter = instruments.outcomes[outcome] ?? Counter(label: WarrenMetrics.messages.name, dimensions: dimensions + [("outcome", outcome)])
         instruments.outcomes[outcome] = counter
+        if case .deadLettered(let reason) = event, instruments.deadLetters[reason.kind.rawValue] == nil {
+            instruments.deadLetters[reason.kind.rawValue] = Counter(
+                label: WarrenMetrics.deadLetters.name, dimensions: dimensions + [("reason", reason.kind.rawValue)])
+        }
         byType[type] = instruments
-        return (counter, Self.extra(for: event, in: instruments), instruments.duration)
+        return (counter, Self.extra(for: event, in: instruments), instruments.duration, instruments.queueWait)
     }
 
+    /// Whether the counter of a dead letter's reason exists already (every other outcome's does with its type).
+    private static func hasEvery(for outcome: SettlementEvent.Outcome, _ instruments: TypeInstruments) -> Bool {
+        guard case .deadLettered(let reason) = outcome else { return true }
+        return instruments.deadLetters[reason.kind.rawValue] != nil
+    }
+
+    /// The counter an outcome adds to besides `warren_messages_total`, when there is one.
     private static func extra(for outcome: SettlementEvent.Outcome, in instruments: TypeInstruments) -> Counter? {
         switch outcome {
-        case .retried: instruments.retried
-        case .deadLettered: instruments.deadLettered
+        case .retried: instruments.retries
+        case .deadLettered(let reason): instruments.deadLetters[reason.kind.rawValue]
         default: nil
         }
     }

@@ -21,6 +21,8 @@ struct QueueRunner: Sendable {
     private let redeliveryLimit: Int?
     /// Handlers running now; a shutdown waits for it to reach zero within the grace period.
     let inFlight = InFlightCounter()
+    /// What liveness checks read: deliveries taken, waiting, and the deadlines of running handlers.
+    let progress: ConsumerProgress
 
     /// - Parameter isolated: consume the work queue's redelivered queue, one message at a time.
     init(queue: String, registrations: [HandlerRegistration], worker: Worker, isolated: Bool = false) {
@@ -31,10 +33,11 @@ struct QueueRunner: Sendable {
         self.prefetch = isolated ? 1 : registrations.map(\.options.prefetch).max() ?? 20
         self.concurrency = isolated ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
-        self.metrics = WorkerMetrics(queue: queue)
+        self.metrics = WorkerMetrics(queue: queue, source: source)
         self.codecs = worker.configuration.codecs
         self.maximumMessageBytes = worker.configuration.maximumMessageBytes
         self.redeliveryLimit = worker.configuration.redeliveryLimit
+        self.progress = ConsumerProgress(queue: source, concurrency: concurrency)
     }
 
     private var logger: Logger { worker.logger }
@@ -51,11 +54,16 @@ struct QueueRunner: Sendable {
         let shutdown = worker.shutdownSignal
         let cancelOnShutdown = shutdown.onTrigger { try? await consumer.cancel() }
         defer { shutdown.remove(cancelOnShutdown) }
+        let inFlight = inFlight
+        progress.attach(received: { consumer.received }, inFlight: { inFlight.current })
+        metrics.consumers.record(1)
+        defer { metrics.consumers.record(0) }
         logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": .stringConvertible(prefetch), "concurrency": .stringConvertible(concurrency)])
         do {
             if concurrency == 1 {
                 // One at a time: handled in this task, in order, without a task per delivery.
                 for try await delivery in consumer {
+                    progress.tookDelivery()
                     if shutdown.isTriggered {
                         requeueUnstarted(delivery)
                         continue
@@ -68,6 +76,7 @@ struct QueueRunner: Sendable {
                 let limiter = ConcurrencyLimiter(limit: concurrency)
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await delivery in consumer {
+                        progress.tookDelivery()
                         if shutdown.isTriggered {
                             requeueUnstarted(delivery)
                             continue
@@ -160,6 +169,8 @@ struct QueueRunner: Sendable {
                         duplicate = true
                     } else {
                         if let timeout = registration.options.timeout {
+                            let token = progress.handlerStarted(deadline: started.advanced(by: timeout))
+                            defer { progress.handlerEnded(token) }
                             try await withTimeout(timeout) { try await registration.process(delivery.body, codec, context) }
                         } else {
                             // No escaping closure (and no allocation for it) when there is no time limit.

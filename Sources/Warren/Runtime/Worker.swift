@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Consumes the queues of its registrations and settles every delivery: ack on success, a delayed retry through a
 /// delay queue on a transient failure, the dead letters on a permanent one.
@@ -26,6 +27,8 @@ public final class Worker: Service, Sendable {
     let observer: (@Sendable (SettlementEvent) -> Void)?
     let shutdownSignal = ShutdownSignal()
     private let tracker: AwaitableState<HealthTracker>
+    /// The progress of the consumer loops running now (and of those whose handlers have not returned yet).
+    private let loops = Mutex<[ConsumerProgress]>([])
 
     /// - Parameter observer: called after every settled delivery (for metrics or tests); must return quickly.
     public init(
@@ -131,6 +134,8 @@ public final class Worker: Service, Sendable {
         if configuration.redeliveryLimit != nil {
             runners += queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self, isolated: true) }
         }
+        loops.withLock { $0 = runners.map(\.progress) }
+        defer { loops.withLock { $0 = [] } }
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
         let started = consumers
@@ -150,6 +155,10 @@ public final class Worker: Service, Sendable {
                 }
                 group.addTask {
                     try await self.enforceGracePeriod(on: started.map(\.0))
+                    return false
+                }
+                group.addTask {
+                    await self.watchLiveness()
                     return false
                 }
                 // Not `waitForAll()`: it would wait for every consumer before reporting the one that failed. The first
@@ -180,6 +189,17 @@ public final class Worker: Service, Sendable {
         // Idle in time: returning leaves the consumers to end by themselves once their cancelled consumers drained.
     }
 
+    /// Looks at the loops' progress regularly, so that a stall is timed from when it began rather than from the
+    /// first probe that asks; until cancelled. A probe's own look (``liveness``) still works when this task cannot
+    /// run (a starved thread pool).
+    private func watchLiveness() async {
+        let interval = min(Duration.seconds(1), configuration.health.stallAfter / 4)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            _ = liveness
+        }
+    }
+
     /// Waits `delay`, or less when a shutdown comes first.
     private func sleepUnlessShutdown(_ delay: Duration) async {
         await withTaskGroup(of: Void.self) { group in
@@ -192,6 +212,16 @@ public final class Worker: Service, Sendable {
 
     /// What each of the worker's queues is doing now, for health checks.
     public var health: WorkerHealth { tracker.value.snapshot }
+
+    /// Whether the worker's loops make progress, for a liveness probe: not live when a consumer loop has taken no
+    /// delivery for ``HealthPolicy/stallAfter`` although deliveries were waiting and handler slots free, or when a
+    /// handler runs ``HealthPolicy/cancellationGrace`` past its timeout. Independent of the broker. Cheap; safe to
+    /// read from any thread, also while the cooperative thread pool is starved.
+    public var liveness: WorkerLiveness {
+        let now = ContinuousClock.now
+        let policy = configuration.health
+        return WorkerLiveness(problems: loops.withLock { $0 }.flatMap { $0.problems(now: now, policy: policy) })
+    }
 
     /// Whether the worker is consuming every one of its enabled queues right now (``health``'s readiness). False while
     /// it connects, after a connection loss until it has recovered, and after it stopped.

@@ -19,6 +19,9 @@ public struct WorkerConfiguration: Sendable {
     /// queues, which only flag a redelivery, the worker re-enqueues a redelivered message once with its count in
     /// `x-warren-redeliveries` (confirmed, then the original is acked) before handing it to a handler.
     public var redeliveryLimit: Int?
+    /// The bounds of ``Worker/liveness``: how long a consumer loop may stall, how long a handler may outlive its
+    /// timeout.
+    public var health: HealthPolicy
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
@@ -26,7 +29,8 @@ public struct WorkerConfiguration: Sendable {
         gracePeriod: Duration = .seconds(30),
         hostName: String = ProcessInfo.processInfo.hostName,
         recovery: RecoveryPolicy = .default,
-        redeliveryLimit: Int? = 10
+        redeliveryLimit: Int? = 10,
+        health: HealthPolicy = HealthPolicy()
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
@@ -34,6 +38,7 @@ public struct WorkerConfiguration: Sendable {
         self.hostName = hostName
         self.recovery = recovery
         self.redeliveryLimit = redeliveryLimit.map { max(1, $0) }
+        self.health = health
     }
 }
 

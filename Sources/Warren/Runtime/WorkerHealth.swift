@@ -13,6 +13,8 @@ public struct WorkerHealth: Sendable, Equatable {
             case cancelled
             /// Its registrations are disabled: not consumed, and not needed for readiness.
             case disabled
+            /// Another instance does this queue's work (it leads it); this one is ready to take over. Counts as ready.
+            case standby
         }
 
         public var queue: String
@@ -24,9 +26,9 @@ public struct WorkerHealth: Sendable, Equatable {
     /// Every work queue of the worker's registrations, sorted by name.
     public var queues: [QueueHealth]
 
-    /// Whether every enabled queue is consuming (and there is one).
+    /// Whether every enabled queue is consuming or on standby (and there is one).
     public var isReady: Bool {
-        queues.contains { $0.state != .disabled } && queues.allSatisfy { $0.state == .consuming || $0.state == .disabled }
+        queues.contains { $0.state != .disabled } && queues.allSatisfy { [.consuming, .standby, .disabled].contains($0.state) }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import WarrenAMQP
@@ -30,6 +31,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     public let publishRecoveryTimeout: Duration
     let logger: Logger
     private let state = Mutex(State())
+    private let connectionUp: Gauge
+    private let reconnects: Counter
 
     private struct State: Sendable {
         var started = false
@@ -62,6 +65,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         self.reconnect = reconnect
         self.publishRecoveryTimeout = publishRecoveryTimeout
         self.logger = logger
+        connectionUp = Gauge(label: WarrenMetrics.connectionUp.name, dimensions: [("connection", connectionName)])
+        reconnects = Counter(label: WarrenMetrics.reconnects.name, dimensions: [("connection", connectionName)])
     }
 
     /// Connects (or makes sure the connection is up, reconnecting once if it was lost).
@@ -159,7 +164,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                     settler: settler)
             },
             cancel: { try await consumer.cancel() },
-            close: { try? await channel.close() })
+            close: { try? await channel.close() },
+            received: { consumer.receivedDeliveries })
     }
 
     /// Publishes with `mandatory` and waits for the broker's confirm.
@@ -292,7 +298,10 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             defer { if state.outageStarted == nil { state.outageStarted = .now } }
             return state.outageStarted == nil
         }
-        if first { logger.error("\(what); reconnecting", metadata: ["error": "\(error)"]) }
+        if first {
+            connectionUp.record(0)
+            logger.error("\(what); reconnecting", metadata: ["error": "\(error)"])
+        }
     }
 
     private func connectionBack() {
@@ -300,7 +309,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             defer { state.outageStarted = nil }
             return state.outageStarted
         }
+        connectionUp.record(1)
         if let started {
+            reconnects.increment()
             logger.notice("connection recovered", metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
         }
     }
@@ -375,6 +386,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         }
         await connected?.connection.close()
         _ = try? await pending?.value  // a connection made meanwhile closes itself (see establish)
+        connectionUp.record(0)
     }
 }
 

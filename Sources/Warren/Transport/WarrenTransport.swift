@@ -41,9 +41,15 @@ public protocol WarrenTransport: Sendable {
     /// unavailable), rather than because the connection or a channel went away. A health report says so.
     @_spi(WarrenTransport)
     func isConsumerCancellation(_ error: any Error) -> Bool
+    /// Whether the transport can reach its broker right now (its connection is open); what a readiness probe of a
+    /// host that only publishes reports. `true` for a transport without a connection.
+    var isConnected: Bool { get }
 }
 
 extension WarrenTransport {
+    /// Always: a transport without a connection to lose.
+    public var isConnected: Bool { true }
+
     /// Never: a transport whose consumers the broker cannot cancel.
     @_spi(WarrenTransport)
     public func isConsumerCancellation(_ error: any Error) -> Bool { false }
@@ -135,16 +141,25 @@ public struct TransportConsumer: AsyncSequence, Sendable {
     let nextDelivery: @Sendable () async throws -> TransportDelivery?
     let cancelConsumer: @Sendable () async throws -> Void
     let closeConsumer: @Sendable () async -> Void
+    let receivedDeliveries: (@Sendable () -> Int)?
 
+    /// - Parameter received: how many deliveries the transport has received for this consumer so far (`next` may
+    ///   not have returned them all yet); a liveness check reads it from any thread. `nil` when the transport
+    ///   cannot tell (its consumer loops are then never judged stalled).
     public init(
         next: @escaping @Sendable () async throws -> TransportDelivery?,
         cancel: @escaping @Sendable () async throws -> Void,
-        close: @escaping @Sendable () async -> Void
+        close: @escaping @Sendable () async -> Void,
+        received: (@Sendable () -> Int)? = nil
     ) {
         self.nextDelivery = next
         self.cancelConsumer = cancel
         self.closeConsumer = close
+        self.receivedDeliveries = received
     }
+
+    /// Deliveries received for this consumer so far; `nil` when the transport cannot tell.
+    public var received: Int? { receivedDeliveries?() }
 
     /// Stops new deliveries.
     public func cancel() async throws { try await cancelConsumer() }

@@ -30,7 +30,8 @@ final class ConsumerSink: Sendable {
     /// thread calls ``wake()`` once it has read what the socket holds, so that a burst costs the waiting task one
     /// resumption rather than one per message.
     func yield(_ message: InboundMessage) -> Bool {
-        state.withLock { state in
+        receivedCount.add(1, ordering: .relaxed)
+        return state.withLock { state in
             guard state.ended == nil else { return false }
             state.buffer.append(message)
             return state.waiter != nil && state.buffer.count == 1
@@ -61,6 +62,11 @@ final class ConsumerSink: Sendable {
         }
         if let (waiter, ready) = resumption { waiter.resume(with: ready) }
     }
+
+    /// Deliveries received so far (a consumer loop that took fewer has some waiting for it, buffered or handed to
+    /// its resumed but not yet running task).
+    var received: Int { receivedCount.load(ordering: .relaxed) }
+    private let receivedCount = Atomic<Int>(0)
 
     /// The next message, waiting for one when none is buffered.
     /// - Throws: `CancellationError` once the calling task is cancelled, even with messages buffered (they stay

@@ -1,0 +1,57 @@
+import Foundation
+import Testing
+import WarrenTestSupport
+import Warren
+
+/// `docs/alerts.yaml` parses, its rules fire on the series they describe (promtool's rule unit tests), and every
+/// metric they name is one Warren emits.
+@Suite("Alerting rules")
+struct AlertRulesTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// promtool, from Debian's `prometheus` (make test installs it); under CI its absence is a failure.
+    static func promtool() throws -> String? {
+        for path in ["/usr/bin/promtool", "/usr/local/bin/promtool"] where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        if ProcessInfo.processInfo.environment["CI"] == "true" { throw TestFailure("promtool is missing (apt-get install prometheus)") }
+        return nil
+    }
+
+    func run(_ tool: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tool)
+        process.arguments = arguments
+        process.currentDirectoryURL = Self.root
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        return (status, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+    }
+
+    @Test func theRulesParseAndFireOnTheSeriesTheyDescribe() async throws {
+        guard let promtool = try Self.promtool() else { return }
+        let check = try await run(promtool, ["check", "rules", "docs/alerts.yaml"])
+        #expect(check.status == 0 && check.output.contains("SUCCESS"), "\(check.output)")
+        let unit = try await run(promtool, ["test", "rules", "Tests/Alerts/alerts-test.yaml"])
+        #expect(unit.status == 0 && unit.output.contains("SUCCESS"), "\(unit.output)")
+    }
+
+    @Test func everyMetricTheRulesNameIsOneWarrenEmits() throws {
+        let rules = try String(contentsOf: Self.root.appendingPathComponent("docs/alerts.yaml"), encoding: .utf8)
+        let named = Set(rules.matches(of: /warren_[a-z_]+/).map { String($0.output) })
+        let emitted = Set(WarrenMetrics.all.map(\.name))
+        let histogramSeries = Set(WarrenMetrics.all.filter { $0.kind == .histogram }.flatMap { [$0.name + "_bucket", $0.name + "_count", $0.name + "_sum"] })
+        #expect(!named.isEmpty)
+        #expect(named.subtracting(emitted).subtracting(histogramSeries).isEmpty, "unknown metrics: \(named.subtracting(emitted).subtracting(histogramSeries))")
+        let documented = try String(contentsOf: Self.root.appendingPathComponent("docs/operating.md"), encoding: .utf8)
+        for metric in WarrenMetrics.all {
+            #expect(documented.contains("`\(metric.name)` | \(metric.kind.rawValue) | \(metric.labels.map { "`\($0)`" }.joined(separator: ", "))"),
+                "docs/operating.md lists \(metric.name) with its type and labels")
+        }
+    }
+}

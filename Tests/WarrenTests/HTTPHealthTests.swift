@@ -1,0 +1,425 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Logging
+import Metrics
+import Prometheus
+import Synchronization
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) @testable import Warren
+import WarrenAMQP
+import WarrenHTTP
+import WarrenLocalBroker
+
+/// An HTTP answer: status and body.
+struct HTTPAnswer: Sendable {
+    var status: Int
+    var body: String
+    var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] }
+    /// The `queues` of a readiness body, by name.
+    var queueStates: [String: String] {
+        let queues = json?["queues"] as? [[String: Any]] ?? []
+        return Dictionary(queues.compactMap { q in (q["queue"] as? String).map { ($0, q["state"] as? String ?? "") } }, uniquingKeysWith: { $1 })
+    }
+}
+
+/// A GET on 127.0.0.1 with a short timeout (a refused or stuck request is an answer with status 0).
+func httpGet(port: Int, _ path: String) async -> HTTPAnswer {
+    var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+    request.timeoutInterval = 5
+    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else {
+        return HTTPAnswer(status: 0, body: "")
+    }
+    return HTTPAnswer(status: http.statusCode, body: String(decoding: data, as: UTF8.self))
+}
+
+/// Serves `endpoints` on a free port for the duration of `body`.
+func withHTTPServer<T>(_ endpoints: WarrenHealthEndpoints, _ body: (Int) async throws -> T) async throws -> T {
+    let server = WarrenHTTPServer(endpoints: endpoints, port: 0, logger: TestBroker.quietLogger())
+    let serving = Task { try await server.run() }
+    defer { serving.cancel() }
+    let port = try await server.waitUntilListening()
+    return try await body(port)
+}
+
+@Suite("Health and metrics endpoints")
+struct HTTPEndpointTests {
+    @Test func aRegistryHoldingOneOfWarrensNamesInAnotherShapeIsAnErrorAtStart() throws {
+        let registry = PrometheusCollectorRegistry()
+        _ = registry.makeGauge(name: "warren_messages_total")
+        #expect {
+            try WarrenPrometheus(registry: registry)
+        } throws: { error in
+            let error = error as? WarrenHTTPError
+            return error?.code == .metricConflict && error?.message.contains("warren_messages_total") == true
+                && error?.message.contains("gauge") == true
+        }
+
+        let unlabeled = PrometheusCollectorRegistry()
+        _ = unlabeled.makeCounter(name: "warren_reconnects_total")
+        #expect(throws: WarrenHTTPError.self, "Warren labels it with the connection") { try WarrenPrometheus(registry: unlabeled) }
+
+        let helped = PrometheusCollectorRegistry()
+        _ = helped.makeCounter(name: "warren_retries_total", labels: [("queue", "q")], help: "the host's own help text")
+        #expect(throws: WarrenHTTPError.self, "swift-metrics registrations carry no help text") { try WarrenPrometheus(registry: helped) }
+
+        let hosts = PrometheusCollectorRegistry()
+        _ = hosts.makeCounter(name: "orders_placed_total", labels: [("shop", "a")], help: "orders")
+        _ = hosts.makeCounter(name: "warren_messages_total", labels: [("queue", "q"), ("type", "t"), ("outcome", "ack")])
+        _ = hosts.makeDurationHistogram(name: "warren_handler_duration_seconds", labels: [("queue", "q")], buckets: [.seconds(1)])
+        #expect(throws: Never.self, "the host's own metrics and Warren's in their own shape fit") { try WarrenPrometheus(registry: hosts) }
+    }
+
+    @Test func aConflictingRegistrationLaterIsRefusedInsteadOfCrashing() throws {
+        let prometheus = try WarrenPrometheus(logger: TestBroker.quietLogger())
+        let factory = prometheus.factory
+        let counter = factory.makeCounter(label: "jobs_total", dimensions: [("queue", "a")])
+        counter.increment(by: 2)
+        // Each of these would stop the process inside swift-prometheus.
+        let gauge = factory.makeMeter(label: "jobs_total", dimensions: [("queue", "a")])
+        gauge.set(5.0)
+        _ = factory.makeCounter(label: "jobs_total", dimensions: [])
+        _ = factory.makeTimer(label: WarrenMetrics.messages.name, dimensions: [("queue", "a")])
+        _ = factory.makeRecorder(label: WarrenMetrics.handlerDuration.name, dimensions: [("queue", "a")], aggregate: true)
+        #expect(prometheus.conflicts.count == 4, "\(prometheus.conflicts)")
+        #expect(prometheus.conflicts.first?.hasPrefix("jobs_total: registered as a counter") == true, "\(prometheus.conflicts)")
+        let text = String(decoding: prometheus.exposition(), as: UTF8.self)
+        #expect(text.contains("jobs_total{queue=\"a\"} 2"), "the first registration works on: \(text)")
+        // Another label set of the same shape is a new series, not a conflict.
+        factory.makeCounter(label: "jobs_total", dimensions: [("queue", "b")]).increment(by: 1)
+        #expect(prometheus.conflicts.count == 4)
+    }
+
+    @Test func readinessNeedsATransportAndEveryQueue() async throws {
+        let endpoints = WarrenHealthEndpoints()
+        #expect(endpoints.readiness().status == "not_ready", "nothing to report on is not ready")
+        #expect(endpoints.liveness().isLive)
+        try await withHTTPServer(endpoints) { port in
+            #expect(await httpGet(port: port, "/health/ready").status == 503)
+            #expect(await httpGet(port: port, "/health/live").status == 200)
+            #expect(await httpGet(port: port, "/metrics").status == 404, "no registry given")
+        }
+    }
+
+    @Test func theStallDetectorTimesAStallFromItsFirstObservation() {
+        var detector = StallDetector()
+        let start = ContinuousClock.now
+        #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start) == nil, "the first look has nothing to compare")
+        #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start + .seconds(1)) == .zero)
+        #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start + .seconds(4)) == .seconds(3))
+        #expect(detector.observe(taken: 4, waiting: 5, freeSlots: 2, now: start + .seconds(5)) == nil, "progress ends it")
+        #expect(detector.observe(taken: 4, waiting: 5, freeSlots: 0, now: start + .seconds(9)) == nil, "busy slots are no stall")
+        #expect(detector.observe(taken: 4, waiting: 0, freeSlots: 2, now: start + .seconds(12)) == nil, "nothing waiting is no stall")
+        #expect(detector.observe(taken: 4, waiting: 1, freeSlots: 2, now: start + .seconds(13)) == .zero)
+    }
+}
+
+/// The health endpoints against a real broker that is stopped, frozen and has queues deleted: a node of its own.
+@Suite("Health endpoints against RabbitMQ (dedicated broker)", .serialized)
+struct HTTPHealthBrokerTests {
+    static let brokerName = "health"
+
+    func worker(
+        _ registrations: [HandlerRegistration], url: String, health: HealthPolicy = HealthPolicy()
+    ) throws -> Worker {
+        Worker(
+            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url + "?heartbeat=1")], logger: TestBroker.quietLogger()),
+            registrations: registrations,
+            configuration: WorkerConfiguration(
+                recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)), health: health),
+            logger: TestBroker.quietLogger())
+    }
+
+    func publish(_ count: Int, to queue: String, url: String, prefix: String = "m") async throws {
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.logger)
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        for index in 0..<count {
+            try await channel.publish(
+                Array(#"{"userId":"\#(index)","email":"\#(prefix)\#(index)@example.com"}"#.utf8), routingKey: queue, mandatory: true,
+                properties: AMQPProperties(
+                    contentType: "application/json", messageID: "\(prefix)-\(index)", timestamp: Date(), type: WelcomeEmail.messageType))
+        }
+        await connection.close()
+    }
+
+    @Test func readinessFollowsTheBrokerWhileLivenessDoesNot() async throws {
+        let broker = try await LocalBroker.shared(Self.brokerName)
+        let queue = TestBroker.uniqueName()
+        let worker = try worker([HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL)
+        let running = Task { try await worker.run() }
+        defer { running.cancel() }
+        try await worker.waitUntilConsuming()
+        try await withHTTPServer(WarrenHealthEndpoints(workers: [worker])) { port in
+            let ready = await httpGet(port: port, "/health/ready")
+            #expect(ready.status == 200 && ready.json?["status"] as? String == "ready", "\(ready.body)")
+            #expect(ready.queueStates[queue] == "consuming", "\(ready.body)")
+
+            // A stopped broker closes the connection: 503 at once (within 5 s), live all along.
+            try await broker.stopApp()
+            let clock = ContinuousClock()
+            let stopped = clock.now
+            #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
+            let notReady = await httpGet(port: port, "/health/ready")
+            #expect(notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering", "\(notReady.body)")
+            #expect(!notReady.body.contains("amqp://") && !notReady.body.contains("password"), "no credentials: \(notReady.body)")
+            #expect(await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
+            try await Task.sleep(for: .seconds(1))
+            #expect(await httpGet(port: port, "/health/live").status == 200)
+            #expect(clock.now - stopped < .seconds(30))
+
+            try await broker.startApp()
+            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
+                "ready again once every consumer is back")
+            #expect(await httpGet(port: port, "/health/ready").queueStates[queue] == "consuming")
+
+            // A frozen broker says nothing: two missed heartbeats (1 s each here) and 5 s at most.
+            await broker.pause()
+            let frozen = clock.now
+            let noticed = try await eventually(timeout: .seconds(7)) { await httpGet(port: port, "/health/ready").status == 503 }
+            let took = clock.now - frozen
+            broker.resume()
+            #expect(noticed, "503 within two heartbeats and 5 s of the freeze")
+            #expect(await httpGet(port: port, "/health/live").status == 200)
+            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+            _ = took
+
+            // A queue deleted under the worker: named until the worker declared it again.
+            let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)
+            defer { Task { await connection.close() } }
+            _ = try await connection.openChannel().queueDelete(queue)
+            var named = HTTPAnswer(status: 0, body: "")
+            let sawIt = try await eventually(timeout: .seconds(5)) {
+                named = await httpGet(port: port, "/health/ready")
+                return named.status == 503
+            }
+            #expect(sawIt && named.queueStates[queue] == "cancelled", "\(named.body)")
+            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+            #expect(try await connection.openChannel().queueStatus(queue).consumerCount == 1, "consumed again")
+        }
+        worker.shutdown()
+        try await running.value
+    }
+
+    @Test func aHostThatOnlyPublishesIsReadyAgainAfterARestartWithoutPublishing() async throws {
+        let broker = try await LocalBroker.shared(Self.brokerName)
+        let transport = RabbitMQTransport(
+            endpoints: [try AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=1")],
+            reconnect: RecoveryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
+            logger: TestBroker.quietLogger())
+        let running = Task { try await transport.run() }
+        defer { running.cancel() }
+        try await withHTTPServer(WarrenHealthEndpoints(transports: [transport])) { port in
+            #expect(try await eventually { await httpGet(port: port, "/health/ready").status == 200 })
+            #expect(await httpGet(port: port, "/health/ready").json?["connected"] as? Bool == true)
+            try await broker.stopApp()
+            #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
+            try await broker.startApp()
+            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
+                "connected again with nothing published")
+        }
+    }
+
+    @Test func aHandlerThatIgnoresCancellationMakesTheWorkerNotLive() async throws {
+        let broker = try await LocalBroker.shared(Self.brokerName)
+        let queue = TestBroker.uniqueName()
+        let release = Release()
+        let registration = HandlerRegistration(
+            WelcomeEmail.self, queue: queue, options: HandlerOptions(maxConcurrentHandlers: 2, timeout: .seconds(1))
+        ) { _, _ in
+            await release.wait()  // deaf to cancellation: its timeout cancels it, and it goes on
+        }
+        let worker = try worker([registration], url: broker.amqpURL, health: HealthPolicy(stallAfter: .seconds(60), cancellationGrace: .seconds(1)))
+        let running = Task { try await worker.run() }
+        defer { running.cancel() }
+        try await worker.waitUntilConsuming()
+        try await withHTTPServer(WarrenHealthEndpoints(workers: [worker])) { port in
+            #expect(await httpGet(port: port, "/health/live").status == 200)
+            try await publish(1, to: queue, url: broker.amqpURL, prefix: "deaf")
+            var answer = HTTPAnswer(status: 0, body: "")
+            #expect(try await eventually(timeout: .seconds(10)) {
+                answer = await httpGet(port: port, "/health/live")
+                return answer.status == 503
+            }, "stuck past its timeout (1 s) and the grace (1 s)")
+            let problems = answer.json?["problems"] as? [[String: Any]] ?? []
+            #expect(problems.first?["kind"] as? String == "handler_stuck" && problems.first?["queue"] as? String == queue, "\(answer.body)")
+            #expect((problems.first?["stuck_seconds"] as? Double ?? 0) > 1)
+            #expect(await httpGet(port: port, "/health/ready").status == 200, "it still consumes: readiness is another question")
+            release.open()
+            #expect(try await eventually { await httpGet(port: port, "/health/live").status == 200 }, "live again once it returned")
+        }
+        worker.shutdown()
+        try await running.value
+    }
+
+    /// A consumer loop that does not take what RabbitMQ delivered to it (its tasks do not get to run: handlers
+    /// holding every thread of the cooperative pool, a deadlock) while it has free slots is not live. The loop's
+    /// part is played by the test, which holds the deliveries back; the deliveries and their count are the real
+    /// consumer's, counted on the connection's I/O thread.
+    @Test func deliveriesNobodyTakesMakeAStalledLoop() async throws {
+        let broker = try await LocalBroker.shared(Self.brokerName)
+        let queue = TestBroker.uniqueName()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let consumer = try await transport.consume(queue: queue, prefetch: 10)
+        let progress = ConsumerProgress(queue: queue, concurrency: 4)
+        progress.attach(received: { consumer.received }, inFlight: { 0 })
+        let policy = HealthPolicy(stallAfter: .milliseconds(500))
+        #expect(progress.problems(now: .now, policy: policy).isEmpty)
+
+        try await publish(3, to: queue, url: broker.amqpURL, prefix: "held")
+        #expect(try await eventually { consumer.received == 3 }, "counted as they arrive, before anyone takes them")
+        var stalled: [WorkerLiveness.Problem] = []
+        #expect(try await eventually(timeout: .seconds(5)) {
+            stalled = progress.problems(now: .now, policy: policy)
+            return !stalled.isEmpty
+        })
+        #expect(stalled.first?.kind == .consumerStalled && stalled.first?.queue == queue && (stalled.first?.duration ?? .zero) >= .milliseconds(500))
+
+        var iterator = consumer.makeAsyncIterator()
+        for _ in 0..<3 {
+            let delivery = try #require(try await iterator.next())
+            progress.tookDelivery()
+            try delivery.ack()
+        }
+        #expect(progress.problems(now: .now, policy: policy).isEmpty, "taking them is progress")
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(progress.problems(now: .now, policy: policy).isEmpty, "and nothing waits any more")
+        await consumer.close()
+        await transport.close()
+    }
+
+    @Test func metricsAreServedInPrometheusFormAndCountWhatWasHandled() async throws {
+        let broker = try await LocalBroker.shared(Self.brokerName)
+        let queue = TestBroker.uniqueName()
+        let registration = HandlerRegistration(
+            WelcomeEmail.self, queue: queue,
+            options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(200)])))
+        ) { email, _ in
+            if email.email.hasPrefix("bounce") { throw Reject("no such mailbox") }
+            if email.email.hasPrefix("flaky") { throw Flaky() }
+        }
+        _ = testMetrics  // the process's metrics bootstrap, shared with every test
+        let worker = try worker([registration], url: broker.amqpURL)
+        let running = Task { try await worker.run() }
+        defer { running.cancel() }
+        try await worker.waitUntilConsuming()
+        try await publish(3, to: queue, url: broker.amqpURL, prefix: "ok")
+        try await publish(2, to: queue, url: broker.amqpURL, prefix: "bounce")
+        try await publish(1, to: queue, url: broker.amqpURL, prefix: "flaky")
+        try await withHTTPServer(WarrenHealthEndpoints(workers: [worker], prometheus: testPrometheus)) { port in
+            var samples = PrometheusScrape()
+            let settled = try await eventually(timeout: .seconds(20)) {
+                let answer = await httpGet(port: port, "/metrics")
+                guard answer.status == 200 else { return false }
+                samples = try parsePrometheus(answer.body)
+                return samples.value("warren_messages_total", ["queue": queue, "outcome": "dead-letter"]) == 3
+            }
+            #expect(settled, "three ok, two rejected and one flaky (retried once, then dead-lettered)")
+            let type = ["queue": queue, "type": WelcomeEmail.messageType]
+            #expect(samples.value("warren_messages_total", type.merging(["outcome": "ack"]) { $1 }) == 3)
+            #expect(samples.value("warren_messages_total", type.merging(["outcome": "retry"]) { $1 }) == 1)
+            #expect(samples.value("warren_retries_total", type) == 1)
+            #expect(samples.value("warren_dead_letters_total", type.merging(["reason": "rejected"]) { $1 }) == 2)
+            #expect(samples.value("warren_dead_letters_total", type.merging(["reason": "retries-exhausted"]) { $1 }) == 1)
+            #expect(samples.value("warren_handler_duration_seconds_count", type) == 7)
+            #expect(samples.value("warren_handler_duration_seconds_bucket", type.merging(["le": "+Inf"]) { $1 }) == 7)
+            #expect(samples.value("warren_queue_wait_seconds_count", type) == 7)
+            #expect(samples.value("warren_handlers_in_flight", ["queue": queue]) == 0)
+            #expect(samples.value("warren_consumers", ["queue": queue]) == 1)
+            #expect(samples.value("warren_connection_up", ["connection": "warren"]) == 1)
+            #expect(samples.value("warren_reconnects_total", ["connection": "warren"]) != nil)
+            #expect(samples.kinds["warren_handler_duration_seconds"] == "histogram" && samples.kinds["warren_messages"] == "counter",
+                "prometheus_client names a counter's family without _total: \(samples.kinds)")
+        }
+        worker.shutdown()
+        try await running.value
+        #expect(testPrometheus.conflicts.isEmpty, "\(testPrometheus.conflicts)")
+    }
+}
+
+/// A gate a handler waits at without noticing cancellation.
+final class Release: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+    func open() {
+        let waiters = state.withLock { state in
+            state.open = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// A Prometheus exposition as Python's `prometheus_client` parser read it.
+struct PrometheusScrape: Sendable {
+    struct Sample: Sendable {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    var samples: [Sample] = []
+    /// Each family's type, by name.
+    var kinds: [String: String] = [:]
+
+    /// The value of the sample `name` whose labels include `labels` (summed when several match); `nil` when none does.
+    func value(_ name: String, _ labels: [String: String]) -> Double? {
+        let matching = samples.filter { sample in
+            sample.name == name && labels.allSatisfy { key, value in sample.labels[key] == value }
+        }
+        return matching.isEmpty ? nil : matching.map(\.value).reduce(0, +)
+    }
+}
+
+/// Parses an exposition with the reference parser (`prometheus_client.parser`, from PyPI): what a Prometheus server
+/// reads, not what Warren thinks it wrote.
+func parsePrometheus(_ text: String) throws -> PrometheusScrape {
+    let script = """
+        import json, sys
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {"samples": [], "kinds": {}}
+        for family in text_string_to_metric_families(sys.stdin.read()):
+            out["kinds"][family.name] = family.type
+            for s in family.samples:
+                out["samples"].append([s.name, s.labels, s.value])
+        print(json.dumps(out))
+        """
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", script]
+    let input = Pipe(), output = Pipe(), errors = Pipe()
+    process.standardInput = input
+    process.standardOutput = output
+    process.standardError = errors
+    try process.run()
+    input.fileHandleForWriting.write(Data(text.utf8))
+    try input.fileHandleForWriting.close()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0,
+        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+        let rows = object["samples"] as? [[Any]]
+    else {
+        throw TestFailure("prometheus_client could not parse the exposition (pip install prometheus_client): \(problem)\n\(text)")
+    }
+    let samples = rows.compactMap { row -> PrometheusScrape.Sample? in
+        guard row.count == 3, let name = row[0] as? String, let labels = row[1] as? [String: String] else { return nil }
+        return .init(name: name, labels: labels, value: (row[2] as? NSNumber)?.doubleValue ?? .nan)
+    }
+    return PrometheusScrape(samples: samples, kinds: object["kinds"] as? [String: String] ?? [:])
+}
