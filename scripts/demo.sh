@@ -20,8 +20,9 @@ say "1. Starting a throwaway RabbitMQ node on 127.0.0.1"
 "$bin/warren-local-broker" start --data-directory "$data/broker" | grep -v '^starting'
 export WARREN_AMQP_URL="$("$bin/warren-local-broker" status --data-directory "$data/broker" | sed -n 's/^WARREN_AMQP_URL=//p')"
 
-say "2. Starting orders-worker (queue 'emails': at most 4 attempts, retries after 1 s, 2 s, 4 s)"
-"$bin/orders-worker" --log-level debug > "$data/worker.log" 2>&1 &
+http_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+say "2. Starting orders-worker (queue 'emails': at most 4 attempts, retries after 1 s, 2 s, 4 s; health and metrics on :$http_port)"
+"$bin/orders-worker" --log-level debug --http-port "$http_port" > "$data/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 1 100); do
   if "$bin/warren" topology --queue emails --json 2>/dev/null | grep -q '"consumers" : 1'; then break; fi
@@ -52,7 +53,12 @@ say "5. The dead letters: warren dlx list --queue emails"
 say "6. The topology: warren topology --queue emails"
 "$bin/warren" topology --queue emails
 
-say "7. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
+say "7. Health and metrics: curl 127.0.0.1:$http_port/health/ready, /health/live, /metrics"
+curl -s "127.0.0.1:$http_port/health/ready"
+curl -s "127.0.0.1:$http_port/health/live"
+curl -s "127.0.0.1:$http_port/metrics" | grep -E '^warren_(messages_total|retries_total|dead_letters_total|connection_up)' | sed 's/^/   /'
+
+say "8. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
 kill -TERM "$worker_pid"
 status=0
 wait "$worker_pid" || status=$?

@@ -34,11 +34,19 @@ public struct WarrenHealthEndpoints: Sendable {
         public struct Queue: Sendable, Equatable, Encodable {
             public var queue: String
             public var state: String
+            /// Why it is not consuming; `null` in the JSON when it is.
             public var lastError: String?
 
             enum CodingKeys: String, CodingKey {
                 case queue, state
                 case lastError = "last_error"
+            }
+
+            public func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(queue, forKey: .queue)
+                try container.encode(state, forKey: .state)
+                try container.encode(lastError, forKey: .lastError)  // null rather than absent: one shape for parsers
             }
         }
 

@@ -164,7 +164,8 @@ struct HostAndCLITests {
 
         let process = Process()
         process.executableURL = Self.binDirectory.appendingPathComponent("orders-worker")
-        process.arguments = ["--log-format", "json", "--grace-period", "10"]
+        let httpPort = try freeTCPPort()
+        process.arguments = ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)"]
         var environment = ProcessInfo.processInfo.environment
         environment["WARREN_AMQP_URL"] = url
         process.environment = environment
@@ -180,6 +181,8 @@ struct HostAndCLITests {
         }
         try process.run()
         #expect(try await eventually { (try? await connection.openChannel().queueStatus("emails").consumerCount) == 1 })
+        let ready = await httpGet(port: httpPort, "/health/ready")
+        #expect(ready.status == 200 && ready.queueStates["emails"] == "consuming", "\(ready.body)")
 
         for (n, address) in ["a@slow.example", "b@example.com", "c@slow.example"].enumerated() {
             try await channel.publish(
@@ -189,7 +192,12 @@ struct HostAndCLITests {
         // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
         #expect(try await eventually { try await channel.queueStatus("emails").messageCount == 0 })
         try await Task.sleep(for: .milliseconds(200))
+        let metrics = try parsePrometheus(await httpGet(port: httpPort, "/metrics").body)
+        #expect(metrics.value("warren_messages_total", ["queue": "emails", "outcome": "ack"]) == 1, "the fast one is counted")
+        #expect(metrics.value("warren_handlers_in_flight", ["queue": "emails"]) == 2, "the slow ones are running")
         kill(process.processIdentifier, SIGTERM)
+        // The HTTP server stops last: while the handlers drain, readiness says so.
+        #expect(try await eventually(timeout: .seconds(2)) { await httpGet(port: httpPort, "/health/ready").status == 503 })
         var status: Int32 = -1
         for await code in exited.stream { status = code }
         #expect(status == 0)
@@ -246,4 +254,24 @@ struct HostAndCLITests {
         #expect(try await eventually { try await channel.queueStatus(worker.queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
         await connection.close()
     }
+}
+
+/// A TCP port nothing listens on now (the system's choice for port 0), for a process that must be told its port.
+func freeTCPPort() throws -> Int {
+    let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socket >= 0 else { throw TestFailure("socket() failed") }
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw TestFailure("bind() failed") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
