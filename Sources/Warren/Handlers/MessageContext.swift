@@ -23,6 +23,11 @@ public struct MessageContext: Sendable {
     public var baseLogger: Logger
     /// Publishes through the worker's transport; see ``publish(_:to:headers:)``.
     public var publisher: WarrenPublisher?
+    /// The W3C trace id of the delivery's trace (of its `process` span when a tracer makes spans, else of a valid
+    /// incoming `traceparent`); `nil` without one.
+    public var traceID: String?
+    /// The W3C span id of the delivery's `process` span, when a tracer that propagates W3C context makes spans.
+    public var spanID: String?
 
     /// A context as a worker makes one for each delivery; for calling a handler directly, in a unit test.
     /// - Parameter publisher: what ``publish(_:to:headers:)`` publishes through; without one it throws
@@ -30,7 +35,8 @@ public struct MessageContext: Sendable {
     public init(
         messageID: String? = nil, correlationID: String? = nil, messageType: String, headers: AMQPTable = [:],
         attempt: Int = 1, firstEnqueuedAt: Date? = nil, redelivered: Bool = false, queue: String,
-        baseLogger: Logger = Logger(label: "warren"), publisher: WarrenPublisher? = nil
+        baseLogger: Logger = Logger(label: "warren"), publisher: WarrenPublisher? = nil, traceID: String? = nil,
+        spanID: String? = nil
     ) {
         self.messageID = messageID
         self.correlationID = correlationID
@@ -42,16 +48,20 @@ public struct MessageContext: Sendable {
         self.queue = queue
         self.baseLogger = baseLogger
         self.publisher = publisher
+        self.traceID = traceID
+        self.spanID = spanID
     }
 
-    /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`). Built when asked for, so a
-    /// handler that does not log costs nothing.
+    /// A logger carrying the job's metadata (`message_id`, `type`, `queue`, `attempt`, and `trace_id` and `span_id`
+    /// when known). Built when asked for, so a handler that does not log costs nothing.
     public var logger: Logger {
         var logger = baseLogger
         logger[metadataKey: "message_id"] = "\(messageID ?? "")"
         logger[metadataKey: "type"] = "\(messageType)"
         logger[metadataKey: "queue"] = "\(queue)"
         logger[metadataKey: "attempt"] = "\(attempt)"
+        if let traceID { logger[metadataKey: "trace_id"] = "\(traceID)" }
+        if let spanID { logger[metadataKey: "span_id"] = "\(spanID)" }
         return logger
     }
 }

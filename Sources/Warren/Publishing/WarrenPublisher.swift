@@ -1,4 +1,5 @@
 import Foundation
+import Tracing
 import WarrenAMQP
 
 /// Publishes typed messages through a transport: for services that only publish, and for handlers (through
@@ -7,16 +8,25 @@ import WarrenAMQP
 /// Every message gets a message id (returned), a timestamp, its codec's content type, its `type`, persistent
 /// delivery, and the correlation and causation ids given. On RabbitMQ the publish is confirmed and `mandatory`, so a
 /// message that reaches no queue is an error, never a silent loss.
+///
+/// Each message carries the trace context it was created in (``TracingOptions``): with a tracer, a publish is a
+/// producer span `publish <destination>` whose context goes into the headers; without one, a message published while
+/// a delivery with a valid W3C context is handled carries that context on.
 public struct WarrenPublisher: Sendable {
     public let transport: any WarrenTransport
     public let codec: any MessageCodec
     /// Written as the AMQP `app_id`.
     public let appID: String?
+    public let tracing: TracingOptions
 
-    public init(transport: any WarrenTransport, codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil) {
+    public init(
+        transport: any WarrenTransport, codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil,
+        tracing: TracingOptions = TracingOptions()
+    ) {
         self.transport = transport
         self.codec = codec
         self.appID = appID
+        self.tracing = tracing
     }
 
     /// Header carrying the id of the message whose handling caused this one.
@@ -46,10 +56,48 @@ public struct WarrenPublisher: Sendable {
         _ message: M, to destination: Destination, messageID: String = Self.newMessageID(),
         correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) async throws -> String {
-        let outbound = try outboundMessage(
+        var outbound = try outboundMessage(
             message, to: destination, messageID: messageID, correlationID: correlationID, causationID: causationID, headers: headers)
-        try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
+        guard let tracer = tracing.activeTracer else {
+            try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
+            return messageID
+        }
+        let span = producerSpan(tracer, to: destination, messageID: messageID, correlationID: correlationID, count: 1)
+        defer { span.end() }
+        var properties = outbound.properties
+        var traced = properties.headers ?? [:]
+        tracer.inject(span.context, into: &traced, using: AMQPHeadersInjector())
+        properties.headers = traced
+        outbound.properties = properties
+        do {
+            try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
+        } catch {
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error))
+            throw error
+        }
         return messageID
+    }
+
+    /// A producer span for publishing `count` messages to `destination`, a child of the current context.
+    private func producerSpan(
+        _ tracer: any Tracer, to destination: Destination, messageID: String?, correlationID: String?, count: Int
+    ) -> any Span {
+        let (exchange, routingKey) = MessagingSpan.exchangeAndRoutingKey(of: destination)
+        let name = MessagingSpan.destination(exchange: exchange, routingKey: routingKey)
+        let span = tracer.startSpan("publish \(name)", context: ServiceContext.current ?? .topLevel, ofKind: .producer)
+        if span.isRecording {
+            span.updateAttributes { attributes in
+                attributes["messaging.system"] = "rabbitmq"
+                attributes["messaging.operation.type"] = "send"
+                attributes["messaging.destination.name"] = name
+                attributes["messaging.rabbitmq.destination.routing_key"] = routingKey
+                if let messageID { attributes["messaging.message.id"] = messageID }
+                if let correlationID { attributes["messaging.message.conversation_id"] = correlationID }
+                if count > 1 { attributes["messaging.batch.message_count"] = count }
+            }
+        }
+        return span
     }
 
     /// Publishes `messages`, pipelined: all are sent before any confirm is awaited, which is much faster than one
@@ -63,11 +111,17 @@ public struct WarrenPublisher: Sendable {
         var outbound: [OutboundMessage] = []
         var positions: [Int] = []
         outbound.reserveCapacity(messages.count)
+        // One producer span for the batch; every message carries its context.
+        let tracer = tracing.activeTracer
+        let span = tracer.map { producerSpan($0, to: destination, messageID: nil, correlationID: correlationID, count: messages.count) }
+        defer { span?.end() }
+        var batchHeaders = headers
+        if let tracer, let span { tracer.inject(span.context, into: &batchHeaders, using: AMQPHeadersInjector()) }
         for (index, message) in messages.enumerated() {
             do {
                 outbound.append(try outboundMessage(
                     message, to: destination, messageID: Self.newMessageID(), correlationID: correlationID,
-                    causationID: nil, headers: headers))
+                    causationID: nil, headers: batchHeaders))
                 positions.append(index)
             } catch {
                 results[index] = .failure(error)
@@ -75,6 +129,7 @@ public struct WarrenPublisher: Sendable {
         }
         for (sent, result) in await transport.publish(contentsOf: outbound).enumerated() {
             let messageID = outbound[sent].properties.messageID ?? ""
+            if case .failure(let error) = result { span?.recordError(error) }
             results[positions[sent]] = result.map { messageID }
         }
         return results
@@ -90,7 +145,8 @@ public struct WarrenPublisher: Sendable {
 
     /// The message ``publish(_:to:messageID:correlationID:causationID:headers:)`` would send, built but not sent: for
     /// an outbox (store it with the business data, send it later with ``publish(outbound:)``), or to look at what goes
-    /// on the wire. The timestamp and `warren-published-at` header are the time of this call.
+    /// on the wire. The timestamp and `warren-published-at` header are the time of this call, and the trace context
+    /// the one current now (the context the message is created in).
     /// - Throws: the codec's error.
     public func outboundMessage<M: WarrenMessage>(
         _ message: M, to destination: Destination, messageID: String = Self.newMessageID(),
@@ -98,6 +154,13 @@ public struct WarrenPublisher: Sendable {
     ) throws -> OutboundMessage {
         var headers = headers
         if let causationID { headers[Self.causationHeader] = .string(causationID) }
+        if tracing.enabled, let current = ServiceContext.current {
+            if let tracer = tracing.activeTracer {
+                tracer.inject(current, into: &headers, using: AMQPHeadersInjector())
+            } else if let incoming = current[IncomingTraceKey.self], headers[TraceHeader.traceParent] == nil {
+                incoming.write(into: &headers)
+            }
+        }
         let now = Date()
         headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000))
         let properties = AMQPProperties(

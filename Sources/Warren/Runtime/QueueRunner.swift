@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Tracing
 import WarrenAMQP
 
 /// Consumes one work queue (or its ``WarrenTopology/redeliveredQueue``) and settles each delivery.
@@ -19,6 +20,9 @@ struct QueueRunner: Sendable {
     private let codecs: CodecRegistry
     private let maximumMessageBytes: Int
     private let redeliveryLimit: Int?
+    private let tracing: TracingOptions
+    /// The tracer that makes spans, `nil` when none does (tracing off, or the no-op tracer).
+    private let tracer: (any Tracer)?
     /// Handlers running now; a shutdown waits for it to reach zero within the grace period.
     let inFlight = InFlightCounter()
     /// What liveness checks read: deliveries taken, waiting, and the deadlines of running handlers.
@@ -37,6 +41,8 @@ struct QueueRunner: Sendable {
         self.codecs = worker.configuration.codecs
         self.maximumMessageBytes = worker.configuration.maximumMessageBytes
         self.redeliveryLimit = worker.configuration.redeliveryLimit
+        self.tracing = worker.configuration.tracing
+        self.tracer = worker.configuration.tracing.activeTracer
         self.progress = ConsumerProgress(queue: source, concurrency: concurrency)
     }
 
@@ -118,7 +124,9 @@ struct QueueRunner: Sendable {
 
     /// Returns a delivery that arrived after the shutdown to its queue, and reports it.
     private func requeueUnstarted(_ delivery: TransportDelivery) {
-        report(delivery, attempt: attempt(of: delivery), outcome: requeue(delivery), duration: .zero, failure: nil, logger: logger)
+        report(
+            delivery, attempt: attempt(of: delivery), outcome: requeue(delivery), duration: .zero, failure: nil, trace: nil,
+            logger: logger)
     }
 
     /// The registration for `type`; with a single handler (the usual case) without hashing the type.
@@ -135,8 +143,12 @@ struct QueueRunner: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         let properties = delivery.properties
-        let headers = properties.headers ?? [:]
+        var headers = properties.headers ?? [:]
         let attempt = attempt(of: delivery)
+        let trace = tracing.enabled
+            ? DeliveryTrace.begin(
+                delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer, relation: tracing.processSpanRelation)
+            : nil
         let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers.header(WarrenHeader.messageType)?.stringValue
 
         var failure: HandlingFailure?
@@ -145,8 +157,11 @@ struct QueueRunner: Sendable {
         let redelivery = RedeliveryVerdict.decide(
             redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
-            let outcome = await reenqueue(delivery, returns: returns, isolated: isolated)
-            report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, logger: logger)
+            let outcome = await reenqueue(delivery, headers: headers, returns: returns, isolated: isolated, trace: trace)
+            trace?.finish(outcome: outcome, failure: nil)
+            report(
+                delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace,
+                logger: logger)
             return
         }
         if case .deadLetter(let returns, let limit) = redelivery {
@@ -161,7 +176,8 @@ struct QueueRunner: Sendable {
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
                     headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
                     redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
-                    publisher: WarrenPublisher(transport: worker.transport, codec: codec))
+                    publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing),
+                    traceID: trace?.traceID, spanID: trace?.spanID)
                 do {
                     let store = registration.options.idempotency
                     let scope = store == nil ? "" : "\(queue)/\(type)"
@@ -171,7 +187,11 @@ struct QueueRunner: Sendable {
                         if let timeout = registration.options.timeout {
                             let token = progress.handlerStarted(deadline: started.advanced(by: timeout))
                             defer { progress.handlerEnded(token) }
-                            try await withTimeout(timeout) { try await registration.process(delivery.body, codec, context) }
+                            try await withTimeout(timeout) {
+                                try await Self.inTrace(trace) { try await registration.process(delivery.body, codec, context) }
+                            }
+                        } else if let traced = trace?.context {
+                            try await ServiceContext.withValue(traced) { try await registration.process(delivery.body, codec, context) }
                         } else {
                             // No escaping closure (and no allocation for it) when there is no time limit.
                             try await registration.process(delivery.body, codec, context)
@@ -202,29 +222,42 @@ struct QueueRunner: Sendable {
             let decision = FailureDecision.decide(
                 failure: failure, attempt: attempt, policy: type.flatMap(handler(for:))?.options.retry ?? .never,
                 jitterSample: Double.random(in: 0..<1))
-            outcome = await settle(delivery, failure: failure, decision: decision, attempt: attempt)
+            outcome = await settle(delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, trace: trace)
         } else {
             do {
                 try delivery.ack()
                 outcome = .acked
             } catch {
+                trace?.record(error)
                 metrics.droppedSettlement()
                 logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 outcome = .requeued
             }
         }
+        trace?.finish(outcome: outcome, failure: failure?.summary)
         report(
             delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure,
-            duplicate: duplicate, logger: logger)
+            duplicate: duplicate, trace: trace, logger: logger)
+    }
+
+    /// Runs `operation` in the delivery's trace context, when it has one.
+    private static func inTrace(_ trace: DeliveryTrace?, _ operation: () async throws -> Void) async throws {
+        if let context = trace?.context {
+            try await ServiceContext.withValue(context) { try await operation() }
+        } else {
+            try await operation()
+        }
     }
 
     /// Publishes the retry or dead-letter copy, confirmed, then acks the original; requeues the original when the
     /// copy was not confirmed.
+    /// - Parameter headers: the delivery's headers, their trace context validated (an invalid one is not copied).
     private func settle(
-        _ delivery: TransportDelivery, failure: HandlingFailure, decision: FailureDecision, attempt: Int
+        _ delivery: TransportDelivery, headers: AMQPTable, failure: HandlingFailure, decision: FailureDecision, attempt: Int,
+        trace: DeliveryTrace?
     ) async -> SettlementEvent.Outcome {
         let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
-        var headers = delivery.properties.headers ?? [:]
+        var headers = headers
         if headers[WarrenHeader.firstEnqueuedAt]?.int64Value == nil {
             let enqueued = delivery.properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) } ?? nowMillis
             headers[WarrenHeader.firstEnqueuedAt] = .int64(enqueued)
@@ -253,6 +286,7 @@ struct QueueRunner: Sendable {
         do {
             try await worker.transport.publish(delivery.body, to: destination, properties: properties)
         } catch {
+            trace?.record(error)
             logger.error(
                 "the \(outcome.name) copy was not confirmed; requeueing the original",
                 metadata: ["queue": "\(queue)", "error": "\(error)"])
@@ -264,6 +298,7 @@ struct QueueRunner: Sendable {
         } catch {
             // The copy is safe but the original could not be acked: the broker redelivers it, a duplicate that the
             // at-least-once contract allows.
+            trace?.record(error)
             metrics.droppedSettlement()
             logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
             return outcome
@@ -272,13 +307,16 @@ struct QueueRunner: Sendable {
 
     /// Publishes a copy of a redelivered message with its return count, confirmed, then acks the original: the count
     /// lives in the message, so it survives the process crashing on the next attempt.
-    private func reenqueue(_ delivery: TransportDelivery, returns: Int, isolated: Bool) async -> SettlementEvent.Outcome {
+    private func reenqueue(
+        _ delivery: TransportDelivery, headers: AMQPTable, returns: Int, isolated: Bool, trace: DeliveryTrace?
+    ) async -> SettlementEvent.Outcome {
         var properties = delivery.properties
-        properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.redeliveries: .int64(Int64(returns))]) { $1 }
+        properties.headers = headers.merging([WarrenHeader.redeliveries: .int64(Int64(returns))]) { $1 }
         let target = isolated ? WarrenTopology(queue: queue).redeliveredQueue : queue
         do {
             try await worker.transport.publish(delivery.body, to: .queue(target), properties: properties)
         } catch {
+            trace?.record(error)
             logger.error(
                 "the counted copy of a redelivered message was not confirmed; requeueing the original",
                 metadata: ["queue": "\(queue)", "error": "\(error)"])
@@ -322,7 +360,7 @@ struct QueueRunner: Sendable {
 
     private func report(
         _ delivery: TransportDelivery, attempt: Int, outcome: SettlementEvent.Outcome, duration: Duration,
-        failure: HandlingFailure?, duplicate: Bool = false, logger: Logger
+        failure: HandlingFailure?, duplicate: Bool = false, trace: DeliveryTrace?, logger: Logger
     ) {
         let properties = delivery.properties
         let wait = enqueuedAtMilliseconds(properties).map {
@@ -350,6 +388,8 @@ struct QueueRunner: Sendable {
             ]
             if let wait { metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds) }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
+            if let traceID = trace?.traceID { metadata["trace_id"] = "\(traceID)" }
+            if let spanID = trace?.spanID { metadata["span_id"] = "\(spanID)" }
             if let error = event.error { metadata["error"] = "\(error)" }
             switch outcome {
             case .retried(let delay, _): metadata["retry_delay_ms"] = .stringConvertible(delay.milliseconds)

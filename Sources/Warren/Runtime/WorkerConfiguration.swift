@@ -22,6 +22,8 @@ public struct WorkerConfiguration: Sendable {
     /// The bounds of ``Worker/liveness``: how long a consumer loop may stall, how long a handler may outlive its
     /// timeout.
     public var health: HealthPolicy
+    /// How deliveries are traced (``TracingOptions``): on by default, with the process's tracer.
+    public var tracing: TracingOptions
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
@@ -30,7 +32,8 @@ public struct WorkerConfiguration: Sendable {
         hostName: String = ProcessInfo.processInfo.hostName,
         recovery: RecoveryPolicy = .default,
         redeliveryLimit: Int? = 10,
-        health: HealthPolicy = HealthPolicy()
+        health: HealthPolicy = HealthPolicy(),
+        tracing: TracingOptions = TracingOptions()
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
@@ -39,6 +42,7 @@ public struct WorkerConfiguration: Sendable {
         self.recovery = recovery
         self.redeliveryLimit = redeliveryLimit.map { max(1, $0) }
         self.health = health
+        self.tracing = tracing
     }
 }
 
