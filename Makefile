@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo bench chaos fuzz local-broker clean
+.PHONY: all deps build test demo bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -51,5 +51,13 @@ fuzz: deps
 	bin="$$($(FUZZ_BUILD) --show-bin-path)" && cd .build-fuzz && "$$bin/warren-json-fuzz" corpus seeds \
 		-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1
 
+## orders-worker built with the OTLP trait (swift-otel, several minutes to build the first time, in .build-otlp so the
+## main build is not touched) exports its spans over OTLP/HTTP to a small receiver; checks what arrived.
+otlp-check: deps
+	$(SWIFT) build --product warren
+	$(SWIFT) build --product warren-local-broker
+	$(SWIFT) build --traits OTLP --product orders-worker --scratch-path .build-otlp
+	scripts/otlp-check.sh
+
 clean:
-	rm -rf .build .build-fuzz
+	rm -rf .build .build-fuzz .build-otlp

@@ -25,6 +25,11 @@ let package = Package(
         .executable(name: "warren-json-fuzz", targets: ["warren-json-fuzz"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
+    // Off by default: swift-otel takes minutes to build. `swift build --traits OTLP --product orders-worker` (or
+    // `make otlp-check`) builds the example host with `--otlp-endpoint`.
+    traits: [
+        .trait(name: "OTLP", description: "orders-worker exports its traces with swift-otel over OTLP/HTTP (--otlp-endpoint)")
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -37,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         .systemLibrary(
@@ -99,6 +105,7 @@ let package = Package(
                 "CRabbitMQShims",
                 "CMallocCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ]
         ),
         .executableTarget(
@@ -123,6 +130,8 @@ let package = Package(
                 "Warren",
                 "WarrenHTTP",
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
                 "WarrenAMQP",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

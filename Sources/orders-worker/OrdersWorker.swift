@@ -3,9 +3,13 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Tracing
 import Warren
 import WarrenAMQP
 import WarrenHTTP
+#if OTLP
+import OTel
+#endif
 
 /// The example host: a worker that sends welcome emails from the `emails` queue.
 ///
@@ -15,6 +19,8 @@ import WarrenHTTP
 /// (`WARREN_HTTP_PORT`) it serves `/health/ready`, `/health/live` and `/metrics` on 127.0.0.1 (`--http-host`,
 /// `WARREN_HTTP_HOST`, to bind another address, e.g. `0.0.0.0` in a Kubernetes pod). Its heartbeat is 10 s
 /// (`warren.amqp.heartbeat`) unless its URL chooses one, so that a frozen broker shows in readiness within 25 s.
+/// Built with the `OTLP` trait (`swift build --traits OTLP`), `--otlp-endpoint URL` exports its traces with swift-otel
+/// over OTLP/HTTP.
 @main
 struct OrdersWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +41,8 @@ struct OrdersWorker: AsyncParsableCommand {
     var httpPort: Int?
     @Option(help: "The address the HTTP port binds (WARREN_HTTP_HOST; default 127.0.0.1).")
     var httpHost: String?
+    @Option(help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
+    var otlpEndpoint: String?
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
@@ -61,6 +69,8 @@ struct OrdersWorker: AsyncParsableCommand {
         // Metrics are bootstrapped before anything makes one: with HTTP on, they feed the /metrics registry.
         let prometheus = try http.map { _ in try WarrenPrometheus() }
         if let prometheus { MetricsSystem.bootstrap(prometheus.factory) }
+        // Traces are bootstrapped before the worker and its publisher take the process's tracer.
+        let exporter = try tracingExporter(logger: logger)
 
         let sender = SimulatedMailSender()
         let defaults = HandlerOptions(
@@ -103,6 +113,8 @@ struct OrdersWorker: AsyncParsableCommand {
             let endpoints = WarrenHealthEndpoints(workers: [worker], prometheus: prometheus)
             services.append(.init(service: WarrenHTTPServer(endpoints: endpoints, host: http.host, port: http.port, logger: Logger(label: "warren.http"))))
         }
+        // The exporter stops after the worker: the spans of the last deliveries still go out.
+        if let exporter { services.append(.init(service: exporter)) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -111,6 +123,27 @@ struct OrdersWorker: AsyncParsableCommand {
                 logger: logger))
         try await group.run()
         logger.info("orders-worker stopped")
+    }
+
+    /// The swift-otel exporter for `--otlp-endpoint`, with the process's tracer bootstrapped to it; `nil` without one.
+    /// - Throws: `ValidationError` when the endpoint is given to a build without the OTLP trait.
+    private func tracingExporter(logger: Logger) throws -> (any Service)? {
+        guard let otlpEndpoint else { return nil }
+        #if OTLP
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = "orders-worker"
+        configuration.traces.otlpExporter.endpoint = otlpEndpoint
+        configuration.traces.batchSpanProcessor.scheduleDelay = .milliseconds(500)
+        configuration.metrics.enabled = false
+        configuration.logs.enabled = false
+        let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
+        InstrumentationSystem.bootstrap(tracer)
+        logger.info("exporting traces over OTLP/HTTP", metadata: ["endpoint": "\(otlpEndpoint)"])
+        return service
+        #else
+        throw ValidationError(
+            "--otlp-endpoint needs a build with the OTLP trait: swift build --traits OTLP --product orders-worker (or make otlp-check)")
+        #endif
     }
 
     /// With no broker, something has to publish: a plain, a flaky, a bouncing, a slow and a malformed message.

@@ -194,11 +194,13 @@ func drain(
 }
 
 /// Publishes `count` `BenchMessage`s to `queue` with `publisher`, `window` publishes in flight.
-func publishBenchMessages(_ count: Int, payload: String, to queue: String, with publisher: WarrenPublisher, window: Int = 1000) async throws {
+func publishBenchMessages(
+    _ count: Int, payload: String, to queue: String, with publisher: WarrenPublisher, headers: AMQPTable = [:], window: Int = 1000
+) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
         for id in 0..<count {
             if id >= window { try await group.next() }
-            group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue)) }
+            group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue), headers: headers) }
         }
         try await group.waitForAll()
     }

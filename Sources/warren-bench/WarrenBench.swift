@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InMemoryTracing
 import Logging
 import Synchronization
 @_spi(WarrenTransport) import Warren
@@ -25,7 +26,9 @@ struct Consume: AsyncParsableCommand {
             framework (Warren: typed JSON messages published with WarrenPublisher, handled by a Worker), \
             in-memory (the framework mode on InMemoryTransport: no broker in the path); \
             framework-foundation and in-memory-foundation (the same, reading JSON with Foundation's JSONDecoder \
-            instead of Warren's fast path). \
+            instead of Warren's fast path); the framework's tracing: framework-tracing-off (no trace context read), \
+            framework-w3c (the no-op tracer, every message carrying a valid W3C traceparent), \
+            framework-in-memory-tracer (swift-distributed-tracing's InMemoryTracer, a span per publish and per delivery). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
             For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
@@ -89,7 +92,10 @@ struct Consume: AsyncParsableCommand {
 
     func run() async throws {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let known = ["raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation"]
+        let known = [
+            "raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation",
+            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer",
+        ]
         for m in modes where !known.contains(m) {
             throw ValidationError("unknown mode '\(m)' (\(known.joined(separator: ", ")))")
         }
@@ -221,6 +227,15 @@ struct Consume: AsyncParsableCommand {
             let filled = fill == .raw ? try await rawFill(format: .warren) : nil
             let codec: any MessageCodec = mode == "framework" ? JSONMessageCodec() : FoundationJSONCodec()
             return try await measureFramework(endpoint: endpoint, logger: quiet, filledIn: filled, codec: codec)
+        case "framework-tracing-off":
+            return try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: .disabled)
+        case "framework-w3c":
+            let traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            return try await measureFramework(
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), headers: ["traceparent": .string(traceParent)])
+        case "framework-in-memory-tracer":
+            return try await measureFramework(
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: TracingOptions(tracer: InMemoryTracer()))
         case "in-memory", "in-memory-foundation":
             return try await measureInMemory(codec: mode == "in-memory" ? JSONMessageCodec() : FoundationJSONCodec())
         default:
@@ -272,16 +287,22 @@ extension Consume {
     /// Publishes with WarrenPublisher (confirmed, up to 1,000 in flight), then consumes with a Worker whose typed
     /// handler decodes each message; the clock stops when the last one is handled.
     /// - Parameter filledIn: the publish time when the queue was already filled (`--fill raw`).
-    func measureFramework(endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil, codec: any MessageCodec) async throws -> Sample {
+    /// - Parameters:
+    ///   - tracing: the publisher's and the worker's.
+    ///   - headers: added to every message published.
+    func measureFramework(
+        endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil, codec: any MessageCodec,
+        tracing: TracingOptions = TracingOptions(), headers: AMQPTable = [:]
+    ) async throws -> Sample {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
         let count = messages
         var publishSeconds = filledIn ?? 0
         if filledIn == nil {
-            let publisher = WarrenPublisher(transport: transport)
+            let publisher = WarrenPublisher(transport: transport, tracing: tracing)
             let publishStart = DispatchTime.now()
-            try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher)
+            try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
             publishSeconds = seconds(since: publishStart)
         }
         await transport.close()
@@ -293,7 +314,7 @@ extension Consume {
         ) { _, _ in completion.handledOne() }
         let cost = try await drain(
             registration, endpoint: endpoint, connectionName: "warren-bench-worker",
-            configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec)), until: completion)
+            configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec), tracing: tracing), until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }
 }

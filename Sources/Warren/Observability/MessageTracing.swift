@@ -54,10 +54,13 @@ public enum TraceHeader {
 
 /// A message's W3C trace context, validated: what Warren logs and passes on when no tracer makes spans.
 struct IncomingTrace: Sendable, Hashable {
+    /// A valid `traceparent`: `00-<trace id>-<span id>-<flags>`.
     var traceParent: String
     var traceState: String?
-    var traceID: String
-    var spanID: String
+
+    /// Cut out of the validated header when asked for (most deliveries never need them).
+    var traceID: String { String(traceParent.utf8.dropFirst(3).prefix(32))! }
+    var spanID: String { String(traceParent.utf8.dropFirst(36).prefix(16))! }
 
     /// The longest `tracestate` passed on (the W3C limit for propagation).
     static let longestTraceState = 512
@@ -69,7 +72,7 @@ struct IncomingTrace: Sendable, Hashable {
             if headers[TraceHeader.traceState] != nil { headers[TraceHeader.traceState] = nil }
             return nil
         }
-        guard case .string(let parent) = raw, parent.utf8.count == 55, let context = try? TraceContext(traceParentHeaderValue: parent) else {
+        guard case .string(let parent) = raw, parent.utf8.count == 55, (try? TraceContext(traceParentHeaderValue: parent)) != nil else {
             headers[TraceHeader.traceParent] = nil
             headers[TraceHeader.traceState] = nil
             return nil
@@ -84,14 +87,14 @@ struct IncomingTrace: Sendable, Hashable {
                 headers[TraceHeader.traceState] = nil
             }
         }
-        return IncomingTrace(
-            traceParent: parent, traceState: state, traceID: "\(context.traceID)", spanID: "\(context.spanID)")
+        return IncomingTrace(traceParent: parent, traceState: state)
     }
 
     /// The trace and span ids of a `traceparent` value, when it is valid.
     static func ids(ofTraceParent value: String) -> (traceID: String, spanID: String)? {
-        guard value.utf8.count == 55, let context = try? TraceContext(traceParentHeaderValue: value) else { return nil }
-        return ("\(context.traceID)", "\(context.spanID)")
+        guard value.utf8.count == 55, (try? TraceContext(traceParentHeaderValue: value)) != nil else { return nil }
+        let trace = IncomingTrace(traceParent: value)
+        return (trace.traceID, trace.spanID)
     }
 
     /// Writes this context into `headers`, for a message published while handling one that carried it.
