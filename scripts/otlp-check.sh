@@ -40,7 +40,7 @@ receiver_pid=$!
 
 "$bin/warren-local-broker" start --data-directory "$data/broker" | grep -v '^starting'
 export WARREN_AMQP_URL="$("$bin/warren-local-broker" status --data-directory "$data/broker" | sed -n 's/^WARREN_AMQP_URL=//p')"
-"$otlp_bin/orders-worker" --log-level info --otlp-endpoint "http://127.0.0.1:$port/v1/traces" > "$data/worker.log" 2>&1 &
+"$otlp_bin/orders-worker" --log-level debug --otlp-endpoint "http://127.0.0.1:$port/v1/traces" > "$data/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 1 100); do
   if "$bin/warren" topology --queue emails --json 2>/dev/null | grep -q '"consumers" : 1'; then break; fi
@@ -61,6 +61,9 @@ grep -qa '^/v1/traces application/x-protobuf' "$data/received" || fail "no OTLP/
 for expected in 'process emails' 'messaging.system' 'rabbitmq' 'messaging.message.id' 'otlp-1' 'warren.outcome' 'orders-worker'; do
   grep -qa "$expected" "$data/received" || fail "the export lacks '$expected'"
 done
+# The settled line names the span's own ids (swift-otel propagates W3C context).
+grep -a 'otlp-1' "$data/worker.log" | grep -a 'settled' | grep -qE 'span_id=[0-9a-f]{16} .*trace_id=[0-9a-f]{32}' \
+  || fail "the settled line lacks span_id and trace_id"
 # The link to the publisher's context carries its trace id as 16 raw bytes.
 python3 - "$data/received" "$trace_id" <<'PY' || fail "the span does not link to the publisher's trace $trace_id"
 import sys

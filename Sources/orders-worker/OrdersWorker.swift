@@ -20,7 +20,7 @@ import OTel
 /// `WARREN_HTTP_HOST`, to bind another address, e.g. `0.0.0.0` in a Kubernetes pod). Its heartbeat is 10 s
 /// (`warren.amqp.heartbeat`) unless its URL chooses one, so that a frozen broker shows in readiness within 25 s.
 /// Built with the `OTLP` trait (`swift build --traits OTLP`), `--otlp-endpoint URL` exports its traces with swift-otel
-/// over OTLP/HTTP.
+/// over OTLP/HTTP. It publishes job events for a ledger (`--no-events` turns them off; docs/events.md).
 @main
 struct OrdersWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,6 +41,8 @@ struct OrdersWorker: AsyncParsableCommand {
     var httpPort: Int?
     @Option(help: "The address the HTTP port binds (WARREN_HTTP_HOST; default 127.0.0.1).")
     var httpHost: String?
+    @Flag(help: "Publish no job events (by default they go to the exchange warren.events for a ledger).")
+    var noEvents = false
     @Option(help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
     var otlpEndpoint: String?
 
@@ -96,9 +98,11 @@ struct OrdersWorker: AsyncParsableCommand {
             seed = memory
             chosenTransport = memory
         }
+        var configuration = settings.workerConfiguration
+        let events = noEvents ? nil : WarrenEvents(transport: chosenTransport, logger: Logger(label: "warren.events"))
+        configuration.events = events
         let worker = Worker(
-            transport: chosenTransport, registrations: [emails],
-            configuration: settings.workerConfiguration, logger: Logger(label: "warren"))
+            transport: chosenTransport, registrations: [emails], configuration: configuration, logger: Logger(label: "warren"))
         if let seed {
             Task {
                 try await worker.waitUntilConsuming()
@@ -113,8 +117,9 @@ struct OrdersWorker: AsyncParsableCommand {
             let endpoints = WarrenHealthEndpoints(workers: [worker], prometheus: prometheus)
             services.append(.init(service: WarrenHTTPServer(endpoints: endpoints, host: http.host, port: http.port, logger: Logger(label: "warren.http"))))
         }
-        // The exporter stops after the worker: the spans of the last deliveries still go out.
+        // The exporter and the events stop after the worker: the spans and events of the last deliveries still go out.
         if let exporter { services.append(.init(service: exporter)) }
+        if let events { services.append(.init(service: events)) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -28,7 +28,8 @@ struct Consume: AsyncParsableCommand {
             framework-foundation and in-memory-foundation (the same, reading JSON with Foundation's JSONDecoder \
             instead of Warren's fast path); the framework's tracing: framework-tracing-off (no trace context read), \
             framework-w3c (the no-op tracer, every message carrying a valid W3C traceparent), \
-            framework-in-memory-tracer (swift-distributed-tracing's InMemoryTracer, a span per publish and per delivery). \
+            framework-in-memory-tracer (swift-distributed-tracing's InMemoryTracer, a span per publish and per delivery); \
+            framework-events (the worker and the publisher report job events to warren.events, nothing bound). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
             For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
@@ -94,7 +95,7 @@ struct Consume: AsyncParsableCommand {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let known = [
             "raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation",
-            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer",
+            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer", "framework-events",
         ]
         for m in modes where !known.contains(m) {
             throw ValidationError("unknown mode '\(m)' (\(known.joined(separator: ", ")))")
@@ -233,6 +234,8 @@ struct Consume: AsyncParsableCommand {
             let traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
             return try await measureFramework(
                 endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), headers: ["traceparent": .string(traceParent)])
+        case "framework-events":
+            return try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
         case "framework-in-memory-tracer":
             return try await measureFramework(
                 endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: TracingOptions(tracer: InMemoryTracer()))
@@ -292,7 +295,7 @@ extension Consume {
     ///   - headers: added to every message published.
     func measureFramework(
         endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil, codec: any MessageCodec,
-        tracing: TracingOptions = TracingOptions(), headers: AMQPTable = [:]
+        tracing: TracingOptions = TracingOptions(), headers: AMQPTable = [:], withEvents: Bool = false
     ) async throws -> Sample {
         let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
@@ -300,10 +303,12 @@ extension Consume {
         let count = messages
         var publishSeconds = filledIn ?? 0
         if filledIn == nil {
-            let publisher = WarrenPublisher(transport: transport, tracing: tracing)
+            let events = withEvents ? WarrenEvents(transport: transport, logger: logger) : nil
+            let publisher = WarrenPublisher(transport: transport, tracing: tracing, events: events)
             let publishStart = DispatchTime.now()
             try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
             publishSeconds = seconds(since: publishStart)
+            await events?.close()
         }
         await transport.close()
 
@@ -312,9 +317,13 @@ extension Consume {
             BenchMessage.self, queue: queue,
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in completion.handledOne() }
+        let workerTransport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-worker", logger: quietLogger)
         let cost = try await drain(
-            registration, endpoint: endpoint, connectionName: "warren-bench-worker",
-            configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec), tracing: tracing), until: completion)
+            registration, transport: workerTransport,
+            configuration: WorkerConfiguration(
+                codecs: CodecRegistry(default: codec), tracing: tracing,
+                events: withEvents ? WarrenEvents(transport: workerTransport, logger: logger) : nil),
+            until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }
 }

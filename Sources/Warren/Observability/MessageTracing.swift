@@ -167,6 +167,7 @@ enum MessagingSpan {
         switch destination {
         case .queue(let queue): ("", queue)
         case .exchange(let exchange, let routingKey): (exchange, routingKey)
+        case .broadcast(let exchange, let routingKey): (exchange, routingKey)
         case .delay(let queue, _): ("", queue)
         case .deadLetters(let queue): ("", queue)
         }

@@ -63,9 +63,14 @@ public enum WarrenMetrics {
         name: "warren_settlements_dropped_total", kind: .counter, labels: ["queue"],
         help: "Acks and requeues that could not be sent because the channel was gone.")
 
+    /// Job events (``WarrenEvents``) dropped because the buffer was full while the broker was slow or away.
+    public static let eventsDropped = WarrenMetric(
+        name: "warren_events_dropped_total", kind: .counter, labels: [],
+        help: "Job events dropped because the event buffer was full.")
+
     /// Every metric above.
     public static let all: [WarrenMetric] = [
         messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects, consumers,
-        settlementsDropped,
+        settlementsDropped, eventsDropped,
     ]
 }

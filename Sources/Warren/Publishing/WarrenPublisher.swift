@@ -18,15 +18,30 @@ public struct WarrenPublisher: Sendable {
     /// Written as the AMQP `app_id`.
     public let appID: String?
     public let tracing: TracingOptions
+    /// Where each confirmed publish is reported as a `published` job event, when given (``WarrenEvents``).
+    public let events: WarrenEvents?
 
     public init(
         transport: any WarrenTransport, codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil,
-        tracing: TracingOptions = TracingOptions()
+        tracing: TracingOptions = TracingOptions(), events: WarrenEvents? = nil
     ) {
         self.transport = transport
         self.codec = codec
         self.appID = appID
         self.tracing = tracing
+        self.events = events
+    }
+
+    /// Reports a confirmed publish.
+    private func published(_ properties: AMQPProperties, to destination: Destination) {
+        guard let events else { return }
+        let (exchange, routingKey) = MessagingSpan.exchangeAndRoutingKey(of: destination)
+        events.record(WarrenEvent(
+            event: .published, messageID: properties.messageID, type: properties.type,
+            queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
+            atMs: Int64(Date().timeIntervalSince1970 * 1000),
+            traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(IncomingTrace.ids(ofTraceParent:))?.traceID,
+            correlationID: properties.correlationID))
     }
 
     /// Header carrying the id of the message whose handling caused this one.
@@ -60,6 +75,7 @@ public struct WarrenPublisher: Sendable {
             message, to: destination, messageID: messageID, correlationID: correlationID, causationID: causationID, headers: headers)
         guard let tracer = tracing.activeTracer else {
             try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
+            published(outbound.properties, to: destination)
             return messageID
         }
         let span = producerSpan(tracer, to: destination, messageID: messageID, correlationID: correlationID, count: 1)
@@ -76,6 +92,7 @@ public struct WarrenPublisher: Sendable {
             span.setStatus(SpanStatus(code: .error))
             throw error
         }
+        published(outbound.properties, to: destination)
         return messageID
     }
 
@@ -129,7 +146,10 @@ public struct WarrenPublisher: Sendable {
         }
         for (sent, result) in await transport.publish(contentsOf: outbound).enumerated() {
             let messageID = outbound[sent].properties.messageID ?? ""
-            if case .failure(let error) = result { span?.recordError(error) }
+            switch result {
+            case .failure(let error): span?.recordError(error)
+            case .success: published(outbound[sent].properties, to: destination)
+            }
             results[positions[sent]] = result.map { messageID }
         }
         return results

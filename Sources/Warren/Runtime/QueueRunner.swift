@@ -21,6 +21,7 @@ struct QueueRunner: Sendable {
     private let maximumMessageBytes: Int
     private let redeliveryLimit: Int?
     private let tracing: TracingOptions
+    private let events: WarrenEvents?
     /// The tracer that makes spans, `nil` when none does (tracing off, or the no-op tracer).
     private let tracer: (any Tracer)?
     /// Handlers running now; a shutdown waits for it to reach zero within the grace period.
@@ -42,6 +43,7 @@ struct QueueRunner: Sendable {
         self.maximumMessageBytes = worker.configuration.maximumMessageBytes
         self.redeliveryLimit = worker.configuration.redeliveryLimit
         self.tracing = worker.configuration.tracing
+        self.events = worker.configuration.events
         self.tracer = worker.configuration.tracing.activeTracer
         self.progress = ConsumerProgress(queue: source, concurrency: concurrency)
     }
@@ -171,6 +173,7 @@ struct QueueRunner: Sendable {
         } else if let encoding = properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
             failure = .unsupportedContentEncoding(encoding)
         } else if let type, let registration = handler(for: type) {
+            if let events { events.record(startedEvent(delivery, type: type, attempt: attempt, trace: trace)) }
             if let codec = codecs.codec(for: properties.contentType) {
                 let context = MessageContext(
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
@@ -400,5 +403,60 @@ struct QueueRunner: Sendable {
         }
         metrics.record(event)
         worker.observer?(event)
+        if let events { events.record(settlementEvent(event, delivery: delivery, trace: trace, options: events.options)) }
+    }
+
+    private static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    private func startedEvent(_ delivery: TransportDelivery, type: String, attempt: Int, trace: DeliveryTrace?) -> WarrenEvent {
+        let now = Self.nowMilliseconds()
+        let properties = delivery.properties
+        return WarrenEvent(
+            event: .started, messageID: properties.messageID, type: type, queue: queue, attempt: attempt, atMs: now,
+            queueWaitMs: enqueuedAtMilliseconds(properties).map { max(0, now - $0) }, host: configuration.hostName,
+            traceID: trace?.traceID, correlationID: properties.correlationID)
+    }
+
+    private func settlementEvent(
+        _ settlement: SettlementEvent, delivery: TransportDelivery, trace: DeliveryTrace?, options: EventOptions
+    ) -> WarrenEvent {
+        let now = Self.nowMilliseconds()
+        let kind: WarrenEvent.Kind = switch settlement.outcome {
+        case .acked: .ack
+        case .retried: .retry
+        case .deadLettered: .deadLetter
+        case .requeued: .requeued
+        }
+        var event = WarrenEvent(
+            event: kind, messageID: settlement.messageID, type: settlement.messageType, queue: queue, attempt: settlement.attempt,
+            atMs: now, queueWaitMs: settlement.queueWait?.milliseconds, durationMs: settlement.duration.milliseconds,
+            error: settlement.error, host: configuration.hostName, traceID: trace?.traceID,
+            correlationID: delivery.properties.correlationID)
+        switch settlement.outcome {
+        case .retried(let delay, _):
+            event.nextAttemptAtMs = now + delay.milliseconds
+        case .deadLettered(let reason):
+            event.reason = reason.kind.rawValue
+            var content: DeadLetterContent? = DeadLetterContent(body: delivery.body, headers: delivery.properties.headers ?? [:])
+            if let type = settlement.messageType, let redact = options.redact[type], let original = content { content = redact(original) }
+            if let content {
+                event.headers = content.headers.mapValues { $0.stringValue ?? "\($0)" }
+                let limit = options.deadLetterBodyLimit
+                let kept = content.body.prefix(limit)
+                event.bodyTruncated = content.body.count > limit
+                // Text when it is UTF-8 (a cut may split a character: up to three bytes are let go), else base64.
+                let cuttable = content.body.count > limit ? min(3, kept.count) : 0
+                if let text = (0...cuttable).lazy.compactMap({ String(validating: kept.dropLast($0), as: UTF8.self) }).first {
+                    event.body = text
+                    event.bodyEncoding = "utf8"
+                } else {
+                    event.body = Data(kept).base64EncodedString()
+                    event.bodyEncoding = "base64"
+                }
+            }
+        default:
+            break
+        }
+        return event
     }
 }

@@ -90,7 +90,7 @@ public final class Worker: Service, Sendable {
                     }
                     failedAttempts = 0
                 }
-                await transport.close()
+                await closeTransport()
                 logger.info("worker stopped")
                 return
             } catch let failure {
@@ -102,12 +102,12 @@ public final class Worker: Service, Sendable {
                         cancelledByBroker: consumerEnded != nil && transport.isConsumerCancellation(error))
                 }
                 if error is CancellationError || Task.isCancelled || shutdownSignal.isTriggered {
-                    await transport.close()
+                    await closeTransport()
                     return
                 }
                 failedAttempts += 1
                 guard transport.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max else {
-                    await transport.close()
+                    await closeTransport()
                     throw error
                 }
                 // The transport stays open: `start()` reconnects when the connection is gone, and keeps it when only
@@ -198,6 +198,12 @@ public final class Worker: Service, Sendable {
             try? await Task.sleep(for: interval)
             _ = liveness
         }
+    }
+
+    /// Sends the job events still buffered, then closes the transport.
+    private func closeTransport() async {
+        await configuration.events?.flush()
+        await transport.close()
     }
 
     /// Waits `delay`, or less when a shutdown comes first.

@@ -24,6 +24,9 @@ public struct WorkerConfiguration: Sendable {
     public var health: HealthPolicy
     /// How deliveries are traced (``TracingOptions``): on by default, with the process's tracer.
     public var tracing: TracingOptions
+    /// Where the worker reports job events (`started`, each settlement) for a ledger; `nil` (the default) reports
+    /// none. See ``WarrenEvents``.
+    public var events: WarrenEvents?
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
@@ -33,7 +36,8 @@ public struct WorkerConfiguration: Sendable {
         recovery: RecoveryPolicy = .default,
         redeliveryLimit: Int? = 10,
         health: HealthPolicy = HealthPolicy(),
-        tracing: TracingOptions = TracingOptions()
+        tracing: TracingOptions = TracingOptions(),
+        events: WarrenEvents? = nil
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
@@ -43,6 +47,7 @@ public struct WorkerConfiguration: Sendable {
         self.redeliveryLimit = redeliveryLimit.map { max(1, $0) }
         self.health = health
         self.tracing = tracing
+        self.events = events
     }
 }
 

@@ -53,6 +53,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             enqueue(with(message, exchange: "", routingKey: queue), into: queue)
         case .exchange(let exchange, let routingKey):
             enqueue(with(message, exchange: exchange, routingKey: routingKey), into: routingKey)
+        case .broadcast:
+            break  // no exchanges and no bindings in memory: nobody listens
         case .deadLetters(let queue):
             state.withLock { $0.deadLetters[queue, default: []].append(with(message, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)) }
         case .delay(let queue, let delay):

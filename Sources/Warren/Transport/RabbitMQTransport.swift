@@ -179,7 +179,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     @_spi(WarrenTransport)
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let waitsForRecovery: Bool = switch destination {
-        case .queue, .exchange: publishRecoveryTimeout > .zero
+        case .queue, .exchange, .broadcast: publishRecoveryTimeout > .zero
         case .delay, .deadLetters: false
         }
         let clock = ContinuousClock()
@@ -206,7 +206,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
 
     private func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties, on connected: Connected) async throws {
         let (exchange, routingKey) = try await route(destination, on: connected)
-        try await connected.publisher.publish(body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+        try await connected.publisher.publish(
+            body, exchange: exchange, routingKey: routingKey, mandatory: destination.isMandatory, properties: properties)
     }
 
     /// The exchange and routing key of `destination` (declaring a delay queue on first use).
@@ -219,9 +220,16 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             return ("", WarrenTopology(queue: queue, queueType: queueType).delayQueue(for: delay))
         case .deadLetters(let queue):
             return (WarrenTopology.deadLetterExchange, queue)
-        case .exchange(let name, let key):
+        case .exchange(let name, let key), .broadcast(let name, let key):
             return (name, key)
         }
+    }
+
+    /// Declares a durable topic exchange on the topology channel.
+    @_spi(WarrenTransport)
+    public func declareTopicExchange(_ name: String) async throws {
+        state.withLock { $0.started = true }
+        try await ready().topology.declareTopicExchange(name)
     }
 
     /// Publishes the batch pipelined on the publishing channel: one round of confirms for all of it. Messages that
@@ -239,7 +247,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             for message in messages {
                 let (exchange, routingKey) = try await route(message.destination, on: connected)
                 outbound.append(AMQPOutboundMessage(
-                    body: message.body, exchange: exchange, routingKey: routingKey, mandatory: true, properties: message.properties))
+                    body: message.body, exchange: exchange, routingKey: routingKey, mandatory: message.destination.isMandatory,
+                    properties: message.properties))
             }
             results = await connected.publisher.publish(contentsOf: outbound).map { $0.mapError { $0 as any Error } }
         } catch {
@@ -414,6 +423,10 @@ final class TopologyDeclarer: Sendable {
 
     func topology(for queue: String) -> WarrenTopology {
         WarrenTopology(queue: queue, queueType: queueType)
+    }
+
+    func declareTopicExchange(_ name: String) async throws {
+        try await channel.exchangeDeclare(name, type: .topic, durable: true)
     }
 
     func declare(queue: String, delays: Set<Duration>) async throws {

@@ -41,12 +41,19 @@ public protocol WarrenTransport: Sendable {
     /// unavailable), rather than because the connection or a channel went away. A health report says so.
     @_spi(WarrenTransport)
     func isConsumerCancellation(_ error: any Error) -> Bool
+    /// Declares a durable topic exchange (idempotent); nothing for a transport without exchanges.
+    @_spi(WarrenTransport)
+    func declareTopicExchange(_ name: String) async throws
     /// Whether the transport can reach its broker right now (its connection is open); what a readiness probe of a
     /// host that only publishes reports. `true` for a transport without a connection.
     var isConnected: Bool { get }
 }
 
 extension WarrenTransport {
+    /// Nothing to declare.
+    @_spi(WarrenTransport)
+    public func declareTopicExchange(_ name: String) async throws {}
+
     /// Always: a transport without a connection to lose.
     public var isConnected: Bool { true }
 
@@ -95,6 +102,17 @@ public enum Destination: Sendable, Hashable {
     /// To an exchange with a routing key (RabbitMQ); the in-memory transport routes by routing key to the queue of
     /// that name.
     case exchange(String, routingKey: String)
+    /// To an exchange without `mandatory`: a message no queue is bound for is dropped by the broker, without an
+    /// error (events nobody listens to yet). Still confirmed. The in-memory transport drops it.
+    case broadcast(exchange: String, routingKey: String)
+}
+
+extension Destination {
+    /// Whether a message that reaches no queue is an error (every destination but ``broadcast(exchange:routingKey:)``).
+    var isMandatory: Bool {
+        if case .broadcast = self { return false }
+        return true
+    }
 }
 
 /// Settles deliveries of one consumer.

@@ -1,0 +1,175 @@
+import Foundation
+import Synchronization
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) @testable import Warren
+import WarrenAMQP
+
+@Suite("Job events")
+struct EventsTests {
+    @Test func aBatchIsAJSONArrayInSnakeCaseThatDecodesBack() throws {
+        var deadLetter = WarrenEvent(
+            event: .deadLetter, messageID: "m-1", type: "email.welcome", queue: "emails", attempt: 3, atMs: 1_700_000_000_123,
+            queueWaitMs: 12, durationMs: 40, error: "550 \"no\" mailbox\n\u{1}", reason: "rejected", host: "w-1",
+            traceID: "4bf92f3577b34da6a3ce929d0e0e4736", correlationID: "order-9")
+        deadLetter.headers = ["x-app": "é", "x-warren-attempt": "3"]
+        deadLetter.body = #"{"userId":"1"}"#
+        deadLetter.bodyEncoding = "utf8"
+        deadLetter.bodyTruncated = false
+        let retry = WarrenEvent(event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
+        let body = WarrenEvent.encodeBatch([deadLetter, retry])
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]])
+        #expect(json.count == 2)
+        #expect(json[0]["schema"] as? Int == 1 && json[0]["event"] as? String == "dead-letter")
+        #expect(json[0]["message_id"] as? String == "m-1" && json[0]["at_ms"] as? Int64 == 1_700_000_000_123)
+        #expect(json[0]["queue_wait_ms"] as? Int == 12 && json[0]["duration_ms"] as? Int == 40 && json[0]["trace_id"] != nil)
+        #expect(json[0]["body_truncated"] as? Bool == false && (json[0]["headers"] as? [String: String])?["x-app"] == "é")
+        #expect(json[1]["next_attempt_at_ms"] as? Int == 1005 && json[1]["type"] == nil, "absent fields are left out")
+        #expect(try WarrenEvent.decodeBatch(body) == [deadLetter, retry], "Foundation reads what the fast writer wrote")
+        #expect(throws: DecodingError.self) { try WarrenEvent.decodeBatch(Array(#"[{"schema":2,"event":"ack","queue":"q","at_ms":1}]"#.utf8)) }
+    }
+
+    /// A transport whose publishes never return while `blocked`: a broker that has stopped taking messages.
+    final class StuckTransport: WarrenTransport, Sendable {
+        let blocked = Mutex(true)
+        let published = Mutex<[OutboundMessage]>([])
+        func start() async throws {}
+        func prepare(queue: String, delays: Set<Duration>) async throws {}
+        func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
+            TransportConsumer(next: { nil }, cancel: {}, close: {})
+        }
+        func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
+            while blocked.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(10)) }
+            published.withLock { $0.append(OutboundMessage(body: body, destination: destination, properties: properties)) }
+        }
+        func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
+            var results: [Result<Void, any Error>] = []
+            for message in messages {
+                do {
+                    try await publish(message.body, to: message.destination, properties: message.properties)
+                    results.append(.success(()))
+                } catch { results.append(.failure(error)) }
+            }
+            return results
+        }
+        func close() async {}
+        func isRecoverable(_ error: any Error) -> Bool { true }
+    }
+
+    @Test func aFullBufferDropsAndCountsEventsWithoutHoldingAnyoneUp() async throws {
+        _ = testMetrics  // the process's metrics, bootstrapped before the counter is made
+        let transport = StuckTransport()
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(batchSize: 10, flushInterval: .milliseconds(10), bufferLimit: 100),
+            logger: TestBroker.quietLogger())
+        let before = testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: [])
+        let clock = ContinuousClock()
+        let started = clock.now
+        for index in 0..<1_000 {
+            events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", attempt: 1, atMs: Int64(index)))
+        }
+        #expect(clock.now - started < .seconds(1), "recording never waits for the broker")
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(events.pending <= 100)
+        let dropped = testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: []) - before
+        // The flusher holds one batch of up to 320 (32 x 10) while the broker is stuck: at most 100 wait, the rest
+        // dropped.
+        #expect(dropped >= 1_000 - 100 - 320, "dropped \(dropped)")
+        transport.blocked.withLock { $0 = false }
+        await events.close()
+        let sent = transport.published.withLock { $0 }
+        let delivered = try sent.flatMap { try WarrenEvent.decodeBatch($0.body) }
+        #expect(delivered.count + Int(dropped) == 1_000, "every event is either sent or counted as dropped")
+        #expect(sent.allSatisfy { $0.destination == .broadcast(exchange: "warren.events", routingKey: "q.ack") })
+        #expect(sent.allSatisfy { $0.properties.type == "warren.events" && (try? WarrenEvent.decodeBatch($0.body).count) ?? 0 <= 10 })
+    }
+}
+
+/// Events of real deliveries, read from a queue bound to `warren.events` as a ledger's would be.
+@Suite("Job events against RabbitMQ")
+struct EventsBrokerTests {
+    @Test func aWorkerAndAPublisherReportEveryStepOfAJob() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let listener = TestBroker.uniqueName("events-listener")
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.logger)
+        defer { Task { await connection.close() } }
+        let channel = try await connection.openChannel()
+        try await channel.exchangeDeclare("warren.events", type: .topic, durable: true)
+        _ = try await channel.queueDeclare(listener, durable: false, autoDelete: true)
+        try await channel.queueBind(listener, exchange: "warren.events", routingKey: "\(queue).*")
+
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        defer { Task { await transport.close() } }
+        let events = WarrenEvents(transport: transport, options: EventOptions(flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+        let registration = HandlerRegistration(
+            WelcomeEmail.self, queue: queue,
+            options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(200)])))
+        ) { email, context in
+            if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
+            if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        defer { Task { await worker.stop() } }
+        let publisher = WarrenPublisher(transport: transport, events: events)
+        try await publisher.publish(WelcomeEmail(userId: "1", email: "ok@example.com"), to: .queue(queue), messageID: "ok")
+        try await publisher.publish(WelcomeEmail(userId: "2", email: "flaky@example.com"), to: .queue(queue), messageID: "flaky")
+        try await publisher.publish(WelcomeEmail(userId: "3", email: "bounce@example.com"), to: .queue(queue), messageID: "bounce")
+
+        var received: [WarrenEvent] = []
+        var routingKeys: Set<String> = []
+        var types: Set<String?> = []
+        let complete = try await eventually(timeout: .seconds(15)) {
+            while let message = try await channel.get(queue: listener) {
+                routingKeys.insert(message.delivery.routingKey)
+                types.insert(message.delivery.properties.type)
+                received += try WarrenEvent.decodeBatch(message.delivery.body)
+                try message.delivery.ack()
+            }
+            return received.filter { $0.event != .published && $0.event != .started }.count == 4
+        }
+        #expect(complete, "\(received.map { "\($0.messageID ?? "") \($0.event)" })")
+        #expect(types == ["warren.events"])
+        // By attempt, a start before its settlement. (The publisher's confirm may come back after the worker started:
+        // `published` is reported then, so it can be later than `started`.)
+        func steps(_ id: String) -> [String] {
+            let events = received.filter { $0.messageID == id }
+            let attempts = events.filter { $0.event != .published }
+                .sorted { ($0.attempt ?? 0, $0.event == .started ? 0 : 1) < ($1.attempt ?? 0, $1.event == .started ? 0 : 1) }
+            return events.filter { $0.event == .published }.map(\.event.rawValue) + attempts.map(\.event.rawValue)
+        }
+        #expect(steps("ok") == ["published", "started", "ack"])
+        #expect(steps("flaky") == ["published", "started", "retry", "started", "ack"])
+        #expect(steps("bounce") == ["published", "started", "dead-letter"])
+        #expect(routingKeys.isSuperset(of: ["\(queue).published", "\(queue).started", "\(queue).ack", "\(queue).retry", "\(queue).dead-letter"]))
+
+        let retry = try #require(received.first { $0.messageID == "flaky" && $0.event == .retry })
+        #expect(retry.attempt == 1 && retry.error != nil)
+        #expect((retry.nextAttemptAtMs ?? 0) >= retry.atMs + 200)
+        let letter = try #require(received.first { $0.event == .deadLetter })
+        #expect(letter.reason == "rejected" && letter.error?.contains("550") == true)
+        #expect(letter.body == #"{"userId":"3","email":"bounce@example.com"}"# && letter.bodyEncoding == "utf8" && letter.bodyTruncated == false)
+        #expect(letter.headers?[WarrenHeader.publishedAt] != nil, "the message's own headers")
+        let started = try #require(received.first { $0.messageID == "ok" && $0.event == .started })
+        #expect(started.queue == queue && started.type == WelcomeEmail.messageType && started.attempt == 1 && started.queueWaitMs != nil)
+        let ack = try #require(received.first { $0.messageID == "ok" && $0.event == .ack })
+        #expect(ack.durationMs != nil && ack.host != nil)
+    }
+
+    @Test func withNobodyListeningEventsCostNothingAndFailNothing() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        defer { Task { await transport.close() } }
+        // An exchange of its own, with no queue bound: every batch is unroutable.
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(exchange: TestBroker.uniqueName("events"), flushInterval: .milliseconds(10)),
+            logger: TestBroker.quietLogger())
+        for index in 0..<500 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: queue, atMs: 1)) }
+        await events.flush()
+        #expect(events.pending == 0, "sent (and dropped by the broker), not kept for ever")
+        await events.close()
+    }
+}
