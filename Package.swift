@@ -16,6 +16,8 @@ let package = Package(
         // Health probes and a Prometheus scrape endpoint on Hummingbird: opt-in, so a worker without HTTP never
         // builds Hummingbird.
         .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
+        // The job ledger: records every worker's events in a store (SQLite embedded; PostgreSQL to come).
+        .library(name: "WarrenLedger", targets: ["WarrenLedger"]),
         .executable(name: "warren-bench", targets: ["warren-bench"]),
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
@@ -43,6 +45,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
         .package(url: "https://github.com/swift-otel/swift-w3c-trace-context.git", from: "1.0.0"),
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
     ],
     targets: [
         .systemLibrary(
@@ -87,6 +90,15 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "WarrenLedger",
+            dependencies: [
+                "Warren", "WarrenAMQP",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -190,7 +202,7 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP",
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP", "WarrenLedger",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

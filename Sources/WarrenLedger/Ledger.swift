@@ -1,0 +1,92 @@
+import Logging
+import ServiceLifecycle
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+
+/// One `warren.events` message: a batch of job events.
+struct EventBatch: WarrenMessage {
+    static var messageType: String { "warren.events" }
+    var events: [WarrenEvent]
+
+    init(from decoder: any Decoder) throws {
+        events = try [WarrenEvent](from: decoder)
+        if let other = events.first(where: { $0.schema != 1 }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
+        }
+    }
+
+    func encode(to encoder: any Encoder) throws { try events.encode(to: encoder) }
+}
+
+/// Records the job events of every worker (``WarrenEvents``) in a store: declares its durable queue (`warren.ledger`)
+/// bound to the topic exchange `warren.events`, consumes it with a ``Worker``, and writes each batch in one
+/// transaction; a batch is acked only after the store committed it, so a ledger that stops or crashes loses nothing
+/// (the broker redelivers what was not acked). Several ledgers on one PostgreSQL share the queue.
+///
+/// A batch the store cannot take is retried through Warren's delay queues; one that cannot be decoded goes to the
+/// ledger queue's dead letters. A `Service`: run it in a `ServiceGroup`, or embed it in a host.
+public final class Ledger: Service, Sendable {
+    public let transport: RabbitMQTransport
+    public let store: any LedgerStore
+    public let queue: String
+    public let exchange: String
+    private let worker: Worker
+    private let bind: (exchange: String, key: String)
+
+    /// - Parameters:
+    ///   - queue: the ledger's queue; every ledger process of one store uses the same.
+    ///   - bindingKey: which events to take (`#`: all; `emails.*`: one queue's).
+    ///   - prefetch: batches in flight; the store writes one at a time.
+    public init(
+        transport: RabbitMQTransport, store: any LedgerStore, queue: String = "warren.ledger", exchange: String = "warren.events",
+        bindingKey: String = "#", prefetch: UInt16 = 20, logger: Logger = Logger(label: "warren.ledger")
+    ) {
+        self.transport = transport
+        self.store = store
+        self.queue = queue
+        self.exchange = exchange
+        let registration = HandlerRegistration(
+            EventBatch.self, queue: queue,
+            options: HandlerOptions(
+                prefetch: prefetch, maxConcurrentHandlers: 1,
+                retry: RetryPolicy(maxAttempts: 10, backoff: .explicit([.seconds(1), .seconds(5), .seconds(30)])), timeout: .seconds(60))
+        ) { [store] batch, _ in
+            try await store.record(batch.events)
+        }
+        worker = Worker(
+            transport: transport, registrations: [registration],
+            configuration: WorkerConfiguration(tracing: .disabled), logger: logger)
+        bind = (exchange, bindingKey)
+    }
+
+    /// Migrates the store, declares and binds the queue, then records events until the `ServiceGroup` shuts down
+    /// gracefully (what was received is finished or requeued, as a ``Worker`` does).
+    /// - Throws: the store's migration error; the worker's errors (see ``Worker/run()``).
+    public func run() async throws {
+        try await store.migrate()
+        try await declare()
+        try await worker.run()
+    }
+
+    /// Declares the exchange, the ledger's queue (with Warren's topology) and the binding between them.
+    public func declare() async throws {
+        try await transport.start()
+        try await transport.declareTopicExchange(bind.exchange)
+        try await transport.prepare(queue: queue, delays: [.seconds(1), .seconds(5), .seconds(30)])
+        guard let connection = transport.connection else { throw WarrenError(.notConsuming, "the ledger's transport is not connected") }
+        let channel = try await connection.openChannel()
+        try await channel.queueBind(queue, exchange: bind.exchange, routingKey: bind.key)
+        try? await channel.close()
+    }
+
+    /// Whether the ledger consumes its queue (see ``Worker/health``).
+    public var health: WorkerHealth { worker.health }
+
+    /// Returns once the ledger consumes its queue.
+    public func waitUntilConsuming(timeout: Duration = .seconds(60)) async throws {
+        try await worker.waitUntilConsuming(timeout: timeout)
+    }
+
+    /// Stops recording: what was received is finished or requeued.
+    public func shutdown() { worker.shutdown() }
+}

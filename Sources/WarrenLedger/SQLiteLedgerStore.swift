@@ -1,0 +1,225 @@
+import Foundation
+import Logging
+import SQLiteNIO
+import Warren
+
+/// Where a ledger keeps its record: every event, and each job's current state.
+public protocol LedgerStore: Sendable {
+    /// Creates or upgrades the schema (versioned migrations); idempotent.
+    func migrate() async throws
+    /// Records a batch in one transaction: when it returns, the batch is committed; when it throws, none of it is.
+    func record(_ events: [WarrenEvent]) async throws
+    /// A job's state and its attempts; `nil` when the ledger never heard of it.
+    func job(messageID: String) async throws -> JobStatus?
+    func close() async throws
+}
+
+/// The embedded store: one SQLite file (sqlite-nio; its calls run on NIO's thread pool, never on the cooperative
+/// pool). One writer: give each process its own file, or use PostgreSQL for several ledgers.
+public final class SQLiteLedgerStore: LedgerStore {
+    public let path: String
+    private let connection: SQLiteConnection
+
+    /// The schema versions, in order; each runs once, in a transaction, and is recorded in `ledger_migrations`.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (1, [
+            """
+            CREATE TABLE events (
+                id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, event TEXT NOT NULL, type TEXT, queue TEXT NOT NULL,
+                attempt INTEGER, at_ms INTEGER NOT NULL, queue_wait_ms INTEGER, duration_ms INTEGER, error TEXT,
+                reason TEXT, next_attempt_at_ms INTEGER, host TEXT, trace_id TEXT)
+            """,
+            "CREATE INDEX events_by_job ON events (message_id, at_ms)",
+            """
+            CREATE TABLE jobs (
+                message_id TEXT PRIMARY KEY, type TEXT, queue TEXT NOT NULL, status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, published_at_ms INTEGER, updated_at_ms INTEGER NOT NULL,
+                next_attempt_at_ms INTEGER, reason TEXT, last_error TEXT, trace_id TEXT)
+            """,
+            "CREATE INDEX jobs_by_type_status ON jobs (type, status, updated_at_ms)",
+            "CREATE INDEX jobs_by_queue_status ON jobs (queue, status, updated_at_ms)",
+            """
+            CREATE TABLE dead_letters (
+                message_id TEXT NOT NULL, at_ms INTEGER NOT NULL, queue TEXT NOT NULL, type TEXT, reason TEXT, error TEXT,
+                headers TEXT, body TEXT, body_encoding TEXT, body_truncated INTEGER, PRIMARY KEY (message_id, at_ms))
+            """,
+        ]),
+    ]
+
+    /// Opens (creating when missing) the database at `path`.
+    /// - Throws: SQLite's error when the file cannot be opened.
+    public init(path: String, logger: Logger = Logger(label: "warren.ledger.sqlite")) async throws {
+        self.path = path
+        connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        _ = try await connection.query("PRAGMA journal_mode = WAL")
+        _ = try await connection.query("PRAGMA synchronous = NORMAL")
+    }
+
+    public func migrate() async throws {
+        _ = try await connection.query(
+            "CREATE TABLE IF NOT EXISTS ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
+        let applied = Set(try await connection.query("SELECT version FROM ledger_migrations").compactMap { $0.column("version")?.integer })
+        for migration in Self.migrations where !applied.contains(migration.version) {
+            try await transaction {
+                for statement in migration.statements { _ = try await connection.query(statement) }
+                _ = try await connection.query(
+                    "INSERT INTO ledger_migrations (version, applied_at_ms) VALUES (?, ?)",
+                    [.integer(migration.version), .integer(Int(Date().timeIntervalSince1970 * 1000))])
+            }
+        }
+    }
+
+    /// The schema version in place.
+    public func schemaVersion() async throws -> Int {
+        try await connection.query("SELECT MAX(version) AS version FROM ledger_migrations").first?.column("version")?.integer ?? 0
+    }
+
+    private func transaction(_ body: () async throws -> Void) async throws {
+        _ = try await connection.query("BEGIN IMMEDIATE")
+        do {
+            try await body()
+            _ = try await connection.query("COMMIT")
+        } catch {
+            _ = try? await connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Rows per INSERT: SQLite binds at most 32,766 values per statement.
+    private static let rowsPerStatement = 400
+
+    public func record(_ events: [WarrenEvent]) async throws {
+        guard !events.isEmpty else { return }
+        let events = events.filter { $0.messageID != nil }
+        try await transaction {
+            for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
+                try await insertEvents(chunk)
+                try await upsertJobs(chunk)
+                let letters = chunk.filter { $0.event == .deadLetter }
+                if !letters.isEmpty { try await insertDeadLetters(letters) }
+            }
+        }
+    }
+
+    private func insertEvents(_ events: ArraySlice<WarrenEvent>) async throws {
+        var binds: [SQLiteData] = []
+        binds.reserveCapacity(events.count * 13)
+        for event in events {
+            binds += [
+                .text(event.messageID!), .text(event.event.rawValue), Self.text(event.type), .text(event.queue),
+                Self.integer(event.attempt.map(Int64.init)), .integer(Int(event.atMs)), Self.integer(event.queueWaitMs),
+                Self.integer(event.durationMs), Self.text(event.error), Self.text(event.reason),
+                Self.integer(event.nextAttemptAtMs), Self.text(event.host), Self.text(event.traceID),
+            ]
+        }
+        let row = "(" + Array(repeating: "?", count: 13).joined(separator: ",") + ")"
+        _ = try await connection.query(
+            """
+            INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
+                next_attempt_at_ms, host, trace_id) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            """, binds)
+    }
+
+    /// A job's row follows its latest event (by time): a `published` event only fills in the publish time, since the
+    /// publisher's confirm may come back after a worker started the job.
+    private func upsertJobs(_ events: ArraySlice<WarrenEvent>) async throws {
+        var binds: [SQLiteData] = []
+        binds.reserveCapacity(events.count * 11)
+        for event in events {
+            let published = event.event == .published
+            binds += [
+                .text(event.messageID!), Self.text(event.type), .text(event.queue), .text(JobStatus.state(after: event.event).rawValue),
+                .integer(event.event == .started ? event.attempt ?? 1 : 0), published ? .integer(Int(event.atMs)) : .null,
+                .integer(published ? 0 : Int(event.atMs)), Self.integer(event.event == .retry ? event.nextAttemptAtMs : nil),
+                Self.text(event.reason), Self.text(event.error), Self.text(event.traceID),
+            ]
+        }
+        let row = "(" + Array(repeating: "?", count: 11).joined(separator: ",") + ")"
+        // A `published` row carries its time in published_at_ms and 0 as updated_at_ms, so that it never wins over an
+        // event of the job's attempts (which carry no publish time).
+        _ = try await connection.query(
+            """
+            WITH incoming (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
+                reason, last_error, trace_id) AS (VALUES \(Array(repeating: row, count: events.count).joined(separator: ",")))
+            INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
+                reason, last_error, trace_id)
+            SELECT message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms, reason,
+                last_error, trace_id FROM incoming WHERE true
+            ON CONFLICT (message_id) DO UPDATE SET
+                type = COALESCE(jobs.type, excluded.type),
+                published_at_ms = COALESCE(jobs.published_at_ms, excluded.published_at_ms),
+                attempts = MAX(jobs.attempts, excluded.attempts),
+                trace_id = COALESCE(jobs.trace_id, excluded.trace_id),
+                status = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                    THEN excluded.status ELSE jobs.status END,
+                next_attempt_at_ms = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                    THEN excluded.next_attempt_at_ms ELSE jobs.next_attempt_at_ms END,
+                reason = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                    THEN excluded.reason ELSE jobs.reason END,
+                last_error = COALESCE(excluded.last_error, jobs.last_error),
+                queue = CASE WHEN excluded.published_at_ms IS NULL THEN excluded.queue ELSE jobs.queue END,
+                updated_at_ms = MAX(jobs.updated_at_ms, excluded.updated_at_ms)
+            """, binds)
+    }
+
+    private func insertDeadLetters(_ events: [WarrenEvent]) async throws {
+        var binds: [SQLiteData] = []
+        for event in events {
+            let headers = event.headers.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+            binds += [
+                .text(event.messageID!), .integer(Int(event.atMs)), .text(event.queue), Self.text(event.type),
+                Self.text(event.reason), Self.text(event.error), Self.text(headers), Self.text(event.body),
+                Self.text(event.bodyEncoding), event.bodyTruncated.map { .integer($0 ? 1 : 0) } ?? .null,
+            ]
+        }
+        let row = "(" + Array(repeating: "?", count: 10).joined(separator: ",") + ")"
+        _ = try await connection.query(
+            """
+            INSERT OR IGNORE INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
+                body_truncated) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            """, binds)
+    }
+
+    public func job(messageID: String) async throws -> JobStatus? {
+        guard let row = try await connection.query("SELECT * FROM jobs WHERE message_id = ?", [.text(messageID)]).first else {
+            return nil
+        }
+        let events = try await connection.query(
+            "SELECT * FROM events WHERE message_id = ? ORDER BY at_ms, id", [.text(messageID)]
+        ).map(Self.event(from:))
+        return JobStatus(
+            messageID: messageID, type: row.column("type")?.string, queue: row.column("queue")?.string ?? "",
+            state: JobStatus.State(rawValue: row.column("status")?.string ?? "pending"),
+            attempts: row.column("attempts")?.integer ?? 0, publishedAtMs: Self.int64(row, "published_at_ms"),
+            updatedAtMs: max(Self.int64(row, "updated_at_ms") ?? 0, Self.int64(row, "published_at_ms") ?? 0), nextAttemptAtMs: Self.int64(row, "next_attempt_at_ms"),
+            reason: row.column("reason")?.string, lastError: row.column("last_error")?.string,
+            traceID: row.column("trace_id")?.string, timeline: JobStatus.timeline(of: events))
+    }
+
+    /// Events recorded in all.
+    public func eventCount() async throws -> Int {
+        try await connection.query("SELECT COUNT(*) AS n FROM events").first?.column("n")?.integer ?? 0
+    }
+
+    public func close() async throws {
+        try await connection.close()
+    }
+
+    private static func event(from row: SQLiteRow) -> WarrenEvent {
+        WarrenEvent(
+            event: WarrenEvent.Kind(rawValue: row.column("event")?.string ?? ""), messageID: row.column("message_id")?.string,
+            type: row.column("type")?.string, queue: row.column("queue")?.string ?? "", attempt: row.column("attempt")?.integer,
+            atMs: int64(row, "at_ms") ?? 0, queueWaitMs: int64(row, "queue_wait_ms"), durationMs: int64(row, "duration_ms"),
+            error: row.column("error")?.string, reason: row.column("reason")?.string,
+            nextAttemptAtMs: int64(row, "next_attempt_at_ms"), host: row.column("host")?.string,
+            traceID: row.column("trace_id")?.string)
+    }
+
+    private static func int64(_ row: SQLiteRow, _ column: String) -> Int64? {
+        guard let data = row.column(column), data != .null else { return nil }
+        return data.integer.map(Int64.init)
+    }
+
+    private static func text(_ value: String?) -> SQLiteData { value.map { .text($0) } ?? .null }
+    private static func integer(_ value: Int64?) -> SQLiteData { value.map { .integer(Int($0)) } ?? .null }
+}

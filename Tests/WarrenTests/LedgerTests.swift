@@ -1,0 +1,153 @@
+import Foundation
+import Synchronization
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+@testable import WarrenLedger
+
+/// A store in a file of its own, removed afterwards.
+func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) async throws -> T {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+    let store = try await SQLiteLedgerStore(path: path)
+    do {
+        let result = try await body(store, path)
+        try? await store.close()
+        return result
+    } catch {
+        try? await store.close()
+        throw error
+    }
+}
+
+@Suite("Ledger store (SQLite)")
+struct SQLiteLedgerStoreTests {
+    func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil) -> WarrenEvent {
+        WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at, error: error, host: "w1")
+    }
+
+    @Test func migrationsAreVersionedAndRunOnce() async throws {
+        try await withSQLiteStore { store, path in
+            try await store.migrate()
+            try await store.migrate()
+            #expect(try await store.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
+            // A second process opening the same file finds it migrated.
+            let again = try await SQLiteLedgerStore(path: path)
+            try await again.migrate()
+            #expect(try await again.schemaVersion() == 1)
+            try await again.close()
+        }
+    }
+
+    @Test func aJobFollowsItsLatestEventWhateverOrderTheyArriveIn() async throws {
+        try await withSQLiteStore { store, _ in
+            try await store.migrate()
+            #expect(try await store.job(messageID: "a") == nil)
+            // The worker started before the publisher's confirm came back: `published` arrives last and later.
+            try await store.record([event(.started, "a", attempt: 1, at: 100)])
+            #expect(try await store.job(messageID: "a")?.state == .running)
+            try await store.record([event(.published, "a", at: 150)])
+            var job = try #require(try await store.job(messageID: "a"))
+            #expect(job.state == .running && job.publishedAtMs == 150, "a late `published` never sets a job back")
+            var retry = event(.retry, "a", attempt: 1, at: 200, error: "421 busy")
+            retry.nextAttemptAtMs = 1200
+            try await store.record([retry])
+            job = try #require(try await store.job(messageID: "a"))
+            #expect(job.state == .retrying && job.nextAttemptAtMs == 1200 && job.lastError == "421 busy")
+            try await store.record([event(.started, "a", attempt: 2, at: 1210), event(.ack, "a", attempt: 2, at: 1250)])
+            job = try #require(try await store.job(messageID: "a"))
+            #expect(job.state == .succeeded && job.attempts == 2)
+            #expect(job.timeline.map(\.attempt) == [1, 2] && job.timeline.map(\.outcome) == ["retry", "ack"])
+            #expect(job.timeline[0].error == "421 busy" && job.timeline[1].startedAtMs == 1210 && job.timeline[1].endedAtMs == 1250)
+
+            var letter = event(.deadLetter, "b", attempt: 1, at: 300, error: "550 no such mailbox")
+            letter.reason = "rejected"
+            letter.body = "{}"
+            try await store.record([event(.published, "b", at: 290), event(.started, "b", attempt: 1, at: 295), letter])
+            job = try #require(try await store.job(messageID: "b"))
+            #expect(job.state == .deadLettered && job.reason == "rejected" && job.publishedAtMs == 290)
+            #expect(try await store.eventCount() == 8)
+        }
+    }
+
+    @Test func aBatchIsOneTransaction() async throws {
+        try await withSQLiteStore { store, _ in
+            try await store.migrate()
+            let many = (0..<1_000).flatMap { index in
+                [event(.started, "job-\(index)", attempt: 1, at: Int64(index)), event(.ack, "job-\(index)", attempt: 1, at: Int64(index) + 1)]
+            }
+            try await store.record(many)
+            #expect(try await store.eventCount() == 2_000)
+            #expect(try await store.job(messageID: "job-999")?.state == .succeeded)
+        }
+    }
+}
+
+/// Events → ledger → status through the real broker.
+@Suite("Ledger against RabbitMQ", .serialized)
+struct LedgerBrokerTests {
+    @Test func statusFollowsTheJobAndARestartedLedgerLosesNothing() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
+        let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        try await withSQLiteStore { store, _ in
+            let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+            try await transport.start()
+            defer { Task { await transport.close() } }
+            let events = WarrenEvents(
+                transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)),
+                logger: TestBroker.quietLogger())
+
+            func startLedger() async throws -> (Ledger, Task<Void, any Error>) {
+                let ledgerTransport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+                let ledger = Ledger(
+                    transport: ledgerTransport, store: store, queue: ledgerQueue, exchange: exchange, logger: TestBroker.quietLogger())
+                let running = Task { try await ledger.run() }
+                try await ledger.waitUntilConsuming(timeout: .seconds(30))
+                return (ledger, running)
+            }
+            var (ledger, running) = try await startLedger()
+
+            let release = Release()
+            let registration = HandlerRegistration(
+                WelcomeEmail.self, queue: queue,
+                options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
+            ) { email, context in
+                if email.email.hasPrefix("slow") { await release.wait() }
+                if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
+                if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
+            }
+            let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+            defer { Task { await worker.stop() } }
+            let publisher = WarrenPublisher(transport: transport, events: events)
+            for id in ["ok", "flaky", "bounce", "slow"] {
+                try await publisher.publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+            }
+
+            #expect(try await eventually { try await store.job(messageID: "slow")?.state == .running }, "running while its handler runs")
+            #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .retrying }, "retrying between attempts")
+            #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .succeeded })
+            #expect(try await eventually { try await store.job(messageID: "ok")?.state == .succeeded })
+            let bounced = try await eventually { try await store.job(messageID: "bounce")?.state == .deadLettered }
+            #expect(bounced)
+            let letter = try #require(try await store.job(messageID: "bounce"))
+            #expect(letter.reason == "rejected" && letter.lastError?.contains("550") == true)
+            let flaky = try #require(try await store.job(messageID: "flaky"))
+            #expect(flaky.timeline.map(\.outcome) == ["retry", "ack"] && flaky.publishedAtMs != nil)
+
+            // The ledger stops; the worker goes on. Its events wait in the ledger's queue until a ledger runs again.
+            ledger.shutdown()
+            try await running.value
+            release.open()
+            try await publisher.publish(WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await store.job(messageID: "later") == nil, "no ledger, no record yet")
+            (ledger, running) = try await startLedger()
+            #expect(try await eventually { try await store.job(messageID: "later")?.state == .succeeded }, "recorded once a ledger runs again")
+            #expect(try await eventually { try await store.job(messageID: "slow")?.state == .succeeded })
+            ledger.shutdown()
+            try await running.value
+        }
+    }
+}
