@@ -116,6 +116,7 @@ let package = Package(
                 "CRabbitMQ",
                 "CRabbitMQShims",
                 "CMallocCounter",
+                "WarrenLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ]
@@ -174,7 +175,7 @@ let package = Package(
         .target(
             name: "DocSnippets",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker", "WarrenHTTP",
+                "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker", "WarrenHTTP", "WarrenLedger",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

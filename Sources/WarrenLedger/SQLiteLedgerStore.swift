@@ -34,6 +34,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             CREATE TABLE jobs (
                 message_id TEXT PRIMARY KEY, type TEXT, queue TEXT NOT NULL, status TEXT NOT NULL,
                 attempts INTEGER NOT NULL DEFAULT 0, published_at_ms INTEGER, updated_at_ms INTEGER NOT NULL,
+                updated_phase INTEGER NOT NULL DEFAULT 0,
                 next_attempt_at_ms INTEGER, reason TEXT, last_error TEXT, trace_id TEXT)
             """,
             "CREATE INDEX jobs_by_type_status ON jobs (type, status, updated_at_ms)",
@@ -120,44 +121,51 @@ public final class SQLiteLedgerStore: LedgerStore {
             """, binds)
     }
 
-    /// A job's row follows its latest event (by time): a `published` event only fills in the publish time, since the
-    /// publisher's confirm may come back after a worker started the job.
+    /// A job's row follows its latest event: by time, and within one millisecond a settlement after its start (the
+    /// two may arrive in either order). A `published` event only fills in the publish time, since the publisher's
+    /// confirm may come back after a worker started the job.
     private func upsertJobs(_ events: ArraySlice<WarrenEvent>) async throws {
         var binds: [SQLiteData] = []
-        binds.reserveCapacity(events.count * 11)
+        binds.reserveCapacity(events.count * 12)
         for event in events {
             let published = event.event == .published
             binds += [
                 .text(event.messageID!), Self.text(event.type), .text(event.queue), .text(JobStatus.state(after: event.event).rawValue),
                 .integer(event.event == .started ? event.attempt ?? 1 : 0), published ? .integer(Int(event.atMs)) : .null,
                 .integer(published ? 0 : Int(event.atMs)), Self.integer(event.event == .retry ? event.nextAttemptAtMs : nil),
-                Self.text(event.reason), Self.text(event.error), Self.text(event.traceID),
+                Self.text(event.reason), Self.text(event.error), Self.text(event.traceID), .integer(Self.phase(of: event.event)),
             ]
         }
-        let row = "(" + Array(repeating: "?", count: 11).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
         // A `published` row carries its time in published_at_ms and 0 as updated_at_ms, so that it never wins over an
         // event of the job's attempts (which carry no publish time).
         _ = try await connection.query(
             """
             WITH incoming (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
-                reason, last_error, trace_id) AS (VALUES \(Array(repeating: row, count: events.count).joined(separator: ",")))
+                reason, last_error, trace_id, updated_phase) AS (VALUES \(Array(repeating: row, count: events.count).joined(separator: ",")))
             INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
-                reason, last_error, trace_id)
+                reason, last_error, trace_id, updated_phase)
             SELECT message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms, reason,
-                last_error, trace_id FROM incoming WHERE true
+                last_error, trace_id, updated_phase FROM incoming WHERE true
             ON CONFLICT (message_id) DO UPDATE SET
                 type = COALESCE(jobs.type, excluded.type),
                 published_at_ms = COALESCE(jobs.published_at_ms, excluded.published_at_ms),
                 attempts = MAX(jobs.attempts, excluded.attempts),
                 trace_id = COALESCE(jobs.trace_id, excluded.trace_id),
-                status = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                status = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
+                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
                     THEN excluded.status ELSE jobs.status END,
-                next_attempt_at_ms = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                next_attempt_at_ms = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
+                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
                     THEN excluded.next_attempt_at_ms ELSE jobs.next_attempt_at_ms END,
-                reason = CASE WHEN excluded.published_at_ms IS NULL AND excluded.updated_at_ms >= jobs.updated_at_ms
+                reason = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
+                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
                     THEN excluded.reason ELSE jobs.reason END,
                 last_error = COALESCE(excluded.last_error, jobs.last_error),
                 queue = CASE WHEN excluded.published_at_ms IS NULL THEN excluded.queue ELSE jobs.queue END,
+                updated_phase = CASE WHEN excluded.updated_at_ms > jobs.updated_at_ms THEN excluded.updated_phase
+                    WHEN excluded.updated_at_ms = jobs.updated_at_ms THEN MAX(jobs.updated_phase, excluded.updated_phase)
+                    ELSE jobs.updated_phase END,
                 updated_at_ms = MAX(jobs.updated_at_ms, excluded.updated_at_ms)
             """, binds)
     }
@@ -185,7 +193,10 @@ public final class SQLiteLedgerStore: LedgerStore {
             return nil
         }
         let events = try await connection.query(
-            "SELECT * FROM events WHERE message_id = ? ORDER BY at_ms, id", [.text(messageID)]
+            """
+            SELECT * FROM events WHERE message_id = ?
+            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
+            """, [.text(messageID)]
         ).map(Self.event(from:))
         return JobStatus(
             messageID: messageID, type: row.column("type")?.string, queue: row.column("queue")?.string ?? "",
@@ -213,6 +224,15 @@ public final class SQLiteLedgerStore: LedgerStore {
             error: row.column("error")?.string, reason: row.column("reason")?.string,
             nextAttemptAtMs: int64(row, "next_attempt_at_ms"), host: row.column("host")?.string,
             traceID: row.column("trace_id")?.string)
+    }
+
+    /// Within one millisecond: a start before the settlement of its attempt.
+    static func phase(of event: WarrenEvent.Kind) -> Int {
+        switch event {
+        case .published: 0
+        case .started: 1
+        default: 2
+        }
     }
 
     private static func int64(_ row: SQLiteRow, _ column: String) -> Int64? {

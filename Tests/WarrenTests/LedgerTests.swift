@@ -71,6 +71,17 @@ struct SQLiteLedgerStoreTests {
         }
     }
 
+    @Test func aSettlementInTheSameMillisecondAsItsStartWinsWhateverOrderTheyArriveIn() async throws {
+        try await withSQLiteStore { store, _ in
+            try await store.migrate()
+            try await store.record([event(.ack, "same", attempt: 1, at: 500)])
+            try await store.record([event(.started, "same", attempt: 1, at: 500)])
+            let job = try #require(try await store.job(messageID: "same"))
+            #expect(job.state == .succeeded)
+            #expect(job.timeline.count == 1 && job.timeline.first?.startedAtMs == 500 && job.timeline.first?.outcome == "ack")
+        }
+    }
+
     @Test func aBatchIsOneTransaction() async throws {
         try await withSQLiteStore { store, _ in
             try await store.migrate()

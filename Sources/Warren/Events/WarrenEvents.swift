@@ -143,12 +143,19 @@ public final class WarrenEvents: Service, Sendable {
             guard !taken.isEmpty else { return false }
             do {
                 try await declareExchangeOnce()
-                // One AMQP message per routing key and at most `batchSize` events.
+                // One AMQP message per routing key and at most `batchSize` events, in the order each key first
+                // appeared (a job's start usually goes out before its settlement; readers still order by time).
                 var groups: [String: [WarrenEvent]] = [:]
-                for event in taken { groups["\(event.queue).\(event.event.rawValue)", default: []].append(event) }
+                var order: [String] = []
+                for event in taken {
+                    let key = "\(event.queue).\(event.event.rawValue)"
+                    if groups[key] == nil { order.append(key) }
+                    groups[key, default: []].append(event)
+                }
                 var outbound: [OutboundMessage] = []
                 let now = Date()
-                for (routingKey, events) in groups {
+                for routingKey in order {
+                    let events = groups[routingKey]!
                     var start = events.startIndex
                     while start < events.endIndex {
                         let end = min(start + options.batchSize, events.endIndex)
