@@ -19,8 +19,8 @@ struct EventBatch: WarrenMessage {
 }
 
 /// Records the job events of every worker (``WarrenEvents``) in a store: declares its durable queue (`warren.ledger`)
-/// bound to the topic exchange `warren.events`, consumes it with a ``Worker``, and writes each batch in one
-/// transaction; a batch is acked only after the store committed it, so a ledger that stops or crashes loses nothing
+/// bound to the topic exchange `warren.events`, consumes it with a ``Worker``, and writes the batches in flight
+/// together, in one transaction (a group commit); a batch is acked only after the store committed it, so a ledger that stops or crashes loses nothing
 /// (the broker redelivers what was not acked). Several ledgers on one PostgreSQL share the queue.
 ///
 /// A batch the store cannot take is retried through Warren's delay queues; one that cannot be decoded goes to the
@@ -36,7 +36,8 @@ public final class Ledger: Service, Sendable {
     /// - Parameters:
     ///   - queue: the ledger's queue; every ledger process of one store uses the same.
     ///   - bindingKey: which events to take (`#`: all; `emails.*`: one queue's).
-    ///   - prefetch: batches in flight; the store writes one at a time.
+    ///   - prefetch: batches in flight (each up to 200 events); those that arrive while a transaction commits are
+    ///     written together in the next.
     public init(
         transport: RabbitMQTransport, store: any LedgerStore, queue: String = "warren.ledger", exchange: String = "warren.events",
         bindingKey: String = "#", prefetch: UInt16 = 20, logger: Logger = Logger(label: "warren.ledger")
@@ -45,13 +46,15 @@ public final class Ledger: Service, Sendable {
         self.store = store
         self.queue = queue
         self.exchange = exchange
+        // Every batch in flight has a handler waiting for its commit; the group commit writes them together.
+        let commits = GroupCommit(store: store)
         let registration = HandlerRegistration(
             EventBatch.self, queue: queue,
             options: HandlerOptions(
-                prefetch: prefetch, maxConcurrentHandlers: 1,
+                prefetch: prefetch, maxConcurrentHandlers: Int(max(1, prefetch)),
                 retry: RetryPolicy(maxAttempts: 10, backoff: .explicit([.seconds(1), .seconds(5), .seconds(30)])), timeout: .seconds(60))
-        ) { [store] batch, _ in
-            try await store.record(batch.events)
+        ) { batch, _ in
+            try await commits.record(batch.events)
         }
         worker = Worker(
             transport: transport, registrations: [registration],

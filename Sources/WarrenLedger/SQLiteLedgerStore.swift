@@ -52,8 +52,12 @@ public final class SQLiteLedgerStore: LedgerStore {
     public init(path: String, logger: Logger = Logger(label: "warren.ledger.sqlite")) async throws {
         self.path = path
         connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
-        _ = try await connection.query("PRAGMA journal_mode = WAL")
-        _ = try await connection.query("PRAGMA synchronous = NORMAL")
+        // WAL: readers (a dashboard) never block the writer; NORMAL: a commit is durable against a crash of the
+        // process (not of the machine) without an fsync each; statement journals and the page cache in memory (a
+        // big multi-row upsert otherwise writes its undo pages to a temporary file).
+        for pragma in ["journal_mode = WAL", "synchronous = NORMAL", "temp_store = MEMORY", "cache_size = -65536"] {
+            _ = try await connection.query("PRAGMA \(pragma)")
+        }
     }
 
     public func migrate() async throws {
@@ -141,12 +145,9 @@ public final class SQLiteLedgerStore: LedgerStore {
         // event of the job's attempts (which carry no publish time).
         _ = try await connection.query(
             """
-            WITH incoming (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
-                reason, last_error, trace_id, updated_phase) AS (VALUES \(Array(repeating: row, count: events.count).joined(separator: ",")))
             INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
                 reason, last_error, trace_id, updated_phase)
-            SELECT message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms, reason,
-                last_error, trace_id, updated_phase FROM incoming WHERE true
+            VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
             ON CONFLICT (message_id) DO UPDATE SET
                 type = COALESCE(jobs.type, excluded.type),
                 published_at_ms = COALESCE(jobs.published_at_ms, excluded.published_at_ms),
