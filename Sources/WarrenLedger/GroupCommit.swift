@@ -1,3 +1,5 @@
+import Foundation
+import Metrics
 import Synchronization
 import Warren
 
@@ -19,9 +21,11 @@ final class GroupCommit: Sendable {
         var writing = false
     }
     private let state = Mutex(State())
+    private let lag: Gauge
 
-    init(store: any LedgerStore) {
+    init(store: any LedgerStore, queue: String) {
         self.store = store
+        lag = Gauge(label: WarrenMetrics.ledgerLag.name, dimensions: [("queue", queue)])
     }
 
     /// Returns once `events` are committed. 
@@ -50,7 +54,11 @@ final class GroupCommit: Sendable {
             }
             guard let group else { return }
             do {
-                try await store.record(group.flatMap(\.events))
+                let events = group.flatMap(\.events)
+                try await store.record(events)
+                if let oldest = events.lazy.map(\.atMs).min() {
+                    lag.record(max(0, Date().timeIntervalSince1970 - Double(oldest) / 1000))
+                }
                 for waiting in group { waiting.continuation.resume() }
             } catch {
                 for waiting in group { waiting.continuation.resume(throwing: error) }

@@ -47,7 +47,7 @@ public final class Ledger: Service, Sendable {
         self.queue = queue
         self.exchange = exchange
         // Every batch in flight has a handler waiting for its commit; the group commit writes them together.
-        let commits = GroupCommit(store: store)
+        let commits = GroupCommit(store: store, queue: queue)
         let registration = HandlerRegistration(
             EventBatch.self, queue: queue,
             options: HandlerOptions(

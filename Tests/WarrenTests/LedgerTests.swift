@@ -99,6 +99,7 @@ struct SQLiteLedgerStoreTests {
 @Suite("Ledger against RabbitMQ", .serialized)
 struct LedgerBrokerTests {
     @Test func statusFollowsTheJobAndARestartedLedgerLosesNothing() async throws {
+        _ = testMetrics  // the process's metrics, bootstrapped before the ledger makes its gauge
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName()
         let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
@@ -144,6 +145,8 @@ struct LedgerBrokerTests {
             #expect(bounced)
             let letter = try #require(try await store.job(messageID: "bounce"))
             #expect(letter.reason == "rejected" && letter.lastError?.contains("550") == true)
+            let lag = try testMetrics.expectGauge("warren_ledger_lag_seconds", [("queue", ledgerQueue)])
+            #expect(lag.lastValue.map { $0 >= 0 && $0 < 60 } == true, "the ledger reports how far behind it is")
             let flaky = try #require(try await store.job(messageID: "flaky"))
             #expect(flaky.timeline.map(\.outcome) == ["retry", "ack"] && flaky.publishedAtMs != nil)
 

@@ -68,9 +68,14 @@ public enum WarrenMetrics {
         name: "warren_events_dropped_total", kind: .counter, labels: [],
         help: "Job events dropped because the event buffer was full.")
 
+    /// How far behind the ledger is: the age of the oldest event of the last group it committed, in seconds.
+    public static let ledgerLag = WarrenMetric(
+        name: "warren_ledger_lag_seconds", kind: .gauge, labels: ["queue"],
+        help: "Age of the oldest event in the ledger's last committed group, in seconds.")
+
     /// Every metric above.
     public static let all: [WarrenMetric] = [
         messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects, consumers,
-        settlementsDropped, eventsDropped,
+        settlementsDropped, eventsDropped, ledgerLag,
     ]
 }
