@@ -85,6 +85,21 @@ struct EventsTests {
     }
 }
 
+extension EventsTests {
+    @Test func aFlushWithATimeoutReturnsAlthoughTheBrokerTakesNothing() async throws {
+        let transport = StuckTransport()
+        let events = WarrenEvents(transport: transport, options: EventOptions(flushInterval: .milliseconds(10)), logger: TestBroker.quietLogger())
+        for index in 0..<10 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", atMs: 1)) }
+        try await Task.sleep(for: .milliseconds(50))  // the background flush is now stuck in the broker
+        let clock = ContinuousClock()
+        let started = clock.now
+        await events.close(timeout: .milliseconds(300))
+        #expect(clock.now - started < .seconds(3), "a shutdown is not held up by a broker that is away")
+        #expect(transport.published.withLock { $0.isEmpty })
+        transport.blocked.withLock { $0 = false }
+    }
+}
+
 /// Events of real deliveries, read from a queue bound to `warren.events` as a ledger's would be.
 @Suite("Job events against RabbitMQ")
 struct EventsBrokerTests {

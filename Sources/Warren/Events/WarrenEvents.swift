@@ -57,8 +57,9 @@ public struct EventOptions: Sendable {
 /// handler: recording one takes a lock; when the broker is slow or away, events wait in a bounded buffer, and past it
 /// new ones are dropped and counted (`warren_events_dropped_total`).
 ///
-/// A `Service`: in a `ServiceGroup`, it sends what is left when the group shuts down. A worker given it also sends
-/// what is left when it stops.
+/// A `Service`: in a `ServiceGroup`, it sends what is left when the group shuts down (for at most 10 s). A worker
+/// given it also sends what is left when it stops (for at most 5 s: a broker that is away does not hold up a
+/// shutdown).
 public final class WarrenEvents: Service, Sendable {
     public let transport: any WarrenTransport
     public let options: EventOptions
@@ -131,6 +132,28 @@ public final class WarrenEvents: Service, Sendable {
         while await flushOnce() {}
     }
 
+    /// ``flush()``, for at most `timeout` (a broker that is away must not hold up a shutdown); what is not sent by
+    /// then stays buffered.
+    public func flush(timeout: Duration) async {
+        // Not a task group: it would wait for a flush stuck behind the background one (which may be waiting for the
+        // broker) even after the timeout.
+        let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
+        let resume: @Sendable () -> Void = { done.withLock { $0.take() }?.resume() }
+        let flushing = Task { await self.flush() }
+        await withCheckedContinuation { continuation in
+            done.withLock { $0 = continuation }
+            Task {
+                await flushing.value
+                resume()
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                resume()
+            }
+        }
+        flushing.cancel()
+    }
+
     /// Sends up to one flush interval's worth; returns whether more is waiting and the last send worked.
     @discardableResult
     private func flushOnce() async -> Bool {
@@ -200,9 +223,9 @@ public final class WarrenEvents: Service, Sendable {
         state.withLock { $0.exchangeDeclared = true }
     }
 
-    /// Sends what is left and stops the background flushes; events recorded later are ignored.
-    public func close() async {
-        await flush()
+    /// Sends what is left (for at most `timeout`) and stops the background flushes; events recorded later are ignored.
+    public func close(timeout: Duration = .seconds(10)) async {
+        await flush(timeout: timeout)
         let flusher = state.withLock { state in
             state.closed = true
             defer { state.flusher = nil }

@@ -200,9 +200,9 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    /// Sends the job events still buffered, then closes the transport.
+    /// Sends the job events still buffered (for at most 5 s), then closes the transport.
     private func closeTransport() async {
-        await configuration.events?.flush()
+        await configuration.events?.flush(timeout: .seconds(5))
         await transport.close()
     }
 
