@@ -10,6 +10,7 @@ have_rabbitmq() {
 have_amqp_tools() { command -v amqp-publish >/dev/null 2>&1; }
 have_openssl() { command -v openssl >/dev/null 2>&1; }  # the TLS tests make their certificates with it
 have_promtool() { command -v promtool >/dev/null 2>&1; }  # checks docs/alerts.yaml (Debian's prometheus)
+have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; }  # the ledger's tests
 have_prometheus_client() { python3 -c 'import prometheus_client' >/dev/null 2>&1; }  # parses /metrics in the tests
 
 install_prometheus_client() {
@@ -20,7 +21,7 @@ install_prometheus_client() {
   fi
 }
 
-if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool; } || [ "$(uname)" = Darwin ]; }; then
+if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool && have_postgres; } || [ "$(uname)" = Darwin ]; }; then
   install_prometheus_client
   exit 0
 fi
@@ -33,14 +34,14 @@ if command -v apt-get >/dev/null 2>&1; then
       exit 1
     fi
   fi
-  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools, prometheus (promtool) with apt-get" >&2
+  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools, prometheus (promtool), postgresql with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools openssl \
-    prometheus >/dev/null
+    prometheus postgresql >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   echo "install-deps: installing rabbitmq-c and rabbitmq with Homebrew" >&2
-  brew install pkg-config rabbitmq-c rabbitmq prometheus
+  brew install pkg-config rabbitmq-c rabbitmq prometheus postgresql
 else
   cat >&2 <<'MSG'
 install-deps: cannot install Warren's dependencies on this system automatically.

@@ -6,7 +6,8 @@ import Warren
 /// Writes the batches of several handlers in one transaction: a handler hands its batch over and waits; whoever
 /// finds no write running becomes the writer and commits everything handed over meanwhile, again and again until
 /// nothing waits. Each handler returns (and its message is acked) only once the transaction holding its batch
-/// committed; when it failed, every handler of that transaction gets the error (and its message is retried).
+/// committed. When a group fails, each of its batches is written again on its own, so that only a bad one gets the
+/// error (and its message is retried, then dead-lettered).
 ///
 /// A commit costs SQLite a few milliseconds whatever its size: one per AMQP message capped ingestion at about 20,000
 /// events/s here, one per group lifts it (docs/performance.md, "ledger").
@@ -60,8 +61,18 @@ final class GroupCommit: Sendable {
                     lag.record(max(0, Date().timeIntervalSince1970 - Double(oldest) / 1000))
                 }
                 for waiting in group { waiting.continuation.resume() }
+            } catch where group.count > 1 {
+                // One bad batch must not fail the others: each on its own, with its own answer.
+                for waiting in group {
+                    do {
+                        try await store.record(waiting.events)
+                        waiting.continuation.resume()
+                    } catch {
+                        waiting.continuation.resume(throwing: error)
+                    }
+                }
             } catch {
-                for waiting in group { waiting.continuation.resume(throwing: error) }
+                group[0].continuation.resume(throwing: error)
             }
         }
     }

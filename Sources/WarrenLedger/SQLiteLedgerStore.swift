@@ -11,6 +11,10 @@ public protocol LedgerStore: Sendable {
     func record(_ events: [WarrenEvent]) async throws
     /// A job's state and its attempts; `nil` when the ledger never heard of it.
     func job(messageID: String) async throws -> JobStatus?
+    /// The schema version in place (0 before ``migrate()``).
+    func schemaVersion() async throws -> Int
+    /// Events recorded in all.
+    func eventCount() async throws -> Int
     func close() async throws
 }
 
@@ -74,7 +78,6 @@ public final class SQLiteLedgerStore: LedgerStore {
         }
     }
 
-    /// The schema version in place.
     public func schemaVersion() async throws -> Int {
         try await connection.query("SELECT MAX(version) AS version FROM ledger_migrations").first?.column("version")?.integer ?? 0
     }
@@ -208,7 +211,6 @@ public final class SQLiteLedgerStore: LedgerStore {
             traceID: row.column("trace_id")?.string, timeline: JobStatus.timeline(of: events))
     }
 
-    /// Events recorded in all.
     public func eventCount() async throws -> Int {
         try await connection.query("SELECT COUNT(*) AS n FROM events").first?.column("n")?.integer ?? 0
     }

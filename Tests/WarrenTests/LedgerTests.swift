@@ -6,6 +6,31 @@ import WarrenTestSupport
 import WarrenAMQP
 @testable import WarrenLedger
 
+/// The stores every ledger test runs against.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// A fresh store of `kind`: a SQLite file of its own, or a new database on the test process's PostgreSQL.
+func withStore<T>(_ kind: StoreKind, _ body: (any LedgerStore) async throws -> T) async throws -> T {
+    switch kind {
+    case .sqlite:
+        return try await withSQLiteStore { store, _ in try await body(store) }
+    case .postgres:
+        let url = try await LocalPostgres.shared().newDatabaseURL()
+        let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
+        do {
+            let result = try await body(store)
+            try? await store.close()
+            return result
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+}
+
 /// A store in a file of its own, removed afterwards.
 func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) async throws -> T {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
@@ -21,10 +46,22 @@ func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) a
     }
 }
 
-@Suite("Ledger store (SQLite)")
-struct SQLiteLedgerStoreTests {
+@Suite("Ledger stores (SQLite, PostgreSQL)")
+struct LedgerStoreTests {
     func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil) -> WarrenEvent {
         WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at, error: error, host: "w1")
+    }
+
+    @Test func migrationsRunOnceOnPostgreSQLTooEvenTwoAtATime() async throws {
+        let url = try await LocalPostgres.shared().newDatabaseURL()
+        let first = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
+        let second = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
+        async let one: Void = first.migrate()
+        async let two: Void = second.migrate()
+        _ = try await (one, two)
+        #expect(try await first.schemaVersion() == PostgresLedgerStore.migrations.last?.version)
+        try await first.close()
+        try await second.close()
     }
 
     @Test func migrationsAreVersionedAndRunOnce() async throws {
@@ -40,8 +77,9 @@ struct SQLiteLedgerStoreTests {
         }
     }
 
-    @Test func aJobFollowsItsLatestEventWhateverOrderTheyArriveIn() async throws {
-        try await withSQLiteStore { store, _ in
+    @Test(arguments: StoreKind.allCases)
+    func aJobFollowsItsLatestEventWhateverOrderTheyArriveIn(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await store.migrate()
             #expect(try await store.job(messageID: "a") == nil)
             // The worker started before the publisher's confirm came back: `published` arrives last and later.
@@ -71,8 +109,9 @@ struct SQLiteLedgerStoreTests {
         }
     }
 
-    @Test func aSettlementInTheSameMillisecondAsItsStartWinsWhateverOrderTheyArriveIn() async throws {
-        try await withSQLiteStore { store, _ in
+    @Test(arguments: StoreKind.allCases)
+    func aSettlementInTheSameMillisecondAsItsStartWinsWhateverOrderTheyArriveIn(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await store.migrate()
             try await store.record([event(.ack, "same", attempt: 1, at: 500)])
             try await store.record([event(.started, "same", attempt: 1, at: 500)])
@@ -82,8 +121,46 @@ struct SQLiteLedgerStoreTests {
         }
     }
 
-    @Test func aBatchIsOneTransaction() async throws {
-        try await withSQLiteStore { store, _ in
+    @Test func aBatchThatFailsLeavesNothingBehind() async throws {
+        try await withStore(.postgres) { store in
+            try await store.migrate()
+            var bad = event(.ack, "bad", attempt: 1, at: 2)
+            bad.error = "a NUL byte PostgreSQL refuses in text: \u{0}"
+            await #expect(throws: (any Error).self) { try await store.record([event(.started, "good", attempt: 1, at: 1), bad]) }
+            #expect(try await store.eventCount() == 0, "one transaction: the good event went too")
+            #expect(try await store.job(messageID: "good") == nil)
+        }
+    }
+
+    @Test func aBadBatchInAGroupCommitFailsAloneAndTheOthersAreKept() async throws {
+        try await withStore(.postgres) { store in
+            try await store.migrate()
+            let commits = GroupCommit(store: store, queue: "warren.ledger")
+            var bad = event(.ack, "bad", attempt: 1, at: 2)
+            bad.error = "\u{0}"
+            // Handed over together: the first write takes whatever is waiting, the rest go in the next group.
+            let batches = ["good-1", "bad", "good-2", "good-3"].map { id in (id, id == "bad" ? bad : event(.ack, id, attempt: 1, at: 3)) }
+            let results = await withTaskGroup(of: (String, Bool).self) { group in
+                for (id, batch) in batches {
+                    group.addTask {
+                        do {
+                            try await commits.record([batch])
+                            return (id, true)
+                        } catch {
+                            return (id, false)
+                        }
+                    }
+                }
+                return await group.reduce(into: [String: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(results == ["good-1": true, "bad": false, "good-2": true, "good-3": true])
+            #expect(try await store.eventCount() == 3)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aBigBatchIsRecorded(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
             try await store.migrate()
             let many = (0..<1_000).flatMap { index in
                 [event(.started, "job-\(index)", attempt: 1, at: Int64(index)), event(.ack, "job-\(index)", attempt: 1, at: Int64(index) + 1)]
@@ -98,12 +175,13 @@ struct SQLiteLedgerStoreTests {
 /// Events → ledger → status through the real broker.
 @Suite("Ledger against RabbitMQ", .serialized)
 struct LedgerBrokerTests {
-    @Test func statusFollowsTheJobAndARestartedLedgerLosesNothing() async throws {
+    @Test(arguments: StoreKind.allCases)
+    func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {
         _ = testMetrics  // the process's metrics, bootstrapped before the ledger makes its gauge
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName()
         let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
-        try await withSQLiteStore { store, _ in
+        try await withStore(kind) { store in
             let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
             try await transport.start()
             defer { Task { await transport.close() } }

@@ -1,0 +1,300 @@
+import Foundation
+import Logging
+import PostgresNIO
+import Warren
+
+/// The shared store: PostgreSQL (postgres-nio's pooled client), for several ledgers and dashboards and long
+/// retention. Ledgers on one database share the work: each commits its batches in its own transactions, and the
+/// schema is migrated under an advisory lock, so two starting at once do not race.
+public final class PostgresLedgerStore: LedgerStore {
+    private let client: PostgresClient
+    private let running: Task<Void, Never>
+    private let logger: Logger
+
+    /// The schema versions, in order (see ``SQLiteLedgerStore/migrations`` for the same tables in SQLite).
+    static let migrations: [(version: Int, statements: [String])] = [
+        (1, [
+            """
+            CREATE TABLE events (
+                id BIGSERIAL PRIMARY KEY, message_id TEXT NOT NULL, event TEXT NOT NULL, type TEXT, queue TEXT NOT NULL,
+                attempt INTEGER, at_ms BIGINT NOT NULL, queue_wait_ms BIGINT, duration_ms BIGINT, error TEXT, reason TEXT,
+                next_attempt_at_ms BIGINT, host TEXT, trace_id TEXT)
+            """,
+            "CREATE INDEX events_by_job ON events (message_id, at_ms)",
+            """
+            CREATE TABLE jobs (
+                message_id TEXT PRIMARY KEY, type TEXT, queue TEXT NOT NULL, status TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0, published_at_ms BIGINT, updated_at_ms BIGINT NOT NULL,
+                updated_phase INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms BIGINT, reason TEXT, last_error TEXT,
+                trace_id TEXT)
+            """,
+            "CREATE INDEX jobs_by_type_status ON jobs (type, status, updated_at_ms)",
+            "CREATE INDEX jobs_by_queue_status ON jobs (queue, status, updated_at_ms)",
+            """
+            CREATE TABLE dead_letters (
+                message_id TEXT NOT NULL, at_ms BIGINT NOT NULL, queue TEXT NOT NULL, type TEXT, reason TEXT, error TEXT,
+                headers JSONB, body TEXT, body_encoding TEXT, body_truncated BOOLEAN, PRIMARY KEY (message_id, at_ms))
+            """,
+        ]),
+    ]
+
+    /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
+    ///   error).
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse.
+    public convenience init(url: String, logger: Logger = Logger(label: "warren.ledger.postgres")) throws {
+        guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
+            let host = components.host, let user = components.user
+        else {
+            throw WarrenError(.invalidConfiguration, "not a PostgreSQL URL (postgres://user:password@host:port/database)")
+        }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.init(
+            configuration: PostgresClient.Configuration(
+                host: host, port: components.port ?? 5432, username: user, password: components.password,
+                database: database.isEmpty ? nil : database, tls: .disable),
+            logger: logger)
+    }
+
+    /// Starts the client's connection pool; ``close()`` stops it.
+    public init(configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")) {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        running = Task { await client.run() }
+    }
+
+    public func migrate() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            // One migrating process at a time; the others find the work done.
+            try await connection.query("SELECT pg_advisory_xact_lock(7715201)", logger: logger)
+            try await connection.query(
+                "CREATE TABLE IF NOT EXISTS ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+                logger: logger)
+            var applied: Set<Int> = []
+            for try await version in try await connection.query("SELECT version FROM ledger_migrations", logger: logger).decode(Int.self) {
+                applied.insert(version)
+            }
+            for migration in Self.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements { try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                let now = Int64(Date().timeIntervalSince1970 * 1000)
+                try await connection.query(
+                    "INSERT INTO ledger_migrations (version, applied_at_ms) VALUES (\(migration.version), \(now))", logger: logger)
+            }
+        }
+    }
+
+    public func schemaVersion() async throws -> Int {
+        for try await version in try await client.query("SELECT MAX(version) FROM ledger_migrations", logger: logger).decode(Int?.self) {
+            return version ?? 0
+        }
+        return 0
+    }
+
+    /// Rows per statement: PostgreSQL takes at most 65,535 parameters.
+    private static let rowsPerStatement = 1_000
+
+    public func record(_ events: [WarrenEvent]) async throws {
+        let events = events.filter { $0.messageID != nil }
+        guard !events.isEmpty else { return }
+        try await client.withTransaction(logger: logger) { connection in
+            for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
+                let chunk = events[start..<min(start + Self.rowsPerStatement, events.count)]
+                try await connection.query(try Self.insertEvents(chunk), logger: logger)
+                try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
+                let letters = chunk.filter { $0.event == .deadLetter }
+                if !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters), logger: logger) }
+            }
+        }
+    }
+
+    /// `($1,$2,…),(…)`; `casts` gives a column (1-based) a type cast, for a text bind into a JSONB column.
+    private static func placeholders(rows: Int, columns: Int, casts: [Int: String] = [:]) -> String {
+        (0..<rows).map { row in
+            "(" + (1...columns).map { column in "$\(row * columns + column)" + (casts[column].map { "::\($0)" } ?? "") }
+                .joined(separator: ",") + ")"
+        }.joined(separator: ",")
+    }
+
+    private static func insertEvents(_ events: ArraySlice<WarrenEvent>) throws -> PostgresQuery {
+        var binds = PostgresBindings(capacity: events.count * 13)
+        for event in events {
+            binds.append(event.messageID!)
+            binds.append(event.event.rawValue)
+            binds.append(event.type)
+            binds.append(event.queue)
+            binds.append(event.attempt.map(Int32.init(clamping:)))
+            binds.append(event.atMs)
+            binds.append(event.queueWaitMs)
+            binds.append(event.durationMs)
+            binds.append(event.error)
+            binds.append(event.reason)
+            binds.append(event.nextAttemptAtMs)
+            binds.append(event.host)
+            binds.append(event.traceID)
+        }
+        return PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
+                    next_attempt_at_ms, host, trace_id) VALUES \(placeholders(rows: events.count, columns: 13))
+                """, binds: binds)
+    }
+
+    /// One row per job (PostgreSQL updates a row at most once per statement), merged with the stored one by the same
+    /// rule as ``SQLiteLedgerStore``: the latest event by time, a settlement over its start in the same millisecond,
+    /// `published` only filling in the publish time.
+    private static func upsertJobs(_ updates: [JobUpdate]) throws -> PostgresQuery {
+        var binds = PostgresBindings(capacity: updates.count * 12)
+        for update in updates {
+            binds.append(update.messageID)
+            binds.append(update.type)
+            binds.append(update.queue)
+            binds.append(update.status)
+            binds.append(Int32(clamping: update.attempts))
+            binds.append(update.publishedAtMs)
+            binds.append(update.updatedAtMs)
+            binds.append(Int32(update.updatedPhase))
+            binds.append(update.nextAttemptAtMs)
+            binds.append(update.reason)
+            binds.append(update.lastError)
+            binds.append(update.traceID)
+        }
+        let newer = """
+            (EXCLUDED.updated_at_ms > jobs.updated_at_ms OR
+             (EXCLUDED.updated_at_ms = jobs.updated_at_ms AND EXCLUDED.updated_phase >= jobs.updated_phase))
+            """
+        return PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, updated_phase,
+                    next_attempt_at_ms, reason, last_error, trace_id) VALUES \(placeholders(rows: updates.count, columns: 12))
+                ON CONFLICT (message_id) DO UPDATE SET
+                    type = COALESCE(jobs.type, EXCLUDED.type),
+                    published_at_ms = LEAST(jobs.published_at_ms, EXCLUDED.published_at_ms),
+                    attempts = GREATEST(jobs.attempts, EXCLUDED.attempts),
+                    trace_id = COALESCE(jobs.trace_id, EXCLUDED.trace_id),
+                    status = CASE WHEN \(newer) THEN EXCLUDED.status ELSE jobs.status END,
+                    next_attempt_at_ms = CASE WHEN \(newer) THEN EXCLUDED.next_attempt_at_ms ELSE jobs.next_attempt_at_ms END,
+                    reason = CASE WHEN \(newer) THEN EXCLUDED.reason ELSE jobs.reason END,
+                    queue = CASE WHEN EXCLUDED.updated_at_ms > 0 THEN EXCLUDED.queue ELSE jobs.queue END,
+                    last_error = COALESCE(EXCLUDED.last_error, jobs.last_error),
+                    updated_phase = CASE WHEN \(newer) THEN EXCLUDED.updated_phase ELSE jobs.updated_phase END,
+                    updated_at_ms = GREATEST(jobs.updated_at_ms, EXCLUDED.updated_at_ms)
+                """, binds: binds)
+    }
+
+    private static func insertDeadLetters(_ events: [WarrenEvent]) throws -> PostgresQuery {
+        var binds = PostgresBindings(capacity: events.count * 10)
+        for event in events {
+            binds.append(event.messageID!)
+            binds.append(event.atMs)
+            binds.append(event.queue)
+            binds.append(event.type)
+            binds.append(event.reason)
+            binds.append(event.error)
+            binds.append(event.headers.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) })
+            binds.append(event.body)
+            binds.append(event.bodyEncoding)
+            binds.append(event.bodyTruncated)
+        }
+        return PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
+                    body_truncated) VALUES \(placeholders(rows: events.count, columns: 10, casts: [7: "jsonb"]))
+                ON CONFLICT DO NOTHING
+                """, binds: binds)
+    }
+
+    public func job(messageID: String) async throws -> JobStatus? {
+        let rows = try await client.query(
+            """
+            SELECT type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms, reason, last_error, trace_id
+            FROM jobs WHERE message_id = \(messageID)
+            """, logger: logger)
+        var job: JobStatus?
+        for try await (type, queue, status, attempts, published, updated, next, reason, error, trace) in rows.decode(
+            (String?, String, String, Int, Int64?, Int64, Int64?, String?, String?, String?).self)
+        {
+            job = JobStatus(
+                messageID: messageID, type: type, queue: queue, state: JobStatus.State(rawValue: status), attempts: attempts,
+                publishedAtMs: published, updatedAtMs: max(updated, published ?? 0), nextAttemptAtMs: next, reason: reason,
+                lastError: error, traceID: trace, timeline: [])
+        }
+        guard var job else { return nil }
+        var events: [WarrenEvent] = []
+        let eventRows = try await client.query(
+            """
+            SELECT event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason, next_attempt_at_ms, host, trace_id
+            FROM events WHERE message_id = \(messageID)
+            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
+            """, logger: logger)
+        for try await row in eventRows {
+            let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace) = try row.decode(
+                (String, String?, String, Int?, Int64, Int64?, Int64?, String?, String?, Int64?, String?, String?).self)
+            events.append(WarrenEvent(
+                event: WarrenEvent.Kind(rawValue: kind), messageID: messageID, type: type, queue: queue, attempt: attempt, atMs: at,
+                queueWaitMs: wait, durationMs: duration, error: error, reason: reason, nextAttemptAtMs: next, host: host, traceID: trace))
+        }
+        job.timeline = JobStatus.timeline(of: events)
+        return job
+    }
+
+    public func eventCount() async throws -> Int {
+        for try await count in try await client.query("SELECT COUNT(*) FROM events", logger: logger).decode(Int.self) { return count }
+        return 0
+    }
+
+    public func close() async throws {
+        running.cancel()
+        await running.value
+    }
+}
+
+/// What a batch does to one job's row: its events folded, in order, by the ledger's rule.
+struct JobUpdate: Equatable {
+    var messageID: String
+    var type: String?
+    var queue: String
+    var status: String
+    var attempts: Int
+    var publishedAtMs: Int64?
+    /// 0 when the batch only published the job: then it never wins over a stored row.
+    var updatedAtMs: Int64
+    var updatedPhase: Int
+    var nextAttemptAtMs: Int64?
+    var reason: String?
+    var lastError: String?
+    var traceID: String?
+
+    static func fold(_ events: some Sequence<WarrenEvent>) -> [JobUpdate] {
+        var order: [String] = []
+        var updates: [String: JobUpdate] = [:]
+        for event in events {
+            guard let id = event.messageID else { continue }
+            var update = updates[id] ?? {
+                order.append(id)
+                return JobUpdate(
+                    messageID: id, type: nil, queue: event.queue, status: JobStatus.State.pending.rawValue, attempts: 0,
+                    publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0)
+            }()
+            update.type = update.type ?? event.type
+            update.traceID = update.traceID ?? event.traceID
+            if let error = event.error { update.lastError = error }
+            if event.event == .published {
+                update.publishedAtMs = min(update.publishedAtMs ?? event.atMs, event.atMs)
+                if update.updatedAtMs == 0 { update.queue = event.queue }
+            } else {
+                if event.event == .started { update.attempts = max(update.attempts, event.attempt ?? 1) }
+                let phase = SQLiteLedgerStore.phase(of: event.event)
+                if (event.atMs, phase) >= (update.updatedAtMs, update.updatedPhase) {
+                    update.status = JobStatus.state(after: event.event).rawValue
+                    update.nextAttemptAtMs = event.event == .retry ? event.nextAttemptAtMs : nil
+                    update.reason = event.reason
+                    update.queue = event.queue
+                    update.updatedAtMs = event.atMs
+                    update.updatedPhase = phase
+                }
+            }
+            updates[id] = update
+        }
+        return order.map { updates[$0]! }
+    }
+}

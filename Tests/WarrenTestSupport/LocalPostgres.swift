@@ -1,0 +1,132 @@
+import Foundation
+import Synchronization
+
+/// A throwaway PostgreSQL server for the test process, from Debian's `postgresql` (`make test` installs it): its own
+/// data folder and a free port on 127.0.0.1, started on first use and stopped when the process exits. As root it runs
+/// as the `postgres` user (PostgreSQL refuses root). Without a server installed it throws — under CI a failure, as
+/// for the broker.
+package final class LocalPostgres: Sendable {
+    package let port: Int
+    package let directory: String
+    private let binaries: String
+
+    /// A URL for a new, empty database of its own.
+    package func newDatabaseURL(_ prefix: String = "ledger") async throws -> String {
+        let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
+        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE DATABASE \(name)"])
+        return "postgres://warren@127.0.0.1:\(port)/\(name)"
+    }
+
+    package static func shared() async throws -> LocalPostgres { try await sharedServer.value }
+
+    private static let sharedServer = Task { try await LocalPostgres.start() }
+
+    private init(port: Int, directory: String, binaries: String) {
+        self.port = port
+        self.directory = directory
+        self.binaries = binaries
+    }
+
+    private static func start() async throws -> LocalPostgres {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        guard let version = versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }).first(where: {
+            FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/initdb")
+        }) else {
+            throw TestFailure("PostgreSQL is not installed (apt-get install postgresql; make test installs it)")
+        }
+        let binaries = "/usr/lib/postgresql/\(version)/bin"
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", directory], asPostgres: false) }
+        let port = try freePort()
+        try await run(["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8"])
+        // The server itself, as a child that keeps running (not `pg_ctl start`, which daemonizes: Foundation never
+        // reaps the `runuser` that ran it, and its termination handler never runs).
+        let server = Process()
+        let command = [
+            "\(binaries)/postgres", "-D", "\(directory)/data", "-p", "\(port)", "-k", directory,
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+        ]
+        server.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : command[0])
+        server.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + command : Array(command.dropFirst())
+        _ = FileManager.default.createFile(atPath: "\(directory)/log", contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(directory)/log"))
+        server.standardOutput = log
+        server.standardError = log
+        server.standardInput = FileHandle.nullDevice
+        try server.run()
+        let ready = ContinuousClock.now + .seconds(60)
+        while true {
+            if (try? await run(["\(binaries)/pg_isready", "-h", directory, "-p", "\(port)", "-q"])) != nil { break }
+            guard ContinuousClock.now < ready, server.isRunning else {
+                let text = (try? String(contentsOfFile: "\(directory)/log", encoding: .utf8)) ?? ""
+                throw TestFailure("PostgreSQL did not start: \(text)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let local = LocalPostgres(port: port, directory: directory, binaries: binaries)
+        atexit { LocalPostgres.stopAll() }
+        started.withLock { $0.append(local) }
+        return local
+    }
+
+    private static let started = Mutex<[LocalPostgres]>([])
+
+    /// At exit: stop each server, blocking (no task runs any more), and remove its folder.
+    private static func stopAll() {
+        for server in started.withLock({ $0 }) {
+            let stop = Process()
+            stop.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : "\(server.binaries)/pg_ctl")
+            stop.arguments = (getuid() == 0 ? ["-u", "postgres", "--", "\(server.binaries)/pg_ctl"] : [])
+                + ["-D", "\(server.directory)/data", "-m", "immediate", "-w", "stop"]
+            stop.standardOutput = FileHandle.nullDevice
+            stop.standardError = FileHandle.nullDevice
+            if (try? stop.run()) != nil { stop.waitUntilExit() }
+            try? FileManager.default.removeItem(atPath: server.directory)
+        }
+    }
+
+    /// Runs a command (as `postgres` when this process is root), failing with its output.
+    private static func run(_ command: [String], asPostgres: Bool = true) async throws {
+        let process = Process()
+        let root = getuid() == 0 && asPostgres
+        process.executableURL = URL(fileURLWithPath: root ? "/usr/sbin/runuser" : command[0])
+        process.arguments = root ? ["-u", "postgres", "--"] + command : Array(command.dropFirst())
+        // Output to a file, not a pipe: `pg_ctl start` leaves the server running with the descriptors it inherited.
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString).out")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? handle.close() }
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        guard status == 0 else {
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            throw TestFailure("\(command.joined(separator: " ")) exited with \(status): \(text)")
+        }
+    }
+
+    private static func freePort() throws -> Int {
+        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw TestFailure("socket() failed") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestFailure("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
