@@ -39,7 +39,7 @@ package final class LocalPostgres: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", directory], asPostgres: false) }
-        let port = try freePort()
+        let port = try freeTCPPort()
         try await run(["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8"])
         // The server itself, as a child that keeps running (not `pg_ctl start`, which daemonizes: Foundation never
         // reaps the `runuser` that ran it, and its termination handler never runs).
@@ -111,22 +111,24 @@ package final class LocalPostgres: Sendable {
             throw TestFailure("\(command.joined(separator: " ")) exited with \(status): \(text)")
         }
     }
+}
 
-    private static func freePort() throws -> Int {
-        let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw TestFailure("socket() failed") }
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw TestFailure("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+/// A TCP port nothing listens on now on 127.0.0.1 (the system's choice for port 0), for a server that must be told
+/// its port.
+package func freeTCPPort() throws -> Int {
+    let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socket >= 0 else { throw TestFailure("socket() failed") }
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
+    guard bound == 0 else { throw TestFailure("bind() failed") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
