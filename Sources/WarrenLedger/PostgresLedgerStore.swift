@@ -139,9 +139,8 @@ public final class PostgresLedgerStore: LedgerStore {
                 """, binds: binds)
     }
 
-    /// One row per job (PostgreSQL updates a row at most once per statement), merged with the stored one by the same
-    /// rule as ``SQLiteLedgerStore``: the latest event by time, a settlement over its start in the same millisecond,
-    /// `published` only filling in the publish time.
+    /// Merges each job's update (``JobUpdate``: one per job, as PostgreSQL updates a row at most once per statement)
+    /// with its stored row.
     private static func upsertJobs(_ updates: [JobUpdate]) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: updates.count * 12)
         for update in updates {
@@ -245,56 +244,5 @@ public final class PostgresLedgerStore: LedgerStore {
     public func close() async throws {
         running.cancel()
         await running.value
-    }
-}
-
-/// What a batch does to one job's row: its events folded, in order, by the ledger's rule.
-struct JobUpdate: Equatable {
-    var messageID: String
-    var type: String?
-    var queue: String
-    var status: String
-    var attempts: Int
-    var publishedAtMs: Int64?
-    /// 0 when the batch only published the job: then it never wins over a stored row.
-    var updatedAtMs: Int64
-    var updatedPhase: Int
-    var nextAttemptAtMs: Int64?
-    var reason: String?
-    var lastError: String?
-    var traceID: String?
-
-    static func fold(_ events: some Sequence<WarrenEvent>) -> [JobUpdate] {
-        var order: [String] = []
-        var updates: [String: JobUpdate] = [:]
-        for event in events {
-            guard let id = event.messageID else { continue }
-            var update = updates[id] ?? {
-                order.append(id)
-                return JobUpdate(
-                    messageID: id, type: nil, queue: event.queue, status: JobStatus.State.pending.rawValue, attempts: 0,
-                    publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0)
-            }()
-            update.type = update.type ?? event.type
-            update.traceID = update.traceID ?? event.traceID
-            if let error = event.error { update.lastError = error }
-            if event.event == .published {
-                update.publishedAtMs = min(update.publishedAtMs ?? event.atMs, event.atMs)
-                if update.updatedAtMs == 0 { update.queue = event.queue }
-            } else {
-                if event.event == .started { update.attempts = max(update.attempts, event.attempt ?? 1) }
-                let phase = SQLiteLedgerStore.phase(of: event.event)
-                if (event.atMs, phase) >= (update.updatedAtMs, update.updatedPhase) {
-                    update.status = JobStatus.state(after: event.event).rawValue
-                    update.nextAttemptAtMs = event.event == .retry ? event.nextAttemptAtMs : nil
-                    update.reason = event.reason
-                    update.queue = event.queue
-                    update.updatedAtMs = event.atMs
-                    update.updatedPhase = phase
-                }
-            }
-            updates[id] = update
-        }
-        return order.map { updates[$0]! }
     }
 }

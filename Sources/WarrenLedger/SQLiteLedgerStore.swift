@@ -102,7 +102,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         try await transaction {
             for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
                 try await insertEvents(chunk)
-                try await upsertJobs(chunk)
+                try await upsertJobs(JobUpdate.fold(chunk))
                 let letters = chunk.filter { $0.event == .deadLetter }
                 if !letters.isEmpty { try await insertDeadLetters(letters) }
             }
@@ -128,48 +128,40 @@ public final class SQLiteLedgerStore: LedgerStore {
             """, binds)
     }
 
-    /// A job's row follows its latest event: by time, and within one millisecond a settlement after its start (the
-    /// two may arrive in either order). A `published` event only fills in the publish time, since the publisher's
-    /// confirm may come back after a worker started the job.
-    private func upsertJobs(_ events: ArraySlice<WarrenEvent>) async throws {
+    /// Merges each job's update (``JobUpdate``) with its stored row.
+    private func upsertJobs(_ updates: [JobUpdate]) async throws {
         var binds: [SQLiteData] = []
-        binds.reserveCapacity(events.count * 12)
-        for event in events {
-            let published = event.event == .published
+        binds.reserveCapacity(updates.count * 12)
+        for update in updates {
             binds += [
-                .text(event.messageID!), Self.text(event.type), .text(event.queue), .text(JobStatus.state(after: event.event).rawValue),
-                .integer(event.event == .started ? event.attempt ?? 1 : 0), published ? .integer(Int(event.atMs)) : .null,
-                .integer(published ? 0 : Int(event.atMs)), Self.integer(event.event == .retry ? event.nextAttemptAtMs : nil),
-                Self.text(event.reason), Self.text(event.error), Self.text(event.traceID), .integer(Self.phase(of: event.event)),
+                .text(update.messageID), Self.text(update.type), .text(update.queue), .text(update.status),
+                .integer(update.attempts), Self.integer(update.publishedAtMs), .integer(Int(update.updatedAtMs)),
+                .integer(update.updatedPhase), Self.integer(update.nextAttemptAtMs), Self.text(update.reason),
+                Self.text(update.lastError), Self.text(update.traceID),
             ]
         }
         let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
-        // A `published` row carries its time in published_at_ms and 0 as updated_at_ms, so that it never wins over an
-        // event of the job's attempts (which carry no publish time).
+        let newer = """
+            (excluded.updated_at_ms > jobs.updated_at_ms OR
+             (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
+            """
         _ = try await connection.query(
             """
-            INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms,
-                reason, last_error, trace_id, updated_phase)
-            VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, updated_phase,
+                next_attempt_at_ms, reason, last_error, trace_id)
+            VALUES \(Array(repeating: row, count: updates.count).joined(separator: ","))
             ON CONFLICT (message_id) DO UPDATE SET
                 type = COALESCE(jobs.type, excluded.type),
-                published_at_ms = COALESCE(jobs.published_at_ms, excluded.published_at_ms),
+                published_at_ms = MIN(COALESCE(jobs.published_at_ms, excluded.published_at_ms),
+                    COALESCE(excluded.published_at_ms, jobs.published_at_ms)),
                 attempts = MAX(jobs.attempts, excluded.attempts),
                 trace_id = COALESCE(jobs.trace_id, excluded.trace_id),
-                status = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
-                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
-                    THEN excluded.status ELSE jobs.status END,
-                next_attempt_at_ms = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
-                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
-                    THEN excluded.next_attempt_at_ms ELSE jobs.next_attempt_at_ms END,
-                reason = CASE WHEN excluded.published_at_ms IS NULL AND (excluded.updated_at_ms > jobs.updated_at_ms
-                    OR (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
-                    THEN excluded.reason ELSE jobs.reason END,
+                status = CASE WHEN \(newer) THEN excluded.status ELSE jobs.status END,
+                next_attempt_at_ms = CASE WHEN \(newer) THEN excluded.next_attempt_at_ms ELSE jobs.next_attempt_at_ms END,
+                reason = CASE WHEN \(newer) THEN excluded.reason ELSE jobs.reason END,
+                queue = CASE WHEN excluded.updated_at_ms > 0 THEN excluded.queue ELSE jobs.queue END,
                 last_error = COALESCE(excluded.last_error, jobs.last_error),
-                queue = CASE WHEN excluded.published_at_ms IS NULL THEN excluded.queue ELSE jobs.queue END,
-                updated_phase = CASE WHEN excluded.updated_at_ms > jobs.updated_at_ms THEN excluded.updated_phase
-                    WHEN excluded.updated_at_ms = jobs.updated_at_ms THEN MAX(jobs.updated_phase, excluded.updated_phase)
-                    ELSE jobs.updated_phase END,
+                updated_phase = CASE WHEN \(newer) THEN excluded.updated_phase ELSE jobs.updated_phase END,
                 updated_at_ms = MAX(jobs.updated_at_ms, excluded.updated_at_ms)
             """, binds)
     }
@@ -227,15 +219,6 @@ public final class SQLiteLedgerStore: LedgerStore {
             error: row.column("error")?.string, reason: row.column("reason")?.string,
             nextAttemptAtMs: int64(row, "next_attempt_at_ms"), host: row.column("host")?.string,
             traceID: row.column("trace_id")?.string)
-    }
-
-    /// Within one millisecond: a start before the settlement of its attempt.
-    static func phase(of event: WarrenEvent.Kind) -> Int {
-        switch event {
-        case .published: 0
-        case .started: 1
-        default: 2
-        }
     }
 
     private static func int64(_ row: SQLiteRow, _ column: String) -> Int64? {

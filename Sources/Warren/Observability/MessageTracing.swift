@@ -68,8 +68,9 @@ struct IncomingTrace: Sendable, Hashable {
     /// Removes `traceparent` and `tracestate` from `headers` unless they are a valid W3C context; returns it when
     /// they are. A `tracestate` that does not parse, or is too long, is dropped alone.
     static func sanitize(_ headers: inout AMQPTable) -> IncomingTrace? {
-        guard let raw = headers[TraceHeader.traceParent] else {
-            if headers[TraceHeader.traceState] != nil { headers[TraceHeader.traceState] = nil }
+        // `header(_:)` scans a small table instead of hashing: this runs for every delivery.
+        guard let raw = headers.header(TraceHeader.traceParent) else {
+            if headers.header(TraceHeader.traceState) != nil { headers[TraceHeader.traceState] = nil }
             return nil
         }
         guard case .string(let parent) = raw, parent.utf8.count == 55, (try? TraceContext(traceParentHeaderValue: parent)) != nil else {
@@ -78,7 +79,7 @@ struct IncomingTrace: Sendable, Hashable {
             return nil
         }
         var state: String?
-        if let rawState = headers[TraceHeader.traceState] {
+        if let rawState = headers.header(TraceHeader.traceState) {
             if case .string(let value) = rawState, value.utf8.count <= longestTraceState,
                 (try? TraceContext(traceParentHeaderValue: parent, traceStateHeaderValue: value)) != nil
             {
