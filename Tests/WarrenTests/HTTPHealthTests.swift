@@ -121,11 +121,15 @@ struct HTTPEndpointTests {
 struct HTTPHealthBrokerTests {
     static let brokerName = "health"
 
+    /// - Parameter connectionName: the connection's metric label; other tests' transports share the default one.
     func worker(
-        _ registrations: [HandlerRegistration], url: String, health: HealthPolicy = HealthPolicy()
+        _ registrations: [HandlerRegistration], url: String, health: HealthPolicy = HealthPolicy(),
+        connectionName: String = "warren"
     ) throws -> Worker {
         Worker(
-            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url + "?heartbeat=1")], logger: TestBroker.quietLogger()),
+            transport: RabbitMQTransport(
+                endpoints: [try AMQPEndpoint(uri: url + "?heartbeat=1")], connectionName: connectionName,
+                logger: TestBroker.quietLogger()),
             registrations: registrations,
             configuration: WorkerConfiguration(
                 recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)), health: health),
@@ -303,7 +307,9 @@ struct HTTPHealthBrokerTests {
             if email.email.hasPrefix("flaky") { throw Flaky() }
         }
         _ = testMetrics  // the process's metrics bootstrap, shared with every test
-        let worker = try worker([registration], url: broker.amqpURL)
+        // A connection name of its own: the gauge is per name, and other tests' transports use the default.
+        let connection = TestBroker.uniqueName("metrics-connection")
+        let worker = try worker([registration], url: broker.amqpURL, connectionName: connection)
         let running = Task { try await worker.run() }
         defer { running.cancel() }
         try await worker.waitUntilConsuming()
@@ -330,8 +336,8 @@ struct HTTPHealthBrokerTests {
             #expect(samples.value("warren_queue_wait_seconds_count", type) == 7)
             #expect(samples.value("warren_handlers_in_flight", ["queue": queue]) == 0)
             #expect(samples.value("warren_consumers", ["queue": queue]) == 1)
-            #expect(samples.value("warren_connection_up", ["connection": "warren"]) == 1)
-            #expect(samples.value("warren_reconnects_total", ["connection": "warren"]) != nil)
+            #expect(samples.value("warren_connection_up", ["connection": connection]) == 1)
+            #expect(samples.value("warren_reconnects_total", ["connection": connection]) != nil)
             #expect(samples.kinds["warren_handler_duration_seconds"] == "histogram" && samples.kinds["warren_messages"] == "counter",
                 "prometheus_client names a counter's family without _total: \(samples.kinds)")
         }
