@@ -1,30 +1,118 @@
+import Foundation
 import Warren
 
-/// What became of one job (one message id), as the ledger recorded it.
-public struct JobStatus: Sendable, Equatable, Encodable {
-    /// Where a job stands.
-    public struct State: RawRepresentable, Hashable, Sendable, Encodable, CustomStringConvertible {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-        public func encode(to encoder: any Encoder) throws {
-            var container = encoder.singleValueContainer()
-            try container.encode(rawValue)
-        }
-
-        /// Published, not taken yet (or returned to its queue unhandled).
-        public static let pending = State(rawValue: "pending")
-        /// A worker runs its handler.
-        public static let running = State(rawValue: "running")
-        /// Failed; its next attempt is due at ``JobStatus/nextAttemptAtMs``.
-        public static let retrying = State(rawValue: "retrying")
-        public static let succeeded = State(rawValue: "succeeded")
-        /// Failed for good (``JobStatus/reason``).
-        public static let deadLettered = State(rawValue: "dead_lettered")
+/// Where a job stands, as the ledger recorded it. In JSON its raw value (`"dead_lettered"`).
+public struct JobState: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
     }
 
+    /// Published, not taken yet (or returned to its queue unhandled).
+    public static let pending = JobState(rawValue: "pending")
+    /// A worker runs its handler.
+    public static let running = JobState(rawValue: "running")
+    /// Failed; its next attempt is due at ``JobSummary/nextAttemptAtMs``.
+    public static let retrying = JobState(rawValue: "retrying")
+    public static let succeeded = JobState(rawValue: "succeeded")
+    /// Failed for good (``JobSummary/reason``).
+    public static let deadLettered = JobState(rawValue: "dead_lettered")
+    /// A dead letter sent back to its work queue, not taken yet.
+    public static let replayed = JobState(rawValue: "replayed")
+
+    /// Every state, in the order a job usually goes through them.
+    public static let all: [JobState] = [.pending, .running, .retrying, .succeeded, .deadLettered, .replayed]
+
+    /// The state an event leaves a job in.
+    static func after(_ event: WarrenEvent.Kind) -> JobState {
+        switch event {
+        case .started: .running
+        case .ack: .succeeded
+        case .retry: .retrying
+        case .deadLetter: .deadLettered
+        case .replayed: .replayed
+        default: .pending  // published, requeued
+        }
+    }
+}
+
+/// One job (one message id) as a row of the ledger: its state and the last thing that happened to it.
+public struct JobSummary: Sendable, Equatable, Codable {
+    public var messageID: String
+    public var type: String?
+    /// The work queue of its latest attempt.
+    public var queue: String
+    public var state: JobState
+    /// Attempts started so far (a replay starts again at 1; this keeps the highest).
+    public var attempts: Int
+    /// When its publisher's broker confirmed it, in milliseconds since 1970.
+    public var publishedAtMs: Int64?
+    /// When the latest of its events happened, in milliseconds since 1970: what searches sort and filter by.
+    public var updatedAtMs: Int64
+    /// When a retrying job's next attempt is due, in milliseconds since 1970.
+    public var nextAttemptAtMs: Int64?
+    /// The dead letter's reason (`retries-exhausted`, `rejected`, …).
+    public var reason: String?
+    public var lastError: String?
+    public var traceID: String?
+
+    public init(
+        messageID: String, type: String?, queue: String, state: JobState, attempts: Int, publishedAtMs: Int64?,
+        updatedAtMs: Int64, nextAttemptAtMs: Int64? = nil, reason: String? = nil, lastError: String? = nil,
+        traceID: String? = nil
+    ) {
+        self.messageID = messageID
+        self.type = type
+        self.queue = queue
+        self.state = state
+        self.attempts = attempts
+        self.publishedAtMs = publishedAtMs
+        self.updatedAtMs = updatedAtMs
+        self.nextAttemptAtMs = nextAttemptAtMs
+        self.reason = reason
+        self.lastError = lastError
+        self.traceID = traceID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, queue, attempts, reason
+        case messageID = "message_id"
+        case state = "status"
+        case publishedAtMs = "published_at_ms"
+        case updatedAtMs = "updated_at_ms"
+        case nextAttemptAtMs = "next_attempt_at_ms"
+        case lastError = "last_error"
+        case traceID = "trace_id"
+    }
+
+    /// Absent values as `null`: one shape for every parser.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(messageID, forKey: .messageID)
+        try container.encode(type, forKey: .type)
+        try container.encode(queue, forKey: .queue)
+        try container.encode(state, forKey: .state)
+        try container.encode(attempts, forKey: .attempts)
+        try container.encode(publishedAtMs, forKey: .publishedAtMs)
+        try container.encode(updatedAtMs, forKey: .updatedAtMs)
+        try container.encode(nextAttemptAtMs, forKey: .nextAttemptAtMs)
+        try container.encode(reason, forKey: .reason)
+        try container.encode(lastError, forKey: .lastError)
+        try container.encode(traceID, forKey: .traceID)
+    }
+}
+
+/// What became of one job: its row (``JobSummary``, whose fields read through: `status.state`) and its attempts.
+@dynamicMemberLookup
+public struct JobStatus: Sendable, Equatable, Codable {
+    public typealias State = JobState
+
     /// One attempt: when it started and how it ended.
-    public struct Attempt: Sendable, Equatable, Encodable {
+    public struct Attempt: Sendable, Equatable, Codable {
         public var attempt: Int
         public var startedAtMs: Int64?
         public var endedAtMs: Int64?
@@ -44,48 +132,39 @@ public struct JobStatus: Sendable, Equatable, Encodable {
         }
     }
 
-    public var messageID: String
-    public var type: String?
-    public var queue: String
-    public var state: State
-    /// Attempts started so far.
-    public var attempts: Int
-    public var publishedAtMs: Int64?
-    public var updatedAtMs: Int64
-    public var nextAttemptAtMs: Int64?
-    /// The dead letter's reason.
-    public var reason: String?
-    public var lastError: String?
-    public var traceID: String?
+    public var summary: JobSummary
     /// Every attempt, oldest first.
     public var timeline: [Attempt]
 
-    enum CodingKeys: String, CodingKey {
-        case type, queue, attempts, reason, timeline
-        case messageID = "message_id"
-        case state = "status"
-        case publishedAtMs = "published_at_ms"
-        case updatedAtMs = "updated_at_ms"
-        case nextAttemptAtMs = "next_attempt_at_ms"
-        case lastError = "last_error"
-        case traceID = "trace_id"
+    public init(summary: JobSummary, timeline: [Attempt]) {
+        self.summary = summary
+        self.timeline = timeline
     }
 
-    /// The state an event leaves a job in.
-    static func state(after event: WarrenEvent.Kind) -> State {
-        switch event {
-        case .started: .running
-        case .ack: .succeeded
-        case .retry: .retrying
-        case .deadLetter: .deadLettered
-        default: .pending  // published, requeued
-        }
+    public subscript<Value>(dynamicMember keyPath: WritableKeyPath<JobSummary, Value>) -> Value {
+        get { summary[keyPath: keyPath] }
+        set { summary[keyPath: keyPath] = newValue }
     }
 
-    /// The attempts of a job, from its events in the order they happened.
+    enum CodingKeys: String, CodingKey { case timeline }
+
+    /// The summary's fields and `timeline`, side by side in one object.
+    public init(from decoder: any Decoder) throws {
+        summary = try JobSummary(from: decoder)
+        timeline = try decoder.container(keyedBy: CodingKeys.self).decode([Attempt].self, forKey: .timeline)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try summary.encode(to: encoder)
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(timeline, forKey: .timeline)
+    }
+
+    /// The attempts of a job, from its events in the order they happened (`published` and `replayed` are not
+    /// attempts).
     static func timeline(of events: [WarrenEvent]) -> [Attempt] {
         var attempts: [Attempt] = []
-        for event in events where event.event != .published {
+        for event in events where event.event != .published && event.event != .replayed {
             let number = event.attempt ?? 1
             if event.event == .started || attempts.last.map({ $0.attempt != number || $0.outcome != nil }) ?? true {
                 attempts.append(Attempt(attempt: number))
@@ -106,5 +185,148 @@ public struct JobStatus: Sendable, Equatable, Encodable {
             attempts[attempts.count - 1] = current
         }
         return attempts
+    }
+}
+
+/// A search of the ledger's jobs, newest first (by ``JobSummary/updatedAtMs``, then message id), one page at a time.
+/// Pages follow each other by a cursor (keyset pagination): a page costs the same however deep it is, and jobs
+/// recorded meanwhile never shift the next page.
+public struct JobQuery: Sendable, Equatable {
+    public var queue: String?
+    public var type: String?
+    public var state: JobState?
+    /// Only jobs whose latest event is at or after this time (milliseconds since 1970).
+    public var sinceMs: Int64?
+    /// Only jobs whose latest event is before this time (milliseconds since 1970).
+    public var untilMs: Int64?
+    /// Rows per page, 1 to ``maximumLimit``.
+    public var limit: Int
+    /// The previous page's ``JobPage/next``; `nil` for the first page.
+    public var after: JobCursor?
+
+    public static let maximumLimit = 500
+
+    public init(
+        queue: String? = nil, type: String? = nil, state: JobState? = nil, sinceMs: Int64? = nil, untilMs: Int64? = nil,
+        limit: Int = 50, after: JobCursor? = nil
+    ) {
+        self.queue = queue
+        self.type = type
+        self.state = state
+        self.sinceMs = sinceMs
+        self.untilMs = untilMs
+        self.limit = min(max(limit, 1), Self.maximumLimit)
+        self.after = after
+    }
+}
+
+/// Where a page of jobs ended: the last row's time and message id. Opaque to clients (``token``).
+public struct JobCursor: Sendable, Equatable {
+    public var updatedAtMs: Int64
+    public var messageID: String
+
+    public init(updatedAtMs: Int64, messageID: String) {
+        self.updatedAtMs = updatedAtMs
+        self.messageID = messageID
+    }
+
+    /// The cursor as a URL-safe string (base64url of `<updated_at_ms>:<message_id>`).
+    public var token: String {
+        Data("\(updatedAtMs):\(messageID)".utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Reads a ``token``; `nil` for anything else.
+    public init?(token: String) {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        guard token.count <= 2_048, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8),
+            let colon = text.firstIndex(of: ":"), let time = Int64(text[..<colon])
+        else { return nil }
+        self.init(updatedAtMs: time, messageID: String(text[text.index(after: colon)...]))
+    }
+}
+
+/// One page of a ``JobQuery``.
+public struct JobPage: Sendable, Equatable, Encodable {
+    public var jobs: [JobSummary]
+    /// The cursor of the next page; `nil` when this one is the last.
+    public var next: JobCursor?
+
+    public init(jobs: [JobSummary], next: JobCursor?) {
+        self.jobs = jobs
+        self.next = next
+    }
+
+    enum CodingKeys: String, CodingKey { case jobs, next }
+
+    /// `{"jobs": […], "next": "<cursor>" | null}`.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(jobs, forKey: .jobs)
+        try container.encode(next?.token, forKey: .next)
+    }
+
+    /// The page of `rows` (fetched with one row more than `limit`, to know whether another page follows).
+    static func of(_ rows: [JobSummary], limit: Int) -> JobPage {
+        guard rows.count > limit else { return JobPage(jobs: rows, next: nil) }
+        let page = Array(rows.prefix(limit))
+        return JobPage(jobs: page, next: page.last.map { JobCursor(updatedAtMs: $0.updatedAtMs, messageID: $0.messageID) })
+    }
+}
+
+/// How long the ledger keeps a job (its row, events and dead letter), by how it ended, and how many at most.
+/// A ``Ledger`` prunes in the background every ``interval``.
+public struct RetentionPolicy: Sendable, Equatable {
+    /// Jobs that succeeded, after their last event.
+    public var succeeded: Duration
+    /// Jobs that were dead-lettered (and not replayed since), after their last event.
+    public var deadLettered: Duration
+    /// Jobs in any other state (pending, running, retrying, replayed: usually work whose last events never came),
+    /// after their last event.
+    public var unfinished: Duration
+    /// The most jobs kept: past it, the oldest go first, whatever their state. `nil`: no bound.
+    public var maxJobs: Int?
+    /// Time between two prunings.
+    public var interval: Duration
+
+    /// - Parameters: see the properties; by default successes 7 days, dead letters 30, unfinished jobs 30, at most
+    ///   10 million jobs, pruned every minute.
+    public init(
+        succeeded: Duration = .seconds(7 * 86_400), deadLettered: Duration = .seconds(30 * 86_400),
+        unfinished: Duration = .seconds(30 * 86_400), maxJobs: Int? = 10_000_000, interval: Duration = .seconds(60)
+    ) {
+        self.succeeded = succeeded
+        self.deadLettered = deadLettered
+        self.unfinished = unfinished
+        self.maxJobs = maxJobs
+        self.interval = interval
+    }
+
+    /// Keeps everything; never prunes.
+    public static let keepEverything = RetentionPolicy(
+        succeeded: .seconds(Int64.max / 4), deadLettered: .seconds(Int64.max / 4), unfinished: .seconds(Int64.max / 4),
+        maxJobs: nil, interval: .seconds(Int64.max / 4))
+
+    /// The cut-off times (milliseconds since 1970) for each kind of job at `nowMs`: older jobs go.
+    func cutoffs(nowMs: Int64) -> (succeeded: Int64, deadLettered: Int64, unfinished: Int64) {
+        func cutoff(_ age: Duration) -> Int64 {
+            let ms = age.components.seconds.multipliedReportingOverflow(by: 1000)
+            let cut = nowMs.subtractingReportingOverflow(ms.partialValue)
+            return ms.overflow || cut.overflow ? Int64.min : cut.partialValue
+        }
+        return (cutoff(succeeded), cutoff(deadLettered), cutoff(unfinished))
+    }
+}
+
+/// What one pruning removed.
+public struct PruneResult: Sendable, Equatable {
+    public var jobs: Int
+    public var events: Int
+
+    public init(jobs: Int = 0, events: Int = 0) {
+        self.jobs = jobs
+        self.events = events
     }
 }

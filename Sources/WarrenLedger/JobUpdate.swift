@@ -16,6 +16,8 @@ struct JobUpdate: Equatable {
     /// 0 when the batch only published the job: then it never wins over a stored row.
     var updatedAtMs: Int64
     var updatedPhase: Int
+    /// The latest time of any of its events, `published` included: what searches and retention go by.
+    var lastEventAtMs: Int64
     var nextAttemptAtMs: Int64?
     var reason: String?
     var lastError: String?
@@ -39,12 +41,13 @@ struct JobUpdate: Equatable {
             var update = updates[id] ?? {
                 order.append(id)
                 return JobUpdate(
-                    messageID: id, type: nil, queue: event.queue, status: JobStatus.State.pending.rawValue, attempts: 0,
-                    publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0)
+                    messageID: id, type: nil, queue: event.queue, status: JobState.pending.rawValue, attempts: 0,
+                    publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0, lastEventAtMs: event.atMs)
             }()
             update.type = update.type ?? event.type
             update.traceID = update.traceID ?? event.traceID
             if let error = event.error { update.lastError = error }
+            update.lastEventAtMs = max(update.lastEventAtMs, event.atMs)
             if event.event == .published {
                 update.publishedAtMs = min(update.publishedAtMs ?? event.atMs, event.atMs)
                 if update.updatedAtMs == 0 { update.queue = event.queue }
@@ -52,7 +55,7 @@ struct JobUpdate: Equatable {
                 if event.event == .started { update.attempts = max(update.attempts, event.attempt ?? 1) }
                 let eventPhase = Self.phase(of: event.event)
                 if (event.atMs, eventPhase) >= (update.updatedAtMs, update.updatedPhase) {
-                    update.status = JobStatus.state(after: event.event).rawValue
+                    update.status = JobState.after(event.event).rawValue
                     update.nextAttemptAtMs = event.event == .retry ? event.nextAttemptAtMs : nil
                     update.reason = event.reason
                     update.queue = event.queue

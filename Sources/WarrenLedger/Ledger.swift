@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 @_spi(WarrenTransport) import Warren
@@ -30,20 +31,28 @@ public final class Ledger: Service, Sendable {
     public let store: any LedgerStore
     public let queue: String
     public let exchange: String
+    /// What the ledger keeps, pruned in the background while it runs.
+    public let retention: RetentionPolicy
     private let worker: Worker
     private let bind: (exchange: String, key: String)
+    private let logger: Logger
 
     /// - Parameters:
     ///   - queue: the ledger's queue; every ledger process of one store uses the same.
     ///   - bindingKey: which events to take (`#`: all; `emails.*`: one queue's).
     ///   - prefetch: batches in flight (each up to 200 events); those that arrive while a transaction commits are
     ///     written together in the next.
+    ///   - retention: how long jobs are kept, and how many (``RetentionPolicy``); ``RetentionPolicy/keepEverything``
+    ///     never prunes.
     public init(
         transport: RabbitMQTransport, store: any LedgerStore, queue: String = "warren.ledger", exchange: String = "warren.events",
-        bindingKey: String = "#", prefetch: UInt16 = 20, logger: Logger = Logger(label: "warren.ledger")
+        bindingKey: String = "#", prefetch: UInt16 = 20, retention: RetentionPolicy = RetentionPolicy(),
+        logger: Logger = Logger(label: "warren.ledger")
     ) {
         self.transport = transport
         self.store = store
+        self.retention = retention
+        self.logger = logger
         self.queue = queue
         self.exchange = exchange
         // Every batch in flight has a handler waiting for its commit; the group commit writes them together.
@@ -63,12 +72,43 @@ public final class Ledger: Service, Sendable {
     }
 
     /// Migrates the store, declares and binds the queue, then records events until the `ServiceGroup` shuts down
-    /// gracefully (what was received is finished or requeued, as a ``Worker`` does).
+    /// gracefully (what was received is finished or requeued, as a ``Worker`` does), pruning what ``retention`` no
+    /// longer keeps every ``RetentionPolicy/interval`` (a failed pruning is logged and tried again next time).
     /// - Throws: the store's migration error; the worker's errors (see ``Worker/run()``).
     public func run() async throws {
         try await store.migrate()
         try await declare()
-        try await worker.run()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.worker.run() }
+            if retention != .keepEverything {
+                group.addTask { await self.pruneUntilCancelled() }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Prunes once now: what ``retention`` no longer keeps at this moment.
+    /// - Throws: the store's error.
+    @discardableResult
+    public func prune() async throws -> PruneResult {
+        try await store.prune(retention, nowMs: Int64(Date().timeIntervalSince1970 * 1000))
+    }
+
+    private func pruneUntilCancelled() async {
+        while !Task.isCancelled {
+            do {
+                let pruned = try await prune()
+                if pruned.jobs > 0 {
+                    logger.info("pruned the ledger", metadata: ["jobs": "\(pruned.jobs)", "events": "\(pruned.events)"])
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("pruning the ledger failed; trying again later", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: retention.interval)
+        }
     }
 
     /// Declares the exchange, the ledger's queue (with Warren's topology) and the binding between them.

@@ -36,6 +36,10 @@ public final class PostgresLedgerStore: LedgerStore {
                 headers JSONB, body TEXT, body_encoding TEXT, body_truncated BOOLEAN, PRIMARY KEY (message_id, at_ms))
             """,
         ]),
+        (2, [
+            "ALTER TABLE jobs ADD COLUMN last_event_at_ms BIGINT NOT NULL DEFAULT 0",
+            "UPDATE jobs SET last_event_at_ms = GREATEST(updated_at_ms, COALESCE(published_at_ms, 0))",
+        ] + JobSQL.version2Indexes),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
@@ -142,7 +146,7 @@ public final class PostgresLedgerStore: LedgerStore {
     /// Merges each job's update (``JobUpdate``: one per job, as PostgreSQL updates a row at most once per statement)
     /// with its stored row.
     private static func upsertJobs(_ updates: [JobUpdate]) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: updates.count * 12)
+        var binds = PostgresBindings(capacity: updates.count * 13)
         for update in updates {
             binds.append(update.messageID)
             binds.append(update.type)
@@ -156,6 +160,7 @@ public final class PostgresLedgerStore: LedgerStore {
             binds.append(update.reason)
             binds.append(update.lastError)
             binds.append(update.traceID)
+            binds.append(update.lastEventAtMs)
         }
         let newer = """
             (EXCLUDED.updated_at_ms > jobs.updated_at_ms OR
@@ -164,7 +169,8 @@ public final class PostgresLedgerStore: LedgerStore {
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, updated_phase,
-                    next_attempt_at_ms, reason, last_error, trace_id) VALUES \(placeholders(rows: updates.count, columns: 12))
+                    next_attempt_at_ms, reason, last_error, trace_id, last_event_at_ms)
+                VALUES \(placeholders(rows: updates.count, columns: 13))
                 ON CONFLICT (message_id) DO UPDATE SET
                     type = COALESCE(jobs.type, EXCLUDED.type),
                     published_at_ms = LEAST(jobs.published_at_ms, EXCLUDED.published_at_ms),
@@ -176,7 +182,8 @@ public final class PostgresLedgerStore: LedgerStore {
                     queue = CASE WHEN EXCLUDED.updated_at_ms > 0 THEN EXCLUDED.queue ELSE jobs.queue END,
                     last_error = COALESCE(EXCLUDED.last_error, jobs.last_error),
                     updated_phase = CASE WHEN \(newer) THEN EXCLUDED.updated_phase ELSE jobs.updated_phase END,
-                    updated_at_ms = GREATEST(jobs.updated_at_ms, EXCLUDED.updated_at_ms)
+                    updated_at_ms = GREATEST(jobs.updated_at_ms, EXCLUDED.updated_at_ms),
+                    last_event_at_ms = GREATEST(jobs.last_event_at_ms, EXCLUDED.last_event_at_ms)
                 """, binds: binds)
     }
 
@@ -202,22 +209,32 @@ public final class PostgresLedgerStore: LedgerStore {
                 """, binds: binds)
     }
 
-    public func job(messageID: String) async throws -> JobStatus? {
-        let rows = try await client.query(
-            """
-            SELECT type, queue, status, attempts, published_at_ms, updated_at_ms, next_attempt_at_ms, reason, last_error, trace_id
-            FROM jobs WHERE message_id = \(messageID)
-            """, logger: logger)
-        var job: JobStatus?
-        for try await (type, queue, status, attempts, published, updated, next, reason, error, trace) in rows.decode(
-            (String?, String, String, Int, Int64?, Int64, Int64?, String?, String?, String?).self)
+    /// The columns of a ``JobSummary``, in the order ``summaries(_:)`` decodes them.
+    private static let summaryColumns = """
+        message_id, type, queue, status, attempts, published_at_ms, last_event_at_ms, next_attempt_at_ms, reason,
+        last_error, trace_id
+        """
+
+    private func summaries(_ rows: PostgresRowSequence) async throws -> [JobSummary] {
+        var summaries: [JobSummary] = []
+        for try await (id, type, queue, status, attempts, published, updated, next, reason, error, trace) in rows.decode(
+            (String, String?, String, String, Int, Int64?, Int64, Int64?, String?, String?, String?).self)
         {
-            job = JobStatus(
-                messageID: messageID, type: type, queue: queue, state: JobStatus.State(rawValue: status), attempts: attempts,
-                publishedAtMs: published, updatedAtMs: max(updated, published ?? 0), nextAttemptAtMs: next, reason: reason,
-                lastError: error, traceID: trace, timeline: [])
+            summaries.append(JobSummary(
+                messageID: id, type: type, queue: queue, state: JobState(rawValue: status), attempts: attempts,
+                publishedAtMs: published, updatedAtMs: updated, nextAttemptAtMs: next, reason: reason, lastError: error,
+                traceID: trace))
         }
-        guard var job else { return nil }
+        return summaries
+    }
+
+    public func job(messageID: String) async throws -> JobStatus? {
+        var binds = PostgresBindings()
+        binds.append(messageID)
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: "SELECT \(Self.summaryColumns) FROM jobs WHERE message_id = $1", binds: binds), logger: logger)
+        guard let summary = try await summaries(rows).first else { return nil }
+        var job = JobStatus(summary: summary, timeline: [])
         var events: [WarrenEvent] = []
         let eventRows = try await client.query(
             """
@@ -234,6 +251,67 @@ public final class PostgresLedgerStore: LedgerStore {
         }
         job.timeline = JobStatus.timeline(of: events)
         return job
+    }
+
+    public func jobs(matching query: JobQuery) async throws -> JobPage {
+        let (conditions, values) = JobSQL.conditions(of: query) { "$\($0)" }
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT \(Self.summaryColumns) FROM jobs \(conditions)
+                    ORDER BY last_event_at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
+                    """, binds: Self.bindings(values)), logger: logger)
+        return JobPage.of(try await summaries(rows), limit: query.limit)
+    }
+
+    public func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult {
+        var result = PruneResult()
+        for selection in JobSQL.pruneSelections(policy, nowMs: nowMs, placeholder: { "$\($0)" }) {
+            while true {
+                var sql = selection.sql
+                if let maxJobs = selection.keepingAtMost {
+                    var count = 0
+                    for try await n in try await client.query("SELECT COUNT(*) FROM jobs", logger: logger).decode(Int.self) { count = n }
+                    guard count > maxJobs else { break }
+                    sql += " LIMIT \(min(count - maxJobs, JobSQL.prunedPerTransaction))"
+                } else {
+                    sql += " LIMIT \(JobSQL.prunedPerTransaction)"
+                }
+                // Selected and deleted in one transaction; rows another ledger deleted meanwhile are simply gone.
+                let (jobs, events) = try await client.withTransaction(logger: logger) { connection in
+                    var ids: [String] = []
+                    let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(selection.values)), logger: logger)
+                    for try await id in rows.decode(String.self) { ids.append(id) }
+                    guard !ids.isEmpty else { return (0, 0) }
+                    var list = PostgresBindings()
+                    list.append(ids)
+                    var deleted = 0
+                    for try await n in try await connection.query(
+                        PostgresQuery(
+                            unsafeSQL: "WITH gone AS (DELETE FROM events WHERE message_id = ANY($1) RETURNING 1) SELECT COUNT(*) FROM gone",
+                            binds: list), logger: logger
+                    ).decode(Int.self) { deleted = n }
+                    try await connection.query(PostgresQuery(unsafeSQL: "DELETE FROM dead_letters WHERE message_id = ANY($1)", binds: list), logger: logger)
+                    try await connection.query(PostgresQuery(unsafeSQL: "DELETE FROM jobs WHERE message_id = ANY($1)", binds: list), logger: logger)
+                    return (ids.count, deleted)
+                }
+                result.jobs += jobs
+                result.events += events
+                if jobs == 0 || (jobs < JobSQL.prunedPerTransaction && selection.keepingAtMost == nil) { break }
+            }
+        }
+        return result
+    }
+
+    private static func bindings(_ values: [JobSQL.Value]) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values {
+            switch value {
+            case .text(let text): binds.append(text)
+            case .integer(let integer): binds.append(integer)
+            }
+        }
+        return binds
     }
 
     public func eventCount() async throws -> Int {

@@ -9,8 +9,13 @@ public protocol LedgerStore: Sendable {
     func migrate() async throws
     /// Records a batch in one transaction: when it returns, the batch is committed; when it throws, none of it is.
     func record(_ events: [WarrenEvent]) async throws
-    /// A job's state and its attempts; `nil` when the ledger never heard of it.
+    /// A job's state and its attempts; `nil` when the ledger never heard of it (or pruned it).
     func job(messageID: String) async throws -> JobStatus?
+    /// One page of the jobs that match `query`, newest first.
+    func jobs(matching query: JobQuery) async throws -> JobPage
+    /// Deletes the jobs (rows, events, dead letters) that `policy` no longer keeps at `nowMs` (milliseconds since
+    /// 1970), a bounded number per transaction so that recording goes on meanwhile.
+    func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult
     /// The schema version in place (0 before ``migrate()``).
     func schemaVersion() async throws -> Int
     /// Events recorded in all.
@@ -19,10 +24,14 @@ public protocol LedgerStore: Sendable {
 }
 
 /// The embedded store: one SQLite file (sqlite-nio; its calls run on NIO's thread pool, never on the cooperative
-/// pool). One writer: give each process its own file, or use PostgreSQL for several ledgers.
+/// pool). One writing process: give each process its own file, or use PostgreSQL for several ledgers. Within the
+/// process, writes (recording, pruning) take turns on one connection, and reads use another, so a reader never sees
+/// a transaction before it commits.
 public final class SQLiteLedgerStore: LedgerStore {
     public let path: String
     private let connection: SQLiteConnection
+    private let reader: SQLiteConnection
+    private let writes = TurnTaking()
 
     /// The schema versions, in order; each runs once, in a transaction, and is recorded in `ledger_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -49,6 +58,11 @@ public final class SQLiteLedgerStore: LedgerStore {
                 headers TEXT, body TEXT, body_encoding TEXT, body_truncated INTEGER, PRIMARY KEY (message_id, at_ms))
             """,
         ]),
+        // Searches and retention go by the time of a job's latest event, `published` included.
+        (2, [
+            "ALTER TABLE jobs ADD COLUMN last_event_at_ms INTEGER NOT NULL DEFAULT 0",
+            "UPDATE jobs SET last_event_at_ms = MAX(updated_at_ms, COALESCE(published_at_ms, 0))",
+        ] + JobSQL.version2Indexes),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -62,9 +76,15 @@ public final class SQLiteLedgerStore: LedgerStore {
         for pragma in ["journal_mode = WAL", "synchronous = NORMAL", "temp_store = MEMORY", "cache_size = -65536"] {
             _ = try await connection.query("PRAGMA \(pragma)")
         }
+        reader = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        _ = try await reader.query("PRAGMA cache_size = -65536")
     }
 
     public func migrate() async throws {
+        try await writes.inTurn { try await migrateNow() }
+    }
+
+    private func migrateNow() async throws {
         _ = try await connection.query(
             "CREATE TABLE IF NOT EXISTS ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
         let applied = Set(try await connection.query("SELECT version FROM ledger_migrations").compactMap { $0.column("version")?.integer })
@@ -79,7 +99,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     public func schemaVersion() async throws -> Int {
-        try await connection.query("SELECT MAX(version) AS version FROM ledger_migrations").first?.column("version")?.integer ?? 0
+        try await reader.query("SELECT MAX(version) AS version FROM ledger_migrations").first?.column("version")?.integer ?? 0
     }
 
     private func transaction(_ body: () async throws -> Void) async throws {
@@ -99,14 +119,14 @@ public final class SQLiteLedgerStore: LedgerStore {
     public func record(_ events: [WarrenEvent]) async throws {
         guard !events.isEmpty else { return }
         let events = events.filter { $0.messageID != nil }
-        try await transaction {
+        try await writes.inTurn { try await transaction {
             for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
                 try await insertEvents(chunk)
                 try await upsertJobs(JobUpdate.fold(chunk))
                 let letters = chunk.filter { $0.event == .deadLetter }
                 if !letters.isEmpty { try await insertDeadLetters(letters) }
             }
-        }
+        } }
     }
 
     private func insertEvents(_ events: ArraySlice<WarrenEvent>) async throws {
@@ -131,16 +151,16 @@ public final class SQLiteLedgerStore: LedgerStore {
     /// Merges each job's update (``JobUpdate``) with its stored row.
     private func upsertJobs(_ updates: [JobUpdate]) async throws {
         var binds: [SQLiteData] = []
-        binds.reserveCapacity(updates.count * 12)
+        binds.reserveCapacity(updates.count * 13)
         for update in updates {
             binds += [
                 .text(update.messageID), Self.text(update.type), .text(update.queue), .text(update.status),
                 .integer(update.attempts), Self.integer(update.publishedAtMs), .integer(Int(update.updatedAtMs)),
                 .integer(update.updatedPhase), Self.integer(update.nextAttemptAtMs), Self.text(update.reason),
-                Self.text(update.lastError), Self.text(update.traceID),
+                Self.text(update.lastError), Self.text(update.traceID), .integer(Int(update.lastEventAtMs)),
             ]
         }
-        let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: 13).joined(separator: ",") + ")"
         let newer = """
             (excluded.updated_at_ms > jobs.updated_at_ms OR
              (excluded.updated_at_ms = jobs.updated_at_ms AND excluded.updated_phase >= jobs.updated_phase))
@@ -148,7 +168,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         _ = try await connection.query(
             """
             INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, updated_phase,
-                next_attempt_at_ms, reason, last_error, trace_id)
+                next_attempt_at_ms, reason, last_error, trace_id, last_event_at_ms)
             VALUES \(Array(repeating: row, count: updates.count).joined(separator: ","))
             ON CONFLICT (message_id) DO UPDATE SET
                 type = COALESCE(jobs.type, excluded.type),
@@ -162,7 +182,8 @@ public final class SQLiteLedgerStore: LedgerStore {
                 queue = CASE WHEN excluded.updated_at_ms > 0 THEN excluded.queue ELSE jobs.queue END,
                 last_error = COALESCE(excluded.last_error, jobs.last_error),
                 updated_phase = CASE WHEN \(newer) THEN excluded.updated_phase ELSE jobs.updated_phase END,
-                updated_at_ms = MAX(jobs.updated_at_ms, excluded.updated_at_ms)
+                updated_at_ms = MAX(jobs.updated_at_ms, excluded.updated_at_ms),
+                last_event_at_ms = MAX(jobs.last_event_at_ms, excluded.last_event_at_ms)
             """, binds)
     }
 
@@ -185,30 +206,91 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     public func job(messageID: String) async throws -> JobStatus? {
-        guard let row = try await connection.query("SELECT * FROM jobs WHERE message_id = ?", [.text(messageID)]).first else {
+        guard let row = try await reader.query("SELECT * FROM jobs WHERE message_id = ?", [.text(messageID)]).first else {
             return nil
         }
-        let events = try await connection.query(
+        let events = try await reader.query(
             """
             SELECT * FROM events WHERE message_id = ?
             ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
             """, [.text(messageID)]
         ).map(Self.event(from:))
-        return JobStatus(
-            messageID: messageID, type: row.column("type")?.string, queue: row.column("queue")?.string ?? "",
-            state: JobStatus.State(rawValue: row.column("status")?.string ?? "pending"),
-            attempts: row.column("attempts")?.integer ?? 0, publishedAtMs: Self.int64(row, "published_at_ms"),
-            updatedAtMs: max(Self.int64(row, "updated_at_ms") ?? 0, Self.int64(row, "published_at_ms") ?? 0), nextAttemptAtMs: Self.int64(row, "next_attempt_at_ms"),
-            reason: row.column("reason")?.string, lastError: row.column("last_error")?.string,
-            traceID: row.column("trace_id")?.string, timeline: JobStatus.timeline(of: events))
+        return JobStatus(summary: Self.summary(from: row), timeline: JobStatus.timeline(of: events))
+    }
+
+    public func jobs(matching query: JobQuery) async throws -> JobPage {
+        let (conditions, values) = JobSQL.conditions(of: query) { _ in "?" }
+        let rows = try await reader.query(
+            """
+            SELECT * FROM jobs \(conditions)
+            ORDER BY last_event_at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
+            """, values.map(Self.data(_:)))
+        return JobPage.of(rows.map(Self.summary(from:)), limit: query.limit)
+    }
+
+    public func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult {
+        var result = PruneResult()
+        for selection in JobSQL.pruneSelections(policy, nowMs: nowMs, placeholder: { _ in "?" }) {
+            while true {
+                var sql = selection.sql
+                var values = selection.values
+                if let maxJobs = selection.keepingAtMost {
+                    let count = try await reader.query("SELECT COUNT(*) AS n FROM jobs").first?.column("n")?.integer ?? 0
+                    guard count > maxJobs else { break }
+                    sql += " LIMIT \(min(count - maxJobs, JobSQL.prunedPerTransaction))"
+                    values = []
+                } else {
+                    sql += " LIMIT \(JobSQL.prunedPerTransaction)"
+                }
+                let ids = try await reader.query(sql, values.map(Self.data(_:))).compactMap { $0.column("message_id")?.string }
+                guard !ids.isEmpty else { break }
+                let events = try await writes.inTurn { try await deleteJobs(ids) }
+                result.jobs += ids.count
+                result.events += events
+                if ids.count < JobSQL.prunedPerTransaction && selection.keepingAtMost == nil { break }
+            }
+        }
+        return result
+    }
+
+    /// Deletes the jobs `ids` with their events and dead letters, in one transaction; returns the events deleted.
+    private func deleteJobs(_ ids: [String]) async throws -> Int {
+        var events = 0
+        try await transaction {
+            let list = "(" + Array(repeating: "?", count: ids.count).joined(separator: ",") + ")"
+            let binds = ids.map { SQLiteData.text($0) }
+            _ = try await connection.query("DELETE FROM events WHERE message_id IN \(list)", binds)
+            events = try await connection.query("SELECT changes() AS n").first?.column("n")?.integer ?? 0
+            _ = try await connection.query("DELETE FROM dead_letters WHERE message_id IN \(list)", binds)
+            _ = try await connection.query("DELETE FROM jobs WHERE message_id IN \(list)", binds)
+        }
+        return events
     }
 
     public func eventCount() async throws -> Int {
-        try await connection.query("SELECT COUNT(*) AS n FROM events").first?.column("n")?.integer ?? 0
+        try await reader.query("SELECT COUNT(*) AS n FROM events").first?.column("n")?.integer ?? 0
     }
 
     public func close() async throws {
+        try await reader.close()
         try await connection.close()
+    }
+
+    private static func summary(from row: SQLiteRow) -> JobSummary {
+        JobSummary(
+            messageID: row.column("message_id")?.string ?? "", type: row.column("type")?.string,
+            queue: row.column("queue")?.string ?? "", state: JobState(rawValue: row.column("status")?.string ?? "pending"),
+            attempts: row.column("attempts")?.integer ?? 0, publishedAtMs: int64(row, "published_at_ms"),
+            updatedAtMs: int64(row, "last_event_at_ms") ?? 0, nextAttemptAtMs: int64(row, "next_attempt_at_ms"),
+            reason: row.column("reason")?.string, lastError: row.column("last_error")?.string,
+            traceID: row.column("trace_id")?.string)
+    }
+
+    private static func data(_ value: JobSQL.Value) -> SQLiteData {
+        switch value {
+        case .text(let text): .text(text)
+        case .integer(let integer): .integer(Int(integer))
+        }
     }
 
     private static func event(from row: SQLiteRow) -> WarrenEvent {

@@ -1,4 +1,5 @@
 import Foundation
+import SQLiteNIO
 import Synchronization
 import Testing
 import WarrenTestSupport
@@ -72,7 +73,7 @@ struct LedgerStoreTests {
             // A second process opening the same file finds it migrated.
             let again = try await SQLiteLedgerStore(path: path)
             try await again.migrate()
-            #expect(try await again.schemaVersion() == 1)
+            #expect(try await again.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
             try await again.close()
         }
     }
@@ -156,6 +157,113 @@ struct LedgerStoreTests {
             #expect(results == ["good-1": true, "bad": false, "good-2": true, "good-3": true])
             #expect(try await store.eventCount() == 3)
         }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func searchesPageByCursorNewestFirstAndFilter(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            // 120 jobs: every third dead-lettered; ten of them in the same millisecond, to page through a tie.
+            var events: [WarrenEvent] = []
+            for index in 0..<120 {
+                let id = String(format: "job-%03d", index)
+                let at = Int64(index < 10 ? 1_000 : 1_000 + index * 10)
+                var settled = event(index % 3 == 0 ? .deadLetter : .ack, id, attempt: 1, at: at + 1)
+                settled.queue = index % 2 == 0 ? "emails" : "reports"
+                if index % 3 == 0 { settled.reason = "rejected" }
+                events += [event(.published, id, at: at - 1), event(.started, id, attempt: 1, at: at), settled]
+            }
+            try await store.record(events)
+
+            var seen: [String] = []
+            var query = JobQuery(limit: 7)
+            var pages = 0
+            repeat {
+                let page = try await store.jobs(matching: query)
+                #expect(page.jobs.count <= 7)
+                seen += page.jobs.map(\.messageID)
+                query.after = page.next
+                pages += 1
+                // Recorded meanwhile: newer than every page, never shifts the next one.
+                if pages == 2 { try await store.record([event(.started, "late", attempt: 1, at: 99_999)]) }
+            } while query.after != nil && pages < 100
+            #expect(seen.count == 120 && Set(seen).count == 120, "every job once, none twice, none missed")
+            #expect(seen.first == "job-119" && seen.last == "job-000", "newest first; ties by message id, descending")
+            #expect(pages == 18)
+
+            let dead = try await store.jobs(matching: JobQuery(queue: "emails", type: "email.welcome", state: .deadLettered, limit: 500))
+            #expect(dead.jobs.count == 20 && dead.next == nil)
+            #expect(dead.jobs.allSatisfy { $0.state == .deadLettered && $0.queue == "emails" && $0.reason == "rejected" })
+            let window = try await store.jobs(matching: JobQuery(sinceMs: 1_500, untilMs: 1_600))
+            #expect(window.jobs.map(\.messageID) == (50..<60).reversed().map { String(format: "job-%03d", $0) })
+            #expect(try await store.jobs(matching: JobQuery(type: "nothing")).jobs.isEmpty)
+            // A cursor survives its trip through a URL.
+            let cursor = JobCursor(updatedAtMs: 42, messageID: "a:b/c+d é")
+            #expect(JobCursor(token: cursor.token) == cursor)
+            #expect(JobCursor(token: "not a cursor!") == nil && JobCursor(token: "") == nil)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func pruningKeepsWhatThePolicySaysAndBoundsTheSize(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            let day: Int64 = 86_400_000
+            let now = 100 * day
+            var letter = event(.deadLetter, "old-failure", attempt: 1, at: now - 20 * day)
+            letter.reason = "rejected"
+            letter.body = "{}"
+            try await store.record([
+                event(.ack, "old-success", attempt: 1, at: now - 8 * day),
+                event(.ack, "new-success", attempt: 1, at: now - 6 * day),
+                letter,
+                event(.started, "stuck", attempt: 1, at: now - 40 * day),
+                event(.started, "running", attempt: 1, at: now - 1 * day),
+            ])
+            let policy = RetentionPolicy(
+                succeeded: .seconds(7 * 86_400), deadLettered: .seconds(15 * 86_400), unfinished: .seconds(30 * 86_400), maxJobs: nil)
+            let pruned = try await store.prune(policy, nowMs: now)
+            #expect(pruned == PruneResult(jobs: 3, events: 3))
+            #expect(try await store.job(messageID: "old-success") == nil)
+            #expect(try await store.job(messageID: "stuck") == nil)
+            #expect(try await store.job(messageID: "old-failure") == nil)
+            #expect(try await store.job(messageID: "new-success")?.state == .succeeded)
+            #expect(try await store.job(messageID: "running")?.state == .running)
+            #expect(try await store.prune(policy, nowMs: now) == PruneResult(), "nothing more to prune")
+
+            // Bounded: 2,500 more jobs, at most 1,000 kept, the oldest go first.
+            try await store.record((0..<2_500).map { event(.ack, String(format: "bulk-%04d", $0), attempt: 1, at: now + Int64($0)) })
+            var bound = RetentionPolicy.keepEverything
+            bound.maxJobs = 1_000
+            let bounded = try await store.prune(bound, nowMs: now)
+            #expect(bounded.jobs == 1_502)
+            #expect(try await store.job(messageID: "bulk-2499") != nil)
+            #expect(try await store.job(messageID: "bulk-1499") == nil)
+            #expect(try await store.job(messageID: "bulk-1500") != nil)
+            #expect(try await store.eventCount() == 1_000)
+        }
+    }
+
+    @Test func aVersion1FileIsUpgradedInPlace() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-v1-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        // The file as schema version 1 left it, with a job in it.
+        let old = try await SQLiteConnection.open(storage: .file(path: path))
+        _ = try await old.query("CREATE TABLE ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
+        for statement in SQLiteLedgerStore.migrations[0].statements { _ = try await old.query(statement) }
+        _ = try await old.query("INSERT INTO ledger_migrations VALUES (1, 0)")
+        _ = try await old.query(
+            "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)")
+        try await old.close()
+
+        let store = try await SQLiteLedgerStore(path: path)
+        #expect(try await store.schemaVersion() == 1)
+        try await store.migrate()
+        #expect(try await store.schemaVersion() == 2)
+        let job = try #require(try await store.job(messageID: "kept"))
+        #expect(job.state == .succeeded && job.updatedAtMs == 30, "the latest of its times")
+        #expect(try await store.jobs(matching: JobQuery(state: .succeeded)).jobs.map(\.messageID) == ["kept"])
+        try await store.close()
     }
 
     @Test(arguments: StoreKind.allCases)

@@ -21,6 +21,8 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         public static let deadLetter = Kind(rawValue: "dead-letter")
         /// Returned to its queue unhandled (a shutdown, a lost channel, a redelivery re-enqueued with its count).
         public static let requeued = Kind(rawValue: "requeued")
+        /// A dead letter was sent back to its work queue (`warren dlx replay`); its attempts start again at 1.
+        public static let replayed = Kind(rawValue: "replayed")
     }
 
     /// The wire schema's version; 1.

@@ -1,0 +1,103 @@
+import Synchronization
+
+/// The SQL both stores share for searching and pruning jobs; each store says how it writes a placeholder (`?` for
+/// SQLite, `$1` for PostgreSQL) and binds the values.
+enum JobSQL {
+    enum Value: Equatable {
+        case text(String)
+        case integer(Int64)
+    }
+
+    /// Schema version 2's indexes: every search is newest first by (`last_event_at_ms`, `message_id`), after an
+    /// optional equality on the type, queue or state.
+    static let version2Indexes = [
+        "DROP INDEX jobs_by_type_status",
+        "DROP INDEX jobs_by_queue_status",
+        "CREATE INDEX jobs_by_time ON jobs (last_event_at_ms, message_id)",
+        "CREATE INDEX jobs_by_status ON jobs (status, last_event_at_ms, message_id)",
+        "CREATE INDEX jobs_by_type ON jobs (type, status, last_event_at_ms, message_id)",
+        "CREATE INDEX jobs_by_queue ON jobs (queue, status, last_event_at_ms, message_id)",
+    ]
+
+    /// Jobs deleted per transaction while pruning.
+    static let prunedPerTransaction = 1_000
+
+    /// The `WHERE` clause of `query` (empty when it has no condition) and its values, in order.
+    static func conditions(of query: JobQuery, placeholder: (Int) -> String) -> (String, [Value]) {
+        var clauses: [String] = []
+        var values: [Value] = []
+        func add(_ clause: (String) -> String, _ value: Value) {
+            values.append(value)
+            clauses.append(clause(placeholder(values.count)))
+        }
+        if let type = query.type { add({ "type = \($0)" }, .text(type)) }
+        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
+        if let state = query.state { add({ "status = \($0)" }, .text(state.rawValue)) }
+        if let since = query.sinceMs { add({ "last_event_at_ms >= \($0)" }, .integer(since)) }
+        if let until = query.untilMs { add({ "last_event_at_ms < \($0)" }, .integer(until)) }
+        if let after = query.after {
+            values += [.integer(after.updatedAtMs), .text(after.messageID)]
+            clauses.append("(last_event_at_ms, message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
+        }
+        return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), values)
+    }
+
+    /// A `SELECT message_id …` of jobs to prune (the store adds a `LIMIT`); `keepingAtMost` when it selects the
+    /// oldest jobs past a bound, to be repeated while more than that many jobs remain.
+    struct PruneSelection {
+        var sql: String
+        var values: [Value]
+        var keepingAtMost: Int?
+    }
+
+    static func pruneSelections(_ policy: RetentionPolicy, nowMs: Int64, placeholder: (Int) -> String) -> [PruneSelection] {
+        let cutoffs = policy.cutoffs(nowMs: nowMs)
+        let finished = "('\(JobState.succeeded.rawValue)', '\(JobState.deadLettered.rawValue)')"
+        var selections: [PruneSelection] = []
+        for (cutoff, condition) in [
+            (cutoffs.succeeded, "status = '\(JobState.succeeded.rawValue)'"),
+            (cutoffs.deadLettered, "status = '\(JobState.deadLettered.rawValue)'"),
+            (cutoffs.unfinished, "status NOT IN \(finished)"),
+        ] where cutoff != Int64.min {
+            selections.append(PruneSelection(
+                sql: "SELECT message_id FROM jobs WHERE \(condition) AND last_event_at_ms < \(placeholder(1))",
+                values: [.integer(cutoff)]))
+        }
+        if let maxJobs = policy.maxJobs {
+            selections.append(PruneSelection(
+                sql: "SELECT message_id FROM jobs ORDER BY last_event_at_ms, message_id", values: [],
+                keepingAtMost: max(0, maxJobs)))
+        }
+        return selections
+    }
+}
+
+/// Lets async work take turns: one body at a time, in the order they asked.
+final class TurnTaking: Sendable {
+    private let state = Mutex<(busy: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func inTurn<T>(_ body: () async throws -> T) async throws -> T {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let goes = state.withLock { state -> Bool in
+                guard state.busy else {
+                    state.busy = true
+                    return true
+                }
+                state.waiting.append(continuation)
+                return false
+            }
+            if goes { continuation.resume() }
+        }
+        defer {
+            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard !state.waiting.isEmpty else {
+                    state.busy = false
+                    return nil
+                }
+                return state.waiting.removeFirst()
+            }
+            next?.resume()
+        }
+        return try await body()
+    }
+}
