@@ -16,8 +16,12 @@ let package = Package(
         // Health probes and a Prometheus scrape endpoint on Hummingbird: opt-in, so a worker without HTTP never
         // builds Hummingbird.
         .library(name: "WarrenHTTP", targets: ["WarrenHTTP"]),
-        // The job ledger: records every worker's events in a store (SQLite embedded; PostgreSQL to come).
+        // The job ledger: records every worker's events in a store (SQLite embedded, or PostgreSQL), searchable, pruned.
         .library(name: "WarrenLedger", targets: ["WarrenLedger"]),
+        // The ledger's HTTP API (jobs by id and by search, bearer tokens) as Hummingbird routes.
+        .library(name: "WarrenDashboard", targets: ["WarrenDashboard"]),
+        .executable(name: "warren-dashboard", targets: ["warren-dashboard"]),
+        .executable(name: "report-api", targets: ["report-api"]),
         .executable(name: "warren-bench", targets: ["warren-bench"]),
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
@@ -101,6 +105,31 @@ let package = Package(
                 "Warren", "WarrenAMQP",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "WarrenDashboard",
+            dependencies: ["WarrenLedger", .product(name: "Hummingbird", package: "hummingbird")]
+        ),
+        .executableTarget(
+            name: "warren-dashboard",
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The example of the request path: POST → 202, a worker makes the report, status from the ledger.
+        .executableTarget(
+            name: "report-api",
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenLedger",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -205,7 +234,7 @@ let package = Package(
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP", "WarrenLedger",
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

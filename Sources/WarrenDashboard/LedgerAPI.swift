@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import WarrenLedger
+
+/// The ledger's JSON API (snake_case), as Hummingbird routes; `warren-dashboard` serves it under `/api/`, behind
+/// ``BearerTokenMiddleware``:
+///
+/// - `GET jobs/{message_id}`: a job's status and attempts (``JobStatus``); 404 when the ledger has no such job.
+/// - `GET jobs?queue=&type=&status=&since=&until=&limit=&after=`: a page of jobs, newest first (``JobPage``:
+///   `{"jobs": [...], "next": cursor | null}`). `since`/`until` are milliseconds since 1970 or ISO 8601 times
+///   (`2026-11-29T10:00:00Z`); `limit` 1–500 (default 50); `after` the previous page's `next`.
+///
+/// A bad parameter answers 400 with `{"error": "bad_request", "message": …}`.
+public struct LedgerAPI: Sendable {
+    public let store: any LedgerStore
+
+    public init(store: any LedgerStore) {
+        self.store = store
+    }
+
+    /// Adds the routes to `router`, under its path (`addRoutes(to: router.group("api"))`).
+    public func addRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
+        router.get("jobs/:message_id") { _, context in
+            let id = try context.parameters.require("message_id")
+            guard let job = try await store.job(messageID: id) else {
+                return try JSONResponse.error(.notFound, "not_found", "no job with this message id in the ledger")
+            }
+            return try JSONResponse.make(job)
+        }
+        router.get("jobs") { request, _ in
+            let query: JobQuery
+            do {
+                query = try Self.query(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+            } catch let error as BadRequest {
+                return try JSONResponse.error(.badRequest, "bad_request", error.message)
+            }
+            return try JSONResponse.make(try await store.jobs(matching: query))
+        }
+    }
+
+    struct BadRequest: Error {
+        var message: String
+    }
+
+    /// The search a request's query string asks for.
+    static func query(from parameters: [(key: String, value: String)]) throws -> JobQuery {
+        let known: Set<String> = ["queue", "type", "status", "since", "until", "limit", "after"]
+        if let unknown = parameters.map(\.key).first(where: { !known.contains($0) }) {
+            throw BadRequest(message: "unknown parameter \(unknown) (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        func value(_ name: String) -> String? {
+            parameters.last(where: { $0.key == name }).flatMap { $0.value.isEmpty ? nil : $0.value }
+        }
+        var query = JobQuery(queue: value("queue"), type: value("type"))
+        if let status = value("status") {
+            guard let state = JobState.all.first(where: { $0.rawValue == status }) else {
+                throw BadRequest(message: "status must be one of \(JobState.all.map(\.rawValue).joined(separator: ", "))")
+            }
+            query.state = state
+        }
+        query.sinceMs = try value("since").map { try time($0, "since") }
+        query.untilMs = try value("until").map { try time($0, "until") }
+        if let limit = value("limit") {
+            guard let number = Int(limit), (1...JobQuery.maximumLimit).contains(number) else {
+                throw BadRequest(message: "limit must be a number from 1 to \(JobQuery.maximumLimit)")
+            }
+            query.limit = number
+        }
+        if let after = value("after") {
+            guard let cursor = JobCursor(token: after) else { throw BadRequest(message: "after is not a cursor this API gave") }
+            query.after = cursor
+        }
+        return query
+    }
+
+    /// Milliseconds since 1970, from a number of them or an ISO 8601 time.
+    static func time(_ text: String, _ name: String) throws -> Int64 {
+        if let milliseconds = Int64(text) { return milliseconds }
+        let formatter = ISO8601DateFormatter()
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+        }
+        throw BadRequest(message: "\(name) must be milliseconds since 1970 or an ISO 8601 time such as 2026-11-29T10:00:00Z")
+    }
+}
+
+/// JSON answers: key-sorted, not cached.
+enum JSONResponse {
+    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var body = try encoder.encode(value)
+        body.append(UInt8(ascii: "\n"))
+        var fields = headers
+        fields[.contentType] = "application/json"
+        fields[.cacheControl] = "no-store"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) throws -> Response {
+        try make(["error": code, "message": message], status: status, headers: headers)
+    }
+}
+
+/// Lets a request through only with `Authorization: Bearer <token>` for one of the tokens given; answers 401 (with
+/// `WWW-Authenticate: Bearer`) otherwise. Tokens are compared in constant time and never logged.
+public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    private let tokens: [[UInt8]]
+
+    /// - Parameter tokens: the tokens that open the door; empty ones are ignored.
+    public init(tokens: [String]) {
+        self.tokens = tokens.filter { !$0.isEmpty }.map { Array($0.utf8) }
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
+            Self.matches(Array(header.dropFirst("Bearer ".count).utf8), any: tokens)
+        else {
+            return try JSONResponse.error(
+                .unauthorized, "unauthorized", "send Authorization: Bearer <token>", headers: [.wwwAuthenticate: "Bearer"])
+        }
+        return try await next(request, context)
+    }
+
+    /// Whether `candidate` equals one of `tokens`, in time that depends on the lengths only.
+    static func matches(_ candidate: [UInt8], any tokens: [[UInt8]]) -> Bool {
+        var found = false
+        for token in tokens {
+            var difference = UInt8(token.count == candidate.count ? 0 : 1)
+            for index in token.indices { difference |= token[index] ^ (index < candidate.count ? candidate[index] : 0) }
+            found = found || difference == 0
+        }
+        return found
+    }
+}
