@@ -25,6 +25,8 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
     @Option(help: "sqlite:PATH or postgres://user:password@host:port/database.") var store = "sqlite:warren-ledger.sqlite"
     @Option(help: "Broker URI (default: WARREN_AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/).") var url: String?
     @Flag(help: "Serve the store only; record nothing (another process ingests).") var noIngest = false
+    @Option(help: "The ledger's queue; every process that ingests into one store uses the same.") var ledgerQueue = "warren.ledger"
+    @Option(help: "The topic exchange the workers report their events to.") var eventsExchange = "warren.events"
     @Option(help: "How long succeeded jobs are kept.") var keepSucceeded = "7d"
     @Option(help: "How long dead-lettered jobs are kept.") var keepDeadLettered = "30d"
     @Option(help: "How long jobs that never finished are kept.") var keepUnfinished = "30d"
@@ -58,7 +60,9 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
         } else {
             let uri = url ?? environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
             let transport = RabbitMQTransport(endpoints: try AMQPEndpoint.parseList(uri), connectionName: "warren-dashboard", logger: logger)
-            let recording = Ledger(transport: transport, store: ledgerStore, retention: retention, logger: Logger(label: "warren.ledger"))
+            let recording = Ledger(
+                transport: transport, store: ledgerStore, queue: ledgerQueue, exchange: eventsExchange, retention: retention,
+                logger: Logger(label: "warren.ledger"))
             ledger = recording
             services.append(.init(service: recording))
         }

@@ -13,10 +13,11 @@ import WarrenAMQP
 import WarrenHTTP
 import WarrenLocalBroker
 
-/// An HTTP answer: status and body.
+/// An HTTP answer: status, headers (names in lowercase) and body.
 struct HTTPAnswer: Sendable {
     var status: Int
     var body: String
+    var headers: [String: String] = [:]
     var json: [String: Any]? { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] }
     /// The `queues` of a readiness body, by name.
     var queueStates: [String: String] {
@@ -26,13 +27,36 @@ struct HTTPAnswer: Sendable {
 }
 
 /// A GET on 127.0.0.1 with a short timeout (a refused or stuck request is an answer with status 0).
-func httpGet(port: Int, _ path: String) async -> HTTPAnswer {
+func httpGet(port: Int, _ path: String, headers: [String: String] = [:]) async -> HTTPAnswer {
+    await httpRequest("GET", port: port, path, headers: headers)
+}
+
+/// A request to 127.0.0.1 with a short timeout that does not follow redirects (a refused or stuck request is an
+/// answer with status 0).
+func httpRequest(_ method: String, port: Int, _ path: String, headers: [String: String] = [:], body: String? = nil) async -> HTTPAnswer {
     var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+    request.httpMethod = method
     request.timeoutInterval = 5
-    guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else {
+    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+    request.httpBody = body.map { Data($0.utf8) }
+    guard let (data, response) = try? await noRedirects.data(for: request), let http = response as? HTTPURLResponse else {
         return HTTPAnswer(status: 0, body: "")
     }
-    return HTTPAnswer(status: http.statusCode, body: String(decoding: data, as: UTF8.self))
+    let fields = Dictionary(
+        http.allHeaderFields.compactMap { key, value in (key as? String).map { ($0.lowercased(), "\(value)") } }, uniquingKeysWith: { $1 })
+    return HTTPAnswer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), headers: fields)
+}
+
+/// A session that hands redirects back to the caller: a test checks the 303 itself.
+private let noRedirects = URLSession(configuration: .ephemeral, delegate: NoRedirects(), delegateQueue: nil)
+
+private final class NoRedirects: NSObject, URLSessionTaskDelegate, Sendable {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void
+    ) {
+        completionHandler(nil)
+    }
 }
 
 /// Serves `endpoints` on a free port for the duration of `body`.
@@ -350,6 +374,7 @@ struct HTTPHealthBrokerTests {
 /// A gate a handler waits at without noticing cancellation.
 final class Release: Sendable {
     private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    var isOpen: Bool { state.withLock { $0.open } }
     func wait() async {
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLock { state in

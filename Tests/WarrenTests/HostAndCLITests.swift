@@ -7,14 +7,7 @@ import WarrenAMQP
 /// The executables, driven from outside as a user (or an acceptance check) would.
 @Suite("orders-worker and the warren CLI (broker)", .serialized)
 struct HostAndCLITests {
-    static var binDirectory: URL {
-        // The test bundle sits next to the package's executables in the build folder.
-        var url = Bundle.main.bundleURL
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("warren").path), url.path != "/" {
-            url.deleteLastPathComponent()
-        }
-        return url
-    }
+    static var binDirectory: URL { LaunchedProcess.binDirectory }
 
     struct Run {
         var status: Int32

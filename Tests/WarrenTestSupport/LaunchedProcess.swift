@@ -1,0 +1,66 @@
+import Foundation
+
+/// One of the package's executables, started for a test with its output in a file, stopped with SIGTERM.
+package final class LaunchedProcess {
+    package let process: Process
+    package let output: URL
+    private let exited: AsyncStream<Int32>
+
+    /// The folder of the package's executables: the test bundle sits next to them in the build folder.
+    package static var binDirectory: URL {
+        var url = Bundle.main.bundleURL
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("warren").path), url.path != "/" {
+            url.deleteLastPathComponent()
+        }
+        return url
+    }
+
+    /// Starts `tool` with `arguments` and the test's environment plus `environment`; stdout and stderr go to one file.
+    package init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        process = Process()
+        process.executableURL = Self.binDirectory.appendingPathComponent(tool)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("\(tool)-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
+        exited = stream
+        process.terminationHandler = {
+            continuation.yield($0.terminationStatus)
+            continuation.finish()
+        }
+        try process.run()
+    }
+
+    /// What it wrote so far.
+    package var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+
+    /// The port of its `listening on http://host:port` line, once it printed one.
+    /// - Throws: ``TestFailure`` when it exits or prints none within `timeout`.
+    package func listeningPort(timeout: Duration = .seconds(60)) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
+                let port = line.split(separator: ":").last.flatMap({ Int($0) })
+            {
+                return port
+            }
+            guard process.isRunning else { throw TestFailure("\(process.executableURL?.lastPathComponent ?? "") exited: \(log)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("no 'listening on' line within \(timeout): \(log)")
+    }
+
+    /// Sends SIGTERM and returns its exit status.
+    @discardableResult
+    package func stop() async -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        var status: Int32 = -1
+        for await code in exited { status = code }
+        try? FileManager.default.removeItem(at: output)
+        return status
+    }
+}

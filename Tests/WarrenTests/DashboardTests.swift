@@ -1,0 +1,192 @@
+import Foundation
+import Hummingbird
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+@testable import WarrenDashboard
+import WarrenLedger
+
+@Suite("The jobs API")
+struct LedgerAPITests {
+    func query(_ pairs: [(String, String)]) throws -> JobQuery {
+        try LedgerAPI.query(from: pairs.map { (key: $0.0, value: $0.1) })
+    }
+
+    @Test func aSearchIsReadFromItsParametersAndBadOnesAreNamed() throws {
+        let parsed = try query([
+            ("queue", "emails"), ("type", "email.welcome"), ("status", "dead_lettered"), ("since", "2026-11-29T10:00:00Z"),
+            ("until", "1795996800000"), ("limit", "20"), ("after", JobCursor(updatedAtMs: 5, messageID: "m").token),
+        ])
+        #expect(parsed == JobQuery(
+            queue: "emails", type: "email.welcome", state: .deadLettered, sinceMs: 1_795_946_400_000, untilMs: 1_795_996_800_000,
+            limit: 20, after: JobCursor(updatedAtMs: 5, messageID: "m")))
+        #expect(try query([]) == JobQuery())
+        for (bad, names) in [
+            (("status", "done"), "status"), (("limit", "0"), "limit"), (("limit", "501"), "limit"), (("since", "yesterday"), "since"),
+            (("after", "!!"), "after"), (("offset", "10"), "offset"),
+        ] {
+            #expect {
+                try query([bad])
+            } throws: { error in
+                (error as? LedgerAPI.BadRequest)?.message.contains(names) == true
+            }
+        }
+    }
+
+    @Test func tokensAreComparedWhole() {
+        let tokens = [Array("s3cret".utf8), Array("viewer".utf8)]
+        #expect(BearerTokenMiddleware<BasicContext>.matches(Array("s3cret".utf8), any: tokens))
+        #expect(BearerTokenMiddleware<BasicContext>.matches(Array("viewer".utf8), any: tokens))
+        for wrong in ["s3cre", "s3cret!", "", "S3cret", "viewers"] {
+            #expect(!BearerTokenMiddleware<BasicContext>.matches(Array(wrong.utf8), any: tokens), "\(wrong)")
+        }
+    }
+}
+
+typealias BasicContext = BasicRequestContext
+
+/// warren-dashboard and report-api, run as a user runs them, against the test broker and real stores.
+@Suite("warren-dashboard and report-api (broker)", .serialized)
+struct DashboardProcessTests {
+    static let token = "operator-\(UUID().uuidString)"
+    static let readOnlyToken = "viewer-\(UUID().uuidString)"
+
+    @Test(arguments: StoreKind.allCases)
+    func theDashboardServesJobsBehindItsTokenAndFollowsAReplay(_ kind: StoreKind) async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName(), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        let sqlite = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlite + suffix) } }
+        let store = kind == .sqlite ? "sqlite:\(sqlite)" : try await LocalPostgres.shared().newDatabaseURL("dashboard")
+        let dashboard = try LaunchedProcess(
+            "warren-dashboard",
+            ["--port", "0", "--store", store, "--ledger-queue", ledgerQueue, "--events-exchange", exchange, "--log-level", "warning"],
+            environment: ["WARREN_AMQP_URL": url, "WARREN_DASHBOARD_TOKEN": Self.token, "WARREN_DASHBOARD_READONLY_TOKEN": Self.readOnlyToken])
+        let port = try await dashboard.listeningPort()
+        let auth = ["Authorization": "Bearer \(Self.token)"]
+        #expect(try await eventually { await httpGet(port: port, "/health").json?["ingest"] as? String == "consuming" })
+
+        // A worker and a publisher reporting their events to the dashboard's exchange.
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+        let fixed = Release()
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in
+            if email.email.hasPrefix("bounce"), !fixed.isOpen { throw Reject("550 no such mailbox") }
+        }
+        var worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        let publisher = WarrenPublisher(transport: transport, events: events)
+        for id in ["ok-1", "ok-2", "ok-3", "bounce"] {
+            try await publisher.publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+        }
+        func status(_ id: String) async -> String? {
+            await httpGet(port: port, "/api/jobs/\(id)", headers: auth).json?["status"] as? String
+        }
+        #expect(try await eventually { await status("bounce") == "dead_lettered" })
+        #expect(try await eventually { await status("ok-3") == "succeeded" })
+
+        let job = await httpGet(port: port, "/api/jobs/bounce", headers: auth)
+        #expect(job.status == 200 && job.json?["reason"] as? String == "rejected" && job.json?["message_id"] as? String == "bounce")
+        let timeline = job.json?["timeline"] as? [[String: Any]] ?? []
+        #expect(timeline.count == 1 && timeline.first?["outcome"] as? String == "dead-letter")
+        #expect(await httpGet(port: port, "/api/jobs/nobody", headers: auth).status == 404)
+
+        // Searches, page by page.
+        let dead = await httpGet(port: port, "/api/jobs?queue=\(queue)&status=dead_lettered", headers: auth)
+        #expect((dead.json?["jobs"] as? [[String: Any]])?.compactMap { $0["message_id"] as? String } == ["bounce"])
+        var ids: [String] = []
+        var next: String? = nil
+        repeat {
+            let page = await httpGet(port: port, "/api/jobs?queue=\(queue)&limit=3" + (next.map { "&after=\($0)" } ?? ""), headers: auth)
+            #expect(page.status == 200)
+            ids += (page.json?["jobs"] as? [[String: Any]] ?? []).compactMap { $0["message_id"] as? String }
+            next = page.json?["next"] as? String
+        } while next != nil && ids.count < 10
+        #expect(Set(ids) == ["ok-1", "ok-2", "ok-3", "bounce"] && ids.count == 4)
+        let bad = await httpGet(port: port, "/api/jobs?status=finished", headers: auth)
+        #expect(bad.status == 400 && bad.json?["error"] as? String == "bad_request")
+
+        // The door: no token, a wrong one, the read-only one; /health is open.
+        #expect(await httpGet(port: port, "/api/jobs/bounce").status == 401)
+        let wrong = await httpGet(port: port, "/api/jobs/bounce", headers: ["Authorization": "Bearer \(Self.token)x"])
+        #expect(wrong.status == 401 && wrong.headers["www-authenticate"] == "Bearer")
+        #expect(await httpGet(port: port, "/api/jobs/bounce", headers: ["Authorization": "Bearer \(Self.readOnlyToken)"]).status == 200)
+        #expect(!dashboard.log.contains(Self.token), "the token is never logged")
+
+        // A replay: the job shows `replayed` until a worker takes it again, then succeeds.
+        await worker.stop()
+        fixed.open()
+        let replay = try await HostAndCLITests.run(
+            "warren", ["dlx", "replay", "--queue", queue, "--message-id", "bounce", "--events-exchange", exchange], url: url)
+        #expect(replay.status == 0, "\(replay.errors)")
+        #expect(try await eventually { await status("bounce") == "replayed" })
+        worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        #expect(try await eventually { await status("bounce") == "succeeded" })
+        let replayed = await httpGet(port: port, "/api/jobs/bounce", headers: auth).json?["timeline"] as? [[String: Any]] ?? []
+        #expect(replayed.compactMap { $0["outcome"] as? String } == ["dead-letter", "ack"])
+
+        await worker.stop()
+        #expect(await dashboard.stop() == 0, "SIGTERM: it drains and exits 0")
+        await transport.close()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
+    }
+
+    @Test func theDashboardRefusesToServeWithoutAToken() async throws {
+        let dashboard = try LaunchedProcess("warren-dashboard", ["--port", "0", "--no-ingest"], environment: ["WARREN_DASHBOARD_TOKEN": ""])
+        #expect(await dashboard.stop() != 0)
+    }
+
+    @Test func reportAPIAnswers202ThenSeeOtherToTheFileOr500WithTheReason() async throws {
+        let url = try await TestBroker.url()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("reports-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let api = try LaunchedProcess(
+            "report-api",
+            ["--port", "0", "--work-seconds", "1.5", "--reports-directory", directory.path, "--ledger",
+             "sqlite:\(directory.path)/ledger.sqlite", "--log-level", "warning"],
+            environment: ["WARREN_AMQP_URL": url])
+        let port = try await api.listeningPort()
+
+        let accepted = await httpRequest("POST", port: port, "/reports", body: #"{"month": "2026-09"}"#)
+        #expect(accepted.status == 202)
+        let location = try #require(accepted.headers["location"])
+        #expect(location.hasPrefix("/reports/") && accepted.json?["status_url"] as? String == location)
+
+        // 202 while it is made (a second and a half), then 303 to the file.
+        var seen: [String] = []
+        var answer = await httpGet(port: port, location)
+        let deadline = ContinuousClock.now + .seconds(60)
+        while answer.status == 202, ContinuousClock.now < deadline {
+            if let status = answer.json?["status"] as? String, seen.last != status { seen.append(status) }
+            try await Task.sleep(for: .milliseconds(100))
+            answer = await httpGet(port: port, location)
+        }
+        #expect(answer.status == 303 && answer.headers["location"] == "\(location)/file", "\(answer)")
+        #expect(seen.contains("running"), "the status said what was happening: \(seen)")
+        #expect(Set(seen).isSubset(of: ["pending", "running"]))
+        let file = await httpGet(port: port, "\(location)/file")
+        let lines = file.body.split(separator: "\n")
+        #expect(file.status == 200 && file.headers["content-type"]?.hasPrefix("text/csv") == true)
+        #expect(lines.first == "date,orders,revenue_cents" && lines.count == 31 && lines[1].hasPrefix("2026-09-01,"))
+
+        // A report that can never be made: 500 with the reason, once the ledger has the dead letter.
+        let doomed = await httpRequest("POST", port: port, "/reports", body: #"{"month": "1999-12"}"#)
+        let doomedLocation = try #require(doomed.headers["location"])
+        #expect(try await eventually { await httpGet(port: port, doomedLocation).status == 500 })
+        let failed = await httpGet(port: port, doomedLocation)
+        #expect(failed.json?["status"] as? String == "dead_lettered" && failed.json?["reason"] as? String == "rejected")
+        #expect((failed.json?["error"] as? String)?.contains("before 2000-01") == true)
+
+        // Bad requests and unknown reports.
+        #expect(await httpRequest("POST", port: port, "/reports", body: "not json").status == 400)
+        #expect(await httpRequest("POST", port: port, "/reports", body: #"{"month": "2026-13"}"#).status == 400)
+        #expect(await httpGet(port: port, "/reports/\(UUID().uuidString.lowercased())").status == 404)
+        #expect(await httpGet(port: port, "/reports/..%2F..%2Fetc%2Fpasswd/file").status == 404)
+        #expect(await api.stop() == 0)
+    }
+}
