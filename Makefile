@@ -18,12 +18,15 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
-## A throwaway broker, the orders-worker example host, a scripted burst published with the warren CLI, the
-## outcomes as they happen, the dead letters at the end; then everything stops.
+## A throwaway broker, warren-dashboard recording the ledger, the orders-worker example host, a scripted burst
+## published with the warren CLI, the outcomes as they happen, the dead letters and the ledger's view at the end, then
+## the report-api example (202, status, 303 to the CSV, 500); then everything stops.
 demo: deps
 	$(SWIFT) build --product orders-worker
 	$(SWIFT) build --product warren
 	$(SWIFT) build --product warren-local-broker
+	$(SWIFT) build --product warren-dashboard
+	$(SWIFT) build --product report-api
 	scripts/demo.sh
 
 ## The benchmark, in release mode, against a throwaway broker (or --url).

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# make demo: a throwaway RabbitMQ, the orders-worker example host, a scripted burst of welcome emails (plain, flaky,
-# bounce, slow, a malformed body), the outcomes as they happen, `warren dlx list` at the end; then everything stops.
+# make demo: a throwaway RabbitMQ, warren-dashboard recording the job ledger, the orders-worker example host, a
+# scripted burst of welcome emails (plain, flaky, bounce, slow, a malformed body), the outcomes as they happen,
+# `warren dlx list`, the jobs as the ledger's API shows them; then the report-api example (POST → 202, status from
+# the ledger, 303 to the CSV, 500 with the reason); then everything stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${WARREN_BIN:-$(swift build --show-bin-path)}"
 data="$(mktemp -d /tmp/warren-demo.XXXXXX)"
 worker_pid=""
+dashboard_pid=""
+reports_pid=""
 
+stop() { if [ -n "$1" ] && kill -0 "$1" 2>/dev/null; then kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null || true; fi; }
 cleanup() {
-  if [ -n "$worker_pid" ] && kill -0 "$worker_pid" 2>/dev/null; then kill -TERM "$worker_pid" 2>/dev/null; wait "$worker_pid" 2>/dev/null || true; fi
+  stop "$worker_pid"; stop "$reports_pid"; stop "$dashboard_pid"
   "$bin/warren-local-broker" stop --data-directory "$data/broker" >/dev/null 2>&1 || true
   rm -rf "$data"
 }
@@ -20,8 +25,21 @@ say "1. Starting a throwaway RabbitMQ node on 127.0.0.1"
 "$bin/warren-local-broker" start --data-directory "$data/broker" | grep -v '^starting'
 export WARREN_AMQP_URL="$("$bin/warren-local-broker" status --data-directory "$data/broker" | sed -n 's/^WARREN_AMQP_URL=//p')"
 
-http_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-say "2. Starting orders-worker (queue 'emails': at most 4 attempts, retries after 1 s, 2 s, 4 s; health and metrics on :$http_port)"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The address a process prints ("listening on http://…") once it serves.
+wait_listening() { for _ in $(seq 1 300); do if grep -q '^listening on' "$1"; then sed -n 's/^listening on //p' "$1"; return; fi; sleep 0.1; done; echo "demo: $1 never listened" >&2; exit 1; }
+
+say "2. Starting warren-dashboard: it records every job's events in a ledger (SQLite) and serves them under /api/"
+export WARREN_DASHBOARD_TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+"$bin/warren-dashboard" --port 0 --store "sqlite:$data/ledger.sqlite" --log-level warning > "$data/dashboard.out" 2>&1 &
+dashboard_pid=$!
+dashboard="$(wait_listening "$data/dashboard.out")"
+for _ in $(seq 1 100); do if curl -s "$dashboard/health" | grep -q '"consuming"'; then break; fi; sleep 0.1; done
+echo "   $dashboard (GET /api/jobs with Authorization: Bearer \$WARREN_DASHBOARD_TOKEN)"
+api() { curl -s -H "Authorization: Bearer $WARREN_DASHBOARD_TOKEN" "$dashboard$1"; }
+
+http_port="$(free_port)"
+say "3. Starting orders-worker (queue 'emails': at most 4 attempts, retries after 1 s, 2 s, 4 s; health and metrics on :$http_port)"
 "$bin/orders-worker" --log-level debug --http-port "$http_port" > "$data/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 1 100); do
@@ -31,7 +49,7 @@ done
 # Show each settled delivery as it happens (the follower ends with the worker).
 tail --pid="$worker_pid" -n +1 -f "$data/worker.log" | grep --line-buffered ' settled' | sed -u -E 's/^[^ ]+ +//; s/ \[Warren\] settled$//' &
 
-say "3. Publishing a burst with the warren CLI"
+say "4. Publishing a burst with the warren CLI"
 for address in ada@example.com bob@flaky.example cy@bounce.example di@slow.example; do
   id=$("$bin/warren" publish --routing-key emails --type email.welcome --body "{\"userId\":\"${address%@*}\",\"email\":\"$address\"}")
   echo "   published $id  ($address)"
@@ -39,7 +57,7 @@ done
 "$bin/warren" publish --routing-key emails --type email.welcome --message-id malformed-1 --body '{"userId": 5, "email": ' >/dev/null
 echo "   published malformed-1  (a malformed body)"
 
-say "4. Waiting for every message to settle (the flaky one succeeds on its third attempt)"
+say "5. Waiting for every message to settle (the flaky one succeeds on its third attempt)"
 for _ in $(seq 1 150); do
   # ada: ack; bob: retry, retry, ack; cy: dead letter; di: ack after 2 s; malformed: dead letter.
   if [ "$(grep -c ' settled' "$data/worker.log")" -ge 7 ]; then break; fi
@@ -47,30 +65,80 @@ for _ in $(seq 1 150); do
 done
 sleep 0.5
 
-say "5. The dead letters: warren dlx list --queue emails"
+say "6. The dead letters: warren dlx list --queue emails"
 "$bin/warren" dlx list --queue emails
 
-say "6. The topology: warren topology --queue emails"
+say "7. The topology: warren topology --queue emails"
 "$bin/warren" topology --queue emails
 
-say "7. Health and metrics: curl 127.0.0.1:$http_port/health/ready, /health/live, /metrics"
+say "8. Health and metrics: curl 127.0.0.1:$http_port/health/ready, /health/live, /metrics"
 curl -s "127.0.0.1:$http_port/health/ready"
 curl -s "127.0.0.1:$http_port/health/live"
 curl -s "127.0.0.1:$http_port/metrics" | grep -E '^warren_(messages_total|retries_total|dead_letters_total|connection_up)' | sed 's/^/   /'
 
-say "8. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
+say "9. The ledger's view of the burst: curl $dashboard/api/jobs?queue=emails"
+ledger_counts=""
+for _ in $(seq 1 50); do
+  ledger_counts="$(api "/api/jobs?queue=emails" | python3 -c '
+import collections, json, sys
+jobs = json.load(sys.stdin)["jobs"]
+print(" ".join(f"{s}={n}" for s, n in sorted(collections.Counter(j["status"] for j in jobs).items())))')"
+  if [ "$ledger_counts" = "dead_lettered=2 succeeded=3" ]; then break; fi
+  sleep 0.2
+done
+api "/api/jobs?queue=emails" | python3 -c '
+import json, sys
+for job in json.load(sys.stdin)["jobs"]:
+    print("   %-38s %-14s attempts=%s %s" % (job["message_id"], job["status"], job["attempts"], job["reason"] or ""))'
+echo "   by status: $ledger_counts"
+
+say "10. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
 kill -TERM "$worker_pid"
 status=0
 wait "$worker_pid" || status=$?
 worker_pid=""
 echo "   orders-worker exited with $status"
 
+say "11. The request path: report-api (POST → 202 at once, a worker makes the report, GET → status from the ledger)"
+"$bin/report-api" --port 0 --work-seconds 2 --reports-directory "$data/reports" --ledger "sqlite:$data/reports.sqlite" \
+  --log-level warning > "$data/reports.out" 2>&1 &
+reports_pid=$!
+reports="$(wait_listening "$data/reports.out")"
+echo "   \$ curl -i -X POST $reports/reports -d '{\"month\": \"2026-10\"}'"
+curl -s -i -X POST "$reports/reports" -d '{"month": "2026-10"}' > "$data/post.txt"
+grep -E '^(HTTP|Location)' "$data/post.txt" | tr -d '\r' | sed 's/^/   /'
+location="$(sed -n 's/^Location: //p' "$data/post.txt" | tr -d '\r')"
+report_status=""
+for _ in $(seq 1 100); do
+  answer="$(curl -s -o "$data/status.json" -w '%{http_code}' "$reports$location")"
+  echo "   GET $location → $answer $(cat "$data/status.json")"
+  if [ "$answer" != 202 ]; then report_status="$answer"; break; fi
+  sleep 0.5
+done
+echo "   \$ curl -L $reports$location  (the 303 leads to the CSV)"
+curl -s -L "$reports$location" | head -4 | sed 's/^/   /'
+echo "   … and a report that can never be made (no orders before 2000):"
+doomed="$(curl -s -X POST "$reports/reports" -d '{"month": "1999-12"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["status_url"])')"
+doomed_status=""
+for _ in $(seq 1 100); do
+  doomed_status="$(curl -s -o "$data/doomed.json" -w '%{http_code}' "$reports$doomed")"
+  if [ "$doomed_status" != 202 ]; then break; fi
+  sleep 0.2
+done
+echo "   GET $doomed → $doomed_status $(cat "$data/doomed.json")"
+stop "$reports_pid"; reports_pid=""
+stop "$dashboard_pid"; dashboard_pid=""
+
 acked=$(grep -c 'outcome=ack' "$data/worker.log" || true)
 dead=$(grep -c 'outcome=dead-letter' "$data/worker.log" || true)
 retried=$(grep -c 'outcome=retry' "$data/worker.log" || true)
-say "Summary: $acked acked, $retried retried, $dead dead-lettered; worker exit status $status"
+say "Summary: $acked acked, $retried retried, $dead dead-lettered; worker exit status $status; ledger $ledger_counts; report $report_status, doomed report $doomed_status"
 if [ "$status" -ne 0 ] || [ "$acked" -ne 3 ] || [ "$dead" -ne 2 ] || [ "$retried" -ne 2 ]; then
   echo "demo: unexpected outcome (expected 3 acked, 2 retried, 2 dead-lettered, exit 0)" >&2
+  exit 1
+fi
+if [ "$ledger_counts" != "dead_lettered=2 succeeded=3" ] || [ "$report_status" != 303 ] || [ "$doomed_status" != 500 ]; then
+  echo "demo: unexpected ledger or report outcome (expected dead_lettered=2 succeeded=3, 303, 500)" >&2
   exit 1
 fi
 echo "✓ demo finished"
