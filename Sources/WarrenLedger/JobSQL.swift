@@ -8,9 +8,13 @@ enum JobSQL {
         case integer(Int64)
     }
 
-    /// Schema version 2's indexes: every search is newest first by (`last_event_at_ms`, `message_id`), after an
-    /// optional equality on the type, queue or state.
-    static let version2Indexes = [
+    /// Schema version 2 after its new column: an event is recorded once (a batch redelivered after a crash between
+    /// its commit and its ack adds nothing); every search is newest first by (`last_event_at_ms`, `message_id`), after
+    /// an optional equality on the type, queue or state.
+    static let version2 = [
+        "DELETE FROM events WHERE id NOT IN (SELECT MIN(id) FROM events GROUP BY message_id, at_ms, event, COALESCE(attempt, 0))",
+        "DROP INDEX events_by_job",
+        "CREATE UNIQUE INDEX events_once ON events (message_id, at_ms, event, COALESCE(attempt, 0))",
         "DROP INDEX jobs_by_type_status",
         "DROP INDEX jobs_by_queue_status",
         "CREATE INDEX jobs_by_time ON jobs (last_event_at_ms, message_id)",

@@ -39,7 +39,7 @@ public final class PostgresLedgerStore: LedgerStore {
         (2, [
             "ALTER TABLE jobs ADD COLUMN last_event_at_ms BIGINT NOT NULL DEFAULT 0",
             "UPDATE jobs SET last_event_at_ms = GREATEST(updated_at_ms, COALESCE(published_at_ms, 0))",
-        ] + JobSQL.version2Indexes),
+        ] + JobSQL.version2),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
@@ -140,6 +140,7 @@ public final class PostgresLedgerStore: LedgerStore {
             unsafeSQL: """
                 INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
                     next_attempt_at_ms, host, trace_id) VALUES \(placeholders(rows: events.count, columns: 13))
+                ON CONFLICT DO NOTHING
                 """, binds: binds)
     }
 

@@ -62,7 +62,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         (2, [
             "ALTER TABLE jobs ADD COLUMN last_event_at_ms INTEGER NOT NULL DEFAULT 0",
             "UPDATE jobs SET last_event_at_ms = MAX(updated_at_ms, COALESCE(published_at_ms, 0))",
-        ] + JobSQL.version2Indexes),
+        ] + JobSQL.version2),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -143,8 +143,8 @@ public final class SQLiteLedgerStore: LedgerStore {
         let row = "(" + Array(repeating: "?", count: 13).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
-            INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
-                next_attempt_at_ms, host, trace_id) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            INSERT OR IGNORE INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error,
+                reason, next_attempt_at_ms, host, trace_id) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
             """, binds)
     }
 

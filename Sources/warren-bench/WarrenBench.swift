@@ -6,6 +6,7 @@ import Synchronization
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenLedger
 
 @main
 struct WarrenBench: AsyncParsableCommand {
@@ -29,7 +30,8 @@ struct Consume: AsyncParsableCommand {
             instead of Warren's fast path); the framework's tracing: framework-tracing-off (no trace context read), \
             framework-w3c (the no-op tracer, every message carrying a valid W3C traceparent), \
             framework-in-memory-tracer (swift-distributed-tracing's InMemoryTracer, a span per publish and per delivery); \
-            framework-events (the worker and the publisher report job events to warren.events, nothing bound). \
+            framework-events (the worker and the publisher report job events to warren.events, nothing bound); \
+            framework-events-ledger (the same, with a Ledger in this process recording them into a fresh SQLite file). \
             The raw modes publish without confirms; client publishes with confirms. Every mode sends the same \
             messages (what WarrenPublisher sends) unless --format bare. \
             For client and framework: acks/1k msg counts basic.ack frames sent per 1,000 messages (raw-multi: 20), \
@@ -95,7 +97,7 @@ struct Consume: AsyncParsableCommand {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let known = [
             "raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation",
-            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer", "framework-events",
+            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer", "framework-events", "framework-events-ledger",
         ]
         for m in modes where !known.contains(m) {
             throw ValidationError("unknown mode '\(m)' (\(known.joined(separator: ", ")))")
@@ -236,6 +238,10 @@ struct Consume: AsyncParsableCommand {
                 endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), headers: ["traceparent": .string(traceParent)])
         case "framework-events":
             return try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
+        case "framework-events-ledger":
+            return try await withBenchLedger(endpoint: endpoint) {
+                try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
+            }
         case "framework-in-memory-tracer":
             return try await measureFramework(
                 endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: TracingOptions(tracer: InMemoryTracer()))
@@ -329,6 +335,31 @@ extension Consume {
 }
 
 extension Consume {
+    /// Runs `body` while a ``Ledger`` records every event of `warren.events` into a fresh SQLite file (its own queue,
+    /// deleted afterwards); prints how many events it had recorded when `body` ended.
+    func withBenchLedger(endpoint: AMQPEndpoint, _ body: () async throws -> Sample) async throws -> Sample {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let store = try await SQLiteLedgerStore(path: path, logger: quietLogger)
+        let queue = "warren.bench.ledger.\(UUID().uuidString.prefix(8))"
+        let ledger = Ledger(
+            transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-ledger", logger: quietLogger),
+            store: store, queue: queue, retention: .keepEverything, logger: quietLogger)
+        let running = Task { try await ledger.run() }
+        try await ledger.waitUntilConsuming()
+        let sample = try await body()
+        let recorded = try await store.eventCount()
+        ledger.shutdown()
+        try await running.value
+        try await store.close()
+        let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-cleanup", logger: quietLogger)
+        let channel = try await connection.openChannel()
+        for name in [queue, "\(queue).redelivered", "\(queue).dead-letters", "\(queue).topology"] + ["1000", "5000", "30000"].map({ "\(queue).retry.\($0)ms" }) { _ = try? await channel.queueDelete(name) }
+        await connection.close()
+        FileHandle.standardError.write(Data("  ledger: \(recorded) events recorded when the worker finished\n".utf8))
+        return sample
+    }
+
     /// The framework mode on `InMemoryTransport`: the same messages and handler, no broker or socket in the path.
     func measureInMemory(codec: any MessageCodec) async throws -> Sample {
         let transport = InMemoryTransport()

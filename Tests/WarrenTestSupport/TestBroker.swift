@@ -77,12 +77,14 @@ package func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds
 
 /// Polls `condition` until it holds or `timeout` passes (for conditions nothing announces, such as a queue's depth
 /// on the broker).
-package func eventually(timeout: Duration = .seconds(15), _ condition: () async throws -> Bool) async throws -> Bool {
+package func eventually(
+    timeout: Duration = .seconds(15), pollEvery interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
+) async throws -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: timeout)
     while clock.now < deadline {
         if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: interval)
     }
     return try await condition()
 }

@@ -136,6 +136,74 @@ struct DashboardProcessTests {
         await connection.close()
     }
 
+    @Test func aLedgerKilledMidwayLosesNothingAndRecordsNothingTwice() async throws {
+        let url = try await TestBroker.url()
+        let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        let sqlite = FileManager.default.temporaryDirectory.appendingPathComponent("killed-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlite + suffix) } }
+        func startDashboard() async throws -> LaunchedProcess {
+            let dashboard = try LaunchedProcess(
+                "warren-dashboard",
+                ["--port", "0", "--store", "sqlite:\(sqlite)", "--ledger-queue", ledgerQueue, "--events-exchange", exchange,
+                 "--log-level", "error"],
+                environment: ["WARREN_AMQP_URL": url, "WARREN_DASHBOARD_TOKEN": Self.token])
+            let port = try await dashboard.listeningPort()
+            #expect(try await eventually { await httpGet(port: port, "/health").json?["ingest"] as? String == "consuming" })
+            return dashboard
+        }
+        var dashboard = try await startDashboard()
+
+        // 60,000 events (20,000 jobs: published, started, ack) in batches of 200, as workers send them.
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        var events: [WarrenEvent] = []
+        let now = Int64(Date().timeIntervalSince1970 * 1000)  // recent: the ledger's retention keeps them
+        for job in 0..<20_000 {
+            let id = "killed-\(job)", at = now - 20_000 + Int64(job)
+            events += [
+                WarrenEvent(event: .published, messageID: id, type: "t", queue: "q", atMs: at),
+                WarrenEvent(event: .started, messageID: id, type: "t", queue: "q", attempt: 1, atMs: at + 1),
+                WarrenEvent(event: .ack, messageID: id, type: "t", queue: "q", attempt: 1, atMs: at + 2, durationMs: 1),
+            ]
+        }
+        let batches = stride(from: 0, to: events.count, by: 200).map { start in
+            AMQPOutboundMessage(
+                body: WarrenEvent.encodeBatch(events[start..<min(start + 200, events.count)]), exchange: exchange, routingKey: "q.batch",
+                properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.events"))
+        }
+        for result in await channel.publish(contentsOf: batches) { try result.get() }
+
+        // Killed while it records: some batches committed and acked, some committed and not acked, some neither.
+        let reader = try await SQLiteLedgerStore(path: sqlite)
+        #expect(try await eventually(timeout: .seconds(60), pollEvery: .milliseconds(5)) { try await reader.eventCount() > 0 })
+        kill(dashboard.process.processIdentifier, SIGKILL)
+        let atKill = try await reader.eventCount()
+        _ = await dashboard.stop()
+        #expect(atKill < events.count, "killed midway (\(atKill) of \(events.count) recorded)")
+
+        dashboard = try await startDashboard()
+        let caughtUp = try await eventually(timeout: .seconds(120)) { try await reader.eventCount() >= events.count }
+        let recorded = try await reader.eventCount()
+        #expect(caughtUp, "\(recorded) of \(events.count) recorded after the restart; \(dashboard.log)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(try await reader.eventCount() == events.count, "every event once: the redelivered batches were not recorded twice")
+        var succeeded = 0
+        var query = JobQuery(type: "t", state: .succeeded, limit: 500)
+        repeat {
+            let page = try await reader.jobs(matching: query)
+            succeeded += page.jobs.count
+            query.after = page.next
+        } while query.after != nil
+        #expect(succeeded == 20_000)
+        let job = try #require(try await reader.job(messageID: "killed-7"))
+        #expect(job.timeline.count == 1 && job.timeline[0].outcome == "ack")
+        try await reader.close()
+        #expect(await dashboard.stop() == 0)
+        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
+    }
+
     @Test func theDashboardRefusesToServeWithoutAToken() async throws {
         let dashboard = try LaunchedProcess("warren-dashboard", ["--port", "0", "--no-ingest"], environment: ["WARREN_DASHBOARD_TOKEN": ""])
         #expect(await dashboard.stop() != 0)

@@ -267,7 +267,7 @@ struct LedgerStoreTests {
     }
 
     @Test(arguments: StoreKind.allCases)
-    func aBigBatchIsRecorded(_ kind: StoreKind) async throws {
+    func aBigBatchIsRecordedAndARedeliveredOneAddsNothing(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
             try await store.migrate()
             let many = (0..<1_000).flatMap { index in
@@ -276,6 +276,10 @@ struct LedgerStoreTests {
             try await store.record(many)
             #expect(try await store.eventCount() == 2_000)
             #expect(try await store.job(messageID: "job-999")?.state == .succeeded)
+            // Redelivered after a crash between its commit and its ack: recorded once.
+            try await store.record(Array(many[1_000..<1_100]))
+            #expect(try await store.eventCount() == 2_000)
+            #expect(try await store.job(messageID: "job-520")?.timeline.count == 1)
         }
     }
 }
