@@ -8,10 +8,12 @@ enum JobSQL {
         case integer(Int64)
     }
 
-    /// Schema version 2 after its new column: an event is recorded once (a batch redelivered after a crash between
+    /// Schema version 2 after the jobs' new column: a settlement's start when its `started` event was folded into it
+    /// (``WarrenEvent/startedAtMs``); an event is recorded once (a batch redelivered after a crash between
     /// its commit and its ack adds nothing); every search is newest first by (`last_event_at_ms`, `message_id`), after
     /// an optional equality on the type, queue or state.
     static let version2 = [
+        "ALTER TABLE events ADD COLUMN started_at_ms BIGINT",
         "DELETE FROM events WHERE id NOT IN (SELECT MIN(id) FROM events GROUP BY message_id, at_ms, event, COALESCE(attempt, 0))",
         "DROP INDEX events_by_job",
         "CREATE UNIQUE INDEX events_once ON events (message_id, at_ms, event, COALESCE(attempt, 0))",

@@ -175,6 +175,7 @@ public struct JobStatus: Sendable, Equatable, Codable {
                 current.queueWaitMs = event.queueWaitMs
                 current.host = event.host
             } else {
+                current.startedAtMs = current.startedAtMs ?? event.startedAtMs
                 current.endedAtMs = event.atMs
                 current.outcome = event.event.rawValue
                 current.durationMs = event.durationMs

@@ -120,7 +120,7 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     private static func insertEvents(_ events: ArraySlice<WarrenEvent>) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: events.count * 13)
+        var binds = PostgresBindings(capacity: events.count * 14)
         for event in events {
             binds.append(event.messageID!)
             binds.append(event.event.rawValue)
@@ -135,11 +135,12 @@ public final class PostgresLedgerStore: LedgerStore {
             binds.append(event.nextAttemptAtMs)
             binds.append(event.host)
             binds.append(event.traceID)
+            binds.append(event.startedAtMs)
         }
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
-                    next_attempt_at_ms, host, trace_id) VALUES \(placeholders(rows: events.count, columns: 13))
+                    next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(placeholders(rows: events.count, columns: 14))
                 ON CONFLICT DO NOTHING
                 """, binds: binds)
     }
@@ -239,16 +240,19 @@ public final class PostgresLedgerStore: LedgerStore {
         var events: [WarrenEvent] = []
         let eventRows = try await client.query(
             """
-            SELECT event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason, next_attempt_at_ms, host, trace_id
+            SELECT event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason, next_attempt_at_ms, host, trace_id,
+                started_at_ms
             FROM events WHERE message_id = \(messageID)
             ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
             """, logger: logger)
         for try await row in eventRows {
-            let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace) = try row.decode(
-                (String, String?, String, Int?, Int64, Int64?, Int64?, String?, String?, Int64?, String?, String?).self)
-            events.append(WarrenEvent(
+            let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace, started) = try row.decode(
+                (String, String?, String, Int?, Int64, Int64?, Int64?, String?, String?, Int64?, String?, String?, Int64?).self)
+            var event = WarrenEvent(
                 event: WarrenEvent.Kind(rawValue: kind), messageID: messageID, type: type, queue: queue, attempt: attempt, atMs: at,
-                queueWaitMs: wait, durationMs: duration, error: error, reason: reason, nextAttemptAtMs: next, host: host, traceID: trace))
+                queueWaitMs: wait, durationMs: duration, error: error, reason: reason, nextAttemptAtMs: next, host: host, traceID: trace)
+            event.startedAtMs = started
+            events.append(event)
         }
         job.timeline = JobStatus.timeline(of: events)
         return job

@@ -131,20 +131,20 @@ public final class SQLiteLedgerStore: LedgerStore {
 
     private func insertEvents(_ events: ArraySlice<WarrenEvent>) async throws {
         var binds: [SQLiteData] = []
-        binds.reserveCapacity(events.count * 13)
+        binds.reserveCapacity(events.count * 14)
         for event in events {
             binds += [
                 .text(event.messageID!), .text(event.event.rawValue), Self.text(event.type), .text(event.queue),
                 Self.integer(event.attempt.map(Int64.init)), .integer(Int(event.atMs)), Self.integer(event.queueWaitMs),
                 Self.integer(event.durationMs), Self.text(event.error), Self.text(event.reason),
-                Self.integer(event.nextAttemptAtMs), Self.text(event.host), Self.text(event.traceID),
+                Self.integer(event.nextAttemptAtMs), Self.text(event.host), Self.text(event.traceID), Self.integer(event.startedAtMs),
             ]
         }
-        let row = "(" + Array(repeating: "?", count: 13).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: 14).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
             INSERT OR IGNORE INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error,
-                reason, next_attempt_at_ms, host, trace_id) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+                reason, next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
             """, binds)
     }
 
@@ -294,13 +294,15 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     private static func event(from row: SQLiteRow) -> WarrenEvent {
-        WarrenEvent(
+        var event = WarrenEvent(
             event: WarrenEvent.Kind(rawValue: row.column("event")?.string ?? ""), messageID: row.column("message_id")?.string,
             type: row.column("type")?.string, queue: row.column("queue")?.string ?? "", attempt: row.column("attempt")?.integer,
             atMs: int64(row, "at_ms") ?? 0, queueWaitMs: int64(row, "queue_wait_ms"), durationMs: int64(row, "duration_ms"),
             error: row.column("error")?.string, reason: row.column("reason")?.string,
             nextAttemptAtMs: int64(row, "next_attempt_at_ms"), host: row.column("host")?.string,
             traceID: row.column("trace_id")?.string)
+        event.startedAtMs = int64(row, "started_at_ms")
+        return event
     }
 
     private static func int64(_ row: SQLiteRow, _ column: String) -> Int64? {

@@ -56,6 +56,22 @@ struct EventsTests {
         func isRecoverable(_ error: any Error) -> Bool { true }
     }
 
+    @Test func aStartSettledWithinTheSameFlushIsFoldedIntoItsSettlement() throws {
+        func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int?, at: Int64) -> WarrenEvent {
+            WarrenEvent(event: kind, messageID: id, type: "t", queue: "q", attempt: attempt, atMs: at, queueWaitMs: attempt.map { _ in 7 })
+        }
+        let folded = WarrenEvents.foldingStarts([
+            event(.started, "a", attempt: 1, at: 10), event(.started, "b", attempt: 1, at: 11), event(.published, "c", attempt: nil, at: 12),
+            event(.ack, "a", attempt: 1, at: 15), event(.retry, "x", attempt: 3, at: 16), event(.started, "a", attempt: 2, at: 20),
+        ])
+        #expect(folded.map { "\($0.messageID!) \($0.event)" } == ["b started", "c published", "a ack", "x retry", "a started"])
+        #expect(folded[2].startedAtMs == 10 && folded[2].queueWaitMs == 7, "the start's time on its settlement")
+        #expect(folded[3].startedAtMs == nil, "a settlement whose start went out earlier stays as it is")
+        let batch = WarrenEvent.encodeBatch(folded)
+        #expect(String(decoding: batch, as: UTF8.self).contains(#""started_at_ms":10"#))
+        #expect(try WarrenEvent.decodeBatch(batch) == folded)
+    }
+
     @Test func aFullBufferDropsAndCountsEventsWithoutHoldingAnyoneUp() async throws {
         _ = testMetrics  // the process's metrics, bootstrapped before the counter is made
         let transport = StuckTransport()
@@ -148,16 +164,18 @@ struct EventsBrokerTests {
         #expect(types == ["warren.events"])
         // By attempt, a start before its settlement. (The publisher's confirm may come back after the worker started:
         // `published` is reported then, so it can be later than `started`.)
+        // A settlement carrying `started_at_ms` stands for its attempt's start too (folded: it settled within the flush).
         func steps(_ id: String) -> [String] {
             let events = received.filter { $0.messageID == id }
             let attempts = events.filter { $0.event != .published }
                 .sorted { ($0.attempt ?? 0, $0.event == .started ? 0 : 1) < ($1.attempt ?? 0, $1.event == .started ? 0 : 1) }
-            return events.filter { $0.event == .published }.map(\.event.rawValue) + attempts.map(\.event.rawValue)
+                .flatMap { $0.startedAtMs == nil ? [$0.event.rawValue] : ["started", $0.event.rawValue] }
+            return events.filter { $0.event == .published }.map(\.event.rawValue) + attempts
         }
         #expect(steps("ok") == ["published", "started", "ack"])
         #expect(steps("flaky") == ["published", "started", "retry", "started", "ack"])
         #expect(steps("bounce") == ["published", "started", "dead-letter"])
-        #expect(routingKeys.isSuperset(of: ["\(queue).published", "\(queue).started", "\(queue).ack", "\(queue).retry", "\(queue).dead-letter"]))
+        #expect(routingKeys.isSuperset(of: ["\(queue).published", "\(queue).ack", "\(queue).retry", "\(queue).dead-letter"]))
 
         let retry = try #require(received.first { $0.messageID == "flaky" && $0.event == .retry })
         #expect(retry.attempt == 1 && retry.error != nil)
@@ -166,10 +184,14 @@ struct EventsBrokerTests {
         #expect(letter.reason == "rejected" && letter.error?.contains("550") == true)
         #expect(letter.body == #"{"userId":"3","email":"bounce@example.com"}"# && letter.bodyEncoding == "utf8" && letter.bodyTruncated == false)
         #expect(letter.headers?[WarrenHeader.publishedAt] != nil, "the message's own headers")
-        let started = try #require(received.first { $0.messageID == "ok" && $0.event == .started })
-        #expect(started.queue == queue && started.type == WelcomeEmail.messageType && started.attempt == 1 && started.queueWaitMs != nil)
         let ack = try #require(received.first { $0.messageID == "ok" && $0.event == .ack })
-        #expect(ack.durationMs != nil && ack.host != nil)
+        #expect(ack.durationMs != nil && ack.host != nil && ack.queue == queue && ack.type == WelcomeEmail.messageType)
+        #expect(ack.attempt == 1 && ack.queueWaitMs != nil)
+        if let start = ack.startedAtMs ?? received.first(where: { $0.messageID == "ok" && $0.event == .started })?.atMs {
+            #expect(start <= ack.atMs)
+        } else {
+            Issue.record("the ok job's start is reported, on its own or folded into its ack")
+        }
     }
 
     @Test func withNobodyListeningEventsCostNothingAndFailNothing() async throws {

@@ -122,6 +122,20 @@ struct LedgerStoreTests {
         }
     }
 
+    @Test(arguments: StoreKind.allCases)
+    func aSettlementWithItsStartFoldedInIsAWholeAttempt(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            var ack = event(.ack, "short", attempt: 2, at: 900)
+            ack.startedAtMs = 880
+            ack.durationMs = 20
+            try await store.record([event(.published, "short", at: 700), ack])
+            let job = try #require(try await store.job(messageID: "short"))
+            #expect(job.state == .succeeded && job.attempts == 2)
+            #expect(job.timeline == [JobStatus.Attempt(attempt: 2, startedAtMs: 880, endedAtMs: 900, outcome: "ack", durationMs: 20, host: "w1")])
+        }
+    }
+
     @Test func aBatchThatFailsLeavesNothingBehind() async throws {
         try await withStore(.postgres) { store in
             try await store.migrate()

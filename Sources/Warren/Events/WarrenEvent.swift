@@ -62,6 +62,10 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
     public var bodyEncoding: String?
     /// Whether ``body`` was cut at the limit.
     public var bodyTruncated: Bool?
+    /// On a settlement: when its attempt started, in milliseconds since 1970, when the attempt's `started` event was
+    /// folded into it (it settled before the `started` event was sent, within one flush interval): one event instead
+    /// of two for a short job.
+    public var startedAtMs: Int64?
 
     public init(
         event: Kind, messageID: String?, type: String?, queue: String, attempt: Int? = nil, atMs: Int64,
@@ -96,6 +100,7 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         case correlationID = "correlation_id"
         case bodyEncoding = "body_encoding"
         case bodyTruncated = "body_truncated"
+        case startedAtMs = "started_at_ms"
     }
 
     /// Decodes a batch as a ledger receives it: the body of one `warren.events` message, a JSON array of events.
@@ -148,6 +153,7 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         string("queue", queue)
         number("attempt", attempt.map(Int64.init))
         number("at_ms", atMs)
+        number("started_at_ms", startedAtMs)
         number("queue_wait_ms", queueWaitMs)
         number("duration_ms", durationMs)
         string("error", error)

@@ -164,13 +164,14 @@ public final class WarrenEvents: Service, Sendable {
                 return Array(state.buffer.prefix(count))
             }
             guard !taken.isEmpty else { return false }
+            let events = Self.foldingStarts(taken)
             do {
                 try await declareExchangeOnce()
                 // One AMQP message per routing key and at most `batchSize` events, in the order each key first
                 // appeared (a job's start usually goes out before its settlement; readers still order by time).
                 var groups: [String: [WarrenEvent]] = [:]
                 var order: [String] = []
-                for event in taken {
+                for event in events {
                     let key = "\(event.queue).\(event.event.rawValue)"
                     if groups[key] == nil { order.append(key) }
                     groups[key, default: []].append(event)
@@ -214,6 +215,37 @@ public final class WarrenEvents: Service, Sendable {
                 return !state.buffer.isEmpty
             }
         }
+    }
+
+    /// `events` with each `started` whose attempt settled in the same flush folded into the settlement
+    /// (``WarrenEvent/startedAtMs``): most jobs take less than a flush interval, and one event each halves what the
+    /// broker carries and the ledger writes for them.
+    static func foldingStarts(_ events: [WarrenEvent]) -> [WarrenEvent] {
+        struct Attempt: Hashable {
+            var messageID: String
+            var queue: String
+            var attempt: Int?
+        }
+        var starts: [Attempt: Int] = [:]
+        var folded: Set<Int> = []
+        var result = events
+        for (index, event) in events.enumerated() {
+            guard let id = event.messageID else { continue }
+            let attempt = Attempt(messageID: id, queue: event.queue, attempt: event.attempt)
+            switch event.event {
+            case .started:
+                starts[attempt] = index
+            case .ack, .retry, .deadLetter, .requeued:
+                guard let start = starts.removeValue(forKey: attempt) else { continue }
+                folded.insert(start)
+                result[index].startedAtMs = events[start].atMs
+                result[index].queueWaitMs = result[index].queueWaitMs ?? events[start].queueWaitMs
+            default:
+                continue
+            }
+        }
+        guard !folded.isEmpty else { return events }
+        return result.enumerated().filter { !folded.contains($0.offset) }.map(\.element)
     }
 
     private func declareExchangeOnce() async throws {
