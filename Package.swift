@@ -111,12 +111,12 @@ let package = Package(
         ),
         .target(
             name: "WarrenDashboard",
-            dependencies: ["WarrenLedger", .product(name: "Hummingbird", package: "hummingbird")]
+            dependencies: ["WarrenLedger", "WarrenHTTP", .product(name: "Hummingbird", package: "hummingbird")]
         ),
         .executableTarget(
             name: "warren-dashboard",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard",
+                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard", "WarrenHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

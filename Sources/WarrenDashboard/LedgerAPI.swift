@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import WarrenHTTP
 import WarrenLedger
 
 /// The ledger's JSON API (snake_case), as Hummingbird routes; `warren-dashboard` serves it under `/api/`, behind
@@ -82,24 +83,6 @@ public struct LedgerAPI: Sendable {
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
         throw BadRequest(message: "\(name) must be milliseconds since 1970 or an ISO 8601 time such as 2026-11-29T10:00:00Z")
-    }
-}
-
-/// JSON answers: key-sorted, not cached.
-enum JSONResponse {
-    static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var body = try encoder.encode(value)
-        body.append(UInt8(ascii: "\n"))
-        var fields = headers
-        fields[.contentType] = "application/json"
-        fields[.cacheControl] = "no-store"
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
-    }
-
-    static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) throws -> Response {
-        try make(["error": code, "message": message], status: status, headers: headers)
     }
 }
 

@@ -102,11 +102,11 @@ public struct WarrenHealthEndpoints: Sendable {
     public func addRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
         router.get("health/ready") { _, _ in
             let readiness = self.readiness()
-            return try Self.json(readiness, status: readiness.isReady ? .ok : .serviceUnavailable)
+            return try JSONResponse.make(readiness, status: readiness.isReady ? .ok : .serviceUnavailable)
         }
         router.get("health/live") { _, _ in
             let liveness = self.liveness()
-            return try Self.json(liveness, status: liveness.isLive ? .ok : .serviceUnavailable)
+            return try JSONResponse.make(liveness, status: liveness.isLive ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ in
             guard let prometheus = self.prometheus else {
@@ -116,15 +116,5 @@ public struct WarrenHealthEndpoints: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: prometheus.exposition())))
         }
-    }
-
-    private static func json(_ value: some Encodable, status: HTTPResponse.Status) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        var body = try encoder.encode(value)
-        body.append(UInt8(ascii: "\n"))
-        return Response(
-            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-            body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

@@ -58,8 +58,10 @@ struct ReportAPI: AsyncParsableCommand {
             let recording = Ledger(
                 transport: ledgerTransport, store: ledgerStore, queue: "report-api.ledger", bindingKey: "\(ReportRequested.queue).#",
                 logger: Logger(label: "warren.ledger"))
-            let api = ReportRoutes(
-                publisher: WarrenPublisher(transport: transport, events: events), store: ledgerStore, reports: reports)
+            let publisher = WarrenPublisher(transport: transport, events: events)
+            // The queue exists before the first request, whether a worker has run yet or not: a 202 means queued.
+            try await publisher.declare(queue: ReportRequested.queue, retry: ReportMaker.retry)
+            let api = ReportRoutes(publisher: publisher, store: ledgerStore, reports: reports)
             let router = Router()
             api.addRoutes(to: router)
             let app = Application(

@@ -6,13 +6,14 @@ import Warren
 struct ReportMaker: Sendable {
     let reports: ReportFiles
     let workSeconds: Double
+    static let retry = RetryPolicy(maxAttempts: 3, backoff: .explicit([.seconds(1), .seconds(5)]))
 
     var registration: HandlerRegistration {
         HandlerRegistration(
             ReportRequested.self, queue: ReportRequested.queue,
             options: HandlerOptions(
                 prefetch: 4, maxConcurrentHandlers: 2,
-                retry: RetryPolicy(maxAttempts: 3, backoff: .explicit([.seconds(1), .seconds(5)])), timeout: .seconds(300))
+                retry: Self.retry, timeout: .seconds(300))
         ) { request, context in
             try await make(request)
             context.logger.info("report written", metadata: ["report_id": "\(request.reportID)", "month": "\(request.month)"])

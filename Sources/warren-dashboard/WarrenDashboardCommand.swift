@@ -6,6 +6,7 @@ import ServiceLifecycle
 import Warren
 import WarrenAMQP
 import WarrenDashboard
+import WarrenHTTP
 import WarrenLedger
 
 /// The ledger's process: records every worker's job events in a store (unless `--no-ingest`) and serves the jobs API
@@ -70,10 +71,7 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
         let router = Router()
         router.get("health") { _, _ -> Response in
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
-            let body = "{\"ingest\":\"\(ingest)\",\"status\":\"ok\"}\n"
-            return Response(
-                status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-                body: .init(byteBuffer: ByteBuffer(string: body)))
+            return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
         let api = router.group("api").add(middleware: BearerTokenMiddleware(tokens: tokens))
         LedgerAPI(store: ledgerStore).addRoutes(to: api)

@@ -213,6 +213,18 @@ struct DashboardProcessTests {
         let url = try await TestBroker.url()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("reports-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
+        // The API alone, before any worker has run: a request is queued all the same, and pending.
+        let alone = try LaunchedProcess(
+            "report-api",
+            ["--role", "api", "--port", "0", "--reports-directory", directory.path, "--ledger", "sqlite:\(directory.path)/alone.sqlite",
+             "--log-level", "warning"],
+            environment: ["WARREN_AMQP_URL": url])
+        let alonePort = try await alone.listeningPort()
+        let queued = await httpRequest("POST", port: alonePort, "/reports", body: #"{"month": "2026-08"}"#)
+        #expect(queued.status == 202, "\(queued.body)")
+        #expect(await httpGet(port: alonePort, queued.headers["location"] ?? "/").json?["status"] as? String == "pending")
+        #expect(await alone.stop() == 0)
+
         let api = try LaunchedProcess(
             "report-api",
             ["--port", "0", "--work-seconds", "1.5", "--reports-directory", directory.path, "--ledger",
