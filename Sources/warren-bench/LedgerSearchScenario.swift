@@ -99,7 +99,7 @@ struct LedgerSearch: AsyncParsableCommand {
             let at = end - span + Int64(job) * span / Int64(max(1, jobs))
             let kind: WarrenEvent.Kind = job % deadEvery == 0 ? .deadLetter : (job % 997 == 0 ? .retry : .ack)
             var event = WarrenEvent(
-                event: kind, messageID: String(format: "%08x-job", job), type: Self.types[job % 8], queue: Self.queues[(job / 8) % 4],
+                event: kind, messageID: String(format: "%08x-job", job), type: Self.types[(job / 10) % 8], queue: Self.queues[(job / 80) % 4],
                 attempt: 1, atMs: at, queueWaitMs: 4, durationMs: 20, host: "worker-\(job % 5)")
             event.startedAtMs = at - 20
             switch kind {

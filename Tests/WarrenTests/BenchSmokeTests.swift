@@ -15,6 +15,22 @@ struct BenchSmokeTests {
         return try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any])
     }
 
+    @Test func theLedgerScenariosRunAndPrintTheirRows() async throws {
+        let url = try await TestBroker.url()
+        func rows(_ arguments: [String]) async throws -> [[String: Any]] {
+            let run = try await HostAndCLITests.run("warren-bench", arguments, url: nil)
+            #expect(run.status == 0, "\(arguments.first ?? ""): \(run.errors.suffix(1000))")
+            let last = try #require(run.output.split(separator: "\n").last)
+            return try #require(try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [[String: Any]])
+        }
+        let ingest = try await rows(["ledger", "--events", "2000", "--url", url])
+        #expect(ingest.compactMap { $0["mode"] as? String } == ["store", "ingest"])
+        #expect(ingest.allSatisfy { ($0["events_per_s"] as? Double ?? 0) > 0 })
+        let search = try await rows(["ledger-search", "--jobs", "5000", "--dead-letters", "500", "--queries", "2"])
+        #expect(search.count == 7)
+        #expect(search.allSatisfy { ($0["rows"] as? Int ?? 0) > 0 }, "every search finds rows in the generated data: \(search)")
+    }
+
     @Test func consumePublishLatencyRetryAndMemoryEachPrintTheirJSON() async throws {
         let consume = try await run(["consume", "--messages", "300", "--mode", "raw,client,framework", "--queue", "bench.smoke.consume"])
         #expect(consume["mode"] as? String == "framework")
