@@ -11,6 +11,10 @@ import WarrenLedger
 ///   `{"jobs": [...], "next": cursor | null}`). `since`/`until` are milliseconds since 1970 or ISO 8601 times
 ///   (`2026-11-29T10:00:00Z`); `limit` 1–500 (default 50); `after` the previous page's `next`.
 ///
+/// - `GET failures?queue=&since=&until=&limit=`: the dead letters grouped by failure (``FailureGroup``: type, reason
+///   and the error with numbers and ids masked), the most recently seen first: `{"groups": [...]}`; `limit` 1–500
+///   (default 50) groups.
+///
 /// A bad parameter answers 400 with `{"error": "bad_request", "message": …}`.
 public struct LedgerAPI: Sendable {
     public let store: any LedgerStore
@@ -37,6 +41,21 @@ public struct LedgerAPI: Sendable {
             }
             return try JSONResponse.make(try await store.jobs(matching: query))
         }
+        router.get("failures") { request, _ in
+            let query: FailureGroupQuery
+            do {
+                query = try Self.failureQuery(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+            } catch let error as BadRequest {
+                return try JSONResponse.error(.badRequest, "bad_request", error.message)
+            }
+            return try JSONResponse.make(["groups": try await store.failureGroups(matching: query)])
+        }
+    }
+
+    /// The failure groups a request's query string asks for.
+    static func failureQuery(from parameters: [(key: String, value: String)]) throws -> FailureGroupQuery {
+        let jobs = try query(from: parameters, known: ["queue", "since", "until", "limit"])
+        return FailureGroupQuery(queue: jobs.queue, sinceMs: jobs.sinceMs, untilMs: jobs.untilMs, limit: jobs.limit)
     }
 
     struct BadRequest: Error {
@@ -44,8 +63,10 @@ public struct LedgerAPI: Sendable {
     }
 
     /// The search a request's query string asks for.
-    static func query(from parameters: [(key: String, value: String)]) throws -> JobQuery {
-        let known: Set<String> = ["queue", "type", "status", "since", "until", "limit", "after"]
+    static func query(
+        from parameters: [(key: String, value: String)],
+        known: Set<String> = ["queue", "type", "status", "since", "until", "limit", "after"]
+    ) throws -> JobQuery {
         if let unknown = parameters.map(\.key).first(where: { !known.contains($0) }) {
             throw BadRequest(message: "unknown parameter \(unknown) (known: \(known.sorted().joined(separator: ", ")))")
         }

@@ -25,6 +25,49 @@ enum JobSQL {
         "CREATE INDEX jobs_by_queue ON jobs (queue, status, last_event_at_ms, message_id)",
     ]
 
+    /// Schema version 3: dead letters grouped by failure (``FailureFingerprint``); the rows recorded before are given
+    /// their group by the migration (``backfillBatch``).
+    static let version3 = [
+        "ALTER TABLE dead_letters ADD COLUMN group_id TEXT",
+        "ALTER TABLE dead_letters ADD COLUMN fingerprint TEXT",
+        "CREATE INDEX dead_letters_by_group ON dead_letters (group_id, at_ms)",
+        "CREATE INDEX dead_letters_by_time ON dead_letters (at_ms)",
+    ]
+
+    /// Dead letters given their group per statement while migrating to version 3.
+    static let backfillBatch = 1_000
+
+    /// The failure groups of `query`, the most recently seen first, and the values to bind.
+    static func failureGroups(_ query: FailureGroupQuery, placeholder: (Int) -> String) -> (String, [Value]) {
+        var clauses: [String] = []
+        var values: [Value] = []
+        func add(_ clause: (String) -> String, _ value: Value) {
+            values.append(value)
+            clauses.append(clause(placeholder(values.count)))
+        }
+        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
+        if let since = query.sinceMs { add({ "at_ms >= \($0)" }, .integer(since)) }
+        if let until = query.untilMs { add({ "at_ms < \($0)" }, .integer(until)) }
+        let conditions = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        // Counted from the index (group_id, at_ms) alone; each listed group's details come from its latest row
+        // (``failureGroupSample``).
+        return (
+            """
+            SELECT group_id, COUNT(*) AS n, MIN(at_ms) AS first_at_ms, MAX(at_ms) AS last_at_ms
+            FROM dead_letters \(conditions)
+            GROUP BY group_id ORDER BY last_at_ms DESC, group_id LIMIT \(query.limit)
+            """, values
+        )
+    }
+
+    /// A group's latest dead letter: its type, reason, masked error and message id (binds the group id).
+    static func failureGroupSample(placeholder: String) -> String {
+        """
+        SELECT type, reason, fingerprint, message_id FROM dead_letters WHERE group_id = \(placeholder)
+        ORDER BY at_ms DESC LIMIT 1
+        """
+    }
+
     /// Jobs deleted per transaction while pruning.
     static let prunedPerTransaction = 1_000
 

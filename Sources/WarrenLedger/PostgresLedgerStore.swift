@@ -40,6 +40,7 @@ public final class PostgresLedgerStore: LedgerStore {
             "ALTER TABLE jobs ADD COLUMN last_event_at_ms BIGINT NOT NULL DEFAULT 0",
             "UPDATE jobs SET last_event_at_ms = GREATEST(updated_at_ms, COALESCE(published_at_ms, 0))",
         ] + JobSQL.version2),
+        (3, JobSQL.version3),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
@@ -83,6 +84,22 @@ public final class PostgresLedgerStore: LedgerStore {
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 try await connection.query(
                     "INSERT INTO ledger_migrations (version, applied_at_ms) VALUES (\(migration.version), \(now))", logger: logger)
+            }
+            // Dead letters recorded before version 3 get their failure group.
+            while true {
+                var rows: [(String, Int64, String?, String?, String?)] = []
+                for try await row in try await connection.query(
+                    PostgresQuery(unsafeSQL: "SELECT message_id, at_ms, type, reason, error FROM dead_letters WHERE group_id IS NULL LIMIT \(JobSQL.backfillBatch)"),
+                    logger: logger
+                ).decode((String, Int64, String?, String?, String?).self) { rows.append(row) }
+                guard !rows.isEmpty else { break }
+                for (id, at, type, reason, error) in rows {
+                    let group = FailureFingerprint.groupID(type: type, reason: reason, error: error)
+                    let fingerprint = FailureFingerprint.mask(error ?? "")
+                    try await connection.query(
+                        "UPDATE dead_letters SET group_id = \(group), fingerprint = \(fingerprint) WHERE message_id = \(id) AND at_ms = \(at)",
+                        logger: logger)
+                }
             }
         }
     }
@@ -190,7 +207,7 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     private static func insertDeadLetters(_ events: [WarrenEvent]) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: events.count * 10)
+        var binds = PostgresBindings(capacity: events.count * 12)
         for event in events {
             binds.append(event.messageID!)
             binds.append(event.atMs)
@@ -202,11 +219,13 @@ public final class PostgresLedgerStore: LedgerStore {
             binds.append(event.body)
             binds.append(event.bodyEncoding)
             binds.append(event.bodyTruncated)
+            binds.append(FailureFingerprint.groupID(type: event.type, reason: event.reason, error: event.error))
+            binds.append(FailureFingerprint.mask(event.error ?? ""))
         }
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
-                    body_truncated) VALUES \(placeholders(rows: events.count, columns: 10, casts: [7: "jsonb"]))
+                    body_truncated, group_id, fingerprint) VALUES \(placeholders(rows: events.count, columns: 12, casts: [7: "jsonb"]))
                 ON CONFLICT DO NOTHING
                 """, binds: binds)
     }
@@ -267,6 +286,25 @@ public final class PostgresLedgerStore: LedgerStore {
                     ORDER BY last_event_at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
                     """, binds: Self.bindings(values)), logger: logger)
         return JobPage.of(try await summaries(rows), limit: query.limit)
+    }
+
+    public func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup] {
+        let (sql, values) = JobSQL.failureGroups(query) { "$\($0)" }
+        var counted: [(String?, Int, Int64, Int64)] = []
+        let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger)
+        for try await row in rows.decode((String?, Int, Int64, Int64).self) { counted.append(row) }
+        var groups: [FailureGroup] = []
+        for (id, count, first, last) in counted {
+            var group = FailureGroup(
+                groupID: id ?? "", type: nil, reason: nil, error: "", count: count, firstAtMs: first, lastAtMs: last, sampleMessageID: "")
+            let sample = try await client.query(
+                PostgresQuery(unsafeSQL: JobSQL.failureGroupSample(placeholder: "$1"), binds: Self.bindings([.text(id ?? "")])), logger: logger)
+            for try await (type, reason, fingerprint, message) in sample.decode((String?, String?, String?, String).self) {
+                (group.type, group.reason, group.error, group.sampleMessageID) = (type, reason, fingerprint ?? "", message)
+            }
+            groups.append(group)
+        }
+        return groups
     }
 
     public func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult {

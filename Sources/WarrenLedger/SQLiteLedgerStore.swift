@@ -13,6 +13,8 @@ public protocol LedgerStore: Sendable {
     func job(messageID: String) async throws -> JobStatus?
     /// One page of the jobs that match `query`, newest first.
     func jobs(matching query: JobQuery) async throws -> JobPage
+    /// The groups of dead letters that failed alike (``FailureGroup``), the most recently seen first.
+    func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup]
     /// Deletes the jobs (rows, events, dead letters) that `policy` no longer keeps at `nowMs` (milliseconds since
     /// 1970), a bounded number per transaction so that recording goes on meanwhile.
     func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult
@@ -63,6 +65,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             "ALTER TABLE jobs ADD COLUMN last_event_at_ms INTEGER NOT NULL DEFAULT 0",
             "UPDATE jobs SET last_event_at_ms = MAX(updated_at_ms, COALESCE(published_at_ms, 0))",
         ] + JobSQL.version2),
+        (3, JobSQL.version3),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -94,6 +97,21 @@ public final class SQLiteLedgerStore: LedgerStore {
                 _ = try await connection.query(
                     "INSERT INTO ledger_migrations (version, applied_at_ms) VALUES (?, ?)",
                     [.integer(migration.version), .integer(Int(Date().timeIntervalSince1970 * 1000))])
+            }
+        }
+        // Dead letters recorded before version 3 get their failure group.
+        while true {
+            let rows = try await connection.query(
+                "SELECT message_id, at_ms, type, reason, error FROM dead_letters WHERE group_id IS NULL LIMIT \(JobSQL.backfillBatch)")
+            guard !rows.isEmpty else { break }
+            try await transaction {
+                for row in rows {
+                    let (type, reason, error) = (row.column("type")?.string, row.column("reason")?.string, row.column("error")?.string)
+                    _ = try await connection.query(
+                        "UPDATE dead_letters SET group_id = ?, fingerprint = ? WHERE message_id = ? AND at_ms = ?",
+                        [.text(FailureFingerprint.groupID(type: type, reason: reason, error: error)),
+                         .text(FailureFingerprint.mask(error ?? "")), row.column("message_id") ?? .null, row.column("at_ms") ?? .null])
+                }
             }
         }
     }
@@ -195,13 +213,15 @@ public final class SQLiteLedgerStore: LedgerStore {
                 .text(event.messageID!), .integer(Int(event.atMs)), .text(event.queue), Self.text(event.type),
                 Self.text(event.reason), Self.text(event.error), Self.text(headers), Self.text(event.body),
                 Self.text(event.bodyEncoding), event.bodyTruncated.map { .integer($0 ? 1 : 0) } ?? .null,
+                .text(FailureFingerprint.groupID(type: event.type, reason: event.reason, error: event.error)),
+                .text(FailureFingerprint.mask(event.error ?? "")),
             ]
         }
-        let row = "(" + Array(repeating: "?", count: 10).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
             INSERT OR IGNORE INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
-                body_truncated) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+                body_truncated, group_id, fingerprint) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
             """, binds)
     }
 
@@ -226,6 +246,21 @@ public final class SQLiteLedgerStore: LedgerStore {
             ORDER BY last_event_at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
             """, values.map(Self.data(_:)))
         return JobPage.of(rows.map(Self.summary(from:)), limit: query.limit)
+    }
+
+    public func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup] {
+        let (sql, values) = JobSQL.failureGroups(query) { _ in "?" }
+        var groups: [FailureGroup] = []
+        for row in try await reader.query(sql, values.map(Self.data(_:))) {
+            let id = row.column("group_id")?.string ?? ""
+            let sample = try await reader.query(JobSQL.failureGroupSample(placeholder: "?"), [.text(id)]).first
+            groups.append(FailureGroup(
+                groupID: id, type: sample?.column("type")?.string, reason: sample?.column("reason")?.string,
+                error: sample?.column("fingerprint")?.string ?? "", count: row.column("n")?.integer ?? 0,
+                firstAtMs: Self.int64(row, "first_at_ms") ?? 0, lastAtMs: Self.int64(row, "last_at_ms") ?? 0,
+                sampleMessageID: sample?.column("message_id")?.string ?? ""))
+        }
+        return groups
     }
 
     public func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult {

@@ -14,7 +14,7 @@ struct LedgerSearch: AsyncParsableCommand {
             dead-lettered with their bodies, a few retrying or running, the rest succeeded), through \
             SQLiteLedgerStore.record, then times each search --queries times: the first page (50 rows) of a type \
             and status over one day, the page after it, a queue's dead letters over all time, everything newest \
-            first, a job by id. --path keeps the file (and reuses it when it exists). The last line is JSON.
+            first, the failure groups (all time, one day), a job by id. --path keeps the file (and reuses it when it exists). The last line is JSON.
             """)
 
     @Option(help: "Jobs in the store.") var jobs = 1_000_000
@@ -38,7 +38,9 @@ struct LedgerSearch: AsyncParsableCommand {
         defer { if path == nil { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) } } }
         let reuse = FileManager.default.fileExists(atPath: file)
         let store = try await SQLiteLedgerStore(path: file, logger: quietLogger)
+        let migrating = Date()
         try await store.migrate()
+        if reuse { print("migrated the reused file in \(String(format: "%.1f", Date().timeIntervalSince(migrating))) s") }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         // The newest job's time, so that a reused file gets the same day to search.
         let end = reuse ? (try await store.jobs(matching: JobQuery(limit: 1)).jobs.first?.updatedAtMs ?? now) : now
@@ -68,6 +70,10 @@ struct LedgerSearch: AsyncParsableCommand {
                 try await store.jobs(matching: JobQuery(type: "type.1", sinceMs: dayStart, untilMs: dayEnd)).jobs.count
             }),
         ]
+        searches.append(("failure groups, all time", { try await store.failureGroups(matching: FailureGroupQuery()).count }))
+        searches.append(("failure groups over a day", {
+            try await store.failureGroups(matching: FailureGroupQuery(sinceMs: dayStart, untilMs: dayEnd)).count
+        }))
         let sample = try await store.jobs(matching: JobQuery(limit: 1)).jobs.first?.messageID ?? ""
         searches.append(("a job by id, with its timeline", { try await store.job(messageID: sample) == nil ? 0 : 1 }))
 

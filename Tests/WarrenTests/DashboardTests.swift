@@ -105,6 +105,11 @@ struct DashboardProcessTests {
             next = page.json?["next"] as? String
         } while next != nil && ids.count < 10
         #expect(Set(ids) == ["ok-1", "ok-2", "ok-3", "bounce"] && ids.count == 4)
+        let failures = await httpGet(port: port, "/api/failures?queue=\(queue)", headers: auth)
+        let groups = failures.json?["groups"] as? [[String: Any]] ?? []
+        #expect(failures.status == 200 && groups.count == 1, "\(failures.body)")
+        #expect(groups.first?["count"] as? Int == 1 && groups.first?["reason"] as? String == "rejected")
+        #expect(groups.first?["error"] as? String == "Reject: 550 no such mailbox" && groups.first?["sample_message_id"] as? String == "bounce")
         let bad = await httpGet(port: port, "/api/jobs?status=finished", headers: auth)
         #expect(bad.status == 400 && bad.json?["error"] as? String == "bad_request")
 

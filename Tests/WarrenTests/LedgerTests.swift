@@ -136,6 +136,49 @@ struct LedgerStoreTests {
         }
     }
 
+    @Test func errorsAreMaskedSoThatFailuresOfOneKindGroupTogether() {
+        #expect(FailureFingerprint.mask("550 mailbox 4711@example.com does not exist") == "550 mailbox #@example.com does not exist")
+        #expect(FailureFingerprint.mask("order 0b9e6c1a-47f2-4c1e-9d3a-5b2f8e7c6d10 not found (took 1520 ms)") == "order <uuid> not found (took # ms)")
+        #expect(FailureFingerprint.mask("object 5f2b9c1e8a7d not in shard s12") == "object <hex> not in shard s#")
+        #expect(FailureFingerprint.mask("HTTP 503 from api-7.internal:8443") == "HTTP 503 from api-#.internal:#")
+        #expect(FailureFingerprint.mask("user 123 has no mailbox") == "user # has no mailbox", "a three-digit id is not a status code")
+        #expect(FailureFingerprint.mask("Reject: 550 mailbox 42@x does not exist") == "Reject: 550 mailbox #@x does not exist")
+        #expect(FailureFingerprint.mask(String(repeating: "x", count: 5_000)).count == 500)
+        // Stable across processes and releases: a group's id may be kept in a URL or a note.
+        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
+            == FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 22@x does not exist"))
+        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist") == "4ba209d319ac59eb")
+        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "retries-exhausted", error: "550 mailbox 1@x does not exist")
+            != FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist"))
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func deadLettersAreGroupedByFailure(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            func letter(_ id: String, at: Int64, error: String, reason: String = "rejected", queue: String = "emails") -> WarrenEvent {
+                var letter = event(.deadLetter, id, attempt: 1, at: at, error: error)
+                letter.reason = reason
+                letter.queue = queue
+                return letter
+            }
+            try await store.record([
+                letter("a", at: 100, error: "550 mailbox 1@x does not exist"),
+                letter("b", at: 300, error: "550 mailbox 22@x does not exist"),
+                letter("c", at: 200, error: "421 busy", reason: "retries-exhausted"),
+                letter("d", at: 400, error: "550 mailbox 333@x does not exist", queue: "reports"),
+            ])
+            let groups = try await store.failureGroups(matching: FailureGroupQuery())
+            #expect(groups.map(\.count) == [3, 1], "most recently seen first")
+            let mailbox = try #require(groups.first)
+            #expect(mailbox.error == "550 mailbox #@x does not exist" && mailbox.reason == "rejected" && mailbox.type == "email.welcome")
+            #expect(mailbox.firstAtMs == 100 && mailbox.lastAtMs == 400 && ["a", "b", "d"].contains(mailbox.sampleMessageID))
+            #expect(try await store.failureGroups(matching: FailureGroupQuery(queue: "emails")).map(\.count) == [2, 1])
+            #expect(try await store.failureGroups(matching: FailureGroupQuery(sinceMs: 150, untilMs: 350)).map(\.count) == [1, 1])
+            #expect(try await store.failureGroups(matching: FailureGroupQuery(limit: 1)).count == 1)
+        }
+    }
+
     @Test func aBatchThatFailsLeavesNothingBehind() async throws {
         try await withStore(.postgres) { store in
             try await store.migrate()
@@ -268,15 +311,19 @@ struct LedgerStoreTests {
         _ = try await old.query("INSERT INTO ledger_migrations VALUES (1, 0)")
         _ = try await old.query(
             "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)")
+        _ = try await old.query(
+            "INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error) VALUES ('old', 5, 'q', 't', 'rejected', 'user 4711 not found')")
         try await old.close()
 
         let store = try await SQLiteLedgerStore(path: path)
         #expect(try await store.schemaVersion() == 1)
         try await store.migrate()
-        #expect(try await store.schemaVersion() == 2)
+        #expect(try await store.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
         let job = try #require(try await store.job(messageID: "kept"))
         #expect(job.state == .succeeded && job.updatedAtMs == 30, "the latest of its times")
         #expect(try await store.jobs(matching: JobQuery(state: .succeeded)).jobs.map(\.messageID) == ["kept"])
+        let groups = try await store.failureGroups(matching: FailureGroupQuery())
+        #expect(groups.map(\.error) == ["user # not found"] && groups.first?.groupID == FailureFingerprint.groupID(type: "t", reason: "rejected", error: "user 1 not found"))
         try await store.close()
     }
 
