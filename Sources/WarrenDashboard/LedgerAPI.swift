@@ -15,6 +15,11 @@ import WarrenLedger
 ///   and the error with numbers and ids masked), the most recently seen first: `{"groups": [...]}`; `limit` 1–500
 ///   (default 50) groups.
 ///
+/// - `GET dead-letters/{message_id}`: a job's dead letters (several when it was replayed and failed again), newest
+///   first, with headers and body: `{"dead_letters": [...]}`; 404 when it has none.
+/// - `GET dead-letters?group=&queue=&since=&until=&limit=&after=`: a page of dead letters, newest first, without
+///   headers and body (``DeadLetterPage``: `{"dead_letters": [...], "next": cursor | null}`).
+///
 /// A bad parameter answers 400 with `{"error": "bad_request", "message": …}`.
 public struct LedgerAPI: Sendable {
     public let store: any LedgerStore
@@ -41,6 +46,23 @@ public struct LedgerAPI: Sendable {
             }
             return try JSONResponse.make(try await store.jobs(matching: query))
         }
+        router.get("dead-letters/:message_id") { _, context in
+            let id = try context.parameters.require("message_id")
+            let letters = try await store.deadLetters(messageID: id)
+            guard !letters.isEmpty else {
+                return try JSONResponse.error(.notFound, "not_found", "no dead letter with this message id in the ledger")
+            }
+            return try JSONResponse.make(["dead_letters": letters])
+        }
+        router.get("dead-letters") { request, _ in
+            let query: DeadLetterQuery
+            do {
+                query = try Self.deadLetterQuery(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+            } catch let error as BadRequest {
+                return try JSONResponse.error(.badRequest, "bad_request", error.message)
+            }
+            return try JSONResponse.make(try await store.deadLetters(matching: query))
+        }
         router.get("failures") { request, _ in
             let query: FailureGroupQuery
             do {
@@ -50,6 +72,14 @@ public struct LedgerAPI: Sendable {
             }
             return try JSONResponse.make(["groups": try await store.failureGroups(matching: query)])
         }
+    }
+
+    /// The dead letters a request's query string asks for.
+    static func deadLetterQuery(from parameters: [(key: String, value: String)]) throws -> DeadLetterQuery {
+        let common = try query(from: parameters.filter { $0.key != "group" }, known: ["queue", "since", "until", "limit", "after", "group"])
+        let group = parameters.last(where: { $0.key == "group" }).flatMap { $0.value.isEmpty ? nil : $0.value }
+        return DeadLetterQuery(
+            groupID: group, queue: common.queue, sinceMs: common.sinceMs, untilMs: common.untilMs, limit: common.limit, after: common.after)
     }
 
     /// The failure groups a request's query string asks for.
@@ -89,7 +119,7 @@ public struct LedgerAPI: Sendable {
             query.limit = number
         }
         if let after = value("after") {
-            guard let cursor = JobCursor(token: after) else { throw BadRequest(message: "after is not a cursor this API gave") }
+            guard let cursor = LedgerCursor(token: after) else { throw BadRequest(message: "after is not a cursor this API gave") }
             query.after = cursor
         }
         return query

@@ -68,6 +68,36 @@ enum JobSQL {
         """
     }
 
+    /// The `WHERE` clause of a dead-letter search and its values.
+    static func conditions(of query: DeadLetterQuery, placeholder: (Int) -> String) -> (String, [Value]) {
+        var clauses: [String] = []
+        var values: [Value] = []
+        func add(_ clause: (String) -> String, _ value: Value) {
+            values.append(value)
+            clauses.append(clause(placeholder(values.count)))
+        }
+        if let group = query.groupID { add({ "group_id = \($0)" }, .text(group)) }
+        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
+        if let since = query.sinceMs { add({ "at_ms >= \($0)" }, .integer(since)) }
+        if let until = query.untilMs { add({ "at_ms < \($0)" }, .integer(until)) }
+        if let after = query.after {
+            values += [.integer(after.atMs), .text(after.messageID)]
+            clauses.append("(at_ms, message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
+        }
+        return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), values)
+    }
+
+    /// A dead-letter search's rows (no headers, no body), newest first, one more than the page.
+    static func deadLetters(_ query: DeadLetterQuery, placeholder: (Int) -> String) -> (String, [Value]) {
+        let (conditions, values) = self.conditions(of: query, placeholder: placeholder)
+        return (
+            """
+            SELECT message_id, at_ms, queue, type, reason, error, group_id FROM dead_letters \(conditions)
+            ORDER BY at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
+            """, values
+        )
+    }
+
     /// Jobs deleted per transaction while pruning.
     static let prunedPerTransaction = 1_000
 
@@ -85,7 +115,7 @@ enum JobSQL {
         if let since = query.sinceMs { add({ "last_event_at_ms >= \($0)" }, .integer(since)) }
         if let until = query.untilMs { add({ "last_event_at_ms < \($0)" }, .integer(until)) }
         if let after = query.after {
-            values += [.integer(after.updatedAtMs), .text(after.messageID)]
+            values += [.integer(after.atMs), .text(after.messageID)]
             clauses.append("(last_event_at_ms, message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
         }
         return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), values)

@@ -203,13 +203,13 @@ public struct JobQuery: Sendable, Equatable {
     /// Rows per page, 1 to ``maximumLimit``.
     public var limit: Int
     /// The previous page's ``JobPage/next``; `nil` for the first page.
-    public var after: JobCursor?
+    public var after: LedgerCursor?
 
     public static let maximumLimit = 500
 
     public init(
         queue: String? = nil, type: String? = nil, state: JobState? = nil, sinceMs: Int64? = nil, untilMs: Int64? = nil,
-        limit: Int = 50, after: JobCursor? = nil
+        limit: Int = 50, after: LedgerCursor? = nil
     ) {
         self.queue = queue
         self.type = type
@@ -221,19 +221,20 @@ public struct JobQuery: Sendable, Equatable {
     }
 }
 
-/// Where a page of jobs ended: the last row's time and message id. Opaque to clients (``token``).
-public struct JobCursor: Sendable, Equatable {
-    public var updatedAtMs: Int64
+/// Where a page ended (of jobs: the last one's ``JobSummary/updatedAtMs``; of dead letters: the last one's time) and
+/// the last row's message id. Opaque to clients (``token``).
+public struct LedgerCursor: Sendable, Equatable {
+    public var atMs: Int64
     public var messageID: String
 
-    public init(updatedAtMs: Int64, messageID: String) {
-        self.updatedAtMs = updatedAtMs
+    public init(atMs: Int64, messageID: String) {
+        self.atMs = atMs
         self.messageID = messageID
     }
 
-    /// The cursor as a URL-safe string (base64url of `<updated_at_ms>:<message_id>`).
+    /// The cursor as a URL-safe string (base64url of `<at_ms>:<message_id>`).
     public var token: String {
-        Data("\(updatedAtMs):\(messageID)".utf8).base64EncodedString()
+        Data("\(atMs):\(messageID)".utf8).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
     }
@@ -245,7 +246,7 @@ public struct JobCursor: Sendable, Equatable {
         guard token.count <= 2_048, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8),
             let colon = text.firstIndex(of: ":"), let time = Int64(text[..<colon])
         else { return nil }
-        self.init(updatedAtMs: time, messageID: String(text[text.index(after: colon)...]))
+        self.init(atMs: time, messageID: String(text[text.index(after: colon)...]))
     }
 }
 
@@ -253,9 +254,9 @@ public struct JobCursor: Sendable, Equatable {
 public struct JobPage: Sendable, Equatable, Encodable {
     public var jobs: [JobSummary]
     /// The cursor of the next page; `nil` when this one is the last.
-    public var next: JobCursor?
+    public var next: LedgerCursor?
 
-    public init(jobs: [JobSummary], next: JobCursor?) {
+    public init(jobs: [JobSummary], next: LedgerCursor?) {
         self.jobs = jobs
         self.next = next
     }
@@ -273,7 +274,7 @@ public struct JobPage: Sendable, Equatable, Encodable {
     static func of(_ rows: [JobSummary], limit: Int) -> JobPage {
         guard rows.count > limit else { return JobPage(jobs: rows, next: nil) }
         let page = Array(rows.prefix(limit))
-        return JobPage(jobs: page, next: page.last.map { JobCursor(updatedAtMs: $0.updatedAtMs, messageID: $0.messageID) })
+        return JobPage(jobs: page, next: page.last.map { LedgerCursor(atMs: $0.updatedAtMs, messageID: $0.messageID) })
     }
 }
 

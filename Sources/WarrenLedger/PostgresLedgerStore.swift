@@ -288,6 +288,39 @@ public final class PostgresLedgerStore: LedgerStore {
         return JobPage.of(try await summaries(rows), limit: query.limit)
     }
 
+    public func deadLetters(messageID: String) async throws -> [DeadLetterRecord] {
+        var binds = PostgresBindings()
+        binds.append(messageID)
+        let rows = try await client.query(
+            PostgresQuery(
+                unsafeSQL: """
+                    SELECT message_id, at_ms, queue, type, reason, error, group_id, headers::text, body, body_encoding, body_truncated
+                    FROM dead_letters WHERE message_id = $1 ORDER BY at_ms DESC
+                    """, binds: binds), logger: logger)
+        var records: [DeadLetterRecord] = []
+        for try await (id, at, queue, type, reason, error, group, headers, body, encoding, truncated) in rows.decode(
+            (String, Int64, String, String?, String?, String?, String?, String?, String?, String?, Bool?).self)
+        {
+            records.append(DeadLetterRecord(
+                messageID: id, atMs: at, queue: queue, type: type, reason: reason, error: error, groupID: group,
+                headers: headers.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }, body: body,
+                bodyEncoding: encoding, bodyTruncated: truncated))
+        }
+        return records
+    }
+
+    public func deadLetters(matching query: DeadLetterQuery) async throws -> DeadLetterPage {
+        let (sql, values) = JobSQL.deadLetters(query) { "$\($0)" }
+        let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger)
+        var records: [DeadLetterRecord] = []
+        for try await (id, at, queue, type, reason, error, group) in rows.decode(
+            (String, Int64, String, String?, String?, String?, String?).self)
+        {
+            records.append(DeadLetterRecord(messageID: id, atMs: at, queue: queue, type: type, reason: reason, error: error, groupID: group))
+        }
+        return DeadLetterPage.of(records, limit: query.limit)
+    }
+
     public func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup] {
         let (sql, values) = JobSQL.failureGroups(query) { "$\($0)" }
         var counted: [(String?, Int, Int64, Int64)] = []

@@ -13,6 +13,10 @@ public protocol LedgerStore: Sendable {
     func job(messageID: String) async throws -> JobStatus?
     /// One page of the jobs that match `query`, newest first.
     func jobs(matching query: JobQuery) async throws -> JobPage
+    /// A job's dead letters (more than one when it was replayed and failed again), newest first, with headers and body.
+    func deadLetters(messageID: String) async throws -> [DeadLetterRecord]
+    /// One page of the dead letters that match `query`, newest first, without headers and body.
+    func deadLetters(matching query: DeadLetterQuery) async throws -> DeadLetterPage
     /// The groups of dead letters that failed alike (``FailureGroup``), the most recently seen first.
     func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup]
     /// Deletes the jobs (rows, events, dead letters) that `policy` no longer keeps at `nowMs` (milliseconds since
@@ -246,6 +250,29 @@ public final class SQLiteLedgerStore: LedgerStore {
             ORDER BY last_event_at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
             """, values.map(Self.data(_:)))
         return JobPage.of(rows.map(Self.summary(from:)), limit: query.limit)
+    }
+
+    public func deadLetters(messageID: String) async throws -> [DeadLetterRecord] {
+        try await reader.query("SELECT * FROM dead_letters WHERE message_id = ? ORDER BY at_ms DESC", [.text(messageID)]).map { row in
+            var record = Self.deadLetter(from: row)
+            record.headers = row.column("headers")?.string.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            record.body = row.column("body")?.string
+            record.bodyEncoding = row.column("body_encoding")?.string
+            record.bodyTruncated = row.column("body_truncated")?.integer.map { $0 != 0 }
+            return record
+        }
+    }
+
+    public func deadLetters(matching query: DeadLetterQuery) async throws -> DeadLetterPage {
+        let (sql, values) = JobSQL.deadLetters(query) { _ in "?" }
+        return DeadLetterPage.of(try await reader.query(sql, values.map(Self.data(_:))).map(Self.deadLetter(from:)), limit: query.limit)
+    }
+
+    private static func deadLetter(from row: SQLiteRow) -> DeadLetterRecord {
+        DeadLetterRecord(
+            messageID: row.column("message_id")?.string ?? "", atMs: int64(row, "at_ms") ?? 0, queue: row.column("queue")?.string ?? "",
+            type: row.column("type")?.string, reason: row.column("reason")?.string, error: row.column("error")?.string,
+            groupID: row.column("group_id")?.string)
     }
 
     public func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup] {

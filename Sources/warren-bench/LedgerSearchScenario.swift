@@ -14,7 +14,7 @@ struct LedgerSearch: AsyncParsableCommand {
             dead-lettered with their bodies, a few retrying or running, the rest succeeded), through \
             SQLiteLedgerStore.record, then times each search --queries times: the first page (50 rows) of a type \
             and status over one day, the page after it, a queue's dead letters over all time, everything newest \
-            first, the failure groups (all time, one day), a job by id. --path keeps the file (and reuses it when it exists). The last line is JSON.
+            first, the failure groups (all time, one day), a group's dead letters, a job by id. --path keeps the file (and reuses it when it exists). The last line is JSON.
             """)
 
     @Option(help: "Jobs in the store.") var jobs = 1_000_000
@@ -73,6 +73,10 @@ struct LedgerSearch: AsyncParsableCommand {
         searches.append(("failure groups, all time", { try await store.failureGroups(matching: FailureGroupQuery()).count }))
         searches.append(("failure groups over a day", {
             try await store.failureGroups(matching: FailureGroupQuery(sinceMs: dayStart, untilMs: dayEnd)).count
+        }))
+        let group = try await store.failureGroups(matching: FailureGroupQuery(limit: 1)).first?.groupID
+        searches.append(("a failure group's dead letters, first page", {
+            try await store.deadLetters(matching: DeadLetterQuery(groupID: group)).deadLetters.count
         }))
         let sample = try await store.jobs(matching: JobQuery(limit: 1)).jobs.first?.messageID ?? ""
         searches.append(("a job by id, with its timeline", { try await store.job(messageID: sample) == nil ? 0 : 1 }))

@@ -27,7 +27,7 @@ struct BenchSmokeTests {
         #expect(ingest.compactMap { $0["mode"] as? String } == ["store", "ingest"])
         #expect(ingest.allSatisfy { ($0["events_per_s"] as? Double ?? 0) > 0 })
         let search = try await rows(["ledger-search", "--jobs", "5000", "--dead-letters", "500", "--queries", "2"])
-        #expect(search.count == 9)
+        #expect(search.count == 10)
         #expect(search.allSatisfy { ($0["rows"] as? Int ?? 0) > 0 }, "every search finds rows in the generated data: \(search)")
     }
 

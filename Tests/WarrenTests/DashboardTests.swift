@@ -16,11 +16,11 @@ struct LedgerAPITests {
     @Test func aSearchIsReadFromItsParametersAndBadOnesAreNamed() throws {
         let parsed = try query([
             ("queue", "emails"), ("type", "email.welcome"), ("status", "dead_lettered"), ("since", "2026-11-29T10:00:00Z"),
-            ("until", "1795996800000"), ("limit", "20"), ("after", JobCursor(updatedAtMs: 5, messageID: "m").token),
+            ("until", "1795996800000"), ("limit", "20"), ("after", LedgerCursor(atMs: 5, messageID: "m").token),
         ])
         #expect(parsed == JobQuery(
             queue: "emails", type: "email.welcome", state: .deadLettered, sinceMs: 1_795_946_400_000, untilMs: 1_795_996_800_000,
-            limit: 20, after: JobCursor(updatedAtMs: 5, messageID: "m")))
+            limit: 20, after: LedgerCursor(atMs: 5, messageID: "m")))
         #expect(try query([]) == JobQuery())
         for (bad, names) in [
             (("status", "done"), "status"), (("limit", "0"), "limit"), (("limit", "501"), "limit"), (("since", "yesterday"), "since"),
@@ -32,6 +32,13 @@ struct LedgerAPITests {
                 (error as? LedgerAPI.BadRequest)?.message.contains(names) == true
             }
         }
+    }
+
+    @Test func aDeadLetterSearchIsReadFromItsParameters() throws {
+        let parsed = try LedgerAPI.deadLetterQuery(from: [(key: "group", value: "4ba209d319ac59eb"), (key: "queue", value: "emails"), (key: "limit", value: "10")])
+        #expect(parsed == DeadLetterQuery(groupID: "4ba209d319ac59eb", queue: "emails", limit: 10))
+        #expect(throws: LedgerAPI.BadRequest.self) { try LedgerAPI.deadLetterQuery(from: [(key: "status", value: "dead_lettered")]) }
+        #expect(throws: LedgerAPI.BadRequest.self) { try LedgerAPI.failureQuery(from: [(key: "after", value: "x")]) }
     }
 
     @Test func tokensAreComparedWhole() {
@@ -110,6 +117,14 @@ struct DashboardProcessTests {
         #expect(failures.status == 200 && groups.count == 1, "\(failures.body)")
         #expect(groups.first?["count"] as? Int == 1 && groups.first?["reason"] as? String == "rejected")
         #expect(groups.first?["error"] as? String == "Reject: 550 no such mailbox" && groups.first?["sample_message_id"] as? String == "bounce")
+        let letters = await httpGet(port: port, "/api/dead-letters/bounce", headers: auth)
+        let letter = (letters.json?["dead_letters"] as? [[String: Any]])?.first
+        #expect(letters.status == 200 && letter?["body"] as? String == #"{"userId":"bounce","email":"bounce@example.com"}"#, "\(letters.body)")
+        #expect(letter?["group_id"] as? String == groups.first?["group_id"] as? String && letter?["reason"] as? String == "rejected")
+        let group = try #require(groups.first?["group_id"] as? String)
+        let inGroup = await httpGet(port: port, "/api/dead-letters?group=\(group)", headers: auth)
+        #expect((inGroup.json?["dead_letters"] as? [[String: Any]])?.compactMap { $0["message_id"] as? String } == ["bounce"])
+        #expect(await httpGet(port: port, "/api/dead-letters/ok-1", headers: auth).status == 404)
         let bad = await httpGet(port: port, "/api/jobs?status=finished", headers: auth)
         #expect(bad.status == 400 && bad.json?["error"] as? String == "bad_request")
 

@@ -176,6 +176,23 @@ struct LedgerStoreTests {
             #expect(try await store.failureGroups(matching: FailureGroupQuery(queue: "emails")).map(\.count) == [2, 1])
             #expect(try await store.failureGroups(matching: FailureGroupQuery(sinceMs: 150, untilMs: 350)).map(\.count) == [1, 1])
             #expect(try await store.failureGroups(matching: FailureGroupQuery(limit: 1)).count == 1)
+
+            // A group's dead letters, page by page; one dead letter whole.
+            let first = try await store.deadLetters(matching: DeadLetterQuery(groupID: mailbox.groupID, limit: 2))
+            #expect(first.deadLetters.map(\.messageID) == ["d", "b"] && first.deadLetters.allSatisfy { $0.body == nil && $0.headers == nil })
+            let second = try await store.deadLetters(matching: DeadLetterQuery(groupID: mailbox.groupID, limit: 2, after: first.next))
+            #expect(second.deadLetters.map(\.messageID) == ["a"] && second.next == nil)
+            #expect(try await store.deadLetters(matching: DeadLetterQuery(queue: "emails", sinceMs: 150)).deadLetters.map(\.messageID) == ["b", "c"])
+            var hostile = letter("e", at: 500, error: "<script>alert(1)</script>")
+            hostile.headers = ["x-note": "<b>bold</b>", "x-warren-attempt": "1"]
+            hostile.body = "<script>alert('body')</script>"
+            hostile.bodyEncoding = "utf8"
+            hostile.bodyTruncated = true
+            try await store.record([hostile])
+            let whole = try #require(try await store.deadLetters(messageID: "e").first)
+            #expect(whole.headers == ["x-note": "<b>bold</b>", "x-warren-attempt": "1"] && whole.body == "<script>alert('body')</script>")
+            #expect(whole.bodyEncoding == "utf8" && whole.bodyTruncated == true && whole.reason == "rejected" && whole.groupID != nil)
+            #expect(try await store.deadLetters(messageID: "nobody").isEmpty)
         }
     }
 
@@ -255,9 +272,9 @@ struct LedgerStoreTests {
             #expect(window.jobs.map(\.messageID) == (50..<60).reversed().map { String(format: "job-%03d", $0) })
             #expect(try await store.jobs(matching: JobQuery(type: "nothing")).jobs.isEmpty)
             // A cursor survives its trip through a URL.
-            let cursor = JobCursor(updatedAtMs: 42, messageID: "a:b/c+d é")
-            #expect(JobCursor(token: cursor.token) == cursor)
-            #expect(JobCursor(token: "not a cursor!") == nil && JobCursor(token: "") == nil)
+            let cursor = LedgerCursor(atMs: 42, messageID: "a:b/c+d é")
+            #expect(LedgerCursor(token: cursor.token) == cursor)
+            #expect(LedgerCursor(token: "not a cursor!") == nil && LedgerCursor(token: "") == nil)
         }
     }
 
