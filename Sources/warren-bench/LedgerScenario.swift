@@ -10,7 +10,7 @@ import WarrenLedger
 struct LedgerIngest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "How fast the ledger records job events into SQLite: the store alone, and through RabbitMQ.",
+        abstract: "How fast the ledger records job events into SQLite (or PostgreSQL): the store alone, and through RabbitMQ.",
         discussion: """
             store: batches written straight into a fresh SQLite file (SQLiteLedgerStore.record). \
             ingest: the same events published to an exchange as WarrenEvents batches would be, then a Ledger \
@@ -23,6 +23,8 @@ struct LedgerIngest: AsyncParsableCommand {
     @Option(help: "Events in all.") var events = 200_000
     @Option(help: "Events per batch (per AMQP message).") var batch = 200
     @Option(help: "store, ingest or both, comma-separated.") var mode = "store,ingest"
+    @Option(help: "Where to record: a fresh SQLite file (default), or a PostgreSQL URL (postgres://user@host:port/db; added to what it holds).")
+    var store: String?
 
     struct Row: Codable {
         var mode: String
@@ -51,7 +53,10 @@ struct LedgerIngest: AsyncParsableCommand {
                 cpu_us_per_event: cost.cpuMicroseconds(per: events)))
         }
         if modes.contains("ingest") {
-            let row = try await withBroker(url) { endpoint in try await ingest(generated, endpoint: endpoint) }
+            // Events of their own (new message ids): a PostgreSQL store still holds the store mode's, and would take the
+            // same ones as already recorded.
+            let fresh = self.store == nil ? generated : Self.generate(events)
+            let row = try await withBroker(url) { endpoint in try await ingest(fresh, endpoint: endpoint) }
             rows.append(row)
         }
         print("")
@@ -63,10 +68,10 @@ struct LedgerIngest: AsyncParsableCommand {
         print(String(decoding: data, as: UTF8.self))
     }
 
-    private func withStore<T>(_ body: (SQLiteLedgerStore) async throws -> T) async throws -> T {
+    private func withStore<T>(_ body: (any LedgerStore) async throws -> T) async throws -> T {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-ledger-\(UUID().uuidString).sqlite").path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-        let store = try await SQLiteLedgerStore(path: path, logger: quietLogger)
+        let store = try await LedgerLocation(self.store ?? "sqlite:\(path)").open(logger: quietLogger)
         try await store.migrate()
         let result = try await body(store)
         try await store.close()
@@ -101,9 +106,10 @@ struct LedgerIngest: AsyncParsableCommand {
             let ledger = Ledger(
                 transport: RabbitMQTransport(endpoints: [endpoint], logger: quietLogger), store: store, queue: queue,
                 exchange: exchange, logger: quietLogger)
+            let before = try await store.eventCount()  // a PostgreSQL database may hold earlier runs' events
             let meter = Cost.Meter()
             let running = Task { try await ledger.run() }
-            while try await store.eventCount() < generated.count { try await Task.sleep(for: .milliseconds(20)) }
+            while try await store.eventCount() < before + generated.count { try await Task.sleep(for: .milliseconds(20)) }
             let cost = meter.read()
             ledger.shutdown()
             try await running.value
