@@ -97,8 +97,7 @@ public struct DeadLetterPage: Sendable, Equatable, Encodable {
 
     /// The page of `rows` (fetched with one row more than `limit`).
     static func of(_ rows: [DeadLetterRecord], limit: Int) -> DeadLetterPage {
-        guard rows.count > limit else { return DeadLetterPage(deadLetters: rows, next: nil) }
-        let page = Array(rows.prefix(limit))
-        return DeadLetterPage(deadLetters: page, next: page.last.map { LedgerCursor(atMs: $0.atMs, messageID: $0.messageID) })
+        let (page, next) = LedgerCursor.page(rows, limit: limit) { LedgerCursor(atMs: $0.atMs, messageID: $0.messageID) }
+        return DeadLetterPage(deadLetters: page, next: next)
     }
 }

@@ -8,6 +8,31 @@ enum JobSQL {
         case integer(Int64)
     }
 
+    /// A `WHERE` clause built condition by condition, its values numbered in order.
+    struct Where {
+        let placeholder: (Int) -> String
+        private(set) var clauses: [String] = []
+        private(set) var values: [Value] = []
+
+        init(placeholder: @escaping (Int) -> String) { self.placeholder = placeholder }
+
+        /// `column = value`, or another comparison: `clause` gets the value's placeholder.
+        mutating func add(_ value: Value?, _ clause: (String) -> String) {
+            guard let value else { return }
+            values.append(value)
+            clauses.append(clause(placeholder(values.count)))
+        }
+
+        /// The keyset condition of a page after `cursor`, newest first by (`timeColumn`, `message_id`).
+        mutating func after(_ cursor: LedgerCursor?, timeColumn: String) {
+            guard let cursor else { return }
+            values += [.integer(cursor.atMs), .text(cursor.messageID)]
+            clauses.append("(\(timeColumn), message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
+        }
+
+        var sql: String { clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ") }
+    }
+
     /// Schema version 2 after the jobs' new column: a settlement's start when its `started` event was folded into it
     /// (``WarrenEvent/startedAtMs``); an event is recorded once (a batch redelivered after a crash between
     /// its commit and its ack adds nothing); every search is newest first by (`last_event_at_ms`, `message_id`), after
@@ -38,25 +63,19 @@ enum JobSQL {
     static let backfillBatch = 1_000
 
     /// The failure groups of `query`, the most recently seen first, and the values to bind.
-    static func failureGroups(_ query: FailureGroupQuery, placeholder: (Int) -> String) -> (String, [Value]) {
-        var clauses: [String] = []
-        var values: [Value] = []
-        func add(_ clause: (String) -> String, _ value: Value) {
-            values.append(value)
-            clauses.append(clause(placeholder(values.count)))
-        }
-        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
-        if let since = query.sinceMs { add({ "at_ms >= \($0)" }, .integer(since)) }
-        if let until = query.untilMs { add({ "at_ms < \($0)" }, .integer(until)) }
-        let conditions = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+    static func failureGroups(_ query: FailureGroupQuery, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
+        var conditions = Where(placeholder: placeholder)
+        conditions.add(query.queue.map(Value.text)) { "queue = \($0)" }
+        conditions.add(query.sinceMs.map(Value.integer)) { "at_ms >= \($0)" }
+        conditions.add(query.untilMs.map(Value.integer)) { "at_ms < \($0)" }
         // Counted from the index (group_id, at_ms) alone; each listed group's details come from its latest row
         // (``failureGroupSample``).
         return (
             """
             SELECT group_id, COUNT(*) AS n, MIN(at_ms) AS first_at_ms, MAX(at_ms) AS last_at_ms
-            FROM dead_letters \(conditions)
+            FROM dead_letters \(conditions.sql)
             GROUP BY group_id ORDER BY last_at_ms DESC, group_id LIMIT \(query.limit)
-            """, values
+            """, conditions.values
         )
     }
 
@@ -69,26 +88,18 @@ enum JobSQL {
     }
 
     /// The `WHERE` clause of a dead-letter search and its values.
-    static func conditions(of query: DeadLetterQuery, placeholder: (Int) -> String) -> (String, [Value]) {
-        var clauses: [String] = []
-        var values: [Value] = []
-        func add(_ clause: (String) -> String, _ value: Value) {
-            values.append(value)
-            clauses.append(clause(placeholder(values.count)))
-        }
-        if let group = query.groupID { add({ "group_id = \($0)" }, .text(group)) }
-        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
-        if let since = query.sinceMs { add({ "at_ms >= \($0)" }, .integer(since)) }
-        if let until = query.untilMs { add({ "at_ms < \($0)" }, .integer(until)) }
-        if let after = query.after {
-            values += [.integer(after.atMs), .text(after.messageID)]
-            clauses.append("(at_ms, message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
-        }
-        return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), values)
+    static func conditions(of query: DeadLetterQuery, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
+        var conditions = Where(placeholder: placeholder)
+        conditions.add(query.groupID.map(Value.text)) { "group_id = \($0)" }
+        conditions.add(query.queue.map(Value.text)) { "queue = \($0)" }
+        conditions.add(query.sinceMs.map(Value.integer)) { "at_ms >= \($0)" }
+        conditions.add(query.untilMs.map(Value.integer)) { "at_ms < \($0)" }
+        conditions.after(query.after, timeColumn: "at_ms")
+        return (conditions.sql, conditions.values)
     }
 
     /// A dead-letter search's rows (no headers, no body), newest first, one more than the page.
-    static func deadLetters(_ query: DeadLetterQuery, placeholder: (Int) -> String) -> (String, [Value]) {
+    static func deadLetters(_ query: DeadLetterQuery, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
         let (conditions, values) = self.conditions(of: query, placeholder: placeholder)
         return (
             """
@@ -102,23 +113,15 @@ enum JobSQL {
     static let prunedPerTransaction = 1_000
 
     /// The `WHERE` clause of `query` (empty when it has no condition) and its values, in order.
-    static func conditions(of query: JobQuery, placeholder: (Int) -> String) -> (String, [Value]) {
-        var clauses: [String] = []
-        var values: [Value] = []
-        func add(_ clause: (String) -> String, _ value: Value) {
-            values.append(value)
-            clauses.append(clause(placeholder(values.count)))
-        }
-        if let type = query.type { add({ "type = \($0)" }, .text(type)) }
-        if let queue = query.queue { add({ "queue = \($0)" }, .text(queue)) }
-        if let state = query.state { add({ "status = \($0)" }, .text(state.rawValue)) }
-        if let since = query.sinceMs { add({ "last_event_at_ms >= \($0)" }, .integer(since)) }
-        if let until = query.untilMs { add({ "last_event_at_ms < \($0)" }, .integer(until)) }
-        if let after = query.after {
-            values += [.integer(after.atMs), .text(after.messageID)]
-            clauses.append("(last_event_at_ms, message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
-        }
-        return (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "), values)
+    static func conditions(of query: JobQuery, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
+        var conditions = Where(placeholder: placeholder)
+        conditions.add(query.type.map(Value.text)) { "type = \($0)" }
+        conditions.add(query.queue.map(Value.text)) { "queue = \($0)" }
+        conditions.add(query.state.map { Value.text($0.rawValue) }) { "status = \($0)" }
+        conditions.add(query.sinceMs.map(Value.integer)) { "last_event_at_ms >= \($0)" }
+        conditions.add(query.untilMs.map(Value.integer)) { "last_event_at_ms < \($0)" }
+        conditions.after(query.after, timeColumn: "last_event_at_ms")
+        return (conditions.sql, conditions.values)
     }
 
     /// A `SELECT message_id …` of jobs to prune (the store adds a `LIMIT`); `keepingAtMost` when it selects the

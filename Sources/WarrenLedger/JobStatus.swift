@@ -239,6 +239,14 @@ public struct LedgerCursor: Sendable, Equatable {
             .replacingOccurrences(of: "=", with: "")
     }
 
+    /// The first `limit` of `rows` (fetched with one row more than a page, to know whether another follows) and the
+    /// cursor of the next page, `nil` when none follows.
+    static func page<Row>(_ rows: [Row], limit: Int, cursor: (Row) -> LedgerCursor) -> ([Row], LedgerCursor?) {
+        guard rows.count > limit else { return (rows, nil) }
+        let page = Array(rows.prefix(limit))
+        return (page, page.last.map(cursor))
+    }
+
     /// Reads a ``token``; `nil` for anything else.
     public init?(token: String) {
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
@@ -270,11 +278,10 @@ public struct JobPage: Sendable, Equatable, Encodable {
         try container.encode(next?.token, forKey: .next)
     }
 
-    /// The page of `rows` (fetched with one row more than `limit`, to know whether another page follows).
+    /// The page of `rows` (fetched with one row more than `limit`).
     static func of(_ rows: [JobSummary], limit: Int) -> JobPage {
-        guard rows.count > limit else { return JobPage(jobs: rows, next: nil) }
-        let page = Array(rows.prefix(limit))
-        return JobPage(jobs: page, next: page.last.map { LedgerCursor(atMs: $0.updatedAtMs, messageID: $0.messageID) })
+        let (page, next) = LedgerCursor.page(rows, limit: limit) { LedgerCursor(atMs: $0.updatedAtMs, messageID: $0.messageID) }
+        return JobPage(jobs: page, next: next)
     }
 }
 
