@@ -38,13 +38,7 @@ public struct LedgerAPI: Sendable {
             return try JSONResponse.make(job)
         }
         router.get("jobs") { request, _ in
-            let query: JobQuery
-            do {
-                query = try Self.query(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
-            } catch let error as BadRequest {
-                return try JSONResponse.error(.badRequest, "bad_request", error.message)
-            }
-            return try JSONResponse.make(try await store.jobs(matching: query))
+            try await Self.answer(request, parse: { try Self.query(from: $0) }) { try await store.jobs(matching: $0) }
         }
         router.get("dead-letters/:message_id") { _, context in
             let id = try context.parameters.require("message_id")
@@ -55,28 +49,29 @@ public struct LedgerAPI: Sendable {
             return try JSONResponse.make(["dead_letters": letters])
         }
         router.get("dead-letters") { request, _ in
-            let query: DeadLetterQuery
-            do {
-                query = try Self.deadLetterQuery(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
-            } catch let error as BadRequest {
-                return try JSONResponse.error(.badRequest, "bad_request", error.message)
-            }
-            return try JSONResponse.make(try await store.deadLetters(matching: query))
+            try await Self.answer(request, parse: Self.deadLetterQuery(from:)) { try await store.deadLetters(matching: $0) }
         }
         router.get("failures") { request, _ in
-            let query: FailureGroupQuery
-            do {
-                query = try Self.failureQuery(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) })
-            } catch let error as BadRequest {
-                return try JSONResponse.error(.badRequest, "bad_request", error.message)
-            }
-            return try JSONResponse.make(["groups": try await store.failureGroups(matching: query)])
+            try await Self.answer(request, parse: Self.failureQuery(from:)) { ["groups": try await store.failureGroups(matching: $0)] }
         }
+    }
+
+    /// The JSON of `search` for the query `parse` reads from the request's query string; 400 when it cannot.
+    private static func answer<Query, Answer: Encodable>(
+        _ request: Request, parse: ([(key: String, value: String)]) throws -> Query, search: (Query) async throws -> Answer
+    ) async throws -> Response {
+        let query: Query
+        do {
+            query = try parse(request.uri.queryParameters.map { (String($0.key), String($0.value)) })
+        } catch let error as BadRequest {
+            return try JSONResponse.error(.badRequest, "bad_request", error.message)
+        }
+        return try JSONResponse.make(try await search(query))
     }
 
     /// The dead letters a request's query string asks for.
     static func deadLetterQuery(from parameters: [(key: String, value: String)]) throws -> DeadLetterQuery {
-        let common = try query(from: parameters.filter { $0.key != "group" }, known: ["queue", "since", "until", "limit", "after", "group"])
+        let common = try query(from: parameters, known: ["group", "queue", "since", "until", "limit", "after"])
         let group = parameters.last(where: { $0.key == "group" }).flatMap { $0.value.isEmpty ? nil : $0.value }
         return DeadLetterQuery(
             groupID: group, queue: common.queue, sinceMs: common.sinceMs, untilMs: common.untilMs, limit: common.limit, after: common.after)

@@ -58,7 +58,18 @@ public struct FailureGroupQuery: Sendable, Equatable {
 /// one message to the next masked — UUIDs as `<uuid>`, hexadecimal ids of 8 or more characters as `<hex>`, other
 /// numbers as `#` — except a status code: a three-digit number that starts the error or a clause after a colon
 /// (`Reject: 550 mailbox …`) or follows `HTTP`, `status`, `code` or `error` (`HTTP 503`), which stays.
-public enum FailureFingerprint {
+public struct FailureFingerprint: Sendable, Equatable {
+    /// The error as it is grouped (``mask(_:)``).
+    public let maskedError: String
+    /// ``groupID(type:reason:error:)``.
+    public let groupID: String
+
+    /// A dead letter's fingerprint: its error masked once, and the group id of that.
+    public init(type: String?, reason: String?, error: String?) {
+        maskedError = Self.mask(error ?? "")
+        groupID = Self.groupID(type: type, reason: reason, maskedError: maskedError)
+    }
+
     /// The error as it is grouped (at most 500 characters).
     public static func mask(_ error: String) -> String {
         var out = ""
@@ -89,8 +100,12 @@ public enum FailureFingerprint {
 
     /// The group id of a dead letter: 16 hex digits of a 64-bit FNV-1a hash of type, reason and masked error.
     public static func groupID(type: String?, reason: String?, error: String?) -> String {
+        groupID(type: type, reason: reason, maskedError: mask(error ?? ""))
+    }
+
+    private static func groupID(type: String?, reason: String?, maskedError: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in "\(type ?? "")\u{1F}\(reason ?? "")\u{1F}\(mask(error ?? ""))".utf8 {
+        for byte in "\(type ?? "")\u{1F}\(reason ?? "")\u{1F}\(maskedError)".utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x0000_0100_0000_01b3
         }

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// The SQL both stores share for searching and pruning jobs; each store says how it writes a placeholder (`?` for
 /// SQLite, `$1` for PostgreSQL) and binds the values.
 enum JobSQL {
@@ -151,35 +149,5 @@ enum JobSQL {
                 keepingAtMost: max(0, maxJobs)))
         }
         return selections
-    }
-}
-
-/// Lets async work take turns: one body at a time, in the order they asked.
-final class TurnTaking: Sendable {
-    private let state = Mutex<(busy: Bool, waiting: [CheckedContinuation<Void, Never>])>((false, []))
-
-    func inTurn<T>(_ body: () async throws -> T) async throws -> T {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let goes = state.withLock { state -> Bool in
-                guard state.busy else {
-                    state.busy = true
-                    return true
-                }
-                state.waiting.append(continuation)
-                return false
-            }
-            if goes { continuation.resume() }
-        }
-        defer {
-            let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                guard !state.waiting.isEmpty else {
-                    state.busy = false
-                    return nil
-                }
-                return state.waiting.removeFirst()
-            }
-            next?.resume()
-        }
-        return try await body()
     }
 }

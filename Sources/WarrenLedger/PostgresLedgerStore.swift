@@ -94,10 +94,9 @@ public final class PostgresLedgerStore: LedgerStore {
                 ).decode((String, Int64, String?, String?, String?).self) { rows.append(row) }
                 guard !rows.isEmpty else { break }
                 for (id, at, type, reason, error) in rows {
-                    let group = FailureFingerprint.groupID(type: type, reason: reason, error: error)
-                    let fingerprint = FailureFingerprint.mask(error ?? "")
+                    let failure = FailureFingerprint(type: type, reason: reason, error: error)
                     try await connection.query(
-                        "UPDATE dead_letters SET group_id = \(group), fingerprint = \(fingerprint) WHERE message_id = \(id) AND at_ms = \(at)",
+                        "UPDATE dead_letters SET group_id = \(failure.groupID), fingerprint = \(failure.maskedError) WHERE message_id = \(id) AND at_ms = \(at)",
                         logger: logger)
                 }
             }
@@ -208,19 +207,21 @@ public final class PostgresLedgerStore: LedgerStore {
 
     private static func insertDeadLetters(_ events: [WarrenEvent]) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: events.count * 12)
+        let encoder = JSONEncoder()
         for event in events {
+            let failure = FailureFingerprint(type: event.type, reason: event.reason, error: event.error)
             binds.append(event.messageID!)
             binds.append(event.atMs)
             binds.append(event.queue)
             binds.append(event.type)
             binds.append(event.reason)
             binds.append(event.error)
-            binds.append(event.headers.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) })
+            binds.append(event.headers.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) })
             binds.append(event.body)
             binds.append(event.bodyEncoding)
             binds.append(event.bodyTruncated)
-            binds.append(FailureFingerprint.groupID(type: event.type, reason: event.reason, error: event.error))
-            binds.append(FailureFingerprint.mask(event.error ?? ""))
+            binds.append(failure.groupID)
+            binds.append(failure.maskedError)
         }
         return PostgresQuery(
             unsafeSQL: """

@@ -37,7 +37,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     public let path: String
     private let connection: SQLiteConnection
     private let reader: SQLiteConnection
-    private let writes = TurnTaking()
+    private let writes = AsyncMutex()
 
     /// The schema versions, in order; each runs once, in a transaction, and is recorded in `ledger_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -88,7 +88,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     public func migrate() async throws {
-        try await writes.inTurn { try await migrateNow() }
+        try await writes.withLock { try await migrateNow() }
     }
 
     private func migrateNow() async throws {
@@ -110,11 +110,11 @@ public final class SQLiteLedgerStore: LedgerStore {
             guard !rows.isEmpty else { break }
             try await transaction {
                 for row in rows {
-                    let (type, reason, error) = (row.column("type")?.string, row.column("reason")?.string, row.column("error")?.string)
+                    let failure = FailureFingerprint(
+                        type: row.column("type")?.string, reason: row.column("reason")?.string, error: row.column("error")?.string)
                     _ = try await connection.query(
                         "UPDATE dead_letters SET group_id = ?, fingerprint = ? WHERE message_id = ? AND at_ms = ?",
-                        [.text(FailureFingerprint.groupID(type: type, reason: reason, error: error)),
-                         .text(FailureFingerprint.mask(error ?? "")), row.column("message_id") ?? .null, row.column("at_ms") ?? .null])
+                        [.text(failure.groupID), .text(failure.maskedError), row.column("message_id") ?? .null, row.column("at_ms") ?? .null])
                 }
             }
         }
@@ -141,7 +141,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     public func record(_ events: [WarrenEvent]) async throws {
         guard !events.isEmpty else { return }
         let events = events.filter { $0.messageID != nil }
-        try await writes.inTurn { try await transaction {
+        try await writes.withLock { try await transaction {
             for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
                 try await insertEvents(chunk)
                 try await upsertJobs(JobUpdate.fold(chunk))
@@ -211,14 +211,15 @@ public final class SQLiteLedgerStore: LedgerStore {
 
     private func insertDeadLetters(_ events: [WarrenEvent]) async throws {
         var binds: [SQLiteData] = []
+        let encoder = JSONEncoder()
         for event in events {
-            let headers = event.headers.flatMap { try? JSONEncoder().encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+            let headers = event.headers.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+            let failure = FailureFingerprint(type: event.type, reason: event.reason, error: event.error)
             binds += [
                 .text(event.messageID!), .integer(Int(event.atMs)), .text(event.queue), Self.text(event.type),
                 Self.text(event.reason), Self.text(event.error), Self.text(headers), Self.text(event.body),
                 Self.text(event.bodyEncoding), event.bodyTruncated.map { .integer($0 ? 1 : 0) } ?? .null,
-                .text(FailureFingerprint.groupID(type: event.type, reason: event.reason, error: event.error)),
-                .text(FailureFingerprint.mask(event.error ?? "")),
+                .text(failure.groupID), .text(failure.maskedError),
             ]
         }
         let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
@@ -306,7 +307,7 @@ public final class SQLiteLedgerStore: LedgerStore {
                 }
                 let ids = try await reader.query(sql, values.map(Self.data(_:))).compactMap { $0.column("message_id")?.string }
                 guard !ids.isEmpty else { break }
-                let events = try await writes.inTurn { try await deleteJobs(ids) }
+                let events = try await writes.withLock { try await deleteJobs(ids) }
                 result.jobs += ids.count
                 result.events += events
                 if ids.count < JobSQL.prunedPerTransaction && selection.keepingAtMost == nil { break }

@@ -135,22 +135,14 @@ public final class WarrenEvents: Service, Sendable {
     /// ``flush()``, for at most `timeout` (a broker that is away must not hold up a shutdown); what is not sent by
     /// then stays buffered.
     public func flush(timeout: Duration) async {
-        // Not a task group: it would wait for a flush stuck behind the background one (which may be waiting for the
-        // broker) even after the timeout.
-        let done = Mutex<CheckedContinuation<Void, Never>?>(nil)
-        let resume: @Sendable () -> Void = { done.withLock { $0.take() }?.resume() }
-        let flushing = Task { await self.flush() }
-        await withCheckedContinuation { continuation in
-            done.withLock { $0 = continuation }
-            Task {
-                await flushing.value
-                resume()
-            }
-            Task {
-                try? await Task.sleep(for: timeout)
-                resume()
-            }
+        // The flush runs on its own, not in a task group, which would wait for a flush stuck behind the background
+        // one (itself waiting for the broker) even after the timeout.
+        let done = AwaitableState(false)
+        let flushing = Task {
+            await self.flush()
+            done.update { $0 = true }
         }
+        _ = await done.wait(until: { $0 }, timeout: timeout)
         flushing.cancel()
     }
 
@@ -273,11 +265,13 @@ public final class WarrenEvents: Service, Sendable {
     }
 }
 
-/// A lock for async code: one holder at a time, the others wait their turn without blocking a thread.
-final class AsyncMutex: Sendable {
+/// A lock for async code: one holder at a time, the others wait their turn (in order) without blocking a thread.
+package final class AsyncMutex: Sendable {
     private let state = Mutex<(held: Bool, waiters: Deque<CheckedContinuation<Void, Never>>)>((false, []))
 
-    func withLock<T>(_ body: () async throws -> T) async rethrows -> T {
+    package init() {}
+
+    package func withLock<T>(_ body: () async throws -> T) async rethrows -> T {
         await acquire()
         defer { release() }
         return try await body()
