@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Warren needs to build and test when it is missing: librabbitmq (headers and pkg-config file),
-# RabbitMQ itself (for the throwaway test broker) and Debian's amqp-tools (a foreign client the tests use).
+# RabbitMQ itself (for the throwaway test broker), Debian's amqp-tools (a foreign client the tests use), PostgreSQL (the
+# ledger's tests) and headless Chromium with its WebDriver (the dashboard's browser tests).
 set -euo pipefail
 
 have_librabbitmq() { pkg-config --exists librabbitmq 2>/dev/null; }
@@ -11,6 +12,7 @@ have_amqp_tools() { command -v amqp-publish >/dev/null 2>&1; }
 have_openssl() { command -v openssl >/dev/null 2>&1; }  # the TLS tests make their certificates with it
 have_promtool() { command -v promtool >/dev/null 2>&1; }  # checks docs/alerts.yaml (Debian's prometheus)
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; }  # the ledger's tests
+have_chromium() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }  # the dashboard's browser tests
 have_prometheus_client() { python3 -c 'import prometheus_client' >/dev/null 2>&1; }  # parses /metrics in the tests
 
 install_prometheus_client() {
@@ -21,7 +23,7 @@ install_prometheus_client() {
   fi
 }
 
-if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool && have_postgres; } || [ "$(uname)" = Darwin ]; }; then
+if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool && have_postgres && have_chromium; } || [ "$(uname)" = Darwin ]; }; then
   install_prometheus_client
   exit 0
 fi
@@ -34,11 +36,11 @@ if command -v apt-get >/dev/null 2>&1; then
       exit 1
     fi
   fi
-  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools, prometheus (promtool), postgresql with apt-get" >&2
+  echo "install-deps: installing librabbitmq-dev, rabbitmq-server, amqp-tools, prometheus (promtool), postgresql, chromium with apt-get" >&2
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends pkg-config librabbitmq-dev rabbitmq-server amqp-tools openssl \
-    prometheus postgresql >/dev/null
+    prometheus postgresql chromium chromium-driver fonts-liberation >/dev/null
 elif command -v brew >/dev/null 2>&1; then
   echo "install-deps: installing rabbitmq-c and rabbitmq with Homebrew" >&2
   brew install pkg-config rabbitmq-c rabbitmq prometheus postgresql

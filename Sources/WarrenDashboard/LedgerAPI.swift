@@ -4,7 +4,7 @@ import WarrenHTTP
 import WarrenLedger
 
 /// The ledger's JSON API (snake_case), as Hummingbird routes; `warren-dashboard` serves it under `/api/`, behind
-/// ``BearerTokenMiddleware``:
+/// ``DashboardAccess`` (``Dashboard``):
 ///
 /// - `GET jobs/{message_id}`: a job's status and attempts (``JobStatus``); 404 when the ledger has no such job.
 /// - `GET jobs?queue=&type=&status=&since=&until=&limit=&after=`: a page of jobs, newest first (``JobPage``:
@@ -129,37 +129,5 @@ public struct LedgerAPI: Sendable {
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
         throw BadRequest(message: "\(name) must be milliseconds since 1970 or an ISO 8601 time such as 2026-11-29T10:00:00Z")
-    }
-}
-
-/// Lets a request through only with `Authorization: Bearer <token>` for one of the tokens given; answers 401 (with
-/// `WWW-Authenticate: Bearer`) otherwise. Tokens are compared in constant time and never logged.
-public struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-    private let tokens: [[UInt8]]
-
-    /// - Parameter tokens: the tokens that open the door; empty ones are ignored.
-    public init(tokens: [String]) {
-        self.tokens = tokens.filter { !$0.isEmpty }.map { Array($0.utf8) }
-    }
-
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization], header.hasPrefix("Bearer "),
-            Self.matches(Array(header.dropFirst("Bearer ".count).utf8), any: tokens)
-        else {
-            return try JSONResponse.error(
-                .unauthorized, "unauthorized", "send Authorization: Bearer <token>", headers: [.wwwAuthenticate: "Bearer"])
-        }
-        return try await next(request, context)
-    }
-
-    /// Whether `candidate` equals one of `tokens`, in time that depends on the lengths only.
-    static func matches(_ candidate: [UInt8], any tokens: [[UInt8]]) -> Bool {
-        var found = false
-        for token in tokens {
-            var difference = UInt8(token.count == candidate.count ? 0 : 1)
-            for index in token.indices { difference |= token[index] ^ (index < candidate.count ? candidate[index] : 0) }
-            found = found || difference == 0
-        }
-        return found
     }
 }

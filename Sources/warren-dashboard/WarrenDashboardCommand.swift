@@ -9,16 +9,40 @@ import WarrenDashboard
 import WarrenHTTP
 import WarrenLedger
 
-/// The ledger's process: records every worker's job events in a store (unless `--no-ingest`) and serves the jobs API
-/// under `/api/` (bearer token) and `/health` (open). The dashboard's pages come next (docs/ledger.md).
+/// The ledger's process: records every worker's job events in a store (unless `--no-ingest`) and serves the
+/// dashboard's pages, the same data as JSON under `/api/`, and `/health` (open). docs/dashboard.md.
 @main
 struct WarrenDashboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-dashboard",
-        abstract: "Record Warren's job events in a ledger and serve job status over HTTP.",
+        abstract: "Record Warren's job events in a ledger and serve the dashboard over HTTP.",
+        subcommands: [Serve.self, HashPassword.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Prints the users file hash of a password read from standard input.
+struct HashPassword: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hash-password",
+        abstract: "Read a password from standard input; print its hash for a users file line (name:role:hash).")
+
+    @Option(help: "PBKDF2 rounds.") var rounds = PasswordHash.defaultRounds
+
+    func run() throws {
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            throw ValidationError("give the password on standard input")
+        }
+        print(try PasswordHash.make(line, rounds: rounds).encoded)
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Record job events and serve the dashboard (the default).",
         discussion: """
-            WARREN_DASHBOARD_TOKEN (required) is the bearer token of /api/; WARREN_DASHBOARD_READONLY_TOKEN, when set, \
-            is a second one. WARREN_AMQP_URL is the broker to ingest from. Durations: 90s, 30m, 12h, 7d.
+            Who may get in: WARREN_DASHBOARD_TOKEN (an operator's bearer token, also a password for the sign-in form with \
+            the user left empty), WARREN_DASHBOARD_READONLY_TOKEN (a viewer's), and the users of --users-file; at least \
+            one of them. WARREN_AMQP_URL is the broker to ingest from. Durations: 90s, 30m, 12h, 7d.
             """)
 
     @Option(help: "The port to listen on; 0 lets the system choose (the address is printed).") var port = 8089
@@ -33,6 +57,8 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
     @Option(help: "How long jobs that never finished are kept.") var keepUnfinished = "30d"
     @Option(help: "The most jobs kept; the oldest go first. 0: no bound.") var maxJobs = 10_000_000
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
+    @Option(help: "A users file: name:role:hash lines (role viewer or operator; hash from hash-password).") var usersFile: String?
+    @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
@@ -43,10 +69,14 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "warren-dashboard")
         let environment = ProcessInfo.processInfo.environment
-        guard let token = environment["WARREN_DASHBOARD_TOKEN"], !token.isEmpty else {
-            throw ValidationError("set WARREN_DASHBOARD_TOKEN: /api/ is never served without a token")
+        let access: DashboardAccess
+        do {
+            access = try DashboardAccess(
+                operatorToken: environment["WARREN_DASHBOARD_TOKEN"], viewerToken: environment["WARREN_DASHBOARD_READONLY_TOKEN"],
+                users: try usersFile.map { try DashboardUsers(contentsOf: $0) } ?? DashboardUsers())
+        } catch let error as DashboardConfigurationError {
+            throw ValidationError(error.message)
         }
-        let tokens = [token] + [environment["WARREN_DASHBOARD_READONLY_TOKEN"]].compactMap { $0 }
         let location = try LedgerLocation(store)
         let retention = RetentionPolicy(
             succeeded: try Self.duration(keepSucceeded), deadLettered: try Self.duration(keepDeadLettered),
@@ -68,13 +98,12 @@ struct WarrenDashboardCommand: AsyncParsableCommand {
             services.append(.init(service: recording))
         }
 
-        let router = Router()
+        let router = Router(context: DashboardRequestContext.self)
         router.get("health") { _, _ -> Response in
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
-        let api = router.group("api").add(middleware: BearerTokenMiddleware(tokens: tokens))
-        LedgerAPI(store: ledgerStore).addRoutes(to: api)
+        Dashboard(store: ledgerStore, access: access, secureCookies: secureCookies).addRoutes(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
             onServerRunning: { [host] channel in

@@ -15,13 +15,14 @@ package final class LaunchedProcess {
         return url
     }
 
-    /// Starts `tool` with `arguments` and the test's environment plus `environment`; stdout and stderr go to one file.
+    /// Starts `tool` (one of the package's executables, or an absolute path) with `arguments` and the test's
+    /// environment plus `environment`; stdout and stderr go to one file.
     package init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process = Process()
-        process.executableURL = Self.binDirectory.appendingPathComponent(tool)
+        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : Self.binDirectory.appendingPathComponent(tool)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        output = FileManager.default.temporaryDirectory.appendingPathComponent("\(tool)-\(UUID().uuidString).log")
+        output = FileManager.default.temporaryDirectory.appendingPathComponent("\((tool as NSString).lastPathComponent)-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
@@ -54,10 +55,10 @@ package final class LaunchedProcess {
         throw TestFailure("no 'listening on' line within \(timeout): \(log)")
     }
 
-    /// Sends SIGTERM and returns its exit status.
+    /// Sends `signal` (SIGTERM unless told) and returns its exit status.
     @discardableResult
-    package func stop() async -> Int32 {
-        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
+    package func stop(signal: Int32 = SIGTERM) async -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, signal) }
         var status: Int32 = -1
         for await code in exited { status = code }
         try? FileManager.default.removeItem(at: output)

@@ -41,17 +41,17 @@ struct LedgerAPITests {
         #expect(throws: LedgerAPI.BadRequest.self) { try LedgerAPI.failureQuery(from: [(key: "after", value: "x")]) }
     }
 
-    @Test func tokensAreComparedWhole() {
-        let tokens = [Array("s3cret".utf8), Array("viewer".utf8)]
-        #expect(BearerTokenMiddleware<BasicContext>.matches(Array("s3cret".utf8), any: tokens))
-        #expect(BearerTokenMiddleware<BasicContext>.matches(Array("viewer".utf8), any: tokens))
+    @Test func tokensAreComparedWholeAndGiveTheirRole() throws {
+        let access = try DashboardAccess(operatorToken: "s3cret", viewerToken: "viewer")
+        #expect(access.identity(forToken: "s3cret") == DashboardIdentity(name: "token", role: .operator))
+        #expect(access.identity(forToken: "viewer") == DashboardIdentity(name: "readonly-token", role: .viewer))
         for wrong in ["s3cre", "s3cret!", "", "S3cret", "viewers"] {
-            #expect(!BearerTokenMiddleware<BasicContext>.matches(Array(wrong.utf8), any: tokens), "\(wrong)")
+            #expect(access.identity(forToken: wrong) == nil, "\(wrong)")
         }
+        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: nil) }
+        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: "same", viewerToken: "same") }
     }
 }
-
-typealias BasicContext = BasicRequestContext
 
 /// warren-dashboard and report-api, run as a user runs them, against the test broker and real stores.
 @Suite("warren-dashboard and report-api (broker)", .serialized)

@@ -47,8 +47,15 @@ func httpRequest(_ method: String, port: Int, _ path: String, headers: [String: 
     return HTTPAnswer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), headers: fields)
 }
 
-/// A session that hands redirects back to the caller: a test checks the 303 itself.
-private let noRedirects = URLSession(configuration: .ephemeral, delegate: NoRedirects(), delegateQueue: nil)
+/// A session that hands redirects back to the caller (a test checks the 303 itself) and keeps no cookies (a test
+/// sends the ones it means to).
+private let noRedirects: URLSession = {
+    let configuration = URLSessionConfiguration.ephemeral
+    configuration.httpCookieStorage = nil
+    configuration.httpShouldSetCookies = false
+    configuration.httpCookieAcceptPolicy = .never
+    return URLSession(configuration: configuration, delegate: NoRedirects(), delegateQueue: nil)
+}()
 
 private final class NoRedirects: NSObject, URLSessionTaskDelegate, Sendable {
     func urlSession(

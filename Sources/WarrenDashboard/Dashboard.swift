@@ -1,0 +1,431 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import WarrenHTTP
+import WarrenLedger
+
+/// The dashboard: server-rendered pages over a ledger store (no JavaScript, no front-end build) and the same data as
+/// JSON under `/api/` (``LedgerAPI``), all behind ``DashboardAccess``.
+///
+/// Pages: `/jobs` (search by message id, type, queue, status and time), `/jobs/{message_id}` (a job and its attempts),
+/// `/failures` (dead letters grouped by failure), `/failures/{group_id}` (a group's dead letters),
+/// `/dead-letters/{message_id}` (headers and body, escaped; binary bodies as hex). Signing in: `/sign-in` (a form;
+/// a user of the users file, or an empty name and a token as the password) gives a session cookie (`HttpOnly`,
+/// `SameSite=Strict`); every form that changes something carries the session's CSRF token.
+///
+/// Text that comes from messages (types, errors, headers, bodies, even message ids) is escaped wherever it appears,
+/// and every page is sent with a `Content-Security-Policy` that allows no script at all.
+public struct Dashboard: Sendable {
+    public let store: any LedgerStore
+    public let access: DashboardAccess
+    /// Whether the session cookie is marked `Secure` (set it when the dashboard is served over HTTPS, e.g. behind a
+    /// proxy that terminates TLS).
+    public var secureCookies: Bool
+    let sessions: DashboardSessions
+
+    public init(store: any LedgerStore, access: DashboardAccess, secureCookies: Bool = false) {
+        self.store = store
+        self.access = access
+        self.secureCookies = secureCookies
+        self.sessions = DashboardSessions()
+    }
+
+    /// Adds the pages, the sign-in form and the API (under `api/`) to `router`.
+    public func addRoutes(to router: Router<DashboardRequestContext>) {
+        router.get("assets/dashboard.css") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=3600"],
+                body: .init(byteBuffer: ByteBuffer(string: Self.stylesheet)))
+        }
+        router.get("sign-in") { request, _ in signInForm(next: request.uri.queryParameters["next"].map(String.init), failed: false) }
+        router.post("sign-in") { request, context in try await signIn(request, context) }
+
+        let signedIn = router.group().add(middleware: DashboardAccessMiddleware(access: access, sessions: sessions))
+        signedIn.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/jobs"]) }
+        signedIn.post("sign-out") { request, context in try await signOut(request, context) }
+        signedIn.get("jobs") { request, context in try await jobsPage(request, context) }
+        signedIn.get("jobs/:message_id") { _, context in try await jobPage(context) }
+        signedIn.get("failures") { request, context in try await failuresPage(request, context) }
+        signedIn.get("failures/:group_id") { request, context in try await groupPage(request, context) }
+        signedIn.get("dead-letters/:message_id") { _, context in try await deadLetterPage(context) }
+        LedgerAPI(store: store).addRoutes(to: signedIn.group("api"))
+    }
+
+    // MARK: Signing in and out
+
+    private static let signInCookie = "warren_sign_in"
+
+    /// The form, with a fresh token in a cookie and in the form: a sign-in posted from another site lacks the cookie.
+    private func signInForm(next: String?, failed: Bool) -> Response {
+        let token = ConstantTime.randomToken()
+        let content: HTML = """
+            <main class="sign-in">
+            <h1>Warren</h1>
+            \(failed ? HTML("<p class=\"error\" role=\"alert\">That name and password (or token) did not match.</p>") : .empty)
+            <form method="post" action="/sign-in">
+            <input type="hidden" name="csrf_token" value="\(token)">
+            <input type="hidden" name="next" value="\(Self.localPath(next) ?? "/jobs")">
+            <label for="user">User <span class="hint">(empty to sign in with a token)</span></label>
+            <input id="user" name="user" autocomplete="username" autofocus>
+            <label for="password">Password or token</label>
+            <input id="password" name="password" type="password" autocomplete="current-password" required>
+            <button type="submit">Sign in</button>
+            </form>
+            </main>
+            """
+        let cookie = Cookie(name: Self.signInCookie, value: token, maxAge: 3_600, path: "/sign-in", secure: secureCookies, httpOnly: true, sameSite: .strict)
+        return Self.document(title: "Sign in", content: content)
+            .response(status: failed ? .unauthorized : .ok, headers: [.setCookie: cookie.description])
+    }
+
+    private struct SignInForm: Decodable {
+        var user: String?
+        var password: String?
+        var next: String?
+        var csrfToken: String?
+        enum CodingKeys: String, CodingKey { case user, password, next, csrfToken = "csrf_token" }
+    }
+
+    private func signIn(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let form = try await Self.form(SignInForm.self, request)
+        guard let expected = request.cookies[Self.signInCookie]?.value, let sent = form.csrfToken,
+            ConstantTime.equal(Array(sent.utf8), Array(expected.utf8))
+        else {
+            return Self.problem(.forbidden, "This sign-in form has expired or came from elsewhere.", link: "/sign-in")
+        }
+        guard let identity = await access.identity(signingIn: form.user ?? "", password: form.password ?? "") else {
+            context.logger.notice("dashboard sign-in refused", metadata: ["user": "\(form.user ?? "")"])
+            return signInForm(next: form.next, failed: true)
+        }
+        let session = await sessions.open(for: identity)
+        context.logger.info("dashboard sign-in", metadata: ["user": "\(identity.name)", "role": "\(identity.role.rawValue)"])
+        var headers: HTTPFields = [.location: Self.localPath(form.next) ?? "/jobs"]
+        headers.append(.init(name: .setCookie, value: sessionCookie(session.id, maxAge: Int(sessions.lifetime.components.seconds)).description))
+        headers.append(.init(name: .setCookie, value: Cookie(name: Self.signInCookie, value: "", maxAge: 0, path: "/sign-in").description))
+        return Response(status: .seeOther, headers: headers)
+    }
+
+    private struct CSRFForm: Decodable {
+        var csrfToken: String?
+        enum CodingKeys: String, CodingKey { case csrfToken = "csrf_token" }
+    }
+
+    private func signOut(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        if let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
+        if let session = context.session { await sessions.close(id: session.id) }
+        return Response(
+            status: .seeOther, headers: [.location: "/sign-in", .setCookie: sessionCookie("", maxAge: 0).description])
+    }
+
+    private func sessionCookie(_ value: String, maxAge: Int) -> Cookie {
+        Cookie(name: DashboardSessions.cookieName, value: value, maxAge: maxAge, path: "/", secure: secureCookies, httpOnly: true, sameSite: .strict)
+    }
+
+    /// A 403 page when a request that came with a session cookie lacks its CSRF token; `nil` when it may go on
+    /// (right token, or a bearer token, which a browser never adds by itself).
+    static func refuseWithoutCSRF(_ request: Request, _ context: DashboardRequestContext) async throws -> Response? {
+        guard let session = context.session else { return nil }
+        let sent = try await form(CSRFForm.self, request).csrfToken ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
+        guard let sent, ConstantTime.equal(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
+            return problem(.forbidden, "This form has expired or came from elsewhere: reload the page and try again.", link: "/jobs")
+        }
+        return nil
+    }
+
+    /// An URL-encoded form body (at most 64 KiB).
+    static func form<Form: Decodable>(_ type: Form.Type, _ request: Request) async throws -> Form {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 * 1024)
+        return try URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
+    }
+
+    /// `path` when it is a path on this server (`/…`, not `//host…`), so a sign-in never sends anyone elsewhere.
+    static func localPath(_ path: String?) -> String? {
+        guard let path, path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasPrefix("/\\") else { return nil }
+        return path
+    }
+
+    // MARK: Pages
+
+    private func jobsPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        if let id = parameters.last(where: { $0.0 == "id" })?.1.trimmingCharacters(in: .whitespaces), !id.isEmpty {
+            return Response(status: .seeOther, headers: [.location: "/jobs/\(Link.encode(id))"])
+        }
+        let filters = parameters.filter { $0.0 != "id" }
+        func value(_ name: String) -> String { filters.last(where: { $0.0 == name })?.1 ?? "" }
+        let query: JobQuery
+        do {
+            query = try LedgerAPI.query(from: filters)
+        } catch let error as LedgerAPI.BadRequest {
+            return page("Jobs", context, nav: "jobs", status: .badRequest, content: jobSearchForm(value) + Self.errorNote(error.message))
+        }
+        let found = try await store.jobs(matching: query)
+        let rows = found.jobs.map { job -> HTML in
+            """
+            <tr><td><a href="\(Link.to("/jobs/\(Link.encode(job.messageID))"))"><code>\(job.messageID)</code></a></td>\
+            <td>\(job.type)</td><td>\(job.queue)</td><td>\(Self.badge(job.state))</td><td class="number">\(job.attempts)</td>\
+            <td>\(Format.time(job.publishedAtMs))</td><td>\(Format.time(job.updatedAtMs))</td>\
+            <td class="error-text">\(job.lastError ?? job.reason ?? "")</td></tr>
+            """
+        }
+        let table: HTML = rows.isEmpty
+            ? "<p class=\"empty\">No job matches.</p>"
+            : """
+            <table><caption class="visually-hidden">Jobs, most recent first</caption>
+            <thead><tr><th scope="col">Message id</th><th scope="col">Type</th><th scope="col">Queue</th><th scope="col">Status</th>\
+            <th scope="col">Attempts</th><th scope="col">Published</th><th scope="col">Last event</th><th scope="col">Last error</th></tr></thead>
+            <tbody>\(rows)</tbody></table>
+            """
+        let next: HTML = found.next.map { cursor in
+            "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to("/jobs", Self.keep(filters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
+        } ?? .empty
+        return page("Jobs", context, nav: "jobs", content: jobSearchForm(value) + table + next)
+    }
+
+    private func jobSearchForm(_ value: (String) -> String) -> HTML {
+        let options = [HTML("<option value=\"\">any</option>")] + JobState.all.map { state in
+            "<option value=\"\(state.rawValue)\"\(value("status") == state.rawValue ? HTML(" selected") : .empty)>\(state.rawValue)</option>"
+        }
+        return """
+            <h1>Jobs</h1>
+            <form class="search" method="get" action="/jobs" role="search">
+            <div><label for="id">Message id</label><input id="id" name="id"></div>
+            <div><label for="type">Type</label><input id="type" name="type" value="\(value("type"))"></div>
+            <div><label for="queue">Queue</label><input id="queue" name="queue" value="\(value("queue"))"></div>
+            <div><label for="status">Status</label><select id="status" name="status">\(options)</select></div>
+            <div><label for="since">Since <span class="hint">(24h, 7d or a time)</span></label><input id="since" name="since" value="\(value("since"))"></div>
+            <div><label for="until">Until</label><input id="until" name="until" value="\(value("until"))"></div>
+            <div><button type="submit">Search</button></div>
+            </form>
+            """
+    }
+
+    private func jobPage(_ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("message_id")
+        guard let job = try await store.job(messageID: id) else {
+            return page("Job not found", context, nav: "jobs", status: .notFound, content: """
+                <h1>Job not found</h1><p>The ledger has no job with message id <code>\(id)</code> (or it has been pruned).</p>
+                """)
+        }
+        let attempts = job.timeline.map { attempt -> HTML in
+            """
+            <tr><td class="number">\(attempt.attempt)</td><td>\(Format.time(attempt.startedAtMs))</td><td>\(Format.time(attempt.endedAtMs))</td>\
+            <td>\(Format.duration(attempt.queueWaitMs))</td><td>\(Format.duration(attempt.durationMs))</td>\
+            <td>\(attempt.outcome.map { HTML("<span class=\"badge \($0)\">\($0)</span>") } ?? .empty)</td><td>\(attempt.host)</td>\
+            <td class="error-text">\(attempt.error)</td></tr>
+            """
+        }
+        let deadLetters: HTML = [.deadLettered, .replayed].contains(job.state) || job.timeline.contains(where: { $0.outcome == "dead_lettered" })
+            ? "<p><a href=\"/dead-letters/\(Link.encode(id))\">Its dead letters: headers and body →</a></p>" : .empty
+        let content: HTML = """
+            <h1>Job <code>\(job.messageID)</code></h1>
+            <dl class="facts">
+            <dt>Status</dt><dd>\(Self.badge(job.state))</dd>
+            <dt>Type</dt><dd>\(job.type)</dd>
+            <dt>Queue</dt><dd><a href="\(Link.to("/jobs", [("queue", job.queue)]))">\(job.queue)</a></dd>
+            <dt>Attempts</dt><dd>\(job.attempts)</dd>
+            <dt>Published</dt><dd>\(Format.time(job.publishedAtMs))</dd>
+            <dt>Last event</dt><dd>\(Format.time(job.updatedAtMs))</dd>
+            \(job.nextAttemptAtMs.map { HTML("<dt>Next attempt</dt><dd>\(Format.time($0))</dd>") } ?? .empty)
+            \(job.reason.map { HTML("<dt>Reason</dt><dd>\($0)</dd>") } ?? .empty)
+            \(job.lastError.map { HTML("<dt>Last error</dt><dd class=\"error-text\">\($0)</dd>") } ?? .empty)
+            \(job.traceID.map { HTML("<dt>Trace id</dt><dd><code>\($0)</code></dd>") } ?? .empty)
+            </dl>
+            \(deadLetters)
+            <h2>Attempts</h2>
+            <table><caption class="visually-hidden">The job's attempts, first to last</caption>
+            <thead><tr><th scope="col">#</th><th scope="col">Started</th><th scope="col">Ended</th><th scope="col">Waited</th>\
+            <th scope="col">Took</th><th scope="col">Outcome</th><th scope="col">Host</th><th scope="col">Error</th></tr></thead>
+            <tbody>\(attempts)</tbody></table>
+            """
+        return page("Job \(job.messageID)", context, nav: "jobs", content: content)
+    }
+
+    private func failuresPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+        func value(_ name: String) -> String { parameters.last(where: { $0.0 == name })?.1 ?? "" }
+        let form: HTML = """
+            <h1>Failures</h1>
+            <p class="lead">Dead letters grouped by cause: type, reason, and the error with its numbers and ids masked.</p>
+            <form class="search" method="get" action="/failures" role="search">
+            <div><label for="queue">Queue</label><input id="queue" name="queue" value="\(value("queue"))"></div>
+            <div><label for="since">Since <span class="hint">(24h, 7d or a time)</span></label><input id="since" name="since" value="\(value("since"))"></div>
+            <div><label for="until">Until</label><input id="until" name="until" value="\(value("until"))"></div>
+            <div><button type="submit">Show</button></div>
+            </form>
+            """
+        let query: FailureGroupQuery
+        do {
+            query = try LedgerAPI.failureQuery(from: parameters)
+        } catch let error as LedgerAPI.BadRequest {
+            return page("Failures", context, nav: "failures", status: .badRequest, content: form + Self.errorNote(error.message))
+        }
+        let groups = try await store.failureGroups(matching: query)
+        let rows = groups.map { group -> HTML in
+            let groupLink = Link.to("/failures/\(group.groupID)", Self.keep(parameters, only: ["queue", "since", "until"]))
+            return """
+                <tr><td class="number"><a href="\(groupLink)">\(group.count)</a></td><td>\(group.type)</td><td>\(group.reason)</td>\
+                <td class="error-text"><a href="\(groupLink)">\(group.error.isEmpty ? "(no error text)" : group.error)</a></td>\
+                <td>\(Format.time(group.firstAtMs))</td><td>\(Format.time(group.lastAtMs))</td>\
+                <td><a href="/dead-letters/\(Link.encode(group.sampleMessageID))"><code>\(group.sampleMessageID)</code></a></td></tr>
+                """
+        }
+        let table: HTML = rows.isEmpty
+            ? "<p class=\"empty\">No dead letters in this range.</p>"
+            : """
+            <table><caption class="visually-hidden">Failure groups, most recently seen first</caption>
+            <thead><tr><th scope="col">Dead letters</th><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Error</th>\
+            <th scope="col">First seen</th><th scope="col">Last seen</th><th scope="col">Sample</th></tr></thead>
+            <tbody>\(rows)</tbody></table>
+            """
+        return page("Failures", context, nav: "failures", content: form + table)
+    }
+
+    private func groupPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let group = try context.parameters.require("group_id")
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }.filter { $0.0 != "group" }
+        let query: DeadLetterQuery
+        do {
+            query = try LedgerAPI.deadLetterQuery(from: parameters + [("group", group)])
+        } catch let error as LedgerAPI.BadRequest {
+            return page("Failure group", context, nav: "failures", status: .badRequest, content: Self.errorNote(error.message))
+        }
+        let found = try await store.deadLetters(matching: query)
+        guard let first = found.deadLetters.first else {
+            return page("Failure group", context, nav: "failures", status: query.after == nil ? .notFound : .ok, content: """
+                <h1>Failure group <code>\(group)</code></h1><p class="empty">No dead letters of this group in this range.</p>
+                """)
+        }
+        let fingerprint = FailureFingerprint(type: first.type, reason: first.reason, error: first.error)
+        let rows = found.deadLetters.map { letter -> HTML in
+            """
+            <tr><td>\(Format.time(letter.atMs))</td><td><a href="/dead-letters/\(Link.encode(letter.messageID))"><code>\(letter.messageID)</code></a></td>\
+            <td>\(letter.queue)</td><td class="error-text">\(letter.error)</td></tr>
+            """
+        }
+        let next: HTML = found.next.map { cursor in
+            "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to("/failures/\(group)", Self.keep(parameters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
+        } ?? .empty
+        let content: HTML = """
+            <h1>Failure group <code>\(group)</code></h1>
+            <dl class="facts">
+            <dt>Type</dt><dd>\(first.type)</dd><dt>Reason</dt><dd>\(first.reason)</dd>
+            <dt>Error</dt><dd class="error-text">\(fingerprint.maskedError)</dd>
+            </dl>
+            <table><caption class="visually-hidden">The group's dead letters, most recent first</caption>
+            <thead><tr><th scope="col">Dead-lettered</th><th scope="col">Message id</th><th scope="col">Queue</th><th scope="col">Error</th></tr></thead>
+            <tbody>\(rows)</tbody></table>
+            \(next)
+            """
+        return page("Failure group", context, nav: "failures", content: content)
+    }
+
+    /// At most this much of a body is shown on a page.
+    static let bodyDisplayLimit = 256 * 1024
+
+    private func deadLetterPage(_ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("message_id")
+        let letters = try await store.deadLetters(messageID: id)
+        guard !letters.isEmpty else {
+            return page("Dead letter not found", context, nav: "failures", status: .notFound, content: """
+                <h1>Dead letter not found</h1><p>The ledger has no dead letter with message id <code>\(id)</code>.</p>
+                """)
+        }
+        let sections = letters.map { letter -> HTML in
+            let headers = (letter.headers ?? [:]).sorted(by: { $0.key < $1.key }).map { name, value -> HTML in
+                "<tr><th scope=\"row\"><code>\(name)</code></th><td><code>\(value)</code></td></tr>"
+            }
+            return """
+                <section class="dead-letter">
+                <h2>Dead-lettered \(Format.time(letter.atMs))</h2>
+                <dl class="facts">
+                <dt>Queue</dt><dd>\(letter.queue)</dd><dt>Type</dt><dd>\(letter.type)</dd><dt>Reason</dt><dd>\(letter.reason)</dd>
+                <dt>Error</dt><dd class="error-text">\(letter.error)</dd>
+                \(letter.groupID.map { HTML("<dt>Failure group</dt><dd><a href=\"/failures/\(Link.encode($0))\"><code>\($0)</code></a></dd>") } ?? .empty)
+                </dl>
+                <h3>Headers</h3>
+                \(headers.isEmpty ? HTML("<p class=\"empty\">None.</p>") : "<table class=\"headers\"><tbody>\(headers)</tbody></table>")
+                <h3>Body</h3>
+                \(Self.body(of: letter))
+                </section>
+                """
+        }
+        let content: HTML = """
+            <h1>Dead letter <code>\(id)</code></h1>
+            <p><a href="/jobs/\(Link.encode(id))">The job's attempts →</a></p>
+            \(sections)
+            """
+        return page("Dead letter \(id)", context, nav: "failures", content: content)
+    }
+
+    /// A body as text when it is UTF-8, as a hex dump when it is binary; never more than ``bodyDisplayLimit``.
+    static func body(of letter: DeadLetterRecord) -> HTML {
+        guard let body = letter.body else { return "<p class=\"empty\">Not recorded (the worker's event options leave bodies out).</p>" }
+        let truncated: HTML = letter.bodyTruncated == true ? "<p class=\"hint\">The event carried only the start of the body.</p>" : .empty
+        if letter.bodyEncoding == "base64" {
+            let bytes = Array(Data(base64Encoded: body) ?? Data())
+            let shown = bytes.prefix(bodyDisplayLimit)
+            let cut: HTML = shown.count < bytes.count ? "<p class=\"hint\">The first \(shown.count) of \(bytes.count) bytes.</p>" : .empty
+            return "<p class=\"hint\">Binary, \(bytes.count) bytes, as hex:</p><pre class=\"body hex\">\(Format.hexDump(Array(shown)))</pre>\(cut)\(truncated)"
+        }
+        let shown = String(decoding: body.utf8.prefix(bodyDisplayLimit), as: UTF8.self)
+        let cut: HTML = shown.utf8.count < body.utf8.count ? "<p class=\"hint\">The first \(shown.utf8.count) of \(body.utf8.count) bytes.</p>" : .empty
+        return "<pre class=\"body\">\(shown)</pre>\(cut)\(truncated)"
+    }
+
+    // MARK: Layout
+
+    private func page(
+        _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok, content: HTML
+    ) -> Response {
+        let links = [("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures")].map { key, path, label -> HTML in
+            "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
+        }
+        let who: HTML = context.identity.map { identity in
+            let signOut: HTML = context.session.map { session in
+                """
+                <form method="post" action="/sign-out" class="inline"><input type="hidden" name="csrf_token" value="\(session.csrfToken)">\
+                <button type="submit" class="link">Sign out</button></form>
+                """
+            } ?? .empty
+            return "<span class=\"who\">\(identity.name) (\(identity.role.rawValue))</span>\(signOut)"
+        } ?? .empty
+        let header: HTML = """
+            <header><nav aria-label="Dashboard"><a class="brand" href="/jobs">Warren</a>\(links)</nav><div class="account">\(who)</div></header>
+            """
+        return Self.document(title: title, content: header + "<main>\(content)</main>").response(status: status)
+    }
+
+    static func document(title: String, content: HTML) -> HTML {
+        """
+        <!doctype html>
+        <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+        <title>\(title) · Warren</title><link rel="stylesheet" href="/assets/dashboard.css"></head>
+        <body>\(content)</body></html>
+        """
+    }
+
+    static func badge(_ state: JobState) -> HTML {
+        "<span class=\"badge \(state.rawValue)\">\(state.rawValue.replacingOccurrences(of: "_", with: " "))</span>"
+    }
+
+    static func errorNote(_ message: String) -> HTML {
+        "<p class=\"error\" role=\"alert\">\(message)</p>"
+    }
+
+    static func problem(_ status: HTTPResponse.Status, _ message: String, link: String) -> Response {
+        document(title: status.reasonPhrase, content: """
+            <main><h1>\(status.reasonPhrase)</h1><p class="error" role="alert">\(message)</p><p><a href="\(link)">Go on →</a></p></main>
+            """).response(status: status)
+    }
+
+    /// The parameters to carry into the next page's link.
+    static func keep(_ parameters: [(String, String)], except dropped: String) -> [(String, String?)] {
+        parameters.filter { $0.0 != dropped }.map { ($0.0, $0.1) }
+    }
+
+    static func keep(_ parameters: [(String, String)], only kept: Set<String>) -> [(String, String?)] {
+        parameters.filter { kept.contains($0.0) }.map { ($0.0, $0.1) }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Debian's headless Chromium, driven over WebDriver by its `chromedriver`, for tests that look at pages the way a
+/// person's browser shows them.
+package final class HeadlessChromium {
+    package static let browserPath = "/usr/bin/chromium"
+    package static let driverPath = "/usr/bin/chromedriver"
+    private let driver: LaunchedProcess
+    private let base: URL
+    private let profile: URL
+
+    /// Whether the browser and its driver are installed (`make test` installs them on Debian).
+    package static var isInstalled: Bool {
+        FileManager.default.isExecutableFile(atPath: browserPath) && FileManager.default.isExecutableFile(atPath: driverPath)
+    }
+
+    /// Starts `chromedriver` on a free port and waits until it is ready.
+    package init() async throws {
+        let port = try freeTCPPort()
+        driver = try LaunchedProcess(Self.driverPath, ["--port=\(port)", "--allowed-ips=127.0.0.1"])
+        base = URL(string: "http://127.0.0.1:\(port)")!
+        profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UUID().uuidString)")
+        let deadline = ContinuousClock.now + .seconds(30)
+        var ready = false
+        defer { if !ready { kill(driver.process.processIdentifier, SIGKILL) } }
+        while ContinuousClock.now < deadline {
+            if let status = try? await Self.call("GET", base.appendingPathComponent("status")),
+                (status["value"] as? [String: Any])?["ready"] as? Bool == true
+            {
+                ready = true
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("chromedriver did not become ready: \(driver.log)")
+    }
+
+    /// A new browser window (1280×900, headless, a profile of its own).
+    package func newSession() async throws -> WebDriverSession {
+        var arguments = ["--headless=new", "--disable-gpu", "--window-size=1280,900", "--user-data-dir=\(profile.path)", "--lang=en-US"]
+        if getuid() == 0 { arguments.append("--no-sandbox") }  // Chromium's sandbox refuses to run as root
+        let capabilities: [String: Any] = [
+            "capabilities": ["alwaysMatch": ["browserName": "chrome", "goog:chromeOptions": ["binary": Self.browserPath, "args": arguments]]]
+        ]
+        let answer = try await Self.call("POST", base.appendingPathComponent("session"), capabilities)
+        guard let id = (answer["value"] as? [String: Any])?["sessionId"] as? String else {
+            throw TestFailure("chromedriver gave no session: \(answer)")
+        }
+        return WebDriverSession(base: base.appendingPathComponent("session").appendingPathComponent(id))
+    }
+
+    package func stop() async {
+        await driver.stop(signal: SIGKILL)  // chromedriver ignores SIGTERM; its browsers went with their sessions
+        try? FileManager.default.removeItem(at: profile)
+    }
+
+    /// One WebDriver command; the answer's JSON.
+    /// - Throws: ``TestFailure`` with the driver's error when it answers one.
+    static func call(_ method: String, _ url: URL, _ body: [String: Any]? = nil) async throws -> [String: Any] {
+        let payload = try body.map { try JSONSerialization.data(withJSONObject: $0) }
+        let (status, data) = try await PlainHTTP.request(method, port: url.port ?? 80, path: url.path, json: payload)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        guard status == 200 else {
+            throw TestFailure("WebDriver \(method) \(url.path): \((json["value"] as? [String: Any])?["message"] ?? String(decoding: data, as: UTF8.self))")
+        }
+        return json
+    }
+}
+
+/// HTTP/1.1 to 127.0.0.1 over a plain socket, on a thread of its own (it blocks). chromedriver writes its headers
+/// without a space after the colon (`Content-Length:250`), which Foundation's URLSession on Linux cannot read.
+enum PlainHTTP {
+    static func request(_ method: String, port: Int, path: String, json: Data?) async throws -> (status: Int, body: Data) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { try exchange(method, port: port, path: path, json: json) })
+            }.start()
+        }
+    }
+
+    private static func exchange(_ method: String, port: Int, path: String, json: Data?) throws -> (status: Int, body: Data) {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestFailure("connect to 127.0.0.1:\(port): \(errno)") }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
+        if let json { head += "Content-Type: application/json\r\nContent-Length: \(json.count)\r\n" }
+        let outgoing = Array((head + "\r\n").utf8) + Array(json ?? Data())
+        var sent = 0
+        while sent < outgoing.count {
+            let written = outgoing[sent...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard written > 0 else { throw TestFailure("send: \(errno)") }
+            sent += written
+        }
+        // chromedriver keeps the connection open whatever the request says: read up to Content-Length.
+        var incoming: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        var expected: Int?
+        var headerEnd: Range<Int>?
+        while expected.map({ incoming.count < $0 }) ?? true {
+            let count = recv(socket, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            incoming += buffer[0..<count]
+            if headerEnd == nil, let split = incoming.firstRange(of: Array("\r\n\r\n".utf8)) {
+                headerEnd = split
+                let headers = String(decoding: incoming[..<split.lowerBound], as: UTF8.self).lowercased()
+                let length = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") })
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
+                expected = length.map { split.upperBound + $0 }
+            }
+        }
+        guard let split = headerEnd else { throw TestFailure("no HTTP answer from 127.0.0.1:\(port)") }
+        let status = String(decoding: incoming[..<split.lowerBound], as: UTF8.self).split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return (status, Data(incoming[split.upperBound...]))
+    }
+}
+
+/// A browser window: go to a page, find elements by CSS selector, type, click, read the DOM, take a screenshot.
+package struct WebDriverSession: Sendable {
+    let base: URL
+    private static let elementKey = "element-6066-11e4-a52e-4f735466cecf"
+
+    package func go(to url: String) async throws {
+        _ = try await HeadlessChromium.call("POST", base.appendingPathComponent("url"), ["url": url])
+    }
+
+    package func currentURL() async throws -> String {
+        try await HeadlessChromium.call("GET", base.appendingPathComponent("url"))["value"] as? String ?? ""
+    }
+
+    /// The first element matching `selector`.
+    /// - Throws: ``TestFailure`` when there is none.
+    package func find(_ selector: String) async throws -> WebElement {
+        let answer = try await HeadlessChromium.call(
+            "POST", base.appendingPathComponent("element"), ["using": "css selector", "value": selector])
+        guard let id = (answer["value"] as? [String: Any])?[Self.elementKey] as? String else {
+            throw TestFailure("no element matches \(selector)")
+        }
+        return WebElement(session: self, id: id)
+    }
+
+    /// Every element matching `selector`.
+    package func findAll(_ selector: String) async throws -> [WebElement] {
+        let answer = try await HeadlessChromium.call(
+            "POST", base.appendingPathComponent("elements"), ["using": "css selector", "value": selector])
+        return (answer["value"] as? [[String: Any]] ?? []).compactMap { $0[Self.elementKey] as? String }.map {
+            WebElement(session: self, id: $0)
+        }
+    }
+
+    /// Runs `script` (a function body; `return` gives the answer) in the page and returns its JSON result.
+    package func evaluate(_ script: String) async throws -> Any? {
+        try await HeadlessChromium.call("POST", base.appendingPathComponent("execute/sync"), ["script": script, "args": []])["value"]
+    }
+
+    /// The text a person sees in the page's `<main>` (or the whole body when it has none).
+    package func visibleText() async throws -> String {
+        try await evaluate("return (document.querySelector('main') || document.body).innerText") as? String ?? ""
+    }
+
+    /// Saves a PNG of the window to `path`.
+    package func screenshot(to path: String) async throws {
+        let answer = try await HeadlessChromium.call("GET", base.appendingPathComponent("screenshot"))
+        guard let encoded = answer["value"] as? String, let png = Data(base64Encoded: encoded) else {
+            throw TestFailure("no screenshot")
+        }
+        try png.write(to: URL(fileURLWithPath: path))
+    }
+
+    package func close() async {
+        _ = try? await HeadlessChromium.call("DELETE", base)
+    }
+}
+
+package struct WebElement: Sendable {
+    let session: WebDriverSession
+    let id: String
+
+    private var url: URL { session.base.appendingPathComponent("element").appendingPathComponent(id) }
+
+    package func click() async throws {
+        _ = try await HeadlessChromium.call("POST", url.appendingPathComponent("click"), [:])
+    }
+
+    package func type(_ text: String) async throws {
+        _ = try await HeadlessChromium.call("POST", url.appendingPathComponent("value"), ["text": text])
+    }
+
+    package func clear() async throws {
+        _ = try await HeadlessChromium.call("POST", url.appendingPathComponent("clear"), [:])
+    }
+
+    package func text() async throws -> String {
+        try await HeadlessChromium.call("GET", url.appendingPathComponent("text"))["value"] as? String ?? ""
+    }
+
+    package func attribute(_ name: String) async throws -> String? {
+        try await HeadlessChromium.call("GET", url.appendingPathComponent("attribute").appendingPathComponent(name))["value"] as? String
+    }
+}

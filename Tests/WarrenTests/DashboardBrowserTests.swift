@@ -1,0 +1,319 @@
+import Foundation
+import Testing
+import Warren
+import WarrenDashboard
+import WarrenLedger
+import WarrenTestSupport
+
+/// A ledger with the jobs a dashboard shows: successes, a retry, a failure group of three, hostile and binary dead
+/// letters; served by `warren-dashboard --no-ingest` to the tests below.
+struct SeededDashboard {
+    static let operatorPassword = "correct horse battery staple"
+    static let viewerPassword = "tr0ub4dor&3"
+    static let token = "operator-\(UUID().uuidString)"
+    /// A body a careless page would run: script tags, an event handler, an `</pre>` to break out of its box.
+    static let hostileBody = #"</pre><script>window.pwned = "body"</script><img src=x onerror="window.pwned='img'">"#
+    static let hostileHeader = #"<b onmouseover="window.pwned='header'">hover</b>"#
+
+    let dashboard: LaunchedProcess
+    let port: Int
+    let directory: URL
+
+    static func start() async throws -> SeededDashboard {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let sqlite = directory.appendingPathComponent("ledger.sqlite").path
+        let store = try await SQLiteLedgerStore(path: sqlite)
+        try await store.migrate()
+        try await store.record(events())
+        try await store.close()
+        // The fewest rounds the users file accepts: the format is what is under test, not PBKDF2's cost.
+        let users = """
+            # the dashboard's users
+            ada:operator:\(try PasswordHash.make(operatorPassword, rounds: 100_000).encoded)
+            grace:viewer:\(try PasswordHash.make(viewerPassword, rounds: 100_000).encoded)
+            """
+        let usersFile = directory.appendingPathComponent("users").path
+        try users.write(toFile: usersFile, atomically: true, encoding: .utf8)
+        let dashboard = try LaunchedProcess(
+            "warren-dashboard", ["--port", "0", "--store", "sqlite:\(sqlite)", "--no-ingest", "--users-file", usersFile],
+            environment: ["WARREN_DASHBOARD_TOKEN": token])
+        return SeededDashboard(dashboard: dashboard, port: try await dashboard.listeningPort(), directory: directory)
+    }
+
+    func stop() async {
+        await dashboard.stop()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    var address: String { "http://127.0.0.1:\(port)" }
+
+    static func events() -> [WarrenEvent] {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var events: [WarrenEvent] = []
+        func job(_ id: String, type: String, queue: String, at: Int64, _ settlement: (Int64) -> WarrenEvent) {
+            events.append(WarrenEvent(event: .published, messageID: id, type: type, queue: queue, atMs: at))
+            events.append(WarrenEvent(event: .started, messageID: id, type: type, queue: queue, attempt: 1, atMs: at + 40, queueWaitMs: 40, host: "worker-1"))
+            events.append(settlement(at + 40))
+        }
+        for index in 1...30 {
+            let id = "welcome-\(index)"
+            job(id, type: "email.welcome", queue: "emails", at: now - 600_000 + Int64(index) * 1_000) {
+                WarrenEvent(event: .ack, messageID: id, type: "email.welcome", queue: "emails", attempt: 1, atMs: $0 + 120, durationMs: 120, host: "worker-1")
+            }
+        }
+        job("invoice-7", type: "billing.invoice", queue: "billing", at: now - 90_000) {
+            WarrenEvent(
+                event: .retry, messageID: "invoice-7", type: "billing.invoice", queue: "billing", attempt: 1, atMs: $0 + 800, durationMs: 800,
+                error: "HTTP 503 from payments.internal", nextAttemptAtMs: $0 + 60_800, host: "worker-2")
+        }
+        for index in 1...3 {
+            let id = "bounce-\(index)"
+            job(id, type: "email.welcome", queue: "emails", at: now - 300_000 + Int64(index) * 10_000) {
+                var event = WarrenEvent(
+                    event: .deadLetter, messageID: id, type: "email.welcome", queue: "emails", attempt: 1, atMs: $0 + 30, durationMs: 30,
+                    error: "Reject: 550 mailbox \(index)@example.com does not exist", reason: "rejected", host: "worker-1",
+                    traceID: "4bf92f3577b34da6a3ce929d0e0e473\(index)")
+                event.headers = ["x-request-id": "req-\(index)"]
+                event.body = #"{"userId":"u\#(index)","email":"\#(index)@example.com"}"#
+                event.bodyEncoding = "utf8"
+                return event
+            }
+        }
+        job("hostile-1", type: #"<img src=x onerror="window.pwned='type'">"#, queue: "emails", at: now - 200_000) {
+            var event = WarrenEvent(
+                event: .deadLetter, messageID: "hostile-1", type: #"<img src=x onerror="window.pwned='type'">"#, queue: "emails", attempt: 1,
+                atMs: $0 + 5, error: "<script>window.pwned='error'</script>", reason: "undecodable")
+            event.headers = ["x-note": hostileHeader, "<i>name</i>": "v"]
+            event.body = hostileBody + String(repeating: "A long line of text. ", count: 15_000)
+            event.bodyEncoding = "utf8"
+            return event
+        }
+        job("binary-1", type: "image.thumbnail", queue: "images", at: now - 100_000) {
+            var event = WarrenEvent(
+                event: .deadLetter, messageID: "binary-1", type: "image.thumbnail", queue: "images", attempt: 1, atMs: $0 + 5,
+                error: "DecodingError: not JSON", reason: "undecodable")
+            event.body = Data((0...255).map { UInt8($0) }).base64EncodedString()
+            event.bodyEncoding = "base64"
+            return event
+        }
+        return events
+    }
+}
+
+/// The dashboard in Debian's headless Chromium: what a person sees, signs in to and clicks. Screenshots go to
+/// `WARREN_SCREENSHOTS` when it names a folder (`make screenshots` points it at docs/images).
+@Suite("The dashboard in a real browser", .serialized)
+struct DashboardBrowserTests {
+    static let screenshots = ProcessInfo.processInfo.environment["WARREN_SCREENSHOTS"]
+
+    func browser() async throws -> HeadlessChromium? {
+        guard HeadlessChromium.isInstalled else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { throw TestFailure("chromium and chromedriver are missing (make deps installs them)") }
+            return nil
+        }
+        return try await HeadlessChromium()
+    }
+
+    func snap(_ window: WebDriverSession, _ name: String) async throws {
+        guard let folder = Self.screenshots else { return }
+        try await window.screenshot(to: "\(folder)/dashboard-\(name).png")
+    }
+
+    func signIn(_ window: WebDriverSession, _ dashboard: SeededDashboard, user: String, password: String, from path: String = "/jobs") async throws {
+        try await window.go(to: dashboard.address + path)
+        #expect(try await window.currentURL().contains("/sign-in"), "an anonymous visit is sent to the sign-in form")
+        try await window.find("#user").type(user)
+        try await window.find("#password").type(password)
+        try await window.find("button[type=submit]").click()
+    }
+
+    @Test func anOperatorSignsInSearchesAndOpensAJobAFailureGroupAndADeadLetter() async throws {
+        guard let chromium = try await browser() else { return }
+        let dashboard = try await SeededDashboard.start()
+        let window = try await chromium.newSession()
+        do {
+            try await window.go(to: dashboard.address + "/sign-in")
+            try await snap(window, "sign-in")
+            try await signIn(window, dashboard, user: "ada", password: "wrong")
+            #expect(try await window.visibleText().contains("did not match"))
+
+            try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword)
+            #expect(try await window.currentURL() == dashboard.address + "/jobs", "back where the visit began")
+            #expect(try await window.find(".who").text() == "ada (operator)")
+            #expect(try await window.findAll("tbody tr").count == 36, "every seeded job on the first page")
+            try await snap(window, "jobs")
+
+            // Search: the dead-lettered welcome emails.
+            try await window.find("#type").type("email.welcome")
+            _ = try await window.evaluate("document.querySelector('#status').value = 'dead_lettered'")
+            try await window.find("form.search button").click()
+            let rows = try await window.findAll("tbody tr")
+            #expect(rows.count == 3)
+            for row in rows { #expect(try await row.text().contains("dead lettered")) }
+            #expect(try await window.currentURL().contains("status=dead_lettered"))
+
+            // A job and its attempts.
+            try await window.find("tbody tr a").click()
+            #expect(try await window.find("h1").text().hasPrefix("Job bounce-"))
+            let attempt = try await window.find("tbody tr").text()
+            #expect(attempt.contains("dead-letter") && attempt.contains("550 mailbox") && attempt.contains("40 ms"), "\(attempt)")
+            #expect(try await window.visibleText().contains("4bf92f3577b34da6a3ce929d0e0e473"), "the trace id")
+            try await snap(window, "job")
+
+            // The failures, grouped: the three bounces are one group whatever their addresses.
+            try await window.find("nav a[href='/failures']").click()
+            let groups = try await window.findAll("tbody tr")
+            #expect(groups.count == 3, "bounces, the hostile one, the binary one")
+            let bounceGroup = try await window.find("tbody tr:nth-child(3)").text()
+            #expect(bounceGroup.hasPrefix("3 ") && bounceGroup.contains("Reject: 550 mailbox #@example.com does not exist"), "\(bounceGroup)")
+            try await snap(window, "failures")
+            try await window.find("tbody tr:nth-child(3) td a").click()
+            #expect(try await window.find("h1").text().hasPrefix("Failure group"))
+            #expect(try await window.findAll("tbody tr").count == 3)
+            #expect(try await window.find("dl.facts").text().contains("Reject: 550 mailbox #@example.com does not exist"))
+            try await snap(window, "failure-group")
+
+            // A dead letter: headers and body.
+            try await window.find("tbody tr a").click()
+            #expect(try await window.find("pre.body").text().contains(#""email":"#))
+            try await snap(window, "dead-letter")
+
+            // Binary bodies as hex.
+            try await window.go(to: dashboard.address + "/dead-letters/binary-1")
+            let hex = try await window.find("pre.hex").text()
+            #expect(hex.hasPrefix("00000000  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................"), "\(hex.prefix(120))")
+            #expect(hex.contains("000000f0  f0 f1 f2"))
+
+            // Signing out ends the session: the next visit asks again.
+            try await window.find("header button.link").click()
+            #expect(try await window.currentURL().contains("/sign-in"))
+            try await window.go(to: dashboard.address + "/jobs")
+            #expect(try await window.currentURL().contains("/sign-in"))
+        } catch {
+            await window.close()
+            await chromium.stop()
+            await dashboard.stop()
+            throw error
+        }
+        await window.close()
+        await chromium.stop()
+        await dashboard.stop()
+    }
+
+    @Test func hostileContentIsShownAsTextAndNothingRuns() async throws {
+        guard let chromium = try await browser() else { return }
+        let dashboard = try await SeededDashboard.start()
+        let window = try await chromium.newSession()
+        do {
+            try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/hostile-1")
+            #expect(try await window.currentURL() == dashboard.address + "/dead-letters/hostile-1")
+            #expect(try await window.find(".who").text() == "grace (viewer)")
+            // Nothing from the message became an element, and nothing ran.
+            #expect(try await window.evaluate("return document.querySelectorAll('script, img, b, i').length") as? Int == 0)
+            #expect(try await window.evaluate("return typeof window.pwned") as? String == "undefined")
+            let body = try await window.evaluate("return document.querySelector('pre.body').textContent") as? String ?? ""
+            #expect(body.hasPrefix(SeededDashboard.hostileBody), "the body, as text, to the byte")
+            #expect(body.utf8.count == 256 * 1024, "a long body is shown up to the display limit")
+            #expect(try await window.visibleText().contains("The first 262144 of"))
+            let headers = try await window.evaluate(
+                "return Array.from(document.querySelectorAll('table.headers tr')).map(r => r.textContent)") as? [String] ?? []
+            #expect(headers.contains("<i>name</i>v") && headers.contains("x-note\(SeededDashboard.hostileHeader)"), "\(headers)")
+            #expect(try await window.find("dl.facts").text().contains("<script>window.pwned='error'</script>"))
+            try await snap(window, "hostile")
+
+            // The same type and error in the jobs list and the failures page.
+            for path in ["/jobs", "/failures", "/jobs/hostile-1"] {
+                try await window.go(to: dashboard.address + path)
+                #expect(try await window.evaluate("return document.querySelectorAll('main script, main img').length") as? Int == 0, "\(path)")
+                #expect(try await window.visibleText().contains(#"<img src=x onerror="window.pwned='type'">"#), "\(path)")
+            }
+            #expect(try await window.evaluate("return typeof window.pwned") as? String == "undefined")
+            let source = try await window.evaluate("return document.documentElement.outerHTML") as? String ?? ""
+            #expect(!source.contains(SeededDashboard.token) && !source.contains(SeededDashboard.viewerPassword), "no secret in a page")
+        } catch {
+            await window.close()
+            await chromium.stop()
+            await dashboard.stop()
+            throw error
+        }
+        await window.close()
+        await chromium.stop()
+        await dashboard.stop()
+    }
+}
+
+/// The dashboard's door, over plain HTTP: cookies, CSRF, redirects and roles, checked header by header.
+@Suite("The dashboard's sign-in and sessions")
+struct DashboardSessionTests {
+    @Test func signingInGivesAStrictHttpOnlyCookieAndFormsNeedTheirToken() async throws {
+        let dashboard = try await SeededDashboard.start()
+        let port = dashboard.port
+
+        let anonymous = await httpGet(port: port, "/jobs?type=email.welcome")
+        #expect(anonymous.status == 303 && anonymous.headers["location"] == "/sign-in?next=%2Fjobs%3Ftype%3Demail.welcome")
+        let api = await httpGet(port: port, "/api/jobs")
+        #expect(api.status == 401 && api.headers["www-authenticate"] == "Bearer")
+        #expect(await httpGet(port: port, "/api/jobs", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).status == 200)
+
+        // The form's token and its cookie.
+        let form = await httpGet(port: port, "/sign-in")
+        let formToken = try #require(form.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/)?.1).description
+        let formCookie = try #require(form.headers["set-cookie"]?.firstMatch(of: /warren_sign_in=([^;]+)/)?.1).description
+        func signIn(_ fields: String, cookie: String?) async -> HTTPAnswer {
+            await httpRequest(
+                "POST", port: port, "/sign-in",
+                headers: ["Content-Type": "application/x-www-form-urlencoded"].merging(cookie.map { ["Cookie": "warren_sign_in=\($0)"] } ?? [:]) { $1 },
+                body: fields)
+        }
+        let password = SeededDashboard.operatorPassword.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        #expect(await signIn("user=ada&password=\(password)&csrf_token=\(formToken)", cookie: nil).status == 403, "no form cookie: posted from elsewhere")
+        #expect(await signIn("user=ada&password=wrong&csrf_token=\(formToken)", cookie: formCookie).status == 401)
+        let signedIn = await signIn("user=ada&password=\(password)&csrf_token=\(formToken)&next=%2F%2Fevil.example", cookie: formCookie)
+        #expect(signedIn.status == 303 && signedIn.headers["location"] == "/jobs", "never sent to another site")
+        let cookie = try #require(signedIn.headers["set-cookie"])
+        #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "\(cookie)")
+        let session = try #require(cookie.firstMatch(of: /warren_session=([^;]+)/)?.1).description
+
+        // The session opens pages and the API; a form without its CSRF token is refused.
+        let jobs = await httpGet(port: port, "/jobs", headers: ["Cookie": "warren_session=\(session)"])
+        #expect(jobs.status == 200 && jobs.headers["content-security-policy"]?.contains("default-src 'none'") == true)
+        #expect(await httpGet(port: port, "/api/jobs/welcome-1", headers: ["Cookie": "warren_session=\(session)"]).status == 200)
+        let csrf = try #require(jobs.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/)?.1).description
+        let forged = await httpRequest(
+            "POST", port: port, "/sign-out", headers: ["Cookie": "warren_session=\(session)", "Content-Type": "application/x-www-form-urlencoded"],
+            body: "csrf_token=forged")
+        #expect(forged.status == 403)
+        let signedOut = await httpRequest(
+            "POST", port: port, "/sign-out", headers: ["Cookie": "warren_session=\(session)", "Content-Type": "application/x-www-form-urlencoded"],
+            body: "csrf_token=\(csrf)")
+        #expect(signedOut.status == 303)
+        #expect(await httpGet(port: port, "/jobs", headers: ["Cookie": "warren_session=\(session)"]).status == 303, "the session is gone")
+        #expect(!dashboard.dashboard.log.contains(SeededDashboard.operatorPassword) && !dashboard.dashboard.log.contains(session))
+        await dashboard.stop()
+    }
+
+    @Test func aUsersFileIsCheckedLineByLine() throws {
+        let hash = try PasswordHash.make("pw", rounds: 100_000).encoded
+        let users = try DashboardUsers(parsing: "# comment\n\nada:operator:\(hash)\ngrace:viewer:\(hash)\n")
+        #expect(users.users.map(\.name) == ["ada", "grace"] && users.users.map(\.role) == [.operator, .viewer])
+        for bad in ["ada:admin:\(hash)", "ada:operator", "ada:operator:plaintext", "ada:operator:pbkdf2-sha256$1000$AAAAAAAAAAA=$AAAAAAAAAAAAAAAAAAAAAA==",
+                    "ada:viewer:\(hash)\nada:operator:\(hash)"] {
+            #expect(throws: DashboardConfigurationError.self, "\(bad)") { try DashboardUsers(parsing: bad) }
+        }
+        do {
+            _ = try DashboardUsers(parsing: "ada:operator:secret-in-the-wrong-place")
+        } catch let error as DashboardConfigurationError {
+            #expect(error.message.contains("line 1") && !error.message.contains("secret-in-the-wrong-place"))
+        }
+    }
+
+    @Test func aPasswordHashVerifiesOnlyItsPassword() async throws {
+        let hash = try PasswordHash.make("correct", rounds: 100_000)
+        let parsed = try #require(PasswordHash(encoded: hash.encoded))
+        #expect(await parsed.verify("correct"))
+        #expect(await !parsed.verify("Correct"))
+        #expect(await !parsed.verify(""))
+        #expect(try PasswordHash.make("correct", rounds: 100_000).salt != hash.salt, "a new salt each time")
+    }
+}
