@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo bench chaos fuzz otlp-check local-broker clean
+.PHONY: all deps build test demo demo-up screenshots bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -28,6 +28,20 @@ demo: deps
 	$(SWIFT) build --product warren-dashboard
 	$(SWIFT) build --product report-api
 	scripts/demo.sh
+
+## The demo's burst, then the broker, orders-worker and warren-dashboard stay up (the address and a sign-in token are
+## printed) until Ctrl-C.
+demo-up: deps
+	$(SWIFT) build --product orders-worker
+	$(SWIFT) build --product warren
+	$(SWIFT) build --product warren-local-broker
+	$(SWIFT) build --product warren-dashboard
+	WARREN_DEMO_STAY_UP=1 scripts/demo.sh
+
+## The dashboard's screenshots in docs/images, taken by the browser tests in headless Chromium.
+screenshots: deps
+	$(SWIFT) build --build-tests
+	WARREN_SCREENSHOTS=$(CURDIR)/docs/images $(SWIFT) test --skip-build --filter DashboardBrowserTests
 
 ## The benchmark, in release mode, against a throwaway broker (or --url).
 bench: deps

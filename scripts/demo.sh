@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # make demo: a throwaway RabbitMQ, warren-dashboard recording the job ledger, the orders-worker example host, a
 # scripted burst of welcome emails (plain, flaky, bounce, slow, a malformed body), the outcomes as they happen,
-# `warren dlx list`, the jobs as the ledger's API shows them; then the report-api example (POST → 202, status from
-# the ledger, 303 to the CSV, 500 with the reason); then everything stops.
+# `warren dlx list`, the jobs and failure groups as the ledger's API shows them and a headless-Chromium screenshot of
+# the dashboard; then the report-api example (POST → 202, status from the ledger, 303 to the CSV, 500 with the
+# reason); then everything stops. WARREN_DEMO_STAY_UP=1 (make demo-up) leaves the broker, the worker and the dashboard
+# running after the burst, for a person to open, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${WARREN_BIN:-$(swift build --show-bin-path)}"
@@ -91,6 +93,25 @@ import json, sys
 for job in json.load(sys.stdin)["jobs"]:
     print("   %-38s %-14s attempts=%s %s" % (job["message_id"], job["status"], job["attempts"], job["reason"] or ""))'
 echo "   by status: $ledger_counts"
+failure_groups="$(api "/api/failures?queue=emails" | python3 -c '
+import json, sys
+groups = json.load(sys.stdin)["groups"]
+for group in groups:
+    print("   %d × %s %s: %s" % (group["count"], group["type"], group["reason"], group["error"]), file=sys.stderr)
+print(len(groups))')"
+echo "   failure groups: $failure_groups (GET /api/failures)"
+screenshot="$PWD/.build/warren-demo/dashboard-jobs.png"
+python3 scripts/dashboard-screenshot.py "$dashboard" "/jobs?queue=emails" "$screenshot"
+
+if [ "${WARREN_DEMO_STAY_UP:-}" = 1 ]; then
+  say "The broker, orders-worker and warren-dashboard stay up: open $dashboard"
+  echo "   sign in with an empty user and the token $WARREN_DASHBOARD_TOKEN as password"
+  echo "   (API: curl -H 'Authorization: Bearer $WARREN_DASHBOARD_TOKEN' $dashboard/api/jobs)"
+  echo "   publish more: WARREN_AMQP_URL=$WARREN_AMQP_URL $bin/warren publish --routing-key emails --type email.welcome --body '{\"userId\":\"u9\",\"email\":\"bounce@example.com\"}'"
+  echo "   Ctrl-C stops everything."
+  trap 'exit 0' INT TERM
+  while true; do sleep 3600 & wait $!; done
+fi
 
 say "10. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
 kill -TERM "$worker_pid"
@@ -137,8 +158,8 @@ if [ "$status" -ne 0 ] || [ "$acked" -ne 3 ] || [ "$dead" -ne 2 ] || [ "$retried
   echo "demo: unexpected outcome (expected 3 acked, 2 retried, 2 dead-lettered, exit 0)" >&2
   exit 1
 fi
-if [ "$ledger_counts" != "dead_lettered=2 succeeded=3" ] || [ "$report_status" != 303 ] || [ "$doomed_status" != 500 ]; then
-  echo "demo: unexpected ledger or report outcome (expected dead_lettered=2 succeeded=3, 303, 500)" >&2
+if [ "$ledger_counts" != "dead_lettered=2 succeeded=3" ] || [ "$failure_groups" != 2 ] || [ "$report_status" != 303 ] || [ "$doomed_status" != 500 ]; then
+  echo "demo: unexpected ledger or report outcome (expected dead_lettered=2 succeeded=3, 2 failure groups, 303, 500)" >&2
   exit 1
 fi
 echo "✓ demo finished"

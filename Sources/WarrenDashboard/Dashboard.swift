@@ -9,7 +9,9 @@ import WarrenLedger
 ///
 /// Pages: `/jobs` (search by message id, type, queue, status and time), `/jobs/{message_id}` (a job and its attempts),
 /// `/failures` (dead letters grouped by failure), `/failures/{group_id}` (a group's dead letters),
-/// `/dead-letters/{message_id}` (headers and body, escaped; binary bodies as hex). Signing in: `/sign-in` (a form;
+/// `/dead-letters/{message_id}` (headers and body, escaped; binary bodies as hex), `/queues` (each work queue's depth,
+/// consumers, delay queues, redelivered and dead-letter queues; rates when the management API is reachable; JSON at
+/// `/api/queues`). Signing in: `/sign-in` (a form;
 /// a user of the users file, or an empty name and a token as the password) gives a session cookie (`HttpOnly`,
 /// `SameSite=Strict`); every form that changes something carries the session's CSRF token.
 ///
@@ -21,11 +23,20 @@ public struct Dashboard: Sendable {
     /// Whether the session cookie is marked `Secure` (set it when the dashboard is served over HTTPS, e.g. behind a
     /// proxy that terminates TLS).
     public var secureCookies: Bool
+    /// Asks the broker about queues for the queues page; `nil`: the page says no broker is configured.
+    public var inspector: (any QueueInspector)?
+    /// Work queues the queues page shows besides those the ledger has jobs of.
+    public var watchedQueues: [String]
     let sessions: DashboardSessions
 
-    public init(store: any LedgerStore, access: DashboardAccess, secureCookies: Bool = false) {
+    public init(
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, watchedQueues: [String] = [],
+        secureCookies: Bool = false
+    ) {
         self.store = store
         self.access = access
+        self.inspector = inspector
+        self.watchedQueues = watchedQueues
         self.secureCookies = secureCookies
         self.sessions = DashboardSessions()
     }
@@ -48,7 +59,10 @@ public struct Dashboard: Sendable {
         signedIn.get("failures") { request, context in try await failuresPage(request, context) }
         signedIn.get("failures/:group_id") { request, context in try await groupPage(request, context) }
         signedIn.get("dead-letters/:message_id") { _, context in try await deadLetterPage(context) }
-        LedgerAPI(store: store).addRoutes(to: signedIn.group("api"))
+        signedIn.get("queues") { _, context in try await queuesPage(context) }
+        let api = signedIn.group("api")
+        LedgerAPI(store: store).addRoutes(to: api)
+        api.get("queues") { _, _ in try JSONResponse.make(["queues": try await queueOverviews()]) }
     }
 
     // MARK: Signing in and out
@@ -374,12 +388,59 @@ public struct Dashboard: Sendable {
         return "<pre class=\"body\">\(shown)</pre>\(cut)\(truncated)"
     }
 
+    /// The ledger's queues and the watched ones, as the inspector reports them (empty without an inspector).
+    func queueOverviews() async throws -> [QueueOverview] {
+        guard let inspector else { return [] }
+        let names = Set(try await store.queues()).union(watchedQueues).sorted()
+        return await inspector.inspect(names)
+    }
+
+    private func queuesPage(_ context: DashboardRequestContext) async throws -> Response {
+        guard inspector != nil else {
+            return page("Queues", context, nav: "queues", content: """
+                <h1>Queues</h1><p class="empty">No broker to ask: this dashboard runs with --no-ingest and no --url.</p>
+                """)
+        }
+        let overviews = try await queueOverviews()
+        func count(_ value: Int?) -> HTML { value.map { "\($0)" } ?? "<span class=\"hint\">missing</span>" }
+        func rate(_ value: Double?) -> String { value.map { String(format: "%.1f/s", $0) } ?? "" }
+        let rows = overviews.map { overview -> HTML in
+            if let problem = overview.problem {
+                return "<tr><th scope=\"row\">\(overview.queue)</th><td colspan=\"8\" class=\"error-text\">\(problem)</td></tr>"
+            }
+            let work = overview.queues.first { $0.role == "work" }
+            let delays = overview.queues.filter { $0.role == "delay" && $0.exists }
+            let delayText = delays.isEmpty ? "" : "\(overview.depth("delay") ?? 0) in \(delays.count) (\(delays.compactMap { $0.delayMilliseconds.map { Format.duration($0) } }.joined(separator: ", ")))"
+            let deadLetters = overview.depth("dead-letters")
+            return """
+                <tr><th scope="row"><a href="\(Link.to("/jobs", [("queue", overview.queue)]))">\(overview.queue)</a></th>\
+                <td class="number">\(count(work?.exists == true ? work?.messages : nil))</td><td class="number">\(overview.rates.map { "\($0.unacked)" } ?? "")</td>\
+                <td class="number">\(work?.exists == true ? "\(work?.consumers ?? 0)" : "")</td><td>\(delayText)</td><td class="number">\(count(overview.depth("redelivered")))</td>\
+                <td class="number">\(deadLetters.map { HTML("<a href=\"\(Link.to("/failures", [("queue", overview.queue)]))\">\($0)</a>") } ?? count(nil))</td>\
+                <td class="number">\(rate(overview.rates?.publishedPerSecond))</td><td class="number">\(rate(overview.rates?.ackedPerSecond))</td></tr>
+                """
+        }
+        let table: HTML = rows.isEmpty
+            ? "<p class=\"empty\">No queues yet: the ledger has no jobs, and none is watched (--queue).</p>"
+            : """
+            <table><caption class="visually-hidden">Work queues</caption>
+            <thead><tr><th scope="col">Queue</th><th scope="col" class="number">Ready</th><th scope="col" class="number">Unacked</th>\
+            <th scope="col" class="number">Consumers</th><th scope="col">Waiting to retry</th><th scope="col" class="number">Redelivered</th>\
+            <th scope="col" class="number">Dead letters</th><th scope="col" class="number">Published</th><th scope="col" class="number">Acked</th></tr></thead>
+            <tbody>\(rows)</tbody></table>
+            """
+        let source: HTML = overviews.contains(where: { $0.rates != nil })
+            ? "<p class=\"hint\">Depths from AMQP; unacked counts and rates from the management API.</p>"
+            : "<p class=\"hint\">Depths from AMQP (passive declares). Unacked counts and rates need the management API (--management-url).</p>"
+        return page("Queues", context, nav: "queues", content: "<h1>Queues</h1>" + table + source)
+    }
+
     // MARK: Layout
 
     private func page(
         _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok, content: HTML
     ) -> Response {
-        let links = [("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures")].map { key, path, label -> HTML in
+        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures")].map { key, path, label -> HTML in
             "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
         }
         let who: HTML = context.identity.map { identity in

@@ -21,7 +21,7 @@ extension Dashboard {
         th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
         thead th { background: var(--shade); font-weight: 600; font-size: 13px; color: var(--muted); }
         td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
-        td { overflow-wrap: anywhere; }
+        td { overflow-wrap: break-word; } td.error-text, td code { overflow-wrap: anywhere; }
         code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 13px; }
         pre.body { background: var(--paper); border: 1px solid var(--line); padding: 12px; white-space: pre-wrap; overflow-wrap: anywhere; max-height: 480px; overflow: auto; }
         pre.hex { white-space: pre; }

@@ -104,8 +104,11 @@ enum Format {
         guard let milliseconds else { return "" }
         switch milliseconds {
         case ..<1_000: return "\(milliseconds) ms"
+        case ..<60_000 where milliseconds % 1000 == 0: return "\(milliseconds / 1000) s"
         case ..<60_000: return String(format: "%.1f s", Double(milliseconds) / 1000)
+        case ..<3_600_000 where milliseconds % 60_000 < 1000: return "\(milliseconds / 60_000) min"
         case ..<3_600_000: return "\(milliseconds / 60_000) min \(milliseconds % 60_000 / 1000) s"
+        case _ where milliseconds % 3_600_000 < 60_000: return "\(milliseconds / 3_600_000) h"
         default: return "\(milliseconds / 3_600_000) h \(milliseconds % 3_600_000 / 60_000) min"
         }
     }

@@ -61,6 +61,16 @@ enum JobSQL {
     static let backfillBatch = 1_000
 
     /// The failure groups of `query`, the most recently seen first, and the values to bind.
+    /// Each queue once, by a walk through the jobs_by_queue index (one lookup per queue, not a scan of every job).
+    static let distinctQueues = """
+        WITH RECURSIVE names(queue) AS (
+          SELECT MIN(queue) FROM jobs
+          UNION ALL
+          SELECT (SELECT MIN(jobs.queue) FROM jobs WHERE jobs.queue > names.queue) FROM names WHERE names.queue IS NOT NULL
+        )
+        SELECT queue FROM names WHERE queue IS NOT NULL LIMIT 1000
+        """
+
     static func failureGroups(_ query: FailureGroupQuery, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
         var conditions = Where(placeholder: placeholder)
         conditions.add(query.queue.map(Value.text)) { "queue = \($0)" }

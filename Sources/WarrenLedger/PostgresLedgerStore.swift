@@ -391,6 +391,14 @@ public final class PostgresLedgerStore: LedgerStore {
         return binds
     }
 
+    public func queues() async throws -> [String] {
+        var names: [String] = []
+        for try await name in try await client.query(PostgresQuery(unsafeSQL: JobSQL.distinctQueues), logger: logger).decode(String.self) {
+            names.append(name)
+        }
+        return names
+    }
+
     public func eventCount() async throws -> Int {
         for try await count in try await client.query("SELECT COUNT(*) FROM events", logger: logger).decode(Int.self) { return count }
         return 0

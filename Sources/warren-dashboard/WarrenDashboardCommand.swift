@@ -58,6 +58,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The most jobs kept; the oldest go first. 0: no bound.") var maxJobs = 10_000_000
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
     @Option(help: "A users file: name:role:hash lines (role viewer or operator; hash from hash-password).") var usersFile: String?
+    @Option(help: "A work queue to show on the queues page besides those the ledger has jobs of (repeatable).") var queue: [String] = []
+    @Option(help: "The management API (e.g. http://127.0.0.1:15672) for unacked counts and rates; same user as the broker URI.")
+    var managementURL: String?
     @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
 
     func run() async throws {
@@ -85,12 +88,21 @@ struct Serve: AsyncParsableCommand {
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let ledger: Ledger?
+        // With --no-ingest, the broker is asked about queues only when one is named.
+        let namedBroker = url ?? environment["WARREN_AMQP_URL"]
+        let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
+        var inspector: AMQPQueueInspector?
+        if !noIngest || namedBroker != nil {
+            guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
+                throw ValidationError("--management-url is not a URL")
+            }
+            inspector = AMQPQueueInspector(endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
+        }
         if noIngest {
             try await ledgerStore.migrate()
             ledger = nil
         } else {
-            let uri = url ?? environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
-            let transport = RabbitMQTransport(endpoints: try AMQPEndpoint.parseList(uri), connectionName: "warren-dashboard", logger: logger)
+            let transport = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard", logger: logger)
             let recording = Ledger(
                 transport: transport, store: ledgerStore, queue: ledgerQueue, exchange: eventsExchange, retention: retention,
                 logger: Logger(label: "warren.ledger"))
@@ -103,7 +115,8 @@ struct Serve: AsyncParsableCommand {
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
-        Dashboard(store: ledgerStore, access: access, secureCookies: secureCookies).addRoutes(to: router)
+        Dashboard(store: ledgerStore, access: access, inspector: inspector, watchedQueues: queue, secureCookies: secureCookies)
+            .addRoutes(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
             onServerRunning: { [host] channel in
@@ -117,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        await inspector?.close()
         try? await ledgerStore.close()
     }
 

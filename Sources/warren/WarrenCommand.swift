@@ -118,42 +118,8 @@ struct Topology: AsyncParsableCommand {
     @Option(help: "The work queue.") var queue: String
     @Flag(help: "Print JSON.") var json = false
 
-    struct Row: Codable {
-        var role: String
-        var name: String
-        var messages: Int?
-        var consumers: Int?
-        var delayMilliseconds: Int64?
-        var exists: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case role, name, messages, consumers, delayMilliseconds = "delay_ms", exists
-        }
-    }
-
     func run() async throws {
-        let topology = WarrenTopology(queue: queue)
-        var rows: [Row] = []
-        try await connection.withConnection { connection in
-            var manifest: TopologyManifest?
-            if let status = try await probe(connection, topology.manifestQueue), status.messageCount > 0 {
-                let channel = try await connection.openChannel()
-                if let result = try await channel.get(queue: topology.manifestQueue) {
-                    manifest = try? TopologyManifest(json: Data(result.delivery.body))
-                }
-                try await channel.close()  // the manifest stays in its queue
-            }
-            var wanted: [(String, String, Int64?)] = [("work", queue, nil)]
-            for delay in manifest?.delayQueues ?? [] { wanted.append(("delay", delay.name, delay.delayMilliseconds)) }
-            wanted.append(("redelivered", topology.redeliveredQueue, nil))
-            wanted.append(("dead-letters", topology.deadLetterQueue, nil))
-            for (role, name, delay) in wanted {
-                let status = try await probe(connection, name)
-                rows.append(Row(
-                    role: role, name: name, messages: status?.messageCount, consumers: status?.consumerCount,
-                    delayMilliseconds: delay, exists: status != nil))
-            }
-        }
+        let rows = try await connection.withConnection { try await WarrenTopology(queue: queue).inspect(on: $0) }
         if json {
             try printJSON(rows)
             return
@@ -165,18 +131,6 @@ struct Topology: AsyncParsableCommand {
             print("\(row.role.padding(toLength: 13, withPad: " ", startingAt: 0)) \(name) \(pad(messages, 8))  \(pad(row.exists ? "\(row.consumers ?? 0)" : "-", 9))  \(row.delayMilliseconds.map { "\($0) ms" } ?? "")")
         }
         print("dead-letter exchange: \(WarrenTopology.deadLetterExchange) (routing key \(queue))")
-    }
-
-    /// A passive declare on a channel of its own (a missing queue closes its channel).
-    private func probe(_ connection: AMQPConnection, _ name: String) async throws -> AMQPQueueStatus? {
-        let channel = try await connection.openChannel()
-        do {
-            let status = try await channel.queueStatus(name)
-            try await channel.close()
-            return status
-        } catch let error as AMQPError where error.replyCode == 404 {
-            return nil
-        }
     }
 }
 

@@ -135,6 +135,29 @@ package struct WebDriverSession: Sendable {
         _ = try await HeadlessChromium.call("POST", base.appendingPathComponent("url"), ["url": url])
     }
 
+    /// Waits until the window's address contains `fragment` and its page has loaded (a click on a link or a submit
+    /// returns before the next page arrives).
+    /// - Throws: ``TestFailure`` after `timeout`.
+    package func waitForURL(containing fragment: String, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await currentURL().contains(fragment), try await evaluate("return document.readyState") as? String == "complete" { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("the window never reached an address containing \(fragment); it is at \(try await currentURL())")
+    }
+
+    /// Waits until `condition` holds (say what it waits for in `what`).
+    /// - Throws: ``TestFailure`` after `timeout`.
+    package func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("waited \(timeout) for \(what)")
+    }
+
     package func currentURL() async throws -> String {
         try await HeadlessChromium.call("GET", base.appendingPathComponent("url"))["value"] as? String ?? ""
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
-import Warren
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
 import WarrenDashboard
 import WarrenLedger
 import WarrenTestSupport
@@ -19,7 +20,8 @@ struct SeededDashboard {
     let port: Int
     let directory: URL
 
-    static func start() async throws -> SeededDashboard {
+    /// - Parameter brokerURL: the broker the queues page asks; `nil`: none.
+    static func start(brokerURL: String? = nil) async throws -> SeededDashboard {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let sqlite = directory.appendingPathComponent("ledger.sqlite").path
@@ -36,7 +38,8 @@ struct SeededDashboard {
         let usersFile = directory.appendingPathComponent("users").path
         try users.write(toFile: usersFile, atomically: true, encoding: .utf8)
         let dashboard = try LaunchedProcess(
-            "warren-dashboard", ["--port", "0", "--store", "sqlite:\(sqlite)", "--no-ingest", "--users-file", usersFile],
+            "warren-dashboard",
+            ["--port", "0", "--store", "sqlite:\(sqlite)", "--no-ingest", "--users-file", usersFile] + (brokerURL.map { ["--url", $0] } ?? []),
             environment: ["WARREN_DASHBOARD_TOKEN": token])
         return SeededDashboard(dashboard: dashboard, port: try await dashboard.listeningPort(), directory: directory)
     }
@@ -126,17 +129,37 @@ struct DashboardBrowserTests {
         try await window.find("#user").type(user)
         try await window.find("#password").type(password)
         try await window.find("button[type=submit]").click()
+        try await window.waitForURL(containing: password == "wrong" ? "/sign-in" : path)
     }
 
     @Test func anOperatorSignsInSearchesAndOpensAJobAFailureGroupAndADeadLetter() async throws {
         guard let chromium = try await browser() else { return }
-        let dashboard = try await SeededDashboard.start()
+        // The broker holds the seeded "emails" queue with two retry delays and three messages waiting.
+        let url = try await TestBroker.url()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        try await transport.prepare(queue: "emails", delays: [.seconds(30), .seconds(300)])
+        for index in 1...3 {
+            try await transport.publish(Array("{}".utf8), to: .queue("emails"), properties: AMQPProperties(messageID: "waiting-\(index)"))
+        }
+        let dashboard = try await SeededDashboard.start(brokerURL: url)
         let window = try await chromium.newSession()
+        defer {
+            Task {
+                let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+                let channel = try await connection.openChannel()
+                for name in ["emails", "emails.retry.30000ms", "emails.retry.300000ms", "emails.redelivered", "emails.dead-letters", "emails.topology"] {
+                    _ = try? await channel.queueDelete(name)
+                }
+                await connection.close()
+                await transport.close()
+            }
+        }
         do {
             try await window.go(to: dashboard.address + "/sign-in")
             try await snap(window, "sign-in")
             try await signIn(window, dashboard, user: "ada", password: "wrong")
-            #expect(try await window.visibleText().contains("did not match"))
+            try await window.waitUntil("the refusal") { try await window.visibleText().contains("did not match") }
 
             try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword)
             #expect(try await window.currentURL() == dashboard.address + "/jobs", "back where the visit began")
@@ -148,6 +171,7 @@ struct DashboardBrowserTests {
             try await window.find("#type").type("email.welcome")
             _ = try await window.evaluate("document.querySelector('#status').value = 'dead_lettered'")
             try await window.find("form.search button").click()
+            try await window.waitForURL(containing: "status=dead_lettered")
             let rows = try await window.findAll("tbody tr")
             #expect(rows.count == 3)
             for row in rows { #expect(try await row.text().contains("dead lettered")) }
@@ -155,6 +179,7 @@ struct DashboardBrowserTests {
 
             // A job and its attempts.
             try await window.find("tbody tr a").click()
+            try await window.waitForURL(containing: "/jobs/bounce-")
             #expect(try await window.find("h1").text().hasPrefix("Job bounce-"))
             let attempt = try await window.find("tbody tr").text()
             #expect(attempt.contains("dead-letter") && attempt.contains("550 mailbox") && attempt.contains("40 ms"), "\(attempt)")
@@ -163,12 +188,14 @@ struct DashboardBrowserTests {
 
             // The failures, grouped: the three bounces are one group whatever their addresses.
             try await window.find("nav a[href='/failures']").click()
+            try await window.waitForURL(containing: "/failures")
             let groups = try await window.findAll("tbody tr")
             #expect(groups.count == 3, "bounces, the hostile one, the binary one")
             let bounceGroup = try await window.find("tbody tr:nth-child(3)").text()
             #expect(bounceGroup.hasPrefix("3 ") && bounceGroup.contains("Reject: 550 mailbox #@example.com does not exist"), "\(bounceGroup)")
             try await snap(window, "failures")
             try await window.find("tbody tr:nth-child(3) td a").click()
+            try await window.waitForURL(containing: "/failures/")
             #expect(try await window.find("h1").text().hasPrefix("Failure group"))
             #expect(try await window.findAll("tbody tr").count == 3)
             #expect(try await window.find("dl.facts").text().contains("Reject: 550 mailbox #@example.com does not exist"))
@@ -176,6 +203,7 @@ struct DashboardBrowserTests {
 
             // A dead letter: headers and body.
             try await window.find("tbody tr a").click()
+            try await window.waitForURL(containing: "/dead-letters/bounce-")
             #expect(try await window.find("pre.body").text().contains(#""email":"#))
             try await snap(window, "dead-letter")
 
@@ -185,9 +213,17 @@ struct DashboardBrowserTests {
             #expect(hex.hasPrefix("00000000  00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f  ................"), "\(hex.prefix(120))")
             #expect(hex.contains("000000f0  f0 f1 f2"))
 
+            // The queues, as the broker reports them.
+            try await window.find("nav a[href='/queues']").click()
+            try await window.waitForURL(containing: "/queues")
+            let emails = try await window.find("tbody tr:has(a[href='/jobs?queue=emails'])").text()
+            #expect(emails.hasPrefix("emails 3 ") && emails.contains("0 in 2 (30 s, 5 min)"), "\(emails)")
+            #expect(try await window.find("tbody tr:has(a[href='/jobs?queue=billing'])").text().contains("missing"))
+            try await snap(window, "queues")
+
             // Signing out ends the session: the next visit asks again.
             try await window.find("header button.link").click()
-            #expect(try await window.currentURL().contains("/sign-in"))
+            try await window.waitForURL(containing: "/sign-in")
             try await window.go(to: dashboard.address + "/jobs")
             #expect(try await window.currentURL().contains("/sign-in"))
         } catch {

@@ -128,6 +128,16 @@ struct DashboardProcessTests {
         let bad = await httpGet(port: port, "/api/jobs?status=finished", headers: auth)
         #expect(bad.status == 400 && bad.json?["error"] as? String == "bad_request")
 
+        // The queues page: what the broker says of the queue now (the bounce waits in its dead letters).
+        let queues = await httpGet(port: port, "/api/queues", headers: auth)
+        let overview = (queues.json?["queues"] as? [[String: Any]])?.first { $0["queue"] as? String == queue }
+        let parts = overview?["queues"] as? [[String: Any]] ?? []
+        func part(_ role: String) -> [String: Any]? { parts.first { $0["role"] as? String == role } }
+        #expect(queues.status == 200 && part("work")?["consumers"] as? Int == 1 && part("work")?["messages"] as? Int == 0, "\(queues.body)")
+        #expect(part("dead-letters")?["messages"] as? Int == 1 && part("dead-letters")?["name"] as? String == "\(queue).dead-letters")
+        let queuesPage = await httpGet(port: port, "/queues", headers: auth)
+        #expect(queuesPage.status == 200 && queuesPage.body.contains(">\(queue)</a>"))
+
         // The door: no token, a wrong one, the read-only one; /health is open.
         #expect(await httpGet(port: port, "/api/jobs/bounce").status == 401)
         let wrong = await httpGet(port: port, "/api/jobs/bounce", headers: ["Authorization": "Bearer \(Self.token)x"])

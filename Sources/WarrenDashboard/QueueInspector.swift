@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import Warren
+import WarrenAMQP
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// What the queues page shows of one work queue: its queues as the broker reports them now, and, when the
+/// management API is reachable, its rates.
+public struct QueueOverview: Sendable, Equatable, Encodable {
+    public var queue: String
+    /// The work queue, its delay queues, its redelivered queue and its dead-letter queue.
+    public var queues: [QueueInspection]
+    public var rates: QueueRates?
+    /// Why the broker could not be asked, when it could not.
+    public var problem: String?
+
+    public init(queue: String, queues: [QueueInspection], rates: QueueRates? = nil, problem: String? = nil) {
+        self.queue = queue
+        self.queues = queues
+        self.rates = rates
+        self.problem = problem
+    }
+
+    func depth(_ role: String) -> Int? {
+        let matching = queues.filter { $0.role == role && $0.exists }
+        return matching.isEmpty ? nil : matching.reduce(0) { $0 + ($1.messages ?? 0) }
+    }
+
+    enum CodingKeys: String, CodingKey { case queue, queues, rates, problem }
+}
+
+/// A work queue's rates over the management API's last sample, per second.
+public struct QueueRates: Sendable, Equatable, Codable {
+    public var publishedPerSecond: Double
+    public var deliveredPerSecond: Double
+    public var ackedPerSecond: Double
+    /// Delivered and not yet acked (AMQP's passive declare cannot see these).
+    public var unacked: Int
+
+    public init(publishedPerSecond: Double, deliveredPerSecond: Double, ackedPerSecond: Double, unacked: Int) {
+        self.publishedPerSecond = publishedPerSecond
+        self.deliveredPerSecond = deliveredPerSecond
+        self.ackedPerSecond = ackedPerSecond
+        self.unacked = unacked
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case unacked
+        case publishedPerSecond = "published_per_second"
+        case deliveredPerSecond = "delivered_per_second"
+        case ackedPerSecond = "acked_per_second"
+    }
+}
+
+/// Reports work queues to the queues page.
+public protocol QueueInspector: Sendable {
+    /// One overview per name, in the order given; a queue the broker cannot be asked about carries a ``QueueOverview/problem``.
+    func inspect(_ queues: [String]) async -> [QueueOverview]
+}
+
+/// Asks the broker over AMQP (passive declares, one connection kept open between pages) and, when given the
+/// management API's address, the management API for rates. The management API's user and password are the AMQP
+/// endpoint's; neither is ever logged or shown.
+public actor AMQPQueueInspector: QueueInspector {
+    private let endpoints: [AMQPEndpoint]
+    private let managementURL: URL?
+    private let logger: Logger
+    private var connection: AMQPConnection?
+
+    /// - Parameters:
+    ///   - managementURL: e.g. `http://127.0.0.1:15672`; `nil` to use AMQP alone (no rates, no unacked counts).
+    public init(endpoints: [AMQPEndpoint], managementURL: URL? = nil, logger: Logger = Logger(label: "warren.dashboard.queues")) {
+        self.endpoints = endpoints
+        self.managementURL = managementURL
+        self.logger = logger
+    }
+
+    public func inspect(_ queues: [String]) async -> [QueueOverview] {
+        var overviews: [QueueOverview] = []
+        for name in queues {
+            do {
+                let connection = try await openConnection()
+                var overview = QueueOverview(queue: name, queues: try await WarrenTopology(queue: name).inspect(on: connection))
+                overview.rates = await rates(of: name)
+                overviews.append(overview)
+            } catch {
+                connection = nil
+                overviews.append(QueueOverview(queue: name, queues: [], problem: "the broker could not be asked: \(error)"))
+            }
+        }
+        return overviews
+    }
+
+    public func close() async {
+        await connection?.close()
+        connection = nil
+    }
+
+    private func openConnection() async throws -> AMQPConnection {
+        if let connection, connection.isOpen { return connection }
+        let opened = try await AMQPConnection.connect(to: endpoints, connectionName: "warren-dashboard queues", logger: logger)
+        connection = opened
+        return opened
+    }
+
+    private func rates(of queue: String) async -> QueueRates? {
+        guard let managementURL, let endpoint = endpoints.first else { return nil }
+        let base = managementURL.absoluteString.hasSuffix("/") ? String(managementURL.absoluteString.dropLast()) : managementURL.absoluteString
+        guard let url = URL(string: "\(base)/api/queues/\(Link.encode(endpoint.virtualHost))/\(Link.encode(queue))") else { return nil }
+        var request = URLRequest(url: url)
+        request.timeoutInterval = 5
+        let credentials = Data("\(endpoint.username):\(endpoint.password)".utf8).base64EncodedString()
+        request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
+        guard let (data, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200,
+            let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        else { return nil }
+        let stats = json["message_stats"] as? [String: Any] ?? [:]
+        func rate(_ name: String) -> Double {
+            ((stats["\(name)_details"] as? [String: Any])?["rate"] as? NSNumber)?.doubleValue ?? 0
+        }
+        return QueueRates(
+            publishedPerSecond: rate("publish"), deliveredPerSecond: rate("deliver_get"), ackedPerSecond: rate("ack"),
+            unacked: (json["messages_unacknowledged"] as? NSNumber)?.intValue ?? 0)
+    }
+}
