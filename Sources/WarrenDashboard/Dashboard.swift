@@ -225,8 +225,8 @@ public struct Dashboard: Sendable {
         let attempts = job.timeline.map { attempt -> HTML in
             """
             <tr><td class="number">\(attempt.attempt)</td><td>\(Format.time(attempt.startedAtMs))</td><td>\(Format.time(attempt.endedAtMs))</td>\
-            <td>\(Format.duration(attempt.queueWaitMs))</td><td>\(Format.duration(attempt.durationMs))</td>\
-            <td>\(attempt.outcome.map { HTML("<span class=\"badge \($0)\">\($0)</span>") } ?? .empty)</td><td>\(attempt.host)</td>\
+            <td class="nowrap">\(Format.duration(attempt.queueWaitMs))</td><td class="nowrap">\(Format.duration(attempt.durationMs))</td>\
+            <td>\(attempt.outcome.map { HTML("<span class=\"badge \($0)\">\($0)</span>") } ?? .empty)</td><td class="nowrap">\(attempt.host)</td>\
             <td class="error-text">\(attempt.error)</td></tr>
             """
         }

@@ -39,7 +39,8 @@ extension Dashboard {
         dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; overflow-wrap: anywhere; }
         .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; background: #e8ecf1; color: var(--ink); white-space: nowrap; }
         .badge.succeeded, .badge.ack { background: #e3f4e8; color: var(--ok); }
-        .badge.dead_lettered { background: #fbe4e2; color: var(--bad); }
+        .badge.dead_lettered, .badge.dead-letter { background: #fbe4e2; color: var(--bad); }
+        .nowrap { white-space: nowrap; }
         .badge.retrying, .badge.retry, .badge.running { background: #fdf1d8; color: var(--wait); }
         .badge.replayed { background: #e4ecfb; color: var(--accent); }
         .pages { margin-top: 14px; }

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Warren
 import WarrenLedger
 
@@ -14,7 +17,10 @@ struct LedgerSearch: AsyncParsableCommand {
             dead-lettered with their bodies, a few retrying or running, the rest succeeded), through \
             SQLiteLedgerStore.record, then times each search --queries times: the first page (50 rows) of a type \
             and status over one day, the page after it, a queue's dead letters over all time, everything newest \
-            first, the failure groups (all time, one day), a group's dead letters, a job by id. --path keeps the file (and reuses it when it exists). The last line is JSON.
+            first, the failure groups (all time, one day), a group's dead letters, a job by id. Then the same through the \
+            dashboard's pages: warren-dashboard (from the same build folder) serves the file with --no-ingest, and each \
+            page is fetched over HTTP, rendered HTML and all. --path keeps the file (and reuses it when it exists). The \
+            last line is JSON.
             """)
 
     @Option(help: "Jobs in the store.") var jobs = 1_000_000
@@ -27,6 +33,13 @@ struct LedgerSearch: AsyncParsableCommand {
         var rows: Int
         var median_ms: Double
         var max_ms: Double
+        /// A page's size, HTML or JSON.
+        var bytes: Int? = nil
+    }
+
+    struct BenchError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 
     static let types = (0..<8).map { "type.\($0)" }
@@ -95,8 +108,70 @@ struct LedgerSearch: AsyncParsableCommand {
             print("\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms")
         }
         try await store.close()
+        rows += try await timePages(file: file, dayStart: dayStart, dayEnd: dayEnd, group: group ?? "", job: sample)
         let json = try JSONEncoder().encode(rows)
         print(String(decoding: json, as: UTF8.self))
+    }
+
+    /// The dashboard's pages over the same file: what a person waits for, HTTP and HTML included.
+    private func timePages(file: String, dayStart: Int64, dayEnd: Int64, group: String, job: String) async throws -> [Row] {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("warren-dashboard")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            print("(no pages: build warren-dashboard in the same configuration to time them)")
+            return []
+        }
+        let token = UUID().uuidString
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-dashboard-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["--port", "0", "--store", "sqlite:\(file)", "--no-ingest", "--log-level", "error"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["WARREN_DASHBOARD_TOKEN": token]) { $1 }
+        let handle = try FileHandle(forWritingTo: output)
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        var port: Int?
+        for _ in 0..<600 where port == nil {
+            let log = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            port = log.split(separator: "\n").first { $0.hasPrefix("listening on http://") }.flatMap { $0.split(separator: ":").last }.flatMap { Int($0) }
+            if port == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        guard let port else { throw BenchError("warren-dashboard did not start: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")") }
+        let pages = [
+            ("page: type and dead_lettered over a day", "/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"),
+            ("page: type and succeeded over a day", "/jobs?type=type.5&status=succeeded&since=\(dayStart)&until=\(dayEnd)"),
+            ("page: failure groups, all time", "/failures"),
+            ("page: failure groups over a day", "/failures?since=\(dayStart)&until=\(dayEnd)"),
+            ("page: a failure group's dead letters", "/failures/\(group)"),
+            ("page: a job", "/jobs/\(job)"),
+            ("api: type and dead_lettered over a day", "/api/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"),
+        ]
+        var rows: [Row] = []
+        for (name, path) in pages {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            var times: [Double] = []
+            var body = Data()
+            for _ in 0..<queries {
+                let start = DispatchTime.now()
+                let (data, response) = try await URLSession.shared.data(for: request)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
+                guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw BenchError("\(path) answered \(response)") }
+                body = data
+            }
+            // Rows: a page's table rows (its header row left out), or the API's jobs.
+            let text = String(decoding: body, as: UTF8.self)
+            let count = path.hasPrefix("/api/") ? text.components(separatedBy: "\"message_id\"").count - 1 : max(0, text.components(separatedBy: "<tr>").count - 2)
+            let row = Row(
+                search: name, rows: count, median_ms: (median(times) * 100).rounded() / 100, max_ms: ((times.max() ?? 0) * 100).rounded() / 100,
+                bytes: body.count)
+            rows.append(row)
+            print("\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows \(String(body.count).leftPadded(7)) B  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms")
+        }
+        return rows
     }
 
     /// One settlement per job (its start folded in, as workers send short jobs), in transactions of 5,000.
