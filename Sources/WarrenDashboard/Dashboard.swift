@@ -1,6 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
+import Warren
 import WarrenHTTP
 import WarrenLedger
 
@@ -27,15 +29,18 @@ public struct Dashboard: Sendable {
     public var inspector: (any QueueInspector)?
     /// Work queues the queues page shows besides those the ledger has jobs of.
     public var watchedQueues: [String]
+    /// Sends dead letters back to work for operators; `nil`: replaying is off (no broker).
+    public var replayer: (any DeadLetterReplayer)?
     let sessions: DashboardSessions
 
     public init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, watchedQueues: [String] = [],
-        secureCookies: Bool = false
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, replayer: (any DeadLetterReplayer)? = nil,
+        watchedQueues: [String] = [], secureCookies: Bool = false
     ) {
         self.store = store
         self.access = access
         self.inspector = inspector
+        self.replayer = replayer
         self.watchedQueues = watchedQueues
         self.secureCookies = secureCookies
         self.sessions = DashboardSessions()
@@ -60,9 +65,18 @@ public struct Dashboard: Sendable {
         signedIn.get("failures/:group_id") { request, context in try await groupPage(request, context) }
         signedIn.get("dead-letters/:message_id") { _, context in try await deadLetterPage(context) }
         signedIn.get("queues") { _, context in try await queuesPage(context) }
+        signedIn.get("dead-letters/:message_id/replay") { _, context in try await replayConfirmation(context) }
+        signedIn.post("dead-letters/:message_id/replay") { request, context in try await replayFromPage(request, context) }
+        signedIn.get("audit") { request, context in try await auditPage(request, context) }
         let api = signedIn.group("api")
         LedgerAPI(store: store).addRoutes(to: api)
         api.get("queues") { _, _ in try JSONResponse.make(["queues": try await queueOverviews()]) }
+        api.post("dead-letters/:message_id/replay") { request, context in try await replayFromAPI(request, context) }
+        api.get("audit") { request, _ in
+            let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
+            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
+            return try JSONResponse.make(["entries": try await store.auditLog(limit: limit, before: before)])
+        }
     }
 
     // MARK: Signing in and out
@@ -365,9 +379,12 @@ public struct Dashboard: Sendable {
                 </section>
                 """
         }
+        let replay: HTML = context.identity?.role == .operator && replayer != nil
+            ? "<p><a class=\"button\" href=\"/dead-letters/\(Link.encode(id))/replay\">Replay…</a></p>" : .empty
         let content: HTML = """
             <h1>Dead letter <code>\(id)</code></h1>
             <p><a href="/jobs/\(Link.encode(id))">The job's attempts →</a></p>
+            \(replay)
             \(sections)
             """
         return page("Dead letter \(id)", context, nav: "failures", content: content)
@@ -435,12 +452,125 @@ public struct Dashboard: Sendable {
         return page("Queues", context, nav: "queues", content: "<h1>Queues</h1>" + table + source)
     }
 
+    // MARK: Replays
+
+    /// The outcome of a replay request, recorded in the audit log whatever it was.
+    private enum ReplayOutcome {
+        case replayed(Int, requestID: String)
+        case refused(HTTPResponse.Status, String)
+    }
+
+    /// Replays a job's dead letters for `identity`, and writes the attempt to the audit log.
+    private func replay(_ messageID: String, as identity: DashboardIdentity?, logger: Logger) async throws -> ReplayOutcome {
+        let requestID = "dashboard-\(UUID().uuidString.lowercased())"
+        let outcome: ReplayOutcome
+        let queue = try await store.deadLetters(messageID: messageID).first?.queue
+        if identity?.role != .operator {
+            outcome = .refused(.forbidden, "Only an operator may replay: \(identity?.name ?? "this sign-in") is a viewer.")
+        } else if let replayer {
+            if let queue {
+                do {
+                    let count = try await replayer.replay(messageID: messageID, queue: queue, replayID: requestID)
+                    outcome = count > 0
+                        ? .replayed(count, requestID: requestID)
+                        : .refused(.notFound, "No dead letter with this message id is left in \(WarrenTopology(queue: queue).deadLetterQueue): replayed or purged already.")
+                } catch {
+                    logger.warning("replay failed", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+                    outcome = .refused(.badGateway, "The broker did not take the replay: \(error)")
+                }
+            } else {
+                outcome = .refused(.notFound, "The ledger has no dead letter with this message id.")
+            }
+        } else {
+            outcome = .refused(.serviceUnavailable, "Replaying needs a broker: this dashboard runs without one.")
+        }
+        let (count, result): (Int, String) = switch outcome {
+        case .replayed(let count, _): (count, "done")
+        case .refused(let status, let why): (0, status == .forbidden ? "refused" : "failed: \(why)")
+        }
+        _ = try await store.recordAudit(AuditEntry(
+            atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
+            action: "replay", target: "message \(messageID)\(queue.map { " from \($0)" } ?? "")", count: count, outcome: result,
+            requestID: requestID))
+        logger.notice("dashboard replay", metadata: ["user": "\(identity?.name ?? "")", "message_id": "\(messageID)", "outcome": "\(result)"])
+        return outcome
+    }
+
+    private func replayConfirmation(_ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("message_id")
+        guard context.identity?.role == .operator else {
+            return Self.problem(.forbidden, "Only an operator may replay dead letters.", link: "/dead-letters/\(Link.encode(id))")
+        }
+        guard let letter = try await store.deadLetters(messageID: id).first else {
+            return Self.problem(.notFound, "The ledger has no dead letter with this message id.", link: "/failures")
+        }
+        let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
+        return page("Replay \(id)", context, nav: "failures", content: """
+            <h1>Replay <code>\(id)</code>?</h1>
+            <p>The dead letter goes back to <strong>\(letter.queue)</strong> with its message id and a fresh attempt count; the
+            job's status follows it. This is written to the audit log.</p>
+            <form method="post" action="/dead-letters/\(Link.encode(id))/replay">\(csrf)
+            <button type="submit">Replay to \(letter.queue)</button> <a href="/dead-letters/\(Link.encode(id))">Cancel</a>
+            </form>
+            """)
+    }
+
+    private func replayFromPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("message_id")
+        if let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
+        switch try await replay(id, as: context.identity, logger: context.logger) {
+        case .replayed:
+            return Response(status: .seeOther, headers: [.location: "/jobs/\(Link.encode(id))"])
+        case .refused(let status, let why):
+            return Self.problem(status, why, link: "/dead-letters/\(Link.encode(id))")
+        }
+    }
+
+    private func replayFromAPI(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("message_id")
+        if context.session != nil, let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
+        switch try await replay(id, as: context.identity, logger: context.logger) {
+        case .replayed(let count, let requestID):
+            return try JSONResponse.make(ReplayAnswer(replayed: count, requestID: requestID))
+        case .refused(let status, let why):
+            return try JSONResponse.error(status, status == .forbidden ? "forbidden" : "not_replayed", why)
+        }
+    }
+
+    private struct ReplayAnswer: Encodable {
+        var replayed: Int
+        var requestID: String
+        enum CodingKeys: String, CodingKey { case replayed, requestID = "request_id" }
+    }
+
+    private func auditPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
+        let entries = try await store.auditLog(limit: 50, before: before)
+        let rows = entries.map { entry -> HTML in
+            """
+            <tr><td class="nowrap">\(Format.time(entry.atMs))</td><td>\(entry.actor) <span class="hint">(\(entry.role))</span></td>\
+            <td>\(entry.action)</td><td>\(entry.target)</td><td class="number">\(entry.count)</td>\
+            <td\(entry.outcome == "done" ? HTML("") : HTML(" class=\"error-text\""))>\(entry.outcome)</td><td><code>\(entry.requestID)</code></td></tr>
+            """
+        }
+        let next: HTML = entries.count == 50 ? "<p class=\"pages\"><a rel=\"next\" href=\"/audit?before=\(entries.last?.id ?? 0)\">Older →</a></p>" : .empty
+        let table: HTML = rows.isEmpty
+            ? "<p class=\"empty\">No replay or purge yet.</p>"
+            : """
+            <table><caption class="visually-hidden">Replays and purges, newest first</caption>
+            <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Of</th>\
+            <th scope="col" class="number">Dead letters</th><th scope="col">Outcome</th><th scope="col">Request</th></tr></thead>
+            <tbody>\(rows)</tbody></table>
+            """
+        return page("Audit log", context, nav: "audit", content: "<h1>Audit log</h1>" + table + next)
+    }
+
     // MARK: Layout
 
     private func page(
         _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok, content: HTML
     ) -> Response {
-        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures")].map { key, path, label -> HTML in
+        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"), ("audit", "/audit", "Audit log")].map { key, path, label -> HTML in
             "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
         }
         let who: HTML = context.identity.map { identity in

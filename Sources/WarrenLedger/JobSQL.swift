@@ -57,6 +57,30 @@ enum JobSQL {
         "CREATE INDEX dead_letters_by_time ON dead_letters (at_ms)",
     ]
 
+    /// Schema version 4: the audit log of replays and purges (`id` is the SQLite rowid or a PostgreSQL serial: newest
+    /// first is `ORDER BY id DESC`).
+    static func version4(idColumn: String, integer: String) -> [String] {
+        ["""
+        CREATE TABLE audit_log (
+            id \(idColumn), at_ms \(integer) NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
+            target TEXT NOT NULL, count \(integer) NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL)
+        """]
+    }
+
+    static func insertAudit(placeholder: (Int) -> String) -> String {
+        "INSERT INTO audit_log (at_ms, actor, role, action, target, count, outcome, request_id) VALUES (\((1...8).map(placeholder).joined(separator: ", ")))"
+    }
+
+    static func auditLog(before: Int64?, placeholder: (Int) -> String) -> String {
+        "SELECT id, at_ms, actor, role, action, target, count, outcome, request_id FROM audit_log"
+            + (before == nil ? "" : " WHERE id < \(placeholder(1))") + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
+    }
+
+    static func auditValues(_ entry: AuditEntry) -> [Value] {
+        [.integer(entry.atMs), .text(entry.actor), .text(entry.role), .text(entry.action), .text(entry.target), .integer(Int64(entry.count)),
+         .text(entry.outcome), .text(entry.requestID)]
+    }
+
     /// Dead letters given their group per statement while migrating to version 3.
     static let backfillBatch = 1_000
 

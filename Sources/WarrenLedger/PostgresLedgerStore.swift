@@ -41,6 +41,7 @@ public final class PostgresLedgerStore: LedgerStore {
             "UPDATE jobs SET last_event_at_ms = GREATEST(updated_at_ms, COALESCE(published_at_ms, 0))",
         ] + JobSQL.version2),
         (3, JobSQL.version3),
+        (4, JobSQL.version4(idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT")),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
@@ -389,6 +390,28 @@ public final class PostgresLedgerStore: LedgerStore {
             }
         }
         return binds
+    }
+
+    public func recordAudit(_ entry: AuditEntry) async throws -> AuditEntry {
+        let query = PostgresQuery(unsafeSQL: JobSQL.insertAudit { "$\($0)" } + " RETURNING id", binds: Self.bindings(JobSQL.auditValues(entry)))
+        var recorded = entry
+        for try await id in try await client.query(query, logger: logger).decode(Int64.self) { recorded.id = id }
+        return recorded
+    }
+
+    public func auditLog(limit: Int, before: Int64?) async throws -> [AuditEntry] {
+        let values: [JobSQL.Value] = (before.map { [.integer($0)] } ?? []) + [.integer(Int64(min(max(limit, 1), 500)))]
+        let rows = try await client.query(
+            PostgresQuery(unsafeSQL: JobSQL.auditLog(before: before) { "$\($0)" }, binds: Self.bindings(values)), logger: logger)
+        var entries: [AuditEntry] = []
+        for try await (id, at, actor, role, action, target, count, outcome, request) in rows.decode(
+            (Int64, Int64, String, String, String, String, Int64, String, String).self)
+        {
+            entries.append(AuditEntry(
+                id: id, atMs: at, actor: actor, role: role, action: action, target: target, count: Int(count), outcome: outcome,
+                requestID: request))
+        }
+        return entries
     }
 
     public func queues() async throws -> [String] {

@@ -25,6 +25,10 @@ public protocol LedgerStore: Sendable {
     /// Deletes the jobs (rows, events, dead letters) that `policy` no longer keeps at `nowMs` (milliseconds since
     /// 1970), a bounded number per transaction so that recording goes on meanwhile.
     func prune(_ policy: RetentionPolicy, nowMs: Int64) async throws -> PruneResult
+    /// Appends to the audit log; returns the entry with its id.
+    func recordAudit(_ entry: AuditEntry) async throws -> AuditEntry
+    /// The audit log, newest first: `limit` entries older than the entry `before` (by id), or the newest.
+    func auditLog(limit: Int, before: Int64?) async throws -> [AuditEntry]
     /// The schema version in place (0 before ``migrate()``).
     func schemaVersion() async throws -> Int
     /// Events recorded in all.
@@ -73,6 +77,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             "UPDATE jobs SET last_event_at_ms = MAX(updated_at_ms, COALESCE(published_at_ms, 0))",
         ] + JobSQL.version2),
         (3, JobSQL.version3),
+        (4, JobSQL.version4(idColumn: "INTEGER PRIMARY KEY", integer: "INTEGER")),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -331,6 +336,27 @@ public final class SQLiteLedgerStore: LedgerStore {
             _ = try await connection.query("DELETE FROM jobs WHERE message_id IN \(list)", binds)
         }
         return events
+    }
+
+    public func recordAudit(_ entry: AuditEntry) async throws -> AuditEntry {
+        try await writes.withLock {
+            let values = JobSQL.auditValues(entry).map(Self.data(_:))
+            _ = try await connection.query(JobSQL.insertAudit { _ in "?" }, values)
+            var recorded = entry
+            recorded.id = Int64(try await connection.query("SELECT last_insert_rowid() AS id").first?.column("id")?.integer ?? 0)
+            return recorded
+        }
+    }
+
+    public func auditLog(limit: Int, before: Int64?) async throws -> [AuditEntry] {
+        let values: [SQLiteData] = (before.map { [.integer(Int($0))] } ?? []) + [.integer(min(max(limit, 1), 500))]
+        return try await reader.query(JobSQL.auditLog(before: before) { _ in "?" }, values).map { row in
+            AuditEntry(
+                id: Self.int64(row, "id") ?? 0, atMs: Self.int64(row, "at_ms") ?? 0, actor: row.column("actor")?.string ?? "",
+                role: row.column("role")?.string ?? "", action: row.column("action")?.string ?? "", target: row.column("target")?.string ?? "",
+                count: row.column("count")?.integer ?? 0, outcome: row.column("outcome")?.string ?? "",
+                requestID: row.column("request_id")?.string ?? "")
+        }
     }
 
     public func queues() async throws -> [String] {

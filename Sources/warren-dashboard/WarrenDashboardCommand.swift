@@ -92,7 +92,9 @@ struct Serve: AsyncParsableCommand {
         let namedBroker = url ?? environment["WARREN_AMQP_URL"]
         let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
         var inspector: AMQPQueueInspector?
+        var replayer: AMQPDeadLetterReplayer?
         if !noIngest || namedBroker != nil {
+            replayer = AMQPDeadLetterReplayer(endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.replay"))
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
                 throw ValidationError("--management-url is not a URL")
             }
@@ -115,7 +117,8 @@ struct Serve: AsyncParsableCommand {
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
-        Dashboard(store: ledgerStore, access: access, inspector: inspector, watchedQueues: queue, secureCookies: secureCookies)
+        Dashboard(
+            store: ledgerStore, access: access, inspector: inspector, replayer: replayer, watchedQueues: queue, secureCookies: secureCookies)
             .addRoutes(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
@@ -131,6 +134,7 @@ struct Serve: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await inspector?.close()
+        await replayer?.close()
         try? await ledgerStore.close()
     }
 

@@ -146,52 +146,25 @@ struct DeadLetters: AsyncParsableCommand {
 
         func run() async throws {
             let replayed = try await connection.withConnection { connection in
-                let publisher = try await connection.openChannel()
-                try await publisher.enableConfirms()
-                var events: [WarrenEvent] = []
-                let count = try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
-                    var count = 0
-                    for delivery in deliveries where all || delivery.properties.messageID == messageID {
-                        let letter = DeadLetter(body: delivery.body, properties: delivery.properties)
-                        let target = letter.replayQueue(fallback: queue)
-                        // Confirmed first, removed second: a failure in between leaves a duplicate, never a loss.
-                        try await publisher.publish(
-                            letter.body, routingKey: target, mandatory: true, properties: letter.replayProperties())
-                        try delivery.ack()
-                        count += 1
-                        events.append(WarrenEvent(
-                            event: .replayed, messageID: letter.properties.messageID, type: letter.properties.type, queue: target,
-                            atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
-                            correlationID: letter.properties.correlationID))
-                    }
-                    return count
+                let events: [WarrenEvent]
+                do {
+                    events = try await DeadLetterReplay.replay(
+                        from: queue, on: connection, replayID: "cli-\(UUID().uuidString.lowercased())"
+                    ) { all || $0.properties.messageID == messageID }
+                } catch let error as AMQPError where error.replyCode == 404 {
+                    throw fail("there is no queue '\(WarrenTopology(queue: queue).deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)")
                 }
-                if !noEvents { await report(events, on: connection) }
-                return count
+                if !noEvents {
+                    do {
+                        try await DeadLetterReplay.report(events, on: connection, exchange: eventsExchange)
+                    } catch {
+                        FileHandle.standardError.write(Data("warren: replayed, but the `replayed` events were not sent: \(describe(error))\n".utf8))
+                    }
+                }
+                return events.count
             }
             if let messageID, replayed == 0 { throw fail("no dead letter with message id \(messageID) for \(queue)") }
             print("replayed \(replayed) message(s) to \(queue)")
-        }
-
-        /// Tells a ledger about the replays (non-mandatory, as workers do: nobody listening costs nothing). The
-        /// replays are done whatever happens here: a failure is one line on stderr.
-        private func report(_ events: [WarrenEvent], on connection: AMQPConnection) async {
-            guard !events.isEmpty else { return }
-            do {
-                let channel = try await connection.openChannel()
-                try await channel.enableConfirms()
-                try await channel.exchangeDeclare(eventsExchange, type: .topic, durable: true)
-                let now = Date()
-                for (target, batch) in Dictionary(grouping: events, by: \.queue) {
-                    try await channel.publish(
-                        WarrenEvent.encodeBatch(batch), exchange: eventsExchange, routingKey: "\(target).replayed",
-                        properties: AMQPProperties(
-                            contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
-                }
-                try? await channel.close()
-            } catch {
-                FileHandle.standardError.write(Data("warren: replayed, but the `replayed` events were not sent: \(describe(error))\n".utf8))
-            }
         }
     }
 

@@ -20,8 +20,10 @@ struct SeededDashboard {
     let port: Int
     let directory: URL
 
-    /// - Parameter brokerURL: the broker the queues page asks; `nil`: none.
-    static func start(brokerURL: String? = nil) async throws -> SeededDashboard {
+    /// - Parameters:
+    ///   - brokerURL: the broker the queues page asks and replays go to; `nil`: none.
+    ///   - ingest: the ledger queue and events exchange to record from (on `brokerURL`); `nil`: `--no-ingest`.
+    static func start(brokerURL: String? = nil, ingest: (ledgerQueue: String, exchange: String)? = nil) async throws -> SeededDashboard {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let sqlite = directory.appendingPathComponent("ledger.sqlite").path
@@ -39,7 +41,8 @@ struct SeededDashboard {
         try users.write(toFile: usersFile, atomically: true, encoding: .utf8)
         let dashboard = try LaunchedProcess(
             "warren-dashboard",
-            ["--port", "0", "--store", "sqlite:\(sqlite)", "--no-ingest", "--users-file", usersFile] + (brokerURL.map { ["--url", $0] } ?? []),
+            ["--port", "0", "--store", "sqlite:\(sqlite)", "--users-file", usersFile] + (brokerURL.map { ["--url", $0] } ?? [])
+                + (ingest.map { ["--ledger-queue", $0.ledgerQueue, "--events-exchange", $0.exchange, "--log-level", "warning"] } ?? ["--no-ingest"]),
             environment: ["WARREN_DASHBOARD_TOKEN": token])
         return SeededDashboard(dashboard: dashboard, port: try await dashboard.listeningPort(), directory: directory)
     }
@@ -235,6 +238,97 @@ struct DashboardBrowserTests {
         await window.close()
         await chromium.stop()
         await dashboard.stop()
+    }
+
+    @Test func anOperatorReplaysADeadLetterAndSeesItSucceedAViewerIsRefused() async throws {
+        guard let chromium = try await browser() else { return }
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName("replayed"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange))
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+        let fixed = Release()
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in
+            if !fixed.isOpen { throw Reject("550 mailbox unavailable") }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        let window = try await chromium.newSession()
+        func status() async -> String? {
+            await httpGet(port: dashboard.port, "/api/jobs/replay-me", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).json?["status"] as? String
+        }
+        do {
+            try await WarrenPublisher(transport: transport, events: events)
+                .publish(WelcomeEmail(userId: "u1", email: "u1@example.com"), to: .queue(queue), messageID: "replay-me")
+            #expect(try await eventually { await status() == "dead_lettered" })
+
+            // A viewer sees no replay button, gets a 403 for the confirmation page, and a 403 for a forged POST.
+            try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/replay-me")
+            #expect(try await window.findAll("a.button").isEmpty)
+            try await window.go(to: dashboard.address + "/dead-letters/replay-me/replay")
+            #expect(try await window.find("h1").text() == "Forbidden")
+            try await window.go(to: dashboard.address + "/jobs")
+            // The page's Content-Security-Policy forbids fetch() even to the test's script: a form it builds posts instead.
+            _ = try await window.evaluate("""
+                const form = document.createElement('form');
+                form.method = 'post';
+                form.action = '/dead-letters/replay-me/replay';
+                const token = document.querySelector('input[name=csrf_token]').cloneNode();
+                form.appendChild(token);
+                document.body.appendChild(form);
+                form.submit();
+                """)
+            try await window.waitUntil("the refusal of a viewer's replay (with the session's own CSRF token)") {
+                try await window.evaluate("return document.title") as? String == "Forbidden · Warren"
+            }
+            #expect(try await window.visibleText().contains("Only an operator may replay"))
+            try await window.go(to: dashboard.address + "/jobs")
+            try await window.find("header button.link").click()
+            try await window.waitForURL(containing: "/sign-in")
+            #expect(await status() == "dead_lettered")
+
+            // An operator replays it: a confirmation, then the job's page, where it goes on to succeed.
+            fixed.open()
+            try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/dead-letters/replay-me")
+            try await window.find("a.button").click()
+            try await window.waitForURL(containing: "/dead-letters/replay-me/replay")
+            try await snap(window, "replay")
+            try await window.find("main form button[type=submit]").click()
+            try await window.waitForURL(containing: "/jobs/replay-me")
+            try await window.waitUntil("the replayed job to succeed", timeout: .seconds(30)) {
+                try await window.go(to: dashboard.address + "/jobs/replay-me")
+                return try await window.find("dl.facts .badge").text() == "succeeded"
+            }
+            let outcomes = try await window.evaluate(
+                "return Array.from(document.querySelectorAll('tbody .badge')).map(b => b.textContent)") as? [String]
+            #expect(outcomes == ["dead-letter", "ack"], "the dead-lettered attempt, then the replay's")
+
+            // The audit log: the operator's replay and the viewer's refusal.
+            try await window.find("nav a[href='/audit']").click()
+            try await window.waitForURL(containing: "/audit")
+            let entries = try await window.findAll("tbody tr")
+            #expect(entries.count == 2)
+            let newest = try await entries[0].text(), oldest = try await entries[1].text()
+            #expect(newest.contains("ada (operator) replay message replay-me from \(queue) 1 done"), "\(newest)")
+            #expect(oldest.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(oldest)")
+            try await snap(window, "audit")
+        } catch {
+            await window.close()
+            await chromium.stop()
+            await dashboard.stop()
+            throw error
+        }
+        await window.close()
+        await chromium.stop()
+        await dashboard.stop()
+        var running = worker
+        await running.stop()
+        await transport.close()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
     }
 
     @Test func hostileContentIsShownAsTextAndNothingRuns() async throws {

@@ -145,6 +145,11 @@ struct DashboardProcessTests {
         #expect(await httpGet(port: port, "/api/jobs/bounce", headers: ["Authorization": "Bearer \(Self.readOnlyToken)"]).status == 200)
         #expect(!dashboard.log.contains(Self.token), "the token is never logged")
 
+        // A viewer's replay is refused, and written to the audit log.
+        let refused = await httpRequest(
+            "POST", port: port, "/api/dead-letters/bounce/replay", headers: ["Authorization": "Bearer \(Self.readOnlyToken)"])
+        #expect(refused.status == 403 && refused.json?["error"] as? String == "forbidden", "\(refused.body)")
+
         // A replay: the job shows `replayed` until a worker takes it again, then succeeds.
         await worker.stop()
         fixed.open()
@@ -156,6 +161,13 @@ struct DashboardProcessTests {
         #expect(try await eventually { await status("bounce") == "succeeded" })
         let replayed = await httpGet(port: port, "/api/jobs/bounce", headers: auth).json?["timeline"] as? [[String: Any]] ?? []
         #expect(replayed.compactMap { $0["outcome"] as? String } == ["dead-letter", "ack"])
+        // Nothing left to replay: 404, and that too goes to the audit log.
+        let again = await httpRequest("POST", port: port, "/api/dead-letters/bounce/replay", headers: auth)
+        #expect(again.status == 404 && again.json?["error"] as? String == "not_replayed", "\(again.body)")
+        let audit = (await httpGet(port: port, "/api/audit", headers: auth).json?["entries"] as? [[String: Any]]) ?? []
+        #expect(audit.compactMap { $0["actor"] as? String } == ["token", "readonly-token"], "\(audit)")
+        #expect(audit.compactMap { $0["outcome"] as? String }.last == "refused" && audit.first?["count"] as? Int == 0)
+        #expect((audit.first?["outcome"] as? String)?.hasPrefix("failed: No dead letter") == true)
 
         await worker.stop()
         #expect(await dashboard.stop() == 0, "SIGTERM: it drains and exits 0")

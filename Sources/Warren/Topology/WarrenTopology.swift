@@ -74,6 +74,8 @@ public enum WarrenHeader {
     public static let publishedAt = "x-warren-published-at"
     /// A replayed dead letter's first ``publishedAt``: a replay starts the queue-wait clock again.
     public static let originalPublishedAt = "x-warren-original-published-at"
+    /// On a replayed copy: the id of the replay request that sent it (a dashboard's, or `warren dlx replay`'s).
+    public static let replayID = "x-warren-replay-id"
     /// The attempt a delivery is (1-based); absent on the first delivery.
     public static let attempt = "x-warren-attempt"
     /// When the message was first enqueued (ms since the epoch), carried across retries.

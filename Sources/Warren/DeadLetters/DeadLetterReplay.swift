@@ -1,0 +1,65 @@
+import Foundation
+import WarrenAMQP
+
+/// Sends dead letters from a work queue's dead-letter queue back to work, over AMQP alone.
+public enum DeadLetterReplay {
+    /// Walks `queue`'s dead letters (`basic.get`, in queue order, up to the count the queue had when it began) and
+    /// replays each one `matching` accepts: published to its original queue with ``DeadLetter/replayProperties(now:)``
+    /// (same message id, attempt count reset) marked with `replayID` (``WarrenHeader/replayID``), confirmed by the
+    /// broker, and only then acked off the dead-letter queue. A failure in between leaves a duplicate, never a loss;
+    /// the dead letters not replayed stay where they were.
+    ///
+    /// - Returns: a `replayed` event per message replayed, for a ledger (send them with ``report(_:on:exchange:)``).
+    /// - Throws: ``AMQPError`` (404 when `queue` has no dead-letter queue: it is not a queue a worker declared).
+    public static func replay(
+        from queue: String, on connection: AMQPConnection, replayID: String? = nil, limit: Int? = nil,
+        matching: (DeadLetter) -> Bool
+    ) async throws -> [WarrenEvent] {
+        let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
+        let publisher = try await connection.openChannel()
+        try await publisher.enableConfirms()
+        let reader = try await connection.openChannel()
+        var events: [WarrenEvent] = []
+        do {
+            var remaining = try await reader.queueStatus(deadLetterQueue).messageCount
+            while remaining > 0, events.count < (limit ?? .max), let result = try await reader.get(queue: deadLetterQueue) {
+                remaining -= 1
+                let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
+                guard matching(letter) else { continue }  // stays unacked: back to the queue when the channel closes
+                let target = letter.replayQueue(fallback: queue)
+                var properties = letter.replayProperties()
+                if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
+                try await publisher.publish(letter.body, routingKey: target, mandatory: true, properties: properties)
+                try result.delivery.ack()
+                events.append(WarrenEvent(
+                    event: .replayed, messageID: letter.properties.messageID, type: letter.properties.type, queue: target,
+                    atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
+                    correlationID: letter.properties.correlationID))
+            }
+        } catch {
+            try? await reader.close()
+            try? await publisher.close()
+            throw error
+        }
+        try? await reader.close()  // whatever was not acked goes back to the dead letters
+        try? await publisher.close()
+        return events
+    }
+
+    /// Tells a ledger about replays: the events to `exchange` (declared topic, durable), routing key
+    /// `<queue>.replayed`, confirmed, not mandatory (nobody listening costs nothing).
+    /// - Throws: ``AMQPError`` when they could not be sent; the replays are done whatever happens here.
+    public static func report(_ events: [WarrenEvent], on connection: AMQPConnection, exchange: String = "warren.events") async throws {
+        guard !events.isEmpty else { return }
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        try await channel.exchangeDeclare(exchange, type: .topic, durable: true)
+        let now = Date()
+        for (target, batch) in Dictionary(grouping: events, by: \.queue) {
+            try await channel.publish(
+                WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: "\(target).replayed",
+                properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
+        }
+        try? await channel.close()
+    }
+}
