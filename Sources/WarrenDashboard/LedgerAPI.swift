@@ -9,7 +9,8 @@ import WarrenLedger
 /// - `GET jobs/{message_id}`: a job's status and attempts (``JobStatus``); 404 when the ledger has no such job.
 /// - `GET jobs?queue=&type=&status=&since=&until=&limit=&after=`: a page of jobs, newest first (``JobPage``:
 ///   `{"jobs": [...], "next": cursor | null}`). `since`/`until` are milliseconds since 1970 or ISO 8601 times
-///   (`2026-11-29T10:00:00Z`); `limit` 1–500 (default 50); `after` the previous page's `next`.
+///   (`2026-11-29T10:00:00Z`) or durations before now (`24h`, `7d`); `limit` 1–500 (default 50); `after` the previous
+///   page's `next`.
 ///
 /// - `GET failures?queue=&since=&until=&limit=`: the dead letters grouped by failure (``FailureGroup``: type, reason
 ///   and the error with numbers and ids masked), the most recently seen first: `{"groups": [...]}`; `limit` 1–500
@@ -120,14 +121,19 @@ public struct LedgerAPI: Sendable {
         return query
     }
 
-    /// Milliseconds since 1970, from a number of them or an ISO 8601 time.
-    static func time(_ text: String, _ name: String) throws -> Int64 {
+    /// Milliseconds since 1970, from a number of them, an ISO 8601 time, or a duration before now (`90s`, `30m`,
+    /// `24h`, `7d`).
+    static func time(_ text: String, _ name: String, nowMs: Int64 = Int64((Date().timeIntervalSince1970 * 1000).rounded())) throws -> Int64 {
         if let milliseconds = Int64(text) { return milliseconds }
+        let units: [Character: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
+        if let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count >= 0 {
+            return nowMs - count * unit
+        }
         let formatter = ISO8601DateFormatter()
         for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
             formatter.formatOptions = options
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
-        throw BadRequest(message: "\(name) must be milliseconds since 1970 or an ISO 8601 time such as 2026-11-29T10:00:00Z")
+        throw BadRequest(message: "\(name) must be a duration before now (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970")
     }
 }

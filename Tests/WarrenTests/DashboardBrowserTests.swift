@@ -409,6 +409,11 @@ struct DashboardSessionTests {
         let jobs = await httpGet(port: port, "/jobs", headers: ["Cookie": "warren_session=\(session)"])
         #expect(jobs.status == 200 && jobs.headers["content-security-policy"]?.contains("default-src 'none'") == true)
         #expect(await httpGet(port: port, "/api/jobs/welcome-1", headers: ["Cookie": "warren_session=\(session)"]).status == 200)
+        // Times as durations before now: the seeded welcomes are 9 to 10 minutes old.
+        let lastDay = await httpGet(port: port, "/jobs?type=email.welcome&status=succeeded&since=24h", headers: ["Cookie": "warren_session=\(session)"])
+        #expect(lastDay.status == 200 && lastDay.body.contains(">welcome-30</code>"))
+        let lastMinute = await httpGet(port: port, "/jobs?type=email.welcome&since=1m", headers: ["Cookie": "warren_session=\(session)"])
+        #expect(lastMinute.status == 200 && lastMinute.body.contains("No job matches."))
         let csrf = try #require(jobs.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/)?.1).description
         let forged = await httpRequest(
             "POST", port: port, "/sign-out", headers: ["Cookie": "warren_session=\(session)", "Content-Type": "application/x-www-form-urlencoded"],

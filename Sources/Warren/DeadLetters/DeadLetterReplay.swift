@@ -27,13 +27,16 @@ public enum DeadLetterReplay {
                 let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
                 guard matching(letter) else { continue }  // stays unacked: back to the queue when the channel closes
                 let target = letter.replayQueue(fallback: queue)
+                // Timed before the publish: a worker may take the copy and report its attempt before this event is
+                // sent, and the ledger orders a job's events by time.
+                let replayedAt = Int64((Date().timeIntervalSince1970 * 1000).rounded())
                 var properties = letter.replayProperties()
                 if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
                 try await publisher.publish(letter.body, routingKey: target, mandatory: true, properties: properties)
                 try result.delivery.ack()
                 events.append(WarrenEvent(
                     event: .replayed, messageID: letter.properties.messageID, type: letter.properties.type, queue: target,
-                    atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
+                    atMs: replayedAt, host: ProcessInfo.processInfo.hostName,
                     correlationID: letter.properties.correlationID))
             }
         } catch {
