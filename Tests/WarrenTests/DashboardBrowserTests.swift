@@ -121,6 +121,18 @@ struct DashboardBrowserTests {
         return try await HeadlessChromium()
     }
 
+    /// Runs `body` in a new browser window, then closes the window and stops the browser and the dashboard, whether
+    /// `body` threw or not.
+    func inWindow(_ chromium: HeadlessChromium, _ dashboard: SeededDashboard, _ body: (WebDriverSession) async throws -> Void) async throws {
+        let window = try await chromium.newSession()
+        var failure: (any Error)?
+        do { try await body(window) } catch { failure = error }
+        await window.close()
+        await chromium.stop()
+        await dashboard.stop()
+        if let failure { throw failure }
+    }
+
     func snap(_ window: WebDriverSession, _ name: String) async throws {
         guard let folder = Self.screenshots else { return }
         try await window.screenshot(to: "\(folder)/dashboard-\(name).png")
@@ -146,7 +158,6 @@ struct DashboardBrowserTests {
             try await transport.publish(Array("{}".utf8), to: .queue("emails"), properties: AMQPProperties(messageID: "waiting-\(index)"))
         }
         let dashboard = try await SeededDashboard.start(brokerURL: url)
-        let window = try await chromium.newSession()
         defer {
             Task {
                 let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
@@ -158,7 +169,7 @@ struct DashboardBrowserTests {
                 await transport.close()
             }
         }
-        do {
+        try await inWindow(chromium, dashboard) { window in
             try await window.go(to: dashboard.address + "/sign-in")
             try await snap(window, "sign-in")
             try await signIn(window, dashboard, user: "ada", password: "wrong")
@@ -229,15 +240,7 @@ struct DashboardBrowserTests {
             try await window.waitForURL(containing: "/sign-in")
             try await window.go(to: dashboard.address + "/jobs")
             #expect(try await window.currentURL().contains("/sign-in"))
-        } catch {
-            await window.close()
-            await chromium.stop()
-            await dashboard.stop()
-            throw error
         }
-        await window.close()
-        await chromium.stop()
-        await dashboard.stop()
     }
 
     @Test func anOperatorReplaysADeadLetterAndSeesItSucceedAViewerIsRefused() async throws {
@@ -254,11 +257,11 @@ struct DashboardBrowserTests {
             if !fixed.isOpen { throw Reject("550 mailbox unavailable") }
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
-        let window = try await chromium.newSession()
         func status() async -> String? {
             await httpGet(port: dashboard.port, "/api/jobs/replay-me", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).json?["status"] as? String
         }
-        do {
+        var failure: (any Error)?
+        do { try await inWindow(chromium, dashboard) { window in
             try await WarrenPublisher(transport: transport, events: events)
                 .publish(WelcomeEmail(userId: "u1", email: "u1@example.com"), to: .queue(queue), messageID: "replay-me")
             #expect(try await eventually { await status() == "dead_lettered" })
@@ -313,29 +316,20 @@ struct DashboardBrowserTests {
             #expect(newest.contains("ada (operator) replay message replay-me from \(queue) 1 done"), "\(newest)")
             #expect(oldest.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(oldest)")
             try await snap(window, "audit")
-        } catch {
-            await window.close()
-            await chromium.stop()
-            await dashboard.stop()
-            throw error
-        }
-        await window.close()
-        await chromium.stop()
-        await dashboard.stop()
-        var running = worker
-        await running.stop()
+        } } catch { failure = error }
+        await worker.stop()
         await transport.close()
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
         let channel = try await connection.openChannel()
         for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
         await connection.close()
+        if let failure { throw failure }
     }
 
     @Test func hostileContentIsShownAsTextAndNothingRuns() async throws {
         guard let chromium = try await browser() else { return }
         let dashboard = try await SeededDashboard.start()
-        let window = try await chromium.newSession()
-        do {
+        try await inWindow(chromium, dashboard) { window in
             try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/hostile-1")
             #expect(try await window.currentURL() == dashboard.address + "/dead-letters/hostile-1")
             #expect(try await window.find(".who").text() == "grace (viewer)")
@@ -361,15 +355,7 @@ struct DashboardBrowserTests {
             #expect(try await window.evaluate("return typeof window.pwned") as? String == "undefined")
             let source = try await window.evaluate("return document.documentElement.outerHTML") as? String ?? ""
             #expect(!source.contains(SeededDashboard.token) && !source.contains(SeededDashboard.viewerPassword), "no secret in a page")
-        } catch {
-            await window.close()
-            await chromium.stop()
-            await dashboard.stop()
-            throw error
         }
-        await window.close()
-        await chromium.stop()
-        await dashboard.stop()
     }
 }
 
