@@ -109,8 +109,9 @@ if [ "${WARREN_DEMO_STAY_UP:-}" = 1 ]; then
   echo "   (API: curl -H 'Authorization: Bearer $WARREN_DASHBOARD_TOKEN' $dashboard/api/jobs)"
   echo "   publish more: WARREN_AMQP_URL=$WARREN_AMQP_URL $bin/warren publish --routing-key emails --type email.welcome --body '{\"userId\":\"u9\",\"email\":\"bounce@example.com\"}'"
   echo "   Ctrl-C stops everything."
-  trap 'exit 0' INT TERM
-  while true; do sleep 3600 & wait $!; done
+  sleeper=""
+  trap 'kill "$sleeper" 2>/dev/null; exit 0' INT TERM
+  while true; do sleep 3600 & sleeper=$!; wait "$sleeper"; done
 fi
 
 say "10. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
