@@ -32,6 +32,7 @@ public struct Dashboard: Sendable {
     /// Sends dead letters back to work for operators; `nil`: replaying is off (no broker).
     public var replayer: (any DeadLetterReplayer)?
     let sessions: DashboardSessions
+    let throttle = SignInThrottle()
 
     public init(
         store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, replayer: (any DeadLetterReplayer)? = nil,
@@ -121,10 +122,20 @@ public struct Dashboard: Sendable {
         else {
             return Self.problem(.forbidden, "This sign-in form has expired or came from elsewhere.", link: "/sign-in")
         }
-        guard let identity = await access.identity(signingIn: form.user ?? "", password: form.password ?? "") else {
-            context.logger.notice("dashboard sign-in refused", metadata: ["user": "\(form.user ?? "")"])
+        let name = form.user ?? ""
+        if let wait = await throttle.wait(for: name) {
+            context.logger.notice("dashboard sign-in throttled", metadata: ["user": "\(name)"])
+            let minutes = Int((Double(wait.components.seconds) / 60).rounded(.up))
+            return Self.problem(
+                .tooManyRequests, "Too many failed sign-ins for this name: try again in \(minutes) minute\(minutes == 1 ? "" : "s").",
+                link: "/sign-in", headers: [.retryAfter: "\(wait.components.seconds + 1)"])
+        }
+        guard let identity = await access.identity(signingIn: name, password: form.password ?? "") else {
+            await throttle.failed(name)
+            context.logger.notice("dashboard sign-in refused", metadata: ["user": "\(name)"])
             return signInForm(next: form.next, failed: true)
         }
+        await throttle.succeeded(name)
         let session = await sessions.open(for: identity)
         context.logger.info("dashboard sign-in", metadata: ["user": "\(identity.name)", "role": "\(identity.role.rawValue)"])
         var headers: HTTPFields = [.location: Self.localPath(form.next) ?? "/jobs"]
@@ -605,10 +616,10 @@ public struct Dashboard: Sendable {
         "<p class=\"error\" role=\"alert\">\(message)</p>"
     }
 
-    static func problem(_ status: HTTPResponse.Status, _ message: String, link: String) -> Response {
+    static func problem(_ status: HTTPResponse.Status, _ message: String, link: String, headers: HTTPFields = [:]) -> Response {
         document(title: status.reasonPhrase, content: """
             <main><h1>\(status.reasonPhrase)</h1><p class="error" role="alert">\(message)</p><p><a href="\(link)">Go on →</a></p></main>
-            """).response(status: status)
+            """).response(status: status, headers: headers)
     }
 
     /// The parameters to carry into the next page's link.

@@ -70,6 +70,43 @@ actor DashboardSessions {
     }
 }
 
+/// Slows down guessing: after `limit` failed sign-ins for one user name (the empty name, for tokens, counts as one
+/// name) within `window`, that name's sign-ins are refused without being checked until the window has passed since
+/// the first of them. A success clears the name's count.
+actor SignInThrottle {
+    let limit: Int
+    let window: Duration
+    private var failures: [String: (count: Int, since: ContinuousClock.Instant)] = [:]
+    private let clock = ContinuousClock()
+
+    init(limit: Int = 5, window: Duration = .seconds(15 * 60)) {
+        self.limit = limit
+        self.window = window
+    }
+
+    /// How long `name` must wait before its next sign-in is checked; `nil` when it may sign in now.
+    func wait(for name: String) -> Duration? {
+        guard let entry = failures[name] else { return nil }
+        let elapsed = clock.now - entry.since
+        if elapsed >= window {
+            failures[name] = nil
+            return nil
+        }
+        return entry.count >= limit ? window - elapsed : nil
+    }
+
+    func failed(_ name: String) {
+        if failures.count > 100_000 { failures.removeAll() }  // a flood of made-up names must not grow memory unbounded
+        let now = clock.now
+        let entry = failures[name].flatMap { now - $0.since < window ? $0 : nil } ?? (count: 0, since: now)
+        failures[name] = (entry.count + 1, entry.since)
+    }
+
+    func succeeded(_ name: String) {
+        failures[name] = nil
+    }
+}
+
 /// Lets a request in with `Authorization: Bearer <token>` for a known token, or with a live session cookie; sets
 /// ``DashboardRequestContext/identity``. Otherwise an API request (under `/api/`) gets 401 with
 /// `WWW-Authenticate: Bearer`, and a page request is sent to the sign-in form (303), which brings the browser back.

@@ -414,6 +414,26 @@ struct DashboardSessionTests {
         await dashboard.stop()
     }
 
+    @Test func repeatedWrongPasswordsLockTheNameForAWhile() async throws {
+        let dashboard = try await SeededDashboard.start()
+        let port = dashboard.port
+        func signIn(_ user: String, _ password: String) async -> HTTPAnswer {
+            let form = await httpGet(port: port, "/sign-in")
+            let token = form.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/).map { String($0.1) } ?? ""
+            let cookie = form.headers["set-cookie"]?.firstMatch(of: /warren_sign_in=([^;]+)/).map { String($0.1) } ?? ""
+            let password = password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            return await httpRequest(
+                "POST", port: port, "/sign-in",
+                headers: ["Content-Type": "application/x-www-form-urlencoded", "Cookie": "warren_sign_in=\(cookie)"],
+                body: "user=\(user)&password=\(password)&csrf_token=\(token)")
+        }
+        for _ in 1...5 { #expect(await signIn("grace", "guess").status == 401) }
+        let locked = await signIn("grace", SeededDashboard.viewerPassword)
+        #expect(locked.status == 429 && Int(locked.headers["retry-after"] ?? "") ?? 0 > 800, "even the right password waits")
+        #expect(await signIn("ada", SeededDashboard.operatorPassword).status == 303, "other names are not locked")
+        await dashboard.stop()
+    }
+
     @Test func aUsersFileIsCheckedLineByLine() throws {
         let hash = try PasswordHash.make("pw", rounds: 100_000).encoded
         let users = try DashboardUsers(parsing: "# comment\n\nada:operator:\(hash)\ngrace:viewer:\(hash)\n")
