@@ -29,19 +29,19 @@ public struct Dashboard: Sendable {
     public var inspector: (any QueueInspector)?
     /// Work queues the queues page shows besides those the ledger has jobs of.
     public var watchedQueues: [String]
-    /// Sends dead letters back to work for operators; `nil`: replaying is off (no broker).
-    public var replayer: (any DeadLetterReplayer)?
+    /// Replays and purges dead letters for operators; `nil`: both are off (no broker).
+    public var operations: (any DeadLetterOperations)?
     let sessions: DashboardSessions
     let throttle = SignInThrottle()
 
     public init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, replayer: (any DeadLetterReplayer)? = nil,
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
         watchedQueues: [String] = [], secureCookies: Bool = false
     ) {
         self.store = store
         self.access = access
         self.inspector = inspector
-        self.replayer = replayer
+        self.operations = operations
         self.watchedQueues = watchedQueues
         self.secureCookies = secureCookies
         self.sessions = DashboardSessions()
@@ -66,13 +66,17 @@ public struct Dashboard: Sendable {
         signedIn.get("failures/:group_id") { request, context in try await groupPage(request, context) }
         signedIn.get("dead-letters/:message_id") { _, context in try await deadLetterPage(context) }
         signedIn.get("queues") { _, context in try await queuesPage(context) }
-        signedIn.get("dead-letters/:message_id/replay") { _, context in try await replayConfirmation(context) }
-        signedIn.post("dead-letters/:message_id/replay") { request, context in try await replayFromPage(request, context) }
+        for action in [DeadLetterAction.replay, .purge] {
+            signedIn.get("dead-letters/:message_id/\(action.rawValue)") { _, context in try await confirmation(action, context) }
+            signedIn.post("dead-letters/:message_id/\(action.rawValue)") { request, context in try await runFromPage(action, request, context) }
+        }
         signedIn.get("audit") { request, context in try await auditPage(request, context) }
         let api = signedIn.group("api")
         LedgerAPI(store: store).addRoutes(to: api)
         api.get("queues") { _, _ in try JSONResponse.make(["queues": try await queueOverviews()]) }
-        api.post("dead-letters/:message_id/replay") { request, context in try await replayFromAPI(request, context) }
+        for action in [DeadLetterAction.replay, .purge] {
+            api.post("dead-letters/:message_id/\(action.rawValue)") { request, context in try await runFromAPI(action, request, context) }
+        }
         api.get("audit") { request, _ in
             let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
             let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
@@ -255,7 +259,7 @@ public struct Dashboard: Sendable {
             <td class="error-text">\(attempt.error)</td></tr>
             """
         }
-        let deadLetters: HTML = [.deadLettered, .replayed].contains(job.state) || job.timeline.contains(where: { $0.outcome == "dead_lettered" })
+        let deadLetters: HTML = [.deadLettered, .replayed, .purged].contains(job.state) || job.timeline.contains(where: { $0.outcome == "dead_lettered" })
             ? "<p><a href=\"/dead-letters/\(Link.encode(id))\">Its dead letters: headers and body →</a></p>" : .empty
         let content: HTML = """
             <h1>Job <code>\(job.messageID)</code></h1>
@@ -390,8 +394,11 @@ public struct Dashboard: Sendable {
                 </section>
                 """
         }
-        let replay: HTML = context.identity?.role == .operator && replayer != nil
-            ? "<p><a class=\"button\" href=\"/dead-letters/\(Link.encode(id))/replay\">Replay…</a></p>" : .empty
+        let replay: HTML = context.identity?.role == .operator && operations != nil
+            ? """
+            <p class="actions"><a class="button" href="/dead-letters/\(Link.encode(id))/replay">Replay…</a> \
+            <a class="button danger" href="/dead-letters/\(Link.encode(id))/purge">Purge…</a></p>
+            """ : .empty
         let content: HTML = """
             <h1>Dead letter <code>\(id)</code></h1>
             <p><a href="/jobs/\(Link.encode(id))">The job's attempts →</a></p>
@@ -463,95 +470,132 @@ public struct Dashboard: Sendable {
         return page("Queues", context, nav: "queues", content: "<h1>Queues</h1>" + table + source)
     }
 
-    // MARK: Replays
+    // MARK: Replays and purges
 
-    /// The outcome of a replay request, recorded in the audit log whatever it was.
-    private enum ReplayOutcome {
-        case replayed(Int, requestID: String)
+    /// What an operator may do to a dead letter.
+    enum DeadLetterAction: String, Sendable {
+        case replay, purge
+
+        var pastTense: String { self == .replay ? "replayed" : "purged" }
+    }
+
+    /// The outcome of a request, recorded in the audit log whatever it was.
+    private enum ActionOutcome {
+        case done(Int, requestID: String)
         case refused(HTTPResponse.Status, String)
     }
 
-    /// Replays a job's dead letters for `identity`, and writes the attempt to the audit log.
-    private func replay(_ messageID: String, as identity: DashboardIdentity?, logger: Logger) async throws -> ReplayOutcome {
+    /// Replays or purges a job's dead letters for `identity`, and writes the attempt to the audit log.
+    private func run(_ action: DeadLetterAction, _ messageID: String, as identity: DashboardIdentity?, logger: Logger) async throws -> ActionOutcome {
         let requestID = "dashboard-\(UUID().uuidString.lowercased())"
-        let outcome: ReplayOutcome
+        let outcome: ActionOutcome
         let queue = try await store.deadLetters(messageID: messageID).first?.queue
         if identity?.role != .operator {
-            outcome = .refused(.forbidden, "Only an operator may replay: \(identity?.name ?? "this sign-in") is a viewer.")
-        } else if let replayer {
+            outcome = .refused(.forbidden, "Only an operator may \(action.rawValue): \(identity?.name ?? "this sign-in") is a viewer.")
+        } else if let operations {
             if let queue {
                 do {
-                    let count = try await replayer.replay(messageID: messageID, queue: queue, replayID: requestID)
+                    let count = switch action {
+                    case .replay: try await operations.replay(messageID: messageID, queue: queue, replayID: requestID)
+                    case .purge: try await operations.purge(messageID: messageID, queue: queue)
+                    }
                     outcome = count > 0
-                        ? .replayed(count, requestID: requestID)
+                        ? .done(count, requestID: requestID)
                         : .refused(.notFound, "No dead letter with this message id is left in \(WarrenTopology(queue: queue).deadLetterQueue): replayed or purged already.")
                 } catch {
-                    logger.warning("replay failed", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
-                    outcome = .refused(.badGateway, "The broker did not take the replay: \(error)")
+                    logger.warning("dead-letter \(action.rawValue) failed", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+                    outcome = .refused(.badGateway, "The broker did not take the \(action.rawValue): \(error)")
                 }
             } else {
                 outcome = .refused(.notFound, "The ledger has no dead letter with this message id.")
             }
         } else {
-            outcome = .refused(.serviceUnavailable, "Replaying needs a broker: this dashboard runs without one.")
+            outcome = .refused(.serviceUnavailable, "This needs a broker: this dashboard runs without one.")
         }
         let (count, result): (Int, String) = switch outcome {
-        case .replayed(let count, _): (count, "done")
+        case .done(let count, _): (count, "done")
         case .refused(let status, let why): (0, status == .forbidden ? "refused" : "failed: \(why)")
         }
         _ = try await store.recordAudit(AuditEntry(
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
-            action: "replay", target: "message \(messageID)\(queue.map { " from \($0)" } ?? "")", count: count, outcome: result,
+            action: action.rawValue, target: "message \(messageID)\(queue.map { " from \($0)" } ?? "")", count: count, outcome: result,
             requestID: requestID))
-        logger.notice("dashboard replay", metadata: ["user": "\(identity?.name ?? "")", "message_id": "\(messageID)", "outcome": "\(result)"])
+        logger.notice(
+            "dashboard \(action.rawValue)", metadata: ["user": "\(identity?.name ?? "")", "message_id": "\(messageID)", "outcome": "\(result)"])
         return outcome
     }
 
-    private func replayConfirmation(_ context: DashboardRequestContext) async throws -> Response {
+    private func confirmation(_ action: DeadLetterAction, _ context: DashboardRequestContext) async throws -> Response {
         let id = try context.parameters.require("message_id")
         guard context.identity?.role == .operator else {
-            return Self.problem(.forbidden, "Only an operator may replay dead letters.", link: "/dead-letters/\(Link.encode(id))")
+            return Self.problem(.forbidden, "Only an operator may \(action.rawValue) dead letters.", link: "/dead-letters/\(Link.encode(id))")
         }
         guard let letter = try await store.deadLetters(messageID: id).first else {
             return Self.problem(.notFound, "The ledger has no dead letter with this message id.", link: "/failures")
         }
         let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
-        return page("Replay \(id)", context, nav: "failures", content: """
-            <h1>Replay <code>\(id)</code>?</h1>
+        let (explanation, button): (HTML, HTML) = switch action {
+        case .replay: (
+            """
             <p>The dead letter goes back to <strong>\(letter.queue)</strong> with its message id and a fresh attempt count; the
             job's status follows it. This is written to the audit log.</p>
-            <form method="post" action="/dead-letters/\(Link.encode(id))/replay">\(csrf)
-            <button type="submit">Replay to \(letter.queue)</button> <a href="/dead-letters/\(Link.encode(id))">Cancel</a>
+            """, "Replay to \(letter.queue)")
+        case .purge: (
+            """
+            <p>The dead letter is deleted from <strong>\(WarrenTopology(queue: letter.queue).deadLetterQueue)</strong> for good;
+            the ledger keeps its record, marked purged. This is written to the audit log.</p>
+            """, "Delete it for good")
+        }
+        return page("\(action.rawValue.capitalized) \(id)", context, nav: "failures", content: """
+            <h1>\(action.rawValue.capitalized) <code>\(id)</code>?</h1>
+            \(explanation)
+            <form method="post" action="/dead-letters/\(Link.encode(id))/\(action.rawValue)">\(csrf)
+            <button type="submit"\(action == .purge ? HTML(" class=\"danger\"") : .empty)>\(button)</button> <a href="/dead-letters/\(Link.encode(id))">Cancel</a>
             </form>
             """)
     }
 
-    private func replayFromPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+    private func runFromPage(_ action: DeadLetterAction, _ request: Request, _ context: DashboardRequestContext) async throws -> Response {
         let id = try context.parameters.require("message_id")
         if let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
-        switch try await replay(id, as: context.identity, logger: context.logger) {
-        case .replayed:
+        switch try await run(action, id, as: context.identity, logger: context.logger) {
+        case .done:
             return Response(status: .seeOther, headers: [.location: "/jobs/\(Link.encode(id))"])
         case .refused(let status, let why):
             return Self.problem(status, why, link: "/dead-letters/\(Link.encode(id))")
         }
     }
 
-    private func replayFromAPI(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+    private func runFromAPI(_ action: DeadLetterAction, _ request: Request, _ context: DashboardRequestContext) async throws -> Response {
         let id = try context.parameters.require("message_id")
         if context.session != nil, let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
-        switch try await replay(id, as: context.identity, logger: context.logger) {
-        case .replayed(let count, let requestID):
-            return try JSONResponse.make(ReplayAnswer(replayed: count, requestID: requestID))
+        switch try await run(action, id, as: context.identity, logger: context.logger) {
+        case .done(let count, let requestID):
+            return try JSONResponse.make(ActionAnswer(action: action, count: count, requestID: requestID))
         case .refused(let status, let why):
-            return try JSONResponse.error(status, status == .forbidden ? "forbidden" : "not_replayed", why)
+            return try JSONResponse.error(status, status == .forbidden ? "forbidden" : "not_\(action.pastTense)", why)
         }
     }
 
-    private struct ReplayAnswer: Encodable {
-        var replayed: Int
+    /// `{"replayed": n, "request_id": …}` or `{"purged": n, "request_id": …}`.
+    private struct ActionAnswer: Encodable {
+        var action: DeadLetterAction
+        var count: Int
         var requestID: String
-        enum CodingKeys: String, CodingKey { case replayed, requestID = "request_id" }
+
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(_ name: String) { stringValue = name }
+            init?(stringValue: String) { self.init(stringValue) }
+            init?(intValue: Int) { nil }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(count, forKey: Key(action.pastTense))
+            try container.encode(requestID, forKey: Key("request_id"))
+        }
     }
 
     private func auditPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {

@@ -34,6 +34,8 @@ extension Dashboard {
         input, select { font: inherit; padding: 6px 8px; border: 1px solid #b8c1cc; border-radius: 4px; min-width: 150px; background: #fff; }
         button { font: inherit; padding: 7px 16px; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 4px; cursor: pointer; }
         a.button { display: inline-block; padding: 7px 16px; background: var(--accent); color: #fff; border-radius: 4px; text-decoration: none; }
+        a.button.danger, button.danger { background: var(--bad); border-color: var(--bad); }
+        .badge.purged { background: #ececec; color: var(--muted); }
         button.link { background: none; border: none; color: #dfe7f1; padding: 0; text-decoration: underline; }
         form.inline { display: inline; }
         dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 6px 18px; background: var(--paper); border: 1px solid var(--line); padding: 14px 18px; margin: 0 0 12px; }

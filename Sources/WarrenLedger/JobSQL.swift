@@ -166,11 +166,13 @@ enum JobSQL {
 
     static func pruneSelections(_ policy: RetentionPolicy, nowMs: Int64, placeholder: (Int) -> String) -> [PruneSelection] {
         let cutoffs = policy.cutoffs(nowMs: nowMs)
-        let finished = "('\(JobState.succeeded.rawValue)', '\(JobState.deadLettered.rawValue)')"
+        // A purged job is kept as long as a dead-lettered one.
+        let failed = "('\(JobState.deadLettered.rawValue)', '\(JobState.purged.rawValue)')"
+        let finished = "('\(JobState.succeeded.rawValue)', '\(JobState.deadLettered.rawValue)', '\(JobState.purged.rawValue)')"
         var selections: [PruneSelection] = []
         for (cutoff, condition) in [
             (cutoffs.succeeded, "status = '\(JobState.succeeded.rawValue)'"),
-            (cutoffs.deadLettered, "status = '\(JobState.deadLettered.rawValue)'"),
+            (cutoffs.deadLettered, "status IN \(failed)"),
             (cutoffs.unfinished, "status NOT IN \(finished)"),
         ] where cutoff != Int64.min {
             selections.append(PruneSelection(

@@ -25,7 +25,9 @@ public struct JobState: RawRepresentable, Hashable, Sendable, Codable, CustomStr
     public static let replayed = JobState(rawValue: "replayed")
 
     /// Every state, in the order a job usually goes through them.
-    public static let all: [JobState] = [.pending, .running, .retrying, .succeeded, .deadLettered, .replayed]
+    /// Its dead letter was deleted for good by an operator.
+    public static let purged = JobState(rawValue: "purged")
+    public static let all: [JobState] = [.pending, .running, .retrying, .succeeded, .deadLettered, .replayed, .purged]
 
     /// The state an event leaves a job in.
     static func after(_ event: WarrenEvent.Kind) -> JobState {
@@ -35,6 +37,7 @@ public struct JobState: RawRepresentable, Hashable, Sendable, Codable, CustomStr
         case .retry: .retrying
         case .deadLetter: .deadLettered
         case .replayed: .replayed
+        case .purged: .purged
         default: .pending  // published, requeued
         }
     }
@@ -160,11 +163,11 @@ public struct JobStatus: Sendable, Equatable, Codable {
         try container.encode(timeline, forKey: .timeline)
     }
 
-    /// The attempts of a job, from its events in the order they happened (`published` and `replayed` are not
+    /// The attempts of a job, from its events in the order they happened (`published`, `replayed` and `purged` are not
     /// attempts).
     static func timeline(of events: [WarrenEvent]) -> [Attempt] {
         var attempts: [Attempt] = []
-        for event in events where event.event != .published && event.event != .replayed {
+        for event in events where ![.published, .replayed, .purged].contains(event.event) {
             let number = event.attempt ?? 1
             if event.event == .started || attempts.last.map({ $0.attempt != number || $0.outcome != nil }) ?? true {
                 attempts.append(Attempt(attempt: number))

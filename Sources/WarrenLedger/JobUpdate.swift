@@ -52,7 +52,7 @@ struct JobUpdate: Equatable {
                 update.publishedAtMs = min(update.publishedAtMs ?? event.atMs, event.atMs)
                 if update.updatedAtMs == 0 { update.queue = event.queue }
             } else {
-                if event.event != .replayed { update.attempts = max(update.attempts, event.attempt ?? 1) }
+                if event.event != .replayed && event.event != .purged { update.attempts = max(update.attempts, event.attempt ?? 1) }
                 let eventPhase = Self.phase(of: event.event)
                 if (event.atMs, eventPhase) >= (update.updatedAtMs, update.updatedPhase) {
                     update.status = JobState.after(event.event).rawValue

@@ -92,9 +92,10 @@ struct Serve: AsyncParsableCommand {
         let namedBroker = url ?? environment["WARREN_AMQP_URL"]
         let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
         var inspector: AMQPQueueInspector?
-        var replayer: AMQPDeadLetterReplayer?
+        var operations: AMQPDeadLetterOperations?
         if !noIngest || namedBroker != nil {
-            replayer = AMQPDeadLetterReplayer(endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.replay"))
+            operations = AMQPDeadLetterOperations(
+                endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.dead-letters"))
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
                 throw ValidationError("--management-url is not a URL")
             }
@@ -118,7 +119,7 @@ struct Serve: AsyncParsableCommand {
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
         Dashboard(
-            store: ledgerStore, access: access, inspector: inspector, replayer: replayer, watchedQueues: queue, secureCookies: secureCookies)
+            store: ledgerStore, access: access, inspector: inspector, operations: operations, watchedQueues: queue, secureCookies: secureCookies)
             .addRoutes(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
@@ -134,7 +135,7 @@ struct Serve: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await inspector?.close()
-        await replayer?.close()
+        await operations?.close()
         try? await ledgerStore.close()
     }
 

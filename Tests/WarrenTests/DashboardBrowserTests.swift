@@ -243,7 +243,7 @@ struct DashboardBrowserTests {
         }
     }
 
-    @Test func anOperatorReplaysADeadLetterAndSeesItSucceedAViewerIsRefused() async throws {
+    @Test func anOperatorReplaysADeadLetterAndPurgesAnotherAViewerIsRefused() async throws {
         guard let chromium = try await browser() else { return }
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName("replayed"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
@@ -257,14 +257,17 @@ struct DashboardBrowserTests {
             if !fixed.isOpen { throw Reject("550 mailbox unavailable") }
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
-        func status() async -> String? {
-            await httpGet(port: dashboard.port, "/api/jobs/replay-me", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).json?["status"] as? String
+        func status(_ id: String = "replay-me") async -> String? {
+            await httpGet(port: dashboard.port, "/api/jobs/\(id)", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).json?["status"] as? String
         }
         var failure: (any Error)?
         do { try await inWindow(chromium, dashboard) { window in
             try await WarrenPublisher(transport: transport, events: events)
                 .publish(WelcomeEmail(userId: "u1", email: "u1@example.com"), to: .queue(queue), messageID: "replay-me")
             #expect(try await eventually { await status() == "dead_lettered" })
+            try await WarrenPublisher(transport: transport, events: events)
+                .publish(WelcomeEmail(userId: "u2", email: "u2@example.com"), to: .queue(queue), messageID: "purge-me")
+            #expect(try await eventually { await status("purge-me") == "dead_lettered" })
 
             // A viewer sees no replay button, gets a 403 for the confirmation page, and a 403 for a forged POST.
             try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/replay-me")
@@ -307,14 +310,29 @@ struct DashboardBrowserTests {
                 "return Array.from(document.querySelectorAll('tbody .badge')).map(b => b.textContent)") as? [String]
             #expect(outcomes == ["dead-letter", "ack"], "the dead-lettered attempt, then the replay's")
 
-            // The audit log: the operator's replay and the viewer's refusal.
+            // The other one is purged: deleted from the dead letters for good, its job marked purged.
+            try await window.go(to: dashboard.address + "/dead-letters/purge-me")
+            try await window.find("a.button.danger").click()
+            try await window.waitForURL(containing: "/dead-letters/purge-me/purge")
+            try await window.find("main form button[type=submit]").click()
+            try await window.waitForURL(containing: "/jobs/purge-me")
+            try await window.waitUntil("the purged job", timeout: .seconds(30)) {
+                try await window.go(to: dashboard.address + "/jobs/purge-me")
+                return try await window.find("dl.facts .badge").text() == "purged"
+            }
+            let queues = await httpGet(port: dashboard.port, "/api/queues", headers: ["Authorization": "Bearer \(SeededDashboard.token)"])
+            let parts = ((queues.json?["queues"] as? [[String: Any]])?.first { $0["queue"] as? String == queue }?["queues"] as? [[String: Any]]) ?? []
+            #expect(parts.first { $0["role"] as? String == "dead-letters" }?["messages"] as? Int == 0, "nothing left in the dead letters")
+
+            // The audit log: the operator's purge and replay, and the viewer's refusal.
             try await window.find("nav a[href='/audit']").click()
             try await window.waitForURL(containing: "/audit")
             let entries = try await window.findAll("tbody tr")
-            #expect(entries.count == 2)
-            let newest = try await entries[0].text(), oldest = try await entries[1].text()
-            #expect(newest.contains("ada (operator) replay message replay-me from \(queue) 1 done"), "\(newest)")
-            #expect(oldest.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(oldest)")
+            #expect(entries.count == 3)
+            let purge = try await entries[0].text(), replay = try await entries[1].text(), refusal = try await entries[2].text()
+            #expect(purge.contains("ada (operator) purge message purge-me from \(queue) 1 done"), "\(purge)")
+            #expect(replay.contains("ada (operator) replay message replay-me from \(queue) 1 done"), "\(replay)")
+            #expect(refusal.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(refusal)")
             try await snap(window, "audit")
         } } catch { failure = error }
         await worker.stop()

@@ -153,6 +153,9 @@ struct DashboardProcessTests {
         let refused = await httpRequest(
             "POST", port: port, "/api/dead-letters/bounce/replay", headers: ["Authorization": "Bearer \(Self.readOnlyToken)"])
         #expect(refused.status == 403 && refused.json?["error"] as? String == "forbidden", "\(refused.body)")
+        let refusedPurge = await httpRequest(
+            "POST", port: port, "/api/dead-letters/bounce/purge", headers: ["Authorization": "Bearer \(Self.readOnlyToken)"])
+        #expect(refusedPurge.status == 403, "\(refusedPurge.body)")
 
         // A replay: the job shows `replayed` until a worker takes it again, then succeeds.
         await worker.stop()
@@ -169,7 +172,8 @@ struct DashboardProcessTests {
         let again = await httpRequest("POST", port: port, "/api/dead-letters/bounce/replay", headers: auth)
         #expect(again.status == 404 && again.json?["error"] as? String == "not_replayed", "\(again.body)")
         let audit = (await httpGet(port: port, "/api/audit", headers: auth).json?["entries"] as? [[String: Any]]) ?? []
-        #expect(audit.compactMap { $0["actor"] as? String } == ["token", "readonly-token"], "\(audit)")
+        #expect(audit.compactMap { $0["actor"] as? String } == ["token", "readonly-token", "readonly-token"], "\(audit)")
+        #expect(audit.compactMap { $0["action"] as? String } == ["replay", "purge", "replay"])
         #expect(audit.compactMap { $0["outcome"] as? String }.last == "refused" && audit.first?["count"] as? Int == 0)
         #expect((audit.first?["outcome"] as? String)?.hasPrefix("failed: No dead letter") == true)
 

@@ -65,6 +65,18 @@ struct LedgerStoreTests {
         try await second.close()
     }
 
+    @Test func aPurgedDeadLetterEndsItsJobWithoutAnotherAttempt() {
+        let events = [
+            WarrenEvent(event: .published, messageID: "p", type: "t", queue: "q", atMs: 1_000),
+            WarrenEvent(event: .deadLetter, messageID: "p", type: "t", queue: "q", attempt: 2, atMs: 1_100, error: "boom", reason: "rejected"),
+            WarrenEvent(event: .purged, messageID: "p", type: "t", queue: "q", atMs: 1_200),
+        ]
+        let update = JobUpdate.fold(events)
+        #expect(update.map(\.status) == ["purged"] && update.first?.attempts == 2 && update.first?.lastError == "boom")
+        #expect(JobStatus.timeline(of: events).map(\.outcome) == ["dead-letter"], "a purge is not an attempt")
+        #expect(JobState.all.contains(.purged))
+    }
+
     @Test func migrationsAreVersionedAndRunOnce() async throws {
         try await withSQLiteStore { store, path in
             try await store.migrate()

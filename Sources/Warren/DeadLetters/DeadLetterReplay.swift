@@ -49,8 +49,36 @@ public enum DeadLetterReplay {
         return events
     }
 
-    /// Tells a ledger about replays: the events to `exchange` (declared topic, durable), routing key
-    /// `<queue>.replayed`, confirmed, not mandatory (nobody listening costs nothing).
+    /// Deletes the dead letters of `queue` that `matching` accepts (acked off the dead-letter queue, not sent
+    /// anywhere), walking it as ``replay(from:on:replayID:limit:matching:)`` does.
+    /// - Returns: a `purged` event per message deleted, for a ledger.
+    /// - Throws: ``AMQPError`` (404 when `queue` has no dead-letter queue).
+    public static func purge(from queue: String, on connection: AMQPConnection, matching: (DeadLetter) -> Bool) async throws -> [WarrenEvent] {
+        let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
+        let reader = try await connection.openChannel()
+        var events: [WarrenEvent] = []
+        do {
+            var remaining = try await reader.queueStatus(deadLetterQueue).messageCount
+            while remaining > 0, let result = try await reader.get(queue: deadLetterQueue) {
+                remaining -= 1
+                let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
+                guard matching(letter) else { continue }
+                try result.delivery.ack()
+                events.append(WarrenEvent(
+                    event: .purged, messageID: letter.properties.messageID, type: letter.properties.type,
+                    queue: letter.replayQueue(fallback: queue), atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()),
+                    host: ProcessInfo.processInfo.hostName, correlationID: letter.properties.correlationID))
+            }
+        } catch {
+            try? await reader.close()
+            throw error
+        }
+        try? await reader.close()
+        return events
+    }
+
+    /// Tells a ledger about replays (and purges): the events to `exchange` (declared topic, durable), routing key
+    /// `<queue>.<event>`, confirmed, not mandatory (nobody listening costs nothing).
     /// - Throws: ``AMQPError`` when they could not be sent; the replays are done whatever happens here.
     public static func report(_ events: [WarrenEvent], on connection: AMQPConnection, exchange: String = "warren.events") async throws {
         guard !events.isEmpty else { return }
@@ -60,7 +88,7 @@ public enum DeadLetterReplay {
         let now = Date()
         for (target, batch) in Dictionary(grouping: events, by: \.queue) {
             try await channel.publish(
-                WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: "\(target).replayed",
+                WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: "\(target).\(batch[0].event.rawValue)",
                 properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
         }
         try? await channel.close()

@@ -23,6 +23,8 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         public static let requeued = Kind(rawValue: "requeued")
         /// A dead letter was sent back to its work queue (`warren dlx replay`); its attempts start again at 1.
         public static let replayed = Kind(rawValue: "replayed")
+        /// A dead letter was deleted for good by an operator (from the dashboard).
+        public static let purged = Kind(rawValue: "purged")
     }
 
     /// The wire schema's version; 1.
