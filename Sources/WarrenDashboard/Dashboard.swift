@@ -212,18 +212,10 @@ public struct Dashboard: Sendable {
             <td class="error-text">\(job.lastError ?? job.reason ?? "")</td></tr>
             """
         }
-        let table: HTML = rows.isEmpty
-            ? "<p class=\"empty\">No job matches.</p>"
-            : """
-            <table><caption class="visually-hidden">Jobs, most recent first</caption>
-            <thead><tr><th scope="col">Message id</th><th scope="col">Type</th><th scope="col">Queue</th><th scope="col">Status</th>\
-            <th scope="col">Attempts</th><th scope="col">Published</th><th scope="col">Last event</th><th scope="col">Last error</th></tr></thead>
-            <tbody>\(rows)</tbody></table>
-            """
-        let next: HTML = found.next.map { cursor in
-            "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to("/jobs", Self.keep(filters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
-        } ?? .empty
-        return page("Jobs", context, nav: "jobs", content: jobSearchForm(value) + table + next)
+        let table = Self.table(
+            "Jobs, most recent first", ["Message id", "Type", "Queue", "Status", "Attempts", "Published", "Last event", "Last error"],
+            rows: rows, empty: "No job matches.")
+        return page("Jobs", context, nav: "jobs", content: jobSearchForm(value) + table + Self.nextPage("/jobs", filters, after: found.next))
     }
 
     private func jobSearchForm(_ value: (String) -> String) -> HTML {
@@ -277,10 +269,7 @@ public struct Dashboard: Sendable {
             </dl>
             \(deadLetters)
             <h2>Attempts</h2>
-            <table><caption class="visually-hidden">The job's attempts, first to last</caption>
-            <thead><tr><th scope="col">#</th><th scope="col">Started</th><th scope="col">Ended</th><th scope="col">Waited</th>\
-            <th scope="col">Took</th><th scope="col">Outcome</th><th scope="col">Host</th><th scope="col">Error</th></tr></thead>
-            <tbody>\(attempts)</tbody></table>
+            \(Self.table("The job's attempts, first to last", ["#", "Started", "Ended", "Waited", "Took", "Outcome", "Host", "Error"], rows: attempts))
             """
         return page("Job \(job.messageID)", context, nav: "jobs", content: content)
     }
@@ -306,7 +295,7 @@ public struct Dashboard: Sendable {
         }
         let groups = try await store.failureGroups(matching: query)
         let rows = groups.map { group -> HTML in
-            let groupLink = Link.to("/failures/\(group.groupID)", Self.keep(parameters, only: ["queue", "since", "until"]))
+            let groupLink = Link.to("/failures/\(Link.encode(group.groupID))", Self.keep(parameters, only: ["queue", "since", "until"]))
             return """
                 <tr><td class="number"><a href="\(groupLink)">\(group.count)</a></td><td>\(group.type)</td><td>\(group.reason)</td>\
                 <td class="error-text"><a href="\(groupLink)">\(group.error.isEmpty ? "(no error text)" : group.error)</a></td>\
@@ -314,14 +303,9 @@ public struct Dashboard: Sendable {
                 <td><a href="/dead-letters/\(Link.encode(group.sampleMessageID))"><code>\(group.sampleMessageID)</code></a></td></tr>
                 """
         }
-        let table: HTML = rows.isEmpty
-            ? "<p class=\"empty\">No dead letters in this range.</p>"
-            : """
-            <table><caption class="visually-hidden">Failure groups, most recently seen first</caption>
-            <thead><tr><th scope="col">Dead letters</th><th scope="col">Type</th><th scope="col">Reason</th><th scope="col">Error</th>\
-            <th scope="col">First seen</th><th scope="col">Last seen</th><th scope="col">Sample</th></tr></thead>
-            <tbody>\(rows)</tbody></table>
-            """
+        let table = Self.table(
+            "Failure groups, most recently seen first", ["Dead letters", "Type", "Reason", "Error", "First seen", "Last seen", "Sample"],
+            rows: rows, empty: "No dead letters in this range.")
         return page("Failures", context, nav: "failures", content: form + table)
     }
 
@@ -347,19 +331,14 @@ public struct Dashboard: Sendable {
             <td>\(letter.queue)</td><td class="error-text">\(letter.error)</td></tr>
             """
         }
-        let next: HTML = found.next.map { cursor in
-            "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to("/failures/\(group)", Self.keep(parameters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
-        } ?? .empty
         let content: HTML = """
             <h1>Failure group <code>\(group)</code></h1>
             <dl class="facts">
             <dt>Type</dt><dd>\(first.type)</dd><dt>Reason</dt><dd>\(first.reason)</dd>
             <dt>Error</dt><dd class="error-text">\(fingerprint.maskedError)</dd>
             </dl>
-            <table><caption class="visually-hidden">The group's dead letters, most recent first</caption>
-            <thead><tr><th scope="col">Dead-lettered</th><th scope="col">Message id</th><th scope="col">Queue</th><th scope="col">Error</th></tr></thead>
-            <tbody>\(rows)</tbody></table>
-            \(next)
+            \(Self.table("The group's dead letters, most recent first", ["Dead-lettered", "Message id", "Queue", "Error"], rows: rows))
+            \(Self.nextPage("/failures/\(Link.encode(group))", parameters, after: found.next))
             """
         return page("Failure group", context, nav: "failures", content: content)
     }
@@ -455,15 +434,10 @@ public struct Dashboard: Sendable {
                 <td class="number">\(rate(overview.rates?.publishedPerSecond))</td><td class="number">\(rate(overview.rates?.ackedPerSecond))</td></tr>
                 """
         }
-        let table: HTML = rows.isEmpty
-            ? "<p class=\"empty\">No queues yet: the ledger has no jobs, and none is watched (--queue).</p>"
-            : """
-            <table><caption class="visually-hidden">Work queues</caption>
-            <thead><tr><th scope="col">Queue</th><th scope="col" class="number">Ready</th><th scope="col" class="number">Unacked</th>\
-            <th scope="col" class="number">Consumers</th><th scope="col">Waiting to retry</th><th scope="col" class="number">Redelivered</th>\
-            <th scope="col" class="number">Dead letters</th><th scope="col" class="number">Published</th><th scope="col" class="number">Acked</th></tr></thead>
-            <tbody>\(rows)</tbody></table>
-            """
+        let table = Self.table(
+            "Work queues", ["Queue", "Ready", "Unacked", "Consumers", "Waiting to retry", "Redelivered", "Dead letters", "Published", "Acked"],
+            numeric: ["Ready", "Unacked", "Consumers", "Redelivered", "Dead letters", "Published", "Acked"], rows: rows,
+            empty: "No queues yet: the ledger has no jobs, and none is watched (--queue).")
         let source: HTML = overviews.contains(where: { $0.rates != nil })
             ? "<p class=\"hint\">Depths from AMQP; unacked counts and rates from the management API.</p>"
             : "<p class=\"hint\">Depths from AMQP (passive declares). Unacked counts and rates need the management API (--management-url).</p>"
@@ -609,14 +583,9 @@ public struct Dashboard: Sendable {
             """
         }
         let next: HTML = entries.count == 50 ? "<p class=\"pages\"><a rel=\"next\" href=\"/audit?before=\(entries.last?.id ?? 0)\">Older →</a></p>" : .empty
-        let table: HTML = rows.isEmpty
-            ? "<p class=\"empty\">No replay or purge yet.</p>"
-            : """
-            <table><caption class="visually-hidden">Replays and purges, newest first</caption>
-            <thead><tr><th scope="col">When</th><th scope="col">Who</th><th scope="col">What</th><th scope="col">Of</th>\
-            <th scope="col" class="number">Dead letters</th><th scope="col">Outcome</th><th scope="col">Request</th></tr></thead>
-            <tbody>\(rows)</tbody></table>
-            """
+        let table = Self.table(
+            "Replays and purges, newest first", ["When", "Who", "What", "Of", "Dead letters", "Outcome", "Request"],
+            numeric: ["Dead letters"], rows: rows, empty: "No replay or purge yet.")
         return page("Audit log", context, nav: "audit", content: "<h1>Audit log</h1>" + table + next)
     }
 
@@ -654,6 +623,26 @@ public struct Dashboard: Sendable {
 
     static func badge(_ state: JobState) -> HTML {
         "<span class=\"badge \(state.rawValue)\">\(state.rawValue.replacingOccurrences(of: "_", with: " "))</span>"
+    }
+
+    /// A table of `rows` under `columns` (those in `numeric` right-aligned) with a caption for screen readers; `empty`
+    /// as a note instead when there are no rows (`nil`: the table, empty).
+    static func table(_ caption: String, _ columns: [String], numeric: Set<String> = [], rows: [HTML], empty: String? = nil) -> HTML {
+        if rows.isEmpty, let empty { return "<p class=\"empty\">\(empty)</p>" }
+        let headers = columns.map { column -> HTML in
+            "<th scope=\"col\"\(numeric.contains(column) ? HTML(" class=\"number\"") : .empty)>\(column)</th>"
+        }
+        return """
+            <table><caption class="visually-hidden">\(caption)</caption>
+            <thead><tr>\(headers)</tr></thead>
+            <tbody>\(rows)</tbody></table>
+            """
+    }
+
+    /// The link to the page after `cursor` of a search at `path`, its other parameters kept; nothing on the last page.
+    static func nextPage(_ path: String, _ parameters: [(String, String)], after cursor: LedgerCursor?) -> HTML {
+        guard let cursor else { return .empty }
+        return "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to(path, keep(parameters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
     }
 
     static func errorNote(_ message: String) -> HTML {

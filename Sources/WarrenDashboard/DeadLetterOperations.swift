@@ -20,48 +20,63 @@ public protocol DeadLetterOperations: Sendable {
 /// exchange, so the ledger shows the job as replayed until a worker takes it, or as purged. One connection, kept open
 /// between requests.
 public actor AMQPDeadLetterOperations: DeadLetterOperations {
-    private let endpoints: [AMQPEndpoint]
     private let eventsExchange: String
     private let logger: Logger
-    private var connection: AMQPConnection?
+    private let connection: ReusedConnection
 
     public init(endpoints: [AMQPEndpoint], eventsExchange: String = "warren.events", logger: Logger = Logger(label: "warren.dashboard.dead-letters")) {
-        self.endpoints = endpoints
         self.eventsExchange = eventsExchange
         self.logger = logger
+        self.connection = ReusedConnection(endpoints: endpoints, name: "warren-dashboard dead letters", logger: logger)
     }
 
     public func replay(messageID: String, queue: String, replayID: String) async throws -> Int {
-        let connection = try await openConnection()
-        let events = try await DeadLetterReplay.replay(from: queue, on: connection, replayID: replayID) { $0.properties.messageID == messageID }
-        await report(events, on: connection)
-        return events.count
+        try await run { try await DeadLetterReplay.replay(from: queue, on: $0, replayID: replayID) { $0.properties.messageID == messageID } }
     }
 
     public func purge(messageID: String, queue: String) async throws -> Int {
-        let connection = try await openConnection()
-        let events = try await DeadLetterReplay.purge(from: queue, on: connection) { $0.properties.messageID == messageID }
-        await report(events, on: connection)
+        try await run { try await DeadLetterReplay.purge(from: queue, on: $0) { $0.properties.messageID == messageID } }
+    }
+
+    /// Runs `operation`, then reports its events; the operation is done whatever happens to the report (a failure
+    /// there is a warning). Returns how many dead letters it settled.
+    private func run(_ operation: (AMQPConnection) async throws -> [WarrenEvent]) async throws -> Int {
+        let opened = try await connection.open()
+        let events = try await operation(opened)
+        do {
+            try await DeadLetterReplay.report(events, on: opened, exchange: eventsExchange)
+        } catch {
+            logger.warning("done, but the events were not sent", metadata: ["error": "\(error)", "events": "\(events.count)"])
+        }
         return events.count
     }
 
-    private func openConnection() async throws -> AMQPConnection {
-        if let open = connection, open.isOpen { return open }
-        let opened = try await AMQPConnection.connect(to: endpoints, connectionName: "warren-dashboard dead letters", logger: logger)
+    public func close() async {
+        await connection.close()
+    }
+}
+
+/// One AMQP connection, opened on first use and again whenever the one before has closed.
+actor ReusedConnection {
+    private let endpoints: [AMQPEndpoint]
+    private let name: String
+    private let logger: Logger
+    private var connection: AMQPConnection?
+
+    init(endpoints: [AMQPEndpoint], name: String, logger: Logger) {
+        self.endpoints = endpoints
+        self.name = name
+        self.logger = logger
+    }
+
+    func open() async throws -> AMQPConnection {
+        if let connection, connection.isOpen { return connection }
+        let opened = try await AMQPConnection.connect(to: endpoints, connectionName: name, logger: logger)
         connection = opened
         return opened
     }
 
-    /// The operation is done whatever happens here: a failure is a warning.
-    private func report(_ events: [WarrenEvent], on connection: AMQPConnection) async {
-        do {
-            try await DeadLetterReplay.report(events, on: connection, exchange: eventsExchange)
-        } catch {
-            logger.warning("done, but the events were not sent", metadata: ["error": "\(error)", "events": "\(events.count)"])
-        }
-    }
-
-    public func close() async {
+    func close() async {
         await connection?.close()
         connection = nil
     }

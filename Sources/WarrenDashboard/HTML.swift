@@ -53,7 +53,12 @@ struct HTML: Sendable, ExpressibleByStringInterpolation {
 
     /// A response carrying this page, marked not to be cached nor framed by another site.
     func response(status: HTTPResponse.Status = .ok, headers extra: HTTPFields = [:]) -> Response {
-        var headers: HTTPFields = [
+        var headers = Self.pageHeaders
+        headers.append(contentsOf: extra)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: markup)))
+    }
+
+    private static let pageHeaders: HTTPFields = [
             .contentType: "text/html; charset=utf-8",
             .cacheControl: "no-store",
             HTTPField.Name("X-Frame-Options")!: "DENY",
@@ -63,9 +68,6 @@ struct HTML: Sendable, ExpressibleByStringInterpolation {
             HTTPField.Name("Content-Security-Policy")!:
                 "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ]
-        headers.append(contentsOf: extra)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: markup)))
-    }
 }
 
 /// Building links: path segments and query strings, percent-encoded (then escaped where they land in markup).

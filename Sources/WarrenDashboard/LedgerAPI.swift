@@ -125,15 +125,22 @@ public struct LedgerAPI: Sendable {
     /// `24h`, `7d`).
     static func time(_ text: String, _ name: String, nowMs: Int64 = Int64((Date().timeIntervalSince1970 * 1000).rounded())) throws -> Int64 {
         if let milliseconds = Int64(text) { return milliseconds }
-        let units: [Character: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        if let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count >= 0 {
-            return nowMs - count * unit
-        }
+        if let ago = ShortDuration.milliseconds(text) { return nowMs - ago }
         let formatter = ISO8601DateFormatter()
         for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
             formatter.formatOptions = options
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
         throw BadRequest(message: "\(name) must be a duration before now (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970")
+    }
+}
+
+/// `90s`, `30m`, `12h`, `7d`: how the dashboard's options and searches write a duration.
+package enum ShortDuration {
+    /// The milliseconds `text` stands for; `nil` when it is not a count followed by `s`, `m`, `h` or `d`.
+    package static func milliseconds(_ text: String) -> Int64? {
+        let units: [Character: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
+        guard let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count >= 0 else { return nil }
+        return count * unit
     }
 }

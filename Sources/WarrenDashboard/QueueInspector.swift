@@ -67,27 +67,24 @@ public protocol QueueInspector: Sendable {
 public actor AMQPQueueInspector: QueueInspector {
     private let endpoints: [AMQPEndpoint]
     private let managementURL: URL?
-    private let logger: Logger
-    private var connection: AMQPConnection?
+    private let connection: ReusedConnection
 
     /// - Parameters:
     ///   - managementURL: e.g. `http://127.0.0.1:15672`; `nil` to use AMQP alone (no rates, no unacked counts).
     public init(endpoints: [AMQPEndpoint], managementURL: URL? = nil, logger: Logger = Logger(label: "warren.dashboard.queues")) {
         self.endpoints = endpoints
         self.managementURL = managementURL
-        self.logger = logger
+        self.connection = ReusedConnection(endpoints: endpoints, name: "warren-dashboard queues", logger: logger)
     }
 
     public func inspect(_ queues: [String]) async -> [QueueOverview] {
         var overviews: [QueueOverview] = []
         for name in queues {
             do {
-                let connection = try await openConnection()
-                var overview = QueueOverview(queue: name, queues: try await WarrenTopology(queue: name).inspect(on: connection))
+                var overview = QueueOverview(queue: name, queues: try await WarrenTopology(queue: name).inspect(on: try await connection.open()))
                 overview.rates = await rates(of: name)
                 overviews.append(overview)
             } catch {
-                connection = nil
                 overviews.append(QueueOverview(queue: name, queues: [], problem: "the broker could not be asked: \(error)"))
             }
         }
@@ -95,15 +92,7 @@ public actor AMQPQueueInspector: QueueInspector {
     }
 
     public func close() async {
-        await connection?.close()
-        connection = nil
-    }
-
-    private func openConnection() async throws -> AMQPConnection {
-        if let connection, connection.isOpen { return connection }
-        let opened = try await AMQPConnection.connect(to: endpoints, connectionName: "warren-dashboard queues", logger: logger)
-        connection = opened
-        return opened
+        await connection.close()
     }
 
     private func rates(of queue: String) async -> QueueRates? {

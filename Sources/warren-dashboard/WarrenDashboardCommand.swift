@@ -141,10 +141,9 @@ struct Serve: AsyncParsableCommand {
 
     /// `90s`, `30m`, `12h`, `7d`.
     static func duration(_ text: String) throws -> Duration {
-        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3_600, "d": 86_400]
-        guard let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count >= 0 else {
+        guard let milliseconds = ShortDuration.milliseconds(text) else {
             throw ValidationError("'\(text)' is not a duration such as 90s, 30m, 12h or 7d")
         }
-        return .seconds(count * unit)
+        return .milliseconds(milliseconds)
     }
 }

@@ -139,12 +139,10 @@ package struct WebDriverSession: Sendable {
     /// returns before the next page arrives).
     /// - Throws: ``TestFailure`` after `timeout`.
     package func waitForURL(containing fragment: String, timeout: Duration = .seconds(10)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await currentURL().contains(fragment), try await evaluate("return document.readyState") as? String == "complete" { return }
-            try await Task.sleep(for: .milliseconds(50))
+        try await waitUntil("an address containing \(fragment)", timeout: timeout) {
+            guard try await currentURL().contains(fragment) else { return false }
+            return try await evaluate("return document.readyState") as? String == "complete"
         }
-        throw TestFailure("the window never reached an address containing \(fragment); it is at \(try await currentURL())")
     }
 
     /// Waits until `condition` holds (say what it waits for in `what`).

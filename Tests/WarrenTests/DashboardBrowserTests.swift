@@ -380,6 +380,25 @@ struct DashboardBrowserTests {
 /// The dashboard's door, over plain HTTP: cookies, CSRF, redirects and roles, checked header by header.
 @Suite("The dashboard's sign-in and sessions")
 struct DashboardSessionTests {
+    /// A fresh sign-in form's CSRF token and the cookie that goes with it.
+    static func signInForm(port: Int) async -> (token: String?, cookie: String?) {
+        let form = await httpGet(port: port, "/sign-in")
+        return (csrfToken(in: form.body), form.headers["set-cookie"]?.firstMatch(of: /warren_sign_in=([^;]+)/).map { String($0.1) })
+    }
+
+    /// The CSRF token of a page's form.
+    static func csrfToken(in page: String) -> String? {
+        page.firstMatch(of: /name="csrf_token" value="([^"]+)"/).map { String($0.1) }
+    }
+
+    /// Posts the sign-in form's `fields`, with the form's cookie when given.
+    static func postSignIn(port: Int, _ fields: String, cookie: String?) async -> HTTPAnswer {
+        await httpRequest(
+            "POST", port: port, "/sign-in",
+            headers: ["Content-Type": "application/x-www-form-urlencoded"].merging(cookie.map { ["Cookie": "warren_sign_in=\($0)"] } ?? [:]) { $1 },
+            body: fields)
+    }
+
     @Test func signingInGivesAStrictHttpOnlyCookieAndFormsNeedTheirToken() async throws {
         let dashboard = try await SeededDashboard.start()
         let port = dashboard.port
@@ -391,15 +410,9 @@ struct DashboardSessionTests {
         #expect(await httpGet(port: port, "/api/jobs", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).status == 200)
 
         // The form's token and its cookie.
-        let form = await httpGet(port: port, "/sign-in")
-        let formToken = try #require(form.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/)?.1).description
-        let formCookie = try #require(form.headers["set-cookie"]?.firstMatch(of: /warren_sign_in=([^;]+)/)?.1).description
-        func signIn(_ fields: String, cookie: String?) async -> HTTPAnswer {
-            await httpRequest(
-                "POST", port: port, "/sign-in",
-                headers: ["Content-Type": "application/x-www-form-urlencoded"].merging(cookie.map { ["Cookie": "warren_sign_in=\($0)"] } ?? [:]) { $1 },
-                body: fields)
-        }
+        let form = await Self.signInForm(port: port)
+        let formToken = try #require(form.token), formCookie = try #require(form.cookie)
+        func signIn(_ fields: String, cookie: String?) async -> HTTPAnswer { await Self.postSignIn(port: port, fields, cookie: cookie) }
         let password = SeededDashboard.operatorPassword.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
         #expect(await signIn("user=ada&password=\(password)&csrf_token=\(formToken)", cookie: nil).status == 403, "no form cookie: posted from elsewhere")
         #expect(await signIn("user=ada&password=wrong&csrf_token=\(formToken)", cookie: formCookie).status == 401)
@@ -418,7 +431,7 @@ struct DashboardSessionTests {
         #expect(lastDay.status == 200 && lastDay.body.contains(">welcome-30</code>"))
         let lastMinute = await httpGet(port: port, "/jobs?type=email.welcome&since=1m", headers: ["Cookie": "warren_session=\(session)"])
         #expect(lastMinute.status == 200 && lastMinute.body.contains("No job matches."))
-        let csrf = try #require(jobs.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/)?.1).description
+        let csrf = try #require(Self.csrfToken(in: jobs.body))
         let forged = await httpRequest(
             "POST", port: port, "/sign-out", headers: ["Cookie": "warren_session=\(session)", "Content-Type": "application/x-www-form-urlencoded"],
             body: "csrf_token=forged")
@@ -436,14 +449,9 @@ struct DashboardSessionTests {
         let dashboard = try await SeededDashboard.start()
         let port = dashboard.port
         func signIn(_ user: String, _ password: String) async -> HTTPAnswer {
-            let form = await httpGet(port: port, "/sign-in")
-            let token = form.body.firstMatch(of: /name="csrf_token" value="([^"]+)"/).map { String($0.1) } ?? ""
-            let cookie = form.headers["set-cookie"]?.firstMatch(of: /warren_sign_in=([^;]+)/).map { String($0.1) } ?? ""
+            let form = await Self.signInForm(port: port)
             let password = password.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
-            return await httpRequest(
-                "POST", port: port, "/sign-in",
-                headers: ["Content-Type": "application/x-www-form-urlencoded", "Cookie": "warren_sign_in=\(cookie)"],
-                body: "user=\(user)&password=\(password)&csrf_token=\(token)")
+            return await Self.postSignIn(port: port, "user=\(user)&password=\(password)&csrf_token=\(form.token ?? "")", cookie: form.cookie ?? "")
         }
         for _ in 1...5 { #expect(await signIn("grace", "guess").status == 401) }
         let locked = await signIn("grace", SeededDashboard.viewerPassword)

@@ -15,38 +15,26 @@ public enum DeadLetterReplay {
         from queue: String, on connection: AMQPConnection, replayID: String? = nil, limit: Int? = nil,
         matching: (DeadLetter) -> Bool
     ) async throws -> [WarrenEvent] {
-        let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
         let publisher = try await connection.openChannel()
-        try await publisher.enableConfirms()
-        let reader = try await connection.openChannel()
-        var events: [WarrenEvent] = []
         do {
-            var remaining = try await reader.queueStatus(deadLetterQueue).messageCount
-            while remaining > 0, events.count < (limit ?? .max), let result = try await reader.get(queue: deadLetterQueue) {
-                remaining -= 1
-                let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
-                guard matching(letter) else { continue }  // stays unacked: back to the queue when the channel closes
+            try await publisher.enableConfirms()
+            let events = try await walk(queue, on: connection, limit: limit, matching: matching) { letter, delivery in
                 let target = letter.replayQueue(fallback: queue)
                 // Timed before the publish: a worker may take the copy and report its attempt before this event is
                 // sent, and the ledger orders a job's events by time.
-                let replayedAt = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+                let event = Self.event(.replayed, of: letter, queue: target)
                 var properties = letter.replayProperties()
                 if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
                 try await publisher.publish(letter.body, routingKey: target, mandatory: true, properties: properties)
-                try result.delivery.ack()
-                events.append(WarrenEvent(
-                    event: .replayed, messageID: letter.properties.messageID, type: letter.properties.type, queue: target,
-                    atMs: replayedAt, host: ProcessInfo.processInfo.hostName,
-                    correlationID: letter.properties.correlationID))
+                try delivery.ack()
+                return event
             }
+            try? await publisher.close()
+            return events
         } catch {
-            try? await reader.close()
             try? await publisher.close()
             throw error
         }
-        try? await reader.close()  // whatever was not acked goes back to the dead letters
-        try? await publisher.close()
-        return events
     }
 
     /// Deletes the dead letters of `queue` that `matching` accepts (acked off the dead-letter queue, not sent
@@ -54,20 +42,29 @@ public enum DeadLetterReplay {
     /// - Returns: a `purged` event per message deleted, for a ledger.
     /// - Throws: ``AMQPError`` (404 when `queue` has no dead-letter queue).
     public static func purge(from queue: String, on connection: AMQPConnection, matching: (DeadLetter) -> Bool) async throws -> [WarrenEvent] {
+        try await walk(queue, on: connection, limit: nil, matching: matching) { letter, delivery in
+            try delivery.ack()
+            return Self.event(.purged, of: letter, queue: letter.replayQueue(fallback: queue))
+        }
+    }
+
+    /// Takes `queue`'s dead letters one by one (`basic.get`, up to the count the queue had when it began, at most
+    /// `limit` matching ones) on a channel of its own and hands those `matching` accepts to `settle`; the others stay
+    /// unacked and go back to the queue, in their order, when the channel closes.
+    private static func walk(
+        _ queue: String, on connection: AMQPConnection, limit: Int?, matching: (DeadLetter) -> Bool,
+        settle: (DeadLetter, AMQPDelivery) async throws -> WarrenEvent
+    ) async throws -> [WarrenEvent] {
         let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
         let reader = try await connection.openChannel()
         var events: [WarrenEvent] = []
         do {
             var remaining = try await reader.queueStatus(deadLetterQueue).messageCount
-            while remaining > 0, let result = try await reader.get(queue: deadLetterQueue) {
+            while remaining > 0, events.count < (limit ?? .max), let result = try await reader.get(queue: deadLetterQueue) {
                 remaining -= 1
                 let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
                 guard matching(letter) else { continue }
-                try result.delivery.ack()
-                events.append(WarrenEvent(
-                    event: .purged, messageID: letter.properties.messageID, type: letter.properties.type,
-                    queue: letter.replayQueue(fallback: queue), atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()),
-                    host: ProcessInfo.processInfo.hostName, correlationID: letter.properties.correlationID))
+                events.append(try await settle(letter, result.delivery))
             }
         } catch {
             try? await reader.close()
@@ -75,6 +72,13 @@ public enum DeadLetterReplay {
         }
         try? await reader.close()
         return events
+    }
+
+    private static func event(_ kind: WarrenEvent.Kind, of letter: DeadLetter, queue: String) -> WarrenEvent {
+        WarrenEvent(
+            event: kind, messageID: letter.properties.messageID, type: letter.properties.type, queue: queue,
+            atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
+            correlationID: letter.properties.correlationID)
     }
 
     /// Tells a ledger about replays (and purges): the events to `exchange` (declared topic, durable), routing key
@@ -86,9 +90,9 @@ public enum DeadLetterReplay {
         try await channel.enableConfirms()
         try await channel.exchangeDeclare(exchange, type: .topic, durable: true)
         let now = Date()
-        for (target, batch) in Dictionary(grouping: events, by: \.queue) {
+        for (routingKey, batch) in Dictionary(grouping: events, by: { "\($0.queue).\($0.event.rawValue)" }) {
             try await channel.publish(
-                WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: "\(target).\(batch[0].event.rawValue)",
+                WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: routingKey,
                 properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
         }
         try? await channel.close()
