@@ -251,7 +251,8 @@ public struct Dashboard: Sendable {
             <td class="error-text">\(attempt.error)</td></tr>
             """
         }
-        let deadLetters: HTML = [.deadLettered, .replayed, .purged].contains(job.state) || job.timeline.contains(where: { $0.outcome == "dead_lettered" })
+        // Any job that was ever dead-lettered (a replayed one that then succeeded too) links to its dead letters.
+        let deadLetters: HTML = job.timeline.contains(where: { $0.outcome == WarrenEvent.Kind.deadLetter.rawValue })
             ? "<p><a href=\"/dead-letters/\(Link.encode(id))\">Its dead letters: headers and body →</a></p>" : .empty
         let content: HTML = """
             <h1>Job <code>\(job.messageID)</code></h1>

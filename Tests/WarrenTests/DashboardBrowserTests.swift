@@ -309,6 +309,7 @@ struct DashboardBrowserTests {
             let outcomes = try await window.evaluate(
                 "return Array.from(document.querySelectorAll('tbody .badge')).map(b => b.textContent)") as? [String]
             #expect(outcomes == ["dead-letter", "ack"], "the dead-lettered attempt, then the replay's")
+            #expect(try await window.findAll("main a[href='/dead-letters/replay-me']").count == 1, "a replayed job still links to its dead letter")
 
             // The other one is purged: deleted from the dead letters for good, its job marked purged.
             try await window.go(to: dashboard.address + "/dead-letters/purge-me")
