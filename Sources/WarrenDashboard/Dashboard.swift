@@ -29,16 +29,20 @@ public struct Dashboard: Sendable {
     public var inspector: (any QueueInspector)?
     /// Work queues the queues page shows besides those the ledger has jobs of.
     public var watchedQueues: [String]
-    /// Replays and purges dead letters for operators; `nil`: both are off (no broker).
+    /// Replays and purges dead letters still in their queues for operators; `nil`: off (no broker).
     public var operations: (any DeadLetterOperations)?
+    /// Replays and purges the dead letters the ledger holds (``DeadLetterIntake``), one or in bulk, as durable
+    /// operations; `nil`: off (no broker, or the dead letters stay in their queues).
+    public var runner: DeadLetterOperationRunner?
     let sessions: DashboardSessions
     let throttle = SignInThrottle()
 
     public init(
         store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
-        watchedQueues: [String] = [], secureCookies: Bool = false
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false
     ) {
         self.store = store
+        self.runner = runner
         self.access = access
         self.inspector = inspector
         self.operations = operations
@@ -71,12 +75,14 @@ public struct Dashboard: Sendable {
             signedIn.post("dead-letters/:message_id/\(action.rawValue)") { request, context in try await runFromPage(action, request, context) }
         }
         signedIn.get("audit") { request, context in try await auditPage(request, context) }
+        addOperationRoutes(pages: signedIn)
         let api = signedIn.group("api")
         LedgerAPI(store: store).addRoutes(to: api)
         api.get("queues") { _, _ in try JSONResponse.make(["queues": try await queueOverviews()]) }
         for action in [DeadLetterAction.replay, .purge] {
             api.post("dead-letters/:message_id/\(action.rawValue)") { request, context in try await runFromAPI(action, request, context) }
         }
+        addOperationRoutes(api: api)
         api.get("audit") { request, _ in
             let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
             let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
@@ -329,7 +335,7 @@ public struct Dashboard: Sendable {
         let rows = found.deadLetters.map { letter -> HTML in
             """
             <tr><td>\(Format.time(letter.atMs))</td><td><a href="/dead-letters/\(Link.encode(letter.messageID))"><code>\(letter.messageID)</code></a></td>\
-            <td>\(letter.queue)</td><td class="error-text">\(letter.error)</td></tr>
+            <td>\(letter.queue)</td><td class="error-text">\(letter.error)</td><td>\(Self.whereNow(letter))</td></tr>
             """
         }
         let content: HTML = """
@@ -338,7 +344,8 @@ public struct Dashboard: Sendable {
             <dt>Type</dt><dd>\(first.type)</dd><dt>Reason</dt><dd>\(first.reason)</dd>
             <dt>Error</dt><dd class="error-text">\(fingerprint.maskedError)</dd>
             </dl>
-            \(Self.table("The group's dead letters, most recent first", ["Dead-lettered", "Message id", "Queue", "Error"], rows: rows))
+            \(try await bulkActions(group: group, context))
+            \(Self.table("The group's dead letters, most recent first", ["Dead-lettered", "Message id", "Queue", "Error", "Now"], rows: rows))
             \(Self.nextPage("/failures/\(Link.encode(group))", parameters, after: found.next))
             """
         return page("Failure group", context, nav: "failures", content: content)
@@ -364,6 +371,7 @@ public struct Dashboard: Sendable {
                 <h2>Dead-lettered \(Format.time(letter.atMs))</h2>
                 <dl class="facts">
                 <dt>Queue</dt><dd>\(letter.queue)</dd><dt>Type</dt><dd>\(letter.type)</dd><dt>Reason</dt><dd>\(letter.reason)</dd>
+                <dt>Now</dt><dd>\(Self.whereNow(letter))</dd>
                 <dt>Error</dt><dd class="error-text">\(letter.error)</dd>
                 \(letter.groupID.map { HTML("<dt>Failure group</dt><dd><a href=\"/failures/\(Link.encode($0))\"><code>\($0)</code></a></dd>") } ?? .empty)
                 </dl>
@@ -374,7 +382,7 @@ public struct Dashboard: Sendable {
                 </section>
                 """
         }
-        let replay: HTML = context.identity?.role == .operator && operations != nil
+        let replay: HTML = context.identity?.role == .operator && (operations != nil || runner != nil)
             ? """
             <p class="actions"><a class="button" href="/dead-letters/\(Link.encode(id))/replay">Replay…</a> \
             <a class="button danger" href="/dead-letters/\(Link.encode(id))/purge">Purge…</a></p>
@@ -386,6 +394,15 @@ public struct Dashboard: Sendable {
             \(sections)
             """
         return page("Dead letter \(id)", context, nav: "failures", content: content)
+    }
+
+    /// Where a dead letter is now: held by the ledger, replayed or purged by an operation, or in its queue.
+    static func whereNow(_ letter: DeadLetterRecord) -> HTML {
+        if letter.held { return "in the ledger" }
+        if let settled = letter.settled {
+            return "\(settled) by \(letter.settledBy.map { HTML("<a href=\"/operations/\(Link.encode($0))\"><code>\($0)</code></a>") } ?? .empty)"
+        }
+        return "in \(WarrenTopology(queue: letter.queue).deadLetterQueue), or gone from it"
     }
 
     /// A body as text when it is UTF-8, as a hex dump when it is binary; never more than ``bodyDisplayLimit``.
@@ -452,6 +469,7 @@ public struct Dashboard: Sendable {
         case replay, purge
 
         var pastTense: String { self == .replay ? "replayed" : "purged" }
+        var operation: DeadLetterOperation.Action { self == .replay ? .replay : .purge }
     }
 
     /// The outcome of a request, recorded in the audit log whatever it was.
@@ -465,8 +483,22 @@ public struct Dashboard: Sendable {
         let requestID = "dashboard-\(UUID().uuidString.lowercased())"
         let outcome: ActionOutcome
         let queue = try await store.deadLetters(messageID: messageID).first?.queue
+        let filter = DeadLetterFilter(messageID: messageID)
         if identity?.role != .operator {
             outcome = .refused(.forbidden, "Only an operator may \(action.rawValue): \(identity?.name ?? "this sign-in") is a viewer.")
+        } else if let runner, try await store.countHeldDeadLetters(matching: filter) > 0 {
+            do {
+                let started = try await runner.start(
+                    action.operation, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
+                let ended = try await runner.execute(started.id)
+                outcome = switch ended?.status {
+                case .done?: .done(ended?.settled ?? 0, requestID: requestID)
+                default: .refused(.badGateway, "The \(action.rawValue) did not finish: \(ended?.error ?? "see the operation \(requestID)").")
+                }
+            } catch {
+                logger.warning("dead-letter \(action.rawValue) failed", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
+                outcome = .refused(.badGateway, "The broker did not take the \(action.rawValue): \(error)")
+            }
         } else if let operations {
             if let queue {
                 do {
@@ -592,10 +624,10 @@ public struct Dashboard: Sendable {
 
     // MARK: Layout
 
-    private func page(
+    func page(
         _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok, content: HTML
     ) -> Response {
-        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"), ("audit", "/audit", "Audit log")].map { key, path, label -> HTML in
+        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"), ("operations", "/operations", "Operations"), ("audit", "/audit", "Audit log")].map { key, path, label -> HTML in
             "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
         }
         let who: HTML = context.identity.map { identity in

@@ -17,11 +17,21 @@ public struct DeadLetterRecord: Sendable, Equatable, Codable {
     /// `utf8` or `base64`.
     public var bodyEncoding: String?
     public var bodyTruncated: Bool?
+    /// Whether the ledger holds the message (it took it off its dead-letter queue) and it waits there to be replayed
+    /// or purged; `false` while it is in its queue, or once it was settled.
+    public var held: Bool
+    /// `replayed` or `purged` once an operation of the ledger settled it (``settledBy`` names the operation).
+    public var settled: String?
+    public var settledBy: String?
 
     public init(
         messageID: String, atMs: Int64, queue: String, type: String?, reason: String?, error: String?, groupID: String?,
-        headers: [String: String]? = nil, body: String? = nil, bodyEncoding: String? = nil, bodyTruncated: Bool? = nil
+        headers: [String: String]? = nil, body: String? = nil, bodyEncoding: String? = nil, bodyTruncated: Bool? = nil,
+        held: Bool = false, settled: String? = nil, settledBy: String? = nil
     ) {
+        self.held = held
+        self.settled = settled
+        self.settledBy = settledBy
         self.messageID = messageID
         self.atMs = atMs
         self.queue = queue
@@ -36,7 +46,8 @@ public struct DeadLetterRecord: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case queue, type, reason, error, headers, body
+        case queue, type, reason, error, headers, body, held, settled
+        case settledBy = "settled_by"
         case messageID = "message_id"
         case atMs = "at_ms"
         case groupID = "group_id"

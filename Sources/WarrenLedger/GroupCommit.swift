@@ -11,10 +11,10 @@ import Warren
 ///
 /// A commit costs SQLite a few milliseconds whatever its size: one per AMQP message capped ingestion at about 20,000
 /// events/s here, one per group lifts it (docs/performance.md, "ledger").
-final class GroupCommit: Sendable {
-    private let store: any LedgerStore
+final class GroupCommit<Item: Sendable>: Sendable {
+    private let write: @Sendable ([Item]) async throws -> Void
     private struct Waiting {
-        var events: [WarrenEvent]
+        var events: [Item]
         var continuation: CheckedContinuation<Void, any Error>
     }
     private struct State {
@@ -22,16 +22,15 @@ final class GroupCommit: Sendable {
         var writing = false
     }
     private let state = Mutex(State())
-    private let lag: Gauge
 
-    init(store: any LedgerStore, queue: String) {
-        self.store = store
-        lag = Gauge(label: WarrenMetrics.ledgerLag.name, dimensions: [("queue", queue)])
+    /// - Parameter write: commits the items of a group in one transaction.
+    init(write: @escaping @Sendable ([Item]) async throws -> Void) {
+        self.write = write
     }
 
-    /// Returns once `events` are committed. 
+    /// Returns once `events` are committed.
     /// - Throws: the store's error for the transaction that held them.
-    func record(_ events: [WarrenEvent]) async throws {
+    func record(_ events: [Item]) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let leads = state.withLock { state -> Bool in
                 state.waiting.append(Waiting(events: events, continuation: continuation))
@@ -55,17 +54,13 @@ final class GroupCommit: Sendable {
             }
             guard let group else { return }
             do {
-                let events = group.flatMap(\.events)
-                try await store.record(events)
-                if let oldest = events.lazy.map(\.atMs).min() {
-                    lag.record(max(0, Date().timeIntervalSince1970 - Double(oldest) / 1000))
-                }
+                try await write(group.flatMap(\.events))
                 for waiting in group { waiting.continuation.resume() }
             } catch where group.count > 1 {
                 // One bad batch must not fail the others: each on its own, with its own answer.
                 for waiting in group {
                     do {
-                        try await store.record(waiting.events)
+                        try await write(waiting.events)
                         waiting.continuation.resume()
                     } catch {
                         waiting.continuation.resume(throwing: error)
@@ -73,6 +68,19 @@ final class GroupCommit: Sendable {
                 }
             } catch {
                 group[0].continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+extension GroupCommit where Item == WarrenEvent {
+    /// Records events in `store`, and how far behind the newest recorded event is (the ledger's lag).
+    convenience init(store: any LedgerStore, queue: String) {
+        let lag = Gauge(label: WarrenMetrics.ledgerLag.name, dimensions: [("queue", queue)])
+        self.init { events in
+            try await store.record(events)
+            if let oldest = events.lazy.map(\.atMs).min() {
+                lag.record(max(0, Date().timeIntervalSince1970 - Double(oldest) / 1000))
             }
         }
     }

@@ -4,6 +4,7 @@ enum JobSQL {
     enum Value: Equatable {
         case text(String)
         case integer(Int64)
+        case null
     }
 
     /// A `WHERE` clause built condition by condition, its values numbered in order.
@@ -21,11 +22,12 @@ enum JobSQL {
             clauses.append(clause(placeholder(values.count)))
         }
 
-        /// The keyset condition of a page after `cursor`, newest first by (`timeColumn`, `message_id`).
-        mutating func after(_ cursor: LedgerCursor?, timeColumn: String) {
+        /// The keyset condition of a page after `cursor`, newest first by (`timeColumn`, `message_id`), or oldest first.
+        mutating func after(_ cursor: LedgerCursor?, timeColumn: String, oldestFirst: Bool = false) {
             guard let cursor else { return }
             values += [.integer(cursor.atMs), .text(cursor.messageID)]
-            clauses.append("(\(timeColumn), message_id) < (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
+            clauses.append(
+                "(\(timeColumn), message_id) \(oldestFirst ? ">" : "<") (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
         }
 
         var sql: String { clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ") }
@@ -81,6 +83,14 @@ enum JobSQL {
          .text(entry.outcome), .text(entry.requestID)]
     }
 
+    /// A worker's dead-letter event over a row a ledger wrote from the copy it took off the queue: what is shown is
+    /// what the worker reported (redacted by its host's hook).
+    static let deadLetterShownAsReported = """
+        ON CONFLICT (message_id, at_ms) DO UPDATE SET headers = excluded.headers, body = excluded.body,
+            body_encoding = excluded.body_encoding, body_truncated = excluded.body_truncated, error = excluded.error,
+            group_id = excluded.group_id, fingerprint = excluded.fingerprint
+        """
+
     /// Dead letters given their group per statement while migrating to version 3.
     static let backfillBatch = 1_000
 
@@ -135,7 +145,7 @@ enum JobSQL {
         let (conditions, values) = self.conditions(of: query, placeholder: placeholder)
         return (
             """
-            SELECT message_id, at_ms, queue, type, reason, error, group_id FROM dead_letters \(conditions)
+            SELECT message_id, at_ms, queue, type, reason, error, group_id, held, settled, settled_by FROM dead_letters \(conditions)
             ORDER BY at_ms DESC, message_id DESC LIMIT \(query.limit + 1)
             """, values
         )

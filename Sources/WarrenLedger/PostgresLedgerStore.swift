@@ -42,6 +42,7 @@ public final class PostgresLedgerStore: LedgerStore {
         ] + JobSQL.version2),
         (3, JobSQL.version3),
         (4, JobSQL.version4(idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT")),
+        (5, DeadLetterSQL.version5(integer: "BIGINT")),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
@@ -118,14 +119,128 @@ public final class PostgresLedgerStore: LedgerStore {
         let events = events.filter { $0.messageID != nil }
         guard !events.isEmpty else { return }
         try await client.withTransaction(logger: logger) { connection in
-            for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
-                let chunk = events[start..<min(start + Self.rowsPerStatement, events.count)]
-                try await connection.query(try Self.insertEvents(chunk), logger: logger)
-                try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
-                let letters = chunk.filter { $0.event == .deadLetter }
-                if !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters), logger: logger) }
+            try await recordNow(events, on: connection, fromWorkers: true)
+        }
+    }
+
+    /// Records `events` in `connection`'s transaction. A worker's dead-letter event sets what the dead letter shows
+    /// over what a copy taken off its queue showed.
+    private func recordNow(_ events: [WarrenEvent], on connection: PostgresConnection, fromWorkers: Bool) async throws {
+        let events = events.filter { $0.messageID != nil }
+        for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
+            let chunk = events[start..<min(start + Self.rowsPerStatement, events.count)]
+            try await connection.query(try Self.insertEvents(chunk), logger: logger)
+            try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
+            let letters = chunk.filter { $0.event == .deadLetter }
+            if !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters, overwriting: fromWorkers), logger: logger) }
+        }
+    }
+
+    private func rows(_ sql: String, _ values: [JobSQL.Value], on connection: PostgresConnection) async throws -> PostgresRowSequence {
+        try await connection.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger)
+    }
+
+    public func take(_ letters: [IngestedDeadLetter]) async throws {
+        guard !letters.isEmpty else { return }
+        try await client.withTransaction(logger: logger) { connection in
+            try await recordNow(letters.map(\.event), on: connection, fromWorkers: false)
+            for letter in letters {
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: DeadLetterSQL.hold { "$\($0)" }, binds: Self.bindings(try DeadLetterSQL.holdValues(letter))),
+                    logger: logger)
             }
         }
+    }
+
+    public func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter] {
+        let (sql, values) = DeadLetterSQL.held(filter, after: cursor, limit: limit) { "$\($0)" }
+        var letters: [HeldDeadLetter] = []
+        for try await (id, at, queue, properties, body) in try await client.query(
+            PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger
+        ).decode((String, Int64, String, String?, String?).self) {
+            letters.append(HeldDeadLetter(
+                messageID: id, atMs: at, queue: queue,
+                message: try StoredMessage(encodedProperties: properties ?? "", base64Body: body ?? "")))
+        }
+        return letters
+    }
+
+    public func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int {
+        let (sql, values) = DeadLetterSQL.countHeld(filter) { "$\($0)" }
+        for try await n in try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger).decode(Int.self) {
+            return n
+        }
+        return 0
+    }
+
+    public func createOperation(_ operation: DeadLetterOperation) async throws {
+        try await client.query(
+            PostgresQuery(unsafeSQL: DeadLetterSQL.insertOperation { "$\($0)" }, binds: Self.bindings(try DeadLetterSQL.operationValues(operation))),
+            logger: logger)
+    }
+
+    public func operation(id: String) async throws -> DeadLetterOperation? {
+        try await operations(DeadLetterSQL.operations(byID: true) { "$\($0)" }, [.text(id)]).first
+    }
+
+    public func operations(limit: Int) async throws -> [DeadLetterOperation] {
+        try await operations(DeadLetterSQL.operations(byID: false) { "$\($0)" }, [.integer(Int64(min(max(limit, 1), 500)))])
+    }
+
+    private func operations(_ sql: String, _ values: [JobSQL.Value]) async throws -> [DeadLetterOperation] {
+        var operations: [DeadLetterOperation] = []
+        for try await row in try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger) {
+            let (id, action, filter, actor, role, created, status, total, settled, cursorAt, cursorID, updated, error) = try row.decode(
+                (String, String, String, String, String, Int64, String, Int64, Int64, Int64?, String?, Int64, String?).self)
+            operations.append(DeadLetterSQL.operation(
+                id: id, action: action, filter: filter, actor: actor, role: role, createdAtMs: created, status: status, total: total,
+                settled: settled, cursorAtMs: cursorAt, cursorMessageID: cursorID, updatedAtMs: updated, error: error))
+        }
+        return operations
+    }
+
+    public func unfinishedOperations() async throws -> [String] {
+        var ids: [String] = []
+        for try await id in try await client.query(PostgresQuery(unsafeSQL: DeadLetterSQL.unfinished), logger: logger).decode(String.self) {
+            ids.append(id)
+        }
+        return ids
+    }
+
+    public func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool {
+        let query = PostgresQuery(
+            unsafeSQL: DeadLetterSQL.claim { "$\($0)" }, binds: Self.bindings([.text(owner), .integer(leaseUntilMs), .text(id), .integer(nowMs)]))
+        for try await _ in try await client.query(query, logger: logger) { return true }
+        return false
+    }
+
+    public func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation {
+        guard let last = letters.last else { return operation }
+        let count = try await client.withTransaction(logger: logger) { connection in
+            var settled: [WarrenEvent] = []
+            for (letter, event) in zip(letters, events) {
+                let rows = try await rows(
+                    DeadLetterSQL.settle(operation.action) { "$\($0)" }, DeadLetterSQL.settleValues(letter, operation: operation, nowMs: nowMs),
+                    on: connection)
+                for try await _ in rows { settled.append(event) }
+            }
+            try await recordNow(settled, on: connection, fromWorkers: false)
+            try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: DeadLetterSQL.advance { "$\($0)" },
+                    binds: Self.bindings([.integer(Int64(settled.count)), .integer(last.atMs), .text(last.messageID), .integer(nowMs), .text(operation.id)])),
+                logger: logger)
+            return settled.count
+        }
+        return operation.advanced(by: count, to: last.cursor, nowMs: nowMs)
+    }
+
+    public func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws {
+        try await client.query(
+            PostgresQuery(
+                unsafeSQL: DeadLetterSQL.finish { "$\($0)" },
+                binds: Self.bindings([.text(status.rawValue), error.map(JobSQL.Value.text) ?? .null, .integer(nowMs), .text(id)])),
+            logger: logger)
     }
 
     /// `($1,$2,…),(…)`; `casts` gives a column (1-based) a type cast, for a text bind into a JSONB column.
@@ -206,7 +321,7 @@ public final class PostgresLedgerStore: LedgerStore {
                 """, binds: binds)
     }
 
-    private static func insertDeadLetters(_ events: [WarrenEvent]) throws -> PostgresQuery {
+    private static func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: events.count * 12)
         let encoder = JSONEncoder()
         for event in events {
@@ -228,7 +343,7 @@ public final class PostgresLedgerStore: LedgerStore {
             unsafeSQL: """
                 INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
                     body_truncated, group_id, fingerprint) VALUES \(placeholders(rows: events.count, columns: 12, casts: [7: "jsonb"]))
-                ON CONFLICT DO NOTHING
+                \(overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING")
                 """, binds: binds)
     }
 
@@ -296,17 +411,18 @@ public final class PostgresLedgerStore: LedgerStore {
         let rows = try await client.query(
             PostgresQuery(
                 unsafeSQL: """
-                    SELECT message_id, at_ms, queue, type, reason, error, group_id, headers::text, body, body_encoding, body_truncated
+                    SELECT message_id, at_ms, queue, type, reason, error, group_id, headers::text, body, body_encoding, body_truncated,
+                        held, settled, settled_by
                     FROM dead_letters WHERE message_id = $1 ORDER BY at_ms DESC
                     """, binds: binds), logger: logger)
         var records: [DeadLetterRecord] = []
-        for try await (id, at, queue, type, reason, error, group, headers, body, encoding, truncated) in rows.decode(
-            (String, Int64, String, String?, String?, String?, String?, String?, String?, String?, Bool?).self)
-        {
+        for try await row in rows {
+            let (id, at, queue, type, reason, error, group, headers, body, encoding, truncated, held, settled, settledBy) = try row.decode(
+                (String, Int64, String, String?, String?, String?, String?, String?, String?, String?, Bool?, Int, String?, String?).self)
             records.append(DeadLetterRecord(
                 messageID: id, atMs: at, queue: queue, type: type, reason: reason, error: error, groupID: group,
                 headers: headers.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }, body: body,
-                bodyEncoding: encoding, bodyTruncated: truncated))
+                bodyEncoding: encoding, bodyTruncated: truncated, held: held == 1, settled: settled, settledBy: settledBy))
         }
         return records
     }
@@ -315,10 +431,12 @@ public final class PostgresLedgerStore: LedgerStore {
         let (sql, values) = JobSQL.deadLetters(query) { "$\($0)" }
         let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger)
         var records: [DeadLetterRecord] = []
-        for try await (id, at, queue, type, reason, error, group) in rows.decode(
-            (String, Int64, String, String?, String?, String?, String?).self)
+        for try await (id, at, queue, type, reason, error, group, held, settled, settledBy) in rows.decode(
+            (String, Int64, String, String?, String?, String?, String?, Int, String?, String?).self)
         {
-            records.append(DeadLetterRecord(messageID: id, atMs: at, queue: queue, type: type, reason: reason, error: error, groupID: group))
+            records.append(DeadLetterRecord(
+                messageID: id, atMs: at, queue: queue, type: type, reason: reason, error: error, groupID: group, held: held == 1,
+                settled: settled, settledBy: settledBy))
         }
         return DeadLetterPage.of(records, limit: query.limit)
     }
@@ -387,6 +505,7 @@ public final class PostgresLedgerStore: LedgerStore {
             switch value {
             case .text(let text): binds.append(text)
             case .integer(let integer): binds.append(integer)
+            case .null: binds.appendNull()
             }
         }
         return binds

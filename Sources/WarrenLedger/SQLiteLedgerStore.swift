@@ -29,6 +29,30 @@ public protocol LedgerStore: Sendable {
     func recordAudit(_ entry: AuditEntry) async throws -> AuditEntry
     /// The audit log, newest first: `limit` entries older than the entry `before` (by id), or the newest.
     func auditLog(limit: Int, before: Int64?) async throws -> [AuditEntry]
+    /// Commits dead letters taken off their queues (``DeadLetterIntake``), in one transaction: each one's `dead-letter`
+    /// event (one record with the worker's own, whichever comes first) and its whole message, held until it is
+    /// replayed or purged. A dead letter already settled is not held again (a copy redelivered after its commit).
+    func take(_ letters: [IngestedDeadLetter]) async throws
+    /// The held dead letters of `filter`, oldest first (by time, then message id), `limit` after `cursor`.
+    func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter]
+    /// How many held dead letters `filter` selects.
+    func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int
+    /// Records a new operation (``DeadLetterOperations`` runs it).
+    func createOperation(_ operation: DeadLetterOperation) async throws
+    func operation(id: String) async throws -> DeadLetterOperation?
+    /// The newest `limit` operations, newest first.
+    func operations(limit: Int) async throws -> [DeadLetterOperation]
+    /// The ids of the operations still running (at most 100, oldest first).
+    func unfinishedOperations() async throws -> [String]
+    /// Takes or renews operation `id`'s lease for `owner` until `leaseUntilMs`; `false` when it is not running or
+    /// another owner's lease has not run out at `nowMs`.
+    func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool
+    /// In one transaction: settles `letters` for `operation` (those still held; `events`, one per letter in the same
+    /// order, are recorded for those), and moves its progress past the last of them.
+    /// - Returns: the operation as recorded now.
+    func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation
+    /// Ends operation `id`: `done`, or `failed` with `error`.
+    func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws
     /// The schema version in place (0 before ``migrate()``).
     func schemaVersion() async throws -> Int
     /// Events recorded in all.
@@ -78,6 +102,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         ] + JobSQL.version2),
         (3, JobSQL.version3),
         (4, JobSQL.version4(idColumn: "INTEGER PRIMARY KEY", integer: "INTEGER")),
+        (5, DeadLetterSQL.version5(integer: "INTEGER")),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -149,14 +174,104 @@ public final class SQLiteLedgerStore: LedgerStore {
     public func record(_ events: [WarrenEvent]) async throws {
         guard !events.isEmpty else { return }
         let events = events.filter { $0.messageID != nil }
+        try await writes.withLock { try await transaction { try await recordNow(events, fromWorkers: true) } }
+    }
+
+    /// Records `events` in the transaction under way. A worker's dead-letter event sets what the dead letter shows
+    /// (its headers and body as the host's redaction left them) over what a copy taken off its queue showed.
+    private func recordNow(_ events: [WarrenEvent], fromWorkers: Bool) async throws {
+        let events = events.filter { $0.messageID != nil }
+        for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
+            try await insertEvents(chunk)
+            try await upsertJobs(JobUpdate.fold(chunk))
+            let letters = chunk.filter { $0.event == .deadLetter }
+            if !letters.isEmpty { try await insertDeadLetters(letters, overwriting: fromWorkers) }
+        }
+    }
+
+    public func take(_ letters: [IngestedDeadLetter]) async throws {
+        guard !letters.isEmpty else { return }
         try await writes.withLock { try await transaction {
-            for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
-                try await insertEvents(chunk)
-                try await upsertJobs(JobUpdate.fold(chunk))
-                let letters = chunk.filter { $0.event == .deadLetter }
-                if !letters.isEmpty { try await insertDeadLetters(letters) }
+            try await recordNow(letters.map(\.event), fromWorkers: false)
+            for letter in letters {
+                _ = try await connection.query(DeadLetterSQL.hold { _ in "?" }, try DeadLetterSQL.holdValues(letter).map(Self.data(_:)))
             }
         } }
+    }
+
+    public func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter] {
+        let (sql, values) = DeadLetterSQL.held(filter, after: cursor, limit: limit) { _ in "?" }
+        return try await reader.query(sql, values.map(Self.data(_:))).map { row in
+            HeldDeadLetter(
+                messageID: row.column("message_id")?.string ?? "", atMs: Self.int64(row, "at_ms") ?? 0, queue: row.column("queue")?.string ?? "",
+                message: try StoredMessage(
+                    encodedProperties: row.column("message_properties")?.string ?? "", base64Body: row.column("message_body")?.string ?? ""))
+        }
+    }
+
+    public func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int {
+        let (sql, values) = DeadLetterSQL.countHeld(filter) { _ in "?" }
+        return try await reader.query(sql, values.map(Self.data(_:))).first?.column("n")?.integer ?? 0
+    }
+
+    public func createOperation(_ operation: DeadLetterOperation) async throws {
+        try await writes.withLock {
+            _ = try await connection.query(DeadLetterSQL.insertOperation { _ in "?" }, try DeadLetterSQL.operationValues(operation).map(Self.data(_:)))
+        }
+    }
+
+    public func operation(id: String) async throws -> DeadLetterOperation? {
+        try await reader.query(DeadLetterSQL.operations(byID: true) { _ in "?" }, [.text(id)]).first.map(Self.operation(from:))
+    }
+
+    public func operations(limit: Int) async throws -> [DeadLetterOperation] {
+        try await reader.query(DeadLetterSQL.operations(byID: false) { _ in "?" }, [.integer(min(max(limit, 1), 500))]).map(Self.operation(from:))
+    }
+
+    public func unfinishedOperations() async throws -> [String] {
+        try await reader.query(DeadLetterSQL.unfinished).compactMap { $0.column("id")?.string }
+    }
+
+    public func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool {
+        try await writes.withLock {
+            !(try await connection.query(
+                DeadLetterSQL.claim { "?\($0)" }, [.text(owner), .integer(Int(leaseUntilMs)), .text(id), .integer(Int(nowMs))]
+            ).isEmpty)
+        }
+    }
+
+    public func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation {
+        guard let last = letters.last else { return operation }
+        var settled: [WarrenEvent] = []
+        try await writes.withLock { try await transaction {
+            for (letter, event) in zip(letters, events) {
+                let rows = try await connection.query(
+                    DeadLetterSQL.settle(operation.action) { _ in "?" },
+                    DeadLetterSQL.settleValues(letter, operation: operation, nowMs: nowMs).map(Self.data(_:)))
+                if !rows.isEmpty { settled.append(event) }
+            }
+            try await recordNow(settled, fromWorkers: false)
+            _ = try await connection.query(DeadLetterSQL.advance { _ in "?" }, [
+                .integer(settled.count), .integer(Int(last.atMs)), .text(last.messageID), .integer(Int(nowMs)), .text(operation.id),
+            ])
+        } }
+        return operation.advanced(by: settled.count, to: last.cursor, nowMs: nowMs)
+    }
+
+    public func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws {
+        try await writes.withLock {
+            _ = try await connection.query(
+                DeadLetterSQL.finish { _ in "?" }, [.text(status.rawValue), Self.text(error), .integer(Int(nowMs)), .text(id)])
+        }
+    }
+
+    private static func operation(from row: SQLiteRow) -> DeadLetterOperation {
+        DeadLetterSQL.operation(
+            id: row.column("id")?.string ?? "", action: row.column("action")?.string ?? "", filter: row.column("filter")?.string ?? "{}",
+            actor: row.column("actor")?.string ?? "", role: row.column("role")?.string ?? "", createdAtMs: int64(row, "created_at_ms") ?? 0,
+            status: row.column("status")?.string ?? "", total: int64(row, "total") ?? 0, settled: int64(row, "settled") ?? 0,
+            cursorAtMs: int64(row, "cursor_at_ms"), cursorMessageID: row.column("cursor_message_id")?.string,
+            updatedAtMs: int64(row, "updated_at_ms") ?? 0, error: row.column("error")?.string)
     }
 
     private func insertEvents(_ events: ArraySlice<WarrenEvent>) async throws {
@@ -217,7 +332,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             """, binds)
     }
 
-    private func insertDeadLetters(_ events: [WarrenEvent]) async throws {
+    private func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool) async throws {
         var binds: [SQLiteData] = []
         let encoder = JSONEncoder()
         for event in events {
@@ -233,8 +348,9 @@ public final class SQLiteLedgerStore: LedgerStore {
         let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
-            INSERT OR IGNORE INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
+            INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
                 body_truncated, group_id, fingerprint) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            \(overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING")
             """, binds)
     }
 
@@ -281,7 +397,8 @@ public final class SQLiteLedgerStore: LedgerStore {
         DeadLetterRecord(
             messageID: row.column("message_id")?.string ?? "", atMs: int64(row, "at_ms") ?? 0, queue: row.column("queue")?.string ?? "",
             type: row.column("type")?.string, reason: row.column("reason")?.string, error: row.column("error")?.string,
-            groupID: row.column("group_id")?.string)
+            groupID: row.column("group_id")?.string, held: row.column("held")?.integer == 1, settled: row.column("settled")?.string,
+            settledBy: row.column("settled_by")?.string)
     }
 
     public func failureGroups(matching query: FailureGroupQuery) async throws -> [FailureGroup] {
@@ -386,6 +503,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         switch value {
         case .text(let text): .text(text)
         case .integer(let integer): .integer(Int(integer))
+        case .null: .null
         }
     }
 

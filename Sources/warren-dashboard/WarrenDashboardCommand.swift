@@ -61,6 +61,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A work queue to show on the queues page besides those the ledger has jobs of (repeatable).") var queue: [String] = []
     @Option(help: "The management API (e.g. http://127.0.0.1:15672) for unacked counts and rates; same user as the broker URI.")
     var managementURL: String?
+    @Flag(help: "Leave dead letters in their queues rather than taking them into the ledger (replays then walk the queues).")
+    var keepDeadLettersInQueues = false
     @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
 
     func run() async throws {
@@ -93,7 +95,19 @@ struct Serve: AsyncParsableCommand {
         let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
         var inspector: AMQPQueueInspector?
         var operations: AMQPDeadLetterOperations?
+        var runner: DeadLetterOperationRunner?
+        var deadLetterTransport: RabbitMQTransport?
         if !noIngest || namedBroker != nil {
+            // The intake and the operations on the dead letters the ledger holds share a connection of their own.
+            let deadLetters = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard dead letters", logger: logger)
+            deadLetterTransport = deadLetters
+            let operationRunner = DeadLetterOperationRunner(store: ledgerStore, transport: deadLetters, logger: Logger(label: "warren.ledger.operations"))
+            runner = operationRunner
+            services.append(.init(service: operationRunner))
+            if !noIngest && !keepDeadLettersInQueues {
+                services.append(.init(service: DeadLetterIntake(
+                    transport: deadLetters, store: ledgerStore, queues: queue, logger: Logger(label: "warren.ledger.dead-letters"))))
+            }
             operations = AMQPDeadLetterOperations(
                 endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.dead-letters"))
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
@@ -119,7 +133,8 @@ struct Serve: AsyncParsableCommand {
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
         Dashboard(
-            store: ledgerStore, access: access, inspector: inspector, operations: operations, watchedQueues: queue, secureCookies: secureCookies)
+            store: ledgerStore, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: queue,
+            secureCookies: secureCookies)
             .addRoutes(to: router)
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
@@ -136,6 +151,7 @@ struct Serve: AsyncParsableCommand {
         try await group.run()
         await inspector?.close()
         await operations?.close()
+        await deadLetterTransport?.close()
         try? await ledgerStore.close()
     }
 

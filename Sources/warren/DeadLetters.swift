@@ -66,12 +66,14 @@ struct DeadLetters: AsyncParsableCommand {
     ) async throws -> T {
         let deadLetterQueue = WarrenTopology(queue: queue).deadLetterQueue
         let channel = try await connection.openChannel()
-        let available: Int
+        let status: AMQPQueueStatus
         do {
-            available = try await channel.queueStatus(deadLetterQueue).messageCount
+            status = try await channel.queueStatus(deadLetterQueue)
         } catch let error as AMQPError where error.replyCode == 404 {
             throw fail("there is no queue '\(deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)")
         }
+        let available = status.messageCount
+        if status.consumerCount > 0 { FileHandle.standardError.write(Data(takenNote(queue, consumers: status.consumerCount).utf8)) }
         var letters: [AMQPDelivery] = []
         let bound = min(available, limit ?? available)
         while letters.count < bound, let result = try await channel.get(queue: deadLetterQueue) {
@@ -82,14 +84,38 @@ struct DeadLetters: AsyncParsableCommand {
         return value
     }
 
+    /// Where the dead letters went when something consumes the dead-letter queue: a ledger took them.
+    static func takenNote(_ queue: String, consumers: Int) -> String {
+        """
+        warren: \(consumers) consumer(s) take the dead letters of \(queue) off \(WarrenTopology(queue: queue).deadLetterQueue): \
+        a ledger (warren-dashboard) holds them; use --dashboard URL (token in WARREN_DASHBOARD_TOKEN) to list, replay or purge them there
+
+        """
+    }
+
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the dead letters of a queue without consuming them.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The work queue.") var queue: String
         @Option(help: "At most this many.") var limit: Int?
         @Flag(help: "Print a JSON array.") var json = false
+        @OptionGroup var dashboard: DashboardOptions
 
         func run() async throws {
+            if let client = try dashboard.client() {
+                let page = try await client.get("/api/dead-letters", query: [("queue", queue), ("limit", "\(min(limit ?? 500, 500))")])
+                let rows = page["dead_letters"] as? [[String: Any]] ?? []
+                if json {
+                    try printJSON(rows.map(DashboardClient.Row.init))
+                    return
+                }
+                for row in rows {
+                    print("\(row["message_id"] as? String ?? "")  \(row["type"] as? String ?? "(no type)")  \(row["reason"] as? String ?? "?")  at \(DashboardClient.time(row["at_ms"]))  \(DashboardClient.whereNow(row))")
+                    if let error = row["error"] as? String { print("    \(error)") }
+                }
+                print("\(rows.count) dead letter(s) of \(queue) in the ledger\(page["next"] is String ? " (more: see the dashboard)" : "")")
+                return
+            }
             let letters = try await connection.withConnection { connection in
                 try await withDeadLetters(of: queue, connection: connection, limit: limit) { _, deliveries in
                     deliveries.map { Letter(DeadLetter(body: $0.body, properties: $0.properties), details: false) }
@@ -116,8 +142,14 @@ struct DeadLetters: AsyncParsableCommand {
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The work queue.") var queue: String
         @Option(name: .customLong("message-id"), help: "Its message id.") var messageID: String
+        @OptionGroup var dashboard: DashboardOptions
 
         func run() async throws {
+            if let client = try dashboard.client() {
+                let found = try await client.get("/api/dead-letters/\(DashboardClient.pathComponent(messageID))")
+                try printJSON((found["dead_letters"] as? [[String: Any]] ?? []).map(DashboardClient.Row.init))
+                return
+            }
             let letter = try await connection.withConnection { connection in
                 try await withDeadLetters(of: queue, connection: connection) { _, deliveries in
                     deliveries.first { $0.properties.messageID == messageID }
@@ -139,12 +171,18 @@ struct DeadLetters: AsyncParsableCommand {
         @Option(help: "Where to report each replay, for a ledger to record (a `replayed` event).")
         var eventsExchange = "warren.events"
         @Flag(help: "Report no `replayed` events.") var noEvents = false
+        @OptionGroup var dashboard: DashboardOptions
 
         func validate() throws {
             if (messageID == nil) == !all { throw ValidationError("give exactly one of --message-id and --all") }
         }
 
         func run() async throws {
+            if let client = try dashboard.client() {
+                let operation = try await client.run("replay", queue: queue, messageID: messageID)
+                print("replayed \(operation.settled) of \(operation.total) message(s) to \(queue) (operation \(operation.id))")
+                return
+            }
             let replayed = try await connection.withConnection { connection in
                 let events: [WarrenEvent]
                 do {
@@ -172,10 +210,18 @@ struct DeadLetters: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete every dead letter of a queue.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The work queue.") var queue: String
+        @Option(name: .customLong("message-id"), help: "Only this message's (with --dashboard).") var messageID: String?
         @Flag(help: "Confirm: the dead letters are gone for good.") var yes = false
+        @OptionGroup var dashboard: DashboardOptions
 
         func run() async throws {
             guard yes else { throw fail("purging deletes the dead letters for good: add --yes") }
+            if let client = try dashboard.client() {
+                let operation = try await client.run("purge", queue: queue, messageID: messageID)
+                print("purged \(operation.settled) of \(operation.total) dead letter(s) of \(queue) (operation \(operation.id))")
+                return
+            }
+            guard messageID == nil else { throw fail("--message-id needs --dashboard: a queue's dead letters are purged all at once") }
             let count = try await connection.withConnection { connection in
                 try await connection.openChannel().queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
             }

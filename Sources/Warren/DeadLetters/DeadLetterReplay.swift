@@ -19,13 +19,8 @@ public enum DeadLetterReplay {
         do {
             try await publisher.enableConfirms()
             let events = try await walk(queue, on: connection, limit: limit, matching: matching) { letter, delivery in
-                let target = letter.replayQueue(fallback: queue)
-                // Timed before the publish: a worker may take the copy and report its attempt before this event is
-                // sent, and the ledger orders a job's events by time.
-                let event = Self.event(.replayed, of: letter, queue: target)
-                var properties = letter.replayProperties()
-                if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
-                try await publisher.publish(letter.body, routingKey: target, mandatory: true, properties: properties)
+                let (copy, event) = replayCopy(of: letter, fallbackQueue: queue, replayID: replayID)
+                try await publisher.publish(contentsOf: [copy])[0].get()
                 try delivery.ack()
                 return event
             }
@@ -37,6 +32,35 @@ public enum DeadLetterReplay {
         }
     }
 
+    /// The copy that sends `letter` back to work: to the queue it failed on (else `fallbackQueue`), with
+    /// ``DeadLetter/replayProperties(now:)`` and, when given, `replayID` in ``WarrenHeader/replayID``; mandatory (a
+    /// queue that is gone fails the publish rather than losing the copy). With it, the `replayed` event to report,
+    /// timed now: before the publish, since a worker may take the copy and report its attempt before this event is
+    /// sent, and a ledger orders a job's events by time.
+    public static func replayCopy(of letter: DeadLetter, fallbackQueue: String, replayID: String?) -> (AMQPOutboundMessage, WarrenEvent) {
+        let target = letter.replayQueue(fallback: fallbackQueue)
+        let event = Self.event(.replayed, of: letter, queue: target)
+        var properties = letter.replayProperties()
+        if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
+        return (AMQPOutboundMessage(body: letter.body, routingKey: target, mandatory: true, properties: properties), event)
+    }
+
+    /// Replays dead letters that are not in a queue (a ledger holds them): each published as
+    /// ``replayCopy(of:fallbackQueue:replayID:)`` makes it, pipelined, on `publisher` (a channel in confirm mode).
+    /// - Returns: per letter, in order, its `replayed` event once the broker confirmed its copy, or why not.
+    public static func replay(
+        _ letters: [(letter: DeadLetter, queue: String)], replayID: String?, on publisher: AMQPChannel
+    ) async -> [Result<WarrenEvent, AMQPError>] {
+        let copies = letters.map { replayCopy(of: $0.letter, fallbackQueue: $0.queue, replayID: replayID) }
+        let results = await publisher.publish(contentsOf: copies.map(\.0))
+        return zip(copies, results).map { copy, result in result.map { copy.1 } }
+    }
+
+    /// The `purged` event of a dead letter deleted for good.
+    public static func purgedEvent(of letter: DeadLetter, queue: String) -> WarrenEvent {
+        event(.purged, of: letter, queue: letter.replayQueue(fallback: queue))
+    }
+
     /// Deletes the dead letters of `queue` that `matching` accepts (acked off the dead-letter queue, not sent
     /// anywhere), walking it as ``replay(from:on:replayID:limit:matching:)`` does.
     /// - Returns: a `purged` event per message deleted, for a ledger.
@@ -44,7 +68,7 @@ public enum DeadLetterReplay {
     public static func purge(from queue: String, on connection: AMQPConnection, matching: (DeadLetter) -> Bool) async throws -> [WarrenEvent] {
         try await walk(queue, on: connection, limit: nil, matching: matching) { letter, delivery in
             try delivery.ack()
-            return Self.event(.purged, of: letter, queue: letter.replayQueue(fallback: queue))
+            return purgedEvent(of: letter, queue: queue)
         }
     }
 

@@ -17,6 +17,25 @@ public struct DeadLetterContent: Sendable {
     }
 }
 
+extension WarrenEvent {
+    /// Puts a dead letter's headers (as text) and body (up to `bodyLimit` bytes: UTF-8 text when it is, else base64)
+    /// in this event, as a ledger shows them.
+    package mutating func attach(_ content: DeadLetterContent, bodyLimit: Int) {
+        headers = content.headers.mapValues { $0.stringValue ?? "\($0)" }
+        let kept = content.body.prefix(bodyLimit)
+        bodyTruncated = content.body.count > bodyLimit
+        // A cut may split a character: up to three bytes are let go.
+        let cuttable = content.body.count > bodyLimit ? min(3, kept.count) : 0
+        if let text = (0...cuttable).lazy.compactMap({ String(validating: kept.dropLast($0), as: UTF8.self) }).first {
+            body = text
+            bodyEncoding = "utf8"
+        } else {
+            body = Data(kept).base64EncodedString()
+            bodyEncoding = "base64"
+        }
+    }
+}
+
 /// How ``WarrenEvents`` batches and bounds what it publishes.
 public struct EventOptions: Sendable {
     /// The topic exchange the events go to (declared, durable, by whoever publishes); routing key `<queue>.<event>`.

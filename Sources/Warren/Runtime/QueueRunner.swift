@@ -217,6 +217,7 @@ struct QueueRunner: Sendable {
         }
 
         let outcome: SettlementEvent.Outcome
+        var failedAtMs: Int64?
         if let failure, interrupted {
             // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
             logger.debug("handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
@@ -225,7 +226,10 @@ struct QueueRunner: Sendable {
             let decision = FailureDecision.decide(
                 failure: failure, attempt: attempt, policy: type.flatMap(handler(for:))?.options.retry ?? .never,
                 jitterSample: Double.random(in: 0..<1))
-            outcome = await settle(delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, trace: trace)
+            let now = Self.nowMilliseconds()
+            failedAtMs = now
+            outcome = await settle(
+                delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, failedAtMs: now, trace: trace)
         } else {
             do {
                 try delivery.ack()
@@ -240,7 +244,7 @@ struct QueueRunner: Sendable {
         trace?.finish(outcome: outcome, failure: failure?.summary)
         report(
             delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure,
-            duplicate: duplicate, trace: trace, logger: logger)
+            failedAtMs: failedAtMs, duplicate: duplicate, trace: trace, logger: logger)
     }
 
     /// Runs `operation` in the delivery's trace context, when it has one.
@@ -254,12 +258,14 @@ struct QueueRunner: Sendable {
 
     /// Publishes the retry or dead-letter copy, confirmed, then acks the original; requeues the original when the
     /// copy was not confirmed.
-    /// - Parameter headers: the delivery's headers, their trace context validated (an invalid one is not copied).
+    /// - Parameters:
+    ///   - headers: the delivery's headers, their trace context validated (an invalid one is not copied).
+    ///   - failedAtMs: the failure's time: the copy's `x-warren-last-failure-at` and its event's time, so that a ledger
+    ///     taking the dead letter off its queue finds the event it belongs to.
     private func settle(
         _ delivery: TransportDelivery, headers: AMQPTable, failure: HandlingFailure, decision: FailureDecision, attempt: Int,
-        trace: DeliveryTrace?
+        failedAtMs nowMillis: Int64, trace: DeliveryTrace?
     ) async -> SettlementEvent.Outcome {
-        let nowMillis = Int64(Date().timeIntervalSince1970 * 1000)
         var headers = headers
         if headers[WarrenHeader.firstEnqueuedAt]?.int64Value == nil {
             let enqueued = delivery.properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) } ?? nowMillis
@@ -363,7 +369,7 @@ struct QueueRunner: Sendable {
 
     private func report(
         _ delivery: TransportDelivery, attempt: Int, outcome: SettlementEvent.Outcome, duration: Duration,
-        failure: HandlingFailure?, duplicate: Bool = false, trace: DeliveryTrace?, logger: Logger
+        failure: HandlingFailure?, failedAtMs: Int64? = nil, duplicate: Bool = false, trace: DeliveryTrace?, logger: Logger
     ) {
         let properties = delivery.properties
         let wait = enqueuedAtMilliseconds(properties).map {
@@ -403,7 +409,9 @@ struct QueueRunner: Sendable {
         }
         metrics.record(event)
         worker.observer?(event)
-        if let events { events.record(settlementEvent(event, delivery: delivery, trace: trace, options: events.options)) }
+        if let events {
+            events.record(settlementEvent(event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options))
+        }
     }
 
     private static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
@@ -418,9 +426,9 @@ struct QueueRunner: Sendable {
     }
 
     private func settlementEvent(
-        _ settlement: SettlementEvent, delivery: TransportDelivery, trace: DeliveryTrace?, options: EventOptions
+        _ settlement: SettlementEvent, delivery: TransportDelivery, failedAtMs: Int64?, trace: DeliveryTrace?, options: EventOptions
     ) -> WarrenEvent {
-        let now = Self.nowMilliseconds()
+        let now = failedAtMs ?? Self.nowMilliseconds()
         let kind: WarrenEvent.Kind = switch settlement.outcome {
         case .acked: .ack
         case .retried: .retry
@@ -439,21 +447,7 @@ struct QueueRunner: Sendable {
             event.reason = reason.kind.rawValue
             var content: DeadLetterContent? = DeadLetterContent(body: delivery.body, headers: delivery.properties.headers ?? [:])
             if let type = settlement.messageType, let redact = options.redact[type], let original = content { content = redact(original) }
-            if let content {
-                event.headers = content.headers.mapValues { $0.stringValue ?? "\($0)" }
-                let limit = options.deadLetterBodyLimit
-                let kept = content.body.prefix(limit)
-                event.bodyTruncated = content.body.count > limit
-                // Text when it is UTF-8 (a cut may split a character: up to three bytes are let go), else base64.
-                let cuttable = content.body.count > limit ? min(3, kept.count) : 0
-                if let text = (0...cuttable).lazy.compactMap({ String(validating: kept.dropLast($0), as: UTF8.self) }).first {
-                    event.body = text
-                    event.bodyEncoding = "utf8"
-                } else {
-                    event.body = Data(kept).base64EncodedString()
-                    event.bodyEncoding = "base64"
-                }
-            }
+            if let content { event.attach(content, bodyLimit: options.deadLetterBodyLimit) }
         default:
             break
         }

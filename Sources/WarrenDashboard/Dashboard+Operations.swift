@@ -1,0 +1,213 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import Warren
+import WarrenHTTP
+import WarrenLedger
+
+/// Bulk replays and purges of the dead letters the ledger holds: a failure group from its page, or any filter through
+/// the API; each a durable ``DeadLetterOperation`` whose progress has a page of its own.
+extension Dashboard {
+    func addOperationRoutes(pages: RouterGroup<DashboardRequestContext>) {
+        for action in [DeadLetterAction.replay, .purge] {
+            pages.get("failures/:group_id/\(action.rawValue)") { _, context in try await groupConfirmation(action, context) }
+            pages.post("failures/:group_id/\(action.rawValue)") { request, context in try await startFromGroupPage(action, request, context) }
+        }
+        pages.get("operations") { _, context in try await operationsPage(context) }
+        pages.get("operations/:id") { _, context in try await operationPage(context) }
+    }
+
+    func addOperationRoutes(api: RouterGroup<DashboardRequestContext>) {
+        api.post("operations") { request, context in try await startFromAPI(request, context) }
+        api.get("operations") { request, _ in
+            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
+            return try JSONResponse.make(["operations": try await store.operations(limit: limit)])
+        }
+        api.get("operations/:id") { _, context in
+            let id = try context.parameters.require("id")
+            guard let operation = try await store.operation(id: id) else {
+                return try JSONResponse.error(.notFound, "not_found", "No operation \(id).")
+            }
+            return try JSONResponse.make(operation)
+        }
+    }
+
+    /// The group page's buttons: replay or purge every dead letter of the group the ledger holds.
+    func bulkActions(group: String, _ context: DashboardRequestContext) async throws -> HTML {
+        guard runner != nil else { return .empty }
+        let held = try await store.countHeldDeadLetters(matching: DeadLetterFilter(groupID: group))
+        guard held > 0 else { return "<p class=\"hint\">None of this group's dead letters waits in the ledger.</p>" }
+        let buttons: HTML = context.identity?.role == .operator
+            ? """
+             <a class="button" href="/failures/\(Link.encode(group))/replay">Replay all \(held)…</a> \
+            <a class="button danger" href="/failures/\(Link.encode(group))/purge">Purge all \(held)…</a>
+            """ : .empty
+        return "<p class=\"actions\">\(held) of them wait in the ledger.\(buttons)</p>"
+    }
+
+    private func groupConfirmation(_ action: DeadLetterAction, _ context: DashboardRequestContext) async throws -> Response {
+        let group = try context.parameters.require("group_id")
+        let back = "/failures/\(Link.encode(group))"
+        guard context.identity?.role == .operator else {
+            return Self.problem(.forbidden, "Only an operator may \(action.rawValue) dead letters.", link: back)
+        }
+        guard runner != nil else { return Self.problem(.serviceUnavailable, "This needs a broker: this dashboard runs without one.", link: back) }
+        let held = try await store.countHeldDeadLetters(matching: DeadLetterFilter(groupID: group))
+        guard held > 0 else { return Self.problem(.notFound, "None of this group's dead letters waits in the ledger.", link: back) }
+        let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
+        let explanation: HTML = action == .replay
+            ? """
+            <p>Each of the <strong>\(held)</strong> dead letters of this group goes back to the queue it failed on, with its
+            message id and a fresh attempt count, oldest first; the operation's page shows how far it got, and it carries on
+            after a restart. This is written to the audit log.</p>
+            """
+            : """
+            <p>The <strong>\(held)</strong> dead letters of this group are deleted for good; the ledger keeps their records,
+            marked purged. This is written to the audit log.</p>
+            """
+        return page("\(action.rawValue.capitalized) group \(group)", context, nav: "failures", content: """
+            <h1>\(action.rawValue.capitalized) all \(held) dead letters of group <code>\(group)</code>?</h1>
+            \(explanation)
+            <form method="post" action="\(back)/\(action.rawValue)">\(csrf)
+            <button type="submit"\(action == .purge ? HTML(" class=\"danger\"") : .empty)>\(action == .replay ? "Replay all \(held)" : "Delete all \(held) for good")</button> \
+            <a href="\(back)">Cancel</a>
+            </form>
+            """)
+    }
+
+    private func startFromGroupPage(_ action: DeadLetterAction, _ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let group = try context.parameters.require("group_id")
+        if let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
+        switch try await start(action, DeadLetterFilter(groupID: group), as: context.identity, logger: context.logger) {
+        case .success(let operation):
+            return Response(status: .seeOther, headers: [.location: "/operations/\(Link.encode(operation.id))"])
+        case .failure(let refusal):
+            return Self.problem(refusal.status, refusal.message, link: "/failures/\(Link.encode(group))")
+        }
+    }
+
+    /// `POST /api/operations` with `{"action": "replay" | "purge", "filter": {"group_id", "queue", "message_id",
+    /// "since_ms", "until_ms"}}` → 202 with the operation and `Location: /api/operations/{id}`.
+    private func startFromAPI(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        struct Body: Decodable {
+            var action: DeadLetterOperation.Action
+            var filter: DeadLetterFilter?
+        }
+        var request = request
+        let bytes = try await request.collectBody(upTo: 64 * 1024)
+        if context.session != nil {
+            let sent = request.headers[HTTPField.Name("X-CSRF-Token")!] ?? ""
+            guard let session = context.session, ConstantTime.equal(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
+                return try JSONResponse.error(.forbidden, "forbidden", "A signed-in browser sends its CSRF token in X-CSRF-Token.")
+            }
+        }
+        let body: Body
+        do {
+            body = try JSONDecoder().decode(Body.self, from: Data(buffer: bytes))
+        } catch {
+            return try JSONResponse.error(
+                .badRequest, "bad_request", "Send {\"action\": \"replay\" or \"purge\", \"filter\": {\"group_id\", \"queue\", \"message_id\", \"since_ms\", \"until_ms\"}}.")
+        }
+        switch try await start(body.action == .replay ? .replay : .purge, body.filter ?? DeadLetterFilter(), as: context.identity, logger: context.logger) {
+        case .success(let operation):
+            var response = try JSONResponse.make(operation)
+            response.status = .accepted
+            response.headers[.location] = "/api/operations/\(Link.encode(operation.id))"
+            return response
+        case .failure(let refusal):
+            return try JSONResponse.error(refusal.status, refusal.status == .forbidden ? "forbidden" : "not_started", refusal.message)
+        }
+    }
+
+    struct Refusal: Error {
+        var status: HTTPResponse.Status
+        var message: String
+    }
+
+    /// Records an operation on what `filter` selects and runs it in the background; writes the request to the audit
+    /// log whatever becomes of it.
+    private func start(
+        _ action: DeadLetterAction, _ filter: DeadLetterFilter, as identity: DashboardIdentity?, logger: Logger
+    ) async throws -> Result<DeadLetterOperation, Refusal> {
+        let requestID = "dashboard-\(UUID().uuidString.lowercased())"
+        let result: Result<DeadLetterOperation, Refusal>
+        if identity?.role != .operator {
+            result = .failure(Refusal(status: .forbidden, message: "Only an operator may \(action.rawValue): \(identity?.name ?? "this sign-in") is a viewer."))
+        } else if let runner {
+            let operation = try await runner.start(
+                action.operation, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
+            if operation.total == 0 {
+                try await store.finishOperation(id: operation.id, status: .done, error: nil, nowMs: operation.createdAtMs)
+                result = .failure(Refusal(status: .notFound, message: "No dead letter the ledger holds matches \(filter.summary)."))
+            } else {
+                // Run now; the runner's service resumes it after a restart.
+                Task { try? await runner.execute(operation.id) }
+                result = .success(operation)
+            }
+        } else {
+            result = .failure(Refusal(status: .serviceUnavailable, message: "This needs a broker and a ledger that holds the dead letters."))
+        }
+        let (count, outcome): (Int, String) = switch result {
+        case .success(let operation): (operation.total, "started")
+        case .failure(let refusal): (0, refusal.status == .forbidden ? "refused" : "failed: \(refusal.message)")
+        }
+        _ = try await store.recordAudit(AuditEntry(
+            atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
+            action: action.rawValue, target: filter.summary, count: count, outcome: outcome, requestID: requestID))
+        logger.notice(
+            "dashboard bulk \(action.rawValue)", metadata: ["user": "\(identity?.name ?? "")", "filter": "\(filter.summary)", "outcome": "\(outcome)"])
+        return result
+    }
+
+    private func operationsPage(_ context: DashboardRequestContext) async throws -> Response {
+        let operations = try await store.operations(limit: 100)
+        let rows = operations.map { operation -> HTML in
+            """
+            <tr><td class="nowrap">\(Format.time(operation.createdAtMs))</td>\
+            <td><a href="/operations/\(Link.encode(operation.id))">\(operation.action.rawValue)</a></td><td>\(operation.filter.summary)</td>\
+            <td>\(operation.actor)</td><td>\(Self.statusText(operation))</td>\
+            <td class="number">\(operation.settled) of \(operation.total)</td></tr>
+            """
+        }
+        let table = Self.table(
+            "Replays and purges of the dead letters the ledger holds, newest first", ["Started", "Action", "Of", "Who", "Status", "Settled"],
+            numeric: ["Settled"], rows: rows, empty: "No operation yet.")
+        return page("Operations", context, nav: "operations", content: "<h1>Operations</h1>" + table)
+    }
+
+    private func operationPage(_ context: DashboardRequestContext) async throws -> Response {
+        let id = try context.parameters.require("id")
+        guard let operation = try await store.operation(id: id) else {
+            return page("Operation not found", context, nav: "operations", status: .notFound, content: """
+                <h1>Operation not found</h1><p>No operation <code>\(id)</code>.</p>
+                """)
+        }
+        let running = operation.status == .running
+        let content: HTML = """
+            <h1>\(operation.action.rawValue.capitalized) <code>\(operation.id)</code></h1>
+            <p><progress max="\(max(operation.total, 1))" value="\(operation.settled)">\(operation.settled) of \(operation.total)</progress> \
+            <strong>\(operation.settled)</strong> of \(operation.total) \(operation.action == .replay ? "replayed" : "purged")\
+            \(running ? HTML(" <span class=\"hint\">(this page refreshes itself)</span>") : .empty)</p>
+            <dl class="facts">
+            <dt>Status</dt><dd>\(Self.statusText(operation))</dd>
+            <dt>Of</dt><dd>\(operation.filter.summary)\(operation.filter.groupID.map { HTML(" (<a href=\"/failures/\(Link.encode($0))\">the group</a>)") } ?? .empty)</dd>
+            <dt>Who</dt><dd>\(operation.actor) (\(operation.role))</dd>
+            <dt>Started</dt><dd>\(Format.time(operation.createdAtMs))</dd><dt>Last progress</dt><dd>\(Format.time(operation.updatedAtMs))</dd>
+            \(operation.error.map { HTML("<dt>Error</dt><dd class=\"error-text\">\($0)</dd>") } ?? .empty)
+            </dl>
+            <p class="hint">The copies it publishes carry <code>x-warren-replay-id: \(operation.id)</code>.</p>
+            """
+        var response = page("Operation \(operation.id)", context, nav: "operations", content: content)
+        if running { response.headers[HTTPField.Name("Refresh")!] = "2" }
+        return response
+    }
+
+    private static func statusText(_ operation: DeadLetterOperation) -> HTML {
+        switch operation.status {
+        case .running: "<span class=\"badge running\">running</span>"
+        case .done: "<span class=\"badge succeeded\">done</span>"
+        case .failed: "<span class=\"badge dead_lettered\">failed</span>"
+        }
+    }
+}

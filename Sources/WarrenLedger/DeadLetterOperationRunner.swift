@@ -1,0 +1,186 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+
+/// Replays and purges the dead letters a ledger holds (``DeadLetterIntake``), one, a failure group or everything a
+/// filter selects, as durable operations (``DeadLetterOperation``) recorded in the store.
+///
+/// An operation goes oldest first, a batch at a time: a replay publishes the batch's copies (pipelined, each
+/// confirmed by the broker, marked `x-warren-replay-id: <operation id>`), then commits in one transaction that those
+/// dead letters are replayed, their `replayed` events, and the operation's progress. Killed anywhere, the operation
+/// stays `running`; the next runner to claim it (its lease runs out after ``leaseDuration``) carries on from the
+/// committed progress, so no dead letter is republished by the same operation — except those of a batch whose
+/// copies were confirmed when the process died before the commit: they go out again with the same replay mark, which a
+/// worker with an idempotency store drops (docs/retries-and-dead-letters.md).
+///
+/// A `Service`: ``run()`` resumes the operations left running (by a process that died) until shutdown.
+public final class DeadLetterOperationRunner: Service, Sendable {
+    /// A point in an operation where a test makes it stop as a crash would: nothing after it runs.
+    public enum Step: String, Sendable, CaseIterable {
+        /// A batch was read from the store; nothing published yet.
+        case selected
+        /// The batch's copies are confirmed by the broker; the store does not know yet.
+        case confirmed
+        /// The batch is committed as settled.
+        case committed
+    }
+
+    public let store: any LedgerStore
+    public let transport: RabbitMQTransport
+    /// Who holds the leases this runner takes.
+    public let owner: String
+    public let batchSize: Int
+    /// How long an operation stays claimed after its last batch; another runner may take it over after that.
+    public let leaseDuration: Duration
+    private let fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - transport: the connection replays publish on (its own, or the ledger's).
+    ///   - owner: this runner's name in leases; unique per process.
+    ///   - fault: for tests: called at each ``Step``; what it throws stops the operation there, as a crash would
+    ///     (its lease is kept until it runs out).
+    public init(
+        store: any LedgerStore, transport: RabbitMQTransport, owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
+        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)? = nil,
+        logger: Logger = Logger(label: "warren.ledger.operations")
+    ) {
+        self.store = store
+        self.transport = transport
+        self.owner = owner
+        self.batchSize = max(1, batchSize)
+        self.leaseDuration = leaseDuration
+        self.fault = fault
+        self.logger = logger
+    }
+
+    /// Records a new operation on what `filter` selects now (the dead letters held that failed before this moment).
+    /// - Returns: the operation, `running`, with its ``DeadLetterOperation/total``; run it with ``execute(_:)`` (or
+    ///   leave it to ``run()``).
+    /// - Throws: the store's errors.
+    public func start(
+        _ action: DeadLetterOperation.Action, filter: DeadLetterFilter, actor: String, role: String,
+        id: String = "op-\(UUID().uuidString.lowercased())"
+    ) async throws -> DeadLetterOperation {
+        let now = Self.nowMs()
+        var operation = DeadLetterOperation(id: id, action: action, filter: filter, actor: actor, role: role, createdAtMs: now, total: 0)
+        operation.total = try await store.countHeldDeadLetters(matching: operation.selection)
+        try await store.createOperation(operation)
+        return operation
+    }
+
+    /// Runs an operation to its end, if this runner can claim it.
+    /// - Returns: the operation as it ended (`done` or `failed`); as it is now when another runner holds it.
+    /// - Throws: the store's errors and the broker's connection errors (the operation stays `running`, to be resumed);
+    ///   what ``fault`` throws.
+    @discardableResult
+    public func execute(_ id: String) async throws -> DeadLetterOperation? {
+        guard let operation = try await store.operation(id: id) else { return nil }
+        guard operation.status == .running, try await claim(operation) else { return operation }
+        var publisher: AMQPChannel?
+        do {
+            let ended = try await execute(operation, publisher: &publisher)
+            try? await publisher?.close()
+            return ended
+        } catch {
+            try? await publisher?.close()
+            throw error
+        }
+    }
+
+    private func execute(_ operation: DeadLetterOperation, publisher: inout AMQPChannel?) async throws -> DeadLetterOperation? {
+        var operation = operation
+        while true {
+            let batch = try await store.heldDeadLetters(matching: operation.selection, after: operation.cursor, limit: batchSize)
+            guard !batch.isEmpty else {
+                try await store.finishOperation(id: operation.id, status: .done, error: nil, nowMs: Self.nowMs())
+                logger.info(
+                    "dead-letter operation done",
+                    metadata: ["operation": "\(operation.id)", "action": "\(operation.action.rawValue)", "settled": "\(operation.settled)"])
+                return try await store.operation(id: operation.id)
+            }
+            try fault?(.selected, operation)
+            var settled = batch
+            var events: [WarrenEvent]
+            var stop: (letter: HeldDeadLetter, error: AMQPError)?
+            switch operation.action {
+            case .replay:
+                let channel = try await openPublisher(reusing: publisher)
+                publisher = channel
+                let results = await DeadLetterReplay.replay(batch.map { ($0.letter, $0.queue) }, replayID: operation.id, on: channel)
+                // Settled: the confirmed copies before the first that was not, so that the progress never passes it.
+                events = []
+                for result in results {
+                    guard case .success(let event) = result else { break }
+                    events.append(event)
+                }
+                settled = Array(batch.prefix(events.count))
+                if events.count < results.count, case .failure(let error) = results[events.count] { stop = (batch[events.count], error) }
+            case .purge:
+                events = batch.map { DeadLetterReplay.purgedEvent(of: $0.letter, queue: $0.queue) }
+            }
+            try fault?(.confirmed, operation)
+            operation = try await store.settle(settled, events: events, for: operation, nowMs: Self.nowMs())
+            try fault?(.committed, operation)
+            if let stop {
+                // A lost connection: resumed later. Anything else (the work queue is gone, the broker refused the
+                // copy) would fail again: the operation ends, what it settled stays settled.
+                if transport.isRecoverable(stop.error) { throw stop.error }
+                let why = "the copy of \(stop.letter.messageID) was refused: \(stop.error)"
+                try await store.finishOperation(id: operation.id, status: .failed, error: why, nowMs: Self.nowMs())
+                logger.warning("dead-letter operation failed", metadata: ["operation": "\(operation.id)", "error": "\(why)"])
+                return try await store.operation(id: operation.id)
+            }
+            guard try await claim(operation) else { return operation }
+        }
+    }
+
+    /// Resumes the operations left running, every `interval`, until shutdown: those of a process that died (once
+    /// their lease ran out) and those recorded without being executed.
+    /// - Throws: the store's migration error.
+    public func run() async throws {
+        try await store.migrate()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await self.resumeUnfinished()
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+    }
+
+    /// Runs each operation still running that this runner can claim, once.
+    public func resumeUnfinished() async {
+        do {
+            for id in try await store.unfinishedOperations() {
+                do { try await execute(id) } catch {
+                    logger.warning("dead-letter operation interrupted; it will be resumed", metadata: ["operation": "\(id)", "error": "\(error)"])
+                }
+            }
+        } catch {
+            logger.warning("could not read the unfinished dead-letter operations", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func claim(_ operation: DeadLetterOperation) async throws -> Bool {
+        let now = Self.nowMs()
+        return try await store.claimOperation(
+            id: operation.id, owner: owner, leaseUntilMs: now + leaseDuration.milliseconds, nowMs: now)
+    }
+
+    private func openPublisher(reusing channel: AMQPChannel?) async throws -> AMQPChannel {
+        if let channel, channel.isOpen { return channel }
+        try await transport.start()
+        guard let connection = transport.connection else { throw WarrenError(.notConsuming, "the transport is not connected") }
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        return channel
+    }
+
+    private static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
+}
+
+extension Duration {
+    fileprivate var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
