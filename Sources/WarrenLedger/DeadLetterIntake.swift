@@ -36,7 +36,7 @@ public final class DeadLetterIntake: Service, Sendable {
     ///     together in the next.
     public init(
         transport: RabbitMQTransport, store: any LedgerStore, queues: [String] = [], discover: Bool = true,
-        rediscoverEvery: Duration = .seconds(30), prefetch: UInt16 = 100, logger: Logger = Logger(label: "warren.ledger.dead-letters")
+        rediscoverEvery: Duration = .seconds(5), prefetch: UInt16 = 100, logger: Logger = Logger(label: "warren.ledger.dead-letters")
     ) {
         self.transport = transport
         self.store = store

@@ -23,7 +23,10 @@ struct SeededDashboard {
     /// - Parameters:
     ///   - brokerURL: the broker the queues page asks and replays go to; `nil`: none.
     ///   - ingest: the ledger queue and events exchange to record from (on `brokerURL`); `nil`: `--no-ingest`.
-    static func start(brokerURL: String? = nil, ingest: (ledgerQueue: String, exchange: String)? = nil) async throws -> SeededDashboard {
+    ///   - watch: work queues whose dead letters the ledger takes from the start (`--queue`).
+    static func start(
+        brokerURL: String? = nil, ingest: (ledgerQueue: String, exchange: String)? = nil, watch: [String] = []
+    ) async throws -> SeededDashboard {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let sqlite = directory.appendingPathComponent("ledger.sqlite").path
@@ -42,6 +45,7 @@ struct SeededDashboard {
         let dashboard = try LaunchedProcess(
             "warren-dashboard",
             ["--port", "0", "--store", "sqlite:\(sqlite)", "--users-file", usersFile] + (brokerURL.map { ["--url", $0] } ?? [])
+                + watch.flatMap { ["--queue", $0] }
                 + (ingest.map { ["--ledger-queue", $0.ledgerQueue, "--events-exchange", $0.exchange, "--log-level", "warning"] } ?? ["--no-ingest"]),
             environment: ["WARREN_DASHBOARD_TOKEN": token])
         return SeededDashboard(dashboard: dashboard, port: try await dashboard.listeningPort(), directory: directory)
@@ -247,7 +251,7 @@ struct DashboardBrowserTests {
         guard let chromium = try await browser() else { return }
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName("replayed"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
-        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange))
+        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
         try await transport.start()
         let events = WarrenEvents(
@@ -255,6 +259,10 @@ struct DashboardBrowserTests {
         let fixed = Release()
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in
             if !fixed.isOpen { throw Reject("550 mailbox unavailable") }
+        }
+        func held(_ id: String) async -> Bool {
+            let found = await httpGet(port: dashboard.port, "/api/dead-letters/\(id)", headers: ["Authorization": "Bearer \(SeededDashboard.token)"])
+            return (found.json?["dead_letters"] as? [[String: Any]])?.first?["held"] as? Bool == true
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
         func status(_ id: String = "replay-me") async -> String? {
@@ -268,6 +276,10 @@ struct DashboardBrowserTests {
             try await WarrenPublisher(transport: transport, events: events)
                 .publish(WelcomeEmail(userId: "u2", email: "u2@example.com"), to: .queue(queue), messageID: "purge-me")
             #expect(try await eventually { await status("purge-me") == "dead_lettered" })
+            #expect(try await eventually {
+                let replay = await held("replay-me"), purge = await held("purge-me")
+                return replay && purge
+            }, "taken into the ledger")
 
             // A viewer sees no replay button, gets a 403 for the confirmation page, and a 403 for a forged POST.
             try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/replay-me")
@@ -297,6 +309,7 @@ struct DashboardBrowserTests {
             // An operator replays it: a confirmation, then the job's page, where it goes on to succeed.
             fixed.open()
             try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/dead-letters/replay-me")
+            #expect(try await window.find("dl.facts").text().contains("in the ledger"))
             try await window.find("a.button").click()
             try await window.waitForURL(containing: "/dead-letters/replay-me/replay")
             try await snap(window, "replay")
@@ -335,6 +348,79 @@ struct DashboardBrowserTests {
             #expect(replay.contains("ada (operator) replay message replay-me from \(queue) 1 done"), "\(replay)")
             #expect(refusal.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(refusal)")
             try await snap(window, "audit")
+        } } catch { failure = error }
+        await worker.stop()
+        await transport.close()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
+        if let failure { throw failure }
+    }
+
+    @Test func anOperatorReplaysAFailureGroupAndWatchesItsProgress() async throws {
+        guard let chromium = try await browser() else { return }
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName("group"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+        let fixed = Release()
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in
+            if !fixed.isOpen { throw Reject("421 server busy for \(email.email)") }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        let auth = ["Authorization": "Bearer \(SeededDashboard.token)"]
+        func heldCount() async -> Int {
+            let page = await httpGet(port: dashboard.port, "/api/dead-letters?queue=\(queue)", headers: auth)
+            return ((page.json?["dead_letters"] as? [[String: Any]]) ?? []).filter { $0["held"] as? Bool == true }.count
+        }
+        var failure: (any Error)?
+        do { try await inWindow(chromium, dashboard) { window in
+            let ids = ["group-1", "group-2", "group-3"]
+            for id in ids {
+                try await WarrenPublisher(transport: transport, events: events)
+                    .publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+            }
+            #expect(try await eventually { await heldCount() == 3 }, "the three dead letters taken into the ledger")
+            fixed.open()
+
+            // The group's page offers to replay the three; the confirmation says how many.
+            try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/failures?queue=\(queue)")
+            try await window.find("td.error-text a").click()
+            try await window.waitForURL(containing: "/failures/")
+            #expect(try await window.find("p.actions").text().contains("3 of them wait in the ledger"))
+            try await window.find("p.actions a.button").click()
+            try await window.waitForURL(containing: "/replay")
+            #expect(try await window.find("h1").text().hasPrefix("Replay all 3 dead letters of group"))
+            try await snap(window, "group-replay")
+            try await window.find("main form button[type=submit]").click()
+            try await window.waitForURL(containing: "/operations/")
+            try await window.waitUntil("the operation to finish", timeout: .seconds(30)) {
+                try await window.go(to: try await window.currentURL())
+                return try await window.find("dl.facts .badge").text() == "done"
+            }
+            #expect(try await window.find("main p strong").text() == "3")
+            #expect(try await window.visibleText().contains("3 of 3 replayed"))
+            try await snap(window, "operation")
+            for id in ids {
+                #expect(try await eventually(timeout: .seconds(30)) {
+                    await httpGet(port: dashboard.port, "/api/jobs/\(id)", headers: auth).json?["status"] as? String == "succeeded"
+                }, "\(id) succeeded after its replay")
+            }
+            #expect(await heldCount() == 0)
+
+            // The operations page and the audit log.
+            try await window.find("nav a[href='/operations']").click()
+            try await window.waitForURL(containing: "/operations")
+            let rows = try await window.findAll("tbody tr")
+            #expect(rows.count == 1)
+            #expect(try await rows.first?.text().contains("replay") == true)
+            try await window.go(to: dashboard.address + "/audit")
+            let audit = try await window.find("tbody tr").text()
+            #expect(audit.contains("ada (operator) replay group=") && audit.contains("3 started"), "\(audit)")
         } } catch { failure = error }
         await worker.stop()
         await transport.close()

@@ -72,7 +72,10 @@ struct DashboardProcessTests {
         let store = kind == .sqlite ? "sqlite:\(sqlite)" : try await LocalPostgres.shared().newDatabaseURL("dashboard")
         let dashboard = try LaunchedProcess(
             "warren-dashboard",
-            ["--port", "0", "--store", store, "--ledger-queue", ledgerQueue, "--events-exchange", exchange, "--log-level", "warning"],
+            [
+                "--port", "0", "--store", store, "--ledger-queue", ledgerQueue, "--events-exchange", exchange, "--log-level", "warning",
+                "--queue", queue,
+            ],
             environment: ["WARREN_AMQP_URL": url, "WARREN_DASHBOARD_TOKEN": Self.token, "WARREN_DASHBOARD_READONLY_TOKEN": Self.readOnlyToken])
         let port = try await dashboard.listeningPort()
         let auth = ["Authorization": "Bearer \(Self.token)"]
@@ -121,9 +124,13 @@ struct DashboardProcessTests {
         #expect(failures.status == 200 && groups.count == 1, "\(failures.body)")
         #expect(groups.first?["count"] as? Int == 1 && groups.first?["reason"] as? String == "rejected")
         #expect(groups.first?["error"] as? String == "Reject: 550 no such mailbox" && groups.first?["sample_message_id"] as? String == "bounce")
-        let letters = await httpGet(port: port, "/api/dead-letters/bounce", headers: auth)
-        let letter = (letters.json?["dead_letters"] as? [[String: Any]])?.first
-        #expect(letters.status == 200 && letter?["body"] as? String == #"{"userId":"bounce","email":"bounce@example.com"}"#, "\(letters.body)")
+        // The ledger takes the dead letter off its queue and holds it: one record with the worker's event.
+        func letters() async -> [[String: Any]] {
+            (await httpGet(port: port, "/api/dead-letters/bounce", headers: auth).json?["dead_letters"] as? [[String: Any]]) ?? []
+        }
+        #expect(try await eventually { await letters().first?["held"] as? Bool == true })
+        let all = await letters(), letter = all.first
+        #expect(all.count == 1 && letter?["body"] as? String == #"{"userId":"bounce","email":"bounce@example.com"}"#, "\(all)")
         #expect(letter?["group_id"] as? String == groups.first?["group_id"] as? String && letter?["reason"] as? String == "rejected")
         let group = try #require(groups.first?["group_id"] as? String)
         let inGroup = await httpGet(port: port, "/api/dead-letters?group=\(group)", headers: auth)
@@ -132,13 +139,13 @@ struct DashboardProcessTests {
         let bad = await httpGet(port: port, "/api/jobs?status=finished", headers: auth)
         #expect(bad.status == 400 && bad.json?["error"] as? String == "bad_request")
 
-        // The queues page: what the broker says of the queue now (the bounce waits in its dead letters).
+        // The queues page: what the broker says of the queue now (the bounce is in the ledger, not in its dead letters).
         let queues = await httpGet(port: port, "/api/queues", headers: auth)
         let overview = (queues.json?["queues"] as? [[String: Any]])?.first { $0["queue"] as? String == queue }
         let parts = overview?["queues"] as? [[String: Any]] ?? []
         func part(_ role: String) -> [String: Any]? { parts.first { $0["role"] as? String == role } }
         #expect(queues.status == 200 && part("work")?["consumers"] as? Int == 1 && part("work")?["messages"] as? Int == 0, "\(queues.body)")
-        #expect(part("dead-letters")?["messages"] as? Int == 1 && part("dead-letters")?["name"] as? String == "\(queue).dead-letters")
+        #expect(part("dead-letters")?["messages"] as? Int == 0 && part("dead-letters")?["name"] as? String == "\(queue).dead-letters")
         let queuesPage = await httpGet(port: port, "/queues", headers: auth)
         #expect(queuesPage.status == 200 && queuesPage.body.contains(">\(queue)</a>"))
 
@@ -160,9 +167,17 @@ struct DashboardProcessTests {
         // A replay: the job shows `replayed` until a worker takes it again, then succeeds.
         await worker.stop()
         fixed.open()
+        // `warren dlx` says where the dead letters went, and works through the dashboard.
+        let listed = try await HostAndCLITests.run("warren", ["dlx", "list", "--queue", queue], url: url)
+        #expect(listed.status == 0 && listed.output.contains("no dead letters") && listed.errors.contains("use --dashboard URL"), "\(listed)")
+        let throughDashboard = ["--dashboard", "http://127.0.0.1:\(port)"]
+        let viaAPI = try await HostAndCLITests.run(
+            "warren", ["dlx", "list", "--queue", queue] + throughDashboard, url: url, environment: ["WARREN_DASHBOARD_TOKEN": Self.token])
+        #expect(viaAPI.status == 0 && viaAPI.output.contains("bounce") && viaAPI.output.contains("held"), "\(viaAPI)")
         let replay = try await HostAndCLITests.run(
-            "warren", ["dlx", "replay", "--queue", queue, "--message-id", "bounce", "--events-exchange", exchange], url: url)
-        #expect(replay.status == 0, "\(replay.errors)")
+            "warren", ["dlx", "replay", "--queue", queue, "--message-id", "bounce"] + throughDashboard, url: url,
+            environment: ["WARREN_DASHBOARD_TOKEN": Self.token])
+        #expect(replay.status == 0 && replay.output.contains("replayed 1 of 1"), "\(replay)")
         #expect(try await eventually { await status("bounce") == "replayed" })
         worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
         #expect(try await eventually { await status("bounce") == "succeeded" })
@@ -172,8 +187,11 @@ struct DashboardProcessTests {
         let again = await httpRequest("POST", port: port, "/api/dead-letters/bounce/replay", headers: auth)
         #expect(again.status == 404 && again.json?["error"] as? String == "not_replayed", "\(again.body)")
         let audit = (await httpGet(port: port, "/api/audit", headers: auth).json?["entries"] as? [[String: Any]]) ?? []
-        #expect(audit.compactMap { $0["actor"] as? String } == ["token", "readonly-token", "readonly-token"], "\(audit)")
-        #expect(audit.compactMap { $0["action"] as? String } == ["replay", "purge", "replay"])
+        #expect(audit.compactMap { $0["actor"] as? String } == ["token", "token", "readonly-token", "readonly-token"], "\(audit)")
+        #expect(audit.compactMap { $0["action"] as? String } == ["replay", "replay", "purge", "replay"])
+        #expect(audit[1]["outcome"] as? String == "started" && audit[1]["target"] as? String == "message_id=bounce queue=\(queue)")
+        let operations = (await httpGet(port: port, "/api/operations", headers: auth).json?["operations"] as? [[String: Any]]) ?? []
+        #expect(operations.count == 1 && operations.first?["status"] as? String == "done" && operations.first?["settled"] as? Int == 1)
         #expect(audit.compactMap { $0["outcome"] as? String }.last == "refused" && audit.first?["count"] as? Int == 0)
         #expect((audit.first?["outcome"] as? String)?.hasPrefix("failed: No dead letter") == true)
 

@@ -15,12 +15,13 @@ struct HostAndCLITests {
         var errors: String
     }
 
-    static func run(_ tool: String, _ arguments: [String], url: String?) async throws -> Run {
+    static func run(_ tool: String, _ arguments: [String], url: String?, environment extra: [String: String] = [:]) async throws -> Run {
         let process = Process()
         process.executableURL = binDirectory.appendingPathComponent(tool)
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["WARREN_AMQP_URL"] = url
+        environment.merge(extra) { $1 }
         process.environment = environment
         let directory = FileManager.default.temporaryDirectory
         let out = directory.appendingPathComponent("warren-test-\(UUID().uuidString).out")
