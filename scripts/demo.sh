@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make demo: a throwaway RabbitMQ, warren-dashboard recording the job ledger, the orders-worker example host, a
-# scripted burst of welcome emails (plain, flaky, bounce, slow, a malformed body), the outcomes as they happen,
-# `warren dlx list`, the jobs and failure groups as the ledger's API shows them and a headless-Chromium screenshot of
-# the dashboard; then the report-api example (POST → 202, status from the ledger, 303 to the CSV, 500 with the
-# reason); then everything stops. WARREN_DEMO_STAY_UP=1 (make demo-up) leaves the broker, the worker and the dashboard
-# running after the burst, for a person to open, until Ctrl-C.
+# scripted burst of welcome emails (plain, flaky, bounce, slow, a malformed body), the outcomes as they happen, the
+# dead letters the ledger took off their queue (`warren dlx list --dashboard`), the jobs and failure groups as the
+# ledger's API shows them and a headless-Chromium screenshot of the dashboard; then the report-api example (POST →
+# 202, status from the ledger, 303 to the CSV, 500 with the reason); then everything stops. WARREN_DEMO_STAY_UP=1
+# (make demo-up) leaves the broker, the worker and the dashboard running after the burst, for a person to open,
+# until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${WARREN_BIN:-$(swift build --show-bin-path)}"
@@ -31,9 +32,9 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 # The address a process prints ("listening on http://…") once it serves.
 wait_listening() { for _ in $(seq 1 300); do if grep -q '^listening on' "$1"; then sed -n 's/^listening on //p' "$1"; return; fi; sleep 0.1; done; echo "demo: $1 never listened" >&2; exit 1; }
 
-say "2. Starting warren-dashboard: it records every job's events in a ledger (SQLite) and serves them under /api/"
+say "2. Starting warren-dashboard: it records every job's events and takes the dead letters in a ledger (SQLite), served under /api/"
 export WARREN_DASHBOARD_TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
-"$bin/warren-dashboard" --port 0 --store "sqlite:$data/ledger.sqlite" --log-level warning > "$data/dashboard.out" 2>&1 &
+"$bin/warren-dashboard" --port 0 --store "sqlite:$data/ledger.sqlite" --queue emails --log-level warning > "$data/dashboard.out" 2>&1 &
 dashboard_pid=$!
 dashboard="$(wait_listening "$data/dashboard.out")"
 for _ in $(seq 1 100); do if curl -s "$dashboard/health" | grep -q '"consuming"'; then break; fi; sleep 0.1; done
@@ -67,8 +68,12 @@ for _ in $(seq 1 150); do
 done
 sleep 0.5
 
-say "6. The dead letters: warren dlx list --queue emails"
-"$bin/warren" dlx list --queue emails
+say "6. The dead letters, which the ledger took off emails.dead-letters: warren dlx list --queue emails --dashboard $dashboard"
+for _ in $(seq 1 50); do
+  if [ "$(api "/api/dead-letters?queue=emails" | python3 -c 'import json, sys; print(sum(1 for d in json.load(sys.stdin)["dead_letters"] if d["held"]))')" -ge 2 ]; then break; fi
+  sleep 0.2
+done
+"$bin/warren" dlx list --queue emails --dashboard "$dashboard"
 
 say "7. The topology: warren topology --queue emails"
 "$bin/warren" topology --queue emails

@@ -156,6 +156,7 @@ struct QueueRunner: Sendable {
         var failure: HandlingFailure?
         var interrupted = false
         var duplicate = false
+        var replayMark: (store: any IdempotencyStore, messageID: String, scope: String)?
         let redelivery = RedeliveryVerdict.decide(
             redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
@@ -184,7 +185,16 @@ struct QueueRunner: Sendable {
                 do {
                     let store = registration.options.idempotency
                     let scope = store == nil ? "" : "\(queue)/\(type)"
+                    // The first attempt of a replay's copy is remembered once settled, so a second copy of the same
+                    // replay (republished after a crash between the broker's confirm and the ledger's commit) is dropped.
+                    if let store, let id = properties.messageID, attempt == 1,
+                        let replay = headers.header(WarrenHeader.replayID)?.stringValue
+                    {
+                        replayMark = (store, id, "\(scope)/replay/\(replay)")
+                    }
                     if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
+                        duplicate = true
+                    } else if let replayMark, try await replayMark.store.contains(replayMark.messageID, scope: replayMark.scope) {
                         duplicate = true
                     } else {
                         if let timeout = registration.options.timeout {
@@ -239,6 +249,11 @@ struct QueueRunner: Sendable {
                 metrics.droppedSettlement()
                 logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
                 outcome = .requeued
+            }
+        }
+        if let replayMark, !duplicate, outcome != .requeued {
+            do { try await replayMark.store.record(replayMark.messageID, scope: replayMark.scope) } catch {
+                logger.warning("could not remember a replay's copy", metadata: ["queue": "\(queue)", "error": "\(error)"])
             }
         }
         trace?.finish(outcome: outcome, failure: failure?.summary)
