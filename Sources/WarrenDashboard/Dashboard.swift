@@ -490,7 +490,13 @@ public struct Dashboard: Sendable {
             do {
                 let started = try await runner.start(
                     action.operation, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
-                let ended = try await runner.execute(started.id)
+                var ended = try await runner.execute(started.id)
+                // Taken by the runner's resume loop meanwhile: it finishes there.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while ended?.status == .running, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    ended = try await store.operation(id: started.id)
+                }
                 outcome = switch ended?.status {
                 case .done?: .done(ended?.settled ?? 0, requestID: requestID)
                 default: .refused(.badGateway, "The \(action.rawValue) did not finish: \(ended?.error ?? "see the operation \(requestID)").")

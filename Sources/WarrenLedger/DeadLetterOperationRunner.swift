@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 
@@ -36,6 +37,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     public let leaseDuration: Duration
     private let fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?
     private let logger: Logger
+    /// The operations this runner executes now: its lease lets it renew its own claim, so a second ``execute(_:)`` of
+    /// one operation in this process (a request's and the resume loop's) must be turned away here.
+    private let executing = Mutex<Set<String>>([])
 
     /// - Parameters:
     ///   - transport: the connection replays publish on (its own, or the ledger's).
@@ -71,14 +75,17 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         return operation
     }
 
-    /// Runs an operation to its end, if this runner can claim it.
-    /// - Returns: the operation as it ended (`done` or `failed`); as it is now when another runner holds it.
+    /// Runs an operation to its end, if this runner can claim it (and is not running it already).
+    /// - Returns: the operation as it ended (`done` or `failed`); as it is now when another runner holds it or this
+    ///   one runs it already.
     /// - Throws: the store's errors and the broker's connection errors (the operation stays `running`, to be resumed);
     ///   what ``fault`` throws.
     @discardableResult
     public func execute(_ id: String) async throws -> DeadLetterOperation? {
         guard let operation = try await store.operation(id: id) else { return nil }
-        guard operation.status == .running, try await claim(operation) else { return operation }
+        guard operation.status == .running, executing.withLock({ $0.insert(id).inserted }) else { return operation }
+        defer { _ = executing.withLock { $0.remove(id) } }
+        guard try await claim(operation) else { return operation }
         var publisher: AMQPChannel?
         do {
             let ended = try await execute(operation, publisher: &publisher)

@@ -249,32 +249,17 @@ struct DashboardBrowserTests {
 
     @Test func anOperatorReplaysADeadLetterAndPurgesAnotherAViewerIsRefused() async throws {
         guard let chromium = try await browser() else { return }
-        let url = try await TestBroker.url()
-        let queue = TestBroker.uniqueName("replayed"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
-        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
-        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-        try await transport.start()
-        let events = WarrenEvents(
-            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
-        let fixed = Release()
-        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in
-            if !fixed.isOpen { throw Reject("550 mailbox unavailable") }
-        }
+        let scene = try await IngestingScene.start(queuePrefix: "replayed") { _ in "550 mailbox unavailable" }
+        let (dashboard, queue, fixed) = (scene.dashboard, scene.queue, scene.fixed)
         func held(_ id: String) async -> Bool {
-            let found = await httpGet(port: dashboard.port, "/api/dead-letters/\(id)", headers: ["Authorization": "Bearer \(SeededDashboard.token)"])
-            return (found.json?["dead_letters"] as? [[String: Any]])?.first?["held"] as? Bool == true
+            (await scene.api("/api/dead-letters/\(id)").json?["dead_letters"] as? [[String: Any]])?.first?["held"] as? Bool == true
         }
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
-        func status(_ id: String = "replay-me") async -> String? {
-            await httpGet(port: dashboard.port, "/api/jobs/\(id)", headers: ["Authorization": "Bearer \(SeededDashboard.token)"]).json?["status"] as? String
-        }
+        func status(_ id: String = "replay-me") async -> String? { await scene.status(id) }
         var failure: (any Error)?
         do { try await inWindow(chromium, dashboard) { window in
-            try await WarrenPublisher(transport: transport, events: events)
-                .publish(WelcomeEmail(userId: "u1", email: "u1@example.com"), to: .queue(queue), messageID: "replay-me")
+            try await scene.publish("replay-me")
             #expect(try await eventually { await status() == "dead_lettered" })
-            try await WarrenPublisher(transport: transport, events: events)
-                .publish(WelcomeEmail(userId: "u2", email: "u2@example.com"), to: .queue(queue), messageID: "purge-me")
+            try await scene.publish("purge-me")
             #expect(try await eventually { await status("purge-me") == "dead_lettered" })
             #expect(try await eventually {
                 let replay = await held("replay-me"), purge = await held("purge-me")
@@ -349,41 +334,22 @@ struct DashboardBrowserTests {
             #expect(refusal.contains("grace (viewer) replay message replay-me from \(queue) 0 refused"), "\(refusal)")
             try await snap(window, "audit")
         } } catch { failure = error }
-        await worker.stop()
-        await transport.close()
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
-        let channel = try await connection.openChannel()
-        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
-        await connection.close()
+        try await scene.finish()
         if let failure { throw failure }
     }
 
     @Test func anOperatorReplaysAFailureGroupAndWatchesItsProgress() async throws {
         guard let chromium = try await browser() else { return }
-        let url = try await TestBroker.url()
-        let queue = TestBroker.uniqueName("group"), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
-        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
-        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-        try await transport.start()
-        let events = WarrenEvents(
-            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
-        let fixed = Release()
-        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in
-            if !fixed.isOpen { throw Reject("421 server busy for \(email.email)") }
-        }
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
-        let auth = ["Authorization": "Bearer \(SeededDashboard.token)"]
+        let scene = try await IngestingScene.start(queuePrefix: "group") { email in "421 server busy for \(email.email)" }
+        let (dashboard, queue, fixed) = (scene.dashboard, scene.queue, scene.fixed)
         func heldCount() async -> Int {
-            let page = await httpGet(port: dashboard.port, "/api/dead-letters?queue=\(queue)", headers: auth)
-            return ((page.json?["dead_letters"] as? [[String: Any]]) ?? []).filter { $0["held"] as? Bool == true }.count
+            ((await scene.api("/api/dead-letters?queue=\(queue)").json?["dead_letters"] as? [[String: Any]]) ?? [])
+                .filter { $0["held"] as? Bool == true }.count
         }
         var failure: (any Error)?
         do { try await inWindow(chromium, dashboard) { window in
             let ids = ["group-1", "group-2", "group-3"]
-            for id in ids {
-                try await WarrenPublisher(transport: transport, events: events)
-                    .publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
-            }
+            for id in ids { try await scene.publish(id) }
             #expect(try await eventually { await heldCount() == 3 }, "the three dead letters taken into the ledger")
             fixed.open()
 
@@ -406,9 +372,7 @@ struct DashboardBrowserTests {
             #expect(try await window.visibleText().contains("3 of 3 replayed"))
             try await snap(window, "operation")
             for id in ids {
-                #expect(try await eventually(timeout: .seconds(30)) {
-                    await httpGet(port: dashboard.port, "/api/jobs/\(id)", headers: auth).json?["status"] as? String == "succeeded"
-                }, "\(id) succeeded after its replay")
+                #expect(try await eventually(timeout: .seconds(30)) { await scene.status(id) == "succeeded" }, "\(id) succeeded after its replay")
             }
             #expect(await heldCount() == 0)
 
@@ -422,12 +386,7 @@ struct DashboardBrowserTests {
             let audit = try await window.find("tbody tr").text()
             #expect(audit.contains("ada (operator) replay group=") && audit.contains("3 started"), "\(audit)")
         } } catch { failure = error }
-        await worker.stop()
-        await transport.close()
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
-        let channel = try await connection.openChannel()
-        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
-        await connection.close()
+        try await scene.finish()
         if let failure { throw failure }
     }
 
@@ -569,5 +528,60 @@ struct DashboardSessionTests {
         #expect(await !parsed.verify("Correct"))
         #expect(await !parsed.verify(""))
         #expect(try PasswordHash.make("correct", rounds: 100_000).salt != hash.salt, "a new salt each time")
+    }
+}
+
+/// A dashboard ingesting from the test broker, with a worker of its own queue (failing until `fixed` opens) reporting
+/// its events to it, for the browser tests that replay.
+struct IngestingScene {
+    let url: String
+    let queue: String
+    let ledgerQueue: String
+    let dashboard: SeededDashboard
+    let transport: RabbitMQTransport
+    let events: WarrenEvents
+    let worker: RunningWorker
+    /// Closed: the worker rejects every message; open: it handles them.
+    let fixed: Release
+
+    /// - Parameter error: what the worker's handler rejects a message with while `fixed` is closed.
+    static func start(queuePrefix: String, error: @escaping @Sendable (WelcomeEmail) -> String) async throws -> IngestingScene {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName(queuePrefix), exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+        let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        let events = WarrenEvents(
+            transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+        let fixed = Release()
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in
+            if !fixed.isOpen { throw Reject(error(email)) }
+        }
+        let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+        return IngestingScene(
+            url: url, queue: queue, ledgerQueue: ledgerQueue, dashboard: dashboard, transport: transport, events: events, worker: worker,
+            fixed: fixed)
+    }
+
+    func publish(_ id: String) async throws {
+        try await WarrenPublisher(transport: transport, events: events)
+            .publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+    }
+
+    /// GET `path` of the dashboard's API with the operator's token.
+    func api(_ path: String) async -> HTTPAnswer {
+        await httpGet(port: dashboard.port, path, headers: ["Authorization": "Bearer \(SeededDashboard.token)"])
+    }
+
+    func status(_ id: String) async -> String? { await api("/api/jobs/\(id)").json?["status"] as? String }
+
+    /// Stops the worker and the publisher's connection, and deletes the ledger's queues (the dashboard stops with its window).
+    func finish() async throws {
+        await worker.stop()
+        await transport.close()
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
     }
 }

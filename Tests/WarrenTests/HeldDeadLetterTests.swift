@@ -248,8 +248,11 @@ struct DeadLetterIntakeTests {
             #expect(atCrash.settled == (step == .committed ? 20 : 10), "the committed progress")
 
             try await Task.sleep(for: .milliseconds(5))  // the crashed runner's lease runs out
+            // Another process's runner finds it among the unfinished operations (what its service loop does every 5 s).
             let resuming = DeadLetterOperationRunner(store: store, transport: transport, owner: "resuming", batchSize: 10, logger: TestBroker.quietLogger())
-            let ended = try #require(try await resuming.execute(operation.id))
+            #expect(try await store.unfinishedOperations() == [operation.id])
+            await resuming.resumeUnfinished()
+            let ended = try #require(try await store.operation(id: operation.id))
             #expect(ended.status == .done && ended.settled == 25)
             #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(queue: queue)) == 0)
 
@@ -270,6 +273,37 @@ struct DeadLetterIntakeTests {
             await connection.close()
             await transport.close()
             #expect(try await store.job(messageID: "dl-00")?.state == .replayed)
+        }
+    }
+
+    @Test func oneOperationRunsOnceWhenAskedTwiceAtOnce() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName()
+        try await withSQLiteStore { store, _ in
+            try await store.migrate()
+            let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+            try await transport.start()
+            try await transport.prepare(queue: queue, delays: [])
+            let base = Int64(Date().timeIntervalSince1970 * 1000) - 60_000
+            try await store.take((0..<30).map { index in
+                IngestedDeadLetter(message: deadLetterMessage("twice-\(index)", queue: queue, failedAtMs: base + Int64(index)), queue: queue, receivedAtMs: base)
+            })
+            // A request's execute and the resume loop's, in one process: the runner's own lease must not let both run.
+            let runner = DeadLetterOperationRunner(store: store, transport: transport, batchSize: 10, logger: TestBroker.quietLogger())
+            let operation = try await runner.start(.replay, filter: DeadLetterFilter(queue: queue), actor: "test", role: "operator")
+            async let first = runner.execute(operation.id)
+            async let second = runner.execute(operation.id)
+            _ = try await (first, second)
+            #expect(try await eventually { try await store.operation(id: operation.id)?.status == .done })
+            let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.quietLogger())
+            let channel = try await connection.openChannel()
+            var copies = 0
+            while try await channel.get(queue: queue, noAck: true) != nil { copies += 1 }
+            #expect(copies == 30)
+            _ = try? await channel.queueDelete(queue)
+            _ = try? await channel.queueDelete(WarrenTopology(queue: queue).deadLetterQueue)
+            await connection.close()
+            await transport.close()
         }
     }
 
