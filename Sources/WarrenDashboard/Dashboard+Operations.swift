@@ -15,6 +15,8 @@ extension Dashboard {
             pages.post("failures/:group_id/\(action.rawValue)") { request, context in try await startFromGroupPage(action, request, context) }
         }
         pages.get("operations") { _, context in try await operationsPage(context) }
+        pages.get("operations/new") { request, context in try await filterConfirmation(request, context) }
+        pages.post("operations") { request, context in try await startFromFilterForm(request, context) }
         pages.get("operations/:id") { _, context in try await operationPage(context) }
     }
 
@@ -44,6 +46,79 @@ extension Dashboard {
             <a class="button danger" href="/failures/\(Link.encode(group))/purge">Purge all \(held)…</a>
             """ : .empty
         return "<p class=\"actions\">\(held) of them wait in the ledger.\(buttons)</p>"
+    }
+
+    /// The failures page's buttons: replay or purge every held dead letter its search (queue, since, until) selects.
+    func bulkActions(matching filter: DeadLetterFilter, search parameters: [(String, String)], _ context: DashboardRequestContext) async throws -> HTML {
+        guard runner != nil else { return .empty }
+        let held = try await store.countHeldDeadLetters(matching: filter)
+        guard held > 0 else { return .empty }
+        let kept = Self.keep(parameters, only: ["queue", "since", "until"])
+        let buttons: HTML = context.identity?.role == .operator
+            ? """
+             <a class="button" href="\(Link.to("/operations/new", [("action", "replay")] + kept))">Replay all \(held)…</a> \
+            <a class="button danger" href="\(Link.to("/operations/new", [("action", "purge")] + kept))">Purge all \(held)…</a>
+            """ : .empty
+        return "<p class=\"actions\">\(held) dead letters of this search wait in the ledger.\(buttons)</p>"
+    }
+
+    private func filterConfirmation(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let parameters = request.uri.queryParameters.map { (key: String($0.key), value: String($0.value)) }
+        guard context.identity?.role == .operator else {
+            return Self.problem(.forbidden, "Only an operator may replay or purge dead letters.", link: "/failures")
+        }
+        guard runner != nil else {
+            return Self.problem(.serviceUnavailable, "This needs a broker: this dashboard runs without one.", link: "/failures")
+        }
+        let action: DeadLetterAction = parameters.last { $0.key == "action" }?.value == "purge" ? .purge : .replay
+        let filter: DeadLetterFilter
+        do {
+            // The search's queue and time range, `24h` resolved now: what is confirmed is what runs.
+            let query = try LedgerAPI.failureQuery(from: parameters.filter { $0.key != "action" })
+            filter = DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs)
+        } catch let error as LedgerAPI.BadRequest {
+            return Self.problem(.badRequest, error.message, link: "/failures")
+        }
+        let held = try await store.countHeldDeadLetters(matching: filter)
+        guard held > 0 else { return Self.problem(.notFound, "No dead letter the ledger holds matches \(filter.summary).", link: "/failures") }
+        let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
+        let fields: [(String, String?)] = [
+            ("action", action.rawValue), ("queue", filter.queue), ("since_ms", filter.sinceMs.map { String($0) }),
+            ("until_ms", filter.untilMs.map { String($0) }),
+        ]
+        let hidden = fields.compactMap { name, value in value.map { HTML("<input type=\"hidden\" name=\"\(name)\" value=\"\($0)\">") } }
+        let explanation = action == .replay
+            ? "Each goes back to the queue it failed on, with its message id and a fresh attempt count, oldest first; the operation's page shows how far it got, and it carries on after a restart."
+            : "They are deleted for good; the ledger keeps their records, marked purged."
+        return page("\(action.rawValue.capitalized) \(held) dead letters", context, nav: "failures", content: """
+            <h1>\(action.rawValue.capitalized) all \(held) dead letters of \(filter.summary)?</h1>
+            <p>\(explanation) This is written to the audit log.</p>
+            <form method="post" action="/operations">\(csrf)\(hidden)
+            <button type="submit"\(action == .purge ? HTML(" class=\"danger\"") : .empty)>\(action == .replay ? "Replay all \(held)" : "Delete all \(held) for good")</button> \
+            <a href="/failures">Cancel</a>
+            </form>
+            """)
+    }
+
+    private struct FilterForm: Decodable {
+        var action: String?
+        var queue: String?
+        var sinceMs: Int64?
+        var untilMs: Int64?
+        var csrfToken: String?
+        enum CodingKeys: String, CodingKey { case action, queue, sinceMs = "since_ms", untilMs = "until_ms", csrfToken = "csrf_token" }
+    }
+
+    private func startFromFilterForm(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let form = try await Self.form(FilterForm.self, request)
+        if let refusal = Self.refuseWithoutCSRF(sent: form.csrfToken, request, context) { return refusal }
+        let filter = DeadLetterFilter(queue: form.queue.flatMap { $0.isEmpty ? nil : $0 }, sinceMs: form.sinceMs, untilMs: form.untilMs)
+        switch try await start(form.action == "purge" ? .purge : .replay, filter, as: context.identity, logger: context.logger) {
+        case .success(let operation):
+            return Response(status: .seeOther, headers: [.location: "/operations/\(Link.encode(operation.id))"])
+        case .failure(let refusal):
+            return Self.problem(refusal.status, refusal.message, link: "/failures")
+        }
     }
 
     private func groupConfirmation(_ action: DeadLetterAction, _ context: DashboardRequestContext) async throws -> Response {

@@ -173,8 +173,14 @@ public struct Dashboard: Sendable {
     /// A 403 page when a request that came with a session cookie lacks its CSRF token; `nil` when it may go on
     /// (right token, or a bearer token, which a browser never adds by itself).
     static func refuseWithoutCSRF(_ request: Request, _ context: DashboardRequestContext) async throws -> Response? {
+        guard context.session != nil else { return nil }
+        return refuseWithoutCSRF(sent: try await form(CSRFForm.self, request).csrfToken, request, context)
+    }
+
+    /// As ``refuseWithoutCSRF(_:_:)`` for a form already read (a body is read once): `sent` is its `csrf_token`.
+    static func refuseWithoutCSRF(sent: String?, _ request: Request, _ context: DashboardRequestContext) -> Response? {
         guard let session = context.session else { return nil }
-        let sent = try await form(CSRFForm.self, request).csrfToken ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
+        let sent = sent ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
         guard let sent, ConstantTime.equal(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
             return problem(.forbidden, "This form has expired or came from elsewhere: reload the page and try again.", link: "/jobs")
         }
@@ -313,7 +319,9 @@ public struct Dashboard: Sendable {
         let table = Self.table(
             "Failure groups, most recently seen first", ["Dead letters", "Type", "Reason", "Error", "First seen", "Last seen", "Sample"],
             rows: rows, empty: "No dead letters in this range.")
-        return page("Failures", context, nav: "failures", content: form + table)
+        let actions = try await bulkActions(
+            matching: DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs), search: parameters, context)
+        return page("Failures", context, nav: "failures", content: form + actions + table)
     }
 
     private func groupPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {

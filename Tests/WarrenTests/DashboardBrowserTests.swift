@@ -340,7 +340,9 @@ struct DashboardBrowserTests {
 
     @Test func anOperatorReplaysAFailureGroupAndWatchesItsProgress() async throws {
         guard let chromium = try await browser() else { return }
-        let scene = try await IngestingScene.start(queuePrefix: "group") { email in "421 server busy for \(email.email)" }
+        let scene = try await IngestingScene.start(queuePrefix: "group") { email in
+            email.userId == "other" ? "550 mailbox gone" : "421 server busy for \(email.email)"
+        }
         let (dashboard, queue, fixed) = (scene.dashboard, scene.queue, scene.fixed)
         func heldCount() async -> Int {
             ((await scene.api("/api/dead-letters?queue=\(queue)").json?["dead_letters"] as? [[String: Any]]) ?? [])
@@ -348,9 +350,11 @@ struct DashboardBrowserTests {
         }
         var failure: (any Error)?
         do { try await inWindow(chromium, dashboard) { window in
+            // Another failure first (a group of its own), then the three of one group, the most recently seen.
+            try await scene.publish("other")
             let ids = ["group-1", "group-2", "group-3"]
             for id in ids { try await scene.publish(id) }
-            #expect(try await eventually { await heldCount() == 3 }, "the three dead letters taken into the ledger")
+            #expect(try await eventually { await heldCount() == 4 }, "the four dead letters taken into the ledger")
             fixed.open()
 
             // The group's page offers to replay the three; the confirmation says how many.
@@ -374,17 +378,35 @@ struct DashboardBrowserTests {
             for id in ids {
                 #expect(try await eventually(timeout: .seconds(30)) { await scene.status(id) == "succeeded" }, "\(id) succeeded after its replay")
             }
+            #expect(await heldCount() == 1, "the other group's is still held")
+
+            // Everything a failures search selects: the queue's one left, purged.
+            try await window.go(to: dashboard.address + "/failures?queue=\(queue)")
+            #expect(try await window.find("p.actions").text().contains("1 dead letters of this search wait in the ledger"))
+            try await window.find("p.actions a.button.danger").click()
+            try await window.waitForURL(containing: "/operations/new")
+            #expect(try await window.find("h1").text() == "Purge all 1 dead letters of queue=\(queue)?")
+            try await window.find("main form button[type=submit]").click()
+            try await window.waitForURL(containing: "/operations/dashboard-")
+            try await window.waitUntil("the purge to finish", timeout: .seconds(30)) {
+                try await window.go(to: try await window.currentURL())
+                return try await window.find("dl.facts .badge").text() == "done"
+            }
+            #expect(try await window.visibleText().contains("1 of 1 purged"))
+            #expect(try await eventually { await scene.status("other") == "purged" })
             #expect(await heldCount() == 0)
 
             // The operations page and the audit log.
             try await window.find("nav a[href='/operations']").click()
             try await window.waitForURL(containing: "/operations")
             let rows = try await window.findAll("tbody tr")
-            #expect(rows.count == 1)
-            #expect(try await rows.first?.text().contains("replay") == true)
+            #expect(rows.count == 2)
+            #expect(try await rows.first?.text().contains("purge queue=\(queue)") == true)
             try await window.go(to: dashboard.address + "/audit")
-            let audit = try await window.find("tbody tr").text()
-            #expect(audit.contains("ada (operator) replay group=") && audit.contains("3 started"), "\(audit)")
+            let audit = try await window.findAll("tbody tr")
+            let purge = try await audit[0].text(), replay = try await audit[1].text()
+            #expect(purge.contains("ada (operator) purge queue=\(queue)") && purge.contains("1 started"), "\(purge)")
+            #expect(replay.contains("ada (operator) replay group=") && replay.contains("3 started"), "\(replay)")
         } } catch { failure = error }
         try await scene.finish()
         if let failure { throw failure }
