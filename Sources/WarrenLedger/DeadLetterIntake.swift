@@ -57,12 +57,13 @@ public final class DeadLetterIntake: Service, Sendable {
                 while !Task.isCancelled {
                     var names = Set(self.queues)
                     if self.discover {
-                        do { names.formUnion(try await self.store.queues()) } catch {
+                        // Not Warren's own queues (the ledger's: its dead letters are event batches it could not take).
+                        do { names.formUnion(try await self.store.queues().filter { !$0.hasPrefix("warren.") }) } catch {
                             self.logger.warning("could not list the ledger's queues", metadata: ["error": "\(error)"])
                         }
                     }
                     let new = self.consuming.withLock { consuming in
-                        let new = names.subtracting(consuming).filter { !$0.hasPrefix("warren.") }
+                        let new = names.subtracting(consuming)
                         consuming.formUnion(new)
                         return new
                     }

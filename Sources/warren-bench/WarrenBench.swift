@@ -13,7 +13,7 @@ struct WarrenBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-bench",
         abstract: "Warren's benchmarks. Build in release: swift build -c release --product warren-bench.",
-        subcommands: [Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, LedgerIngest.self, LedgerSearch.self, BacklogChild.self],
+        subcommands: [Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, LedgerIngest.self, LedgerSearch.self, DeadLetters.self, BacklogChild.self],
         defaultSubcommand: Consume.self
     )
 }
