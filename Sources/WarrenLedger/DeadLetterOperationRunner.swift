@@ -44,6 +44,7 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     /// - Parameters:
     ///   - transport: the connection replays publish on (its own, or the ledger's).
     ///   - owner: this runner's name in leases; unique per process.
+    ///   - batchSize: dead letters per batch (one commit each), 1 to 1,000.
     ///   - fault: for tests: called at each ``Step``; what it throws stops the operation there, as a crash would
     ///     (its lease is kept until it runs out).
     public init(
@@ -54,7 +55,7 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         self.store = store
         self.transport = transport
         self.owner = owner
-        self.batchSize = max(1, batchSize)
+        self.batchSize = min(max(1, batchSize), 1_000)
         self.leaseDuration = leaseDuration
         self.fault = fault
         self.logger = logger

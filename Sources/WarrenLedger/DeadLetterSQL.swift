@@ -55,34 +55,31 @@ enum DeadLetterSQL {
         return conditions
     }
 
-    /// Keeps a taken dead letter's message and marks it held, unless it was settled already (a copy the broker
-    /// redelivered after the store committed it once and someone replayed it since).
-    static func hold(placeholder: (Int) -> String) -> String {
-        """
-        UPDATE dead_letters SET message_properties = \(placeholder(1)), message_body = \(placeholder(2)), held = 1
-        WHERE message_id = \(placeholder(3)) AND at_ms = \(placeholder(4)) AND settled IS NULL
-        """
-    }
+    /// The columns a taken dead letter adds to its record, after the event's (see the stores' `insertDeadLetters`).
+    static let heldColumns = ", message_properties, message_body, held"
 
-    static func holdValues(_ letter: IngestedDeadLetter) throws -> [Value] {
-        [
-            .text(try letter.message.encodedProperties()), .text(letter.message.base64Body), .text(letter.messageID),
-            .integer(letter.event.atMs),
-        ]
-    }
+    /// Keeps a taken dead letter's message and marks it held, whether its worker's event came first or not, unless it
+    /// was settled already (a copy the broker redelivered after the store committed it once and someone replayed it).
+    static let holdOnConflict = """
+        ON CONFLICT (message_id, at_ms) DO UPDATE SET message_properties = excluded.message_properties,
+            message_body = excluded.message_body, held = 1
+        WHERE dead_letters.settled IS NULL
+        """
 
-    /// Settles one held dead letter (`RETURNING` says whether it was still held); a purge forgets the message.
-    static func settle(_ action: DeadLetterOperation.Action, placeholder: (Int) -> String) -> String {
+    /// Settles `count` held dead letters at once (`RETURNING` says which were still held); a purge forgets the messages.
+    static func settle(_ action: DeadLetterOperation.Action, count: Int, placeholder: (Int) -> String) -> String {
         let forget = action == .purge ? ", message_properties = NULL, message_body = NULL" : ""
+        let keys = (0..<count).map { "(\(placeholder(4 + 2 * $0)), \(placeholder(5 + 2 * $0)))" }.joined(separator: ", ")
         return """
             UPDATE dead_letters SET held = 0, settled = \(placeholder(1)), settled_by = \(placeholder(2)),
                 settled_at_ms = \(placeholder(3))\(forget)
-            WHERE message_id = \(placeholder(4)) AND at_ms = \(placeholder(5)) AND held = 1 RETURNING message_id
+            WHERE held = 1 AND (message_id, at_ms) IN (VALUES \(keys)) RETURNING message_id, at_ms
             """
     }
 
-    static func settleValues(_ letter: HeldDeadLetter, operation: DeadLetterOperation, nowMs: Int64) -> [Value] {
-        [.text(operation.action == .replay ? "replayed" : "purged"), .text(operation.id), .integer(nowMs), .text(letter.messageID), .integer(letter.atMs)]
+    static func settleValues(_ letters: [HeldDeadLetter], operation: DeadLetterOperation, nowMs: Int64) -> [Value] {
+        [.text(operation.action == .replay ? "replayed" : "purged"), .text(operation.id), .integer(nowMs)]
+            + letters.flatMap { [Value.text($0.messageID), .integer($0.atMs)] }
     }
 
     static let operationColumns = """

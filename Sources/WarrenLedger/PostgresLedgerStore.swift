@@ -142,13 +142,15 @@ public final class PostgresLedgerStore: LedgerStore {
 
     public func take(_ letters: [IngestedDeadLetter]) async throws {
         guard !letters.isEmpty else { return }
+        let letters = letters.filter { !$0.messageID.isEmpty }
         try await client.withTransaction(logger: logger) { connection in
-            try await recordNow(letters.map(\.event), on: connection, fromWorkers: false)
-            for letter in letters {
+            // The records with their messages first; the events' own insert of them then finds them there.
+            for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
+                let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
                 try await connection.query(
-                    PostgresQuery(unsafeSQL: DeadLetterSQL.hold { "$\($0)" }, binds: Self.bindings(try DeadLetterSQL.holdValues(letter))),
-                    logger: logger)
+                    try Self.insertDeadLetters(chunk.map(\.event), overwriting: false, held: chunk.map(\.message)), logger: logger)
             }
+            try await recordNow(letters.map(\.event), on: connection, fromWorkers: false)
         }
     }
 
@@ -217,13 +219,12 @@ public final class PostgresLedgerStore: LedgerStore {
     public func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation {
         guard let last = letters.last else { return operation }
         let count = try await client.withTransaction(logger: logger) { connection in
-            var settled: [WarrenEvent] = []
-            for (letter, event) in zip(letters, events) {
-                let rows = try await rows(
-                    DeadLetterSQL.settle(operation.action) { "$\($0)" }, DeadLetterSQL.settleValues(letter, operation: operation, nowMs: nowMs),
-                    on: connection)
-                for try await _ in rows { settled.append(event) }
-            }
+            var still: Set<String> = []
+            let rows = try await rows(
+                DeadLetterSQL.settle(operation.action, count: letters.count) { "$\($0)" },
+                DeadLetterSQL.settleValues(letters, operation: operation, nowMs: nowMs), on: connection)
+            for try await (id, at) in rows.decode((String, Int64).self) { still.insert("\(at):\(id)") }
+            let settled = zip(letters, events).filter { still.contains("\($0.0.atMs):\($0.0.messageID)") }.map(\.1)
             try await recordNow(settled, on: connection, fromWorkers: false)
             try await connection.query(
                 PostgresQuery(
@@ -321,10 +322,11 @@ public final class PostgresLedgerStore: LedgerStore {
                 """, binds: binds)
     }
 
-    private static func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: events.count * 12)
+    /// - Parameter held: the messages of dead letters taken off their queues, one per event: they are held.
+    private static func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool, held: [StoredMessage]? = nil) throws -> PostgresQuery {
+        var binds = PostgresBindings(capacity: events.count * 15)
         let encoder = JSONEncoder()
-        for event in events {
+        for (index, event) in events.enumerated() {
             let failure = FailureFingerprint(type: event.type, reason: event.reason, error: event.error)
             binds.append(event.messageID!)
             binds.append(event.atMs)
@@ -338,12 +340,19 @@ public final class PostgresLedgerStore: LedgerStore {
             binds.append(event.bodyTruncated)
             binds.append(failure.groupID)
             binds.append(failure.maskedError)
+            if let message = held?[index] {
+                binds.append(try message.encodedProperties())
+                binds.append(message.base64Body)
+                binds.append(Int32(1))
+            }
         }
+        let conflict = held != nil ? DeadLetterSQL.holdOnConflict : overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING"
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
-                    body_truncated, group_id, fingerprint) VALUES \(placeholders(rows: events.count, columns: 12, casts: [7: "jsonb"]))
-                \(overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING")
+                    body_truncated, group_id, fingerprint\(held == nil ? "" : DeadLetterSQL.heldColumns))
+                VALUES \(placeholders(rows: events.count, columns: held == nil ? 12 : 15, casts: [7: "jsonb"]))
+                \(conflict)
                 """, binds: binds)
     }
 

@@ -47,8 +47,8 @@ public protocol LedgerStore: Sendable {
     /// Takes or renews operation `id`'s lease for `owner` until `leaseUntilMs`; `false` when it is not running or
     /// another owner's lease has not run out at `nowMs`.
     func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool
-    /// In one transaction: settles `letters` for `operation` (those still held; `events`, one per letter in the same
-    /// order, are recorded for those), and moves its progress past the last of them.
+    /// In one transaction: settles `letters` (at most 1,000) for `operation` (those still held; `events`, one per letter
+    /// in the same order, are recorded for those), and moves its progress past the last of them.
     /// - Returns: the operation as recorded now.
     func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation
     /// Ends operation `id`: `done`, or `failed` with `error`.
@@ -191,11 +191,14 @@ public final class SQLiteLedgerStore: LedgerStore {
 
     public func take(_ letters: [IngestedDeadLetter]) async throws {
         guard !letters.isEmpty else { return }
+        let letters = letters.filter { !$0.messageID.isEmpty }
         try await writes.withLock { try await transaction {
-            try await recordNow(letters.map(\.event), fromWorkers: false)
-            for letter in letters {
-                _ = try await connection.query(DeadLetterSQL.hold { _ in "?" }, try DeadLetterSQL.holdValues(letter).map(Self.data(_:)))
+            // The records with their messages first; the events' own insert of them then finds them there.
+            for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
+                let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
+                try await insertDeadLetters(chunk.map(\.event), overwriting: false, held: chunk.map(\.message))
             }
+            try await recordNow(letters.map(\.event), fromWorkers: false)
         } }
     }
 
@@ -244,12 +247,11 @@ public final class SQLiteLedgerStore: LedgerStore {
         guard let last = letters.last else { return operation }
         var settled: [WarrenEvent] = []
         try await writes.withLock { try await transaction {
-            for (letter, event) in zip(letters, events) {
-                let rows = try await connection.query(
-                    DeadLetterSQL.settle(operation.action) { _ in "?" },
-                    DeadLetterSQL.settleValues(letter, operation: operation, nowMs: nowMs).map(Self.data(_:)))
-                if !rows.isEmpty { settled.append(event) }
-            }
+            let rows = try await connection.query(
+                DeadLetterSQL.settle(operation.action, count: letters.count) { "?\($0)" },
+                DeadLetterSQL.settleValues(letters, operation: operation, nowMs: nowMs).map(Self.data(_:)))
+            let still = Set(rows.map { "\(Self.int64($0, "at_ms") ?? 0):\($0.column("message_id")?.string ?? "")" })
+            settled = zip(letters, events).filter { still.contains("\($0.0.atMs):\($0.0.messageID)") }.map(\.1)
             try await recordNow(settled, fromWorkers: false)
             _ = try await connection.query(DeadLetterSQL.advance { _ in "?" }, [
                 .integer(settled.count), .integer(Int(last.atMs)), .text(last.messageID), .integer(Int(nowMs)), .text(operation.id),
@@ -332,10 +334,11 @@ public final class SQLiteLedgerStore: LedgerStore {
             """, binds)
     }
 
-    private func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool) async throws {
+    /// - Parameter held: the messages of dead letters taken off their queues, one per event: they are held.
+    private func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool, held: [StoredMessage]? = nil) async throws {
         var binds: [SQLiteData] = []
         let encoder = JSONEncoder()
-        for event in events {
+        for (index, event) in events.enumerated() {
             let headers = event.headers.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) }
             let failure = FailureFingerprint(type: event.type, reason: event.reason, error: event.error)
             binds += [
@@ -344,13 +347,15 @@ public final class SQLiteLedgerStore: LedgerStore {
                 Self.text(event.bodyEncoding), event.bodyTruncated.map { .integer($0 ? 1 : 0) } ?? .null,
                 .text(failure.groupID), .text(failure.maskedError),
             ]
+            if let message = held?[index] { binds += [.text(try message.encodedProperties()), .text(message.base64Body), .integer(1)] }
         }
-        let row = "(" + Array(repeating: "?", count: 12).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: held == nil ? 12 : 15).joined(separator: ",") + ")"
+        let conflict = held != nil ? DeadLetterSQL.holdOnConflict : overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING"
         _ = try await connection.query(
             """
             INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
-                body_truncated, group_id, fingerprint) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
-            \(overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING")
+                body_truncated, group_id, fingerprint\(held == nil ? "" : DeadLetterSQL.heldColumns)) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            \(conflict)
             """, binds)
     }
 

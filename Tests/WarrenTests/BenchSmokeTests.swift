@@ -31,6 +31,9 @@ struct BenchSmokeTests {
         #expect(search.count == 17)
         #expect(search.allSatisfy { ($0["rows"] as? Int ?? 0) > 0 }, "every search and page finds rows in the generated data: \(search)")
         #expect(search.filter { ($0["search"] as? String ?? "").hasPrefix("page: ") }.allSatisfy { ($0["bytes"] as? Int ?? 0) > 1_000 })
+        let deadLetters = try await rows(["dead-letters", "--count", "300", "--url", url])
+        #expect(deadLetters.compactMap { $0["mode"] as? String } == ["raw-consume", "intake", "raw-publish-confirmed", "replay"])
+        #expect(deadLetters.allSatisfy { ($0["msgs_per_s"] as? Double ?? 0) > 0 && $0["messages"] as? Int == 300 })
     }
 
     @Test func consumePublishLatencyRetryAndMemoryEachPrintTheirJSON() async throws {
