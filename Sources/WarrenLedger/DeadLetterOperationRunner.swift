@@ -145,7 +145,7 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         }
     }
 
-    /// Resumes the operations left running, every `interval`, until shutdown: those of a process that died (once
+    /// Resumes the operations left running, every 5 s until shutdown: those of a process that died (once
     /// their lease ran out) and those recorded without being executed.
     /// - Throws: the store's migration error.
     public func run() async throws {

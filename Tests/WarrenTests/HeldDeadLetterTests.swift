@@ -197,7 +197,8 @@ struct DeadLetterIntakeTests {
 
             let intake = DeadLetterIntake(
                 transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()), store: store,
-                queues: [queue], discover: false, logger: TestBroker.quietLogger())
+                queues: [queue, TestBroker.uniqueName("never-declared")], discover: false, logger: TestBroker.quietLogger())
+            // A queue without a dead-letter queue (never declared) is passed over; the other is taken in.
             let intakeTask = Task { try await intake.run() }
             #expect(try await eventually { try await store.countHeldDeadLetters(matching: DeadLetterFilter(queue: queue)) == 1 })
             #expect(try await eventually { try await worker.deadLetters().isEmpty }, "acked off its queue once committed")
