@@ -24,6 +24,45 @@ func deadLetterMessage(
             timestamp: Date(timeIntervalSince1970: 1_795_000_000), type: "email.welcome"))
 }
 
+/// A fresh store holding `count` dead letters (`<prefix>-00`, … oldest first) of a new work queue declared on the test
+/// broker, and a transport; the queue is deleted after `body`.
+func withHeldDeadLetters(
+    _ count: Int, prefix: String, _ body: (SQLiteLedgerStore, RabbitMQTransport, _ queue: String, _ ids: [String]) async throws -> Void
+) async throws {
+    let url = try await TestBroker.url()
+    let queue = TestBroker.uniqueName()
+    try await withSQLiteStore { store, _ in
+        try await store.migrate()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        let base = Int64(Date().timeIntervalSince1970 * 1000) - 60_000
+        let ids = (0..<count).map { String(format: "\(prefix)-%02d", $0) }
+        try await store.take(ids.enumerated().map { index, id in
+            IngestedDeadLetter(message: deadLetterMessage(id, queue: queue, failedAtMs: base + Int64(index)), queue: queue, receivedAtMs: base)
+        })
+        var failure: (any Error)?
+        do { try await body(store, transport, queue, ids) } catch { failure = error }
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.quietLogger())
+        let channel = try await connection.openChannel()
+        _ = try? await channel.queueDelete(queue)
+        _ = try? await channel.queueDelete(WarrenTopology(queue: queue).deadLetterQueue)
+        await connection.close()
+        await transport.close()
+        if let failure { throw failure }
+    }
+}
+
+/// Every message in `queue` now, taken off it.
+func takeAll(from queue: String) async throws -> [AMQPDelivery] {
+    let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: try await TestBroker.url()), logger: TestBroker.quietLogger())
+    let channel = try await connection.openChannel()
+    var deliveries: [AMQPDelivery] = []
+    while let got = try await channel.get(queue: queue, noAck: true) { deliveries.append(got.delivery) }
+    await connection.close()
+    return deliveries
+}
+
 @Suite("Stored messages")
 struct StoredMessageTests {
     @Test func everyHeaderKeepsItsAMQPType() throws {
@@ -222,19 +261,7 @@ struct DeadLetterIntakeTests {
     /// A bulk replay killed at `step` of its second batch (of three) and resumed by another runner.
     @Test(arguments: DeadLetterOperationRunner.Step.allCases)
     func aBulkReplayKilledAtAStepFinishesAndRepublishesOnlyTheConfirmedBatch(_ step: DeadLetterOperationRunner.Step) async throws {
-        let url = try await TestBroker.url()
-        let queue = TestBroker.uniqueName()
-        try await withSQLiteStore { store, _ in
-            try await store.migrate()
-            let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-            try await transport.start()
-            try await transport.prepare(queue: queue, delays: [])
-            let base = Int64(Date().timeIntervalSince1970 * 1000) - 60_000
-            let ids = (0..<25).map { String(format: "dl-%02d", $0) }
-            try await store.take(ids.enumerated().map { index, id in
-                IngestedDeadLetter(message: deadLetterMessage(id, queue: queue, failedAtMs: base + Int64(index)), queue: queue, receivedAtMs: base)
-            })
-
+        try await withHeldDeadLetters(25, prefix: "dl") { store, transport, queue, ids in
             let crash = CrashAt(step, nth: 2)
             let crashing = DeadLetterOperationRunner(
                 store: store, transport: transport, owner: "crashing", batchSize: 10, leaseDuration: .milliseconds(1),
@@ -259,36 +286,20 @@ struct DeadLetterIntakeTests {
 
             // What reached the work queue: every dead letter once, but the second batch twice when the crash fell
             // between its confirms and its commit; every copy marked with the operation.
-            let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.quietLogger())
-            let channel = try await connection.openChannel()
             var copies: [String: Int] = [:]
-            while let got = try await channel.get(queue: queue, noAck: true) {
-                #expect(got.delivery.properties.headers?[WarrenHeader.replayID]?.stringValue == operation.id)
-                #expect(got.delivery.properties.headers?[WarrenHeader.attempts] == nil, "a fresh attempt count")
-                copies[got.delivery.properties.messageID ?? "", default: 0] += 1
+            for copy in try await takeAll(from: queue) {
+                #expect(copy.properties.headers?[WarrenHeader.replayID]?.stringValue == operation.id)
+                #expect(copy.properties.headers?[WarrenHeader.attempts] == nil, "a fresh attempt count")
+                copies[copy.properties.messageID ?? "", default: 0] += 1
             }
             let twice = step == .confirmed ? Set(ids[10..<20]) : []
             #expect(copies == Dictionary(uniqueKeysWithValues: ids.map { ($0, twice.contains($0) ? 2 : 1) }))
-            _ = try? await channel.queueDelete(queue)
-            _ = try? await channel.queueDelete(WarrenTopology(queue: queue).deadLetterQueue)
-            await connection.close()
-            await transport.close()
             #expect(try await store.job(messageID: "dl-00")?.state == .replayed)
         }
     }
 
     @Test func oneOperationRunsOnceWhenAskedTwiceAtOnce() async throws {
-        let url = try await TestBroker.url()
-        let queue = TestBroker.uniqueName()
-        try await withSQLiteStore { store, _ in
-            try await store.migrate()
-            let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-            try await transport.start()
-            try await transport.prepare(queue: queue, delays: [])
-            let base = Int64(Date().timeIntervalSince1970 * 1000) - 60_000
-            try await store.take((0..<30).map { index in
-                IngestedDeadLetter(message: deadLetterMessage("twice-\(index)", queue: queue, failedAtMs: base + Int64(index)), queue: queue, receivedAtMs: base)
-            })
+        try await withHeldDeadLetters(30, prefix: "twice") { store, transport, queue, _ in
             // A request's execute and the resume loop's, in one process: the runner's own lease must not let both run.
             let runner = DeadLetterOperationRunner(store: store, transport: transport, batchSize: 10, logger: TestBroker.quietLogger())
             let operation = try await runner.start(.replay, filter: DeadLetterFilter(queue: queue), actor: "test", role: "operator")
@@ -296,15 +307,7 @@ struct DeadLetterIntakeTests {
             async let second = runner.execute(operation.id)
             _ = try await (first, second)
             #expect(try await eventually { try await store.operation(id: operation.id)?.status == .done })
-            let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.quietLogger())
-            let channel = try await connection.openChannel()
-            var copies = 0
-            while try await channel.get(queue: queue, noAck: true) != nil { copies += 1 }
-            #expect(copies == 30)
-            _ = try? await channel.queueDelete(queue)
-            _ = try? await channel.queueDelete(WarrenTopology(queue: queue).deadLetterQueue)
-            await connection.close()
-            await transport.close()
+            #expect(try await takeAll(from: queue).count == 30)
         }
     }
 
