@@ -63,6 +63,8 @@ struct Serve: AsyncParsableCommand {
     var managementURL: String?
     @Flag(help: "Leave dead letters in their queues rather than taking them into the ledger (replays then walk the queues).")
     var keepDeadLettersInQueues = false
+    @Option(help: "How long a replay or purge stays claimed after its last batch; then another process (or this one, restarted) takes it over.")
+    var operationLease = "30s"
     @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
 
     func run() async throws {
@@ -101,7 +103,9 @@ struct Serve: AsyncParsableCommand {
             // The intake and the operations on the dead letters the ledger holds share a connection of their own.
             let deadLetters = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard dead letters", logger: logger)
             deadLetterTransport = deadLetters
-            let operationRunner = DeadLetterOperationRunner(store: ledgerStore, transport: deadLetters, logger: Logger(label: "warren.ledger.operations"))
+            let operationRunner = DeadLetterOperationRunner(
+                store: ledgerStore, transport: deadLetters, leaseDuration: try Self.duration(operationLease),
+                logger: Logger(label: "warren.ledger.operations"))
             runner = operationRunner
             services.append(.init(service: operationRunner))
             if !noIngest && !keepDeadLettersInQueues {

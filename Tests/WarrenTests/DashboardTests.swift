@@ -204,6 +204,69 @@ struct DashboardProcessTests {
         await connection.close()
     }
 
+    @Test func aDashboardKilledDuringABulkReplayFinishesItAfterARestart() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName("bulk")
+        let sqlite = FileManager.default.temporaryDirectory.appendingPathComponent("bulk-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlite + suffix) } }
+        // 5,000 dead letters the ledger holds (the kill comes after 500), and their work queue.
+        let count = 5_000
+        let seeding = try await SQLiteLedgerStore(path: sqlite)
+        try await seeding.migrate()
+        let base = Int64(Date().timeIntervalSince1970 * 1000) - 600_000
+        for start in stride(from: 0, to: count, by: 1_000) {
+            try await seeding.take((start..<start + 1_000).map { index in
+                IngestedDeadLetter(
+                    message: deadLetterMessage("bulk-\(index)", queue: queue, failedAtMs: base + Int64(index)), queue: queue, receivedAtMs: base)
+            })
+        }
+        try await seeding.close()
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        try await transport.start()
+        try await transport.prepare(queue: queue, delays: [])
+        await transport.close()
+
+        func startDashboard() async throws -> (LaunchedProcess, Int) {
+            let dashboard = try LaunchedProcess(
+                "warren-dashboard",
+                ["--port", "0", "--store", "sqlite:\(sqlite)", "--no-ingest", "--url", url, "--operation-lease", "1s", "--log-level", "error"],
+                environment: ["WARREN_DASHBOARD_TOKEN": Self.token])
+            return (dashboard, try await dashboard.listeningPort())
+        }
+        let auth = ["Authorization": "Bearer \(Self.token)"]
+        var (dashboard, port) = try await startDashboard()
+        let started = await httpRequest(
+            "POST", port: port, "/api/operations", headers: auth.merging(["Content-Type": "application/json"]) { $1 },
+            body: #"{"action": "replay", "filter": {"queue": "\#(queue)"}}"#)
+        #expect(started.status == 202 && started.json?["total"] as? Int == count, "\(started.body)")
+        let id = try #require(started.json?["id"] as? String)
+        func operation() async -> [String: Any]? { await httpGet(port: port, "/api/operations/\(id)", headers: auth).json }
+
+        // Killed (SIGKILL) once it has replayed a few batches.
+        #expect(try await eventually(timeout: .seconds(60), pollEvery: .milliseconds(10)) { (await operation()?["settled"] as? Int ?? 0) >= 500 })
+        kill(dashboard.process.processIdentifier, SIGKILL)
+        _ = await dashboard.stop()
+        let reader = try await SQLiteLedgerStore(path: sqlite)
+        let atKill = try #require(try await reader.operation(id: id))
+        #expect(atKill.status == .running && atKill.settled < count, "killed midway (\(atKill.settled) of \(count))")
+
+        // Started again, it takes the operation over once its lease ran out, and finishes it.
+        (dashboard, port) = try await startDashboard()
+        #expect(try await eventually(timeout: .seconds(120)) { await operation()?["status"] as? String == "done" }, "\(dashboard.log)")
+        #expect(await operation()?["settled"] as? Int == count)
+        #expect(try await reader.countHeldDeadLetters(matching: DeadLetterFilter(queue: queue)) == 0)
+        // Every dead letter's copy is in the work queue; at most the batch whose confirms had come back when the
+        // process died (100) went out twice.
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        let copies = try await channel.queueStatus(queue).messageCount
+        #expect(copies >= count && copies <= count + 100, "\(copies) copies of \(count) dead letters")
+        for name in [queue, "\(queue).dead-letters"] { _ = try? await channel.queueDelete(name) }
+        await connection.close()
+        try await reader.close()
+        #expect(await dashboard.stop() == 0)
+    }
+
     @Test func aLedgerKilledMidwayLosesNothingAndRecordsNothingTwice() async throws {
         let url = try await TestBroker.url()
         let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
