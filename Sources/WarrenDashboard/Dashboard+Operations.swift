@@ -6,17 +6,22 @@ import Warren
 import WarrenHTTP
 import WarrenLedger
 
-/// Bulk replays and purges of the dead letters the ledger holds: a failure group from its page, or any filter through
-/// the API; each a durable ``DeadLetterOperation`` whose progress has a page of its own.
+/// Bulk replays and purges of the dead letters the ledger holds: a failure group from its page, a failures search from
+/// that page, or any filter through the API; each a durable ``DeadLetterOperation`` whose progress has a page of its own.
+extension DeadLetterOperation.Action {
+    var pastTense: String { self == .replay ? "replayed" : "purged" }
+}
+
 extension Dashboard {
     func addOperationRoutes(pages: RouterGroup<DashboardRequestContext>) {
-        for action in [DeadLetterAction.replay, .purge] {
-            pages.get("failures/:group_id/\(action.rawValue)") { _, context in try await groupConfirmation(action, context) }
-            pages.post("failures/:group_id/\(action.rawValue)") { request, context in try await startFromGroupPage(action, request, context) }
-        }
         pages.get("operations") { _, context in try await operationsPage(context) }
-        pages.get("operations/new") { request, context in try await filterConfirmation(request, context) }
-        pages.post("operations") { request, context in try await startFromFilterForm(request, context) }
+        pages.get("operations/new") { request, context in try await confirmation(request, context) }
+        for action in [DeadLetterAction.replay, .purge] {
+            pages.get("failures/:group_id/\(action.rawValue)") { request, context in
+                try await confirmation(request, context, action: action, group: try context.parameters.require("group_id"))
+            }
+        }
+        pages.post("operations") { request, context in try await startFromForm(request, context) }
         pages.get("operations/:id") { _, context in try await operationPage(context) }
     }
 
@@ -35,130 +40,90 @@ extension Dashboard {
         }
     }
 
-    /// The group page's buttons: replay or purge every dead letter of the group the ledger holds.
-    func bulkActions(group: String, _ context: DashboardRequestContext) async throws -> HTML {
-        guard runner != nil else { return .empty }
-        let held = try await store.countHeldDeadLetters(matching: DeadLetterFilter(groupID: group))
-        guard held > 0 else { return "<p class=\"hint\">None of this group's dead letters waits in the ledger.</p>" }
-        let buttons: HTML = context.identity?.role == .operator
-            ? """
-             <a class="button" href="/failures/\(Link.encode(group))/replay">Replay all \(held)…</a> \
-            <a class="button danger" href="/failures/\(Link.encode(group))/purge">Purge all \(held)…</a>
-            """ : .empty
-        return "<p class=\"actions\">\(held) of them wait in the ledger.\(buttons)</p>"
-    }
-
-    /// The failures page's buttons: replay or purge every held dead letter its search (queue, since, until) selects.
-    func bulkActions(matching filter: DeadLetterFilter, search parameters: [(String, String)], _ context: DashboardRequestContext) async throws -> HTML {
+    /// A page's buttons to replay or purge every held dead letter of `filter`, leading to its confirmation page
+    /// (`confirm`'s address for each action); `describe` says how many wait, `none` what shows when none does.
+    func bulkActions(
+        _ filter: DeadLetterFilter, confirm: (DeadLetterAction) -> String, _ context: DashboardRequestContext,
+        describe: (Int) -> String, none: HTML = .empty
+    ) async throws -> HTML {
         guard runner != nil else { return .empty }
         let held = try await store.countHeldDeadLetters(matching: filter)
-        guard held > 0 else { return .empty }
-        let kept = Self.keep(parameters, only: ["queue", "since", "until"])
+        guard held > 0 else { return none }
         let buttons: HTML = context.identity?.role == .operator
             ? """
-             <a class="button" href="\(Link.to("/operations/new", [("action", "replay")] + kept))">Replay all \(held)…</a> \
-            <a class="button danger" href="\(Link.to("/operations/new", [("action", "purge")] + kept))">Purge all \(held)…</a>
+             <a class="button" href="\(confirm(.replay))">Replay all \(held)…</a> \
+            <a class="button danger" href="\(confirm(.purge))">Purge all \(held)…</a>
             """ : .empty
-        return "<p class=\"actions\">\(held) dead letters of this search wait in the ledger.\(buttons)</p>"
+        return "<p class=\"actions\">\(describe(held))\(buttons)</p>"
     }
 
-    private func filterConfirmation(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+    /// `/failures/{group_id}/replay|purge` for a failure group, `/operations/new?action=replay|purge` for a failures
+    /// search (`queue`, `since`, `until`; `24h` resolved now, so what runs is what was confirmed): how many, and the form
+    /// that starts it.
+    private func confirmation(
+        _ request: Request, _ context: DashboardRequestContext, action: DeadLetterAction? = nil, group: String? = nil
+    ) async throws -> Response {
         let parameters = request.uri.queryParameters.map { (key: String($0.key), value: String($0.value)) }
+        let back = group.map { "/failures/\(Link.encode($0))" } ?? "/failures"
         guard context.identity?.role == .operator else {
-            return Self.problem(.forbidden, "Only an operator may replay or purge dead letters.", link: "/failures")
+            return Self.problem(.forbidden, "Only an operator may replay or purge dead letters.", link: back)
         }
         guard runner != nil else {
-            return Self.problem(.serviceUnavailable, "This needs a broker: this dashboard runs without one.", link: "/failures")
+            return Self.problem(.serviceUnavailable, "This needs a broker: this dashboard runs without one.", link: back)
         }
-        let action: DeadLetterAction = parameters.last { $0.key == "action" }?.value == "purge" ? .purge : .replay
-        let filter: DeadLetterFilter
+        let action = action ?? (parameters.last { $0.key == "action" }?.value == "purge" ? .purge : .replay)
+        var filter: DeadLetterFilter
         do {
-            // The search's queue and time range, `24h` resolved now: what is confirmed is what runs.
             let query = try LedgerAPI.failureQuery(from: parameters.filter { $0.key != "action" })
             filter = DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs)
+            filter.groupID = group
         } catch let error as LedgerAPI.BadRequest {
-            return Self.problem(.badRequest, error.message, link: "/failures")
+            return Self.problem(.badRequest, error.message, link: back)
         }
         let held = try await store.countHeldDeadLetters(matching: filter)
-        guard held > 0 else { return Self.problem(.notFound, "No dead letter the ledger holds matches \(filter.summary).", link: "/failures") }
+        guard held > 0 else { return Self.problem(.notFound, "No dead letter the ledger holds matches \(filter.summary).", link: back) }
         let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
         let fields: [(String, String?)] = [
-            ("action", action.rawValue), ("queue", filter.queue), ("since_ms", filter.sinceMs.map { String($0) }),
-            ("until_ms", filter.untilMs.map { String($0) }),
+            ("action", action.rawValue), ("group_id", filter.groupID), ("queue", filter.queue),
+            ("since_ms", filter.sinceMs.map { String($0) }), ("until_ms", filter.untilMs.map { String($0) }),
         ]
         let hidden = fields.compactMap { name, value in value.map { HTML("<input type=\"hidden\" name=\"\(name)\" value=\"\($0)\">") } }
+        let what: HTML = if let group, filter == DeadLetterFilter(groupID: group) { "group <code>\(group)</code>" } else { "\(filter.summary)" }
         let explanation = action == .replay
             ? "Each goes back to the queue it failed on, with its message id and a fresh attempt count, oldest first; the operation's page shows how far it got, and it carries on after a restart."
             : "They are deleted for good; the ledger keeps their records, marked purged."
         return page("\(action.rawValue.capitalized) \(held) dead letters", context, nav: "failures", content: """
-            <h1>\(action.rawValue.capitalized) all \(held) dead letters of \(filter.summary)?</h1>
+            <h1>\(action.rawValue.capitalized) all \(held) dead letters of \(what)?</h1>
             <p>\(explanation) This is written to the audit log.</p>
             <form method="post" action="/operations">\(csrf)\(hidden)
-            <button type="submit"\(action == .purge ? HTML(" class=\"danger\"") : .empty)>\(action == .replay ? "Replay all \(held)" : "Delete all \(held) for good")</button> \
-            <a href="/failures">Cancel</a>
-            </form>
-            """)
-    }
-
-    private struct FilterForm: Decodable {
-        var action: String?
-        var queue: String?
-        var sinceMs: Int64?
-        var untilMs: Int64?
-        var csrfToken: String?
-        enum CodingKeys: String, CodingKey { case action, queue, sinceMs = "since_ms", untilMs = "until_ms", csrfToken = "csrf_token" }
-    }
-
-    private func startFromFilterForm(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
-        let form = try await Self.form(FilterForm.self, request)
-        if let refusal = Self.refuseWithoutCSRF(sent: form.csrfToken, request, context) { return refusal }
-        let filter = DeadLetterFilter(queue: form.queue.flatMap { $0.isEmpty ? nil : $0 }, sinceMs: form.sinceMs, untilMs: form.untilMs)
-        switch try await start(form.action == "purge" ? .purge : .replay, filter, as: context.identity, logger: context.logger) {
-        case .success(let operation):
-            return Response(status: .seeOther, headers: [.location: "/operations/\(Link.encode(operation.id))"])
-        case .failure(let refusal):
-            return Self.problem(refusal.status, refusal.message, link: "/failures")
-        }
-    }
-
-    private func groupConfirmation(_ action: DeadLetterAction, _ context: DashboardRequestContext) async throws -> Response {
-        let group = try context.parameters.require("group_id")
-        let back = "/failures/\(Link.encode(group))"
-        guard context.identity?.role == .operator else {
-            return Self.problem(.forbidden, "Only an operator may \(action.rawValue) dead letters.", link: back)
-        }
-        guard runner != nil else { return Self.problem(.serviceUnavailable, "This needs a broker: this dashboard runs without one.", link: back) }
-        let held = try await store.countHeldDeadLetters(matching: DeadLetterFilter(groupID: group))
-        guard held > 0 else { return Self.problem(.notFound, "None of this group's dead letters waits in the ledger.", link: back) }
-        let csrf = context.session.map { HTML("<input type=\"hidden\" name=\"csrf_token\" value=\"\($0.csrfToken)\">") } ?? .empty
-        let explanation: HTML = action == .replay
-            ? """
-            <p>Each of the <strong>\(held)</strong> dead letters of this group goes back to the queue it failed on, with its
-            message id and a fresh attempt count, oldest first; the operation's page shows how far it got, and it carries on
-            after a restart. This is written to the audit log.</p>
-            """
-            : """
-            <p>The <strong>\(held)</strong> dead letters of this group are deleted for good; the ledger keeps their records,
-            marked purged. This is written to the audit log.</p>
-            """
-        return page("\(action.rawValue.capitalized) group \(group)", context, nav: "failures", content: """
-            <h1>\(action.rawValue.capitalized) all \(held) dead letters of group <code>\(group)</code>?</h1>
-            \(explanation)
-            <form method="post" action="\(back)/\(action.rawValue)">\(csrf)
             <button type="submit"\(action == .purge ? HTML(" class=\"danger\"") : .empty)>\(action == .replay ? "Replay all \(held)" : "Delete all \(held) for good")</button> \
             <a href="\(back)">Cancel</a>
             </form>
             """)
     }
 
-    private func startFromGroupPage(_ action: DeadLetterAction, _ request: Request, _ context: DashboardRequestContext) async throws -> Response {
-        let group = try context.parameters.require("group_id")
-        if let refusal = try await Self.refuseWithoutCSRF(request, context) { return refusal }
-        switch try await start(action, DeadLetterFilter(groupID: group), as: context.identity, logger: context.logger) {
+    private struct OperationForm: Decodable {
+        var action: String?
+        var groupID: String?
+        var queue: String?
+        var sinceMs: Int64?
+        var untilMs: Int64?
+        var csrfToken: String?
+        enum CodingKeys: String, CodingKey {
+            case action, queue, groupID = "group_id", sinceMs = "since_ms", untilMs = "until_ms", csrfToken = "csrf_token"
+        }
+    }
+
+    private func startFromForm(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
+        let form = try await Self.form(OperationForm.self, request)
+        if let refusal = Self.refuseWithoutCSRF(sent: form.csrfToken, request, context) { return refusal }
+        func given(_ text: String?) -> String? { text.flatMap { $0.isEmpty ? nil : $0 } }
+        let filter = DeadLetterFilter(groupID: given(form.groupID), queue: given(form.queue), sinceMs: form.sinceMs, untilMs: form.untilMs)
+        switch try await start(form.action == "purge" ? .purge : .replay, filter, as: context.identity, logger: context.logger) {
         case .success(let operation):
             return Response(status: .seeOther, headers: [.location: "/operations/\(Link.encode(operation.id))"])
         case .failure(let refusal):
-            return Self.problem(refusal.status, refusal.message, link: "/failures/\(Link.encode(group))")
+            return Self.problem(refusal.status, refusal.message, link: filter.groupID.map { "/failures/\(Link.encode($0))" } ?? "/failures")
         }
     }
 
@@ -184,7 +149,7 @@ extension Dashboard {
             return try JSONResponse.error(
                 .badRequest, "bad_request", "Send {\"action\": \"replay\" or \"purge\", \"filter\": {\"group_id\", \"queue\", \"message_id\", \"since_ms\", \"until_ms\"}}.")
         }
-        switch try await start(body.action == .replay ? .replay : .purge, body.filter ?? DeadLetterFilter(), as: context.identity, logger: context.logger) {
+        switch try await start(body.action, body.filter ?? DeadLetterFilter(), as: context.identity, logger: context.logger) {
         case .success(let operation):
             var response = try JSONResponse.make(operation)
             response.status = .accepted
@@ -211,7 +176,7 @@ extension Dashboard {
             result = .failure(Refusal(status: .forbidden, message: "Only an operator may \(action.rawValue): \(identity?.name ?? "this sign-in") is a viewer."))
         } else if let runner {
             let operation = try await runner.start(
-                action.operation, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
+                action, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
             if operation.total == 0 {
                 try await store.finishOperation(id: operation.id, status: .done, error: nil, nowMs: operation.createdAtMs)
                 result = .failure(Refusal(status: .notFound, message: "No dead letter the ledger holds matches \(filter.summary)."))
@@ -225,13 +190,9 @@ extension Dashboard {
         }
         let (count, outcome): (Int, String) = switch result {
         case .success(let operation): (operation.total, "started")
-        case .failure(let refusal): (0, refusal.status == .forbidden ? "refused" : "failed: \(refusal.message)")
+        case .failure(let refusal): (0, Self.auditOutcome(refusal.status, refusal.message))
         }
-        _ = try await store.recordAudit(AuditEntry(
-            atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
-            action: action.rawValue, target: filter.summary, count: count, outcome: outcome, requestID: requestID))
-        logger.notice(
-            "dashboard bulk \(action.rawValue)", metadata: ["user": "\(identity?.name ?? "")", "filter": "\(filter.summary)", "outcome": "\(outcome)"])
+        try await audit(action, target: filter.summary, count: count, outcome: outcome, requestID: requestID, by: identity, logger: logger)
         return result
     }
 

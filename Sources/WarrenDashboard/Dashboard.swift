@@ -320,7 +320,9 @@ public struct Dashboard: Sendable {
             "Failure groups, most recently seen first", ["Dead letters", "Type", "Reason", "Error", "First seen", "Last seen", "Sample"],
             rows: rows, empty: "No dead letters in this range.")
         let actions = try await bulkActions(
-            matching: DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs), search: parameters, context)
+            DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs),
+            confirm: { Link.to("/operations/new", [("action", $0.rawValue)] + Self.keep(parameters, only: ["queue", "since", "until"])) }, context,
+            describe: { "\($0) dead letters of this search wait in the ledger." })
         return page("Failures", context, nav: "failures", content: form + actions + table)
     }
 
@@ -352,7 +354,9 @@ public struct Dashboard: Sendable {
             <dt>Type</dt><dd>\(first.type)</dd><dt>Reason</dt><dd>\(first.reason)</dd>
             <dt>Error</dt><dd class="error-text">\(fingerprint.maskedError)</dd>
             </dl>
-            \(try await bulkActions(group: group, context))
+            \(try await bulkActions(
+                DeadLetterFilter(groupID: group), confirm: { "/failures/\(Link.encode(group))/\($0.rawValue)" }, context,
+                describe: { "\($0) of them wait in the ledger." }, none: "<p class=\"hint\">None of this group's dead letters waits in the ledger.</p>"))
             \(Self.table("The group's dead letters, most recent first", ["Dead-lettered", "Message id", "Queue", "Error", "Now"], rows: rows))
             \(Self.nextPage("/failures/\(Link.encode(group))", parameters, after: found.next))
             """
@@ -473,12 +477,7 @@ public struct Dashboard: Sendable {
     // MARK: Replays and purges
 
     /// What an operator may do to a dead letter.
-    enum DeadLetterAction: String, Sendable {
-        case replay, purge
-
-        var pastTense: String { self == .replay ? "replayed" : "purged" }
-        var operation: DeadLetterOperation.Action { self == .replay ? .replay : .purge }
-    }
+    typealias DeadLetterAction = DeadLetterOperation.Action
 
     /// The outcome of a request, recorded in the audit log whatever it was.
     private enum ActionOutcome {
@@ -497,14 +496,8 @@ public struct Dashboard: Sendable {
         } else if let runner, try await store.countHeldDeadLetters(matching: filter) > 0 {
             do {
                 let started = try await runner.start(
-                    action.operation, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
-                var ended = try await runner.execute(started.id)
-                // Taken by the runner's resume loop meanwhile: it finishes there.
-                let deadline = ContinuousClock.now + .seconds(30)
-                while ended?.status == .running, ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(100))
-                    ended = try await store.operation(id: started.id)
-                }
+                    action, filter: filter, actor: identity?.name ?? "", role: identity?.role.rawValue ?? "", id: requestID)
+                let ended = try await runner.execute(started.id)
                 outcome = switch ended?.status {
                 case .done?: .done(ended?.settled ?? 0, requestID: requestID)
                 default: .refused(.badGateway, "The \(action.rawValue) did not finish: \(ended?.error ?? "see the operation \(requestID)").")
@@ -535,15 +528,30 @@ public struct Dashboard: Sendable {
         }
         let (count, result): (Int, String) = switch outcome {
         case .done(let count, _): (count, "done")
-        case .refused(let status, let why): (0, status == .forbidden ? "refused" : "failed: \(why)")
+        case .refused(let status, let why): (0, Self.auditOutcome(status, why))
         }
+        try await audit(
+            action, target: "message \(messageID)\(queue.map { " from \($0)" } ?? "")", count: count, outcome: result, requestID: requestID,
+            by: identity, logger: logger)
+        return outcome
+    }
+
+    /// A refusal as the audit log says it: `refused` (a viewer), or `failed: <why>`.
+    static func auditOutcome(_ status: HTTPResponse.Status, _ why: String) -> String {
+        status == .forbidden ? "refused" : "failed: \(why)"
+    }
+
+    /// Writes a replay or a purge, whatever became of it, to the audit log and the process's log.
+    func audit(
+        _ action: DeadLetterAction, target: String, count: Int, outcome: String, requestID: String, by identity: DashboardIdentity?,
+        logger: Logger
+    ) async throws {
         _ = try await store.recordAudit(AuditEntry(
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
-            action: action.rawValue, target: "message \(messageID)\(queue.map { " from \($0)" } ?? "")", count: count, outcome: result,
-            requestID: requestID))
+            action: action.rawValue, target: target, count: count, outcome: outcome, requestID: requestID))
         logger.notice(
-            "dashboard \(action.rawValue)", metadata: ["user": "\(identity?.name ?? "")", "message_id": "\(messageID)", "outcome": "\(result)"])
-        return outcome
+            "dashboard \(action.rawValue)",
+            metadata: ["user": "\(identity?.name ?? "")", "target": "\(target)", "outcome": "\(outcome)", "request_id": "\(requestID)"])
     }
 
     private func confirmation(_ action: DeadLetterAction, _ context: DashboardRequestContext) async throws -> Response {

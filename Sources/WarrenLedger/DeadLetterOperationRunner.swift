@@ -37,9 +37,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     public let leaseDuration: Duration
     private let fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?
     private let logger: Logger
-    /// The operations this runner executes now: its lease lets it renew its own claim, so a second ``execute(_:)`` of
-    /// one operation in this process (a request's and the resume loop's) must be turned away here.
-    private let executing = Mutex<Set<String>>([])
+    /// The operations this runner executes now. Its lease lets it renew its own claim, so a second ``execute(_:)`` of
+    /// one operation in this process (a request's and the resume loop's) waits for the first instead of running too.
+    private let executing = Mutex<[String: Task<DeadLetterOperation?, any Error>]>([:])
 
     /// - Parameters:
     ///   - transport: the connection replays publish on (its own, or the ledger's).
@@ -76,17 +76,28 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         return operation
     }
 
-    /// Runs an operation to its end, if this runner can claim it (and is not running it already).
-    /// - Returns: the operation as it ended (`done` or `failed`); as it is now when another runner holds it or this
-    ///   one runs it already.
+    /// Runs an operation to its end, if this runner can claim it; when this runner runs it already, waits for that run.
+    /// - Returns: the operation as it ended (`done` or `failed`); as it is now when another runner holds it.
     /// - Throws: the store's errors and the broker's connection errors (the operation stays `running`, to be resumed);
     ///   what ``fault`` throws.
     @discardableResult
     public func execute(_ id: String) async throws -> DeadLetterOperation? {
+        let run = executing.withLock { running in
+            if let run = running[id] { return run }
+            // Removes itself when done; it takes the lock, so not before it is in the table.
+            let run = Task {
+                defer { _ = self.executing.withLock { $0.removeValue(forKey: id) } }
+                return try await self.claimAndRun(id)
+            }
+            running[id] = run
+            return run
+        }
+        return try await run.value
+    }
+
+    private func claimAndRun(_ id: String) async throws -> DeadLetterOperation? {
         guard let operation = try await store.operation(id: id) else { return nil }
-        guard operation.status == .running, executing.withLock({ $0.insert(id).inserted }) else { return operation }
-        defer { _ = executing.withLock { $0.remove(id) } }
-        guard try await claim(operation) else { return operation }
+        guard operation.status == .running, try await claim(operation) else { return operation }
         var publisher: AMQPChannel?
         do {
             let ended = try await execute(operation, publisher: &publisher)

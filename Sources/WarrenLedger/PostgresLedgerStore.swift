@@ -119,20 +119,20 @@ public final class PostgresLedgerStore: LedgerStore {
         let events = events.filter { $0.messageID != nil }
         guard !events.isEmpty else { return }
         try await client.withTransaction(logger: logger) { connection in
-            try await recordNow(events, on: connection, fromWorkers: true)
+            try await recordNow(events, on: connection, withDeadLetterRecords: true)
         }
     }
 
-    /// Records `events` in `connection`'s transaction. A worker's dead-letter event sets what the dead letter shows
-    /// over what a copy taken off its queue showed.
-    private func recordNow(_ events: [WarrenEvent], on connection: PostgresConnection, fromWorkers: Bool) async throws {
+    /// Records `events` in `connection`'s transaction; `withDeadLetterRecords`: a `dead-letter` event writes its dead
+    /// letter's record too, and what it shows wins over what a copy taken off its queue showed.
+    private func recordNow(_ events: [WarrenEvent], on connection: PostgresConnection, withDeadLetterRecords: Bool) async throws {
         let events = events.filter { $0.messageID != nil }
         for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
             let chunk = events[start..<min(start + Self.rowsPerStatement, events.count)]
             try await connection.query(try Self.insertEvents(chunk), logger: logger)
             try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
             let letters = chunk.filter { $0.event == .deadLetter }
-            if !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters, overwriting: fromWorkers), logger: logger) }
+            if withDeadLetterRecords, !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters), logger: logger) }
         }
     }
 
@@ -144,13 +144,13 @@ public final class PostgresLedgerStore: LedgerStore {
         guard !letters.isEmpty else { return }
         let letters = letters.filter { !$0.messageID.isEmpty }
         try await client.withTransaction(logger: logger) { connection in
-            // The records with their messages first; the events' own insert of them then finds them there.
+            // The records with their messages; the events and the jobs' rows after them.
             for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
                 let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
                 try await connection.query(
-                    try Self.insertDeadLetters(chunk.map(\.event), overwriting: false, held: chunk.map(\.message)), logger: logger)
+                    try Self.insertDeadLetters(chunk.map(\.event), held: chunk.map(\.message)), logger: logger)
             }
-            try await recordNow(letters.map(\.event), on: connection, fromWorkers: false)
+            try await recordNow(letters.map(\.event), on: connection, withDeadLetterRecords: false)
         }
     }
 
@@ -202,11 +202,16 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     public func unfinishedOperations() async throws -> [String] {
-        var ids: [String] = []
-        for try await id in try await client.query(PostgresQuery(unsafeSQL: DeadLetterSQL.unfinished), logger: logger).decode(String.self) {
-            ids.append(id)
+        try await strings(DeadLetterSQL.unfinished)
+    }
+
+    /// The one text column of `sql`'s rows.
+    private func strings(_ sql: String) async throws -> [String] {
+        var values: [String] = []
+        for try await value in try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(String.self) {
+            values.append(value)
         }
-        return ids
+        return values
     }
 
     public func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool {
@@ -225,7 +230,7 @@ public final class PostgresLedgerStore: LedgerStore {
                 DeadLetterSQL.settleValues(letters, operation: operation, nowMs: nowMs), on: connection)
             for try await (id, at) in rows.decode((String, Int64).self) { still.insert("\(at):\(id)") }
             let settled = zip(letters, events).filter { still.contains("\($0.0.atMs):\($0.0.messageID)") }.map(\.1)
-            try await recordNow(settled, on: connection, fromWorkers: false)
+            try await recordNow(settled, on: connection, withDeadLetterRecords: false)
             try await connection.query(
                 PostgresQuery(
                     unsafeSQL: DeadLetterSQL.advance { "$\($0)" },
@@ -322,8 +327,9 @@ public final class PostgresLedgerStore: LedgerStore {
                 """, binds: binds)
     }
 
-    /// - Parameter held: the messages of dead letters taken off their queues, one per event: they are held.
-    private static func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool, held: [StoredMessage]? = nil) throws -> PostgresQuery {
+    /// The records of dead letters, as their events report them; with `held` (the messages of dead letters taken off
+    /// their queues, one per event) they are held.
+    private static func insertDeadLetters(_ events: [WarrenEvent], held: [StoredMessage]? = nil) throws -> PostgresQuery {
         var binds = PostgresBindings(capacity: events.count * 15)
         let encoder = JSONEncoder()
         for (index, event) in events.enumerated() {
@@ -346,7 +352,7 @@ public final class PostgresLedgerStore: LedgerStore {
                 binds.append(Int32(1))
             }
         }
-        let conflict = held != nil ? DeadLetterSQL.holdOnConflict : overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING"
+        let conflict = held == nil ? JobSQL.deadLetterShownAsReported : DeadLetterSQL.holdOnConflict
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
@@ -543,11 +549,7 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     public func queues() async throws -> [String] {
-        var names: [String] = []
-        for try await name in try await client.query(PostgresQuery(unsafeSQL: JobSQL.distinctQueues), logger: logger).decode(String.self) {
-            names.append(name)
-        }
-        return names
+        try await strings(JobSQL.distinctQueues)
     }
 
     public func eventCount() async throws -> Int {

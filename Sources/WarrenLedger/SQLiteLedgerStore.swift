@@ -174,18 +174,19 @@ public final class SQLiteLedgerStore: LedgerStore {
     public func record(_ events: [WarrenEvent]) async throws {
         guard !events.isEmpty else { return }
         let events = events.filter { $0.messageID != nil }
-        try await writes.withLock { try await transaction { try await recordNow(events, fromWorkers: true) } }
+        try await writes.withLock { try await transaction { try await recordNow(events, withDeadLetterRecords: true) } }
     }
 
-    /// Records `events` in the transaction under way. A worker's dead-letter event sets what the dead letter shows
-    /// (its headers and body as the host's redaction left them) over what a copy taken off its queue showed.
-    private func recordNow(_ events: [WarrenEvent], fromWorkers: Bool) async throws {
+    /// Records `events` in the transaction under way; `withDeadLetterRecords`: a `dead-letter` event writes its dead
+    /// letter's record too, and what it shows (its headers and body as the host's redaction left them) wins over what a
+    /// copy taken off its queue showed (a taken dead letter's record is written with its message instead).
+    private func recordNow(_ events: [WarrenEvent], withDeadLetterRecords: Bool) async throws {
         let events = events.filter { $0.messageID != nil }
         for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
             try await insertEvents(chunk)
             try await upsertJobs(JobUpdate.fold(chunk))
             let letters = chunk.filter { $0.event == .deadLetter }
-            if !letters.isEmpty { try await insertDeadLetters(letters, overwriting: fromWorkers) }
+            if withDeadLetterRecords, !letters.isEmpty { try await insertDeadLetters(letters) }
         }
     }
 
@@ -193,12 +194,12 @@ public final class SQLiteLedgerStore: LedgerStore {
         guard !letters.isEmpty else { return }
         let letters = letters.filter { !$0.messageID.isEmpty }
         try await writes.withLock { try await transaction {
-            // The records with their messages first; the events' own insert of them then finds them there.
+            // The records with their messages; the events and the jobs' rows after them.
             for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
                 let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
-                try await insertDeadLetters(chunk.map(\.event), overwriting: false, held: chunk.map(\.message))
+                try await insertDeadLetters(chunk.map(\.event), held: chunk.map(\.message))
             }
-            try await recordNow(letters.map(\.event), fromWorkers: false)
+            try await recordNow(letters.map(\.event), withDeadLetterRecords: false)
         } }
     }
 
@@ -252,7 +253,7 @@ public final class SQLiteLedgerStore: LedgerStore {
                 DeadLetterSQL.settleValues(letters, operation: operation, nowMs: nowMs).map(Self.data(_:)))
             let still = Set(rows.map { "\(Self.int64($0, "at_ms") ?? 0):\($0.column("message_id")?.string ?? "")" })
             settled = zip(letters, events).filter { still.contains("\($0.0.atMs):\($0.0.messageID)") }.map(\.1)
-            try await recordNow(settled, fromWorkers: false)
+            try await recordNow(settled, withDeadLetterRecords: false)
             _ = try await connection.query(DeadLetterSQL.advance { _ in "?" }, [
                 .integer(settled.count), .integer(Int(last.atMs)), .text(last.messageID), .integer(Int(nowMs)), .text(operation.id),
             ])
@@ -334,8 +335,9 @@ public final class SQLiteLedgerStore: LedgerStore {
             """, binds)
     }
 
-    /// - Parameter held: the messages of dead letters taken off their queues, one per event: they are held.
-    private func insertDeadLetters(_ events: [WarrenEvent], overwriting: Bool, held: [StoredMessage]? = nil) async throws {
+    /// The records of dead letters, as their events report them; with `held` (the messages of dead letters taken off
+    /// their queues, one per event) they are held.
+    private func insertDeadLetters(_ events: [WarrenEvent], held: [StoredMessage]? = nil) async throws {
         var binds: [SQLiteData] = []
         let encoder = JSONEncoder()
         for (index, event) in events.enumerated() {
@@ -350,7 +352,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             if let message = held?[index] { binds += [.text(try message.encodedProperties()), .text(message.base64Body), .integer(1)] }
         }
         let row = "(" + Array(repeating: "?", count: held == nil ? 12 : 15).joined(separator: ",") + ")"
-        let conflict = held != nil ? DeadLetterSQL.holdOnConflict : overwriting ? JobSQL.deadLetterShownAsReported : "ON CONFLICT DO NOTHING"
+        let conflict = held == nil ? JobSQL.deadLetterShownAsReported : DeadLetterSQL.holdOnConflict
         _ = try await connection.query(
             """
             INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
