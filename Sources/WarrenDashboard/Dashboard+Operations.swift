@@ -28,8 +28,9 @@ extension Dashboard {
     func addOperationRoutes(api: RouterGroup<DashboardRequestContext>) {
         api.post("operations") { request, context in try await startFromAPI(request, context) }
         api.get("operations") { request, _ in
-            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
-            return try JSONResponse.make(["operations": try await store.operations(limit: limit)])
+            try await LedgerAPI.answer(request, parse: { try LedgerAPI.listQuery(from: $0, known: ["limit"]) }) { list in
+                ["operations": try await store.operations(limit: list.limit)]
+            }
         }
         api.get("operations/:id") { _, context in
             let id = try context.parameters.require("id")
@@ -156,7 +157,7 @@ extension Dashboard {
             response.headers[.location] = "/api/operations/\(Link.encode(operation.id))"
             return response
         case .failure(let refusal):
-            return try JSONResponse.error(refusal.status, refusal.status == .forbidden ? "forbidden" : "not_started", refusal.message)
+            return try JSONResponse.error(refusal.status, Self.errorCode(refusal.status, otherwise: "not_started"), refusal.message)
         }
     }
 
@@ -164,15 +165,43 @@ extension Dashboard {
         var status: HTTPResponse.Status
         var message: String
     }
+}
 
+extension Dashboard {
+    /// The `error` of a JSON refusal: `forbidden`, `bad_request`, `too_many_requests`, or `otherwise`.
+    static func errorCode(_ status: HTTPResponse.Status, otherwise: String) -> String {
+        switch status {
+        case .forbidden: "forbidden"
+        case .badRequest: "bad_request"
+        case .tooManyRequests: "too_many_requests"
+        default: otherwise
+        }
+    }
+}
+
+extension DeadLetterFilter {
+    /// What is too long in the filter for any dead letter to match (a message id of more than 1,024 bytes, a group id
+    /// of more than 64, a queue name of more than 255, AMQP's bound); `nil` when nothing is.
+    var sizeProblem: String? {
+        if let messageID, messageID.utf8.count > 1_024 { return "message_id is longer than any message id (1,024 bytes)." }
+        if let groupID, groupID.utf8.count > 64 { return "group_id is longer than any failure group's id (64 bytes)." }
+        if let queue, queue.utf8.count > 255 { return "queue is longer than any queue name (255 bytes)." }
+        return nil
+    }
+}
+
+extension Dashboard {
     /// Records an operation on what `filter` selects and runs it in the background; writes the request to the audit
     /// log whatever becomes of it.
     private func start(
         _ action: DeadLetterAction, _ filter: DeadLetterFilter, as identity: DashboardIdentity?, logger: Logger
     ) async throws -> Result<DeadLetterOperation, Refusal> {
+        if let refusal = await refuseRepeatedRefusals(of: identity) { return .failure(refusal) }
         let requestID = "dashboard-\(UUID().uuidString.lowercased())"
         let result: Result<DeadLetterOperation, Refusal>
-        if identity?.role != .operator {
+        if let problem = filter.sizeProblem {
+            result = .failure(Refusal(status: .badRequest, message: problem))
+        } else if identity?.role != .operator {
             result = .failure(Refusal(status: .forbidden, message: "Only an operator may \(action.rawValue): \(identity?.name ?? "this sign-in") is a viewer."))
         } else if let runner {
             let operation = try await runner.start(

@@ -35,12 +35,24 @@ public struct Dashboard: Sendable {
     /// operations; `nil`: off (no broker, or the dead letters stay in their queues).
     public var runner: DeadLetterOperationRunner?
     let sessions: DashboardSessions
-    let throttle = SignInThrottle()
+    /// Failed sign-ins and bearer tokens, per client and per user name.
+    let guesses: GuessThrottle
+    let clients: ClientAddresses
+    /// Refused replays and purges written to the audit log, per user (a viewer looping them must not fill it).
+    let refusals: RefusalLimiter
 
+    /// - Parameters:
+    ///   - trustedProxies: the addresses of the proxies in front of the dashboard (TLS terminators) whose
+    ///     `X-Forwarded-For` names the client that sign-in and token throttling count against; from anyone else the
+    ///     header is ignored.
+    /// - Throws: ``DashboardConfigurationError`` for a trusted proxy that is not an IP address.
     public init(
         store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
-        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false
-    ) {
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
+    ) throws {
+        self.clients = try ClientAddresses(trustedProxies: trustedProxies)
+        self.guesses = GuessThrottle()
+        self.refusals = RefusalLimiter()
         self.store = store
         self.runner = runner
         self.access = access
@@ -61,7 +73,8 @@ public struct Dashboard: Sendable {
         router.get("sign-in") { request, _ in signInForm(next: request.uri.queryParameters["next"].map(String.init), failed: false) }
         router.post("sign-in") { request, context in try await signIn(request, context) }
 
-        let signedIn = router.group().add(middleware: DashboardAccessMiddleware(access: access, sessions: sessions))
+        let signedIn = router.group().add(
+            middleware: DashboardAccessMiddleware(access: access, sessions: sessions, guesses: guesses, clients: clients))
         signedIn.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/jobs"]) }
         signedIn.post("sign-out") { request, context in try await signOut(request, context) }
         signedIn.get("jobs") { request, context in try await jobsPage(request, context) }
@@ -84,9 +97,9 @@ public struct Dashboard: Sendable {
         }
         addOperationRoutes(api: api)
         api.get("audit") { request, _ in
-            let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
-            let limit = request.uri.queryParameters["limit"].flatMap { Int(String($0)) } ?? 50
-            return try JSONResponse.make(["entries": try await store.auditLog(limit: limit, before: before)])
+            try await LedgerAPI.answer(request, parse: { try LedgerAPI.listQuery(from: $0, known: ["limit", "before"]) }) { list in
+                ["entries": try await store.auditLog(limit: list.limit, before: list.before)]
+            }
         }
     }
 
@@ -133,19 +146,31 @@ public struct Dashboard: Sendable {
             return Self.problem(.forbidden, "This sign-in form has expired or came from elsewhere.", link: "/sign-in")
         }
         let name = form.user ?? ""
-        if let wait = await throttle.wait(for: name) {
-            context.logger.notice("dashboard sign-in throttled", metadata: ["user": "\(name)"])
-            let minutes = Int((Double(wait.components.seconds) / 60).rounded(.up))
+        let client = clients.client(of: request, context)
+        // A name longer than any user's is refused unchecked; it is not remembered either.
+        let throttledName = name.isEmpty || name.utf8.count > DashboardAccess.maximumNameLength ? nil : name
+        // What the log says of the name: a user's name, or only its length (an unknown name may be a password or a
+        // token typed in the wrong field, and it must not forge log lines).
+        let loggedName: Logger.Metadata = access.isUser(name) ? ["user": "\(name)"] : ["user_length": "\(name.utf8.count)"]
+        if let wait = await guesses.reserve(client: client, name: throttledName) {
+            context.logger.notice("dashboard sign-in throttled", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
+            return Self.tooManyGuesses(wait)
+        }
+        let identity: DashboardIdentity
+        switch await access.signIn(name: name, password: form.password ?? "") {
+        case .busy:
+            await guesses.release(client: client, name: throttledName)
+            context.logger.warning("dashboard sign-in refused unchecked: too many password checks under way", metadata: ["client": "\(client)"])
             return Self.problem(
-                .tooManyRequests, "Too many failed sign-ins for this name: try again in \(minutes) minute\(minutes == 1 ? "" : "s").",
-                link: "/sign-in", headers: [.retryAfter: "\(wait.components.seconds + 1)"])
-        }
-        guard let identity = await access.identity(signingIn: name, password: form.password ?? "") else {
-            await throttle.failed(name)
-            context.logger.notice("dashboard sign-in refused", metadata: ["user": "\(name)"])
+                .serviceUnavailable, "Too many sign-ins are being checked right now: try again in a few seconds.", link: "/sign-in",
+                headers: [.retryAfter: "2"])
+        case .refused:
+            context.logger.notice("dashboard sign-in refused", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
             return signInForm(next: form.next, failed: true)
+        case .signedIn(let signedIn):
+            await guesses.succeeded(client: client, name: throttledName)
+            identity = signedIn
         }
-        await throttle.succeeded(name)
         let session = await sessions.open(for: identity)
         context.logger.info("dashboard sign-in", metadata: ["user": "\(identity.name)", "role": "\(identity.role.rawValue)"])
         var headers: HTTPFields = [.location: Self.localPath(form.next) ?? "/jobs"]
@@ -188,16 +213,35 @@ public struct Dashboard: Sendable {
     }
 
     /// An URL-encoded form body (at most 64 KiB).
+    /// - Throws: `HTTPError` 400 with a sentence when the body is not such a form (a number that is not one, a field
+    ///   given twice); 413 when it is larger.
     static func form<Form: Decodable>(_ type: Form.Type, _ request: Request) async throws -> Form {
         var request = request
         let body = try await request.collectBody(upTo: 64 * 1024)
-        return try URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
+        do {
+            return try URLEncodedFormDecoder().decode(Form.self, from: String(buffer: body))
+        } catch {
+            throw HTTPError(.badRequest, message: "The form's fields could not be read: send it again from the page.")
+        }
     }
 
-    /// `path` when it is a path on this server (`/…`, not `//host…`), so a sign-in never sends anyone elsewhere.
+    /// `path` when it is a path on this server, so a sign-in never sends anyone elsewhere: it starts with one `/`, and
+    /// holds printable ASCII only, no backslash (browsers drop tabs and newlines, and read `\` as `/`, so `/<TAB>/evil`
+    /// and `/\evil` would lead to another host).
     static func localPath(_ path: String?) -> String? {
-        guard let path, path.hasPrefix("/"), !path.hasPrefix("//"), !path.hasPrefix("/\\") else { return nil }
+        guard let path, path.utf8.count <= 2_048, path.hasPrefix("/"), !path.hasPrefix("//"),
+            path.utf8.allSatisfy({ (0x21...0x7E).contains($0) && $0 != UInt8(ascii: "\\") })
+        else { return nil }
         return path
+    }
+
+    /// 429 with `Retry-After` for a client that failed too often.
+    static func tooManyGuesses(_ wait: Duration) -> Response {
+        let seconds = max(1, wait.components.seconds + (wait.components.attoseconds > 0 ? 1 : 0))
+        let when = seconds < 90 ? "\(seconds) seconds" : "\((seconds + 59) / 60) minutes"
+        return problem(
+            .tooManyRequests, "Too many failed sign-ins from here: try again in \(when).", link: "/sign-in",
+            headers: [.retryAfter: "\(seconds)"])
     }
 
     // MARK: Pages
@@ -487,6 +531,7 @@ public struct Dashboard: Sendable {
 
     /// Replays or purges a job's dead letters for `identity`, and writes the attempt to the audit log.
     private func run(_ action: DeadLetterAction, _ messageID: String, as identity: DashboardIdentity?, logger: Logger) async throws -> ActionOutcome {
+        if let refusal = await refuseRepeatedRefusals(of: identity) { return .refused(refusal.status, refusal.message) }
         let requestID = "dashboard-\(UUID().uuidString.lowercased())"
         let outcome: ActionOutcome
         let queue = try await store.deadLetters(messageID: messageID).first?.queue
@@ -541,11 +586,23 @@ public struct Dashboard: Sendable {
         status == .forbidden ? "refused" : "failed: \(why)"
     }
 
+    /// A 429 for a viewer who had more than ``RefusalLimiter/limit`` requests refused within its window (each refusal
+    /// is written to the audit log, which a loop must not fill); `nil` for an operator, or within the limit.
+    func refuseRepeatedRefusals(of identity: DashboardIdentity?) async -> Refusal? {
+        guard identity?.role != .operator, !(await refusals.admit(identity?.name ?? "")) else { return nil }
+        return Refusal(status: .tooManyRequests, message: "Too many refused requests: only an operator may replay or purge.")
+    }
+
+    /// The longest target an audit entry keeps (a message id or a filter; what is longer is cut).
+    static let auditTargetLimit = 512
+
     /// Writes a replay or a purge, whatever became of it, to the audit log and the process's log.
     func audit(
         _ action: DeadLetterAction, target: String, count: Int, outcome: String, requestID: String, by identity: DashboardIdentity?,
         logger: Logger
     ) async throws {
+        let target = target.utf8.count <= Self.auditTargetLimit
+            ? target : String(decoding: target.utf8.prefix(Self.auditTargetLimit - 3), as: UTF8.self) + "…"
         _ = try await store.recordAudit(AuditEntry(
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
             action: action.rawValue, target: target, count: count, outcome: outcome, requestID: requestID))
@@ -602,7 +659,7 @@ public struct Dashboard: Sendable {
         case .done(let count, let requestID):
             return try JSONResponse.make(ActionAnswer(action: action, count: count, requestID: requestID))
         case .refused(let status, let why):
-            return try JSONResponse.error(status, status == .forbidden ? "forbidden" : "not_\(action.pastTense)", why)
+            return try JSONResponse.error(status, Self.errorCode(status, otherwise: "not_\(action.pastTense)"), why)
         }
     }
 
@@ -628,7 +685,12 @@ public struct Dashboard: Sendable {
     }
 
     private func auditPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
-        let before = request.uri.queryParameters["before"].flatMap { Int64(String($0)) }
+        let before: Int64?
+        do {
+            before = try LedgerAPI.listQuery(from: request.uri.queryParameters.map { (String($0.key), String($0.value)) }, known: ["before"]).before
+        } catch let error as LedgerAPI.BadRequest {
+            return page("Audit log", context, nav: "audit", status: .badRequest, content: "<h1>Audit log</h1>" + Self.errorNote(error.message))
+        }
         let entries = try await store.auditLog(limit: 50, before: before)
         let rows = entries.map { entry -> HTML in
             """

@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import Synchronization
 import _CryptoExtras
 import Crypto
 
@@ -75,6 +76,9 @@ public struct DashboardUsers: Sendable {
             guard fields.count == 3, !fields[0].isEmpty else {
                 throw DashboardConfigurationError(message: "\(place): expected name:role:hash")
             }
+            guard fields[0].utf8.count <= DashboardAccess.maximumNameLength else {
+                throw DashboardConfigurationError(message: "\(place): a user name has at most \(DashboardAccess.maximumNameLength) bytes")
+            }
             guard let role = DashboardRole(rawValue: fields[1]) else {
                 throw DashboardConfigurationError(message: "\(place): role must be viewer or operator, not '\(fields[1])'")
             }
@@ -141,18 +145,20 @@ public struct PasswordHash: Sendable, Equatable {
         self.key = key
     }
 
-    /// Whether `password` is the one hashed, compared in constant time. The derivation runs on NIO's blocking thread
-    /// pool, not on the cooperative pool.
+    /// Whether `password` is the one hashed, compared in constant time. The derivation runs on the password checks'
+    /// own threads (``PasswordChecks``), not on the cooperative pool; this waits for a free one however busy they are.
     public func verify(_ password: String) async -> Bool {
-        let (rounds, salt, key) = (rounds, salt, key)
-        let derived = try? await NIOThreadPool.singleton.runIfActive {
-            try Self.derive(password, salt: salt, rounds: rounds, count: key.count)
-        }
-        guard let derived else { return false }
+        await PasswordChecks.shared.verify(password, against: self, waitingIfBusy: true) ?? false
+    }
+
+    /// Derives the key of `password` with this hash's salt and rounds, and compares it in constant time (CPU-bound).
+    func matches(_ password: String) -> Bool {
+        guard let derived = try? Self.derive(password, salt: salt, rounds: rounds, count: key.count) else { return false }
         return ConstantTime.equal(derived, key)
     }
 
     private static func derive(_ password: String, salt: [UInt8], rounds: Int, count: Int) throws -> [UInt8] {
+        PasswordChecks.derivations.withLock { $0 += 1 }
         let key = try KDF.Insecure.PBKDF2.deriveKey(
             from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: count, unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
@@ -176,18 +182,69 @@ enum ConstantTime {
     }
 }
 
+/// Runs password checks (PBKDF2, CPU-bound by design) on a small pool of threads of their own, so that a flood of
+/// sign-ins never occupies the threads other work needs (sqlite-nio's queries run on `NIOThreadPool.singleton`), and
+/// refuses a check when ``maximumInFlight`` already wait or run: the sign-in answers 503 rather than queueing for ever.
+final class PasswordChecks: Sendable {
+    /// Half the cores (at least one) check passwords; four checks per thread may wait.
+    static let shared = PasswordChecks(threads: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
+
+    /// PBKDF2 derivations run in this process (what a test counts).
+    static let derivations = Mutex(0)
+
+    let maximumInFlight: Int
+    private let pool: NIOThreadPool
+    private let inFlight = Mutex(0)
+
+    init(threads: Int, maximumInFlight: Int? = nil) {
+        pool = NIOThreadPool(numberOfThreads: threads)
+        pool.start()  // for the process's lifetime, like NIO's singletons
+        self.maximumInFlight = maximumInFlight ?? threads * 4
+    }
+
+    /// Whether `password` matches `hash`; `nil` when ``maximumInFlight`` checks are under way and `waitingIfBusy` is
+    /// `false` (the check did not run).
+    func verify(_ password: String, against hash: PasswordHash, waitingIfBusy: Bool = false) async -> Bool? {
+        let admitted = inFlight.withLock { count -> Bool in
+            guard waitingIfBusy || count < maximumInFlight else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else { return nil }
+        defer { inFlight.withLock { $0 -= 1 } }
+        return (try? await pool.runIfActive { hash.matches(password) }) ?? false
+    }
+}
+
 /// Who may use the dashboard: the operator token, the optional read-only token, and the users file's users.
 public struct DashboardAccess: Sendable {
+    /// The shortest token accepted: 32 characters (`openssl rand -hex 24` gives 48).
+    public static let minimumTokenLength = 32
+    /// The longest user name: longer names are refused unchecked at sign-in, and in a users file.
+    public static let maximumNameLength = 128
+
     let tokens: [(token: [UInt8], identity: DashboardIdentity)]
     let users: [String: DashboardUsers.User]
+    /// Spent on a name that does not exist: as many rounds as the costliest hash of the users file, so that the time a
+    /// sign-in takes says nothing of which names exist.
+    private let decoy: PasswordHash
 
     /// - Parameters:
     ///   - operatorToken: opens everything (`WARREN_DASHBOARD_TOKEN`); `nil` or empty for none.
     ///   - viewerToken: opens reading only (`WARREN_DASHBOARD_READONLY_TOKEN`).
     ///   - users: who may sign in with a name and a password.
-    /// - Throws: ``DashboardConfigurationError`` when nobody at all could get in, or both tokens are the same.
+    /// - Throws: ``DashboardConfigurationError`` when nobody at all could get in, a token is shorter than
+    ///   ``minimumTokenLength`` characters, or both tokens are the same.
     public init(operatorToken: String?, viewerToken: String? = nil, users: DashboardUsers = DashboardUsers()) throws {
         var tokens: [(token: [UInt8], identity: DashboardIdentity)] = []
+        for (variable, token) in [("WARREN_DASHBOARD_TOKEN", operatorToken), ("WARREN_DASHBOARD_READONLY_TOKEN", viewerToken)] {
+            guard let token, !token.isEmpty else { continue }
+            guard token.count >= Self.minimumTokenLength else {
+                throw DashboardConfigurationError(
+                    message: "\(variable) is \(token.count) characters long; a token needs at least \(Self.minimumTokenLength) "
+                        + "(make one with: openssl rand -hex 24)")
+            }
+        }
         if let operatorToken, !operatorToken.isEmpty {
             tokens.append((Array(operatorToken.utf8), DashboardIdentity(name: "token", role: .operator)))
         }
@@ -202,6 +259,8 @@ public struct DashboardAccess: Sendable {
         }
         self.tokens = tokens
         self.users = Dictionary(users.users.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let rounds = users.users.compactMap { PasswordHash(encoded: $0.passwordHash)?.rounds }.max() ?? PasswordHash.defaultRounds
+        decoy = PasswordHash(decoyWithRounds: rounds)
     }
 
     /// The identity a bearer token stands for; every token is compared, in constant time.
@@ -212,16 +271,30 @@ public struct DashboardAccess: Sendable {
         return found
     }
 
-    /// The identity of a sign-in: a user's name and password, or (with the name left empty) a token as the password.
-    func identity(signingIn name: String, password: String) async -> DashboardIdentity? {
-        if name.isEmpty { return identity(forToken: password) }
-        guard let user = users[name], let hash = PasswordHash(encoded: user.passwordHash) else {
-            // The same work as a real check, so that a guess does not learn which names exist from the time taken.
-            _ = await Self.decoy.verify(password)
-            return nil
-        }
-        return await hash.verify(password) ? DashboardIdentity(name: user.name, role: user.role) : nil
+    /// What became of a sign-in.
+    enum SignIn: Equatable {
+        case signedIn(DashboardIdentity)
+        case refused
+        /// Too many password checks under way: nothing was checked.
+        case busy
     }
 
-    private static let decoy = PasswordHash(decoyWithRounds: PasswordHash.defaultRounds)
+    /// Checks a sign-in: a user's name and password, or (with the name left empty) a token as the password.
+    func signIn(name: String, password: String) async -> SignIn {
+        if name.isEmpty { return identity(forToken: password).map(SignIn.signedIn) ?? .refused }
+        guard name.utf8.count <= Self.maximumNameLength, password.utf8.count <= 4_096 else { return .refused }
+        guard let user = users[name], let hash = PasswordHash(encoded: user.passwordHash) else {
+            // The same work as a real check, so that a guess does not learn which names exist from the time taken.
+            return await PasswordChecks.shared.verify(password, against: decoy) == nil ? .busy : .refused
+        }
+        switch await PasswordChecks.shared.verify(password, against: hash) {
+        case nil: return .busy
+        case false?: return .refused
+        case true?: return .signedIn(DashboardIdentity(name: user.name, role: user.role))
+        }
+    }
+
+    /// Whether `name` is a user of the users file (a refused sign-in logs the name only then: an unknown name may be
+    /// a password typed in the wrong field).
+    func isUser(_ name: String) -> Bool { users[name] != nil }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import WarrenHTTP
 
@@ -10,9 +11,12 @@ public struct DashboardRequestContext: RequestContext {
     public var identity: DashboardIdentity?
     /// The browser session the request came with; `nil` for a bearer token.
     var session: DashboardSession?
+    /// The address of the socket's peer (a proxy's, behind one); `nil` for a Unix socket.
+    let peerAddress: String?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
+        peerAddress = source.channel.remoteAddress?.ipAddress
     }
 }
 
@@ -70,56 +74,31 @@ actor DashboardSessions {
     }
 }
 
-/// Slows down guessing: after `limit` failed sign-ins for one user name (the empty name, for tokens, counts as one
-/// name) within `window`, that name's sign-ins are refused without being checked until the window has passed since
-/// the first of them. A success clears the name's count.
-actor SignInThrottle {
-    let limit: Int
-    let window: Duration
-    private var failures: [String: (count: Int, since: ContinuousClock.Instant)] = [:]
-    private let clock = ContinuousClock()
-
-    init(limit: Int = 5, window: Duration = .seconds(15 * 60)) {
-        self.limit = limit
-        self.window = window
-    }
-
-    /// How long `name` must wait before its next sign-in is checked; `nil` when it may sign in now.
-    func wait(for name: String) -> Duration? {
-        guard let entry = failures[name] else { return nil }
-        let elapsed = clock.now - entry.since
-        if elapsed >= window {
-            failures[name] = nil
-            return nil
-        }
-        return entry.count >= limit ? window - elapsed : nil
-    }
-
-    func failed(_ name: String) {
-        if failures.count > 100_000 { failures.removeAll() }  // a flood of made-up names must not grow memory unbounded
-        let now = clock.now
-        let entry = failures[name].flatMap { now - $0.since < window ? $0 : nil } ?? (count: 0, since: now)
-        failures[name] = (entry.count + 1, entry.since)
-    }
-
-    func succeeded(_ name: String) {
-        failures[name] = nil
-    }
-}
-
 /// Lets a request in with `Authorization: Bearer <token>` for a known token, or with a live session cookie; sets
 /// ``DashboardRequestContext/identity``. Otherwise an API request (under `/api/`) gets 401 with
 /// `WWW-Authenticate: Bearer`, and a page request is sent to the sign-in form (303), which brings the browser back.
-/// Tokens are compared in constant time and never logged.
+/// Tokens are compared in constant time and never logged. A client that sent wrong tokens too often (``GuessThrottle``)
+/// gets 429 with `Retry-After`, whatever it sends, until its wait is over.
 struct DashboardAccessMiddleware: RouterMiddleware {
     typealias Context = DashboardRequestContext
     let access: DashboardAccess
     let sessions: DashboardSessions
+    let guesses: GuessThrottle
+    let clients: ClientAddresses
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         if let header = request.headers[.authorization] {
+            let client = clients.client(of: request, context)
+            if let wait = await guesses.waiting(client: client) {
+                let seconds = max(1, wait.components.seconds + 1)
+                return try JSONResponse.error(
+                    .tooManyRequests, "too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s",
+                    headers: [.retryAfter: "\(seconds)"])
+            }
             guard header.hasPrefix("Bearer "), let identity = access.identity(forToken: String(header.dropFirst("Bearer ".count))) else {
+                await guesses.failed(client: client)
+                context.logger.notice("dashboard token refused", metadata: ["client": "\(client)"])
                 return try refuse(request)
             }
             context.identity = identity
@@ -140,5 +119,12 @@ struct DashboardAccessMiddleware: RouterMiddleware {
                 headers: [.wwwAuthenticate: "Bearer"])
         }
         return Response(status: .seeOther, headers: [.location: Link.to("/sign-in", [("next", request.uri.description)])])
+    }
+}
+
+extension ClientAddresses {
+    /// The throttling key of `request`: its peer, or the client a trusted proxy forwarded it for.
+    func client(of request: Request, _ context: DashboardRequestContext) -> String {
+        client(peer: context.peerAddress, forwardedFor: request.headers[values: HTTPField.Name("X-Forwarded-For")!])
     }
 }

@@ -58,7 +58,7 @@ public struct LedgerAPI: Sendable {
     }
 
     /// The JSON of `search` for the query `parse` reads from the request's query string; 400 when it cannot.
-    private static func answer<Query, Answer: Encodable>(
+    static func answer<Query, Answer: Encodable>(
         _ request: Request, parse: ([(key: String, value: String)]) throws -> Query, search: (Query) async throws -> Answer
     ) async throws -> Response {
         let query: Query
@@ -108,17 +108,36 @@ public struct LedgerAPI: Sendable {
         }
         query.sinceMs = try value("since").map { try time($0, "since") }
         query.untilMs = try value("until").map { try time($0, "until") }
-        if let limit = value("limit") {
-            guard let number = Int(limit), (1...JobQuery.maximumLimit).contains(number) else {
-                throw BadRequest(message: "limit must be a number from 1 to \(JobQuery.maximumLimit)")
-            }
-            query.limit = number
-        }
+        if let limit = value("limit") { query.limit = try Self.limit(limit) }
         if let after = value("after") {
             guard let cursor = LedgerCursor(token: after) else { throw BadRequest(message: "after is not a cursor this API gave") }
             query.after = cursor
         }
         return query
+    }
+
+    /// A page size from 1 to `maximum`.
+    static func limit(_ text: String, maximum: Int = JobQuery.maximumLimit) throws -> Int {
+        guard text.utf8.count <= 6, let number = Int(text), (1...maximum).contains(number) else {
+            throw BadRequest(message: "limit must be a number from 1 to \(maximum)")
+        }
+        return number
+    }
+
+    /// The `limit` and `before` (an id) of a list read newest first, such as the audit log and the operations.
+    static func listQuery(from parameters: [(key: String, value: String)], known: Set<String>) throws -> (limit: Int, before: Int64?) {
+        if let unknown = parameters.map(\.key).first(where: { !known.contains($0) }) {
+            throw BadRequest(message: "unknown parameter \(unknown) (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        func value(_ name: String) -> String? {
+            parameters.last(where: { $0.key == name }).flatMap { $0.value.isEmpty ? nil : $0.value }
+        }
+        let limit = try value("limit").map { try Self.limit($0) } ?? 50
+        let before = try value("before").map { text -> Int64 in
+            guard let id = Int64(text), id > 0 else { throw BadRequest(message: "before must be an entry's id (a positive number)") }
+            return id
+        }
+        return (limit, before)
     }
 
     /// Milliseconds since 1970, from a number of them, an ISO 8601 time, or a duration before now (`90s`, `30m`,
@@ -131,16 +150,24 @@ public struct LedgerAPI: Sendable {
             formatter.formatOptions = options
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
-        throw BadRequest(message: "\(name) must be a duration before now (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970")
+        throw BadRequest(message: "\(name) must be a duration before now of at most 100 years (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970")
     }
 }
 
 /// `90s`, `30m`, `12h`, `7d`: how the dashboard's options and searches write a duration.
 package enum ShortDuration {
-    /// The milliseconds `text` stands for; `nil` when it is not a count followed by `s`, `m`, `h` or `d`.
+    /// The longest duration written this way: 100 years, far beyond any retention or search, and far from overflowing
+    /// a time in milliseconds.
+    package static let maximumMilliseconds: Int64 = 100 * 365 * 86_400_000
+
+    /// The milliseconds `text` stands for; `nil` when it is not a count followed by `s`, `m`, `h` or `d`, or when it is
+    /// longer than ``maximumMilliseconds``.
     package static func milliseconds(_ text: String) -> Int64? {
         let units: [Character: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        guard let unit = text.last.flatMap({ units[$0] }), let count = Int64(text.dropLast()), count >= 0 else { return nil }
-        return count * unit
+        guard let unit = text.last.flatMap({ units[$0] }), text.utf8.count <= 20, let count = Int64(text.dropLast()), count >= 0
+        else { return nil }
+        let (milliseconds, overflow) = count.multipliedReportingOverflow(by: unit)
+        guard !overflow, milliseconds <= maximumMilliseconds else { return nil }
+        return milliseconds
     }
 }

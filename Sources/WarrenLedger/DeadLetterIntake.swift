@@ -11,8 +11,9 @@ import WarrenAMQP
 /// purged from there (``DeadLetterOperationRunner``) — and nothing is lost if the process dies in between (the broker
 /// redelivers, the store takes it once).
 ///
-/// The queues: those named, and, with `discover`, every queue the ledger has recorded jobs of, looked up again every
-/// `rediscoverEvery` (a queue whose dead-letter queue does not exist yet is tried again then). Several intakes may
+/// The queues: those named, and, with `discover`, every queue the ledger has recorded jobs of that a Warren worker
+/// declared (it holds Warren's topology manifest: events, which anyone may publish, cannot name a queue to drain),
+/// looked up again every `rediscoverEvery` (a queue whose dead-letter queue does not exist yet is tried again then). Several intakes may
 /// consume the same queues (ledgers on one PostgreSQL): each message is committed by one of them.
 ///
 /// A `Service`: run it in a `ServiceGroup` next to a ``Ledger`` (`warren-dashboard` runs both); it stops consuming on
@@ -27,6 +28,8 @@ public final class DeadLetterIntake: Service, Sendable {
     private let commits: GroupCommit<IngestedDeadLetter>
     /// The work queues whose dead letters a task of ``run()`` takes now.
     private let consuming = Mutex<Set<String>>([])
+    /// Discovered queues without Warren's manifest, and when that was found.
+    private let notDeclared = Mutex<[String: ContinuousClock.Instant]>([:])
     private let logger: Logger
 
     /// - Parameters:
@@ -58,7 +61,12 @@ public final class DeadLetterIntake: Service, Sendable {
                     var names = Set(self.queues)
                     if self.discover {
                         // Not Warren's own queues (the ledger's: its dead letters are event batches it could not take).
-                        do { names.formUnion(try await self.store.queues().filter { !$0.hasPrefix("warren.") }) } catch {
+                        do {
+                            let found = Set(try await self.store.queues().filter { !$0.hasPrefix("warren.") })
+                            let unknown = found.subtracting(self.consuming.withLock { $0 }).subtracting(names)
+                            names.formUnion(found.subtracting(unknown))
+                            names.formUnion(await self.declaredByWarren(unknown))
+                        } catch {
                             self.logger.warning("could not list the ledger's queues", metadata: ["error": "\(error)"])
                         }
                     }
@@ -79,6 +87,35 @@ public final class DeadLetterIntake: Service, Sendable {
         }
     }
 
+    /// The queues of `names` that a Warren worker declared (``WarrenTopology/hasManifest(on:)``): a queue name in the
+    /// ledger comes from events, which anyone may publish, and must not make the intake drain any queue it likes. A name
+    /// found not to be one is not asked about again for ``recheckAfter``.
+    private func declaredByWarren(_ names: Set<String>) async -> Set<String> {
+        let now = ContinuousClock.now
+        let candidates = notDeclared.withLock { notDeclared in
+            notDeclared = notDeclared.filter { now - $0.value < Self.recheckAfter }
+            return names.filter { notDeclared[$0] == nil }
+        }
+        guard !candidates.isEmpty, (try? await transport.start()) != nil, let connection = transport.connection else { return [] }
+        var declared: Set<String> = []
+        for name in candidates {
+            do {
+                if try await WarrenTopology(queue: name).hasManifest(on: connection) {
+                    declared.insert(name)
+                } else {
+                    notDeclared.withLock { $0[name] = now }
+                    logger.debug("not taking the dead letters of a queue Warren did not declare", metadata: ["queue": "\(name)"])
+                }
+            } catch {
+                return declared  // the connection failed: the rest are asked about next time
+            }
+        }
+        return declared
+    }
+
+    /// How long a discovered queue found without Warren's manifest is left alone.
+    static let recheckAfter = Duration.seconds(300)
+
     /// Takes `queue`'s dead letters until cancelled; after a lost connection, again once the transport is back.
     /// Returns when the dead-letter queue does not exist (the next discovery starts again).
     private func consume(_ queue: String) async {
@@ -90,11 +127,18 @@ public final class DeadLetterIntake: Service, Sendable {
                 let consumer = try await transport.consume(queue: deadLetterQueue, prefetch: prefetch)
                 logger.debug("taking dead letters", metadata: ["queue": "\(deadLetterQueue)"])
                 backoff = .milliseconds(500)
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await delivery in consumer {
-                        group.addTask { await self.take(delivery, queue: queue) }
+                do {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await delivery in consumer {
+                            group.addTask { await self.take(delivery, queue: queue) }
+                        }
                     }
+                } catch {
+                    // Its channel and what it received and did not commit go back, whatever ended it.
+                    await consumer.close()
+                    throw error
                 }
+                await consumer.close()
                 if Task.isCancelled { return }
             } catch is CancellationError {
                 return

@@ -60,11 +60,22 @@ enum DeadLetterSQL {
 
     /// Keeps a taken dead letter's message and marks it held, whether its worker's event came first or not, unless it
     /// was settled already (a copy the broker redelivered after the store committed it once and someone replayed it).
+    /// What the record shows (headers, body, error, its failure group) becomes the copy's own: what a replay publishes,
+    /// not what an event said of it.
     static let holdOnConflict = """
         ON CONFLICT (message_id, at_ms) DO UPDATE SET message_properties = excluded.message_properties,
-            message_body = excluded.message_body, held = 1
+            message_body = excluded.message_body, held = 1, type = excluded.type, reason = excluded.reason, error = excluded.error,
+            headers = excluded.headers, body = excluded.body, body_encoding = excluded.body_encoding,
+            body_truncated = excluded.body_truncated, group_id = excluded.group_id, fingerprint = excluded.fingerprint
         WHERE dead_letters.settled IS NULL
         """
+
+    /// Whether the store has taken a dead letter with this message id and body already (held, or replayed since): how a
+    /// copy that carries no time of its failure (``IngestedDeadLetter/keyedByReceipt``) is recognised when the broker
+    /// redelivers it after its commit.
+    static func heldAlready(placeholder: (Int) -> String) -> String {
+        "SELECT 1 FROM dead_letters WHERE message_id = \(placeholder(1)) AND message_body = \(placeholder(2)) LIMIT 1"
+    }
 
     /// Settles `count` held dead letters at once (`RETURNING` says which were still held); a purge forgets the messages.
     static func settle(_ action: DeadLetterOperation.Action, count: Int, placeholder: (Int) -> String) -> String {

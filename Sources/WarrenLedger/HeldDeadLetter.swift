@@ -1,5 +1,6 @@
 import Foundation
-import Warren
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
 
 /// A dead letter taken off its dead-letter queue by a ledger (``DeadLetterIntake``), to be committed to the store
 /// before it is acked: the whole message, and the `dead-letter` event it amounts to.
@@ -13,28 +14,55 @@ public struct IngestedDeadLetter: Sendable {
     /// Bytes of the body kept for display in the event (the whole message is kept in ``message``).
     public static let displayedBodyLimit = 64 * 1024
 
+    /// Whether the copy carries no time of its failure (neither Warren's nor RabbitMQ's `x-death`): it is keyed by
+    /// when it was received, so the store recognises a redelivery of it by its content instead
+    /// (``LedgerStore/take(_:)``).
+    public var keyedByReceipt: Bool
+
     /// Reads what the worker wrote in the copy's headers (``DeadLetter``).
     /// - Parameters:
     ///   - queue: the work queue whose dead-letter queue held it (when the copy does not name its queue).
-    ///   - receivedAtMs: its time when the copy carries no failure time (not written by a Warren worker).
+    ///   - receivedAtMs: its time when the copy carries none (a foreign producer's message, published straight to a
+    ///     dead-letter queue).
     public init(message: StoredMessage, queue: String, receivedAtMs: Int64) {
         let letter = DeadLetter(body: message.body, properties: message.properties)
-        let atMs = letter.lastFailedAt.map { Int64(($0.timeIntervalSince1970 * 1000).rounded()) } ?? receivedAtMs
+        // What the copy says of its failure, so that a copy redelivered after its commit is the same record: Warren's
+        // failure time, else the time RabbitMQ dead-lettered it (TTL, a quorum queue's delivery limit, a reject).
+        let death = Self.death(message.properties.headers)
+        let carried = UnixMilliseconds.from(message.properties.headers?[WarrenHeader.lastFailureAt]?.int64Value) ?? death?.atMs
+        let atMs = carried ?? receivedAtMs
         var event = WarrenEvent(
-            event: .deadLetter, messageID: letter.messageID ?? Self.syntheticID(of: message, atMs: atMs), type: letter.messageType,
+            event: .deadLetter, messageID: letter.messageID ?? Self.syntheticID(of: message), type: letter.messageType,
             queue: letter.originalQueue ?? queue, attempt: letter.attempts, atMs: atMs, error: letter.reason?.detail,
-            reason: letter.reason?.kind.rawValue ?? "unknown", host: letter.host, correlationID: letter.properties.correlationID)
+            reason: letter.reason?.kind.rawValue ?? death?.reason ?? "unknown", host: letter.host,
+            correlationID: letter.properties.correlationID)
         event.attach(
             DeadLetterContent(body: message.body, headers: message.properties.headers ?? [:]), bodyLimit: Self.displayedBodyLimit)
         self.event = event
         self.message = message
+        keyedByReceipt = carried == nil
     }
 
-    /// An id for a message that came without one (not published by Warren): the same for the same message, so a
+    /// When and why RabbitMQ last dead-lettered the message: the newest plausible `time` (whole seconds) of its
+    /// `x-death` entries, in milliseconds, and that entry's `reason` (`expired`, `rejected`, `maxlen`, `delivery_limit`);
+    /// `nil` when it carries none.
+    static func death(_ headers: AMQPTable?) -> (atMs: Int64, reason: String?)? {
+        guard case .array(let deaths)? = headers?["x-death"] else { return nil }
+        let entries = deaths.prefix(100).compactMap { death -> (seconds: UInt64, reason: String?)? in
+            guard case .table(let entry) = death, case .timestamp(let time)? = entry["time"],
+                time <= UInt64(UnixMilliseconds.plausible.upperBound / 1000)
+            else { return nil }
+            return (time, entry["reason"]?.stringValue.map { String($0.prefix(64)) })
+        }
+        guard let newest = entries.max(by: { $0.seconds < $1.seconds }) else { return nil }
+        return (Int64(newest.seconds) * 1000, newest.reason)
+    }
+
+    /// An id for a message that came without one (not published by Warren): the same for the same content, so a
     /// redelivered copy is the same record.
-    private static func syntheticID(of message: StoredMessage, atMs: Int64) -> String {
+    private static func syntheticID(of message: StoredMessage) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in message.body + Array(((try? message.encodedProperties()) ?? "").utf8) + Array("\(atMs)".utf8) {
+        for byte in message.body + Array(((try? message.encodedProperties()) ?? "").utf8) {
             hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
         }
         return "no-id-" + String(hash, radix: 16)

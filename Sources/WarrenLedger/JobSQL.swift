@@ -78,18 +78,20 @@ enum JobSQL {
             + (before == nil ? "" : " WHERE id < \(placeholder(1))") + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
     }
 
+    /// Deletes the audit entries written before a time (``RetentionPolicy/audit``).
+    static func pruneAudit(placeholder: (Int) -> String) -> String {
+        "DELETE FROM audit_log WHERE at_ms < \(placeholder(1))"
+    }
+
     static func auditValues(_ entry: AuditEntry) -> [Value] {
         [.integer(entry.atMs), .text(entry.actor), .text(entry.role), .text(entry.action), .text(entry.target), .integer(Int64(entry.count)),
          .text(entry.outcome), .text(entry.requestID)]
     }
 
-    /// A worker's dead-letter event over a row a ledger wrote from the copy it took off the queue: what is shown is
-    /// what the worker reported (redacted by its host's hook).
-    static let deadLetterShownAsReported = """
-        ON CONFLICT (message_id, at_ms) DO UPDATE SET headers = excluded.headers, body = excluded.body,
-            body_encoding = excluded.body_encoding, body_truncated = excluded.body_truncated, error = excluded.error,
-            group_id = excluded.group_id, fingerprint = excluded.fingerprint
-        """
+    /// A dead-letter event for a record that exists already changes nothing: it is the same event again (a batch
+    /// redelivered), or the record holds the copy a ledger took off the queue, which shows what a replay would publish.
+    /// Anyone may publish to the events exchange; an event must never rewrite what an operator reads before replaying.
+    static let deadLetterRecordKept = "ON CONFLICT (message_id, at_ms) DO NOTHING"
 
     /// Dead letters given their group per statement while migrating to version 3.
     static let backfillBatch = 1_000

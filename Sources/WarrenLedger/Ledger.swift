@@ -99,8 +99,10 @@ public final class Ledger: Service, Sendable {
         while !Task.isCancelled {
             do {
                 let pruned = try await prune()
-                if pruned.jobs > 0 {
-                    logger.info("pruned the ledger", metadata: ["jobs": "\(pruned.jobs)", "events": "\(pruned.events)"])
+                if pruned.jobs > 0 || pruned.auditEntries > 0 {
+                    logger.info(
+                        "pruned the ledger",
+                        metadata: ["jobs": "\(pruned.jobs)", "events": "\(pruned.events)", "audit_entries": "\(pruned.auditEntries)"])
                 }
             } catch is CancellationError {
                 return

@@ -124,7 +124,7 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     /// Records `events` in `connection`'s transaction; `withDeadLetterRecords`: a `dead-letter` event writes its dead
-    /// letter's record too, and what it shows wins over what a copy taken off its queue showed.
+    /// letter's record too, unless one exists (``JobSQL/deadLetterRecordKept``: a taken dead letter's record shows its copy).
     private func recordNow(_ events: [WarrenEvent], on connection: PostgresConnection, withDeadLetterRecords: Bool) async throws {
         let events = events.filter { $0.messageID != nil }
         for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
@@ -144,6 +144,23 @@ public final class PostgresLedgerStore: LedgerStore {
         guard !letters.isEmpty else { return }
         let letters = letters.filter { !$0.messageID.isEmpty }
         try await client.withTransaction(logger: logger) { connection in
+            var letters = letters
+            if letters.contains(where: \.keyedByReceipt) {
+                var kept: [IngestedDeadLetter] = []
+                for letter in letters {
+                    if letter.keyedByReceipt {
+                        let rows = try await connection.query(
+                            PostgresQuery(
+                                unsafeSQL: DeadLetterSQL.heldAlready { "$\($0)" },
+                                binds: Self.bindings([.text(letter.messageID), .text(letter.message.base64Body)])), logger: logger)
+                        var found = false
+                        for try await _ in rows { found = true }
+                        if found { continue }
+                    }
+                    kept.append(letter)
+                }
+                letters = kept
+            }
             // The records with their messages; the events and the jobs' rows after them.
             for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
                 let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
@@ -352,7 +369,7 @@ public final class PostgresLedgerStore: LedgerStore {
                 binds.append(Int32(1))
             }
         }
-        let conflict = held == nil ? JobSQL.deadLetterShownAsReported : DeadLetterSQL.holdOnConflict
+        let conflict = held == nil ? JobSQL.deadLetterRecordKept : DeadLetterSQL.holdOnConflict
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
@@ -510,6 +527,13 @@ public final class PostgresLedgerStore: LedgerStore {
                 result.events += events
                 if jobs == 0 || (jobs < JobSQL.prunedPerTransaction && selection.keepingAtMost == nil) { break }
             }
+        }
+        let auditCutoff = policy.cutoffs(nowMs: nowMs).audit
+        if auditCutoff != Int64.min {
+            let sql = "WITH gone AS (\(JobSQL.pruneAudit { "$\($0)" }) RETURNING 1) SELECT COUNT(*) FROM gone"
+            for try await n in try await client.query(
+                PostgresQuery(unsafeSQL: sql, binds: Self.bindings([.integer(auditCutoff)])), logger: logger
+            ).decode(Int.self) { result.auditEntries = n }
         }
         return result
     }

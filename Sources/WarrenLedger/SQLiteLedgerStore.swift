@@ -178,8 +178,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     /// Records `events` in the transaction under way; `withDeadLetterRecords`: a `dead-letter` event writes its dead
-    /// letter's record too, and what it shows (its headers and body as the host's redaction left them) wins over what a
-    /// copy taken off its queue showed (a taken dead letter's record is written with its message instead).
+    /// letter's record too, unless one exists (``JobSQL/deadLetterRecordKept``: a taken dead letter's record shows its copy).
     private func recordNow(_ events: [WarrenEvent], withDeadLetterRecords: Bool) async throws {
         let events = events.filter { $0.messageID != nil }
         for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
@@ -194,6 +193,19 @@ public final class SQLiteLedgerStore: LedgerStore {
         guard !letters.isEmpty else { return }
         let letters = letters.filter { !$0.messageID.isEmpty }
         try await writes.withLock { try await transaction {
+            var letters = letters
+            if letters.contains(where: \.keyedByReceipt) {
+                var kept: [IngestedDeadLetter] = []
+                for letter in letters {
+                    if letter.keyedByReceipt, !(try await connection.query(
+                        DeadLetterSQL.heldAlready { _ in "?" }, [.text(letter.messageID), .text(letter.message.base64Body)]).isEmpty)
+                    {
+                        continue
+                    }
+                    kept.append(letter)
+                }
+                letters = kept
+            }
             // The records with their messages; the events and the jobs' rows after them.
             for start in stride(from: 0, to: letters.count, by: Self.rowsPerStatement) {
                 let chunk = letters[start..<min(start + Self.rowsPerStatement, letters.count)]
@@ -352,7 +364,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             if let message = held?[index] { binds += [.text(try message.encodedProperties()), .text(message.base64Body), .integer(1)] }
         }
         let row = "(" + Array(repeating: "?", count: held == nil ? 12 : 15).joined(separator: ",") + ")"
-        let conflict = held == nil ? JobSQL.deadLetterShownAsReported : DeadLetterSQL.holdOnConflict
+        let conflict = held == nil ? JobSQL.deadLetterRecordKept : DeadLetterSQL.holdOnConflict
         _ = try await connection.query(
             """
             INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error, headers, body, body_encoding,
@@ -443,6 +455,13 @@ public final class SQLiteLedgerStore: LedgerStore {
                 result.jobs += ids.count
                 result.events += events
                 if ids.count < JobSQL.prunedPerTransaction && selection.keepingAtMost == nil { break }
+            }
+        }
+        let auditCutoff = policy.cutoffs(nowMs: nowMs).audit
+        if auditCutoff != Int64.min {
+            result.auditEntries = try await writes.withLock {
+                _ = try await connection.query(JobSQL.pruneAudit { _ in "?" }, [.integer(Int(auditCutoff))])
+                return try await connection.query("SELECT changes() AS n").first?.column("n")?.integer ?? 0
             }
         }
         return result

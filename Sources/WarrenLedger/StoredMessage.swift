@@ -74,7 +74,7 @@ private struct StoredProperties: Codable {
         replyTo = properties.replyTo
         expiration = properties.expiration
         messageID = properties.messageID
-        timestamp = properties.timestamp.map { Int64($0.timeIntervalSince1970.rounded(.down)) }
+        timestamp = properties.timestamp.flatMap { Int64(exactly: $0.timeIntervalSince1970.rounded(.down)) }
         type = properties.type
         userID = properties.userID
         appID = properties.appID

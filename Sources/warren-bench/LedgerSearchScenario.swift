@@ -122,7 +122,7 @@ struct LedgerSearch: AsyncParsableCommand {
         }
         let token = UUID().uuidString
         let output = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-dashboard-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: output.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let process = Process()
         process.executableURL = binary

@@ -66,6 +66,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "How long a replay or purge stays claimed after its last batch; then another process (or this one, restarted) takes it over.")
     var operationLease = "30s"
     @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
+    @Option(help: "A proxy in front of the dashboard whose X-Forwarded-For names the client that sign-in throttling counts (repeatable).")
+    var trustedProxy: [String] = []
+    @Option(help: "How long the audit log's entries are kept.") var keepAudit = "365d"
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
@@ -87,7 +90,7 @@ struct Serve: AsyncParsableCommand {
         let location = try LedgerLocation(store)
         let retention = RetentionPolicy(
             succeeded: try Self.duration(keepSucceeded), deadLettered: try Self.duration(keepDeadLettered),
-            unfinished: try Self.duration(keepUnfinished), maxJobs: maxJobs > 0 ? maxJobs : nil)
+            unfinished: try Self.duration(keepUnfinished), maxJobs: maxJobs > 0 ? maxJobs : nil, audit: try Self.duration(keepAudit))
         let ledgerStore = try await location.open(logger: Logger(label: "warren.ledger.store"))
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -136,10 +139,20 @@ struct Serve: AsyncParsableCommand {
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
         }
-        Dashboard(
-            store: ledgerStore, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: queue,
-            secureCookies: secureCookies)
-            .addRoutes(to: router)
+        let dashboard: Dashboard
+        do {
+            dashboard = try Dashboard(
+                store: ledgerStore, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: queue,
+                secureCookies: secureCookies, trustedProxies: trustedProxy)
+        } catch let error as DashboardConfigurationError {
+            throw ValidationError(error.message)
+        }
+        dashboard.addRoutes(to: router)
+        if !secureCookies, !Self.isLoopback(host) {
+            logger.warning(
+                "serving a non-loopback address without --secure-cookies: sessions travel in clear unless a TLS proxy is in front (then pass --secure-cookies)",
+                metadata: ["host": "\(host)"])
+        }
         let app = Application(
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
             onServerRunning: { [host] channel in
@@ -157,6 +170,11 @@ struct Serve: AsyncParsableCommand {
         await operations?.close()
         await deadLetterTransport?.close()
         try? await ledgerStore.close()
+    }
+
+    /// Whether `host` is only reachable from this machine (`127.0.0.0/8`, `::1`, `localhost`).
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     /// `90s`, `30m`, `12h`, `7d`.

@@ -77,9 +77,14 @@ func withHTTPServer<T>(_ endpoints: WarrenHealthEndpoints, _ body: (Int) async t
 
 @Suite("Health and metrics endpoints")
 struct HTTPEndpointTests {
+    /// `<name>_<unit>`, with `help` as its help text (none when empty).
+    static func name(_ name: String, _ unit: String, help: String = "") -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: unit, helpText: help)
+    }
+
     @Test func aRegistryHoldingOneOfWarrensNamesInAnotherShapeIsAnErrorAtStart() throws {
         let registry = PrometheusCollectorRegistry()
-        _ = registry.makeGauge(name: "warren_messages_total")
+        _ = registry.makeGauge(descriptor: Self.name("warren_messages", "total"))
         #expect {
             try WarrenPrometheus(registry: registry)
         } throws: { error in
@@ -89,17 +94,17 @@ struct HTTPEndpointTests {
         }
 
         let unlabeled = PrometheusCollectorRegistry()
-        _ = unlabeled.makeCounter(name: "warren_reconnects_total")
+        _ = unlabeled.makeCounter(descriptor: Self.name("warren_reconnects", "total"))
         #expect(throws: WarrenHTTPError.self, "Warren labels it with the connection") { try WarrenPrometheus(registry: unlabeled) }
 
         let helped = PrometheusCollectorRegistry()
-        _ = helped.makeCounter(name: "warren_retries_total", labels: [("queue", "q")], help: "the host's own help text")
+        _ = helped.makeCounter(descriptor: Self.name("warren_retries", "total", help: "the host's own help text"), labels: [("queue", "q")])
         #expect(throws: WarrenHTTPError.self, "swift-metrics registrations carry no help text") { try WarrenPrometheus(registry: helped) }
 
         let hosts = PrometheusCollectorRegistry()
-        _ = hosts.makeCounter(name: "orders_placed_total", labels: [("shop", "a")], help: "orders")
-        _ = hosts.makeCounter(name: "warren_messages_total", labels: [("queue", "q"), ("type", "t"), ("outcome", "ack")])
-        _ = hosts.makeDurationHistogram(name: "warren_handler_duration_seconds", labels: [("queue", "q")], buckets: [.seconds(1)])
+        _ = hosts.makeCounter(descriptor: Self.name("orders_placed", "total", help: "orders"), labels: [("shop", "a")])
+        _ = hosts.makeCounter(descriptor: Self.name("warren_messages", "total"), labels: [("queue", "q"), ("type", "t"), ("outcome", "ack")])
+        _ = hosts.makeDurationHistogram(descriptor: Self.name("warren_handler_duration", "seconds"), labels: [("queue", "q")], buckets: [.seconds(1)])
         #expect(throws: Never.self, "the host's own metrics and Warren's in their own shape fit") { try WarrenPrometheus(registry: hosts) }
     }
 

@@ -123,10 +123,20 @@ struct HeldDeadLetterStoreTests {
             try await store.record([workerEvent("first-event", at: now + 1)])
             try await store.take([take("first-event", at: now + 1)])
             try await store.take([take("first-event", at: now + 1)])  // redelivered after its commit: nothing new
+            // A later event for a held dead letter (anyone may publish to the events exchange) changes nothing it shows.
+            var forged = workerEvent("first-copy", at: now)
+            forged.error = "harmless"
+            forged.reason = "retries-exhausted"
+            forged.attach(DeadLetterContent(body: Array(#"{"userId":"nice"}"#.utf8), headers: [:]), bodyLimit: 1024)
+            try await store.record([forged])
             for id in ["first-copy", "first-event"] {
                 let letters = try await store.deadLetters(messageID: id)
                 #expect(letters.count == 1, "\(id): one record")
-                #expect(letters.first?.held == true && letters.first?.body == "[redacted]", "\(id): shown as the worker reported it")
+                #expect(
+                    letters.first?.held == true && letters.first?.body == #"{"userId":"u","email":"u@example.com"}"#,
+                    "\(id): shown as held, which is what a replay publishes")
+                #expect(letters.first?.error == "Reject: 550 no such mailbox" && letters.first?.reason == "rejected", "\(id)")
+                #expect(letters.first?.headers?[WarrenHeader.host] != nil, "\(id): the copy's headers")
                 let job = try #require(try await store.job(messageID: id))
                 #expect(job.state == .deadLettered && job.timeline.map(\.outcome) == ["dead-letter"], "\(id): one attempt")
             }

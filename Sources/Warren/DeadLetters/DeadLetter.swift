@@ -31,7 +31,7 @@ public struct DeadLetter: Sendable {
 
     public var messageID: String? { properties.messageID }
     /// The message type: the AMQP `type`, or Warren's type header.
-    public var messageType: String? { properties.type ?? properties.headers?[WarrenHeader.messageType]?.stringValue }
+    public var messageType: String? { properties.warrenMessageType }
 
     /// Reads a dead letter's headers. Missing or malformed headers leave their fields `nil`: reading never fails.
     public init(body: [UInt8], properties: AMQPProperties) {
@@ -46,8 +46,8 @@ public struct DeadLetter: Sendable {
         originalExchange = headers[WarrenHeader.originalExchange]?.stringValue
         originalRoutingKey = headers[WarrenHeader.originalRoutingKey]?.stringValue
         originalQueue = headers[WarrenHeader.originalQueue]?.stringValue
-        firstFailedAt = headers[WarrenHeader.firstFailureAt]?.int64Value.map(Self.date(milliseconds:))
-        lastFailedAt = headers[WarrenHeader.lastFailureAt]?.int64Value.map(Self.date(milliseconds:))
+        firstFailedAt = UnixMilliseconds.from(headers[WarrenHeader.firstFailureAt]?.int64Value).map(Self.date(milliseconds:))
+        lastFailedAt = UnixMilliseconds.from(headers[WarrenHeader.lastFailureAt]?.int64Value).map(Self.date(milliseconds:))
         host = headers[WarrenHeader.host]?.stringValue
     }
 

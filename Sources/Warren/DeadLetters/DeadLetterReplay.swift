@@ -100,7 +100,7 @@ public enum DeadLetterReplay {
 
     private static func event(_ kind: WarrenEvent.Kind, of letter: DeadLetter, queue: String) -> WarrenEvent {
         WarrenEvent(
-            event: kind, messageID: letter.properties.messageID, type: letter.properties.type, queue: queue,
+            event: kind, messageID: letter.properties.messageID, type: letter.properties.warrenMessageType, queue: queue,
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
             correlationID: letter.properties.correlationID)
     }

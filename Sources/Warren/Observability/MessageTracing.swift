@@ -213,7 +213,7 @@ struct DeliveryTrace: Sendable {
                 attributes["messaging.rabbitmq.message.delivery_tag"] = Int64(truncatingIfNeeded: delivery.tag)
                 if let id = properties.messageID { attributes["messaging.message.id"] = id }
                 if let correlation = properties.correlationID { attributes["messaging.message.conversation_id"] = correlation }
-                if let type = properties.type { attributes["warren.message.type"] = type }
+                if let type = properties.warrenMessageType { attributes["warren.message.type"] = type }
                 attributes["warren.attempt"] = attempt
             }
         }

@@ -151,7 +151,7 @@ struct QueueRunner: Sendable {
             ? DeliveryTrace.begin(
                 delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer, relation: tracing.processSpanRelation)
             : nil
-        let type = properties.type.flatMap { $0.isEmpty ? nil : $0 } ?? headers.header(WarrenHeader.messageType)?.stringValue
+        let type = properties.warrenMessageType
 
         var failure: HandlingFailure?
         var interrupted = false
@@ -283,7 +283,7 @@ struct QueueRunner: Sendable {
     ) async -> SettlementEvent.Outcome {
         var headers = headers
         if headers[WarrenHeader.firstEnqueuedAt]?.int64Value == nil {
-            let enqueued = delivery.properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) } ?? nowMillis
+            let enqueued = UnixMilliseconds.from(delivery.properties.timestamp) ?? nowMillis
             headers[WarrenHeader.firstEnqueuedAt] = .int64(enqueued)
         }
         if headers[WarrenHeader.firstFailureAt]?.int64Value == nil { headers[WarrenHeader.firstFailureAt] = .int64(nowMillis) }
@@ -360,7 +360,7 @@ struct QueueRunner: Sendable {
     }
 
     private func firstEnqueuedAt(_ properties: AMQPProperties) -> Date? {
-        if let millis = properties.headers?.header(WarrenHeader.firstEnqueuedAt)?.int64Value {
+        if let millis = UnixMilliseconds.from(properties.headers?.header(WarrenHeader.firstEnqueuedAt)?.int64Value) {
             return Date(timeIntervalSince1970: Double(millis) / 1000)
         }
         return properties.timestamp
@@ -370,8 +370,8 @@ struct QueueRunner: Sendable {
     /// delay), else Warren's publish time, else the AMQP timestamp (whole seconds).
     private func enqueuedAtMilliseconds(_ properties: AMQPProperties) -> Int64? {
         let headers = properties.headers
-        return headers?.header(WarrenHeader.lastFailureAt)?.int64Value ?? headers?.header(WarrenHeader.publishedAt)?.int64Value
-            ?? properties.timestamp.map { Int64($0.timeIntervalSince1970 * 1000) }
+        return UnixMilliseconds.from(headers?.header(WarrenHeader.lastFailureAt)?.int64Value)
+            ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value) ?? UnixMilliseconds.from(properties.timestamp)
     }
 
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
@@ -392,7 +392,7 @@ struct QueueRunner: Sendable {
         }
         let event = SettlementEvent(
             messageID: properties.messageID,
-            messageType: properties.type ?? properties.headers?.header(WarrenHeader.messageType)?.stringValue, queue: queue,
+            messageType: properties.warrenMessageType, queue: queue,
             attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary,
             duplicate: duplicate)
         let level: Logger.Level = switch outcome {

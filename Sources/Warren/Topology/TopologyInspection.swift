@@ -56,6 +56,13 @@ extension WarrenTopology {
         return rows
     }
 
+    /// Whether a Warren worker declared this work queue: its manifest queue exists and holds the manifest. A queue name
+    /// that only appears in events (which anyone may publish) is not one.
+    /// - Throws: ``AMQPError`` when the connection fails.
+    public func hasManifest(on connection: AMQPConnection) async throws -> Bool {
+        (try await Self.probe(connection, manifestQueue)?.messageCount ?? 0) > 0
+    }
+
     /// A passive declare on a channel of its own (a missing queue closes its channel); `nil` when the queue is missing.
     private static func probe(_ connection: AMQPConnection, _ name: String) async throws -> AMQPQueueStatus? {
         let channel = try await connection.openChannel()

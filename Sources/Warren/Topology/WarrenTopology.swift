@@ -145,3 +145,34 @@ extension Dictionary where Key == String, Value == AMQPFieldValue {
         return nil
     }
 }
+
+extension AMQPProperties {
+    /// The message's type as Warren routes, logs, counts and records it: the AMQP `type`, or, when that is missing or
+    /// empty, Warren's `x-warren-type` header; `nil` when neither names one.
+    public var warrenMessageType: String? {
+        if let type, !type.isEmpty { return type }
+        return headers?.header(WarrenHeader.messageType)?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// Times in milliseconds since 1970 read from what a message carries (a Warren header, the AMQP timestamp): a
+/// publisher wrote them, so a value no clock gives is ignored rather than trusted into arithmetic that would trap.
+package enum UnixMilliseconds {
+    /// What is believed: from 1970 to the end of the year 9999.
+    package static let plausible: ClosedRange<Int64> = 0...253_402_300_799_999
+
+    /// `milliseconds` when it is ``plausible``.
+    package static func from(_ milliseconds: Int64?) -> Int64? {
+        milliseconds.flatMap { plausible.contains($0) ? $0 : nil }
+    }
+
+    /// `date` in milliseconds when it is ``plausible`` (an AMQP timestamp may say the year 584 billion).
+    package static func from(_ date: Date?) -> Int64? {
+        guard let seconds = date?.timeIntervalSince1970, seconds.isFinite, seconds >= 0, seconds <= Double(plausible.upperBound / 1000)
+        else { return nil }
+        return Int64((seconds * 1000).rounded(.down))
+    }
+
+    /// Now.
+    package static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}

@@ -81,7 +81,9 @@ extension CArena {
         set(properties.messageID, AMQP_BASIC_MESSAGE_ID_FLAG) { c.message_id = $0 }
         if let timestamp = properties.timestamp {
             flags |= UInt32(AMQP_BASIC_TIMESTAMP_FLAG)
-            c.timestamp = UInt64(max(0, timestamp.timeIntervalSince1970.rounded(.down)))
+            // Clamped: a timestamp read from a message (2^64 - 1 seconds, say) does not survive the trip through Double.
+            let seconds = timestamp.timeIntervalSince1970.rounded(.down)
+            c.timestamp = seconds.isNaN || seconds <= 0 ? 0 : seconds >= 0x1p64 ? UInt64.max : UInt64(seconds)
         }
         set(properties.type, AMQP_BASIC_TYPE_FLAG) { c.type = $0 }
         set(properties.userID, AMQP_BASIC_USER_ID_FLAG) { c.user_id = $0 }
