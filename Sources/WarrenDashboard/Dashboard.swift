@@ -466,10 +466,12 @@ public struct Dashboard: Sendable {
         guard let body = letter.body else { return "<p class=\"empty\">Not recorded (the worker's event options leave bodies out).</p>" }
         let truncated: HTML = letter.bodyTruncated == true ? "<p class=\"hint\">The event carried only the start of the body.</p>" : .empty
         if letter.bodyEncoding == "base64" {
-            let bytes = Array(Data(base64Encoded: body) ?? Data())
-            let shown = bytes.prefix(bodyDisplayLimit)
-            let cut: HTML = shown.count < bytes.count ? "<p class=\"hint\">The first \(shown.count) of \(bytes.count) bytes.</p>" : .empty
-            return "<p class=\"hint\">Binary, \(bytes.count) bytes, as hex:</p><pre class=\"body hex\">\(Format.hexDump(Array(shown)))</pre>\(cut)\(truncated)"
+            // Only what is shown is decoded: the length of the rest is known from the text's.
+            let padding = body.utf8.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
+            let total = max(0, body.utf8.count / 4 * 3 - padding)
+            let shown = Array(Data(base64Encoded: String(decoding: body.utf8.prefix(bodyDisplayLimit / 3 * 4), as: UTF8.self)) ?? Data())
+            let cut: HTML = shown.count < total ? "<p class=\"hint\">The first \(shown.count) of \(total) bytes.</p>" : .empty
+            return "<p class=\"hint\">Binary, \(total) bytes, as hex:</p><pre class=\"body hex\">\(Format.hexDump(shown))</pre>\(cut)\(truncated)"
         }
         let shown = String(decoding: body.utf8.prefix(bodyDisplayLimit), as: UTF8.self)
         let cut: HTML = shown.utf8.count < body.utf8.count ? "<p class=\"hint\">The first \(shown.utf8.count) of \(body.utf8.count) bytes.</p>" : .empty

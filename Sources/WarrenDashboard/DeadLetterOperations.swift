@@ -56,12 +56,17 @@ public actor AMQPDeadLetterOperations: DeadLetterOperations {
     }
 }
 
-/// One AMQP connection, opened on first use and again whenever the one before has closed.
+/// One AMQP connection, opened on first use and again whenever the one before has closed. Requests that need it
+/// while it is being opened wait for that one connection (the actor gives up its turn while connecting, so each of
+/// them would otherwise open a connection of its own, and all but the last would leak with their I/O threads).
 actor ReusedConnection {
     private let endpoints: [AMQPEndpoint]
     private let name: String
     private let logger: Logger
     private var connection: AMQPConnection?
+    private var connecting: Task<AMQPConnection, any Error>?
+    /// How many connections it opened (what a test counts).
+    private(set) var opened = 0
 
     init(endpoints: [AMQPEndpoint], name: String, logger: Logger) {
         self.endpoints = endpoints
@@ -71,12 +76,19 @@ actor ReusedConnection {
 
     func open() async throws -> AMQPConnection {
         if let connection, connection.isOpen { return connection }
-        let opened = try await AMQPConnection.connect(to: endpoints, connectionName: name, logger: logger)
-        connection = opened
-        return opened
+        if let connecting { return try await connecting.value }
+        let (endpoints, name, logger) = (endpoints, name, logger)
+        let task = Task { try await AMQPConnection.connect(to: endpoints, connectionName: name, logger: logger) }
+        connecting = task
+        defer { connecting = nil }
+        let made = try await task.value
+        opened += 1
+        connection = made
+        return made
     }
 
     func close() async {
+        if let connecting, let made = try? await connecting.value { await made.close() }
         await connection?.close()
         connection = nil
     }

@@ -78,6 +78,11 @@ enum JobSQL {
             + (before == nil ? "" : " WHERE id < \(placeholder(1))") + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
     }
 
+    /// How many rows of `table` each of `count` message ids has (SQLite: a list of placeholders).
+    static func countsPerJob(_ table: String, count: Int, placeholder: (Int) -> String) -> String {
+        "SELECT message_id, COUNT(*) AS n FROM \(table) WHERE message_id IN (\((1...count).map(placeholder).joined(separator: ","))) GROUP BY message_id"
+    }
+
     /// Deletes the audit entries written before a time (``RetentionPolicy/audit``).
     static func pruneAudit(placeholder: (Int) -> String) -> String {
         "DELETE FROM audit_log WHERE at_ms < \(placeholder(1))"

@@ -11,6 +11,10 @@ struct EventBatch: WarrenMessage {
 
     init(from decoder: any Decoder) throws {
         events = try [WarrenEvent](from: decoder)
+        guard events.count <= LedgerBounds.eventsPerBatch else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events; this one \(events.count)"))
+        }
         if let other = events.first(where: { $0.schema != 1 }) {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
         }
@@ -24,8 +28,10 @@ struct EventBatch: WarrenMessage {
 /// together, in one transaction (a group commit); a batch is acked only after the store committed it, so a ledger that stops or crashes loses nothing
 /// (the broker redelivers what was not acked). Several ledgers on one PostgreSQL share the queue.
 ///
-/// A batch the store cannot take is retried through Warren's delay queues; one that cannot be decoded goes to the
-/// ledger queue's dead letters. A `Service`: run it in a `ServiceGroup`, or embed it in a host.
+/// A batch the store cannot take is retried through Warren's delay queues; one that cannot be decoded, or holds more
+/// than ``LedgerBounds/eventsPerBatch`` events or ``LedgerBounds/batchBytes`` bytes, goes to the ledger queue's dead
+/// letters with the reason. Within a batch, what exceeds a bound is cut or skipped (``LedgerBounds``) and the rest is
+/// recorded. A `Service`: run it in a `ServiceGroup`, or embed it in a host.
 public final class Ledger: Service, Sendable {
     public let transport: RabbitMQTransport
     public let store: any LedgerStore
@@ -67,7 +73,7 @@ public final class Ledger: Service, Sendable {
         }
         worker = Worker(
             transport: transport, registrations: [registration],
-            configuration: WorkerConfiguration(tracing: .disabled), logger: logger)
+            configuration: WorkerConfiguration(maximumMessageBytes: LedgerBounds.batchBytes, tracing: .disabled), logger: logger)
         bind = (exchange, bindingKey)
     }
 

@@ -10,6 +10,7 @@ public final class PostgresLedgerStore: LedgerStore {
     private let client: PostgresClient
     private let running: Task<Void, Never>
     private let logger: Logger
+    private let bounds: LedgerBoundsReport
 
     /// The schema versions, in order (see ``SQLiteLedgerStore/migrations`` for the same tables in SQLite).
     static let migrations: [(version: Int, statements: [String])] = [
@@ -67,6 +68,7 @@ public final class PostgresLedgerStore: LedgerStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
+        bounds = LedgerBoundsReport(logger: logger)
         running = Task { await client.run() }
     }
 
@@ -126,14 +128,36 @@ public final class PostgresLedgerStore: LedgerStore {
     /// Records `events` in `connection`'s transaction; `withDeadLetterRecords`: a `dead-letter` event writes its dead
     /// letter's record too, unless one exists (``JobSQL/deadLetterRecordKept``: a taken dead letter's record shows its copy).
     private func recordNow(_ events: [WarrenEvent], on connection: PostgresConnection, withDeadLetterRecords: Bool) async throws {
-        let events = events.filter { $0.messageID != nil }
+        let events = bounds.bounded(events.filter { $0.messageID != nil })
         for start in stride(from: 0, to: events.count, by: Self.rowsPerStatement) {
-            let chunk = events[start..<min(start + Self.rowsPerStatement, events.count)]
+            let slice = events[start..<min(start + Self.rowsPerStatement, events.count)]
+            let (kept, skipped) = LedgerBounds.withinJobBounds(
+                slice, recordedEvents: try await recordedCounts("events", of: slice, on: connection),
+                recordedDeadLetters: try await recordedCounts("dead_letters", of: slice.filter { $0.event == .deadLetter }, on: connection))
+            bounds.report(skipped)
+            guard !kept.isEmpty else { continue }
+            let chunk = kept[...]
             try await connection.query(try Self.insertEvents(chunk), logger: logger)
             try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
             let letters = chunk.filter { $0.event == .deadLetter }
             if withDeadLetterRecords, !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters), logger: logger) }
         }
+    }
+
+    /// How many rows of `table` (events, dead_letters) each job of `events` has.
+    private func recordedCounts(_ table: String, of events: some Collection<WarrenEvent>, on connection: PostgresConnection) async throws -> [String: Int] {
+        let ids = Array(Set(events.compactMap(\.messageID)))
+        guard !ids.isEmpty else { return [:] }
+        var binds = PostgresBindings()
+        binds.append(ids)
+        var counts: [String: Int] = [:]
+        for try await (id, count) in try await connection.query(
+            PostgresQuery(unsafeSQL: "SELECT message_id, COUNT(*) FROM \(table) WHERE message_id = ANY($1) GROUP BY message_id", binds: binds),
+            logger: logger
+        ).decode((String, Int).self) {
+            counts[id] = count
+        }
+        return counts
     }
 
     private func rows(_ sql: String, _ values: [JobSQL.Value], on connection: PostgresConnection) async throws -> PostgresRowSequence {
@@ -142,7 +166,11 @@ public final class PostgresLedgerStore: LedgerStore {
 
     public func take(_ letters: [IngestedDeadLetter]) async throws {
         guard !letters.isEmpty else { return }
-        let letters = letters.filter { !$0.messageID.isEmpty }
+        let letters = letters.filter { !$0.messageID.isEmpty }.map { letter in
+            var letter = letter
+            letter.event = bounds.bounded([letter.event]).first ?? letter.event
+            return letter
+        }
         try await client.withTransaction(logger: logger) { connection in
             var letters = letters
             if letters.contains(where: \.keyedByReceipt) {
@@ -411,7 +439,7 @@ public final class PostgresLedgerStore: LedgerStore {
             SELECT event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason, next_attempt_at_ms, host, trace_id,
                 started_at_ms
             FROM events WHERE message_id = \(messageID)
-            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
+            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id LIMIT \(unescaped: String(LedgerBounds.eventsPerJob))
             """, logger: logger)
         for try await row in eventRows {
             let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace, started) = try row.decode(
@@ -445,7 +473,7 @@ public final class PostgresLedgerStore: LedgerStore {
                 unsafeSQL: """
                     SELECT message_id, at_ms, queue, type, reason, error, group_id, headers::text, body, body_encoding, body_truncated,
                         held, settled, settled_by
-                    FROM dead_letters WHERE message_id = $1 ORDER BY at_ms DESC
+                    FROM dead_letters WHERE message_id = $1 ORDER BY at_ms DESC LIMIT \(LedgerBounds.deadLettersPerJob)
                     """, binds: binds), logger: logger)
         var records: [DeadLetterRecord] = []
         for try await row in rows {

@@ -69,6 +69,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     private let connection: SQLiteConnection
     private let reader: SQLiteConnection
     private let writes = AsyncMutex()
+    private let bounds: LedgerBoundsReport
 
     /// The schema versions, in order; each runs once, in a transaction, and is recorded in `ledger_migrations`.
     static let migrations: [(version: Int, statements: [String])] = [
@@ -109,6 +110,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     /// - Throws: SQLite's error when the file cannot be opened.
     public init(path: String, logger: Logger = Logger(label: "warren.ledger.sqlite")) async throws {
         self.path = path
+        bounds = LedgerBoundsReport(logger: logger)
         connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
         // WAL: readers (a dashboard) never block the writer; NORMAL: a commit is durable against a crash of the
         // process (not of the machine) without an fsync each; statement journals and the page cache in memory (a
@@ -180,8 +182,14 @@ public final class SQLiteLedgerStore: LedgerStore {
     /// Records `events` in the transaction under way; `withDeadLetterRecords`: a `dead-letter` event writes its dead
     /// letter's record too, unless one exists (``JobSQL/deadLetterRecordKept``: a taken dead letter's record shows its copy).
     private func recordNow(_ events: [WarrenEvent], withDeadLetterRecords: Bool) async throws {
-        let events = events.filter { $0.messageID != nil }
-        for chunk in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
+        let events = bounds.bounded(events.filter { $0.messageID != nil })
+        for slice in stride(from: 0, to: events.count, by: Self.rowsPerStatement).map({ events[$0..<min($0 + Self.rowsPerStatement, events.count)] }) {
+            let (kept, skipped) = LedgerBounds.withinJobBounds(
+                slice, recordedEvents: try await recordedCounts("events", of: slice),
+                recordedDeadLetters: try await recordedCounts("dead_letters", of: slice.filter { $0.event == .deadLetter }))
+            bounds.report(skipped)
+            guard !kept.isEmpty else { continue }
+            let chunk = kept[...]
             try await insertEvents(chunk)
             try await upsertJobs(JobUpdate.fold(chunk))
             let letters = chunk.filter { $0.event == .deadLetter }
@@ -189,9 +197,23 @@ public final class SQLiteLedgerStore: LedgerStore {
         }
     }
 
+    /// How many rows of `table` (events, dead_letters) each job of `events` has.
+    private func recordedCounts(_ table: String, of events: some Collection<WarrenEvent>) async throws -> [String: Int] {
+        let ids = Array(Set(events.compactMap(\.messageID)))
+        guard !ids.isEmpty else { return [:] }
+        let rows = try await connection.query(
+            JobSQL.countsPerJob(table, count: ids.count) { _ in "?" }, ids.map { .text($0) })
+        return Dictionary(
+            rows.compactMap { row in row.column("message_id")?.string.map { ($0, row.column("n")?.integer ?? 0) } }, uniquingKeysWith: { $1 })
+    }
+
     public func take(_ letters: [IngestedDeadLetter]) async throws {
         guard !letters.isEmpty else { return }
-        let letters = letters.filter { !$0.messageID.isEmpty }
+        let letters = letters.filter { !$0.messageID.isEmpty }.map { letter in
+            var letter = letter
+            letter.event = bounds.bounded([letter.event]).first ?? letter.event
+            return letter
+        }
         try await writes.withLock { try await transaction {
             var letters = letters
             if letters.contains(where: \.keyedByReceipt) {
@@ -380,7 +402,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         let events = try await reader.query(
             """
             SELECT * FROM events WHERE message_id = ?
-            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id
+            ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id LIMIT \(LedgerBounds.eventsPerJob)
             """, [.text(messageID)]
         ).map(Self.event(from:))
         return JobStatus(summary: Self.summary(from: row), timeline: JobStatus.timeline(of: events))
@@ -397,7 +419,7 @@ public final class SQLiteLedgerStore: LedgerStore {
     }
 
     public func deadLetters(messageID: String) async throws -> [DeadLetterRecord] {
-        try await reader.query("SELECT * FROM dead_letters WHERE message_id = ? ORDER BY at_ms DESC", [.text(messageID)]).map { row in
+        try await reader.query("SELECT * FROM dead_letters WHERE message_id = ? ORDER BY at_ms DESC LIMIT \(LedgerBounds.deadLettersPerJob)", [.text(messageID)]).map { row in
             var record = Self.deadLetter(from: row)
             record.headers = row.column("headers")?.string.flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
             record.body = row.column("body")?.string

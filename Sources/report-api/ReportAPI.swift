@@ -102,12 +102,24 @@ struct ReportRequested: WarrenMessage {
 struct ReportFiles: Sendable {
     let directory: URL
 
+    /// A report id is a lowercase UUID: anything else (`/../../srv/prices`) never names a file.
+    static func isReportID(_ text: String) -> Bool {
+        UUID(uuidString: text) != nil && text == text.lowercased()
+    }
+
+    /// A report id that is not one (``isReportID(_:)``), refused before any path is made of it.
+    struct NotAReportID: Error, CustomStringConvertible {
+        var description: String { "not a report id (a lowercase UUID)" }
+    }
+
     func url(of reportID: String) -> URL { directory.appendingPathComponent("\(reportID).csv") }
 
-    func exists(_ reportID: String) -> Bool { FileManager.default.fileExists(atPath: url(of: reportID).path) }
+    func exists(_ reportID: String) -> Bool { Self.isReportID(reportID) && FileManager.default.fileExists(atPath: url(of: reportID).path) }
 
     /// Written to a temporary file and renamed: a reader sees the whole report or none.
+    /// - Throws: ``NotAReportID`` for an id that is not one (it comes from a message anyone may publish).
     func write(_ contents: String, for reportID: String) throws {
+        guard Self.isReportID(reportID) else { throw NotAReportID() }
         let temporary = directory.appendingPathComponent(".\(reportID).csv.partial")
         try Data(contents.utf8).write(to: temporary)
         guard rename(temporary.path, url(of: reportID).path) == 0 else {

@@ -21,6 +21,8 @@ struct ReportMaker: Sendable {
     }
 
     func make(_ request: ReportRequested) async throws {
+        // The id names the file: a message (which anyone with access to the queue may publish) must not choose a path.
+        guard ReportFiles.isReportID(request.reportID) else { throw Reject("not a report id (a lowercase UUID)") }
         guard let year = Int(request.month.prefix(4)), let month = Int(request.month.suffix(2)), (1...12).contains(month) else {
             throw Reject("not a month: \(request.month)")
         }

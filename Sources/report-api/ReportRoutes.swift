@@ -100,9 +100,7 @@ struct ReportRoutes: Sendable {
     }
 
     /// A report id is a lowercase UUID: nothing else reaches the file system.
-    static func isReportID(_ text: String) -> Bool {
-        UUID(uuidString: text) != nil && text == text.lowercased()
-    }
+    static func isReportID(_ text: String) -> Bool { ReportFiles.isReportID(text) }
 
     static func seeOther(_ id: String) -> Response {
         Response(status: .seeOther, headers: [.location: "/reports/\(id)/file"])

@@ -73,9 +73,15 @@ public enum WarrenMetrics {
         name: "warren_ledger_lag_seconds", kind: .gauge, labels: ["queue"],
         help: "Age of the oldest event in the ledger's last committed group, in seconds.")
 
+    /// What a ledger cut or skipped of the events it was sent (``bound``: `field_cut`, `bad_message_id`,
+    /// `events_per_job`, `dead_letters_per_job`; docs/ledger.md, "Bounds").
+    public static let ledgerBounded = WarrenMetric(
+        name: "warren_ledger_bounded_total", kind: .counter, labels: ["bound"],
+        help: "Events a ledger cut (a field over its bound) or skipped (a job over its bound, a message id no message has).")
+
     /// Every metric above.
     public static let all: [WarrenMetric] = [
         messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects, consumers,
-        settlementsDropped, eventsDropped, ledgerLag,
+        settlementsDropped, eventsDropped, ledgerLag, ledgerBounded,
     ]
 }

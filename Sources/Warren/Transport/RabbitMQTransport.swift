@@ -36,6 +36,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
 
     private struct State: Sendable {
         var started = false
+        /// ``close()`` was called (and ``start()`` not since): what would start the transport by itself does not.
+        var closed = false
         var connected: Connected?
         /// The (re)connection in progress, which every caller that needs the connection awaits.
         var pending: Task<Connected, any Error>?
@@ -72,8 +74,18 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// Connects (or makes sure the connection is up, reconnecting once if it was lost).
     /// - Throws: `AMQPError` when no endpoint accepts.
     public func start() async throws {
-        state.withLock { $0.started = true }
+        state.withLock { state in
+            state.started = true
+            state.closed = false
+        }
         _ = try await ready()
+    }
+
+    /// Starts the transport unless it was closed: for calls documented to connect by themselves.
+    private func startUnlessClosed() {
+        state.withLock { state in
+            if !state.closed { state.started = true }
+        }
     }
 
     /// The live connection and channels, repaired first when they were lost.
@@ -228,7 +240,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// Declares a durable topic exchange on the topology channel.
     @_spi(WarrenTransport)
     public func declareTopicExchange(_ name: String) async throws {
-        state.withLock { $0.started = true }
+        startUnlessClosed()
         try await ready().topology.declareTopicExchange(name)
     }
 
@@ -326,11 +338,11 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     }
 
     /// The dead letters of the work queue `queue`, oldest first, at most `limit`: read without being taken (they stay
-    /// in the dead letters). Connects when the transport is not connected yet.
+    /// in the dead letters). Connects when the transport is not connected yet (unless it was closed).
     /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` when `queue` has no dead-letter queue
     ///   (no worker declared it), or the connection's error.
     public func deadLetters(of queue: String, limit: Int? = nil) async throws -> [DeadLetter] {
-        state.withLock { $0.started = true }
+        startUnlessClosed()
         let name = WarrenTopology(queue: queue, queueType: queueType).deadLetterQueue
         let channel = try await ready().connection.openChannel()
         let available: Int
@@ -340,8 +352,13 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             throw WarrenError(.invalidConfiguration, "there is no queue '\(name)': no worker has declared '\(queue)' on this broker")
         }
         var letters: [DeadLetter] = []
-        while letters.count < min(available, limit ?? available), let result = try await channel.get(queue: name) {
-            letters.append(DeadLetter(body: result.delivery.body, properties: result.delivery.properties))
+        do {
+            while letters.count < min(available, limit ?? available), let result = try await channel.get(queue: name) {
+                letters.append(DeadLetter(body: result.delivery.body, properties: result.delivery.properties))
+            }
+        } catch {
+            try? await channel.close()
+            throw error
         }
         try? await channel.close()  // unacknowledged: every one goes back to the dead letters, in order
         return letters
@@ -384,11 +401,13 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         }
     }
 
-    /// Closes the connection; publishes after this throw until ``start()`` is called again.
+    /// Closes the connection; publishes, ``deadLetters(of:limit:)`` and declarations after this throw until ``start()`` is
+    /// called again (they do not reopen a closed transport by themselves).
     public func close() async {
         let (connected, pending) = state.withLock { state in
             defer {
                 state.started = false
+                state.closed = true
                 state.connected = nil
             }
             return (state.connected, state.pending)
