@@ -54,6 +54,8 @@ let package = Package(
         // Already built for postgres-nio: the dashboard hashes passwords with its PBKDF2.
         .package(url: "https://github.com/apple/swift-crypto.git", "4.0.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        // Already built for postgres-nio: the ledger's PostgreSQL TLS (sslmode, sslrootcert).
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.27.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
@@ -109,6 +111,7 @@ let package = Package(
                 "Warren", "WarrenAMQP",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

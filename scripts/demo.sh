@@ -33,7 +33,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 wait_listening() { for _ in $(seq 1 300); do if grep -q '^listening on' "$1"; then sed -n 's/^listening on //p' "$1"; return; fi; sleep 0.1; done; echo "demo: $1 never listened" >&2; exit 1; }
 
 say "2. Starting warren-dashboard: it records every job's events and takes the dead letters in a ledger (SQLite), served under /api/"
-export WARREN_DASHBOARD_TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+export WARREN_DASHBOARD_TOKEN="demo-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 "$bin/warren-dashboard" --port 0 --store "sqlite:$data/ledger.sqlite" --queue emails --log-level warning > "$data/dashboard.out" 2>&1 &
 dashboard_pid=$!
 dashboard="$(wait_listening "$data/dashboard.out")"

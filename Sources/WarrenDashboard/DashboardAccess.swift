@@ -158,7 +158,6 @@ public struct PasswordHash: Sendable, Equatable {
     }
 
     private static func derive(_ password: String, salt: [UInt8], rounds: Int, count: Int) throws -> [UInt8] {
-        PasswordChecks.derivations.withLock { $0 += 1 }
         let key = try KDF.Insecure.PBKDF2.deriveKey(
             from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: count, unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
@@ -189,12 +188,13 @@ final class PasswordChecks: Sendable {
     /// Half the cores (at least one) check passwords; four checks per thread may wait.
     static let shared = PasswordChecks(threads: max(1, ProcessInfo.processInfo.activeProcessorCount / 2))
 
-    /// PBKDF2 derivations run in this process (what a test counts).
-    static let derivations = Mutex(0)
-
     let maximumInFlight: Int
     private let pool: NIOThreadPool
     private let inFlight = Mutex(0)
+    private let run = Mutex(0)
+
+    /// The checks this pool has run (what a test counts).
+    var checksRun: Int { run.withLock { $0 } }
 
     init(threads: Int, maximumInFlight: Int? = nil) {
         pool = NIOThreadPool(numberOfThreads: threads)
@@ -212,6 +212,7 @@ final class PasswordChecks: Sendable {
         }
         guard admitted else { return nil }
         defer { inFlight.withLock { $0 -= 1 } }
+        run.withLock { $0 += 1 }
         return (try? await pool.runIfActive { hash.matches(password) }) ?? false
     }
 }
@@ -228,6 +229,8 @@ public struct DashboardAccess: Sendable {
     /// Spent on a name that does not exist: as many rounds as the costliest hash of the users file, so that the time a
     /// sign-in takes says nothing of which names exist.
     private let decoy: PasswordHash
+    /// Where passwords are checked.
+    let checks: PasswordChecks
 
     /// - Parameters:
     ///   - operatorToken: opens everything (`WARREN_DASHBOARD_TOKEN`); `nil` or empty for none.
@@ -236,6 +239,11 @@ public struct DashboardAccess: Sendable {
     /// - Throws: ``DashboardConfigurationError`` when nobody at all could get in, a token is shorter than
     ///   ``minimumTokenLength`` characters, or both tokens are the same.
     public init(operatorToken: String?, viewerToken: String? = nil, users: DashboardUsers = DashboardUsers()) throws {
+        try self.init(operatorToken: operatorToken, viewerToken: viewerToken, users: users, checks: .shared)
+    }
+
+    init(operatorToken: String?, viewerToken: String?, users: DashboardUsers, checks: PasswordChecks) throws {
+        self.checks = checks
         var tokens: [(token: [UInt8], identity: DashboardIdentity)] = []
         for (variable, token) in [("WARREN_DASHBOARD_TOKEN", operatorToken), ("WARREN_DASHBOARD_READONLY_TOKEN", viewerToken)] {
             guard let token, !token.isEmpty else { continue }
@@ -285,9 +293,9 @@ public struct DashboardAccess: Sendable {
         guard name.utf8.count <= Self.maximumNameLength, password.utf8.count <= 4_096 else { return .refused }
         guard let user = users[name], let hash = PasswordHash(encoded: user.passwordHash) else {
             // The same work as a real check, so that a guess does not learn which names exist from the time taken.
-            return await PasswordChecks.shared.verify(password, against: decoy) == nil ? .busy : .refused
+            return await checks.verify(password, against: decoy) == nil ? .busy : .refused
         }
-        switch await PasswordChecks.shared.verify(password, against: hash) {
+        switch await checks.verify(password, against: hash) {
         case nil: return .busy
         case false?: return .refused
         case true?: return .signedIn(DashboardIdentity(name: user.name, role: user.role))

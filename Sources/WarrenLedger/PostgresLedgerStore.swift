@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Warren
 
 /// The shared store: PostgreSQL (postgres-nio's pooled client), for several ledgers and dashboards and long
@@ -46,9 +47,11 @@ public final class PostgresLedgerStore: LedgerStore {
         (5, DeadLetterSQL.version5(integer: "BIGINT")),
     ]
 
-    /// - Parameter url: `postgres://user:password@host:port/database` (the password stays out of every log and
-    ///   error).
-    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse.
+    /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
+    ///   every log and error). `sslmode` and `sslrootcert` have libpq's meanings (``PostgresTLSMode``); without them
+    ///   TLS is used when the server offers it, its certificate unchecked (`prefer`).
+    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse;
+    ///   ``LedgerStoreError`` for an unknown `sslmode` or parameter, or an `sslrootcert` that cannot be read.
     public convenience init(url: String, logger: Logger = Logger(label: "warren.ledger.postgres")) throws {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
             let host = components.host, let user = components.user
@@ -56,12 +59,41 @@ public final class PostgresLedgerStore: LedgerStore {
             throw WarrenError(.invalidConfiguration, "not a PostgreSQL URL (postgres://user:password@host:port/database)")
         }
         let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
-        self.init(
-            configuration: PostgresClient.Configuration(
-                host: host, port: components.port ?? 5432, username: user, password: components.password,
-                database: database.isEmpty ? nil : database, tls: .disable),
-            logger: logger)
+        let tls = try PostgresTLSMode(query: components.queryItems ?? [])
+        let server = Server(
+            host: host, port: components.port ?? 5432, username: user, password: components.password,
+            database: database.isEmpty ? nil : database, tls: tls)
+        do {
+            self.init(
+                configuration: PostgresClient.Configuration(
+                    host: server.host, port: server.port, username: user, password: server.password, database: server.database,
+                    tls: try tls.client()),
+                logger: logger)
+        } catch let error as LedgerStoreError {
+            throw error
+        } catch {
+            throw LedgerStoreError(.invalidURL, "sslrootcert: \(error)")
+        }
+        self.server = server
     }
+
+    /// Where the store connects, when it was made from a URL: checked once, with a connection of its own, before the
+    /// first migration (``migrate()``), so that a refused TLS handshake or login is a clear error at start.
+    struct Server: Sendable {
+        var host: String
+        var port: Int
+        var username: String
+        var password: String?
+        var database: String?
+        var tls: PostgresTLSMode
+    }
+
+    private var server: Server? {
+        get { serverCheck.withLock { $0.server } }
+        set { serverCheck.withLock { $0.server = newValue } }
+    }
+
+    private let serverCheck = Mutex<(server: Server?, checked: Bool)>((nil, false))
 
     /// Starts the client's connection pool; ``close()`` stops it.
     public init(configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")) {
@@ -72,7 +104,58 @@ public final class PostgresLedgerStore: LedgerStore {
         running = Task { await client.run() }
     }
 
+    /// Connects once on its own (not through the pool, which retries quietly): its error is the server's or the TLS
+    /// handshake's, said plainly; warns when the connection to a host other than this machine is not encrypted.
+    private func checkServer() async throws {
+        guard let server = serverCheck.withLock({ state -> Server? in
+            defer { state.checked = true }
+            return state.checked ? nil : state.server
+        }) else { return }
+        let place = "PostgreSQL at \(server.host):\(server.port) (sslmode=\(server.tls.mode.rawValue))"
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(
+                configuration: PostgresConnection.Configuration(
+                    host: server.host, port: server.port, username: server.username, password: server.password, database: server.database,
+                    tls: try server.tls.connection()),
+                id: 0, logger: logger)
+        } catch {
+            serverCheck.withLock { $0.checked = false }
+            throw LedgerStoreError(.cannotConnect, "cannot connect to \(place): \(Self.explain(error))")
+        }
+        var encrypted = false
+        do {
+            for try await ssl in try await connection.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger)
+                .decode(Bool.self)
+            {
+                encrypted = ssl
+            }
+        } catch {
+            logger.debug("could not ask PostgreSQL whether the connection is encrypted", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        try? await connection.close()
+        let loopback = server.host == "localhost" || server.host.hasPrefix("127.") || server.host == "::1"
+        if !encrypted && !loopback {
+            logger.warning(
+                "the connection to PostgreSQL is not encrypted: queries, results and dead letters cross the network in clear (use sslmode=verify-full)",
+                metadata: ["host": "\(server.host)", "sslmode": "\(server.tls.mode.rawValue)"])
+        }
+    }
+
+    /// What went wrong connecting, in words (PSQLError's own description says nothing, to keep queries out of logs).
+    static func explain(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return "\(error)" }
+        if let message = error.serverInfo?[.message] { return "the server said: \(message)" }
+        switch error.code {
+        case .sslUnsupported: return "the server does not offer TLS, and the sslmode requires it"
+        default:
+            if let underlying = error.underlying { return "\(underlying)" }
+            return "\(error.code)"
+        }
+    }
+
     public func migrate() async throws {
+        try await checkServer()
         try await client.withTransaction(logger: logger) { connection in
             // One migrating process at a time; the others find the work done.
             try await connection.query("SELECT pg_advisory_xact_lock(7715201)", logger: logger)

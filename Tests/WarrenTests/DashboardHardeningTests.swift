@@ -1,0 +1,362 @@
+import Foundation
+import Hummingbird
+import Logging
+import Synchronization
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+@testable import WarrenDashboard
+import WarrenLedger
+
+/// The dashboard's routes served in this process on a free port over a fresh SQLite store: what a hostile client can
+/// reach, over plain HTTP (``RawHTTP`` sends bytes no URL type would).
+struct DashboardScene {
+    static let operatorToken = "operator-" + UUID().uuidString  // 45 characters
+    static let viewerToken = "viewer-" + UUID().uuidString
+    static let adaPassword = "correct horse battery staple"
+
+    let port: Int
+    let store: SQLiteLedgerStore
+    let logs: TracingBrokerTests.LogLines
+    /// Where this dashboard checks passwords: one thread, four checks at most in flight.
+    let checks: PasswordChecks
+
+    var operatorAuth: [(String, String)] { [("Authorization", "Bearer \(Self.operatorToken)")] }
+    var viewerAuth: [(String, String)] { [("Authorization", "Bearer \(Self.viewerToken)")] }
+
+    /// Serves a dashboard (users `ada`, operator, and `grace`, viewer; both tokens; `127.0.0.1` a trusted proxy, so
+    /// that a test plays several clients with `X-Forwarded-For`) for the duration of `body`.
+    static func with<T>(
+        runner: @escaping @Sendable (SQLiteLedgerStore) -> DeadLetterOperationRunner? = { _ in nil },
+        _ body: (DashboardScene) async throws -> T
+    ) async throws -> T {
+        try await withSQLiteStore { store, _ in
+            try await store.migrate()
+            let users = try DashboardUsers(parsing: """
+                ada:operator:\(try PasswordHash.make(adaPassword, rounds: 100_000).encoded)
+                grace:viewer:\(try PasswordHash.make("grace's password", rounds: 100_000).encoded)
+                """)
+            let checks = PasswordChecks(threads: 1)
+            let access = try DashboardAccess(operatorToken: operatorToken, viewerToken: viewerToken, users: users, checks: checks)
+            let router = Router(context: DashboardRequestContext.self)
+            try Dashboard(store: store, access: access, runner: runner(store), trustedProxies: ["127.0.0.1"]).addRoutes(to: router)
+            let logs = TracingBrokerTests.LogLines()
+            let logger = Logger(label: "dashboard-test") { _ in TracingBrokerTests.CapturingHandler(lines: logs) }
+            let (ports, portsContinuation) = AsyncStream.makeStream(of: Int.self)
+            let app = Application(
+                router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                onServerRunning: { channel in portsContinuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await app.run() }
+                var iterator = ports.makeAsyncIterator()
+                guard let port = await iterator.next() else { throw TestFailure("the dashboard did not start") }
+                defer { group.cancelAll() }
+                return try await body(DashboardScene(port: port, store: store, logs: logs, checks: checks))
+            }
+        }
+    }
+
+    func request(
+        _ method: String, _ target: String, headers: [(String, String)] = [], body: String = "", from client: String? = nil
+    ) async -> RawHTTP.Answer {
+        await RawHTTP.request(
+            port: port, method, target, headers: headers + (client.map { [("X-Forwarded-For", $0)] } ?? []), body: body)
+    }
+
+    /// A sign-in form's cookie and token, as a browser gets them.
+    func signInForm(from client: String? = nil) async -> String {
+        let form = await request("GET", "/sign-in", from: client)
+        let cookie = form.cookies.first { $0.hasPrefix("warren_sign_in=") } ?? ""
+        return String(cookie.split(separator: ";").first?.split(separator: "=", maxSplits: 1).last ?? "")
+    }
+
+    /// Posts the sign-in form (with its cookie and token) for `user`.
+    func signIn(_ user: String, _ password: String, next: String = "/jobs", from client: String? = nil, token: String? = nil) async -> RawHTTP.Answer {
+        let csrf: String
+        if let token { csrf = token } else { csrf = await signInForm(from: client) }
+        func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "" }
+        return await request(
+            "POST", "/sign-in", headers: [("Cookie", "warren_sign_in=\(csrf)"), ("Content-Type", "application/x-www-form-urlencoded")],
+            body: "user=\(encode(user))&password=\(encode(password))&next=\(encode(next))&csrf_token=\(csrf)", from: client)
+    }
+
+    /// A session cookie and its CSRF token, signed in as `ada` from `client`.
+    func session(from client: String) async throws -> (cookie: String, csrf: String) {
+        let signedIn = await signIn("ada", Self.adaPassword, from: client)
+        guard signedIn.status == 303,
+            let cookie = signedIn.cookies.first(where: { $0.hasPrefix("warren_session=") })?.split(separator: ";").first.map(String.init)
+        else { throw TestFailure("ada could not sign in: \(signedIn.status) \(signedIn.body)") }
+        let page = await request("GET", "/jobs", headers: [("Cookie", cookie)], from: client)
+        guard let range = page.body.range(of: #"name="csrf_token" value=""#),
+            let end = page.body[range.upperBound...].firstIndex(of: "\"")
+        else { throw TestFailure("no CSRF token on the jobs page") }
+        return (cookie, String(page.body[range.upperBound..<end]))
+    }
+}
+
+@Suite("The dashboard against hostile clients", .serialized)
+struct DashboardHardeningTests {
+    /// Values no parser of the dashboard may trap on: each is sent percent-encoded where a query or a form carries it.
+    static let hostile: [String] = [
+        "99999999999999d", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "99999999999999999999999",
+        "-1", "0", "", String(repeating: "a", count: 100_000), "\u{0}", "\u{1}\u{1F}\u{7F}\n\r\t", "<script>alert(1)</script>",
+        "../../etc/passwd", "1e308", "NaN", "\u{202E}gnp.exe", "24x", "7d7d", "2026-13-45T99:99:99Z",
+    ]
+    /// Escapes sent as they are, whatever they decode to: invalid UTF-8, incomplete and malformed escapes.
+    static let rawEscapes: [String] = ["%ff%fe%fd", "%zz", "%", "abc%", "%c3%28", "%00%00"]
+
+    static func encoded(_ value: String) -> String {
+        value.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+    }
+
+    /// Each value of the hostile table for `name` (the others absent), then the raw escapes, then the parameter twice.
+    static func targets(_ path: String, _ name: String) -> [String] {
+        let separator = path.contains("?") ? "&" : "?"
+        return hostile.map { "\(path)\(separator)\(name)=\(encoded($0))" } + rawEscapes.map { "\(path)\(separator)\(name)=\($0)" }
+            + ["\(path)\(separator)\(name)=1&\(name)=2&\(name)=99999999999999d"]
+    }
+
+    /// What a hostile request may get: a page or JSON as usual, a redirect, or a refusal in the 4xx range (and 503 from
+    /// the routes that walk a dead-letter queue, which this dashboard has no broker for).
+    static func acceptable(_ answer: RawHTTP.Answer) -> Bool {
+        [200, 202, 303, 400, 403, 404, 413, 414, 429, 431].contains(answer.status)
+            || (answer.status == 503 && answer.body.contains("needs a broker"))
+    }
+
+    @Test func everyParameterOfEveryRouteAnswers400OrAPageAndTheProcessKeepsServing() async throws {
+        // With a runner, so that the operations' routes parse and search the store rather than answer "no broker".
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: try await TestBroker.url())], logger: TestBroker.quietLogger())
+        defer { Task { await transport.close() } }
+        try await DashboardScene.with(runner: { DeadLetterOperationRunner(store: $0, transport: transport, logger: TestBroker.quietLogger()) }) { scene in
+            let getParameters: [(String, [String])] = [
+                ("/sign-in", ["next"]),
+                ("/jobs", ["id", "type", "queue", "status", "since", "until", "limit", "after"]),
+                ("/failures", ["queue", "since", "until", "limit"]),
+                ("/failures/group-1", ["queue", "since", "until", "limit", "after"]),
+                ("/audit", ["before"]),
+                ("/operations/new", ["action", "queue", "since", "until"]),
+                ("/failures/group-1/replay", ["queue", "since", "until"]),
+                ("/api/jobs", ["queue", "type", "status", "since", "until", "limit", "after"]),
+                ("/api/dead-letters", ["group", "queue", "since", "until", "limit", "after"]),
+                ("/api/failures", ["queue", "since", "until", "limit"]),
+                ("/api/audit", ["limit", "before"]),
+                ("/api/operations", ["limit"]),
+            ]
+            var failures: [String] = []
+            for (path, names) in getParameters {
+                for name in names {
+                    for target in DashboardHardeningTests.targets(path, name) {
+                        let answer = await scene.request("GET", target, headers: scene.operatorAuth)
+                        if !Self.acceptable(answer) { failures.append("GET \(target.prefix(120)) → \(answer.status) \(answer.body.suffix(300))") }
+                    }
+                }
+            }
+            // Path segments: ids of jobs, dead letters, groups and operations.
+            let segments = Self.hostile.filter { !$0.isEmpty }.map(Self.encoded) + Self.rawEscapes
+            for template in ["/jobs/*", "/dead-letters/*", "/failures/*", "/operations/*", "/dead-letters/*/replay", "/api/jobs/*",
+                             "/api/dead-letters/*", "/api/operations/*"] {
+                for segment in segments {
+                    let target = template.replacingOccurrences(of: "*", with: segment)
+                    let answer = await scene.request("GET", target, headers: scene.operatorAuth)
+                    if !Self.acceptable(answer) { failures.append("GET \(target.prefix(120)) → \(answer.status) \(answer.body.suffix(300))") }
+                }
+            }
+            // Forms, signed in with a session (the CSRF token right), every field hostile in turn.
+            let (cookie, csrf) = try await scene.session(from: "198.51.100.1")
+            let form = [("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")]
+            let forms: [(String, [String])] = [
+                ("/operations", ["action", "group_id", "queue", "since_ms", "until_ms"]),
+                ("/dead-letters/m-1/replay", ["csrf_token"]),
+                ("/dead-letters/m-1/purge", ["unknown"]),
+                ("/sign-out", ["csrf_token"]),
+            ]
+            for (path, names) in forms {
+                for name in names {
+                    for value in Self.hostile.map(Self.encoded) + Self.rawEscapes {
+                        let body = (name == "csrf_token" ? "" : "csrf_token=\(csrf)&") + "\(name)=\(value)"
+                        let answer = await scene.request("POST", path, headers: form, body: body, from: "198.51.100.1")
+                        if !Self.acceptable(answer) { failures.append("POST \(path) \(name)=\(value.prefix(60)) → \(answer.status) \(answer.body.suffix(300))") }
+                    }
+                }
+            }
+            // The sign-in form's fields, from many clients (each within its own throttle).
+            for (index, value) in (Self.hostile.map(Self.encoded) + Self.rawEscapes).enumerated() {
+                for name in ["user", "password", "next", "csrf_token"] {
+                    let token = await scene.signInForm(from: "192.0.2.\(index)")
+                    let fields = ["user": "grace", "password": "nope", "next": "/jobs", "csrf_token": token].merging([name: value]) { $1 }
+                    let body = fields.map { "\($0.key)=\($0.value)" }.joined(separator: "&")
+                    let answer = await scene.request(
+                        "POST", "/sign-in", headers: [("Cookie", "warren_sign_in=\(token)"), ("Content-Type", "application/x-www-form-urlencoded")],
+                        body: body, from: "192.0.2.\(index)")
+                    if !Self.acceptable(answer) && answer.status != 401 { failures.append("POST /sign-in \(name)=\(value.prefix(60)) → \(answer.status)") }
+                }
+            }
+            // The API's JSON bodies.
+            for body in [
+                "", "[]", "{}", "null", #"{"action": "replay", "filter": {"since_ms": 1e400}}"#,
+                #"{"action": "replay", "filter": {"since_ms": 99999999999999999999999}}"#,
+                #"{"action": "replay", "filter": {"queue": "\#(String(repeating: "q", count: 60_000))"}}"#,
+                #"{"action": "replay", "filter": {"group_id": "\u0000"}}"#, #"{"action": "explode"}"#, String(repeating: "[", count: 50_000),
+                String(repeating: "x", count: 70_000),
+            ] {
+                let answer = await scene.request("POST", "/api/operations", headers: scene.operatorAuth + [("Content-Type", "application/json")], body: body)
+                if !Self.acceptable(answer) { failures.append("POST /api/operations \(body.prefix(60)) → \(answer.status) \(answer.body.suffix(300))") }
+            }
+            #expect(failures.isEmpty, "\(failures.count) answers outside 2xx/303/4xx:\n\(failures.prefix(10).joined(separator: "\n"))")
+            #expect(await scene.request("GET", "/api/jobs", headers: scene.operatorAuth).status == 200, "still serving")
+        }
+    }
+
+    @Test func overflowingDurationsAreRefusedWithASentence() async throws {
+        #expect(ShortDuration.milliseconds("99999999999999d") == nil)
+        #expect(ShortDuration.milliseconds("9223372036854775807s") == nil)
+        #expect(ShortDuration.milliseconds("36500d") == Int64(3_153_600_000_000))
+        #expect(ShortDuration.milliseconds("36501d") == nil, "longer than 100 years")
+        try await DashboardScene.with { scene in
+            for parameter in ["since", "until"] {
+                let answer = await scene.request("GET", "/api/jobs?\(parameter)=99999999999999d", headers: scene.operatorAuth)
+                #expect(answer.status == 400 && answer.body.contains("at most 100 years"), "\(answer.status) \(answer.body)")
+            }
+            let page = await scene.request("GET", "/jobs?since=99999999999999d", headers: scene.viewerAuth)
+            #expect(page.status == 400 && page.body.contains("at most 100 years"))
+            let limit = await scene.request("GET", "/api/audit?limit=99999999999999999999", headers: scene.viewerAuth)
+            #expect(limit.status == 400 && limit.body.contains("limit must be a number from 1 to 500"), "\(limit.body)")
+        }
+    }
+
+    @Test func aNextAddressLeadingElsewhereIsReplacedByTheJobsPage() async throws {
+        for bad in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "/ /evil", "https://evil.example", "evil", "", "/\u{0}x"] {
+            #expect(Dashboard.localPath(bad) == nil, "\(bad.debugDescription)")
+        }
+        for good in ["/jobs", "/jobs/m-1?x=1&y=%20", "/failures/abc"] {
+            #expect(Dashboard.localPath(good) == good)
+        }
+        try await DashboardScene.with { scene in
+            let signedIn = await scene.signIn("ada", DashboardScene.adaPassword, next: "/\t/evil.example", from: "198.51.100.9")
+            #expect(signedIn.status == 303 && signedIn.headers["location"] == "/jobs", "\(signedIn.headers)")
+        }
+    }
+
+    @Test func aFloodOfBadSignInsCostsAtMostTheThrottlesPasswordChecksAndSearchesGoOn() async throws {
+        try await DashboardScene.with { scene in
+
+            let searching = Task {
+                var slowest = Duration.zero, answered = 0
+                while !Task.isCancelled {
+                    let started = ContinuousClock.now
+                    let answer = await scene.request("GET", "/api/jobs?limit=5", headers: scene.viewerAuth, from: "198.51.100.77")
+                    if answer.status == 200 { answered += 1 }
+                    slowest = max(slowest, ContinuousClock.now - started)
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return (answered, slowest)
+            }
+            // 200 at once for one name from one client: the attempts are counted before they are checked.
+            let token = await scene.signInForm(from: "203.0.113.5")
+            let statuses = await withTaskGroup(of: Int.self) { group in
+                for _ in 0..<200 {
+                    group.addTask { await scene.signIn("ada", "wrong", from: "203.0.113.5", token: token).status }
+                }
+                return await group.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
+            }
+            let checks = scene.checks.checksRun
+            #expect(checks >= 1 && checks <= GuessThrottle.Policy().freeFailures, "\(checks) PBKDF2 runs for 200 sign-ins")
+            // Refused unchecked: 429 (throttled), or 503 (the checks' threads busy with the first few).
+            #expect(statuses[401, default: 0] == checks && Set(statuses.keys).isSubset(of: [401, 429, 503]), "\(statuses)")
+            // The right password from that client waits; from a client without failures it signs in at once.
+            #expect(await scene.signIn("ada", DashboardScene.adaPassword, from: "203.0.113.5").status == 429)
+            let elsewhere = await scene.signIn("ada", DashboardScene.adaPassword, from: "198.51.100.20")
+            #expect(elsewhere.status == 303 && elsewhere.cookies.contains { $0.hasPrefix("warren_session=") })
+
+            // Made-up names from many clients: the password checks run on their own threads, a bounded number at once.
+            let random = await withTaskGroup(of: Int.self) { group in
+                for index in 0..<60 {
+                    group.addTask { await scene.signIn("user-\(UUID().uuidString)", "guess", from: "10.1.\(index / 200).\(index % 200)").status }
+                }
+                return await group.reduce(into: [Int: Int]()) { $0[$1, default: 0] += 1 }
+            }
+            searching.cancel()
+            let (answered, slowest) = await searching.value
+            #expect(Set(random.keys).isSubset(of: [401, 503]), "\(random)")
+            #expect(answered > 5 && slowest < .seconds(3), "searches answered \(answered), the slowest in \(slowest)")
+            let refused = scene.logs.all.filter { "\($0["message"] ?? "")" == "dashboard sign-in refused" }
+            #expect(!refused.isEmpty && refused.allSatisfy { $0["user"] == nil || "\($0["user"]!)" == "ada" }, "an unknown name is logged by its length only")
+        }
+    }
+
+    @Test func wrongBearerTokensAreThrottledPerClient() async throws {
+        try await DashboardScene.with { scene in
+            for attempt in 1...GuessThrottle.Policy().freeFailures {
+                let answer = await scene.request("GET", "/api/jobs", headers: [("Authorization", "Bearer guess-\(attempt)")], from: "203.0.113.9")
+                #expect(answer.status == 401)
+            }
+            let throttled = await scene.request("GET", "/api/jobs", headers: scene.operatorAuth, from: "203.0.113.9")
+            #expect(throttled.status == 429 && throttled.headers["retry-after"] != nil, "even the right token waits: \(throttled.status)")
+            #expect(await scene.request("GET", "/api/jobs", headers: scene.operatorAuth, from: "203.0.113.10").status == 200)
+            // Without a trusted proxy in between, the header is not believed: the peer is the client.
+            #expect(ClientAddresses.canonical("::ffff:1.2.3.4") == "::ffff:1.2.3.4")
+            let direct = try ClientAddresses(trustedProxies: [])
+            #expect(direct.client(peer: "127.0.0.1", forwardedFor: ["203.0.113.9"]) == "127.0.0.1")
+            let proxied = try ClientAddresses(trustedProxies: ["10.0.0.1", "10.0.0.2"])
+            #expect(proxied.client(peer: "10.0.0.1", forwardedFor: ["6.6.6.6, 203.0.113.9", "10.0.0.2"]) == "203.0.113.9", "rightmost untrusted")
+            #expect(proxied.client(peer: "10.0.0.1", forwardedFor: ["not-an-address"]) == "10.0.0.1")
+            #expect(proxied.client(peer: "2001:db8:1:2:3:4:5:6", forwardedFor: []) == "2001:db8:1:2::/64")
+            #expect(throws: DashboardConfigurationError.self) { try ClientAddresses(trustedProxies: ["proxy.example"]) }
+        }
+    }
+
+    @Test func theThrottleDelaysGrowAndFailuresElsewhereLockNobodyOut() async throws {
+        let throttle = GuessThrottle(GuessThrottle.Policy(freeFailures: 2, firstDelay: .milliseconds(200), window: .seconds(60)))
+        #expect(await throttle.reserve(client: "a", name: "ada") == nil)
+        #expect(await throttle.reserve(client: "a", name: "ada") == nil)
+        let first = try #require(await throttle.reserve(client: "a", name: "ada"))
+        #expect(first > .milliseconds(100) && first <= .milliseconds(200))
+        #expect(await throttle.reserve(client: "b", name: "ada") == nil, "a client without failures is checked at once")
+        await throttle.succeeded(client: "b", name: "ada")
+        try await Task.sleep(for: .milliseconds(250))
+        #expect(await throttle.reserve(client: "a", name: "ada") == nil, "after the delay, one more")
+        let second = try #require(await throttle.reserve(client: "a", name: "ada"))
+        #expect(second > .milliseconds(300), "the delay doubled: \(second)")
+        await throttle.release(client: "c", name: nil)
+        #expect(await throttle.reserve(client: "c") == nil)
+    }
+
+    @Test func tokensShorterThan32CharactersAndTheDecoyCost() throws {
+        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: "demo-0123456789abcdef") }
+        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: String(repeating: "o", count: 40), viewerToken: "short") }
+        #expect(throws: Never.self) { try DashboardAccess(operatorToken: String(repeating: "o", count: 32)) }
+        #expect(throws: DashboardConfigurationError.self) {
+            try DashboardUsers(parsing: "\(String(repeating: "n", count: 129)):viewer:\(try PasswordHash.make("x", rounds: 100_000).encoded)")
+        }
+    }
+
+    @Test func theDecoyCostsAsMuchAsTheCostliestHashSoTimingHidesWhichNamesExist() async throws {
+        let slow = try PasswordHash.make("pw", rounds: 400_000)
+        let access = try DashboardAccess(
+            operatorToken: nil, users: DashboardUsers([.init(name: "ada", role: .operator, passwordHash: slow.encoded)]))
+        let clock = ContinuousClock()
+        let known = await clock.measure { #expect(await access.signIn(name: "ada", password: "wrong") == .refused) }
+        let unknown = await clock.measure { #expect(await access.signIn(name: "nobody", password: "wrong") == .refused) }
+        #expect(unknown > known / 2 && unknown < known * 2, "known \(known), unknown \(unknown)")
+    }
+
+    @Test func refusalsOfAViewerAreAuditedAtMostTenAMinuteAndTargetsAreCut() async throws {
+        try await DashboardScene.with { scene in
+            var statuses: [Int] = []
+            for _ in 0..<12 {
+                let body = #"{"action": "replay", "filter": {"queue": "\#(String(repeating: "q", count: 200))"}}"#
+                statuses.append(await scene.request("POST", "/api/operations", headers: scene.viewerAuth + [("Content-Type", "application/json")], body: body).status)
+            }
+            #expect(statuses == Array(repeating: 403, count: 10) + [429, 429], "\(statuses)")
+            let audit = try await scene.store.auditLog(limit: 100, before: nil)
+            #expect(audit.count == 10 && audit.allSatisfy { $0.outcome == "refused" })
+            // An operator's request for a long message id is audited with its target cut.
+            let long = String(repeating: "m", count: 1_000)
+            let answer = await scene.request("POST", "/api/dead-letters/\(long)/replay", headers: scene.operatorAuth)
+            #expect(answer.status == 503, "no broker: \(answer.body)")
+            let entry = try #require(try await scene.store.auditLog(limit: 1, before: nil).first)
+            #expect(entry.target.utf8.count <= Dashboard.auditTargetLimit && entry.target.hasSuffix("…"))
+        }
+    }
+}
