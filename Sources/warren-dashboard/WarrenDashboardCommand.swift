@@ -85,7 +85,9 @@ struct Serve: AsyncParsableCommand {
                 operatorToken: environment["WARREN_DASHBOARD_TOKEN"], viewerToken: environment["WARREN_DASHBOARD_READONLY_TOKEN"],
                 users: try usersFile.map { try DashboardUsers(contentsOf: $0) } ?? DashboardUsers())
         } catch let error as DashboardConfigurationError {
-            throw ValidationError(error.message)
+            // One line, no usage text: the environment is wrong, not the command line.
+            FileHandle.standardError.write(Data("warren-dashboard: \(error.message)\n".utf8))
+            throw ExitCode(1)
         }
         let location = try LedgerLocation(store)
         let retention = RetentionPolicy(

@@ -55,6 +55,16 @@ package final class LaunchedProcess {
         throw TestFailure("no 'listening on' line within \(timeout): \(log)")
     }
 
+    /// Waits (at most `timeout`, then stops it) for it to exit by itself; returns its exit status. Its output stays
+    /// readable in ``log``.
+    package func waitForExit(timeout: Duration = .seconds(60)) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// Sends `signal` (SIGTERM unless told) and returns its exit status.
     @discardableResult
     package func stop(signal: Int32 = SIGTERM) async -> Int32 {

@@ -46,14 +46,15 @@ struct LedgerAPITests {
     }
 
     @Test func tokensAreComparedWholeAndGiveTheirRole() throws {
-        let access = try DashboardAccess(operatorToken: "s3cret", viewerToken: "viewer")
-        #expect(access.identity(forToken: "s3cret") == DashboardIdentity(name: "token", role: .operator))
-        #expect(access.identity(forToken: "viewer") == DashboardIdentity(name: "readonly-token", role: .viewer))
-        for wrong in ["s3cre", "s3cret!", "", "S3cret", "viewers"] {
+        let secret = "s3cret-" + String(repeating: "0123456789", count: 3), viewer = "viewer-" + String(repeating: "abcdefghij", count: 3)
+        let access = try DashboardAccess(operatorToken: secret, viewerToken: viewer)
+        #expect(access.identity(forToken: secret) == DashboardIdentity(name: "token", role: .operator))
+        #expect(access.identity(forToken: viewer) == DashboardIdentity(name: "readonly-token", role: .viewer))
+        for wrong in [String(secret.dropLast()), secret + "!", "", secret.uppercased(), viewer + "s"] {
             #expect(access.identity(forToken: wrong) == nil, "\(wrong)")
         }
         #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: nil) }
-        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: "same", viewerToken: "same") }
+        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: secret, viewerToken: secret) }
     }
 }
 
@@ -338,6 +339,30 @@ struct DashboardProcessTests {
     @Test func theDashboardRefusesToServeWithoutAToken() async throws {
         let dashboard = try LaunchedProcess("warren-dashboard", ["--port", "0", "--no-ingest"], environment: ["WARREN_DASHBOARD_TOKEN": ""])
         #expect(await dashboard.stop() != 0)
+        // A token anyone could guess: one line saying so, exit 1.
+        let short = try LaunchedProcess(
+            "warren-dashboard", ["--port", "0", "--no-ingest", "--store", "sqlite:/tmp/unused-\(UUID().uuidString).sqlite"],
+            environment: ["WARREN_DASHBOARD_TOKEN": "demo-0123456789abcdef"])
+        #expect(await short.waitForExit() == 1)
+        let lines = short.log.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.contains("at least 32") == true, "\(short.log)")
+    }
+
+    @Test func theDashboardWarnsWhenServingBeyondThisMachineWithoutSecureCookies() async throws {
+        let sqlite = "/tmp/dashboard-\(UUID().uuidString).sqlite"
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlite + suffix) } }
+        let dashboard = try LaunchedProcess(
+            "warren-dashboard", ["--port", "0", "--host", "0.0.0.0", "--no-ingest", "--store", "sqlite:\(sqlite)"],
+            environment: ["WARREN_DASHBOARD_TOKEN": Self.token])
+        _ = try await dashboard.listeningPort()
+        #expect(dashboard.log.contains("without --secure-cookies"), "\(dashboard.log)")
+        #expect(await dashboard.stop() == 0)
+        // And the CLI, sending the token in clear to another host.
+        let cli = try LaunchedProcess(
+            "warren", ["dlx", "list", "--queue", "q", "--dashboard", "http://dashboard.invalid:8089"], environment: ["WARREN_DASHBOARD_TOKEN": Self.token])
+        _ = await cli.waitForExit()
+        #expect(cli.log.contains("over plain http"), "\(cli.log)")
+        #expect(!cli.log.contains(Self.token), "the token itself is never printed")
     }
 
     @Test func reportAPIAnswers202ThenSeeOtherToTheFileOr500WithTheReason() async throws {
@@ -398,6 +423,43 @@ struct DashboardProcessTests {
         #expect(await httpRequest("POST", port: port, "/reports", body: #"{"month": "2026-13"}"#).status == 400)
         #expect(await httpGet(port: port, "/reports/\(UUID().uuidString.lowercased())").status == 404)
         #expect(await httpGet(port: port, "/reports/..%2F..%2Fetc%2Fpasswd/file").status == 404)
+        // The same hostile table as the dashboard's, on every parameter report-api reads.
+        for value in DashboardHardeningTests.hostile + ["2026-10"] {
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: ["month": value]), as: UTF8.self)
+            let answer = await RawHTTP.request(port: port, "POST", "/reports", body: json)
+            #expect([400, 413].contains(answer.status) || (value == "2026-10" && answer.status == 202), "month \(value.prefix(40)): \(answer.status)")
+        }
+        for body in ["", "[]", "null", String(repeating: "[", count: 5_000), String(repeating: "x", count: 5_000), #"{"month": 202610}"#] {
+            let answer = await RawHTTP.request(port: port, "POST", "/reports", body: body)
+            #expect([400, 413].contains(answer.status), "\(body.prefix(40)): \(answer.status)")
+        }
+        for segment in DashboardHardeningTests.hostile.filter({ !$0.isEmpty }).map(DashboardHardeningTests.encoded) + DashboardHardeningTests.rawEscapes {
+            for target in ["/reports/\(segment)", "/reports/\(segment)/file"] {
+                let answer = await RawHTTP.request(port: port, "GET", target)
+                #expect([400, 404, 414, 431].contains(answer.status), "\(target.prefix(60)): \(answer.status)")
+            }
+        }
+        // A report id that is a path, published straight to the queue (the HTTP handler never made it): dead-lettered
+        // with the reason, and nothing written outside the reports' folder.
+        let outside = directory.deletingLastPathComponent().appendingPathComponent("prices-\(UUID().uuidString)")
+        let relative = "../" + outside.lastPathComponent
+        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        try await channel.publish(
+            Array(#"{"reportID": "\#(relative)", "month": "2026-10"}"#.utf8), routingKey: "reports", mandatory: true,
+            properties: AMQPProperties(contentType: "application/json", messageID: "path-\(UUID().uuidString)", type: "report.requested"))
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        var letters: [DeadLetter] = []
+        #expect(try await eventually {
+            letters = try await transport.deadLetters(of: "reports").filter { $0.messageID?.hasPrefix("path-") == true }
+            return !letters.isEmpty
+        })
+        #expect(letters.first?.reason?.detail.contains("not a report id") == true, "\(String(describing: letters.first?.reason))")
+        #expect(!FileManager.default.fileExists(atPath: outside.path + ".csv"))
+        _ = try? await channel.queuePurge(WarrenTopology(queue: "reports").deadLetterQueue)
+        await transport.close()
+        await connection.close()
         #expect(await api.stop() == 0)
     }
 }
