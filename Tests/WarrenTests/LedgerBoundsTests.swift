@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+import WarrenTestSupport
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+@testable import WarrenLedger
+
+/// What anyone who may publish to `warren.events`, or to a dead-letter queue, can do to a ledger's store: bounded.
+@Suite("The ledger's bounds (SQLite, PostgreSQL)")
+struct LedgerBoundsTests {
+    let now = Int64(1_795_000_000_000)
+
+    func event(_ kind: WarrenEvent.Kind, _ id: String, at: Int64, error: String? = nil) -> WarrenEvent {
+        WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: 1, atMs: at, error: error)
+    }
+
+    @Test func fieldsAreCutAndNULsReplacedWithoutSplittingACharacter() {
+        var cut = false
+        var hostile = event(.deadLetter, "m", at: now, error: String(repeating: "é", count: 10_000) + "\u{0}")
+        hostile.type = String(repeating: "t", count: 300)
+        hostile.headers = Dictionary(uniqueKeysWithValues: (0..<100).map { ("h\($0)", String(repeating: "v", count: 5_000)) })
+        hostile.body = String(repeating: "b", count: 300_000)
+        let bounded = try! #require(LedgerBounds.bounded(hostile, cut: &cut))
+        #expect(cut)
+        #expect(bounded.error?.utf8.count ?? 0 <= LedgerBounds.errorBytes && bounded.error?.hasPrefix("éé") == true)
+        #expect(bounded.error?.unicodeScalars.allSatisfy { $0 == "é" } == true, "cut between characters")
+        #expect(bounded.type?.utf8.count == LedgerBounds.nameBytes)
+        #expect(bounded.headers?.count == LedgerBounds.headerCount && bounded.headers?.values.allSatisfy { $0.utf8.count <= LedgerBounds.headerValueBytes } == true)
+        #expect(bounded.body?.utf8.count == LedgerBounds.bodyBytes && bounded.bodyTruncated == true)
+        var nul = event(.ack, "n", at: now, error: "a\u{0}b")
+        nul.host = "\u{0}"
+        #expect(LedgerBounds.bounded(nul, cut: &cut)?.error == "a\u{FFFD}b")
+        #expect(LedgerBounds.bounded(event(.ack, String(repeating: "i", count: 256), at: now), cut: &cut) == nil, "no AMQP message has this id")
+        #expect(LedgerBounds.bounded(event(.ack, "a\u{0}", at: now), cut: &cut) == nil)
+        var fine = false
+        #expect(LedgerBounds.bounded(event(.ack, "ok", at: now, error: "short"), cut: &fine) == event(.ack, "ok", at: now, error: "short") && !fine)
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aJobPastItsBoundsIsCutWhileTheRestOfItsBatchIsRecorded(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            // One batch: a job flooding its events and dead letters among other jobs' events, a NUL in an error
+            // (PostgreSQL's text cannot hold one) and an id no AMQP message has.
+            var batch: [WarrenEvent] = (0..<1_100).map { event(.started, "flood", at: now + Int64($0)) }
+            batch += (0..<150).map { event(.deadLetter, "flood", at: now + 10_000 + Int64($0), error: "x") }
+            batch.insert(event(.ack, "other-1", at: now), at: 500)
+            batch.append(event(.ack, "other-2", at: now, error: "NUL \u{0} here"))
+            batch.append(event(.ack, String(repeating: "i", count: 300), at: now))
+            try await store.record(batch)
+            #expect(try await store.job(messageID: "other-1")?.state == .succeeded)
+            #expect(try await store.job(messageID: "other-2")?.state == .succeeded)
+            let flood = try #require(try await store.job(messageID: "flood"))
+            #expect(flood.timeline.count <= LedgerBounds.eventsPerJob)
+            #expect(try await store.eventCount() == LedgerBounds.eventsPerJob + 2, "1,000 of the flood, and the two others")
+            // Later batches add nothing more for that job, and a job's dead letters stop at their bound.
+            try await store.record((0..<10).map { event(.deadLetter, "flood", at: now + 20_000 + Int64($0)) })
+            #expect(try await store.eventCount() == LedgerBounds.eventsPerJob + 2)
+            try await store.record((0..<150).map { event(.deadLetter, "letters", at: now + Int64($0), error: "again") })
+            #expect(try await store.deadLetters(messageID: "letters").count == LedgerBounds.deadLettersPerJob)
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func theAuditLogIsPrunedByItsOwnRetention(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            let day: Int64 = 86_400_000
+            for age in [400, 366, 10, 0] as [Int64] {
+                _ = try await store.recordAudit(AuditEntry(
+                    atMs: now - age * day, actor: "ada", role: "operator", action: "replay", target: "message m-\(age)", count: 1,
+                    outcome: "done", requestID: "r-\(age)"))
+            }
+            var policy = RetentionPolicy.keepEverything
+            policy.audit = .seconds(365 * 86_400)
+            let pruned = try await store.prune(policy, nowMs: now)
+            #expect(pruned.auditEntries == 2 && pruned.jobs == 0)
+            #expect(try await store.auditLog(limit: 10, before: nil).map(\.requestID) == ["r-0", "r-10"])
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aDeadLetterWithoutWarrensTimeIsOneRecordWhenTheBrokerRedeliversIt(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            // Dead-lettered by RabbitMQ itself (a TTL): keyed by x-death's time, whenever it is received.
+            let expired = StoredMessage(
+                body: Array("expired".utf8),
+                properties: AMQPProperties(
+                    headers: ["x-death": [["queue": "emails", "reason": "expired", "count": .int64(1), "time": .timestamp(1_795_000_000)]]],
+                    messageID: "ttl-1"))
+            let first = IngestedDeadLetter(message: expired, queue: "emails", receivedAtMs: now)
+            let again = IngestedDeadLetter(message: expired, queue: "emails", receivedAtMs: now + 5_000)
+            #expect(first.event.atMs == 1_795_000_000_000 && first.event.reason == "expired" && !first.keyedByReceipt)
+            try await store.take([first])
+            try await store.take([again])
+            #expect(try await store.deadLetters(messageID: "ttl-1").count == 1)
+            // A foreign producer's message with no time at all: recognised by its content.
+            let foreign = StoredMessage(body: Array("foreign".utf8), properties: AMQPProperties(contentType: "text/plain"))
+            let one = IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now)
+            let two = IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now + 7_000)
+            #expect(one.keyedByReceipt && one.messageID == two.messageID)
+            try await store.take([one])
+            try await store.take([two])
+            #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 1)
+            // Another message with no time and the same id but another body is another dead letter.
+            let other = StoredMessage(body: Array("other".utf8), properties: AMQPProperties(messageID: "shared-id"))
+            let changed = StoredMessage(body: Array("changed".utf8), properties: AMQPProperties(messageID: "shared-id"))
+            try await store.take([IngestedDeadLetter(message: other, queue: "emails", receivedAtMs: now)])
+            try await store.take([IngestedDeadLetter(message: changed, queue: "emails", receivedAtMs: now + 1)])
+            #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: "shared-id")) == 2)
+        }
+    }
+
+    @Test func hostileTimesInACopyNeitherTrapNorKeyIt() throws {
+        for value in [Int64.max, Int64.min, -1, 253_402_300_800_000] {
+            let message = StoredMessage(
+                body: [], properties: AMQPProperties(headers: [WarrenHeader.lastFailureAt: .int64(value)], messageID: "m", timestamp: Date(timeIntervalSince1970: 1.8e19)))
+            let letter = IngestedDeadLetter(message: message, queue: "q", receivedAtMs: now)
+            #expect(letter.event.atMs == now && letter.keyedByReceipt, "\(value)")
+            _ = try message.encodedProperties()
+        }
+        let deaths: AMQPTable = ["x-death": [["time": .timestamp(UInt64.max)], ["time": .timestamp(1_000)], "garbage"]]
+        #expect(IngestedDeadLetter.death(deaths)?.atMs == 1_000_000)
+        #expect(UnixMilliseconds.from(Date(timeIntervalSince1970: .nan)) == nil && UnixMilliseconds.from(Int64.min) == nil)
+    }
+
+    @Test func anEmptyAMQPTypeFallsBackToWarrensHeaderEverywhere() {
+        let properties = AMQPProperties(headers: [WarrenHeader.messageType: "email.welcome"], type: "")
+        #expect(properties.warrenMessageType == "email.welcome")
+        #expect(DeadLetter(body: [], properties: properties).messageType == "email.welcome")
+        #expect(AMQPProperties(type: "").warrenMessageType == nil)
+        #expect(AMQPProperties(headers: [WarrenHeader.messageType: "h"], type: "t").warrenMessageType == "t")
+    }
+}
