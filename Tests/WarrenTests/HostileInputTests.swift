@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import WarrenTestSupport
 import Warren
@@ -16,14 +17,16 @@ struct HostileInputTests {
             recorder.record(email, context)
             if email.email.hasPrefix("fail") { throw Flaky() }
         }
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration])
+        let settlements = Mutex<[SettlementEvent]>([])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration], observer: { event in settlements.withLock { $0.append(event) } })
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
-        func send(_ id: String, body: [UInt8], headers: AMQPTable?, type: String? = WelcomeEmail.messageType) async throws {
+        func send(_ id: String, body: [UInt8], headers: AMQPTable?, type: String? = WelcomeEmail.messageType, timestamp: Date? = nil) async throws {
             try await channel.publish(
                 body, routingKey: queue, mandatory: true,
-                properties: AMQPProperties(contentType: "application/json", headers: headers, messageID: id, type: type))
+                properties: AMQPProperties(contentType: "application/json", headers: headers, messageID: id, timestamp: timestamp, type: type))
         }
         func email(_ address: String) -> [UInt8] { Array(#"{"userId":"h","email":"\#(address)"}"#.utf8) }
 
@@ -47,13 +50,27 @@ struct HostileInputTests {
             properties: AMQPProperties(contentType: "application/json", contentEncoding: "gzip", messageID: "gzip", type: WelcomeEmail.messageType))
         try await send("deep-json", body: Array(String(repeating: "[", count: 100_000).utf8), headers: nil)
         try await send("nul-bytes", body: [UInt8](repeating: 0, count: 1024), headers: nil)
+        // Times no clock gives, in the AMQP timestamp (2^64 - 1 seconds) and in Warren's headers: the queue wait, the
+        // copy's headers and the copy's own timestamp are computed from them, and must not trap.
+        try await send(
+            "absurd-times", body: email("times@example.com"),
+            headers: [WarrenHeader.lastFailureAt: .int64(Int64.min), WarrenHeader.publishedAt: .int64(Int64.max), WarrenHeader.firstEnqueuedAt: .int64(Int64.max)],
+            timestamp: Date(timeIntervalSince1970: 0x1p64))
+        try await send(
+            "absurd-times-failing", body: email("fail-times@example.com"), headers: [WarrenHeader.lastFailureAt: .int64(Int64.max)],
+            timestamp: Date(timeIntervalSince1970: 0x1p64))
+        // An empty AMQP type with Warren's type header: handled as that type, and reported as that type too.
+        try await send("empty-type-with-header", body: email("typed@example.com"), headers: [WarrenHeader.messageType: .string(WelcomeEmail.messageType)], type: "")
 
-        let handled = ["deep@example.com", "death@example.com", "attempt@example.com", "types@example.com"]
+        let handled = ["deep@example.com", "death@example.com", "attempt@example.com", "types@example.com", "times@example.com", "typed@example.com"]
         let settled = try await eventually(timeout: .seconds(30)) {
             let deadLetters = try await worker.deadLetters().count
-            return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 7
+            return handled.allSatisfy { recorder.calls(for: $0).count == 1 } && deadLetters == 8
         }
-        #expect(settled, "four handled, seven dead-lettered")
+        #expect(settled, "six handled, eight dead-lettered")
+        let typed = settlements.withLock { $0.first { $0.messageID == "empty-type-with-header" } }
+        #expect(typed?.messageType == WelcomeEmail.messageType, "reported as the type it was handled as: \(String(describing: typed?.messageType))")
+        #expect(recorder.calls(for: "fail-times@example.com").count == 3, "retried through its copies, then dead-lettered")
         #expect(recorder.calls(for: "attempt@example.com").first?.attempt == 1, "a garbage attempt header counts as the first attempt")
         let reasons = Dictionary(
             try await worker.deadLetters().map { ($0.properties.messageID ?? "?", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "") },
