@@ -134,12 +134,16 @@ public final class PostgresLedgerStore: LedgerStore {
             logger.debug("could not ask PostgreSQL whether the connection is encrypted", metadata: ["error": "\(String(reflecting: error))"])
         }
         try? await connection.close()
-        let loopback = server.host == "localhost" || server.host.hasPrefix("127.") || server.host == "::1"
-        if !encrypted && !loopback {
+        if Self.warnsInClear(encrypted: encrypted, host: server.host) {
             logger.warning(
                 "the connection to PostgreSQL is not encrypted: queries, results and dead letters cross the network in clear (use sslmode=verify-full)",
                 metadata: ["host": "\(server.host)", "sslmode": "\(server.tls.mode.rawValue)"])
         }
+    }
+
+    /// Whether a connection deserves a warning: not encrypted, to a host other than this machine.
+    static func warnsInClear(encrypted: Bool, host: String) -> Bool {
+        !encrypted && !(host == "localhost" || host.hasPrefix("127.") || host == "::1")
     }
 
     /// What went wrong connecting, in words (PSQLError's own description says nothing, to keep queries out of logs).

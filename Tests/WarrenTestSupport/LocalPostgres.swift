@@ -10,12 +10,29 @@ package final class LocalPostgres: Sendable {
     package let directory: String
     private let binaries: String
 
+    /// The root that signed the server's certificate (subjectAltName `IP:127.0.0.1`, `DNS:localhost`), made with
+    /// openssl at start: the server has `ssl=on`.
+    package var rootCertificate: String { "\(directory)/tls/root.crt" }
+    /// A root that signed nothing the server holds.
+    package var otherRootCertificate: String { "\(directory)/tls/other.crt" }
+    /// A role the server refuses unless the connection is encrypted (`hostnossl … reject`).
+    package static let encryptedOnlyRole = "encrypted_only"
+
     /// A URL for a new, empty database of its own.
     package func newDatabaseURL(_ prefix: String = "ledger") async throws -> String {
         let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
         try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
             "-c", "CREATE DATABASE \(name)"])
         return "postgres://warren@127.0.0.1:\(port)/\(name)"
+    }
+
+    /// A URL for a new database owned by ``encryptedOnlyRole``, which the server refuses without TLS; `host` is
+    /// `127.0.0.1` or `localhost`.
+    package func newEncryptedOnlyDatabaseURL(host: String = "127.0.0.1") async throws -> String {
+        let name = "tls_\(UUID().uuidString.prefix(8).lowercased())"
+        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE DATABASE \(name) OWNER \(Self.encryptedOnlyRole)"])
+        return "postgres://\(Self.encryptedOnlyRole)@\(host):\(port)/\(name)"
     }
 
     package static func shared() async throws -> LocalPostgres { try await sharedServer.value }
@@ -41,12 +58,18 @@ package final class LocalPostgres: Sendable {
         if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", directory], asPostgres: false) }
         let port = try freeTCPPort()
         try await run(["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8"])
+        try await makeCertificates(in: "\(directory)/tls")
+        // Connections for the encrypted-only role are refused without TLS; every other rule stays as initdb wrote it.
+        let hba = "\(directory)/data/pg_hba.conf"
+        let rules = (try? String(contentsOfFile: hba, encoding: .utf8)) ?? ""
+        try await run(["/bin/sh", "-c", "printf '%s\\n%s' \"hostnossl all \(encryptedOnlyRole) 127.0.0.1/32 reject\" \"$0\" > \(hba)", rules])
         // The server itself, as a child that keeps running (not `pg_ctl start`, which daemonizes: Foundation never
         // reaps the `runuser` that ran it, and its termination handler never runs).
         let server = Process()
         let command = [
             "\(binaries)/postgres", "-D", "\(directory)/data", "-p", "\(port)", "-k", directory,
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "ssl=on", "-c", "ssl_cert_file=\(directory)/tls/server.crt", "-c", "ssl_key_file=\(directory)/tls/server.key",
         ]
         server.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : command[0])
         server.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + command : Array(command.dropFirst())
@@ -65,6 +88,8 @@ package final class LocalPostgres: Sendable {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
+        try await run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE ROLE \(encryptedOnlyRole) LOGIN CREATEDB"])
         let local = LocalPostgres(port: port, directory: directory, binaries: binaries)
         atexit { LocalPostgres.stopAll() }
         started.withLock { $0.append(local) }
@@ -72,6 +97,23 @@ package final class LocalPostgres: Sendable {
     }
 
     private static let started = Mutex<[LocalPostgres]>([])
+
+    /// A root, a server certificate it signs for 127.0.0.1 and localhost (its key readable by the server only), and
+    /// another root, made with openssl as the server's user.
+    private static func makeCertificates(in folder: String) async throws {
+        try await run(["/bin/mkdir", "-p", folder])
+        let san = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+        for command in [
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout root.key -out root.crt -days 2 -subj /CN=warren-test-root",
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=another-root",
+            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost",
+            "printf '%s\\n' '\(san)' > san.ext",
+            "openssl x509 -req -in server.csr -CA root.crt -CAkey root.key -CAcreateserial -out server.crt -days 2 -extfile san.ext",
+            "chmod 600 server.key",
+        ] {
+            try await run(["/bin/sh", "-c", "cd \(folder) && \(command)"])
+        }
+    }
 
     /// At exit: stop each server, blocking (no task runs any more), and remove its folder.
     private static func stopAll() {
