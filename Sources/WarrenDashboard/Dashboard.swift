@@ -469,7 +469,7 @@ public struct Dashboard: Sendable {
             // Only what is shown is decoded: the length of the rest is known from the text's.
             let padding = body.utf8.suffix(2).filter { $0 == UInt8(ascii: "=") }.count
             let total = max(0, body.utf8.count / 4 * 3 - padding)
-            let shown = Array(Data(base64Encoded: String(decoding: body.utf8.prefix(bodyDisplayLimit / 3 * 4), as: UTF8.self)) ?? Data())
+            let shown = Array((Data(base64Encoded: String(decoding: body.utf8.prefix((bodyDisplayLimit + 2) / 3 * 4), as: UTF8.self)) ?? Data()).prefix(bodyDisplayLimit))
             let cut: HTML = shown.count < total ? "<p class=\"hint\">The first \(shown.count) of \(total) bytes.</p>" : .empty
             return "<p class=\"hint\">Binary, \(total) bytes, as hex:</p><pre class=\"body hex\">\(Format.hexDump(shown))</pre>\(cut)\(truncated)"
         }

@@ -228,7 +228,7 @@ public struct DashboardAccess: Sendable {
     let users: [String: DashboardUsers.User]
     /// Spent on a name that does not exist: as many rounds as the costliest hash of the users file, so that the time a
     /// sign-in takes says nothing of which names exist.
-    private let decoy: PasswordHash
+    let decoy: PasswordHash
     /// Where passwords are checked.
     let checks: PasswordChecks
 

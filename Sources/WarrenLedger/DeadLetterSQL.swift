@@ -60,13 +60,12 @@ enum DeadLetterSQL {
 
     /// Keeps a taken dead letter's message and marks it held, whether its worker's event came first or not, unless it
     /// was settled already (a copy the broker redelivered after the store committed it once and someone replayed it).
-    /// What the record shows (headers, body, error, its failure group) becomes the copy's own: what a replay publishes,
-    /// not what an event said of it.
+    /// The headers and body shown become the copy's own: what a replay publishes, whatever an event said of them; why
+    /// it failed (and so its failure group) stays as first recorded.
     static let holdOnConflict = """
         ON CONFLICT (message_id, at_ms) DO UPDATE SET message_properties = excluded.message_properties,
-            message_body = excluded.message_body, held = 1, type = excluded.type, reason = excluded.reason, error = excluded.error,
-            headers = excluded.headers, body = excluded.body, body_encoding = excluded.body_encoding,
-            body_truncated = excluded.body_truncated, group_id = excluded.group_id, fingerprint = excluded.fingerprint
+            message_body = excluded.message_body, held = 1, headers = excluded.headers, body = excluded.body,
+            body_encoding = excluded.body_encoding, body_truncated = excluded.body_truncated
         WHERE dead_letters.settled IS NULL
         """
 

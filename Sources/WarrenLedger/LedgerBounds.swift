@@ -72,6 +72,11 @@ public enum LedgerBounds {
         bound(&event.traceID, nameBytes)
         bound(&event.correlationID, nameBytes)
         bound(&event.error, errorBytes)
+        // PostgreSQL keeps an attempt in a 32-bit integer: a bigger one would fail the whole batch.
+        if let attempt = event.attempt, attempt < 0 || attempt > Int(Int32.max) {
+            event.attempt = min(max(attempt, 0), Int(Int32.max))
+            cut = true
+        }
         if let headers = event.headers,
             headers.count > headerCount
                 || headers.contains(where: { $0.key.utf8.count > nameBytes || $0.value.utf8.count > headerValueBytes || $0.key.utf8.contains(0) || $0.value.utf8.contains(0) })

@@ -26,6 +26,12 @@ package final class LocalPostgres: Sendable {
         return "postgres://warren@127.0.0.1:\(port)/\(name)"
     }
 
+    /// Runs `sql` with psql in the database of `url` (one of ``newDatabaseURL(_:)``'s), as the server's superuser.
+    package func execute(_ sql: String, in url: String) async throws {
+        let database = String(url.split(separator: "/").last?.split(separator: "?").first ?? "")
+        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", database, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    }
+
     /// A URL for a new database owned by ``encryptedOnlyRole``, which the server refuses without TLS; `host` is
     /// `127.0.0.1` or `localhost`.
     package func newEncryptedOnlyDatabaseURL(host: String = "127.0.0.1") async throws -> String {

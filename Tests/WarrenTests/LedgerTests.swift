@@ -208,23 +208,39 @@ struct LedgerStoreTests {
         }
     }
 
+    /// A PostgreSQL store whose database refuses any event of message id `bad` (a trigger: anything a publisher can send
+    /// is bounded before it reaches the database, so the test makes the database itself refuse). The caller closes it.
+    func refusingStore() async throws -> PostgresLedgerStore {
+        let postgres = try await LocalPostgres.shared()
+        let url = try await postgres.newDatabaseURL()
+        let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
+        try await store.migrate()
+        try await postgres.execute(
+            """
+            CREATE FUNCTION refuse_bad() RETURNS trigger AS $$ BEGIN
+                IF NEW.message_id = 'bad' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();
+            """, in: url)
+        return store
+    }
+
     @Test func aBatchThatFailsLeavesNothingBehind() async throws {
-        try await withStore(.postgres) { store in
-            try await store.migrate()
-            var bad = event(.ack, "bad", attempt: 1, at: 2)
-            bad.error = "a NUL byte PostgreSQL refuses in text: \u{0}"
+        let store = try await refusingStore()
+        do {
+            let bad = event(.ack, "bad", attempt: 1, at: 2)
             await #expect(throws: (any Error).self) { try await store.record([event(.started, "good", attempt: 1, at: 1), bad]) }
             #expect(try await store.eventCount() == 0, "one transaction: the good event went too")
             #expect(try await store.job(messageID: "good") == nil)
         }
+        try await store.close()
     }
 
     @Test func aBadBatchInAGroupCommitFailsAloneAndTheOthersAreKept() async throws {
-        try await withStore(.postgres) { store in
-            try await store.migrate()
+        let store = try await refusingStore()
+        do {
             let commits = GroupCommit(store: store, queue: "warren.ledger")
-            var bad = event(.ack, "bad", attempt: 1, at: 2)
-            bad.error = "\u{0}"
+            let bad = event(.ack, "bad", attempt: 1, at: 2)
             // Handed over together: the first write takes whatever is waiting, the rest go in the next group.
             let batches = ["good-1", "bad", "good-2", "good-3"].map { id in (id, id == "bad" ? bad : event(.ack, id, attempt: 1, at: 3)) }
             let results = await withTaskGroup(of: (String, Bool).self) { group in
@@ -243,6 +259,7 @@ struct LedgerStoreTests {
             #expect(results == ["good-1": true, "bad": false, "good-2": true, "good-3": true])
             #expect(try await store.eventCount() == 3)
         }
+        try await store.close()
     }
 
     @Test(arguments: StoreKind.allCases)
