@@ -32,15 +32,21 @@ struct ClientAddresses: Sendable {
         return Self.key(peer)
     }
 
-    /// `text` as `inet_ntop` writes it (so `::ffff:10.0.0.1` and `0:0::1` compare as addresses), `nil` when it is not an
-    /// address.
+    /// `text` as `inet_ntop` writes it (so `0:0::1` and `::1` compare equal; an IPv4-mapped `::ffff:10.0.0.1` is
+    /// `10.0.0.1`), `nil` when it is not an address.
     static func canonical(_ text: String) -> String? {
         guard text.utf8.count <= 64 else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { format(AF_INET, $0.baseAddress!, length: INET_ADDRSTRLEN) } }
         var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { format(AF_INET6, $0.baseAddress!, length: INET6_ADDRSTRLEN) } }
-        return nil
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
+        return withUnsafeBytes(of: &v6) { bytes in
+            // An IPv4 client of a dual-stack socket (::ffff:a.b.c.d) is that IPv4 address, not a /64 shared by all.
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                return bytes[12..<16].map { String($0) }.joined(separator: ".")
+            }
+            return format(AF_INET6, bytes.baseAddress!, length: INET6_ADDRSTRLEN)
+        }
     }
 
     /// An IPv4 address as it is; an IPv6 address as its /64.

@@ -180,9 +180,10 @@ extension Dashboard {
 }
 
 extension DeadLetterFilter {
-    /// What is too long in the filter for any dead letter to match (a message id of more than 1,024 bytes, a group id
-    /// of more than 64, a queue name of more than 255, AMQP's bound); `nil` when nothing is.
+    /// What no dead letter can match in the filter (a message id of more than 1,024 bytes, a group id of more than 64, a
+    /// queue name of more than 255, AMQP's bound; a NUL character, which no store can search for); `nil` when nothing.
     var sizeProblem: String? {
+        if [messageID, groupID, queue].contains(where: { $0?.utf8.contains(0) == true }) { return "A filter's text must not contain NUL characters." }
         if let messageID, messageID.utf8.count > 1_024 { return "message_id is longer than any message id (1,024 bytes)." }
         if let groupID, groupID.utf8.count > 64 { return "group_id is longer than any failure group's id (64 bytes)." }
         if let queue, queue.utf8.count > 255 { return "queue is longer than any queue name (255 bytes)." }

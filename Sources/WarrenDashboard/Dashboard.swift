@@ -50,8 +50,18 @@ public struct Dashboard: Sendable {
         store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
         runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
     ) throws {
+        try self.init(
+            store: store, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: watchedQueues,
+            secureCookies: secureCookies, trustedProxies: trustedProxies, guessPolicy: GuessThrottle.Policy())
+    }
+
+    init(
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = [],
+        guessPolicy: GuessThrottle.Policy
+    ) throws {
         self.clients = try ClientAddresses(trustedProxies: trustedProxies)
-        self.guesses = GuessThrottle()
+        self.guesses = GuessThrottle(guessPolicy)
         self.refusals = RefusalLimiter()
         self.store = store
         self.runner = runner
@@ -65,6 +75,7 @@ public struct Dashboard: Sendable {
 
     /// Adds the pages, the sign-in form and the API (under `api/`) to `router`.
     public func addRoutes(to router: Router<DashboardRequestContext>) {
+        router.add(middleware: RefuseNULMiddleware())
         router.get("assets/dashboard.css") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/css; charset=utf-8", .cacheControl: "max-age=3600"],
@@ -603,8 +614,11 @@ public struct Dashboard: Sendable {
         _ action: DeadLetterAction, target: String, count: Int, outcome: String, requestID: String, by identity: DashboardIdentity?,
         logger: Logger
     ) async throws {
-        let target = target.utf8.count <= Self.auditTargetLimit
-            ? target : String(decoding: target.utf8.prefix(Self.auditTargetLimit - 3), as: UTF8.self) + "…"
+        // What a request asked for, NULs shown as U+FFFD (PostgreSQL's text cannot hold one), cut to its bound.
+        var target = target.utf8.contains(0) ? target.replacingOccurrences(of: "\0", with: "\u{FFFD}") : target
+        if target.utf8.count > Self.auditTargetLimit {
+            target = String(decoding: target.utf8.prefix(Self.auditTargetLimit - 3), as: UTF8.self) + "…"
+        }
         _ = try await store.recordAudit(AuditEntry(
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "", role: identity?.role.rawValue ?? "",
             action: action.rawValue, target: target, count: count, outcome: outcome, requestID: requestID))

@@ -90,19 +90,20 @@ struct DashboardAccessMiddleware: RouterMiddleware {
         var context = context
         if let header = request.headers[.authorization] {
             let client = clients.client(of: request, context)
-            if let wait = await guesses.waiting(client: client) {
+            let token = header.hasPrefix("Bearer ") ? String(header.dropFirst("Bearer ".count)) : ""
+            switch await guesses.checkToken(token, client: client, access: access) {
+            case .wait(let wait):
                 let seconds = max(1, wait.components.seconds + 1)
                 return try JSONResponse.error(
                     .tooManyRequests, "too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s",
                     headers: [.retryAfter: "\(seconds)"])
-            }
-            guard header.hasPrefix("Bearer "), let identity = access.identity(forToken: String(header.dropFirst("Bearer ".count))) else {
-                await guesses.failed(client: client)
+            case .refused:
                 context.logger.notice("dashboard token refused", metadata: ["client": "\(client)"])
                 return try refuse(request)
+            case .accepted(let identity):
+                context.identity = identity
+                return try await next(request, context)
             }
-            context.identity = identity
-            return try await next(request, context)
         }
         if let id = request.cookies[DashboardSessions.cookieName]?.value, let session = await sessions.session(id: id) {
             context.identity = session.identity
@@ -126,5 +127,25 @@ extension ClientAddresses {
     /// The throttling key of `request`: its peer, or the client a trusted proxy forwarded it for.
     func client(of request: Request, _ context: DashboardRequestContext) -> String {
         client(peer: context.peerAddress, forwardedFor: request.headers[values: HTTPField.Name("X-Forwarded-For")!])
+    }
+}
+
+/// 400 for a request whose path or query holds a NUL character, raw or percent-encoded: no id, name or search term
+/// has one, and PostgreSQL cannot even be asked about one.
+struct RefuseNULMiddleware: RouterMiddleware {
+    typealias Context = DashboardRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let target = request.uri.description.utf8
+        let encoded = target.indices.contains { index in
+            target[index] == UInt8(ascii: "%") && target[index...].dropFirst().prefix(2).elementsEqual("00".utf8)
+        }
+        if encoded || target.contains(0) {
+            if request.uri.path.hasPrefix("/api/") {
+                return try JSONResponse.error(.badRequest, "bad_request", "the address must not contain NUL characters (%00)")
+            }
+            return Dashboard.problem(.badRequest, "The address must not contain NUL characters (%00).", link: "/jobs")
+        }
+        return try await next(request, context)
     }
 }

@@ -68,27 +68,28 @@ actor GuessThrottle {
         if let name { takeBack(&byName, name) }
     }
 
-    /// How long `client` must wait before its next attempt is checked; `nil` when it need not. For attempts that
-    /// cost nothing to check (a bearer token), with ``failed(client:)`` after a wrong one.
-    func waiting(client: String) -> Duration? {
-        delay(after: current(byClient[client], now: clock.now), now: clock.now)
-    }
-
-    /// Counts a failed attempt of `client` that ``waiting(client:)`` let through.
-    func failed(client: String) {
+    /// Checks a bearer token for `client` in one step, so that concurrent wrong tokens cannot all pass a check of the
+    /// count before any is counted: `.wait` while the client must wait (the token is not looked at), otherwise the
+    /// identity the token stands for, or `.refused` (and the failure counted).
+    func checkToken(_ token: String, client: String, access: DashboardAccess) -> TokenCheck {
         let now = clock.now
+        if let wait = delay(after: current(byClient[client], now: now), now: now) { return .wait(wait) }
+        if let identity = access.identity(forToken: token) { return .accepted(identity) }
         if byClient.count >= policy.maximumEntries { byClient = forgetOldest(byClient) }
         byClient[client] = Failures(count: (current(byClient[client], now: now)?.count ?? 0) + 1, last: now)
+        return .refused
     }
 
-    /// Takes back the attempt ``reserve(client:name:)`` counted: the client has proven itself (its failures are
-    /// forgotten); the name keeps the failures others made.
+    enum TokenCheck: Equatable {
+        case accepted(DashboardIdentity)
+        case refused
+        case wait(Duration)
+    }
+
+    /// Takes back the attempt ``reserve(client:name:)`` counted, once it succeeded. The client's other failures stay:
+    /// signing in as oneself must not buy fresh guesses at someone else's password.
     func succeeded(client: String, name: String? = nil) {
-        byClient[client] = nil
-        if let name, var failures = byName[name] {
-            failures.count -= 1
-            byName[name] = failures.count > 0 ? failures : nil
-        }
+        release(client: client, name: name)
     }
 
     /// `failures` unless they are older than the window.

@@ -94,7 +94,9 @@ public final class DeadLetterIntake: Service, Sendable {
         let now = ContinuousClock.now
         let candidates = notDeclared.withLock { notDeclared in
             notDeclared = notDeclared.filter { now - $0.value < Self.recheckAfter }
-            return names.filter { notDeclared[$0] == nil }
+            if notDeclared.count > 10_000 { notDeclared = [:] }
+            // A bounded number per discovery: a publisher naming a million queues must not keep this loop busy.
+            return names.filter { notDeclared[$0] == nil }.sorted().prefix(Self.checksPerDiscovery)
         }
         guard !candidates.isEmpty, (try? await transport.start()) != nil, let connection = transport.connection else { return [] }
         var declared: Set<String> = []
@@ -112,6 +114,9 @@ public final class DeadLetterIntake: Service, Sendable {
         }
         return declared
     }
+
+    /// Queues asked about per discovery, at most.
+    static let checksPerDiscovery = 50
 
     /// How long a discovered queue found without Warren's manifest is left alone.
     static let recheckAfter = Duration.seconds(300)

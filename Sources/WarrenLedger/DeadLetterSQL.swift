@@ -69,11 +69,11 @@ enum DeadLetterSQL {
         WHERE dead_letters.settled IS NULL
         """
 
-    /// Whether the store has taken a dead letter with this message id and body already (held, or replayed since): how a
+    /// Whether the store holds a dead letter with this message id and body already (not replayed nor purged): how a
     /// copy that carries no time of its failure (``IngestedDeadLetter/keyedByReceipt``) is recognised when the broker
     /// redelivers it after its commit.
     static func heldAlready(placeholder: (Int) -> String) -> String {
-        "SELECT 1 FROM dead_letters WHERE message_id = \(placeholder(1)) AND message_body = \(placeholder(2)) LIMIT 1"
+        "SELECT 1 FROM dead_letters WHERE message_id = \(placeholder(1)) AND message_body = \(placeholder(2)) AND held = 1 LIMIT 1"
     }
 
     /// Settles `count` held dead letters at once (`RETURNING` says which were still held); a purge forgets the messages.

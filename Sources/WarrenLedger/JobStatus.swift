@@ -255,7 +255,7 @@ public struct LedgerCursor: Sendable, Equatable {
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard token.count <= 2_048, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8),
-            let colon = text.firstIndex(of: ":"), let time = Int64(text[..<colon])
+            let colon = text.firstIndex(of: ":"), let time = Int64(text[..<colon]), !text.utf8.contains(0)
         else { return nil }
         self.init(atMs: time, messageID: String(text[text.index(after: colon)...]))
     }

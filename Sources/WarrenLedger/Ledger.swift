@@ -10,11 +10,20 @@ struct EventBatch: WarrenMessage {
     var events: [WarrenEvent]
 
     init(from decoder: any Decoder) throws {
-        events = try [WarrenEvent](from: decoder)
-        guard events.count <= LedgerBounds.eventsPerBatch else {
+        // Counted before any event is built: an 8 MiB batch of tiny events would otherwise become 100,000 of them.
+        var container = try decoder.unkeyedContainer()
+        if let count = container.count, count > LedgerBounds.eventsPerBatch {
             throw DecodingError.dataCorrupted(.init(
-                codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events; this one \(events.count)"))
+                codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events; this one \(count)"))
         }
+        var events: [WarrenEvent] = []
+        while !container.isAtEnd {
+            guard events.count < LedgerBounds.eventsPerBatch else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events"))
+            }
+            events.append(try container.decode(WarrenEvent.self))
+        }
+        self.events = events
         if let other = events.first(where: { $0.schema != 1 }) {
             throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
         }

@@ -91,16 +91,16 @@ public enum LedgerBounds {
                 uniquingKeysWith: { first, _ in first })
             cut = true
         }
-        if let body = event.body, body.utf8.count > bodyBytes || body.utf8.contains(0) {
+        bound(&event.bodyEncoding, 16)
+        if let body = event.body {
+            bound(&event.body, bodyBytes)
             // Base64 is cut at a whole group of four, so that what is kept still decodes.
-            if event.bodyEncoding == "base64" {
-                event.body = String(body.prefix(bodyBytes / 4 * 4))
-            } else {
-                event.body = body
-                bound(&event.body, bodyBytes)
+            if event.bodyEncoding == "base64", var kept = event.body, kept.utf8.count % 4 != 0 {
+                while kept.utf8.count % 4 != 0, !kept.isEmpty { kept.removeLast() }
+                event.body = kept
+                cut = true
             }
-            event.bodyTruncated = event.body?.utf8.count != body.utf8.count ? true : event.bodyTruncated
-            cut = true
+            if event.body?.utf8.count != body.utf8.count { event.bodyTruncated = true }
         }
         return event
     }
@@ -170,6 +170,18 @@ struct LedgerBoundsReport: Sendable {
         }
         report([.fieldCut: cut, .badMessageID: tooLong])
         return kept
+    }
+
+    /// A dead letter taken off its queue with its displayed fields bounded. It is a real message, acked only once
+    /// stored, so it is never skipped: a message id no store can key (a NUL in it) is recorded with U+FFFD in its place
+    /// (the message itself keeps its own, for a replay).
+    func bounded(_ letter: IngestedDeadLetter) -> IngestedDeadLetter {
+        var letter = letter
+        if let id = letter.event.messageID, id.utf8.contains(0) || id.utf8.count > LedgerBounds.nameBytes {
+            letter.event.messageID = LedgerBounds.prefix(id.replacingOccurrences(of: "\0", with: "\u{FFFD}"), LedgerBounds.nameBytes)
+        }
+        letter.event = bounded([letter.event]).first ?? letter.event
+        return letter
     }
 
     func report(_ counts: [LedgerBounds.Effect: Int]) {

@@ -209,11 +209,7 @@ public final class SQLiteLedgerStore: LedgerStore {
 
     public func take(_ letters: [IngestedDeadLetter]) async throws {
         guard !letters.isEmpty else { return }
-        let letters = letters.filter { !$0.messageID.isEmpty }.map { letter in
-            var letter = letter
-            letter.event = bounds.bounded([letter.event]).first ?? letter.event
-            return letter
-        }
+        let letters = letters.filter { !$0.messageID.isEmpty }.map(bounds.bounded(_:))
         try await writes.withLock { try await transaction {
             var letters = letters
             if letters.contains(where: \.keyedByReceipt) {

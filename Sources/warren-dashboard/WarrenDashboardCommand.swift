@@ -81,9 +81,17 @@ struct Serve: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let access: DashboardAccess
         do {
+            let users = try usersFile.map { try DashboardUsers(contentsOf: $0) } ?? DashboardUsers()
+            let rounds = Set(users.users.compactMap { PasswordHash(encoded: $0.passwordHash)?.rounds })
+            if rounds.count > 1 {
+                // An unknown name costs the most rounds; a user whose hash has fewer answers faster, which tells it exists.
+                logger.warning(
+                    "the users file's hashes use different round counts: a sign-in's time tells which names exist; hash them again with one count",
+                    metadata: ["rounds": "\(rounds.sorted())"])
+            }
             access = try DashboardAccess(
                 operatorToken: environment["WARREN_DASHBOARD_TOKEN"], viewerToken: environment["WARREN_DASHBOARD_READONLY_TOKEN"],
-                users: try usersFile.map { try DashboardUsers(contentsOf: $0) } ?? DashboardUsers())
+                users: users)
         } catch let error as DashboardConfigurationError {
             // One line, no usage text: the environment is wrong, not the command line.
             FileHandle.standardError.write(Data("warren-dashboard: \(error.message)\n".utf8))

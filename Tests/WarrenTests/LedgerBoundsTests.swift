@@ -32,6 +32,12 @@ struct LedgerBoundsTests {
         #expect(LedgerBounds.bounded(nul, cut: &cut)?.error == "a\u{FFFD}b")
         #expect(LedgerBounds.bounded(event(.ack, String(repeating: "i", count: 256), at: now), cut: &cut) == nil, "no AMQP message has this id")
         #expect(LedgerBounds.bounded(event(.ack, "a\u{0}", at: now), cut: &cut) == nil)
+        var base64 = event(.deadLetter, "b", at: now)
+        base64.bodyEncoding = "base64\u{0}" + String(repeating: "x", count: 100)
+        base64.body = String(repeating: "e\u{301}", count: 200_000) + "\u{0}"  // one character, three bytes each
+        let cleaned = try! #require(LedgerBounds.bounded(base64, cut: &cut))
+        #expect(cleaned.bodyEncoding?.utf8.count ?? 0 <= 16 && cleaned.bodyEncoding?.utf8.contains(0) == false)
+        #expect(cleaned.body?.utf8.count ?? 0 <= LedgerBounds.bodyBytes && cleaned.body?.utf8.contains(0) == false && cleaned.bodyTruncated == true)
         var fine = false
         #expect(LedgerBounds.bounded(event(.ack, "ok", at: now, error: "short"), cut: &fine) == event(.ack, "ok", at: now, error: "short") && !fine)
     }
@@ -58,6 +64,33 @@ struct LedgerBoundsTests {
             #expect(try await store.eventCount() == LedgerBounds.eventsPerJob + 2)
             try await store.record((0..<150).map { event(.deadLetter, "letters", at: now + Int64($0), error: "again") })
             #expect(try await store.deadLetters(messageID: "letters").count == LedgerBounds.deadLettersPerJob)
+        }
+    }
+
+    @Test func aBatchOfMoreThanAThousandEventsIsRefusedBeforeItsEventsAreBuilt() throws {
+        func batch(_ count: Int) -> Data {
+            Data(("[" + Array(repeating: #"{"schema":1,"event":"ack","message_id":"m","queue":"q","at_ms":1}"#, count: count).joined(separator: ",") + "]").utf8)
+        }
+        #expect(try JSONDecoder().decode(EventBatch.self, from: batch(1_000)).events.count == 1_000)
+        #expect {
+            try JSONDecoder().decode(EventBatch.self, from: batch(1_001))
+        } throws: { "\($0)".contains("at most 1000 events") }
+    }
+
+    @Test(arguments: StoreKind.allCases)
+    func aDeadLetterWhoseIdNoStoreCanKeyIsHeldAllTheSame(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            let message = StoredMessage(body: Array("x".utf8), properties: AMQPProperties(messageID: "nul\u{0}id"))
+            try await store.take([IngestedDeadLetter(message: message, queue: "emails", receivedAtMs: now)])
+            let held = try await store.heldDeadLetters(matching: DeadLetterFilter(), after: nil, limit: 10)
+            #expect(held.map(\.messageID) == ["nul\u{FFFD}id"] && held.first?.message.properties.messageID == "nul\u{0}id", "the message keeps its own id")
+            // A base64 body with a NUL, from an event: recorded (PostgreSQL refused the whole batch before).
+            var letter = event(.deadLetter, "b64", at: now, error: "x")
+            letter.bodyEncoding = "base64"
+            letter.body = "AAAA\u{0}"
+            try await store.record([letter, event(.ack, "neighbour", at: now)])
+            #expect(try await store.job(messageID: "neighbour")?.state == .succeeded)
         }
     }
 
@@ -102,6 +135,18 @@ struct LedgerBoundsTests {
             #expect(one.keyedByReceipt && one.messageID == two.messageID)
             try await store.take([one])
             try await store.take([two])
+            #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 1)
+            // Once replayed, the same content arriving again is a new dead letter, held again.
+            let operation = DeadLetterOperation(
+                id: "op-foreign", action: .replay, filter: DeadLetterFilter(messageID: one.messageID), actor: "ada", role: "operator",
+                createdAtMs: now, total: 1)
+            try await store.createOperation(operation)
+            let toSettle = try await store.heldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID), after: nil, limit: 10)
+            _ = try await store.settle(
+                toSettle, events: toSettle.map { WarrenEvent(event: .replayed, messageID: $0.messageID, type: nil, queue: "emails", atMs: now + 1) },
+                for: operation, nowMs: now + 1)
+            #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 0)
+            try await store.take([IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now + 60_000)])
             #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 1)
             // Another message with no time and the same id but another body is another dead letter.
             let other = StoredMessage(body: Array("other".utf8), properties: AMQPProperties(messageID: "shared-id"))

@@ -350,6 +350,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             available = try await channel.queueStatus(name).messageCount
         } catch let error as AMQPError where error.replyCode == 404 {
             throw WarrenError(.invalidConfiguration, "there is no queue '\(name)': no worker has declared '\(queue)' on this broker")
+        } catch {
+            try? await channel.close()
+            throw error
         }
         var letters: [DeadLetter] = []
         do {
