@@ -35,6 +35,18 @@ struct InMemoryWorkerTests {
         await harness.stop()
     }
 
+    @Test func aFailureReadsTheSameInItsEventAndItsDeadLetter() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))])
+        let rejected = try await harness.send(WelcomeEmail(userId: "r", email: "x@bounce.example"), to: "emails", messageID: "rejected")
+        _ = try await harness.send(WelcomeEmail(userId: "b", email: "x@broken.example"), to: "emails", messageID: "broken")
+        let exhausted = try await harness.advance(by: .seconds(1))
+        let letters = Dictionary(uniqueKeysWithValues: harness.deadLetters(of: "emails").map { ($0.messageID ?? "", $0) })
+        #expect(rejected.error == "Reject: mailbox does not exist" && letters["rejected"]?.reason?.detail == rejected.error)
+        #expect(letters["broken"]?.reason?.kind == .retriesExhausted && letters["broken"]?.reason?.detail == exhausted.error, "\(String(describing: exhausted.error))")
+        #expect(letters["broken"]?.attempts == 2)
+        await harness.stop()
+    }
+
     @Test func retriesWaitOnTheClockAndCarryTheAttempt() async throws {
         let harness = try await WarrenTestHarness(registrations: [emails()])
         let first = try await harness.send(WelcomeEmail(userId: "2", email: "a@flaky.example"), to: "emails")

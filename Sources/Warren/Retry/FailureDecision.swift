@@ -31,30 +31,29 @@ enum FailureDecision: Sendable, Equatable {
     static func decide(
         failure: HandlingFailure, attempt: Int, policy: RetryPolicy, jitterSample: Double = 0.5
     ) -> FailureDecision {
+        // One text per failure: the dead letter's detail is what the log line and the worker's events say
+        // (``HandlingFailure/summary``); the reason's kind and the attempts are apart from it.
+        let text = failure.summary
         switch failure {
-        case .undecodable(let detail):
-            return .deadLetter(DeadLetterReason(kind: .undecodable, detail: detail))
-        case .unknownType(let type):
-            return .deadLetter(DeadLetterReason(kind: .unknownType, detail: type.map { "no handler for type '\($0)'" } ?? "the message has no type"))
-        case .unsupportedContentType(let contentType):
-            return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: "no codec for content type '\(contentType)'"))
-        case .unsupportedContentEncoding(let encoding):
-            return .deadLetter(DeadLetterReason(
-                kind: .unsupportedContentEncoding, detail: "content encoding '\(encoding)' is not supported (only none or identity)"))
-        case .tooLarge(let bytes, let limit):
-            return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: "body of \(bytes) bytes exceeds the limit of \(limit)"))
-        case .redeliveryLimit(let returns, let limit):
-            return .deadLetter(DeadLetterReason(
-                kind: .redeliveryLimit,
-                detail: "delivered again \(returns) times without being settled (limit \(limit)): its handler may crash the process"))
+        case .undecodable:
+            return .deadLetter(DeadLetterReason(kind: .undecodable, detail: text))
+        case .unknownType:
+            return .deadLetter(DeadLetterReason(kind: .unknownType, detail: text))
+        case .unsupportedContentType:
+            return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: text))
+        case .unsupportedContentEncoding:
+            return .deadLetter(DeadLetterReason(kind: .unsupportedContentEncoding, detail: text))
+        case .tooLarge:
+            return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: text))
+        case .redeliveryLimit:
+            return .deadLetter(DeadLetterReason(kind: .redeliveryLimit, detail: text))
         case .handlerError(let error) where error is Reject:
-            return .deadLetter(DeadLetterReason(kind: .rejected, detail: String(describing: error)))
+            return .deadLetter(DeadLetterReason(kind: .rejected, detail: text))
         case .handlerError(let error) where policy.isPermanent(error):
-            return .deadLetter(DeadLetterReason(kind: .permanentError, detail: String(describing: error)))
+            return .deadLetter(DeadLetterReason(kind: .permanentError, detail: text))
         case .handlerError, .timedOut:
             guard attempt < policy.maxAttempts else {
-                return .deadLetter(DeadLetterReason(
-                    kind: .retriesExhausted, detail: "failed \(attempt) of \(policy.maxAttempts) attempts: \(failure.summary)"))
+                return .deadLetter(DeadLetterReason(kind: .retriesExhausted, detail: text))
             }
             var delay = policy.delay(afterAttempt: attempt, jitterSample: jitterSample)
             if case .handlerError(let error as RetryAfter) = failure { delay = error.delay }
@@ -102,17 +101,20 @@ public struct DeadLetterReason: Sendable, Equatable {
 }
 
 extension HandlingFailure {
-    /// One line for logs and headers.
+    /// The failure's one text: the log line's `error`, the worker's events' `error`, and the dead letter's
+    /// `x-warren-error` (``DeadLetterReason/detail``) all say this, so the ledger's timeline, a failure group and a dead
+    /// letter read the same. A handler's error as `<Type>: <description>` (`Reject: 550 no such mailbox`).
     var summary: String {
         switch self {
         case .handlerError(let error): return "\(type(of: error)): \(error)"
         case .timedOut(let limit): return "timed out after \(limit)"
         case .undecodable(let detail): return "undecodable: \(detail)"
-        case .unknownType(let type): return "unknown type \(type ?? "(none)")"
-        case .unsupportedContentType(let type): return "unsupported content type \(type)"
-        case .unsupportedContentEncoding(let encoding): return "unsupported content encoding \(encoding)"
-        case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes over the limit of \(limit)"
-        case .redeliveryLimit(let returns, let limit): return "returned unsettled \(returns) times, over the limit of \(limit)"
+        case .unknownType(let type): return type.map { "no handler for type '\($0)'" } ?? "the message has no type"
+        case .unsupportedContentType(let type): return "no codec for content type '\(type)'"
+        case .unsupportedContentEncoding(let encoding): return "content encoding '\(encoding)' is not supported (only none or identity)"
+        case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes exceeds the limit of \(limit)"
+        case .redeliveryLimit(let returns, let limit):
+            return "delivered again \(returns) times without being settled (limit \(limit)): its handler may crash the process"
         }
     }
 
