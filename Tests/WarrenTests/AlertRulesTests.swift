@@ -41,6 +41,23 @@ struct AlertRulesTests {
         #expect(unit.status == 0 && unit.output.contains("SUCCESS"), "\(unit.output)")
     }
 
+    /// A name copied from the docs into an alert or a dashboard must exist: every `warren_…` the README and docs/ write
+    /// is a metric of `WarrenMetrics.all` (or a histogram's series), or one of the few names that are not metrics.
+    @Test func everyMetricNameInTheDocsIsOneWarrenEmits() throws {
+        let notMetrics: Set<String> = ["warren_session", "warren_sign_in"]  // the dashboard's cookies
+        let known = Set(WarrenMetrics.all.flatMap { metric in
+            metric.kind == .histogram ? [metric.name, metric.name + "_bucket", metric.name + "_count", metric.name + "_sum"] : [metric.name]
+        }).union(notMetrics)
+        let documents = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("docs").path)
+            .filter { $0.hasSuffix(".md") }.map { "docs/\($0)" } + ["README.md"]
+        #expect(documents.count > 10)
+        for document in documents {
+            let text = try String(contentsOf: Self.root.appendingPathComponent(document), encoding: .utf8)
+            let unknown = Set(text.matches(of: /warren_[a-z_]+/).map { String($0.output) }).subtracting(known)
+            #expect(unknown.isEmpty, "\(document) names metrics Warren does not emit: \(unknown.sorted())")
+        }
+    }
+
     @Test func everyMetricTheRulesNameIsOneWarrenEmits() throws {
         let rules = try String(contentsOf: Self.root.appendingPathComponent("docs/alerts.yaml"), encoding: .utf8)
         let named = Set(rules.matches(of: /warren_[a-z_]+/).map { String($0.output) })
