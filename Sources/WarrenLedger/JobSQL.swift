@@ -1,3 +1,5 @@
+import Warren
+
 /// The SQL both stores share for searching and pruning jobs; each store says how it writes a placeholder (`?` for
 /// SQLite, `$1` for PostgreSQL) and binds the values.
 enum JobSQL {
@@ -76,6 +78,46 @@ enum JobSQL {
     static func auditLog(before: Int64?, placeholder: (Int) -> String) -> String {
         "SELECT id, at_ms, actor, role, action, target, count, outcome, request_id FROM audit_log"
             + (before == nil ? "" : " WHERE id < \(placeholder(1))") + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
+    }
+
+    /// An event recorded again (a batch redelivered; a dead letter's event from the intake's copy, then from its
+    /// worker) fills in the timing the first one lacked — the queue wait, duration, start and host of a dead-lettered
+    /// attempt, which only its worker knows — and changes nothing it had.
+    static func eventRecordedAgain(conflictTarget: String) -> String {
+        """
+        ON CONFLICT \(conflictTarget) DO UPDATE SET queue_wait_ms = COALESCE(events.queue_wait_ms, excluded.queue_wait_ms),
+            duration_ms = COALESCE(events.duration_ms, excluded.duration_ms), started_at_ms = COALESCE(events.started_at_ms, excluded.started_at_ms),
+            host = COALESCE(events.host, excluded.host), trace_id = COALESCE(events.trace_id, excluded.trace_id)
+        """
+    }
+
+    /// `events` with one event per key of the `events_once` index (message id, time, kind, attempt): a later duplicate
+    /// only fills in what the first lacked (PostgreSQL cannot update one row twice in a statement).
+    static func distinctEvents(_ events: ArraySlice<WarrenEvent>) -> [WarrenEvent] {
+        var index: [EventKey: Int] = [:]
+        var result: [WarrenEvent] = []
+        result.reserveCapacity(events.count)
+        for event in events {
+            let key = EventKey(id: event.messageID, at: event.atMs, kind: event.event.rawValue, attempt: event.attempt ?? 0)
+            if let first = index[key] {
+                result[first].queueWaitMs = result[first].queueWaitMs ?? event.queueWaitMs
+                result[first].durationMs = result[first].durationMs ?? event.durationMs
+                result[first].startedAtMs = result[first].startedAtMs ?? event.startedAtMs
+                result[first].host = result[first].host ?? event.host
+                result[first].traceID = result[first].traceID ?? event.traceID
+            } else {
+                index[key] = result.count
+                result.append(event)
+            }
+        }
+        return result
+    }
+
+    private struct EventKey: Hashable {
+        var id: String?
+        var at: Int64
+        var kind: String
+        var attempt: Int
     }
 
     /// How many rows of `table` each of `count` message ids has (SQLite: a list of placeholders).

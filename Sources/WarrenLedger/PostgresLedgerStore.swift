@@ -224,7 +224,7 @@ public final class PostgresLedgerStore: LedgerStore {
             bounds.report(skipped)
             guard !kept.isEmpty else { continue }
             let chunk = kept[...]
-            try await connection.query(try Self.insertEvents(chunk), logger: logger)
+            try await connection.query(try Self.insertEvents(JobSQL.distinctEvents(chunk)[...]), logger: logger)
             try await connection.query(try Self.upsertJobs(JobUpdate.fold(chunk)), logger: logger)
             let letters = chunk.filter { $0.event == .deadLetter }
             if withDeadLetterRecords, !letters.isEmpty { try await connection.query(try Self.insertDeadLetters(letters), logger: logger) }
@@ -407,7 +407,7 @@ public final class PostgresLedgerStore: LedgerStore {
             unsafeSQL: """
                 INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
                     next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(placeholders(rows: events.count, columns: 14))
-                ON CONFLICT DO NOTHING
+                \(JobSQL.eventRecordedAgain(conflictTarget: "(message_id, at_ms, event, (COALESCE(attempt, 0)))"))
                 """, binds: binds)
     }
 

@@ -190,7 +190,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             bounds.report(skipped)
             guard !kept.isEmpty else { continue }
             let chunk = kept[...]
-            try await insertEvents(chunk)
+            try await insertEvents(JobSQL.distinctEvents(chunk)[...])
             try await upsertJobs(JobUpdate.fold(chunk))
             let letters = chunk.filter { $0.event == .deadLetter }
             if withDeadLetterRecords, !letters.isEmpty { try await insertDeadLetters(letters) }
@@ -321,8 +321,9 @@ public final class SQLiteLedgerStore: LedgerStore {
         let row = "(" + Array(repeating: "?", count: 14).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
-            INSERT OR IGNORE INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error,
+            INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error,
                 reason, next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+            \(JobSQL.eventRecordedAgain(conflictTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))"))
             """, binds)
     }
 

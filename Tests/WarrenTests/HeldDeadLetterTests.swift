@@ -139,6 +139,7 @@ struct HeldDeadLetterStoreTests {
                 #expect(letters.first?.headers?[WarrenHeader.host] != nil, "\(id): the copy's headers")
                 let job = try #require(try await store.job(messageID: id))
                 #expect(job.state == .deadLettered && job.timeline.map(\.outcome) == ["dead-letter"], "\(id): one attempt")
+                #expect(job.timeline.first?.durationMs == 3 && job.timeline.first?.host == "worker-1", "\(id): the worker's timing, whichever came first")
             }
             let held = try await store.heldDeadLetters(matching: DeadLetterFilter(queue: "emails"), after: nil, limit: 10)
             #expect(held.map(\.messageID) == ["first-copy", "first-event"], "oldest first")
