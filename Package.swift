@@ -129,6 +129,7 @@ let package = Package(
             dependencies: [
                 "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard", "WarrenHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -142,6 +142,10 @@ public final class Ledger: Service, Sendable {
     /// Whether the ledger consumes its queue (see ``Worker/health``).
     public var health: WorkerHealth { worker.health }
 
+    /// The worker that consumes the ledger's queue: for a host's liveness probe (``Worker/liveness``) and health
+    /// endpoints; run the ledger, not this worker.
+    public var consumer: Worker { worker }
+
     /// Returns once the ledger consumes its queue.
     public func waitUntilConsuming(timeout: Duration = .seconds(60)) async throws {
         try await worker.waitUntilConsuming(timeout: timeout)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import Metrics
 import ServiceLifecycle
 import Warren
 import WarrenAMQP
@@ -78,6 +79,9 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "warren-dashboard")
+        // Before anything makes a metric: the ledger's and its connections' metrics, served on /metrics.
+        let prometheus = try WarrenPrometheus(logger: Logger(label: "warren.http"))
+        MetricsSystem.bootstrap(prometheus.factory)
         let environment = ProcessInfo.processInfo.environment
         let access: DashboardAccess
         do {
@@ -148,6 +152,23 @@ struct Serve: AsyncParsableCommand {
         router.get("health") { _, _ -> Response in
             let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
             return try JSONResponse.make(["ingest": ingest, "status": "ok"])
+        }
+        // Probes and the scrape, open like /health: probes and scrapers carry no token, and none of these says anything
+        // of a job (counts, queue names, states). Bind --host to a private address, or filter at the proxy, to keep them
+        // from the outside.
+        let health = WarrenHealthEndpoints(workers: ledger.map { [$0.consumer] } ?? [], prometheus: prometheus)
+        router.get("health/live") { _, _ -> Response in
+            let liveness = health.liveness()
+            return try JSONResponse.make(liveness, status: liveness.isLive ? .ok : .serviceUnavailable)
+        }
+        router.get("health/ready") { _, _ -> Response in
+            let readiness = await DashboardReadiness.check(store: ledgerStore, ledger: ledger)
+            return try JSONResponse.make(readiness, status: readiness.status == "ready" ? .ok : .serviceUnavailable)
+        }
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: prometheus.exposition())))
         }
         let dashboard: Dashboard
         do {

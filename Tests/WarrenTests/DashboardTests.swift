@@ -101,6 +101,13 @@ struct DashboardProcessTests {
         }
         #expect(try await eventually { await status("bounce") == "dead_lettered" })
         #expect(try await eventually { await status("ok-3") == "succeeded" })
+        // Probes and the scrape, without a token: the store answers and the ledger consumes; its own metrics are there.
+        let ready = await httpGet(port: port, "/health/ready")
+        #expect(ready.status == 200 && ready.json?["store"] as? String == "ok" && ready.json?["ingest"] as? String == "consuming", "\(ready.body)")
+        #expect(await httpGet(port: port, "/health/live").status == 200)
+        let metrics = await httpGet(port: port, "/metrics")
+        #expect(metrics.status == 200 && metrics.body.contains("warren_ledger_lag_seconds{queue=\"\(ledgerQueue)\"}"), "\(metrics.body.prefix(2_000))")
+        #expect(metrics.body.contains("warren_messages_total{") && metrics.body.contains("queue=\"\(ledgerQueue)\""))
 
         let job = await httpGet(port: port, "/api/jobs/bounce", headers: auth)
         #expect(job.status == 200 && job.json?["reason"] as? String == "rejected" && job.json?["message_id"] as? String == "bounce")

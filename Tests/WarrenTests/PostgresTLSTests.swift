@@ -4,6 +4,7 @@ import Testing
 import WarrenTestSupport
 import Warren
 @testable import WarrenLedger
+import WarrenDashboard
 
 /// `sslmode` and `sslrootcert` against the test's PostgreSQL, which serves TLS with a certificate made by openssl for
 /// `IP:127.0.0.1` and `DNS:localhost`, and refuses its encrypted-only role without TLS.
@@ -79,5 +80,22 @@ struct PostgresTLSTests {
         try await local.close()
         #expect(!lines.all.contains { "\($0["message"] ?? "")".contains("not encrypted") })
         #expect(PostgresLedgerStore.explain(CancellationError()).contains("CancellationError"))
+    }
+}
+
+/// `warren-dashboard`'s `/health/ready`, against a store that answers and one that does not.
+@Suite("The dashboard's readiness")
+struct DashboardReadinessTests {
+    @Test func theDashboardIsNotReadyWhileItsStoreDoesNotAnswer() async throws {
+        let away = try PostgresLedgerStore(url: "postgres://warren@127.0.0.1:\(try freeTCPPort())/ledger", logger: TestBroker.quietLogger())
+        let started = ContinuousClock.now
+        let readiness = await DashboardReadiness.check(store: away, ledger: nil)
+        #expect(!readiness.isReady && readiness.store == "unreachable" && readiness.ingest == "off", "\(readiness)")
+        #expect(ContinuousClock.now - started < .seconds(10), "answered in \(ContinuousClock.now - started)")
+        try? await away.close()
+        let here = try PostgresLedgerStore(url: try await LocalPostgres.shared().newDatabaseURL(), logger: TestBroker.quietLogger())
+        try await here.migrate()
+        #expect(await DashboardReadiness.check(store: here, ledger: nil) == DashboardReadiness(status: "ready", store: "ok", ingest: "off"))
+        try await here.close()
     }
 }
