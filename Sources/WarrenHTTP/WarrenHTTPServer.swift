@@ -41,7 +41,7 @@ public final class WarrenHTTPServer: Service, Sendable {
                 logger.info("serving health and metrics", metadata: ["host": "\(host)", "port": .stringConvertible(port)])
                 listening.update { $0 = port }
             },
-            logger: logger)
+            logger: Logger(label: logger.label, factory: { [logger] _ in CancellationIsNotAnError(base: logger.handler) }))
         try await app.run()
     }
 
@@ -53,5 +53,38 @@ public final class WarrenHTTPServer: Service, Sendable {
             throw WarrenHTTPError(.cannotListen, "the HTTP server did not listen on \(host):\(port) within \(timeout)")
         }
         return port
+    }
+}
+
+/// Passes every log line on, except Hummingbird's errors that its accept loop was cancelled (`Waiting on child channel:
+/// CancellationError()`) and that its channel was closed already when the graceful shutdown came (`Server shutdown
+/// error: Already closed`): the group cancels the server when another service fails at start, and that service's error
+/// is the one line the failure deserves. Those lines go on at debug.
+struct CancellationIsNotAnError: LogHandler {
+    var base: any LogHandler
+
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        if event.level >= .error {
+            let message = "\(event.message)"
+            if message.hasSuffix("CancellationError()") || message == "Server shutdown error: Already closed" { event.level = .debug }
+        }
+        guard event.level >= base.logLevel else { return }
+        base.log(event: event)
     }
 }
