@@ -52,9 +52,13 @@ public final class WarrenTestHarness: Sendable {
         _ message: M, to queue: String, messageID: String = UUID().uuidString, headers: AMQPTable = [:],
         timeout: Duration = .seconds(10)
     ) async throws -> SettlementEvent {
+        // As WarrenPublisher publishes it: Warren's publish time in milliseconds, which the worker's queue wait reads.
+        let now = Date()
+        var headers = headers
+        if headers[WarrenHeader.publishedAt] == nil { headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000)) }
         let properties = AMQPProperties(
-            contentType: "application/json", headers: headers.isEmpty ? nil : headers, deliveryMode: .persistent,
-            messageID: messageID, timestamp: Date(), type: M.messageType)
+            contentType: "application/json", headers: headers, deliveryMode: .persistent,
+            messageID: messageID, timestamp: now, type: M.messageType)
         return try await sendRaw(try JSONMessageCodec().encode(message), properties: properties, to: queue, timeout: timeout)
     }
 

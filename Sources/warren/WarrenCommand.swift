@@ -78,6 +78,8 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Message id; a new UUID when omitted.") var messageID: String?
     @Option(help: "Correlation id.") var correlationID: String?
     @Option(help: "Content type.") var contentType = "application/json"
+    @Option(help: "The topic exchange job events go to (a ledger records the message as published).") var eventsExchange = "warren.events"
+    @Flag(help: "Report no `published` event.") var noEvents = false
 
     func validate() throws {
         if (body == nil) == (bodyFile == nil) { throw ValidationError("give exactly one of --body and --body-file") }
@@ -98,13 +100,32 @@ struct Publish: AsyncParsableCommand {
             table[String(parts[0])] = .string(parts.count > 1 ? String(parts[1]) : "")
         }
         let id = messageID ?? UUID().uuidString.lowercased()
+        // What Warren's own publishers set and a worker reads: the publish time in milliseconds (the AMQP timestamp
+        // has whole seconds), for the queue wait and the ledger.
+        let now = Date()
+        let publishedAtMs = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+        if table[WarrenHeader.publishedAt] == nil { table[WarrenHeader.publishedAt] = .int64(publishedAtMs) }
         let properties = AMQPProperties(
-            contentType: contentType, headers: table.isEmpty ? nil : table, deliveryMode: .persistent,
-            correlationID: correlationID, messageID: id, timestamp: Date(), type: type, appID: "warren-cli")
+            contentType: contentType, headers: table, deliveryMode: .persistent,
+            correlationID: correlationID, messageID: id, timestamp: now, type: type, appID: "warren-cli")
         try await connection.withConnection { connection in
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
             try await channel.publish(bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+            guard !noEvents else { return }
+            // The `published` event, as WarrenPublisher(events:) reports it: confirmed, not mandatory (nothing bound,
+            // nothing kept). A failure here is a warning: the message itself is published.
+            let queue = exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)"
+            let event = WarrenEvent(
+                event: .published, messageID: id, type: type, queue: queue, atMs: publishedAtMs, correlationID: correlationID)
+            do {
+                try await channel.exchangeDeclare(eventsExchange, type: .topic, durable: true)
+                try await channel.publish(
+                    WarrenEvent.encodeBatch([event]), exchange: eventsExchange, routingKey: "\(queue).published",
+                    properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.events"))
+            } catch {
+                FileHandle.standardError.write(Data("warren: published, but the `published` event was not sent: \(describe(error))\n".utf8))
+            }
         }
         print(id)
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Hummingbird
 import Testing
 import WarrenTestSupport
@@ -88,8 +89,13 @@ struct DashboardProcessTests {
         let events = WarrenEvents(
             transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
         let fixed = Release()
-        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in
+        let followUps = Mutex<[String]>([])
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
             if email.email.hasPrefix("bounce"), !fixed.isOpen { throw Reject("550 no such mailbox") }
+            if email.email.hasPrefix("follow@") {
+                let id = try await context.publish(WelcomeEmail(userId: "f", email: "followed@example.com"), to: .queue(queue))
+                followUps.withLock { $0.append(id) }
+            }
         }
         var worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
         let publisher = WarrenPublisher(transport: transport, events: events)
@@ -101,6 +107,21 @@ struct DashboardProcessTests {
         }
         #expect(try await eventually { await status("bounce") == "dead_lettered" })
         #expect(try await eventually { await status("ok-3") == "succeeded" })
+        // Published by the CLI and by a handler: each job knows when it was published (Warren's header, and its event).
+        let cli = try await HostAndCLITests.run(
+            "warren", ["publish", "--routing-key", queue, "--type", WelcomeEmail.messageType, "--message-id", "cli-1",
+                       "--events-exchange", exchange, "--body", #"{"userId":"c","email":"cli@example.com"}"#], url: url)
+        #expect(cli.status == 0, "\(cli)")
+        try await publisher.publish(WelcomeEmail(userId: "f", email: "follow@example.com"), to: .queue(queue), messageID: "follow-1")
+        #expect(try await eventually { await status("cli-1") == "succeeded" && !followUps.withLock { $0.isEmpty } })
+        let followUp = try #require(followUps.withLock { $0.first })
+        #expect(try await eventually { await status(followUp) == "succeeded" })
+        for id in ["cli-1", followUp] {
+            let job = await httpGet(port: port, "/api/jobs/\(id)", headers: auth).json
+            #expect(job?["published_at_ms"] as? Int64 != nil || job?["published_at_ms"] as? Int != nil, "\(id): \(String(describing: job))")
+            let wait = (job?["timeline"] as? [[String: Any]])?.first?["queue_wait_ms"] as? Int
+            #expect(wait != nil && wait! < 900, "\(id): a wait in milliseconds, not the AMQP timestamp's whole seconds: \(String(describing: wait))")
+        }
         // Probes and the scrape, without a token: the store answers and the ledger consumes; its own metrics are there.
         let ready = await httpGet(port: port, "/health/ready")
         #expect(ready.status == 200 && ready.json?["store"] as? String == "ok" && ready.json?["ingest"] as? String == "consuming", "\(ready.body)")
@@ -126,7 +147,7 @@ struct DashboardProcessTests {
             ids += (page.json?["jobs"] as? [[String: Any]] ?? []).compactMap { $0["message_id"] as? String }
             next = page.json?["next"] as? String
         } while next != nil && ids.count < 10
-        #expect(Set(ids) == ["ok-1", "ok-2", "ok-3", "bounce"] && ids.count == 4)
+        #expect(Set(ids) == ["ok-1", "ok-2", "ok-3", "bounce", "cli-1", "follow-1", followUp] && ids.count == 7, "\(ids)")
         let failures = await httpGet(port: port, "/api/failures?queue=\(queue)", headers: auth)
         let groups = failures.json?["groups"] as? [[String: Any]] ?? []
         #expect(failures.status == 200 && groups.count == 1, "\(failures.body)")

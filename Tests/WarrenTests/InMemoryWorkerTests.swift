@@ -35,6 +35,18 @@ struct InMemoryWorkerTests {
         await harness.stop()
     }
 
+    @Test func aQueueWaitIsMeasuredOnlyFromWarrensMillisecondTimes() async throws {
+        let harness = try await WarrenTestHarness(registrations: [emails()])
+        let warren = try await harness.send(WelcomeEmail(userId: "w", email: "w@example.com"), to: "emails")
+        #expect(warren.queueWait != nil, "published with Warren's header")
+        let foreign = try await harness.sendRaw(
+            Array(#"{"userId":"f","email":"f@example.com"}"#.utf8),
+            properties: AMQPProperties(contentType: "application/json", messageID: "foreign", timestamp: Date(), type: WelcomeEmail.messageType),
+            to: "emails")
+        #expect(foreign.outcome == .acked && foreign.queueWait == nil, "the AMQP timestamp's whole seconds are not a wait")
+        await harness.stop()
+    }
+
     @Test func aFailureReadsTheSameInItsEventAndItsDeadLetter() async throws {
         let harness = try await WarrenTestHarness(registrations: [emails(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))])
         let rejected = try await harness.send(WelcomeEmail(userId: "r", email: "x@bounce.example"), to: "emails", messageID: "rejected")

@@ -180,7 +180,7 @@ struct QueueRunner: Sendable {
                     messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
                     headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
                     redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
-                    publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing),
+                    publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing, events: configuration.events),
                     traceID: trace?.traceID, spanID: trace?.spanID)
                 do {
                     let store = registration.options.idempotency
@@ -367,11 +367,12 @@ struct QueueRunner: Sendable {
     }
 
     /// When the message last entered a queue, in ms since the epoch: its last failure (it then waited out a retry
-    /// delay), else Warren's publish time, else the AMQP timestamp (whole seconds).
+    /// delay), else Warren's publish time — `nil` for a message without either (a foreign publisher's): its AMQP
+    /// timestamp has whole seconds, and a wait from it would look precise while off by up to a second.
     private func enqueuedAtMilliseconds(_ properties: AMQPProperties) -> Int64? {
         let headers = properties.headers
         return UnixMilliseconds.from(headers?.header(WarrenHeader.lastFailureAt)?.int64Value)
-            ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value) ?? UnixMilliseconds.from(properties.timestamp)
+            ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value)
     }
 
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
@@ -410,7 +411,14 @@ struct QueueRunner: Sendable {
                 "outcome": "\(outcome.name)",
                 "duration_ms": .stringConvertible(duration.milliseconds),
             ]
-            if let wait { metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds) }
+            if let wait {
+                metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds)
+            } else if let sent = UnixMilliseconds.from(properties.timestamp) {
+                // Only the AMQP timestamp: the wait in whole seconds, said to be approximate, and kept out of the metric
+                // and the ledger.
+                metadata["queue_wait_s"] = .stringConvertible(max(0, (Self.nowMilliseconds() - sent) / 1000))
+                metadata["queue_wait_source"] = "amqp_timestamp"
+            }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
             if let traceID = trace?.traceID { metadata["trace_id"] = "\(traceID)" }
             if let spanID = trace?.spanID { metadata["span_id"] = "\(spanID)" }
