@@ -134,8 +134,38 @@ public final class Ledger: Service, Sendable {
         try await transport.declareTopicExchange(bind.exchange)
         try await transport.prepare(queue: queue, delays: [.seconds(1), .seconds(5), .seconds(30)])
         guard let connection = transport.connection else { throw WarrenError(.notConsuming, "the ledger's transport is not connected") }
+        try await claimQueue(on: connection)
         let channel = try await connection.openChannel()
         try await channel.queueBind(queue, exchange: bind.exchange, routingKey: bind.key)
+        try? await channel.close()
+    }
+
+    /// The queue that says which store the ledger's queue is consumed for: one message, the store's identity
+    /// (``LedgerStore/identity()``).
+    public var storeQueue: String { "\(queue).store" }
+
+    /// Makes sure the queue is consumed for this ledger's store only: ledgers of one store (processes on one
+    /// PostgreSQL) share it and split the events; a ledger of another store would take half of them into the wrong store,
+    /// so it refuses to start instead.
+    private func claimQueue(on connection: AMQPConnection) async throws {
+        let identity = try await store.identity()
+        let channel = try await connection.openChannel()
+        _ = try await channel.queueDeclare(storeQueue, durable: true, arguments: ["x-max-length": .int32(1)])
+        if let held = try await channel.get(queue: storeQueue) {
+            let owner = String(decoding: held.delivery.body, as: UTF8.self)
+            try? await channel.close()  // unacknowledged: the identity stays in its queue
+            guard owner == identity else {
+                throw WarrenError(
+                    .invalidConfiguration,
+                    "the ledger queue '\(queue)' is consumed for another store: give this ledger a queue of its own "
+                        + "(--ledger-queue \(queue).<name>), or point it at that store")
+            }
+            return
+        }
+        try await channel.enableConfirms()
+        try await channel.publish(
+            Array(identity.utf8), routingKey: storeQueue, mandatory: true,
+            properties: AMQPProperties(contentType: "text/plain", deliveryMode: .persistent, type: "warren.ledger.store"))
         try? await channel.close()
     }
 

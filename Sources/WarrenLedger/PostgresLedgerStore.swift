@@ -45,6 +45,7 @@ public final class PostgresLedgerStore: LedgerStore {
         (3, JobSQL.version3),
         (4, JobSQL.version4(idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT")),
         (5, DeadLetterSQL.version5(integer: "BIGINT")),
+        (6, ["CREATE TABLE ledger_identity (id TEXT PRIMARY KEY)", "INSERT INTO ledger_identity (id) VALUES (md5(random()::text || clock_timestamp()::text))"]),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
@@ -192,6 +193,13 @@ public final class PostgresLedgerStore: LedgerStore {
                 }
             }
         }
+    }
+
+    public func identity() async throws -> String {
+        guard let id = try await strings("SELECT id FROM ledger_identity").first else {
+            throw LedgerStoreError(.invalidURL, "the store has no identity: migrate it first")
+        }
+        return id
     }
 
     public func schemaVersion() async throws -> Int {

@@ -55,6 +55,10 @@ public protocol LedgerStore: Sendable {
     func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws
     /// The schema version in place (0 before ``migrate()``).
     func schemaVersion() async throws -> Int
+    /// The store's identity, made when it was first migrated: the same for every process on one PostgreSQL database,
+    /// another for every SQLite file. Its ledgers' queue carries it (``Ledger``).
+    /// - Throws: the store's error; ``LedgerStoreError`` before ``migrate()``.
+    func identity() async throws -> String
     /// Events recorded in all.
     func eventCount() async throws -> Int
     func close() async throws
@@ -104,6 +108,8 @@ public final class SQLiteLedgerStore: LedgerStore {
         (3, JobSQL.version3),
         (4, JobSQL.version4(idColumn: "INTEGER PRIMARY KEY", integer: "INTEGER")),
         (5, DeadLetterSQL.version5(integer: "INTEGER")),
+        // The store's identity, which its ledgers' queue carries (``Ledger``): one queue per store.
+        (6, ["CREATE TABLE ledger_identity (id TEXT PRIMARY KEY)", "INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))"]),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -153,6 +159,13 @@ public final class SQLiteLedgerStore: LedgerStore {
                 }
             }
         }
+    }
+
+    public func identity() async throws -> String {
+        guard let id = try await reader.query("SELECT id FROM ledger_identity").first?.column("id")?.string else {
+            throw LedgerStoreError(.invalidURL, "the store has no identity: migrate it first")
+        }
+        return id
     }
 
     public func schemaVersion() async throws -> Int {

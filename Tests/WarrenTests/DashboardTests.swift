@@ -400,7 +400,7 @@ struct DashboardProcessTests {
         // The API alone, before any worker has run: a request is queued all the same, and pending.
         let alone = try LaunchedProcess(
             "report-api",
-            ["--role", "api", "--port", "0", "--reports-directory", directory.path, "--ledger", "sqlite:\(directory.path)/alone.sqlite",
+            ["--role", "api", "--port", "0", "--reports-directory", directory.path, "--ledger", "sqlite:\(directory.path)/ledger.sqlite",
              "--log-level", "warning"],
             environment: ["WARREN_AMQP_URL": url])
         let alonePort = try await alone.listeningPort()

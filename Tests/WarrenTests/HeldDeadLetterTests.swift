@@ -116,7 +116,7 @@ struct HeldDeadLetterStoreTests {
     func aTakenDeadLetterIsOneRecordWithItsWorkersEventWhicheverComesFirst(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
             try await store.migrate()
-            #expect(try await store.schemaVersion() == 5)
+            #expect(try await store.schemaVersion() >= 5)
             // The queue's copy first, then the worker's event; and the other way round.
             try await store.take([take("first-copy", at: now)])
             try await store.record([workerEvent("first-copy", at: now)])

@@ -51,6 +51,38 @@ struct LedgerBrokerHardeningTests {
         }
     }
 
+    @Test func aLedgerQueueIsConsumedForOneStoreOnly() async throws {
+        let url = try await TestBroker.url()
+        let queue = TestBroker.uniqueName("ledger")
+        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+        let postgres = try await LocalPostgres.shared()
+        let database = try await postgres.newDatabaseURL()
+        let shared = [try PostgresLedgerStore(url: database), try PostgresLedgerStore(url: database)]
+        try await withSQLiteStore { other, _ in
+            for store in shared as [any LedgerStore] + [other] { try await store.migrate() }
+            #expect(try await shared[0].identity() == (try await shared[1].identity()), "one database, one identity")
+            #expect(try await shared[0].identity() != (try await other.identity()))
+            let first = Ledger(transport: transport, store: shared[0], queue: queue, logger: TestBroker.quietLogger())
+            try await first.declare()
+            // Another process on the same PostgreSQL shares the queue.
+            try await Ledger(transport: transport, store: shared[1], queue: queue, logger: TestBroker.quietLogger()).declare()
+            // A ledger of another store would take half the events into the wrong store: it refuses, saying what to do.
+            await #expect {
+                try await Ledger(transport: transport, store: other, queue: queue, logger: TestBroker.quietLogger()).declare()
+            } throws: { error in
+                (error as? WarrenError)?.code == .invalidConfiguration && "\(error)".contains("--ledger-queue \(queue).")
+            }
+            let channel = try await #require(transport.connection).openChannel()
+            let topology = WarrenTopology(queue: queue)
+            for name in [queue, first.storeQueue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue]
+                + [1, 5, 30].map({ topology.delayQueue(for: .seconds($0)) }) {
+                _ = try? await channel.queueDelete(name)
+            }
+        }
+        for store in shared { try await store.close() }
+        await transport.close()
+    }
+
     @Test func aClosedTransportIsNotReopenedByReadingDeadLettersOrDeclaring() async throws {
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName()
