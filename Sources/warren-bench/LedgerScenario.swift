@@ -84,7 +84,7 @@ struct LedgerIngest: AsyncParsableCommand {
         defer { Task { await connection.close() } }
         let channel = try await connection.openChannel()
         try await channel.exchangeDeclare(exchange, type: .topic, durable: true)
-        for doomed in [queue, "\(queue).dead-letters", "\(queue).redelivered"] { _ = try? await channel.queueDelete(doomed) }
+        for doomed in [queue, "\(queue).dead-letters", "\(queue).redelivered", "\(queue).store"] { _ = try? await channel.queueDelete(doomed) }
         return try await withStore { store in
             // Declared and bound first (the ledger's own declaration), then filled, then consumed.
             let declaring = Ledger(
