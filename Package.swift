@@ -139,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "report-api",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLedger",
+                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,12 +3,13 @@ import WarrenLedger
 
 /// What `warren-dashboard` answers on `/health/ready`: ready when its store answers (within ``storeTimeout``) and,
 /// when it ingests, its ledger consumes its queue. JSON: `{"status": "ready" | "not_ready", "store": "ok" |
-/// "unreachable", "ingest": "consuming" | "not_consuming" | "off", "store_error": …}`.
+/// "unreachable", "ingest": "consuming" | "not_consuming" | "off"}` — the probe needs no token, so why the store did
+/// not answer (which may name its host and user) is logged, not answered.
 public struct DashboardReadiness: Encodable, Sendable, Equatable {
     public var status: String
     public var store: String
     public var ingest: String
-    /// Why the store did not answer (never a password: the stores' errors carry none).
+    /// Why the store did not answer (never a password: the stores' errors carry none); not in the JSON.
     public var storeError: String?
 
     /// How long the store may take to answer a probe.
@@ -16,7 +17,7 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
 
     public var isReady: Bool { status == "ready" }
 
-    enum CodingKeys: String, CodingKey { case status, store, ingest, storeError = "store_error" }
+    enum CodingKeys: String, CodingKey { case status, store, ingest }
 
     public init(status: String, store: String, ingest: String, storeError: String? = nil) {
         self.status = status

@@ -41,7 +41,7 @@ public final class WarrenHTTPServer: Service, Sendable {
                 logger.info("serving health and metrics", metadata: ["host": "\(host)", "port": .stringConvertible(port)])
                 listening.update { $0 = port }
             },
-            logger: Logger(label: logger.label, factory: { [logger] _ in CancellationIsNotAnError(base: logger.handler) }))
+            logger: logger.quietingServerCancellation())
         try await app.run()
     }
 
@@ -53,6 +53,18 @@ public final class WarrenHTTPServer: Service, Sendable {
             throw WarrenHTTPError(.cannotListen, "the HTTP server did not listen on \(host):\(port) within \(timeout)")
         }
         return port
+    }
+}
+
+extension Logger {
+    /// This logger for a Hummingbird `Application` in a `ServiceGroup`: Hummingbird's two error lines when the group
+    /// cancels it because another service failed at start (`Waiting on child channel: CancellationError()`, `Server
+    /// shutdown error: Already closed`) go out at debug, so that the failure that matters is the one error line.
+    public func quietingServerCancellation() -> Logger {
+        let base = handler
+        var logger = Logger(label: label, factory: { _ in CancellationIsNotAnError(base: base) })
+        logger.logLevel = logLevel
+        return logger
     }
 }
 
@@ -82,7 +94,9 @@ struct CancellationIsNotAnError: LogHandler {
         var event = event
         if event.level >= .error {
             let message = "\(event.message)"
-            if message.hasSuffix("CancellationError()") || message == "Server shutdown error: Already closed" { event.level = .debug }
+            if message == "Waiting on child channel: CancellationError()" || message == "Server shutdown error: Already closed" {
+                event.level = .debug
+            }
         }
         guard event.level >= base.logLevel else { return }
         base.log(event: event)

@@ -145,22 +145,31 @@ public final class Ledger: Service, Sendable {
     public var storeQueue: String { "\(queue).store" }
 
     /// Makes sure the queue is consumed for this ledger's store only: ledgers of one store (processes on one
-    /// PostgreSQL) share it and split the events; a ledger of another store would take half of them into the wrong store,
-    /// so it refuses to start instead.
+    /// PostgreSQL) share it and split the events; while a ledger of another store consumes it, this one would take half
+    /// of the events into the wrong store, so it refuses to start instead. A queue nobody consumes now is taken over
+    /// (its store was replaced or retired): what waits in it is recorded in this store.
     private func claimQueue(on connection: AMQPConnection) async throws {
         let identity = try await store.identity()
         let channel = try await connection.openChannel()
         _ = try await channel.queueDeclare(storeQueue, durable: true, arguments: ["x-max-length": .int32(1)])
+        let consumers = try await channel.queueStatus(queue).consumerCount
         if let held = try await channel.get(queue: storeQueue) {
             let owner = String(decoding: held.delivery.body, as: UTF8.self)
-            try? await channel.close()  // unacknowledged: the identity stays in its queue
-            guard owner == identity else {
+            guard owner != identity else {
+                try? await channel.close()  // unacknowledged: the identity stays in its queue
+                return
+            }
+            guard consumers == 0 else {
+                try? await channel.close()
                 throw WarrenError(
                     .invalidConfiguration,
-                    "the ledger queue '\(queue)' is consumed for another store: give this ledger a queue of its own "
-                        + "(--ledger-queue \(queue).<name>), or point it at that store")
+                    "the ledger queue '\(queue)' is consumed right now for another store: give this ledger a queue of its own "
+                        + "(warren-dashboard --ledger-queue \(queue).<name>), or point it at that store")
             }
-            return
+            try held.delivery.ack()
+            logger.notice(
+                "taking over a ledger queue last consumed for another store; what waits in it is recorded in this one",
+                metadata: ["queue": "\(queue)"])
         }
         try await channel.enableConfirms()
         try await channel.publish(

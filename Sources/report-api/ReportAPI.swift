@@ -5,6 +5,7 @@ import Logging
 import ServiceLifecycle
 import Warren
 import WarrenAMQP
+import WarrenHTTP
 import WarrenLedger
 
 /// The request path of background work, end to end: `POST /reports` validates, publishes a `report.requested` message
@@ -69,7 +70,7 @@ struct ReportAPI: AsyncParsableCommand {
                 onServerRunning: { [host] channel in
                     FileHandle.standardOutput.write(Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
                 },
-                logger: logger)
+                logger: logger.quietingServerCancellation())
             services.append(.init(service: app))
             services.append(.init(service: recording))
         }

@@ -163,6 +163,7 @@ struct Serve: AsyncParsableCommand {
         }
         router.get("health/ready") { _, _ -> Response in
             let readiness = await DashboardReadiness.check(store: ledgerStore, ledger: ledger)
+            if let error = readiness.storeError { logger.warning("the store does not answer the readiness probe", metadata: ["error": "\(error)"]) }
             return try JSONResponse.make(readiness, status: readiness.status == "ready" ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ -> Response in
@@ -190,7 +191,7 @@ struct Serve: AsyncParsableCommand {
                 // One line a script or a test can read the address from (port 0 chooses one).
                 FileHandle.standardOutput.write(Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
             },
-            logger: logger)
+            logger: logger.quietingServerCancellation())
         // Listed first, so that it stops last.
         services.insert(.init(service: app), at: 0)
         logger.info("warren-dashboard starting", metadata: ["store": "\(location)", "ingest": "\(!noIngest)"])

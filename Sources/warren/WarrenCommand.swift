@@ -102,15 +102,18 @@ struct Publish: AsyncParsableCommand {
         let id = messageID ?? UUID().uuidString.lowercased()
         // What Warren's own publishers set and a worker reads: the publish time in milliseconds (the AMQP timestamp
         // has whole seconds), for the queue wait and the ledger.
-        let now = Date()
-        let publishedAtMs = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
-        if table[WarrenHeader.publishedAt] == nil { table[WarrenHeader.publishedAt] = .int64(publishedAtMs) }
-        let properties = AMQPProperties(
-            contentType: contentType, headers: table, deliveryMode: .persistent,
-            correlationID: correlationID, messageID: id, timestamp: now, type: type, appID: "warren-cli")
+        let headers = table
         try await connection.withConnection { connection in
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
+            // Stamped now that the connection is made, so that the queue wait does not count the handshake.
+            let now = Date()
+            let publishedAtMs = Int64((now.timeIntervalSince1970 * 1000).rounded(.down))
+            var stamped = headers
+            if stamped[WarrenHeader.publishedAt] == nil { stamped[WarrenHeader.publishedAt] = .int64(publishedAtMs) }
+            let properties = AMQPProperties(
+                contentType: contentType, headers: stamped, deliveryMode: .persistent,
+                correlationID: correlationID, messageID: id, timestamp: now, type: type, appID: "warren-cli")
             try await channel.publish(bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
             guard !noEvents else { return }
             // The `published` event, as WarrenPublisher(events:) reports it: confirmed, not mandatory (nothing bound,

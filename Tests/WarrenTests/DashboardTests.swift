@@ -120,7 +120,7 @@ struct DashboardProcessTests {
             let job = await httpGet(port: port, "/api/jobs/\(id)", headers: auth).json
             #expect(job?["published_at_ms"] as? Int64 != nil || job?["published_at_ms"] as? Int != nil, "\(id): \(String(describing: job))")
             let wait = (job?["timeline"] as? [[String: Any]])?.first?["queue_wait_ms"] as? Int
-            #expect(wait != nil && wait! < 900, "\(id): a wait in milliseconds, not the AMQP timestamp's whole seconds: \(String(describing: wait))")
+            #expect(wait != nil, "\(id): a wait from Warren's millisecond publish time (the AMQP timestamp alone gives none)")
         }
         // Probes and the scrape, without a token: the store answers and the ledger consumes; its own metrics are there.
         let ready = await httpGet(port: port, "/health/ready")

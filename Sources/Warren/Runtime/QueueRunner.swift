@@ -388,9 +388,9 @@ struct QueueRunner: Sendable {
         failure: HandlingFailure?, failedAtMs: Int64? = nil, duplicate: Bool = false, trace: DeliveryTrace?, logger: Logger
     ) {
         let properties = delivery.properties
-        let wait = enqueuedAtMilliseconds(properties).map {
-            Duration.milliseconds(max(0, Int64(Date().timeIntervalSince1970 * 1000) - $0))
-        }
+        // The time in the queue before this attempt: up to when its handling began (`duration` ago), not its settlement.
+        let startedMs = Self.nowMilliseconds() - duration.milliseconds
+        let wait = enqueuedAtMilliseconds(properties).map { Duration.milliseconds(max(0, startedMs - $0)) }
         let event = SettlementEvent(
             messageID: properties.messageID,
             messageType: properties.warrenMessageType, queue: queue,
@@ -416,7 +416,7 @@ struct QueueRunner: Sendable {
             } else if let sent = UnixMilliseconds.from(properties.timestamp) {
                 // Only the AMQP timestamp: the wait in whole seconds, said to be approximate, and kept out of the metric
                 // and the ledger.
-                metadata["queue_wait_s"] = .stringConvertible(max(0, (Self.nowMilliseconds() - sent) / 1000))
+                metadata["queue_wait_s"] = .stringConvertible(max(0, (startedMs - sent) / 1000))
                 metadata["queue_wait_source"] = "amqp_timestamp"
             }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
