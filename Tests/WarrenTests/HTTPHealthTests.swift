@@ -78,21 +78,6 @@ func withHTTPServer<T>(_ endpoints: WarrenHealthEndpoints, _ body: (Int) async t
 
 @Suite("Health and metrics endpoints")
 struct HTTPEndpointTests {
-    /// Log lines with their levels.
-    final class Lines: Sendable {
-        let all = Mutex<[(Logger.Level, String)]>([])
-        struct Handler: LogHandler {
-            let lines: Lines
-            var metadata: Logger.Metadata = [:]
-            var logLevel: Logger.Level = .trace
-            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-                get { metadata[key] }
-                set { metadata[key] = newValue }
-            }
-            func log(event: LogEvent) { lines.all.withLock { $0.append((event.level, "\(event.message)")) } }
-        }
-    }
-
     @Test func aServiceFailingAtStartIsTheOnlyErrorNotTheCancelledServer() async throws {
         struct Failing: Service {
             let server: WarrenHTTPServer
@@ -101,14 +86,14 @@ struct HTTPEndpointTests {
                 throw WarrenError(.topologyConflict, "the failure that deserves the one line")
             }
         }
-        let lines = Lines()
-        let logger = Logger(label: "test-http") { _ in Lines.Handler(lines: lines) }
+        let lines = TracingBrokerTests.LogLines()
+        let logger = Logger(label: "test-http") { _ in TracingBrokerTests.CapturingHandler(lines: lines) }
         let server = WarrenHTTPServer(endpoints: WarrenHealthEndpoints(), port: 0, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [server, Failing(server: server)], logger: TestBroker.quietLogger()))
         await #expect(throws: WarrenError.self) { try await group.run() }
-        let errors = lines.all.withLock { $0.filter { $0.0 >= .error }.map(\.1) }
+        let errors = lines.all.filter { ["error", "critical"].contains("\($0["level"] ?? "")") }.map { "\($0["message"] ?? "")" }
         #expect(errors.isEmpty, "the server's cancellation is no error: \(errors)")
-        #expect(lines.all.withLock { $0.contains { $0.1.contains("serving health and metrics") } }, "the server ran")
+        #expect(lines.all.contains { "\($0["message"] ?? "")".contains("serving health and metrics") }, "the server ran")
     }
 
     /// `<name>_<unit>`, with `help` as its help text (none when empty).

@@ -85,7 +85,7 @@ struct TracingBrokerTests {
             set { metadata[key] = newValue }
         }
         func log(event: LogEvent) {
-            lines.append(metadata.merging(event.metadata ?? [:]) { $1 }.merging(["message": "\(event.message)"]) { $1 })
+            lines.append(metadata.merging(event.metadata ?? [:]) { $1 }.merging(["message": "\(event.message)", "level": "\(event.level)"]) { $1 })
         }
     }
 

@@ -31,34 +31,27 @@ enum FailureDecision: Sendable, Equatable {
     static func decide(
         failure: HandlingFailure, attempt: Int, policy: RetryPolicy, jitterSample: Double = 0.5
     ) -> FailureDecision {
+        let kind: DeadLetterReason.Kind
+        switch failure {
+        case .undecodable: kind = .undecodable
+        case .unknownType: kind = .unknownType
+        case .unsupportedContentType: kind = .unsupportedContentType
+        case .unsupportedContentEncoding: kind = .unsupportedContentEncoding
+        case .tooLarge: kind = .tooLarge
+        case .redeliveryLimit: kind = .redeliveryLimit
+        case .handlerError(let error) where error is Reject: kind = .rejected
+        case .handlerError(let error) where policy.isPermanent(error): kind = .permanentError
+        case .handlerError, .timedOut:
+            guard attempt >= policy.maxAttempts else {
+                var delay = policy.delay(afterAttempt: attempt, jitterSample: jitterSample)
+                if case .handlerError(let error as RetryAfter) = failure { delay = error.delay }
+                return .retry(delay: delay, nextAttempt: attempt + 1)
+            }
+            kind = .retriesExhausted
+        }
         // One text per failure: the dead letter's detail is what the log line and the worker's events say
         // (``HandlingFailure/summary``); the reason's kind and the attempts are apart from it.
-        let text = failure.summary
-        switch failure {
-        case .undecodable:
-            return .deadLetter(DeadLetterReason(kind: .undecodable, detail: text))
-        case .unknownType:
-            return .deadLetter(DeadLetterReason(kind: .unknownType, detail: text))
-        case .unsupportedContentType:
-            return .deadLetter(DeadLetterReason(kind: .unsupportedContentType, detail: text))
-        case .unsupportedContentEncoding:
-            return .deadLetter(DeadLetterReason(kind: .unsupportedContentEncoding, detail: text))
-        case .tooLarge:
-            return .deadLetter(DeadLetterReason(kind: .tooLarge, detail: text))
-        case .redeliveryLimit:
-            return .deadLetter(DeadLetterReason(kind: .redeliveryLimit, detail: text))
-        case .handlerError(let error) where error is Reject:
-            return .deadLetter(DeadLetterReason(kind: .rejected, detail: text))
-        case .handlerError(let error) where policy.isPermanent(error):
-            return .deadLetter(DeadLetterReason(kind: .permanentError, detail: text))
-        case .handlerError, .timedOut:
-            guard attempt < policy.maxAttempts else {
-                return .deadLetter(DeadLetterReason(kind: .retriesExhausted, detail: text))
-            }
-            var delay = policy.delay(afterAttempt: attempt, jitterSample: jitterSample)
-            if case .handlerError(let error as RetryAfter) = failure { delay = error.delay }
-            return .retry(delay: delay, nextAttempt: attempt + 1)
-        }
+        return .deadLetter(DeadLetterReason(kind: kind, detail: failure.summary))
     }
 }
 
