@@ -26,7 +26,9 @@ let package = Package(
         .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
         .executable(name: "warren-demo", targets: ["warren-demo"]),
         .executable(name: "orders-worker", targets: ["orders-worker"]),
-        .executable(name: "warren", targets: ["warren"]),
+        // The CLI: the target is `warren-cli` (a folder and module apart from `Warren` on a case-insensitive disk), the
+        // executable `warren`.
+        .executable(name: "warren", targets: ["warren-cli"]),
         .executable(name: "warren-chaos", targets: ["warren-chaos"]),
         .executable(name: "warren-json-fuzz", targets: ["warren-json-fuzz"]),
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
@@ -172,7 +174,7 @@ let package = Package(
             ]
         ),
         .executableTarget(
-            name: "warren",
+            name: "warren-cli",
             dependencies: [
                 "Warren",
                 "WarrenAMQP",

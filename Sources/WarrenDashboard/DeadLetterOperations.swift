@@ -78,6 +78,8 @@ actor ReusedConnection {
         if let connection, connection.isOpen { return connection }
         if let connecting { return try await connecting.value }
         let (endpoints, name, logger) = (endpoints, name, logger)
+        // Unstructured, and awaited by every request that needs the connection meanwhile: the connecting belongs to no
+        // one request (the one that started it may be cancelled while others wait). It ends with the connect.
         let task = Task { try await AMQPConnection.connect(to: endpoints, connectionName: name, logger: logger) }
         connecting = task
         defer { connecting = nil }

@@ -48,12 +48,8 @@ actor GuessThrottle {
             wait = max(wait ?? .zero, delay(after: current(byName[name], now: now), now: now) ?? .zero)
         }
         if let wait, wait > .zero { return wait }
-        if byClient.count >= policy.maximumEntries { byClient = forgetOldest(byClient) }
-        byClient[client] = Failures(count: (clientFailures?.count ?? 0) + 1, last: now)
-        if let name {
-            if byName.count >= policy.maximumEntries { byName = forgetOldest(byName) }
-            byName[name] = Failures(count: (current(byName[name], now: now)?.count ?? 0) + 1, last: now)
-        }
+        countFailure(of: client, in: &byClient, now: now)
+        if let name { countFailure(of: name, in: &byName, now: now) }
         return nil
     }
 
@@ -75,8 +71,7 @@ actor GuessThrottle {
         let now = clock.now
         if let wait = delay(after: current(byClient[client], now: now), now: now) { return .wait(wait) }
         if let identity = access.identity(forToken: token) { return .accepted(identity) }
-        if byClient.count >= policy.maximumEntries { byClient = forgetOldest(byClient) }
-        byClient[client] = Failures(count: (current(byClient[client], now: now)?.count ?? 0) + 1, last: now)
+        countFailure(of: client, in: &byClient, now: now)
         return .refused
     }
 
@@ -90,6 +85,12 @@ actor GuessThrottle {
     /// signing in as oneself must not buy fresh guesses at someone else's password.
     func succeeded(client: String, name: String? = nil) {
         release(client: client, name: name)
+    }
+
+    /// One more failure of `key` now (its earlier ones forgotten when older than the window).
+    private func countFailure(of key: String, in failures: inout [String: Failures], now: ContinuousClock.Instant) {
+        if failures.count >= policy.maximumEntries { failures = forgetOldest(failures) }
+        failures[key] = Failures(count: (current(failures[key], now: now)?.count ?? 0) + 1, last: now)
     }
 
     /// `failures` unless they are older than the window.

@@ -144,7 +144,7 @@ public final class PostgresLedgerStore: LedgerStore {
 
     /// Whether a connection deserves a warning: not encrypted, to a host other than this machine.
     static func warnsInClear(encrypted: Bool, host: String) -> Bool {
-        !encrypted && !(host == "localhost" || host.hasPrefix("127.") || host == "::1")
+        !encrypted && !isLoopbackHost(host)
     }
 
     /// What went wrong connecting, in words (PSQLError's own description says nothing, to keep queries out of logs).

@@ -180,7 +180,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         dashboard.addRoutes(to: router)
-        if !secureCookies, !Self.isLoopback(host) {
+        if !secureCookies, !isLoopbackHost(host) {
             logger.warning(
                 "serving a non-loopback address without --secure-cookies: sessions travel in clear unless a TLS proxy is in front (then pass --secure-cookies)",
                 metadata: ["host": "\(host)"])
@@ -202,11 +202,6 @@ struct Serve: AsyncParsableCommand {
         await operations?.close()
         await deadLetterTransport?.close()
         try? await ledgerStore.close()
-    }
-
-    /// Whether `host` is only reachable from this machine (`127.0.0.0/8`, `::1`, `localhost`).
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
     /// `90s`, `30m`, `12h`, `7d`.

@@ -1,7 +1,9 @@
 import Foundation
 
-/// An HTTP/1.1 client that sends exactly the bytes it is given (a request target no URL type would build: invalid
-/// percent-escapes, NUL, 100 KB), over a blocking socket on a thread of its own, never on the cooperative pool.
+/// An HTTP/1.1 client over a blocking socket on a thread of its own, never on the cooperative pool: it sends exactly the
+/// bytes it is given (a request target no URL type would build: invalid percent-escapes, NUL, 100 KB), and reads
+/// headers written without a space after the colon (`Content-Length:250`, as chromedriver writes them, which
+/// Foundation's URLSession on Linux cannot read).
 package enum RawHTTP {
     package struct Answer: Sendable {
         /// 0 when the connection failed or closed without an answer.
@@ -14,7 +16,8 @@ package enum RawHTTP {
     }
 
     /// Sends `method target` with `headers` (and `Content-Length` when there is a body) to 127.0.0.1:`port`, and reads
-    /// the answer until the server closes the connection (`Connection: close`) or `timeout` passes.
+    /// the answer: as long as its `Content-Length` says, or until the server closes the connection (`Connection:
+    /// close`), or `timeout` passes without a byte.
     package static func request(
         port: Int, _ method: String, _ target: [UInt8], headers: [(String, String)] = [], body: [UInt8] = [],
         timeout: Duration = .seconds(10)
@@ -58,12 +61,21 @@ package enum RawHTTP {
             guard n > 0 else { break }  // the server may answer (and close) before reading everything
             sent += n
         }
+        // Until the server closes the connection, or, when the answer says its length, until that much has come (a
+        // server may keep the connection open whatever the request said: chromedriver does).
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
+        var expected: Int?
+        while expected.map({ received.count < $0 }) ?? true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { break }
             received += buffer[..<n]
+            if expected == nil, let split = received.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let head = String(decoding: received[..<split.lowerBound], as: UTF8.self).lowercased()
+                let length = head.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") })
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
+                expected = length.map { split.upperBound + $0 } ?? .max
+            }
         }
         guard let end = received.firstRange(of: Array("\r\n\r\n".utf8)) else { return failed }
         let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)

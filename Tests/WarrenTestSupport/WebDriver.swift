@@ -71,58 +71,14 @@ package final class HeadlessChromium {
     }
 }
 
-/// HTTP/1.1 to 127.0.0.1 over a plain socket, on a thread of its own (it blocks). chromedriver writes its headers
-/// without a space after the colon (`Content-Length:250`), which Foundation's URLSession on Linux cannot read.
+/// A WebDriver command over ``RawHTTP``.
 enum PlainHTTP {
     static func request(_ method: String, port: Int, path: String, json: Data?) async throws -> (status: Int, body: Data) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(with: Result { try exchange(method, port: port, path: path, json: json) })
-            }.start()
-        }
-    }
-
-    private static func exchange(_ method: String, port: Int, path: String, json: Data?) throws -> (status: Int, body: Data) {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard socket >= 0 else { throw TestFailure("socket: \(errno)") }
-        defer { close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TestFailure("connect to 127.0.0.1:\(port): \(errno)") }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
-        if let json { head += "Content-Type: application/json\r\nContent-Length: \(json.count)\r\n" }
-        let outgoing = Array((head + "\r\n").utf8) + Array(json ?? Data())
-        var sent = 0
-        while sent < outgoing.count {
-            let written = outgoing[sent...].withUnsafeBytes { send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard written > 0 else { throw TestFailure("send: \(errno)") }
-            sent += written
-        }
-        // chromedriver keeps the connection open whatever the request says: read up to Content-Length.
-        var incoming: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        var expected: Int?
-        var headerEnd: Range<Int>?
-        while expected.map({ incoming.count < $0 }) ?? true {
-            let count = recv(socket, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            incoming += buffer[0..<count]
-            if headerEnd == nil, let split = incoming.firstRange(of: Array("\r\n\r\n".utf8)) {
-                headerEnd = split
-                let headers = String(decoding: incoming[..<split.lowerBound], as: UTF8.self).lowercased()
-                let length = headers.split(separator: "\r\n").first(where: { $0.hasPrefix("content-length:") })
-                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) }
-                expected = length.map { split.upperBound + $0 }
-            }
-        }
-        guard let split = headerEnd else { throw TestFailure("no HTTP answer from 127.0.0.1:\(port)") }
-        let status = String(decoding: incoming[..<split.lowerBound], as: UTF8.self).split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        return (status, Data(incoming[split.upperBound...]))
+        let answer = await RawHTTP.request(
+            port: port, method, Array(path.utf8), headers: json == nil ? [] : [("Content-Type", "application/json")],
+            body: Array(json ?? Data()), timeout: .seconds(60))
+        guard answer.status != 0 else { throw TestFailure("no HTTP answer from 127.0.0.1:\(port)") }
+        return (answer.status, Data(answer.body.utf8))
     }
 }
 

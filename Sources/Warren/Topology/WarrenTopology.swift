@@ -173,6 +173,10 @@ package enum UnixMilliseconds {
         return Int64((seconds * 1000).rounded(.down))
     }
 
-    /// Now.
-    package static var now: Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+}
+
+/// Whether `host` names this machine only (`localhost`, `127.0.0.0/8`, `::1`): what warnings about secrets travelling
+/// in clear leave alone.
+package func isLoopbackHost(_ host: String) -> Bool {
+    host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Warren
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -17,16 +18,11 @@ struct DashboardOptions: ParsableArguments {
         guard let token = ProcessInfo.processInfo.environment["WARREN_DASHBOARD_TOKEN"], !token.isEmpty else {
             throw fail("--dashboard needs the dashboard's token in WARREN_DASHBOARD_TOKEN")
         }
-        if url.scheme == "http", let host = url.host, !Self.isLoopback(host) {
+        if url.scheme == "http", let host = url.host, !isLoopbackHost(host) {
             FileHandle.standardError.write(Data(
                 "warren: warning: the dashboard token goes to \(host) over plain http, readable on the way; use an https:// URL\n".utf8))
         }
         return DashboardClient(base: url, token: token)
-    }
-
-    /// Whether `host` is this machine (`localhost`, `127.0.0.0/8`, `::1`).
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host.hasPrefix("127.") || host == "::1" || host == "[::1]"
     }
 }
 
