@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo demo-up screenshots bench chaos fuzz otlp-check local-broker clean
+.PHONY: all deps build test demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -37,6 +37,11 @@ demo-up: deps
 	$(SWIFT) build --product warren-local-broker
 	$(SWIFT) build --product warren-dashboard
 	WARREN_DEMO_STAY_UP=1 scripts/demo.sh
+
+## A new package written from the README and docs/ (its manifest, a host, handlers and tests; Warren by path) builds,
+## tests and runs against a throwaway broker: scripts/first-day.sh. Several minutes (it builds Warren again).
+first-day: deps
+	scripts/first-day.sh
 
 ## The dashboard's screenshots in docs/images, taken by the browser tests in headless Chromium.
 screenshots: deps

@@ -313,7 +313,7 @@ public struct Dashboard: Sendable {
         let attempts = job.timeline.map { attempt -> HTML in
             """
             <tr><td class="number">\(attempt.attempt)</td><td>\(Format.time(attempt.startedAtMs))</td><td>\(Format.time(attempt.endedAtMs))</td>\
-            <td class="nowrap">\(Format.duration(attempt.queueWaitMs))</td><td class="nowrap">\(Format.duration(attempt.durationMs))</td>\
+            <td class="nowrap">\(Format.queueWait(milliseconds: attempt.queueWaitMs, approximateSeconds: attempt.queueWaitApproxS))</td><td class="nowrap">\(Format.duration(attempt.durationMs))</td>\
             <td>\(attempt.outcome.map { HTML("<span class=\"badge \($0)\">\($0)</span>") } ?? .empty)</td><td class="nowrap">\(attempt.host)</td>\
             <td class="error-text">\(attempt.error)</td></tr>
             """

@@ -115,6 +115,15 @@ enum Format {
         }
     }
 
+    /// An attempt's queue wait: exact from Warren's published-at header, else the approximate whole seconds since a
+    /// foreign message's AMQP timestamp, marked so.
+    static func queueWait(milliseconds: Int64?, approximateSeconds: Int64?) -> HTML {
+        if let milliseconds { return "\(duration(milliseconds))" }
+        guard let approximateSeconds else { return .empty }
+        let (product, overflow) = approximateSeconds.multipliedReportingOverflow(by: 1000)
+        return "<span title=\"approximate: from the message's AMQP timestamp, which has whole seconds\">≈ \(duration(overflow ? .max : product))</span>"
+    }
+
     /// Bytes as a hex dump: offset, sixteen bytes in hex, and the printable ASCII ones.
     static func hexDump(_ bytes: [UInt8]) -> String {
         var lines: [String] = []

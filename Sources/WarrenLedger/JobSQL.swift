@@ -61,6 +61,9 @@ enum JobSQL {
         "CREATE INDEX dead_letters_by_time ON dead_letters (at_ms)",
     ]
 
+    /// Schema version 7: a foreign message's approximate queue wait, in whole seconds (``WarrenEvent/queueWaitApproxS``).
+    static let version7 = ["ALTER TABLE events ADD COLUMN queue_wait_approx_s BIGINT"]
+
     /// Schema version 4: the audit log of replays and purges (`id` is the SQLite rowid or a PostgreSQL serial: newest
     /// first is `ORDER BY id DESC`).
     static func version4(idColumn: String, integer: String) -> [String] {
@@ -86,6 +89,7 @@ enum JobSQL {
     static func eventRecordedAgain(conflictTarget: String) -> String {
         """
         ON CONFLICT \(conflictTarget) DO UPDATE SET queue_wait_ms = COALESCE(events.queue_wait_ms, excluded.queue_wait_ms),
+            queue_wait_approx_s = COALESCE(events.queue_wait_approx_s, excluded.queue_wait_approx_s),
             duration_ms = COALESCE(events.duration_ms, excluded.duration_ms), started_at_ms = COALESCE(events.started_at_ms, excluded.started_at_ms),
             host = COALESCE(events.host, excluded.host), trace_id = COALESCE(events.trace_id, excluded.trace_id)
         """
@@ -101,6 +105,7 @@ enum JobSQL {
             let key = EventKey(id: event.messageID, at: event.atMs, kind: event.event.rawValue, attempt: event.attempt ?? 0)
             if let first = index[key] {
                 result[first].queueWaitMs = result[first].queueWaitMs ?? event.queueWaitMs
+                result[first].queueWaitApproxS = result[first].queueWaitApproxS ?? event.queueWaitApproxS
                 result[first].durationMs = result[first].durationMs ?? event.durationMs
                 result[first].startedAtMs = result[first].startedAtMs ?? event.startedAtMs
                 result[first].host = result[first].host ?? event.host

@@ -121,7 +121,11 @@ public struct JobStatus: Sendable, Equatable, Codable {
         public var endedAtMs: Int64?
         /// `ack`, `retry`, `dead-letter`, `requeued`; `nil` while it runs.
         public var outcome: String?
+        /// The time in the queue before this attempt, in milliseconds; `nil` for a message without Warren's published-at
+        /// header, which has ``queueWaitApproxS`` instead.
         public var queueWaitMs: Int64?
+        /// A foreign message's wait since its AMQP timestamp, in whole seconds: approximate, and to be shown so.
+        public var queueWaitApproxS: Int64?
         public var durationMs: Int64?
         public var error: String?
         public var host: String?
@@ -131,6 +135,7 @@ public struct JobStatus: Sendable, Equatable, Codable {
             case startedAtMs = "started_at_ms"
             case endedAtMs = "ended_at_ms"
             case queueWaitMs = "queue_wait_ms"
+            case queueWaitApproxS = "queue_wait_approx_s"
             case durationMs = "duration_ms"
         }
     }
@@ -176,6 +181,7 @@ public struct JobStatus: Sendable, Equatable, Codable {
             if event.event == .started {
                 current.startedAtMs = event.atMs
                 current.queueWaitMs = event.queueWaitMs
+                current.queueWaitApproxS = event.queueWaitApproxS
                 current.host = event.host
             } else {
                 current.startedAtMs = current.startedAtMs ?? event.startedAtMs
@@ -185,6 +191,7 @@ public struct JobStatus: Sendable, Equatable, Codable {
                 current.error = event.error
                 current.host = current.host ?? event.host
                 current.queueWaitMs = current.queueWaitMs ?? event.queueWaitMs
+                current.queueWaitApproxS = current.queueWaitApproxS ?? event.queueWaitApproxS
             }
             attempts[attempts.count - 1] = current
         }

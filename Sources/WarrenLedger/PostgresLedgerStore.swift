@@ -46,6 +46,7 @@ public final class PostgresLedgerStore: LedgerStore {
         (4, JobSQL.version4(idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT")),
         (5, DeadLetterSQL.version5(integer: "BIGINT")),
         (6, ["CREATE TABLE ledger_identity (id TEXT PRIMARY KEY)", "INSERT INTO ledger_identity (id) VALUES (md5(random()::text || clock_timestamp()::text))"]),
+        (7, JobSQL.version7),
     ]
 
     /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
@@ -394,7 +395,7 @@ public final class PostgresLedgerStore: LedgerStore {
     }
 
     private static func insertEvents(_ events: ArraySlice<WarrenEvent>) throws -> PostgresQuery {
-        var binds = PostgresBindings(capacity: events.count * 14)
+        var binds = PostgresBindings(capacity: events.count * 15)
         for event in events {
             binds.append(event.messageID!)
             binds.append(event.event.rawValue)
@@ -410,11 +411,12 @@ public final class PostgresLedgerStore: LedgerStore {
             binds.append(event.host)
             binds.append(event.traceID)
             binds.append(event.startedAtMs)
+            binds.append(event.queueWaitApproxS)
         }
         return PostgresQuery(
             unsafeSQL: """
                 INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason,
-                    next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(placeholders(rows: events.count, columns: 14))
+                    next_attempt_at_ms, host, trace_id, started_at_ms, queue_wait_approx_s) VALUES \(placeholders(rows: events.count, columns: 15))
                 \(JobSQL.eventRecordedAgain(conflictTarget: "(message_id, at_ms, event, (COALESCE(attempt, 0)))"))
                 """, binds: binds)
     }
@@ -528,17 +530,18 @@ public final class PostgresLedgerStore: LedgerStore {
         let eventRows = try await client.query(
             """
             SELECT event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error, reason, next_attempt_at_ms, host, trace_id,
-                started_at_ms
+                started_at_ms, queue_wait_approx_s
             FROM events WHERE message_id = \(messageID)
             ORDER BY at_ms, CASE event WHEN 'published' THEN 0 WHEN 'started' THEN 1 ELSE 2 END, id LIMIT \(unescaped: String(LedgerBounds.eventsPerJob))
             """, logger: logger)
         for try await row in eventRows {
-            let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace, started) = try row.decode(
-                (String, String?, String, Int?, Int64, Int64?, Int64?, String?, String?, Int64?, String?, String?, Int64?).self)
+            let (kind, type, queue, attempt, at, wait, duration, error, reason, next, host, trace, started, approximateWait) = try row.decode(
+                (String, String?, String, Int?, Int64, Int64?, Int64?, String?, String?, Int64?, String?, String?, Int64?, Int64?).self)
             var event = WarrenEvent(
                 event: WarrenEvent.Kind(rawValue: kind), messageID: messageID, type: type, queue: queue, attempt: attempt, atMs: at,
                 queueWaitMs: wait, durationMs: duration, error: error, reason: reason, nextAttemptAtMs: next, host: host, traceID: trace)
             event.startedAtMs = started
+            event.queueWaitApproxS = approximateWait
             events.append(event)
         }
         job.timeline = JobStatus.timeline(of: events)

@@ -110,6 +110,7 @@ public final class SQLiteLedgerStore: LedgerStore {
         (5, DeadLetterSQL.version5(integer: "INTEGER")),
         // The store's identity, which its ledgers' queue carries (``Ledger``): one queue per store.
         (6, ["CREATE TABLE ledger_identity (id TEXT PRIMARY KEY)", "INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))"]),
+        (7, JobSQL.version7),
     ]
 
     /// Opens (creating when missing) the database at `path`.
@@ -322,20 +323,21 @@ public final class SQLiteLedgerStore: LedgerStore {
 
     private func insertEvents(_ events: ArraySlice<WarrenEvent>) async throws {
         var binds: [SQLiteData] = []
-        binds.reserveCapacity(events.count * 14)
+        binds.reserveCapacity(events.count * 15)
         for event in events {
             binds += [
                 .text(event.messageID!), .text(event.event.rawValue), Self.text(event.type), .text(event.queue),
                 Self.integer(event.attempt.map(Int64.init)), .integer(Int(event.atMs)), Self.integer(event.queueWaitMs),
                 Self.integer(event.durationMs), Self.text(event.error), Self.text(event.reason),
                 Self.integer(event.nextAttemptAtMs), Self.text(event.host), Self.text(event.traceID), Self.integer(event.startedAtMs),
+                Self.integer(event.queueWaitApproxS),
             ]
         }
-        let row = "(" + Array(repeating: "?", count: 14).joined(separator: ",") + ")"
+        let row = "(" + Array(repeating: "?", count: 15).joined(separator: ",") + ")"
         _ = try await connection.query(
             """
             INSERT INTO events (message_id, event, type, queue, attempt, at_ms, queue_wait_ms, duration_ms, error,
-                reason, next_attempt_at_ms, host, trace_id, started_at_ms) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
+                reason, next_attempt_at_ms, host, trace_id, started_at_ms, queue_wait_approx_s) VALUES \(Array(repeating: row, count: events.count).joined(separator: ","))
             \(JobSQL.eventRecordedAgain(conflictTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))"))
             """, binds)
     }
@@ -574,6 +576,7 @@ public final class SQLiteLedgerStore: LedgerStore {
             nextAttemptAtMs: int64(row, "next_attempt_at_ms"), host: row.column("host")?.string,
             traceID: row.column("trace_id")?.string)
         event.startedAtMs = int64(row, "started_at_ms")
+        event.queueWaitApproxS = int64(row, "queue_wait_approx_s")
         return event
     }
 

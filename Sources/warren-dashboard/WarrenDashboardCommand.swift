@@ -136,8 +136,9 @@ struct Serve: AsyncParsableCommand {
             }
             inspector = AMQPQueueInspector(endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
         }
+        // Migrated before anything runs, so that the readiness probe's first question finds the schema in place.
+        try await ledgerStore.migrate()
         if noIngest {
-            try await ledgerStore.migrate()
             ledger = nil
         } else {
             let transport = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard", logger: logger)
@@ -161,9 +162,10 @@ struct Serve: AsyncParsableCommand {
             let liveness = health.liveness()
             return try JSONResponse.make(liveness, status: liveness.isLive ? .ok : .serviceUnavailable)
         }
+        let readinessMonitor = DashboardReadinessMonitor(store: ledgerStore, ledger: ledger, logger: logger)
+        services.append(.init(service: readinessMonitor))
         router.get("health/ready") { _, _ -> Response in
-            let readiness = await DashboardReadiness.check(store: ledgerStore, ledger: ledger)
-            if let error = readiness.storeError { logger.warning("the store does not answer the readiness probe", metadata: ["error": "\(error)"]) }
+            let readiness = readinessMonitor.readiness()
             return try JSONResponse.make(readiness, status: readiness.status == "ready" ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ -> Response in

@@ -164,19 +164,51 @@ package final class LocalPostgres: Sendable {
 /// A TCP port nothing listens on now on 127.0.0.1 (the system's choice for port 0), for a server that must be told
 /// its port.
 package func freeTCPPort() throws -> Int {
+    let socket = try boundLoopbackSocket()
+    defer { close(socket) }
+    return try localPort(of: socket)
+}
+
+/// A server that takes connections on 127.0.0.1 (the kernel completes the handshake into its backlog) and never
+/// reads or answers: a database or broker that hangs.
+package final class SilentListener: Sendable {
+    package let port: Int
+    private let socket: Int32
+
+    package init() throws {
+        socket = try boundLoopbackSocket()
+        guard listen(socket, 64) == 0 else {
+            close(socket)
+            throw TestFailure("listen() failed")
+        }
+        port = try localPort(of: socket)
+    }
+
+    deinit { close(socket) }
+}
+
+private func boundLoopbackSocket() throws -> Int32 {
     let socket = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard socket >= 0 else { throw TestFailure("socket() failed") }
-    defer { close(socket) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard bound == 0 else { throw TestFailure("bind() failed") }
+    guard bound == 0 else {
+        close(socket)
+        throw TestFailure("bind() failed")
+    }
+    return socket
+}
+
+private func localPort(of socket: Int32) throws -> Int {
+    var address = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
+    let named = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socket, $0, &length) }
     }
+    guard named == 0 else { throw TestFailure("getsockname() failed") }
     return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -16,7 +16,8 @@ struct EventsTests {
         deadLetter.body = #"{"userId":"1"}"#
         deadLetter.bodyEncoding = "utf8"
         deadLetter.bodyTruncated = false
-        let retry = WarrenEvent(event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
+        var retry = WarrenEvent(event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
+        retry.queueWaitApproxS = 3
         let body = WarrenEvent.encodeBatch([deadLetter, retry])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]])
         #expect(json.count == 2)
@@ -25,6 +26,7 @@ struct EventsTests {
         #expect(json[0]["queue_wait_ms"] as? Int == 12 && json[0]["duration_ms"] as? Int == 40 && json[0]["trace_id"] != nil)
         #expect(json[0]["body_truncated"] as? Bool == false && (json[0]["headers"] as? [String: String])?["x-app"] == "é")
         #expect(json[1]["next_attempt_at_ms"] as? Int == 1005 && json[1]["type"] == nil, "absent fields are left out")
+        #expect(json[1]["queue_wait_approx_s"] as? Int == 3 && json[1]["queue_wait_ms"] == nil && json[0]["queue_wait_approx_s"] == nil)
         #expect(try WarrenEvent.decodeBatch(body) == [deadLetter, retry], "Foundation reads what the fast writer wrote")
         #expect(throws: DecodingError.self) { try WarrenEvent.decodeBatch(Array(#"[{"schema":2,"event":"ack","queue":"q","at_ms":1}]"#.utf8)) }
     }

@@ -4,7 +4,8 @@ import WarrenTestSupport
 
 /// The README's manifest, as a new user copies it: a package written from it, depending on this checkout by path (a
 /// folder not named `warren`, as a clone often is), loads with SwiftPM — every product and package it names resolves
-/// (SwiftPM's graph; the package is not compiled, which would take minutes: the docs' Swift blocks are, by DocSnippets).
+/// (SwiftPM's graph; the package is not compiled here, which would take minutes: `make first-day`, which CI runs,
+/// builds, tests and runs one, and the docs' Swift blocks are compiled by DocSnippets).
 @Suite("The README's manifest")
 struct ManifestTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

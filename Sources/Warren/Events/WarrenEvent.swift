@@ -42,6 +42,9 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
     public var atMs: Int64
     /// How long the message waited in its queue before this attempt, in milliseconds.
     public var queueWaitMs: Int64?
+    /// For a message without Warren's `x-warren-published-at` (a foreign publisher's), instead of ``queueWaitMs``: the
+    /// wait since its AMQP timestamp, in whole seconds — approximate (the timestamp has no milliseconds), and shown so.
+    public var queueWaitApproxS: Int64?
     /// Handling and settling time, in milliseconds (settlements only).
     public var durationMs: Int64?
     /// The failure, for `retry` and `dead-letter`.
@@ -96,6 +99,7 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         case messageID = "message_id"
         case atMs = "at_ms"
         case queueWaitMs = "queue_wait_ms"
+        case queueWaitApproxS = "queue_wait_approx_s"
         case durationMs = "duration_ms"
         case nextAttemptAtMs = "next_attempt_at_ms"
         case traceID = "trace_id"
@@ -157,6 +161,7 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         number("at_ms", atMs)
         number("started_at_ms", startedAtMs)
         number("queue_wait_ms", queueWaitMs)
+        number("queue_wait_approx_s", queueWaitApproxS)
         number("duration_ms", durationMs)
         string("error", error)
         string("reason", reason)

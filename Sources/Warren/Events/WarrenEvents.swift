@@ -251,6 +251,7 @@ public final class WarrenEvents: Service, Sendable {
                 folded.insert(start)
                 result[index].startedAtMs = events[start].atMs
                 result[index].queueWaitMs = result[index].queueWaitMs ?? events[start].queueWaitMs
+                result[index].queueWaitApproxS = result[index].queueWaitApproxS ?? events[start].queueWaitApproxS
             default:
                 continue
             }

@@ -375,6 +375,13 @@ struct QueueRunner: Sendable {
             ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value)
     }
 
+    /// For a message without ``enqueuedAtMilliseconds(_:)``: the wait since its AMQP timestamp, in whole seconds — said
+    /// to be approximate wherever it is shown, and kept out of `warren_queue_wait_seconds`.
+    private func approximateQueueWaitSeconds(_ properties: AMQPProperties, startedMs: Int64) -> Int64? {
+        guard enqueuedAtMilliseconds(properties) == nil, let sent = UnixMilliseconds.from(properties.timestamp) else { return nil }
+        return max(0, (startedMs - sent) / 1000)
+    }
+
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
         do { try delivery.requeue() } catch {
             metrics.droppedSettlement()
@@ -413,10 +420,8 @@ struct QueueRunner: Sendable {
             ]
             if let wait {
                 metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds)
-            } else if let sent = UnixMilliseconds.from(properties.timestamp) {
-                // Only the AMQP timestamp: the wait in whole seconds, said to be approximate, and kept out of the metric
-                // and the ledger.
-                metadata["queue_wait_s"] = .stringConvertible(max(0, (startedMs - sent) / 1000))
+            } else if let approximate = approximateQueueWaitSeconds(properties, startedMs: startedMs) {
+                metadata["queue_wait_s"] = .stringConvertible(approximate)
                 metadata["queue_wait_source"] = "amqp_timestamp"
             }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
@@ -433,7 +438,9 @@ struct QueueRunner: Sendable {
         metrics.record(event)
         worker.observer?(event)
         if let events {
-            events.record(settlementEvent(event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options))
+            var settled = settlementEvent(event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options)
+            settled.queueWaitApproxS = approximateQueueWaitSeconds(properties, startedMs: startedMs)
+            events.record(settled)
         }
     }
 
@@ -442,10 +449,12 @@ struct QueueRunner: Sendable {
     private func startedEvent(_ delivery: TransportDelivery, type: String, attempt: Int, trace: DeliveryTrace?) -> WarrenEvent {
         let now = Self.nowMilliseconds()
         let properties = delivery.properties
-        return WarrenEvent(
+        var event = WarrenEvent(
             event: .started, messageID: properties.messageID, type: type, queue: queue, attempt: attempt, atMs: now,
             queueWaitMs: enqueuedAtMilliseconds(properties).map { max(0, now - $0) }, host: configuration.hostName,
             traceID: trace?.traceID, correlationID: properties.correlationID)
+        event.queueWaitApproxS = approximateQueueWaitSeconds(properties, startedMs: now)
+        return event
     }
 
     private func settlementEvent(
