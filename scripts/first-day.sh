@@ -8,8 +8,10 @@
 # outcomes, the probes and the metrics, and stops it with SIGTERM. Every step's output is in $FIRST_DAY_DIR (kept on
 # failure). Takes several minutes: the package builds Warren and its dependencies in its own .build.
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/.." && pwd -P)"
+for tool in python3 curl; do command -v "$tool" > /dev/null || { echo "first-day: needs $tool" >&2; exit 1; }; done
 work="${FIRST_DAY_DIR:-$(mktemp -d /tmp/warren-first-day.XXXXXX)}"
+work="$(cd "$work" && pwd -P)"
 package="$work/billing"
 broker_started=""
 worker_pid=""
@@ -49,13 +51,13 @@ cd "$package"
 
 say "swift build (the package, then the warren CLI from the dependency)"
 swift build > "$work/build.log" 2>&1 || { tail -40 "$work/build.log"; fail "swift build"; }
-if grep -E "^$package.*warning:" "$work/build.log"; then fail "the package builds with warnings"; fi
+if grep -F "$package/" "$work/build.log" | grep -F "warning:"; then fail "the package builds with warnings"; fi
 swift build --product warren > "$work/build-cli.log" 2>&1 || { tail -40 "$work/build-cli.log"; fail "swift build --product warren"; }
 bin="$(swift build --show-bin-path)"
 
 say "swift test (WarrenTesting, then WarrenLocalBroker)"
 swift test > "$work/test.log" 2>&1 || { tail -60 "$work/test.log"; fail "swift test"; }
-grep -E "Test run with .* passed" "$work/test.log"
+grep -E "Test run with .* passed" "$work/test.log" || { tail -60 "$work/test.log"; fail "no passing test run in the log"; }
 
 say "swift package local-broker start"
 swift package --disable-sandbox local-broker start > "$work/broker.log" 2>&1 || { cat "$work/broker.log"; fail "local-broker start"; }
@@ -80,15 +82,16 @@ for id in inv-1 inv-2-flaky inv-3-declined; do
 done
 settled=""
 for _ in $(seq 1 200); do
-  if [ "$(grep -c '"receipt sent"\|receipt sent' "$work/worker.log" || true)" -ge 2 ] \
-     && "$bin/warren" dlx list --queue billing.charges --json 2>/dev/null | grep -q 'inv-3-declined'; then settled=1; break; fi
+  receipts="$(grep -c 'receipt sent' "$work/worker.log" || true)"
+  letters="$("$bin/warren" dlx list --queue billing.charges --json 2>/dev/null || true)"
+  if [ "$receipts" -ge 2 ] && grep -q 'inv-3-declined' <<< "$letters"; then settled=1; break; fi
   sleep 0.1
 done
 [ -n "$settled" ] || { cat "$work/worker.log"; fail "the charges were not all settled"; }
-metrics="$(curl -sf "http://127.0.0.1:$BILLING_HTTP_PORT/metrics")"
-echo "$metrics" | grep -q '^billing_charged_total 2' || { echo "$metrics" | grep billing; fail "billing_charged_total is not 2"; }
-echo "$metrics" | grep -q '^warren_retries_total{.*queue="billing.charges"' || fail "no warren_retries_total for billing.charges"
-echo "$metrics" | grep -q '^warren_dead_letters_total{.*queue="billing.charges"' || fail "no warren_dead_letters_total for billing.charges"
+metrics="$(curl -sf "http://127.0.0.1:$BILLING_HTTP_PORT/metrics")" || fail "GET /metrics"
+grep -Eq '^billing_charged_total 2(\.0)?$' <<< "$metrics" || { grep billing <<< "$metrics" || true; fail "billing_charged_total is not 2"; }
+grep -q '^warren_retries_total{.*queue="billing.charges"' <<< "$metrics" || fail "no warren_retries_total for billing.charges"
+grep -q '^warren_dead_letters_total{.*queue="billing.charges"' <<< "$metrics" || fail "no warren_dead_letters_total for billing.charges"
 "$bin/warren" dlx list --queue billing.charges
 
 say "SIGTERM"

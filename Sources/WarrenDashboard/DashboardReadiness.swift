@@ -6,7 +6,7 @@ import WarrenLedger
 
 /// What `warren-dashboard` answers on `/health/ready`: ready when its store answers (within ``storeTimeout``) and,
 /// when it ingests, its ledger consumes its queue. JSON: `{"status": "ready" | "not_ready", "store": "ok" |
-/// "unreachable" | "unchecked", "ingest": "consuming" | "not_consuming" | "off"}` — the probe needs no token, so why
+/// "unreachable" | "unchecked" | "stopping", "ingest": "consuming" | "not_consuming" | "off"}` — the probe needs no token, so why
 /// the store did not answer (which may name its host and user) is logged, not answered.
 public struct DashboardReadiness: Encodable, Sendable, Equatable {
     public var status: String
@@ -31,15 +31,15 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
 }
 
 /// Asks the store whether it answers (its schema version), one question at a time, every `interval`, inside its
-/// `run()`; ``readiness()`` answers at once from the latest answer. A store that hangs therefore never holds a probe
-/// past ``DashboardReadiness/storeTimeout`` nor piles up one query per probe: a question unanswered for that long
-/// makes the store `unreachable` until it is answered.
+/// `run()`; ``readiness()`` answers at once from the latest answer, so a probe never waits on the store. A question
+/// unanswered within ``DashboardReadiness/storeTimeout`` is cancelled and the store counts as unreachable until a later
+/// question is answered; the store's going away (with why) and coming back are logged once each. Once a graceful
+/// shutdown begins the dashboard is not ready.
 public final class DashboardReadinessMonitor: Service, Sendable {
     private struct State {
-        var askedAt: ContinuousClock.Instant?
         var lastError: String?
         var answeredOnce = false
-        var hangLogged = false
+        var stopping = false
     }
 
     private let store: any LedgerStore
@@ -51,7 +51,7 @@ public final class DashboardReadinessMonitor: Service, Sendable {
     /// - Parameters:
     ///   - ledger: the ledger that ingests into `store`; `nil` when the dashboard does not ingest.
     ///   - interval: the time between one answer and the next question.
-    ///   - logger: where a store that stops answering (with why) and answers again is logged, once each time.
+    ///   - logger: where the store's going away (with why) and coming back are logged, once each time.
     public init(store: any LedgerStore, ledger: Ledger?, interval: Duration = .seconds(2), logger: Logger) {
         self.store = store
         self.ledger = ledger
@@ -61,31 +61,43 @@ public final class DashboardReadinessMonitor: Service, Sendable {
 
     /// Asks until the service group shuts down (or the task is cancelled).
     public func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await self.askOnce()
-                try? await Task.sleep(for: self.interval)
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !state.withLock({ $0.stopping }) {
+                await askOnce()
+                try? await Task.sleep(for: interval)
             }
+        } onGracefulShutdown: {
+            self.state.withLock { $0.stopping = true }
         }
     }
 
+    /// One question, cancelled when it takes longer than the timeout.
     private func askOnce() async {
-        state.withLock { $0.askedAt = .now }
-        let failure: String?
-        do {
-            _ = try await store.schemaVersion()
-            failure = nil
-        } catch {
-            failure = "\(error)"
+        let store = store
+        let failure: String? = await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                do {
+                    _ = try await store.schemaVersion()
+                    return nil
+                } catch {
+                    return Task.isCancelled ? "no answer within \(DashboardReadiness.storeTimeout)" : "\(error)"
+                }
+            }
+            // The timer: once it fires, the question is cancelled (and answers with the line above).
+            group.addTask {
+                try? await Task.sleep(for: DashboardReadiness.storeTimeout)
+                return "no answer within \(DashboardReadiness.storeTimeout)"
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
         }
         let wasAway = state.withLock { state in
             defer {
-                state.askedAt = nil
                 state.lastError = failure
                 state.answeredOnce = true
-                state.hangLogged = false
             }
-            return state.lastError != nil || state.hangLogged
+            return state.lastError != nil
         }
         if let failure, !wasAway {
             logger.warning("the store does not answer the readiness probe", metadata: ["error": "\(failure)"])
@@ -94,18 +106,14 @@ public final class DashboardReadinessMonitor: Service, Sendable {
         }
     }
 
-    /// The readiness now: `unchecked` (not ready) before the store's first answer, `unreachable` while its last answer
-    /// was an error or a question has waited longer than ``DashboardReadiness/storeTimeout``.
-    public func readiness(now: ContinuousClock.Instant = .now) -> DashboardReadiness {
-        let (store, storeError, newHang): (String, String?, Bool) = state.withLock { state in
-            if let asked = state.askedAt, now - asked > DashboardReadiness.storeTimeout {
-                defer { state.hangLogged = true }
-                return ("unreachable", "no answer within \(DashboardReadiness.storeTimeout)", !state.hangLogged && state.lastError == nil)
-            }
-            if let error = state.lastError { return ("unreachable", error, false) }
-            return (state.answeredOnce ? "ok" : "unchecked", nil, false)
+    /// The readiness now: `unchecked` (not ready) before the store's first answer, `unreachable` while its last
+    /// question failed or went unanswered, `stopping` once a graceful shutdown began.
+    public func readiness() -> DashboardReadiness {
+        let (store, storeError): (String, String?) = state.withLock { state in
+            if state.stopping { return ("stopping", nil) }
+            if let error = state.lastError { return ("unreachable", error) }
+            return (state.answeredOnce ? "ok" : "unchecked", nil)
         }
-        if newHang, let storeError { logger.warning("the store does not answer the readiness probe", metadata: ["error": "\(storeError)"]) }
         let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
         let ready = store == "ok" && ingest != "not_consuming"
         return DashboardReadiness(status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError)

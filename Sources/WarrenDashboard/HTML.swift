@@ -119,7 +119,7 @@ enum Format {
     /// foreign message's AMQP timestamp, marked so.
     static func queueWait(milliseconds: Int64?, approximateSeconds: Int64?) -> HTML {
         if let milliseconds { return "\(duration(milliseconds))" }
-        guard let approximateSeconds else { return .empty }
+        guard let approximateSeconds, approximateSeconds >= 0 else { return .empty }
         let (product, overflow) = approximateSeconds.multipliedReportingOverflow(by: 1000)
         return "<span title=\"approximate: from the message's AMQP timestamp, which has whole seconds\">≈ \(duration(overflow ? .max : product))</span>"
     }

@@ -19,7 +19,11 @@ import WarrenAMQP
 /// ```
 public final class WarrenTestHarness: Sendable {
     public let clock: ManualClock
+    /// The in-memory transport: publish without waiting, peek at queues, read the dead letters.
     public let transport: InMemoryTransport<ManualClock>
+    /// What the worker's transport does: it passes everything to ``transport``, records each publish, confirm, ack and
+    /// requeue in order, and fails where the test says (``FaultInjectingTransport``).
+    public let faults: FaultInjectingTransport
     public let worker: Worker
     private let settled: SettlementBuffer
     private let running: Task<Void, any Error>
@@ -31,12 +35,14 @@ public final class WarrenTestHarness: Sendable {
     ) async throws {
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
+        let faults = FaultInjectingTransport(base: transport)
         let settled = SettlementBuffer()
         let worker = Worker(
-            transport: transport, registrations: registrations, configuration: configuration, logger: logger,
+            transport: faults, registrations: registrations, configuration: configuration, logger: logger,
             observer: { settled.append($0) })
         self.clock = clock
         self.transport = transport
+        self.faults = faults
         self.worker = worker
         self.settled = settled
         self.running = Task { try await worker.run() }

@@ -5,6 +5,7 @@ import WarrenTestSupport
 import Warren
 @testable import WarrenLedger
 import WarrenDashboard
+import ServiceLifecycle
 
 /// `sslmode` and `sslrootcert` against the test's PostgreSQL, which serves TLS with a certificate made by openssl for
 /// `IP:127.0.0.1` and `DNS:localhost`, and refuses its encrypted-only role without TLS.
@@ -86,15 +87,19 @@ struct PostgresTLSTests {
 /// `warren-dashboard`'s `/health/ready`, against a store that answers, one that refuses and one that hangs.
 @Suite("The dashboard's readiness")
 struct DashboardReadinessTests {
-    /// Runs a monitor of `store` while `body` runs.
+    /// Runs a monitor of `store` in a service group while `body` runs, then shuts the group down gracefully: the
+    /// monitor then says the dashboard is stopping.
     private func monitoring(_ store: any LedgerStore, _ body: (DashboardReadinessMonitor) async throws -> Void) async throws {
         let monitor = DashboardReadinessMonitor(store: store, ledger: nil, interval: .milliseconds(200), logger: TestBroker.quietLogger())
         #expect(monitor.readiness() == DashboardReadiness(status: "not_ready", store: "unchecked", ingest: "off"), "before its first answer")
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await monitor.run() }
-            defer { group.cancelAll() }
+        let group = ServiceGroup(configuration: .init(services: [monitor], logger: TestBroker.quietLogger()))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
             try await body(monitor)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
         }
+        #expect(monitor.readiness() == DashboardReadiness(status: "not_ready", store: "stopping", ingest: "off"))
     }
 
     @Test func theDashboardIsNotReadyWhileItsStoreRefusesOrHangsAndIsOnceItAnswers() async throws {

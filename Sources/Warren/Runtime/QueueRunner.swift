@@ -421,7 +421,7 @@ struct QueueRunner: Sendable {
             if let wait {
                 metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds)
             } else if let approximate = approximateQueueWaitSeconds(properties, startedMs: startedMs) {
-                metadata["queue_wait_s"] = .stringConvertible(approximate)
+                metadata["queue_wait_approx_s"] = .stringConvertible(approximate)
                 metadata["queue_wait_source"] = "amqp_timestamp"
             }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
