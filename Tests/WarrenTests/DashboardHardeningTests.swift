@@ -15,6 +15,7 @@ struct DashboardScene {
     static let operatorToken = "operator-" + UUID().uuidString  // 45 characters
     static let viewerToken = "viewer-" + UUID().uuidString
     static let adaPassword = "correct horse battery staple"
+    static let gracePassword = "grace's password"
 
     let port: Int
     let store: any LedgerStore
@@ -36,7 +37,7 @@ struct DashboardScene {
             try await store.migrate()
             let users = try DashboardUsers(parsing: """
                 ada:operator:\(try PasswordHash.make(adaPassword, rounds: 100_000).encoded)
-                grace:viewer:\(try PasswordHash.make("grace's password", rounds: 100_000).encoded)
+                grace:viewer:\(try PasswordHash.make(gracePassword, rounds: 100_000).encoded)
                 """)
             let access = try DashboardAccess(operatorToken: operatorToken, viewerToken: viewerToken, users: users, checks: checks)
             let router = Router(context: DashboardRequestContext.self)
@@ -82,12 +83,12 @@ struct DashboardScene {
             body: "user=\(encode(user))&password=\(encode(password))&next=\(encode(next))&csrf_token=\(csrf)", from: client)
     }
 
-    /// A session cookie and its CSRF token, signed in as `ada` from `client`.
-    func session(from client: String) async throws -> (cookie: String, csrf: String) {
-        let signedIn = await signIn("ada", Self.adaPassword, from: client)
+    /// A session cookie and its CSRF token, signed in as `user` (`ada`, the operator, unless told) from `client`.
+    func session(from client: String, as user: String = "ada", password: String = adaPassword) async throws -> (cookie: String, csrf: String) {
+        let signedIn = await signIn(user, password, from: client)
         guard signedIn.status == 303,
             let cookie = signedIn.cookies.first(where: { $0.hasPrefix("warren_session=") })?.split(separator: ";").first.map(String.init)
-        else { throw TestFailure("ada could not sign in: \(signedIn.status) \(signedIn.body)") }
+        else { throw TestFailure("\(user) could not sign in: \(signedIn.status) \(signedIn.body)") }
         let page = await request("GET", "/jobs", headers: [("Cookie", cookie)], from: client)
         guard let range = page.body.range(of: #"name="csrf_token" value=""#),
             let end = page.body[range.upperBound...].firstIndex(of: "\"")
@@ -408,6 +409,65 @@ struct DashboardHardeningTests {
             #expect(answer.status == 503, "no broker: \(answer.body)")
             let entry = try #require(try await scene.store.auditLog(limit: 1, before: nil).first)
             #expect(entry.target.utf8.count <= Dashboard.auditTargetLimit && entry.target.hasSuffix("…"))
+        }
+    }
+
+    /// Every state-changing route, with a session cookie: refused (403) without the session's CSRF token, with an
+    /// empty one, and with another session's; let through with its own. A viewer's session and token, and the viewer's
+    /// bearer token, are refused on the operations. Nothing a refusal asked for happens (no operation, no audit entry).
+    @Test func everyStateChangingRouteRefusesASessionWithoutItsOwnCSRFToken() async throws {
+        try await DashboardScene.with { scene in
+            let (cookie, csrf) = try await scene.session(from: "198.51.100.7")
+            let (_, otherCSRF) = try await scene.session(from: "198.51.100.8")
+            #expect(!csrf.isEmpty && csrf != otherCSRF)
+            // (path, JSON API?, body without the token); sign-out last, as it ends the session.
+            let routes: [(String, Bool, String)] = [
+                ("/dead-letters/m-1/replay", false, ""), ("/dead-letters/m-1/purge", false, ""),
+                ("/operations", false, "action=replay&queue=emails"),
+                ("/api/dead-letters/m-1/replay", true, ""), ("/api/dead-letters/m-1/purge", true, ""),
+                ("/api/operations", true, #"{"action": "replay", "filter": {"queue": "emails"}}"#),
+                ("/sign-out", false, ""),
+            ]
+            func post(_ path: String, json: Bool, body: String, token: String?, cookie: String, from client: String) async -> RawHTTP.Answer {
+                var headers = [("Cookie", cookie), ("Content-Type", json ? "application/json" : "application/x-www-form-urlencoded")]
+                var body = body
+                if let token {
+                    if json {
+                        headers.append(("X-CSRF-Token", token))
+                    } else {
+                        body = (body.isEmpty ? "" : body + "&") + "csrf_token=\(token)"
+                    }
+                }
+                return await scene.request("POST", path, headers: headers, body: body, from: client)
+            }
+            for (path, json, body) in routes {
+                for token in [nil, "", otherCSRF] {
+                    let answer = await post(path, json: json, body: body, token: token, cookie: cookie, from: "198.51.100.7")
+                    #expect(answer.status == 403, "\(path) with token \(token.map { "'\($0)'" } ?? "none"): \(answer.status) \(answer.body.prefix(300))")
+                }
+            }
+            #expect(try await scene.store.operations(limit: 10).isEmpty, "a refused request started nothing")
+            #expect(try await scene.store.auditLog(limit: 10, before: nil).isEmpty, "nor was anything done to audit")
+            #expect(await scene.request("GET", "/jobs", headers: [("Cookie", cookie)], from: "198.51.100.7").status == 200, "still signed in")
+
+            // A viewer's own session and token, and the viewer's bearer token: refused on the operations (403).
+            let (viewerCookie, viewerCSRF) = try await scene.session(from: "198.51.100.9", as: "grace", password: DashboardScene.gracePassword)
+            for (path, json, body) in routes.dropLast() {
+                let answer = await post(path, json: json, body: body, token: viewerCSRF, cookie: viewerCookie, from: "198.51.100.9")
+                #expect(answer.status == 403, "a viewer's session on \(path): \(answer.status) \(answer.body.prefix(300))")
+            }
+            let bearer = await scene.request(
+                "POST", "/api/operations", headers: scene.viewerAuth + [("Content-Type", "application/json")],
+                body: #"{"action": "replay", "filter": {"queue": "emails"}}"#)
+            #expect(bearer.status == 403)
+            #expect(try await scene.store.operations(limit: 10).isEmpty)
+
+            // With its own token the operator's session gets through (no broker here: 503 for the actions).
+            for (path, json, body) in routes {
+                let answer = await post(path, json: json, body: body, token: csrf, cookie: cookie, from: "198.51.100.7")
+                #expect(![401, 403].contains(answer.status) && answer.status != 0, "\(path) with its token: \(answer.status) \(answer.body.prefix(300))")
+            }
+            #expect(await scene.request("GET", "/jobs", headers: [("Cookie", cookie)], from: "198.51.100.7").status == 303, "signed out")
         }
     }
 }
