@@ -58,11 +58,28 @@ package final class LaunchedProcess {
     /// Waits (at most `timeout`, then stops it) for it to exit by itself; returns its exit status. Its output stays
     /// readable in ``log``.
     package func waitForExit(timeout: Duration = .seconds(60)) async -> Int32 {
-        let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return process.terminationStatus
+        let exited = exited
+        let pid = process.processIdentifier
+        // No thread blocks: the exit comes through the termination handler's stream; a timer kills it past the timeout.
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                var status: Int32 = -1
+                for await code in exited { status = code }
+                return status
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { kill(pid, SIGKILL) }
+                return nil
+            }
+            for await result in group {
+                if let result {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            return -1
+        }
     }
 
     /// Sends `signal` (SIGTERM unless told) and returns its exit status.

@@ -219,7 +219,6 @@ struct HTTPHealthBrokerTests {
             // A stopped broker closes the connection: 503 at once (within 5 s), live all along.
             try await broker.stopApp()
             let clock = ContinuousClock()
-            let stopped = clock.now
             #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
             let notReady = await httpGet(port: port, "/health/ready")
             #expect(notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering", "\(notReady.body)")
@@ -227,23 +226,23 @@ struct HTTPHealthBrokerTests {
             #expect(await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
             try await Task.sleep(for: .seconds(1))
             #expect(await httpGet(port: port, "/health/live").status == 200)
-            #expect(clock.now - stopped < .seconds(30))
 
             try await broker.startApp()
             #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
                 "ready again once every consumer is back")
             #expect(await httpGet(port: port, "/health/ready").queueStates[queue] == "consuming")
 
-            // A frozen broker says nothing: two missed heartbeats (1 s each here) and 5 s at most.
+            // A frozen broker says nothing: noticed by the missed heartbeats (1 s each here), not at once, and within
+            // 5 s (plus 2 s of slack for a loaded two-core machine).
             await broker.pause()
             let frozen = clock.now
             let noticed = try await eventually(timeout: .seconds(7)) { await httpGet(port: port, "/health/ready").status == 503 }
             let took = clock.now - frozen
             broker.resume()
-            #expect(noticed, "503 within two heartbeats and 5 s of the freeze")
+            #expect(noticed, "503 within 7 s of the freeze")
+            #expect(took >= .milliseconds(900), "noticed by missed heartbeats (at least one heartbeat), not at once: \(took)")
             #expect(await httpGet(port: port, "/health/live").status == 200)
             #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
-            _ = took
 
             // A queue deleted under the worker: named until the worker declared it again.
             let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)

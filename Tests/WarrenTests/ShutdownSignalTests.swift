@@ -1,24 +1,27 @@
 import Synchronization
 import Testing
 @testable import Warren
+import WarrenTestSupport
 
 @Suite("Shutdown signal")
 struct ShutdownSignalTests {
     @Test func removedActionsDoNotRunAndDoNotPileUp() async throws {
         let signal = ShutdownSignal()
-        let ran = Mutex<[String]>([])
+        let ran = AwaitableState<[String]>([])
         for round in 0..<1000 {
             // What every consumer of every recovery does: register, then remove when it ends.
-            let token = signal.onTrigger { ran.withLock { $0.append("round \(round)") } }
+            let token = signal.onTrigger { ran.update { $0.append("round \(round)") } }
             signal.remove(token)
         }
-        signal.onTrigger { ran.withLock { $0.append("live") } }
+        #expect(signal.pendingActions == 0, "removed actions are forgotten")
+        signal.onTrigger { ran.update { $0.append("live") } }
+        #expect(signal.pendingActions == 1)
         signal.trigger()
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(ran.withLock { $0 } == ["live"])
-        signal.onTrigger { ran.withLock { $0.append("late") } }
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(ran.withLock { $0 } == ["live", "late"], "after the trigger an action runs at once")
+        #expect(await ran.wait(until: { !$0.isEmpty }, timeout: .seconds(10)))
+        #expect(ran.value == ["live"] && signal.pendingActions == 0)
+        signal.onTrigger { ran.update { $0.append("late") } }
+        #expect(await ran.wait(until: { $0.count == 2 }, timeout: .seconds(10)), "after the trigger an action runs at once")
+        #expect(ran.value == ["live", "late"])
     }
 }
 
@@ -26,22 +29,35 @@ struct ShutdownSignalTests {
 struct AwaitableStateTests {
     @Test func aWaiterResumesWhenAnUpdateMeetsItsConditionAndNotBefore() async throws {
         let state = AwaitableState(0)
-        let waiter = Task { try await state.wait { $0 >= 2 } }
-        state.update { $0 = 1 }
-        try await Task.sleep(for: .milliseconds(50))
-        #expect(state.value == 1)
-        state.update { $0 = 2 }
-        try await waiter.value
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await state.wait { $0 >= 2 } }
+            try await eventuallyWaiting(state, count: 1)
+            state.update { $0 = 1 }
+            // An update resumes the waiters it satisfies before it returns: one that still counts was not resumed.
+            #expect(state.waiterCount == 1, "not resumed by a value that does not meet its condition")
+            state.update { $0 = 2 }
+            #expect(state.waiterCount == 0)
+            try await group.waitForAll()
+        }
         try await state.wait { $0 == 2 }  // already met: returns at once
+        #expect(state.waiterCount == 0)
     }
 
     @Test func aCancelledWaiterThrowsAndIsForgotten() async throws {
         let state = AwaitableState(false)
         let waiter = Task { try await state.wait { $0 } }
-        try await Task.sleep(for: .milliseconds(20))
+        try await eventuallyWaiting(state, count: 1)
         waiter.cancel()
         await #expect(throws: CancellationError.self) { try await waiter.value }
-        state.update { $0 = true }  // nobody left to resume
+        #expect(state.waiterCount == 0, "forgotten: nobody left to resume")
+        state.update { $0 = true }
+    }
+
+    /// Polls (the waiter registers from another task) until `count` tasks wait on `state`.
+    private func eventuallyWaiting<Value: Sendable>(_ state: AwaitableState<Value>, count: Int) async throws {
+        guard try await eventually(pollEvery: .milliseconds(1), { state.waiterCount == count }) else {
+            throw TestFailure("\(state.waiterCount) waiters, not \(count)")
+        }
     }
 
     @Test func aTimedWaitSaysWhetherTheConditionWasMetInTime() async {

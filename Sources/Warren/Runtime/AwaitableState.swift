@@ -24,6 +24,9 @@ package final class AwaitableState<Value: Sendable>: Sendable {
 
     package var value: Value { state.withLock { $0.value } }
 
+    /// Tasks waiting now (what a test reads to see a waiter still waits, or was forgotten).
+    package var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     /// Changes the value and resumes every waiter whose condition it now meets; returns what `change` returns.
     @discardableResult
     package func update<Result>(_ change: (inout Value) -> Result) -> Result {

@@ -12,6 +12,9 @@ final class ShutdownSignal: Sendable {
 
     var isTriggered: Bool { triggered.value }
 
+    /// Actions registered and not yet run or removed.
+    var pendingActions: Int { actions.withLock { $0.pending.count } }
+
     /// Runs `action` when the signal is triggered (at once if it already was), unless it was removed first.
     /// - Returns: a token for ``remove(_:)``.
     @discardableResult
