@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
+.PHONY: all deps build test test-fast demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -17,6 +17,12 @@ build: deps
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+## The tests that need no service (no RabbitMQ, PostgreSQL or Chromium): those that do are reported as skipped.
+## WARREN_TEST_SERVICES=broker,postgres (or browser, cluster) picks services; `make test` runs them all.
+test-fast:
+	$(SWIFT) build --build-tests
+	WARREN_TEST_SERVICES=none $(SWIFT) test --skip-build
 
 ## A throwaway broker, warren-dashboard recording the ledger, the orders-worker example host, a scripted burst
 ## published with the warren CLI, the outcomes as they happen, the dead letters and the ledger's view at the end, then

@@ -41,7 +41,10 @@ package final class LocalPostgres: Sendable {
         return "postgres://\(Self.encryptedOnlyRole)@\(host):\(port)/\(name)"
     }
 
-    package static func shared() async throws -> LocalPostgres { try await sharedServer.value }
+    package static func shared() async throws -> LocalPostgres {
+        try TestService.require(.postgres)
+        return try await sharedServer.value
+    }
 
     private static let sharedServer = Task { try await LocalPostgres.start() }
 

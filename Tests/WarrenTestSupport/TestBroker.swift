@@ -10,6 +10,7 @@ import WarrenLocalBroker
 /// the whole run. A missing RabbitMQ is a test failure, never a skip.
 package enum TestBroker {
     package static func url() async throws -> String {
+        try TestService.require(.broker)
         if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
         return try await LocalBroker.shared().amqpURL
     }

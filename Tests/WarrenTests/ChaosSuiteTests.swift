@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+import WarrenTestSupport
 
 /// The fast part of the chaos suite (`make chaos` runs all of it): `warren-chaos run --fast` against a broker of its
 /// own, as a user would run it. Every confirmed message must be handled or parked with a reason.
 extension OwnBrokerSuites {
-    @Suite("Chaos suite, fast part (dedicated broker)")
+    @Suite("Chaos suite, fast part (dedicated broker)", .tags(.broker), .needs(.broker))
     struct ChaosSuiteTests {
         struct Summary: Decodable {
             struct Scenario: Decodable {

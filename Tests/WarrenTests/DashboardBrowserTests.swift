@@ -113,15 +113,15 @@ struct SeededDashboard {
 
 /// The dashboard in Debian's headless Chromium: what a person sees, signs in to and clicks. Screenshots go to
 /// `WARREN_SCREENSHOTS` when it names a folder (`make screenshots` points it at docs/images).
-@Suite("The dashboard in a real browser", .serialized)
+@Suite(
+    "The dashboard in a real browser", .serialized, .tags(.browser), .needs(.browser),
+    .needsTool(HeadlessChromium.isInstalled, "Chromium and chromedriver"))
 struct DashboardBrowserTests {
     static let screenshots = ProcessInfo.processInfo.environment["WARREN_SCREENSHOTS"]
 
-    func browser() async throws -> HeadlessChromium? {
-        guard HeadlessChromium.isInstalled else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { throw TestFailure("chromium and chromedriver are missing (make deps installs them)") }
-            return nil
-        }
+    /// The suite runs without Chromium only under CI (``needsTool(_:_:)``), where this then fails the test.
+    func browser() async throws -> HeadlessChromium {
+        guard HeadlessChromium.isInstalled else { throw TestFailure("chromium and chromedriver are missing (make deps installs them)") }
         return try await HeadlessChromium()
     }
 
@@ -152,7 +152,7 @@ struct DashboardBrowserTests {
     }
 
     @Test func anOperatorSignsInSearchesAndOpensAJobAFailureGroupAndADeadLetter() async throws {
-        guard let chromium = try await browser() else { return }
+        let chromium = try await browser()
         // The broker holds the seeded "emails" queue with two retry delays and three messages waiting.
         let url = try await TestBroker.url()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
@@ -248,7 +248,7 @@ struct DashboardBrowserTests {
     }
 
     @Test func anOperatorReplaysADeadLetterAndPurgesAnotherAViewerIsRefused() async throws {
-        guard let chromium = try await browser() else { return }
+        let chromium = try await browser()
         let scene = try await IngestingScene.start(queuePrefix: "replayed") { _ in "550 mailbox unavailable" }
         let (dashboard, queue, fixed) = (scene.dashboard, scene.queue, scene.fixed)
         func held(_ id: String) async -> Bool {
@@ -339,7 +339,7 @@ struct DashboardBrowserTests {
     }
 
     @Test func anOperatorReplaysAFailureGroupAndWatchesItsProgress() async throws {
-        guard let chromium = try await browser() else { return }
+        let chromium = try await browser()
         let scene = try await IngestingScene.start(queuePrefix: "group") { email in
             email.userId == "other" ? "550 mailbox gone" : "421 server busy for \(email.email)"
         }
@@ -413,7 +413,7 @@ struct DashboardBrowserTests {
     }
 
     @Test func hostileContentIsShownAsTextAndNothingRuns() async throws {
-        guard let chromium = try await browser() else { return }
+        let chromium = try await browser()
         let dashboard = try await SeededDashboard.start()
         try await inWindow(chromium, dashboard) { window in
             try await signIn(window, dashboard, user: "grace", password: SeededDashboard.viewerPassword, from: "/dead-letters/hostile-1")

@@ -97,7 +97,7 @@ struct DashboardScene {
     }
 }
 
-@Suite("The dashboard against hostile clients", .serialized)
+@Suite("The dashboard against hostile clients", .serialized, .tags(.postgres), .needs(.postgres))
 struct DashboardHardeningTests {
     /// Values no parser of the dashboard may trap on: each is sent percent-encoded where a query or a form carries it.
     static let hostile: [String] = [

@@ -119,7 +119,7 @@ extension EventsTests {
 }
 
 /// Events of real deliveries, read from a queue bound to `warren.events` as a ledger's would be.
-@Suite("Job events against RabbitMQ")
+@Suite("Job events against RabbitMQ", .tags(.broker), .needs(.broker))
 struct EventsBrokerTests {
     @Test func aWorkerAndAPublisherReportEveryStepOfAJob() async throws {
         let url = try await TestBroker.url()

@@ -95,7 +95,7 @@ struct StoredMessageTests {
     }
 }
 
-@Suite("Dead letters the ledger holds (SQLite, PostgreSQL)")
+@Suite("Dead letters the ledger holds (SQLite, PostgreSQL)", .tags(.postgres), .needs(.postgres))
 struct HeldDeadLetterStoreTests {
     let now = Int64(1_795_000_000_000)
 
@@ -222,7 +222,7 @@ final class CrashAt: Sendable {
     }
 }
 
-@Suite("Dead letters taken into the ledger and replayed from it (broker)", .serialized)
+@Suite("Dead letters taken into the ledger and replayed from it (broker)", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres))
 struct DeadLetterIntakeTests {
     @Test func aDeadLetterIsTakenOffItsQueueWholeAndIsOneRecordWithItsEvent() async throws {
         let url = try await TestBroker.url()
@@ -352,7 +352,7 @@ struct DeadLetterIntakeTests {
     }
 }
 
-@Suite("A replay's second copy (broker)")
+@Suite("A replay's second copy (broker)", .tags(.broker), .needs(.broker))
 struct ReplayCopyTests {
     @Test func aSecondCopyOfOneReplayIsDroppedOnceTheFirstSettledAndAnotherReplayRuns() async throws {
         let queue = TestBroker.uniqueName()

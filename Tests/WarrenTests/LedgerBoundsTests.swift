@@ -6,7 +6,7 @@ import WarrenAMQP
 @testable import WarrenLedger
 
 /// What anyone who may publish to `warren.events`, or to a dead-letter queue, can do to a ledger's store: bounded.
-@Suite("The ledger's bounds (SQLite, PostgreSQL)")
+@Suite("The ledger's bounds (SQLite, PostgreSQL)", .tags(.postgres), .needs(.postgres))
 struct LedgerBoundsTests {
     let now = Int64(1_795_000_000_000)
 

@@ -47,7 +47,7 @@ func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) a
     }
 }
 
-@Suite("Ledger stores (SQLite, PostgreSQL)")
+@Suite("Ledger stores (SQLite, PostgreSQL)", .tags(.postgres), .needs(.postgres))
 struct LedgerStoreTests {
     func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil) -> WarrenEvent {
         WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at, error: error, host: "w1")
@@ -392,7 +392,7 @@ struct LedgerStoreTests {
 }
 
 /// Events → ledger → status through the real broker.
-@Suite("Ledger against RabbitMQ", .serialized)
+@Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres))
 struct LedgerBrokerTests {
     @Test(arguments: StoreKind.allCases)
     func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {

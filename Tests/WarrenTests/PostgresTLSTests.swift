@@ -9,7 +9,7 @@ import ServiceLifecycle
 
 /// `sslmode` and `sslrootcert` against the test's PostgreSQL, which serves TLS with a certificate made by openssl for
 /// `IP:127.0.0.1` and `DNS:localhost`, and refuses its encrypted-only role without TLS.
-@Suite("The ledger's PostgreSQL over TLS")
+@Suite("The ledger's PostgreSQL over TLS", .tags(.postgres), .needs(.postgres))
 struct PostgresTLSTests {
     /// Opens a store for `url` and migrates it (the store connects once on its own first, for a clear error).
     func open(_ url: String) async throws {
@@ -85,7 +85,7 @@ struct PostgresTLSTests {
 }
 
 /// `warren-dashboard`'s `/health/ready`, against a store that answers, one that refuses and one that hangs.
-@Suite("The dashboard's readiness")
+@Suite("The dashboard's readiness", .tags(.postgres), .needs(.postgres))
 struct DashboardReadinessTests {
     /// Runs a monitor of `store` in a service group while `body` runs, then shuts the group down gracefully: the
     /// monitor then says the dashboard is stopping.

@@ -112,7 +112,7 @@ struct RunningWorker {
     }
 }
 
-@Suite("Worker on RabbitMQ (broker)")
+@Suite("Worker on RabbitMQ (broker)", .tags(.broker), .needs(.broker))
 struct WorkerTests {
     let recorder = Recorder()
 
