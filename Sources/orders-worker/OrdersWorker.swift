@@ -30,6 +30,7 @@ struct OrdersWorker: AsyncParsableCommand {
     enum LogFormat: String, ExpressibleByArgument { case text, json }
 
     @Option(help: "rabbitmq (WARREN_AMQP_URL) or memory (no broker).") var transport: TransportKind = .rabbitmq
+    @Option(help: "The work queue of the welcome emails.") var queue = "emails"
     @Option(help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
     @Option(help: "trace, debug, info, notice, warning, error or critical. Successful deliveries log at debug.")
     var logLevel: String = "debug"
@@ -80,7 +81,7 @@ struct OrdersWorker: AsyncParsableCommand {
             retry: RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])),
             timeout: .seconds(30))
         let emails = HandlerRegistration(
-            WelcomeEmail.self, queue: "emails", options: try settings.options(for: "emails", defaults: defaults)
+            WelcomeEmail.self, queue: queue, options: try settings.options(for: queue, defaults: defaults)
         ) { email, context in
             try await sender.send(email, attempt: context.attempt)
             context.logger.debug("welcome email sent", metadata: ["user_id": "\(email.userId)"])
@@ -155,11 +156,11 @@ struct OrdersWorker: AsyncParsableCommand {
     private func seedBurst(into transport: InMemoryTransport<ContinuousClock>, logger: Logger) async throws {
         let publisher = WarrenPublisher(transport: transport, appID: "orders-worker-seed")
         for (user, address) in [("u1", "ada@example.com"), ("u2", "bob@flaky.example"), ("u3", "cy@bounce.example"), ("u4", "di@slow.example")] {
-            try await publisher.publish(WelcomeEmail(userId: user, email: address), to: .queue("emails"))
+            try await publisher.publish(WelcomeEmail(userId: user, email: address), to: .queue(queue))
         }
         try await transport.publish(
-            Array(#"{"userId": 5, "email": }"#.utf8), to: .queue("emails"),
+            Array(#"{"userId": 5, "email": }"#.utf8), to: .queue(queue),
             properties: AMQPProperties(contentType: "application/json", messageID: "malformed-1", type: WelcomeEmail.messageType))
-        logger.info("seeded 5 messages into the in-memory 'emails' queue")
+        logger.info("seeded 5 messages into the in-memory queue", metadata: ["queue": "\(queue)"])
     }
 }

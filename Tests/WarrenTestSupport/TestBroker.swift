@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Testing
 import WarrenAMQP
@@ -97,4 +98,36 @@ package struct TestFailure: Error, CustomStringConvertible {
 
 extension String {
     package var bytes: [UInt8] { Array(utf8) }
+}
+
+/// What a test must undo however it ends (close a connection, stop a worker or a cluster), run in reverse order and
+/// awaited before the test returns — unlike `defer { Task { … } }`, which a failing test outlives.
+package final class Cleanups: Sendable {
+    private let actions = Mutex<[@Sendable () async -> Void]>([])
+
+    /// Adds `action`, to run before the ones added earlier.
+    package func add(_ action: @escaping @Sendable () async -> Void) {
+        actions.withLock { $0.append(action) }
+    }
+
+    fileprivate func run() async {
+        let due = actions.withLock { actions in
+            defer { actions.removeAll() }
+            return actions
+        }
+        for action in due.reversed() { await action() }
+    }
+}
+
+/// Runs `body`, then every cleanup it added, whether it returned or threw.
+package func withCleanups<T>(_ body: (Cleanups) async throws -> T) async throws -> T {
+    let cleanups = Cleanups()
+    do {
+        let result = try await body(cleanups)
+        await cleanups.run()
+        return result
+    } catch {
+        await cleanups.run()
+        throw error
+    }
 }

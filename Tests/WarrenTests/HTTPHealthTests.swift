@@ -205,60 +205,62 @@ struct HTTPHealthBrokerTests {
     }
 
     @Test func readinessFollowsTheBrokerWhileLivenessDoesNot() async throws {
-        let broker = try await LocalBroker.shared(Self.brokerName)
-        let queue = TestBroker.uniqueName()
-        let worker = try worker([HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL)
-        let running = Task { try await worker.run() }
-        defer { running.cancel() }
-        try await worker.waitUntilConsuming()
-        try await withHTTPServer(WarrenHealthEndpoints(workers: [worker])) { port in
-            let ready = await httpGet(port: port, "/health/ready")
-            #expect(ready.status == 200 && ready.json?["status"] as? String == "ready", "\(ready.body)")
-            #expect(ready.queueStates[queue] == "consuming", "\(ready.body)")
+        try await withCleanups { cleanups in
+            let broker = try await LocalBroker.shared(Self.brokerName)
+            let queue = TestBroker.uniqueName()
+            let worker = try worker([HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL)
+            let running = Task { try await worker.run() }
+            defer { running.cancel() }
+            try await worker.waitUntilConsuming()
+            try await withHTTPServer(WarrenHealthEndpoints(workers: [worker])) { port in
+                let ready = await httpGet(port: port, "/health/ready")
+                #expect(ready.status == 200 && ready.json?["status"] as? String == "ready", "\(ready.body)")
+                #expect(ready.queueStates[queue] == "consuming", "\(ready.body)")
 
-            // A stopped broker closes the connection: 503 at once (within 5 s), live all along.
-            try await broker.stopApp()
-            let clock = ContinuousClock()
-            #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
-            let notReady = await httpGet(port: port, "/health/ready")
-            #expect(notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering", "\(notReady.body)")
-            #expect(!notReady.body.contains("amqp://") && !notReady.body.contains("password"), "no credentials: \(notReady.body)")
-            #expect(await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
-            try await Task.sleep(for: .seconds(1))
-            #expect(await httpGet(port: port, "/health/live").status == 200)
+                // A stopped broker closes the connection: 503 at once (within 5 s), live all along.
+                try await broker.stopApp()
+                let clock = ContinuousClock()
+                #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
+                let notReady = await httpGet(port: port, "/health/ready")
+                #expect(notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering", "\(notReady.body)")
+                #expect(!notReady.body.contains("amqp://") && !notReady.body.contains("password"), "no credentials: \(notReady.body)")
+                #expect(await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
+                try await Task.sleep(for: .seconds(1))
+                #expect(await httpGet(port: port, "/health/live").status == 200)
 
-            try await broker.startApp()
-            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
-                "ready again once every consumer is back")
-            #expect(await httpGet(port: port, "/health/ready").queueStates[queue] == "consuming")
+                try await broker.startApp()
+                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
+                    "ready again once every consumer is back")
+                #expect(await httpGet(port: port, "/health/ready").queueStates[queue] == "consuming")
 
-            // A frozen broker says nothing: noticed by the missed heartbeats (1 s each here), not at once, and within
-            // 5 s (plus 2 s of slack for a loaded two-core machine).
-            await broker.pause()
-            let frozen = clock.now
-            let noticed = try await eventually(timeout: .seconds(7)) { await httpGet(port: port, "/health/ready").status == 503 }
-            let took = clock.now - frozen
-            broker.resume()
-            #expect(noticed, "503 within 7 s of the freeze")
-            #expect(took >= .milliseconds(900), "noticed by missed heartbeats (at least one heartbeat), not at once: \(took)")
-            #expect(await httpGet(port: port, "/health/live").status == 200)
-            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+                // A frozen broker says nothing: noticed by the missed heartbeats (1 s each here), not at once, and within
+                // 5 s (plus 2 s of slack for a loaded two-core machine).
+                await broker.pause()
+                let frozen = clock.now
+                let noticed = try await eventually(timeout: .seconds(7)) { await httpGet(port: port, "/health/ready").status == 503 }
+                let took = clock.now - frozen
+                broker.resume()
+                #expect(noticed, "503 within 7 s of the freeze")
+                #expect(took >= .milliseconds(900), "noticed by missed heartbeats (at least one heartbeat), not at once: \(took)")
+                #expect(await httpGet(port: port, "/health/live").status == 200)
+                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
 
-            // A queue deleted under the worker: named until the worker declared it again.
-            let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)
-            defer { Task { await connection.close() } }
-            _ = try await connection.openChannel().queueDelete(queue)
-            var named = HTTPAnswer(status: 0, body: "")
-            let sawIt = try await eventually(timeout: .seconds(5)) {
-                named = await httpGet(port: port, "/health/ready")
-                return named.status == 503
+                // A queue deleted under the worker: named until the worker declared it again.
+                let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)
+                cleanups.add { await connection.close() }
+                _ = try await connection.openChannel().queueDelete(queue)
+                var named = HTTPAnswer(status: 0, body: "")
+                let sawIt = try await eventually(timeout: .seconds(5)) {
+                    named = await httpGet(port: port, "/health/ready")
+                    return named.status == 503
+                }
+                #expect(sawIt && named.queueStates[queue] == "cancelled", "\(named.body)")
+                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+                #expect(try await connection.openChannel().queueStatus(queue).consumerCount == 1, "consumed again")
             }
-            #expect(sawIt && named.queueStates[queue] == "cancelled", "\(named.body)")
-            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
-            #expect(try await connection.openChannel().queueStatus(queue).consumerCount == 1, "consumed again")
+            worker.shutdown()
+            try await running.value
         }
-        worker.shutdown()
-        try await running.value
     }
 
     @Test func aHostThatOnlyPublishesIsReadyAgainAfterARestartWithoutPublishing() async throws {

@@ -44,68 +44,70 @@ struct HostAndCLITests {
     }
 
     @Test func cliPublishesListsShowsReplaysAndPurgesDeadLetters() async throws {
-        let url = try await TestBroker.url()
-        let queue = TestBroker.uniqueName()
-        // A worker that rejects everything once, so each message lands in the dead letters.
-        let rejects = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
-            if context.attempt == 1 && context.headers["replayed"] == nil { throw Reject("first time for \(email.email)") }
+        try await withCleanups { cleanups in
+            let url = try await TestBroker.url()
+            let queue = TestBroker.uniqueName()
+            // A worker that rejects everything once, so each message lands in the dead letters.
+            let rejects = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
+                if context.attempt == 1 && context.headers["replayed"] == nil { throw Reject("first time for \(email.email)") }
+            }
+            let worker = try await RunningWorker.start(queue: queue, registrations: [rejects])
+            cleanups.add { await worker.stop() }
+
+            var ids: [String] = []
+            for n in 0..<3 {
+                let published = try await Self.run(
+                    "warren", ["publish", "--routing-key", queue, "--type", "email.welcome", "--header", "source=cli",
+                               "--body", #"{"userId":"\#(n)","email":"u\#(n)@example.com"}"#], url: url)
+                #expect(published.status == 0, "\(published.errors)")
+                ids.append(published.output.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+            #expect(try await eventually { try await worker.deadLetters().count == 3 })
+
+            let list = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json"], url: url)
+            #expect(list.status == 0)
+            let letters = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]] ?? []
+            #expect(Set(letters.compactMap { $0["message_id"] as? String }) == Set(ids))
+            #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["original_routing_key"] as? String == queue })
+            #expect(try await worker.deadLetters().count == 3, "listing does not consume")
+
+            let limited = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)
+            #expect((try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [Any])?.count == 2)
+
+            let show = try await Self.run("warren", ["dlx", "show", "--queue", queue, "--message-id", ids[0]], url: url)
+            #expect(show.status == 0)
+            #expect(show.output.contains("u0@example.com"))
+            #expect(show.output.contains("\"source\" : \"cli\""))
+
+            // Replay one: it goes back to the work queue with a fresh attempt count and leaves the dead letters.
+            let replay = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
+            #expect(replay.status == 0, "\(replay.errors)")
+            #expect(try await eventually { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
+            let afterReplay = try await worker.deadLetters()
+            let replayed = try #require(afterReplay.first { $0.properties.messageID == ids[1] })
+            #expect(replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1, "the replay started again at attempt 1")
+
+            let missing = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
+            #expect(missing.status != 0)
+            let unknownQueue = try await Self.run("warren", ["dlx", "list", "--queue", "no.such.queue"], url: url)
+            #expect(unknownQueue.status != 0)
+            #expect(unknownQueue.errors.contains("'no.such.queue' is not a work queue"), "\(unknownQueue.errors)")
+            #expect(!unknownQueue.errors.contains("NOT_FOUND"), "a person reads what to do, not the broker's reply")
+
+            let refused = try await Self.run("warren", ["dlx", "purge", "--queue", queue], url: url)
+            #expect(refused.status != 0)
+            #expect(refused.errors.contains("--yes"))
+            let purge = try await Self.run("warren", ["dlx", "purge", "--queue", queue, "--yes"], url: url)
+            #expect(purge.status == 0)
+            #expect(purge.output.contains("purged 3"))
+            #expect(try await worker.deadLetters().isEmpty)
+
+            let topology = try await Self.run("warren", ["topology", "--queue", queue, "--json"], url: url)
+            #expect(topology.status == 0)
+            #expect(topology.output.contains("\(queue).retry.1000ms"))
+            #expect(topology.output.contains("\(queue).dead-letters"))
+            #expect(topology.output.contains("\(queue).redelivered"))
         }
-        let worker = try await RunningWorker.start(queue: queue, registrations: [rejects])
-        defer { Task { await worker.stop() } }
-
-        var ids: [String] = []
-        for n in 0..<3 {
-            let published = try await Self.run(
-                "warren", ["publish", "--routing-key", queue, "--type", "email.welcome", "--header", "source=cli",
-                           "--body", #"{"userId":"\#(n)","email":"u\#(n)@example.com"}"#], url: url)
-            #expect(published.status == 0, "\(published.errors)")
-            ids.append(published.output.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        #expect(try await eventually { try await worker.deadLetters().count == 3 })
-
-        let list = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json"], url: url)
-        #expect(list.status == 0)
-        let letters = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]] ?? []
-        #expect(Set(letters.compactMap { $0["message_id"] as? String }) == Set(ids))
-        #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["original_routing_key"] as? String == queue })
-        #expect(try await worker.deadLetters().count == 3, "listing does not consume")
-
-        let limited = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)
-        #expect((try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [Any])?.count == 2)
-
-        let show = try await Self.run("warren", ["dlx", "show", "--queue", queue, "--message-id", ids[0]], url: url)
-        #expect(show.status == 0)
-        #expect(show.output.contains("u0@example.com"))
-        #expect(show.output.contains("\"source\" : \"cli\""))
-
-        // Replay one: it goes back to the work queue with a fresh attempt count and leaves the dead letters.
-        let replay = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
-        #expect(replay.status == 0, "\(replay.errors)")
-        #expect(try await eventually { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
-        let afterReplay = try await worker.deadLetters()
-        let replayed = try #require(afterReplay.first { $0.properties.messageID == ids[1] })
-        #expect(replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1, "the replay started again at attempt 1")
-
-        let missing = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
-        #expect(missing.status != 0)
-        let unknownQueue = try await Self.run("warren", ["dlx", "list", "--queue", "no.such.queue"], url: url)
-        #expect(unknownQueue.status != 0)
-        #expect(unknownQueue.errors.contains("'no.such.queue' is not a work queue"), "\(unknownQueue.errors)")
-        #expect(!unknownQueue.errors.contains("NOT_FOUND"), "a person reads what to do, not the broker's reply")
-
-        let refused = try await Self.run("warren", ["dlx", "purge", "--queue", queue], url: url)
-        #expect(refused.status != 0)
-        #expect(refused.errors.contains("--yes"))
-        let purge = try await Self.run("warren", ["dlx", "purge", "--queue", queue, "--yes"], url: url)
-        #expect(purge.status == 0)
-        #expect(purge.output.contains("purged 3"))
-        #expect(try await worker.deadLetters().isEmpty)
-
-        let topology = try await Self.run("warren", ["topology", "--queue", queue, "--json"], url: url)
-        #expect(topology.status == 0)
-        #expect(topology.output.contains("\(queue).retry.1000ms"))
-        #expect(topology.output.contains("\(queue).dead-letters"))
-        #expect(topology.output.contains("\(queue).redelivered"))
     }
 
     @Test func cliFailsFastWhenTheBrokerIsUnreachable() async throws {
@@ -149,17 +151,18 @@ struct HostAndCLITests {
 
     @Test func ordersWorkerDrainsOnSIGTERMAndExitsZeroWithNothingLost() async throws {
         let url = try await TestBroker.url()
-        // orders-worker always uses the queue "emails": make sure it is empty of others' messages first.
+        // A queue of its own (orders-worker --queue), deleted at the end.
+        let queue = TestBroker.uniqueName("orders")
         let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
-        try await channel.queueDeclare("emails", durable: true, arguments: ["x-queue-type": "classic"])
-        try await channel.queuePurge("emails")
+        try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "classic"])
+        try await channel.queuePurge(queue)
 
         let process = Process()
         process.executableURL = Self.binDirectory.appendingPathComponent("orders-worker")
         let httpPort = try freeTCPPort()
-        process.arguments = ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)"]
+        process.arguments = ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)", "--queue", queue]
         var environment = ProcessInfo.processInfo.environment
         environment["WARREN_AMQP_URL"] = url
         process.environment = environment
@@ -174,21 +177,21 @@ struct HostAndCLITests {
             exited.continuation.finish()
         }
         try process.run()
-        #expect(try await eventually { (try? await connection.openChannel().queueStatus("emails").consumerCount) == 1 })
+        #expect(try await eventually { (try? await connection.openChannel().queueStatus(queue).consumerCount) == 1 })
         let ready = await httpGet(port: httpPort, "/health/ready")
-        #expect(ready.status == 200 && ready.queueStates["emails"] == "consuming", "\(ready.body)")
+        #expect(ready.status == 200 && ready.queueStates[queue] == "consuming", "\(ready.body)")
 
         for (n, address) in ["a@slow.example", "b@example.com", "c@slow.example"].enumerated() {
             try await channel.publish(
-                Array(#"{"userId":"\#(n)","email":"\#(address)"}"#.utf8), routingKey: "emails", mandatory: true,
+                Array(#"{"userId":"\#(n)","email":"\#(address)"}"#.utf8), routingKey: queue, mandatory: true,
                 properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)", type: "email.welcome"))
         }
         // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
-        #expect(try await eventually { try await channel.queueStatus("emails").messageCount == 0 })
+        #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
         try await Task.sleep(for: .milliseconds(200))
         let metrics = try parsePrometheus(await httpGet(port: httpPort, "/metrics").body)
-        #expect(metrics.value("warren_messages_total", ["queue": "emails", "outcome": "ack"]) == 1, "the fast one is counted")
-        #expect(metrics.value("warren_handlers_in_flight", ["queue": "emails"]) == 2, "the slow ones are running")
+        #expect(metrics.value("warren_messages_total", ["queue": queue, "outcome": "ack"]) == 1, "the fast one is counted")
+        #expect(metrics.value("warren_handlers_in_flight", ["queue": queue]) == 2, "the slow ones are running")
         kill(process.processIdentifier, SIGTERM)
         // The HTTP server stops last: while the handlers drain, readiness says so.
         #expect(try await eventually(timeout: .seconds(2)) { await httpGet(port: httpPort, "/health/ready").status == 503 })
@@ -208,8 +211,8 @@ struct HostAndCLITests {
                 #expect(line[field] != nil, "settled line lacks \(field)")
             }
         }
-        #expect(try await channel.queueStatus("emails").messageCount == 0, "nothing left behind, nothing lost")
-        try await channel.queueDelete("emails")
+        #expect(try await channel.queueStatus(queue).messageCount == 0, "nothing left behind, nothing lost")
+        try await channel.queueDelete(queue)
         await connection.close()
     }
 

@@ -101,8 +101,9 @@ struct RecoveryTests {
         // The broker cancels the consumer; the worker must not end up consuming nothing.
         #expect(try await eventually(timeout: .seconds(15)) {
             let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
-            defer { Task { await probe.close() } }
-            return (try? await probe.openChannel().queueStatus(queue).consumerCount) == 1
+            let consumers = try? await probe.openChannel().queueStatus(queue).consumerCount
+            await probe.close()
+            return consumers == 1
         })
         try await publish("again@example.com", queue: queue, url: broker.amqpURL)
         #expect(try await eventually { recorder.calls(for: "again@example.com").count == 1 })

@@ -94,9 +94,11 @@ struct RunningWorker {
     /// The dead letters of the queue, fetched without consuming them for good (they are requeued).
     /// Read through Warren's own API, as a user's integration test would.
     func deadLetters() async throws -> [DeadLetter] {
-        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-        defer { Task { await transport.close() } }
-        return try await transport.deadLetters(of: queue)
+        try await withCleanups { cleanups in
+            let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+            cleanups.add { await transport.close() }
+            return try await transport.deadLetters(of: queue)
+        }
     }
 
     /// Cancels the worker's task: handlers are interrupted and their messages requeued.
