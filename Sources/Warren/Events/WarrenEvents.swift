@@ -100,7 +100,7 @@ public final class WarrenEvents: Service, Sendable {
         self.transport = transport
         self.options = options
         self.logger = logger
-        dropped = Counter(label: WarrenMetrics.eventsDropped.name)
+        dropped = Counter(label: WarrenMetrics.eventsDropped.name, dimensions: [("exchange", options.exchange)])
     }
 
     /// Records `event` to be sent with the next batch; returns at once. Drops it (and counts it) when the buffer is full.

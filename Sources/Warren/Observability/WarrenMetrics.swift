@@ -65,7 +65,7 @@ public enum WarrenMetrics {
 
     /// Job events (``WarrenEvents``) dropped because the buffer was full while the broker was slow or away.
     public static let eventsDropped = WarrenMetric(
-        name: "warren_events_dropped_total", kind: .counter, labels: [],
+        name: "warren_events_dropped_total", kind: .counter, labels: ["exchange"],
         help: "Job events dropped because the event buffer was full.")
 
     /// How far behind the ledger is: the age of the oldest event of the last group it committed, in seconds.
