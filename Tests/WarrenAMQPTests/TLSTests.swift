@@ -136,20 +136,8 @@ struct TestCertificates: Sendable {
 
 /// Runs a command to completion without blocking a thread of the cooperative pool.
 func runTool(_ executable: String, _ arguments: [String], in directory: String) async throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    process.currentDirectoryURL = URL(fileURLWithPath: directory)
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do { try process.run() } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
-        }
-    }
-    guard status == 0 else { throw TestFailure("\(executable) \(arguments.joined(separator: " ")) exited with \(status)") }
+    let run = try await runProcess(executable, arguments, in: URL(fileURLWithPath: directory))
+    guard run.status == 0 else { throw TestFailure("\(executable) \(arguments.joined(separator: " ")): \(run)") }
 }
 
 enum TLSBroker {

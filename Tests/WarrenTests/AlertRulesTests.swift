@@ -19,18 +19,8 @@ struct AlertRulesTests {
     }
 
     func run(_ tool: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tool)
-        process.arguments = arguments
-        process.currentDirectoryURL = Self.root
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        return (status, String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        let run = try await runProcess(tool, arguments, in: Self.root)
+        return (run.status, run.output + run.errors)
     }
 
     @Test(.needsTool(AlertRulesTests.promtoolPath != nil, "promtool (Debian's prometheus)"))

@@ -377,7 +377,7 @@ struct HTTPHealthBrokerTests {
             let settled = try await eventually(timeout: .seconds(20)) {
                 let answer = await httpGet(port: port, "/metrics")
                 guard answer.status == 200 else { return false }
-                samples = try parsePrometheus(answer.body)
+                samples = try await parsePrometheus(answer.body)
                 return samples.value("warren_messages_total", ["queue": queue, "outcome": "dead-letter"]) == 3
             }
             #expect(settled, "three ok, two rejected and one flaky (retried once, then dead-lettered)")
@@ -451,7 +451,7 @@ struct PrometheusScrape: Sendable {
 
 /// Parses an exposition with the reference parser (`prometheus_client.parser`, from PyPI): what a Prometheus server
 /// reads, not what Warren thinks it wrote.
-func parsePrometheus(_ text: String) throws -> PrometheusScrape {
+func parsePrometheus(_ text: String) async throws -> PrometheusScrape {
     let script = """
         import json, sys
         from prometheus_client.parser import text_string_to_metric_families
@@ -462,21 +462,10 @@ func parsePrometheus(_ text: String) throws -> PrometheusScrape {
                 out["samples"].append([s.name, s.labels, s.value])
         print(json.dumps(out))
         """
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", script]
-    let input = Pipe(), output = Pipe(), errors = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    input.fileHandleForWriting.write(Data(text.utf8))
-    try input.fileHandleForWriting.close()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let problem = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    process.waitUntilExit()
-    guard process.terminationStatus == 0,
-        let object = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+    let parsed = try await runProcess("/usr/bin/env", ["python3", "-c", script], input: Data(text.utf8))
+    let problem = parsed.errors
+    guard parsed.status == 0,
+        let object = try JSONSerialization.jsonObject(with: Data(parsed.output.utf8)) as? [String: Any],
         let rows = object["samples"] as? [[Any]]
     else {
         throw TestFailure("prometheus_client could not parse the exposition (pip install prometheus_client): \(problem)\n\(text)")

@@ -9,38 +9,12 @@ import WarrenAMQP
 struct HostAndCLITests {
     static var binDirectory: URL { LaunchedProcess.binDirectory }
 
-    struct Run {
-        var status: Int32
-        var output: String
-        var errors: String
-    }
+    typealias Run = ProcessRun
 
     static func run(_ tool: String, _ arguments: [String], url: String?, environment extra: [String: String] = [:]) async throws -> Run {
-        let process = Process()
-        process.executableURL = binDirectory.appendingPathComponent(tool)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["WARREN_AMQP_URL"] = url
-        environment.merge(extra) { $1 }
-        process.environment = environment
-        let directory = FileManager.default.temporaryDirectory
-        let out = directory.appendingPathComponent("warren-test-\(UUID().uuidString).out")
-        let err = directory.appendingPathComponent("warren-test-\(UUID().uuidString).err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: out)
-            try? FileManager.default.removeItem(at: err)
-        }
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        return Run(
-            status: status, output: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-            errors: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
+        var environment: [String: String?] = ["WARREN_AMQP_URL": url]
+        for (name, value) in extra { environment[name] = value }
+        return try await runProcess(binDirectory.appendingPathComponent(tool).path, arguments, environment: environment)
     }
 
     @Test func cliPublishesListsShowsReplaysAndPurgesDeadLetters() async throws {
@@ -126,26 +100,20 @@ struct HostAndCLITests {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("warren-local-\(UUID().uuidString)")
         let directories = [base.appendingPathComponent("one").path, base.appendingPathComponent("two").path]
         defer { try? FileManager.default.removeItem(at: base) }
-        var urls: [String] = []
-        for directory in directories {
-            let started = try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil)
-            #expect(started.status == 0, "\(started.errors)")
-            let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)
-            urls.append(String(try #require(url)))
-        }
-        defer {
+        try await withCleanups { cleanups in
+            var urls: [String] = []
             for directory in directories {
-                let stop = Process()
-                stop.executableURL = Self.binDirectory.appendingPathComponent("warren-local-broker")
-                stop.arguments = ["stop", "--data-directory", directory]
-                try? stop.run()
-                stop.waitUntilExit()
+                let started = try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil)
+                cleanups.add { _ = try? await Self.run("warren-local-broker", ["stop", "--data-directory", directory], url: nil) }
+                #expect(started.status == 0, "\(started.errors)")
+                let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)
+                urls.append(String(try #require(url)))
             }
-        }
-        #expect(Set(urls).count == 2)
-        for url in urls {
-            let connection = try await AMQPConnection.connect(to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
-            await connection.close()
+            #expect(Set(urls).count == 2)
+            for url in urls {
+                let connection = try await AMQPConnection.connect(to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
+                await connection.close()
+            }
         }
     }
 
@@ -159,24 +127,11 @@ struct HostAndCLITests {
         try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "classic"])
         try await channel.queuePurge(queue)
 
-        let process = Process()
-        process.executableURL = Self.binDirectory.appendingPathComponent("orders-worker")
         let httpPort = try freeTCPPort()
-        process.arguments = ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)", "--queue", queue]
-        var environment = ProcessInfo.processInfo.environment
-        environment["WARREN_AMQP_URL"] = url
-        process.environment = environment
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("orders-worker-\(UUID().uuidString).log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
-        process.standardOutput = try FileHandle(forWritingTo: log)
-        process.standardError = FileHandle.nullDevice
-        let exited = AsyncStream.makeStream(of: Int32.self)
-        process.terminationHandler = {
-            exited.continuation.yield($0.terminationStatus)
-            exited.continuation.finish()
-        }
-        try process.run()
+        let worker = try LaunchedProcess(
+            "orders-worker", ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)", "--queue", queue],
+            environment: ["WARREN_AMQP_URL": url])
+        defer { try? FileManager.default.removeItem(at: worker.output) }
         #expect(try await eventually { (try? await connection.openChannel().queueStatus(queue).consumerCount) == 1 })
         let ready = await httpGet(port: httpPort, "/health/ready")
         #expect(ready.status == 200 && ready.queueStates[queue] == "consuming", "\(ready.body)")
@@ -188,18 +143,25 @@ struct HostAndCLITests {
         }
         // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
         #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
-        try await Task.sleep(for: .milliseconds(200))
-        let metrics = try parsePrometheus(await httpGet(port: httpPort, "/metrics").body)
-        #expect(metrics.value("warren_messages_total", ["queue": queue, "outcome": "ack"]) == 1, "the fast one is counted")
-        #expect(metrics.value("warren_handlers_in_flight", ["queue": queue]) == 2, "the slow ones are running")
-        kill(process.processIdentifier, SIGTERM)
+        // While the slow ones run (2 s each): the fast one counted, two in flight — read off the exposition's lines.
+        /// The value of the sample of `metric` with every one of `labels` (`name="value"`), in `exposition`.
+        func value(_ metric: String, _ labels: [String], in exposition: String) -> Double? {
+            exposition.split(separator: "\n").first { $0.hasPrefix(metric + "{") && labels.allSatisfy($0.contains) }
+                .flatMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+        }
+        var exposition = ""
+        let counted = try await eventually(timeout: .seconds(1.5), pollEvery: .milliseconds(20)) {
+            exposition = await httpGet(port: httpPort, "/metrics").body
+            return value("warren_messages_total", ["queue=\"\(queue)\"", "outcome=\"ack\""], in: exposition) == 1
+                && value("warren_handlers_in_flight", ["queue=\"\(queue)\""], in: exposition) == 2
+        }
+        #expect(counted, "the fast one is counted and the slow ones are running: \(exposition.split(separator: "\n").filter { $0.contains(queue) })")
+        kill(worker.process.processIdentifier, SIGTERM)
         // The HTTP server stops last: while the handlers drain, readiness says so.
         #expect(try await eventually(timeout: .seconds(2)) { await httpGet(port: httpPort, "/health/ready").status == 503 })
-        var status: Int32 = -1
-        for await code in exited.stream { status = code }
-        #expect(status == 0)
+        #expect(await worker.waitForExit() == 0)
 
-        let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+        let lines = worker.log.split(separator: "\n")
         let settled = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .filter { $0["message"] as? String == "settled" }
         let outcomes = Dictionary(settled.map { ($0["message_id"] as? String ?? "", $0["outcome"] as? String ?? "") }, uniquingKeysWith: { _, last in last })

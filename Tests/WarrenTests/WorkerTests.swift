@@ -234,19 +234,13 @@ struct WorkerTests {
     @Test func aMessageFromAForeignClientIsHandled() async throws {
         let queue = TestBroker.uniqueName()
         let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/amqp-publish")
-        process.arguments = [
+        let published = try await runProcess("/usr/bin/amqp-publish", [
             // librabbitmq's own URL parser reads a trailing "/" as the empty vhost, so leave it off.
             "--url", String(worker.url.dropLast(worker.url.hasSuffix("/") ? 1 : 0)), "-r", queue, "-C", "application/json", "-p",
             "-H", "\(WarrenHeader.messageType): \(WelcomeEmail.messageType)",
             "-b", #"{"userId":"8","email":"foreign@example.com"}"#,
-        ]
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        #expect(status == 0)
+        ])
+        #expect(published.status == 0, "\(published)")
         #expect(try await eventually { recorder.calls(for: "foreign@example.com").count == 1 })
         await worker.stop()
     }
