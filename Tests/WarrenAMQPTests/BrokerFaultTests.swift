@@ -164,6 +164,6 @@ struct BrokerFaultTests {
 /// A second node for node-wide faults, started on first use and stopped when the test process exits.
 struct DedicatedBroker {
     func get() async throws -> LocalBroker {
-        try await LocalBroker.shared("faults")
+        try await bootingOneAtATime { try await LocalBroker.shared("faults") }
     }
 }

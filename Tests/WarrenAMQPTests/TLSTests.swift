@@ -145,10 +145,12 @@ enum TLSBroker {
 
     static func get() async throws -> (LocalBroker, TestCertificates) {
         let certificates = try await certificates.get()
-        let broker = try await LocalBroker.shared("tls", configuration: LocalBrokerConfiguration(
-            tls: .init(
-                certificateFile: certificates.serverCertificate, keyFile: certificates.serverKey, caCertificateFile: certificates.caFile,
-                verifyClients: true, requireClientCertificate: true)))
+        let broker = try await bootingOneAtATime {
+            try await LocalBroker.shared("tls", configuration: LocalBrokerConfiguration(
+                tls: .init(
+                    certificateFile: certificates.serverCertificate, keyFile: certificates.serverKey, caCertificateFile: certificates.caFile,
+                    verifyClients: true, requireClientCertificate: true)))
+        }
         return (broker, certificates)
     }
 }

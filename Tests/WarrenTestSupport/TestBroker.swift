@@ -13,7 +13,7 @@ package enum TestBroker {
     package static func url() async throws -> String {
         try TestService.require(.broker)
         if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
-        return try await LocalBroker.shared().amqpURL
+        return try await bootingOneAtATime { try await LocalBroker.shared() }.amqpURL
     }
 
     package static func endpoint(query: String = "") async throws -> AMQPEndpoint {
@@ -128,6 +128,40 @@ package func withCleanups<T>(_ body: (Cleanups) async throws -> T) async throws 
         return result
     } catch {
         await cleanups.run()
+        throw error
+    }
+}
+
+/// RabbitMQ nodes boot one at a time in the test process: each boot is an Erlang VM that keeps a core busy for
+/// seconds, and on a two-core machine several at once starve every test running beside them.
+private actor BootGate {
+    static let shared = BootGate()
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+    }
+}
+
+/// Runs `boot` (a `LocalBroker` start, a cluster's, the local-broker tool's) when no other boot of the test process
+/// runs. A node already running is returned at once by `LocalBroker.shared`, after the gate.
+package func bootingOneAtATime<T>(_ boot: () async throws -> T) async throws -> T {
+    await BootGate.shared.enter()
+    do {
+        let result = try await boot()
+        await BootGate.shared.leave()
+        return result
+    } catch {
+        await BootGate.shared.leave()
         throw error
     }
 }

@@ -511,8 +511,10 @@ struct DashboardProcessTests {
 @Suite("The queues page over the management API (broker)", .tags(.broker), .needs(.broker))
 struct QueueInspectorManagementTests {
     @Test func ratesAndUnackedComeFromTheManagementAPI() async throws {
-        let broker = try await LocalBroker.start(LocalBrokerConfiguration(
-            plugins: ["rabbitmq_management"], extraConfiguration: ["collect_statistics_interval = 500"]))
+        let broker = try await bootingOneAtATime {
+            try await LocalBroker.start(LocalBrokerConfiguration(
+                plugins: ["rabbitmq_management"], extraConfiguration: ["collect_statistics_interval = 500"]))
+        }
         let managementPort = try #require(broker.managementPort)
         let queue = TestBroker.uniqueName("managed")
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())

@@ -206,7 +206,7 @@ struct HTTPHealthBrokerTests {
 
     @Test func readinessFollowsTheBrokerWhileLivenessDoesNot() async throws {
         try await withCleanups { cleanups in
-            let broker = try await LocalBroker.shared(Self.brokerName)
+            let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
             let queue = TestBroker.uniqueName()
             let worker = try worker([HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL)
             let running = Task { try await worker.run() }
@@ -264,7 +264,7 @@ struct HTTPHealthBrokerTests {
     }
 
     @Test func aHostThatOnlyPublishesIsReadyAgainAfterARestartWithoutPublishing() async throws {
-        let broker = try await LocalBroker.shared(Self.brokerName)
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
         let transport = RabbitMQTransport(
             endpoints: [try AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=1")],
             reconnect: RecoveryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
@@ -283,7 +283,7 @@ struct HTTPHealthBrokerTests {
     }
 
     @Test func aHandlerThatIgnoresCancellationMakesTheWorkerNotLive() async throws {
-        let broker = try await LocalBroker.shared(Self.brokerName)
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
         let queue = TestBroker.uniqueName()
         let release = Release()
         let registration = HandlerRegistration(
@@ -319,7 +319,7 @@ struct HTTPHealthBrokerTests {
     /// part is played by the test, which holds the deliveries back; the deliveries and their count are the real
     /// consumer's, counted on the connection's I/O thread.
     @Test func deliveriesNobodyTakesMakeAStalledLoop() async throws {
-        let broker = try await LocalBroker.shared(Self.brokerName)
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
         let queue = TestBroker.uniqueName()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())
         try await transport.start()
@@ -353,7 +353,7 @@ struct HTTPHealthBrokerTests {
     }
 
     @Test func metricsAreServedInPrometheusFormAndCountWhatWasHandled() async throws {
-        let broker = try await LocalBroker.shared(Self.brokerName)
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
         let queue = TestBroker.uniqueName()
         let registration = HandlerRegistration(
             WelcomeEmail.self, queue: queue,

@@ -103,7 +103,7 @@ struct HostAndCLITests {
         try await withCleanups { cleanups in
             var urls: [String] = []
             for directory in directories {
-                let started = try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil)
+                let started = try await bootingOneAtATime { try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil) }
                 cleanups.add { _ = try? await Self.run("warren-local-broker", ["stop", "--data-directory", directory], url: nil) }
                 #expect(started.status == 0, "\(started.errors)")
                 let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)

@@ -36,7 +36,7 @@ struct RecoveryTests {
     }
 
     @Test func theWorkerReconnectsAfterTheBrokerRestartsAndConsumesAgain() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
@@ -56,7 +56,7 @@ struct RecoveryTests {
     }
 
     @Test func aTransportThatOnlyPublishesIsConnectedAgainAfterARestartWithoutPublishing() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let transport = RabbitMQTransport(
             endpoints: [try AMQPEndpoint(uri: broker.amqpURL)],
             reconnect: RecoveryPolicy(initialDelay: .milliseconds(100), maximumDelay: .milliseconds(500)),
@@ -73,7 +73,7 @@ struct RecoveryTests {
     }
 
     @Test func aFrozenBrokerIsDetectedByHeartbeatsAndRecoveredFrom() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
@@ -90,7 +90,7 @@ struct RecoveryTests {
     }
 
     @Test func aDeletedQueueIsDeclaredAgainAndConsumed() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let queue = TestBroker.uniqueName()
         let (worker, task) = startWorker(queue: queue, url: broker.amqpURL)
         defer { task.cancel() }
@@ -117,7 +117,7 @@ struct RecoveryTests {
     }
 
     @Test func aPublishWaitsForTheConnectionToComeBackAndIsDeliveredOnce() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let queue = TestBroker.uniqueName()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: quietLogger())
         try await transport.start()
@@ -147,7 +147,7 @@ struct RecoveryTests {
     }
 
     @Test func aPublishReportsTheOutageOnceItsRecoveryTimeIsSpent() async throws {
-        let broker = try await LocalBroker.shared("recovery")
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let transport = RabbitMQTransport(
             endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], publishRecoveryTimeout: .seconds(1), logger: quietLogger())
         try await transport.start()

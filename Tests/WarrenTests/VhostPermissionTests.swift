@@ -13,7 +13,7 @@ struct VhostPermissionTests {
     let recorder = Recorder()
 
     @Test func aWorkerRunsWithTheDocumentedPermissionsOnItsVhostOnly() async throws {
-        let broker = try await LocalBroker.shared()
+        let broker = try await bootingOneAtATime { try await LocalBroker.shared() }
         let id = UUID().uuidString.prefix(8).lowercased()
         let vhost = "warren-\(id)"
         let user = "worker-\(id)"

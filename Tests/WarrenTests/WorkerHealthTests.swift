@@ -57,7 +57,7 @@ extension HTTPHealthBrokerTests {
     @Suite("Worker health against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
     struct WorkerHealthBrokerTests {
         @Test func aQueueDeletedUnderTheWorkerIsNamedUntilTheWorkerDeclaredItAgain() async throws {
-            let broker = try await LocalBroker.shared(HTTPHealthBrokerTests.brokerName)
+            let broker = try await bootingOneAtATime { try await LocalBroker.shared(HTTPHealthBrokerTests.brokerName) }
             let queue = TestBroker.uniqueName(), other = TestBroker.uniqueName()
             let registrations = [queue, other].map { HandlerRegistration(WelcomeEmail.self, queue: $0) { _, _ in } }
             let worker = Worker(
