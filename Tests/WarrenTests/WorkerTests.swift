@@ -267,6 +267,61 @@ struct WorkerTests {
         await connection.close()
     }
 
+    /// Where an existing queue contradicts Warren's topology: which queue, how it was declared before, and what Warren
+    /// declares (its queue type, or classic).
+    enum Conflict: String, CaseIterable, Sendable {
+        case workQueueThroughThePublisher, delayQueue, deadLetterQueue, quorumWhereClassicIsAsked, classicWhereQuorumIsAsked
+    }
+
+    /// Every conflict is refused with `topologyConflict` naming the queue, from the worker and from
+    /// `WarrenPublisher.declare`, and nothing is declared over the existing queue.
+    @Test(arguments: Conflict.allCases)
+    func aQueueThatContradictsTheTopologyIsRefusedWhereverItIs(_ conflict: Conflict) async throws {
+        let queue = TestBroker.uniqueName(conflict.rawValue)
+        let url = try await TestBroker.url()
+        let topology = WarrenTopology(queue: queue)
+        let retry = RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)]))
+        let (existing, arguments): (String, AMQPTable) = switch conflict {
+        case .workQueueThroughThePublisher: (queue, ["x-max-length": .int32(10)])
+        case .delayQueue: (topology.delayQueue(for: .seconds(1)), ["x-max-length": .int32(10)])
+        case .deadLetterQueue: (topology.deadLetterQueue, ["x-max-length": .int32(10)])
+        case .quorumWhereClassicIsAsked: (queue, ["x-queue-type": "quorum"])
+        case .classicWhereQuorumIsAsked: (queue, ["x-queue-type": "classic"])
+        }
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            try await channel.queueDeclare(existing, durable: true, arguments: arguments)
+            let transport = RabbitMQTransport(
+                endpoints: [try AMQPEndpoint(uri: url)], queueType: conflict == .classicWhereQuorumIsAsked ? .quorum : .classic,
+                logger: TestBroker.quietLogger())
+            func expectRefused(_ error: any Error) {
+                guard let error = error as? WarrenError else {
+                    Issue.record("\(conflict): \(error) is not a WarrenError")
+                    return
+                }
+                #expect(error.code == .topologyConflict && error.message.contains(existing), "\(conflict): \(error.message)")
+            }
+            do {
+                if conflict == .workQueueThroughThePublisher {
+                    try await WarrenPublisher(transport: transport).declare(queue: queue, retry: retry)
+                } else {
+                    let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry)) { _, _ in }
+                    try await Worker(transport: transport, registrations: [registration], logger: TestBroker.quietLogger()).run()
+                }
+                Issue.record("\(conflict): refused neither by the worker nor by the publisher")
+            } catch {
+                expectRefused(error)
+            }
+            await transport.close()
+            // The existing queue is as it was: declared again with its own arguments, it is accepted.
+            try await connection.openChannel().queueDeclare(existing, durable: true, arguments: arguments)
+            let cleanup = try await connection.openChannel()
+            for name in Set([queue, existing, topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.redeliveredQueue, topology.manifestQueue]) {
+                _ = try? await cleanup.queueDelete(name)
+            }
+        }
+    }
+
     @Test func aServiceThatOnlyPublishesDeclaresItsQueueBeforeAnyWorkerRuns() async throws {
         let url = try await TestBroker.url()
         let queue = TestBroker.uniqueName()
