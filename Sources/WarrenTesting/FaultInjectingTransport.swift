@@ -73,11 +73,14 @@ public final class FaultInjectingTransport: WarrenTransport {
         case publishConfirmed(messageID: String?, to: Target)
         /// The publish failed: refused (a negative confirm, unroutable) or its connection was lost before the confirm.
         case publishFailed(messageID: String?, to: Target)
+        /// The delivery was acked.
         case acked(messageID: String?)
         /// The ack failed because the channel went away: the broker returns the delivery to its queue, redelivered.
         case ackFailed(messageID: String?)
+        /// The delivery was returned to its queue unhandled (its copy was not confirmed, or a shutdown interrupted it).
         case requeued(messageID: String?)
 
+        /// The message id of the message the step is about.
         public var messageID: String? {
             switch self {
             case .publishSent(let id, _), .publishConfirmed(let id, _), .publishFailed(let id, _), .acked(let id), .ackFailed(let id),
@@ -100,6 +103,7 @@ public final class FaultInjectingTransport: WarrenTransport {
 
     /// The error an injected fault throws.
     public struct InjectedFault: Error, CustomStringConvertible {
+        /// What failed, as a sentence.
         public var description: String
     }
 
@@ -112,7 +116,9 @@ public final class FaultInjectingTransport: WarrenTransport {
         var failing: [Rule] = []
         var withholding: [Rule] = []
         var failingAcks = 0
-        var withheld: [CheckedContinuation<Bool, Never>] = []
+        var withheld: [Int: CheckedContinuation<Bool, Never>] = [:]
+        var nextWithheld = 0
+        var closed = false
     }
 
     /// The transport everything is passed to.
@@ -120,6 +126,8 @@ public final class FaultInjectingTransport: WarrenTransport {
     private let recorded = AwaitableState<[Step]>([])
     private let state = Mutex(State())
 
+    /// A transport that passes everything to `base` (``WarrenTestHarness`` gives it its in-memory transport) and
+    /// fails only where told.
     public init(base: any WarrenTransport) {
         self.base = base
     }
@@ -143,13 +151,15 @@ public final class FaultInjectingTransport: WarrenTransport {
     public func releaseConfirms(positive: Bool) {
         let waiting = state.withLock { state in
             defer { state.withheld.removeAll() }
-            return state.withheld
+            return state.withheld.values
         }
         for publish in waiting { publish.resume(returning: positive) }
     }
 
     /// The next `times` acks fail as they do when the channel closed under them: the ack throws, and the delivery
     /// goes back to its queue marked redelivered, as the broker returns a lost channel's unacknowledged deliveries.
+    /// (Simplified: a real lost channel also ends its consumer and returns every unacknowledged delivery; here only
+    /// this one returns and the consumer goes on.)
     public func failAcks(times: Int = 1) {
         state.withLock { $0.failingAcks += times }
     }
@@ -195,9 +205,7 @@ public final class FaultInjectingTransport: WarrenTransport {
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         let consumer = try await base.consume(queue: queue, prefetch: prefetch)
         let next: @Sendable () async throws -> TransportDelivery? = { [self] in
-            // The base's iterator only calls its consumer's closure: a fresh one per call pulls the same sequence.
-            var iterator = consumer.makeAsyncIterator()
-            guard var delivery = try await iterator.next() else { return nil }
+            guard var delivery = try await consumer.next() else { return nil }
             delivery.settler = Settler(base: delivery.settler, messageID: delivery.properties.messageID, transport: self)
             return delivery
         }
@@ -211,21 +219,40 @@ public final class FaultInjectingTransport: WarrenTransport {
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let target = Target(destination)
         let id = properties.messageID
-        record(.publishSent(messageID: id, to: target))
-        let (fails, withholds) = state.withLock { state in
+        let (fails, withholds, closed) = state.withLock { state in
             let fails = Self.take(&state.failing, for: target)
-            return (fails, !fails && Self.take(&state.withholding, for: target))
+            return (fails, !fails && Self.take(&state.withholding, for: target), state.closed)
         }
-        if withholds {
-            let positive = await withCheckedContinuation { continuation in state.withLock { $0.withheld.append(continuation) } }
+        if withholds && !closed {
+            let slot = state.withLock { state in
+                defer { state.nextWithheld += 1 }
+                return state.nextWithheld
+            }
+            // Waits until released, or the task is cancelled, or the transport closes (then the confirm is negative).
+            let positive = await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let now = state.withLock { state -> Bool in
+                        if state.closed || Task.isCancelled { return true }
+                        state.withheld[slot] = continuation
+                        return false
+                    }
+                    // Recorded once the publish waits, so a test that saw it can release it.
+                    record(.publishSent(messageID: id, to: target))
+                    if now { continuation.resume(returning: false) }
+                }
+            } onCancel: {
+                state.withLock { $0.withheld.removeValue(forKey: slot) }?.resume(returning: false)
+            }
             guard positive else {
                 record(.publishFailed(messageID: id, to: target))
                 throw InjectedFault(description: "the confirm of a publish to \(target) came negative")
             }
         } else if fails {
+            record(.publishSent(messageID: id, to: target))
             record(.publishFailed(messageID: id, to: target))
             throw InjectedFault(description: "the broker refused a publish to \(target)")
         }
+        if !withholds || closed { record(.publishSent(messageID: id, to: target)) }
         do {
             try await base.publish(body, to: destination, properties: properties)
         } catch {
@@ -235,8 +262,17 @@ public final class FaultInjectingTransport: WarrenTransport {
         record(.publishConfirmed(messageID: id, to: target))
     }
 
+    /// Closes the base; a confirm still withheld comes negative.
     @_spi(WarrenTransport)
-    public func close() async { await base.close() }
+    public func close() async {
+        let waiting = state.withLock { state in
+            state.closed = true
+            defer { state.withheld.removeAll() }
+            return state.withheld.values
+        }
+        for publish in waiting { publish.resume(returning: false) }
+        await base.close()
+    }
 
     @_spi(WarrenTransport)
     public func isRecoverable(_ error: any Error) -> Bool {
@@ -249,6 +285,7 @@ public final class FaultInjectingTransport: WarrenTransport {
     @_spi(WarrenTransport)
     public func declareTopicExchange(_ name: String) async throws { try await base.declareTopicExchange(name) }
 
+    /// The base's.
     public var isConnected: Bool { base.isConnected }
 
     private struct Settler: DeliverySettler {

@@ -138,29 +138,13 @@ package final class LocalPostgres: Sendable {
         }
     }
 
-    /// Runs a command (as `postgres` when this process is root), failing with its output.
+    /// Runs a command (as `postgres` when this process is root), failing with its output. (Through files: `pg_ctl
+    /// start` leaves the server running with the descriptors it inherited, which a pipe would keep open.)
     private static func run(_ command: [String], asPostgres: Bool = true) async throws {
-        let process = Process()
         let root = getuid() == 0 && asPostgres
-        process.executableURL = URL(fileURLWithPath: root ? "/usr/sbin/runuser" : command[0])
-        process.arguments = root ? ["-u", "postgres", "--"] + command : Array(command.dropFirst())
-        // Output to a file, not a pipe: `pg_ctl start` leaves the server running with the descriptors it inherited.
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString).out")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
-        let handle = try FileHandle(forWritingTo: log)
-        defer { try? handle.close() }
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
-        }
-        guard status == 0 else {
-            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            throw TestFailure("\(command.joined(separator: " ")) exited with \(status): \(text)")
-        }
+        let run = try await runProcess(
+            root ? "/usr/sbin/runuser" : command[0], root ? ["-u", "postgres", "--"] + command : Array(command.dropFirst()))
+        guard run.status == 0 else { throw TestFailure("\(command.joined(separator: " ")): \(run)") }
     }
 }
 

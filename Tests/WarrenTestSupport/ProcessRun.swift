@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a command run to completion said: its exit status, its standard output and its standard error.
 package struct ProcessRun: Sendable, CustomStringConvertible {
@@ -12,9 +13,10 @@ package struct ProcessRun: Sendable, CustomStringConvertible {
 /// Runs `executable` with `arguments` to completion, the test's environment plus `environment` (a `nil` value
 /// removes a variable), in `directory`, with `input` on its standard input. No thread blocks: the exit comes through
 /// the termination handler, and the output goes through files, not pipes, so a chatty command never stalls on a full
-/// pipe nobody reads yet.
+/// pipe nobody reads yet. Past `timeout`, or when the test is cancelled, the command is killed (SIGKILL).
 package func runProcess(
-    _ executable: String, _ arguments: [String], environment: [String: String?] = [:], in directory: URL? = nil, input: Data? = nil
+    _ executable: String, _ arguments: [String], environment: [String: String?] = [:], in directory: URL? = nil, input: Data? = nil,
+    timeout: Duration = .seconds(900)
 ) async throws -> ProcessRun {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
@@ -34,13 +36,40 @@ package func runProcess(
     process.standardInput = handles[0]
     process.standardOutput = handles[1]
     process.standardError = handles[2]
-    let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-        process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-        do { try process.run() } catch {
-            process.terminationHandler = nil
-            continuation.resume(throwing: error)
+    let (exits, exit) = AsyncStream.makeStream(of: Int32.self)
+    let ended = Ended()
+    process.terminationHandler = {
+        ended.flag.withLock { $0 = true }
+        exit.yield($0.terminationStatus)
+        exit.finish()
+    }
+    try process.run()
+    let pid = process.processIdentifier
+    let status = await withTaskGroup(of: Int32?.self) { group in
+        group.addTask {
+            var status: Int32 = -1
+            for await code in exits { status = code }
+            return status
         }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            // Past the timeout (or the test cancelled, but not once it ended by itself): killed, and its exit awaited.
+            if !ended.flag.withLock({ $0 }) { kill(pid, SIGKILL) }
+            return nil
+        }
+        for await result in group {
+            if let result {
+                group.cancelAll()
+                return result
+            }
+        }
+        return -1
     }
     func text(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
     return ProcessRun(status: status, output: text(files[1]), errors: text(files[2]))
+}
+
+/// Whether a command ended, as its termination handler and its timer see it.
+private final class Ended: Sendable {
+    let flag = Mutex(false)
 }

@@ -10,10 +10,16 @@ import WarrenLocalBroker
 /// The broker the integration tests use: `WARREN_TEST_AMQP_URL` when set, otherwise one throwaway node started for
 /// the whole run. A missing RabbitMQ is a test failure, never a skip.
 package enum TestBroker {
+    private static let sharedURL = Mutex<String?>(nil)
+
     package static func url() async throws -> String {
         try TestService.require(.broker)
         if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
-        return try await bootingOneAtATime { try await LocalBroker.shared() }.amqpURL
+        // Once the shared node runs, its URL without waiting behind another suite's boot.
+        if let url = sharedURL.withLock({ $0 }) { return url }
+        let url = try await bootingOneAtATime { try await LocalBroker.shared() }.amqpURL
+        sharedURL.withLock { $0 = url }
+        return url
     }
 
     package static func endpoint(query: String = "") async throws -> AMQPEndpoint {
@@ -162,6 +168,24 @@ package func bootingOneAtATime<T>(_ boot: () async throws -> T) async throws -> 
         return result
     } catch {
         await BootGate.shared.leave()
+        throw error
+    }
+}
+
+/// Publishes each message to `queue` (through the default exchange) on a connection of its own, `mandatory` and
+/// confirmed by the broker, then closes the connection: what a foreign publisher does.
+/// - Throws: the client's error (unroutable when no queue has that name yet, nacked, connection refused).
+package func publishConfirmed(_ messages: [(body: [UInt8], properties: AMQPProperties)], to queue: String, url: String) async throws {
+    let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.logger)
+    do {
+        let channel = try await connection.openChannel()
+        try await channel.enableConfirms()
+        for message in messages {
+            try await channel.publish(message.body, routingKey: queue, mandatory: true, properties: message.properties)
+        }
+        await connection.close()
+    } catch {
+        await connection.close()
         throw error
     }
 }

@@ -97,7 +97,7 @@ struct DashboardScene {
     }
 }
 
-@Suite("The dashboard against hostile clients", .serialized, .tags(.postgres), .needs(.postgres))
+@Suite("The dashboard against hostile clients", .serialized)
 struct DashboardHardeningTests {
     /// Values no parser of the dashboard may trap on: each is sent percent-encoded where a query or a form carries it.
     static let hostile: [String] = [
@@ -126,7 +126,7 @@ struct DashboardHardeningTests {
             || (answer.status == 503 && answer.body.contains("needs a broker"))
     }
 
-    @Test(arguments: StoreKind.allCases)
+    @Test(.tags(.broker, .postgres), .needs(.broker, .postgres), arguments: StoreKind.allCases)
     func everyParameterOfEveryRouteAnswers400OrAPageAndTheProcessKeepsServing(_ kind: StoreKind) async throws {
         try await withCleanups { cleanups in
             // With a runner, so that the operations' routes parse and search the store rather than answer "no broker".

@@ -192,16 +192,12 @@ struct HTTPHealthBrokerTests {
     }
 
     func publish(_ count: Int, to queue: String, url: String, prefix: String = "m") async throws {
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.logger)
-        let channel = try await connection.openChannel()
-        try await channel.enableConfirms()
-        for index in 0..<count {
-            try await channel.publish(
-                Array(#"{"userId":"\#(index)","email":"\#(prefix)\#(index)@example.com"}"#.utf8), routingKey: queue, mandatory: true,
-                properties: AMQPProperties(
+        try await publishConfirmed(
+            (0..<count).map { index in
+                (Array(#"{"userId":"\#(index)","email":"\#(prefix)\#(index)@example.com"}"#.utf8), AMQPProperties(
                     contentType: "application/json", messageID: "\(prefix)-\(index)", timestamp: Date(), type: WelcomeEmail.messageType))
-        }
-        await connection.close()
+            },
+            to: queue, url: url)
     }
 
     @Test func readinessFollowsTheBrokerWhileLivenessDoesNot() async throws {

@@ -26,13 +26,9 @@ struct RecoveryTests {
     }
 
     func publish(_ email: String, queue: String, url: String) async throws {
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))
-        let channel = try await connection.openChannel()
-        try await channel.enableConfirms()
-        try await channel.publish(
-            Array(#"{"userId":"r","email":"\#(email)"}"#.utf8), routingKey: queue, mandatory: true,
-            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: WelcomeEmail.messageType))
-        await connection.close()
+        try await publishConfirmed(
+            [(Array(#"{"userId":"r","email":"\#(email)"}"#.utf8), AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: WelcomeEmail.messageType))],
+            to: queue, url: url)
     }
 
     @Test func theWorkerReconnectsAfterTheBrokerRestartsAndConsumesAgain() async throws {

@@ -75,15 +75,10 @@ struct RunningWorker {
         _ body: String, to queue: String, url: String, type: String? = WelcomeEmail.messageType,
         contentType: String? = "application/json", messageID: String = UUID().uuidString, headers: AMQPTable? = nil
     ) async throws {
-        let logger = TestBroker.quietLogger("warren.tests")
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: logger)
-        let channel = try await connection.openChannel()
-        try await channel.enableConfirms()
-        try await channel.publish(
-            Array(body.utf8), routingKey: queue, mandatory: true,
-            properties: AMQPProperties(
-                contentType: contentType, headers: headers, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))
-        await connection.close()
+        try await publishConfirmed(
+            [(Array(body.utf8), AMQPProperties(
+                contentType: contentType, headers: headers, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))],
+            to: queue, url: url)
     }
 
     func publish(_ email: WelcomeEmail) async throws {
@@ -270,11 +265,12 @@ struct WorkerTests {
     /// Where an existing queue contradicts Warren's topology: which queue, how it was declared before, and what Warren
     /// declares (its queue type, or classic).
     enum Conflict: String, CaseIterable, Sendable {
-        case workQueueThroughThePublisher, delayQueue, deadLetterQueue, quorumWhereClassicIsAsked, classicWhereQuorumIsAsked
+        case workQueue, delayQueue, deadLetterQueue, quorumWhereClassicIsAsked, classicWhereQuorumIsAsked
     }
 
-    /// Every conflict is refused with `topologyConflict` naming the queue, from the worker and from
-    /// `WarrenPublisher.declare`, and nothing is declared over the existing queue.
+    /// Every conflict is refused with `topologyConflict` naming the queue, by `WarrenPublisher.declare` and by the
+    /// worker (which would otherwise consume: that is recorded as a failure and the worker stopped), and the existing
+    /// queue is left as it was.
     @Test(arguments: Conflict.allCases)
     func aQueueThatContradictsTheTopologyIsRefusedWhereverItIs(_ conflict: Conflict) async throws {
         let queue = TestBroker.uniqueName(conflict.rawValue)
@@ -282,42 +278,69 @@ struct WorkerTests {
         let topology = WarrenTopology(queue: queue)
         let retry = RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)]))
         let (existing, arguments): (String, AMQPTable) = switch conflict {
-        case .workQueueThroughThePublisher: (queue, ["x-max-length": .int32(10)])
+        case .workQueue: (queue, ["x-max-length": .int32(10)])
         case .delayQueue: (topology.delayQueue(for: .seconds(1)), ["x-max-length": .int32(10)])
         case .deadLetterQueue: (topology.deadLetterQueue, ["x-max-length": .int32(10)])
         case .quorumWhereClassicIsAsked: (queue, ["x-queue-type": "quorum"])
         case .classicWhereQuorumIsAsked: (queue, ["x-queue-type": "classic"])
         }
-        try await withConnection { connection in
-            let channel = try await connection.openChannel()
-            try await channel.queueDeclare(existing, durable: true, arguments: arguments)
-            let transport = RabbitMQTransport(
-                endpoints: [try AMQPEndpoint(uri: url)], queueType: conflict == .classicWhereQuorumIsAsked ? .quorum : .classic,
-                logger: TestBroker.quietLogger())
-            func expectRefused(_ error: any Error) {
+        try await withCleanups { cleanups in
+            _ = try await withConnection { connection in
+                try await connection.openChannel().queueDeclare(existing, durable: true, arguments: arguments)
+            }
+            cleanups.add {
+                _ = try? await withConnection { connection in
+                    let channel = try await connection.openChannel()
+                    for name in [queue, existing, topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.redeliveredQueue, topology.manifestQueue] {
+                        _ = try? await channel.queueDelete(name)
+                    }
+                }
+            }
+            func transport() throws -> RabbitMQTransport {
+                RabbitMQTransport(
+                    endpoints: [try AMQPEndpoint(uri: url)], queueType: conflict == .classicWhereQuorumIsAsked ? .quorum : .classic,
+                    logger: TestBroker.quietLogger())
+            }
+            func expectRefused(_ error: (any Error)?, by whom: String) {
                 guard let error = error as? WarrenError else {
-                    Issue.record("\(conflict): \(error) is not a WarrenError")
+                    Issue.record("\(conflict), \(whom): \(String(describing: error)) is not a refusal")
                     return
                 }
-                #expect(error.code == .topologyConflict && error.message.contains(existing), "\(conflict): \(error.message)")
+                #expect(error.code == .topologyConflict && error.message.contains(existing), "\(conflict), \(whom): \(error.message)")
             }
+
+            let publishing = try transport()
+            cleanups.add { await publishing.close() }
             do {
-                if conflict == .workQueueThroughThePublisher {
-                    try await WarrenPublisher(transport: transport).declare(queue: queue, retry: retry)
-                } else {
-                    let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry)) { _, _ in }
-                    try await Worker(transport: transport, registrations: [registration], logger: TestBroker.quietLogger()).run()
-                }
-                Issue.record("\(conflict): refused neither by the worker nor by the publisher")
+                try await WarrenPublisher(transport: publishing).declare(queue: queue, retry: retry)
+                Issue.record("\(conflict): WarrenPublisher.declare did not refuse")
             } catch {
-                expectRefused(error)
+                expectRefused(error, by: "the publisher")
             }
-            await transport.close()
+
+            let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry)) { _, _ in }
+            let worker = Worker(transport: try transport(), registrations: [registration], logger: TestBroker.quietLogger())
+            var refusal: (any Error)?
+            do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await worker.run() }
+                    group.addTask {
+                        // A worker that got past the conflict consumes: then it is stopped and the test fails.
+                        if (try? await worker.waitUntilConsuming(timeout: .seconds(30))) != nil {
+                            Issue.record("\(conflict): the worker consumes despite the conflict")
+                            worker.shutdown()
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            } catch {
+                refusal = error
+            }
+            expectRefused(refusal, by: "the worker")
+
             // The existing queue is as it was: declared again with its own arguments, it is accepted.
-            try await connection.openChannel().queueDeclare(existing, durable: true, arguments: arguments)
-            let cleanup = try await connection.openChannel()
-            for name in Set([queue, existing, topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.redeliveredQueue, topology.manifestQueue]) {
-                _ = try? await cleanup.queueDelete(name)
+            _ = try await withConnection { connection in
+                try await connection.openChannel().queueDeclare(existing, durable: true, arguments: arguments)
             }
         }
     }

@@ -176,6 +176,10 @@ public struct TransportConsumer: AsyncSequence, Sendable {
         self.receivedDeliveries = received
     }
 
+    /// The next delivery; `nil` once the consumer has ended. (What the iterator calls: for a transport that wraps
+    /// another's consumer.)
+    public func next() async throws -> TransportDelivery? { try await nextDelivery() }
+
     /// Deliveries received for this consumer so far; `nil` when the transport cannot tell.
     public var received: Int? { receivedDeliveries?() }
 
