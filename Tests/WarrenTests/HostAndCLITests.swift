@@ -127,11 +127,22 @@ struct HostAndCLITests {
         try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "classic"])
         try await channel.queuePurge(queue)
 
-        let httpPort = try freeTCPPort()
+        // Port 0: the system picks a free one, which the server's log line says (no port picked first, bound later).
         let worker = try LaunchedProcess(
-            "orders-worker", ["--log-format", "json", "--grace-period", "10", "--http-port", "\(httpPort)", "--queue", queue],
+            "orders-worker", ["--log-format", "json", "--grace-period", "10", "--http-port", "0", "--queue", queue],
             environment: ["WARREN_AMQP_URL": url])
         defer { try? FileManager.default.removeItem(at: worker.output) }
+        func servedPort() -> Int? {
+            for line in worker.log.split(separator: "\n") {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    object["message"] as? String == "serving health and metrics"
+                else { continue }
+                return object["port"] as? Int ?? (object["port"] as? String).flatMap { Int($0) }
+            }
+            return nil
+        }
+        #expect(try await eventually(timeout: .seconds(30)) { servedPort() != nil }, "\(worker.log.suffix(2_000))")
+        let httpPort = try #require(servedPort())
         #expect(try await eventually { (try? await connection.openChannel().queueStatus(queue).consumerCount) == 1 })
         let ready = await httpGet(port: httpPort, "/health/ready")
         #expect(ready.status == 200 && ready.queueStates[queue] == "consuming", "\(ready.body)")
