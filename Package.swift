@@ -243,7 +243,7 @@ let package = Package(
         // What both test targets share: the test broker, a quiet logger, `eventually`, the failure type.
         .target(
             name: "WarrenTestSupport",
-            dependencies: ["WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")],
             path: "Tests/WarrenTestSupport"
         ),
         .testTarget(

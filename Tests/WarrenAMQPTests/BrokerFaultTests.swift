@@ -7,7 +7,7 @@ import Synchronization
 
 /// Faults that affect a whole node (alarms, forced closes, a frozen VM) run on a node of their own, one at a time,
 /// so they never disturb the tests sharing the main node.
-@Suite("Broker faults (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("Broker faults (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct BrokerFaultTests {
     static let broker = DedicatedBroker()
 

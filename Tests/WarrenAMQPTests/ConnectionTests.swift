@@ -3,7 +3,7 @@ import Testing
 import WarrenTestSupport
 import WarrenAMQP
 
-@Suite("Connecting and closing (broker)", .tags(.broker), .needs(.broker))
+@Suite("Connecting and closing (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct ConnectionTests {
     @Test func connectsAndReadsServerProperties() async throws {
         try await withConnection { connection in

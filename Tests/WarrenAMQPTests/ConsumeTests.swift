@@ -3,7 +3,7 @@ import Testing
 import WarrenTestSupport
 import WarrenAMQP
 
-@Suite("Consuming and settling (broker)", .tags(.broker), .needs(.broker))
+@Suite("Consuming and settling (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct ConsumeTests {
     @Test func deliveriesCarryBodyPropertiesAndRoutingInformation() async throws {
         try await withConnection { connection in

@@ -2,7 +2,7 @@ import Testing
 import WarrenTestSupport
 import WarrenAMQP
 
-@Suite("Publishing with confirms (broker)", .tags(.broker), .needs(.broker))
+@Suite("Publishing with confirms (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct PublishTests {
     @Test func unroutableMandatoryPublishFailsWithTheReturn() async throws {
         try await withConnection { connection in

@@ -6,7 +6,7 @@ import WarrenLocalBroker
 
 /// amqps:// against a node with a TLS listener that requires a client certificate (mutual TLS), and certificates
 /// made for this run.
-@Suite("TLS (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("TLS (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct TLSTests {
     @Test func connectsWithTheRightCertificateAuthorityAndAClientCertificate() async throws {
         let (broker, certificates) = try await TLSBroker.get()

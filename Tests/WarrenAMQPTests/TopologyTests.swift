@@ -2,7 +2,7 @@ import Testing
 import WarrenTestSupport
 import WarrenAMQP
 
-@Suite("Topology (broker)", .tags(.broker), .needs(.broker))
+@Suite("Topology (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct TopologyTests {
     @Test func declaresAQueueAndCountsItsMessages() async throws {
         try await withConnection { connection in

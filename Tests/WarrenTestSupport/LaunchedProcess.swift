@@ -4,7 +4,7 @@ import Foundation
 package final class LaunchedProcess {
     package let process: Process
     package let output: URL
-    private let exited: AsyncStream<Int32>
+    private let exit: ProcessExit
 
     /// The folder of the package's executables: the test bundle sits next to them in the build folder.
     package static var binDirectory: URL {
@@ -27,12 +27,7 @@ package final class LaunchedProcess {
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
         process.standardError = handle
-        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        exited = stream
-        process.terminationHandler = {
-            continuation.yield($0.terminationStatus)
-            continuation.finish()
-        }
+        exit = ProcessExit(process)
         try process.run()
     }
 
@@ -58,36 +53,14 @@ package final class LaunchedProcess {
     /// Waits (at most `timeout`, then stops it) for it to exit by itself; returns its exit status. Its output stays
     /// readable in ``log``.
     package func waitForExit(timeout: Duration = .seconds(60)) async -> Int32 {
-        let exited = exited
-        let pid = process.processIdentifier
-        // No thread blocks: the exit comes through the termination handler's stream; a timer kills it past the timeout.
-        return await withTaskGroup(of: Int32?.self) { group in
-            group.addTask {
-                var status: Int32 = -1
-                for await code in exited { status = code }
-                return status
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { kill(pid, SIGKILL) }
-                return nil
-            }
-            for await result in group {
-                if let result {
-                    group.cancelAll()
-                    return result
-                }
-            }
-            return -1
-        }
+        await exit.status(of: process.processIdentifier, killingAfter: timeout)
     }
 
     /// Sends `signal` (SIGTERM unless told) and returns its exit status.
     @discardableResult
     package func stop(signal: Int32 = SIGTERM) async -> Int32 {
         if process.isRunning { kill(process.processIdentifier, signal) }
-        var status: Int32 = -1
-        for await code in exited { status = code }
+        let status = await exit.status(of: process.processIdentifier, killingAfter: .seconds(120))
         try? FileManager.default.removeItem(at: output)
         return status
     }

@@ -36,40 +36,57 @@ package func runProcess(
     process.standardInput = handles[0]
     process.standardOutput = handles[1]
     process.standardError = handles[2]
-    let (exits, exit) = AsyncStream.makeStream(of: Int32.self)
-    let ended = Ended()
-    process.terminationHandler = {
-        ended.flag.withLock { $0 = true }
-        exit.yield($0.terminationStatus)
-        exit.finish()
-    }
+    let exit = ProcessExit(process)
     try process.run()
-    let pid = process.processIdentifier
-    let status = await withTaskGroup(of: Int32?.self) { group in
-        group.addTask {
-            var status: Int32 = -1
-            for await code in exits { status = code }
-            return status
-        }
-        group.addTask {
-            try? await Task.sleep(for: timeout)
-            // Past the timeout (or the test cancelled, but not once it ended by itself): killed, and its exit awaited.
-            if !ended.flag.withLock({ $0 }) { kill(pid, SIGKILL) }
-            return nil
-        }
-        for await result in group {
-            if let result {
-                group.cancelAll()
-                return result
-            }
-        }
-        return -1
-    }
+    let status = await exit.status(of: process.processIdentifier, killingAfter: timeout)
     func text(_ file: URL) -> String { (try? String(contentsOf: file, encoding: .utf8)) ?? "" }
     return ProcessRun(status: status, output: text(files[1]), errors: text(files[2]))
 }
 
-/// Whether a command ended, as its termination handler and its timer see it.
-private final class Ended: Sendable {
-    let flag = Mutex(false)
+/// A process's exit, awaited without blocking a thread: through its termination handler, set before it runs.
+package final class ProcessExit: Sendable {
+    /// The exit status once the termination handler ran.
+    private final class Ended: Sendable {
+        let status = Mutex<Int32?>(nil)
+    }
+
+    private let exits: AsyncStream<Int32>
+    private let ended = Ended()
+
+    /// Sets `process`'s termination handler; call before `process.run()`.
+    package init(_ process: Process) {
+        let (exits, exit) = AsyncStream.makeStream(of: Int32.self)
+        self.exits = exits
+        process.terminationHandler = { [ended] finished in
+            let status = finished.terminationStatus
+            ended.status.withLock { $0 = status }
+            exit.yield(status)
+            exit.finish()
+        }
+    }
+
+    /// Its exit status, once it exited; past `timeout` (or when the waiting task is cancelled) process `pid` is
+    /// killed with SIGKILL first. Returns at once when it already exited.
+    package func status(of pid: Int32, killingAfter timeout: Duration) async -> Int32 {
+        if let status = ended.status.withLock({ $0 }) { return status }
+        let (exits, ended) = (exits, ended)
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                for await code in exits { return code }
+                return ended.status.withLock { $0 } ?? -1
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                if ended.status.withLock({ $0 }) == nil { kill(pid, SIGKILL) }
+                return nil
+            }
+            for await result in group {
+                if let result {
+                    group.cancelAll()
+                    return result
+                }
+            }
+            return -1
+        }
+    }
 }

@@ -42,10 +42,20 @@ package enum TestBroker {
         return logger
     }
 
-    /// A queue or exchange name no other test uses.
+    /// The shared broker's URL when this process used it (`WARREN_TEST_AMQP_URL`, or the node it started); `nil`
+    /// when no test asked for it.
+    package static var urlIfUsed: String? {
+        if let url = ProcessInfo.processInfo.environment["WARREN_TEST_AMQP_URL"], !url.isEmpty { return url }
+        return sharedURL.withLock { $0 }
+    }
+
+    /// A queue or exchange name no other test uses. Within a suite marked `.deletesItsQueues`, what has that name on
+    /// the shared broker is deleted when the suite ends.
     package static func uniqueName(_ prefix: String = #function) -> String {
         let clean = prefix.prefix(while: { $0 != "(" })
-        return "test.\(clean).\(UUID().uuidString.prefix(8))"
+        let name = "test.\(clean).\(UUID().uuidString.prefix(8))"
+        NamesMade.current?.record(name)
+        return name
     }
 }
 

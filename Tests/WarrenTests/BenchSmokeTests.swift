@@ -5,7 +5,7 @@ import WarrenTestSupport
 /// Every `warren-bench` scenario runs end to end (tiny sizes, debug build, the shared broker) and ends with its JSON
 /// line, so the benchmark suite cannot rot between performance sessions. The figures are not checked here: they
 /// live in docs/performance.md, measured on a release build.
-@Suite("warren-bench scenarios run (broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("warren-bench scenarios run (broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct BenchSmokeTests {
     func run(_ arguments: [String]) async throws -> [String: Any] {
         let url = try await TestBroker.url()

@@ -5,7 +5,7 @@ import WarrenTestSupport
 /// The fast part of the chaos suite (`make chaos` runs all of it): `warren-chaos run --fast` against a broker of its
 /// own, as a user would run it. Every confirmed message must be handled or parked with a reason.
 extension OwnBrokerSuites {
-    @Suite("Chaos suite, fast part (dedicated broker)", .tags(.broker), .needs(.broker))
+    @Suite("Chaos suite, fast part (dedicated broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
     struct ChaosSuiteTests {
         struct Summary: Decodable {
             struct Scenario: Decodable {

@@ -9,12 +9,12 @@ import WarrenLocalBroker
 
 /// The suites that start several nodes of their own run one after the other, so that a two-core machine never boots
 /// a cluster and the chaos suite's node at the same time as the shared ones.
-@Suite("Suites with brokers of their own, one at a time", .serialized, .tags(.broker), .needs(.broker))
+@Suite("Suites with brokers of their own, one at a time", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct OwnBrokerSuites {}
 
 extension OwnBrokerSuites {
     /// A three-node RabbitMQ cluster on 127.0.0.1 (its own nodes, joined with `join_cluster`) and quorum queues.
-    @Suite("Three-node cluster with quorum queues (dedicated brokers)", .serialized, .tags(.broker, .cluster), .needs(.broker, .cluster))
+    @Suite("Three-node cluster with quorum queues (dedicated brokers)", .serialized, .tags(.broker, .cluster), .needs(.broker, .cluster), .deletesItsQueues)
     struct ClusterTests {
         /// Ids handled, with how many times each.
         final class Ledger: Sendable {

@@ -114,7 +114,7 @@ struct SeededDashboard {
 /// The dashboard in Debian's headless Chromium: what a person sees, signs in to and clicks. Screenshots go to
 /// `WARREN_SCREENSHOTS` when it names a folder (`make screenshots` points it at docs/images).
 @Suite(
-    "The dashboard in a real browser", .serialized, .tags(.browser), .needs(.browser),
+    "The dashboard in a real browser", .serialized, .tags(.browser, .broker), .needs(.browser, .broker), .deletesItsQueues,
     .needsTool(HeadlessChromium.isInstalled, "Chromium and chromedriver"))
 struct DashboardBrowserTests {
     static let screenshots = ProcessInfo.processInfo.environment["WARREN_SCREENSHOTS"]

@@ -60,7 +60,7 @@ struct LedgerAPITests {
 }
 
 /// warren-dashboard and report-api, run as a user runs them, against the test broker and real stores.
-@Suite("warren-dashboard and report-api (broker)", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres))
+@Suite("warren-dashboard and report-api (broker)", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
 struct DashboardProcessTests {
     static let token = "operator-\(UUID().uuidString)"
     static let readOnlyToken = "viewer-\(UUID().uuidString)"
@@ -508,7 +508,7 @@ struct DashboardProcessTests {
 }
 
 /// The queues page's rates and unacked counts from RabbitMQ's management API, on a node of its own with the plugin on.
-@Suite("The queues page over the management API (broker)", .tags(.broker), .needs(.broker))
+@Suite("The queues page over the management API (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct QueueInspectorManagementTests {
     @Test func ratesAndUnackedComeFromTheManagementAPI() async throws {
         let broker = try await bootingOneAtATime {

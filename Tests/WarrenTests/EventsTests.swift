@@ -125,7 +125,7 @@ extension EventsTests {
 }
 
 /// Events of real deliveries, read from a queue bound to `warren.events` as a ledger's would be.
-@Suite("Job events against RabbitMQ", .tags(.broker), .needs(.broker))
+@Suite("Job events against RabbitMQ", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct EventsBrokerTests {
     @Test func aWorkerAndAPublisherReportEveryStepOfAJob() async throws {
         try await withCleanups { cleanups in

@@ -172,7 +172,7 @@ struct HTTPEndpointTests {
 }
 
 /// The health endpoints against a real broker that is stopped, frozen and has queues deleted: a node of its own.
-@Suite("Health endpoints against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("Health endpoints against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct HTTPHealthBrokerTests {
     static let brokerName = "health"
 

@@ -222,7 +222,7 @@ final class CrashAt: Sendable {
     }
 }
 
-@Suite("Dead letters taken into the ledger and replayed from it (broker)", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres))
+@Suite("Dead letters taken into the ledger and replayed from it (broker)", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
 struct DeadLetterIntakeTests {
     @Test func aDeadLetterIsTakenOffItsQueueWholeAndIsOneRecordWithItsEvent() async throws {
         let url = try await TestBroker.url()
@@ -352,7 +352,7 @@ struct DeadLetterIntakeTests {
     }
 }
 
-@Suite("A replay's second copy (broker)", .tags(.broker), .needs(.broker))
+@Suite("A replay's second copy (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct ReplayCopyTests {
     @Test func aSecondCopyOfOneReplayIsDroppedOnceTheFirstSettledAndAnotherReplayRuns() async throws {
         let queue = TestBroker.uniqueName()

@@ -5,7 +5,7 @@ import Warren
 import WarrenAMQP
 
 /// The executables, driven from outside as a user (or an acceptance check) would.
-@Suite("orders-worker and the warren CLI (broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("orders-worker and the warren CLI (broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct HostAndCLITests {
     static var binDirectory: URL { LaunchedProcess.binDirectory }
 

@@ -6,7 +6,7 @@ import Warren
 import WarrenAMQP
 
 /// Whatever a delivery holds, the worker settles it (handled or dead-lettered with a reason) and keeps consuming.
-@Suite("Hostile input on RabbitMQ (broker)", .tags(.broker), .needs(.broker))
+@Suite("Hostile input on RabbitMQ (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct HostileInputTests {
     let recorder = Recorder()
 

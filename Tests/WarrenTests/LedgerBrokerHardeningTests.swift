@@ -7,7 +7,7 @@ import WarrenAMQP
 import WarrenLedger
 
 /// Defects found by reading the dashboard's and the ledger's broker code, each with the test that catches it.
-@Suite("The ledger's and the dashboard's broker connections (broker)", .tags(.broker, .postgres), .needs(.broker, .postgres))
+@Suite("The ledger's and the dashboard's broker connections (broker)", .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
 struct LedgerBrokerHardeningTests {
     @Test func theIntakeDrainsOnlyQueuesWarrenDeclaredAndClosesItsConsumerWhenItStops() async throws {
         let url = try await TestBroker.url()

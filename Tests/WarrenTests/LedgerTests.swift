@@ -392,7 +392,7 @@ struct LedgerStoreTests {
 }
 
 /// Events → ledger → status through the real broker.
-@Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres))
+@Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
 struct LedgerBrokerTests {
     @Test(arguments: StoreKind.allCases)
     func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {

@@ -45,7 +45,7 @@ struct RedeliveryVerdictTests {
 
 /// Messages that come back unsettled (a crash, a killed worker) are counted and, over the bound, dead-lettered
 /// without running their handler again.
-@Suite("Redelivery bound on RabbitMQ (broker)", .tags(.broker), .needs(.broker))
+@Suite("Redelivery bound on RabbitMQ (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct PoisonMessageBrokerTests {
     final class Seen: Sendable {
         let headers = Mutex<[AMQPTable]>([])

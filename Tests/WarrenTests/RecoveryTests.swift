@@ -7,7 +7,7 @@ import WarrenAMQP
 import WarrenLocalBroker
 
 /// Broker outages on a node of its own, so they never disturb the tests sharing the main node.
-@Suite("Worker recovery (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
+@Suite("Worker recovery (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct RecoveryTests {
     let recorder = Recorder()
 

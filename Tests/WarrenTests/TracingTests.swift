@@ -67,7 +67,7 @@ struct TracingTests {
 }
 
 /// The same against RabbitMQ, through every hop a message can take.
-@Suite("Tracing against RabbitMQ", .tags(.broker), .needs(.broker))
+@Suite("Tracing against RabbitMQ", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct TracingBrokerTests {
     /// Records the log lines of the worker (for `trace_id`).
     final class LogLines: Sendable {

@@ -8,7 +8,7 @@ import WarrenLocalBroker
 
 /// A worker runs with a user that has permissions on one vhost only, limited to the names Warren uses for its queue
 /// (the permissions documented in docs/running-in-production.md).
-@Suite("Least-privilege user on its own vhost (broker)", .tags(.broker), .needs(.broker))
+@Suite("Least-privilege user on its own vhost (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct VhostPermissionTests {
     let recorder = Recorder()
 

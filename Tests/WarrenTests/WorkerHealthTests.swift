@@ -54,7 +54,7 @@ struct WorkerHealthTests {
 
 extension HTTPHealthBrokerTests {
     // On the health suite's node, never at the same time as the recovery suite's outages.
-    @Suite("Worker health against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker))
+    @Suite("Worker health against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
     struct WorkerHealthBrokerTests {
         @Test func aQueueDeletedUnderTheWorkerIsNamedUntilTheWorkerDeclaredItAgain() async throws {
             let broker = try await bootingOneAtATime { try await LocalBroker.shared(HTTPHealthBrokerTests.brokerName) }

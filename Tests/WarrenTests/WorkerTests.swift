@@ -109,7 +109,7 @@ struct RunningWorker {
     }
 }
 
-@Suite("Worker on RabbitMQ (broker)", .tags(.broker), .needs(.broker))
+@Suite("Worker on RabbitMQ (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct WorkerTests {
     let recorder = Recorder()
 
