@@ -41,6 +41,8 @@ struct LocalBrokerState: Codable {
     var managementPort: Int?
     var distributionPort: Int
     var installation: RabbitMQInstallation
+    /// The node's own variables only (its name, ports, folders): never the rest of the environment of the process
+    /// that started it, which may hold secrets. Whoever attaches adds its own environment (``LocalBrokerLauncher/nodeEnvironment(_:)``).
     var environment: [String: String]
     var removeDataOnStop: Bool
 }
@@ -76,7 +78,6 @@ struct LocalBrokerLauncher {
         }
 
         let loopbackOnly = "-kernel inet_dist_use_interface {127,0,0,1}"
-        var environment = ProcessInfo.processInfo.environment
         let own: [String: String] = [
             "HOME": directory,  // the Erlang cookie lives here; rabbitmqctl must see the same one
             "RABBITMQ_NODENAME": nodeName,
@@ -99,9 +100,7 @@ struct LocalBrokerLauncher {
             "WARREN_RABBITMQ_SERVER": installation.server,
             "WARREN_RABBITMQCTL": installation.rabbitmqctl,
         ]
-        environment.merge(own) { _, new in new }
-        // Variables of a system-wide RabbitMQ must not leak into this node.
-        for key in environment.keys where key.hasPrefix("RABBITMQ_") && own[key] == nil { environment[key] = nil }
+        let environment = Self.nodeEnvironment(own)
 
         let broker = LocalBroker(
             nodeName: nodeName, port: port, tlsPort: tlsPort, managementPort: managementPort,
@@ -121,10 +120,21 @@ struct LocalBrokerLauncher {
         }
         let state = LocalBrokerState(
             nodeName: nodeName, port: port, tlsPort: tlsPort, managementPort: managementPort,
-            distributionPort: distributionPort, installation: installation, environment: environment,
+            distributionPort: distributionPort, installation: installation, environment: own,
             removeDataOnStop: broker.removeDataOnStop)
-        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: "\(directory)/\(Self.stateFileName)"))
+        // Readable by its owner only: it names the node and its ports (the Erlang cookie sits in the same folder).
+        let stateFile = "\(directory)/\(Self.stateFileName)"
+        try JSONEncoder().encode(state).write(to: URL(fileURLWithPath: stateFile))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: stateFile)
         return broker
+    }
+
+    /// This process's environment with the node's own variables (`own`) on top, and without the `RABBITMQ_` variables of a
+    /// system-wide RabbitMQ, which must not leak into this node.
+    static func nodeEnvironment(_ own: [String: String]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment.merging(own) { _, new in new }
+        for key in environment.keys where key.hasPrefix("RABBITMQ_") && own[key] == nil { environment[key] = nil }
+        return environment
     }
 
     static func attach(dataDirectory: String) throws -> LocalBroker? {
@@ -134,7 +144,7 @@ struct LocalBrokerLauncher {
         return LocalBroker(
             nodeName: state.nodeName, port: state.port, tlsPort: state.tlsPort, managementPort: state.managementPort,
             distributionPort: state.distributionPort, dataDirectory: dataDirectory, installation: state.installation,
-            environment: state.environment, removeDataOnStop: state.removeDataOnStop)
+            environment: nodeEnvironment(state.environment), removeDataOnStop: state.removeDataOnStop)
     }
 
     private func writeConfiguration(directory: String, tlsPort: Int?, managementPort: Int?) throws {

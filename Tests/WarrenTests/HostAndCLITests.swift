@@ -100,16 +100,27 @@ struct HostAndCLITests {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("warren-local-\(UUID().uuidString)")
         let directories = [base.appendingPathComponent("one").path, base.appendingPathComponent("two").path]
         defer { try? FileManager.default.removeItem(at: base) }
+        let secret = "s3cret-\(UUID().uuidString)"
         try await withCleanups { cleanups in
             var urls: [String] = []
             for directory in directories {
-                let started = try await bootingOneAtATime { try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil) }
+                let started = try await bootingOneAtATime {
+                    try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil, environment: ["WARREN_TEST_SECRET": secret])
+                }
                 cleanups.add { _ = try? await Self.run("warren-local-broker", ["stop", "--data-directory", directory], url: nil) }
                 #expect(started.status == 0, "\(started.errors)")
                 let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)
                 urls.append(String(try #require(url)))
             }
             #expect(Set(urls).count == 2)
+            // The state file keeps the node's own variables, none of the starting process's environment, for its owner only.
+            for directory in directories {
+                let state = "\(directory)/warren-local-broker.json"
+                let text = try String(contentsOfFile: state, encoding: .utf8)
+                #expect(!text.contains(secret) && text.contains("RABBITMQ_NODENAME"), "\(text.prefix(500))")
+                let permissions = try FileManager.default.attributesOfItem(atPath: state)[.posixPermissions] as? Int
+                #expect(permissions == 0o600, "\(String(describing: permissions))")
+            }
             for url in urls {
                 let connection = try await AMQPConnection.connect(to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
                 await connection.close()
