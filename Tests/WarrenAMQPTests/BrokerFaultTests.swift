@@ -66,7 +66,8 @@ struct BrokerFaultTests {
         let error = await #expect(throws: AMQPError.self) { try await channel.publish("frozen".bytes, routingKey: queue) }
         broker.resume()
         #expect(error?.code == .timeout)
-        #expect(clock.now - started >= .seconds(1) && clock.now - started < .seconds(3))
+        // The confirm's timeout, not before it; the upper bound (room for a loaded machine) catches a publish that hangs.
+        #expect(clock.now - started >= .seconds(1) && clock.now - started < .seconds(8))
         await connection.close()
     }
 

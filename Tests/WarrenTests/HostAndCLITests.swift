@@ -93,7 +93,8 @@ struct HostAndCLITests {
         #expect(result.status != 0)
         #expect(result.errors.hasPrefix("warren: "))
         #expect(!result.errors.contains("guest:guest"), "no credentials in errors")
-        #expect(clock.now - started < .seconds(5))
+        // Its 2 s connection timeout, not a hang; 10 s leaves room for the process's start on a loaded machine.
+        #expect(clock.now - started < .seconds(10))
     }
 
     @Test func localBrokerToolRunsANodePerDataDirectorySideBySide() async throws {
