@@ -375,11 +375,11 @@ struct QueueRunner: Sendable {
             ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value)
     }
 
-    /// For a message without ``enqueuedAtMilliseconds(_:)``: the wait since its AMQP timestamp, in whole seconds — said
-    /// to be approximate wherever it is shown, and kept out of `warren_queue_wait_seconds`.
-    private func approximateQueueWaitSeconds(_ properties: AMQPProperties, startedMs: Int64) -> Int64? {
-        guard enqueuedAtMilliseconds(properties) == nil, let sent = UnixMilliseconds.from(properties.timestamp) else { return nil }
-        return max(0, (startedMs - sent) / 1000)
+    /// For a message without ``enqueuedAtMilliseconds(_:)`` (the caller found none): the wait since its AMQP
+    /// timestamp, in whole seconds — said to be approximate wherever it is shown, and kept out of
+    /// `warren_queue_wait_seconds`.
+    private static func approximateQueueWaitSeconds(_ properties: AMQPProperties, startedMs: Int64) -> Int64? {
+        UnixMilliseconds.from(properties.timestamp).map { max(0, (startedMs - $0) / 1000) }
     }
 
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
@@ -420,7 +420,7 @@ struct QueueRunner: Sendable {
             ]
             if let wait {
                 metadata["queue_wait_ms"] = .stringConvertible(wait.milliseconds)
-            } else if let approximate = approximateQueueWaitSeconds(properties, startedMs: startedMs) {
+            } else if let approximate = Self.approximateQueueWaitSeconds(properties, startedMs: startedMs) {
                 metadata["queue_wait_approx_s"] = .stringConvertible(approximate)
                 metadata["queue_wait_source"] = "amqp_timestamp"
             }
@@ -439,7 +439,7 @@ struct QueueRunner: Sendable {
         worker.observer?(event)
         if let events {
             var settled = settlementEvent(event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options)
-            settled.queueWaitApproxS = approximateQueueWaitSeconds(properties, startedMs: startedMs)
+            if wait == nil { settled.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: startedMs) }
             events.record(settled)
         }
     }
@@ -449,11 +449,11 @@ struct QueueRunner: Sendable {
     private func startedEvent(_ delivery: TransportDelivery, type: String, attempt: Int, trace: DeliveryTrace?) -> WarrenEvent {
         let now = Self.nowMilliseconds()
         let properties = delivery.properties
+        let wait = enqueuedAtMilliseconds(properties).map { max(0, now - $0) }
         var event = WarrenEvent(
             event: .started, messageID: properties.messageID, type: type, queue: queue, attempt: attempt, atMs: now,
-            queueWaitMs: enqueuedAtMilliseconds(properties).map { max(0, now - $0) }, host: configuration.hostName,
-            traceID: trace?.traceID, correlationID: properties.correlationID)
-        event.queueWaitApproxS = approximateQueueWaitSeconds(properties, startedMs: now)
+            queueWaitMs: wait, host: configuration.hostName, traceID: trace?.traceID, correlationID: properties.correlationID)
+        if wait == nil { event.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: now) }
         return event
     }
 
