@@ -63,14 +63,10 @@ package enum TestBroker {
 package func withConnection<T>(
     query: String = "", name: String = #function, _ body: (AMQPConnection) async throws -> T
 ) async throws -> T {
-    let connection = try await TestBroker.connect(query: query, name: name)
-    do {
-        let result = try await body(connection)
-        await connection.close()
-        return result
-    } catch {
-        await connection.close()
-        throw error
+    try await withCleanups { cleanups in
+        let connection = try await TestBroker.connect(query: query, name: name)
+        cleanups.add { await connection.close() }
+        return try await body(connection)
     }
 }
 
