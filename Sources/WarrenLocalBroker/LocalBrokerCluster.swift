@@ -22,11 +22,15 @@ public final class LocalBrokerCluster: Sendable, CustomStringConvertible {
 
     public var description: String { "LocalBrokerCluster(\(nodes.map(\.description).joined(separator: ", ")))" }
 
-    /// Starts `count` nodes (at the same time) with a shared Erlang cookie, then joins every node to the first.
-    /// - Parameter configuration: applied to every node; its node name, data directory, port and cookie are ignored.
+    /// Starts `count` nodes with a shared Erlang cookie, then joins every node to the first.
+    /// - Parameters:
+    ///   - configuration: applied to every node; its node name, data directory, port and cookie are ignored.
+    ///   - oneNodeAtATime: boot each node after the previous one is up rather than all at once: slower where cores are
+    ///     free, but a loaded machine (a test run beside other brokers) never boots several Erlang VMs together, which
+    ///     can push a boot past its timeout.
     /// - Throws: ``LocalBrokerError``; nodes already started are stopped first.
     public static func start(
-        nodes count: Int = 3, configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()
+        nodes count: Int = 3, configuration: LocalBrokerConfiguration = LocalBrokerConfiguration(), oneNodeAtATime: Bool = false
     ) async throws -> LocalBrokerCluster {
         precondition(count >= 1, "a cluster needs a node")
         var node = configuration
@@ -34,11 +38,20 @@ public final class LocalBrokerCluster: Sendable, CustomStringConvertible {
         node.dataDirectory = nil
         node.port = nil
         node.erlangCookie = UUID().uuidString.replacingOccurrences(of: "-", with: "").uppercased()
-        let started = await withTaskGroup(of: Result<LocalBroker, any Error>.self) { group in
-            for _ in 0..<count { group.addTask { [node] in await Result(catching: { try await LocalBroker.start(node) }) } }
-            var results: [Result<LocalBroker, any Error>] = []
-            for await result in group { results.append(result) }
-            return results
+        var started: [Result<LocalBroker, any Error>] = []
+        if oneNodeAtATime {
+            for _ in 0..<count {
+                let result = await Result(catching: { try await LocalBroker.start(node) })
+                started.append(result)
+                if case .failure = result { break }
+            }
+        } else {
+            started = await withTaskGroup(of: Result<LocalBroker, any Error>.self) { group in
+                for _ in 0..<count { group.addTask { [node] in await Result(catching: { try await LocalBroker.start(node) }) } }
+                var results: [Result<LocalBroker, any Error>] = []
+                for await result in group { results.append(result) }
+                return results
+            }
         }
         let brokers = started.compactMap { try? $0.get() }
         brokers.forEach(registerExitStop)

@@ -67,11 +67,10 @@ struct ConsumeTests {
             try await channel.queueDeclare(queue, exclusive: true)
             for n in 0..<20 { try await channel.publish("\(n)".bytes, routingKey: queue) }
             let consumer = try await channel.consume(queue: queue, prefetchCount: 5)
-            // Nothing is acked: the broker must keep 15 of 20 ready, having sent only the prefetch.
+            // Nothing is acked: the broker must keep 15 of 20 ready, having sent only the prefetch. (Without the bound it
+            // would send all twenty at once, and neither 15 here nor 10 below would ever be seen.)
             let held = try await eventually { try await channel.queueStatus(queue).messageCount == 15 }
             #expect(held)
-            try await Task.sleep(for: .milliseconds(300))
-            #expect(try await channel.queueStatus(queue).messageCount == 15)
             var iterator = consumer.makeAsyncIterator()
             var tags: [UInt64] = []
             for _ in 0..<5 { tags.append(try #require(try await iterator.next()).deliveryTag) }
@@ -105,9 +104,11 @@ struct ConsumeTests {
             }
             #expect(try await eventually { try await channel.queueStatus(dead).messageCount == 30 }, "exactly the rejected ones")
             try await consumerChannel.close()  // anything still unacked would come back now
-            #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 }, "every ack landed")
-            try await Task.sleep(for: .milliseconds(200))
-            #expect(try await channel.queueStatus(queue).messageCount == 0)
+            // The queue drops the consumer after it took the channel's acks (they come from the same channel, in order)
+            // and it requeues what that channel left unacked at the same moment: once the consumer is gone, the count
+            // is final.
+            #expect(try await eventually { try await channel.queueStatus(queue).consumerCount == 0 })
+            #expect(try await channel.queueStatus(queue).messageCount == 0, "every ack landed")
             #expect(try await channel.queueStatus(dead).messageCount == 30)
         }
     }
@@ -118,17 +119,26 @@ struct ConsumeTests {
             try await channel.enableConfirms()
             let queue = TestBroker.uniqueName()
             try await channel.queueDeclare(queue, exclusive: true)
-            _ = await channel.publish(contentsOf: (0..<10).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) })
+            // Twenty messages behind a prefetch of ten: the broker sends the eleventh only once it has an ack, so each
+            // delivery beyond the first ten tells the test that the broker took one more ack (no time window).
+            _ = await channel.publish(contentsOf: (0..<20).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) })
             let consumerChannel = try await connection.openChannel()
             let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: 10)
-            var deliveries: [AMQPDelivery] = []
-            var iterator = consumer.makeAsyncIterator()
-            for _ in 0..<10 { deliveries.append(try #require(try await iterator.next())) }
-            for delivery in deliveries.dropFirst() { try delivery.ack() }
-            try await Task.sleep(for: .milliseconds(50))  // held behind the gap, then sent one by one
-            try deliveries[0].ack()                        // closes the gap
-            try await Task.sleep(for: .milliseconds(100))
+            var first: [AMQPDelivery] = []
+            for _ in 0..<10 { first.append(try await nextDelivery(consumer)) }
+            // The first delivery's handler is slow: the nine acks behind it go out one by one (they cannot be one
+            // `multiple` ack without settling the first), and the broker answers each with a delivery.
+            for delivery in first.dropFirst() { try delivery.ack() }
+            var later: [AMQPDelivery] = []
+            for _ in 0..<9 { later.append(try await nextDelivery(consumer)) }
+            #expect(later.map { String(decoding: $0.body, as: UTF8.self) } == (10..<19).map { "\($0)" })
+            // Closing the gap must ack the first delivery alone: a `multiple` ack up to the tenth would name tags the
+            // broker no longer knows, and it would close the channel instead of sending the twentieth message.
+            try first[0].ack()
+            let last = try await nextDelivery(consumer)
+            #expect(String(decoding: last.body, as: UTF8.self) == "19")
             #expect(consumerChannel.isOpen, "\(String(describing: consumerChannel.closeReason))")
+            for delivery in later + [last] { try delivery.ack() }
             try await consumerChannel.close()
             #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
         }
@@ -149,8 +159,7 @@ struct ConsumeTests {
             #expect(again.redelivered)
             #expect(again.body == "once".bytes)
             try again.reject(requeue: false)
-            #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
-            try await Task.sleep(for: .milliseconds(200))
+            // The reject and this get travel the same channel to the same queue, in order: no window needed.
             #expect(try await channel.get(queue: queue) == nil)
         }
     }
@@ -180,8 +189,8 @@ struct ConsumeTests {
             try await channel.queueDeclare(queue, exclusive: true)
             for n in 0..<5 { try await channel.publish("m\(n)".bytes, routingKey: queue) }
             let consumer = try await channel.consume(queue: queue, prefetchCount: 5)
-            _ = try await nextDelivery(consumer)  // the rest arrive in the same burst and wait in the buffer
-            try await Task.sleep(for: .milliseconds(200))
+            _ = try await nextDelivery(consumer)
+            #expect(try await eventually { consumer.receivedDeliveries == 5 }, "the other four wait in the buffer")
             let iteration = Task {
                 withUnsafeCurrentTask { $0?.cancel() }
                 return try await consumer.next()

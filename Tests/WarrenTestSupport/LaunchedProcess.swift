@@ -34,20 +34,21 @@ package final class LaunchedProcess {
     /// What it wrote so far.
     package var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
-    /// The port of its `listening on http://host:port` line, once it printed one.
+    /// The port of its `listening on http://host:port` line (or of the first line that starts with `prefix`, the port
+    /// being the digits at its end), once it printed one: a server started on port 0 says which port it bound.
     /// - Throws: ``TestFailure`` when it exits or prints none within `timeout`.
-    package func listeningPort(timeout: Duration = .seconds(60)) async throws -> Int {
+    package func listeningPort(lineStartingWith prefix: String = "listening on http://", timeout: Duration = .seconds(60)) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix("listening on http://") }),
-                let port = line.split(separator: ":").last.flatMap({ Int($0) })
+            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
+                let port = Int(String(line.reversed().drop(while: { !$0.isNumber }).prefix(while: \.isNumber).reversed()))
             {
                 return port
             }
             guard process.isRunning else { throw TestFailure("\(process.executableURL?.lastPathComponent ?? "") exited: \(log)") }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw TestFailure("no 'listening on' line within \(timeout): \(log)")
+        throw TestFailure("no '\(prefix)' line within \(timeout): \(log)")
     }
 
     /// Waits (at most `timeout`, then stops it) for it to exit by itself; returns its exit status. Its output stays

@@ -65,13 +65,31 @@ package final class LocalPostgres: Sendable {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", directory], asPostgres: false) }
-        let port = try freeTCPPort()
         try await run(["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8"])
         try await makeCertificates(in: "\(directory)/tls")
         // Connections for the encrypted-only role are refused without TLS; every other rule stays as initdb wrote it.
         let hba = "\(directory)/data/pg_hba.conf"
         let rules = (try? String(contentsOfFile: hba, encoding: .utf8)) ?? ""
         try await run(["/bin/sh", "-c", "printf '%s\\n%s' \"hostnossl all \(encryptedOnlyRole) 127.0.0.1/32 reject\" \"$0\" > \(hba)", rules])
+        // PostgreSQL cannot bind port 0 and say which port it got: it is told a port that was free a moment ago, and
+        // told another when something took that one in between.
+        var port = 0
+        for attempt in 1...5 {
+            port = try freeTCPPort()
+            if try await startServer(binaries: binaries, directory: directory, port: port, lastAttempt: attempt == 5) { break }
+        }
+        try await run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE ROLE \(encryptedOnlyRole) LOGIN CREATEDB"])
+        let local = LocalPostgres(port: port, directory: directory, binaries: binaries)
+        atexit { LocalPostgres.stopAll() }
+        started.withLock { $0.append(local) }
+        return local
+    }
+
+    /// Starts the server on `port` and waits until it answers: true then; false when it exited because something else
+    /// took the port meanwhile (unless this is the last attempt).
+    /// - Throws: ``TestFailure`` with the server's log when it did not start for another reason, or within 60 s.
+    private static func startServer(binaries: String, directory: String, port: Int, lastAttempt: Bool) async throws -> Bool {
         // The server itself, as a child that keeps running (not `pg_ctl start`, which daemonizes: Foundation never
         // reaps the `runuser` that ran it, and its termination handler never runs).
         let server = Process()
@@ -93,16 +111,12 @@ package final class LocalPostgres: Sendable {
             if (try? await run(["\(binaries)/pg_isready", "-h", directory, "-p", "\(port)", "-q"])) != nil { break }
             guard ContinuousClock.now < ready, server.isRunning else {
                 let text = (try? String(contentsOfFile: "\(directory)/log", encoding: .utf8)) ?? ""
+                if !server.isRunning, !lastAttempt, text.contains("Address already in use") { return false }
                 throw TestFailure("PostgreSQL did not start: \(text)")
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        try await run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
-            "-c", "CREATE ROLE \(encryptedOnlyRole) LOGIN CREATEDB"])
-        let local = LocalPostgres(port: port, directory: directory, binaries: binaries)
-        atexit { LocalPostgres.stopAll() }
-        started.withLock { $0.append(local) }
-        return local
+        return true
     }
 
     private static let started = Mutex<[LocalPostgres]>([])

@@ -18,15 +18,16 @@ package final class HeadlessChromium {
         FileManager.default.isExecutableFile(atPath: browserPath) && FileManager.default.isExecutableFile(atPath: driverPath)
     }
 
-    /// Starts `chromedriver` on a free port and waits until it is ready.
+    /// Starts `chromedriver` on a port it binds itself (port 0, then the port its log names) and waits until it is ready.
     package init() async throws {
-        let port = try freeTCPPort()
-        driver = try LaunchedProcess(Self.driverPath, ["--port=\(port)", "--allowed-ips=127.0.0.1"])
+        let driver = try LaunchedProcess(Self.driverPath, ["--port=0", "--allowed-ips=127.0.0.1"])
+        self.driver = driver
+        var ready = false
+        defer { if !ready { kill(driver.process.processIdentifier, SIGKILL) } }
+        let port = try await driver.listeningPort(lineStartingWith: "ChromeDriver was started successfully on port", timeout: .seconds(30))
         base = URL(string: "http://127.0.0.1:\(port)")!
         profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UUID().uuidString)")
         let deadline = ContinuousClock.now + .seconds(30)
-        var ready = false
-        defer { if !ready { kill(driver.process.processIdentifier, SIGKILL) } }
         while ContinuousClock.now < deadline {
             if let status = try? await Self.call("GET", base.appendingPathComponent("status")),
                 (status["value"] as? [String: Any])?["ready"] as? Bool == true

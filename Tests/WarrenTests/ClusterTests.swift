@@ -25,7 +25,7 @@ extension OwnBrokerSuites {
 
         @Test func killingTheNodeTheWorkerIsOnLosesNothing() async throws {
             try await withCleanups { cleanups in
-                let cluster = try await bootingOneAtATime { try await LocalBrokerCluster.start(nodes: 3) }
+                let cluster = try await bootingOneAtATime { try await LocalBrokerCluster.start(nodes: 3, oneNodeAtATime: true) }
                 cleanups.add { try? await cluster.stop() }
                 #expect(try await cluster.runningNodes() == cluster.nodes.map(\.nodeName).sorted(), "three running members")
 

@@ -359,7 +359,12 @@ struct DashboardProcessTests {
         let caughtUp = try await eventually(timeout: .seconds(120)) { try await reader.eventCount() >= events.count }
         let recorded = try await reader.eventCount()
         #expect(caughtUp, "\(recorded) of \(events.count) recorded after the restart; \(dashboard.log)")
-        try await Task.sleep(for: .milliseconds(500))
+        // Stopped gracefully, the ledger settles what it holds: a batch it did not ack goes back to its queue. An empty
+        // queue then means every batch was taken, and the count cannot move any more.
+        #expect(await dashboard.stop() == 0)
+        // The queue requeues what a consumer left unacked when it drops that consumer: wait for that, then look.
+        #expect(try await eventually { try await channel.queueStatus(ledgerQueue).consumerCount == 0 })
+        #expect(try await channel.queueStatus(ledgerQueue).messageCount == 0, "every batch acked")
         #expect(try await reader.eventCount() == events.count, "every event once: the redelivered batches were not recorded twice")
         var succeeded = 0
         var query = JobQuery(type: "t", state: .succeeded, limit: 500)
@@ -372,7 +377,6 @@ struct DashboardProcessTests {
         let job = try #require(try await reader.job(messageID: "killed-7"))
         #expect(job.timeline.count == 1 && job.timeline[0].outcome == "ack")
         try await reader.close()
-        #expect(await dashboard.stop() == 0)
         for name in [ledgerQueue, "\(ledgerQueue).redelivered"] { _ = try? await channel.queueDelete(name) }
         await connection.close()
     }

@@ -179,7 +179,8 @@ struct HTTPHealthBrokerTests {
     /// - Parameter connectionName: the connection's metric label; other tests' transports share the default one.
     func worker(
         _ registrations: [HandlerRegistration], url: String, health: HealthPolicy = HealthPolicy(),
-        connectionName: String = "warren"
+        connectionName: String = "warren",
+        recovery: RecoveryPolicy = RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1))
     ) throws -> Worker {
         Worker(
             transport: RabbitMQTransport(
@@ -187,7 +188,7 @@ struct HTTPHealthBrokerTests {
                 logger: TestBroker.quietLogger()),
             registrations: registrations,
             configuration: WorkerConfiguration(
-                recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1)), health: health),
+                recovery: recovery, health: health),
             logger: TestBroker.quietLogger())
     }
 
@@ -204,7 +205,10 @@ struct HTTPHealthBrokerTests {
         try await withCleanups { cleanups in
             let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
             let queue = TestBroker.uniqueName()
-            let worker = try worker([HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL)
+            // Recovery waits 2 s before it declares a deleted queue again: the "cancelled" window below is that long.
+            let worker = try worker(
+                [HandlerRegistration(WelcomeEmail.self, queue: queue) { _, _ in }], url: broker.amqpURL,
+                recovery: RecoveryPolicy(initialDelay: .seconds(2), maximumDelay: .seconds(2), jitter: 0))
             let running = Task { try await worker.run() }
             defer { running.cancel() }
             try await worker.waitUntilConsuming()
@@ -246,8 +250,8 @@ struct HTTPHealthBrokerTests {
                 cleanups.add { await connection.close() }
                 _ = try await connection.openChannel().queueDelete(queue)
                 var named = HTTPAnswer(status: 0, body: "")
-                // The window lasts until the worker declared the queue again (its recovery's first backoff): polled closely.
-                let sawIt = try await eventually(timeout: .seconds(5), pollEvery: .milliseconds(5)) {
+                // The window lasts until the worker declared the queue again, after its recovery's first backoff (2 s).
+                let sawIt = try await eventually(timeout: .seconds(5), pollEvery: .milliseconds(50)) {
                     named = await httpGet(port: port, "/health/ready")
                     return named.status == 503
                 }

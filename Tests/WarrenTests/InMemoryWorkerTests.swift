@@ -67,9 +67,11 @@ struct InMemoryWorkerTests {
         #expect(first.error?.contains("mail server busy") == true)
         #expect(harness.transport.delayedCount == 1)
 
-        // Not yet: 999 ms is short of the delay. (Nothing announces that nothing happened: a short window to look.)
+        // Not yet: 999 ms is short of the delay. The retry waits on the manual clock, which resumes a sleeper only in
+        // `advance`: as many sleepers after it as before means none woke, so nothing can have been redelivered.
+        let sleeping = harness.clock.sleeperCount
         harness.clock.advance(by: .milliseconds(999))
-        try await Task.sleep(for: .milliseconds(50))
+        #expect(sleeping >= 1 && harness.clock.sleeperCount == sleeping, "no sleeper was due")
         #expect(harness.unreadSettlements.isEmpty && harness.transport.delayedCount == 1)
 
         let second = try await harness.advance(by: .milliseconds(1))

@@ -452,7 +452,10 @@ struct LedgerBrokerTests {
                 try await running.value
                 release.open()
                 try await publisher.publish(WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
-                try await Task.sleep(for: .milliseconds(500))
+                let probe = try await worker.connect()
+                let probeChannel = try await probe.openChannel()
+                #expect(try await eventually { try await probeChannel.queueStatus(ledgerQueue).messageCount > 0 }, "events wait in the ledger's queue")
+                await probe.close()
                 #expect(try await store.job(messageID: "later") == nil, "no ledger, no record yet")
                 (ledger, running) = try await startLedger()
                 #expect(try await eventually { try await store.job(messageID: "later")?.state == .succeeded }, "recorded once a ledger runs again")

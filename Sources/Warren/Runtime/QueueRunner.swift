@@ -60,49 +60,21 @@ struct QueueRunner: Sendable {
     /// or failed with the connection (thrown).
     func run(_ consumer: TransportConsumer) async throws {
         let shutdown = worker.shutdownSignal
-        let cancelOnShutdown = shutdown.onTrigger { try? await consumer.cancel() }
-        defer { shutdown.remove(cancelOnShutdown) }
         let inFlight = inFlight
         progress.attach(received: { consumer.received }, inFlight: { inFlight.current })
         metrics.consumers.record(1)
         defer { metrics.consumers.record(0) }
         logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": .stringConvertible(prefetch), "concurrency": .stringConvertible(concurrency)])
         do {
-            if concurrency == 1 {
-                // One at a time: handled in this task, in order, without a task per delivery.
-                for try await delivery in consumer {
-                    progress.tookDelivery()
-                    if shutdown.isTriggered {
-                        requeueUnstarted(delivery)
-                        continue
-                    }
-                    started()
-                    await handle(delivery)
-                    finished()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // A shutdown cancels the consumer; this watcher ends with the consumer (cancelled below) whether or not
+                // a shutdown came.
+                group.addTask {
+                    try await shutdown.wait()
+                    try? await consumer.cancel()
                 }
-            } else {
-                let limiter = ConcurrencyLimiter(limit: concurrency)
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await delivery in consumer {
-                        progress.tookDelivery()
-                        if shutdown.isTriggered {
-                            requeueUnstarted(delivery)
-                            continue
-                        }
-                        await limiter.acquire()
-                        if shutdown.isTriggered {
-                            limiter.release()
-                            requeueUnstarted(delivery)
-                            continue
-                        }
-                        started()
-                        group.addTask {
-                            await handle(delivery)
-                            finished()
-                            limiter.release()
-                        }
-                    }
-                }
+                defer { group.cancelAll() }
+                try await consume(consumer, shutdown: shutdown)
             }
         } catch is CancellationError {
             // Cancelled (the grace period is over, or the worker's task was cancelled): interrupted handlers requeued
@@ -114,6 +86,47 @@ struct QueueRunner: Sendable {
             throw error
         }
         await consumer.close()
+    }
+
+    /// Takes deliveries until the consumer ends: each handled in order (`concurrency` 1) or in a child task, at most
+    /// `concurrency` at a time; a delivery that arrives after a shutdown is requeued, not started.
+    private func consume(_ consumer: TransportConsumer, shutdown: ShutdownSignal) async throws {
+        if concurrency == 1 {
+            // One at a time: handled in this task, in order, without a task per delivery.
+            for try await delivery in consumer {
+                progress.tookDelivery()
+                if shutdown.isTriggered {
+                    requeueUnstarted(delivery)
+                    continue
+                }
+                started()
+                await handle(delivery)
+                finished()
+            }
+        } else {
+            let limiter = ConcurrencyLimiter(limit: concurrency)
+            try await withThrowingDiscardingTaskGroup { group in
+                for try await delivery in consumer {
+                    progress.tookDelivery()
+                    if shutdown.isTriggered {
+                        requeueUnstarted(delivery)
+                        continue
+                    }
+                    await limiter.acquire()
+                    if shutdown.isTriggered {
+                        limiter.release()
+                        requeueUnstarted(delivery)
+                        continue
+                    }
+                    started()
+                    group.addTask {
+                        await handle(delivery)
+                        finished()
+                        limiter.release()
+                    }
+                }
+            }
+        }
     }
 
     private func started() {

@@ -1,57 +1,22 @@
-import Synchronization
-
-/// The graceful-shutdown trigger of a worker: once triggered, consumers are cancelled and no new handler starts.
+/// The graceful-shutdown trigger of a worker: once triggered, consumers are cancelled (each consumer's run waits for
+/// it beside its deliveries) and no new handler starts.
 final class ShutdownSignal: Sendable {
-    private struct Actions {
-        var next = 0
-        var pending: [Int: @Sendable () async -> Void] = [:]
-    }
-
     private let triggered = AwaitableState(false)
-    private let actions = Mutex(Actions())
 
     var isTriggered: Bool { triggered.value }
 
-    /// Actions registered and not yet run or removed.
-    var pendingActions: Int { actions.withLock { $0.pending.count } }
+    /// How many tasks wait for the signal now (one watcher per running consumer).
+    var waiterCount: Int { triggered.waiterCount }
 
-    /// Runs `action` when the signal is triggered (at once if it already was), unless it was removed first.
-    /// - Returns: a token for ``remove(_:)``.
-    @discardableResult
-    func onTrigger(_ action: @escaping @Sendable () async -> Void) -> Int {
-        let id = actions.withLock { actions in
-            actions.next += 1
-            actions.pending[actions.next] = action
-            return actions.next
-        }
-        // Triggered before the action was registered: `trigger()` may have taken the actions already, or not yet.
-        if isTriggered, let action = actions.withLock({ $0.pending.removeValue(forKey: id) }) { Task { await action() } }
-        return id
-    }
-
-    /// Forgets an action that is no longer needed (its consumer ended), so that a worker reconnecting many times
-    /// does not pile them up.
-    func remove(_ token: Int) {
-        _ = actions.withLock { $0.pending.removeValue(forKey: token) }
-    }
-
-    /// Returns once the signal is triggered.
+    /// Returns once the signal is triggered (at once if it already was).
     /// - Throws: `CancellationError` when the waiting task is cancelled first.
     func wait() async throws {
         try await triggered.wait { $0 }
     }
 
+    /// Triggers the signal: every waiter resumes. Synchronous, so that `Worker.shutdown()` can be called from anywhere.
     func trigger() {
-        let first = triggered.update { triggered in
-            defer { triggered = true }
-            return !triggered
-        }
-        guard first else { return }
-        let due = actions.withLock { actions in
-            defer { actions.pending.removeAll() }
-            return Array(actions.pending.values)
-        }
-        for action in due { Task { await action() } }
+        triggered.update { $0 = true }
     }
 }
 
@@ -78,6 +43,9 @@ final class InFlightCounter: Sendable {
     }
 
     var current: Int { count.value }
+
+    /// How many tasks wait for the count to reach zero now.
+    var waiterCount: Int { count.waiterCount }
 
     /// Whether every handler finished within `timeout`.
     func waitUntilIdle(timeout: Duration) async -> Bool {
