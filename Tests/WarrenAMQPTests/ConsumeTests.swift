@@ -132,6 +132,8 @@ struct ConsumeTests {
             var later: [AMQPDelivery] = []
             for _ in 0..<9 { later.append(try await nextDelivery(consumer)) }
             #expect(later.map { String(decoding: $0.body, as: UTF8.self) } == (10..<19).map { "\($0)" })
+            // Exactly nine acks reached the broker: a `multiple` ack swallowing the first would have freed ten.
+            #expect(try await channel.queueStatus(queue).messageCount == 1)
             // Closing the gap must ack the first delivery alone: a `multiple` ack up to the tenth would name tags the
             // broker no longer knows, and it would close the channel instead of sending the twentieth message.
             try first[0].ack()
@@ -158,9 +160,12 @@ struct ConsumeTests {
             let again = try await nextDelivery(consumer)
             #expect(again.redelivered)
             #expect(again.body == "once".bytes)
+            // No consumer left to take a wrongly requeued message back at once (the tag stays valid after a cancel).
+            try await consumer.cancel()
             try again.reject(requeue: false)
             // The reject and this get travel the same channel to the same queue, in order: no window needed.
             #expect(try await channel.get(queue: queue) == nil)
+            #expect(try await channel.queueStatus(queue).messageCount == 0)
         }
     }
 

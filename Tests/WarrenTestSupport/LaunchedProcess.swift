@@ -40,8 +40,10 @@ package final class LaunchedProcess {
     package func listeningPort(lineStartingWith prefix: String = "listening on http://", timeout: Duration = .seconds(60)) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            if let line = log.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
-                let port = Int(String(line.reversed().drop(while: { !$0.isNumber }).prefix(while: \.isNumber).reversed()))
+            // Whole lines only (the last may still be written), and a real port.
+            let isDigit: (Character) -> Bool = { ("0"..."9").contains($0) }
+            if let line = log.components(separatedBy: "\n").dropLast().first(where: { $0.hasPrefix(prefix) }),
+                let port = Int(String(line.reversed().drop(while: { !isDigit($0) }).prefix(while: isDigit).reversed())), port > 0
             {
                 return port
             }

@@ -95,7 +95,7 @@ package final class LocalPostgres: Sendable {
         let server = Process()
         let command = [
             "\(binaries)/postgres", "-D", "\(directory)/data", "-p", "\(port)", "-k", directory,
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "lc_messages=C",
             "-c", "ssl=on", "-c", "ssl_cert_file=\(directory)/tls/server.crt", "-c", "ssl_key_file=\(directory)/tls/server.key",
         ]
         server.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : command[0])
@@ -106,6 +106,7 @@ package final class LocalPostgres: Sendable {
         server.standardError = log
         server.standardInput = FileHandle.nullDevice
         try server.run()
+        try? log.close()  // the server has its own copy
         let ready = ContinuousClock.now + .seconds(60)
         while true {
             if (try? await run(["\(binaries)/pg_isready", "-h", directory, "-p", "\(port)", "-q"])) != nil { break }

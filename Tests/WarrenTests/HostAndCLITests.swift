@@ -201,15 +201,14 @@ struct HostAndCLITests {
         await connection.close()
     }
 
-    /// A worker handling one slow message at a time from a fresh queue holding 5 messages, the first one running.
-    /// - Parameter handling: how long a handler takes; long enough that the first is still running when the test
-    ///   stops the worker, however loaded the machine (a first handler done before the stop starts a second).
-    private func slowWorkerWithBacklog(_ prefix: String, handling: Duration) async throws -> (RunningWorker, Recorder) {
+    /// A worker handling one message at a time from a fresh queue holding 5 messages, the first one running: each
+    /// handler waits until `gate` is true (or until it is cancelled).
+    private func slowWorkerWithBacklog(_ prefix: String, gate: AwaitableState<Bool>) async throws -> (RunningWorker, Recorder) {
         let queue = TestBroker.uniqueName()
         let started = Recorder()
         let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1, timeout: nil)) { email, context in
             started.record(email, context)
-            try await Task.sleep(for: handling)
+            try await gate.wait { $0 }
         }
         let worker = try await RunningWorker.start(queue: queue, registrations: [slow])
         for n in 0..<5 { try await worker.publish(WelcomeEmail(userId: "\(n)", email: "\(prefix)\(n)@example.com")) }
@@ -218,7 +217,11 @@ struct HostAndCLITests {
     }
 
     @Test func gracefulShutdownFinishesTheRunningHandlerAndRequeuesTheRest() async throws {
-        let (worker, started) = try await slowWorkerWithBacklog("g", handling: .seconds(3))
+        let gate = AwaitableState(false)
+        let (worker, started) = try await slowWorkerWithBacklog("g", gate: gate)
+        // The shutdown begins while the first handler runs; it finishes after that.
+        worker.worker.shutdown()
+        gate.update { $0 = true }
         await worker.shutdownGracefully()
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
@@ -228,7 +231,7 @@ struct HostAndCLITests {
     }
 
     @Test func cancellingTheWorkerRequeuesEverythingUnfinished() async throws {
-        let (worker, started) = try await slowWorkerWithBacklog("w", handling: .seconds(60))
+        let (worker, started) = try await slowWorkerWithBacklog("w", gate: AwaitableState(false))
         await worker.stop()  // cancels the worker task: in-flight handler interrupted and requeued
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()

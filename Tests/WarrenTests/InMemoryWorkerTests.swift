@@ -9,16 +9,18 @@ import WarrenTestSupport
 @Suite("Worker on the in-memory transport (WarrenTesting)")
 struct InMemoryWorkerTests {
     let recorder = Recorder()
+    /// Where handlers of `slow.example` wait: until it is true, or until they are cancelled.
+    let slowGate = AwaitableState(false)
 
     func emails(retry: RetryPolicy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])), timeout: Duration? = .seconds(5), concurrency: Int = 4) -> HandlerRegistration {
-        HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: concurrency, retry: retry, timeout: timeout)) { [recorder] email, context in
+        HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: concurrency, retry: retry, timeout: timeout)) { [recorder, slowGate] email, context in
             recorder.record(email, context)
             switch email.email.split(separator: "@").last ?? "" {
             case "flaky.example": if context.attempt < 3 { throw Flaky() }
             case "bounce.example": throw Reject("mailbox does not exist")
             case "broken.example": throw Flaky()
             case "later.example": if context.attempt == 1 { throw RetryAfter(.seconds(30)) }
-            case "slow.example": try await Task.sleep(for: .milliseconds(400))
+            case "slow.example": try await slowGate.wait { $0 }
             case "hang.example": try await Task.sleep(for: .seconds(60))
             default: break
             }
@@ -69,9 +71,10 @@ struct InMemoryWorkerTests {
 
         // Not yet: 999 ms is short of the delay. The retry waits on the manual clock, which resumes a sleeper only in
         // `advance`: as many sleepers after it as before means none woke, so nothing can have been redelivered.
-        let sleeping = harness.clock.sleeperCount
+        // (The delayed copy registers its sleeper from a task of its own: wait for it first.)
+        #expect(try await eventually(pollEvery: .milliseconds(1)) { harness.clock.sleeperCount == 1 })
         harness.clock.advance(by: .milliseconds(999))
-        #expect(sleeping >= 1 && harness.clock.sleeperCount == sleeping, "no sleeper was due")
+        #expect(harness.clock.sleeperCount == 1, "no sleeper was due")
         #expect(harness.unreadSettlements.isEmpty && harness.transport.delayedCount == 1)
 
         let second = try await harness.advance(by: .milliseconds(1))
@@ -157,6 +160,9 @@ struct InMemoryWorkerTests {
                 properties: AMQPProperties(contentType: "application/json", messageID: "slow-\(n)", type: "email.welcome"))
         }
         #expect(try await eventually { !recorder.calls(for: "s0@slow.example").isEmpty }, "the first handler is running; the rest wait")
+        // The shutdown begins while the first handler runs; it finishes after that.
+        harness.worker.shutdown()
+        slowGate.update { $0 = true }
         await harness.stop()
         let settled = harness.unreadSettlements
         #expect(settled.first { $0.messageID == "slow-0" }?.outcome == .acked, "the running handler finished within the grace period")

@@ -33,7 +33,12 @@ struct LedgerBrokerHardeningTests {
             let intake = DeadLetterIntake(transport: transport, store: store, rediscoverEvery: .milliseconds(200), logger: TestBroker.quietLogger())
             let running = Task { try await intake.run() }
             #expect(try await eventually { try await channel.queueStatus(declaredDeadLetters).consumerCount == 1 })
-            try await Task.sleep(for: .seconds(1))  // five discoveries
+            // A later discovery (which looks at the victim again) shows by taking a queue declared after the first.
+            let later = TestBroker.uniqueName("declared-later")
+            try await transport.prepare(queue: later, delays: [])
+            try await store.record([WarrenEvent(event: .ack, messageID: "c", type: "t", queue: later, attempt: 1, atMs: 1)])
+            let laterDeadLetters = WarrenTopology(queue: later).deadLetterQueue
+            #expect(try await eventually { try await channel.queueStatus(laterDeadLetters).consumerCount == 1 }, "discovered again")
             let untouched = try await channel.queueStatus(victimDeadLetters)
             #expect(untouched.messageCount == 1 && untouched.consumerCount == 0, "\(untouched)")
 

@@ -15,12 +15,15 @@ struct LifecycleTests {
     }
 
     @Test func sendReturnsTheSettlementOfItsOwnMessageWhenHandlersPublishFollowUps() async throws {
+        let forwardedHandled = AwaitableState<Set<String>>([])
         let forwarder = HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: 4)) { email, context in
             try await context.publish(Forwarded(email: email.email), to: .queue("forwarded"))
             // The follow-up is handled (and settled) while this handler still runs.
-            try await Task.sleep(for: .milliseconds(30))
+            try await forwardedHandled.wait { $0.contains(email.email) }
         }
-        let sink = HandlerRegistration(Forwarded.self, queue: "forwarded") { _, _ in }
+        let sink = HandlerRegistration(Forwarded.self, queue: "forwarded") { forwarded, _ in
+            forwardedHandled.update { _ = $0.insert(forwarded.email) }
+        }
         let harness = try await WarrenTestHarness(registrations: [forwarder, sink])
         try await withThrowingTaskGroup(of: (String, SettlementEvent).self) { group in
             for n in 0..<3 {

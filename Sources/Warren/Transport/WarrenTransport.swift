@@ -183,7 +183,9 @@ public struct TransportConsumer: AsyncSequence, Sendable {
     /// Deliveries received for this consumer so far; `nil` when the transport cannot tell.
     public var received: Int? { receivedDeliveries?() }
 
-    /// Stops new deliveries.
+    /// Stops new deliveries; those already received still come out of ``next()``, which then ends. Must return without
+    /// waiting for them to be taken or for ``close()``: the worker cancels a consumer from beside its loop (a
+    /// shutdown) and waits for that call before the loop's run ends.
     public func cancel() async throws { try await cancelConsumer() }
 
     /// Ends the consumer; its unsettled deliveries return to the queue.
