@@ -15,6 +15,7 @@ build: deps
 ## Installs what is missing, then runs every test (unit and broker-backed integration tests; the tests start
 ## their own throwaway RabbitMQ unless WARREN_TEST_AMQP_URL names one).
 test: deps
+	scripts/check-paths.sh
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

@@ -20,17 +20,13 @@ let package = Package(
         .library(name: "WarrenLedger", targets: ["WarrenLedger"]),
         // The ledger's HTTP API (jobs by id and by search, bearer tokens) as Hummingbird routes.
         .library(name: "WarrenDashboard", targets: ["WarrenDashboard"]),
-        .executable(name: "warren-dashboard", targets: ["warren-dashboard"]),
-        .executable(name: "report-api", targets: ["report-api"]),
-        .executable(name: "warren-bench", targets: ["warren-bench"]),
-        .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
-        .executable(name: "warren-demo", targets: ["warren-demo"]),
-        .executable(name: "orders-worker", targets: ["orders-worker"]),
-        // The CLI: the target is `warren-cli` (a folder and module apart from `Warren` on a case-insensitive disk), the
-        // executable `warren`.
+        // The tools a user runs: the CLI (target `warren-cli`, executable `warren`), the dashboard, a throwaway broker.
         .executable(name: "warren", targets: ["warren-cli"]),
-        .executable(name: "warren-chaos", targets: ["warren-chaos"]),
-        .executable(name: "warren-json-fuzz", targets: ["warren-json-fuzz"]),
+        .executable(name: "warren-dashboard", targets: ["warren-dashboard"]),
+        .executable(name: "warren-local-broker", targets: ["warren-local-broker"]),
+        // The examples (orders-worker, report-api, warren-demo) and Warren's own tools (warren-bench, warren-chaos,
+        // warren-json-fuzz) are executable targets without a product: a dependent does not see them, while this
+        // package still builds each by name (`swift build --product orders-worker`).
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
     // Off by default: swift-otel takes minutes to build. `swift build --traits OTLP --product orders-worker` (or
@@ -61,14 +57,14 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
     ],
     targets: [
+        // MARK: - The AMQP client: librabbitmq behind one dedicated thread per connection
+
         .systemLibrary(
             name: "CRabbitMQ",
             pkgConfig: "librabbitmq",
             providers: [.apt(["librabbitmq-dev"]), .brew(["rabbitmq-c"])]
         ),
         .target(name: "CRabbitMQShims", dependencies: ["CRabbitMQ"]),
-        // warren-bench only: counts the process's heap allocations (glibc).
-        .target(name: "CMallocCounter"),
         .target(
             name: "WarrenAMQP",
             dependencies: [
@@ -78,7 +74,9 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        .target(name: "WarrenLocalBroker"),
+
+        // MARK: - The framework, its JSON fast path and its test support for applications
+
         // The JSON fast path behind JSONMessageCodec: one entry point (FastJSON), checked against Foundation by
         // warren-json-fuzz.
         .target(name: "WarrenJSON"),
@@ -97,12 +95,21 @@ let package = Package(
             ]
         ),
         .target(
+            name: "WarrenTesting",
+            dependencies: ["Warren", "WarrenAMQP", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        // MARK: - Optional parts: HTTP health and metrics, the ledger, the dashboard
+
+        .target(
             name: "WarrenHTTP",
             dependencies: [
                 "Warren",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -115,16 +122,30 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
             name: "WarrenDashboard",
             dependencies: [
-                "WarrenLedger", "WarrenHTTP", .product(name: "Hummingbird", package: "hummingbird"),
+                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenHTTP", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: - The tools a user runs: the CLI, the dashboard, a throwaway broker (and its plugin)
+
+        .executableTarget(
+            name: "warren-cli",
+            dependencies: [
+                "Warren",
+                "WarrenAMQP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -133,6 +154,41 @@ let package = Package(
                 "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard", "WarrenHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "WarrenLocalBroker"),
+        .executableTarget(
+            name: "warren-local-broker",
+            dependencies: [
+                "WarrenLocalBroker",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .plugin(
+            name: "LocalBrokerPlugin",
+            capability: .command(
+                intent: .custom(verb: "local-broker", description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
+                // No sandbox on Linux; on macOS run it with --disable-sandbox (the broker listens on loopback).
+                permissions: []
+            ),
+            dependencies: ["warren-local-broker"]
+        ),
+
+        // MARK: - Examples (no products): the host of the quick start, the request path, the client alone
+
+        .executableTarget(
+            name: "orders-worker",
+            dependencies: [
+                "Warren",
+                "WarrenHTTP",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
+                "WarrenAMQP",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -149,10 +205,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(
-            name: "WarrenTesting",
-            dependencies: ["Warren", "WarrenAMQP", .product(name: "Logging", package: "swift-log")]
+        .executableTarget(
+            name: "warren-demo",
+            dependencies: ["WarrenAMQP", "WarrenLocalBroker"]
         ),
+
+        // MARK: - Warren's own tools (no products): benchmarks, chaos, fuzzing
+
+        // warren-bench only: counts the process's heap allocations (glibc).
+        .target(name: "CMallocCounter"),
         .executableTarget(
             name: "warren-bench",
             dependencies: [
@@ -164,38 +225,8 @@ let package = Package(
                 "CMallocCounter",
                 "WarrenLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
-            ]
-        ),
-        .executableTarget(
-            name: "warren-local-broker",
-            dependencies: [
-                "WarrenLocalBroker",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .executableTarget(
-            name: "warren-cli",
-            dependencies: [
-                "Warren",
-                "WarrenAMQP",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ]
-        ),
-        .executableTarget(
-            name: "orders-worker",
-            dependencies: [
-                "Warren",
-                "WarrenHTTP",
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "OTel", package: "swift-otel", condition: .when(traits: ["OTLP"])),
-                "WarrenAMQP",
-                .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -211,10 +242,9 @@ let package = Package(
         ),
         // The JSON fast path against Foundation: a fixed-seed pass (make test), or libFuzzer's target (make fuzz).
         .executableTarget(name: "warren-json-fuzz", dependencies: ["WarrenJSON"]),
-        .executableTarget(
-            name: "warren-demo",
-            dependencies: ["WarrenAMQP", "WarrenLocalBroker"]
-        ),
+
+        // MARK: - Tests, and the code blocks of the documents compiled
+
         // Compiles the Swift blocks of README.md and docs/ (the DocSnippets target): the documents' code builds.
         .executableTarget(name: "doc-snippets"),
         .plugin(name: "DocSnippetsPlugin", capability: .buildTool(), dependencies: ["doc-snippets"]),
@@ -230,15 +260,6 @@ let package = Package(
             ],
             path: "Tests/DocSnippets",
             plugins: ["DocSnippetsPlugin"]
-        ),
-        .plugin(
-            name: "LocalBrokerPlugin",
-            capability: .command(
-                intent: .custom(verb: "local-broker", description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
-                // No sandbox on Linux; on macOS run it with --disable-sandbox (the broker listens on loopback).
-                permissions: []
-            ),
-            dependencies: ["warren-local-broker"]
         ),
         // What both test targets share: the test broker, a quiet logger, `eventually`, the failure type.
         .target(
@@ -259,6 +280,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

@@ -2,7 +2,7 @@
 # make first-day: a new package written from the README and docs/ alone — the README's manifest with this checkout as
 # a path dependency (in a folder whose name is not `warren`, as the README says for a clone), the handlers of
 # scripts/first-day (two message types, a flaky gateway that is retried, a declined card that is dead-lettered, a
-# follow-up publish), its host (WarrenSettings, WarrenEvents, WarrenHTTP health and metrics) and its tests
+# follow-up publish), its host (WarrenSettings, WarrenEventPublisher, WarrenHTTP health and metrics) and its tests
 # (WarrenTesting, WarrenLocalBroker). It builds the package and the `warren` CLI from the dependency, runs the tests,
 # then runs the host against the throwaway broker of `swift package local-broker`, publishes with the CLI, checks the
 # outcomes, the probes and the metrics, and stops it with SIGTERM. Every step's output is in $FIRST_DAY_DIR (kept on

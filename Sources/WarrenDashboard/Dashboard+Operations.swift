@@ -211,8 +211,8 @@ extension Dashboard {
                 try await store.finishOperation(id: operation.id, status: .done, error: nil, nowMs: operation.createdAtMs)
                 result = .failure(Refusal(status: .notFound, message: "No dead letter the ledger holds matches \(filter.summary)."))
             } else {
-                // Run now; the runner's service resumes it after a restart.
-                Task { try? await runner.execute(operation.id) }
+                // Run now by the runner's service (which also resumes it after a restart).
+                runner.submit(operation.id)
                 result = .success(operation)
             }
         } else {

@@ -30,7 +30,7 @@ public struct Dashboard: Sendable {
     /// Work queues the queues page shows besides those the ledger has jobs of.
     public var watchedQueues: [String]
     /// Replays and purges dead letters still in their queues for operators; `nil`: off (no broker).
-    public var operations: (any DeadLetterOperations)?
+    public var queueActions: (any DeadLetterQueueActions)?
     /// Replays and purges the dead letters the ledger holds (``DeadLetterIntake``), one or in bulk, as durable
     /// operations; `nil`: off (no broker, or the dead letters stay in their queues).
     public var runner: DeadLetterOperationRunner?
@@ -47,16 +47,16 @@ public struct Dashboard: Sendable {
     ///     header is ignored.
     /// - Throws: ``DashboardConfigurationError`` for a trusted proxy that is not an IP address.
     public init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, queueActions: (any DeadLetterQueueActions)? = nil,
         runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
     ) throws {
         try self.init(
-            store: store, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: watchedQueues,
+            store: store, access: access, inspector: inspector, queueActions: queueActions, runner: runner, watchedQueues: watchedQueues,
             secureCookies: secureCookies, trustedProxies: trustedProxies, guessPolicy: GuessThrottle.Policy())
     }
 
     init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterOperations)? = nil,
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, queueActions: (any DeadLetterQueueActions)? = nil,
         runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = [],
         guessPolicy: GuessThrottle.Policy
     ) throws {
@@ -67,7 +67,7 @@ public struct Dashboard: Sendable {
         self.runner = runner
         self.access = access
         self.inspector = inspector
-        self.operations = operations
+        self.queueActions = queueActions
         self.watchedQueues = watchedQueues
         self.secureCookies = secureCookies
         self.sessions = DashboardSessions()
@@ -449,7 +449,7 @@ public struct Dashboard: Sendable {
                 </section>
                 """
         }
-        let replay: HTML = context.identity?.role == .operator && (operations != nil || runner != nil)
+        let replay: HTML = context.identity?.role == .operator && (queueActions != nil || runner != nil)
             ? """
             <p class="actions"><a class="button" href="/dead-letters/\(Link.encode(id))/replay">Replay…</a> \
             <a class="button danger" href="/dead-letters/\(Link.encode(id))/purge">Purge…</a></p>
@@ -564,12 +564,12 @@ public struct Dashboard: Sendable {
                 logger.warning("dead-letter \(action.rawValue) failed", metadata: ["message_id": "\(messageID)", "error": "\(error)"])
                 outcome = .refused(.badGateway, "The broker did not take the \(action.rawValue): \(error)")
             }
-        } else if let operations {
+        } else if let queueActions {
             if let queue {
                 do {
                     let count = switch action {
-                    case .replay: try await operations.replay(messageID: messageID, queue: queue, replayID: requestID)
-                    case .purge: try await operations.purge(messageID: messageID, queue: queue)
+                    case .replay: try await queueActions.replay(messageID: messageID, queue: queue, replayID: requestID)
+                    case .purge: try await queueActions.purge(messageID: messageID, queue: queue)
                     }
                     outcome = count > 0
                         ? .done(count, requestID: requestID)

@@ -4,7 +4,7 @@ import Warren
 import WarrenAMQP
 
 /// What an operator does to a dead letter from the dashboard: send it back to work, or delete it.
-public protocol DeadLetterOperations: Sendable {
+public protocol DeadLetterQueueActions: Sendable {
     /// Replays the dead letters of `queue` with message id `messageID`, marking the copies with `replayID`.
     /// - Returns: how many were replayed (0 when none is in the queue any more).
     /// - Throws: when the broker cannot be reached or the queue has no dead-letter queue.
@@ -19,7 +19,7 @@ public protocol DeadLetterOperations: Sendable {
 /// confirmed publish first, ack second. Then reports a `replayed` or `purged` event per message to the events
 /// exchange, so the ledger shows the job as replayed until a worker takes it, or as purged. One connection, kept open
 /// between requests.
-public actor AMQPDeadLetterOperations: DeadLetterOperations {
+public actor AMQPDeadLetterQueueActions: DeadLetterQueueActions {
     private let eventsExchange: String
     private let logger: Logger
     private let connection: ReusedConnection
@@ -95,3 +95,11 @@ actor ReusedConnection {
         connection = nil
     }
 }
+
+/// The former name of ``DeadLetterQueueActions``.
+@available(*, deprecated, renamed: "DeadLetterQueueActions")
+public typealias DeadLetterOperations = DeadLetterQueueActions
+
+/// The former name of ``AMQPDeadLetterQueueActions``.
+@available(*, deprecated, renamed: "AMQPDeadLetterQueueActions")
+public typealias AMQPDeadLetterOperations = AMQPDeadLetterQueueActions

@@ -10,7 +10,7 @@ import Warren
 ///
 /// swift-prometheus stops the process (`fatalError`) when one name is registered with two types, with and without
 /// labels, or with two help texts. Warren checks at start that the registry holds nothing that contradicts its own
-/// metrics (``WarrenMetrics/all``), and from then on checks every registration made through ``factory`` before
+/// metrics (``WarrenMetric/all``), and from then on checks every registration made through ``factory`` before
 /// it reaches the registry: a contradicting one is logged as an error, counted in ``conflicts``, and gets a metric
 /// that records nothing.
 ///
@@ -46,7 +46,7 @@ public struct WarrenPrometheus: Sendable {
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger = Logger(label: "warren.http")) throws {
         let existing = MetricShape.read(registry.emitToString())
         var expected: [String: MetricShape] = [:]
-        for metric in WarrenMetrics.all {
+        for metric in WarrenMetric.all {
             let shape = MetricShape(warren: metric)
             if let found = existing[metric.name], let why = found.conflict(with: shape) {
                 throw WarrenHTTPError(
@@ -56,8 +56,8 @@ public struct WarrenPrometheus: Sendable {
             expected[metric.name] = shape
         }
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.durationHistogramBuckets[WarrenMetrics.handlerDuration.name] = Self.handlerDurationBuckets
-        factory.durationHistogramBuckets[WarrenMetrics.queueWait.name] = Self.queueWaitBuckets
+        factory.durationHistogramBuckets[WarrenMetric.handlerDuration.name] = Self.handlerDurationBuckets
+        factory.durationHistogramBuckets[WarrenMetric.queueWait.name] = Self.queueWaitBuckets
         self.registry = registry
         guardian = GuardedPrometheusFactory(wrapped: factory, known: existing.merging(expected) { _, warren in warren }, logger: logger)
         self.factory = guardian

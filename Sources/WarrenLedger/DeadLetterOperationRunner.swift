@@ -16,7 +16,8 @@ import WarrenAMQP
 /// copies were confirmed when the process died before the commit: they go out again with the same replay mark, which a
 /// worker with an idempotency store drops (docs/retries-and-dead-letters.md).
 ///
-/// A `Service`: ``run()`` resumes the operations left running (by a process that died) until shutdown.
+/// A `Service`: ``run()`` runs the operations handed to it (``submit(_:)``) and resumes those left running (by a
+/// process that died) until shutdown.
 public final class DeadLetterOperationRunner: Service, Sendable {
     /// A point in an operation where a test makes it stop as a crash would: nothing after it runs.
     public enum Step: String, Sendable, CaseIterable {
@@ -40,6 +41,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     /// The operations this runner executes now. Its lease lets it renew its own claim, so a second ``execute(_:)`` of
     /// one operation in this process (a request's and the resume loop's) waits for the first instead of running too.
     private let executing = Mutex<[String: Task<DeadLetterOperation?, any Error>]>([:])
+    /// Operations handed to ``run()`` by ``submit(_:)``.
+    private let submitted: AsyncStream<String>
+    private let submissions: AsyncStream<String>.Continuation
 
     /// - Parameters:
     ///   - transport: the connection replays publish on (its own, or the ledger's).
@@ -59,6 +63,13 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         self.leaseDuration = leaseDuration
         self.fault = fault
         self.logger = logger
+        (submitted, submissions) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
+
+    /// Hands an operation (from ``start(_:filter:actor:role:id:)``) to ``run()``, which runs it at once beside the
+    /// others; returns at once. Until a ``run()`` runs it waits (a recorded operation is resumed after a restart anyway).
+    public func submit(_ id: String) {
+        submissions.yield(id)
     }
 
     /// Records a new operation on what `filter` selects now (the dead letters held that failed before this moment).
@@ -84,7 +95,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     public func execute(_ id: String) async throws -> DeadLetterOperation? {
         let run = executing.withLock { running in
             if let run = running[id] { return run }
-            // Removes itself when done; it takes the lock, so not before it is in the table.
+            // A join: every caller of `execute` for this operation awaits this one run, and a caller's cancellation
+            // cancels it (all of them are this runner's, which ends them together). Removes itself when done; it
+            // takes the lock, so not before it is in the table.
             let run = Task {
                 defer { _ = self.executing.withLock { $0.removeValue(forKey: id) } }
                 return try await self.claimAndRun(id)
@@ -92,7 +105,11 @@ public final class DeadLetterOperationRunner: Service, Sendable {
             running[id] = run
             return run
         }
-        return try await run.value
+        return try await withTaskCancellationHandler {
+            try await run.value
+        } onCancel: {
+            run.cancel()
+        }
     }
 
     private func claimAndRun(_ id: String) async throws -> DeadLetterOperation? {
@@ -162,21 +179,32 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     public func run() async throws {
         try await store.migrate()
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                await self.resumeUnfinished()
-                try? await Task.sleep(for: .seconds(5))
+            await withDiscardingTaskGroup { group in
+                // Takes over what other processes left: a poll, as they may be anywhere.
+                group.addTask {
+                    while !Task.isCancelled {
+                        await self.resumeUnfinished()
+                        try? await Task.sleep(for: .seconds(5))
+                    }
+                }
+                // Ends when the group is cancelled (a stream's iteration returns nil then).
+                for await id in self.submitted {
+                    group.addTask { await self.runLogged(id) }
+                }
             }
+        }
+    }
+
+    private func runLogged(_ id: String) async {
+        do { try await execute(id) } catch {
+            logger.warning("dead-letter operation interrupted; it will be resumed", metadata: ["operation": "\(id)", "error": "\(error)"])
         }
     }
 
     /// Runs each operation still running that this runner can claim, once.
     public func resumeUnfinished() async {
         do {
-            for id in try await store.unfinishedOperations() {
-                do { try await execute(id) } catch {
-                    logger.warning("dead-letter operation interrupted; it will be resumed", metadata: ["operation": "\(id)", "error": "\(error)"])
-                }
-            }
+            for id in try await store.unfinishedOperations() { await runLogged(id) }
         } catch {
             logger.warning("could not read the unfinished dead-letter operations", metadata: ["error": "\(error)"])
         }

@@ -3,19 +3,22 @@ import Metrics
 import Synchronization
 import Warren
 
-/// Writes the batches of several handlers in one transaction: a handler hands its batch over and waits; whoever
-/// finds no write running becomes the writer and commits everything handed over meanwhile, again and again until
-/// nothing waits. Each handler returns (and its message is acked) only once the transaction holding its batch
-/// committed. When a group fails, each of its batches is written again on its own, so that only a bad one gets the
-/// error (and its message is retried, then dead-lettered).
+/// Writes the batches of several handlers in one transaction: a handler hands its batch over and waits; one that
+/// finds no write running leads: it commits its batch with everything handed over meanwhile, then hands the lead to
+/// the first handler that came while it wrote (or, when none did, lets the next one lead). The writing happens in the
+/// handlers' own tasks, so it is cancelled with them. Each handler returns (and its message is acked) only once the
+/// transaction holding its batch committed. When a group fails, each of its batches is written again on its own, so
+/// that only a bad one gets the error (and its message is retried, then dead-lettered).
 ///
-/// A commit costs SQLite a few milliseconds whatever its size: one per AMQP message capped ingestion at about 20,000
-/// events/s here, one per group lifts it (docs/performance.md, "ledger").
+/// Why groups: a commit costs SQLite about the same whatever its size, so one commit per AMQP message caps ingestion
+/// well below one per group (the figures: docs/performance.md, "ledger").
 final class GroupCommit<Item: Sendable>: Sendable {
     private let write: @Sendable ([Item]) async throws -> Void
+    /// What a waiting handler is told: its batch was committed, or it leads the next group.
+    private enum Turn { case committed, lead }
     private struct Waiting {
-        var events: [Item]
-        var continuation: CheckedContinuation<Void, any Error>
+        var items: [Item]
+        var continuation: CheckedContinuation<Turn, any Error>
     }
     private struct State {
         var waiting: [Waiting] = []
@@ -28,55 +31,60 @@ final class GroupCommit<Item: Sendable>: Sendable {
         self.write = write
     }
 
-    /// Returns once `events` are committed.
+    /// Returns once `items` are committed.
     /// - Throws: the store's error for the transaction that held them.
-    func record(_ events: [Item]) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    func record(_ items: [Item]) async throws {
+        let turn = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Turn, any Error>) in
             let leads = state.withLock { state -> Bool in
-                state.waiting.append(Waiting(events: events, continuation: continuation))
-                guard !state.writing else { return false }
-                state.writing = true
-                return true
-            }
-            if leads { Task { await self.writeUntilNothingWaits() } }
-        }
-    }
-
-    private func writeUntilNothingWaits() async {
-        while true {
-            let group = state.withLock { state -> [Waiting]? in
-                guard !state.waiting.isEmpty else {
-                    state.writing = false
-                    return nil
+                guard state.writing else {
+                    state.writing = true
+                    return true
                 }
-                defer { state.waiting = [] }
-                return state.waiting
+                state.waiting.append(Waiting(items: items, continuation: continuation))
+                return false
             }
-            guard let group else { return }
-            do {
-                try await write(group.flatMap(\.events))
-                for waiting in group { waiting.continuation.resume() }
-            } catch where group.count > 1 {
-                // One bad batch must not fail the others: each on its own, with its own answer.
-                for waiting in group {
-                    do {
-                        try await write(waiting.events)
-                        waiting.continuation.resume()
-                    } catch {
-                        waiting.continuation.resume(throwing: error)
-                    }
-                }
-            } catch {
-                group[0].continuation.resume(throwing: error)
-            }
+            if leads { continuation.resume(returning: .lead) }
         }
+        guard turn == .lead else { return }
+        let group = state.withLock { state in
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        var failure: (any Error)?
+        do {
+            try await write(items + group.flatMap(\.items))
+            for waiting in group { waiting.continuation.resume(returning: .committed) }
+        } catch where !group.isEmpty {
+            // One bad batch must not fail the others: each on its own, with its own answer.
+            do { try await write(items) } catch { failure = error }
+            for waiting in group {
+                do {
+                    try await write(waiting.items)
+                    waiting.continuation.resume(returning: .committed)
+                } catch {
+                    waiting.continuation.resume(throwing: error)
+                }
+            }
+        } catch {
+            failure = error
+        }
+        // Whatever happened, the lead goes on: to the first that came meanwhile, else to the next that comes.
+        let next = state.withLock { state -> Waiting? in
+            guard !state.waiting.isEmpty else {
+                state.writing = false
+                return nil
+            }
+            return state.waiting.removeFirst()
+        }
+        next?.continuation.resume(returning: .lead)
+        if let failure { throw failure }
     }
 }
 
 extension GroupCommit where Item == WarrenEvent {
     /// Records events in `store`, and how far behind the newest recorded event is (the ledger's lag).
     convenience init(store: any LedgerStore, queue: String) {
-        let lag = Gauge(label: WarrenMetrics.ledgerLag.name, dimensions: [("queue", queue)])
+        let lag = Gauge(label: WarrenMetric.ledgerLag.name, dimensions: [("queue", queue)])
         self.init { events in
             try await store.record(events)
             if let oldest = events.lazy.map(\.atMs).min() {

@@ -32,7 +32,7 @@ struct EventBatch: WarrenMessage {
     func encode(to encoder: any Encoder) throws { try events.encode(to: encoder) }
 }
 
-/// Records the job events of every worker (``WarrenEvents``) in a store: declares its durable queue (`warren.ledger`)
+/// Records the job events of every worker (``WarrenEventPublisher``) in a store: declares its durable queue (`warren.ledger`)
 /// bound to the topic exchange `warren.events`, consumes it with a ``Worker``, and writes the batches in flight
 /// together, in one transaction (a group commit); a batch is acked only after the store committed it, so a ledger that stops or crashes loses nothing
 /// (the broker redelivers what was not acked). Several ledgers on one PostgreSQL share the queue.

@@ -152,7 +152,7 @@ struct LedgerBoundsReport: Sendable {
     init(logger: Logger) {
         self.logger = logger
         counters = Dictionary(uniqueKeysWithValues: LedgerBounds.Effect.allCases.map {
-            ($0, Counter(label: WarrenMetrics.ledgerBounded.name, dimensions: [("bound", $0.rawValue)]))
+            ($0, Counter(label: WarrenMetric.ledgerBounded.name, dimensions: [("bound", $0.rawValue)]))
         })
     }
 

@@ -37,7 +37,7 @@ public protocol LedgerStore: Sendable {
     func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter]
     /// How many held dead letters `filter` selects.
     func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int
-    /// Records a new operation (``DeadLetterOperations`` runs it).
+    /// Records a new operation (``DeadLetterQueueActions`` runs it).
     func createOperation(_ operation: DeadLetterOperation) async throws
     func operation(id: String) async throws -> DeadLetterOperation?
     /// The newest `limit` operations, newest first.

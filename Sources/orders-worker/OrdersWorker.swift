@@ -100,17 +100,10 @@ struct OrdersWorker: AsyncParsableCommand {
             chosenTransport = memory
         }
         var configuration = settings.workerConfiguration
-        let events = noEvents ? nil : WarrenEvents(transport: chosenTransport, logger: Logger(label: "warren.events"))
+        let events = noEvents ? nil : WarrenEventPublisher(transport: chosenTransport, logger: Logger(label: "warren.events"))
         configuration.events = events
         let worker = Worker(
             transport: chosenTransport, registrations: [emails], configuration: configuration, logger: Logger(label: "warren"))
-        if let seed {
-            Task {
-                try await worker.waitUntilConsuming()
-                try await seedBurst(into: seed, logger: logger)
-            }
-        }
-
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http {
@@ -122,6 +115,13 @@ struct OrdersWorker: AsyncParsableCommand {
         if let exporter { services.append(.init(service: exporter)) }
         if let events { services.append(.init(service: events)) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
+        if let seed {
+            // The in-memory demo's burst, once the worker consumes; its end leaves the group running.
+            services.append(.init(service: OneOff { [logger] in
+                try await worker.waitUntilConsuming()
+                try await seedBurst(into: seed, logger: logger)
+            }, successTerminationBehavior: .ignore))
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services,
@@ -162,5 +162,18 @@ struct OrdersWorker: AsyncParsableCommand {
             Array(#"{"userId": 5, "email": }"#.utf8), to: .queue(queue),
             properties: AMQPProperties(contentType: "application/json", messageID: "malformed-1", type: WelcomeEmail.messageType))
         logger.info("seeded 5 messages into the in-memory queue", metadata: ["queue": "\(queue)"])
+    }
+}
+
+/// Work that runs once inside the service group (cancelled with it), then ends.
+struct OneOff: Service {
+    let work: @Sendable () async throws -> Void
+
+    init(_ work: @escaping @Sendable () async throws -> Void) {
+        self.work = work
+    }
+
+    func run() async throws {
+        try await work()
     }
 }

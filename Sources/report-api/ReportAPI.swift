@@ -46,7 +46,7 @@ struct ReportAPI: AsyncParsableCommand {
         let reports = ReportFiles(directory: directory)
 
         let transport = RabbitMQTransport(endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api", logger: logger)
-        let events = WarrenEvents(transport: transport, logger: Logger(label: "warren.events"))
+        let events = WarrenEventPublisher(transport: transport, logger: Logger(label: "warren.events"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var store: (any LedgerStore)?
 

@@ -13,7 +13,7 @@ struct LedgerIngest: AsyncParsableCommand {
         abstract: "How fast the ledger records job events into SQLite (or PostgreSQL): the store alone, and through RabbitMQ.",
         discussion: """
             store: batches written straight into a fresh SQLite file (SQLiteLedgerStore.record). \
-            ingest: the same events published to an exchange as WarrenEvents batches would be, then a Ledger \
+            ingest: the same events published to an exchange as WarrenEventPublisher batches would be, then a Ledger \
             consumes them into a fresh file; the clock runs from the ledger's start until the store holds them all. \
             Events are a realistic mix: per job started and ack, some retry and dead-letter, a few with long errors. \
             The last line printed is one JSON object.

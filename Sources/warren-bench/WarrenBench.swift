@@ -309,10 +309,14 @@ extension Consume {
         let count = messages
         var publishSeconds = filledIn ?? 0
         if filledIn == nil {
-            let events = withEvents ? WarrenEvents(transport: transport, logger: logger) : nil
+            let events = withEvents ? WarrenEventPublisher(transport: transport, logger: logger) : nil
             let publisher = WarrenPublisher(transport: transport, tracing: tracing, events: events)
             let publishStart = DispatchTime.now()
-            try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                if let events { group.addTask { await events.sendWhileRunning() } }
+                defer { group.cancelAll() }
+                try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
+            }
             publishSeconds = seconds(since: publishStart)
             await events?.close()
         }
@@ -328,7 +332,7 @@ extension Consume {
             registration, transport: workerTransport,
             configuration: WorkerConfiguration(
                 codecs: CodecRegistry(default: codec), tracing: tracing,
-                events: withEvents ? WarrenEvents(transport: workerTransport, logger: logger) : nil),
+                events: withEvents ? WarrenEventPublisher(transport: workerTransport, logger: logger) : nil),
             until: completion)
         return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / cost.seconds, consumeCost: cost)
     }

@@ -113,7 +113,7 @@ struct Serve: AsyncParsableCommand {
         let namedBroker = url ?? environment["WARREN_AMQP_URL"]
         let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
         var inspector: AMQPQueueInspector?
-        var operations: AMQPDeadLetterOperations?
+        var queueActions: AMQPDeadLetterQueueActions?
         var runner: DeadLetterOperationRunner?
         var deadLetterTransport: RabbitMQTransport?
         if !noIngest || namedBroker != nil {
@@ -129,7 +129,7 @@ struct Serve: AsyncParsableCommand {
                 services.append(.init(service: DeadLetterIntake(
                     transport: deadLetters, store: ledgerStore, queues: queue, logger: Logger(label: "warren.ledger.dead-letters"))))
             }
-            operations = AMQPDeadLetterOperations(
+            queueActions = AMQPDeadLetterQueueActions(
                 endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.dead-letters"))
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
                 throw ValidationError("--management-url is not a URL")
@@ -176,7 +176,7 @@ struct Serve: AsyncParsableCommand {
         let dashboard: Dashboard
         do {
             dashboard = try Dashboard(
-                store: ledgerStore, access: access, inspector: inspector, operations: operations, runner: runner, watchedQueues: queue,
+                store: ledgerStore, access: access, inspector: inspector, queueActions: queueActions, runner: runner, watchedQueues: queue,
                 secureCookies: secureCookies, trustedProxies: trustedProxy)
         } catch let error as DashboardConfigurationError {
             throw ValidationError(error.message)
@@ -201,7 +201,7 @@ struct Serve: AsyncParsableCommand {
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await inspector?.close()
-        await operations?.close()
+        await queueActions?.close()
         await deadLetterTransport?.close()
         try? await ledgerStore.close()
     }

@@ -33,10 +33,10 @@ struct AlertRulesTests {
     }
 
     /// A name copied from the docs into an alert or a dashboard must exist: every `warren_…` the README and docs/ write
-    /// is a metric of `WarrenMetrics.all` (or a histogram's series), or one of the few names that are not metrics.
+    /// is a metric of `WarrenMetric.all` (or a histogram's series), or one of the few names that are not metrics.
     @Test func everyMetricNameInTheDocsIsOneWarrenEmits() throws {
         let notMetrics: Set<String> = ["warren_session", "warren_sign_in"]  // the dashboard's cookies
-        let known = Set(WarrenMetrics.all.flatMap { metric in
+        let known = Set(WarrenMetric.all.flatMap { metric in
             metric.kind == .histogram ? [metric.name, metric.name + "_bucket", metric.name + "_count", metric.name + "_sum"] : [metric.name]
         }).union(notMetrics)
         let documents = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("docs").path)
@@ -52,12 +52,12 @@ struct AlertRulesTests {
     @Test func everyMetricTheRulesNameIsOneWarrenEmits() throws {
         let rules = try String(contentsOf: Self.root.appendingPathComponent("docs/alerts.yaml"), encoding: .utf8)
         let named = Set(rules.matches(of: /warren_[a-z_]+/).map { String($0.output) })
-        let emitted = Set(WarrenMetrics.all.map(\.name))
-        let histogramSeries = Set(WarrenMetrics.all.filter { $0.kind == .histogram }.flatMap { [$0.name + "_bucket", $0.name + "_count", $0.name + "_sum"] })
+        let emitted = Set(WarrenMetric.all.map(\.name))
+        let histogramSeries = Set(WarrenMetric.all.filter { $0.kind == .histogram }.flatMap { [$0.name + "_bucket", $0.name + "_count", $0.name + "_sum"] })
         #expect(!named.isEmpty)
         #expect(named.subtracting(emitted).subtracting(histogramSeries).isEmpty, "unknown metrics: \(named.subtracting(emitted).subtracting(histogramSeries))")
         let documented = try String(contentsOf: Self.root.appendingPathComponent("docs/operating.md"), encoding: .utf8)
-        for metric in WarrenMetrics.all {
+        for metric in WarrenMetric.all {
             #expect(documented.contains("`\(metric.name)` | \(metric.kind.rawValue) | \(metric.labels.map { "`\($0)`" }.joined(separator: ", "))"),
                 "docs/operating.md lists \(metric.name) with its type and labels")
         }

@@ -564,7 +564,7 @@ struct IngestingScene {
     let ledgerQueue: String
     let dashboard: SeededDashboard
     let transport: RabbitMQTransport
-    let events: WarrenEvents
+    let events: WarrenEventPublisher
     let worker: RunningWorker
     /// Closed: the worker rejects every message; open: it handles them.
     let fixed: Release
@@ -576,7 +576,7 @@ struct IngestingScene {
         let dashboard = try await SeededDashboard.start(brokerURL: url, ingest: (ledgerQueue, exchange), watch: [queue])
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
         try await transport.start()
-        let events = WarrenEvents(
+        let events = WarrenEventPublisher(
             transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
         let fixed = Release()
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, _ in

@@ -86,7 +86,7 @@ struct DashboardProcessTests {
         // A worker and a publisher reporting their events to the dashboard's exchange.
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
         try await transport.start()
-        let events = WarrenEvents(
+        let events = WarrenEventPublisher(
             transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
         let fixed = Release()
         let followUps = Mutex<[String]>([])
@@ -359,12 +359,15 @@ struct DashboardProcessTests {
         let caughtUp = try await eventually(timeout: .seconds(120)) { try await reader.eventCount() >= events.count }
         let recorded = try await reader.eventCount()
         #expect(caughtUp, "\(recorded) of \(events.count) recorded after the restart; \(dashboard.log)")
-        // Stopped gracefully, the ledger settles what it holds: a batch it did not ack goes back to its queue. An empty
-        // queue then means every batch was taken, and the count cannot move any more.
+        // Redelivered batches already recorded go round once more (a copy at the queue's tail): wait until the queue is
+        // empty while the ledger runs. Stopped gracefully, it settles what it holds, and what it did not ack goes back
+        // to its queue: empty queues after the stop mean every batch was taken, and the count cannot move any more.
+        #expect(try await eventually(timeout: .seconds(60)) { try await channel.queueStatus(ledgerQueue).messageCount == 0 })
         #expect(await dashboard.stop() == 0)
         // The queue requeues what a consumer left unacked when it drops that consumer: wait for that, then look.
         #expect(try await eventually { try await channel.queueStatus(ledgerQueue).consumerCount == 0 })
         #expect(try await channel.queueStatus(ledgerQueue).messageCount == 0, "every batch acked")
+        #expect(try await channel.queueStatus("\(ledgerQueue).redelivered").messageCount == 0)
         #expect(try await reader.eventCount() == events.count, "every event once: the redelivered batches were not recorded twice")
         var succeeded = 0
         var query = JobQuery(type: "t", state: .succeeded, limit: 500)

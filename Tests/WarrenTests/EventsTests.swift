@@ -65,7 +65,7 @@ struct EventsTests {
         func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int?, at: Int64) -> WarrenEvent {
             WarrenEvent(event: kind, messageID: id, type: "t", queue: "q", attempt: attempt, atMs: at, queueWaitMs: attempt.map { _ in 7 })
         }
-        let folded = WarrenEvents.foldingStarts([
+        let folded = WarrenEventPublisher.foldingStarts([
             event(.started, "a", attempt: 1, at: 10), event(.started, "b", attempt: 1, at: 11), event(.published, "c", attempt: nil, at: 12),
             event(.ack, "a", attempt: 1, at: 15), event(.retry, "x", attempt: 3, at: 16), event(.started, "a", attempt: 2, at: 20),
         ])
@@ -82,10 +82,11 @@ struct EventsTests {
         let transport = StuckTransport()
         // An exchange of its own: the counter is labelled by exchange, so other tests' events do not count here.
         let exchange = TestBroker.uniqueName("events")
-        let events = WarrenEvents(
+        let events = WarrenEventPublisher(
             transport: transport, options: EventOptions(exchange: exchange, batchSize: 10, flushInterval: .milliseconds(10), bufferLimit: 100),
             logger: TestBroker.quietLogger())
         let before = testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: [("exchange", exchange)])
+        let sending = Task { await events.sendWhileRunning() }
         let clock = ContinuousClock()
         let started = clock.now
         for index in 0..<1_000 {
@@ -99,6 +100,8 @@ struct EventsTests {
         // dropped.
         #expect(dropped >= 1_000 - 100 - 320, "dropped \(dropped)")
         transport.blocked.update { $0 = false }
+        sending.cancel()
+        await sending.value
         await events.close()
         let sent = transport.published.withLock { $0 }
         let delivered = try sent.flatMap { try WarrenEvent.decodeBatch($0.body) }
@@ -111,7 +114,8 @@ struct EventsTests {
 extension EventsTests {
     @Test func aFlushWithATimeoutReturnsAlthoughTheBrokerTakesNothing() async throws {
         let transport = StuckTransport()
-        let events = WarrenEvents(transport: transport, options: EventOptions(flushInterval: .milliseconds(10)), logger: TestBroker.quietLogger())
+        let events = WarrenEventPublisher(transport: transport, options: EventOptions(flushInterval: .milliseconds(10)), logger: TestBroker.quietLogger())
+        let sending = Task { await events.sendWhileRunning() }
         for index in 0..<10 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", atMs: 1)) }
         #expect(await transport.attempts.wait(until: { $0 >= 1 }, timeout: .seconds(10)), "the background flush is stuck in the broker")
         let clock = ContinuousClock()
@@ -121,6 +125,8 @@ extension EventsTests {
         #expect(clock.now - started < .seconds(5), "a shutdown is not held up by a broker that is away")
         #expect(transport.published.withLock { $0.isEmpty })
         transport.blocked.update { $0 = false }
+        sending.cancel()
+        await sending.value
     }
 }
 
@@ -142,7 +148,7 @@ struct EventsBrokerTests {
             let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
             try await transport.start()
             cleanups.add { await transport.close() }
-            let events = WarrenEvents(transport: transport, options: EventOptions(flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+            let events = WarrenEventPublisher(transport: transport, options: EventOptions(flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
             let registration = HandlerRegistration(
                 WelcomeEmail.self, queue: queue,
                 options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(200)])))
@@ -212,7 +218,7 @@ struct EventsBrokerTests {
             try await transport.start()
             cleanups.add { await transport.close() }
             // An exchange of its own, with no queue bound: every batch is unroutable.
-            let events = WarrenEvents(
+            let events = WarrenEventPublisher(
                 transport: transport, options: EventOptions(exchange: TestBroker.uniqueName("events"), flushInterval: .milliseconds(10)),
                 logger: TestBroker.quietLogger())
             for index in 0..<500 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: queue, atMs: 1)) }

@@ -231,7 +231,7 @@ struct DeadLetterIntakeTests {
         try await withSQLiteStore { store, _ in
             let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
             try await transport.start()
-            let events = WarrenEvents(
+            let events = WarrenEventPublisher(
                 transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
             let ledger = Ledger(
                 transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()), store: store,

@@ -405,7 +405,7 @@ struct LedgerBrokerTests {
                 let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
                 try await transport.start()
                 cleanups.add { await transport.close() }
-                let events = WarrenEvents(
+                let events = WarrenEventPublisher(
                     transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)),
                     logger: TestBroker.quietLogger())
 
@@ -451,12 +451,23 @@ struct LedgerBrokerTests {
                 ledger.shutdown()
                 try await running.value
                 release.open()
-                try await publisher.publish(WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
+                // A queue of the test's own on the events exchange: once the settlement of "later" reaches it, the broker
+                // has routed the same batch to the ledger's queue, where it waits.
                 let probe = try await worker.connect()
                 let probeChannel = try await probe.openChannel()
-                #expect(try await eventually { try await probeChannel.queueStatus(ledgerQueue).messageCount > 0 }, "events wait in the ledger's queue")
+                let tap = TestBroker.uniqueName("tap")
+                try await probeChannel.queueDeclare(tap, exclusive: true)
+                try await probeChannel.queueBind(tap, exchange: exchange, routingKey: "#")
+                try await publisher.publish(WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
+                #expect(try await eventually {
+                    while let result = try await probeChannel.get(queue: tap, noAck: true) {
+                        let batch = try WarrenEvent.decodeBatch(result.delivery.body)
+                        if batch.contains(where: { $0.messageID == "later" && $0.event == .ack }) { return true }
+                    }
+                    return false
+                }, "the settlement of later was published")
+                #expect(try await probeChannel.queueStatus(ledgerQueue).messageCount > 0, "its events wait in the ledger's queue")
                 await probe.close()
-                #expect(try await store.job(messageID: "later") == nil, "no ledger, no record yet")
                 (ledger, running) = try await startLedger()
                 #expect(try await eventually { try await store.job(messageID: "later")?.state == .succeeded }, "recorded once a ledger runs again")
                 #expect(try await eventually { try await store.job(messageID: "slow")?.state == .succeeded })

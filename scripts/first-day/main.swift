@@ -15,7 +15,7 @@ do {
     MetricsSystem.bootstrap(prometheus.factory)
     let settings = try WarrenSettings(config: try await WarrenSettings.reader())
     let transport = try settings.transport(connectionName: "billing-worker")
-    let events = WarrenEvents(transport: transport)
+    let events = WarrenEventPublisher(transport: transport)
     var configuration = settings.workerConfiguration
     configuration.events = events
     let worker = Worker(

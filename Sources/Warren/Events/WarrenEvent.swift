@@ -1,7 +1,7 @@
 import Foundation
 
 /// One thing that happened to a job, as workers and publishers report it to the topic exchange `warren.events`
-/// (``WarrenEvents``) for a ledger to record. Schema 1, every field in snake_case on the wire (`docs/events.md`).
+/// (``WarrenEventPublisher``) for a ledger to record. Schema 1, every field in snake_case on the wire (`docs/events.md`).
 public struct WarrenEvent: Codable, Sendable, Equatable {
     /// What happened.
     public struct Kind: RawRepresentable, Codable, Hashable, Sendable, CustomStringConvertible {

@@ -36,7 +36,7 @@ extension WarrenEvent {
     }
 }
 
-/// How ``WarrenEvents`` batches and bounds what it publishes.
+/// How ``WarrenEventPublisher`` batches and bounds what it publishes.
 public struct EventOptions: Sendable {
     /// The topic exchange the events go to (declared, durable, by whoever publishes); routing key `<queue>.<event>`.
     public var exchange: String
@@ -76,23 +76,25 @@ public struct EventOptions: Sendable {
 /// handler: recording one takes a lock; when the broker is slow or away, events wait in a bounded buffer, and past it
 /// new ones are dropped and counted (`warren_events_dropped_total`).
 ///
-/// A `Service`: in a `ServiceGroup`, it sends what is left when the group shuts down (for at most 10 s). A worker
-/// given it also sends what is left when it stops (for at most 5 s: a broker that is away does not hold up a
-/// shutdown).
-public final class WarrenEvents: Service, Sendable {
+/// Batches go out while something sends them: ``run()`` (a `Service`: in a `ServiceGroup`, it sends what is left when
+/// the group shuts down, for at most 10 s), or a ``Worker`` given these events while it runs (it sends what is left
+/// when it stops, for at most 5 s: a broker that is away does not hold up a shutdown). A process that only publishes
+/// runs it as a service; otherwise its events wait until ``flush()`` or ``close(timeout:)``.
+public final class WarrenEventPublisher: Service, Sendable {
     public let transport: any WarrenTransport
     public let options: EventOptions
     let logger: Logger
     private let dropped: Counter
     private struct State {
         var buffer = Deque<WarrenEvent>()
-        var flusher: Task<Void, Never>?
         var closed = false
         var exchangeDeclared = false
         /// Whether events are being dropped now (logged once per spell).
         var dropping = false
     }
     private let state = Mutex(State())
+    /// Counts the times the buffer stopped being empty: what wakes the senders (``sendWhileRunning()``).
+    private let arrivals = AwaitableState(0)
     /// Serializes flushes (the background one and ``flush()``).
     private let flushing = AsyncMutex()
 
@@ -100,12 +102,12 @@ public final class WarrenEvents: Service, Sendable {
         self.transport = transport
         self.options = options
         self.logger = logger
-        dropped = Counter(label: WarrenMetrics.eventsDropped.name, dimensions: [("exchange", options.exchange)])
+        dropped = Counter(label: WarrenMetric.eventsDropped.name, dimensions: [("exchange", options.exchange)])
     }
 
     /// Records `event` to be sent with the next batch; returns at once. Drops it (and counts it) when the buffer is full.
     public func record(_ event: WarrenEvent) {
-        enum Outcome { case buffered, startFlusher, dropped, firstDropped, closed }
+        enum Outcome { case buffered, firstBuffered, dropped, firstDropped, closed }
         let outcome = state.withLock { state -> Outcome in
             guard !state.closed else { return .closed }
             guard state.buffer.count < options.bufferLimit else {
@@ -113,10 +115,10 @@ public final class WarrenEvents: Service, Sendable {
                 return state.dropping ? .dropped : .firstDropped
             }
             state.buffer.append(event)
-            return state.flusher == nil ? .startFlusher : .buffered
+            return state.buffer.count == 1 ? .firstBuffered : .buffered
         }
         switch outcome {
-        case .startFlusher: startFlushing()
+        case .firstBuffered: arrivals.update { $0 &+= 1 }
         case .firstDropped:
             dropped.increment()
             logger.warning(
@@ -130,19 +132,19 @@ public final class WarrenEvents: Service, Sendable {
     /// Events waiting to be sent.
     public var pending: Int { state.withLock { $0.buffer.count } }
 
-    private func startFlushing() {
-        let task = Task { [self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: options.flushInterval)
-                await flushOnce()
+    /// Sends batches until the calling task is cancelled: once events wait, after ``EventOptions/flushInterval`` (so
+    /// that a batch gathers), and again while some are left; asleep while the buffer is empty. Several may run (the
+    /// service's ``run()`` and a worker's): their flushes take turns, and one finds nothing left.
+    package func sendWhileRunning() async {
+        while !Task.isCancelled {
+            // Read before looking at the buffer: an event recorded in between changes it, so the wait returns at once.
+            let seen = arrivals.value
+            if pending == 0 {
+                do { try await arrivals.wait { $0 != seen } } catch { return }
             }
+            do { try await Task.sleep(for: options.flushInterval) } catch { return }
+            await flushOnce()
         }
-        let superfluous = state.withLock { state -> Bool in
-            guard state.flusher == nil, !state.closed else { return true }
-            state.flusher = task
-            return false
-        }
-        if superfluous { task.cancel() }
     }
 
     /// Sends everything recorded so far, in batches; returns when the broker confirmed them, or when it could not
@@ -154,8 +156,9 @@ public final class WarrenEvents: Service, Sendable {
     /// ``flush()``, for at most `timeout` (a broker that is away must not hold up a shutdown); what is not sent by
     /// then stays buffered.
     public func flush(timeout: Duration) async {
-        // The flush runs on its own, not in a task group, which would wait for a flush stuck behind the background
-        // one (itself waiting for the broker) even after the timeout.
+        // The flush runs on its own, not in a task group: a group would wait for a flush stuck behind another one
+        // (itself waiting for a broker that does not answer) even after the timeout. Nobody awaits it past the
+        // timeout; it is cancelled then, and what it held stays buffered.
         let done = AwaitableState(false)
         let flushing = Task {
             await self.flush()
@@ -267,56 +270,24 @@ public final class WarrenEvents: Service, Sendable {
         state.withLock { $0.exchangeDeclared = true }
     }
 
-    /// Sends what is left (for at most `timeout`) and stops the background flushes; events recorded later are ignored.
+    /// Sends what is left (for at most `timeout`); events recorded later are ignored.
     public func close(timeout: Duration = .seconds(10)) async {
         await flush(timeout: timeout)
-        let flusher = state.withLock { state in
-            state.closed = true
-            defer { state.flusher = nil }
-            return state.flusher
-        }
-        flusher?.cancel()
+        state.withLock { $0.closed = true }
     }
 
-    /// Waits for the `ServiceGroup`'s graceful shutdown (or cancellation), then sends what is left.
+    /// Sends batches as events come (see ``sendWhileRunning()``) until the `ServiceGroup`'s graceful shutdown or
+    /// cancellation, then sends what is left (``close(timeout:)``).
     public func run() async throws {
-        try? await gracefulShutdown()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.sendWhileRunning() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
         await close()
     }
 }
 
-/// A lock for async code: one holder at a time, the others wait their turn (in order) without blocking a thread.
-package final class AsyncMutex: Sendable {
-    private let state = Mutex<(held: Bool, waiters: Deque<CheckedContinuation<Void, Never>>)>((false, []))
-
-    package init() {}
-
-    package func withLock<T>(_ body: () async throws -> T) async rethrows -> T {
-        await acquire()
-        defer { release() }
-        return try await body()
-    }
-
-    private func acquire() async {
-        await withCheckedContinuation { continuation in
-            let acquired = state.withLock { state -> Bool in
-                if state.held {
-                    state.waiters.append(continuation)
-                    return false
-                }
-                state.held = true
-                return true
-            }
-            if acquired { continuation.resume() }
-        }
-    }
-
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let next = state.waiters.popFirst() { return next }
-            state.held = false
-            return nil
-        }
-        next?.resume()
-    }
-}
+/// The former name of ``WarrenEventPublisher``.
+@available(*, deprecated, renamed: "WarrenEventPublisher")
+public typealias WarrenEvents = WarrenEventPublisher

@@ -23,7 +23,7 @@ public struct WarrenMetric: Sendable, Hashable {
 /// Every metric Warren emits, with the labels it carries: the catalogue that `docs/operating.md` documents and that
 /// a metrics backend can check its own registrations against (WarrenHTTP does, at start). Durations are histograms
 /// in seconds (swift-metrics timers).
-public enum WarrenMetrics {
+extension WarrenMetric {
     /// Settled deliveries; `outcome` is `ack`, `retry`, `dead-letter` or `requeue`.
     public static let messages = WarrenMetric(
         name: "warren_messages_total", kind: .counter, labels: ["queue", "type", "outcome"],
@@ -63,7 +63,7 @@ public enum WarrenMetrics {
         name: "warren_settlements_dropped_total", kind: .counter, labels: ["queue"],
         help: "Acks and requeues that could not be sent because the channel was gone.")
 
-    /// Job events (``WarrenEvents``) dropped because the buffer was full while the broker was slow or away.
+    /// Job events (``WarrenEventPublisher``) dropped because the buffer was full while the broker was slow or away.
     public static let eventsDropped = WarrenMetric(
         name: "warren_events_dropped_total", kind: .counter, labels: ["exchange"],
         help: "Job events dropped because the event buffer was full.")
@@ -85,3 +85,7 @@ public enum WarrenMetrics {
         settlementsDropped, eventsDropped, ledgerLag, ledgerBounded,
     ]
 }
+
+/// The former name of the catalogue, now ``WarrenMetric``'s static members (``WarrenMetric/all``).
+@available(*, deprecated, renamed: "WarrenMetric")
+public typealias WarrenMetrics = WarrenMetric

@@ -3,7 +3,7 @@ import Synchronization
 
 /// The swift-metrics instruments of one consumer loop, with `queue` and `type` dimensions (never message ids or
 /// credentials); made once per type and outcome, not per message. Every name is listed, with its labels, in
-/// ``WarrenMetrics`` and `docs/operating.md`.
+/// ``WarrenMetric`` and `docs/operating.md`.
 final class WorkerMetrics: Sendable {
     private struct TypeInstruments {
         var outcomes: [String: Counter] = [:]
@@ -31,9 +31,9 @@ final class WorkerMetrics: Sendable {
 
     init(queue: String, source: String) {
         self.queue = queue
-        inFlight = Gauge(label: WarrenMetrics.handlersInFlight.name, dimensions: [("queue", source)])
-        consumers = Gauge(label: WarrenMetrics.consumers.name, dimensions: [("queue", source)])
-        dropped = Counter(label: WarrenMetrics.settlementsDropped.name, dimensions: [("queue", queue)])
+        inFlight = Gauge(label: WarrenMetric.handlersInFlight.name, dimensions: [("queue", source)])
+        consumers = Gauge(label: WarrenMetric.consumers.name, dimensions: [("queue", source)])
+        dropped = Counter(label: WarrenMetric.settlementsDropped.name, dimensions: [("queue", queue)])
     }
 
     func droppedSettlement() { dropped.increment() }
@@ -72,14 +72,14 @@ final class WorkerMetrics: Sendable {
         }
         let dimensions = [("queue", queue), ("type", type)]
         var instruments = byType.removeValue(forKey: type) ?? TypeInstruments(
-            retries: Counter(label: WarrenMetrics.retries.name, dimensions: dimensions),
-            duration: Timer(label: WarrenMetrics.handlerDuration.name, dimensions: dimensions, preferredDisplayUnit: .seconds),
-            queueWait: Timer(label: WarrenMetrics.queueWait.name, dimensions: dimensions, preferredDisplayUnit: .seconds))
-        let counter = instruments.outcomes[outcome] ?? Counter(label: WarrenMetrics.messages.name, dimensions: dimensions + [("outcome", outcome)])
+            retries: Counter(label: WarrenMetric.retries.name, dimensions: dimensions),
+            duration: Timer(label: WarrenMetric.handlerDuration.name, dimensions: dimensions, preferredDisplayUnit: .seconds),
+            queueWait: Timer(label: WarrenMetric.queueWait.name, dimensions: dimensions, preferredDisplayUnit: .seconds))
+        let counter = instruments.outcomes[outcome] ?? Counter(label: WarrenMetric.messages.name, dimensions: dimensions + [("outcome", outcome)])
         instruments.outcomes[outcome] = counter
         if case .deadLettered(let reason) = event, instruments.deadLetters[reason.kind.rawValue] == nil {
             instruments.deadLetters[reason.kind.rawValue] = Counter(
-                label: WarrenMetrics.deadLetters.name, dimensions: dimensions + [("reason", reason.kind.rawValue)])
+                label: WarrenMetric.deadLetters.name, dimensions: dimensions + [("reason", reason.kind.rawValue)])
         }
         byType[type] = instruments
         return (counter, Self.extra(for: event, in: instruments), instruments.duration, instruments.queueWait)

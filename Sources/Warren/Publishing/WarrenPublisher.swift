@@ -18,12 +18,12 @@ public struct WarrenPublisher: Sendable {
     /// Written as the AMQP `app_id`.
     public let appID: String?
     public let tracing: TracingOptions
-    /// Where each confirmed publish is reported as a `published` job event, when given (``WarrenEvents``).
-    public let events: WarrenEvents?
+    /// Where each confirmed publish is reported as a `published` job event, when given (``WarrenEventPublisher``).
+    public let events: WarrenEventPublisher?
 
     public init(
         transport: any WarrenTransport, codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil,
-        tracing: TracingOptions = TracingOptions(), events: WarrenEvents? = nil
+        tracing: TracingOptions = TracingOptions(), events: WarrenEventPublisher? = nil
     ) {
         self.transport = transport
         self.codec = codec

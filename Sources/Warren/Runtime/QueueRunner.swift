@@ -21,7 +21,7 @@ struct QueueRunner: Sendable {
     private let maximumMessageBytes: Int
     private let redeliveryLimit: Int?
     private let tracing: TracingOptions
-    private let events: WarrenEvents?
+    private let events: WarrenEventPublisher?
     /// The tracer that makes spans, `nil` when none does (tracing off, or the no-op tracer).
     private let tracer: (any Tracer)?
     /// Handlers running now; a shutdown waits for it to reach zero within the grace period.

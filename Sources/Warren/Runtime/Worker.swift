@@ -65,7 +65,7 @@ public final class Worker: Service, Sendable {
         tracker.update { $0 = Self.newTracker(registrations) }
         do {
             try await withGracefulShutdownHandler {
-                try await consumeUntilStopped()
+                try await sendingEvents { try await consumeUntilStopped() }
             } onGracefulShutdown: {
                 self.shutdown()
             }
@@ -73,6 +73,16 @@ public final class Worker: Service, Sendable {
         } catch {
             tracker.update { $0.stop(reason: "\(error)") }
             throw error
+        }
+    }
+
+    /// Runs `body` with the job events' batches sent beside it (when the worker has events), until it returns.
+    private func sendingEvents(_ body: () async throws -> Void) async throws {
+        guard let events = configuration.events else { return try await body() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await events.sendWhileRunning() }
+            defer { group.cancelAll() }
+            try await body()
         }
     }
 

@@ -25,8 +25,8 @@ public struct WorkerConfiguration: Sendable {
     /// How deliveries are traced (``TracingOptions``): on by default, with the process's tracer.
     public var tracing: TracingOptions
     /// Where the worker reports job events (`started`, each settlement) for a ledger; `nil` (the default) reports
-    /// none. See ``WarrenEvents``.
-    public var events: WarrenEvents?
+    /// none. See ``WarrenEventPublisher``.
+    public var events: WarrenEventPublisher?
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
@@ -37,7 +37,7 @@ public struct WorkerConfiguration: Sendable {
         redeliveryLimit: Int? = 10,
         health: HealthPolicy = HealthPolicy(),
         tracing: TracingOptions = TracingOptions(),
-        events: WarrenEvents? = nil
+        events: WarrenEventPublisher? = nil
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes

@@ -35,13 +35,46 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     private let reconnects: Counter
 
     private struct State: Sendable {
-        var started = false
-        /// ``close()`` was called (and ``start()`` not since): what would start the transport by itself does not.
-        var closed = false
-        var connected: Connected?
-        /// The (re)connection in progress, which every caller that needs the connection awaits.
-        var pending: Task<Connected, any Error>?
+        var lifecycle = Lifecycle.idle
+        /// Since when the connection is lost, while it is (for the log and the metrics).
         var outageStarted: ContinuousClock.Instant?
+        /// Numbers the connection attempts, so that a late one knows it was superseded.
+        var attempts = 0
+    }
+
+    /// Where the transport stands: one value, so that a connection kept after ``close()``, or an attempt without a
+    /// ``start()``, cannot be written.
+    private enum Lifecycle: Sendable {
+        /// Not started yet: what starts the transport by itself (a publish, ``deadLetters(of:limit:)``) does.
+        case idle
+        /// ``start()`` was called.
+        case started(Link)
+        /// ``close()`` was called (and ``start()`` not since): what would start the transport by itself does not.
+        case closed
+
+        var isStarted: Bool {
+            if case .started = self { return true }
+            return false
+        }
+
+        /// The connection made last (it may be lost since), while started.
+        var current: Connected? {
+            guard case .started(let link) = self else { return nil }
+            switch link {
+            case .none: return nil
+            case .up(let connected): return connected
+            case .connecting(_, _, let previous): return previous
+            }
+        }
+    }
+
+    /// The connection of a started transport.
+    private enum Link: Sendable {
+        case none
+        case up(Connected)
+        /// A (re)connection in progress, which every caller that needs the connection awaits; `previous` is what it
+        /// repairs.
+        case connecting(attempt: Int, Task<Connected, any Error>, previous: Connected?)
     }
 
     private struct Connected: Sendable {
@@ -67,16 +100,15 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         self.reconnect = reconnect
         self.publishRecoveryTimeout = publishRecoveryTimeout
         self.logger = logger
-        connectionUp = Gauge(label: WarrenMetrics.connectionUp.name, dimensions: [("connection", connectionName)])
-        reconnects = Counter(label: WarrenMetrics.reconnects.name, dimensions: [("connection", connectionName)])
+        connectionUp = Gauge(label: WarrenMetric.connectionUp.name, dimensions: [("connection", connectionName)])
+        reconnects = Counter(label: WarrenMetric.reconnects.name, dimensions: [("connection", connectionName)])
     }
 
     /// Connects (or makes sure the connection is up, reconnecting once if it was lost).
     /// - Throws: `AMQPError` when no endpoint accepts.
     public func start() async throws {
         state.withLock { state in
-            state.started = true
-            state.closed = false
+            if !state.lifecycle.isStarted { state.lifecycle = .started(.none) }
         }
         _ = try await ready()
     }
@@ -84,7 +116,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// Starts the transport unless it was closed: for calls documented to connect by themselves.
     private func startUnlessClosed() {
         state.withLock { state in
-            if !state.closed { state.started = true }
+            if case .idle = state.lifecycle { state.lifecycle = .started(.none) }
         }
     }
 
@@ -92,12 +124,22 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     private func ready() async throws -> Connected {
         enum Next { case use(Connected), wait(Task<Connected, any Error>) }
         let next: Next = try state.withLock { state in
-            guard state.started else { throw AMQPError(.connectionClosed, message: "the RabbitMQ transport is not started") }
-            if let pending = state.pending { return .wait(pending) }
-            if let connected = state.connected, connected.isUsable { return .use(connected) }
-            let previous = state.connected
-            let task = Task { try await self.establish(repairing: previous) }
-            state.pending = task
+            guard case .started(let link) = state.lifecycle else {
+                throw AMQPError(.connectionClosed, message: "the RabbitMQ transport is not started")
+            }
+            let previous: Connected?
+            switch link {
+            case .connecting(_, let task, _): return .wait(task)
+            case .up(let connected) where connected.isUsable: return .use(connected)
+            case .up(let connected): previous = connected
+            case .none: previous = nil
+            }
+            state.attempts += 1
+            let attempt = state.attempts
+            // A join: every caller that needs the connection awaits this one attempt; nothing cancels it (a caller that
+            // gives up leaves it to the others), and it ends by itself, connected or failed.
+            let task = Task { try await self.establish(attempt, repairing: previous) }
+            state.lifecycle = .started(.connecting(attempt: attempt, task, previous: previous))
             return .wait(task)
         }
         switch next {
@@ -107,7 +149,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     }
 
     /// Reopens what is closed: only the channels when the connection is alive, else everything.
-    private func establish(repairing previous: Connected?) async throws -> Connected {
+    private func establish(_ attempt: Int, repairing previous: Connected?) async throws -> Connected {
         if let previous, !previous.connection.isOpen, let reason = previous.connection.closeReason {
             outageBegins("connection lost", reason)
         }
@@ -132,17 +174,19 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 }
             }
             let stale = state.withLock { state -> Bool in
-                state.pending = nil
-                guard state.started else { return true }
-                state.connected = connected
+                guard case .started(.connecting(attempt, _, _)) = state.lifecycle else { return true }
+                state.lifecycle = .started(.up(connected))
                 return false
             }
-            // Closed while connecting: the new connection must not outlive the transport.
+            // Closed (or closed and started again) while connecting: the new connection must not outlive the transport.
             if stale { await connected.connection.close() }
             connectionBack()
             return connected
         } catch {
-            state.withLock { $0.pending = nil }
+            state.withLock { state in
+                guard case .started(.connecting(attempt, _, let previous)) = state.lifecycle else { return }
+                state.lifecycle = .started(previous.map(Link.up) ?? .none)
+            }
             if Self.scope(of: error, connection: nil) == .connection { outageBegins(previous == nil ? "cannot connect to the broker" : "connection lost", error) }
             throw error
         }
@@ -155,7 +199,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     }
 
     /// The connection, once started (for tools that need more than the transport offers).
-    public var connection: AMQPConnection? { state.withLock { $0.connected?.connection } }
+    public var connection: AMQPConnection? { state.withLock { $0.lifecycle.current?.connection } }
 
     @_spi(WarrenTransport)
     public func prepare(queue: String, delays: Set<Duration>) async throws {
@@ -207,7 +251,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 guard waitsForRecovery, Self.scope(of: error, connection: connected?.connection) == .connection else { throw error }
                 failures += 1
                 let delay = reconnect.delay(beforeAttempt: failures, sample: Double.random(in: 0..<1))
-                guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.started }) else { throw error }
+                guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.lifecycle.isStarted }) else { throw error }
                 logger.debug(
                     "publishing: waiting for the connection to come back",
                     metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retry_in_ms": .stringConvertible(delay.milliseconds)])
@@ -368,7 +412,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     }
 
     /// Whether the transport's connection is open right now.
-    public var isConnected: Bool { state.withLock { $0.connected?.connection.isOpen ?? false } }
+    public var isConnected: Bool { state.withLock { $0.lifecycle.current?.connection.isOpen ?? false } }
 
     /// Starts the transport (see ``start()``), then keeps it connected until the `ServiceGroup` shuts down gracefully
     /// or the task is cancelled, and closes it.
@@ -386,8 +430,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// Waits for the connection to end, then makes it again (retrying with ``reconnect``'s waits); until cancelled.
     private func keepConnected() async {
         var attempts = 0
-        while !Task.isCancelled, state.withLock({ $0.started }) {
-            if let connection = state.withLock({ $0.connected?.connection }), connection.isOpen {
+        while !Task.isCancelled, state.withLock({ $0.lifecycle.isStarted }) {
+            if let connection = state.withLock({ $0.lifecycle.current?.connection }), connection.isOpen {
                 attempts = 0
                 for await event in connection.events() {
                     if case .closed = event { break }
@@ -407,13 +451,14 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     /// Closes the connection; publishes, ``deadLetters(of:limit:)`` and declarations after this throw until ``start()`` is
     /// called again (they do not reopen a closed transport by themselves).
     public func close() async {
-        let (connected, pending) = state.withLock { state in
-            defer {
-                state.started = false
-                state.closed = true
-                state.connected = nil
+        let (connected, pending) = state.withLock { state -> (Connected?, Task<Connected, any Error>?) in
+            defer { state.lifecycle = .closed }
+            guard case .started(let link) = state.lifecycle else { return (nil, nil) }
+            switch link {
+            case .none: return (nil, nil)
+            case .up(let connected): return (connected, nil)
+            case .connecting(_, let task, let previous): return (previous, task)
             }
-            return (state.connected, state.pending)
         }
         await connected?.connection.close()
         _ = try? await pending?.value  // a connection made meanwhile closes itself (see establish)
@@ -427,76 +472,4 @@ struct ChannelSettler: DeliverySettler {
 
     func ack(_ tag: UInt64) throws { try channel.ack(deliveryTag: tag) }
     func requeue(_ tag: UInt64) throws { try channel.nack(deliveryTag: tag, requeue: true) }
-}
-
-/// Declares work, delay and dead-letter queues, once each, on a channel of its own.
-final class TopologyDeclarer: Sendable {
-    private let channel: AMQPChannel
-    var isOpen: Bool { channel.isOpen }
-    private let queueType: WarrenTopology.QueueType
-    private let declared = Mutex<Set<String>>([])
-    private let delays = Mutex<[String: Set<Duration>]>([:])
-
-    init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
-        channel = try await connection.openChannel()
-        self.queueType = queueType
-        try await channel.exchangeDeclare(WarrenTopology.deadLetterExchange, type: .direct, durable: true)
-    }
-
-    func topology(for queue: String) -> WarrenTopology {
-        WarrenTopology(queue: queue, queueType: queueType)
-    }
-
-    func declareTopicExchange(_ name: String) async throws {
-        try await channel.exchangeDeclare(name, type: .topic, durable: true)
-    }
-
-    func declare(queue: String, delays: Set<Duration>) async throws {
-        let topology = topology(for: queue)
-        try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
-        try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
-        try await declareQueue(topology.redeliveredQueue, arguments: topology.workQueueArguments)
-        try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
-        try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
-        for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
-        try await publishManifest(for: queue)
-    }
-
-    /// Declares the delay queue for `delay` unless this process already did.
-    func ensureDelayQueue(queue: String, delay: Duration, updateManifest: Bool = true) async throws {
-        let topology = topology(for: queue)
-        let name = topology.delayQueue(for: delay)
-        guard !declared.withLock({ $0.contains(name) }) else { return }
-        try await declareQueue(name, arguments: topology.delayQueueArguments(for: delay))
-        delays.withLock { _ = $0[queue, default: []].insert(delay) }
-        if updateManifest { try await publishManifest(for: queue) }
-    }
-
-    /// Replaces the work queue's manifest (its manifest queue keeps only the latest message).
-    private func publishManifest(for queue: String) async throws {
-        let topology = topology(for: queue)
-        let known = delays.withLock { $0[queue] ?? [] }
-        let manifest = TopologyManifest(
-            queue: queue, queueType: queueType.rawValue, deadLetterExchange: WarrenTopology.deadLetterExchange,
-            deadLetterQueue: topology.deadLetterQueue,
-            delayQueues: known.sorted().map { .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds) },
-            updatedAt: Date())
-        try await channel.publish(
-            Array(try manifest.json()), routingKey: topology.manifestQueue,
-            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
-    }
-
-    private func declareQueue(_ name: String, arguments: AMQPTable) async throws {
-        do {
-            try await channel.queueDeclare(name, durable: true, arguments: arguments)
-            declared.withLock { _ = $0.insert(name) }
-        } catch let error as AMQPError where error.replyCode == 406 {
-            let wanted = arguments.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            throw WarrenError(
-                .topologyConflict,
-                "queue '\(name)' exists with other arguments than Warren declares (\(wanted)); the broker said: "
-                    + "\(error.replyText ?? "406 PRECONDITION_FAILED"). Delete the queue (its messages with it), or declare it "
-                    + "as it is (warren.queue.type for x-queue-type)")
-        }
-    }
 }

@@ -1,0 +1,75 @@
+import Foundation
+import Synchronization
+import WarrenAMQP
+
+/// Declares work, delay and dead-letter queues, once each, on a channel of its own.
+final class TopologyDeclarer: Sendable {
+    private let channel: AMQPChannel
+    var isOpen: Bool { channel.isOpen }
+    private let queueType: WarrenTopology.QueueType
+    private let declared = Mutex<Set<String>>([])
+    private let delays = Mutex<[String: Set<Duration>]>([:])
+
+    init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
+        channel = try await connection.openChannel()
+        self.queueType = queueType
+        try await channel.exchangeDeclare(WarrenTopology.deadLetterExchange, type: .direct, durable: true)
+    }
+
+    func topology(for queue: String) -> WarrenTopology {
+        WarrenTopology(queue: queue, queueType: queueType)
+    }
+
+    func declareTopicExchange(_ name: String) async throws {
+        try await channel.exchangeDeclare(name, type: .topic, durable: true)
+    }
+
+    func declare(queue: String, delays: Set<Duration>) async throws {
+        let topology = topology(for: queue)
+        try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
+        try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
+        try await declareQueue(topology.redeliveredQueue, arguments: topology.workQueueArguments)
+        try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
+        try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
+        for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
+        try await publishManifest(for: queue)
+    }
+
+    /// Declares the delay queue for `delay` unless this process already did.
+    func ensureDelayQueue(queue: String, delay: Duration, updateManifest: Bool = true) async throws {
+        let topology = topology(for: queue)
+        let name = topology.delayQueue(for: delay)
+        guard !declared.withLock({ $0.contains(name) }) else { return }
+        try await declareQueue(name, arguments: topology.delayQueueArguments(for: delay))
+        delays.withLock { _ = $0[queue, default: []].insert(delay) }
+        if updateManifest { try await publishManifest(for: queue) }
+    }
+
+    /// Replaces the work queue's manifest (its manifest queue keeps only the latest message).
+    private func publishManifest(for queue: String) async throws {
+        let topology = topology(for: queue)
+        let known = delays.withLock { $0[queue] ?? [] }
+        let manifest = TopologyManifest(
+            queue: queue, queueType: queueType.rawValue, deadLetterExchange: WarrenTopology.deadLetterExchange,
+            deadLetterQueue: topology.deadLetterQueue,
+            delayQueues: known.sorted().map { .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds) },
+            updatedAt: Date())
+        try await channel.publish(
+            Array(try manifest.json()), routingKey: topology.manifestQueue,
+            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
+    }
+
+    private func declareQueue(_ name: String, arguments: AMQPTable) async throws {
+        do {
+            try await channel.queueDeclare(name, durable: true, arguments: arguments)
+            declared.withLock { _ = $0.insert(name) }
+        } catch let error as AMQPError where error.replyCode == 406 {
+            let wanted = arguments.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            throw WarrenError(
+                .topologyConflict,
+                "queue '\(name)' exists with other arguments than Warren declares (\(wanted)); the broker said: "
+                    + "\(error.replyText ?? "406 PRECONDITION_FAILED"). Delete the queue (its messages with it), or declare it "
+                    + "as it is (warren.queue.type for x-queue-type)")
+        }
+    }
+}
