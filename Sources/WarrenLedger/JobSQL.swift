@@ -1,12 +1,19 @@
 import Warren
 
-/// The SQL both stores share for searching and pruning jobs; each store says how it writes a placeholder (`?` for
-/// SQLite, `$1` for PostgreSQL) and binds the values.
+/// The ledger's SQL for searching and pruning jobs; a ``LedgerDialect`` says how a placeholder is written (`?1` for
+/// SQLite, `$1` for PostgreSQL).
 enum JobSQL {
-    enum Value: Equatable {
+    /// A value bound to a statement or read from a row.
+    enum Value: Equatable, Sendable {
         case text(String)
         case integer(Int64)
+        case boolean(Bool)
         case null
+
+        init(_ text: String?) { self = text.map(Value.text) ?? .null }
+        init(_ integer: Int64?) { self = integer.map(Value.integer) ?? .null }
+        init(_ integer: Int?) { self = integer.map { .integer(Int64($0)) } ?? .null }
+        init(_ boolean: Bool?) { self = boolean.map(Value.boolean) ?? .null }
     }
 
     /// A `WHERE` clause built condition by condition, its values numbered in order.

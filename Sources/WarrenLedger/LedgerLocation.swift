@@ -28,7 +28,7 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
     /// Opens the store (not yet migrated: a ``Ledger`` migrates when it runs; call ``LedgerStore/migrate()`` to
     /// serve one without ingesting).
     /// - Throws: SQLite's error for a file that cannot be opened; ``WarrenError`` for a URL that does not parse.
-    public func open(logger: Logger = Logger(label: "warren.ledger")) async throws -> any LedgerStore {
+    public func open(logger: Logger = Logger(label: "warren.ledger")) async throws -> SQLLedgerStore {
         switch kind {
         case .sqlite(let path): try await SQLiteLedgerStore(path: path, logger: logger)
         case .postgres(let url): try PostgresLedgerStore(url: url, logger: logger)

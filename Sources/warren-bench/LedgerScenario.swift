@@ -68,7 +68,7 @@ struct LedgerIngest: AsyncParsableCommand {
         print(String(decoding: data, as: UTF8.self))
     }
 
-    private func withStore<T>(_ body: (any LedgerStore) async throws -> T) async throws -> T {
+    private func withStore<T>(_ body: (SQLLedgerStore) async throws -> T) async throws -> T {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-ledger-\(UUID().uuidString).sqlite").path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = try await LedgerLocation(self.store ?? "sqlite:\(path)").open(logger: quietLogger)

@@ -14,7 +14,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 }
 
 /// A fresh store of `kind`: a SQLite file of its own, or a new database on the test process's PostgreSQL.
-func withStore<T>(_ kind: StoreKind, _ body: (any LedgerStore) async throws -> T) async throws -> T {
+func withStore<T>(_ kind: StoreKind, _ body: (SQLLedgerStore) async throws -> T) async throws -> T {
     switch kind {
     case .sqlite:
         return try await withSQLiteStore { store, _ in try await body(store) }
@@ -60,7 +60,7 @@ struct LedgerStoreTests {
         async let one: Void = first.migrate()
         async let two: Void = second.migrate()
         _ = try await (one, two)
-        #expect(try await first.schemaVersion() == PostgresLedgerStore.migrations.last?.version)
+        #expect(try await first.schemaVersion() == PostgresLedgerDatabase.migrations.last?.version)
         try await first.close()
         try await second.close()
     }
@@ -81,11 +81,11 @@ struct LedgerStoreTests {
         try await withSQLiteStore { store, path in
             try await store.migrate()
             try await store.migrate()
-            #expect(try await store.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
+            #expect(try await store.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
             // A second process opening the same file finds it migrated.
             let again = try await SQLiteLedgerStore(path: path)
             try await again.migrate()
-            #expect(try await again.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
+            #expect(try await again.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
             try await again.close()
         }
     }
@@ -353,7 +353,7 @@ struct LedgerStoreTests {
         // The file as schema version 1 left it, with a job in it.
         let old = try await SQLiteConnection.open(storage: .file(path: path))
         _ = try await old.query("CREATE TABLE ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
-        for statement in SQLiteLedgerStore.migrations[0].statements { _ = try await old.query(statement) }
+        for statement in SQLiteLedgerDatabase.migrations[0].statements { _ = try await old.query(statement) }
         _ = try await old.query("INSERT INTO ledger_migrations VALUES (1, 0)")
         _ = try await old.query(
             "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)")
@@ -364,7 +364,7 @@ struct LedgerStoreTests {
         let store = try await SQLiteLedgerStore(path: path)
         #expect(try await store.schemaVersion() == 1)
         try await store.migrate()
-        #expect(try await store.schemaVersion() == SQLiteLedgerStore.migrations.last?.version)
+        #expect(try await store.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
         let job = try #require(try await store.job(messageID: "kept"))
         #expect(job.state == .succeeded && job.updatedAtMs == 30, "the latest of its times")
         #expect(try await store.jobs(matching: JobQuery(state: .succeeded)).jobs.map(\.messageID) == ["kept"])

@@ -68,10 +68,10 @@ struct PostgresTLSTests {
     }
 
     @Test func onlyAConnectionInClearBeyondThisMachineIsWarnedAbout() async throws {
-        #expect(PostgresLedgerStore.warnsInClear(encrypted: false, host: "db.internal"))
-        #expect(PostgresLedgerStore.warnsInClear(encrypted: false, host: "10.0.0.5"))
-        #expect(!PostgresLedgerStore.warnsInClear(encrypted: true, host: "db.internal"))
-        #expect(!PostgresLedgerStore.warnsInClear(encrypted: false, host: "127.0.0.1"))
+        #expect(PostgresLedgerDatabase.warnsInClear(encrypted: false, host: "db.internal"))
+        #expect(PostgresLedgerDatabase.warnsInClear(encrypted: false, host: "10.0.0.5"))
+        #expect(!PostgresLedgerDatabase.warnsInClear(encrypted: true, host: "db.internal"))
+        #expect(!PostgresLedgerDatabase.warnsInClear(encrypted: false, host: "127.0.0.1"))
         let postgres = try await LocalPostgres.shared()
         let lines = TracingBrokerTests.LogLines()
         let logger = Logger(label: "tls-test") { _ in TracingBrokerTests.CapturingHandler(lines: lines) }
@@ -80,7 +80,7 @@ struct PostgresTLSTests {
         try await local.migrate()
         try await local.close()
         #expect(!lines.all.contains { "\($0["message"] ?? "")".contains("not encrypted") })
-        #expect(PostgresLedgerStore.explain(CancellationError()).contains("CancellationError"))
+        #expect(PostgresLedgerDatabase.explain(CancellationError()).contains("CancellationError"))
     }
 }
 
