@@ -59,6 +59,9 @@ struct LedgerRow: Sendable {
 struct LedgerDialect: Sendable {
     /// The `n`-th parameter (from 1): `?n` (SQLite), `$n` (PostgreSQL).
     let placeholder: @Sendable (Int) -> String
+    /// A parameter taken in order, where the database has one (SQLite's `?`): many rows of them cost one row's text,
+    /// repeated, rather than a number for each value. Only for a database whose JSON columns take text as it is.
+    let nextPlaceholder: String?
     /// The `n`-th parameter bound as text into a JSON column: PostgreSQL's JSONB wants a cast.
     let jsonPlaceholder: @Sendable (Int) -> String
     /// A JSON column read as text.
@@ -78,7 +81,11 @@ struct LedgerDialect: Sendable {
     /// `(p, p, …), (…)`: `rows` rows of `columns` parameters, numbered from 1 in order; the columns of `json` (from 1)
     /// take ``jsonPlaceholder``.
     func rows(_ rows: Int, columns: Int, json: Set<Int> = []) -> String {
-        (0..<rows).map { row in
+        if let next = nextPlaceholder {
+            let row = "(" + Array(repeating: next, count: columns).joined(separator: ",") + ")"
+            return Array(repeating: row, count: rows).joined(separator: ",")
+        }
+        return (0..<rows).map { row in
             "(" + (1...columns).map { column in
                 let n = row * columns + column
                 return json.contains(column) ? jsonPlaceholder(n) : placeholder(n)

@@ -28,7 +28,7 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
     }
 
     let dialect = LedgerDialect(
-        placeholder: { "?\($0)" }, jsonPlaceholder: { "?\($0)" }, jsonText: { $0 }, greatest: "MAX", least: "MIN",
+        placeholder: { "?\($0)" }, nextPlaceholder: "?", jsonPlaceholder: { "?\($0)" }, jsonText: { $0 }, greatest: "MAX", least: "MIN",
         eventsOnceTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))", rowsPerStatement: 400,
         migrations: SQLiteLedgerDatabase.migrations, migrationLock: nil)
 
