@@ -129,7 +129,7 @@ let package = Package(
         .target(
             name: "WarrenDashboard",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenHTTP", .product(name: "Hummingbird", package: "hummingbird"),
+                "Warren", "WarrenAMQP", "WarrenLedger", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import WarrenHTTP
 
 /// The request context of the dashboard's routes: who is asking, once ``DashboardAccessMiddleware`` has let the
 /// request in.
@@ -18,6 +17,9 @@ public struct DashboardRequestContext: RequestContext {
         coreContext = .init(source: source)
         peerAddress = source.channel.remoteAddress?.ipAddress
     }
+
+    /// Every JSON answer: keys sorted, a newline at the end, never cached.
+    public var responseEncoder: DashboardJSONEncoder { DashboardJSONEncoder() }
 }
 
 /// A signed-in browser: the identity, and the token its forms must carry back (CSRF).
@@ -94,12 +96,11 @@ struct DashboardAccessMiddleware: RouterMiddleware {
             switch await guesses.checkToken(token, client: client, access: access) {
             case .wait(let wait):
                 let seconds = max(1, wait.components.seconds + 1)
-                return try JSONResponse.error(
-                    .tooManyRequests, "too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s",
-                    headers: [.retryAfter: "\(seconds)"])
+                return try APIError("too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s")
+                    .response(.tooManyRequests, headers: [.retryAfter: "\(seconds)"], for: request, context: context)
             case .refused:
                 context.logger.notice("dashboard token refused", metadata: ["client": "\(client)"])
-                return try refuse(request)
+                return try refuse(request, context)
             case .accepted(let identity):
                 context.identity = identity
                 return try await next(request, context)
@@ -110,14 +111,13 @@ struct DashboardAccessMiddleware: RouterMiddleware {
             context.session = session
             return try await next(request, context)
         }
-        return try refuse(request)
+        return try refuse(request, context)
     }
 
-    private func refuse(_ request: Request) throws -> Response {
+    private func refuse(_ request: Request, _ context: Context) throws -> Response {
         if request.uri.path.hasPrefix("/api/") || request.method != .get {
-            return try JSONResponse.error(
-                .unauthorized, "unauthorized", "send Authorization: Bearer <token>, or sign in at /sign-in",
-                headers: [.wwwAuthenticate: "Bearer"])
+            return try APIError("unauthorized", "send Authorization: Bearer <token>, or sign in at /sign-in")
+                .response(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], for: request, context: context)
         }
         return Response(status: .seeOther, headers: [.location: Link.to("/sign-in", [("next", request.uri.description)])])
     }
@@ -142,7 +142,8 @@ struct RefuseNULMiddleware: RouterMiddleware {
         }
         if encoded || target.contains(0) {
             if request.uri.path.hasPrefix("/api/") {
-                return try JSONResponse.error(.badRequest, "bad_request", "the address must not contain NUL characters (%00)")
+                return try APIError("bad_request", "the address must not contain NUL characters (%00)")
+                    .response(.badRequest, for: request, context: context)
             }
             return Dashboard.problem(.badRequest, "The address must not contain NUL characters (%00).", link: "/jobs")
         }

@@ -1,6 +1,5 @@
 import Foundation
 import Hummingbird
-import WarrenHTTP
 import WarrenLedger
 
 /// The ledger's JSON API (snake_case), as Hummingbird routes; `warren-dashboard` serves it under `/api/`, behind
@@ -29,45 +28,60 @@ public struct LedgerAPI: Sendable {
         self.store = store
     }
 
-    /// Adds the routes to `router`, under its path (`addRoutes(to: router.group("api"))`).
+    /// Adds the routes to `router`, under its path (`addRoutes(to: router.group("api"))`). Answers are encoded by the
+    /// request context's encoder (``DashboardRequestContext`` sorts keys and forbids caching).
     public func addRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
-        router.get("jobs/:message_id") { _, context in
+        addJobRoutes(to: router)
+        addDeadLetterRoutes(to: router)
+        addFailureRoutes(to: router)
+    }
+
+    func addJobRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
+        router.get("jobs/:message_id") { request, context in
             let id = try context.parameters.require("message_id")
             guard let job = try await store.job(messageID: id) else {
-                return try JSONResponse.error(.notFound, "not_found", "no job with this message id in the ledger")
+                return try APIError("not_found", "no job with this message id in the ledger").response(.notFound, for: request, context: context)
             }
-            return try JSONResponse.make(job)
+            return try JSONAnswer(job).response(from: request, context: context)
         }
-        router.get("jobs") { request, _ in
-            try await Self.answer(request, parse: { try Self.query(from: $0) }) { try await store.jobs(matching: $0) }
+        router.get("jobs") { request, context in
+            try await Self.answer(request, context, parse: { try Self.query(from: $0) }) { try await store.jobs(matching: $0) }
         }
-        router.get("dead-letters/:message_id") { _, context in
+    }
+
+    func addDeadLetterRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
+        router.get("dead-letters/:message_id") { request, context in
             let id = try context.parameters.require("message_id")
             let letters = try await store.deadLetters(messageID: id)
             guard !letters.isEmpty else {
-                return try JSONResponse.error(.notFound, "not_found", "no dead letter with this message id in the ledger")
+                return try APIError("not_found", "no dead letter with this message id in the ledger")
+                    .response(.notFound, for: request, context: context)
             }
-            return try JSONResponse.make(["dead_letters": letters])
+            return try JSONAnswer(["dead_letters": letters]).response(from: request, context: context)
         }
-        router.get("dead-letters") { request, _ in
-            try await Self.answer(request, parse: Self.deadLetterQuery(from:)) { try await store.deadLetters(matching: $0) }
+        router.get("dead-letters") { request, context in
+            try await Self.answer(request, context, parse: Self.deadLetterQuery(from:)) { try await store.deadLetters(matching: $0) }
         }
-        router.get("failures") { request, _ in
-            try await Self.answer(request, parse: Self.failureQuery(from:)) { ["groups": try await store.failureGroups(matching: $0)] }
+    }
+
+    func addFailureRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
+        router.get("failures") { request, context in
+            try await Self.answer(request, context, parse: Self.failureQuery(from:)) { ["groups": try await store.failureGroups(matching: $0)] }
         }
     }
 
     /// The JSON of `search` for the query `parse` reads from the request's query string; 400 when it cannot.
     static func answer<Query, Answer: Encodable>(
-        _ request: Request, parse: ([(key: String, value: String)]) throws -> Query, search: (Query) async throws -> Answer
+        _ request: Request, _ context: some RequestContext, parse: ([(key: String, value: String)]) throws -> Query,
+        search: (Query) async throws -> Answer
     ) async throws -> Response {
         let query: Query
         do {
             query = try parse(request.uri.queryParameters.map { (String($0.key), String($0.value)) })
         } catch let error as BadRequest {
-            return try JSONResponse.error(.badRequest, "bad_request", error.message)
+            return try APIError("bad_request", error.message).response(.badRequest, for: request, context: context)
         }
-        return try JSONResponse.make(try await search(query))
+        return try JSONAnswer(try await search(query)).response(from: request, context: context)
     }
 
     /// The dead letters a request's query string asks for.

@@ -213,6 +213,22 @@ struct DashboardHardeningTests {
         }
     }
 
+    @Test func everyJSONAnswerIsSortedEndsInANewlineAndIsNeverCached() async throws {
+        try await DashboardScene.with { scene in
+            for (target, status) in [("/api/jobs", 200), ("/api/jobs?limit=0", 400), ("/api/jobs/unknown", 404), ("/api/audit", 200)] {
+                let answer = await scene.request("GET", target, headers: scene.operatorAuth)
+                #expect(answer.status == status, "\(target): \(answer.status) \(answer.body)")
+                #expect(answer.headers["content-type"] == "application/json", "\(target)")
+                #expect(answer.headers["cache-control"] == "no-store", "\(target)")
+                #expect(answer.body.hasSuffix("}\n"), "\(target): \(answer.body)")
+            }
+            let refused = await scene.request("GET", "/api/jobs?limit=0", headers: scene.operatorAuth)
+            #expect(refused.body.hasPrefix(#"{"error":"bad_request","message":"#), "keys sorted: \(refused.body)")
+            let unauthorized = await scene.request("GET", "/api/jobs")
+            #expect(unauthorized.status == 401 && unauthorized.headers["www-authenticate"] == "Bearer" && unauthorized.headers["cache-control"] == "no-store")
+        }
+    }
+
     @Test func overflowingDurationsAreRefusedWithASentence() async throws {
         #expect(ShortDuration.milliseconds("99999999999999d") == nil)
         #expect(ShortDuration.milliseconds("9223372036854775807s") == nil)

@@ -3,7 +3,6 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Warren
-import WarrenHTTP
 import WarrenLedger
 
 /// Bulk replays and purges of the dead letters the ledger holds: a failure group from its page, a failures search from
@@ -13,7 +12,7 @@ extension DeadLetterOperation.Action {
 }
 
 extension Dashboard {
-    func addOperationRoutes(pages: RouterGroup<DashboardRequestContext>) {
+    func addOperationRoutes(pages: RouterGroup<DashboardRequestContext>, api: RouterGroup<DashboardRequestContext>) {
         pages.get("operations") { _, context in try await operationsPage(context) }
         pages.get("operations/new") { request, context in try await confirmation(request, context) }
         for action in [DeadLetterAction.replay, .purge] {
@@ -23,21 +22,18 @@ extension Dashboard {
         }
         pages.post("operations") { request, context in try await startFromForm(request, context) }
         pages.get("operations/:id") { _, context in try await operationPage(context) }
-    }
-
-    func addOperationRoutes(api: RouterGroup<DashboardRequestContext>) {
         api.post("operations") { request, context in try await startFromAPI(request, context) }
-        api.get("operations") { request, _ in
-            try await LedgerAPI.answer(request, parse: { try LedgerAPI.listQuery(from: $0, known: ["limit"]) }) { list in
+        api.get("operations") { request, context in
+            try await LedgerAPI.answer(request, context, parse: { try LedgerAPI.listQuery(from: $0, known: ["limit"]) }) { list in
                 ["operations": try await store.operations(limit: list.limit)]
             }
         }
-        api.get("operations/:id") { _, context in
+        api.get("operations/:id") { request, context in
             let id = try context.parameters.require("id")
             guard let operation = try await store.operation(id: id) else {
-                return try JSONResponse.error(.notFound, "not_found", "No operation \(id).")
+                return try APIError("not_found", "No operation \(id).").response(.notFound, for: request, context: context)
             }
-            return try JSONResponse.make(operation)
+            return try JSONAnswer(operation).response(from: request, context: context)
         }
     }
 
@@ -140,24 +136,25 @@ extension Dashboard {
         if context.session != nil {
             let sent = request.headers[HTTPField.Name("X-CSRF-Token")!] ?? ""
             guard let session = context.session, ConstantTime.equal(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
-                return try JSONResponse.error(.forbidden, "forbidden", "A signed-in browser sends its CSRF token in X-CSRF-Token.")
+                return try APIError("forbidden", "A signed-in browser sends its CSRF token in X-CSRF-Token.")
+                    .response(.forbidden, for: request, context: context)
             }
         }
         let body: Body
         do {
             body = try JSONDecoder().decode(Body.self, from: Data(buffer: bytes))
         } catch {
-            return try JSONResponse.error(
-                .badRequest, "bad_request", "Send {\"action\": \"replay\" or \"purge\", \"filter\": {\"group_id\", \"queue\", \"message_id\", \"since_ms\", \"until_ms\"}}.")
+            return try APIError(
+                "bad_request", "Send {\"action\": \"replay\" or \"purge\", \"filter\": {\"group_id\", \"queue\", \"message_id\", \"since_ms\", \"until_ms\"}}."
+            ).response(.badRequest, for: request, context: context)
         }
         switch try await start(body.action, body.filter ?? DeadLetterFilter(), as: context.identity, logger: context.logger) {
         case .success(let operation):
-            var response = try JSONResponse.make(operation)
-            response.status = .accepted
-            response.headers[.location] = "/api/operations/\(Link.encode(operation.id))"
-            return response
+            return try JSONAnswer(operation).response(
+                .accepted, headers: [.location: "/api/operations/\(Link.encode(operation.id))"], for: request, context: context)
         case .failure(let refusal):
-            return try JSONResponse.error(refusal.status, Self.errorCode(refusal.status, otherwise: "not_started"), refusal.message)
+            return try APIError(Self.errorCode(refusal.status, otherwise: "not_started"), refusal.message)
+                .response(refusal.status, for: request, context: context)
         }
     }
 
