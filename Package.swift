@@ -29,10 +29,23 @@ let package = Package(
         // package still builds each by name (`swift build --product orders-worker`).
         .plugin(name: "LocalBrokerPlugin", targets: ["LocalBrokerPlugin"]),
     ],
-    // Off by default: swift-otel takes minutes to build. `swift build --traits OTLP --product orders-worker` (or
-    // `make otlp-check`) builds the example host with `--otlp-endpoint`.
+    // The optional parts, each behind a trait: on by default (nothing changes for a package that names none), and a
+    // dependent that wants less names what it wants — `traits: []` for the core alone (Warren, WarrenAMQP,
+    // WarrenTesting, WarrenLocalBroker), `traits: ["Ledger"]` for the SQLite ledger without PostgreSQL. Packages used
+    // only behind traits that are off are not fetched (README, "Add Warren to your package").
     traits: [
-        .trait(name: "OTLP", description: "orders-worker exports its traces with swift-otel over OTLP/HTTP (--otlp-endpoint)")
+        .trait(name: "HTTP", description: "WarrenHTTP: health probes and a Prometheus endpoint on Hummingbird"),
+        .trait(name: "Ledger", description: "WarrenLedger with its embedded SQLite store (sqlite-nio)"),
+        .trait(
+            name: "PostgreSQL", description: "the ledger's PostgreSQL store (postgres-nio, swift-nio-ssl)",
+            enabledTraits: ["Ledger"]),
+        .trait(
+            name: "Dashboard", description: "WarrenDashboard and warren-dashboard (Hummingbird, swift-crypto)",
+            enabledTraits: ["Ledger", "HTTP"]),
+        // Off by default: swift-otel takes minutes to build. `swift build --traits OTLP --product orders-worker` (or
+        // `make otlp-check`) builds the example host with `--otlp-endpoint`.
+        .trait(name: "OTLP", description: "orders-worker exports its traces with swift-otel over OTLP/HTTP (--otlp-endpoint)"),
+        .default(enabledTraits: ["HTTP", "Ledger", "PostgreSQL", "Dashboard"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -105,11 +118,11 @@ let package = Package(
             name: "WarrenHTTP",
             dependencies: [
                 "Warren",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["HTTP"])),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio", condition: .when(traits: ["HTTP"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -118,9 +131,9 @@ let package = Package(
             name: "WarrenLedger",
             dependencies: [
                 "Warren", "WarrenAMQP",
-                .product(name: "SQLiteNIO", package: "sqlite-nio"),
-                .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio", condition: .when(traits: ["Ledger"])),
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["PostgreSQL"])),
+                .product(name: "NIOSSL", package: "swift-nio-ssl", condition: .when(traits: ["PostgreSQL"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -129,10 +142,10 @@ let package = Package(
         .target(
             name: "WarrenDashboard",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLedger", .product(name: "Hummingbird", package: "hummingbird"),
+                "Warren", "WarrenAMQP", "WarrenLedger", .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Dashboard"])),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
-                .product(name: "NIOPosix", package: "swift-nio"), .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Dashboard"])), .product(name: "_CryptoExtras", package: "swift-crypto", condition: .when(traits: ["Dashboard"])),
+                .product(name: "NIOPosix", package: "swift-nio", condition: .when(traits: ["Dashboard"])), .product(name: "HTTPTypes", package: "swift-http-types", condition: .when(traits: ["Dashboard"])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -152,7 +165,7 @@ let package = Package(
             name: "warren-dashboard",
             dependencies: [
                 "Warren", "WarrenAMQP", "WarrenLedger", "WarrenDashboard", "WarrenHTTP",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Dashboard"])),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -199,7 +212,7 @@ let package = Package(
             name: "report-api",
             dependencies: [
                 "Warren", "WarrenAMQP", "WarrenLedger", "WarrenHTTP",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -252,7 +265,7 @@ let package = Package(
             name: "DocSnippets",
             dependencies: [
                 "Warren", "WarrenAMQP", "WarrenTesting", "WarrenLocalBroker", "WarrenHTTP", "WarrenLedger",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -271,7 +284,7 @@ let package = Package(
             name: "WarrenTests",
             dependencies: [
                 "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["HTTP"])),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),
@@ -279,8 +292,8 @@ let package = Package(
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
-                .product(name: "SQLiteNIO", package: "sqlite-nio"),
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio", condition: .when(traits: ["Ledger"])),
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -20,7 +20,7 @@ import WarrenAMQP
 /// process that died) until shutdown.
 public final class DeadLetterOperationRunner: Service, Sendable {
     /// A point in an operation where a test makes it stop as a crash would: nothing after it runs.
-    public enum Step: String, Sendable, CaseIterable {
+    package enum Step: String, Sendable, CaseIterable {
         /// A batch was read from the store; nothing published yet.
         case selected
         /// The batch's copies are confirmed by the broker; the store does not know yet.
@@ -49,11 +49,18 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     ///   - transport: the connection replays publish on (its own, or the ledger's).
     ///   - owner: this runner's name in leases; unique per process.
     ///   - batchSize: dead letters per batch (one commit each), 1 to 1,000.
-    ///   - fault: for tests: called at each ``Step``; what it throws stops the operation there, as a crash would
-    ///     (its lease is kept until it runs out).
-    public init(
+    public convenience init(
         store: any LedgerStore, transport: RabbitMQTransport, owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
-        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)? = nil,
+        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), logger: Logger = Logger(label: "warren.ledger.operations")
+    ) {
+        self.init(store: store, transport: transport, owner: owner, batchSize: batchSize, leaseDuration: leaseDuration, fault: nil, logger: logger)
+    }
+
+    /// For this package's tests: `fault` is called at each ``Step``; what it throws stops the operation there, as a
+    /// crash would (its lease is kept until it runs out).
+    package init(
+        store: any LedgerStore, transport: RabbitMQTransport, owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
+        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?,
         logger: Logger = Logger(label: "warren.ledger.operations")
     ) {
         self.store = store

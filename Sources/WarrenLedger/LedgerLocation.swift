@@ -30,8 +30,15 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
     /// - Throws: SQLite's error for a file that cannot be opened; ``WarrenError`` for a URL that does not parse.
     public func open(logger: Logger = Logger(label: "warren.ledger")) async throws -> SQLLedgerStore {
         switch kind {
-        case .sqlite(let path): try await SQLiteLedgerStore(path: path, logger: logger)
-        case .postgres(let url): try PostgresLedgerStore(url: url, logger: logger)
+        case .sqlite(let path):
+            return try await SQLiteLedgerStore(path: path, logger: logger)
+        case .postgres(let url):
+            #if PostgreSQL
+            return try PostgresLedgerStore(url: url, logger: logger)
+            #else
+            _ = url
+            throw WarrenError(.invalidConfiguration, "this build of Warren has no PostgreSQL store: its PostgreSQL trait is off")
+            #endif
         }
     }
 

@@ -165,114 +165,143 @@ struct QueueRunner: Sendable {
                 delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer, relation: tracing.processSpanRelation)
             : nil
         let type = properties.warrenMessageType
-
-        var failure: HandlingFailure?
-        var interrupted = false
-        var duplicate = false
-        var replayMark: (store: any IdempotencyStore, messageID: String, scope: String)?
-        let redelivery = RedeliveryVerdict.decide(
-            redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
+        let redelivery = RedeliveryVerdict.decide(redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
             let outcome = await reenqueue(delivery, headers: headers, returns: returns, isolated: isolated, trace: trace)
             trace?.finish(outcome: outcome, failure: nil)
-            report(
-                delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace,
-                logger: logger)
+            report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace, logger: logger)
             return
         }
-        if case .deadLetter(let returns, let limit) = redelivery {
-            failure = .redeliveryLimit(returns: returns, limit: limit)
-        } else if delivery.body.count > maximumMessageBytes {
-            failure = .tooLarge(bytes: delivery.body.count, limit: maximumMessageBytes)
-        } else if let encoding = properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
-            failure = .unsupportedContentEncoding(encoding)
+
+        let handling: Handling
+        if let refusal = refusal(of: delivery, redelivery: redelivery) {
+            handling = Handling(failure: refusal)
         } else if let type, let registration = handler(for: type) {
             if let events { events.record(startedEvent(delivery, type: type, attempt: attempt, trace: trace)) }
             if let codec = codecs.codec(for: properties.contentType) {
-                let context = MessageContext(
-                    messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
-                    headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
-                    redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
-                    publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing, events: configuration.events),
-                    traceID: trace?.traceID, spanID: trace?.spanID)
-                do {
-                    let store = registration.options.idempotency
-                    let scope = store == nil ? "" : "\(queue)/\(type)"
-                    // The first attempt of a replay's copy is remembered once settled, so a second copy of the same
-                    // replay (republished after a crash between the broker's confirm and the ledger's commit) is dropped.
-                    if let store, let id = properties.messageID, attempt == 1,
-                        let replay = headers.header(WarrenHeader.replayID)?.stringValue
-                    {
-                        replayMark = (store, id, "\(scope)/replay/\(replay)")
-                    }
-                    if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
-                        duplicate = true
-                    } else if let replayMark, try await replayMark.store.contains(replayMark.messageID, scope: replayMark.scope) {
-                        duplicate = true
-                    } else {
-                        if let timeout = registration.options.timeout {
-                            let token = progress.handlerStarted(deadline: started.advanced(by: timeout))
-                            defer { progress.handlerEnded(token) }
-                            try await withTimeout(timeout) {
-                                try await Self.inTrace(trace) { try await registration.process(delivery.body, codec, context) }
-                            }
-                        } else if let traced = trace?.context {
-                            try await ServiceContext.withValue(traced) { try await registration.process(delivery.body, codec, context) }
-                        } else {
-                            // No escaping closure (and no allocation for it) when there is no time limit.
-                            try await registration.process(delivery.body, codec, context)
-                        }
-                        if let store, let id = properties.messageID { try await store.record(id, scope: scope) }
-                    }
-                } catch let error as UndecodableBody {
-                    failure = .undecodable(error.detail)
-                } catch let error as HandlerTimedOut {
-                    failure = .timedOut(error.limit)
-                } catch {
-                    interrupted = Task.isCancelled
-                    failure = .handlerError(error)
-                }
+                handling = await run(
+                    registration, codec: codec, delivery, type: type, headers: headers, attempt: attempt, started: started, trace: trace)
             } else {
-                failure = .unsupportedContentType(properties.contentType ?? "")
+                handling = Handling(failure: .unsupportedContentType(properties.contentType ?? ""))
             }
         } else {
-            failure = .unknownType(type)
+            handling = Handling(failure: .unknownType(type))
         }
 
-        let outcome: SettlementEvent.Outcome
-        var failedAtMs: Int64?
-        if let failure, interrupted {
-            // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
-            logger.debug("handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
-            outcome = requeue(delivery)
-        } else if let failure {
-            let decision = FailureDecision.decide(
-                failure: failure, attempt: attempt, policy: type.flatMap(handler(for:))?.options.retry ?? .never,
-                jitterSample: Double.random(in: 0..<1))
-            let now = Self.nowMilliseconds()
-            failedAtMs = now
-            outcome = await settle(
-                delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, failedAtMs: now, trace: trace)
-        } else {
-            do {
-                try delivery.ack()
-                outcome = .acked
-            } catch {
-                trace?.record(error)
-                metrics.droppedSettlement()
-                logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
-                outcome = .requeued
-            }
-        }
-        if let replayMark, !duplicate, outcome != .requeued {
+        let (outcome, failedAtMs) = await settle(delivery, handling, type: type, headers: headers, attempt: attempt, trace: trace)
+        if let replayMark = handling.replayMark, !handling.duplicate, outcome != .requeued {
             do { try await replayMark.store.record(replayMark.messageID, scope: replayMark.scope) } catch {
                 logger.warning("could not remember a replay's copy", metadata: ["queue": "\(queue)", "error": "\(error)"])
             }
         }
-        trace?.finish(outcome: outcome, failure: failure?.summary)
+        trace?.finish(outcome: outcome, failure: handling.failure?.summary)
         report(
-            delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: failure,
-            failedAtMs: failedAtMs, duplicate: duplicate, trace: trace, logger: logger)
+            delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: handling.failure,
+            failedAtMs: failedAtMs, duplicate: handling.duplicate, trace: trace, logger: logger)
+    }
+
+    /// What became of a delivery's handling.
+    private struct Handling {
+        var failure: HandlingFailure?
+        /// The worker is stopping and interrupted the handler.
+        var interrupted = false
+        /// An idempotency store knew the message: not handled again.
+        var duplicate = false
+        /// A replay's copy to remember once settled (see ``run(_:codec:_:type:headers:attempt:started:trace:)``).
+        var replayMark: (store: any IdempotencyStore, messageID: String, scope: String)?
+    }
+
+    /// Why a delivery is not handled at all, before its type is looked at: its redelivery limit spent, too large, or
+    /// an encoding Warren cannot read.
+    private func refusal(of delivery: TransportDelivery, redelivery: RedeliveryVerdict) -> HandlingFailure? {
+        if case .deadLetter(let returns, let limit) = redelivery { return .redeliveryLimit(returns: returns, limit: limit) }
+        if delivery.body.count > maximumMessageBytes { return .tooLarge(bytes: delivery.body.count, limit: maximumMessageBytes) }
+        if let encoding = delivery.properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
+            return .unsupportedContentEncoding(encoding)
+        }
+        return nil
+    }
+
+    /// Runs the handler (unless an idempotency store knows the message), within its timeout and its trace.
+    private func run(
+        _ registration: HandlerRegistration, codec: any MessageCodec, _ delivery: TransportDelivery, type: String, headers: AMQPTable,
+        attempt: Int, started: ContinuousClock.Instant, trace: DeliveryTrace?
+    ) async -> Handling {
+        let properties = delivery.properties
+        let context = MessageContext(
+            messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
+            headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
+            redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
+            publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing, events: configuration.events),
+            traceID: trace?.traceID, spanID: trace?.spanID)
+        var handling = Handling()
+        do {
+            let store = registration.options.idempotency
+            let scope = store == nil ? "" : "\(queue)/\(type)"
+            // The first attempt of a replay's copy is remembered once settled, so a second copy of the same
+            // replay (republished after a crash between the broker's confirm and the ledger's commit) is dropped.
+            if let store, let id = properties.messageID, attempt == 1, let replay = headers.header(WarrenHeader.replayID)?.stringValue {
+                handling.replayMark = (store, id, "\(scope)/replay/\(replay)")
+            }
+            if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
+                handling.duplicate = true
+            } else if let replayMark = handling.replayMark, try await replayMark.store.contains(replayMark.messageID, scope: replayMark.scope) {
+                handling.duplicate = true
+            } else {
+                if let timeout = registration.options.timeout {
+                    let token = progress.handlerStarted(deadline: started.advanced(by: timeout))
+                    defer { progress.handlerEnded(token) }
+                    try await withTimeout(timeout) {
+                        try await Self.inTrace(trace) { try await registration.process(delivery.body, codec, context) }
+                    }
+                } else if let traced = trace?.context {
+                    try await ServiceContext.withValue(traced) { try await registration.process(delivery.body, codec, context) }
+                } else {
+                    // No escaping closure (and no allocation for it) when there is no time limit.
+                    try await registration.process(delivery.body, codec, context)
+                }
+                if let store, let id = properties.messageID { try await store.record(id, scope: scope) }
+            }
+        } catch let error as UndecodableBody {
+            handling.failure = .undecodable(error.detail)
+        } catch let error as HandlerTimedOut {
+            handling.failure = .timedOut(error.limit)
+        } catch {
+            handling.interrupted = Task.isCancelled
+            handling.failure = .handlerError(error)
+        }
+        return handling
+    }
+
+    /// Settles the delivery as its handling says: acked; requeued when a shutdown interrupted its handler (no attempt
+    /// spent); else retried or dead-lettered by its policy, the copy confirmed first. Returns the outcome and, for a
+    /// failure, when it failed.
+    private func settle(
+        _ delivery: TransportDelivery, _ handling: Handling, type: String?, headers: AMQPTable, attempt: Int, trace: DeliveryTrace?
+    ) async -> (SettlementEvent.Outcome, failedAtMs: Int64?) {
+        if let failure = handling.failure, handling.interrupted {
+            // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
+            logger.debug("handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
+            return (requeue(delivery), nil)
+        }
+        if let failure = handling.failure {
+            let decision = FailureDecision.decide(
+                failure: failure, attempt: attempt, policy: type.flatMap(handler(for:))?.options.retry ?? .never,
+                jitterSample: Double.random(in: 0..<1))
+            let now = Self.nowMilliseconds()
+            let outcome = await settle(
+                delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, failedAtMs: now, trace: trace)
+            return (outcome, now)
+        }
+        do {
+            try delivery.ack()
+            return (.acked, nil)
+        } catch {
+            trace?.record(error)
+            metrics.droppedSettlement()
+            logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            return (.requeued, nil)
+        }
     }
 
     /// Runs `operation` in the delivery's trace context, when it has one.

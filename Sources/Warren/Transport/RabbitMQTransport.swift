@@ -198,8 +198,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         return publisher
     }
 
-    /// The connection, once started (for tools that need more than the transport offers).
-    public var connection: AMQPConnection? { state.withLock { $0.lifecycle.current?.connection } }
+    /// The connection, once started: for this package's tools that need more than the transport offers (the ledger
+    /// opens channels of its own on it); not for users, whose code would then depend on the connection it replaces.
+    package var connection: AMQPConnection? { state.withLock { $0.lifecycle.current?.connection } }
 
     @_spi(WarrenTransport)
     public func prepare(queue: String, delays: Set<Duration>) async throws {

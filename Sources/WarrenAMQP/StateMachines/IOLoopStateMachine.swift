@@ -26,8 +26,7 @@ struct IOLoopStateMachine {
 
     /// How long a contiguous run of held acks may wait for more before it goes out as one `multiple` ack. Fewer ack
     /// frames are less work for the broker: holding acks this long, or until a batch (``ackBatch(prefetch:)``) waits,
-    /// measured 1.42x the consume rate of a raw one-ack-per-message loop, against 1.27x with one ack per read pass
-    /// (docs/performance.md, "How the figures moved").
+    /// consumed faster than one ack per read pass (the figures: docs/performance.md, "How the figures moved").
     static let ackBatchDelay: Duration = .milliseconds(1)
     /// How long an ack may wait behind a gap (an earlier delivery still being handled) before it goes out on its own.
     /// Not tuned by measurement: it bounds how long a slow handler keeps the broker counting its neighbours'
@@ -36,9 +35,8 @@ struct IOLoopStateMachine {
     /// How many held acks make the thread send every one of them, gaps or not. A bound on what the thread holds, not a
     /// tuned figure: four times the largest batch.
     static let heldAcksLimit = 256
-    /// A batch of acks is this share of the prefetch: a quarter. Alternated against it, half measured slower
-    /// (16.2–16.6k vs 17.2–17.3k msg/s), and so did an eighth and a sixteenth (docs/performance.md, "Tried and
-    /// dropped").
+    /// A batch of acks is this share of the prefetch: a quarter. Alternated against it, half, an eighth and a sixteenth
+    /// measured slower (docs/performance.md, "Tried and dropped").
     static let ackBatchSharePerPrefetch = 4
     /// The largest batch, and the batch without a prefetch. Holds the batch's time bound, not its size, in charge on
     /// very wide windows.
@@ -57,9 +55,8 @@ struct IOLoopStateMachine {
 
     /// How long the thread waits, once the socket is readable, before reading a busy stream of deliveries. The broker
     /// sends such a stream in pieces of one to four deliveries; waiting lets the next pieces arrive, so that one `recv`,
-    /// one consumer wake-up and one ack frame cover several times as many deliveries: measured with and without, 20–23
-    /// consumer wake-ups per 1,000 messages instead of 94–104, and a third less client CPU per delivery
-    /// (docs/performance.md, "Gathering deliveries"). Costs at most this much latency, and only under load; commands
+    /// one consumer wake-up and one ack frame cover several times as many deliveries, for less client CPU per delivery
+    /// (measured with and without: docs/performance.md, "Gathering deliveries"). Costs at most this much latency, and only under load; commands
     /// queued meanwhile wait as long.
     static let gatherDelay: Duration = .microseconds(300)
     /// The deliveries read since the last sleep from which the stream counts as busy: a lone delivery (light load) is

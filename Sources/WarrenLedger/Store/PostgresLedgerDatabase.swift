@@ -1,3 +1,5 @@
+// Built with the PostgreSQL trait (on by default): without it, WarrenLedger needs neither postgres-nio nor swift-nio-ssl.
+#if PostgreSQL
 import Foundation
 import Logging
 import PostgresNIO
@@ -176,3 +178,4 @@ final class PostgresLedgerDatabase: LedgerDatabase {
         return rows
     }
 }
+#endif

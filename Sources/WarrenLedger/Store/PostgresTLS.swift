@@ -1,3 +1,5 @@
+// Built with the PostgreSQL trait (on by default): without it, WarrenLedger needs neither postgres-nio nor swift-nio-ssl.
+#if PostgreSQL
 import Foundation
 import NIOSSL
 import PostgresNIO
@@ -115,3 +117,4 @@ public struct LedgerStoreError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { message }
 }
+#endif

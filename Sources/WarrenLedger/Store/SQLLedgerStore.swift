@@ -1,7 +1,10 @@
 import Foundation
 import Logging
-import PostgresNIO
 import Warren
+
+#if PostgreSQL
+import PostgresNIO
+#endif
 
 /// The ledger's store on SQL: the embedded SQLite file (``init(path:logger:)``) or a shared PostgreSQL database
 /// (``init(url:logger:)``). Its logic and SQL are written once; what differs between the two databases is a dialect
@@ -28,6 +31,7 @@ public final class SQLLedgerStore: LedgerStore {
         self.init(database: try await SQLiteLedgerDatabase(path: path, logger: logger), logger: logger)
     }
 
+    #if PostgreSQL
     /// A PostgreSQL database.
     /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
     ///   every log and error). `sslmode` and `sslrootcert` have libpq's meanings (``PostgresTLSMode``); without them
@@ -56,6 +60,7 @@ public final class SQLLedgerStore: LedgerStore {
     public convenience init(configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")) {
         self.init(database: PostgresLedgerDatabase(configuration: configuration, server: nil, logger: logger), logger: logger)
     }
+    #endif
 
     /// The SQLite file, for a store on SQLite.
     public var path: String? { (database as? SQLiteLedgerDatabase)?.path }
@@ -492,5 +497,5 @@ public final class SQLLedgerStore: LedgerStore {
 /// The embedded store: ``SQLLedgerStore`` on a SQLite file (``SQLLedgerStore/init(path:logger:)``).
 public typealias SQLiteLedgerStore = SQLLedgerStore
 
-/// The shared store: ``SQLLedgerStore`` on PostgreSQL (``SQLLedgerStore/init(url:logger:)``).
+/// The shared store: ``SQLLedgerStore`` on PostgreSQL (``SQLLedgerStore/init(url:logger:)``; the PostgreSQL trait).
 public typealias PostgresLedgerStore = SQLLedgerStore
