@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test test-fast demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
+.PHONY: all deps build test test-fast traits-check demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -89,4 +89,10 @@ otlp-check: deps
 	scripts/otlp-check.sh
 
 clean:
-	rm -rf .build .build-fuzz .build-otlp
+	rm -rf .build .build-fuzz .build-otlp .build-traits
+
+## The optional parts' traits hold: WarrenLedger builds with its SQLite store alone (no postgres-nio, no swift-nio-ssl),
+## and the core with no trait at all; each in a build folder of its own (.build-traits), as a dependent would build it.
+traits-check: deps
+	$(SWIFT) build --scratch-path .build-traits --disable-default-traits --traits Ledger --target WarrenLedger
+	$(SWIFT) build --scratch-path .build-traits --disable-default-traits --target WarrenTesting
