@@ -31,7 +31,8 @@ public struct Dashboard: Sendable {
     /// Replays and purges dead letters still in their queues for operators; `nil`: off (no broker).
     public var queueActions: (any DeadLetterQueueActions)?
     /// Replays and purges the dead letters the ledger holds (``DeadLetterIntake``), one or in bulk, as durable
-    /// operations; `nil`: off (no broker, or the dead letters stay in their queues).
+    /// operations; `nil`: off (no broker, or the dead letters stay in their queues). Run it in the same
+    /// `ServiceGroup`: the bulk operations the dashboard starts are handed to its `run()`.
     public var runner: DeadLetterOperationRunner?
     let sessions: DashboardSessions
     /// Failed sign-ins and bearer tokens, per client and per user name.
@@ -52,6 +53,24 @@ public struct Dashboard: Sendable {
         try self.init(
             store: store, access: access, inspector: inspector, queueActions: queueActions, runner: runner, watchedQueues: watchedQueues,
             secureCookies: secureCookies, trustedProxies: trustedProxies, guessPolicy: GuessThrottle.Policy())
+    }
+
+    /// The former spelling of ``init(store:access:inspector:queueActions:runner:watchedQueues:secureCookies:trustedProxies:)``.
+    @available(*, deprecated, renamed: "init(store:access:inspector:queueActions:runner:watchedQueues:secureCookies:trustedProxies:)")
+    public init(
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterQueueActions)?,
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
+    ) throws {
+        try self.init(
+            store: store, access: access, inspector: inspector, queueActions: operations, runner: runner, watchedQueues: watchedQueues,
+            secureCookies: secureCookies, trustedProxies: trustedProxies)
+    }
+
+    /// The former name of ``queueActions``.
+    @available(*, deprecated, renamed: "queueActions")
+    public var operations: (any DeadLetterQueueActions)? {
+        get { queueActions }
+        set { queueActions = newValue }
     }
 
     init(

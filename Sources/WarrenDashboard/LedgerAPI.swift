@@ -42,7 +42,7 @@ public struct LedgerAPI: Sendable {
             guard let job = try await store.job(messageID: id) else {
                 return try APIError("not_found", "no job with this message id in the ledger").response(.notFound, for: request, context: context)
             }
-            return try JSONAnswer(job).response(from: request, context: context)
+            return try JSONAnswer(job).response(.ok, for: request, context: context)
         }
         router.get("jobs") { request, context in
             try await Self.answer(request, context, parse: { try Self.query(from: $0) }) { try await store.jobs(matching: $0) }
@@ -57,7 +57,7 @@ public struct LedgerAPI: Sendable {
                 return try APIError("not_found", "no dead letter with this message id in the ledger")
                     .response(.notFound, for: request, context: context)
             }
-            return try JSONAnswer(["dead_letters": letters]).response(from: request, context: context)
+            return try JSONAnswer(["dead_letters": letters]).response(.ok, for: request, context: context)
         }
         router.get("dead-letters") { request, context in
             try await Self.answer(request, context, parse: Self.deadLetterQuery(from:)) { try await store.deadLetters(matching: $0) }
@@ -81,7 +81,7 @@ public struct LedgerAPI: Sendable {
         } catch let error as BadRequest {
             return try APIError("bad_request", error.message).response(.badRequest, for: request, context: context)
         }
-        return try JSONAnswer(try await search(query)).response(from: request, context: context)
+        return try JSONAnswer(try await search(query)).response(.ok, for: request, context: context)
     }
 
     /// The dead letters a request's query string asks for.

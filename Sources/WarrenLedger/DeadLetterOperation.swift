@@ -1,6 +1,6 @@
 /// A replay or a purge of the dead letters a ledger holds, as the store records it: what it applies to, who asked,
 /// and how far it got. Durable: a process killed halfway leaves it `running`, and the next one to claim it
-/// (``DeadLetterQueueActions``) carries on after ``cursor``.
+/// (``DeadLetterOperationRunner``) carries on after ``cursor``.
 public struct DeadLetterOperation: Sendable, Equatable, Codable {
     public enum Action: String, Sendable, Codable {
         /// Publish each back to its work queue (``Warren/DeadLetterReplay``), marked with the operation's id.

@@ -40,7 +40,13 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     private let logger: Logger
     /// The operations this runner executes now. Its lease lets it renew its own claim, so a second ``execute(_:)`` of
     /// one operation in this process (a request's and the resume loop's) waits for the first instead of running too.
-    private let executing = Mutex<[String: Task<DeadLetterOperation?, any Error>]>([:])
+    private let executing = Mutex<[String: Execution]>([:])
+
+    /// One run of an operation and how many callers of ``execute(_:)`` await it.
+    private struct Execution {
+        var run: Task<DeadLetterOperation?, any Error>
+        var waiters: Int
+    }
     /// Operations handed to ``run()`` by ``submit(_:)``.
     private let submitted: AsyncStream<String>
     private let submissions: AsyncStream<String>.Continuation
@@ -101,21 +107,31 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     @discardableResult
     public func execute(_ id: String) async throws -> DeadLetterOperation? {
         let run = executing.withLock { running in
-            if let run = running[id] { return run }
-            // A join: every caller of `execute` for this operation awaits this one run, and a caller's cancellation
-            // cancels it (all of them are this runner's, which ends them together). Removes itself when done; it
-            // takes the lock, so not before it is in the table.
+            if var execution = running[id] {
+                execution.waiters += 1
+                running[id] = execution
+                return execution.run
+            }
+            // A join: every caller of `execute` for this operation awaits this one run; it is cancelled once every
+            // one of them was (a request that went away alone does not stop the run the resume loop awaits too).
+            // Removes itself when done; it takes the lock, so not before it is in the table.
             let run = Task {
                 defer { _ = self.executing.withLock { $0.removeValue(forKey: id) } }
                 return try await self.claimAndRun(id)
             }
-            running[id] = run
+            running[id] = Execution(run: run, waiters: 1)
             return run
         }
         return try await withTaskCancellationHandler {
             try await run.value
         } onCancel: {
-            run.cancel()
+            let nobodyWaits = executing.withLock { running -> Bool in
+                guard var execution = running[id], execution.run == run else { return false }
+                execution.waiters -= 1
+                running[id] = execution
+                return execution.waiters == 0
+            }
+            if nobodyWaits { run.cancel() }
         }
     }
 
@@ -176,6 +192,8 @@ public final class DeadLetterOperationRunner: Service, Sendable {
                 logger.warning("dead-letter operation failed", metadata: ["operation": "\(operation.id)", "error": "\(why)"])
                 return try await store.operation(id: operation.id)
             }
+            // Cancelled (the runner stops): the operation stays running, and its lease lets the next run carry on.
+            try Task.checkCancellation()
             guard try await claim(operation) else { return operation }
         }
     }

@@ -26,6 +26,9 @@ final class GroupCommit<Item: Sendable>: Sendable {
     }
     private let state = Mutex(State())
 
+    /// Batches handed over and waiting for a leader (for tests).
+    var waitingCount: Int { state.withLock { $0.waiting.count } }
+
     /// - Parameter write: commits the items of a group in one transaction.
     init(write: @escaping @Sendable ([Item]) async throws -> Void) {
         self.write = write
@@ -46,18 +49,30 @@ final class GroupCommit<Item: Sendable>: Sendable {
             if leads { continuation.resume(returning: .lead) }
         }
         guard turn == .lead else { return }
-        let group = state.withLock { state in
+        // A cancelled leader (its handler's timeout, a shutdown) writes for nobody else: the others' batches wait for
+        // the next leader, and it fails alone.
+        let group: [Waiting] = Task.isCancelled ? [] : state.withLock { state in
             defer { state.waiting = [] }
             return state.waiting
         }
         var failure: (any Error)?
         do {
+            try Task.checkCancellation()
             try await write(items + group.flatMap(\.items))
             for waiting in group { waiting.continuation.resume(returning: .committed) }
+        } catch where Task.isCancelled {
+            // Cancelled while writing: nothing was committed; the others' batches go back to wait for the next leader.
+            state.withLock { $0.waiting.insert(contentsOf: group, at: 0) }
+            failure = error
         } catch where !group.isEmpty {
             // One bad batch must not fail the others: each on its own, with its own answer.
             do { try await write(items) } catch { failure = error }
-            for waiting in group {
+            for (index, waiting) in group.enumerated() {
+                if Task.isCancelled {
+                    // The rest wait for the next leader rather than fail with this one's cancellation.
+                    state.withLock { $0.waiting.insert(contentsOf: group[index...], at: 0) }
+                    break
+                }
                 do {
                     try await write(waiting.items)
                     waiting.continuation.resume(returning: .committed)

@@ -118,8 +118,14 @@ struct OrdersWorker: AsyncParsableCommand {
         if let seed {
             // The in-memory demo's burst, once the worker consumes; its end leaves the group running.
             services.append(.init(service: OneOff { [logger] in
-                try await worker.waitUntilConsuming()
-                try await seedBurst(into: seed, logger: logger)
+                await cancelWhenGracefulShutdown {
+                    do {
+                        try await worker.waitUntilConsuming()
+                        try await seedBurst(into: seed, logger: logger)
+                    } catch {
+                        logger.warning("the demo burst was not published", metadata: ["error": "\(error)"])
+                    }
+                }
             }, successTerminationBehavior: .ignore))
         }
         let group = ServiceGroup(
@@ -165,7 +171,7 @@ struct OrdersWorker: AsyncParsableCommand {
     }
 }
 
-/// Work that runs once inside the service group (cancelled with it), then ends.
+/// Work that runs once inside the service group (cancelled with it, and by its graceful shutdown), then ends.
 struct OneOff: Service {
     let work: @Sendable () async throws -> Void
 

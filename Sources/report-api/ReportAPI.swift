@@ -74,14 +74,15 @@ struct ReportAPI: AsyncParsableCommand {
             services.append(.init(service: app))
             services.append(.init(service: recording))
         }
+        // Before the worker: a ServiceGroup stops its services in reverse order, so the worker stops (and sends its last
+        // settlements' events) before the events close.
+        services.append(.init(service: events))
         if role != .api {
             let worker = Worker(
                 transport: transport, registrations: [ReportMaker(reports: reports, workSeconds: workSeconds).registration],
                 configuration: WorkerConfiguration(events: events), logger: Logger(label: "warren"))
             services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         }
-        // After the worker: the last settlements' events still go out.
-        services.append(.init(service: events))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info("report-api starting", metadata: ["role": "\(role.rawValue)", "reports_directory": "\(directory.path)"])

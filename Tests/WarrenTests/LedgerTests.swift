@@ -262,6 +262,36 @@ struct LedgerStoreTests {
         try await store.close()
     }
 
+    @Test func aCancelledLeaderWritesForNobodyElseAndTheOthersAreStillCommitted() async throws {
+        // A write that honours cancellation, as a database driver does; the first two writes block until released.
+        let written = Mutex<[[Int]]>([])
+        let writing = AwaitableState<[Int]>([]), released = AwaitableState<Set<[Int]>>([])
+        let commits = GroupCommit<Int> { items in
+            try Task.checkCancellation()
+            if items == [1] || items == [2, 3] {
+                writing.update { $0 = items }
+                try await released.wait { $0.contains(items) }
+            }
+            written.withLock { $0.append(items) }
+        }
+        let first = Task { try await commits.record([1]) }
+        try await writing.wait { $0 == [1] }
+        // Two more hand their batches over while the first write runs: the next leader takes both.
+        let second = Task { try await commits.record([2]) }
+        #expect(try await eventually(pollEvery: .milliseconds(1)) { commits.waitingCount == 1 })
+        let third = Task { try await commits.record([3]) }
+        #expect(try await eventually(pollEvery: .milliseconds(1)) { commits.waitingCount == 2 })
+        released.update { $0.insert([1]) }
+        try await first.value
+        try await writing.wait { $0 == [2, 3] }
+        // The leader of [2, 3] is cancelled mid-write: it fails alone; the third batch is not failed with it, nor
+        // written by a cancelled task, but led again and committed.
+        second.cancel()
+        await #expect(throws: CancellationError.self) { try await second.value }
+        try await third.value
+        #expect(written.withLock { $0 } == [[1], [3]])
+    }
+
     @Test(arguments: StoreKind.allCases)
     func searchesPageByCursorNewestFirstAndFilter(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in

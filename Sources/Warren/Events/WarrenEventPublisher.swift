@@ -91,6 +91,10 @@ public final class WarrenEventPublisher: Service, Sendable {
         var exchangeDeclared = false
         /// Whether events are being dropped now (logged once per spell).
         var dropping = false
+        /// How many ``sendWhileRunning()`` run now.
+        var senders = 0
+        /// Whether it was said once that events wait with nothing to send them.
+        var warnedUnsent = false
     }
     private let state = Mutex(State())
     /// Counts the times the buffer stopped being empty: what wakes the senders (``sendWhileRunning()``).
@@ -107,7 +111,7 @@ public final class WarrenEventPublisher: Service, Sendable {
 
     /// Records `event` to be sent with the next batch; returns at once. Drops it (and counts it) when the buffer is full.
     public func record(_ event: WarrenEvent) {
-        enum Outcome { case buffered, firstBuffered, dropped, firstDropped, closed }
+        enum Outcome { case buffered, firstBuffered, unsent, dropped, firstDropped, closed }
         let outcome = state.withLock { state -> Outcome in
             guard !state.closed else { return .closed }
             guard state.buffer.count < options.bufferLimit else {
@@ -115,14 +119,25 @@ public final class WarrenEventPublisher: Service, Sendable {
                 return state.dropping ? .dropped : .firstDropped
             }
             state.buffer.append(event)
-            return state.buffer.count == 1 ? .firstBuffered : .buffered
+            if state.buffer.count == 1 { return .firstBuffered }
+            // A batch waits and nothing sends: a process that publishes with events but runs neither the publisher
+            // as a service nor a worker given it. Said once, before the buffer fills.
+            if state.senders == 0, !state.warnedUnsent, state.buffer.count >= options.batchSize {
+                state.warnedUnsent = true
+                return .unsent
+            }
+            return .buffered
         }
         switch outcome {
         case .firstBuffered: arrivals.update { $0 &+= 1 }
+        case .unsent:
+            logger.warning(
+                "job events wait and nothing sends them: run the WarrenEventPublisher in the ServiceGroup, or give it to a running Worker",
+                metadata: ["pending": .stringConvertible(options.batchSize)])
         case .firstDropped:
             dropped.increment()
             logger.warning(
-                "event buffer full: dropping events until the broker takes them again",
+                "event buffer full: dropping events until they are sent again (the broker is slow or away, or nothing runs the WarrenEventPublisher)",
                 metadata: ["buffer_limit": .stringConvertible(options.bufferLimit)])
         case .dropped: dropped.increment()
         case .buffered, .closed: break
@@ -136,6 +151,8 @@ public final class WarrenEventPublisher: Service, Sendable {
     /// that a batch gathers), and again while some are left; asleep while the buffer is empty. Several may run (the
     /// service's ``run()`` and a worker's): their flushes take turns, and one finds nothing left.
     package func sendWhileRunning() async {
+        state.withLock { $0.senders += 1 }
+        defer { state.withLock { $0.senders -= 1 } }
         while !Task.isCancelled {
             // Read before looking at the buffer: an event recorded in between changes it, so the wait returns at once.
             let seen = arrivals.value
@@ -143,8 +160,21 @@ public final class WarrenEventPublisher: Service, Sendable {
                 do { try await arrivals.wait { $0 != seen } } catch { return }
             }
             do { try await Task.sleep(for: options.flushInterval) } catch { return }
-            await flushOnce()
+            await flushUnlessCancelled()
         }
+    }
+
+    /// One flush, given up when the calling task is cancelled: a publish waiting for a broker that does not answer
+    /// must not hold up the shutdown of whoever runs the sender. The flush runs on its own, awaited here only; on
+    /// cancellation it is cancelled and left to end by itself (what it could not send goes back to the buffer, for the
+    /// final ``close(timeout:)``).
+    private func flushUnlessCancelled() async {
+        let done = AwaitableState(false)
+        let flushing = Task {
+            await self.flushOnce()
+            done.update { $0 = true }
+        }
+        do { try await done.wait { $0 } } catch { flushing.cancel() }
     }
 
     /// Sends everything recorded so far, in batches; returns when the broker confirmed them, or when it could not
@@ -213,14 +243,17 @@ public final class WarrenEventPublisher: Service, Sendable {
                 }
             } catch {
                 // Back to the front of the buffer (as far as it has room), to be sent with the next flush.
-                let lost = state.withLock { state -> Int in
+                let (lost, wasEmpty) = state.withLock { state -> (Int, Bool) in
                     state.exchangeDeclared = false
+                    let wasEmpty = state.buffer.isEmpty
                     let room = max(0, options.bufferLimit - state.buffer.count)
                     let kept = taken.prefix(room)
                     state.buffer.insert(contentsOf: kept, at: 0)
-                    return taken.count - kept.count
+                    return (taken.count - kept.count, wasEmpty && !kept.isEmpty)
                 }
                 if lost > 0 { dropped.increment(by: Int64(lost)) }
+                // Back in an empty buffer: a sender asleep until events arrive must take these again.
+                if wasEmpty { arrivals.update { $0 &+= 1 } }
                 logger.debug("events not sent; kept for the next flush", metadata: ["error": "\(error)", "events": .stringConvertible(taken.count)])
                 return false
             }

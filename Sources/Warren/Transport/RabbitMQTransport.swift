@@ -179,8 +179,11 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 return false
             }
             // Closed (or closed and started again) while connecting: the new connection must not outlive the transport.
-            if stale { await connected.connection.close() }
-            connectionBack()
+            if stale {
+                await connected.connection.close()
+            } else {
+                connectionBack()
+            }
             return connected
         } catch {
             state.withLock { state in

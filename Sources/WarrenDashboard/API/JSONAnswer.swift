@@ -44,13 +44,15 @@ struct APIError: ResponseEncodable {
 }
 
 extension ResponseEncodable {
-    /// This value, encoded by the context's encoder, with `status` and `headers`.
+    /// This value, encoded by the context's encoder, with `status` and `headers`, and never cached whatever that
+    /// encoder says (``LedgerAPI`` may serve under a host's own context: dead letters' bodies must not land in a cache).
     func response(
         _ status: HTTPResponse.Status, headers: HTTPFields = [:], for request: Request, context: some RequestContext
     ) throws -> Response {
         var response = try response(from: request, context: context)
         response.status = status
         for field in headers { response.headers[field.name] = field.value }
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 }

@@ -77,6 +77,15 @@ struct LedgerDialect: Sendable {
     let migrations: [(version: Int, statements: [String])]
     /// Taken first in the migrating transaction, so that two processes starting at once do not both migrate.
     let migrationLock: String?
+    /// How a transaction learns how many rows a `DELETE` removed, counted by the server.
+    let deletedRows: DeletedRows
+
+    enum DeletedRows: Sendable {
+        /// `SELECT changes()` after the statement (SQLite).
+        case changes
+        /// `WITH gone AS (DELETE … RETURNING 1) SELECT COUNT(*)` (PostgreSQL).
+        case returningInCTE
+    }
 
     /// `(p, p, …), (…)`: `rows` rows of `columns` parameters, numbered from 1 in order; the columns of `json` (from 1)
     /// take ``jsonPlaceholder``.

@@ -34,7 +34,7 @@ public protocol LedgerStore: Sendable {
     func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter]
     /// How many held dead letters `filter` selects.
     func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int
-    /// Records a new operation (``DeadLetterQueueActions`` runs it).
+    /// Records a new operation (``DeadLetterOperationRunner`` runs it).
     func createOperation(_ operation: DeadLetterOperation) async throws
     func operation(id: String) async throws -> DeadLetterOperation?
     /// The newest `limit` operations, newest first.
@@ -57,4 +57,16 @@ public protocol LedgerStore: Sendable {
     /// - Throws: the store's error; ``LedgerStoreError`` before ``migrate()``.
     func identity() async throws -> String
     func close() async throws
+}
+
+extension LedgerStore {
+    /// Events recorded in all: no longer a requirement of the protocol (a full count, for tests and benchmarks).
+    /// - Throws: ``LedgerStoreError`` for a store that is not a ``SQLLedgerStore``.
+    @available(*, deprecated, message: "call eventCount() on SQLLedgerStore")
+    public func eventCount() async throws -> Int {
+        guard let store = self as? SQLLedgerStore else {
+            throw LedgerStoreError(.invalidURL, "this store does not count its events")
+        }
+        return try await store.eventCount()
+    }
 }

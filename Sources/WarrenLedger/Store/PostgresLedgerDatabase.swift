@@ -19,7 +19,8 @@ final class PostgresLedgerDatabase: LedgerDatabase {
     let dialect = LedgerDialect(
         placeholder: { "$\($0)" }, nextPlaceholder: nil, jsonPlaceholder: { "$\($0)::jsonb" }, jsonText: { "\($0)::text AS \($0)" },
         greatest: "GREATEST", least: "LEAST", eventsOnceTarget: "(message_id, at_ms, event, (COALESCE(attempt, 0)))",
-        rowsPerStatement: 1_000, migrations: PostgresLedgerDatabase.migrations, migrationLock: "SELECT pg_advisory_xact_lock(7715201)")
+        rowsPerStatement: 1_000, migrations: PostgresLedgerDatabase.migrations, migrationLock: "SELECT pg_advisory_xact_lock(7715201)",
+        deletedRows: .returningInCTE)
 
     /// The schema versions, in order.
     static let migrations = LedgerSchema(

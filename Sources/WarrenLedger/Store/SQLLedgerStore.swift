@@ -468,7 +468,7 @@ public final class SQLLedgerStore: LedgerStore {
                     guard !ids.isEmpty else { return (0, 0) }
                     let list = dialect.list(ids.count)
                     let values = ids.map(JobSQL.Value.text)
-                    let events = try await transaction.query("DELETE FROM events WHERE message_id IN \(list) RETURNING 1 AS gone", values).count
+                    let events = try await Self.delete("DELETE FROM events WHERE message_id IN \(list)", values, in: transaction, dialect)
                     try await transaction.query("DELETE FROM dead_letters WHERE message_id IN \(list)", values)
                     try await transaction.query("DELETE FROM jobs WHERE message_id IN \(list)", values)
                     return (ids.count, events)
@@ -480,15 +480,28 @@ public final class SQLLedgerStore: LedgerStore {
         }
         let auditCutoff = policy.cutoffs(nowMs: nowMs).audit
         if auditCutoff != Int64.min {
-            result.auditEntries = try await database.write(
-                JobSQL.pruneAudit(placeholder: dialect.placeholder) + " RETURNING 1 AS gone", [.integer(auditCutoff)]
-            ).count
+            result.auditEntries = try await database.transaction { [dialect] transaction in
+                try await Self.delete(JobSQL.pruneAudit(placeholder: dialect.placeholder), [.integer(auditCutoff)], in: transaction, dialect)
+            }
         }
         return result
     }
 
     public func close() async throws {
         try await database.close()
+    }
+
+    /// Runs a `DELETE` and returns how many rows it removed, counted by the server.
+    private static func delete(
+        _ sql: String, _ values: [JobSQL.Value], in transaction: any LedgerTransaction, _ dialect: LedgerDialect
+    ) async throws -> Int {
+        switch dialect.deletedRows {
+        case .changes:
+            try await transaction.query(sql, values)
+            return Int(try await transaction.query("SELECT changes() AS n", []).first?.integer("n") ?? 0)
+        case .returningInCTE:
+            return Int(try await transaction.query("WITH gone AS (\(sql) RETURNING 1) SELECT COUNT(*) AS n FROM gone", values).first?.integer("n") ?? 0)
+        }
     }
 
     private static func nowMs() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }

@@ -30,7 +30,8 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
     let dialect = LedgerDialect(
         placeholder: { "?\($0)" }, nextPlaceholder: "?", jsonPlaceholder: { "?\($0)" }, jsonText: { $0 }, greatest: "MAX", least: "MIN",
         eventsOnceTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))", rowsPerStatement: 400,
-        migrations: SQLiteLedgerDatabase.migrations, migrationLock: nil)
+        migrations: SQLiteLedgerDatabase.migrations, migrationLock: nil,
+        deletedRows: .changes)
 
     /// The schema versions, in order.
     static let migrations = LedgerSchema(
