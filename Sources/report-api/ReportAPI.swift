@@ -54,6 +54,8 @@ struct ReportAPI: AsyncParsableCommand {
             // The API's own ledger, fed with the reports queue's events only.
             let ledgerStore = try await LedgerLocation(ledger).open(logger: Logger(label: "warren.ledger.store"))
             store = ledgerStore
+            // Migrated before the API listens: a status read as soon as the port is open finds the tables.
+            try await ledgerStore.migrate()
             let ledgerTransport = RabbitMQTransport(
                 endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api-ledger", logger: logger)
             let recording = Ledger(
