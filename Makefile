@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BENCH_ARGS ?=
 
-.PHONY: all deps build test test-fast traits-check demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
+.PHONY: all deps build format test test-fast traits-check demo demo-up first-day screenshots bench chaos fuzz otlp-check local-broker clean
 
 all: build
 
@@ -12,10 +12,15 @@ deps:
 build: deps
 	$(SWIFT) build
 
+## Formats the code as .swift-format says (`make test` fails on code that is not: swift format lint --strict).
+format:
+	$(SWIFT) format -i -r Sources Tests Plugins Package.swift
+
 ## Installs what is missing, then runs every test (unit and broker-backed integration tests; the tests start
 ## their own throwaway RabbitMQ unless WARREN_TEST_AMQP_URL names one).
 test: deps
 	scripts/check-paths.sh
+	$(SWIFT) format lint --strict -r Sources Tests Plugins Package.swift
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

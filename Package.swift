@@ -44,7 +44,9 @@ let package = Package(
             enabledTraits: ["Ledger", "HTTP"]),
         // Off by default: swift-otel takes minutes to build. `swift build --traits OTLP --product orders-worker` (or
         // `make otlp-check`) builds the example host with `--otlp-endpoint`.
-        .trait(name: "OTLP", description: "orders-worker exports its traces with swift-otel over OTLP/HTTP (--otlp-endpoint)"),
+        .trait(
+            name: "OTLP",
+            description: "orders-worker exports its traces with swift-otel over OTLP/HTTP (--otlp-endpoint)"),
         .default(enabledTraits: ["HTTP", "Ledger", "PostgreSQL", "Dashboard"]),
     ],
     dependencies: [
@@ -142,10 +144,13 @@ let package = Package(
         .target(
             name: "WarrenDashboard",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLedger", .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Dashboard"])),
+                "Warren", "WarrenAMQP", "WarrenLedger",
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Dashboard"])),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Dashboard"])), .product(name: "_CryptoExtras", package: "swift-crypto", condition: .when(traits: ["Dashboard"])),
-                .product(name: "NIOPosix", package: "swift-nio", condition: .when(traits: ["Dashboard"])), .product(name: "HTTPTypes", package: "swift-http-types", condition: .when(traits: ["Dashboard"])),
+                .product(name: "Crypto", package: "swift-crypto", condition: .when(traits: ["Dashboard"])),
+                .product(name: "_CryptoExtras", package: "swift-crypto", condition: .when(traits: ["Dashboard"])),
+                .product(name: "NIOPosix", package: "swift-nio", condition: .when(traits: ["Dashboard"])),
+                .product(name: "HTTPTypes", package: "swift-http-types", condition: .when(traits: ["Dashboard"])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -183,7 +188,9 @@ let package = Package(
         .plugin(
             name: "LocalBrokerPlugin",
             capability: .command(
-                intent: .custom(verb: "local-broker", description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
+                intent: .custom(
+                    verb: "local-broker",
+                    description: "Start, stop or inspect a throwaway RabbitMQ node for local development"),
                 // No sandbox on Linux; on macOS run it with --disable-sandbox (the broker listens on loopback).
                 permissions: []
             ),
@@ -277,13 +284,16 @@ let package = Package(
         // What both test targets share: the test broker, a quiet logger, `eventually`, the failure type.
         .target(
             name: "WarrenTestSupport",
-            dependencies: ["Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/WarrenTestSupport"
         ),
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport",
+                "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
                 .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["HTTP"])),
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
@@ -300,7 +310,8 @@ let package = Package(
         .testTarget(
             name: "WarrenAMQPTests",
             dependencies: [
-                "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport", "CRabbitMQ", .product(name: "Logging", package: "swift-log"),
+                "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport", "CRabbitMQ",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -8,9 +8,11 @@ import PackagePlugin
 struct DocSnippetsPlugin: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let root = context.package.directoryURL
-        let docs = try FileManager.default.contentsOfDirectory(at: root.appendingPathComponent("docs"), includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "md" }
-            .sorted { $0.path < $1.path }
+        let docs = try FileManager.default.contentsOfDirectory(
+            at: root.appendingPathComponent("docs"), includingPropertiesForKeys: nil
+        )
+        .filter { $0.pathExtension == "md" }
+        .sorted { $0.path < $1.path }
         let inputs = [root.appendingPathComponent("README.md")] + docs
         let output = context.pluginWorkDirectoryURL.appendingPathComponent("Snippets.swift")
         return [

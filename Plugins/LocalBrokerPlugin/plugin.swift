@@ -18,7 +18,9 @@ struct LocalBrokerPlugin: CommandPlugin {
         // `status` exits 3 for "not running", an answer it has already printed, not a failure.
         let answeredNotRunning = arguments.first == "status" && process.terminationStatus == 3
         if process.terminationStatus != 0 && !answeredNotRunning {
-            Diagnostics.error("warren-local-broker \(arguments.first ?? "") failed (exit status \(process.terminationStatus)): see its message above")
+            Diagnostics.error(
+                "warren-local-broker \(arguments.first ?? "") failed (exit status \(process.terminationStatus)): see its message above"
+            )
         }
     }
 }

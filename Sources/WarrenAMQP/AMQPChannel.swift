@@ -71,9 +71,11 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         _ name: String, type: AMQPExchangeType = .direct, passive: Bool = false, durable: Bool = true,
         autoDelete: Bool = false, internal: Bool = false, arguments: AMQPTable = [:]
     ) async throws {
-        try await call(.exchangeDeclare(
-            name: name, type: type.name, passive: passive, durable: durable, autoDelete: autoDelete, isInternal: `internal`,
-            arguments: arguments))
+        try await call(
+            .exchangeDeclare(
+                name: name, type: type.name, passive: passive, durable: durable, autoDelete: autoDelete,
+                isInternal: `internal`,
+                arguments: arguments))
     }
 
     /// Deletes an exchange (`exchange.delete`).
@@ -82,12 +84,18 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     }
 
     /// Binds exchange `destination` to exchange `source` (a RabbitMQ extension).
-    public func exchangeBind(destination: String, source: String, routingKey: String = "", arguments: AMQPTable = [:]) async throws {
-        try await call(.exchangeBind(destination: destination, source: source, routingKey: routingKey, arguments: arguments))
+    public func exchangeBind(destination: String, source: String, routingKey: String = "", arguments: AMQPTable = [:])
+        async throws
+    {
+        try await call(
+            .exchangeBind(destination: destination, source: source, routingKey: routingKey, arguments: arguments))
     }
 
-    public func exchangeUnbind(destination: String, source: String, routingKey: String = "", arguments: AMQPTable = [:]) async throws {
-        try await call(.exchangeUnbind(destination: destination, source: source, routingKey: routingKey, arguments: arguments))
+    public func exchangeUnbind(destination: String, source: String, routingKey: String = "", arguments: AMQPTable = [:])
+        async throws
+    {
+        try await call(
+            .exchangeUnbind(destination: destination, source: source, routingKey: routingKey, arguments: arguments))
     }
 
     // MARK: Queues
@@ -106,8 +114,10 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         _ name: String = "", passive: Bool = false, durable: Bool = true, exclusive: Bool = false,
         autoDelete: Bool = false, arguments: AMQPTable = [:]
     ) async throws -> AMQPQueueStatus {
-        let reply = try await call(.queueDeclare(
-            name: name, passive: passive, durable: durable, exclusive: exclusive, autoDelete: autoDelete, arguments: arguments))
+        let reply = try await call(
+            .queueDeclare(
+                name: name, passive: passive, durable: durable, exclusive: exclusive, autoDelete: autoDelete,
+                arguments: arguments))
         guard case .queueDeclared(let name, let messages, let consumers) = reply else { throw unexpectedReply() }
         return AMQPQueueStatus(name: name, messageCount: Int(messages), consumerCount: Int(consumers))
     }
@@ -118,11 +128,15 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         try await queueDeclare(name, passive: true)
     }
 
-    public func queueBind(_ queue: String, exchange: String, routingKey: String = "", arguments: AMQPTable = [:]) async throws {
+    public func queueBind(_ queue: String, exchange: String, routingKey: String = "", arguments: AMQPTable = [:])
+        async throws
+    {
         try await call(.queueBind(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments))
     }
 
-    public func queueUnbind(_ queue: String, exchange: String, routingKey: String = "", arguments: AMQPTable = [:]) async throws {
+    public func queueUnbind(_ queue: String, exchange: String, routingKey: String = "", arguments: AMQPTable = [:])
+        async throws
+    {
         try await call(.queueUnbind(queue: queue, exchange: exchange, routingKey: routingKey, arguments: arguments))
     }
 
@@ -136,7 +150,10 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     /// Deletes a queue. - Returns: how many messages it held.
     @discardableResult
     public func queueDelete(_ name: String, ifUnused: Bool = false, ifEmpty: Bool = false) async throws -> Int {
-        guard case .messageCount(let count) = try await call(.queueDelete(name: name, ifUnused: ifUnused, ifEmpty: ifEmpty)) else {
+        guard
+            case .messageCount(let count) = try await call(
+                .queueDelete(name: name, ifUnused: ifUnused, ifEmpty: ifEmpty))
+        else {
             throw unexpectedReply()
         }
         return Int(count)
@@ -163,7 +180,8 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         if let prefetchCount { try await qos(prefetchCount: prefetchCount) }
         let tag = consumerTag ?? "warren-\(UUID().uuidString.lowercased())"
         let sink = ConsumerSink(acknowledges: !noAck)
-        let method = ChannelMethod.basicConsume(queue: queue, consumerTag: tag, noAck: noAck, exclusive: exclusive, arguments: arguments)
+        let method = ChannelMethod.basicConsume(
+            queue: queue, consumerTag: tag, noAck: noAck, exclusive: exclusive, arguments: arguments)
         _ = try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<MethodReply, any Error>) in
             connection.core.submit(.consume(channel: handle, method, sink, continuation))
         }
@@ -180,7 +198,8 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
     public func get(queue: String, noAck: Bool = false) async throws -> AMQPGetResult? {
         switch try await call(.basicGet(queue: queue, noAck: noAck)) {
         case .gotMessage(let message):
-            return AMQPGetResult(delivery: AMQPDelivery(message, channel: self), messageCount: Int(message.messageCount))
+            return AMQPGetResult(
+                delivery: AMQPDelivery(message, channel: self), messageCount: Int(message.messageCount))
         case .getEmpty:
             return nil
         default:
@@ -237,7 +256,8 @@ public final class AMQPChannel: Sendable, CustomStringConvertible {
         _ body: [UInt8], exchange: String = "", routingKey: String, mandatory: Bool = false,
         properties: AMQPProperties = AMQPProperties()
     ) async throws {
-        let message = AMQPOutboundMessage(body: body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties)
+        let message = AMQPOutboundMessage(
+            body: body, exchange: exchange, routingKey: routingKey, mandatory: mandatory, properties: properties)
         try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
             connection.core.submit(.publish(channel: handle, message, .single(continuation)))
         }

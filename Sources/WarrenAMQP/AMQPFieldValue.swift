@@ -106,7 +106,8 @@ extension AMQPFieldValue: CustomStringConvertible {
         case .bytes(let bytes): "<\(bytes.count) bytes>"
         case .array(let values): "[" + values.map(\.description).joined(separator: ", ") + "]"
         case .timestamp(let seconds): "timestamp \(seconds)"
-        case .table(let table): "{" + table.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
+        case .table(let table):
+            "{" + table.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", ") + "}"
         case .void: "void"
         }
     }

@@ -51,7 +51,9 @@ enum AMQPURIParser {
             guard let close = hostPort.firstIndex(of: "]") else { throw invalid("unterminated IPv6 address") }
             host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
             let after = hostPort[hostPort.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
+            if after.hasPrefix(":") {
+                portText = after.dropFirst()
+            } else if !after.isEmpty {
                 throw invalid("unexpected text after the IPv6 address")
             }
         } else if let colon = hostPort.lastIndex(of: ":") {
@@ -128,11 +130,14 @@ enum AMQPURIParser {
                 throw AMQPError(.invalidURI, message: "auth_mechanism '\(value)' is not supported: only plain is")
             }
         case "cacertfile":
-            try requireTLS(); endpoint.tls?.caCertificatePath = value
+            try requireTLS()
+            endpoint.tls?.caCertificatePath = value
         case "certfile":
-            try requireTLS(); endpoint.tls?.certificatePath = value
+            try requireTLS()
+            endpoint.tls?.certificatePath = value
         case "keyfile":
-            try requireTLS(); endpoint.tls?.keyPath = value
+            try requireTLS()
+            endpoint.tls?.keyPath = value
         case "verify":
             try requireTLS()
             switch value {

@@ -11,12 +11,14 @@ struct ClientAddresses: Sendable {
 
     /// - Throws: ``DashboardConfigurationError`` for a proxy that is not an IPv4 or IPv6 address.
     init(trustedProxies: [String]) throws {
-        self.trustedProxies = Set(try trustedProxies.map { proxy in
-            guard let address = Self.canonical(proxy) else {
-                throw DashboardConfigurationError(message: "--trusted-proxy '\(proxy)' is not an IPv4 or IPv6 address")
-            }
-            return address
-        })
+        self.trustedProxies = Set(
+            try trustedProxies.map { proxy in
+                guard let address = Self.canonical(proxy) else {
+                    throw DashboardConfigurationError(
+                        message: "--trusted-proxy '\(proxy)' is not an IPv4 or IPv6 address")
+                }
+                return address
+            })
     }
 
     /// The throttling key of a request from `peer` (its socket's address; `nil` for a Unix socket) carrying
@@ -24,7 +26,9 @@ struct ClientAddresses: Sendable {
     func client(peer: String?, forwardedFor: [String]) -> String {
         guard let peer = peer.flatMap(Self.canonical) else { return "unknown" }
         guard trustedProxies.contains(peer) else { return Self.key(peer) }
-        let hops = forwardedFor.joined(separator: ",").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let hops = forwardedFor.joined(separator: ",").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }
         for hop in hops.reversed().prefix(16) {
             guard let address = Self.canonical(hop) else { return Self.key(peer) }  // garbage: keep the proxy's own
             if !trustedProxies.contains(address) { return Self.key(address) }
@@ -37,7 +41,9 @@ struct ClientAddresses: Sendable {
     static func canonical(_ text: String) -> String? {
         guard text.utf8.count <= 64 else { return nil }
         var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { format(AF_INET, $0.baseAddress!, length: INET_ADDRSTRLEN) } }
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { format(AF_INET, $0.baseAddress!, length: INET_ADDRSTRLEN) }
+        }
         var v6 = in6_addr()
         guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
         return withUnsafeBytes(of: &v6) { bytes in
@@ -52,11 +58,15 @@ struct ClientAddresses: Sendable {
     /// An IPv4 address as it is; an IPv6 address as its /64.
     static func key(_ canonicalAddress: String) -> String {
         var v6 = in6_addr()
-        guard canonicalAddress.contains(":"), inet_pton(AF_INET6, canonicalAddress, &v6) == 1 else { return canonicalAddress }
+        guard canonicalAddress.contains(":"), inet_pton(AF_INET6, canonicalAddress, &v6) == 1 else {
+            return canonicalAddress
+        }
         withUnsafeMutableBytes(of: &v6) { bytes in
             for index in 8..<16 { bytes[index] = 0 }
         }
-        return (withUnsafeBytes(of: &v6) { format(AF_INET6, $0.baseAddress!, length: INET6_ADDRSTRLEN) } ?? canonicalAddress) + "/64"
+        return
+            (withUnsafeBytes(of: &v6) { format(AF_INET6, $0.baseAddress!, length: INET6_ADDRSTRLEN) }
+            ?? canonicalAddress) + "/64"
     }
 
     private static func format(_ family: Int32, _ address: UnsafeRawPointer, length: Int32) -> String? {

@@ -47,22 +47,31 @@ public struct Dashboard: Sendable {
     ///     header is ignored.
     /// - Throws: ``DashboardConfigurationError`` for a trusted proxy that is not an IP address.
     public init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, queueActions: (any DeadLetterQueueActions)? = nil,
-        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil,
+        queueActions: (any DeadLetterQueueActions)? = nil,
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false,
+        trustedProxies: [String] = []
     ) throws {
         try self.init(
-            store: store, access: access, inspector: inspector, queueActions: queueActions, runner: runner, watchedQueues: watchedQueues,
+            store: store, access: access, inspector: inspector, queueActions: queueActions, runner: runner,
+            watchedQueues: watchedQueues,
             secureCookies: secureCookies, trustedProxies: trustedProxies, guessPolicy: GuessThrottle.Policy())
     }
 
     /// The former spelling of ``init(store:access:inspector:queueActions:runner:watchedQueues:secureCookies:trustedProxies:)``.
-    @available(*, deprecated, renamed: "init(store:access:inspector:queueActions:runner:watchedQueues:secureCookies:trustedProxies:)")
+    @available(
+        *, deprecated,
+        renamed: "init(store:access:inspector:queueActions:runner:watchedQueues:secureCookies:trustedProxies:)"
+    )
     public init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, operations: (any DeadLetterQueueActions)?,
-        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = []
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil,
+        operations: (any DeadLetterQueueActions)?,
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false,
+        trustedProxies: [String] = []
     ) throws {
         try self.init(
-            store: store, access: access, inspector: inspector, queueActions: operations, runner: runner, watchedQueues: watchedQueues,
+            store: store, access: access, inspector: inspector, queueActions: operations, runner: runner,
+            watchedQueues: watchedQueues,
             secureCookies: secureCookies, trustedProxies: trustedProxies)
     }
 
@@ -74,8 +83,10 @@ public struct Dashboard: Sendable {
     }
 
     init(
-        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil, queueActions: (any DeadLetterQueueActions)? = nil,
-        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false, trustedProxies: [String] = [],
+        store: any LedgerStore, access: DashboardAccess, inspector: (any QueueInspector)? = nil,
+        queueActions: (any DeadLetterQueueActions)? = nil,
+        runner: DeadLetterOperationRunner? = nil, watchedQueues: [String] = [], secureCookies: Bool = false,
+        trustedProxies: [String] = [],
         guessPolicy: GuessThrottle.Policy
     ) throws {
         self.clients = try ClientAddresses(trustedProxies: trustedProxies)
@@ -101,7 +112,8 @@ public struct Dashboard: Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: Self.stylesheet)))
         }
         let signedIn = router.group().add(
-            middleware: DashboardAccessMiddleware(access: access, sessions: sessions, guesses: guesses, clients: clients))
+            middleware: DashboardAccessMiddleware(
+                access: access, sessions: sessions, guesses: guesses, clients: clients))
         signedIn.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/jobs"]) }
         addSignInRoutes(open: router, signedIn: signedIn)
         let api = signedIn.group("api")

@@ -1,8 +1,8 @@
+import Crypto
 import Foundation
 import NIOPosix
 import Synchronization
 import _CryptoExtras
-import Crypto
 
 /// What a signed-in person or a token may do.
 public enum DashboardRole: String, Sendable, Codable, Comparable, CaseIterable {
@@ -77,13 +77,18 @@ public struct DashboardUsers: Sendable {
                 throw DashboardConfigurationError(message: "\(place): expected name:role:hash")
             }
             guard fields[0].utf8.count <= DashboardAccess.maximumNameLength else {
-                throw DashboardConfigurationError(message: "\(place): a user name has at most \(DashboardAccess.maximumNameLength) bytes")
+                throw DashboardConfigurationError(
+                    message: "\(place): a user name has at most \(DashboardAccess.maximumNameLength) bytes")
             }
             guard let role = DashboardRole(rawValue: fields[1]) else {
-                throw DashboardConfigurationError(message: "\(place): role must be viewer or operator, not '\(fields[1])'")
+                throw DashboardConfigurationError(
+                    message: "\(place): role must be viewer or operator, not '\(fields[1])'")
             }
             guard PasswordHash(encoded: fields[2]) != nil else {
-                throw DashboardConfigurationError(message: "\(place): the hash is not pbkdf2-sha256$rounds$salt$key (make one with warren-dashboard hash-password)")
+                throw DashboardConfigurationError(
+                    message:
+                        "\(place): the hash is not pbkdf2-sha256$rounds$salt$key (make one with warren-dashboard hash-password)"
+                )
             }
             guard !users.contains(where: { $0.name == fields[0] }) else {
                 throw DashboardConfigurationError(message: "\(place): user '\(fields[0])' appears twice")
@@ -153,13 +158,16 @@ public struct PasswordHash: Sendable, Equatable {
 
     /// Derives the key of `password` with this hash's salt and rounds, and compares it in constant time (CPU-bound).
     func matches(_ password: String) -> Bool {
-        guard let derived = try? Self.derive(password, salt: salt, rounds: rounds, count: key.count) else { return false }
+        guard let derived = try? Self.derive(password, salt: salt, rounds: rounds, count: key.count) else {
+            return false
+        }
         return ConstantTime.equal(derived, key)
     }
 
     private static func derive(_ password: String, salt: [UInt8], rounds: Int, count: Int) throws -> [UInt8] {
         let key = try KDF.Insecure.PBKDF2.deriveKey(
-            from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: count, unsafeUncheckedRounds: rounds)
+            from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: count,
+            unsafeUncheckedRounds: rounds)
         return key.withUnsafeBytes { Array($0) }
     }
 }
@@ -177,7 +185,8 @@ enum ConstantTime {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(
+                of: "=", with: "")
     }
 }
 
@@ -245,11 +254,14 @@ public struct DashboardAccess: Sendable {
     init(operatorToken: String?, viewerToken: String?, users: DashboardUsers, checks: PasswordChecks) throws {
         self.checks = checks
         var tokens: [(token: [UInt8], identity: DashboardIdentity)] = []
-        for (variable, token) in [("WARREN_DASHBOARD_TOKEN", operatorToken), ("WARREN_DASHBOARD_READONLY_TOKEN", viewerToken)] {
+        for (variable, token) in [
+            ("WARREN_DASHBOARD_TOKEN", operatorToken), ("WARREN_DASHBOARD_READONLY_TOKEN", viewerToken),
+        ] {
             guard let token, !token.isEmpty else { continue }
             guard token.count >= Self.minimumTokenLength else {
                 throw DashboardConfigurationError(
-                    message: "\(variable) is \(token.count) characters long; a token needs at least \(Self.minimumTokenLength) "
+                    message:
+                        "\(variable) is \(token.count) characters long; a token needs at least \(Self.minimumTokenLength) "
                         + "(make one with: openssl rand -hex 24)")
             }
         }
@@ -263,11 +275,14 @@ public struct DashboardAccess: Sendable {
             tokens.append((Array(viewerToken.utf8), DashboardIdentity(name: "readonly-token", role: .viewer)))
         }
         guard !tokens.isEmpty || !users.users.isEmpty else {
-            throw DashboardConfigurationError(message: "set WARREN_DASHBOARD_TOKEN or give a users file: the dashboard is never served to anyone")
+            throw DashboardConfigurationError(
+                message: "set WARREN_DASHBOARD_TOKEN or give a users file: the dashboard is never served to anyone")
         }
         self.tokens = tokens
         self.users = Dictionary(users.users.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        let rounds = users.users.compactMap { PasswordHash(encoded: $0.passwordHash)?.rounds }.max() ?? PasswordHash.defaultRounds
+        let rounds =
+            users.users.compactMap { PasswordHash(encoded: $0.passwordHash)?.rounds }.max()
+            ?? PasswordHash.defaultRounds
         decoy = PasswordHash(decoyWithRounds: rounds)
     }
 

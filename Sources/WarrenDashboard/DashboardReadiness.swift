@@ -116,6 +116,7 @@ public final class DashboardReadinessMonitor: Service, Sendable {
         }
         let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
         let ready = store == "ok" && ingest != "not_consuming"
-        return DashboardReadiness(status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError)
+        return DashboardReadiness(
+            status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError)
     }
 }

@@ -41,7 +41,10 @@ actor DashboardSessions {
     private var sessions: [String: DashboardSession] = [:]
     private let clock = ContinuousClock()
 
-    init(idleTimeout: Duration = .seconds(8 * 3_600), lifetime: Duration = .seconds(24 * 3_600), maximumCount: Int = 10_000) {
+    init(
+        idleTimeout: Duration = .seconds(8 * 3_600), lifetime: Duration = .seconds(24 * 3_600),
+        maximumCount: Int = 10_000
+    ) {
         self.idleTimeout = idleTimeout
         self.lifetime = lifetime
         self.maximumCount = maximumCount
@@ -53,7 +56,8 @@ actor DashboardSessions {
             sessions[oldest.id] = nil
         }
         let session = DashboardSession(
-            id: ConstantTime.randomToken(), identity: identity, csrfToken: ConstantTime.randomToken(), createdAt: now, lastSeenAt: now)
+            id: ConstantTime.randomToken(), identity: identity, csrfToken: ConstantTime.randomToken(), createdAt: now,
+            lastSeenAt: now)
         sessions[session.id] = session
         return session
     }
@@ -88,7 +92,9 @@ struct DashboardAccessMiddleware: RouterMiddleware {
     let guesses: GuessThrottle
     let clients: ClientAddresses
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var context = context
         if let header = request.headers[.authorization] {
             let client = clients.client(of: request, context)
@@ -96,8 +102,10 @@ struct DashboardAccessMiddleware: RouterMiddleware {
             switch await guesses.checkToken(token, client: client, access: access) {
             case .wait(let wait):
                 let seconds = max(1, wait.components.seconds + 1)
-                return try APIError("too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s")
-                    .response(.tooManyRequests, headers: [.retryAfter: "\(seconds)"], for: request, context: context)
+                return try APIError(
+                    "too_many_requests", "too many wrong tokens from this client: try again in \(seconds) s"
+                )
+                .response(.tooManyRequests, headers: [.retryAfter: "\(seconds)"], for: request, context: context)
             case .refused:
                 context.logger.notice("dashboard token refused", metadata: ["client": "\(client)"])
                 return try refuse(request, context)
@@ -119,7 +127,8 @@ struct DashboardAccessMiddleware: RouterMiddleware {
             return try APIError("unauthorized", "send Authorization: Bearer <token>, or sign in at /sign-in")
                 .response(.unauthorized, headers: [.wwwAuthenticate: "Bearer"], for: request, context: context)
         }
-        return Response(status: .seeOther, headers: [.location: Link.to("/sign-in", [("next", request.uri.description)])])
+        return Response(
+            status: .seeOther, headers: [.location: Link.to("/sign-in", [("next", request.uri.description)])])
     }
 }
 
@@ -135,7 +144,9 @@ extension ClientAddresses {
 struct RefuseNULMiddleware: RouterMiddleware {
     typealias Context = DashboardRequestContext
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         let target = request.uri.description.utf8
         let encoded = target.indices.contains { index in
             target[index] == UInt8(ascii: "%") && target[index...].dropFirst().prefix(2).elementsEqual("00".utf8)

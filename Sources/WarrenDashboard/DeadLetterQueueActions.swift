@@ -24,14 +24,21 @@ public actor AMQPDeadLetterQueueActions: DeadLetterQueueActions {
     private let logger: Logger
     private let connection: ReusedConnection
 
-    public init(endpoints: [AMQPEndpoint], eventsExchange: String = "warren.events", logger: Logger = Logger(label: "warren.dashboard.dead-letters")) {
+    public init(
+        endpoints: [AMQPEndpoint], eventsExchange: String = "warren.events",
+        logger: Logger = Logger(label: "warren.dashboard.dead-letters")
+    ) {
         self.eventsExchange = eventsExchange
         self.logger = logger
         self.connection = ReusedConnection(endpoints: endpoints, name: "warren-dashboard dead letters", logger: logger)
     }
 
     public func replay(messageID: String, queue: String, replayID: String) async throws -> Int {
-        try await run { try await DeadLetterReplay.replay(from: queue, on: $0, replayID: replayID) { $0.properties.messageID == messageID } }
+        try await run {
+            try await DeadLetterReplay.replay(from: queue, on: $0, replayID: replayID) {
+                $0.properties.messageID == messageID
+            }
+        }
     }
 
     public func purge(messageID: String, queue: String) async throws -> Int {
@@ -46,7 +53,8 @@ public actor AMQPDeadLetterQueueActions: DeadLetterQueueActions {
         do {
             try await DeadLetterReplay.report(events, on: opened, exchange: eventsExchange)
         } catch {
-            logger.warning("done, but the events were not sent", metadata: ["error": "\(error)", "events": "\(events.count)"])
+            logger.warning(
+                "done, but the events were not sent", metadata: ["error": "\(error)", "events": "\(events.count)"])
         }
         return events.count
     }

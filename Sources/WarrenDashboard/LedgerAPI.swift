@@ -40,12 +40,15 @@ public struct LedgerAPI: Sendable {
         router.get("jobs/:message_id") { request, context in
             let id = try context.parameters.require("message_id")
             guard let job = try await store.job(messageID: id) else {
-                return try APIError("not_found", "no job with this message id in the ledger").response(.notFound, for: request, context: context)
+                return try APIError("not_found", "no job with this message id in the ledger").response(
+                    .notFound, for: request, context: context)
             }
             return try JSONAnswer(job).response(.ok, for: request, context: context)
         }
         router.get("jobs") { request, context in
-            try await Self.answer(request, context, parse: { try Self.query(from: $0) }) { try await store.jobs(matching: $0) }
+            try await Self.answer(request, context, parse: { try Self.query(from: $0) }) {
+                try await store.jobs(matching: $0)
+            }
         }
     }
 
@@ -60,13 +63,17 @@ public struct LedgerAPI: Sendable {
             return try JSONAnswer(["dead_letters": letters]).response(.ok, for: request, context: context)
         }
         router.get("dead-letters") { request, context in
-            try await Self.answer(request, context, parse: Self.deadLetterQuery(from:)) { try await store.deadLetters(matching: $0) }
+            try await Self.answer(request, context, parse: Self.deadLetterQuery(from:)) {
+                try await store.deadLetters(matching: $0)
+            }
         }
     }
 
     func addFailureRoutes<Context: RequestContext>(to router: some RouterMethods<Context>) {
         router.get("failures") { request, context in
-            try await Self.answer(request, context, parse: Self.failureQuery(from:)) { ["groups": try await store.failureGroups(matching: $0)] }
+            try await Self.answer(request, context, parse: Self.failureQuery(from:)) {
+                ["groups": try await store.failureGroups(matching: $0)]
+            }
         }
     }
 
@@ -89,7 +96,8 @@ public struct LedgerAPI: Sendable {
         let common = try query(from: parameters, known: ["group", "queue", "since", "until", "limit", "after"])
         let group = parameters.last(where: { $0.key == "group" }).flatMap { $0.value.isEmpty ? nil : $0.value }
         return DeadLetterQuery(
-            groupID: group, queue: common.queue, sinceMs: common.sinceMs, untilMs: common.untilMs, limit: common.limit, after: common.after)
+            groupID: group, queue: common.queue, sinceMs: common.sinceMs, untilMs: common.untilMs, limit: common.limit,
+            after: common.after)
     }
 
     /// The failure groups a request's query string asks for.
@@ -116,7 +124,8 @@ public struct LedgerAPI: Sendable {
         var query = JobQuery(queue: value("queue"), type: value("type"))
         if let status = value("status") {
             guard let state = JobState.all.first(where: { $0.rawValue == status }) else {
-                throw BadRequest(message: "status must be one of \(JobState.all.map(\.rawValue).joined(separator: ", "))")
+                throw BadRequest(
+                    message: "status must be one of \(JobState.all.map(\.rawValue).joined(separator: ", "))")
             }
             query.state = state
         }
@@ -124,7 +133,9 @@ public struct LedgerAPI: Sendable {
         query.untilMs = try value("until").map { try time($0, "until") }
         if let limit = value("limit") { query.limit = try Self.limit(limit) }
         if let after = value("after") {
-            guard let cursor = LedgerCursor(token: after) else { throw BadRequest(message: "after is not a cursor this API gave") }
+            guard let cursor = LedgerCursor(token: after) else {
+                throw BadRequest(message: "after is not a cursor this API gave")
+            }
             query.after = cursor
         }
         return query
@@ -139,7 +150,9 @@ public struct LedgerAPI: Sendable {
     }
 
     /// The `limit` and `before` (an id) of a list read newest first, such as the audit log and the operations.
-    static func listQuery(from parameters: [(key: String, value: String)], known: Set<String>) throws -> (limit: Int, before: Int64?) {
+    static func listQuery(from parameters: [(key: String, value: String)], known: Set<String>) throws -> (
+        limit: Int, before: Int64?
+    ) {
         if let unknown = parameters.map(\.key).first(where: { !known.contains($0) }) {
             throw BadRequest(message: "unknown parameter \(unknown) (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -148,7 +161,9 @@ public struct LedgerAPI: Sendable {
         }
         let limit = try value("limit").map { try Self.limit($0) } ?? 50
         let before = try value("before").map { text -> Int64 in
-            guard let id = Int64(text), id > 0 else { throw BadRequest(message: "before must be an entry's id (a positive number)") }
+            guard let id = Int64(text), id > 0 else {
+                throw BadRequest(message: "before must be an entry's id (a positive number)")
+            }
             return id
         }
         return (limit, before)
@@ -156,15 +171,22 @@ public struct LedgerAPI: Sendable {
 
     /// Milliseconds since 1970, from a number of them, an ISO 8601 time, or a duration before now (`90s`, `30m`,
     /// `24h`, `7d`).
-    static func time(_ text: String, _ name: String, nowMs: Int64 = Int64((Date().timeIntervalSince1970 * 1000).rounded())) throws -> Int64 {
+    static func time(
+        _ text: String, _ name: String, nowMs: Int64 = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+    ) throws -> Int64 {
         if let milliseconds = Int64(text) { return milliseconds }
         if let ago = ShortDuration.milliseconds(text) { return nowMs - ago }
         let formatter = ISO8601DateFormatter()
-        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
+        for options: ISO8601DateFormatter.Options in [
+            [.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime],
+        ] {
             formatter.formatOptions = options
             if let date = formatter.date(from: text) { return Int64((date.timeIntervalSince1970 * 1000).rounded()) }
         }
-        throw BadRequest(message: "\(name) must be a duration before now of at most 100 years (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970")
+        throw BadRequest(
+            message:
+                "\(name) must be a duration before now of at most 100 years (90s, 30m, 24h, 7d), an ISO 8601 time such as 2026-11-29T10:00:00Z, or milliseconds since 1970"
+        )
     }
 }
 
@@ -178,7 +200,8 @@ package enum ShortDuration {
     /// longer than ``maximumMilliseconds``.
     package static func milliseconds(_ text: String) -> Int64? {
         let units: [Character: Int64] = ["s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000]
-        guard let unit = text.last.flatMap({ units[$0] }), text.utf8.count <= 20, let count = Int64(text.dropLast()), count >= 0
+        guard let unit = text.last.flatMap({ units[$0] }), text.utf8.count <= 20, let count = Int64(text.dropLast()),
+            count >= 0
         else { return nil }
         let (milliseconds, overflow) = count.multipliedReportingOverflow(by: unit)
         guard !overflow, milliseconds <= maximumMilliseconds else { return nil }

@@ -4,7 +4,7 @@ import Warren
 import WarrenAMQP
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// What the queues page shows of one work queue: its queues as the broker reports them now, and, when the
@@ -71,7 +71,9 @@ public actor AMQPQueueInspector: QueueInspector {
 
     /// - Parameters:
     ///   - managementURL: e.g. `http://127.0.0.1:15672`; `nil` to use AMQP alone (no rates, no unacked counts).
-    public init(endpoints: [AMQPEndpoint], managementURL: URL? = nil, logger: Logger = Logger(label: "warren.dashboard.queues")) {
+    public init(
+        endpoints: [AMQPEndpoint], managementURL: URL? = nil, logger: Logger = Logger(label: "warren.dashboard.queues")
+    ) {
         self.endpoints = endpoints
         self.managementURL = managementURL
         self.connection = ReusedConnection(endpoints: endpoints, name: "warren-dashboard queues", logger: logger)
@@ -81,11 +83,13 @@ public actor AMQPQueueInspector: QueueInspector {
         var overviews: [QueueOverview] = []
         for name in queues {
             do {
-                var overview = QueueOverview(queue: name, queues: try await WarrenTopology(queue: name).inspect(on: try await connection.open()))
+                var overview = QueueOverview(
+                    queue: name, queues: try await WarrenTopology(queue: name).inspect(on: try await connection.open()))
                 overview.rates = await rates(of: name)
                 overviews.append(overview)
             } catch {
-                overviews.append(QueueOverview(queue: name, queues: [], problem: "the broker could not be asked: \(error)"))
+                overviews.append(
+                    QueueOverview(queue: name, queues: [], problem: "the broker could not be asked: \(error)"))
             }
         }
         return overviews
@@ -97,13 +101,17 @@ public actor AMQPQueueInspector: QueueInspector {
 
     private func rates(of queue: String) async -> QueueRates? {
         guard let managementURL, let endpoint = endpoints.first else { return nil }
-        let base = managementURL.absoluteString.hasSuffix("/") ? String(managementURL.absoluteString.dropLast()) : managementURL.absoluteString
-        guard let url = URL(string: "\(base)/api/queues/\(Link.encode(endpoint.virtualHost))/\(Link.encode(queue))") else { return nil }
+        let base =
+            managementURL.absoluteString.hasSuffix("/")
+            ? String(managementURL.absoluteString.dropLast()) : managementURL.absoluteString
+        guard let url = URL(string: "\(base)/api/queues/\(Link.encode(endpoint.virtualHost))/\(Link.encode(queue))")
+        else { return nil }
         var request = URLRequest(url: url)
         request.timeoutInterval = 5
         let credentials = Data("\(endpoint.username):\(endpoint.password)".utf8).base64EncodedString()
         request.setValue("Basic \(credentials)", forHTTPHeaderField: "Authorization")
-        guard let (data, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200,
+        guard let (data, response) = try? await URLSession.shared.data(for: request),
+            (response as? HTTPURLResponse)?.statusCode == 200,
             let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         else { return nil }
         let stats = json["message_stats"] as? [String: Any] ?? [:]

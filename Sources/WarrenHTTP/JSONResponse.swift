@@ -4,7 +4,9 @@ import Hummingbird
 /// The JSON answers of Warren's HTTP endpoints (health here, the ledger's API in WarrenDashboard): key-sorted, ending
 /// in a newline, never cached.
 package enum JSONResponse {
-    package static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
+    package static func make(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:])
+        throws -> Response
+    {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var body = try encoder.encode(value)
@@ -16,7 +18,9 @@ package enum JSONResponse {
     }
 
     /// `{"error": code, "message": message}`.
-    package static func error(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) throws -> Response {
+    package static func error(
+        _ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]
+    ) throws -> Response {
         try make(["error": code, "message": message], status: status, headers: headers)
     }
 }

@@ -22,7 +22,10 @@ public final class WarrenHTTPServer: Service, Sendable {
     private let logger: Logger
     private let listening = AwaitableState<Int?>(nil)
 
-    public init(endpoints: WarrenHealthEndpoints, host: String = "127.0.0.1", port: Int, logger: Logger = Logger(label: "warren.http")) {
+    public init(
+        endpoints: WarrenHealthEndpoints, host: String = "127.0.0.1", port: Int,
+        logger: Logger = Logger(label: "warren.http")
+    ) {
         self.endpoints = endpoints
         self.host = host
         self.port = port
@@ -38,7 +41,8 @@ public final class WarrenHTTPServer: Service, Sendable {
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren"),
             onServerRunning: { [listening, logger, host] channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("serving health and metrics", metadata: ["host": "\(host)", "port": .stringConvertible(port)])
+                logger.info(
+                    "serving health and metrics", metadata: ["host": "\(host)", "port": .stringConvertible(port)])
                 listening.update { $0 = port }
             },
             logger: logger.quietingServerCancellation())
@@ -94,7 +98,9 @@ struct CancellationIsNotAnError: LogHandler {
         var event = event
         if event.level >= .error {
             let message = "\(event.message)"
-            if message == "Waiting on child channel: CancellationError()" || message == "Server shutdown error: Already closed" {
+            if message == "Waiting on child channel: CancellationError()"
+                || message == "Server shutdown error: Already closed"
+            {
                 event.level = .debug
             }
         }

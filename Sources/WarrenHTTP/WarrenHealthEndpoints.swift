@@ -92,7 +92,10 @@ public struct WarrenHealthEndpoints: Sendable {
     /// The liveness of every worker now.
     public func liveness() -> Liveness {
         let problems = workers.flatMap(\.liveness.problems).map {
-            Liveness.Problem(queue: $0.queue, kind: $0.kind.rawValue, stuckSeconds: Double($0.duration.components.seconds) + Double($0.duration.components.attoseconds) / 1e18)
+            Liveness.Problem(
+                queue: $0.queue, kind: $0.kind.rawValue,
+                stuckSeconds: Double($0.duration.components.seconds) + Double($0.duration.components.attoseconds) / 1e18
+            )
         }
         return Liveness(status: problems.isEmpty ? "live" : "not_live", problems: problems)
     }

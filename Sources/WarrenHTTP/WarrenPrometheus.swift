@@ -28,13 +28,15 @@ public struct WarrenPrometheus: Sendable {
     /// Buckets of `warren_handler_duration_seconds`: 1 ms to 10 minutes.
     public static let handlerDurationBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+        .seconds(30),
         .seconds(60), .seconds(120), .seconds(300), .seconds(600),
     ]
     /// Buckets of `warren_queue_wait_seconds`: 1 ms to an hour (a backlog, or a retry's delay).
     public static let queueWaitBuckets: [Duration] = [
         .milliseconds(1), .milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1),
-        .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(1800), .seconds(3600),
+        .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(1800),
+        .seconds(3600),
     ]
 
     /// - Parameters:
@@ -43,7 +45,10 @@ public struct WarrenPrometheus: Sendable {
     ///   - logger: where a conflicting registration made later is reported.
     /// - Throws: ``WarrenHTTPError`` with ``WarrenHTTPError/Code/metricConflict`` when `registry` holds a metric of
     ///   one of Warren's names with another type, without labels, or with a help text.
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), logger: Logger = Logger(label: "warren.http")) throws {
+    public init(
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+        logger: Logger = Logger(label: "warren.http")
+    ) throws {
         let existing = MetricShape.read(registry.emitToString())
         var expected: [String: MetricShape] = [:]
         for metric in WarrenMetric.all {
@@ -51,7 +56,8 @@ public struct WarrenPrometheus: Sendable {
             if let found = existing[metric.name], let why = found.conflict(with: shape) {
                 throw WarrenHTTPError(
                     .metricConflict,
-                    "the metrics registry already holds '\(metric.name)' \(why); Warren emits it as a \(shape.kind.rawValue) with labels \(metric.labels.joined(separator: ", "))")
+                    "the metrics registry already holds '\(metric.name)' \(why); Warren emits it as a \(shape.kind.rawValue) with labels \(metric.labels.joined(separator: ", "))"
+                )
             }
             expected[metric.name] = shape
         }
@@ -59,7 +65,8 @@ public struct WarrenPrometheus: Sendable {
         factory.durationHistogramBuckets[WarrenMetric.handlerDuration.name] = Self.handlerDurationBuckets
         factory.durationHistogramBuckets[WarrenMetric.queueWait.name] = Self.queueWaitBuckets
         self.registry = registry
-        guardian = GuardedPrometheusFactory(wrapped: factory, known: existing.merging(expected) { _, warren in warren }, logger: logger)
+        guardian = GuardedPrometheusFactory(
+            wrapped: factory, known: existing.merging(expected) { _, warren in warren }, logger: logger)
         self.factory = guardian
     }
 
@@ -92,18 +99,20 @@ struct MetricShape: Sendable, Equatable {
     }
 
     init(warren metric: WarrenMetric) {
-        let kind: Kind = switch metric.kind {
-        case .counter: .counter
-        case .gauge: .gauge
-        case .histogram: .histogram
-        }
+        let kind: Kind =
+            switch metric.kind {
+            case .counter: .counter
+            case .gauge: .gauge
+            case .histogram: .histogram
+            }
         self.init(kind: kind, labeled: !metric.labels.isEmpty)
     }
 
     /// Why a registration of `requested` would crash swift-prometheus, given this one exists; `nil` when it fits.
     /// Registrations through swift-metrics carry no help text.
     func conflict(with requested: MetricShape) -> String? {
-        let sameKind = kind == requested.kind
+        let sameKind =
+            kind == requested.kind
             || (kind == .anyHistogram && [.histogram, .valueHistogram].contains(requested.kind))
             || (requested.kind == .anyHistogram && [.histogram, .valueHistogram].contains(kind))
         if !sameKind { return "as a \(kind.rawValue)" }
@@ -118,13 +127,16 @@ struct MetricShape: Sendable, Equatable {
         var helped: Set<String> = []
         for line in exposition.split(separator: "\n") {
             let words = line.split(separator: " ", maxSplits: 3)
-            if words.count >= 4, words[0] == "#", words[1] == "HELP", !words[3].isEmpty { helped.insert(String(words[2])) }
-            guard words.count >= 4, words[0] == "#", words[1] == "TYPE" else { continue }
-            let kind: Kind = switch words[3] {
-            case "counter": .counter
-            case "gauge": .gauge
-            default: .anyHistogram
+            if words.count >= 4, words[0] == "#", words[1] == "HELP", !words[3].isEmpty {
+                helped.insert(String(words[2]))
             }
+            guard words.count >= 4, words[0] == "#", words[1] == "TYPE" else { continue }
+            let kind: Kind =
+                switch words[3] {
+                case "counter": .counter
+                case "gauge": .gauge
+                default: .anyHistogram
+                }
             shapes[String(words[2])] = MetricShape(kind: kind, labeled: false)
         }
         for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
@@ -173,19 +185,23 @@ final class GuardedPrometheusFactory: MetricsFactory, Sendable {
                 return nil
             }
             guard let why = existing.conflict(with: requested) else { return nil }
-            let conflict = "\(label): registered \(why), now requested as a \(kind.rawValue)\(requested.labeled ? " with labels" : " without labels")"
+            let conflict =
+                "\(label): registered \(why), now requested as a \(kind.rawValue)\(requested.labeled ? " with labels" : " without labels")"
             if !state.conflicts.contains(conflict) { state.conflicts.append(conflict) }
             return conflict
         }
         if let refusal {
-            logger.error("metric not registered: it contradicts an earlier registration of its name; it records nothing", metadata: ["conflict": "\(refusal)"])
+            logger.error(
+                "metric not registered: it contradicts an earlier registration of its name; it records nothing",
+                metadata: ["conflict": "\(refusal)"])
             return false
         }
         return true
     }
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        admits(label, dimensions, .counter) ? wrapped.makeCounter(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
+        admits(label, dimensions, .counter)
+            ? wrapped.makeCounter(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
     }
 
     func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
@@ -195,19 +211,24 @@ final class GuardedPrometheusFactory: MetricsFactory, Sendable {
 
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         admits(label, dimensions, aggregate ? .valueHistogram : .gauge)
-            ? wrapped.makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate) : NOOPMetricsHandler.instance
+            ? wrapped.makeRecorder(label: label, dimensions: dimensions, aggregate: aggregate)
+            : NOOPMetricsHandler.instance
     }
 
     func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        admits(label, dimensions, .gauge) ? wrapped.makeMeter(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
+        admits(label, dimensions, .gauge)
+            ? wrapped.makeMeter(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
     }
 
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        admits(label, dimensions, .histogram) ? wrapped.makeTimer(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
+        admits(label, dimensions, .histogram)
+            ? wrapped.makeTimer(label: label, dimensions: dimensions) : NOOPMetricsHandler.instance
     }
 
     func destroyCounter(_ handler: any CounterHandler) { wrapped.destroyCounter(handler) }
-    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) { wrapped.destroyFloatingPointCounter(handler) }
+    func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {
+        wrapped.destroyFloatingPointCounter(handler)
+    }
     func destroyRecorder(_ handler: any RecorderHandler) { wrapped.destroyRecorder(handler) }
     func destroyMeter(_ handler: any MeterHandler) { wrapped.destroyMeter(handler) }
     func destroyTimer(_ handler: any TimerHandler) { wrapped.destroyTimer(handler) }

@@ -18,7 +18,9 @@ enum JSONFastDecoder {
             var parser = JSONParser(bytes: bytes)
             guard let root = parser.parseDocument() else { return nil }
             let session = DecodingSession()
-            guard let value = try? session.decode(T.self, from: root, parent: nil, key: nil), !session.gaveUp else { return nil }
+            guard let value = try? session.decode(T.self, from: root, parent: nil, key: nil), !session.gaveUp else {
+                return nil
+            }
             return value
         }
     }
@@ -98,7 +100,8 @@ struct JSONParser {
         var fields: [(key: String, value: JSONNode)] = []
         fields.reserveCapacity(8)
         let complete = parseMembers(closing: "}") {
-            guard $0.position < $0.bytes.count, $0.bytes[$0.position] == UInt8(ascii: "\""), let key = $0.parseString() else { return false }
+            guard $0.position < $0.bytes.count, $0.bytes[$0.position] == UInt8(ascii: "\""), let key = $0.parseString()
+            else { return false }
             // Which of two equal keys JSONDecoder reads is its business: leave such documents to it.
             for index in fields.indices where fields[index].key == key { return false }
             $0.skipWhitespace()
@@ -182,7 +185,10 @@ struct JSONParser {
         while bytes.count - position >= 8 {
             let word = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
             let control = (word &- ones &* 0x20) & ~word & highs != 0  // some byte below 0x20
-            if word & highs != 0 || control || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C)) { return }
+            if word & highs != 0 || control || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
+            {
+                return
+            }
             position += 8
         }
     }
@@ -215,7 +221,8 @@ struct JSONParser {
                 guard let unit = hexUnit() else { return nil }
                 var scalarValue = UInt32(unit)
                 if (0xD800...0xDBFF).contains(unit) {
-                    guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"), bytes[position + 1] == UInt8(ascii: "u")
+                    guard position + 1 < bytes.count, bytes[position] == UInt8(ascii: "\\"),
+                        bytes[position + 1] == UInt8(ascii: "u")
                     else { return nil }
                     position += 2
                     guard let low = hexUnit(), (0xDC00...0xDFFF).contains(low) else { return nil }
@@ -253,7 +260,9 @@ struct JSONParser {
         let start = position
         func digits() -> Int {
             let first = position
-            while position < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position]) { position += 1 }
+            while position < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[position]) {
+                position += 1
+            }
             return position - first
         }
         if position < bytes.count, bytes[position] == UInt8(ascii: "-") { position += 1 }
@@ -269,7 +278,9 @@ struct JSONParser {
         }
         if position < bytes.count, bytes[position] == UInt8(ascii: "e") || bytes[position] == UInt8(ascii: "E") {
             position += 1
-            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") { position += 1 }
+            if position < bytes.count, bytes[position] == UInt8(ascii: "+") || bytes[position] == UInt8(ascii: "-") {
+                position += 1
+            }
             guard digits() > 0 else { return nil }
         }
         return .number(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self))
@@ -306,7 +317,8 @@ final class DecodingSession {
     func double(_ node: JSONNode) throws -> Double {
         guard case .number(let text) = node else { throw mismatch(Double.self, node) }
         // Overflow and underflow are JSONDecoder's to judge.
-        guard let value = Double(text), value.isFinite, value != 0 || !text.contains(where: { ("1"..."9").contains($0) })
+        guard let value = Double(text), value.isFinite,
+            value != 0 || !text.contains(where: { ("1"..."9").contains($0) })
         else { throw giveUp() }
         return value
     }
@@ -332,7 +344,8 @@ final class DecodingSession {
     }
 
     private static func internetDateSeconds(utf8: UnsafeBufferPointer<UInt8>) -> Int64? {
-        guard utf8.count == 20, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"), utf8[10] == UInt8(ascii: "T"),
+        guard utf8.count == 20, utf8[4] == UInt8(ascii: "-"), utf8[7] == UInt8(ascii: "-"),
+            utf8[10] == UInt8(ascii: "T"),
             utf8[13] == UInt8(ascii: ":"), utf8[16] == UInt8(ascii: ":"), utf8[19] == UInt8(ascii: "Z")
         else { return nil }
         func number(_ range: Range<Int>) -> Int? {
@@ -363,7 +376,9 @@ final class DecodingSession {
 
     /// `node` as `T`: the types JSONDecoder reads in its own way are read here (dates only in the form `.iso8601`
     /// certainly reads the same) or given up on; the rest through their `init(from:)`.
-    func decode<T: Decodable>(_ type: T.Type, from node: JSONNode, parent: NodeDecoder?, key: (any CodingKey)?) throws -> T {
+    func decode<T: Decodable>(_ type: T.Type, from node: JSONNode, parent: NodeDecoder?, key: (any CodingKey)?) throws
+        -> T
+    {
         if let value = try decodeDirectly(T.self, from: node) { return value }
         return try T(from: NodeDecoder(node: node, session: self, parent: parent, key: key))
     }
@@ -375,7 +390,9 @@ final class DecodingSession {
         if T.self == Bool.self { return try bool(node) as? T }
         if T.self == Double.self { return try double(node) as? T }
         if T.self == Date.self { return try date(node) as? T }
-        if T.self == Data.self || T.self == URL.self || T.self == Decimal.self || T.self == Float.self { throw giveUp() }
+        if T.self == Data.self || T.self == URL.self || T.self == Decimal.self || T.self == Float.self {
+            throw giveUp()
+        }
         return nil
     }
 }
@@ -410,14 +427,16 @@ final class NodeDecoder: Decoder, SingleValueDecodingContainer {
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let fields) = node else {
-            throw DecodingError.typeMismatch([String: Any].self, .init(codingPath: codingPath, debugDescription: "found \(node.kindName)"))
+            throw DecodingError.typeMismatch(
+                [String: Any].self, .init(codingPath: codingPath, debugDescription: "found \(node.kindName)"))
         }
         return KeyedDecodingContainer(ObjectContainer<Key>(fields: fields, decoder: self))
     }
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         guard case .array(let elements) = node else {
-            throw DecodingError.typeMismatch([Any].self, .init(codingPath: codingPath, debugDescription: "found \(node.kindName)"))
+            throw DecodingError.typeMismatch(
+                [Any].self, .init(codingPath: codingPath, debugDescription: "found \(node.kindName)"))
         }
         return ArrayContainer(elements: elements, decoder: self)
     }
@@ -472,7 +491,8 @@ struct ObjectContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     private func node(_ key: Key) throws -> JSONNode {
         let name = key.stringValue
         for index in fields.indices where fields[index].key == name { return fields[index].value }
-        throw DecodingError.keyNotFound(key, .init(codingPath: codingPath, debugDescription: "no value for key \(name)"))
+        throw DecodingError.keyNotFound(
+            key, .init(codingPath: codingPath, debugDescription: "no value for key \(name)"))
     }
 
     func decodeNil(forKey key: Key) throws -> Bool {
@@ -491,14 +511,22 @@ struct ObjectContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: Int64.Type, forKey key: Key) throws -> Int64 { try session.integer(node(key), as: Int64.self) }
     func decode(_ type: UInt.Type, forKey key: Key) throws -> UInt { try session.integer(node(key), as: UInt.self) }
     func decode(_ type: UInt8.Type, forKey key: Key) throws -> UInt8 { try session.integer(node(key), as: UInt8.self) }
-    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 { try session.integer(node(key), as: UInt16.self) }
-    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 { try session.integer(node(key), as: UInt32.self) }
-    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try session.integer(node(key), as: UInt64.self) }
+    func decode(_ type: UInt16.Type, forKey key: Key) throws -> UInt16 {
+        try session.integer(node(key), as: UInt16.self)
+    }
+    func decode(_ type: UInt32.Type, forKey key: Key) throws -> UInt32 {
+        try session.integer(node(key), as: UInt32.self)
+    }
+    func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 {
+        try session.integer(node(key), as: UInt64.self)
+    }
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
         try session.decode(T.self, from: node(key), parent: decoder, key: key)
     }
 
-    func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
+    func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws
+        -> KeyedDecodingContainer<NestedKey>
+    {
         try NodeDecoder(node: node(key), session: session, parent: decoder, key: key).container(keyedBy: type)
     }
 
@@ -535,7 +563,8 @@ struct ArrayContainer: UnkeyedDecodingContainer {
     /// The current element; the index moves on (``advance(_:)``) only once it was read.
     private func current() throws -> JSONNode {
         guard !isAtEnd else {
-            throw DecodingError.valueNotFound(Any.self, .init(codingPath: codingPath, debugDescription: "unkeyed container is at end"))
+            throw DecodingError.valueNotFound(
+                Any.self, .init(codingPath: codingPath, debugDescription: "unkeyed container is at end"))
         }
         return elements[currentIndex]
     }
@@ -553,32 +582,75 @@ struct ArrayContainer: UnkeyedDecodingContainer {
         return true
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { let value = try session.bool(current()); return advance(value) }
-    mutating func decode(_ type: String.Type) throws -> String { let value = try session.string(current()); return advance(value) }
-    mutating func decode(_ type: Double.Type) throws -> Double { let value = try session.double(current()); return advance(value) }
+    mutating func decode(_ type: Bool.Type) throws -> Bool {
+        let value = try session.bool(current())
+        return advance(value)
+    }
+    mutating func decode(_ type: String.Type) throws -> String {
+        let value = try session.string(current())
+        return advance(value)
+    }
+    mutating func decode(_ type: Double.Type) throws -> Double {
+        let value = try session.double(current())
+        return advance(value)
+    }
     mutating func decode(_ type: Float.Type) throws -> Float { throw session.giveUp() }
-    mutating func decode(_ type: Int.Type) throws -> Int { let value = try session.integer(current(), as: Int.self); return advance(value) }
-    mutating func decode(_ type: Int8.Type) throws -> Int8 { let value = try session.integer(current(), as: Int8.self); return advance(value) }
-    mutating func decode(_ type: Int16.Type) throws -> Int16 { let value = try session.integer(current(), as: Int16.self); return advance(value) }
-    mutating func decode(_ type: Int32.Type) throws -> Int32 { let value = try session.integer(current(), as: Int32.self); return advance(value) }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { let value = try session.integer(current(), as: Int64.self); return advance(value) }
-    mutating func decode(_ type: UInt.Type) throws -> UInt { let value = try session.integer(current(), as: UInt.self); return advance(value) }
-    mutating func decode(_ type: UInt8.Type) throws -> UInt8 { let value = try session.integer(current(), as: UInt8.self); return advance(value) }
-    mutating func decode(_ type: UInt16.Type) throws -> UInt16 { let value = try session.integer(current(), as: UInt16.self); return advance(value) }
-    mutating func decode(_ type: UInt32.Type) throws -> UInt32 { let value = try session.integer(current(), as: UInt32.self); return advance(value) }
-    mutating func decode(_ type: UInt64.Type) throws -> UInt64 { let value = try session.integer(current(), as: UInt64.self); return advance(value) }
+    mutating func decode(_ type: Int.Type) throws -> Int {
+        let value = try session.integer(current(), as: Int.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: Int8.Type) throws -> Int8 {
+        let value = try session.integer(current(), as: Int8.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: Int16.Type) throws -> Int16 {
+        let value = try session.integer(current(), as: Int16.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: Int32.Type) throws -> Int32 {
+        let value = try session.integer(current(), as: Int32.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 {
+        let value = try session.integer(current(), as: Int64.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: UInt.Type) throws -> UInt {
+        let value = try session.integer(current(), as: UInt.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: UInt8.Type) throws -> UInt8 {
+        let value = try session.integer(current(), as: UInt8.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: UInt16.Type) throws -> UInt16 {
+        let value = try session.integer(current(), as: UInt16.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: UInt32.Type) throws -> UInt32 {
+        let value = try session.integer(current(), as: UInt32.self)
+        return advance(value)
+    }
+    mutating func decode(_ type: UInt64.Type) throws -> UInt64 {
+        let value = try session.integer(current(), as: UInt64.self)
+        return advance(value)
+    }
     mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
         let value = try session.decode(T.self, from: current(), parent: decoder, key: currentKey)
         return advance(value)
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        let value = try NodeDecoder(node: current(), session: session, parent: decoder, key: currentKey).container(keyedBy: type)
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<
+        NestedKey
+    > {
+        let value = try NodeDecoder(node: current(), session: session, parent: decoder, key: currentKey).container(
+            keyedBy: type)
         return advance(value)
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
-        let value = try NodeDecoder(node: current(), session: session, parent: decoder, key: currentKey).unkeyedContainer()
+        let value = try NodeDecoder(node: current(), session: session, parent: decoder, key: currentKey)
+            .unkeyedContainer()
         return advance(value)
     }
 

@@ -135,7 +135,9 @@ final class EncodingSession {
             var runStart = 0
             for index in utf8.indices {
                 let byte = utf8[index]
-                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") else { continue }
+                guard
+                    byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/")
+                else { continue }
                 output.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<index]))
                 runStart = index + 1
                 output.append(UInt8(ascii: "\\"))
@@ -162,7 +164,9 @@ final class EncodingSession {
     func writeDate(_ date: Date) {
         let interval = date.timeIntervalSince1970
         // 1600-01-01 to 9999-12-31: the Gregorian calendar throughout, four-digit years.
-        guard interval >= -11_676_096_000, interval < 253_402_300_800, interval >= 0 || interval == interval.rounded(.down) else {
+        guard interval >= -11_676_096_000, interval < 253_402_300_800,
+            interval >= 0 || interval == interval.rounded(.down)
+        else {
             giveUp()
             return
         }
@@ -354,8 +358,12 @@ struct ObjectWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
     mutating func encodeNil(forKey key: Key) throws { if member(key) { session.writeNull() } }
     mutating func encode(_ value: Bool, forKey key: Key) throws { if member(key) { session.writeBool(value) } }
     mutating func encode(_ value: String, forKey key: Key) throws { if member(key) { session.writeString(value) } }
-    mutating func encode(_ value: Double, forKey key: Key) throws { if member(key) { session.writeFloatingPoint(value) } }
-    mutating func encode(_ value: Float, forKey key: Key) throws { if member(key) { session.writeFloatingPoint(value) } }
+    mutating func encode(_ value: Double, forKey key: Key) throws {
+        if member(key) { session.writeFloatingPoint(value) }
+    }
+    mutating func encode(_ value: Float, forKey key: Key) throws {
+        if member(key) { session.writeFloatingPoint(value) }
+    }
     mutating func encode(_ value: Int, forKey key: Key) throws { if member(key) { session.writeInteger(value) } }
     mutating func encode(_ value: Int8, forKey key: Key) throws { if member(key) { session.writeInteger(value) } }
     mutating func encode(_ value: Int16, forKey key: Key) throws { if member(key) { session.writeInteger(value) } }
@@ -371,7 +379,9 @@ struct ObjectWriter<Key: CodingKey>: KeyedEncodingContainerProtocol {
         if member(key) { session.encodeValue(value) }
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key) -> KeyedEncodingContainer<NestedKey> {
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type, forKey key: Key)
+        -> KeyedEncodingContainer<NestedKey>
+    {
         let nested = member(key) ? session.open(isObject: true) : -1
         return KeyedEncodingContainer(ObjectWriter<NestedKey>(session: session, frame: nested))
     }
@@ -428,8 +438,11 @@ struct ArrayWriter: UnkeyedEncodingContainer {
         if element() { session.encodeValue(value) }
     }
 
-    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<NestedKey> {
-        KeyedEncodingContainer(ObjectWriter<NestedKey>(session: session, frame: element() ? session.open(isObject: true) : -1))
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type) -> KeyedEncodingContainer<
+        NestedKey
+    > {
+        KeyedEncodingContainer(
+            ObjectWriter<NestedKey>(session: session, frame: element() ? session.open(isObject: true) : -1))
     }
 
     mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {

@@ -20,7 +20,8 @@ public struct AuditEntry: Sendable, Equatable, Codable {
     public var requestID: String
 
     public init(
-        id: Int64 = 0, atMs: Int64, actor: String, role: String, action: String, target: String, count: Int, outcome: String,
+        id: Int64 = 0, atMs: Int64, actor: String, role: String, action: String, target: String, count: Int,
+        outcome: String,
         requestID: String
     ) {
         self.id = id

@@ -39,7 +39,8 @@ public final class DeadLetterIntake: Service, Sendable {
     ///     together in the next.
     public init(
         transport: RabbitMQTransport, store: any LedgerStore, queues: [String] = [], discover: Bool = true,
-        rediscoverEvery: Duration = .seconds(5), prefetch: UInt16 = 100, logger: Logger = Logger(label: "warren.ledger.dead-letters")
+        rediscoverEvery: Duration = .seconds(5), prefetch: UInt16 = 100,
+        logger: Logger = Logger(label: "warren.ledger.dead-letters")
     ) {
         self.transport = transport
         self.store = store
@@ -98,7 +99,9 @@ public final class DeadLetterIntake: Service, Sendable {
             // A bounded number per discovery: a publisher naming a million queues must not keep this loop busy.
             return names.filter { notDeclared[$0] == nil }.sorted().prefix(Self.checksPerDiscovery)
         }
-        guard !candidates.isEmpty, (try? await transport.start()) != nil, let connection = transport.connection else { return [] }
+        guard !candidates.isEmpty, (try? await transport.start()) != nil, let connection = transport.connection else {
+            return []
+        }
         var declared: Set<String> = []
         for name in candidates {
             do {
@@ -106,7 +109,8 @@ public final class DeadLetterIntake: Service, Sendable {
                     declared.insert(name)
                 } else {
                     notDeclared.withLock { $0[name] = now }
-                    logger.debug("not taking the dead letters of a queue Warren did not declare", metadata: ["queue": "\(name)"])
+                    logger.debug(
+                        "not taking the dead letters of a queue Warren did not declare", metadata: ["queue": "\(name)"])
                 }
             } catch {
                 return declared  // the connection failed: the rest are asked about next time
@@ -150,12 +154,14 @@ public final class DeadLetterIntake: Service, Sendable {
             } catch let error as AMQPError where error.replyCode == 404 {
                 logger.debug("no dead-letter queue yet", metadata: ["queue": "\(deadLetterQueue)"])
                 return
-            } catch where transport.isRecoverable(error) {
-                logger.debug("dead-letter intake interrupted", metadata: ["queue": "\(deadLetterQueue)", "error": "\(error)"])
+            } catch  where transport.isRecoverable(error) {
+                logger.debug(
+                    "dead-letter intake interrupted", metadata: ["queue": "\(deadLetterQueue)", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(15))
             } catch {
-                logger.warning("not taking dead letters", metadata: ["queue": "\(deadLetterQueue)", "error": "\(error)"])
+                logger.warning(
+                    "not taking dead letters", metadata: ["queue": "\(deadLetterQueue)", "error": "\(error)"])
                 return
             }
         }

@@ -39,8 +39,10 @@ public struct DeadLetterOperation: Sendable, Equatable, Codable {
     public var error: String?
 
     public init(
-        id: String, action: Action, filter: DeadLetterFilter, actor: String, role: String, createdAtMs: Int64, total: Int,
-        status: Status = .running, settled: Int = 0, cursor: LedgerCursor? = nil, updatedAtMs: Int64? = nil, error: String? = nil
+        id: String, action: Action, filter: DeadLetterFilter, actor: String, role: String, createdAtMs: Int64,
+        total: Int,
+        status: Status = .running, settled: Int = 0, cursor: LedgerCursor? = nil, updatedAtMs: Int64? = nil,
+        error: String? = nil
     ) {
         self.id = id
         self.action = action

@@ -56,17 +56,23 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     ///   - owner: this runner's name in leases; unique per process.
     ///   - batchSize: dead letters per batch (one commit each), 1 to 1,000.
     public convenience init(
-        store: any LedgerStore, transport: RabbitMQTransport, owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
-        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), logger: Logger = Logger(label: "warren.ledger.operations")
+        store: any LedgerStore, transport: RabbitMQTransport,
+        owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
+        batchSize: Int = 100, leaseDuration: Duration = .seconds(30),
+        logger: Logger = Logger(label: "warren.ledger.operations")
     ) {
-        self.init(store: store, transport: transport, owner: owner, batchSize: batchSize, leaseDuration: leaseDuration, fault: nil, logger: logger)
+        self.init(
+            store: store, transport: transport, owner: owner, batchSize: batchSize, leaseDuration: leaseDuration,
+            fault: nil, logger: logger)
     }
 
     /// For this package's tests: `fault` is called at each ``Step``; what it throws stops the operation there, as a
     /// crash would (its lease is kept until it runs out).
     package init(
-        store: any LedgerStore, transport: RabbitMQTransport, owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
-        batchSize: Int = 100, leaseDuration: Duration = .seconds(30), fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?,
+        store: any LedgerStore, transport: RabbitMQTransport,
+        owner: String = "\(ProcessInfo.processInfo.hostName)/\(UUID().uuidString.prefix(8))",
+        batchSize: Int = 100, leaseDuration: Duration = .seconds(30),
+        fault: (@Sendable (Step, DeadLetterOperation) throws -> Void)?,
         logger: Logger = Logger(label: "warren.ledger.operations")
     ) {
         self.store = store
@@ -94,7 +100,8 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         id: String = "op-\(UUID().uuidString.lowercased())"
     ) async throws -> DeadLetterOperation {
         let now = Self.nowMs()
-        var operation = DeadLetterOperation(id: id, action: action, filter: filter, actor: actor, role: role, createdAtMs: now, total: 0)
+        var operation = DeadLetterOperation(
+            id: id, action: action, filter: filter, actor: actor, role: role, createdAtMs: now, total: 0)
         operation.total = try await store.countHeldDeadLetters(matching: operation.selection)
         try await store.createOperation(operation)
         return operation
@@ -149,15 +156,21 @@ public final class DeadLetterOperationRunner: Service, Sendable {
         }
     }
 
-    private func execute(_ operation: DeadLetterOperation, publisher: inout AMQPChannel?) async throws -> DeadLetterOperation? {
+    private func execute(_ operation: DeadLetterOperation, publisher: inout AMQPChannel?) async throws
+        -> DeadLetterOperation?
+    {
         var operation = operation
         while true {
-            let batch = try await store.heldDeadLetters(matching: operation.selection, after: operation.cursor, limit: batchSize)
+            let batch = try await store.heldDeadLetters(
+                matching: operation.selection, after: operation.cursor, limit: batchSize)
             guard !batch.isEmpty else {
                 try await store.finishOperation(id: operation.id, status: .done, error: nil, nowMs: Self.nowMs())
                 logger.info(
                     "dead-letter operation done",
-                    metadata: ["operation": "\(operation.id)", "action": "\(operation.action.rawValue)", "settled": "\(operation.settled)"])
+                    metadata: [
+                        "operation": "\(operation.id)", "action": "\(operation.action.rawValue)",
+                        "settled": "\(operation.settled)",
+                    ])
                 return try await store.operation(id: operation.id)
             }
             try fault?(.selected, operation)
@@ -168,7 +181,8 @@ public final class DeadLetterOperationRunner: Service, Sendable {
             case .replay:
                 let channel = try await openPublisher(reusing: publisher)
                 publisher = channel
-                let results = await DeadLetterReplay.replay(batch.map { ($0.letter, $0.queue) }, replayID: operation.id, on: channel)
+                let results = await DeadLetterReplay.replay(
+                    batch.map { ($0.letter, $0.queue) }, replayID: operation.id, on: channel)
                 // Settled: the confirmed copies before the first that was not, so that the progress never passes it.
                 events = []
                 for result in results {
@@ -176,7 +190,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
                     events.append(event)
                 }
                 settled = Array(batch.prefix(events.count))
-                if events.count < results.count, case .failure(let error) = results[events.count] { stop = (batch[events.count], error) }
+                if events.count < results.count, case .failure(let error) = results[events.count] {
+                    stop = (batch[events.count], error)
+                }
             case .purge:
                 events = batch.map { DeadLetterReplay.purgedEvent(of: $0.letter, queue: $0.queue) }
             }
@@ -189,7 +205,8 @@ public final class DeadLetterOperationRunner: Service, Sendable {
                 if transport.isRecoverable(stop.error) { throw stop.error }
                 let why = "the copy of \(stop.letter.messageID) was refused: \(stop.error)"
                 try await store.finishOperation(id: operation.id, status: .failed, error: why, nowMs: Self.nowMs())
-                logger.warning("dead-letter operation failed", metadata: ["operation": "\(operation.id)", "error": "\(why)"])
+                logger.warning(
+                    "dead-letter operation failed", metadata: ["operation": "\(operation.id)", "error": "\(why)"])
                 return try await store.operation(id: operation.id)
             }
             // Cancelled (the runner stops): the operation stays running, and its lease lets the next run carry on.
@@ -222,7 +239,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
 
     private func runLogged(_ id: String) async {
         do { try await execute(id) } catch {
-            logger.warning("dead-letter operation interrupted; it will be resumed", metadata: ["operation": "\(id)", "error": "\(error)"])
+            logger.warning(
+                "dead-letter operation interrupted; it will be resumed",
+                metadata: ["operation": "\(id)", "error": "\(error)"])
         }
     }
 
@@ -244,7 +263,9 @@ public final class DeadLetterOperationRunner: Service, Sendable {
     private func openPublisher(reusing channel: AMQPChannel?) async throws -> AMQPChannel {
         if let channel, channel.isOpen { return channel }
         try await transport.start()
-        guard let connection = transport.connection else { throw WarrenError(.notConsuming, "the transport is not connected") }
+        guard let connection = transport.connection else {
+            throw WarrenError(.notConsuming, "the transport is not connected")
+        }
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
         return channel

@@ -108,7 +108,9 @@ public struct DeadLetterPage: Sendable, Equatable, Encodable {
 
     /// The page of `rows` (fetched with one row more than `limit`).
     static func of(_ rows: [DeadLetterRecord], limit: Int) -> DeadLetterPage {
-        let (page, next) = LedgerCursor.page(rows, limit: limit) { LedgerCursor(atMs: $0.atMs, messageID: $0.messageID) }
+        let (page, next) = LedgerCursor.page(rows, limit: limit) {
+            LedgerCursor(atMs: $0.atMs, messageID: $0.messageID)
+        }
         return DeadLetterPage(deadLetters: page, next: next)
     }
 }

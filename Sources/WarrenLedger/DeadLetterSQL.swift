@@ -28,7 +28,9 @@ enum DeadLetterSQL {
     }
 
     /// The held dead letters of `filter`, oldest first, after `cursor`: `limit` of them with their messages.
-    static func held(_ filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int, placeholder: @escaping (Int) -> String) -> (String, [Value]) {
+    static func held(
+        _ filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int, placeholder: @escaping (Int) -> String
+    ) -> (String, [Value]) {
         var conditions = self.conditions(filter, placeholder: placeholder)
         conditions.after(cursor, timeColumn: "at_ms", oldestFirst: true)
         return (
@@ -79,7 +81,8 @@ enum DeadLetterSQL {
     /// Settles `count` held dead letters at once (`RETURNING` says which were still held); a purge forgets the messages.
     static func settle(_ action: DeadLetterOperation.Action, count: Int, placeholder: (Int) -> String) -> String {
         let forget = action == .purge ? ", message_properties = NULL, message_body = NULL" : ""
-        let keys = (0..<count).map { "(\(placeholder(4 + 2 * $0)), \(placeholder(5 + 2 * $0)))" }.joined(separator: ", ")
+        let keys = (0..<count).map { "(\(placeholder(4 + 2 * $0)), \(placeholder(5 + 2 * $0)))" }.joined(
+            separator: ", ")
         return """
             UPDATE dead_letters SET held = 0, settled = \(placeholder(1)), settled_by = \(placeholder(2)),
                 settled_at_ms = \(placeholder(3))\(forget)
@@ -102,10 +105,13 @@ enum DeadLetterSQL {
 
     static func operationValues(_ operation: DeadLetterOperation) throws -> [Value] {
         [
-            .text(operation.id), .text(operation.action.rawValue), .text(try operation.filter.json()), .text(operation.actor),
-            .text(operation.role), .integer(operation.createdAtMs), .text(operation.status.rawValue), .integer(Int64(operation.total)),
+            .text(operation.id), .text(operation.action.rawValue), .text(try operation.filter.json()),
+            .text(operation.actor),
+            .text(operation.role), .integer(operation.createdAtMs), .text(operation.status.rawValue),
+            .integer(Int64(operation.total)),
             .integer(Int64(operation.settled)), operation.cursor.map { .integer($0.atMs) } ?? .null,
-            operation.cursor.map { .text($0.messageID) } ?? .null, .integer(operation.updatedAtMs), operation.error.map(Value.text) ?? .null,
+            operation.cursor.map { .text($0.messageID) } ?? .null, .integer(operation.updatedAtMs),
+            operation.error.map(Value.text) ?? .null,
         ]
     }
 
@@ -137,7 +143,8 @@ enum DeadLetterSQL {
         """
     }
 
-    static let unfinished = "SELECT id FROM dead_letter_operations WHERE status = 'running' ORDER BY created_at_ms LIMIT 100"
+    static let unfinished =
+        "SELECT id FROM dead_letter_operations WHERE status = 'running' ORDER BY created_at_ms LIMIT 100"
 
     static func operations(byID: Bool, placeholder: (Int) -> String) -> String {
         byID
@@ -147,13 +154,15 @@ enum DeadLetterSQL {
 
     /// An operation from its row's columns.
     static func operation(
-        id: String, action: String, filter: String, actor: String, role: String, createdAtMs: Int64, status: String, total: Int64,
+        id: String, action: String, filter: String, actor: String, role: String, createdAtMs: Int64, status: String,
+        total: Int64,
         settled: Int64, cursorAtMs: Int64?, cursorMessageID: String?, updatedAtMs: Int64, error: String?
     ) -> DeadLetterOperation {
         DeadLetterOperation(
             id: id, action: DeadLetterOperation.Action(rawValue: action) ?? .replay,
             filter: (try? DeadLetterFilter.decode(json: filter)) ?? DeadLetterFilter(), actor: actor, role: role,
-            createdAtMs: createdAtMs, total: Int(total), status: DeadLetterOperation.Status(rawValue: status) ?? .failed,
+            createdAtMs: createdAtMs, total: Int(total),
+            status: DeadLetterOperation.Status(rawValue: status) ?? .failed,
             settled: Int(settled),
             cursor: cursorAtMs.flatMap { at in cursorMessageID.map { LedgerCursor(atMs: at, messageID: $0) } },
             updatedAtMs: updatedAtMs, error: error)

@@ -78,7 +78,8 @@ public struct FailureFingerprint: Sendable, Equatable {
         var clauseStart = true
         func flush() {
             guard !word.isEmpty else { return }
-            let isCode = word.count == 3 && word.allSatisfy(\.isNumber)
+            let isCode =
+                word.count == 3 && word.allSatisfy(\.isNumber)
                 && (clauseStart || ["http", "status", "code", "error"].contains(previous.lowercased()))
             out += isCode ? word : maskWord(word)
             previous = word

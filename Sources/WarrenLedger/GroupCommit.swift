@@ -51,20 +51,23 @@ final class GroupCommit<Item: Sendable>: Sendable {
         guard turn == .lead else { return }
         // A cancelled leader (its handler's timeout, a shutdown) writes for nobody else: the others' batches wait for
         // the next leader, and it fails alone.
-        let group: [Waiting] = Task.isCancelled ? [] : state.withLock { state in
-            defer { state.waiting = [] }
-            return state.waiting
-        }
+        let group: [Waiting] =
+            Task.isCancelled
+            ? []
+            : state.withLock { state in
+                defer { state.waiting = [] }
+                return state.waiting
+            }
         var failure: (any Error)?
         do {
             try Task.checkCancellation()
             try await write(items + group.flatMap(\.items))
             for waiting in group { waiting.continuation.resume(returning: .committed) }
-        } catch where Task.isCancelled {
+        } catch  where Task.isCancelled {
             // Cancelled while writing: nothing was committed; the others' batches go back to wait for the next leader.
             state.withLock { $0.waiting.insert(contentsOf: group, at: 0) }
             failure = error
-        } catch where !group.isEmpty {
+        } catch  where !group.isEmpty {
             // One bad batch must not fail the others: each on its own, with its own answer.
             do { try await write(items) } catch { failure = error }
             for (index, waiting) in group.enumerated() {

@@ -29,7 +29,8 @@ public struct IngestedDeadLetter: Sendable {
         // What the copy says of its failure, so that a copy redelivered after its commit is the same record: Warren's
         // failure time, else the time RabbitMQ dead-lettered it (TTL, a quorum queue's delivery limit, a reject).
         let death = Self.death(message.properties.headers)
-        let carried = UnixMilliseconds.from(message.properties.headers?[WarrenHeader.lastFailureAt]?.int64Value) ?? death?.atMs
+        let carried =
+            UnixMilliseconds.from(message.properties.headers?[WarrenHeader.lastFailureAt]?.int64Value) ?? death?.atMs
         let atMs = carried ?? receivedAtMs
         var event = WarrenEvent(
             event: .deadLetter, messageID: letter.messageID ?? Self.syntheticID(of: message), type: letter.messageType,
@@ -37,7 +38,8 @@ public struct IngestedDeadLetter: Sendable {
             reason: letter.reason?.kind.rawValue ?? death?.reason ?? "unknown", host: letter.host,
             correlationID: letter.properties.correlationID)
         event.attach(
-            DeadLetterContent(body: message.body, headers: message.properties.headers ?? [:]), bodyLimit: Self.displayedBodyLimit)
+            DeadLetterContent(body: message.body, headers: message.properties.headers ?? [:]),
+            bodyLimit: Self.displayedBodyLimit)
         self.event = event
         self.message = message
         keyedByReceipt = carried == nil
@@ -107,7 +109,10 @@ public struct DeadLetterFilter: Sendable, Equatable, Codable {
     /// Dead-lettered before this time (milliseconds since 1970).
     public var untilMs: Int64?
 
-    public init(messageID: String? = nil, groupID: String? = nil, queue: String? = nil, sinceMs: Int64? = nil, untilMs: Int64? = nil) {
+    public init(
+        messageID: String? = nil, groupID: String? = nil, queue: String? = nil, sinceMs: Int64? = nil,
+        untilMs: Int64? = nil
+    ) {
         self.messageID = messageID
         self.groupID = groupID
         self.queue = queue

@@ -63,7 +63,8 @@ public struct LedgerCursor: Sendable, Equatable {
     public init?(token: String) {
         var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard token.count <= 2_048, let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8),
+        guard token.count <= 2_048, let data = Data(base64Encoded: base64),
+            let text = String(data: data, encoding: .utf8),
             let colon = text.firstIndex(of: ":"), let time = Int64(text[..<colon]), !text.utf8.contains(0)
         else { return nil }
         self.init(atMs: time, messageID: String(text[text.index(after: colon)...]))
@@ -92,7 +93,9 @@ public struct JobPage: Sendable, Equatable, Encodable {
 
     /// The page of `rows` (fetched with one row more than `limit`).
     static func of(_ rows: [JobSummary], limit: Int) -> JobPage {
-        let (page, next) = LedgerCursor.page(rows, limit: limit) { LedgerCursor(atMs: $0.updatedAtMs, messageID: $0.messageID) }
+        let (page, next) = LedgerCursor.page(rows, limit: limit) {
+            LedgerCursor(atMs: $0.updatedAtMs, messageID: $0.messageID)
+        }
         return JobPage(jobs: page, next: next)
     }
 }

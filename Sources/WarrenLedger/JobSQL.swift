@@ -36,7 +36,8 @@ enum JobSQL {
             guard let cursor else { return }
             values += [.integer(cursor.atMs), .text(cursor.messageID)]
             clauses.append(
-                "(\(timeColumn), message_id) \(oldestFirst ? ">" : "<") (\(placeholder(values.count - 1)), \(placeholder(values.count)))")
+                "(\(timeColumn), message_id) \(oldestFirst ? ">" : "<") (\(placeholder(values.count - 1)), \(placeholder(values.count)))"
+            )
         }
 
         var sql: String { clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ") }
@@ -74,11 +75,13 @@ enum JobSQL {
     /// Schema version 4: the audit log of replays and purges (`id` is the SQLite rowid or a PostgreSQL serial: newest
     /// first is `ORDER BY id DESC`).
     static func version4(idColumn: String, integer: String) -> [String] {
-        ["""
-        CREATE TABLE audit_log (
-            id \(idColumn), at_ms \(integer) NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
-            target TEXT NOT NULL, count \(integer) NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL)
-        """]
+        [
+            """
+            CREATE TABLE audit_log (
+                id \(idColumn), at_ms \(integer) NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL,
+                target TEXT NOT NULL, count \(integer) NOT NULL, outcome TEXT NOT NULL, request_id TEXT NOT NULL)
+            """
+        ]
     }
 
     static func insertAudit(placeholder: (Int) -> String) -> String {
@@ -87,7 +90,8 @@ enum JobSQL {
 
     static func auditLog(before: Int64?, placeholder: (Int) -> String) -> String {
         "SELECT id, at_ms, actor, role, action, target, count, outcome, request_id FROM audit_log"
-            + (before == nil ? "" : " WHERE id < \(placeholder(1))") + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
+            + (before == nil ? "" : " WHERE id < \(placeholder(1))")
+            + " ORDER BY id DESC LIMIT \(before == nil ? placeholder(1) : placeholder(2))"
     }
 
     /// An event recorded again (a batch redelivered; a dead letter's event from the intake's copy, then from its
@@ -109,7 +113,8 @@ enum JobSQL {
         var result: [WarrenEvent] = []
         result.reserveCapacity(events.count)
         for event in events {
-            let key = EventKey(id: event.messageID, at: event.atMs, kind: event.event.rawValue, attempt: event.attempt ?? 0)
+            let key = EventKey(
+                id: event.messageID, at: event.atMs, kind: event.event.rawValue, attempt: event.attempt ?? 0)
             if let first = index[key] {
                 result[first].queueWaitMs = result[first].queueWaitMs ?? event.queueWaitMs
                 result[first].queueWaitApproxS = result[first].queueWaitApproxS ?? event.queueWaitApproxS
@@ -143,8 +148,11 @@ enum JobSQL {
     }
 
     static func auditValues(_ entry: AuditEntry) -> [Value] {
-        [.integer(entry.atMs), .text(entry.actor), .text(entry.role), .text(entry.action), .text(entry.target), .integer(Int64(entry.count)),
-         .text(entry.outcome), .text(entry.requestID)]
+        [
+            .integer(entry.atMs), .text(entry.actor), .text(entry.role), .text(entry.action), .text(entry.target),
+            .integer(Int64(entry.count)),
+            .text(entry.outcome), .text(entry.requestID),
+        ]
     }
 
     /// A dead-letter event for a record that exists already changes nothing: it is the same event again (a batch
@@ -235,25 +243,30 @@ enum JobSQL {
         var keepingAtMost: Int?
     }
 
-    static func pruneSelections(_ policy: RetentionPolicy, nowMs: Int64, placeholder: (Int) -> String) -> [PruneSelection] {
+    static func pruneSelections(_ policy: RetentionPolicy, nowMs: Int64, placeholder: (Int) -> String)
+        -> [PruneSelection]
+    {
         let cutoffs = policy.cutoffs(nowMs: nowMs)
         // A purged job is kept as long as a dead-lettered one.
         let failed = "('\(JobState.deadLettered.rawValue)', '\(JobState.purged.rawValue)')"
-        let finished = "('\(JobState.succeeded.rawValue)', '\(JobState.deadLettered.rawValue)', '\(JobState.purged.rawValue)')"
+        let finished =
+            "('\(JobState.succeeded.rawValue)', '\(JobState.deadLettered.rawValue)', '\(JobState.purged.rawValue)')"
         var selections: [PruneSelection] = []
         for (cutoff, condition) in [
             (cutoffs.succeeded, "status = '\(JobState.succeeded.rawValue)'"),
             (cutoffs.deadLettered, "status IN \(failed)"),
             (cutoffs.unfinished, "status NOT IN \(finished)"),
         ] where cutoff != Int64.min {
-            selections.append(PruneSelection(
-                sql: "SELECT message_id FROM jobs WHERE \(condition) AND last_event_at_ms < \(placeholder(1))",
-                values: [.integer(cutoff)]))
+            selections.append(
+                PruneSelection(
+                    sql: "SELECT message_id FROM jobs WHERE \(condition) AND last_event_at_ms < \(placeholder(1))",
+                    values: [.integer(cutoff)]))
         }
         if let maxJobs = policy.maxJobs {
-            selections.append(PruneSelection(
-                sql: "SELECT message_id FROM jobs ORDER BY last_event_at_ms, message_id", values: [],
-                keepingAtMost: max(0, maxJobs)))
+            selections.append(
+                PruneSelection(
+                    sql: "SELECT message_id FROM jobs ORDER BY last_event_at_ms, message_id", values: [],
+                    keepingAtMost: max(0, maxJobs)))
         }
         return selections
     }

@@ -38,12 +38,14 @@ struct JobUpdate: Equatable {
         var updates: [String: JobUpdate] = [:]
         for event in events {
             guard let id = event.messageID else { continue }
-            var update = updates[id] ?? {
-                order.append(id)
-                return JobUpdate(
-                    messageID: id, type: nil, queue: event.queue, status: JobState.pending.rawValue, attempts: 0,
-                    publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0, lastEventAtMs: event.atMs)
-            }()
+            var update =
+                updates[id]
+                ?? {
+                    order.append(id)
+                    return JobUpdate(
+                        messageID: id, type: nil, queue: event.queue, status: JobState.pending.rawValue, attempts: 0,
+                        publishedAtMs: nil, updatedAtMs: 0, updatedPhase: 0, lastEventAtMs: event.atMs)
+                }()
             update.type = update.type ?? event.type
             update.traceID = update.traceID ?? event.traceID
             if let error = event.error { update.lastError = error }
@@ -52,7 +54,9 @@ struct JobUpdate: Equatable {
                 update.publishedAtMs = min(update.publishedAtMs ?? event.atMs, event.atMs)
                 if update.updatedAtMs == 0 { update.queue = event.queue }
             } else {
-                if event.event != .replayed && event.event != .purged { update.attempts = max(update.attempts, event.attempt ?? 1) }
+                if event.event != .replayed && event.event != .purged {
+                    update.attempts = max(update.attempts, event.attempt ?? 1)
+                }
                 let eventPhase = Self.phase(of: event.event)
                 if (event.atMs, eventPhase) >= (update.updatedAtMs, update.updatedPhase) {
                     update.status = JobState.after(event.event).rawValue

@@ -13,19 +13,25 @@ struct EventBatch: WarrenMessage {
         // Counted before any event is built: an 8 MiB batch of tiny events would otherwise become 100,000 of them.
         var container = try decoder.unkeyedContainer()
         if let count = container.count, count > LedgerBounds.eventsPerBatch {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events; this one \(count)"))
+            throw DecodingError.dataCorrupted(
+                .init(
+                    codingPath: [],
+                    debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events; this one \(count)"))
         }
         var events: [WarrenEvent] = []
         while !container.isAtEnd {
             guard events.count < LedgerBounds.eventsPerBatch else {
-                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events"))
+                throw DecodingError.dataCorrupted(
+                    .init(
+                        codingPath: [], debugDescription: "a batch holds at most \(LedgerBounds.eventsPerBatch) events")
+                )
             }
             events.append(try container.decode(WarrenEvent.self))
         }
         self.events = events
         if let other = events.first(where: { $0.schema != 1 }) {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
         }
     }
 
@@ -60,7 +66,8 @@ public final class Ledger: Service, Sendable {
     ///   - retention: how long jobs are kept, and how many (``RetentionPolicy``); ``RetentionPolicy/keepEverything``
     ///     never prunes.
     public init(
-        transport: RabbitMQTransport, store: any LedgerStore, queue: String = "warren.ledger", exchange: String = "warren.events",
+        transport: RabbitMQTransport, store: any LedgerStore, queue: String = "warren.ledger",
+        exchange: String = "warren.events",
         bindingKey: String = "#", prefetch: UInt16 = 20, retention: RetentionPolicy = RetentionPolicy(),
         logger: Logger = Logger(label: "warren.ledger")
     ) {
@@ -76,13 +83,15 @@ public final class Ledger: Service, Sendable {
             EventBatch.self, queue: queue,
             options: HandlerOptions(
                 prefetch: prefetch, maxConcurrentHandlers: Int(max(1, prefetch)),
-                retry: RetryPolicy(maxAttempts: 10, backoff: .explicit([.seconds(1), .seconds(5), .seconds(30)])), timeout: .seconds(60))
+                retry: RetryPolicy(maxAttempts: 10, backoff: .explicit([.seconds(1), .seconds(5), .seconds(30)])),
+                timeout: .seconds(60))
         ) { batch, _ in
             try await commits.record(batch.events)
         }
         worker = Worker(
             transport: transport, registrations: [registration],
-            configuration: WorkerConfiguration(maximumMessageBytes: LedgerBounds.batchBytes, tracing: .disabled), logger: logger)
+            configuration: WorkerConfiguration(maximumMessageBytes: LedgerBounds.batchBytes, tracing: .disabled),
+            logger: logger)
         bind = (exchange, bindingKey)
     }
 
@@ -117,7 +126,10 @@ public final class Ledger: Service, Sendable {
                 if pruned.jobs > 0 || pruned.auditEntries > 0 {
                     logger.info(
                         "pruned the ledger",
-                        metadata: ["jobs": "\(pruned.jobs)", "events": "\(pruned.events)", "audit_entries": "\(pruned.auditEntries)"])
+                        metadata: [
+                            "jobs": "\(pruned.jobs)", "events": "\(pruned.events)",
+                            "audit_entries": "\(pruned.auditEntries)",
+                        ])
                 }
             } catch is CancellationError {
                 return
@@ -133,7 +145,9 @@ public final class Ledger: Service, Sendable {
         try await transport.start()
         try await transport.declareTopicExchange(bind.exchange)
         try await transport.prepare(queue: queue, delays: [.seconds(1), .seconds(5), .seconds(30)])
-        guard let connection = transport.connection else { throw WarrenError(.notConsuming, "the ledger's transport is not connected") }
+        guard let connection = transport.connection else {
+            throw WarrenError(.notConsuming, "the ledger's transport is not connected")
+        }
         try await claimQueue(on: connection)
         let channel = try await connection.openChannel()
         try await channel.queueBind(queue, exchange: bind.exchange, routingKey: bind.key)
@@ -174,7 +188,8 @@ public final class Ledger: Service, Sendable {
         try await channel.enableConfirms()
         try await channel.publish(
             Array(identity.utf8), routingKey: storeQueue, mandatory: true,
-            properties: AMQPProperties(contentType: "text/plain", deliveryMode: .persistent, type: "warren.ledger.store"))
+            properties: AMQPProperties(
+                contentType: "text/plain", deliveryMode: .persistent, type: "warren.ledger.store"))
         try? await channel.close()
     }
 

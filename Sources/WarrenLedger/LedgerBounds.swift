@@ -79,7 +79,10 @@ public enum LedgerBounds {
         }
         if let headers = event.headers,
             headers.count > headerCount
-                || headers.contains(where: { $0.key.utf8.count > nameBytes || $0.value.utf8.count > headerValueBytes || $0.key.utf8.contains(0) || $0.value.utf8.contains(0) })
+                || headers.contains(where: {
+                    $0.key.utf8.count > nameBytes || $0.value.utf8.count > headerValueBytes || $0.key.utf8.contains(0)
+                        || $0.value.utf8.contains(0)
+                })
         {
             event.headers = Dictionary(
                 headers.sorted { $0.key < $1.key }.prefix(headerCount).map { name, value in
@@ -151,14 +154,16 @@ struct LedgerBoundsReport: Sendable {
 
     init(logger: Logger) {
         self.logger = logger
-        counters = Dictionary(uniqueKeysWithValues: LedgerBounds.Effect.allCases.map {
-            ($0, Counter(label: WarrenMetric.ledgerBounded.name, dimensions: [("bound", $0.rawValue)]))
-        })
+        counters = Dictionary(
+            uniqueKeysWithValues: LedgerBounds.Effect.allCases.map {
+                ($0, Counter(label: WarrenMetric.ledgerBounded.name, dimensions: [("bound", $0.rawValue)]))
+            })
     }
 
     /// `events` with their fields bounded, without those that cannot be recorded.
     func bounded(_ events: [WarrenEvent]) -> [WarrenEvent] {
-        var cut = 0, tooLong = 0
+        var cut = 0
+        var tooLong = 0
         let kept = events.compactMap { event -> WarrenEvent? in
             var wasCut = false
             guard let bounded = LedgerBounds.bounded(event, cut: &wasCut) else {
@@ -178,7 +183,8 @@ struct LedgerBoundsReport: Sendable {
     func bounded(_ letter: IngestedDeadLetter) -> IngestedDeadLetter {
         var letter = letter
         if let id = letter.event.messageID, id.utf8.contains(0) || id.utf8.count > LedgerBounds.nameBytes {
-            letter.event.messageID = LedgerBounds.prefix(id.replacingOccurrences(of: "\0", with: "\u{FFFD}"), LedgerBounds.nameBytes)
+            letter.event.messageID = LedgerBounds.prefix(
+                id.replacingOccurrences(of: "\0", with: "\u{FFFD}"), LedgerBounds.nameBytes)
         }
         letter.event = bounded([letter.event]).first ?? letter.event
         return letter

@@ -16,12 +16,15 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
     public init(_ text: String) throws {
         if text.hasPrefix("sqlite:") {
             let path = String(text.dropFirst("sqlite:".count))
-            guard !path.isEmpty else { throw WarrenError(.invalidConfiguration, "sqlite: needs a path (sqlite:/var/lib/warren/ledger.sqlite)") }
+            guard !path.isEmpty else {
+                throw WarrenError(.invalidConfiguration, "sqlite: needs a path (sqlite:/var/lib/warren/ledger.sqlite)")
+            }
             kind = .sqlite(path: path)
         } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
             kind = .postgres(url: text)
         } else {
-            throw WarrenError(.invalidConfiguration, "a ledger store is sqlite:PATH or postgres://user:password@host:port/database")
+            throw WarrenError(
+                .invalidConfiguration, "a ledger store is sqlite:PATH or postgres://user:password@host:port/database")
         }
     }
 
@@ -34,10 +37,11 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
             return try await SQLiteLedgerStore(path: path, logger: logger)
         case .postgres(let url):
             #if PostgreSQL
-            return try PostgresLedgerStore(url: url, logger: logger)
+                return try PostgresLedgerStore(url: url, logger: logger)
             #else
-            _ = url
-            throw WarrenError(.invalidConfiguration, "this build of Warren has no PostgreSQL store: its PostgreSQL trait is off")
+                _ = url
+                throw WarrenError(
+                    .invalidConfiguration, "this build of Warren has no PostgreSQL store: its PostgreSQL trait is off")
             #endif
         }
     }
@@ -47,7 +51,9 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
         switch kind {
         case .sqlite(let path): return "sqlite:\(path)"
         case .postgres(let url):
-            guard var components = URLComponents(string: url), components.password != nil else { return url.contains("@") ? "postgres://***" : url }
+            guard var components = URLComponents(string: url), components.password != nil else {
+                return url.contains("@") ? "postgres://***" : url
+            }
             components.password = "***"
             return components.string ?? "postgres://***"
         }

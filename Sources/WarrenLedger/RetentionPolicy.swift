@@ -22,7 +22,8 @@ public struct RetentionPolicy: Sendable, Equatable {
     ///   10 million jobs, audit entries 365 days, pruned every minute.
     public init(
         succeeded: Duration = .seconds(7 * 86_400), deadLettered: Duration = .seconds(30 * 86_400),
-        unfinished: Duration = .seconds(30 * 86_400), maxJobs: Int? = 10_000_000, audit: Duration = .seconds(365 * 86_400),
+        unfinished: Duration = .seconds(30 * 86_400), maxJobs: Int? = 10_000_000,
+        audit: Duration = .seconds(365 * 86_400),
         interval: Duration = .seconds(60)
     ) {
         self.audit = audit

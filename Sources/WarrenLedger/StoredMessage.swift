@@ -17,7 +17,8 @@ public struct StoredMessage: Sendable, Equatable {
     public func encodedProperties() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try encoder.encode(StoredProperties(properties)), as: UTF8.self)
     }
 
@@ -25,10 +26,12 @@ public struct StoredMessage: Sendable, Equatable {
     /// - Throws: `DecodingError` for text ``encodedProperties()`` did not write or a body that is not base64.
     public init(encodedProperties: String, base64Body: String) throws {
         let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(
+            positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         properties = try decoder.decode(StoredProperties.self, from: Data(encodedProperties.utf8)).amqp
         guard let body = Data(base64Encoded: base64Body) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "a stored body that is not base64"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "a stored body that is not base64"))
         }
         self.body = [UInt8](body)
     }
@@ -86,7 +89,8 @@ private struct StoredProperties: Codable {
             contentType: contentType, contentEncoding: contentEncoding, headers: headers?.mapValues(\.value),
             deliveryMode: deliveryMode.flatMap(AMQPProperties.DeliveryMode.init(rawValue:)), priority: priority,
             correlationID: correlationID, replyTo: replyTo, expiration: expiration, messageID: messageID,
-            timestamp: timestamp.map { Date(timeIntervalSince1970: Double($0)) }, type: type, userID: userID, appID: appID,
+            timestamp: timestamp.map { Date(timeIntervalSince1970: Double($0)) }, type: type, userID: userID,
+            appID: appID,
             clusterID: clusterID)
     }
 }
@@ -103,26 +107,58 @@ private struct TypedValue: Codable {
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         switch value {
-        case .bool(let v): try container.encode("bool", forKey: .type); try container.encode(v, forKey: .value)
-        case .int8(let v): try container.encode("int8", forKey: .type); try container.encode(v, forKey: .value)
-        case .uint8(let v): try container.encode("uint8", forKey: .type); try container.encode(v, forKey: .value)
-        case .int16(let v): try container.encode("int16", forKey: .type); try container.encode(v, forKey: .value)
-        case .uint16(let v): try container.encode("uint16", forKey: .type); try container.encode(v, forKey: .value)
-        case .int32(let v): try container.encode("int32", forKey: .type); try container.encode(v, forKey: .value)
-        case .uint32(let v): try container.encode("uint32", forKey: .type); try container.encode(v, forKey: .value)
-        case .int64(let v): try container.encode("int64", forKey: .type); try container.encode(v, forKey: .value)
-        case .uint64(let v): try container.encode("uint64", forKey: .type); try container.encode(v, forKey: .value)
-        case .float(let v): try container.encode("float", forKey: .type); try container.encode(v, forKey: .value)
-        case .double(let v): try container.encode("double", forKey: .type); try container.encode(v, forKey: .value)
+        case .bool(let v):
+            try container.encode("bool", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .int8(let v):
+            try container.encode("int8", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .uint8(let v):
+            try container.encode("uint8", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .int16(let v):
+            try container.encode("int16", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .uint16(let v):
+            try container.encode("uint16", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .int32(let v):
+            try container.encode("int32", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .uint32(let v):
+            try container.encode("uint32", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .int64(let v):
+            try container.encode("int64", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .uint64(let v):
+            try container.encode("uint64", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .float(let v):
+            try container.encode("float", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .double(let v):
+            try container.encode("double", forKey: .type)
+            try container.encode(v, forKey: .value)
         case .decimal(let scale, let v):
             try container.encode("decimal", forKey: .type)
             try container.encode(scale, forKey: .scale)
             try container.encode(v, forKey: .value)
-        case .string(let v): try container.encode("string", forKey: .type); try container.encode(v, forKey: .value)
-        case .bytes(let v): try container.encode("bytes", forKey: .type); try container.encode(Data(v).base64EncodedString(), forKey: .value)
-        case .array(let v): try container.encode("array", forKey: .type); try container.encode(v.map(TypedValue.init), forKey: .value)
-        case .timestamp(let v): try container.encode("timestamp", forKey: .type); try container.encode(v, forKey: .value)
-        case .table(let v): try container.encode("table", forKey: .type); try container.encode(v.mapValues(TypedValue.init), forKey: .value)
+        case .string(let v):
+            try container.encode("string", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .bytes(let v):
+            try container.encode("bytes", forKey: .type)
+            try container.encode(Data(v).base64EncodedString(), forKey: .value)
+        case .array(let v):
+            try container.encode("array", forKey: .type)
+            try container.encode(v.map(TypedValue.init), forKey: .value)
+        case .timestamp(let v):
+            try container.encode("timestamp", forKey: .type)
+            try container.encode(v, forKey: .value)
+        case .table(let v):
+            try container.encode("table", forKey: .type)
+            try container.encode(v.mapValues(TypedValue.init), forKey: .value)
         case .void: try container.encode("void", forKey: .type)
         }
     }
@@ -143,18 +179,23 @@ private struct TypedValue: Codable {
         case "float": value = .float(try container.decode(Float.self, forKey: .value))
         case "double": value = .double(try container.decode(Double.self, forKey: .value))
         case "decimal":
-            value = .decimal(scale: try container.decode(UInt8.self, forKey: .scale), value: try container.decode(UInt32.self, forKey: .value))
+            value = .decimal(
+                scale: try container.decode(UInt8.self, forKey: .scale),
+                value: try container.decode(UInt32.self, forKey: .value))
         case "string": value = .string(try container.decode(String.self, forKey: .value))
         case "bytes":
             guard let bytes = Data(base64Encoded: try container.decode(String.self, forKey: .value)) else {
-                throw DecodingError.dataCorruptedError(forKey: .value, in: container, debugDescription: "bytes that are not base64")
+                throw DecodingError.dataCorruptedError(
+                    forKey: .value, in: container, debugDescription: "bytes that are not base64")
             }
             value = .bytes([UInt8](bytes))
         case "array": value = .array(try container.decode([TypedValue].self, forKey: .value).map(\.value))
         case "timestamp": value = .timestamp(try container.decode(UInt64.self, forKey: .value))
         case "table": value = .table(try container.decode([String: TypedValue].self, forKey: .value).mapValues(\.value))
         case "void": value = .void
-        default: throw DecodingError.dataCorruptedError(forKey: .type, in: container, debugDescription: "unknown header type \(type)")
+        default:
+            throw DecodingError.dataCorruptedError(
+                forKey: .type, in: container, debugDescription: "unknown header type \(type)")
         }
     }
 }

@@ -2,9 +2,9 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A throwaway RabbitMQ node: a real `rabbitmq-server` process on 127.0.0.1 with its own node name, data directory
@@ -65,10 +65,13 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
     /// Starts a node and waits until it accepts AMQP connections.
     /// - Throws: ``LocalBrokerError`` (``LocalBrokerError/Code/notInstalled`` with how to install RabbitMQ;
     ///   ``LocalBrokerError/Code/startupFailed`` with the end of the node's log).
-    public static func start(_ configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()) async throws -> LocalBroker {
+    public static func start(_ configuration: LocalBrokerConfiguration = LocalBrokerConfiguration()) async throws
+        -> LocalBroker
+    {
         do {
             return try await LocalBrokerLauncher(configuration: configuration).launch()
-        } catch let error as LocalBrokerError where error.code == .startupFailed && configuration.port == nil
+        } catch let error as LocalBrokerError
+            where error.code == .startupFailed && configuration.port == nil
             && configuration.nodeName == nil && configuration.dataDirectory == nil
         {
             // Another process may have taken a port between the check and the node binding it: try once more with
@@ -94,7 +97,8 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         resume()  // a paused node cannot stop itself
         let pidFile = "\(dataDirectory)/rabbitmq.pid"
         let result = try? await ProcessRunner.run(
-            installation.rabbitmqctl, ["-n", nodeName, "stop", pidFile], environment: environment, timeout: .seconds(30))
+            installation.rabbitmqctl, ["-n", nodeName, "stop", pidFile], environment: environment, timeout: .seconds(30)
+        )
         if result?.status != 0 { signalNode(SIGKILL) }
         if removeDataOnStop { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
@@ -121,7 +125,8 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         let pidFile = "\(dataDirectory)/rabbitmq.pid"
         if isListening {
             let result = try? await ProcessRunner.run(
-                installation.rabbitmqctl, ["-n", nodeName, "stop", pidFile], environment: environment, timeout: .seconds(30))
+                installation.rabbitmqctl, ["-n", nodeName, "stop", pidFile], environment: environment,
+                timeout: .seconds(30))
             if result?.status != 0 { signalNode(SIGKILL) }
         }
         let clock = ContinuousClock()
@@ -129,7 +134,8 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         while isListening || beamProcessID.map(processIsAlive) == true, clock.now < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
-        _ = try ProcessRunner.spawnDetached("/bin/bash", ["\(dataDirectory)/run-node.sh", "\(getpid())"], environment: environment)
+        _ = try ProcessRunner.spawnDetached(
+            "/bin/bash", ["\(dataDirectory)/run-node.sh", "\(getpid())"], environment: environment)
         let seconds = max(1, timeout.components.seconds)
         try await rabbitmqctl(["wait", pidFile, "--timeout", "\(seconds)"], timeout: timeout + .seconds(10))
         try await waitUntilListening(timeout: .seconds(30))
@@ -144,12 +150,16 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         signalNode(SIGSTOP)
         guard let pid = beamProcessID else { return }
         let deadline = ContinuousClock.now + .seconds(1)
-        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(1)) }
+        while !Self.allThreadsStopped(pid), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     /// Whether every thread of `pid` is stopped, from `/proc/<pid>/task/*/stat`; true where `/proc` does not exist.
     static func allThreadsStopped(_ pid: pid_t) -> Bool {
-        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return true }
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else {
+            return true
+        }
         return threads.allSatisfy { thread in
             guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/stat", encoding: .utf8),
                 let afterName = stat.lastIndex(of: ")")
@@ -181,7 +191,9 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
         let output = try await ProcessRunner.run(
             installation.rabbitmqctl, ["-n", nodeName] + arguments, environment: environment, timeout: timeout)
         guard output.status == 0 else {
-            throw LocalBrokerError(.commandFailed, "rabbitmqctl \(arguments.joined(separator: " ")) failed (\(output.status)): \(output.text)")
+            throw LocalBrokerError(
+                .commandFailed,
+                "rabbitmqctl \(arguments.joined(separator: " ")) failed (\(output.status)): \(output.text)")
         }
         return output.text
     }
@@ -202,7 +214,9 @@ public final class LocalBroker: Sendable, CustomStringConvertible {
 
     /// The Erlang VM's process id, from the node's pid file.
     public var beamProcessID: pid_t? {
-        guard let text = try? String(contentsOfFile: "\(dataDirectory)/rabbitmq.pid", encoding: .utf8) else { return nil }
+        guard let text = try? String(contentsOfFile: "\(dataDirectory)/rabbitmq.pid", encoding: .utf8) else {
+            return nil
+        }
         return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 }

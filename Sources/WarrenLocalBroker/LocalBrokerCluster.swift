@@ -30,7 +30,8 @@ public final class LocalBrokerCluster: Sendable, CustomStringConvertible {
     ///     can push a boot past its timeout.
     /// - Throws: ``LocalBrokerError``; nodes already started are stopped first.
     public static func start(
-        nodes count: Int = 3, configuration: LocalBrokerConfiguration = LocalBrokerConfiguration(), oneNodeAtATime: Bool = false
+        nodes count: Int = 3, configuration: LocalBrokerConfiguration = LocalBrokerConfiguration(),
+        oneNodeAtATime: Bool = false
     ) async throws -> LocalBrokerCluster {
         precondition(count >= 1, "a cluster needs a node")
         var node = configuration
@@ -47,7 +48,9 @@ public final class LocalBrokerCluster: Sendable, CustomStringConvertible {
             }
         } else {
             started = await withTaskGroup(of: Result<LocalBroker, any Error>.self) { group in
-                for _ in 0..<count { group.addTask { [node] in await Result(catching: { try await LocalBroker.start(node) }) } }
+                for _ in 0..<count {
+                    group.addTask { [node] in await Result(catching: { try await LocalBroker.start(node) }) }
+                }
                 var results: [Result<LocalBroker, any Error>] = []
                 for await result in group { results.append(result) }
                 return results
@@ -75,7 +78,8 @@ public final class LocalBrokerCluster: Sendable, CustomStringConvertible {
         var lastError: (any Error)?
         for node in nodes where node.isListening {
             do {
-                let output = try await node.rabbitmqctl(["cluster_status", "--formatter", "json"], timeout: .seconds(30))
+                let output = try await node.rabbitmqctl(
+                    ["cluster_status", "--formatter", "json"], timeout: .seconds(30))
                 struct Status: Decodable { var running_nodes: [String] }
                 let json = output.drop(while: { $0 != "{" })
                 return try JSONDecoder().decode(Status.self, from: Data(json.utf8)).running_nodes.sorted()

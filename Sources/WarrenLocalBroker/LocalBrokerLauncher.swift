@@ -2,9 +2,9 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where RabbitMQ's scripts are.
@@ -16,8 +16,10 @@ struct RabbitMQInstallation: Sendable, Codable {
     /// the `/usr/sbin` wrappers), Homebrew's folders, then `PATH`.
     static func find() throws -> RabbitMQInstallation {
         let environment = ProcessInfo.processInfo.environment
-        var folders = [environment["WARREN_RABBITMQ_BIN"], "/usr/lib/rabbitmq/bin", "/opt/homebrew/sbin", "/usr/local/sbin"]
-            .compactMap { $0 }
+        var folders = [
+            environment["WARREN_RABBITMQ_BIN"], "/usr/lib/rabbitmq/bin", "/opt/homebrew/sbin", "/usr/local/sbin",
+        ]
+        .compactMap { $0 }
         folders += (environment["PATH"] ?? "").split(separator: ":").map(String.init)
         for folder in folders {
             let server = "\(folder)/rabbitmq-server"
@@ -57,7 +59,8 @@ struct LocalBrokerLauncher {
         let shortName = configuration.nodeName ?? "warren-\(UUID().uuidString.prefix(8).lowercased())"
         let nodeName = "\(shortName)@localhost"
         let createdDirectory = configuration.dataDirectory == nil
-        let directory = configuration.dataDirectory
+        let directory =
+            configuration.dataDirectory
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("warren-broker-\(shortName)").path
         try FileManager.default.createDirectory(atPath: "\(directory)/log", withIntermediateDirectories: true)
 
@@ -66,13 +69,17 @@ struct LocalBrokerLauncher {
         reserved.insert(port)
         let distributionPort = port + 20000
         let tlsPort = try configuration.tls.map { _ in try Self.freePort(avoiding: &reserved) }
-        let managementPort = try configuration.plugins.contains("rabbitmq_management") ? Self.freePort(avoiding: &reserved) : nil
+        let managementPort =
+            try configuration.plugins.contains("rabbitmq_management") ? Self.freePort(avoiding: &reserved) : nil
 
         try writeConfiguration(directory: directory, tlsPort: tlsPort, managementPort: managementPort)
         if let cookie = configuration.erlangCookie {
             let path = "\(directory)/.erlang.cookie"
             try? FileManager.default.removeItem(atPath: path)
-            guard FileManager.default.createFile(atPath: path, contents: Data(cookie.utf8), attributes: [.posixPermissions: 0o400]) else {
+            guard
+                FileManager.default.createFile(
+                    atPath: path, contents: Data(cookie.utf8), attributes: [.posixPermissions: 0o400])
+            else {
                 throw LocalBrokerError(.startupFailed, "could not write the Erlang cookie in \(directory)")
             }
         }
@@ -111,12 +118,14 @@ struct LocalBrokerLauncher {
         do {
             let seconds = max(1, configuration.startupTimeout.components.seconds)
             try await broker.rabbitmqctl(
-                ["wait", "\(directory)/rabbitmq.pid", "--timeout", "\(seconds)"], timeout: configuration.startupTimeout + .seconds(10))
+                ["wait", "\(directory)/rabbitmq.pid", "--timeout", "\(seconds)"],
+                timeout: configuration.startupTimeout + .seconds(10))
             try await broker.waitUntilListening(timeout: .seconds(30))
         } catch {
             let log = Self.tail(of: "\(directory)/log/server.out") + Self.tail(of: "\(directory)/log/\(nodeName).log")
             try? await broker.stop()
-            throw LocalBrokerError(.startupFailed, "RabbitMQ node \(nodeName) did not start: \(error)\n--- log ---\n\(log)")
+            throw LocalBrokerError(
+                .startupFailed, "RabbitMQ node \(nodeName) did not start: \(error)\n--- log ---\n\(log)")
         }
         let state = LocalBrokerState(
             nodeName: nodeName, port: port, tlsPort: tlsPort, managementPort: managementPort,
@@ -167,7 +176,8 @@ struct LocalBrokerLauncher {
             lines += ["management.tcp.ip = 127.0.0.1", "management.tcp.port = \(managementPort)"]
         }
         lines += configuration.extraConfiguration
-        try (lines.joined(separator: "\n") + "\n").write(toFile: "\(directory)/rabbitmq.conf", atomically: true, encoding: .utf8)
+        try (lines.joined(separator: "\n") + "\n").write(
+            toFile: "\(directory)/rabbitmq.conf", atomically: true, encoding: .utf8)
         let plugins = "[" + configuration.plugins.joined(separator: ",") + "].\n"
         try plugins.write(toFile: "\(directory)/enabled_plugins", atomically: true, encoding: .utf8)
         try "[].\n".write(toFile: "\(directory)/advanced.config", atomically: true, encoding: .utf8)
@@ -228,7 +238,9 @@ struct LocalBrokerLauncher {
             guard !reserved.contains(candidate), ProcessRunner.isFree(port: candidate) else { continue }
             if let offset, !ProcessRunner.isFree(port: candidate + offset) { continue }
             let claimed = handedOut.withLock { ports in
-                guard !ports.contains(candidate), offset.map({ !ports.contains(candidate + $0) }) ?? true else { return false }
+                guard !ports.contains(candidate), offset.map({ !ports.contains(candidate + $0) }) ?? true else {
+                    return false
+                }
                 ports.insert(candidate)
                 if let offset { ports.insert(candidate + offset) }
                 return true

@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Runs a command to completion without blocking a thread of Swift's cooperative pool: the wait happens in
@@ -17,7 +17,8 @@ enum ProcessRunner {
     static func run(
         _ executable: String, _ arguments: [String], environment: [String: String], timeout: Duration
     ) async throws -> Output {
-        let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("warren-cmd-\(UUID().uuidString).log")
+        let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-cmd-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: outputURL) }
         let handle = try FileHandle(forWritingTo: outputURL)
@@ -58,7 +59,9 @@ enum ProcessRunner {
         defer { close(fd) }
         var address = loopbackAddress(port: port)
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         return result == 0
     }
@@ -70,7 +73,9 @@ enum ProcessRunner {
         defer { close(fd) }
         var address = loopbackAddress(port: port)
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         return result == 0
     }
@@ -104,7 +109,7 @@ extension ProcessRunner {
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         var flags = Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
         #if os(Linux)
-        flags |= 0x80  // POSIX_SPAWN_SETSID (glibc 2.26+), hidden behind _GNU_SOURCE in the header
+            flags |= 0x80  // POSIX_SPAWN_SETSID (glibc 2.26+), hidden behind _GNU_SOURCE in the header
         #endif
         posix_spawnattr_setflags(&attributes, Int16(flags))
 
@@ -123,7 +128,8 @@ extension ProcessRunner {
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard status == 0 else {
-            throw LocalBrokerError(.startupFailed, "could not start \(executable): \(String(cString: strerror(status)))")
+            throw LocalBrokerError(
+                .startupFailed, "could not start \(executable): \(String(cString: strerror(status)))")
         }
         return pid
     }

@@ -83,7 +83,8 @@ public final class FaultInjectingTransport: WarrenTransport {
         /// The message id of the message the step is about.
         public var messageID: String? {
             switch self {
-            case .publishSent(let id, _), .publishConfirmed(let id, _), .publishFailed(let id, _), .acked(let id), .ackFailed(let id),
+            case .publishSent(let id, _), .publishConfirmed(let id, _), .publishFailed(let id, _), .acked(let id),
+                .ackFailed(let id),
                 .requeued(let id):
                 id
             }
@@ -174,7 +175,9 @@ public final class FaultInjectingTransport: WarrenTransport {
 
     /// Waits until a step that `matches` has happened.
     /// - Throws: ``InjectedFault`` when none happened within `timeout` (real time).
-    public func waitForStep(timeout: Duration = .seconds(10), where matches: @escaping @Sendable (Step) -> Bool) async throws {
+    public func waitForStep(timeout: Duration = .seconds(10), where matches: @escaping @Sendable (Step) -> Bool)
+        async throws
+    {
         guard await recorded.wait(until: { $0.contains(where: matches) }, timeout: timeout) else {
             throw InjectedFault(description: "no such step within \(timeout); steps: \(steps)")
         }
@@ -185,7 +188,9 @@ public final class FaultInjectingTransport: WarrenTransport {
     }
 
     private static func take(_ rules: inout [Rule], for target: Target) -> Bool {
-        guard let index = rules.firstIndex(where: { $0.remaining > 0 && $0.selector.matches(target) }) else { return false }
+        guard let index = rules.firstIndex(where: { $0.remaining > 0 && $0.selector.matches(target) }) else {
+            return false
+        }
         rules[index].remaining -= 1
         if rules[index].remaining == 0 { rules.remove(at: index) }
         return true
@@ -206,7 +211,8 @@ public final class FaultInjectingTransport: WarrenTransport {
         let consumer = try await base.consume(queue: queue, prefetch: prefetch)
         let next: @Sendable () async throws -> TransportDelivery? = { [self] in
             guard var delivery = try await consumer.next() else { return nil }
-            delivery.settler = Settler(base: delivery.settler, messageID: delivery.properties.messageID, transport: self)
+            delivery.settler = Settler(
+                base: delivery.settler, messageID: delivery.properties.messageID, transport: self)
             return delivery
         }
         let counts: @Sendable () -> Int = { consumer.received ?? 0 }

@@ -61,11 +61,14 @@ public final class WarrenTestHarness: Sendable {
         // As WarrenPublisher publishes it: Warren's publish time in milliseconds, which the worker's queue wait reads.
         let now = Date()
         var headers = headers
-        if headers[WarrenHeader.publishedAt] == nil { headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000)) }
+        if headers[WarrenHeader.publishedAt] == nil {
+            headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000))
+        }
         let properties = AMQPProperties(
             contentType: "application/json", headers: headers, deliveryMode: .persistent,
             messageID: messageID, timestamp: now, type: M.messageType)
-        return try await sendRaw(try JSONMessageCodec().encode(message), properties: properties, to: queue, timeout: timeout)
+        return try await sendRaw(
+            try JSONMessageCodec().encode(message), properties: properties, to: queue, timeout: timeout)
     }
 
     /// Publishes any body and properties (malformed input, unknown types…) and waits until the worker settled it.
@@ -116,16 +119,21 @@ final class SettlementBuffer: Sendable {
     var all: [SettlementEvent] { events.value }
 
     /// Removes and returns the oldest settlement that `matches`, waiting up to `timeout` for one.
-    func take(timeout: Duration, matching matches: @escaping @Sendable (SettlementEvent) -> Bool) async throws -> SettlementEvent {
+    func take(timeout: Duration, matching matches: @escaping @Sendable (SettlementEvent) -> Bool) async throws
+        -> SettlementEvent
+    {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
         while true {
             let taken = events.update { events in events.firstIndex(where: matches).map { events.remove(at: $0) } }
             if let taken { return taken }
             // Another taker may win the one that arrives: then wait again, until the deadline.
-            let arrived = await events.wait(until: { $0.contains(where: matches) }, timeout: clock.now.duration(to: deadline))
+            let arrived = await events.wait(
+                until: { $0.contains(where: matches) }, timeout: clock.now.duration(to: deadline))
             try Task.checkCancellation()
-            guard arrived || clock.now < deadline else { throw HarnessError("no delivery was settled within \(timeout)") }
+            guard arrived || clock.now < deadline else {
+                throw HarnessError("no delivery was settled within \(timeout)")
+            }
         }
     }
 }

@@ -7,8 +7,9 @@ import Tracing
 import Warren
 import WarrenAMQP
 import WarrenHTTP
+
 #if OTLP
-import OTel
+    import OTel
 #endif
 
 /// The example host: a worker that sends welcome emails from the `emails` queue.
@@ -44,11 +45,14 @@ struct OrdersWorker: AsyncParsableCommand {
     var httpHost: String?
     @Flag(help: "Publish no job events (by default they go to the exchange warren.events for a ledger).")
     var noEvents = false
-    @Option(help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
+    @Option(
+        help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
     var otlpEndpoint: String?
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
         let format = logFormat
         LoggingSystem.bootstrap { label in
             switch format {
@@ -68,7 +72,9 @@ struct OrdersWorker: AsyncParsableCommand {
         let reader = try await WarrenSettings.reader(overrides: overrides, jsonFile: config)
         var settings = try WarrenSettings(config: reader)
         if settings.heartbeat == nil { settings.heartbeat = .seconds(10) }
-        let http = reader.int(forKey: "warren.http.port").map { (host: reader.string(forKey: "warren.http.host", default: "127.0.0.1"), port: $0) }
+        let http = reader.int(forKey: "warren.http.port").map {
+            (host: reader.string(forKey: "warren.http.host", default: "127.0.0.1"), port: $0)
+        }
         // Metrics are bootstrapped before anything makes one: with HTTP on, they feed the /metrics registry.
         let prometheus = try http.map { _ in try WarrenPrometheus() }
         if let prometheus { MetricsSystem.bootstrap(prometheus.factory) }
@@ -100,16 +106,21 @@ struct OrdersWorker: AsyncParsableCommand {
             chosenTransport = memory
         }
         var configuration = settings.workerConfiguration
-        let events = noEvents ? nil : WarrenEventPublisher(transport: chosenTransport, logger: Logger(label: "warren.events"))
+        let events =
+            noEvents ? nil : WarrenEventPublisher(transport: chosenTransport, logger: Logger(label: "warren.events"))
         configuration.events = events
         let worker = Worker(
-            transport: chosenTransport, registrations: [emails], configuration: configuration, logger: Logger(label: "warren"))
+            transport: chosenTransport, registrations: [emails], configuration: configuration,
+            logger: Logger(label: "warren"))
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http {
             // Listed first, so that it stops last: probes see the worker drain (503) until the process exits.
             let endpoints = WarrenHealthEndpoints(workers: [worker], prometheus: prometheus)
-            services.append(.init(service: WarrenHTTPServer(endpoints: endpoints, host: http.host, port: http.port, logger: Logger(label: "warren.http"))))
+            services.append(
+                .init(
+                    service: WarrenHTTPServer(
+                        endpoints: endpoints, host: http.host, port: http.port, logger: Logger(label: "warren.http"))))
         }
         // The exporter and the events stop after the worker: the spans and events of the last deliveries still go out.
         if let exporter { services.append(.init(service: exporter)) }
@@ -117,16 +128,18 @@ struct OrdersWorker: AsyncParsableCommand {
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         if let seed {
             // The in-memory demo's burst, once the worker consumes; its end leaves the group running.
-            services.append(.init(service: OneOff { [logger] in
-                await cancelWhenGracefulShutdown {
-                    do {
-                        try await worker.waitUntilConsuming()
-                        try await seedBurst(into: seed, logger: logger)
-                    } catch {
-                        logger.warning("the demo burst was not published", metadata: ["error": "\(error)"])
-                    }
-                }
-            }, successTerminationBehavior: .ignore))
+            services.append(
+                .init(
+                    service: OneOff { [logger] in
+                        await cancelWhenGracefulShutdown {
+                            do {
+                                try await worker.waitUntilConsuming()
+                                try await seedBurst(into: seed, logger: logger)
+                            } catch {
+                                logger.warning("the demo burst was not published", metadata: ["error": "\(error)"])
+                            }
+                        }
+                    }, successTerminationBehavior: .ignore))
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
@@ -142,31 +155,36 @@ struct OrdersWorker: AsyncParsableCommand {
     private func tracingExporter(logger: Logger) throws -> (any Service)? {
         guard let otlpEndpoint else { return nil }
         #if OTLP
-        var configuration = OTel.Configuration.default
-        configuration.serviceName = "orders-worker"
-        configuration.traces.otlpExporter.endpoint = otlpEndpoint
-        configuration.traces.batchSpanProcessor.scheduleDelay = .milliseconds(500)
-        configuration.metrics.enabled = false
-        configuration.logs.enabled = false
-        let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
-        InstrumentationSystem.bootstrap(tracer)
-        logger.info("exporting traces over OTLP/HTTP", metadata: ["endpoint": "\(otlpEndpoint)"])
-        return service
+            var configuration = OTel.Configuration.default
+            configuration.serviceName = "orders-worker"
+            configuration.traces.otlpExporter.endpoint = otlpEndpoint
+            configuration.traces.batchSpanProcessor.scheduleDelay = .milliseconds(500)
+            configuration.metrics.enabled = false
+            configuration.logs.enabled = false
+            let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
+            InstrumentationSystem.bootstrap(tracer)
+            logger.info("exporting traces over OTLP/HTTP", metadata: ["endpoint": "\(otlpEndpoint)"])
+            return service
         #else
-        throw ValidationError(
-            "--otlp-endpoint needs a build with the OTLP trait: swift build --traits OTLP --product orders-worker (or make otlp-check)")
+            throw ValidationError(
+                "--otlp-endpoint needs a build with the OTLP trait: swift build --traits OTLP --product orders-worker (or make otlp-check)"
+            )
         #endif
     }
 
     /// With no broker, something has to publish: a plain, a flaky, a bouncing, a slow and a malformed message.
     private func seedBurst(into transport: InMemoryTransport<ContinuousClock>, logger: Logger) async throws {
         let publisher = WarrenPublisher(transport: transport, appID: "orders-worker-seed")
-        for (user, address) in [("u1", "ada@example.com"), ("u2", "bob@flaky.example"), ("u3", "cy@bounce.example"), ("u4", "di@slow.example")] {
+        for (user, address) in [
+            ("u1", "ada@example.com"), ("u2", "bob@flaky.example"), ("u3", "cy@bounce.example"),
+            ("u4", "di@slow.example"),
+        ] {
             try await publisher.publish(WelcomeEmail(userId: user, email: address), to: .queue(queue))
         }
         try await transport.publish(
             Array(#"{"userId": 5, "email": }"#.utf8), to: .queue(queue),
-            properties: AMQPProperties(contentType: "application/json", messageID: "malformed-1", type: WelcomeEmail.messageType))
+            properties: AMQPProperties(
+                contentType: "application/json", messageID: "malformed-1", type: WelcomeEmail.messageType))
         logger.info("seeded 5 messages into the in-memory queue", metadata: ["queue": "\(queue)"])
     }
 }

@@ -19,7 +19,8 @@ import WarrenLedger
 @main
 struct ReportAPI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "report-api", abstract: "Warren's example of the request path: 202 now, the report later, its status from the ledger.")
+        commandName: "report-api",
+        abstract: "Warren's example of the request path: 202 now, the report later, its status from the ledger.")
 
     enum Role: String, ExpressibleByArgument { case all, api, worker }
 
@@ -33,7 +34,9 @@ struct ReportAPI: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -45,7 +48,8 @@ struct ReportAPI: AsyncParsableCommand {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let reports = ReportFiles(directory: directory)
 
-        let transport = RabbitMQTransport(endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api", logger: logger)
+        let transport = RabbitMQTransport(
+            endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api", logger: logger)
         let events = WarrenEventPublisher(transport: transport, logger: Logger(label: "warren.events"))
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         var store: (any LedgerStore)?
@@ -59,7 +63,8 @@ struct ReportAPI: AsyncParsableCommand {
             let ledgerTransport = RabbitMQTransport(
                 endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api-ledger", logger: logger)
             let recording = Ledger(
-                transport: ledgerTransport, store: ledgerStore, queue: "report-api.ledger", bindingKey: "\(ReportRequested.queue).#",
+                transport: ledgerTransport, store: ledgerStore, queue: "report-api.ledger",
+                bindingKey: "\(ReportRequested.queue).#",
                 logger: Logger(label: "warren.ledger"))
             let publisher = WarrenPublisher(transport: transport, events: events)
             // The queue exists before the first request, whether a worker has run yet or not: a 202 means queued.
@@ -70,7 +75,8 @@ struct ReportAPI: AsyncParsableCommand {
             let app = Application(
                 router: router, configuration: .init(address: .hostname(host, port: port), serverName: "report-api"),
                 onServerRunning: { [host] channel in
-                    FileHandle.standardOutput.write(Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
+                    FileHandle.standardOutput.write(
+                        Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
                 },
                 logger: logger.quietingServerCancellation())
             services.append(.init(service: app))
@@ -81,13 +87,16 @@ struct ReportAPI: AsyncParsableCommand {
         services.append(.init(service: events))
         if role != .api {
             let worker = Worker(
-                transport: transport, registrations: [ReportMaker(reports: reports, workSeconds: workSeconds).registration],
+                transport: transport,
+                registrations: [ReportMaker(reports: reports, workSeconds: workSeconds).registration],
                 configuration: WorkerConfiguration(events: events), logger: Logger(label: "warren"))
             services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
         }
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        logger.info("report-api starting", metadata: ["role": "\(role.rawValue)", "reports_directory": "\(directory.path)"])
+            configuration: ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        logger.info(
+            "report-api starting", metadata: ["role": "\(role.rawValue)", "reports_directory": "\(directory.path)"])
         try await group.run()
         try? await store?.close()
     }
@@ -118,7 +127,9 @@ struct ReportFiles: Sendable {
 
     func url(of reportID: String) -> URL { directory.appendingPathComponent("\(reportID).csv") }
 
-    func exists(_ reportID: String) -> Bool { Self.isReportID(reportID) && FileManager.default.fileExists(atPath: url(of: reportID).path) }
+    func exists(_ reportID: String) -> Bool {
+        Self.isReportID(reportID) && FileManager.default.fileExists(atPath: url(of: reportID).path)
+    }
 
     /// Written to a temporary file and renamed: a reader sees the whole report or none.
     /// - Throws: ``NotAReportID`` for an id that is not one (it comes from a message anyone may publish).

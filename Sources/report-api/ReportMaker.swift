@@ -16,17 +16,22 @@ struct ReportMaker: Sendable {
                 retry: Self.retry, timeout: .seconds(300))
         ) { request, context in
             try await make(request)
-            context.logger.info("report written", metadata: ["report_id": "\(request.reportID)", "month": "\(request.month)"])
+            context.logger.info(
+                "report written", metadata: ["report_id": "\(request.reportID)", "month": "\(request.month)"])
         }
     }
 
     func make(_ request: ReportRequested) async throws {
         // The id names the file: a message (which anyone with access to the queue may publish) must not choose a path.
         guard ReportFiles.isReportID(request.reportID) else { throw Reject("not a report id (a lowercase UUID)") }
-        guard let year = Int(request.month.prefix(4)), let month = Int(request.month.suffix(2)), (1...12).contains(month) else {
+        guard let year = Int(request.month.prefix(4)), let month = Int(request.month.suffix(2)),
+            (1...12).contains(month)
+        else {
             throw Reject("not a month: \(request.month)")
         }
-        guard year >= 2000 else { throw Reject("no orders were recorded before 2000-01; nothing to report for \(request.month)") }
+        guard year >= 2000 else {
+            throw Reject("no orders were recorded before 2000-01; nothing to report for \(request.month)")
+        }
         try await Task.sleep(for: .milliseconds(Int(workSeconds * 1000)))
         let days = Self.days(year: year, month: month)
         var csv = "date,orders,revenue_cents\n"

@@ -44,10 +44,13 @@ struct ReportRoutes: Sendable {
         router.post("reports") { request, _ in
             let body = try await request.body.collect(upTo: 4_096)
             guard let asked = try? JSONDecoder().decode(Request.self, from: Data(buffer: body)) else {
-                return try Self.json(["error": "bad_request", "message": "send a JSON object: {\"month\": \"2026-10\"}"], status: .badRequest)
+                return try Self.json(
+                    ["error": "bad_request", "message": "send a JSON object: {\"month\": \"2026-10\"}"],
+                    status: .badRequest)
             }
             guard let month = asked.month, Self.isMonth(month) else {
-                return try Self.json(["error": "bad_request", "message": "month must be yyyy-MM, e.g. 2026-10"], status: .badRequest)
+                return try Self.json(
+                    ["error": "bad_request", "message": "month must be yyyy-MM, e.g. 2026-10"], status: .badRequest)
             }
             let id = UUID().uuidString.lowercased()
             // Confirmed by the broker before the answer: a 202 means the job is queued.
@@ -65,35 +68,46 @@ struct ReportRoutes: Sendable {
             guard let job = try await store.job(messageID: id) else {
                 if reports.exists(id) { return Self.seeOther(id) }  // done, and pruned from the ledger since
                 guard accepted.contains(id) else { return try Self.notFound() }
-                return try Self.json(Status(reportID: id, status: .pending), status: .accepted, headers: [.retryAfter: "1"])
+                return try Self.json(
+                    Status(reportID: id, status: .pending), status: .accepted, headers: [.retryAfter: "1"])
             }
             switch job.state {
             case .succeeded:
                 return Self.seeOther(id)
             case .deadLettered:
                 return try Self.json(
-                    Status(reportID: id, status: job.state, attempts: job.attempts, reason: job.reason, error: job.lastError),
+                    Status(
+                        reportID: id, status: job.state, attempts: job.attempts, reason: job.reason,
+                        error: job.lastError),
                     status: .internalServerError)
             default:
                 return try Self.json(
-                    Status(reportID: id, status: job.state, attempts: job.attempts, nextAttemptAtMs: job.nextAttemptAtMs),
+                    Status(
+                        reportID: id, status: job.state, attempts: job.attempts, nextAttemptAtMs: job.nextAttemptAtMs),
                     status: .accepted, headers: [.retryAfter: "1"])
             }
         }
 
         router.get("reports/:id/file") { _, context in
             let id = try context.parameters.require("id")
-            guard Self.isReportID(id), let contents = try? Data(contentsOf: reports.url(of: id)) else { return try Self.notFound() }
+            guard Self.isReportID(id), let contents = try? Data(contentsOf: reports.url(of: id)) else {
+                return try Self.notFound()
+            }
             return Response(
                 status: .ok,
-                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"report-\(id).csv\""],
+                headers: [
+                    .contentType: "text/csv; charset=utf-8",
+                    .contentDisposition: "attachment; filename=\"report-\(id).csv\"",
+                ],
                 body: .init(byteBuffer: ByteBuffer(bytes: contents)))
         }
     }
 
     static func isMonth(_ text: String) -> Bool {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let year = Int(parts[0]), let month = Int(parts[1]) else {
+        guard parts.count == 2, parts[0].count == 4, parts[1].count == 2, let year = Int(parts[0]),
+            let month = Int(parts[1])
+        else {
             return false
         }
         return (1...9999).contains(year) && (1...12).contains(month)
@@ -110,7 +124,8 @@ struct ReportRoutes: Sendable {
         try json(["error": "not_found", "message": "no such report"], status: .notFound)
     }
 
-    static func json(_ body: some Encodable, status: HTTPResponse.Status, headers: HTTPFields = [:]) throws -> Response {
+    static func json(_ body: some Encodable, status: HTTPResponse.Status, headers: HTTPFields = [:]) throws -> Response
+    {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var data = try encoder.encode(body)

@@ -10,7 +10,8 @@ import WarrenLedger
 struct DeadLetters: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters",
-        abstract: "How fast a ledger takes dead letters off their queue into SQLite, and replays them back to work, against raw librabbitmq loops.",
+        abstract:
+            "How fast a ledger takes dead letters off their queue into SQLite, and replays them back to work, against raw librabbitmq loops.",
         discussion: """
             A dead-letter queue is filled with copies as a worker writes them (Warren's headers, a 200-byte JSON body). \
             raw-consume: a librabbitmq loop consumes and acks them (prefetch 100). intake: DeadLetterIntake takes the \
@@ -39,7 +40,8 @@ struct DeadLetters: AsyncParsableCommand {
             let transport = RabbitMQTransport(endpoints: [endpoint], logger: quietLogger)
             try await transport.start()
             defer { Task { await transport.close() } }
-            let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
+            let admin = try await AMQPConnection.connect(
+                to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
             defer { Task { await admin.close() } }
             let channel = try await admin.openChannel()
             for doomed in [queue, deadLetterQueue] { _ = try? await channel.queueDelete(doomed) }
@@ -58,49 +60,69 @@ struct DeadLetters: AsyncParsableCommand {
             func add(_ mode: String, _ cost: Cost, baseline: String?) {
                 let rate = Double(count) / cost.seconds
                 let base = rows.first { $0.mode == baseline }?.msgs_per_s ?? rate
-                rows.append(Row(mode: mode, messages: count, msgs_per_s: rate.rounded(), ratio_vs_raw: ratio(rate, base), cpu_us_per_msg: cost.cpuMicroseconds(per: count)))
+                rows.append(
+                    Row(
+                        mode: mode, messages: count, msgs_per_s: rate.rounded(), ratio_vs_raw: ratio(rate, base),
+                        cpu_us_per_msg: cost.cpuMicroseconds(per: count)))
                 print("  \(mode): \(Int(rate)) msg/s")
             }
 
             try await fillDeadLetters()
             let consumer = RawLoop(
-                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password, vhost: endpoint.virtualHost,
+                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
+                vhost: endpoint.virtualHost,
                 queue: deadLetterQueue)
-            let (_, rawConsume) = try await Cost.of { try await onDedicatedThread { try consumer.consume(count: count, prefetch: 100, ackEvery: 1) } }
+            let (_, rawConsume) = try await Cost.of {
+                try await onDedicatedThread { try consumer.consume(count: count, prefetch: 100, ackEvery: 1) }
+            }
             add("raw-consume", rawConsume, baseline: nil)
 
             try await fillDeadLetters()
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-dead-letters-\(UUID().uuidString).sqlite").path
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "warren-bench-dead-letters-\(UUID().uuidString).sqlite"
+            ).path
             defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
             let store = try await SQLiteLedgerStore(path: path, logger: quietLogger)
             try await store.migrate()
             let intake = DeadLetterIntake(
-                transport: RabbitMQTransport(endpoints: [endpoint], logger: quietLogger), store: store, queues: [queue], discover: false,
+                transport: RabbitMQTransport(endpoints: [endpoint], logger: quietLogger), store: store, queues: [queue],
+                discover: false,
                 logger: quietLogger)
             let meter = Cost.Meter()
             let running = Task { try await intake.run() }
-            while try await store.countHeldDeadLetters(matching: DeadLetterFilter(queue: queue)) < count { try await Task.sleep(for: .milliseconds(20)) }
+            while try await store.countHeldDeadLetters(matching: DeadLetterFilter(queue: queue)) < count {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             add("intake", meter.read(), baseline: "raw-consume")
             running.cancel()
             _ = try? await running.value
 
             let publisher = RawLoop(
-                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password, vhost: endpoint.virtualHost,
+                host: endpoint.host, port: endpoint.port, user: endpoint.username, password: endpoint.password,
+                vhost: endpoint.virtualHost,
                 queue: queue)
-            let outbound = letters.prefix(100).map { OutboundMessage(body: $0.body, destination: .queue(queue), properties: $0.properties) }
+            let outbound = letters.prefix(100).map {
+                OutboundMessage(body: $0.body, destination: .queue(queue), properties: $0.properties)
+            }
             let (_, rawPublish) = try await Cost.of {
-                try await onDedicatedThread { try publisher.publishConfirmed(count: count, pacing: .window(100), cycling: outbound) }
+                try await onDedicatedThread {
+                    try publisher.publishConfirmed(count: count, pacing: .window(100), cycling: outbound)
+                }
             }
             add("raw-publish-confirmed", rawPublish, baseline: nil)
             _ = try await channel.queuePurge(queue)
 
             let runner = DeadLetterOperationRunner(store: store, transport: transport, logger: quietLogger)
             let (ended, replay) = try await Cost.of {
-                let operation = try await runner.start(.replay, filter: DeadLetterFilter(queue: queue), actor: "warren-bench", role: "operator")
+                let operation = try await runner.start(
+                    .replay, filter: DeadLetterFilter(queue: queue), actor: "warren-bench", role: "operator")
                 return try await runner.execute(operation.id)
             }
             guard ended?.status == .done, ended?.settled == count else {
-                throw RawLoop.Failure(description: "the replay ended \(ended?.status.rawValue ?? "nowhere") after \(ended?.settled ?? 0) of \(count)")
+                throw RawLoop.Failure(
+                    description:
+                        "the replay ended \(ended?.status.rawValue ?? "nowhere") after \(ended?.settled ?? 0) of \(count)"
+                )
             }
             add("replay", replay, baseline: "raw-publish-confirmed")
             for doomed in [queue, deadLetterQueue] { _ = try? await channel.queueDelete(doomed) }
@@ -110,7 +132,12 @@ struct DeadLetters: AsyncParsableCommand {
         print("")
         printTable(
             ["mode", "messages", "msg/s", "vs raw", "cpu µs/msg"],
-            rows.map { [$0.mode, "\($0.messages)", "\(Int($0.msgs_per_s))", format($0.ratio_vs_raw), String(format: "%.1f", $0.cpu_us_per_msg)] })
+            rows.map {
+                [
+                    $0.mode, "\($0.messages)", "\(Int($0.msgs_per_s))", format($0.ratio_vs_raw),
+                    String(format: "%.1f", $0.cpu_us_per_msg),
+                ]
+            })
         try printJSON(rows)
     }
 
@@ -118,14 +145,18 @@ struct DeadLetters: AsyncParsableCommand {
     static func letters(_ count: Int, queue: String) -> [StoredMessage] {
         let now = Int64(Date().timeIntervalSince1970 * 1000) - Int64(count) - 60_000
         return (0..<count).map { index in
-            let body = #"{"userId":"user-\#(index)","email":"user-\#(index)@example.com","note":"\#(String(repeating: "x", count: 120))"}"#
+            let body =
+                #"{"userId":"user-\#(index)","email":"user-\#(index)@example.com","note":"\#(String(repeating: "x", count: 120))"}"#
             return StoredMessage(
                 body: Array(body.utf8),
                 properties: AMQPProperties(
                     contentType: "application/json",
                     headers: [
-                        WarrenHeader.reason: .string("rejected"), WarrenHeader.errorMessage: .string("Reject: 550 mailbox user-\(index)@example.com does not exist"),
-                        WarrenHeader.attempts: .int64(1), WarrenHeader.originalQueue: .string(queue), WarrenHeader.lastFailureAt: .int64(now + Int64(index)),
+                        WarrenHeader.reason: .string("rejected"),
+                        WarrenHeader.errorMessage: .string(
+                            "Reject: 550 mailbox user-\(index)@example.com does not exist"),
+                        WarrenHeader.attempts: .int64(1), WarrenHeader.originalQueue: .string(queue),
+                        WarrenHeader.lastFailureAt: .int64(now + Int64(index)),
                         WarrenHeader.host: .string("worker-1"),
                     ],
                     deliveryMode: .persistent, messageID: UUID().uuidString, type: "email.welcome"))

@@ -10,7 +10,8 @@ import WarrenLedger
 struct LedgerIngest: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ledger",
-        abstract: "How fast the ledger records job events into SQLite (or PostgreSQL): the store alone, and through RabbitMQ.",
+        abstract:
+            "How fast the ledger records job events into SQLite (or PostgreSQL): the store alone, and through RabbitMQ.",
         discussion: """
             store: batches written straight into a fresh SQLite file (SQLiteLedgerStore.record). \
             ingest: the same events published to an exchange as WarrenEventPublisher batches would be, then a Ledger \
@@ -23,7 +24,10 @@ struct LedgerIngest: AsyncParsableCommand {
     @Option(help: "Events in all.") var events = 200_000
     @Option(help: "Events per batch (per AMQP message).") var batch = 200
     @Option(help: "store, ingest or both, comma-separated.") var mode = "store,ingest"
-    @Option(help: "Where to record: a fresh SQLite file (default), or a PostgreSQL URL (postgres://user@host:port/db; added to what it holds).")
+    @Option(
+        help:
+            "Where to record: a fresh SQLite file (default), or a PostgreSQL URL (postgres://user@host:port/db; added to what it holds)."
+    )
     var store: String?
 
     struct Row: Codable {
@@ -48,9 +52,10 @@ struct LedgerIngest: AsyncParsableCommand {
                     }
                 }
             }
-            rows.append(Row(
-                mode: "store", events: events, events_per_s: (Double(events) / cost.seconds).rounded(),
-                cpu_us_per_event: cost.cpuMicroseconds(per: events)))
+            rows.append(
+                Row(
+                    mode: "store", events: events, events_per_s: (Double(events) / cost.seconds).rounded(),
+                    cpu_us_per_event: cost.cpuMicroseconds(per: events)))
         }
         if modes.contains("ingest") {
             // Events of their own (new message ids): a PostgreSQL store still holds the store mode's, and would take the
@@ -62,14 +67,18 @@ struct LedgerIngest: AsyncParsableCommand {
         print("")
         print("mode     events  events/s  cpu µs/event")
         for row in rows {
-            print("\(row.mode.padding(toLength: 7, withPad: " ", startingAt: 0)) \(String(row.events).leftPadded(7)) \(String(Int(row.events_per_s)).leftPadded(9)) \(String(format: "%13.1f", row.cpu_us_per_event))")
+            print(
+                "\(row.mode.padding(toLength: 7, withPad: " ", startingAt: 0)) \(String(row.events).leftPadded(7)) \(String(Int(row.events_per_s)).leftPadded(9)) \(String(format: "%13.1f", row.cpu_us_per_event))"
+            )
         }
         let data = try JSONEncoder().encode(rows)
         print(String(decoding: data, as: UTF8.self))
     }
 
     private func withStore<T>(_ body: (SQLLedgerStore) async throws -> T) async throws -> T {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-ledger-\(UUID().uuidString).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-bench-ledger-\(UUID().uuidString).sqlite"
+        ).path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = try await LedgerLocation(self.store ?? "sqlite:\(path)").open(logger: quietLogger)
         try await store.migrate()
@@ -79,12 +88,16 @@ struct LedgerIngest: AsyncParsableCommand {
     }
 
     private func ingest(_ generated: [WarrenEvent], endpoint: AMQPEndpoint) async throws -> Row {
-        let exchange = "warren.bench.events", queue = "warren.bench.ledger"
-        let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-events", logger: quietLogger)
+        let exchange = "warren.bench.events"
+        let queue = "warren.bench.ledger"
+        let connection = try await AMQPConnection.connect(
+            to: endpoint, connectionName: "warren-bench-events", logger: quietLogger)
         defer { Task { await connection.close() } }
         let channel = try await connection.openChannel()
         try await channel.exchangeDeclare(exchange, type: .topic, durable: true)
-        for doomed in [queue, "\(queue).dead-letters", "\(queue).redelivered", "\(queue).store"] { _ = try? await channel.queueDelete(doomed) }
+        for doomed in [queue, "\(queue).dead-letters", "\(queue).redelivered", "\(queue).store"] {
+            _ = try? await channel.queueDelete(doomed)
+        }
         return try await withStore { store in
             // Declared and bound first (the ledger's own declaration), then filled, then consumed.
             let declaring = Ledger(
@@ -97,9 +110,12 @@ struct LedgerIngest: AsyncParsableCommand {
             var start = 0
             while start < generated.count {
                 let end = min(start + batch, generated.count)
-                messages.append(AMQPOutboundMessage(
-                    body: WarrenEvent.encodeBatch(generated[start..<end]), exchange: exchange, routingKey: "bench.ack",
-                    properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.events")))
+                messages.append(
+                    AMQPOutboundMessage(
+                        body: WarrenEvent.encodeBatch(generated[start..<end]), exchange: exchange,
+                        routingKey: "bench.ack",
+                        properties: AMQPProperties(
+                            contentType: "application/json", deliveryMode: .persistent, type: "warren.events")))
                 start = end
             }
             for result in await channel.publish(contentsOf: messages) { try result.get() }
@@ -109,12 +125,15 @@ struct LedgerIngest: AsyncParsableCommand {
             let before = try await store.eventCount()  // a PostgreSQL database may hold earlier runs' events
             let meter = Cost.Meter()
             let running = Task { try await ledger.run() }
-            while try await store.eventCount() < before + generated.count { try await Task.sleep(for: .milliseconds(20)) }
+            while try await store.eventCount() < before + generated.count {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             let cost = meter.read()
             ledger.shutdown()
             try await running.value
             return Row(
-                mode: "ingest", events: generated.count, events_per_s: (Double(generated.count) / cost.seconds).rounded(),
+                mode: "ingest", events: generated.count,
+                events_per_s: (Double(generated.count) / cost.seconds).rounded(),
                 cpu_us_per_event: cost.cpuMicroseconds(per: generated.count))
         }
     }
@@ -130,7 +149,8 @@ struct LedgerIngest: AsyncParsableCommand {
             let at = now + Int64(job)
             func event(_ kind: WarrenEvent.Kind, _ attempt: Int, _ offset: Int64, error: String? = nil) -> WarrenEvent {
                 WarrenEvent(
-                    event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at + offset,
+                    event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt,
+                    atMs: at + offset,
                     queueWaitMs: 3, durationMs: kind == .started ? nil : 12, error: error, host: "worker-1")
             }
             if job % 10 == 0 {
@@ -155,5 +175,7 @@ struct LedgerIngest: AsyncParsableCommand {
 }
 
 extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
 }

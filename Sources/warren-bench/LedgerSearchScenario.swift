@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Warren
 import WarrenLedger
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 // MARK: - ledger-search
 
@@ -47,13 +48,23 @@ struct LedgerSearch: AsyncParsableCommand {
     static let day: Int64 = 86_400_000
 
     func run() async throws {
-        let file = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-search-\(UUID().uuidString).sqlite").path
-        defer { if path == nil { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) } } }
+        let file =
+            path
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "warren-bench-search-\(UUID().uuidString).sqlite"
+            ).path
+        defer {
+            if path == nil {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) }
+            }
+        }
         let reuse = FileManager.default.fileExists(atPath: file)
         let store = try await SQLiteLedgerStore(path: file, logger: quietLogger)
         let migrating = Date()
         try await store.migrate()
-        if reuse { print("migrated the reused file in \(String(format: "%.1f", Date().timeIntervalSince(migrating))) s") }
+        if reuse {
+            print("migrated the reused file in \(String(format: "%.1f", Date().timeIntervalSince(migrating))) s")
+        }
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         // The newest job's time, so that a reused file gets the same day to search.
         let end = reuse ? (try await store.jobs(matching: JobQuery(limit: 1)).jobs.first?.updatedAtMs ?? now) : now
@@ -62,35 +73,60 @@ struct LedgerSearch: AsyncParsableCommand {
             try await fill(store, endingAt: end)
             print("filled \(jobs) jobs in \(Int(Date().timeIntervalSince(started))) s")
         }
-        let dayStart = end - 3 * Self.day, dayEnd = dayStart + Self.day
+        let dayStart = end - 3 * Self.day
+        let dayEnd = dayStart + Self.day
         let firstPage = JobQuery(type: "type.3", state: .deadLettered, sinceMs: dayStart, untilMs: dayEnd)
         let next = try await store.jobs(matching: firstPage).next
         var searches: [(String, @Sendable () async throws -> Int)] = [
             ("type and dead_lettered over a day, first page", { try await store.jobs(matching: firstPage).jobs.count }),
-            ("the same, second page", {
-                var query = firstPage
-                query.after = next
-                return try await store.jobs(matching: query).jobs.count
-            }),
-            ("type and succeeded over a day, first page", {
-                try await store.jobs(matching: JobQuery(type: "type.5", state: .succeeded, sinceMs: dayStart, untilMs: dayEnd)).jobs.count
-            }),
-            ("a queue's dead letters, all time, first page", {
-                try await store.jobs(matching: JobQuery(queue: "queue-2", state: .deadLettered)).jobs.count
-            }),
+            (
+                "the same, second page",
+                {
+                    var query = firstPage
+                    query.after = next
+                    return try await store.jobs(matching: query).jobs.count
+                }
+            ),
+            (
+                "type and succeeded over a day, first page",
+                {
+                    try await store.jobs(
+                        matching: JobQuery(type: "type.5", state: .succeeded, sinceMs: dayStart, untilMs: dayEnd)
+                    ).jobs.count
+                }
+            ),
+            (
+                "a queue's dead letters, all time, first page",
+                {
+                    try await store.jobs(matching: JobQuery(queue: "queue-2", state: .deadLettered)).jobs.count
+                }
+            ),
             ("everything, newest first, first page", { try await store.jobs(matching: JobQuery()).jobs.count }),
-            ("type only, over a day, first page", {
-                try await store.jobs(matching: JobQuery(type: "type.1", sinceMs: dayStart, untilMs: dayEnd)).jobs.count
-            }),
+            (
+                "type only, over a day, first page",
+                {
+                    try await store.jobs(matching: JobQuery(type: "type.1", sinceMs: dayStart, untilMs: dayEnd)).jobs
+                        .count
+                }
+            ),
         ]
-        searches.append(("failure groups, all time", { try await store.failureGroups(matching: FailureGroupQuery()).count }))
-        searches.append(("failure groups over a day", {
-            try await store.failureGroups(matching: FailureGroupQuery(sinceMs: dayStart, untilMs: dayEnd)).count
-        }))
+        searches.append(
+            ("failure groups, all time", { try await store.failureGroups(matching: FailureGroupQuery()).count }))
+        searches.append(
+            (
+                "failure groups over a day",
+                {
+                    try await store.failureGroups(matching: FailureGroupQuery(sinceMs: dayStart, untilMs: dayEnd)).count
+                }
+            ))
         let group = try await store.failureGroups(matching: FailureGroupQuery(limit: 1)).first?.groupID
-        searches.append(("a failure group's dead letters, first page", {
-            try await store.deadLetters(matching: DeadLetterQuery(groupID: group)).deadLetters.count
-        }))
+        searches.append(
+            (
+                "a failure group's dead letters, first page",
+                {
+                    try await store.deadLetters(matching: DeadLetterQuery(groupID: group)).deadLetters.count
+                }
+            ))
         let sample = try await store.jobs(matching: JobQuery(limit: 1)).jobs.first?.messageID ?? ""
         searches.append(("a job by id, with its timeline", { try await store.job(messageID: sample) == nil ? 0 : 1 }))
 
@@ -103,9 +139,13 @@ struct LedgerSearch: AsyncParsableCommand {
                 count = try await search()
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
             }
-            let row = Row(search: name, rows: count, median_ms: (median(times) * 100).rounded() / 100, max_ms: ((times.max() ?? 0) * 100).rounded() / 100)
+            let row = Row(
+                search: name, rows: count, median_ms: (median(times) * 100).rounded() / 100,
+                max_ms: ((times.max() ?? 0) * 100).rounded() / 100)
             rows.append(row)
-            print("\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms")
+            print(
+                "\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms"
+            )
         }
         try await store.close()
         rows += try await timePages(file: file, dayStart: dayStart, dayEnd: dayEnd, group: group ?? "", job: sample)
@@ -114,14 +154,18 @@ struct LedgerSearch: AsyncParsableCommand {
     }
 
     /// The dashboard's pages over the same file: what a person waits for, HTTP and HTML included.
-    private func timePages(file: String, dayStart: Int64, dayEnd: Int64, group: String, job: String) async throws -> [Row] {
-        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("warren-dashboard")
+    private func timePages(file: String, dayStart: Int64, dayEnd: Int64, group: String, job: String) async throws
+        -> [Row]
+    {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(
+            "warren-dashboard")
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             print("(no pages: build warren-dashboard in the same configuration to time them)")
             return []
         }
         let token = UUID().uuidString
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-dashboard-\(UUID().uuidString).log")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-bench-dashboard-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let process = Process()
@@ -132,22 +176,39 @@ struct LedgerSearch: AsyncParsableCommand {
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        defer { process.terminate(); process.waitUntilExit() }
+        defer {
+            process.terminate()
+            process.waitUntilExit()
+        }
         var port: Int?
         for _ in 0..<600 where port == nil {
             let log = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-            port = log.split(separator: "\n").first { $0.hasPrefix("listening on http://") }.flatMap { $0.split(separator: ":").last }.flatMap { Int($0) }
+            port = log.split(separator: "\n").first { $0.hasPrefix("listening on http://") }.flatMap {
+                $0.split(separator: ":").last
+            }.flatMap { Int($0) }
             if port == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
-        guard let port else { throw BenchError("warren-dashboard did not start: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")") }
+        guard let port else {
+            throw BenchError(
+                "warren-dashboard did not start: \((try? String(contentsOf: output, encoding: .utf8)) ?? "")")
+        }
         let pages = [
-            ("page: type and dead_lettered over a day", "/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"),
-            ("page: type and succeeded over a day", "/jobs?type=type.5&status=succeeded&since=\(dayStart)&until=\(dayEnd)"),
+            (
+                "page: type and dead_lettered over a day",
+                "/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"
+            ),
+            (
+                "page: type and succeeded over a day",
+                "/jobs?type=type.5&status=succeeded&since=\(dayStart)&until=\(dayEnd)"
+            ),
             ("page: failure groups, all time", "/failures"),
             ("page: failure groups over a day", "/failures?since=\(dayStart)&until=\(dayEnd)"),
             ("page: a failure group's dead letters", "/failures/\(group)"),
             ("page: a job", "/jobs/\(job)"),
-            ("api: type and dead_lettered over a day", "/api/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"),
+            (
+                "api: type and dead_lettered over a day",
+                "/api/jobs?type=type.3&status=dead_lettered&since=\(dayStart)&until=\(dayEnd)"
+            ),
         ]
         var rows: [Row] = []
         for (name, path) in pages {
@@ -159,17 +220,25 @@ struct LedgerSearch: AsyncParsableCommand {
                 let start = DispatchTime.now()
                 let (data, response) = try await URLSession.shared.data(for: request)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6)
-                guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw BenchError("\(path) answered \(response)") }
+                guard (response as? HTTPURLResponse)?.statusCode == 200 else {
+                    throw BenchError("\(path) answered \(response)")
+                }
                 body = data
             }
             // Rows: a page's table rows (its header row left out), or the API's jobs.
             let text = String(decoding: body, as: UTF8.self)
-            let count = path.hasPrefix("/api/") ? text.components(separatedBy: "\"message_id\"").count - 1 : max(0, text.components(separatedBy: "<tr>").count - 2)
+            let count =
+                path.hasPrefix("/api/")
+                ? text.components(separatedBy: "\"message_id\"").count - 1
+                : max(0, text.components(separatedBy: "<tr>").count - 2)
             let row = Row(
-                search: name, rows: count, median_ms: (median(times) * 100).rounded() / 100, max_ms: ((times.max() ?? 0) * 100).rounded() / 100,
+                search: name, rows: count, median_ms: (median(times) * 100).rounded() / 100,
+                max_ms: ((times.max() ?? 0) * 100).rounded() / 100,
                 bytes: body.count)
             rows.append(row)
-            print("\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows \(String(body.count).leftPadded(7)) B  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms")
+            print(
+                "\(name.padding(toLength: 48, withPad: " ", startingAt: 0)) \(String(count).leftPadded(4)) rows \(String(body.count).leftPadded(7)) B  median \(String(format: "%7.2f", row.median_ms)) ms  max \(String(format: "%7.2f", row.max_ms)) ms"
+            )
         }
         return rows
     }
@@ -184,7 +253,8 @@ struct LedgerSearch: AsyncParsableCommand {
             let at = end - span + Int64(job) * span / Int64(max(1, jobs))
             let kind: WarrenEvent.Kind = job % deadEvery == 0 ? .deadLetter : (job % 997 == 0 ? .retry : .ack)
             var event = WarrenEvent(
-                event: kind, messageID: String(format: "%08x-job", job), type: Self.types[(job / 10) % 8], queue: Self.queues[(job / 80) % 4],
+                event: kind, messageID: String(format: "%08x-job", job), type: Self.types[(job / 10) % 8],
+                queue: Self.queues[(job / 80) % 4],
                 attempt: 1, atMs: at, queueWaitMs: 4, durationMs: 20, host: "worker-\(job % 5)")
             event.startedAtMs = at - 20
             switch kind {

@@ -27,7 +27,8 @@ struct RawLoop {
                     for index in 0..<count {
                         let which = index % messages.count
                         let status = amqp_basic_publish(
-                            connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties[which], bodies[which])
+                            connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0,
+                            &properties[which], bodies[which])
                         if status != 0 { throw Failure(description: "publish failed: \(status)") }
                     }
                 }
@@ -63,7 +64,10 @@ struct RawLoop {
                 /// Reads one frame (waiting for it when `wait`); false when none was there.
                 func readFrame(wait: Bool) throws -> Bool {
                     amqp_maybe_release_buffers(connection)
-                    let status = wait ? amqp_simple_wait_frame(connection, &frame) : amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
+                    let status =
+                        wait
+                        ? amqp_simple_wait_frame(connection, &frame)
+                        : amqp_simple_wait_frame_noblock(connection, &frame, &noWait)
                     if status == AMQP_STATUS_TIMEOUT.rawValue { return false }
                     if status != 0 { throw Failure(description: "reading confirms failed: \(status)") }
                     guard frame.frame_type == AMQP_FRAME_METHOD else { return true }
@@ -82,13 +86,16 @@ struct RawLoop {
                     while published < count {
                         switch pacing {
                         case .batches(let size):
-                            if published > 0 && published % UInt64(size) == 0 { while confirmed < published { _ = try readFrame(wait: true) } }
+                            if published > 0 && published % UInt64(size) == 0 {
+                                while confirmed < published { _ = try readFrame(wait: true) }
+                            }
                         case .window(let size):
                             while published - confirmed >= UInt64(size) { _ = try readFrame(wait: true) }
                         }
                         let which = Int(published) % messages.count
                         let status = amqp_basic_publish(
-                            connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0, &properties[which], bodies[which])
+                            connection, 1, amqp_cstring_bytes(""), amqp_cstring_bytes(queueName), 0, 0,
+                            &properties[which], bodies[which])
                         if status != 0 { throw Failure(description: "publish failed: \(status)") }
                         published += 1
                         if case .window = pacing, published % 64 == 0 { while try readFrame(wait: false) {} }
@@ -148,7 +155,9 @@ struct RawLoop {
             throw Failure(description: "cannot allocate a connection")
         }
         defer { amqp_destroy_connection(connection) }
-        guard amqp_socket_open(socket, host, Int32(port)) == 0 else { throw Failure(description: "cannot connect to \(host):\(port)") }
+        guard amqp_socket_open(socket, host, Int32(port)) == 0 else {
+            throw Failure(description: "cannot connect to \(host):\(port)")
+        }
         try check(warren_amqp_login_plain(connection, vhost, 0, 131_072, 0, nil, user, password), "login")
         amqp_channel_open(connection, 1)
         try check(amqp_get_rpc_reply(connection), "channel.open")
@@ -161,7 +170,9 @@ struct RawLoop {
 
     private func check(_ reply: amqp_rpc_reply_t, _ what: String) throws {
         if reply.reply_type != AMQP_RESPONSE_NORMAL {
-            throw Failure(description: "\(what) failed (reply type \(reply.reply_type.rawValue), library error \(reply.library_error))")
+            throw Failure(
+                description:
+                    "\(what) failed (reply type \(reply.reply_type.rawValue), library error \(reply.library_error))")
         }
     }
 }
@@ -178,4 +189,3 @@ func onDedicatedThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) 
         thread.start()
     }
 }
-

@@ -2,15 +2,15 @@ import ArgumentParser
 import CMallocCounter
 import Foundation
 import Logging
-import WarrenAMQP
 import Synchronization
 @_spi(WarrenTransport) import Warren
+import WarrenAMQP
 import WarrenLocalBroker
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// What the process spent on a piece of work: wall time, CPU time (every thread) and heap allocations.
@@ -38,7 +38,8 @@ struct Cost {
         func read() -> Cost {
             let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
             return Cost(
-                seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu, allocations: warren_malloc_count() - allocations,
+                seconds: elapsed, cpuSeconds: processCPUSeconds() - cpu,
+                allocations: warren_malloc_count() - allocations,
                 io: IOStatistics.snapshot - io)
         }
     }
@@ -54,11 +55,12 @@ struct Cost {
 func processCPUSeconds() -> Double {
     var usage = rusage()
     #if os(Linux)
-    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
     #else
-    getrusage(RUSAGE_SELF, &usage)
+        getrusage(RUSAGE_SELF, &usage)
     #endif
-    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec)
+        + Double(usage.ru_stime.tv_usec) / 1e6
 }
 
 /// Runs `body` against `url`, or against a throwaway broker started (and stopped) for it.
@@ -84,7 +86,8 @@ var quietLogger: Logger {
 
 /// Declares `queue` (durable) and empties it.
 func resetQueue(_ queue: String, endpoint: AMQPEndpoint) async throws {
-    let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
+    let admin = try await AMQPConnection.connect(
+        to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
     let channel = try await admin.openChannel()
     try await channel.queueDeclare(queue, durable: true)
     _ = try await channel.queuePurge(queue)
@@ -93,7 +96,8 @@ func resetQueue(_ queue: String, endpoint: AMQPEndpoint) async throws {
 
 /// Waits (untimed) until `queue` holds `count` messages: unconfirmed publishes may still be on their way.
 func waitForDepth(_ queue: String, _ count: Int, endpoint: AMQPEndpoint) async throws {
-    let admin = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
+    let admin = try await AMQPConnection.connect(
+        to: endpoint, connectionName: "warren-bench-admin", logger: quietLogger)
     defer { Task { await admin.close() } }
     let channel = try await admin.openChannel()
     for _ in 0..<6000 {
@@ -107,10 +111,12 @@ func waitForDepth(_ queue: String, _ count: Int, endpoint: AMQPEndpoint) async t
 func printTable(_ header: [String], _ rows: [[String]]) {
     let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
     for row in [header] + rows {
-        print(row.enumerated().map { index, cell in
-            index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[index] - cell.count) + cell
-        }.joined(separator: "  "))
+        print(
+            row.enumerated().map { index, cell in
+                index == 0
+                    ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[index] - cell.count) + cell
+            }.joined(separator: "  "))
     }
 }
 
@@ -121,7 +127,9 @@ func printJSON<T: Encodable>(_ value: T) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-func ratio(_ value: Double, _ baseline: Double) -> Double { baseline == 0 ? 0 : (value / baseline * 1000).rounded() / 1000 }
+func ratio(_ value: Double, _ baseline: Double) -> Double {
+    baseline == 0 ? 0 : (value / baseline * 1000).rounded() / 1000
+}
 
 func format(_ ratio: Double) -> String { String(format: "%.2fx", ratio) }
 
@@ -138,7 +146,8 @@ func processStatusMegabytes(_ field: String) -> Double {
 /// The URI of `endpoint`, password included (for a child process of the benchmark only; never printed).
 func uriWithCredentials(_ endpoint: AMQPEndpoint) -> String {
     func encode(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text }
-    return "amqp://\(encode(endpoint.username)):\(encode(endpoint.password))@\(endpoint.host):\(endpoint.port)/\(encode(endpoint.virtualHost))"
+    return
+        "amqp://\(encode(endpoint.username)):\(encode(endpoint.password))@\(endpoint.host):\(endpoint.port)/\(encode(endpoint.virtualHost))"
 }
 
 /// Counts handled messages and lets the benchmark wait until all `expected` were handled.
@@ -153,7 +162,12 @@ final class Completion: Sendable {
 
     /// Called by a handler once per message.
     func handledOne() {
-        if handled.withLock({ value -> Int in value += 1; return value }) == expected { done.continuation.yield() }
+        if handled.withLock({ value -> Int in
+            value += 1
+            return value
+        }) == expected {
+            done.continuation.yield()
+        }
     }
 
     func wait() async {
@@ -169,15 +183,18 @@ func drain(
     configuration: WorkerConfiguration = WorkerConfiguration(), until completion: Completion
 ) async throws -> Cost {
     try await drain(
-        registration, transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
+        registration,
+        transport: RabbitMQTransport(endpoints: [endpoint], connectionName: connectionName, logger: quietLogger),
         configuration: configuration, until: completion)
 }
 
 func drain(
-    _ registration: HandlerRegistration, transport: any WarrenTransport, configuration: WorkerConfiguration = WorkerConfiguration(),
+    _ registration: HandlerRegistration, transport: any WarrenTransport,
+    configuration: WorkerConfiguration = WorkerConfiguration(),
     until completion: Completion
 ) async throws -> Cost {
-    let worker = Worker(transport: transport, registrations: [registration], configuration: configuration, logger: quietLogger)
+    let worker = Worker(
+        transport: transport, registrations: [registration], configuration: configuration, logger: quietLogger)
     let running = Task { try await worker.run() }
     do {
         try await worker.waitUntilConsuming(timeout: .seconds(60))
@@ -195,12 +212,15 @@ func drain(
 
 /// Publishes `count` `BenchMessage`s to `queue` with `publisher`, `window` publishes in flight.
 func publishBenchMessages(
-    _ count: Int, payload: String, to queue: String, with publisher: WarrenPublisher, headers: AMQPTable = [:], window: Int = 1000
+    _ count: Int, payload: String, to queue: String, with publisher: WarrenPublisher, headers: AMQPTable = [:],
+    window: Int = 1000
 ) async throws {
     try await withThrowingTaskGroup(of: Void.self) { group in
         for id in 0..<count {
             if id >= window { try await group.next() }
-            group.addTask { try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue), headers: headers) }
+            group.addTask {
+                try await publisher.publish(BenchMessage(id: id, payload: payload), to: .queue(queue), headers: headers)
+            }
         }
         try await group.waitForAll()
     }
@@ -233,7 +253,9 @@ func benchMessages(size: Int, format: MessageFormat, queue: String) throws -> [O
     case .warren:
         let publisher = WarrenPublisher(transport: InMemoryTransport())
         let payload = benchPayload(size: size)
-        return try (0..<count).map { try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue)) }
+        return try (0..<count).map {
+            try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue))
+        }
     }
 }
 

@@ -5,15 +5,18 @@ import Logging
 import Synchronization
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
-import WarrenLocalBroker
 import WarrenLedger
+import WarrenLocalBroker
 
 @main
 struct WarrenBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-bench",
         abstract: "Warren's benchmarks. Build in release: swift build -c release --product warren-bench.",
-        subcommands: [Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, LedgerIngest.self, LedgerSearch.self, DeadLetters.self, BacklogChild.self],
+        subcommands: [
+            Consume.self, Publish.self, Latency.self, Retry.self, Memory.self, LedgerIngest.self, LedgerSearch.self,
+            DeadLetters.self, BacklogChild.self,
+        ],
         defaultSubcommand: Consume.self
     )
 }
@@ -51,10 +54,18 @@ struct Consume: AsyncParsableCommand {
     var mode = "raw,client,framework"
     @Option(help: "Rounds of every mode, one mode after the other; per mode the median is reported.") var runs = 1
     @Option(help: "Messages per pipelined batch of the client's confirmed publish.") var publishBatch = 1000
-    @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency = 1
-    @Option(name: .customLong("format"), help: "What the raw and client modes send: warren (what WarrenPublisher sends, as the framework mode does) or bare (a body, no properties to speak of).")
+    @Option(help: "Handlers at once in framework mode (acks then arrive out of order when above 1).") var concurrency =
+        1
+    @Option(
+        name: .customLong("format"),
+        help:
+            "What the raw and client modes send: warren (what WarrenPublisher sends, as the framework mode does) or bare (a body, no properties to speak of)."
+    )
     var messageFormat: MessageFormat = .warren
-    @Option(help: "How the queue is filled before each mode consumes: own (raw modes with the raw loop, unconfirmed; client and framework with their own confirmed publishers) or raw (every mode with the raw loop, unconfirmed, the same messages).")
+    @Option(
+        help:
+            "How the queue is filled before each mode consumes: own (raw modes with the raw loop, unconfirmed; client and framework with their own confirmed publishers) or raw (every mode with the raw loop, unconfirmed, the same messages)."
+    )
     var fill: Fill = .own
 
     enum Fill: String, ExpressibleByArgument {
@@ -97,7 +108,8 @@ struct Consume: AsyncParsableCommand {
         let modes = mode.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let known = [
             "raw", "raw-multi", "client", "framework", "in-memory", "framework-foundation", "in-memory-foundation",
-            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer", "framework-events", "framework-events-ledger",
+            "framework-tracing-off", "framework-w3c", "framework-in-memory-tracer", "framework-events",
+            "framework-events-ledger",
         ]
         for m in modes where !known.contains(m) {
             throw ValidationError("unknown mode '\(m)' (\(known.joined(separator: ", ")))")
@@ -113,7 +125,9 @@ struct Consume: AsyncParsableCommand {
         }
         defer { if let broker { Task { try? await broker.stop() } } }
         let endpoint = try AMQPEndpoint(uri: uri)
-        print("broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), format \(messageFormat.rawValue), \(runs) run(s) per mode")
+        print(
+            "broker \(endpoint), \(messages) messages of \(size) bytes, prefetch \(prefetch), format \(messageFormat.rawValue), \(runs) run(s) per mode"
+        )
 
         // Round after round of every mode (not every run of one mode, then the next): the broker gets slower or faster
         // over a long session (its message store, its garbage collector), and each mode must see the same drift.
@@ -121,7 +135,9 @@ struct Consume: AsyncParsableCommand {
         for run in 1...max(1, runs) {
             for m in modes {
                 let sample = try await measure(mode: m, endpoint: endpoint)
-                print("  \(m.padding(toLength: 10, withPad: " ", startingAt: 0)) run \(run): publish \(Int(sample.publish)) msg/s, consume \(Int(sample.consume)) msg/s")
+                print(
+                    "  \(m.padding(toLength: 10, withPad: " ", startingAt: 0)) run \(run): publish \(Int(sample.publish)) msg/s, consume \(Int(sample.consume)) msg/s"
+                )
                 samplesByMode[m, default: []].append(sample)
             }
         }
@@ -133,14 +149,17 @@ struct Consume: AsyncParsableCommand {
             // The modes on WarrenAMQP's connection: they publish with confirms, and its I/O thread counts what it did.
             let onWarrenAMQP = m == "client" || m.hasPrefix("framework")
             let io = middle.consumeCost.io
-            results.append(Result(
-                mode: m, messages: messages, size: size, prefetch: Int(prefetch), publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
-                consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP && fill == .own,
-                consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
-                consume_allocs_per_msg: middle.consumeCost.allocations(per: messages), rss_mb: processStatusMegabytes("VmRSS"),
-                consume_ack_frames_per_1k_msgs: onWarrenAMQP ? perThousand(io.ackFrames) : nil,
-                consume_stalls: onWarrenAMQP ? io.stalls : nil,
-                consume_wakeups_per_1k_msgs: onWarrenAMQP ? perThousand(io.consumerWakeups) : nil))
+            results.append(
+                Result(
+                    mode: m, messages: messages, size: size, prefetch: Int(prefetch),
+                    publish_msgs_per_s: median(samples.map(\.publish)).rounded(),
+                    consume_msgs_per_s: middle.consume.rounded(), publish_confirmed: onWarrenAMQP && fill == .own,
+                    consume_cpu_us_per_msg: middle.consumeCost.cpuMicroseconds(per: messages),
+                    consume_allocs_per_msg: middle.consumeCost.allocations(per: messages),
+                    rss_mb: processStatusMegabytes("VmRSS"),
+                    consume_ack_frames_per_1k_msgs: onWarrenAMQP ? perThousand(io.ackFrames) : nil,
+                    consume_stalls: onWarrenAMQP ? io.stalls : nil,
+                    consume_wakeups_per_1k_msgs: onWarrenAMQP ? perThousand(io.consumerWakeups) : nil))
         }
 
         // Ratios are medians of each round's ratio (both modes measured minutes apart on the same broker), which the
@@ -153,7 +172,8 @@ struct Consume: AsyncParsableCommand {
         print("")
         printTable(
             [
-                "mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw", "confirmed", "cpu µs/msg",
+                "mode", "publish msg/s", "consume msg/s", "consume/raw", "consume/raw-multi", "publish/raw",
+                "confirmed", "cpu µs/msg",
                 "allocs/msg", "rss MiB", "acks/1k msg", "stalls", "wakes/1k msg",
             ],
             results.map { result in
@@ -164,17 +184,21 @@ struct Consume: AsyncParsableCommand {
                     roundRatio(result.mode, to: "raw", \.publish).map(format) ?? "-",
                     result.publish_confirmed ? "yes" : "no", "\(result.consume_cpu_us_per_msg)",
                     result.consume_allocs_per_msg.map { "\($0)" } ?? "-", "\(result.rss_mb)",
-                    result.consume_ack_frames_per_1k_msgs.map { "\($0)" } ?? "-", result.consume_stalls.map { "\($0)" } ?? "-",
+                    result.consume_ack_frames_per_1k_msgs.map { "\($0)" } ?? "-",
+                    result.consume_stalls.map { "\($0)" } ?? "-",
                     result.consume_wakeups_per_1k_msgs.map { "\($0)" } ?? "-",
                 ]
             })
         var last = results.last!
         if let raw = results.first(where: { $0.mode == "raw" }), last.mode != "raw" {
-            last.baseline = Baseline(mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
+            last.baseline = Baseline(
+                mode: raw.mode, publish_msgs_per_s: raw.publish_msgs_per_s, consume_msgs_per_s: raw.consume_msgs_per_s)
             last.consume_ratio_vs_raw = roundRatio(last.mode, to: "raw", \.consume)
             last.publish_ratio_vs_raw = roundRatio(last.mode, to: "raw", \.publish)
         }
-        if last.mode != "raw-multi" { last.consume_ratio_vs_raw_multi = roundRatio(last.mode, to: "raw-multi", \.consume) }
+        if last.mode != "raw-multi" {
+            last.consume_ratio_vs_raw_multi = roundRatio(last.mode, to: "raw-multi", \.consume)
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         if let broker { try await broker.stop() }
@@ -224,31 +248,38 @@ struct Consume: AsyncParsableCommand {
             let (consumeSeconds, cost) = try await Cost.of {
                 try await onDedicatedThread { try loop.consume(count: count, prefetch: prefetch, ackEvery: ackEvery) }
             }
-            return Sample(publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
+            return Sample(
+                publish: Double(count) / publishSeconds, consume: Double(count) / consumeSeconds, consumeCost: cost)
         case "framework", "framework-foundation":
             // The framework's handler reads what WarrenPublisher sends, whatever --format says.
             let filled = fill == .raw ? try await rawFill(format: .warren) : nil
             let codec: any MessageCodec = mode == "framework" ? JSONMessageCodec() : FoundationJSONCodec()
             return try await measureFramework(endpoint: endpoint, logger: quiet, filledIn: filled, codec: codec)
         case "framework-tracing-off":
-            return try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: .disabled)
+            return try await measureFramework(
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: .disabled)
         case "framework-w3c":
             let traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
             return try await measureFramework(
-                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), headers: ["traceparent": .string(traceParent)])
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(),
+                headers: ["traceparent": .string(traceParent)])
         case "framework-events":
-            return try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
+            return try await measureFramework(
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
         case "framework-events-ledger":
             return try await withBenchLedger(endpoint: endpoint) {
-                try await measureFramework(endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
+                try await measureFramework(
+                    endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), withEvents: true)
             }
         case "framework-in-memory-tracer":
             return try await measureFramework(
-                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(), tracing: TracingOptions(tracer: InMemoryTracer()))
+                endpoint: endpoint, logger: quiet, codec: JSONMessageCodec(),
+                tracing: TracingOptions(tracer: InMemoryTracer()))
         case "in-memory", "in-memory-foundation":
             return try await measureInMemory(codec: mode == "in-memory" ? JSONMessageCodec() : FoundationJSONCodec())
         default:
-            let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench", logger: quiet)
+            let connection = try await AMQPConnection.connect(
+                to: endpoint, connectionName: "warren-bench", logger: quiet)
             defer { Task { await connection.close() } }
             let publishSeconds: Double
             if fill == .raw {
@@ -256,7 +287,8 @@ struct Consume: AsyncParsableCommand {
             } else {
                 let channel = try await connection.openChannel()
                 try await channel.enableConfirms()
-                let outbound = clientMessages(try benchMessages(size: size, format: messageFormat, queue: queue), queue: queue)
+                let outbound = clientMessages(
+                    try benchMessages(size: size, format: messageFormat, queue: queue), queue: queue)
                 let publishStart = DispatchTime.now()
                 var sent = 0
                 while sent < messages {
@@ -280,7 +312,8 @@ struct Consume: AsyncParsableCommand {
                 }
             }
             try await consumerChannel.close()
-            return Sample(publish: Double(messages) / publishSeconds, consume: Double(messages) / cost.seconds, consumeCost: cost)
+            return Sample(
+                publish: Double(messages) / publishSeconds, consume: Double(messages) / cost.seconds, consumeCost: cost)
         }
     }
 }
@@ -303,7 +336,8 @@ extension Consume {
         endpoint: AMQPEndpoint, logger: Logger, filledIn: Double? = nil, codec: any MessageCodec,
         tracing: TracingOptions = TracingOptions(), headers: AMQPTable = [:], withEvents: Bool = false
     ) async throws -> Sample {
-        let transport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
+        let transport = RabbitMQTransport(
+            endpoints: [endpoint], connectionName: "warren-bench-publisher", logger: logger)
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
         let count = messages
@@ -315,7 +349,8 @@ extension Consume {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 if let events { group.addTask { await events.sendWhileRunning() } }
                 defer { group.cancelAll() }
-                try await publishBenchMessages(count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
+                try await publishBenchMessages(
+                    count, payload: benchPayload(size: size), to: queue, with: publisher, headers: headers)
             }
             publishSeconds = seconds(since: publishStart)
             await events?.close()
@@ -327,7 +362,8 @@ extension Consume {
             BenchMessage.self, queue: queue,
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in completion.handledOne() }
-        let workerTransport = RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-worker", logger: quietLogger)
+        let workerTransport = RabbitMQTransport(
+            endpoints: [endpoint], connectionName: "warren-bench-worker", logger: quietLogger)
         let cost = try await drain(
             registration, transport: workerTransport,
             configuration: WorkerConfiguration(
@@ -342,12 +378,15 @@ extension Consume {
     /// Runs `body` while a ``Ledger`` records every event of `warren.events` into a fresh SQLite file (its own queue,
     /// deleted afterwards); prints how many events it had recorded when `body` ended.
     func withBenchLedger(endpoint: AMQPEndpoint, _ body: () async throws -> Sample) async throws -> Sample {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("warren-bench-\(UUID().uuidString).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-bench-\(UUID().uuidString).sqlite"
+        ).path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = try await SQLiteLedgerStore(path: path, logger: quietLogger)
         let queue = "warren.bench.ledger.\(UUID().uuidString.prefix(8))"
         let ledger = Ledger(
-            transport: RabbitMQTransport(endpoints: [endpoint], connectionName: "warren-bench-ledger", logger: quietLogger),
+            transport: RabbitMQTransport(
+                endpoints: [endpoint], connectionName: "warren-bench-ledger", logger: quietLogger),
             store: store, queue: queue, retention: .keepEverything, logger: quietLogger)
         let running = Task { try await ledger.run() }
         try await ledger.waitUntilConsuming()
@@ -356,9 +395,12 @@ extension Consume {
         ledger.shutdown()
         try await running.value
         try await store.close()
-        let connection = try await AMQPConnection.connect(to: endpoint, connectionName: "warren-bench-cleanup", logger: quietLogger)
+        let connection = try await AMQPConnection.connect(
+            to: endpoint, connectionName: "warren-bench-cleanup", logger: quietLogger)
         let channel = try await connection.openChannel()
-        for name in [queue, "\(queue).redelivered", "\(queue).dead-letters", "\(queue).topology"] + ["1000", "5000", "30000"].map({ "\(queue).retry.\($0)ms" }) { _ = try? await channel.queueDelete(name) }
+        for name in [queue, "\(queue).redelivered", "\(queue).dead-letters", "\(queue).topology"]
+            + ["1000", "5000", "30000"].map({ "\(queue).retry.\($0)ms" })
+        { _ = try? await channel.queueDelete(name) }
         await connection.close()
         FileHandle.standardError.write(Data("  ledger: \(recorded) events recorded when the worker finished\n".utf8))
         return sample
@@ -370,7 +412,9 @@ extension Consume {
         try await transport.prepare(queue: queue, delays: [])
         let publisher = WarrenPublisher(transport: transport)
         let payload = benchPayload(size: size)
-        let messages = try (0..<messages).map { try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue)) }
+        let messages = try (0..<messages).map {
+            try publisher.outboundMessage(BenchMessage(id: $0, payload: payload), to: .queue(queue))
+        }
         let publishStart = DispatchTime.now()
         for result in await transport.publish(contentsOf: messages) { try result.get() }
         let publishSeconds = seconds(since: publishStart)
@@ -381,8 +425,11 @@ extension Consume {
             options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .never, timeout: nil)
         ) { _, _ in completion.handledOne() }
         let cost = try await drain(
-            registration, transport: transport, configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec)), until: completion)
-        return Sample(publish: Double(messages.count) / publishSeconds, consume: Double(messages.count) / cost.seconds, consumeCost: cost)
+            registration, transport: transport,
+            configuration: WorkerConfiguration(codecs: CodecRegistry(default: codec)), until: completion)
+        return Sample(
+            publish: Double(messages.count) / publishSeconds, consume: Double(messages.count) / cost.seconds,
+            consumeCost: cost)
     }
 }
 
@@ -406,5 +453,7 @@ struct FoundationJSONCodec: MessageCodec {
     }
 
     func encode<M: Encodable>(_ message: M) throws -> [UInt8] { Array(try encoder.encode(message)) }
-    func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M { try decoder.decode(type, from: Data(body)) }
+    func decode<M: Decodable>(_ type: M.Type, from body: [UInt8]) throws -> M {
+        try decoder.decode(type, from: Data(body))
+    }
 }

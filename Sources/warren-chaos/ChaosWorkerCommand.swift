@@ -6,9 +6,9 @@ import Warren
 import WarrenAMQP
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The message the chaos suite publishes.
@@ -21,7 +21,8 @@ struct ChaosJob: WarrenMessage {
 /// (one id per line, written before the ack, so a line means "the handler ran"). The message whose id is
 /// `--poison-id` crashes the process, as a handler with a fatal bug would.
 struct ChaosWorkerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "worker", abstract: "A worker process the chaos run starts and kills.")
+    static let configuration = CommandConfiguration(
+        commandName: "worker", abstract: "A worker process the chaos run starts and kills.")
 
     @Option(name: .customLong("url"), help: "A node's AMQP URL; repeat for a cluster.") var urls: [String]
     @Option var queue: String
@@ -47,7 +48,8 @@ struct ChaosWorkerCommand: AsyncParsableCommand {
         let work = Duration.milliseconds(workMilliseconds)
         let registration = HandlerRegistration(
             ChaosJob.self, queue: queue,
-            options: HandlerOptions(prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .default, timeout: .seconds(30))
+            options: HandlerOptions(
+                prefetch: prefetch, maxConcurrentHandlers: concurrency, retry: .default, timeout: .seconds(30))
         ) { _, context in
             let id = context.messageID ?? "?"
             if id == poisonID { fatalError("chaos: the poison message \(id) crashes its worker") }
@@ -60,13 +62,15 @@ struct ChaosWorkerCommand: AsyncParsableCommand {
         let worker = Worker(
             transport: transport, registrations: [registration],
             configuration: WorkerConfiguration(
-                maximumMessageBytes: maxBytes, gracePeriod: .seconds(10), recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2)),
+                maximumMessageBytes: maxBytes, gracePeriod: .seconds(10),
+                recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2)),
                 redeliveryLimit: redeliveryLimit),
             logger: Logger(label: "chaos.worker"))
         let logger = Logger(label: "chaos.worker")
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

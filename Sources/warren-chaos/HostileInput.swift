@@ -19,7 +19,8 @@ enum HostileInput {
 
     static func message(_ n: Int, id: String) -> ([UInt8], AMQPProperties) {
         let valid = Array(#"{"n":\#(n)}"#.utf8)
-        var properties = AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: id, type: ChaosJob.messageType)
+        var properties = AMQPProperties(
+            contentType: "application/json", deliveryMode: .persistent, messageID: id, type: ChaosJob.messageType)
         switch n % 8 {
         case 0:
             return (valid, properties)

@@ -38,11 +38,17 @@ enum Fault: String, CaseIterable, ExpressibleByArgument, Sendable {
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "run", abstract: "Runs the fault scenarios and prints published / handled / lost / duplicates for each.")
+        commandName: "run",
+        abstract: "Runs the fault scenarios and prints published / handled / lost / duplicates for each.")
 
-    @Option(parsing: .upToNextOption, help: "Faults to inject (default: all): \(Fault.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(
+        parsing: .upToNextOption,
+        help: "Faults to inject (default: all): \(Fault.allCases.map(\.rawValue).joined(separator: ", ")).")
     var faults: [Fault] = []
-    @Flag(help: "The quick subset that `make test` runs: \(Fault.fast.map(\.rawValue).joined(separator: ", ")), fewer messages.")
+    @Flag(
+        help:
+            "The quick subset that `make test` runs: \(Fault.fast.map(\.rawValue).joined(separator: ", ")), fewer messages."
+    )
     var fast = false
     @Option(help: "Messages published per scenario (default 2000, 600 with --fast).") var messages: Int?
     @Option(help: "Messages per second the publisher sends (default 500, 300 with --fast).") var rate: Int?
@@ -57,9 +63,13 @@ struct RunCommand: AsyncParsableCommand {
         let selected = faults.isEmpty ? (fast ? Fault.fast : Fault.allCases) : faults
         let count = messages ?? (fast ? 600 : 2000)
         let rate = rate ?? (fast ? 300 : 500)
-        let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-chaos-\(UUID().uuidString.prefix(8))").path
+        let workDirectory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-chaos-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
-        print("warren-chaos: \(selected.map(\.rawValue).joined(separator: ", ")); \(count) messages each at \(rate)/s; logs in \(workDirectory)")
+        print(
+            "warren-chaos: \(selected.map(\.rawValue).joined(separator: ", ")); \(count) messages each at \(rate)/s; logs in \(workDirectory)"
+        )
 
         var rows: [ScenarioResult] = []
         let single = selected.filter { $0 != .nodeKill }
@@ -67,7 +77,11 @@ struct RunCommand: AsyncParsableCommand {
             let broker = try await LocalBroker.start()
             for fault in single {
                 let nodes = ChaosNodes(brokers: [broker], quorum: false)
-                rows.append(try await Scenario(fault: fault, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit, rate: rate).run())
+                rows.append(
+                    try await Scenario(
+                        fault: fault, nodes: nodes, messages: count, directory: workDirectory,
+                        redeliveryLimit: redeliveryLimit, rate: rate
+                    ).run())
             }
             try await broker.stop()
         }
@@ -75,7 +89,11 @@ struct RunCommand: AsyncParsableCommand {
             print("starting a three-node cluster…")
             let cluster = try await LocalBrokerCluster.start(nodes: 3)
             let nodes = ChaosNodes(brokers: cluster.nodes, quorum: true)
-            rows.append(try await Scenario(fault: .nodeKill, nodes: nodes, messages: count, directory: workDirectory, redeliveryLimit: redeliveryLimit, rate: rate).run())
+            rows.append(
+                try await Scenario(
+                    fault: .nodeKill, nodes: nodes, messages: count, directory: workDirectory,
+                    redeliveryLimit: redeliveryLimit, rate: rate
+                ).run())
             try await cluster.stop()
         }
 
@@ -84,7 +102,8 @@ struct RunCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.keyEncodingStrategy = .convertToSnakeCase  // the reasons' own names have no capitals to convert
-        let summary = ChaosSummary(scenarios: rows, lost: rows.reduce(0) { $0 + $1.lost }, passed: rows.allSatisfy(\.passed))
+        let summary = ChaosSummary(
+            scenarios: rows, lost: rows.reduce(0) { $0 + $1.lost }, passed: rows.allSatisfy(\.passed))
         print(String(decoding: try encoder.encode(summary), as: UTF8.self))
         if !summary.passed { throw ExitCode(1) }
     }
@@ -131,17 +150,22 @@ struct ScenarioResult: Codable {
     var note: String
 
     static func table(_ rows: [ScenarioResult]) -> String {
-        let header = ["fault", "published", "publish errors", "handled", "dead-lettered", "lost", "duplicates", "worker restarts", "worker reconnects", "seconds", "result"]
+        let header = [
+            "fault", "published", "publish errors", "handled", "dead-lettered", "lost", "duplicates", "worker restarts",
+            "worker reconnects", "seconds", "result",
+        ]
         let cells = rows.map {
             [
                 $0.fault, "\($0.published)", "\($0.publishErrors)", "\($0.handled)", "\($0.deadLettered)", "\($0.lost)",
-                "\($0.duplicates)", "\($0.workerRestarts)", "\($0.workerReconnects)", String(format: "%.1f", $0.seconds), $0.passed ? "ok" : "FAILED",
+                "\($0.duplicates)", "\($0.workerRestarts)", "\($0.workerReconnects)",
+                String(format: "%.1f", $0.seconds), $0.passed ? "ok" : "FAILED",
             ]
         }
         let widths = header.indices.map { column in ([header] + cells).map { $0[column].count }.max() ?? 0 }
         func line(_ row: [String]) -> String {
             row.enumerated().map { index, cell in
-                index == 0 ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                index == 0
+                    ? cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
                     : String(repeating: " ", count: widths[index] - cell.count) + cell
             }.joined(separator: "  ")
         }

@@ -6,9 +6,9 @@ import WarrenAMQP
 import WarrenLocalBroker
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// One fault, end to end: a worker process, a publisher in this process, the fault once a third of the messages are
@@ -32,7 +32,10 @@ struct Scenario {
         _ = FileManager.default.createFile(atPath: ledgerPath, contents: nil)
         print("\(fault.rawValue): queue \(queue)")
 
-        var arguments = ["worker", "--queue", queue, "--ledger", ledgerPath, "--redelivery-limit", "\(fault == .poison ? redeliveryLimit : 10)"]
+        var arguments = [
+            "worker", "--queue", queue, "--ledger", ledgerPath, "--redelivery-limit",
+            "\(fault == .poison ? redeliveryLimit : 10)",
+        ]
         for url in nodes.urls { arguments += ["--url", url] }
         if nodes.quorum { arguments.append("--quorum") }
         if fault == .poison { arguments += ["--poison-id", Self.poisonID] }
@@ -47,7 +50,8 @@ struct Scenario {
         var logger = Logger(label: "chaos.publisher")
         logger.logLevel = .warning
         let transport = RabbitMQTransport(
-            endpoints: try nodes.urls.reversed().map { try AMQPEndpoint(uri: $0) }, connectionName: "warren-chaos-publisher",
+            endpoints: try nodes.urls.reversed().map { try AMQPEndpoint(uri: $0) },
+            connectionName: "warren-chaos-publisher",
             queueType: nodes.quorum ? .quorum : .classic, publishRecoveryTimeout: .seconds(120), logger: logger)
         try await transport.start()
         let publisher = WarrenPublisher(transport: transport, appID: "warren-chaos")
@@ -87,7 +91,8 @@ struct Scenario {
                                 try await transport.publish(body, to: .queue(queue), properties: properties)
                                 ok.insert("m-\(n)")
                             } else {
-                                ok.insert(try await publisher.publish(ChaosJob(n: n), to: .queue(queue), messageID: "m-\(n)"))
+                                ok.insert(
+                                    try await publisher.publish(ChaosJob(n: n), to: .queue(queue), messageID: "m-\(n)"))
                             }
                         } catch {
                             errors += 1
@@ -163,12 +168,16 @@ struct Scenario {
             let ceiling = 32 * mebibyte + 2 * 20 * HostileInput.largestBody + 16 * mebibyte
             let flat = messages < 4000 || late <= early * 5 / 4 + 4 * mebibyte
             passed = passed && late <= ceiling && flat
-            note = "worker peak RSS \(early / mebibyte) MiB over the first half of the run, \(late / mebibyte) MiB over the second"
-                + " (bound \(ceiling / mebibyte) MiB)" + (late > ceiling ? " OVER THE BOUND" : "") + (flat ? "" : " GROWING") + "; dead letters: \(reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
+            note =
+                "worker peak RSS \(early / mebibyte) MiB over the first half of the run, \(late / mebibyte) MiB over the second"
+                + " (bound \(ceiling / mebibyte) MiB)" + (late > ceiling ? " OVER THE BOUND" : "")
+                + (flat ? "" : " GROWING")
+                + "; dead letters: \(reasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))"
         } else if fault == .poison {
             let poisonParked = deadLetters[Self.poisonID] == DeadLetterReason.Kind.redeliveryLimit.rawValue
             passed = passed && poisonParked && handled[Self.poisonID] == nil
-            note = "poison message \(poisonParked ? "dead-lettered (redelivery-limit)" : "NOT dead-lettered") after "
+            note =
+                "poison message \(poisonParked ? "dead-lettered (redelivery-limit)" : "NOT dead-lettered") after "
                 + "\(worker.restarts) crashes (limit \(redeliveryLimit)); \(parked.count - (poisonParked ? 1 : 0)) other messages "
                 + "prefetched behind it were counted with it and dead-lettered"
         } else if !parked.isEmpty {
@@ -178,9 +187,12 @@ struct Scenario {
         let result = ScenarioResult(
             fault: fault.rawValue, published: confirmed.count, publishErrors: publishErrors,
             handled: confirmed.intersection(handled.keys).count, deadLettered: parked.count, deadLetterReasons: reasons,
-            lost: lost.count, duplicates: handled.values.reduce(0) { $0 + max(0, $1 - 1) }, workerRestarts: worker.restarts,
+            lost: lost.count, duplicates: handled.values.reduce(0) { $0 + max(0, $1 - 1) },
+            workerRestarts: worker.restarts,
             workerReconnects: reconnects, seconds: (clock.now - started).seconds, passed: passed, note: note)
-        print("\(fault.rawValue): published \(result.published), handled \(result.handled), dead-lettered \(result.deadLettered), lost \(result.lost), duplicates \(result.duplicates)")
+        print(
+            "\(fault.rawValue): published \(result.published), handled \(result.handled), dead-lettered \(result.deadLettered), lost \(result.lost), duplicates \(result.duplicates)"
+        )
         return result
     }
 
@@ -217,7 +229,8 @@ struct Scenario {
         var logger = Logger(label: "chaos.probe")
         logger.logLevel = .critical
         let live = nodes.brokers.filter(\.isListening).map(\.amqpURL)
-        return try await AMQPConnection.connect(to: try live.map { try AMQPEndpoint(uri: $0) }, connectionName: "warren-chaos-probe", logger: logger)
+        return try await AMQPConnection.connect(
+            to: try live.map { try AMQPEndpoint(uri: $0) }, connectionName: "warren-chaos-probe", logger: logger)
     }
 
     private func waitForConsumer(_ queue: String) async throws {
@@ -241,7 +254,8 @@ struct Scenario {
         var letters: [String: String] = [:]
         while let result = try await channel.get(queue: WarrenTopology(queue: queue).deadLetterQueue) {
             let properties = result.delivery.properties
-            letters[properties.messageID ?? "?"] = DeadLetter(body: [], properties: properties).reason?.kind.rawValue ?? "?"
+            letters[properties.messageID ?? "?"] =
+                DeadLetter(body: [], properties: properties).reason?.kind.rawValue ?? "?"
         }
         try await channel.close()
         return letters

@@ -6,7 +6,8 @@ import ArgumentParser
 struct WarrenChaos: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warren-chaos",
-        abstract: "Publishes through broker restarts, stop_app, a frozen broker, killed workers and a killed cluster node; counts what was lost.",
+        abstract:
+            "Publishes through broker restarts, stop_app, a frozen broker, killed workers and a killed cluster node; counts what was lost.",
         subcommands: [RunCommand.self, ChaosWorkerCommand.self],
         defaultSubcommand: RunCommand.self)
 }

@@ -1,13 +1,17 @@
 import ArgumentParser
-import Warren
 import Foundation
+import Warren
+
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// `--dashboard URL`: the dead letters a ledger took off their queues are listed, replayed and purged through its API.
 struct DashboardOptions: ParsableArguments {
-    @Option(help: "A warren-dashboard (e.g. http://127.0.0.1:8089) that holds the dead letters; its token in WARREN_DASHBOARD_TOKEN.")
+    @Option(
+        help:
+            "A warren-dashboard (e.g. http://127.0.0.1:8089) that holds the dead letters; its token in WARREN_DASHBOARD_TOKEN."
+    )
     var dashboard: String?
 
     func client() throws -> DashboardClient? {
@@ -19,8 +23,10 @@ struct DashboardOptions: ParsableArguments {
             throw fail("--dashboard needs the dashboard's token in WARREN_DASHBOARD_TOKEN")
         }
         if url.scheme == "http", let host = url.host, !isLoopbackHost(host) {
-            FileHandle.standardError.write(Data(
-                "warren: warning: the dashboard token goes to \(host) over plain http, readable on the way; use an https:// URL\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "warren: warning: the dashboard token goes to \(host) over plain http, readable on the way; use an https:// URL\n"
+                        .utf8))
         }
         return DashboardClient(base: url, token: token)
     }
@@ -39,7 +45,10 @@ struct DashboardClient {
                 switch value {
                 case let text as String: text
                 case let number as NSNumber: "\(number)"
-                case let object as [String: Any]: (try? JSONSerialization.data(withJSONObject: object, options: .sortedKeys)).map { String(decoding: $0, as: UTF8.self) }
+                case let object as [String: Any]:
+                    (try? JSONSerialization.data(withJSONObject: object, options: .sortedKeys)).map {
+                        String(decoding: $0, as: UTF8.self)
+                    }
                 default: nil
                 }
             }
@@ -82,7 +91,9 @@ struct DashboardClient {
             try await Task.sleep(for: .milliseconds(250))
             operation = Operation(try await get("/api/operations/\(Self.pathComponent(operation.id))"))
         }
-        if operation.status != "done" { throw fail("the \(action) (operation \(operation.id)) failed: \(operation.error ?? operation.status)") }
+        if operation.status != "done" {
+            throw fail("the \(action) (operation \(operation.id)) failed: \(operation.error ?? operation.status)")
+        }
         return operation
     }
 
@@ -105,13 +116,16 @@ struct DashboardClient {
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard (200..<300).contains(status) else {
-            throw fail("the dashboard answered \(status): \(json["message"] as? String ?? String(decoding: data.prefix(200), as: UTF8.self))")
+            throw fail(
+                "the dashboard answered \(status): \(json["message"] as? String ?? String(decoding: data.prefix(200), as: UTF8.self))"
+            )
         }
         return json
     }
 
     static func pathComponent(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? text
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~")))
+            ?? text
     }
 
     static func time(_ milliseconds: Any?) -> String {

@@ -26,9 +26,16 @@ struct DeadLetters: AsyncParsableCommand {
         var bodyEncoding: String?
 
         enum CodingKeys: String, CodingKey {
-            case messageID = "message_id", type, reason, error, errorType = "error_type", attempts
-            case originalExchange = "original_exchange", originalRoutingKey = "original_routing_key"
-            case originalQueue = "original_queue", failedAt = "failed_at", host, headers, body, bodyEncoding = "body_encoding"
+            case messageID = "message_id"
+            case type, reason, error
+            case errorType = "error_type"
+            case attempts
+            case originalExchange = "original_exchange"
+            case originalRoutingKey = "original_routing_key"
+            case originalQueue = "original_queue"
+            case failedAt = "failed_at"
+            case host, headers, body
+            case bodyEncoding = "body_encoding"
         }
 
         init(_ letter: DeadLetter, details: Bool) {
@@ -70,10 +77,14 @@ struct DeadLetters: AsyncParsableCommand {
         do {
             status = try await channel.queueStatus(deadLetterQueue)
         } catch let error as AMQPError where error.replyCode == 404 {
-            throw fail("there is no queue '\(deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)")
+            throw fail(
+                "there is no queue '\(deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)"
+            )
         }
         let available = status.messageCount
-        if status.consumerCount > 0 { FileHandle.standardError.write(Data(takenNote(queue, consumers: status.consumerCount).utf8)) }
+        if status.consumerCount > 0 {
+            FileHandle.standardError.write(Data(takenNote(queue, consumers: status.consumerCount).utf8))
+        }
         var letters: [AMQPDelivery] = []
         let bound = min(available, limit ?? available)
         while letters.count < bound, let result = try await channel.get(queue: deadLetterQueue) {
@@ -94,7 +105,8 @@ struct DeadLetters: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List the dead letters of a queue without consuming them.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the dead letters of a queue without consuming them.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The work queue.") var queue: String
         @Option(help: "At most this many.") var limit: Int?
@@ -103,17 +115,22 @@ struct DeadLetters: AsyncParsableCommand {
 
         func run() async throws {
             if let client = try dashboard.client() {
-                let page = try await client.get("/api/dead-letters", query: [("queue", queue), ("limit", "\(min(limit ?? 500, 500))")])
+                let page = try await client.get(
+                    "/api/dead-letters", query: [("queue", queue), ("limit", "\(min(limit ?? 500, 500))")])
                 let rows = page["dead_letters"] as? [[String: Any]] ?? []
                 if json {
                     try printJSON(rows.map(DashboardClient.Row.init))
                     return
                 }
                 for row in rows {
-                    print("\(row["message_id"] as? String ?? "")  \(row["type"] as? String ?? "(no type)")  \(row["reason"] as? String ?? "?")  at \(DashboardClient.time(row["at_ms"]))  \(DashboardClient.whereNow(row))")
+                    print(
+                        "\(row["message_id"] as? String ?? "")  \(row["type"] as? String ?? "(no type)")  \(row["reason"] as? String ?? "?")  at \(DashboardClient.time(row["at_ms"]))  \(DashboardClient.whereNow(row))"
+                    )
                     if let error = row["error"] as? String { print("    \(error)") }
                 }
-                print("\(rows.count) dead letter(s) of \(queue) in the ledger\(page["next"] is String ? " (more: see the dashboard)" : "")")
+                print(
+                    "\(rows.count) dead letter(s) of \(queue) in the ledger\(page["next"] is String ? " (more: see the dashboard)" : "")"
+                )
                 return
             }
             let letters = try await connection.withConnection { connection in
@@ -130,7 +147,9 @@ struct DeadLetters: AsyncParsableCommand {
                 return
             }
             for letter in letters {
-                print("\(letter.messageID ?? "(no id)")  \(letter.type ?? "(no type)")  \(letter.reason ?? "?")  attempts \(letter.attempts ?? 0)  from '\(letter.originalExchange ?? "")'/\(letter.originalRoutingKey ?? "")  at \(letter.failedAt ?? "?")")
+                print(
+                    "\(letter.messageID ?? "(no id)")  \(letter.type ?? "(no type)")  \(letter.reason ?? "?")  attempts \(letter.attempts ?? 0)  from '\(letter.originalExchange ?? "")'/\(letter.originalRoutingKey ?? "")  at \(letter.failedAt ?? "?")"
+                )
                 if let error = letter.error { print("    \(error)") }
             }
             print("\(letters.count) dead letter(s)")
@@ -163,7 +182,8 @@ struct DeadLetters: AsyncParsableCommand {
 
     struct Replay: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send dead letters back to their work queue with a fresh attempt count (confirmed), then remove them.")
+            abstract:
+                "Send dead letters back to their work queue with a fresh attempt count (confirmed), then remove them.")
         @OptionGroup var connection: ConnectionOptions
         @Option(help: "The work queue.") var queue: String
         @Option(name: .customLong("message-id"), help: "The message to replay.") var messageID: String?
@@ -180,7 +200,9 @@ struct DeadLetters: AsyncParsableCommand {
         func run() async throws {
             if let client = try dashboard.client() {
                 let operation = try await client.run("replay", queue: queue, messageID: messageID)
-                print("replayed \(operation.settled) of \(operation.total) message(s) to \(queue) (operation \(operation.id))")
+                print(
+                    "replayed \(operation.settled) of \(operation.total) message(s) to \(queue) (operation \(operation.id))"
+                )
                 return
             }
             let replayed = try await connection.withConnection { connection in
@@ -190,13 +212,17 @@ struct DeadLetters: AsyncParsableCommand {
                         from: queue, on: connection, replayID: "cli-\(UUID().uuidString.lowercased())"
                     ) { all || $0.properties.messageID == messageID }
                 } catch let error as AMQPError where error.replyCode == 404 {
-                    throw fail("there is no queue '\(WarrenTopology(queue: queue).deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)")
+                    throw fail(
+                        "there is no queue '\(WarrenTopology(queue: queue).deadLetterQueue)': '\(queue)' is not a work queue a Warren worker has declared (check the name, and the vhost of --url)"
+                    )
                 }
                 if !noEvents {
                     do {
                         try await DeadLetterReplay.report(events, on: connection, exchange: eventsExchange)
                     } catch {
-                        FileHandle.standardError.write(Data("warren: replayed, but the `replayed` events were not sent: \(describe(error))\n".utf8))
+                        FileHandle.standardError.write(
+                            Data("warren: replayed, but the `replayed` events were not sent: \(describe(error))\n".utf8)
+                        )
                     }
                 }
                 return events.count
@@ -218,10 +244,14 @@ struct DeadLetters: AsyncParsableCommand {
             guard yes else { throw fail("purging deletes the dead letters for good: add --yes") }
             if let client = try dashboard.client() {
                 let operation = try await client.run("purge", queue: queue, messageID: messageID)
-                print("purged \(operation.settled) of \(operation.total) dead letter(s) of \(queue) (operation \(operation.id))")
+                print(
+                    "purged \(operation.settled) of \(operation.total) dead letter(s) of \(queue) (operation \(operation.id))"
+                )
                 return
             }
-            guard messageID == nil else { throw fail("--message-id needs --dashboard: a queue's dead letters are purged all at once") }
+            guard messageID == nil else {
+                throw fail("--message-id needs --dashboard: a queue's dead letters are purged all at once")
+            }
             let count = try await connection.withConnection { connection in
                 try await connection.openChannel().queuePurge(WarrenTopology(queue: queue).deadLetterQueue)
             }

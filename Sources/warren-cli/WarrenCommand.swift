@@ -16,14 +16,18 @@ struct WarrenCommand: AsyncParsableCommand {
 }
 
 struct ConnectionOptions: ParsableArguments {
-    @Option(help: "Broker URI (or several, comma-separated). Default: WARREN_AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/.")
+    @Option(
+        help:
+            "Broker URI (or several, comma-separated). Default: WARREN_AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/."
+    )
     var url: String?
 
     func connect() async throws -> AMQPConnection {
         let uri = url ?? ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
         var quiet = Logger(label: "warren.cli")
         quiet.logLevel = .critical
-        return try await AMQPConnection.connect(to: AMQPEndpoint.parseList(uri), connectionName: "warren-cli", logger: quiet)
+        return try await AMQPConnection.connect(
+            to: AMQPEndpoint.parseList(uri), connectionName: "warren-cli", logger: quiet)
     }
 
     /// Connects, runs `body`, and closes the connection whatever happens; any error becomes one line on stderr and
@@ -78,12 +82,15 @@ struct Publish: AsyncParsableCommand {
     @Option(help: "Message id; a new UUID when omitted.") var messageID: String?
     @Option(help: "Correlation id.") var correlationID: String?
     @Option(help: "Content type.") var contentType = "application/json"
-    @Option(help: "The topic exchange job events go to (a ledger records the message as published).") var eventsExchange = "warren.events"
+    @Option(help: "The topic exchange job events go to (a ledger records the message as published).")
+    var eventsExchange = "warren.events"
     @Flag(help: "Report no `published` event.") var noEvents = false
 
     func validate() throws {
         if (body == nil) == (bodyFile == nil) { throw ValidationError("give exactly one of --body and --body-file") }
-        for header in headers where !header.contains("=") { throw ValidationError("--header takes key=value, not '\(header)'") }
+        for header in headers where !header.contains("=") {
+            throw ValidationError("--header takes key=value, not '\(header)'")
+        }
     }
 
     func run() async throws {
@@ -91,7 +98,9 @@ struct Publish: AsyncParsableCommand {
         if let body {
             bytes = Array(body.utf8)
         } else {
-            guard let data = FileManager.default.contents(atPath: bodyFile!) else { throw fail("cannot read \(bodyFile!)") }
+            guard let data = FileManager.default.contents(atPath: bodyFile!) else {
+                throw fail("cannot read \(bodyFile!)")
+            }
             bytes = Array(data)
         }
         var table: AMQPTable = [:]
@@ -114,20 +123,24 @@ struct Publish: AsyncParsableCommand {
             let properties = AMQPProperties(
                 contentType: contentType, headers: stamped, deliveryMode: .persistent,
                 correlationID: correlationID, messageID: id, timestamp: now, type: type, appID: "warren-cli")
-            try await channel.publish(bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
+            try await channel.publish(
+                bytes, exchange: exchange, routingKey: routingKey, mandatory: true, properties: properties)
             guard !noEvents else { return }
             // The `published` event, as WarrenPublisher(events:) reports it: confirmed, not mandatory (nothing bound,
             // nothing kept). A failure here is a warning: the message itself is published.
             let queue = exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)"
             let event = WarrenEvent(
-                event: .published, messageID: id, type: type, queue: queue, atMs: publishedAtMs, correlationID: correlationID)
+                event: .published, messageID: id, type: type, queue: queue, atMs: publishedAtMs,
+                correlationID: correlationID)
             do {
                 try await channel.exchangeDeclare(eventsExchange, type: .topic, durable: true)
                 try await channel.publish(
                     WarrenEvent.encodeBatch([event]), exchange: eventsExchange, routingKey: "\(queue).published",
-                    properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.events"))
+                    properties: AMQPProperties(
+                        contentType: "application/json", deliveryMode: .persistent, type: "warren.events"))
             } catch {
-                FileHandle.standardError.write(Data("warren: published, but the `published` event was not sent: \(describe(error))\n".utf8))
+                FileHandle.standardError.write(
+                    Data("warren: published, but the `published` event was not sent: \(describe(error))\n".utf8))
             }
         }
         print(id)
@@ -152,7 +165,9 @@ struct Topology: AsyncParsableCommand {
         for row in rows {
             let name = row.name.padding(toLength: max(50, row.name.count), withPad: " ", startingAt: 0)
             let messages = row.exists ? "\(row.messages ?? 0)" : "missing"
-            print("\(row.role.padding(toLength: 13, withPad: " ", startingAt: 0)) \(name) \(pad(messages, 8))  \(pad(row.exists ? "\(row.consumers ?? 0)" : "-", 9))  \(row.delayMilliseconds.map { "\($0) ms" } ?? "")")
+            print(
+                "\(row.role.padding(toLength: 13, withPad: " ", startingAt: 0)) \(name) \(pad(messages, 8))  \(pad(row.exists ? "\(row.consumers ?? 0)" : "-", 9))  \(row.delayMilliseconds.map { "\($0) ms" } ?? "")"
+            )
         }
         print("dead-letter exchange: \(WarrenTopology.deadLetterExchange) (routing key \(queue))")
     }

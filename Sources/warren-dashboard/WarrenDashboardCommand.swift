@@ -48,31 +48,49 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "The port to listen on; 0 lets the system choose (the address is printed).") var port = 8089
     @Option(help: "The address to bind.") var host = "127.0.0.1"
-    @Option(help: "sqlite:PATH or postgres://user:password@host:port/database.") var store = "sqlite:warren-ledger.sqlite"
+    @Option(help: "sqlite:PATH or postgres://user:password@host:port/database.") var store =
+        "sqlite:warren-ledger.sqlite"
     @Option(help: "Broker URI (default: WARREN_AMQP_URL, then amqp://guest:guest@127.0.0.1:5672/).") var url: String?
     @Flag(help: "Serve the store only; record nothing (another process ingests).") var noIngest = false
-    @Option(help: "The ledger's queue; every process that ingests into one store uses the same.") var ledgerQueue = "warren.ledger"
+    @Option(help: "The ledger's queue; every process that ingests into one store uses the same.") var ledgerQueue =
+        "warren.ledger"
     @Option(help: "The topic exchange the workers report their events to.") var eventsExchange = "warren.events"
     @Option(help: "How long succeeded jobs are kept.") var keepSucceeded = "7d"
     @Option(help: "How long dead-lettered jobs are kept.") var keepDeadLettered = "30d"
     @Option(help: "How long jobs that never finished are kept.") var keepUnfinished = "30d"
     @Option(help: "The most jobs kept; the oldest go first. 0: no bound.") var maxJobs = 10_000_000
     @Option(help: "trace, debug, info, notice, warning, error or critical.") var logLevel = "info"
-    @Option(help: "A users file: name:role:hash lines (role viewer or operator; hash from hash-password).") var usersFile: String?
-    @Option(help: "A work queue to show on the queues page besides those the ledger has jobs of (repeatable).") var queue: [String] = []
-    @Option(help: "The management API (e.g. http://127.0.0.1:15672) for unacked counts and rates; same user as the broker URI.")
+    @Option(help: "A users file: name:role:hash lines (role viewer or operator; hash from hash-password).")
+    var usersFile: String?
+    @Option(help: "A work queue to show on the queues page besides those the ledger has jobs of (repeatable).")
+    var queue: [String] = []
+    @Option(
+        help:
+            "The management API (e.g. http://127.0.0.1:15672) for unacked counts and rates; same user as the broker URI."
+    )
     var managementURL: String?
-    @Flag(help: "Leave dead letters in their queues rather than taking them into the ledger (replays then walk the queues).")
+    @Flag(
+        help:
+            "Leave dead letters in their queues rather than taking them into the ledger (replays then walk the queues)."
+    )
     var keepDeadLettersInQueues = false
-    @Option(help: "How long a replay or purge stays claimed after its last batch; then another process (or this one, restarted) takes it over.")
+    @Option(
+        help:
+            "How long a replay or purge stays claimed after its last batch; then another process (or this one, restarted) takes it over."
+    )
     var operationLease = "30s"
     @Flag(help: "Mark the session cookie Secure (when the dashboard is reached over HTTPS).") var secureCookies = false
-    @Option(help: "A proxy in front of the dashboard whose X-Forwarded-For names the client that sign-in throttling counts (repeatable).")
+    @Option(
+        help:
+            "A proxy in front of the dashboard whose X-Forwarded-For names the client that sign-in throttling counts (repeatable)."
+    )
     var trustedProxy: [String] = []
     @Option(help: "How long the audit log's entries are kept.") var keepAudit = "365d"
 
     func run() async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else { throw ValidationError("unknown log level '\(logLevel)'") }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'")
+        }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -94,7 +112,8 @@ struct Serve: AsyncParsableCommand {
                     metadata: ["rounds": "\(rounds.sorted())"])
             }
             access = try DashboardAccess(
-                operatorToken: environment["WARREN_DASHBOARD_TOKEN"], viewerToken: environment["WARREN_DASHBOARD_READONLY_TOKEN"],
+                operatorToken: environment["WARREN_DASHBOARD_TOKEN"],
+                viewerToken: environment["WARREN_DASHBOARD_READONLY_TOKEN"],
                 users: users)
         } catch let error as DashboardConfigurationError {
             // One line, no usage text: the environment is wrong, not the command line.
@@ -104,7 +123,8 @@ struct Serve: AsyncParsableCommand {
         let location = try LedgerLocation(store)
         let retention = RetentionPolicy(
             succeeded: try Self.duration(keepSucceeded), deadLettered: try Self.duration(keepDeadLettered),
-            unfinished: try Self.duration(keepUnfinished), maxJobs: maxJobs > 0 ? maxJobs : nil, audit: try Self.duration(keepAudit))
+            unfinished: try Self.duration(keepUnfinished), maxJobs: maxJobs > 0 ? maxJobs : nil,
+            audit: try Self.duration(keepAudit))
         let ledgerStore = try await location.open(logger: Logger(label: "warren.ledger.store"))
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
@@ -118,7 +138,8 @@ struct Serve: AsyncParsableCommand {
         var deadLetterTransport: RabbitMQTransport?
         if !noIngest || namedBroker != nil {
             // The intake and the operations on the dead letters the ledger holds share a connection of their own.
-            let deadLetters = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard dead letters", logger: logger)
+            let deadLetters = RabbitMQTransport(
+                endpoints: endpoints, connectionName: "warren-dashboard dead letters", logger: logger)
             deadLetterTransport = deadLetters
             let operationRunner = DeadLetterOperationRunner(
                 store: ledgerStore, transport: deadLetters, leaseDuration: try Self.duration(operationLease),
@@ -126,15 +147,20 @@ struct Serve: AsyncParsableCommand {
             runner = operationRunner
             services.append(.init(service: operationRunner))
             if !noIngest && !keepDeadLettersInQueues {
-                services.append(.init(service: DeadLetterIntake(
-                    transport: deadLetters, store: ledgerStore, queues: queue, logger: Logger(label: "warren.ledger.dead-letters"))))
+                services.append(
+                    .init(
+                        service: DeadLetterIntake(
+                            transport: deadLetters, store: ledgerStore, queues: queue,
+                            logger: Logger(label: "warren.ledger.dead-letters"))))
             }
             queueActions = AMQPDeadLetterQueueActions(
-                endpoints: endpoints, eventsExchange: eventsExchange, logger: Logger(label: "warren.dashboard.dead-letters"))
+                endpoints: endpoints, eventsExchange: eventsExchange,
+                logger: Logger(label: "warren.dashboard.dead-letters"))
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
                 throw ValidationError("--management-url is not a URL")
             }
-            inspector = AMQPQueueInspector(endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
+            inspector = AMQPQueueInspector(
+                endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
         }
         // Migrated before anything runs, so that the readiness probe's first question finds the schema in place.
         try await ledgerStore.migrate()
@@ -143,7 +169,8 @@ struct Serve: AsyncParsableCommand {
         } else {
             let transport = RabbitMQTransport(endpoints: endpoints, connectionName: "warren-dashboard", logger: logger)
             let recording = Ledger(
-                transport: transport, store: ledgerStore, queue: ledgerQueue, exchange: eventsExchange, retention: retention,
+                transport: transport, store: ledgerStore, queue: ledgerQueue, exchange: eventsExchange,
+                retention: retention,
                 logger: Logger(label: "warren.ledger"))
             ledger = recording
             services.append(.init(service: recording))
@@ -176,7 +203,8 @@ struct Serve: AsyncParsableCommand {
         let dashboard: Dashboard
         do {
             dashboard = try Dashboard(
-                store: ledgerStore, access: access, inspector: inspector, queueActions: queueActions, runner: runner, watchedQueues: queue,
+                store: ledgerStore, access: access, inspector: inspector, queueActions: queueActions, runner: runner,
+                watchedQueues: queue,
                 secureCookies: secureCookies, trustedProxies: trustedProxy)
         } catch let error as DashboardConfigurationError {
             throw ValidationError(error.message)
@@ -191,14 +219,16 @@ struct Serve: AsyncParsableCommand {
             router: router, configuration: .init(address: .hostname(host, port: port), serverName: "warren-dashboard"),
             onServerRunning: { [host] channel in
                 // One line a script or a test can read the address from (port 0 chooses one).
-                FileHandle.standardOutput.write(Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
+                FileHandle.standardOutput.write(
+                    Data("listening on http://\(host):\(channel.localAddress?.port ?? 0)\n".utf8))
             },
             logger: logger.quietingServerCancellation())
         // Listed first, so that it stops last.
         services.insert(.init(service: app), at: 0)
         logger.info("warren-dashboard starting", metadata: ["store": "\(location)", "ingest": "\(!noIngest)"])
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: ServiceGroupConfiguration(
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await inspector?.close()
         await queueActions?.close()

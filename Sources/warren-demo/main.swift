@@ -29,7 +29,9 @@ if let given = environment["WARREN_AMQP_URL"], !given.isEmpty {
 var failed = false
 do {
     let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), connectionName: "warren-demo")
-    line("→ connected to RabbitMQ \(connection.serverProperties["version"]?.stringValue ?? "?") at \(connection.endpoint)")
+    line(
+        "→ connected to RabbitMQ \(connection.serverProperties["version"]?.stringValue ?? "?") at \(connection.endpoint)"
+    )
 
     let channel = try await connection.openChannel()
     try await channel.enableConfirms()

@@ -113,19 +113,30 @@ struct InputMaker {
         func maybe<T>(_ make: () -> T) -> T? { Bool.random(using: &random) ? make() : nil }
         func text() -> String {
             let pieces = ["a", "é", "\"", "\\", "/", "\n", "\u{1}", "€", "😀", " ", "z9", "\u{7F}"]
-            return (0..<Int.random(in: 0...6, using: &random)).map { _ in pieces.randomElement(using: &random)! }.joined()
+            return (0..<Int.random(in: 0...6, using: &random)).map { _ in pieces.randomElement(using: &random)! }
+                .joined()
         }
         func inner() -> Differential.Sample.Inner {
-            .init(name: text(), count: .random(in: .min ... .max, using: &random), ratio: maybe { Double.random(in: -1e6...1e6, using: &random) })
+            .init(
+                name: text(), count: .random(in: .min ... .max, using: &random),
+                ratio: maybe { Double.random(in: -1e6...1e6, using: &random) })
         }
         return Differential.Sample(
             id: .random(in: -1_000_000...1_000_000, using: &random), text: text(),
-            small: maybe { .random(in: 0 ... .max, using: &random) }, big: maybe { .random(in: .min ... .max, using: &random) },
+            small: maybe { .random(in: 0 ... .max, using: &random) },
+            big: maybe { .random(in: .min ... .max, using: &random) },
             unsigned: maybe { .random(in: 0 ... .max, using: &random) },
-            value: maybe { [0.1, -2.5, 1e20, .leastNonzeroMagnitude, .greatestFiniteMagnitude, Double.random(in: -1...1, using: &random)].randomElement(using: &random)! },
+            value: maybe {
+                [
+                    0.1, -2.5, 1e20, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
+                    Double.random(in: -1...1, using: &random),
+                ].randomElement(using: &random)!
+            },
             single: maybe { Float.random(in: -10...10, using: &random) }, flag: maybe { Bool.random(using: &random) },
             tags: maybe { (0..<Int.random(in: 0...3, using: &random)).map { _ in text() } },
-            scores: maybe { (0..<Int.random(in: 0...4, using: &random)).map { _ in .random(in: -99...99, using: &random) } },
+            scores: maybe {
+                (0..<Int.random(in: 0...4, using: &random)).map { _ in .random(in: -99...99, using: &random) }
+            },
             attributes: maybe { ["k": 1, text(): .random(in: 0...9, using: &random)] }, inner: maybe(inner),
             children: maybe { (0..<Int.random(in: 0...2, using: &random)).map { _ in inner() } },
             at: maybe { Date(timeIntervalSince1970: Double(Int.random(in: 0...4_000_000_000, using: &random))) })

@@ -30,10 +30,12 @@ struct LocalBrokerCommand: AsyncParsableCommand {
             }
             try? FileManager.default.removeItem(atPath: options.dataDirectory)
             print("starting a RabbitMQ node (a few seconds) …")
-            let broker = try await LocalBroker.start(LocalBrokerConfiguration(
-                nodeName: Self.nodeName(for: options.dataDirectory), dataDirectory: options.dataDirectory,
-                plugins: management ? ["rabbitmq_management"] : [], stopWhenOwnerExits: false, removeDataOnStop: false,
-                port: port))
+            let broker = try await LocalBroker.start(
+                LocalBrokerConfiguration(
+                    nodeName: Self.nodeName(for: options.dataDirectory), dataDirectory: options.dataDirectory,
+                    plugins: management ? ["rabbitmq_management"] : [], stopWhenOwnerExits: false,
+                    removeDataOnStop: false,
+                    port: port))
             print("started \(broker.nodeName) (data in \(broker.dataDirectory))")
             printURIs(broker)
         }
@@ -80,5 +82,7 @@ struct LocalBrokerCommand: AsyncParsableCommand {
 
 private func printURIs(_ broker: LocalBroker) {
     print("WARREN_AMQP_URL=\(broker.amqpURL)")
-    if let management = broker.managementPort { print("management UI: http://127.0.0.1:\(management)/ (guest / guest)") }
+    if let management = broker.managementPort {
+        print("management UI: http://127.0.0.1:\(management)/ (guest / guest)")
+    }
 }

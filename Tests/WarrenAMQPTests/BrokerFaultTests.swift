@@ -1,9 +1,9 @@
 import Foundation
+import Synchronization
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
 import WarrenLocalBroker
-import Synchronization
+import WarrenTestSupport
 
 /// Faults that affect a whole node (alarms, forced closes, a frozen VM) run on a node of their own, one at a time,
 /// so they never disturb the tests sharing the main node.
@@ -13,7 +13,8 @@ struct BrokerFaultTests {
 
     @Test func brokerClosingTheConnectionIsReportedWithItsReplyCode() async throws {
         let broker = try await Self.broker.get()
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), connectionName: "forced-close")
+        let connection = try await AMQPConnection.connect(
+            to: AMQPEndpoint(uri: broker.amqpURL), connectionName: "forced-close")
         let channel = try await connection.openChannel()
         let queue = TestBroker.uniqueName()
         try await channel.queueDeclare(queue, exclusive: true)
@@ -53,7 +54,8 @@ struct BrokerFaultTests {
     @Test func aPublishWhoseConfirmNeverComesTimesOut() async throws {
         let broker = try await Self.broker.get()
         // No heartbeats: only the confirm timeout can end the wait.
-        let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=0"), logger: TestBroker.logger)
+        let connection = try await AMQPConnection.connect(
+            to: AMQPEndpoint(uri: broker.amqpURL + "?heartbeat=0"), logger: TestBroker.logger)
         let channel = try await connection.openChannel()
         try await channel.enableConfirms(confirmTimeout: .seconds(1))
         let queue = TestBroker.uniqueName()
@@ -63,7 +65,9 @@ struct BrokerFaultTests {
         defer { broker.resume() }
         let clock = ContinuousClock()
         let started = clock.now
-        let error = await #expect(throws: AMQPError.self) { try await channel.publish("frozen".bytes, routingKey: queue) }
+        let error = await #expect(throws: AMQPError.self) {
+            try await channel.publish("frozen".bytes, routingKey: queue)
+        }
         broker.resume()
         #expect(error?.code == .timeout)
         // The confirm's timeout, not before it; the upper bound (room for a loaded machine) catches a publish that hangs.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Connecting and closing (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct ConnectionTests {
@@ -94,7 +94,11 @@ struct ConnectionTests {
         var seen: [AMQPConnectionEvent] = []
         for await event in events { seen.append(event) }
         #expect(seen.count == 1)
-        if case .closed(let error)? = seen.first { #expect(error.code == .connectionClosed) } else { Issue.record("expected .closed") }
+        if case .closed(let error)? = seen.first {
+            #expect(error.code == .connectionClosed)
+        } else {
+            Issue.record("expected .closed")
+        }
     }
 
     @Test func manyChannelsOnOneConnection() async throws {

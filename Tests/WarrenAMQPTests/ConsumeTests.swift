@@ -1,7 +1,7 @@
 import Foundation
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Consuming and settling (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct ConsumeTests {
@@ -86,7 +86,9 @@ struct ConsumeTests {
             let queue = TestBroker.uniqueName()
             let dead = TestBroker.uniqueName("dead")
             try await channel.queueDeclare(dead, exclusive: true)
-            try await channel.queueDeclare(queue, exclusive: true, arguments: ["x-dead-letter-exchange": "", "x-dead-letter-routing-key": .string(dead)])
+            try await channel.queueDeclare(
+                queue, exclusive: true,
+                arguments: ["x-dead-letter-exchange": "", "x-dead-letter-routing-key": .string(dead)])
             let batch = (0..<300).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) }
             _ = await channel.publish(contentsOf: batch)
             let consumerChannel = try await connection.openChannel()
@@ -102,7 +104,9 @@ struct ConsumeTests {
                     try delivery.ack()
                 }
             }
-            #expect(try await eventually { try await channel.queueStatus(dead).messageCount == 30 }, "exactly the rejected ones")
+            #expect(
+                try await eventually { try await channel.queueStatus(dead).messageCount == 30 },
+                "exactly the rejected ones")
             try await consumerChannel.close()  // anything still unacked would come back now
             // The queue drops the consumer after it took the channel's acks (they come from the same channel, in order)
             // and it requeues what that channel left unacked at the same moment: once the consumer is gone, the count
@@ -121,7 +125,8 @@ struct ConsumeTests {
             try await channel.queueDeclare(queue, exclusive: true)
             // Twenty messages behind a prefetch of ten: the broker sends the eleventh only once it has an ack, so each
             // delivery beyond the first ten tells the test that the broker took one more ack (no time window).
-            _ = await channel.publish(contentsOf: (0..<20).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) })
+            _ = await channel.publish(
+                contentsOf: (0..<20).map { AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue) })
             let consumerChannel = try await connection.openChannel()
             let consumer = try await consumerChannel.consume(queue: queue, prefetchCount: 10)
             var first: [AMQPDelivery] = []
@@ -176,9 +181,11 @@ struct ConsumeTests {
             let dead = TestBroker.uniqueName("dead")
             let queue = TestBroker.uniqueName()
             try await channel.queueDeclare(dead, exclusive: true)
-            try await channel.queueDeclare(queue, exclusive: true, arguments: [
-                "x-dead-letter-exchange": "", "x-dead-letter-routing-key": .string(dead),
-            ])
+            try await channel.queueDeclare(
+                queue, exclusive: true,
+                arguments: [
+                    "x-dead-letter-exchange": "", "x-dead-letter-routing-key": .string(dead),
+                ])
             try await channel.publish("poison".bytes, routingKey: queue)
             let consumer = try await channel.consume(queue: queue)
             try await nextDelivery(consumer).nack(requeue: false)
@@ -261,7 +268,8 @@ struct ConsumeTests {
             try await channel.queueDeclare(queue, exclusive: true)
             #expect(try await channel.get(queue: queue) == nil)
             for n in 0..<3 {
-                try await channel.publish("\(n)".bytes, routingKey: queue, properties: AMQPProperties(messageID: "id-\(n)"))
+                try await channel.publish(
+                    "\(n)".bytes, routingKey: queue, properties: AMQPProperties(messageID: "id-\(n)"))
             }
             let first = try #require(try await channel.get(queue: queue))
             #expect(first.delivery.body == "0".bytes)

@@ -1,5 +1,6 @@
 import Testing
 import WarrenTestSupport
+
 @testable import WarrenAMQP
 
 @Suite("Field tables through librabbitmq's wire codec")
@@ -39,9 +40,18 @@ struct FieldTableTests {
         // What the I/O thread does: one arena for every publish, reset after each. A table far larger than the arena's
         // block makes it grow in the middle of a table (entries written before the growth must stay valid) and shrink
         // back at the reset; the tables after it must encode exactly as with a fresh arena.
-        let huge = AMQPTable(uniqueKeysWithValues: (0..<5_000).map { ("key-\($0)-" + String(repeating: "k", count: $0 % 40), .string(String(repeating: "v", count: $0 % 300))) })
+        let huge = AMQPTable(
+            uniqueKeysWithValues: (0..<5_000).map {
+                (
+                    "key-\($0)-" + String(repeating: "k", count: $0 % 40),
+                    .string(String(repeating: "v", count: $0 % 300))
+                )
+            })
         let arena = CArena()
-        for table in [Self.everyType, ["one": .int64(1)], huge, Self.everyType, ["x-warren-published-at": .int64(1_700_000_000_000)], huge, [:]] {
+        for table in [
+            Self.everyType, ["one": .int64(1)], huge, Self.everyType,
+            ["x-warren-published-at": .int64(1_700_000_000_000)], huge, [:],
+        ] {
             let bytes = try #require(FieldTableWireCodec.encode(table, in: arena))
             #expect(bytes == FieldTableWireCodec.encode(table))
             #expect(FieldTableWireCodec.decode(bytes) == table)
@@ -65,7 +75,10 @@ struct FieldTableTests {
     @Test func wireFormatOfAStringEntry() throws {
         // 4-byte table length, 1-byte key length, key, kind 'S', 4-byte string length, string.
         let bytes = try #require(FieldTableWireCodec.encode(["a": .string("bc")]))
-        #expect(bytes == [0, 0, 0, 9, 1, UInt8(ascii: "a"), UInt8(ascii: "S"), 0, 0, 0, 2, UInt8(ascii: "b"), UInt8(ascii: "c")])
+        #expect(
+            bytes == [
+                0, 0, 0, 9, 1, UInt8(ascii: "a"), UInt8(ascii: "S"), 0, 0, 0, 2, UInt8(ascii: "b"), UInt8(ascii: "c"),
+            ])
     }
 
     @Test func invalidUTF8LongStringIsReadAsBytes() throws {

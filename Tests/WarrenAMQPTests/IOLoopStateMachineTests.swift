@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WarrenAMQP
 
 /// The I/O thread's pacing rules, fed events as the thread would feed them.
@@ -18,7 +19,10 @@ struct IOLoopStateMachineTests {
     }
 
     /// A pass with nothing left to do, so that the machine decides how to sleep.
-    func quietPass(_ machine: inout Machine, holdsAcks: Bool = false, windows: Machine.Windows = .init(), at now: ContinuousClock.Instant)
+    func quietPass(
+        _ machine: inout Machine, holdsAcks: Bool = false, windows: Machine.Windows = .init(),
+        at now: ContinuousClock.Instant
+    )
         -> Machine.AfterPass
     {
         machine.passEnded(tookCommands: false, drainedSocket: true, holdsAcks: holdsAcks, windows: windows, now: now)
@@ -28,9 +32,11 @@ struct IOLoopStateMachineTests {
 
     @Test func aPassThatRanCommandsOrLeftFramesUnreadIsFollowedByAnotherAtOnce() {
         var machine = machine()
-        let afterCommands = machine.passEnded(tookCommands: true, drainedSocket: true, holdsAcks: false, windows: .init(), now: start)
+        let afterCommands = machine.passEnded(
+            tookCommands: true, drainedSocket: true, holdsAcks: false, windows: .init(), now: start)
         #expect(afterCommands == .passAgain)
-        let afterAPartialRead = machine.passEnded(tookCommands: false, drainedSocket: false, holdsAcks: false, windows: .init(), now: start)
+        let afterAPartialRead = machine.passEnded(
+            tookCommands: false, drainedSocket: false, holdsAcks: false, windows: .init(), now: start)
         #expect(afterAPartialRead == .passAgain)
     }
 
@@ -75,9 +81,13 @@ struct IOLoopStateMachineTests {
     // MARK: Waking
 
     @Test func aCommandWakesASleepingThreadOncePerSleep() {
-        #expect(!Machine.wakes(sleep: .awake, wakePending: false, lazyQueued: 0, lazyLimit: nil), "an awake thread takes it on its next pass")
+        #expect(
+            !Machine.wakes(sleep: .awake, wakePending: false, lazyQueued: 0, lazyLimit: nil),
+            "an awake thread takes it on its next pass")
         #expect(Machine.wakes(sleep: .long, wakePending: false, lazyQueued: 0, lazyLimit: nil))
-        #expect(Machine.wakes(sleep: .brief, wakePending: false, lazyQueued: 0, lazyLimit: nil), "a nack or a publish does not wait")
+        #expect(
+            Machine.wakes(sleep: .brief, wakePending: false, lazyQueued: 0, lazyLimit: nil),
+            "a nack or a publish does not wait")
         #expect(!Machine.wakes(sleep: .long, wakePending: true, lazyQueued: 0, lazyLimit: nil))
     }
 
@@ -85,7 +95,9 @@ struct IOLoopStateMachineTests {
         #expect(!Machine.wakes(sleep: .brief, wakePending: false, lazyQueued: 49, lazyLimit: 50))
         // The 50th may leave the consumer's prefetch window used up: the broker sends nothing until these acks arrive.
         #expect(Machine.wakes(sleep: .brief, wakePending: false, lazyQueued: 50, lazyLimit: 50))
-        #expect(Machine.wakes(sleep: .long, wakePending: false, lazyQueued: 1, lazyLimit: 50), "a long sleeper is not coming back soon by itself")
+        #expect(
+            Machine.wakes(sleep: .long, wakePending: false, lazyQueued: 1, lazyLimit: 50),
+            "a long sleeper is not coming back soon by itself")
     }
 
     @Test func aBatchIsAQuarterOfThePrefetchAndANarrowWindowAcksEagerly() {
@@ -124,7 +136,9 @@ struct IOLoopStateMachineTests {
     // MARK: Prefetch windows
 
     @Test func windowsAreHalfFullAndFullByDeliveriesUnsettledOnTheWire() {
-        #expect(windows((prefetch: 5, unsettled: 2)) == windows((prefetch: 0, unsettled: 1)), "some unsettled, none half full")
+        #expect(
+            windows((prefetch: 5, unsettled: 2)) == windows((prefetch: 0, unsettled: 1)),
+            "some unsettled, none half full")
         #expect(windows((prefetch: 5, unsettled: 2)).anyUnsettled)
         #expect(!windows((prefetch: 5, unsettled: 2)).anyHalfFull)
         #expect(windows((prefetch: 5, unsettled: 3)).anyHalfFull)
@@ -184,7 +198,9 @@ struct IOLoopStateMachineTests {
 
     // MARK: Sending held acks
 
-    func flush(_ machine: Machine, held: Int, age: Duration, prefetch: UInt16 = 200, closing: Bool = false) -> Machine.AckFlush {
+    func flush(_ machine: Machine, held: Int, age: Duration, prefetch: UInt16 = 200, closing: Bool = false)
+        -> Machine.AckFlush
+    {
         machine.ackFlush(held: held, heldSince: start, prefetch: prefetch, closing: closing, now: start + age)
     }
 
@@ -193,7 +209,8 @@ struct IOLoopStateMachineTests {
         #expect(flush(machine, held: 49, age: .microseconds(999)) == .hold)
         #expect(flush(machine, held: 50, age: .zero) == .contiguousRun)
         #expect(flush(machine, held: 1, age: Machine.ackBatchDelay) == .contiguousRun)
-        #expect(flush(machine, held: 1, age: .zero, prefetch: 4) == .contiguousRun, "a batch of a prefetch of 4 is one ack")
+        #expect(
+            flush(machine, held: 1, age: .zero, prefetch: 4) == .contiguousRun, "a batch of a prefetch of 4 is one ack")
     }
 
     @Test func everythingGoesWhenOldManyOrClosing() {
@@ -240,4 +257,3 @@ struct IOLoopStateMachineTests {
         #expect(anIntervalLater)
     }
 }
-

@@ -1,5 +1,6 @@
 import CRabbitMQ
 import Testing
+
 @testable import WarrenAMQP
 
 @Suite("Name cache of the I/O thread")
@@ -11,7 +12,10 @@ struct NameCacheTests {
 
     @Test func namesReadTheSameWithAndWithoutTheCache() {
         let cache = NameCache()
-        let names = ["", "short", "application/json", "amq.ctag-0123456789abcdef0123", "warren-published-at", "é" + String(repeating: "x", count: 20)]
+        let names = [
+            "", "short", "application/json", "amq.ctag-0123456789abcdef0123", "warren-published-at",
+            "é" + String(repeating: "x", count: 20),
+        ]
         for _ in 0..<3 {
             for name in names { #expect(decode(Array(name.utf8), with: cache) == name) }
         }

@@ -1,6 +1,7 @@
 import PropertyBased
 import Testing
 import WarrenTestSupport
+
 @testable import WarrenAMQP
 
 /// Generated inputs for the two parsers that face the outside world: URIs and field tables.
@@ -19,11 +20,14 @@ struct PropertyTests {
         Gen.int(in: 0...Int(UInt32.max)).map { AMQPFieldValue.timestamp(UInt64($0)) }
     )
     static let flatTable = zip(key, scalar).dictionary(ofAtMost: 0...6)
-    static let nestedTable = zip(key, Gen<AMQPFieldValue>.oneOf(
-        scalar,
-        flatTable.map { AMQPFieldValue.table($0) },
-        scalar.array(of: 0...4).map { AMQPFieldValue.array($0) }
-    )).dictionary(ofAtMost: 0...6)
+    static let nestedTable = zip(
+        key,
+        Gen<AMQPFieldValue>.oneOf(
+            scalar,
+            flatTable.map { AMQPFieldValue.table($0) },
+            scalar.array(of: 0...4).map { AMQPFieldValue.array($0) }
+        )
+    ).dictionary(ofAtMost: 0...6)
 
     @Test func everyGeneratedTableSurvivesTheWireUnchanged() async {
         await propertyCheck(count: 300, input: Self.nestedTable) { table in
@@ -45,13 +49,16 @@ struct PropertyTests {
     @Test func credentialsAndVirtualHostsRoundTripThroughPercentEncoding() async {
         let text = Self.printable.string(of: 0...16)
         await propertyCheck(count: 300, input: text, text, Self.printable.string(of: 1...16)) { user, password, vhost in
-            let uri = "amqp://\(AMQPURIParser.percentEncode(user)):\(AMQPURIParser.percentEncode(password))@rabbit.example:5673/\(AMQPURIParser.percentEncode(vhost))"
+            let uri =
+                "amqp://\(AMQPURIParser.percentEncode(user)):\(AMQPURIParser.percentEncode(password))@rabbit.example:5673/\(AMQPURIParser.percentEncode(vhost))"
             let endpoint = try? AMQPEndpoint(uri: uri)
             #expect(endpoint?.username == user)
             #expect(endpoint?.password == password)
             #expect(endpoint?.virtualHost == vhost)
             #expect(endpoint?.port == 5673)
-            if !password.isEmpty, password.count > 3 { #expect(endpoint.map { !$0.description.contains(password) } ?? true) }
+            if !password.isEmpty, password.count > 3 {
+                #expect(endpoint.map { !$0.description.contains(password) } ?? true)
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Publishing with confirms (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct PublishTests {
@@ -66,7 +66,8 @@ struct PublishTests {
             let queue = TestBroker.uniqueName()
             try await channel.queueDeclare(queue, exclusive: true)
             let batch = (0..<5000).map {
-                AMQPOutboundMessage(body: "\($0)".bytes, routingKey: queue, properties: AMQPProperties(deliveryMode: .persistent))
+                AMQPOutboundMessage(
+                    body: "\($0)".bytes, routingKey: queue, properties: AMQPProperties(deliveryMode: .persistent))
             }
             let results = await channel.publish(contentsOf: batch)
             #expect(results.count == 5000)

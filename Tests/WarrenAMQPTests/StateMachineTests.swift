@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WarrenAMQP
 
 @Suite("Publisher-confirm bookkeeping")
@@ -45,7 +46,8 @@ struct ConfirmTrackerTests {
         #expect(tracker.expire { $0 <= 3 } == [1, 3])
         #expect(tracker.outstanding == 1)
         #expect(tracker.expire { $0 <= 3 }.isEmpty)
-        #expect(tracker.settle(deliveryTag: 1, multiple: false).isEmpty, "a late confirm of an expired publish is ignored")
+        #expect(
+            tracker.settle(deliveryTag: 1, multiple: false).isEmpty, "a late confirm of an expired publish is ignored")
         #expect(tracker.settle(deliveryTag: 4, multiple: true).map(\.token) == [4])
     }
 
@@ -65,12 +67,22 @@ struct ConfirmTrackerTests {
 struct ContentAssemblerTests {
     @Test func headerThenBodiesCompletesAMessage() {
         var assembler = ContentAssembler<String>()
-        guard case .incomplete = assembler.begin("deliver") else { Issue.record("begin"); return }
-        guard case .incomplete = assembler.header(bodySize: 5, properties: AMQPProperties(type: "t")) else { Issue.record("header"); return }
+        guard case .incomplete = assembler.begin("deliver") else {
+            Issue.record("begin")
+            return
+        }
+        guard case .incomplete = assembler.header(bodySize: 5, properties: AMQPProperties(type: "t")) else {
+            Issue.record("header")
+            return
+        }
         let first: [UInt8] = [1, 2]
         let second: [UInt8] = [3, 4, 5]
-        guard case .incomplete = first.withUnsafeBytes({ assembler.body($0) }) else { Issue.record("body 1"); return }
-        guard case .complete(let method, let properties, let body) = second.withUnsafeBytes({ assembler.body($0) }) else {
+        guard case .incomplete = first.withUnsafeBytes({ assembler.body($0) }) else {
+            Issue.record("body 1")
+            return
+        }
+        guard case .complete(let method, let properties, let body) = second.withUnsafeBytes({ assembler.body($0) })
+        else {
             Issue.record("body 2")
             return
         }
@@ -93,17 +105,27 @@ struct ContentAssemblerTests {
     @Test func framesOutOfOrderAreProtocolViolations() {
         var assembler = ContentAssembler<Int>()
         guard case .protocolViolation = assembler.header(bodySize: 1, properties: AMQPProperties()) else {
-            Issue.record("header without method"); return
+            Issue.record("header without method")
+            return
         }
         let byte: [UInt8] = [1]
-        guard case .protocolViolation = byte.withUnsafeBytes({ assembler.body($0) }) else { Issue.record("body without header"); return }
+        guard case .protocolViolation = byte.withUnsafeBytes({ assembler.body($0) }) else {
+            Issue.record("body without header")
+            return
+        }
         _ = assembler.begin(1)
-        guard case .protocolViolation = assembler.begin(2) else { Issue.record("method during content"); return }
+        guard case .protocolViolation = assembler.begin(2) else {
+            Issue.record("method during content")
+            return
+        }
         var overflow = ContentAssembler<Int>()
         _ = overflow.begin(1)
         _ = overflow.header(bodySize: 1, properties: AMQPProperties())
         let two: [UInt8] = [1, 2]
-        guard case .protocolViolation = two.withUnsafeBytes({ overflow.body($0) }) else { Issue.record("too long"); return }
+        guard case .protocolViolation = two.withUnsafeBytes({ overflow.body($0) }) else {
+            Issue.record("too long")
+            return
+        }
     }
 }
 
@@ -127,7 +149,9 @@ struct AckCoalescerTests {
         #expect(coalescer.oldestPendingSince == now)
         #expect(coalescer.flush(force: true) == [.ack(2, multiple: false), .ack(3, multiple: false)])
         coalescer.ack(1, now: now)
-        #expect(coalescer.flush(force: false) == [.ack(1, multiple: true)], "never name a tag already settled: RabbitMQ would close the channel")
+        #expect(
+            coalescer.flush(force: false) == [.ack(1, multiple: true)],
+            "never name a tag already settled: RabbitMQ would close the channel")
         #expect(coalescer.nextUnsettled == 4)
     }
 
@@ -156,7 +180,7 @@ struct AckCoalescerTests {
         var coalescer = AckCoalescer()
         coalescer.ack(3, now: now)
         _ = coalescer.settledElsewhere(2, multiple: false)  // 2 was rejected
-        _ = coalescer.flush(force: true)                     // 3 went out alone
+        _ = coalescer.flush(force: true)  // 3 went out alone
         coalescer.ack(1, now: now)
         #expect(coalescer.flush(force: false) == [.ack(1, multiple: true)])
         #expect(coalescer.nextUnsettled == 4)

@@ -1,8 +1,9 @@
 import Foundation
+import Synchronization
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenTestSupport
 
 /// amqps:// against a node with a TLS listener that requires a client certificate (mutual TLS), and certificates
 /// made for this run.
@@ -11,7 +12,8 @@ struct TLSTests {
     @Test func connectsWithTheRightCertificateAuthorityAndAClientCertificate() async throws {
         let (broker, certificates) = try await TLSBroker.get()
         let port = try #require(broker.tlsPort)
-        let endpoint = try AMQPEndpoint(uri: "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&\(certificates.clientQuery)")
+        let endpoint = try AMQPEndpoint(
+            uri: "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&\(certificates.clientQuery)")
         let connection = try await AMQPConnection.connect(to: endpoint, logger: TestBroker.logger)
         let channel = try await connection.openChannel()
         let queue = TestBroker.uniqueName()
@@ -27,7 +29,9 @@ struct TLSTests {
         let (broker, certificates) = try await TLSBroker.get()
         let port = try #require(broker.tlsPort)
         let endpoint = try AMQPEndpoint(
-            uri: "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.otherCAFile)&\(certificates.clientQuery)&connection_timeout=5000")
+            uri:
+                "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.otherCAFile)&\(certificates.clientQuery)&connection_timeout=5000"
+        )
         do {
             _ = try await AMQPConnection.connect(to: endpoint, logger: TestBroker.logger)
             Issue.record("a certificate from another CA must be refused")
@@ -39,7 +43,8 @@ struct TLSTests {
     @Test func verifyNoneAcceptsAnyCertificate() async throws {
         let (broker, certificates) = try await TLSBroker.get()
         let port = try #require(broker.tlsPort)
-        let endpoint = try AMQPEndpoint(uri: "amqps://guest:guest@127.0.0.1:\(port)/?verify=verify_none&\(certificates.clientQuery)")
+        let endpoint = try AMQPEndpoint(
+            uri: "amqps://guest:guest@127.0.0.1:\(port)/?verify=verify_none&\(certificates.clientQuery)")
         let connection = try await AMQPConnection.connect(to: endpoint, logger: TestBroker.logger)
         #expect(connection.isOpen)
         await connection.close()
@@ -48,17 +53,19 @@ struct TLSTests {
     @Test func withoutAClientCertificateTheBrokerRefuses() async throws {
         let (broker, certificates) = try await TLSBroker.get()
         let port = try #require(broker.tlsPort)
-        let endpoint = try AMQPEndpoint(uri: "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&connection_timeout=5000")
+        let endpoint = try AMQPEndpoint(
+            uri: "amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&connection_timeout=5000")
         await expectRefused(endpoint)
     }
 
     @Test func aClientCertificateFromAnotherAuthorityIsRefused() async throws {
         let (broker, certificates) = try await TLSBroker.get()
         let port = try #require(broker.tlsPort)
-        let endpoint = try AMQPEndpoint(uri: """
-            amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&certfile=\(certificates.otherClientCertificate)\
-            &keyfile=\(certificates.otherClientKey)&connection_timeout=5000
-            """)
+        let endpoint = try AMQPEndpoint(
+            uri: """
+                amqps://guest:guest@localhost:\(port)/?cacertfile=\(certificates.caFile)&certfile=\(certificates.otherClientCertificate)\
+                &keyfile=\(certificates.otherClientKey)&connection_timeout=5000
+                """)
         await expectRefused(endpoint)
     }
 
@@ -72,7 +79,8 @@ struct TLSTests {
             await connection.close()
             Issue.record("the broker requires a client certificate from its CA")
         } catch let error as AMQPError {
-            #expect([.tlsFailed, .connectionFailed, .connectionLost, .connectionClosed].contains(error.code), "\(error)")
+            #expect(
+                [.tlsFailed, .connectionFailed, .connectionLost, .connectionClosed].contains(error.code), "\(error)")
             #expect(!error.description.contains("guest:guest"))
         } catch {
             Issue.record("unexpected error \(error)")
@@ -113,21 +121,48 @@ struct TestCertificates: Sendable {
     /// A CA, a server and a client certificate it signs (the server's for localhost / 127.0.0.1), and an unrelated
     /// second CA with a client certificate of its own, made with openssl.
     static func make() async throws -> TestCertificates {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-tls-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-tls-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let certificates = TestCertificates(directory: directory)
         try "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
             .write(toFile: "\(directory)/server.ext", atomically: true, encoding: .utf8)
-        try "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n".write(toFile: "\(directory)/client.ext", atomically: true, encoding: .utf8)
+        try "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n".write(
+            toFile: "\(directory)/client.ext", atomically: true, encoding: .utf8)
         let steps: [[String]] = [
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Warren Test CA"],
-            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem", "-days", "2", "-subj", "/CN=Someone Else CA"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-            ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=warren-worker"],
-            ["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2", "-extfile", "client.ext"],
-            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-client.key", "-out", "other-client.csr", "-subj", "/CN=intruder"],
-            ["x509", "-req", "-in", "other-client.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key", "-CAcreateserial", "-out", "other-client.pem", "-days", "2", "-extfile", "client.ext"],
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+                "-subj", "/CN=Warren Test CA",
+            ],
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem",
+                "-days", "2", "-subj", "/CN=Someone Else CA",
+            ],
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj",
+                "/CN=localhost",
+            ],
+            [
+                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+                "server.pem", "-days", "2", "-extfile", "server.ext",
+            ],
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj",
+                "/CN=warren-worker",
+            ],
+            [
+                "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+                "client.pem", "-days", "2", "-extfile", "client.ext",
+            ],
+            [
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-client.key", "-out", "other-client.csr",
+                "-subj", "/CN=intruder",
+            ],
+            [
+                "x509", "-req", "-in", "other-client.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
+                "-CAcreateserial", "-out", "other-client.pem", "-days", "2", "-extfile", "client.ext",
+            ],
         ]
         for arguments in steps { try await runTool("/usr/bin/openssl", arguments, in: directory) }
         return certificates
@@ -146,16 +181,17 @@ enum TLSBroker {
     static func get() async throws -> (LocalBroker, TestCertificates) {
         let certificates = try await certificates.get()
         let broker = try await bootingOneAtATime {
-            try await LocalBroker.shared("tls", configuration: LocalBrokerConfiguration(
-                tls: .init(
-                    certificateFile: certificates.serverCertificate, keyFile: certificates.serverKey, caCertificateFile: certificates.caFile,
-                    verifyClients: true, requireClientCertificate: true)))
+            try await LocalBroker.shared(
+                "tls",
+                configuration: LocalBrokerConfiguration(
+                    tls: .init(
+                        certificateFile: certificates.serverCertificate, keyFile: certificates.serverKey,
+                        caCertificateFile: certificates.caFile,
+                        verifyClients: true, requireClientCertificate: true)))
         }
         return (broker, certificates)
     }
 }
-
-import Synchronization
 
 final class CertificatesOnce: Sendable {
     private let task = Mutex<Task<TestCertificates, any Error>?>(nil)

@@ -1,6 +1,6 @@
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
+import WarrenTestSupport
 
 @Suite("Topology (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct TopologyTests {
@@ -86,13 +86,17 @@ struct TopologyTests {
             let channel = try await connection.openChannel()
             try await channel.enableConfirms()
             let quorum = TestBroker.uniqueName()
-            try await channel.queueDeclare(quorum, arguments: ["x-queue-type": "quorum", "x-delivery-limit": .int32(3)])
+            try await channel.queueDeclare(
+                quorum, arguments: ["x-queue-type": "quorum", "x-delivery-limit": .int32(3)])
             // Redeclaring as classic contradicts it.
             let probe = try await connection.openChannel()
-            await #expect(throws: AMQPError.self) { try await probe.queueDeclare(quorum, arguments: ["x-queue-type": "classic"]) }
+            await #expect(throws: AMQPError.self) {
+                try await probe.queueDeclare(quorum, arguments: ["x-queue-type": "classic"])
+            }
 
             let capped = TestBroker.uniqueName()
-            try await channel.queueDeclare(capped, arguments: ["x-max-length": .int32(2), "x-single-active-consumer": true])
+            try await channel.queueDeclare(
+                capped, arguments: ["x-max-length": .int32(2), "x-single-active-consumer": true])
             for n in 0..<5 { try await channel.publish("\(n)".bytes, routingKey: capped) }
             #expect(try await channel.queueStatus(capped).messageCount == 2)
             let head = try #require(try await channel.get(queue: capped, noAck: true))
@@ -109,11 +113,13 @@ struct TopologyTests {
             let work = TestBroker.uniqueName("work")
             let delay = TestBroker.uniqueName("delay")
             try await channel.queueDeclare(work, exclusive: true)
-            try await channel.queueDeclare(delay, exclusive: true, arguments: [
-                "x-message-ttl": .int32(200),
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": .string(work),
-            ])
+            try await channel.queueDeclare(
+                delay, exclusive: true,
+                arguments: [
+                    "x-message-ttl": .int32(200),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": .string(work),
+                ])
             try await channel.publish("later".bytes, routingKey: delay)
             let consumer = try await channel.consume(queue: work)
             let delivery = try await nextDelivery(consumer)

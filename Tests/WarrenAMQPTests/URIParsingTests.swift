@@ -1,4 +1,5 @@
 import Testing
+
 @testable import WarrenAMQP
 
 @Suite("RabbitMQ URI parsing")
@@ -43,7 +44,8 @@ struct URIParsingTests {
     }
 
     @Test func queryParameters() throws {
-        let endpoint = try AMQPEndpoint(uri: "amqp://h?heartbeat=5&connection_timeout=1500&channel_max=16&frame_max=8192")
+        let endpoint = try AMQPEndpoint(
+            uri: "amqp://h?heartbeat=5&connection_timeout=1500&channel_max=16&frame_max=8192")
         #expect(endpoint.heartbeat == .seconds(5))
         #expect(endpoint.connectionTimeout == .milliseconds(1500))
         #expect(endpoint.channelMax == 16)
@@ -53,7 +55,9 @@ struct URIParsingTests {
 
     @Test func tlsParameters() throws {
         let endpoint = try AMQPEndpoint(
-            uri: "amqps://u:p@broker.example/?cacertfile=%2Fetc%2Fca.pem&certfile=/c.pem&keyfile=/k.pem&verify=verify_none&server_name_indication=broker.example")
+            uri:
+                "amqps://u:p@broker.example/?cacertfile=%2Fetc%2Fca.pem&certfile=/c.pem&keyfile=/k.pem&verify=verify_none&server_name_indication=broker.example"
+        )
         #expect(endpoint.port == 5671)
         let tls = try #require(endpoint.tls)
         #expect(tls.caCertificatePath == "/etc/ca.pem")

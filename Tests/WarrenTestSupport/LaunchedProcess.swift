@@ -19,10 +19,12 @@ package final class LaunchedProcess {
     /// environment plus `environment`; stdout and stderr go to one file.
     package init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process = Process()
-        process.executableURL = tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : Self.binDirectory.appendingPathComponent(tool)
+        process.executableURL =
+            tool.hasPrefix("/") ? URL(fileURLWithPath: tool) : Self.binDirectory.appendingPathComponent(tool)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        output = FileManager.default.temporaryDirectory.appendingPathComponent("\((tool as NSString).lastPathComponent)-\(UUID().uuidString).log")
+        output = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "\((tool as NSString).lastPathComponent)-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
         process.standardOutput = handle
@@ -37,17 +39,22 @@ package final class LaunchedProcess {
     /// The port of its `listening on http://host:port` line (or of the first line that starts with `prefix`, the port
     /// being the digits at its end), once it printed one: a server started on port 0 says which port it bound.
     /// - Throws: ``TestFailure`` when it exits or prints none within `timeout`.
-    package func listeningPort(lineStartingWith prefix: String = "listening on http://", timeout: Duration = .seconds(60)) async throws -> Int {
+    package func listeningPort(
+        lineStartingWith prefix: String = "listening on http://", timeout: Duration = .seconds(60)
+    ) async throws -> Int {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             // Whole lines only (the last may still be written), and a real port.
             let isDigit: (Character) -> Bool = { ("0"..."9").contains($0) }
             if let line = log.components(separatedBy: "\n").dropLast().first(where: { $0.hasPrefix(prefix) }),
-                let port = Int(String(line.reversed().drop(while: { !isDigit($0) }).prefix(while: isDigit).reversed())), port > 0
+                let port = Int(String(line.reversed().drop(while: { !isDigit($0) }).prefix(while: isDigit).reversed())),
+                port > 0
             {
                 return port
             }
-            guard process.isRunning else { throw TestFailure("\(process.executableURL?.lastPathComponent ?? "") exited: \(log)") }
+            guard process.isRunning else {
+                throw TestFailure("\(process.executableURL?.lastPathComponent ?? "") exited: \(log)")
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("no '\(prefix)' line within \(timeout): \(log)")

@@ -21,23 +21,30 @@ package final class LocalPostgres: Sendable {
     /// A URL for a new, empty database of its own.
     package func newDatabaseURL(_ prefix: String = "ledger") async throws -> String {
         let name = "\(prefix)_\(UUID().uuidString.prefix(8).lowercased())"
-        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
-            "-c", "CREATE DATABASE \(name)"])
+        try await Self.run([
+            "\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE DATABASE \(name)",
+        ])
         return "postgres://warren@127.0.0.1:\(port)/\(name)"
     }
 
     /// Runs `sql` with psql in the database of `url` (one of ``newDatabaseURL(_:)``'s), as the server's superuser.
     package func execute(_ sql: String, in url: String) async throws {
         let database = String(url.split(separator: "/").last?.split(separator: "?").first ?? "")
-        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", database, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        try await Self.run([
+            "\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", database, "-q", "-v",
+            "ON_ERROR_STOP=1", "-c", sql,
+        ])
     }
 
     /// A URL for a new database owned by ``encryptedOnlyRole``, which the server refuses without TLS; `host` is
     /// `127.0.0.1` or `localhost`.
     package func newEncryptedOnlyDatabaseURL(host: String = "127.0.0.1") async throws -> String {
         let name = "tls_\(UUID().uuidString.prefix(8).lowercased())"
-        try await Self.run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
-            "-c", "CREATE DATABASE \(name) OWNER \(Self.encryptedOnlyRole)"])
+        try await Self.run([
+            "\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE DATABASE \(name) OWNER \(Self.encryptedOnlyRole)",
+        ])
         return "postgres://\(Self.encryptedOnlyRole)@\(host):\(port)/\(name)"
     }
 
@@ -56,30 +63,43 @@ package final class LocalPostgres: Sendable {
 
     private static func start() async throws -> LocalPostgres {
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
-        guard let version = versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }).first(where: {
-            FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/initdb")
-        }) else {
+        guard
+            let version = versions.sorted(by: { (Int($0) ?? 0) > (Int($1) ?? 0) }).first(where: {
+                FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/\($0)/bin/initdb")
+            })
+        else {
             throw TestFailure("PostgreSQL is not installed (apt-get install postgresql; make test installs it)")
         }
         let binaries = "/usr/lib/postgresql/\(version)/bin"
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("warren-postgres-\(UUID().uuidString.prefix(8))").path
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "warren-postgres-\(UUID().uuidString.prefix(8))"
+        ).path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         if getuid() == 0 { try await run(["/bin/chown", "postgres:postgres", directory], asPostgres: false) }
-        try await run(["\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8"])
+        try await run([
+            "\(binaries)/initdb", "-D", "\(directory)/data", "-A", "trust", "-U", "warren", "--no-sync", "-E", "UTF8",
+        ])
         try await makeCertificates(in: "\(directory)/tls")
         // Connections for the encrypted-only role are refused without TLS; every other rule stays as initdb wrote it.
         let hba = "\(directory)/data/pg_hba.conf"
         let rules = (try? String(contentsOfFile: hba, encoding: .utf8)) ?? ""
-        try await run(["/bin/sh", "-c", "printf '%s\\n%s' \"hostnossl all \(encryptedOnlyRole) 127.0.0.1/32 reject\" \"$0\" > \(hba)", rules])
+        try await run([
+            "/bin/sh", "-c",
+            "printf '%s\\n%s' \"hostnossl all \(encryptedOnlyRole) 127.0.0.1/32 reject\" \"$0\" > \(hba)", rules,
+        ])
         // PostgreSQL cannot bind port 0 and say which port it got: it is told a port that was free a moment ago, and
         // told another when something took that one in between.
         var port = 0
         for attempt in 1...5 {
             port = try freeTCPPort()
-            if try await startServer(binaries: binaries, directory: directory, port: port, lastAttempt: attempt == 5) { break }
+            if try await startServer(binaries: binaries, directory: directory, port: port, lastAttempt: attempt == 5) {
+                break
+            }
         }
-        try await run(["\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
-            "-c", "CREATE ROLE \(encryptedOnlyRole) LOGIN CREATEDB"])
+        try await run([
+            "\(binaries)/psql", "-h", directory, "-p", "\(port)", "-U", "warren", "-d", "postgres", "-q",
+            "-c", "CREATE ROLE \(encryptedOnlyRole) LOGIN CREATEDB",
+        ])
         let local = LocalPostgres(port: port, directory: directory, binaries: binaries)
         atexit { LocalPostgres.stopAll() }
         started.withLock { $0.append(local) }
@@ -89,14 +109,18 @@ package final class LocalPostgres: Sendable {
     /// Starts the server on `port` and waits until it answers: true then; false when it exited because something else
     /// took the port meanwhile (unless this is the last attempt).
     /// - Throws: ``TestFailure`` with the server's log when it did not start for another reason, or within 60 s.
-    private static func startServer(binaries: String, directory: String, port: Int, lastAttempt: Bool) async throws -> Bool {
+    private static func startServer(binaries: String, directory: String, port: Int, lastAttempt: Bool) async throws
+        -> Bool
+    {
         // The server itself, as a child that keeps running (not `pg_ctl start`, which daemonizes: Foundation never
         // reaps the `runuser` that ran it, and its termination handler never runs).
         let server = Process()
         let command = [
             "\(binaries)/postgres", "-D", "\(directory)/data", "-p", "\(port)", "-k", directory,
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "lc_messages=C",
-            "-c", "ssl=on", "-c", "ssl_cert_file=\(directory)/tls/server.crt", "-c", "ssl_key_file=\(directory)/tls/server.key",
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c",
+            "lc_messages=C",
+            "-c", "ssl=on", "-c", "ssl_cert_file=\(directory)/tls/server.crt", "-c",
+            "ssl_key_file=\(directory)/tls/server.key",
         ]
         server.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : command[0])
         server.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + command : Array(command.dropFirst())
@@ -144,7 +168,8 @@ package final class LocalPostgres: Sendable {
         for server in started.withLock({ $0 }) {
             let stop = Process()
             stop.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : "\(server.binaries)/pg_ctl")
-            stop.arguments = (getuid() == 0 ? ["-u", "postgres", "--", "\(server.binaries)/pg_ctl"] : [])
+            stop.arguments =
+                (getuid() == 0 ? ["-u", "postgres", "--", "\(server.binaries)/pg_ctl"] : [])
                 + ["-D", "\(server.directory)/data", "-m", "immediate", "-w", "stop"]
             stop.standardOutput = FileHandle.nullDevice
             stop.standardError = FileHandle.nullDevice
@@ -158,7 +183,8 @@ package final class LocalPostgres: Sendable {
     private static func run(_ command: [String], asPostgres: Bool = true) async throws {
         let root = getuid() == 0 && asPostgres
         let run = try await runProcess(
-            root ? "/usr/sbin/runuser" : command[0], root ? ["-u", "postgres", "--"] + command : Array(command.dropFirst()))
+            root ? "/usr/sbin/runuser" : command[0],
+            root ? ["-u", "postgres", "--"] + command : Array(command.dropFirst()))
         guard run.status == 0 else { throw TestFailure("\(command.joined(separator: " ")): \(run)") }
     }
 }
@@ -196,7 +222,9 @@ private func boundLoopbackSocket() throws -> Int32 {
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard bound == 0 else {
         close(socket)

@@ -7,7 +7,9 @@ package struct ProcessRun: Sendable, CustomStringConvertible {
     package var output: String
     package var errors: String
 
-    package var description: String { "exit \(status)\n\(output)\(errors.isEmpty ? "" : "\n--- stderr ---\n\(errors)")" }
+    package var description: String {
+        "exit \(status)\n\(output)\(errors.isEmpty ? "" : "\n--- stderr ---\n\(errors)")"
+    }
 }
 
 /// Runs `executable` with `arguments` to completion, the test's environment plus `environment` (a `nil` value
@@ -15,7 +17,8 @@ package struct ProcessRun: Sendable, CustomStringConvertible {
 /// the termination handler, and the output goes through files, not pipes, so a chatty command never stalls on a full
 /// pipe nobody reads yet. Past `timeout`, or when the test is cancelled, the command is killed (SIGKILL).
 package func runProcess(
-    _ executable: String, _ arguments: [String], environment: [String: String?] = [:], in directory: URL? = nil, input: Data? = nil,
+    _ executable: String, _ arguments: [String], environment: [String: String?] = [:], in directory: URL? = nil,
+    input: Data? = nil,
     timeout: Duration = .seconds(900)
 ) async throws -> ProcessRun {
     let process = Process()
@@ -31,7 +34,10 @@ package func runProcess(
     defer { for file in files { try? FileManager.default.removeItem(at: file) } }
     _ = FileManager.default.createFile(atPath: files[0].path, contents: input ?? Data())
     for file in files.dropFirst() { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
-    let handles = [try FileHandle(forReadingFrom: files[0]), try FileHandle(forWritingTo: files[1]), try FileHandle(forWritingTo: files[2])]
+    let handles = [
+        try FileHandle(forReadingFrom: files[0]), try FileHandle(forWritingTo: files[1]),
+        try FileHandle(forWritingTo: files[2]),
+    ]
     defer { for handle in handles { try? handle.close() } }
     process.standardInput = handles[0]
     process.standardOutput = handles[1]

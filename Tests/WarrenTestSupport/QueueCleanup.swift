@@ -35,8 +35,10 @@ package struct DeletesItsQueuesTrait: SuiteTrait, TestScoping {
     }
 
     private static func delete(_ names: [String]) async {
-        guard !names.isEmpty, ProcessInfo.processInfo.environment["WARREN_TEST_KEEP_QUEUES"] != "1", let url = TestBroker.urlIfUsed,
-            let connection = try? await AMQPConnection.connect(to: AMQPEndpoint(uri: url), connectionName: "test cleanup", logger: TestBroker.logger)
+        guard !names.isEmpty, ProcessInfo.processInfo.environment["WARREN_TEST_KEEP_QUEUES"] != "1",
+            let url = TestBroker.urlIfUsed,
+            let connection = try? await AMQPConnection.connect(
+                to: AMQPEndpoint(uri: url), connectionName: "test cleanup", logger: TestBroker.logger)
         else { return }
         var channel = try? await connection.openChannel()
         func attempt(_ operation: (AMQPChannel) async throws -> Void) async {

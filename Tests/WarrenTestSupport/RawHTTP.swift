@@ -24,18 +24,23 @@ package enum RawHTTP {
     ) async -> Answer {
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(returning: send(port: port, method, target, headers: headers, body: body, timeout: timeout))
+                continuation.resume(
+                    returning: send(port: port, method, target, headers: headers, body: body, timeout: timeout))
             }
         }
     }
 
     package static func request(
-        port: Int, _ method: String, _ target: String, headers: [(String, String)] = [], body: String = "", timeout: Duration = .seconds(10)
+        port: Int, _ method: String, _ target: String, headers: [(String, String)] = [], body: String = "",
+        timeout: Duration = .seconds(10)
     ) async -> Answer {
-        await request(port: port, method, Array(target.utf8), headers: headers, body: Array(body.utf8), timeout: timeout)
+        await request(
+            port: port, method, Array(target.utf8), headers: headers, body: Array(body.utf8), timeout: timeout)
     }
 
-    private static func send(port: Int, _ method: String, _ target: [UInt8], headers: [(String, String)], body: [UInt8], timeout: Duration) -> Answer {
+    private static func send(
+        port: Int, _ method: String, _ target: [UInt8], headers: [(String, String)], body: [UInt8], timeout: Duration
+    ) -> Answer {
         let failed = Answer(status: 0, headers: [:], body: "")
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return failed }
@@ -48,10 +53,13 @@ package enum RawHTTP {
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { return failed }
-        var request = Array("\(method) ".utf8) + target + Array(" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".utf8)
+        var request =
+            Array("\(method) ".utf8) + target + Array(" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".utf8)
         for (name, value) in headers { request += Array("\(name): \(value)\r\n".utf8) }
         if !body.isEmpty || method == "POST" { request += Array("Content-Length: \(body.count)\r\n".utf8) }
         request += Array("\r\n".utf8) + body
@@ -78,14 +86,17 @@ package enum RawHTTP {
             }
         }
         guard let end = received.firstRange(of: Array("\r\n\r\n".utf8)) else { return failed }
-        let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).split(separator: "\r\n", omittingEmptySubsequences: false)
+        let head = String(decoding: received[..<end.lowerBound], as: UTF8.self).split(
+            separator: "\r\n", omittingEmptySubsequences: false)
         let statusLine = head.first?.split(separator: " ") ?? []
         guard statusLine.count >= 2, let status = Int(statusLine[1]) else { return failed }
         var fields: [String: String] = [:]
         var cookies: [String] = []
         for line in head.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            let (name, value) = (line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            let (name, value) = (
+                line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            )
             fields[name] = value
             if name == "set-cookie" { cookies.append(value) }
         }
@@ -98,7 +109,9 @@ package enum RawHTTP {
         var out: [UInt8] = []
         var index = 0
         while let lineEnd = bytes[index...].firstRange(of: Array("\r\n".utf8)) {
-            guard let size = Int(String(decoding: bytes[index..<lineEnd.lowerBound], as: UTF8.self), radix: 16), size > 0 else { break }
+            guard let size = Int(String(decoding: bytes[index..<lineEnd.lowerBound], as: UTF8.self), radix: 16),
+                size > 0
+            else { break }
             let start = lineEnd.upperBound
             guard start + size <= bytes.count else { break }
             out += bytes[start..<start + size]

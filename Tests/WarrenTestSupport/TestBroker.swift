@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import Logging
+import Synchronization
 import Testing
 import WarrenAMQP
 import WarrenLocalBroker
@@ -92,7 +92,8 @@ package func nextDelivery(_ consumer: AMQPConsumer, timeout: Duration = .seconds
 /// Polls `condition` until it holds or `timeout` passes (for conditions nothing announces, such as a queue's depth
 /// on the broker).
 package func eventually(
-    timeout: Duration = .seconds(15), pollEvery interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
+    timeout: Duration = .seconds(15), pollEvery interval: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
 ) async throws -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now.advanced(by: timeout)
@@ -181,7 +182,9 @@ package func bootingOneAtATime<T>(_ boot: () async throws -> T) async throws -> 
 /// Publishes each message to `queue` (through the default exchange) on a connection of its own, `mandatory` and
 /// confirmed by the broker, then closes the connection: what a foreign publisher does.
 /// - Throws: the client's error (unroutable when no queue has that name yet, nacked, connection refused).
-package func publishConfirmed(_ messages: [(body: [UInt8], properties: AMQPProperties)], to queue: String, url: String) async throws {
+package func publishConfirmed(_ messages: [(body: [UInt8], properties: AMQPProperties)], to queue: String, url: String)
+    async throws
+{
     let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url), logger: TestBroker.logger)
     do {
         let channel = try await connection.openChannel()

@@ -24,15 +24,18 @@ package enum TestService: String, CaseIterable, Sendable, CustomStringConvertibl
 
     /// The services `WARREN_TEST_SERVICES` allows (all of them under CI).
     package static var allowed: Set<TestService> {
-        let setting = ProcessInfo.processInfo.environment["WARREN_TEST_SERVICES"]?.trimmingCharacters(in: .whitespaces) ?? ""
+        let setting =
+            ProcessInfo.processInfo.environment["WARREN_TEST_SERVICES"]?.trimmingCharacters(in: .whitespaces) ?? ""
         if underCI || setting.isEmpty || setting == "all" { return Set(allCases) }
-        return Set(setting.split(separator: ",").compactMap { TestService(rawValue: $0.trimmingCharacters(in: .whitespaces)) })
+        return Set(
+            setting.split(separator: ",").compactMap { TestService(rawValue: $0.trimmingCharacters(in: .whitespaces)) })
     }
 
     /// Throws when a test reaches for a service its suite did not declare with ``needs(_:)`` and the run excludes.
     package static func require(_ service: TestService) throws {
         guard allowed.contains(service) else {
-            throw TestFailure("this test needs \(service), which WARREN_TEST_SERVICES excludes: give its suite .needs(.\(service))")
+            throw TestFailure(
+                "this test needs \(service), which WARREN_TEST_SERVICES excludes: give its suite .needs(.\(service))")
         }
     }
 }
@@ -44,7 +47,8 @@ extension Trait where Self == ConditionTrait {
         let missing = services.filter { !TestService.allowed.contains($0) }
         return .enabled(
             if: missing.isEmpty,
-            "needs \(missing.map(\.rawValue).joined(separator: ", ")), which WARREN_TEST_SERVICES=\(ProcessInfo.processInfo.environment["WARREN_TEST_SERVICES"] ?? "") excludes")
+            "needs \(missing.map(\.rawValue).joined(separator: ", ")), which WARREN_TEST_SERVICES=\(ProcessInfo.processInfo.environment["WARREN_TEST_SERVICES"] ?? "") excludes"
+        )
     }
 
     /// Runs only when `tool` is installed, or under CI (where its absence then fails the test): a local run without

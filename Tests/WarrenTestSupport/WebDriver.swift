@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Debian's headless Chromium, driven over WebDriver by its `chromedriver`, for tests that look at pages the way a
@@ -15,7 +15,8 @@ package final class HeadlessChromium {
 
     /// Whether the browser and its driver are installed (`make test` installs them on Debian).
     package static var isInstalled: Bool {
-        FileManager.default.isExecutableFile(atPath: browserPath) && FileManager.default.isExecutableFile(atPath: driverPath)
+        FileManager.default.isExecutableFile(atPath: browserPath)
+            && FileManager.default.isExecutableFile(atPath: driverPath)
     }
 
     /// Starts `chromedriver` on a port it binds itself (port 0, then the port its log names) and waits until it is ready.
@@ -24,7 +25,8 @@ package final class HeadlessChromium {
         self.driver = driver
         var ready = false
         defer { if !ready { kill(driver.process.processIdentifier, SIGKILL) } }
-        let port = try await driver.listeningPort(lineStartingWith: "ChromeDriver was started successfully on port", timeout: .seconds(30))
+        let port = try await driver.listeningPort(
+            lineStartingWith: "ChromeDriver was started successfully on port", timeout: .seconds(30))
         base = URL(string: "http://127.0.0.1:\(port)")!
         profile = FileManager.default.temporaryDirectory.appendingPathComponent("chromium-\(UUID().uuidString)")
         let deadline = ContinuousClock.now + .seconds(30)
@@ -42,10 +44,17 @@ package final class HeadlessChromium {
 
     /// A new browser window (1280×900, headless, a profile of its own).
     package func newSession() async throws -> WebDriverSession {
-        var arguments = ["--headless=new", "--disable-gpu", "--window-size=1280,900", "--user-data-dir=\(profile.path)", "--lang=en-US"]
+        var arguments = [
+            "--headless=new", "--disable-gpu", "--window-size=1280,900", "--user-data-dir=\(profile.path)",
+            "--lang=en-US",
+        ]
         if getuid() == 0 { arguments.append("--no-sandbox") }  // Chromium's sandbox refuses to run as root
         let capabilities: [String: Any] = [
-            "capabilities": ["alwaysMatch": ["browserName": "chrome", "goog:chromeOptions": ["binary": Self.browserPath, "args": arguments]]]
+            "capabilities": [
+                "alwaysMatch": [
+                    "browserName": "chrome", "goog:chromeOptions": ["binary": Self.browserPath, "args": arguments],
+                ]
+            ]
         ]
         let answer = try await Self.call("POST", base.appendingPathComponent("session"), capabilities)
         guard let id = (answer["value"] as? [String: Any])?["sessionId"] as? String else {
@@ -66,7 +75,9 @@ package final class HeadlessChromium {
         let (status, data) = try await PlainHTTP.request(method, port: url.port ?? 80, path: url.path, json: payload)
         let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
         guard status == 200 else {
-            throw TestFailure("WebDriver \(method) \(url.path): \((json["value"] as? [String: Any])?["message"] ?? String(decoding: data, as: UTF8.self))")
+            throw TestFailure(
+                "WebDriver \(method) \(url.path): \((json["value"] as? [String: Any])?["message"] ?? String(decoding: data, as: UTF8.self))"
+            )
         }
         return json
     }
@@ -74,7 +85,9 @@ package final class HeadlessChromium {
 
 /// A WebDriver command over ``RawHTTP``.
 enum PlainHTTP {
-    static func request(_ method: String, port: Int, path: String, json: Data?) async throws -> (status: Int, body: Data) {
+    static func request(_ method: String, port: Int, path: String, json: Data?) async throws -> (
+        status: Int, body: Data
+    ) {
         let answer = await RawHTTP.request(
             port: port, method, Array(path.utf8), headers: json == nil ? [] : [("Content-Type", "application/json")],
             body: Array(json ?? Data()), timeout: .seconds(60))
@@ -104,7 +117,9 @@ package struct WebDriverSession: Sendable {
 
     /// Waits until `condition` holds (say what it waits for in `what`).
     /// - Throws: ``TestFailure`` after `timeout`.
-    package func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    package func waitUntil(_ what: String, timeout: Duration = .seconds(10), _ condition: () async throws -> Bool)
+        async throws
+    {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if try await condition() { return }
@@ -139,7 +154,8 @@ package struct WebDriverSession: Sendable {
 
     /// Runs `script` (a function body; `return` gives the answer) in the page and returns its JSON result.
     package func evaluate(_ script: String) async throws -> Any? {
-        try await HeadlessChromium.call("POST", base.appendingPathComponent("execute/sync"), ["script": script, "args": []])["value"]
+        try await HeadlessChromium.call(
+            "POST", base.appendingPathComponent("execute/sync"), ["script": script, "args": []])["value"]
     }
 
     /// The text a person sees in the page's `<main>` (or the whole body when it has none).
@@ -184,6 +200,7 @@ package struct WebElement: Sendable {
     }
 
     package func attribute(_ name: String) async throws -> String? {
-        try await HeadlessChromium.call("GET", url.appendingPathComponent("attribute").appendingPathComponent(name))["value"] as? String
+        try await HeadlessChromium.call("GET", url.appendingPathComponent("attribute").appendingPathComponent(name))[
+            "value"] as? String
     }
 }

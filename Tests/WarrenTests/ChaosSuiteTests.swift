@@ -26,7 +26,8 @@ extension OwnBrokerSuites {
 
         @Test func nothingIsLostThroughStopAppAKilledWorkerAPoisonMessageAndHostileInput() async throws {
             let run = try await HostAndCLITests.run("warren-chaos", ["run", "--fast"], url: nil)
-            let lastLine = try #require(run.output.split(separator: "\n").last, "no output; stderr: \(run.errors.suffix(2000))")
+            let lastLine = try #require(
+                run.output.split(separator: "\n").last, "no output; stderr: \(run.errors.suffix(2000))")
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let summary = try decoder.decode(Summary.self, from: Data(lastLine.utf8))
@@ -47,7 +48,10 @@ extension OwnBrokerSuites {
             #expect(summary.scenarios[1].workerRestarts >= 1, "the worker was killed and restarted")
             let hostile = summary.scenarios[3]
             #expect(hostile.workerRestarts == 0, "bad input never crashes the worker")
-            #expect(hostile.deadLetterReasons == ["too-large": 75, "undecodable": 225, "unknown-type": 75, "unsupported-content-encoding": 75])
+            #expect(
+                hostile.deadLetterReasons == [
+                    "too-large": 75, "undecodable": 225, "unknown-type": 75, "unsupported-content-encoding": 75,
+                ])
             #expect(hostile.handled == 150, "the valid messages, with garbage headers or not, are handled")
         }
     }

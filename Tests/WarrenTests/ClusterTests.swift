@@ -2,19 +2,22 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
-import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenTestSupport
 
 /// The suites that start several nodes of their own run one after the other, so that a two-core machine never boots
 /// a cluster and the chaos suite's node at the same time as the shared ones.
-@Suite("Suites with brokers of their own, one at a time", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
+@Suite(
+    "Suites with brokers of their own, one at a time", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
 struct OwnBrokerSuites {}
 
 extension OwnBrokerSuites {
     /// A three-node RabbitMQ cluster on 127.0.0.1 (its own nodes, joined with `join_cluster`) and quorum queues.
-    @Suite("Three-node cluster with quorum queues (dedicated brokers)", .serialized, .tags(.broker, .cluster), .needs(.broker, .cluster), .deletesItsQueues)
+    @Suite(
+        "Three-node cluster with quorum queues (dedicated brokers)", .serialized, .tags(.broker, .cluster),
+        .needs(.broker, .cluster), .deletesItsQueues)
     struct ClusterTests {
         /// Ids handled, with how many times each.
         final class Ledger: Sendable {
@@ -25,24 +28,33 @@ extension OwnBrokerSuites {
 
         @Test func killingTheNodeTheWorkerIsOnLosesNothing() async throws {
             try await withCleanups { cleanups in
-                let cluster = try await bootingOneAtATime { try await LocalBrokerCluster.start(nodes: 3, oneNodeAtATime: true) }
+                let cluster = try await bootingOneAtATime {
+                    try await LocalBrokerCluster.start(nodes: 3, oneNodeAtATime: true)
+                }
                 cleanups.add { try? await cluster.stop() }
-                #expect(try await cluster.runningNodes() == cluster.nodes.map(\.nodeName).sorted(), "three running members")
+                #expect(
+                    try await cluster.runningNodes() == cluster.nodes.map(\.nodeName).sorted(), "three running members")
 
                 var logger = Logger(label: "warren.tests.cluster")
-                logger.logLevel = ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+                logger.logLevel =
+                    ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:))
+                    ?? .critical
                 let queue = TestBroker.uniqueName()
                 let urls = cluster.amqpURLs
                 let ledger = Ledger()
-                let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 50, maxConcurrentHandlers: 4)) {
+                let registration = HandlerRegistration(
+                    WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 50, maxConcurrentHandlers: 4)
+                ) {
                     _, context in
                     ledger.record(context.messageID ?? "?")
                 }
                 let workerTransport = RabbitMQTransport(
-                    endpoints: try urls.map { try AMQPEndpoint(uri: $0 + "?heartbeat=2") }, queueType: .quorum, logger: logger)
+                    endpoints: try urls.map { try AMQPEndpoint(uri: $0 + "?heartbeat=2") }, queueType: .quorum,
+                    logger: logger)
                 let worker = Worker(
                     transport: workerTransport, registrations: [registration],
-                    configuration: WorkerConfiguration(recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2))),
+                    configuration: WorkerConfiguration(
+                        recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(2))),
                     logger: logger)
                 let running = Task { try await worker.run() }
                 defer { running.cancel() }
@@ -51,7 +63,8 @@ extension OwnBrokerSuites {
 
                 // The publisher sits on another node.
                 let publisherTransport = RabbitMQTransport(
-                    endpoints: try urls.reversed().map { try AMQPEndpoint(uri: $0) }, queueType: .quorum, logger: logger)
+                    endpoints: try urls.reversed().map { try AMQPEndpoint(uri: $0) }, queueType: .quorum, logger: logger
+                )
                 try await publisherTransport.start()
                 let publisher = WarrenPublisher(transport: publisherTransport)
                 let total = 3000
@@ -63,7 +76,9 @@ extension OwnBrokerSuites {
                             for index in stride(from: lane, to: total, by: 8) {
                                 let id = "m-\(index)"
                                 do {
-                                    try await publisher.publish(WelcomeEmail(userId: "\(index)", email: "c@example.com"), to: .queue(queue), messageID: id)
+                                    try await publisher.publish(
+                                        WelcomeEmail(userId: "\(index)", email: "c@example.com"), to: .queue(queue),
+                                        messageID: id)
                                     confirmed.append(id)
                                 } catch {
                                     failed.append(id)
@@ -89,14 +104,20 @@ extension OwnBrokerSuites {
                 #expect(failed.isEmpty, "\(failed.count) publishes failed")
                 #expect(!victim.isListening, "the node is down")
 
-                let everythingHandled = try await eventually(timeout: .seconds(90)) { confirmed.isSubset(of: Set(ledger.snapshot.keys)) }
+                let everythingHandled = try await eventually(timeout: .seconds(90)) {
+                    confirmed.isSubset(of: Set(ledger.snapshot.keys))
+                }
                 let handled = ledger.snapshot
                 let lost = confirmed.subtracting(handled.keys)
                 let duplicates = handled.values.reduce(0) { $0 + max(0, $1 - 1) }
-                #expect(everythingHandled && lost.isEmpty, "published \(confirmed.count), handled \(handled.count), lost \(lost.count)")
+                #expect(
+                    everythingHandled && lost.isEmpty,
+                    "published \(confirmed.count), handled \(handled.count), lost \(lost.count)")
                 #expect(worker.isConsuming, "the worker consumes again: \(worker.healthProblem ?? "")")
                 #expect(workerTransport.connection?.endpoint.port != victim.port, "on another node")
-                print("cluster node kill: published \(confirmed.count), handled \(handled.count), lost \(lost.count), duplicates \(duplicates)")
+                print(
+                    "cluster node kill: published \(confirmed.count), handled \(handled.count), lost \(lost.count), duplicates \(duplicates)"
+                )
 
                 worker.shutdown()
                 try await running.value

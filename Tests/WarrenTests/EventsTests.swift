@@ -1,34 +1,45 @@
 import Foundation
 import Synchronization
 import Testing
-import WarrenTestSupport
-@_spi(WarrenTransport) @testable import Warren
 import WarrenAMQP
+import WarrenTestSupport
+
+@_spi(WarrenTransport) @testable import Warren
 
 @Suite("Job events")
 struct EventsTests {
     @Test func aBatchIsAJSONArrayInSnakeCaseThatDecodesBack() throws {
         var deadLetter = WarrenEvent(
-            event: .deadLetter, messageID: "m-1", type: "email.welcome", queue: "emails", attempt: 3, atMs: 1_700_000_000_123,
+            event: .deadLetter, messageID: "m-1", type: "email.welcome", queue: "emails", attempt: 3,
+            atMs: 1_700_000_000_123,
             queueWaitMs: 12, durationMs: 40, error: "550 \"no\" mailbox\n\u{1}", reason: "rejected", host: "w-1",
             traceID: "4bf92f3577b34da6a3ce929d0e0e4736", correlationID: "order-9")
         deadLetter.headers = ["x-app": "é", "x-warren-attempt": "3"]
         deadLetter.body = #"{"userId":"1"}"#
         deadLetter.bodyEncoding = "utf8"
         deadLetter.bodyTruncated = false
-        var retry = WarrenEvent(event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
+        var retry = WarrenEvent(
+            event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
         retry.queueWaitApproxS = 3
         let body = WarrenEvent.encodeBatch([deadLetter, retry])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]])
         #expect(json.count == 2)
         #expect(json[0]["schema"] as? Int == 1 && json[0]["event"] as? String == "dead-letter")
         #expect(json[0]["message_id"] as? String == "m-1" && json[0]["at_ms"] as? Int64 == 1_700_000_000_123)
-        #expect(json[0]["queue_wait_ms"] as? Int == 12 && json[0]["duration_ms"] as? Int == 40 && json[0]["trace_id"] != nil)
-        #expect(json[0]["body_truncated"] as? Bool == false && (json[0]["headers"] as? [String: String])?["x-app"] == "é")
+        #expect(
+            json[0]["queue_wait_ms"] as? Int == 12 && json[0]["duration_ms"] as? Int == 40 && json[0]["trace_id"] != nil
+        )
+        #expect(
+            json[0]["body_truncated"] as? Bool == false && (json[0]["headers"] as? [String: String])?["x-app"] == "é")
         #expect(json[1]["next_attempt_at_ms"] as? Int == 1005 && json[1]["type"] == nil, "absent fields are left out")
-        #expect(json[1]["queue_wait_approx_s"] as? Int == 3 && json[1]["queue_wait_ms"] == nil && json[0]["queue_wait_approx_s"] == nil)
-        #expect(try WarrenEvent.decodeBatch(body) == [deadLetter, retry], "Foundation reads what the fast writer wrote")
-        #expect(throws: DecodingError.self) { try WarrenEvent.decodeBatch(Array(#"[{"schema":2,"event":"ack","queue":"q","at_ms":1}]"#.utf8)) }
+        #expect(
+            json[1]["queue_wait_approx_s"] as? Int == 3 && json[1]["queue_wait_ms"] == nil
+                && json[0]["queue_wait_approx_s"] == nil)
+        #expect(
+            try WarrenEvent.decodeBatch(body) == [deadLetter, retry], "Foundation reads what the fast writer wrote")
+        #expect(throws: DecodingError.self) {
+            try WarrenEvent.decodeBatch(Array(#"[{"schema":2,"event":"ack","queue":"q","at_ms":1}]"#.utf8))
+        }
     }
 
     /// A transport whose publishes never return while `blocked`: a broker that has stopped taking messages.
@@ -45,7 +56,9 @@ struct EventsTests {
         func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
             attempts.update { $0 += 1 }
             try await blocked.wait { !$0 }
-            published.withLock { $0.append(OutboundMessage(body: body, destination: destination, properties: properties)) }
+            published.withLock {
+                $0.append(OutboundMessage(body: body, destination: destination, properties: properties))
+            }
         }
         func publish(contentsOf messages: [OutboundMessage]) async -> [Result<Void, any Error>] {
             var results: [Result<Void, any Error>] = []
@@ -63,13 +76,20 @@ struct EventsTests {
 
     @Test func aStartSettledWithinTheSameFlushIsFoldedIntoItsSettlement() throws {
         func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int?, at: Int64) -> WarrenEvent {
-            WarrenEvent(event: kind, messageID: id, type: "t", queue: "q", attempt: attempt, atMs: at, queueWaitMs: attempt.map { _ in 7 })
+            WarrenEvent(
+                event: kind, messageID: id, type: "t", queue: "q", attempt: attempt, atMs: at,
+                queueWaitMs: attempt.map { _ in 7 })
         }
         let folded = WarrenEventPublisher.foldingStarts([
-            event(.started, "a", attempt: 1, at: 10), event(.started, "b", attempt: 1, at: 11), event(.published, "c", attempt: nil, at: 12),
-            event(.ack, "a", attempt: 1, at: 15), event(.retry, "x", attempt: 3, at: 16), event(.started, "a", attempt: 2, at: 20),
+            event(.started, "a", attempt: 1, at: 10), event(.started, "b", attempt: 1, at: 11),
+            event(.published, "c", attempt: nil, at: 12),
+            event(.ack, "a", attempt: 1, at: 15), event(.retry, "x", attempt: 3, at: 16),
+            event(.started, "a", attempt: 2, at: 20),
         ])
-        #expect(folded.map { "\($0.messageID!) \($0.event)" } == ["b started", "c published", "a ack", "x retry", "a started"])
+        #expect(
+            folded.map { "\($0.messageID!) \($0.event)" } == [
+                "b started", "c published", "a ack", "x retry", "a started",
+            ])
         #expect(folded[2].startedAtMs == 10 && folded[2].queueWaitMs == 7, "the start's time on its settlement")
         #expect(folded[3].startedAtMs == nil, "a settlement whose start went out earlier stays as it is")
         let batch = WarrenEvent.encodeBatch(folded)
@@ -83,19 +103,25 @@ struct EventsTests {
         // An exchange of its own: the counter is labelled by exchange, so other tests' events do not count here.
         let exchange = TestBroker.uniqueName("events")
         let events = WarrenEventPublisher(
-            transport: transport, options: EventOptions(exchange: exchange, batchSize: 10, flushInterval: .milliseconds(10), bufferLimit: 100),
+            transport: transport,
+            options: EventOptions(
+                exchange: exchange, batchSize: 10, flushInterval: .milliseconds(10), bufferLimit: 100),
             logger: TestBroker.quietLogger())
-        let before = testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: [("exchange", exchange)])
+        let before = testMetrics.counterTotal(
+            label: "warren_events_dropped_total", dimensions: [("exchange", exchange)])
         let sending = Task { await events.sendWhileRunning() }
         let clock = ContinuousClock()
         let started = clock.now
         for index in 0..<1_000 {
-            events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", attempt: 1, atMs: Int64(index)))
+            events.record(
+                WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", attempt: 1, atMs: Int64(index)))
         }
         // The broker never answers: recording that waited for it would never end (10 s: room for a starved machine).
         #expect(clock.now - started < .seconds(10), "recording never waits for the broker")
         #expect(events.pending <= 100)
-        let dropped = testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: [("exchange", exchange)]) - before
+        let dropped =
+            testMetrics.counterTotal(label: "warren_events_dropped_total", dimensions: [("exchange", exchange)])
+            - before
         // The flusher holds one batch of up to 320 (32 x 10) while the broker is stuck: at most 100 wait, the rest
         // dropped.
         #expect(dropped >= 1_000 - 100 - 320, "dropped \(dropped)")
@@ -107,17 +133,26 @@ struct EventsTests {
         let delivered = try sent.flatMap { try WarrenEvent.decodeBatch($0.body) }
         #expect(delivered.count + Int(dropped) == 1_000, "every event is either sent or counted as dropped")
         #expect(sent.allSatisfy { $0.destination == .broadcast(exchange: exchange, routingKey: "q.ack") })
-        #expect(sent.allSatisfy { $0.properties.type == "warren.events" && (try? WarrenEvent.decodeBatch($0.body).count) ?? 0 <= 10 })
+        #expect(
+            sent.allSatisfy {
+                $0.properties.type == "warren.events" && (try? WarrenEvent.decodeBatch($0.body).count) ?? 0 <= 10
+            })
     }
 }
 
 extension EventsTests {
     @Test func aFlushWithATimeoutReturnsAlthoughTheBrokerTakesNothing() async throws {
         let transport = StuckTransport()
-        let events = WarrenEventPublisher(transport: transport, options: EventOptions(flushInterval: .milliseconds(10)), logger: TestBroker.quietLogger())
+        let events = WarrenEventPublisher(
+            transport: transport, options: EventOptions(flushInterval: .milliseconds(10)),
+            logger: TestBroker.quietLogger())
         let sending = Task { await events.sendWhileRunning() }
-        for index in 0..<10 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", atMs: 1)) }
-        #expect(await transport.attempts.wait(until: { $0 >= 1 }, timeout: .seconds(10)), "the background flush is stuck in the broker")
+        for index in 0..<10 {
+            events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", atMs: 1))
+        }
+        #expect(
+            await transport.attempts.wait(until: { $0 >= 1 }, timeout: .seconds(10)),
+            "the background flush is stuck in the broker")
         let clock = ContinuousClock()
         let started = clock.now
         await events.close(timeout: .milliseconds(300))
@@ -148,7 +183,9 @@ struct EventsBrokerTests {
             let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
             try await transport.start()
             cleanups.add { await transport.close() }
-            let events = WarrenEventPublisher(transport: transport, options: EventOptions(flushInterval: .milliseconds(20)), logger: TestBroker.quietLogger())
+            let events = WarrenEventPublisher(
+                transport: transport, options: EventOptions(flushInterval: .milliseconds(20)),
+                logger: TestBroker.quietLogger())
             let registration = HandlerRegistration(
                 WelcomeEmail.self, queue: queue,
                 options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(200)])))
@@ -156,12 +193,16 @@ struct EventsBrokerTests {
                 if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
                 if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
             }
-            let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+            let worker = try await RunningWorker.start(
+                queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
             cleanups.add { await worker.stop() }
             let publisher = WarrenPublisher(transport: transport, events: events)
-            try await publisher.publish(WelcomeEmail(userId: "1", email: "ok@example.com"), to: .queue(queue), messageID: "ok")
-            try await publisher.publish(WelcomeEmail(userId: "2", email: "flaky@example.com"), to: .queue(queue), messageID: "flaky")
-            try await publisher.publish(WelcomeEmail(userId: "3", email: "bounce@example.com"), to: .queue(queue), messageID: "bounce")
+            try await publisher.publish(
+                WelcomeEmail(userId: "1", email: "ok@example.com"), to: .queue(queue), messageID: "ok")
+            try await publisher.publish(
+                WelcomeEmail(userId: "2", email: "flaky@example.com"), to: .queue(queue), messageID: "flaky")
+            try await publisher.publish(
+                WelcomeEmail(userId: "3", email: "bounce@example.com"), to: .queue(queue), messageID: "bounce")
 
             var received: [WarrenEvent] = []
             var routingKeys: Set<String> = []
@@ -183,26 +224,38 @@ struct EventsBrokerTests {
             func steps(_ id: String) -> [String] {
                 let events = received.filter { $0.messageID == id }
                 let attempts = events.filter { $0.event != .published }
-                    .sorted { ($0.attempt ?? 0, $0.event == .started ? 0 : 1) < ($1.attempt ?? 0, $1.event == .started ? 0 : 1) }
+                    .sorted {
+                        ($0.attempt ?? 0, $0.event == .started ? 0 : 1) < (
+                            $1.attempt ?? 0, $1.event == .started ? 0 : 1
+                        )
+                    }
                     .flatMap { $0.startedAtMs == nil ? [$0.event.rawValue] : ["started", $0.event.rawValue] }
                 return events.filter { $0.event == .published }.map(\.event.rawValue) + attempts
             }
             #expect(steps("ok") == ["published", "started", "ack"])
             #expect(steps("flaky") == ["published", "started", "retry", "started", "ack"])
             #expect(steps("bounce") == ["published", "started", "dead-letter"])
-            #expect(routingKeys.isSuperset(of: ["\(queue).published", "\(queue).ack", "\(queue).retry", "\(queue).dead-letter"]))
+            #expect(
+                routingKeys.isSuperset(of: [
+                    "\(queue).published", "\(queue).ack", "\(queue).retry", "\(queue).dead-letter",
+                ]))
 
             let retry = try #require(received.first { $0.messageID == "flaky" && $0.event == .retry })
             #expect(retry.attempt == 1 && retry.error != nil)
             #expect((retry.nextAttemptAtMs ?? 0) >= retry.atMs + 200)
             let letter = try #require(received.first { $0.event == .deadLetter })
             #expect(letter.reason == "rejected" && letter.error?.contains("550") == true)
-            #expect(letter.body == #"{"userId":"3","email":"bounce@example.com"}"# && letter.bodyEncoding == "utf8" && letter.bodyTruncated == false)
+            #expect(
+                letter.body == #"{"userId":"3","email":"bounce@example.com"}"# && letter.bodyEncoding == "utf8"
+                    && letter.bodyTruncated == false)
             #expect(letter.headers?[WarrenHeader.publishedAt] != nil, "the message's own headers")
             let ack = try #require(received.first { $0.messageID == "ok" && $0.event == .ack })
-            #expect(ack.durationMs != nil && ack.host != nil && ack.queue == queue && ack.type == WelcomeEmail.messageType)
+            #expect(
+                ack.durationMs != nil && ack.host != nil && ack.queue == queue && ack.type == WelcomeEmail.messageType)
             #expect(ack.attempt == 1 && ack.queueWaitMs != nil)
-            if let start = ack.startedAtMs ?? received.first(where: { $0.messageID == "ok" && $0.event == .started })?.atMs {
+            if let start = ack.startedAtMs
+                ?? received.first(where: { $0.messageID == "ok" && $0.event == .started })?.atMs
+            {
                 #expect(start <= ack.atMs)
             } else {
                 Issue.record("the ok job's start is reported, on its own or folded into its ack")
@@ -219,9 +272,12 @@ struct EventsBrokerTests {
             cleanups.add { await transport.close() }
             // An exchange of its own, with no queue bound: every batch is unroutable.
             let events = WarrenEventPublisher(
-                transport: transport, options: EventOptions(exchange: TestBroker.uniqueName("events"), flushInterval: .milliseconds(10)),
+                transport: transport,
+                options: EventOptions(exchange: TestBroker.uniqueName("events"), flushInterval: .milliseconds(10)),
                 logger: TestBroker.quietLogger())
-            for index in 0..<500 { events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: queue, atMs: 1)) }
+            for index in 0..<500 {
+                events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: queue, atMs: 1))
+            }
             await events.flush()
             #expect(events.pending == 0, "sent (and dropped by the broker), not kept for ever")
             await events.close()

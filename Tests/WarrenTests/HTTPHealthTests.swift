@@ -1,18 +1,20 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
 import Synchronization
 import Testing
-import WarrenTestSupport
-@_spi(WarrenTransport) @testable import Warren
 import WarrenAMQP
 import WarrenHTTP
 import WarrenLocalBroker
+import WarrenTestSupport
+
+@_spi(WarrenTransport) @testable import Warren
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// An HTTP answer: status, headers (names in lowercase) and body.
 struct HTTPAnswer: Sendable {
@@ -23,7 +25,9 @@ struct HTTPAnswer: Sendable {
     /// The `queues` of a readiness body, by name.
     var queueStates: [String: String] {
         let queues = json?["queues"] as? [[String: Any]] ?? []
-        return Dictionary(queues.compactMap { q in (q["queue"] as? String).map { ($0, q["state"] as? String ?? "") } }, uniquingKeysWith: { $1 })
+        return Dictionary(
+            queues.compactMap { q in (q["queue"] as? String).map { ($0, q["state"] as? String ?? "") } },
+            uniquingKeysWith: { $1 })
     }
 }
 
@@ -34,17 +38,21 @@ func httpGet(port: Int, _ path: String, headers: [String: String] = [:]) async -
 
 /// A request to 127.0.0.1 with a short timeout that does not follow redirects (a refused or stuck request is an
 /// answer with status 0).
-func httpRequest(_ method: String, port: Int, _ path: String, headers: [String: String] = [:], body: String? = nil) async -> HTTPAnswer {
+func httpRequest(_ method: String, port: Int, _ path: String, headers: [String: String] = [:], body: String? = nil)
+    async -> HTTPAnswer
+{
     var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
     request.httpMethod = method
     request.timeoutInterval = 5
     for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
     request.httpBody = body.map { Data($0.utf8) }
-    guard let (data, response) = try? await noRedirects.data(for: request), let http = response as? HTTPURLResponse else {
+    guard let (data, response) = try? await noRedirects.data(for: request), let http = response as? HTTPURLResponse
+    else {
         return HTTPAnswer(status: 0, body: "")
     }
     let fields = Dictionary(
-        http.allHeaderFields.compactMap { key, value in (key as? String).map { ($0.lowercased(), "\(value)") } }, uniquingKeysWith: { $1 })
+        http.allHeaderFields.compactMap { key, value in (key as? String).map { ($0.lowercased(), "\(value)") } },
+        uniquingKeysWith: { $1 })
     return HTTPAnswer(status: http.statusCode, body: String(decoding: data, as: UTF8.self), headers: fields)
 }
 
@@ -89,11 +97,15 @@ struct HTTPEndpointTests {
         let lines = TracingBrokerTests.LogLines()
         let logger = Logger(label: "test-http") { _ in TracingBrokerTests.CapturingHandler(lines: lines) }
         let server = WarrenHTTPServer(endpoints: WarrenHealthEndpoints(), port: 0, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [server, Failing(server: server)], logger: TestBroker.quietLogger()))
+        let group = ServiceGroup(
+            configuration: .init(services: [server, Failing(server: server)], logger: TestBroker.quietLogger()))
         await #expect(throws: WarrenError.self) { try await group.run() }
-        let errors = lines.all.filter { ["error", "critical"].contains("\($0["level"] ?? "")") }.map { "\($0["message"] ?? "")" }
+        let errors = lines.all.filter { ["error", "critical"].contains("\($0["level"] ?? "")") }.map {
+            "\($0["message"] ?? "")"
+        }
         #expect(errors.isEmpty, "the server's cancellation is no error: \(errors)")
-        #expect(lines.all.contains { "\($0["message"] ?? "")".contains("serving health and metrics") }, "the server ran")
+        #expect(
+            lines.all.contains { "\($0["message"] ?? "")".contains("serving health and metrics") }, "the server ran")
     }
 
     /// `<name>_<unit>`, with `help` as its help text (none when empty).
@@ -114,17 +126,29 @@ struct HTTPEndpointTests {
 
         let unlabeled = PrometheusCollectorRegistry()
         _ = unlabeled.makeCounter(descriptor: Self.name("warren_reconnects", "total"))
-        #expect(throws: WarrenHTTPError.self, "Warren labels it with the connection") { try WarrenPrometheus(registry: unlabeled) }
+        #expect(throws: WarrenHTTPError.self, "Warren labels it with the connection") {
+            try WarrenPrometheus(registry: unlabeled)
+        }
 
         let helped = PrometheusCollectorRegistry()
-        _ = helped.makeCounter(descriptor: Self.name("warren_retries", "total", help: "the host's own help text"), labels: [("queue", "q")])
-        #expect(throws: WarrenHTTPError.self, "swift-metrics registrations carry no help text") { try WarrenPrometheus(registry: helped) }
+        _ = helped.makeCounter(
+            descriptor: Self.name("warren_retries", "total", help: "the host's own help text"), labels: [("queue", "q")]
+        )
+        #expect(throws: WarrenHTTPError.self, "swift-metrics registrations carry no help text") {
+            try WarrenPrometheus(registry: helped)
+        }
 
         let hosts = PrometheusCollectorRegistry()
         _ = hosts.makeCounter(descriptor: Self.name("orders_placed", "total", help: "orders"), labels: [("shop", "a")])
-        _ = hosts.makeCounter(descriptor: Self.name("warren_messages", "total"), labels: [("queue", "q"), ("type", "t"), ("outcome", "ack")])
-        _ = hosts.makeDurationHistogram(descriptor: Self.name("warren_handler_duration", "seconds"), labels: [("queue", "q")], buckets: [.seconds(1)])
-        #expect(throws: Never.self, "the host's own metrics and Warren's in their own shape fit") { try WarrenPrometheus(registry: hosts) }
+        _ = hosts.makeCounter(
+            descriptor: Self.name("warren_messages", "total"),
+            labels: [("queue", "q"), ("type", "t"), ("outcome", "ack")])
+        _ = hosts.makeDurationHistogram(
+            descriptor: Self.name("warren_handler_duration", "seconds"), labels: [("queue", "q")],
+            buckets: [.seconds(1)])
+        #expect(throws: Never.self, "the host's own metrics and Warren's in their own shape fit") {
+            try WarrenPrometheus(registry: hosts)
+        }
     }
 
     @Test func aConflictingRegistrationLaterIsRefusedInsteadOfCrashing() throws {
@@ -137,9 +161,12 @@ struct HTTPEndpointTests {
         gauge.set(5.0)
         _ = factory.makeCounter(label: "jobs_total", dimensions: [])
         _ = factory.makeTimer(label: WarrenMetric.messages.name, dimensions: [("queue", "a")])
-        _ = factory.makeRecorder(label: WarrenMetric.handlerDuration.name, dimensions: [("queue", "a")], aggregate: true)
+        _ = factory.makeRecorder(
+            label: WarrenMetric.handlerDuration.name, dimensions: [("queue", "a")], aggregate: true)
         #expect(prometheus.conflicts.count == 4, "\(prometheus.conflicts)")
-        #expect(prometheus.conflicts.first?.hasPrefix("jobs_total: registered as a counter") == true, "\(prometheus.conflicts)")
+        #expect(
+            prometheus.conflicts.first?.hasPrefix("jobs_total: registered as a counter") == true,
+            "\(prometheus.conflicts)")
         let text = String(decoding: prometheus.exposition(), as: UTF8.self)
         #expect(text.contains("jobs_total{queue=\"a\"} 2"), "the first registration works on: \(text)")
         // Another label set of the same shape is a new series, not a conflict.
@@ -161,18 +188,27 @@ struct HTTPEndpointTests {
     @Test func theStallDetectorTimesAStallFromItsFirstObservation() {
         var detector = StallDetector()
         let start = ContinuousClock.now
-        #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start) == nil, "the first look has nothing to compare")
+        #expect(
+            detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start) == nil,
+            "the first look has nothing to compare")
         #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start + .seconds(1)) == .zero)
         #expect(detector.observe(taken: 3, waiting: 5, freeSlots: 2, now: start + .seconds(4)) == .seconds(3))
-        #expect(detector.observe(taken: 4, waiting: 5, freeSlots: 2, now: start + .seconds(5)) == nil, "progress ends it")
-        #expect(detector.observe(taken: 4, waiting: 5, freeSlots: 0, now: start + .seconds(9)) == nil, "busy slots are no stall")
-        #expect(detector.observe(taken: 4, waiting: 0, freeSlots: 2, now: start + .seconds(12)) == nil, "nothing waiting is no stall")
+        #expect(
+            detector.observe(taken: 4, waiting: 5, freeSlots: 2, now: start + .seconds(5)) == nil, "progress ends it")
+        #expect(
+            detector.observe(taken: 4, waiting: 5, freeSlots: 0, now: start + .seconds(9)) == nil,
+            "busy slots are no stall")
+        #expect(
+            detector.observe(taken: 4, waiting: 0, freeSlots: 2, now: start + .seconds(12)) == nil,
+            "nothing waiting is no stall")
         #expect(detector.observe(taken: 4, waiting: 1, freeSlots: 2, now: start + .seconds(13)) == .zero)
     }
 }
 
 /// The health endpoints against a real broker that is stopped, frozen and has queues deleted: a node of its own.
-@Suite("Health endpoints against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
+@Suite(
+    "Health endpoints against RabbitMQ (dedicated broker)", .serialized, .tags(.broker), .needs(.broker),
+    .deletesItsQueues)
 struct HTTPHealthBrokerTests {
     static let brokerName = "health"
 
@@ -195,8 +231,12 @@ struct HTTPHealthBrokerTests {
     func publish(_ count: Int, to queue: String, url: String, prefix: String = "m") async throws {
         try await publishConfirmed(
             (0..<count).map { index in
-                (Array(#"{"userId":"\#(index)","email":"\#(prefix)\#(index)@example.com"}"#.utf8), AMQPProperties(
-                    contentType: "application/json", messageID: "\(prefix)-\(index)", timestamp: Date(), type: WelcomeEmail.messageType))
+                (
+                    Array(#"{"userId":"\#(index)","email":"\#(prefix)\#(index)@example.com"}"#.utf8),
+                    AMQPProperties(
+                        contentType: "application/json", messageID: "\(prefix)-\(index)", timestamp: Date(),
+                        type: WelcomeEmail.messageType)
+                )
             },
             to: queue, url: url)
     }
@@ -220,14 +260,25 @@ struct HTTPHealthBrokerTests {
                 // A stopped broker closes the connection: 503 at once (within 5 s), live all along.
                 try await broker.stopApp()
                 let clock = ContinuousClock()
-                #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
+                #expect(
+                    try await eventually(timeout: .seconds(5)) {
+                        await httpGet(port: port, "/health/ready").status == 503
+                    })
                 let notReady = await httpGet(port: port, "/health/ready")
-                #expect(notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering", "\(notReady.body)")
-                #expect(!notReady.body.contains("amqp://") && !notReady.body.contains("password"), "no credentials: \(notReady.body)")
-                #expect(await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
+                #expect(
+                    notReady.json?["status"] as? String == "not_ready" && notReady.queueStates[queue] == "recovering",
+                    "\(notReady.body)")
+                #expect(
+                    !notReady.body.contains("amqp://") && !notReady.body.contains("password"),
+                    "no credentials: \(notReady.body)")
+                #expect(
+                    await httpGet(port: port, "/health/live").status == 200, "a broker outage is no liveness problem")
 
                 try await broker.startApp()
-                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
+                #expect(
+                    try await eventually(timeout: .seconds(30)) {
+                        await httpGet(port: port, "/health/ready").status == 200
+                    },
                     "ready again once every consumer is back")
                 #expect(await httpGet(port: port, "/health/ready").queueStates[queue] == "consuming")
 
@@ -235,16 +286,24 @@ struct HTTPHealthBrokerTests {
                 // 5 s (plus 2 s of slack for a loaded two-core machine).
                 await broker.pause()
                 let frozen = clock.now
-                let noticed = try await eventually(timeout: .seconds(7)) { await httpGet(port: port, "/health/ready").status == 503 }
+                let noticed = try await eventually(timeout: .seconds(7)) {
+                    await httpGet(port: port, "/health/ready").status == 503
+                }
                 let took = clock.now - frozen
                 broker.resume()
                 #expect(noticed, "503 within 7 s of the freeze")
-                #expect(took >= .milliseconds(900), "noticed by missed heartbeats (at least one heartbeat), not at once: \(took)")
+                #expect(
+                    took >= .milliseconds(900),
+                    "noticed by missed heartbeats (at least one heartbeat), not at once: \(took)")
                 #expect(await httpGet(port: port, "/health/live").status == 200)
-                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+                #expect(
+                    try await eventually(timeout: .seconds(30)) {
+                        await httpGet(port: port, "/health/ready").status == 200
+                    })
 
                 // A queue deleted under the worker: named until the worker declared it again.
-                let connection = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)
+                let connection = try await AMQPConnection.connect(
+                    to: AMQPEndpoint(uri: broker.amqpURL), logger: TestBroker.logger)
                 cleanups.add { await connection.close() }
                 _ = try await connection.openChannel().queueDelete(queue)
                 var named = HTTPAnswer(status: 0, body: "")
@@ -254,7 +313,10 @@ struct HTTPHealthBrokerTests {
                     return named.status == 503
                 }
                 #expect(sawIt && named.queueStates[queue] == "cancelled", "\(named.body)")
-                #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 })
+                #expect(
+                    try await eventually(timeout: .seconds(30)) {
+                        await httpGet(port: port, "/health/ready").status == 200
+                    })
                 #expect(try await connection.openChannel().queueStatus(queue).consumerCount == 1, "consumed again")
             }
             worker.shutdown()
@@ -274,9 +336,13 @@ struct HTTPHealthBrokerTests {
             #expect(try await eventually { await httpGet(port: port, "/health/ready").status == 200 })
             #expect(await httpGet(port: port, "/health/ready").json?["connected"] as? Bool == true)
             try await broker.stopApp()
-            #expect(try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
+            #expect(
+                try await eventually(timeout: .seconds(5)) { await httpGet(port: port, "/health/ready").status == 503 })
             try await broker.startApp()
-            #expect(try await eventually(timeout: .seconds(30)) { await httpGet(port: port, "/health/ready").status == 200 },
+            #expect(
+                try await eventually(timeout: .seconds(30)) {
+                    await httpGet(port: port, "/health/ready").status == 200
+                },
                 "connected again with nothing published")
         }
     }
@@ -290,7 +356,9 @@ struct HTTPHealthBrokerTests {
         ) { _, _ in
             await release.wait()  // deaf to cancellation: its timeout cancels it, and it goes on
         }
-        let worker = try worker([registration], url: broker.amqpURL, health: HealthPolicy(stallAfter: .seconds(60), cancellationGrace: .seconds(1)))
+        let worker = try worker(
+            [registration], url: broker.amqpURL,
+            health: HealthPolicy(stallAfter: .seconds(60), cancellationGrace: .seconds(1)))
         let running = Task { try await worker.run() }
         defer { running.cancel() }
         try await worker.waitUntilConsuming()
@@ -298,16 +366,23 @@ struct HTTPHealthBrokerTests {
             #expect(await httpGet(port: port, "/health/live").status == 200)
             try await publish(1, to: queue, url: broker.amqpURL, prefix: "deaf")
             var answer = HTTPAnswer(status: 0, body: "")
-            #expect(try await eventually(timeout: .seconds(10)) {
-                answer = await httpGet(port: port, "/health/live")
-                return answer.status == 503
-            }, "stuck past its timeout (1 s) and the grace (1 s)")
+            #expect(
+                try await eventually(timeout: .seconds(10)) {
+                    answer = await httpGet(port: port, "/health/live")
+                    return answer.status == 503
+                }, "stuck past its timeout (1 s) and the grace (1 s)")
             let problems = answer.json?["problems"] as? [[String: Any]] ?? []
-            #expect(problems.first?["kind"] as? String == "handler_stuck" && problems.first?["queue"] as? String == queue, "\(answer.body)")
+            #expect(
+                problems.first?["kind"] as? String == "handler_stuck" && problems.first?["queue"] as? String == queue,
+                "\(answer.body)")
             #expect((problems.first?["stuck_seconds"] as? Double ?? 0) > 1)
-            #expect(await httpGet(port: port, "/health/ready").status == 200, "it still consumes: readiness is another question")
+            #expect(
+                await httpGet(port: port, "/health/ready").status == 200,
+                "it still consumes: readiness is another question")
             release.open()
-            #expect(try await eventually { await httpGet(port: port, "/health/live").status == 200 }, "live again once it returned")
+            #expect(
+                try await eventually { await httpGet(port: port, "/health/live").status == 200 },
+                "live again once it returned")
         }
         worker.shutdown()
         try await running.value
@@ -320,7 +395,8 @@ struct HTTPHealthBrokerTests {
     @Test func deliveriesNobodyTakesMakeAStalledLoop() async throws {
         let broker = try await bootingOneAtATime { try await LocalBroker.shared(Self.brokerName) }
         let queue = TestBroker.uniqueName()
-        let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())
+        let transport = RabbitMQTransport(
+            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())
         try await transport.start()
         try await transport.prepare(queue: queue, delays: [])
         let consumer = try await transport.consume(queue: queue, prefetch: 10)
@@ -332,11 +408,14 @@ struct HTTPHealthBrokerTests {
         try await publish(3, to: queue, url: broker.amqpURL, prefix: "held")
         #expect(try await eventually { consumer.received == 3 }, "counted as they arrive, before anyone takes them")
         var stalled: [WorkerLiveness.Problem] = []
-        #expect(try await eventually(timeout: .seconds(5)) {
-            stalled = progress.problems(now: .now, policy: policy)
-            return !stalled.isEmpty
-        })
-        #expect(stalled.first?.kind == .consumerStalled && stalled.first?.queue == queue && (stalled.first?.duration ?? .zero) >= .milliseconds(500))
+        #expect(
+            try await eventually(timeout: .seconds(5)) {
+                stalled = progress.problems(now: .now, policy: policy)
+                return !stalled.isEmpty
+            })
+        #expect(
+            stalled.first?.kind == .consumerStalled && stalled.first?.queue == queue
+                && (stalled.first?.duration ?? .zero) >= .milliseconds(500))
 
         var iterator = consumer.makeAsyncIterator()
         for _ in 0..<3 {
@@ -346,7 +425,9 @@ struct HTTPHealthBrokerTests {
         }
         #expect(progress.problems(now: .now, policy: policy).isEmpty, "taking them is progress")
         // Past the stall window (read in virtual time, no sleeping): nothing waits any more, so nothing is stalled.
-        #expect(progress.problems(now: .now.advanced(by: .milliseconds(700)), policy: policy).isEmpty, "and nothing waits any more")
+        #expect(
+            progress.problems(now: .now.advanced(by: .milliseconds(700)), policy: policy).isEmpty,
+            "and nothing waits any more")
         await consumer.close()
         await transport.close()
     }
@@ -385,7 +466,8 @@ struct HTTPHealthBrokerTests {
             #expect(samples.value("warren_messages_total", type.merging(["outcome": "retry"]) { $1 }) == 1)
             #expect(samples.value("warren_retries_total", type) == 1)
             #expect(samples.value("warren_dead_letters_total", type.merging(["reason": "rejected"]) { $1 }) == 2)
-            #expect(samples.value("warren_dead_letters_total", type.merging(["reason": "retries-exhausted"]) { $1 }) == 1)
+            #expect(
+                samples.value("warren_dead_letters_total", type.merging(["reason": "retries-exhausted"]) { $1 }) == 1)
             #expect(samples.value("warren_handler_duration_seconds_count", type) == 7)
             #expect(samples.value("warren_handler_duration_seconds_bucket", type.merging(["le": "+Inf"]) { $1 }) == 7)
             // Published raw (the AMQP timestamp's whole seconds only): no wait but the retry's, which follows its failure.
@@ -394,7 +476,9 @@ struct HTTPHealthBrokerTests {
             #expect(samples.value("warren_consumers", ["queue": queue]) == 1)
             #expect(samples.value("warren_connection_up", ["connection": connection]) == 1)
             #expect(samples.value("warren_reconnects_total", ["connection": connection]) != nil)
-            #expect(samples.kinds["warren_handler_duration_seconds"] == "histogram" && samples.kinds["warren_messages"] == "counter",
+            #expect(
+                samples.kinds["warren_handler_duration_seconds"] == "histogram"
+                    && samples.kinds["warren_messages"] == "counter",
                 "prometheus_client names a counter's family without _total: \(samples.kinds)")
         }
         worker.shutdown()
@@ -467,7 +551,8 @@ func parsePrometheus(_ text: String) async throws -> PrometheusScrape {
         let object = try JSONSerialization.jsonObject(with: Data(parsed.output.utf8)) as? [String: Any],
         let rows = object["samples"] as? [[Any]]
     else {
-        throw TestFailure("prometheus_client could not parse the exposition (pip install prometheus_client): \(problem)\n\(text)")
+        throw TestFailure(
+            "prometheus_client could not parse the exposition (pip install prometheus_client): \(problem)\n\(text)")
     }
     let samples = rows.compactMap { row -> PrometheusScrape.Sample? in
         guard row.count == 3, let name = row[0] as? String, let labels = row[1] as? [String: String] else { return nil }

@@ -1,8 +1,8 @@
 import Foundation
 import Testing
-import WarrenTestSupport
 import Warren
 import WarrenAMQP
+import WarrenTestSupport
 
 /// The executables, driven from outside as a user (or an acceptance check) would.
 @Suite("orders-worker and the warren CLI (broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
@@ -11,7 +11,9 @@ struct HostAndCLITests {
 
     typealias Run = ProcessRun
 
-    static func run(_ tool: String, _ arguments: [String], url: String?, environment extra: [String: String] = [:]) async throws -> Run {
+    static func run(_ tool: String, _ arguments: [String], url: String?, environment extra: [String: String] = [:])
+        async throws -> Run
+    {
         var environment: [String: String?] = ["WARREN_AMQP_URL": url]
         for (name, value) in extra { environment[name] = value }
         return try await runProcess(binDirectory.appendingPathComponent(tool).path, arguments, environment: environment)
@@ -23,7 +25,9 @@ struct HostAndCLITests {
             let queue = TestBroker.uniqueName()
             // A worker that rejects everything once, so each message lands in the dead letters.
             let rejects = HandlerRegistration(WelcomeEmail.self, queue: queue) { email, context in
-                if context.attempt == 1 && context.headers["replayed"] == nil { throw Reject("first time for \(email.email)") }
+                if context.attempt == 1 && context.headers["replayed"] == nil {
+                    throw Reject("first time for \(email.email)")
+                }
             }
             let worker = try await RunningWorker.start(queue: queue, registrations: [rejects])
             cleanups.add { await worker.stop() }
@@ -31,8 +35,11 @@ struct HostAndCLITests {
             var ids: [String] = []
             for n in 0..<3 {
                 let published = try await Self.run(
-                    "warren", ["publish", "--routing-key", queue, "--type", "email.welcome", "--header", "source=cli",
-                               "--body", #"{"userId":"\#(n)","email":"u\#(n)@example.com"}"#], url: url)
+                    "warren",
+                    [
+                        "publish", "--routing-key", queue, "--type", "email.welcome", "--header", "source=cli",
+                        "--body", #"{"userId":"\#(n)","email":"u\#(n)@example.com"}"#,
+                    ], url: url)
                 #expect(published.status == 0, "\(published.errors)")
                 ids.append(published.output.trimmingCharacters(in: .whitespacesAndNewlines))
             }
@@ -42,26 +49,37 @@ struct HostAndCLITests {
             #expect(list.status == 0)
             let letters = try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [[String: Any]] ?? []
             #expect(Set(letters.compactMap { $0["message_id"] as? String }) == Set(ids))
-            #expect(letters.allSatisfy { $0["reason"] as? String == "rejected" && $0["original_routing_key"] as? String == queue })
+            #expect(
+                letters.allSatisfy {
+                    $0["reason"] as? String == "rejected" && $0["original_routing_key"] as? String == queue
+                })
             #expect(try await worker.deadLetters().count == 3, "listing does not consume")
 
-            let limited = try await Self.run("warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)
+            let limited = try await Self.run(
+                "warren", ["dlx", "list", "--queue", queue, "--json", "--limit", "2"], url: url)
             #expect((try JSONSerialization.jsonObject(with: Data(limited.output.utf8)) as? [Any])?.count == 2)
 
-            let show = try await Self.run("warren", ["dlx", "show", "--queue", queue, "--message-id", ids[0]], url: url)
+            let show = try await Self.run(
+                "warren", ["dlx", "show", "--queue", queue, "--message-id", ids[0]], url: url)
             #expect(show.status == 0)
             #expect(show.output.contains("u0@example.com"))
             #expect(show.output.contains("\"source\" : \"cli\""))
 
             // Replay one: it goes back to the work queue with a fresh attempt count and leaves the dead letters.
-            let replay = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
+            let replay = try await Self.run(
+                "warren", ["dlx", "replay", "--queue", queue, "--message-id", ids[1]], url: url)
             #expect(replay.status == 0, "\(replay.errors)")
-            #expect(try await eventually { try await worker.deadLetters().count == 3 }, "rejected again on its fresh first attempt")
+            #expect(
+                try await eventually { try await worker.deadLetters().count == 3 },
+                "rejected again on its fresh first attempt")
             let afterReplay = try await worker.deadLetters()
             let replayed = try #require(afterReplay.first { $0.properties.messageID == ids[1] })
-            #expect(replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1, "the replay started again at attempt 1")
+            #expect(
+                replayed.properties.headers?[WarrenHeader.attempts]?.int64Value == 1,
+                "the replay started again at attempt 1")
 
-            let missing = try await Self.run("warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
+            let missing = try await Self.run(
+                "warren", ["dlx", "replay", "--queue", queue, "--message-id", "no-such-id"], url: url)
             #expect(missing.status != 0)
             let unknownQueue = try await Self.run("warren", ["dlx", "list", "--queue", "no.such.queue"], url: url)
             #expect(unknownQueue.status != 0)
@@ -88,8 +106,11 @@ struct HostAndCLITests {
         let clock = ContinuousClock()
         let started = clock.now
         let result = try await Self.run(
-            "warren", ["publish", "--url", "amqp://guest:guest@127.0.0.1:1/?connection_timeout=2000", "--routing-key", "q",
-                       "--type", "t", "--body", "{}"], url: nil)
+            "warren",
+            [
+                "publish", "--url", "amqp://guest:guest@127.0.0.1:1/?connection_timeout=2000", "--routing-key", "q",
+                "--type", "t", "--body", "{}",
+            ], url: nil)
         #expect(result.status != 0)
         #expect(result.errors.hasPrefix("warren: "))
         #expect(!result.errors.contains("guest:guest"), "no credentials in errors")
@@ -106,11 +127,16 @@ struct HostAndCLITests {
             var urls: [String] = []
             for directory in directories {
                 let started = try await bootingOneAtATime {
-                    try await Self.run("warren-local-broker", ["start", "--data-directory", directory], url: nil, environment: ["WARREN_TEST_SECRET": secret])
+                    try await Self.run(
+                        "warren-local-broker", ["start", "--data-directory", directory], url: nil,
+                        environment: ["WARREN_TEST_SECRET": secret])
                 }
-                cleanups.add { _ = try? await Self.run("warren-local-broker", ["stop", "--data-directory", directory], url: nil) }
+                cleanups.add {
+                    _ = try? await Self.run("warren-local-broker", ["stop", "--data-directory", directory], url: nil)
+                }
                 #expect(started.status == 0, "\(started.errors)")
-                let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst("WARREN_AMQP_URL=".count)
+                let url = started.output.split(separator: "\n").first { $0.hasPrefix("WARREN_AMQP_URL=") }?.dropFirst(
+                    "WARREN_AMQP_URL=".count)
                 urls.append(String(try #require(url)))
             }
             #expect(Set(urls).count == 2)
@@ -123,7 +149,8 @@ struct HostAndCLITests {
                 #expect(permissions == 0o600, "\(String(describing: permissions))")
             }
             for url in urls {
-                let connection = try await AMQPConnection.connect(to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
+                let connection = try await AMQPConnection.connect(
+                    to: try AMQPEndpoint(uri: url), connectionName: "two-nodes")
                 await connection.close()
             }
         }
@@ -162,7 +189,9 @@ struct HostAndCLITests {
         for (n, address) in ["a@slow.example", "b@example.com", "c@slow.example"].enumerated() {
             try await channel.publish(
                 Array(#"{"userId":"\#(n)","email":"\#(address)"}"#.utf8), routingKey: queue, mandatory: true,
-                properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)", type: "email.welcome"))
+                properties: AMQPProperties(
+                    contentType: "application/json", deliveryMode: .persistent, messageID: "sig-\(n)",
+                    type: "email.welcome"))
         }
         // All three delivered to the worker (none ready in the queue), so their handlers run (2 s each).
         #expect(try await eventually { try await channel.queueStatus(queue).messageCount == 0 })
@@ -178,16 +207,22 @@ struct HostAndCLITests {
             return value("warren_messages_total", ["queue=\"\(queue)\"", "outcome=\"ack\""], in: exposition) == 1
                 && value("warren_handlers_in_flight", ["queue=\"\(queue)\""], in: exposition) == 2
         }
-        #expect(counted, "the fast one is counted and the slow ones are running: \(exposition.split(separator: "\n").filter { $0.contains(queue) })")
+        #expect(
+            counted,
+            "the fast one is counted and the slow ones are running: \(exposition.split(separator: "\n").filter { $0.contains(queue) })"
+        )
         kill(worker.process.processIdentifier, SIGTERM)
         // The HTTP server stops last: while the handlers drain, readiness says so.
-        #expect(try await eventually(timeout: .seconds(2)) { await httpGet(port: httpPort, "/health/ready").status == 503 })
+        #expect(
+            try await eventually(timeout: .seconds(2)) { await httpGet(port: httpPort, "/health/ready").status == 503 })
         #expect(await worker.waitForExit() == 0)
 
         let lines = worker.log.split(separator: "\n")
         let settled = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .filter { $0["message"] as? String == "settled" }
-        let outcomes = Dictionary(settled.map { ($0["message_id"] as? String ?? "", $0["outcome"] as? String ?? "") }, uniquingKeysWith: { _, last in last })
+        let outcomes = Dictionary(
+            settled.map { ($0["message_id"] as? String ?? "", $0["outcome"] as? String ?? "") },
+            uniquingKeysWith: { _, last in last })
         #expect(outcomes["sig-0"] == "ack", "an in-flight handler finishes within the grace period")
         #expect(outcomes["sig-2"] == "ack")
         #expect(outcomes["sig-1"] == "ack")
@@ -203,10 +238,15 @@ struct HostAndCLITests {
 
     /// A worker handling one message at a time from a fresh queue holding 5 messages, the first one running: each
     /// handler waits until `gate` is true (or until it is cancelled).
-    private func slowWorkerWithBacklog(_ prefix: String, gate: AwaitableState<Bool>) async throws -> (RunningWorker, Recorder) {
+    private func slowWorkerWithBacklog(_ prefix: String, gate: AwaitableState<Bool>) async throws -> (
+        RunningWorker, Recorder
+    ) {
         let queue = TestBroker.uniqueName()
         let started = Recorder()
-        let slow = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1, timeout: nil)) { email, context in
+        let slow = HandlerRegistration(
+            WelcomeEmail.self, queue: queue,
+            options: HandlerOptions(prefetch: 10, maxConcurrentHandlers: 1, timeout: nil)
+        ) { email, context in
             started.record(email, context)
             try await gate.wait { $0 }
         }
@@ -225,8 +265,12 @@ struct HostAndCLITests {
         await worker.shutdownGracefully()
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
-        #expect(try await eventually { try await channel.queueStatus(worker.queue).messageCount == 4 }, "the running one was acked, 4 are back")
-        #expect((1..<5).allSatisfy { started.calls(for: "g\($0)@example.com").isEmpty }, "nothing new starts after the shutdown")
+        #expect(
+            try await eventually { try await channel.queueStatus(worker.queue).messageCount == 4 },
+            "the running one was acked, 4 are back")
+        #expect(
+            (1..<5).allSatisfy { started.calls(for: "g\($0)@example.com").isEmpty },
+            "nothing new starts after the shutdown")
         await connection.close()
     }
 
@@ -236,7 +280,9 @@ struct HostAndCLITests {
         let connection = try await worker.connect()
         let channel = try await connection.openChannel()
         let handled = (0..<5).filter { !started.calls(for: "w\($0)@example.com").isEmpty }.count
-        #expect(try await eventually { try await channel.queueStatus(worker.queue).messageCount == 5 }, "all 5 are back (\(handled) were started)")
+        #expect(
+            try await eventually { try await channel.queueStatus(worker.queue).messageCount == 5 },
+            "all 5 are back (\(handled) were started)")
         await connection.close()
     }
 }

@@ -3,8 +3,8 @@ import Synchronization
 import Testing
 import Warren
 import WarrenAMQP
-import WarrenTesting
 import WarrenTestSupport
+import WarrenTesting
 
 @Suite("Worker on the in-memory transport (WarrenTesting)")
 struct InMemoryWorkerTests {
@@ -12,8 +12,14 @@ struct InMemoryWorkerTests {
     /// Where handlers of `slow.example` wait: until it is true, or until they are cancelled.
     let slowGate = AwaitableState(false)
 
-    func emails(retry: RetryPolicy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])), timeout: Duration? = .seconds(5), concurrency: Int = 4) -> HandlerRegistration {
-        HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: concurrency, retry: retry, timeout: timeout)) { [recorder, slowGate] email, context in
+    func emails(
+        retry: RetryPolicy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.seconds(1), .seconds(2), .seconds(4)])),
+        timeout: Duration? = .seconds(5), concurrency: Int = 4
+    ) -> HandlerRegistration {
+        HandlerRegistration(
+            WelcomeEmail.self, queue: "emails",
+            options: HandlerOptions(maxConcurrentHandlers: concurrency, retry: retry, timeout: timeout)
+        ) { [recorder, slowGate] email, context in
             recorder.record(email, context)
             switch email.email.split(separator: "@").last ?? "" {
             case "flaky.example": if context.attempt < 3 { throw Flaky() }
@@ -29,7 +35,8 @@ struct InMemoryWorkerTests {
 
     @Test func successIsAcked() async throws {
         let harness = try await WarrenTestHarness(registrations: [emails()])
-        let event = try await harness.send(WelcomeEmail(userId: "1", email: "ok@example.com"), to: "emails", messageID: "m-1")
+        let event = try await harness.send(
+            WelcomeEmail(userId: "1", email: "ok@example.com"), to: "emails", messageID: "m-1")
         #expect(event.outcome == .acked)
         #expect(event.attempt == 1)
         #expect(event.messageID == "m-1")
@@ -44,20 +51,31 @@ struct InMemoryWorkerTests {
         #expect(warren.queueWait != nil, "published with Warren's header")
         let foreign = try await harness.sendRaw(
             Array(#"{"userId":"f","email":"f@example.com"}"#.utf8),
-            properties: AMQPProperties(contentType: "application/json", messageID: "foreign", timestamp: Date(), type: WelcomeEmail.messageType),
+            properties: AMQPProperties(
+                contentType: "application/json", messageID: "foreign", timestamp: Date(), type: WelcomeEmail.messageType
+            ),
             to: "emails")
-        #expect(foreign.outcome == .acked && foreign.queueWait == nil, "the AMQP timestamp's whole seconds are not a wait")
+        #expect(
+            foreign.outcome == .acked && foreign.queueWait == nil, "the AMQP timestamp's whole seconds are not a wait")
         await harness.stop()
     }
 
     @Test func aFailureReadsTheSameInItsEventAndItsDeadLetter() async throws {
-        let harness = try await WarrenTestHarness(registrations: [emails(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))])
-        let rejected = try await harness.send(WelcomeEmail(userId: "r", email: "x@bounce.example"), to: "emails", messageID: "rejected")
-        _ = try await harness.send(WelcomeEmail(userId: "b", email: "x@broken.example"), to: "emails", messageID: "broken")
+        let harness = try await WarrenTestHarness(registrations: [
+            emails(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
+        ])
+        let rejected = try await harness.send(
+            WelcomeEmail(userId: "r", email: "x@bounce.example"), to: "emails", messageID: "rejected")
+        _ = try await harness.send(
+            WelcomeEmail(userId: "b", email: "x@broken.example"), to: "emails", messageID: "broken")
         let exhausted = try await harness.advance(by: .seconds(1))
-        let letters = Dictionary(uniqueKeysWithValues: harness.deadLetters(of: "emails").map { ($0.messageID ?? "", $0) })
-        #expect(rejected.error == "Reject: mailbox does not exist" && letters["rejected"]?.reason?.detail == rejected.error)
-        #expect(letters["broken"]?.reason?.kind == .retriesExhausted && letters["broken"]?.reason?.detail == exhausted.error, "\(String(describing: exhausted.error))")
+        let letters = Dictionary(
+            uniqueKeysWithValues: harness.deadLetters(of: "emails").map { ($0.messageID ?? "", $0) })
+        #expect(
+            rejected.error == "Reject: mailbox does not exist" && letters["rejected"]?.reason?.detail == rejected.error)
+        #expect(
+            letters["broken"]?.reason?.kind == .retriesExhausted
+                && letters["broken"]?.reason?.detail == exhausted.error, "\(String(describing: exhausted.error))")
         #expect(letters["broken"]?.attempts == 2)
         await harness.stop()
     }
@@ -90,7 +108,8 @@ struct InMemoryWorkerTests {
 
     @Test func theLastAttemptGoesToTheDeadLetters() async throws {
         let harness = try await WarrenTestHarness(registrations: [emails()])
-        _ = try await harness.send(WelcomeEmail(userId: "3", email: "x@broken.example"), to: "emails", messageID: "doomed")
+        _ = try await harness.send(
+            WelcomeEmail(userId: "3", email: "x@broken.example"), to: "emails", messageID: "doomed")
         _ = try await harness.advance(by: .seconds(1))
         _ = try await harness.advance(by: .seconds(2))
         let last = try await harness.advance(by: .seconds(4))
@@ -105,7 +124,9 @@ struct InMemoryWorkerTests {
         #expect(letter.attempts == 4)
         #expect(letter.reason?.kind == .retriesExhausted)
         #expect(letter.originalQueue == "emails")
-        #expect(letter.properties.headers?[WarrenHeader.reason]?.stringValue == "retries-exhausted", "the header a foreign reader sees")
+        #expect(
+            letter.properties.headers?[WarrenHeader.reason]?.stringValue == "retries-exhausted",
+            "the header a foreign reader sees")
         await harness.stop()
     }
 
@@ -120,17 +141,33 @@ struct InMemoryWorkerTests {
         func props(type: String? = "email.welcome", contentType: String? = "application/json") -> AMQPProperties {
             AMQPProperties(contentType: contentType, messageID: UUID().uuidString, type: type)
         }
-        #expect(kind(try await harness.send(WelcomeEmail(userId: "4", email: "b@bounce.example"), to: "emails")) == .rejected)
-        #expect(kind(try await harness.sendRaw(Array(#"{"userId":"#.utf8), properties: props(), to: "emails")) == .undecodable)
+        #expect(
+            kind(try await harness.send(WelcomeEmail(userId: "4", email: "b@bounce.example"), to: "emails"))
+                == .rejected)
+        #expect(
+            kind(try await harness.sendRaw(Array(#"{"userId":"#.utf8), properties: props(), to: "emails"))
+                == .undecodable)
         #expect(kind(try await harness.sendRaw([], properties: props(), to: "emails")) == .undecodable)
         #expect(kind(try await harness.sendRaw([0xFF, 0xFE, 0x00], properties: props(), to: "emails")) == .undecodable)
-        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: "sms.welcome"), to: "emails")) == .unknownType)
-        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: nil), to: "emails")) == .unknownType)
-        #expect(kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: ""), to: "emails")) == .unknownType)
-        #expect(kind(try await harness.sendRaw(Array("<a/>".utf8), properties: props(contentType: "text/xml"), to: "emails")) == .unsupportedContentType)
-        #expect(kind(try await harness.sendRaw([UInt8](repeating: 0x20, count: 2048), properties: props(), to: "emails")) == .tooLarge)
+        #expect(
+            kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: "sms.welcome"), to: "emails"))
+                == .unknownType)
+        #expect(
+            kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: nil), to: "emails"))
+                == .unknownType)
+        #expect(
+            kind(try await harness.sendRaw(Array("{}".utf8), properties: props(type: ""), to: "emails")) == .unknownType
+        )
+        #expect(
+            kind(
+                try await harness.sendRaw(Array("<a/>".utf8), properties: props(contentType: "text/xml"), to: "emails"))
+                == .unsupportedContentType)
+        #expect(
+            kind(try await harness.sendRaw([UInt8](repeating: 0x20, count: 2048), properties: props(), to: "emails"))
+                == .tooLarge)
         let deeplyNested = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
-        #expect(kind(try await harness.sendRaw(Array(deeplyNested.utf8), properties: props(), to: "emails")) == .tooLarge)
+        #expect(
+            kind(try await harness.sendRaw(Array(deeplyNested.utf8), properties: props(), to: "emails")) == .tooLarge)
         #expect(harness.deadLetters(of: "emails").count == 10)
         #expect(recorder.calls(for: "b@bounce.example").count == 1, "a rejected message is not retried")
         await harness.stop()
@@ -156,16 +193,22 @@ struct InMemoryWorkerTests {
         let harness = try await WarrenTestHarness(registrations: [emails(concurrency: 1)])
         for n in 0..<3 {
             try await harness.transport.publish(
-                try JSONMessageCodec().encode(WelcomeEmail(userId: "\(n)", email: "s\(n)@slow.example")), to: .queue("emails"),
-                properties: AMQPProperties(contentType: "application/json", messageID: "slow-\(n)", type: "email.welcome"))
+                try JSONMessageCodec().encode(WelcomeEmail(userId: "\(n)", email: "s\(n)@slow.example")),
+                to: .queue("emails"),
+                properties: AMQPProperties(
+                    contentType: "application/json", messageID: "slow-\(n)", type: "email.welcome"))
         }
-        #expect(try await eventually { !recorder.calls(for: "s0@slow.example").isEmpty }, "the first handler is running; the rest wait")
+        #expect(
+            try await eventually { !recorder.calls(for: "s0@slow.example").isEmpty },
+            "the first handler is running; the rest wait")
         // The shutdown begins while the first handler runs; it finishes after that.
         harness.worker.shutdown()
         slowGate.update { $0 = true }
         await harness.stop()
         let settled = harness.unreadSettlements
-        #expect(settled.first { $0.messageID == "slow-0" }?.outcome == .acked, "the running handler finished within the grace period")
+        #expect(
+            settled.first { $0.messageID == "slow-0" }?.outcome == .acked,
+            "the running handler finished within the grace period")
         #expect(recorder.calls(for: "s1@slow.example").isEmpty && recorder.calls(for: "s2@slow.example").isEmpty)
         #expect(harness.transport.depth(of: "emails").ready == 2, "messages not started are back in the queue")
     }
@@ -199,7 +242,8 @@ struct InMemoryWorkerTests {
             }
         }
         let harness = try await WarrenTestHarness(registrations: [HandlerRegistration(Forwarder(), queue: "emails")])
-        let event = try await harness.send(WelcomeEmail(userId: "9", email: "f@example.com"), to: "emails", messageID: "origin")
+        let event = try await harness.send(
+            WelcomeEmail(userId: "9", email: "f@example.com"), to: "emails", messageID: "origin")
         #expect(event.outcome == .acked)
         let forwarded = try #require(harness.transport.peek("forwarded").first)
         #expect(forwarded.properties.type == "test.forwarded")
@@ -211,13 +255,18 @@ struct InMemoryWorkerTests {
 
     @Test func anIdempotencyStoreSkipsADuplicateMessageID() async throws {
         let store = InMemoryIdempotencyStore(capacity: 100)
-        let registration = HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(idempotency: store)) { [recorder] email, context in
+        let registration = HandlerRegistration(
+            WelcomeEmail.self, queue: "emails", options: HandlerOptions(idempotency: store)
+        ) { [recorder] email, context in
             recorder.record(email, context)
         }
         let harness = try await WarrenTestHarness(registrations: [registration])
-        let first = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
-        let second = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
-        let other = try await harness.send(WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "other-id")
+        let first = try await harness.send(
+            WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
+        let second = try await harness.send(
+            WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "same-id")
+        let other = try await harness.send(
+            WelcomeEmail(userId: "1", email: "once@example.com"), to: "emails", messageID: "other-id")
         #expect(first.outcome == .acked && !first.duplicate)
         #expect(second.outcome == .acked && second.duplicate)
         #expect(other.outcome == .acked && !other.duplicate)
@@ -243,7 +292,9 @@ struct InMemoryWorkerTests {
             static var messageType: String { "test.numbered" }
             var n: Int
         }
-        let registration = HandlerRegistration(Numbered.self, queue: "ordered", options: HandlerOptions(maxConcurrentHandlers: 1)) { message, _ in
+        let registration = HandlerRegistration(
+            Numbered.self, queue: "ordered", options: HandlerOptions(maxConcurrentHandlers: 1)
+        ) { message, _ in
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...5)))
             order.withLock { $0.append(message.n) }
         }

@@ -2,6 +2,7 @@ import Foundation
 import PropertyBased
 import Synchronization
 import Testing
+
 @testable import Warren
 @testable import WarrenJSON
 
@@ -63,12 +64,14 @@ struct JSONFastDecoderTests {
     static let sample = zip(
         zip(Gen.int(), text, double, Gen.int(in: -128...127).map { Int8($0) }),
         zip(Gen.int().map { UInt64(bitPattern: Int64($0)) }, Gen.bool, Gen.int(in: 0...253_402_300_799)),
-        zip(text.optional, text.array(of: 0...3), inner.optional,
+        zip(
+            text.optional, text.array(of: 0...3), inner.optional,
             Gen.int(in: Int(Int32.min)...Int(Int32.max)).map { Int32($0) }.array(of: 0...3).array(of: 0...2))
     ).map { first, second, third in
         Sample(
             id: first.0, name: first.1, price: first.2, small: first.3, big: second.0, flag: second.1,
-            when: Date(timeIntervalSince1970: Double(second.2)), note: third.0, tags: third.1, inner: third.2, matrix: third.3)
+            when: Date(timeIntervalSince1970: Double(second.2)), note: third.0, tags: third.1, inner: third.2,
+            matrix: third.3)
     }
 
     @Test func generatedMessagesTakeTheFastPathAndReadAsJSONDecoderReadsThem() async {
@@ -86,8 +89,10 @@ struct JSONFastDecoderTests {
         "0", "-0", "1", "-1", "1.0", "1.5", "1e2", "1E-2", "-0.0", "01", "+1", ".5", "1.", "2e", "1e400", "1e-400",
         "9223372036854775807", "9223372036854775808", "-9223372036854775808", "18446744073709551616", "4.9e-324",
         "true", "false", "null", "nul", "\"\"", "\"a\"", "\"\\u00e9\"", "\"\\ud83d\\ude00\"", "\"\\ud83d\"", "\"\\x\"",
-        "\"2026-11-25T16:58:30Z\"", "\"2026-11-25T16:58:30.5Z\"", "\"2026-02-30T00:00:00Z\"", "\"1969-12-31T23:59:59Z\"",
-        "\"2026-11-25T16:58:30+01:00\"", "\"2024-02-29T23:59:59Z\"", "\"9999-12-31T23:59:59Z\"", "\"2026-11-25 16:58:30Z\"",
+        "\"2026-11-25T16:58:30Z\"", "\"2026-11-25T16:58:30.5Z\"", "\"2026-02-30T00:00:00Z\"",
+        "\"1969-12-31T23:59:59Z\"",
+        "\"2026-11-25T16:58:30+01:00\"", "\"2024-02-29T23:59:59Z\"", "\"9999-12-31T23:59:59Z\"",
+        "\"2026-11-25 16:58:30Z\"",
         "[]", "[1,2]", "[1,]", "{}", " ", "\n", "\t", ",", ":", "{\"id\":1,\"id\":2}", "\"\u{7}\"",
     ])
     static let keyName = Gen.element(of: ["id", "name", "price", "when", "flag", "tags", "x"])
@@ -146,10 +151,12 @@ struct JSONFastDecoderTests {
     /// position of such a word and across word boundaries, must read as JSONDecoder reads it (or be handed over).
     @Test func everyByteAtEveryPositionOfAStringReadsAsJSONDecoderReadsIt() throws {
         var readByFastPath = 0
-        let insertions: [[UInt8]] = (0...255).map { [UInt8($0)] } + [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array("é".utf8), Array("😀".utf8)]
+        let insertions: [[UInt8]] =
+            (0...255).map { [UInt8($0)] } + [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array("é".utf8), Array("😀".utf8)]
         for insertion in insertions {
             for offset in 0..<18 {
-                let body = Array(#"[""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: offset) + insertion
+                let body =
+                    Array(#"[""#.utf8) + Array(repeating: UInt8(ascii: "a"), count: offset) + insertion
                     + Array(repeating: UInt8(ascii: "b"), count: 19 - offset) + Array(#""]"#.utf8)
                 let expected = try? Self.foundation.decode([String].self, from: Data(body))
                 let fast = JSONFastDecoder.decode([String].self, from: body)
@@ -192,7 +199,9 @@ struct JSONFastDecoderTests {
     @Test func aSwallowedGiveUpStillDefersToJSONDecoder() throws {
         let body = Array(#"{"amount":5.0}"#.utf8)
         #expect(JSONFastDecoder.decode(Forgiving.self, from: body) == nil)
-        #expect(try JSONMessageCodec().decode(Forgiving.self, from: body) == (try Self.foundation.decode(Forgiving.self, from: Data(body))))
+        #expect(
+            try JSONMessageCodec().decode(Forgiving.self, from: body)
+                == (try Self.foundation.decode(Forgiving.self, from: Data(body))))
         #expect(try JSONMessageCodec().decode(Forgiving.self, from: Array(#"{"amount":"x"}"#.utf8)).amount == -1)
     }
 
@@ -214,7 +223,8 @@ struct JSONFastDecoderTests {
             #expect(codec.skipsFastPath(for: Priced.self) == (n + 1 >= FastPathRecord.givingUpLimit))
             // Bad bodies do not count against a type: JSONDecoder cannot read them either.
             #expect(throws: (any Error).self) { try codec.decode(Plain.self, from: Array(#"{"sku":1}"#.utf8)) }
-            #expect(try codec.decode(Plain.self, from: Self.encode(Plain(sku: "p", cents: n))) == Plain(sku: "p", cents: n))
+            #expect(
+                try codec.decode(Plain.self, from: Self.encode(Plain(sku: "p", cents: n))) == Plain(sku: "p", cents: n))
         }
         #expect(!codec.skipsFastPath(for: Plain.self))
     }
@@ -246,7 +256,8 @@ struct JSONDifferentialPassTests {
         let line = try #require(run.output.split(separator: "\n").last)
         #expect(line.contains("20000 inputs"))
         // The pass must reach the fast path, not only its ways of giving up.
-        let read = line.split(separator: " ").firstIndex(of: "read").flatMap { Int(line.split(separator: " ")[$0 - 1]) } ?? 0
+        let read =
+            line.split(separator: " ").firstIndex(of: "read").flatMap { Int(line.split(separator: " ")[$0 - 1]) } ?? 0
         #expect(read > 2_000, "\(line)")
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import PropertyBased
 import Testing
+
 @testable import Warren
 @testable import WarrenJSON
 
@@ -41,7 +42,9 @@ struct JSONFastEncoderTests {
         case .string(let text): "\"" + text.debugDescription + "\""
         case .array(let elements): "[" + elements.map(render).joined(separator: ",") + "]"
         case .object(let members):
-            "{" + members.sorted { $0.key < $1.key }.map { $0.key.debugDescription + ":" + render($0.value) }.joined(separator: ",") + "}"
+            "{"
+                + members.sorted { $0.key < $1.key }.map { $0.key.debugDescription + ":" + render($0.value) }.joined(
+                    separator: ",") + "}"
         }
     }
 
@@ -64,7 +67,10 @@ struct JSONFastEncoderTests {
             try Self.expectSameBytes(texts)
         }
 
-        let doubles: [Double] = [0, -0.0, 1, -1, 0.1, 1e15, 1e16, 1e20, 1e21, 1e-7, 123456789.123, .leastNonzeroMagnitude, .greatestFiniteMagnitude, -.leastNormalMagnitude, 100, 2.5e-5]
+        let doubles: [Double] = [
+            0, -0.0, 1, -1, 0.1, 1e15, 1e16, 1e20, 1e21, 1e-7, 123456789.123, .leastNonzeroMagnitude,
+            .greatestFiniteMagnitude, -.leastNormalMagnitude, 100, 2.5e-5,
+        ]
         try Self.expectSameBytes(doubles)
         await propertyCheck(count: 300, input: Generated.double.array(of: 1...8)) { values in
             try Self.expectSameBytes(values)
@@ -74,7 +80,18 @@ struct JSONFastEncoderTests {
             try Self.expectSameBytes(floats)
         }
 
-        struct Integers: Codable { var i8: [Int8]; var u8: [UInt8]; var i16: [Int16]; var u16: [UInt16]; var i32: [Int32]; var u32: [UInt32]; var i64: [Int64]; var u64: [UInt64]; var i: [Int]; var u: [UInt] }
+        struct Integers: Codable {
+            var i8: [Int8]
+            var u8: [UInt8]
+            var i16: [Int16]
+            var u16: [UInt16]
+            var i32: [Int32]
+            var u32: [UInt32]
+            var i64: [Int64]
+            var u64: [UInt64]
+            var i: [Int]
+            var u: [UInt]
+        }
         let extremes = Integers(
             i8: [.min, -1, 0, .max], u8: [0, .max], i16: [.min, .max], u16: [.max], i32: [.min, .max], u32: [.max],
             i64: [.min, -10, 9, .max], u64: [0, 10, .max], i: [.min, .max], u: [.max])
@@ -91,10 +108,13 @@ struct JSONFastEncoderTests {
 
     @Test func datesAreByteForByteJSONEncoders() async throws {
         // 1600-01-01 to 9999-12-31, with fractions after 1970 (JSONEncoder drops them) and whole seconds before.
-        let edges: [Double] = [0, 0.999, -1, -86_400, -11_676_096_000, 253_402_300_799.5, 951_782_400, 951_868_799, 1_700_000_000.123]
+        let edges: [Double] = [
+            0, 0.999, -1, -86_400, -11_676_096_000, 253_402_300_799.5, 951_782_400, 951_868_799, 1_700_000_000.123,
+        ]
         let dates = edges.map { Date(timeIntervalSince1970: $0) }
         try Self.expectSameBytes(dates)
-        await propertyCheck(count: 300, input: Gen.int(in: -11_676_096_000...253_402_300_799).array(of: 1...6)) { seconds in
+        await propertyCheck(count: 300, input: Gen.int(in: -11_676_096_000...253_402_300_799).array(of: 1...6)) {
+            seconds in
             let dates = seconds.enumerated().map { index, second in
                 Date(timeIntervalSince1970: Double(second) + (second >= 0 && index % 2 == 1 ? 0.75 : 0))
             }
@@ -126,7 +146,8 @@ struct JSONFastEncoderTests {
 
     @Test func nestedContainersUsedInOrderAreWritten() throws {
         let fast = try #require(JSONFastEncoder.encode(Nested()))
-        #expect(String(decoding: fast, as: UTF8.self) == #"{"inner":{"x":1,"list":["a",{"y":true}]},"z":"after","n":null}"#)
+        #expect(
+            String(decoding: fast, as: UTF8.self) == #"{"inner":{"x":1,"list":["a",{"y":true}]},"z":"after","n":null}"#)
         let reference = try Self.foundation(Nested())
         #expect(Self.sameJSON(fast, reference))
     }
@@ -203,7 +224,8 @@ struct JSONFastEncoderTests {
         let handedOverReference = try Self.foundation(handedOver)
         #expect(try codec.encode(handedOver) == handedOverReference)
         let sample = Generated.Sample(
-            id: 7, name: "n/ä\"\n", price: 9.5, small: -3, big: .max, flag: true, when: Date(timeIntervalSince1970: 1_700_000_000),
+            id: 7, name: "n/ä\"\n", price: 9.5, small: -3, big: .max, flag: true,
+            when: Date(timeIntervalSince1970: 1_700_000_000),
             note: nil, tags: ["a"], inner: .init(a: 1, b: [nil, 2.25], c: ["k": 1]), matrix: [[1, 2], []])
         let sampleReference = try Self.foundation(sample)
         #expect(Self.sameJSON(try codec.encode(sample), sampleReference))

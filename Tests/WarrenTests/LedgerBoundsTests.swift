@@ -1,8 +1,9 @@
 import Foundation
 import Testing
-import WarrenTestSupport
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
+import WarrenTestSupport
+
 @testable import WarrenLedger
 
 /// What anyone who may publish to `warren.events`, or to a dead-letter queue, can do to a ledger's store: bounded.
@@ -11,35 +12,45 @@ struct LedgerBoundsTests {
     let now = Int64(1_795_000_000_000)
 
     func event(_ kind: WarrenEvent.Kind, _ id: String, at: Int64, error: String? = nil) -> WarrenEvent {
-        WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: 1, atMs: at, error: error)
+        WarrenEvent(
+            event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: 1, atMs: at, error: error)
     }
 
     @Test func fieldsAreCutAndNULsReplacedWithoutSplittingACharacter() {
         var cut = false
         var hostile = event(.deadLetter, "m", at: now, error: String(repeating: "é", count: 10_000) + "\u{0}")
         hostile.type = String(repeating: "t", count: 300)
-        hostile.headers = Dictionary(uniqueKeysWithValues: (0..<100).map { ("h\($0)", String(repeating: "v", count: 5_000)) })
+        hostile.headers = Dictionary(
+            uniqueKeysWithValues: (0..<100).map { ("h\($0)", String(repeating: "v", count: 5_000)) })
         hostile.body = String(repeating: "b", count: 300_000)
         let bounded = try! #require(LedgerBounds.bounded(hostile, cut: &cut))
         #expect(cut)
         #expect(bounded.error?.utf8.count ?? 0 <= LedgerBounds.errorBytes && bounded.error?.hasPrefix("éé") == true)
         #expect(bounded.error?.unicodeScalars.allSatisfy { $0 == "é" } == true, "cut between characters")
         #expect(bounded.type?.utf8.count == LedgerBounds.nameBytes)
-        #expect(bounded.headers?.count == LedgerBounds.headerCount && bounded.headers?.values.allSatisfy { $0.utf8.count <= LedgerBounds.headerValueBytes } == true)
+        #expect(
+            bounded.headers?.count == LedgerBounds.headerCount
+                && bounded.headers?.values.allSatisfy { $0.utf8.count <= LedgerBounds.headerValueBytes } == true)
         #expect(bounded.body?.utf8.count == LedgerBounds.bodyBytes && bounded.bodyTruncated == true)
         var nul = event(.ack, "n", at: now, error: "a\u{0}b")
         nul.host = "\u{0}"
         #expect(LedgerBounds.bounded(nul, cut: &cut)?.error == "a\u{FFFD}b")
-        #expect(LedgerBounds.bounded(event(.ack, String(repeating: "i", count: 256), at: now), cut: &cut) == nil, "no AMQP message has this id")
+        #expect(
+            LedgerBounds.bounded(event(.ack, String(repeating: "i", count: 256), at: now), cut: &cut) == nil,
+            "no AMQP message has this id")
         #expect(LedgerBounds.bounded(event(.ack, "a\u{0}", at: now), cut: &cut) == nil)
         var base64 = event(.deadLetter, "b", at: now)
         base64.bodyEncoding = "base64\u{0}" + String(repeating: "x", count: 100)
         base64.body = String(repeating: "e\u{301}", count: 200_000) + "\u{0}"  // one character, three bytes each
         let cleaned = try! #require(LedgerBounds.bounded(base64, cut: &cut))
         #expect(cleaned.bodyEncoding?.utf8.count ?? 0 <= 16 && cleaned.bodyEncoding?.utf8.contains(0) == false)
-        #expect(cleaned.body?.utf8.count ?? 0 <= LedgerBounds.bodyBytes && cleaned.body?.utf8.contains(0) == false && cleaned.bodyTruncated == true)
+        #expect(
+            cleaned.body?.utf8.count ?? 0 <= LedgerBounds.bodyBytes && cleaned.body?.utf8.contains(0) == false
+                && cleaned.bodyTruncated == true)
         var fine = false
-        #expect(LedgerBounds.bounded(event(.ack, "ok", at: now, error: "short"), cut: &fine) == event(.ack, "ok", at: now, error: "short") && !fine)
+        #expect(
+            LedgerBounds.bounded(event(.ack, "ok", at: now, error: "short"), cut: &fine)
+                == event(.ack, "ok", at: now, error: "short") && !fine)
     }
 
     @Test(arguments: StoreKind.allCases)
@@ -58,7 +69,8 @@ struct LedgerBoundsTests {
             #expect(try await store.job(messageID: "other-2")?.state == .succeeded)
             let flood = try #require(try await store.job(messageID: "flood"))
             #expect(flood.timeline.count <= LedgerBounds.eventsPerJob)
-            #expect(try await store.eventCount() == LedgerBounds.eventsPerJob + 2, "1,000 of the flood, and the two others")
+            #expect(
+                try await store.eventCount() == LedgerBounds.eventsPerJob + 2, "1,000 of the flood, and the two others")
             // Later batches add nothing more for that job, and a job's dead letters stop at their bound.
             try await store.record((0..<10).map { event(.deadLetter, "flood", at: now + 20_000 + Int64($0)) })
             #expect(try await store.eventCount() == LedgerBounds.eventsPerJob + 2)
@@ -69,7 +81,11 @@ struct LedgerBoundsTests {
 
     @Test func aBatchOfMoreThanAThousandEventsIsRefusedBeforeItsEventsAreBuilt() throws {
         func batch(_ count: Int) -> Data {
-            Data(("[" + Array(repeating: #"{"schema":1,"event":"ack","message_id":"m","queue":"q","at_ms":1}"#, count: count).joined(separator: ",") + "]").utf8)
+            Data(
+                ("["
+                    + Array(
+                        repeating: #"{"schema":1,"event":"ack","message_id":"m","queue":"q","at_ms":1}"#, count: count
+                    ).joined(separator: ",") + "]").utf8)
         }
         #expect(try JSONDecoder().decode(EventBatch.self, from: batch(1_000)).events.count == 1_000)
         #expect {
@@ -84,7 +100,9 @@ struct LedgerBoundsTests {
             let message = StoredMessage(body: Array("x".utf8), properties: AMQPProperties(messageID: "nul\u{0}id"))
             try await store.take([IngestedDeadLetter(message: message, queue: "emails", receivedAtMs: now)])
             let held = try await store.heldDeadLetters(matching: DeadLetterFilter(), after: nil, limit: 10)
-            #expect(held.map(\.messageID) == ["nul\u{FFFD}id"] && held.first?.message.properties.messageID == "nul\u{0}id", "the message keeps its own id")
+            #expect(
+                held.map(\.messageID) == ["nul\u{FFFD}id"] && held.first?.message.properties.messageID == "nul\u{0}id",
+                "the message keeps its own id")
             // A base64 body with a NUL, from an event: recorded (PostgreSQL refused the whole batch before).
             var letter = event(.deadLetter, "b64", at: now, error: "x")
             letter.bodyEncoding = "base64"
@@ -100,9 +118,11 @@ struct LedgerBoundsTests {
             try await store.migrate()
             let day: Int64 = 86_400_000
             for age in [400, 366, 10, 0] as [Int64] {
-                _ = try await store.recordAudit(AuditEntry(
-                    atMs: now - age * day, actor: "ada", role: "operator", action: "replay", target: "message m-\(age)", count: 1,
-                    outcome: "done", requestID: "r-\(age)"))
+                _ = try await store.recordAudit(
+                    AuditEntry(
+                        atMs: now - age * day, actor: "ada", role: "operator", action: "replay",
+                        target: "message m-\(age)", count: 1,
+                        outcome: "done", requestID: "r-\(age)"))
             }
             var policy = RetentionPolicy.keepEverything
             policy.audit = .seconds(365 * 86_400)
@@ -120,7 +140,14 @@ struct LedgerBoundsTests {
             let expired = StoredMessage(
                 body: Array("expired".utf8),
                 properties: AMQPProperties(
-                    headers: ["x-death": [["queue": "emails", "reason": "expired", "count": .int64(1), "time": .timestamp(1_795_000_000)]]],
+                    headers: [
+                        "x-death": [
+                            [
+                                "queue": "emails", "reason": "expired", "count": .int64(1),
+                                "time": .timestamp(1_795_000_000),
+                            ]
+                        ]
+                    ],
                     messageID: "ttl-1"))
             let first = IngestedDeadLetter(message: expired, queue: "emails", receivedAtMs: now)
             let again = IngestedDeadLetter(message: expired, queue: "emails", receivedAtMs: now + 5_000)
@@ -129,7 +156,8 @@ struct LedgerBoundsTests {
             try await store.take([again])
             #expect(try await store.deadLetters(messageID: "ttl-1").count == 1)
             // A foreign producer's message with no time at all: recognised by its content.
-            let foreign = StoredMessage(body: Array("foreign".utf8), properties: AMQPProperties(contentType: "text/plain"))
+            let foreign = StoredMessage(
+                body: Array("foreign".utf8), properties: AMQPProperties(contentType: "text/plain"))
             let one = IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now)
             let two = IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now + 7_000)
             #expect(one.keyedByReceipt && one.messageID == two.messageID)
@@ -138,12 +166,17 @@ struct LedgerBoundsTests {
             #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 1)
             // Once replayed, the same content arriving again is a new dead letter, held again.
             let operation = DeadLetterOperation(
-                id: "op-foreign", action: .replay, filter: DeadLetterFilter(messageID: one.messageID), actor: "ada", role: "operator",
+                id: "op-foreign", action: .replay, filter: DeadLetterFilter(messageID: one.messageID), actor: "ada",
+                role: "operator",
                 createdAtMs: now, total: 1)
             try await store.createOperation(operation)
-            let toSettle = try await store.heldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID), after: nil, limit: 10)
+            let toSettle = try await store.heldDeadLetters(
+                matching: DeadLetterFilter(messageID: one.messageID), after: nil, limit: 10)
             _ = try await store.settle(
-                toSettle, events: toSettle.map { WarrenEvent(event: .replayed, messageID: $0.messageID, type: nil, queue: "emails", atMs: now + 1) },
+                toSettle,
+                events: toSettle.map {
+                    WarrenEvent(event: .replayed, messageID: $0.messageID, type: nil, queue: "emails", atMs: now + 1)
+                },
                 for: operation, nowMs: now + 1)
             #expect(try await store.countHeldDeadLetters(matching: DeadLetterFilter(messageID: one.messageID)) == 0)
             try await store.take([IngestedDeadLetter(message: foreign, queue: "emails", receivedAtMs: now + 60_000)])
@@ -160,14 +193,18 @@ struct LedgerBoundsTests {
     @Test func hostileTimesInACopyNeitherTrapNorKeyIt() throws {
         for value in [Int64.max, Int64.min, -1, 253_402_300_800_000] {
             let message = StoredMessage(
-                body: [], properties: AMQPProperties(headers: [WarrenHeader.lastFailureAt: .int64(value)], messageID: "m", timestamp: Date(timeIntervalSince1970: 1.8e19)))
+                body: [],
+                properties: AMQPProperties(
+                    headers: [WarrenHeader.lastFailureAt: .int64(value)], messageID: "m",
+                    timestamp: Date(timeIntervalSince1970: 1.8e19)))
             let letter = IngestedDeadLetter(message: message, queue: "q", receivedAtMs: now)
             #expect(letter.event.atMs == now && letter.keyedByReceipt, "\(value)")
             _ = try message.encodedProperties()
         }
         let deaths: AMQPTable = ["x-death": [["time": .timestamp(UInt64.max)], ["time": .timestamp(1_000)], "garbage"]]
         #expect(IngestedDeadLetter.death(deaths)?.atMs == 1_000_000)
-        #expect(UnixMilliseconds.from(Date(timeIntervalSince1970: .nan)) == nil && UnixMilliseconds.from(Int64.min) == nil)
+        #expect(
+            UnixMilliseconds.from(Date(timeIntervalSince1970: .nan)) == nil && UnixMilliseconds.from(Int64.min) == nil)
     }
 
     @Test func anEmptyAMQPTypeFallsBackToWarrensHeaderEverywhere() {

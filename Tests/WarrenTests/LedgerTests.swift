@@ -2,9 +2,10 @@ import Foundation
 import SQLiteNIO
 import Synchronization
 import Testing
-import WarrenTestSupport
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
+import WarrenTestSupport
+
 @testable import WarrenLedger
 
 /// The stores every ledger test runs against.
@@ -49,8 +50,12 @@ func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) a
 
 @Suite("Ledger stores (SQLite, PostgreSQL)", .tags(.postgres), .needs(.postgres))
 struct LedgerStoreTests {
-    func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil) -> WarrenEvent {
-        WarrenEvent(event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at, error: error, host: "w1")
+    func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil)
+        -> WarrenEvent
+    {
+        WarrenEvent(
+            event: kind, messageID: id, type: "email.welcome", queue: "emails", attempt: attempt, atMs: at,
+            error: error, host: "w1")
     }
 
     @Test func migrationsRunOnceOnPostgreSQLTooEvenTwoAtATime() async throws {
@@ -68,7 +73,9 @@ struct LedgerStoreTests {
     @Test func aPurgedDeadLetterEndsItsJobWithoutAnotherAttempt() {
         let events = [
             WarrenEvent(event: .published, messageID: "p", type: "t", queue: "q", atMs: 1_000),
-            WarrenEvent(event: .deadLetter, messageID: "p", type: "t", queue: "q", attempt: 2, atMs: 1_100, error: "boom", reason: "rejected"),
+            WarrenEvent(
+                event: .deadLetter, messageID: "p", type: "t", queue: "q", attempt: 2, atMs: 1_100, error: "boom",
+                reason: "rejected"),
             WarrenEvent(event: .purged, messageID: "p", type: "t", queue: "q", atMs: 1_200),
         ]
         let update = JobUpdate.fold(events)
@@ -110,7 +117,9 @@ struct LedgerStoreTests {
             job = try #require(try await store.job(messageID: "a"))
             #expect(job.state == .succeeded && job.attempts == 2)
             #expect(job.timeline.map(\.attempt) == [1, 2] && job.timeline.map(\.outcome) == ["retry", "ack"])
-            #expect(job.timeline[0].error == "421 busy" && job.timeline[1].startedAtMs == 1210 && job.timeline[1].endedAtMs == 1250)
+            #expect(
+                job.timeline[0].error == "421 busy" && job.timeline[1].startedAtMs == 1210
+                    && job.timeline[1].endedAtMs == 1250)
 
             var letter = event(.deadLetter, "b", attempt: 1, at: 300, error: "550 no such mailbox")
             letter.reason = "rejected"
@@ -130,7 +139,9 @@ struct LedgerStoreTests {
             try await store.record([event(.started, "same", attempt: 1, at: 500)])
             let job = try #require(try await store.job(messageID: "same"))
             #expect(job.state == .succeeded)
-            #expect(job.timeline.count == 1 && job.timeline.first?.startedAtMs == 500 && job.timeline.first?.outcome == "ack")
+            #expect(
+                job.timeline.count == 1 && job.timeline.first?.startedAtMs == 500
+                    && job.timeline.first?.outcome == "ack")
         }
     }
 
@@ -144,31 +155,54 @@ struct LedgerStoreTests {
             try await store.record([event(.published, "short", at: 700), ack])
             let job = try #require(try await store.job(messageID: "short"))
             #expect(job.state == .succeeded && job.attempts == 2)
-            #expect(job.timeline == [JobStatus.Attempt(attempt: 2, startedAtMs: 880, endedAtMs: 900, outcome: "ack", durationMs: 20, host: "w1")])
+            #expect(
+                job.timeline == [
+                    JobStatus.Attempt(
+                        attempt: 2, startedAtMs: 880, endedAtMs: 900, outcome: "ack", durationMs: 20, host: "w1")
+                ])
         }
     }
 
     @Test func errorsAreMaskedSoThatFailuresOfOneKindGroupTogether() {
-        #expect(FailureFingerprint.mask("550 mailbox 4711@example.com does not exist") == "550 mailbox #@example.com does not exist")
-        #expect(FailureFingerprint.mask("order 0b9e6c1a-47f2-4c1e-9d3a-5b2f8e7c6d10 not found (took 1520 ms)") == "order <uuid> not found (took # ms)")
+        #expect(
+            FailureFingerprint.mask("550 mailbox 4711@example.com does not exist")
+                == "550 mailbox #@example.com does not exist")
+        #expect(
+            FailureFingerprint.mask("order 0b9e6c1a-47f2-4c1e-9d3a-5b2f8e7c6d10 not found (took 1520 ms)")
+                == "order <uuid> not found (took # ms)")
         #expect(FailureFingerprint.mask("object 5f2b9c1e8a7d not in shard s12") == "object <hex> not in shard s#")
         #expect(FailureFingerprint.mask("HTTP 503 from api-7.internal:8443") == "HTTP 503 from api-#.internal:#")
-        #expect(FailureFingerprint.mask("user 123 has no mailbox") == "user # has no mailbox", "a three-digit id is not a status code")
-        #expect(FailureFingerprint.mask("Reject: 550 mailbox 42@x does not exist") == "Reject: 550 mailbox #@x does not exist")
+        #expect(
+            FailureFingerprint.mask("user 123 has no mailbox") == "user # has no mailbox",
+            "a three-digit id is not a status code")
+        #expect(
+            FailureFingerprint.mask("Reject: 550 mailbox 42@x does not exist")
+                == "Reject: 550 mailbox #@x does not exist")
         #expect(FailureFingerprint.mask(String(repeating: "x", count: 5_000)).count == 500)
         // Stable across processes and releases: a group's id may be kept in a URL or a note.
-        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
-            == FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 22@x does not exist"))
-        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist") == "4ba209d319ac59eb")
-        #expect(FailureFingerprint.groupID(type: "email.welcome", reason: "retries-exhausted", error: "550 mailbox 1@x does not exist")
-            != FailureFingerprint.groupID(type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist"))
+        #expect(
+            FailureFingerprint.groupID(
+                type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
+                == FailureFingerprint.groupID(
+                    type: "email.welcome", reason: "rejected", error: "550 mailbox 22@x does not exist"))
+        #expect(
+            FailureFingerprint.groupID(
+                type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
+                == "4ba209d319ac59eb")
+        #expect(
+            FailureFingerprint.groupID(
+                type: "email.welcome", reason: "retries-exhausted", error: "550 mailbox 1@x does not exist")
+                != FailureFingerprint.groupID(
+                    type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist"))
     }
 
     @Test(arguments: StoreKind.allCases)
     func deadLettersAreGroupedByFailure(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
             try await store.migrate()
-            func letter(_ id: String, at: Int64, error: String, reason: String = "rejected", queue: String = "emails") -> WarrenEvent {
+            func letter(_ id: String, at: Int64, error: String, reason: String = "rejected", queue: String = "emails")
+                -> WarrenEvent
+            {
                 var letter = event(.deadLetter, id, attempt: 1, at: at, error: error)
                 letter.reason = reason
                 letter.queue = queue
@@ -183,18 +217,30 @@ struct LedgerStoreTests {
             let groups = try await store.failureGroups(matching: FailureGroupQuery())
             #expect(groups.map(\.count) == [3, 1], "most recently seen first")
             let mailbox = try #require(groups.first)
-            #expect(mailbox.error == "550 mailbox #@x does not exist" && mailbox.reason == "rejected" && mailbox.type == "email.welcome")
-            #expect(mailbox.firstAtMs == 100 && mailbox.lastAtMs == 400 && ["a", "b", "d"].contains(mailbox.sampleMessageID))
+            #expect(
+                mailbox.error == "550 mailbox #@x does not exist" && mailbox.reason == "rejected"
+                    && mailbox.type == "email.welcome")
+            #expect(
+                mailbox.firstAtMs == 100 && mailbox.lastAtMs == 400
+                    && ["a", "b", "d"].contains(mailbox.sampleMessageID))
             #expect(try await store.failureGroups(matching: FailureGroupQuery(queue: "emails")).map(\.count) == [2, 1])
-            #expect(try await store.failureGroups(matching: FailureGroupQuery(sinceMs: 150, untilMs: 350)).map(\.count) == [1, 1])
+            #expect(
+                try await store.failureGroups(matching: FailureGroupQuery(sinceMs: 150, untilMs: 350)).map(\.count) == [
+                    1, 1,
+                ])
             #expect(try await store.failureGroups(matching: FailureGroupQuery(limit: 1)).count == 1)
 
             // A group's dead letters, page by page; one dead letter whole.
             let first = try await store.deadLetters(matching: DeadLetterQuery(groupID: mailbox.groupID, limit: 2))
-            #expect(first.deadLetters.map(\.messageID) == ["d", "b"] && first.deadLetters.allSatisfy { $0.body == nil && $0.headers == nil })
-            let second = try await store.deadLetters(matching: DeadLetterQuery(groupID: mailbox.groupID, limit: 2, after: first.next))
+            #expect(
+                first.deadLetters.map(\.messageID) == ["d", "b"]
+                    && first.deadLetters.allSatisfy { $0.body == nil && $0.headers == nil })
+            let second = try await store.deadLetters(
+                matching: DeadLetterQuery(groupID: mailbox.groupID, limit: 2, after: first.next))
             #expect(second.deadLetters.map(\.messageID) == ["a"] && second.next == nil)
-            #expect(try await store.deadLetters(matching: DeadLetterQuery(queue: "emails", sinceMs: 150)).deadLetters.map(\.messageID) == ["b", "c"])
+            #expect(
+                try await store.deadLetters(matching: DeadLetterQuery(queue: "emails", sinceMs: 150)).deadLetters.map(
+                    \.messageID) == ["b", "c"])
             var hostile = letter("e", at: 500, error: "<script>alert(1)</script>")
             hostile.headers = ["x-note": "<b>bold</b>", "x-warren-attempt": "1"]
             hostile.body = "<script>alert('body')</script>"
@@ -202,8 +248,12 @@ struct LedgerStoreTests {
             hostile.bodyTruncated = true
             try await store.record([hostile])
             let whole = try #require(try await store.deadLetters(messageID: "e").first)
-            #expect(whole.headers == ["x-note": "<b>bold</b>", "x-warren-attempt": "1"] && whole.body == "<script>alert('body')</script>")
-            #expect(whole.bodyEncoding == "utf8" && whole.bodyTruncated == true && whole.reason == "rejected" && whole.groupID != nil)
+            #expect(
+                whole.headers == ["x-note": "<b>bold</b>", "x-warren-attempt": "1"]
+                    && whole.body == "<script>alert('body')</script>")
+            #expect(
+                whole.bodyEncoding == "utf8" && whole.bodyTruncated == true && whole.reason == "rejected"
+                    && whole.groupID != nil)
             #expect(try await store.deadLetters(messageID: "nobody").isEmpty)
         }
     }
@@ -229,7 +279,9 @@ struct LedgerStoreTests {
         let store = try await refusingStore()
         do {
             let bad = event(.ack, "bad", attempt: 1, at: 2)
-            await #expect(throws: (any Error).self) { try await store.record([event(.started, "good", attempt: 1, at: 1), bad]) }
+            await #expect(throws: (any Error).self) {
+                try await store.record([event(.started, "good", attempt: 1, at: 1), bad])
+            }
             #expect(try await store.eventCount() == 0, "one transaction: the good event went too")
             #expect(try await store.job(messageID: "good") == nil)
         }
@@ -242,7 +294,9 @@ struct LedgerStoreTests {
             let commits = GroupCommit(store: store, queue: "warren.ledger")
             let bad = event(.ack, "bad", attempt: 1, at: 2)
             // Handed over together: the first write takes whatever is waiting, the rest go in the next group.
-            let batches = ["good-1", "bad", "good-2", "good-3"].map { id in (id, id == "bad" ? bad : event(.ack, id, attempt: 1, at: 3)) }
+            let batches = ["good-1", "bad", "good-2", "good-3"].map { id in
+                (id, id == "bad" ? bad : event(.ack, id, attempt: 1, at: 3))
+            }
             let results = await withTaskGroup(of: (String, Bool).self) { group in
                 for (id, batch) in batches {
                     group.addTask {
@@ -265,7 +319,8 @@ struct LedgerStoreTests {
     @Test func aCancelledLeaderWritesForNobodyElseAndTheOthersAreStillCommitted() async throws {
         // A write that honours cancellation, as a database driver does; the first two writes block until released.
         let written = Mutex<[[Int]]>([])
-        let writing = AwaitableState<[Int]>([]), released = AwaitableState<Set<[Int]>>([])
+        let writing = AwaitableState<[Int]>([])
+        let released = AwaitableState<Set<[Int]>>([])
         let commits = GroupCommit<Int> { items in
             try Task.checkCancellation()
             if items == [1] || items == [2, 3] {
@@ -324,9 +379,11 @@ struct LedgerStoreTests {
             #expect(seen.first == "job-119" && seen.last == "job-000", "newest first; ties by message id, descending")
             #expect(pages == 18)
 
-            let dead = try await store.jobs(matching: JobQuery(queue: "emails", type: "email.welcome", state: .deadLettered, limit: 500))
+            let dead = try await store.jobs(
+                matching: JobQuery(queue: "emails", type: "email.welcome", state: .deadLettered, limit: 500))
             #expect(dead.jobs.count == 20 && dead.next == nil)
-            #expect(dead.jobs.allSatisfy { $0.state == .deadLettered && $0.queue == "emails" && $0.reason == "rejected" })
+            #expect(
+                dead.jobs.allSatisfy { $0.state == .deadLettered && $0.queue == "emails" && $0.reason == "rejected" })
             let window = try await store.jobs(matching: JobQuery(sinceMs: 1_500, untilMs: 1_600))
             #expect(window.jobs.map(\.messageID) == (50..<60).reversed().map { String(format: "job-%03d", $0) })
             #expect(try await store.jobs(matching: JobQuery(type: "nothing")).jobs.isEmpty)
@@ -354,7 +411,8 @@ struct LedgerStoreTests {
                 event(.started, "running", attempt: 1, at: now - 1 * day),
             ])
             let policy = RetentionPolicy(
-                succeeded: .seconds(7 * 86_400), deadLettered: .seconds(15 * 86_400), unfinished: .seconds(30 * 86_400), maxJobs: nil)
+                succeeded: .seconds(7 * 86_400), deadLettered: .seconds(15 * 86_400), unfinished: .seconds(30 * 86_400),
+                maxJobs: nil)
             let pruned = try await store.prune(policy, nowMs: now)
             #expect(pruned == PruneResult(jobs: 3, events: 3))
             #expect(try await store.job(messageID: "old-success") == nil)
@@ -365,7 +423,8 @@ struct LedgerStoreTests {
             #expect(try await store.prune(policy, nowMs: now) == PruneResult(), "nothing more to prune")
 
             // Bounded: 2,500 more jobs, at most 1,000 kept, the oldest go first.
-            try await store.record((0..<2_500).map { event(.ack, String(format: "bulk-%04d", $0), attempt: 1, at: now + Int64($0)) })
+            try await store.record(
+                (0..<2_500).map { event(.ack, String(format: "bulk-%04d", $0), attempt: 1, at: now + Int64($0)) })
             var bound = RetentionPolicy.keepEverything
             bound.maxJobs = 1_000
             let bounded = try await store.prune(bound, nowMs: now)
@@ -378,17 +437,22 @@ struct LedgerStoreTests {
     }
 
     @Test func aVersion1FileIsUpgradedInPlace() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-v1-\(UUID().uuidString).sqlite").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "ledger-v1-\(UUID().uuidString).sqlite"
+        ).path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         // The file as schema version 1 left it, with a job in it.
         let old = try await SQLiteConnection.open(storage: .file(path: path))
-        _ = try await old.query("CREATE TABLE ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
+        _ = try await old.query(
+            "CREATE TABLE ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
         for statement in SQLiteLedgerDatabase.migrations[0].statements { _ = try await old.query(statement) }
         _ = try await old.query("INSERT INTO ledger_migrations VALUES (1, 0)")
         _ = try await old.query(
-            "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)")
+            "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)"
+        )
         _ = try await old.query(
-            "INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error) VALUES ('old', 5, 'q', 't', 'rejected', 'user 4711 not found')")
+            "INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error) VALUES ('old', 5, 'q', 't', 'rejected', 'user 4711 not found')"
+        )
         try await old.close()
 
         let store = try await SQLiteLedgerStore(path: path)
@@ -399,7 +463,11 @@ struct LedgerStoreTests {
         #expect(job.state == .succeeded && job.updatedAtMs == 30, "the latest of its times")
         #expect(try await store.jobs(matching: JobQuery(state: .succeeded)).jobs.map(\.messageID) == ["kept"])
         let groups = try await store.failureGroups(matching: FailureGroupQuery())
-        #expect(groups.map(\.error) == ["user # not found"] && groups.first?.groupID == FailureFingerprint.groupID(type: "t", reason: "rejected", error: "user 1 not found"))
+        #expect(
+            groups.map(\.error) == ["user # not found"]
+                && groups.first?.groupID
+                    == FailureFingerprint.groupID(type: "t", reason: "rejected", error: "user 1 not found")
+        )
         try await store.close()
     }
 
@@ -408,7 +476,10 @@ struct LedgerStoreTests {
         try await withStore(kind) { store in
             try await store.migrate()
             let many = (0..<1_000).flatMap { index in
-                [event(.started, "job-\(index)", attempt: 1, at: Int64(index)), event(.ack, "job-\(index)", attempt: 1, at: Int64(index) + 1)]
+                [
+                    event(.started, "job-\(index)", attempt: 1, at: Int64(index)),
+                    event(.ack, "job-\(index)", attempt: 1, at: Int64(index) + 1),
+                ]
             }
             try await store.record(many)
             #expect(try await store.eventCount() == 2_000)
@@ -430,9 +501,11 @@ struct LedgerBrokerTests {
             _ = testMetrics  // the process's metrics, bootstrapped before the ledger makes its gauge
             let url = try await TestBroker.url()
             let queue = TestBroker.uniqueName()
-            let exchange = TestBroker.uniqueName("events"), ledgerQueue = TestBroker.uniqueName("ledger")
+            let exchange = TestBroker.uniqueName("events")
+            let ledgerQueue = TestBroker.uniqueName("ledger")
             try await withStore(kind) { store in
-                let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+                let transport = RabbitMQTransport(
+                    endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
                 try await transport.start()
                 cleanups.add { await transport.close() }
                 let events = WarrenEventPublisher(
@@ -440,9 +513,11 @@ struct LedgerBrokerTests {
                     logger: TestBroker.quietLogger())
 
                 func startLedger() async throws -> (Ledger, Task<Void, any Error>) {
-                    let ledgerTransport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+                    let ledgerTransport = RabbitMQTransport(
+                        endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
                     let ledger = Ledger(
-                        transport: ledgerTransport, store: store, queue: ledgerQueue, exchange: exchange, logger: TestBroker.quietLogger())
+                        transport: ledgerTransport, store: store, queue: ledgerQueue, exchange: exchange,
+                        logger: TestBroker.quietLogger())
                     let running = Task { try await ledger.run() }
                     try await ledger.waitUntilConsuming(timeout: .seconds(30))
                     return (ledger, running)
@@ -458,15 +533,21 @@ struct LedgerBrokerTests {
                     if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
                     if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
                 }
-                let worker = try await RunningWorker.start(queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+                let worker = try await RunningWorker.start(
+                    queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
                 cleanups.add { await worker.stop() }
                 let publisher = WarrenPublisher(transport: transport, events: events)
                 for id in ["ok", "flaky", "bounce", "slow"] {
-                    try await publisher.publish(WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+                    try await publisher.publish(
+                        WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
                 }
 
-                #expect(try await eventually { try await store.job(messageID: "slow")?.state == .running }, "running while its handler runs")
-                #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .retrying }, "retrying between attempts")
+                #expect(
+                    try await eventually { try await store.job(messageID: "slow")?.state == .running },
+                    "running while its handler runs")
+                #expect(
+                    try await eventually { try await store.job(messageID: "flaky")?.state == .retrying },
+                    "retrying between attempts")
                 #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .succeeded })
                 #expect(try await eventually { try await store.job(messageID: "ok")?.state == .succeeded })
                 #expect(try await eventually { try await store.job(messageID: "bounce")?.state == .deadLettered })
@@ -488,18 +569,24 @@ struct LedgerBrokerTests {
                 let tap = TestBroker.uniqueName("tap")
                 try await probeChannel.queueDeclare(tap, exclusive: true)
                 try await probeChannel.queueBind(tap, exchange: exchange, routingKey: "#")
-                try await publisher.publish(WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
-                #expect(try await eventually {
-                    while let result = try await probeChannel.get(queue: tap, noAck: true) {
-                        let batch = try WarrenEvent.decodeBatch(result.delivery.body)
-                        if batch.contains(where: { $0.messageID == "later" && $0.event == .ack }) { return true }
-                    }
-                    return false
-                }, "the settlement of later was published")
-                #expect(try await probeChannel.queueStatus(ledgerQueue).messageCount > 0, "its events wait in the ledger's queue")
+                try await publisher.publish(
+                    WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
+                #expect(
+                    try await eventually {
+                        while let result = try await probeChannel.get(queue: tap, noAck: true) {
+                            let batch = try WarrenEvent.decodeBatch(result.delivery.body)
+                            if batch.contains(where: { $0.messageID == "later" && $0.event == .ack }) { return true }
+                        }
+                        return false
+                    }, "the settlement of later was published")
+                #expect(
+                    try await probeChannel.queueStatus(ledgerQueue).messageCount > 0,
+                    "its events wait in the ledger's queue")
                 await probe.close()
                 (ledger, running) = try await startLedger()
-                #expect(try await eventually { try await store.job(messageID: "later")?.state == .succeeded }, "recorded once a ledger runs again")
+                #expect(
+                    try await eventually { try await store.job(messageID: "later")?.state == .succeeded },
+                    "recorded once a ledger runs again")
                 #expect(try await eventually { try await store.job(messageID: "slow")?.state == .succeeded })
                 ledger.shutdown()
                 try await running.value

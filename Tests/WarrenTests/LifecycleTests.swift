@@ -16,7 +16,9 @@ struct LifecycleTests {
 
     @Test func sendReturnsTheSettlementOfItsOwnMessageWhenHandlersPublishFollowUps() async throws {
         let forwardedHandled = AwaitableState<Set<String>>([])
-        let forwarder = HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: 4)) { email, context in
+        let forwarder = HandlerRegistration(
+            WelcomeEmail.self, queue: "emails", options: HandlerOptions(maxConcurrentHandlers: 4)
+        ) { email, context in
             try await context.publish(Forwarded(email: email.email), to: .queue("forwarded"))
             // The follow-up is handled (and settled) while this handler still runs.
             try await forwardedHandled.wait { $0.contains(email.email) }
@@ -29,7 +31,11 @@ struct LifecycleTests {
             for n in 0..<3 {
                 group.addTask {
                     let id = "origin-\(n)"
-                    return (id, try await harness.send(WelcomeEmail(userId: "\(n)", email: "\(n)@example.com"), to: "emails", messageID: id))
+                    return (
+                        id,
+                        try await harness.send(
+                            WelcomeEmail(userId: "\(n)", email: "\(n)@example.com"), to: "emails", messageID: id)
+                    )
                 }
             }
             for try await (id, event) in group {
@@ -54,24 +60,31 @@ struct LifecycleTests {
         }
         let transport = InMemoryTransport()
         let worker = Worker(
-            transport: transport, registrations: [registration], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [worker], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+            transport: transport, registrations: [registration],
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [worker], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
         let running = Task { try await group.run() }
         try await worker.waitUntilConsuming(timeout: .seconds(10))
-        try await WarrenPublisher(transport: transport).publish(WelcomeEmail(userId: "1", email: "a@example.com"), to: .queue("emails"))
+        try await WarrenPublisher(transport: transport).publish(
+            WelcomeEmail(userId: "1", email: "a@example.com"), to: .queue("emails"))
         try await started.wait { $0 }
         await group.triggerGracefulShutdown()
         try await running.value
         #expect(finished.withLock { $0 }, "the handler ran to its end within the grace period")
-        #expect(transport.depth(of: "emails").ready == 0 && transport.depth(of: "emails").unacked == 0, "and its message was acked")
+        #expect(
+            transport.depth(of: "emails").ready == 0 && transport.depth(of: "emails").unacked == 0,
+            "and its message was acked")
         #expect(!worker.isConsuming)
     }
 
     @Test func waitingForAWorkerThatStoppedThrowsWithItsProblem() async throws {
         let worker = Worker(transport: InMemoryTransport(), registrations: [])
         await #expect(throws: WarrenError.self) { try await worker.run() }
-        let error = await #expect(throws: WarrenError.self) { try await worker.waitUntilConsuming(timeout: .seconds(1)) }
+        let error = await #expect(throws: WarrenError.self) {
+            try await worker.waitUntilConsuming(timeout: .seconds(1))
+        }
         #expect(error?.code == .notConsuming)
     }
 

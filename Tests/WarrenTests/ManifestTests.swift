@@ -8,7 +8,8 @@ import WarrenTestSupport
 /// builds, tests and runs one, and the docs' Swift blocks are compiled by DocSnippets).
 @Suite("The README's manifest")
 struct ManifestTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     /// The Swift block under "Add Warren to your package".
     static func readmeManifest() throws -> String {
@@ -27,39 +28,49 @@ struct ManifestTests {
         let identity = Self.root.lastPathComponent.lowercased()
         let manifest = excerpt.replacingOccurrences(of: String(url), with: ".package(path: \"\(Self.root.path)\")")
             .replacingOccurrences(of: "package: \"warren\"", with: "package: \"\(identity)\"")
-        let package = FileManager.default.temporaryDirectory.appendingPathComponent("billing-\(UUID().uuidString.prefix(8))")
+        let package = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "billing-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: package) }
         let files: [String: String] = [
             "Package.swift": """
-                // swift-tools-version: 6.1
-                import PackageDescription
+            // swift-tools-version: 6.1
+            import PackageDescription
 
-                let package = Package(
-                    name: "billing",
-                    platforms: [.macOS(.v15)],
-                \(manifest)
-                )
-                """,
+            let package = Package(
+                name: "billing",
+                platforms: [.macOS(.v15)],
+            \(manifest)
+            )
+            """,
             "Sources/Billing/Billing.swift": "import Warren\nimport WarrenAMQP\nimport Logging\nimport Metrics\n",
-            "Sources/billing-worker/main.swift": "import Billing\nimport Warren\nimport WarrenHTTP\nimport ServiceLifecycle\nimport Configuration\n",
-            "Tests/BillingTests/BillingTests.swift": "import Billing\nimport WarrenTesting\nimport WarrenLocalBroker\nimport WarrenAMQP\n",
+            "Sources/billing-worker/main.swift":
+                "import Billing\nimport Warren\nimport WarrenHTTP\nimport ServiceLifecycle\nimport Configuration\n",
+            "Tests/BillingTests/BillingTests.swift":
+                "import Billing\nimport WarrenTesting\nimport WarrenLocalBroker\nimport WarrenAMQP\n",
         ]
         for (path, text) in files {
             let file = package.appendingPathComponent(path)
-            try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
             try text.write(to: file, atomically: true, encoding: .utf8)
         }
         // Loading the graph is where a wrong package name fails ("unknown package 'warren' in dependencies of target").
-        let shown = try await run(["swift", "package", "--package-path", package.path, "show-dependencies", "--format", "json"])
+        let shown = try await run([
+            "swift", "package", "--package-path", package.path, "show-dependencies", "--format", "json",
+        ])
         #expect(shown.status == 0, "\(shown.output.suffix(2_000))")
-        #expect(shown.output.contains("\"identity\" : \"\(identity)\"") || shown.output.contains("\"identity\": \"\(identity)\""), "\(shown.output.prefix(500))")
+        #expect(
+            shown.output.contains("\"identity\" : \"\(identity)\"")
+                || shown.output.contains("\"identity\": \"\(identity)\""), "\(shown.output.prefix(500))")
         // And why the README says so: the manifest as it is, with the clone's path only, does not load.
         if identity != "warren" {
             let unchanged = excerpt.replacingOccurrences(of: String(url), with: ".package(path: \"\(Self.root.path)\")")
             try files["Package.swift"]!.replacingOccurrences(of: manifest, with: unchanged)
                 .write(to: package.appendingPathComponent("Package.swift"), atomically: true, encoding: .utf8)
             let refused = try await run(["swift", "package", "--package-path", package.path, "show-dependencies"])
-            #expect(refused.status != 0 && refused.output.contains("unknown package 'warren'"), "\(refused.output.suffix(1_000))")
+            #expect(
+                refused.status != 0 && refused.output.contains("unknown package 'warren'"),
+                "\(refused.output.suffix(1_000))")
         }
     }
 

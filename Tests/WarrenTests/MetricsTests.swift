@@ -39,10 +39,15 @@ struct MetricsTests {
 
         let dimensions = [("queue", queue), ("type", "email.welcome")]
         #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions) == 3)
-        #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "ack")]) == 1)
-        #expect(metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "dead-letter")]) == 1)
+        #expect(
+            metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "ack")]) == 1)
+        #expect(
+            metrics.counterTotal(label: "warren_messages_total", dimensions: dimensions + [("outcome", "dead-letter")])
+                == 1)
         #expect(metrics.counterTotal(label: "warren_retries_total", dimensions: dimensions) == 1)
-        #expect(metrics.counterTotal(label: "warren_dead_letters_total", dimensions: dimensions + [("reason", "rejected")]) == 1)
+        #expect(
+            metrics.counterTotal(label: "warren_dead_letters_total", dimensions: dimensions + [("reason", "rejected")])
+                == 1)
         #expect(try metrics.expectTimer("warren_queue_wait_seconds", dimensions).values.count == 3)
         let timer = try metrics.expectTimer("warren_handler_duration_seconds", dimensions)
         #expect(timer.values.count == 3)
@@ -62,10 +67,13 @@ struct JSONLogHandlerTests {
         }
         var logger = Logger(label: "test") { JSONLogHandler(label: $0, output: .fileDescriptor(descriptors[1])) }
         logger[metadataKey: "queue"] = "emails"
-        logger.info("settled", metadata: [
-            "attempt": .stringConvertible(2), "duration_ms": .stringConvertible(Int64(17)), "ratio": .stringConvertible(0.5),
-            "duplicate": .stringConvertible(true), "message_id": "42",
-        ])
+        logger.info(
+            "settled",
+            metadata: [
+                "attempt": .stringConvertible(2), "duration_ms": .stringConvertible(Int64(17)),
+                "ratio": .stringConvertible(0.5),
+                "duplicate": .stringConvertible(true), "message_id": "42",
+            ])
         var buffer = [UInt8](repeating: 0, count: 4096)
         let count = read(descriptors[0], &buffer, buffer.count)
         let line = try #require(String(validating: buffer[..<max(0, count)], as: UTF8.self))

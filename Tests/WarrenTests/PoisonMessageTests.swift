@@ -1,43 +1,67 @@
 import Foundation
 import Synchronization
 import Testing
-import WarrenTestSupport
 import WarrenAMQP
+import WarrenTestSupport
+
 @testable import Warren
 
 @Suite("Redelivery bound: the verdict")
 struct RedeliveryVerdictTests {
     @Test func aFirstDeliveryIsHandled() {
         #expect(RedeliveryVerdict.decide(redelivered: false, headers: [:], limit: 3) == .handle)
-        #expect(RedeliveryVerdict.decide(redelivered: false, headers: [WarrenHeader.redeliveries: .int64(99)], limit: 3) == .handle)
+        #expect(
+            RedeliveryVerdict.decide(redelivered: false, headers: [WarrenHeader.redeliveries: .int64(99)], limit: 3)
+                == .handle)
     }
 
     @Test func aClassicRedeliveryIsCountedThenDeadLetteredOverTheLimit() {
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [:], limit: 3) == .reenqueue(returns: 1, isolated: false))
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(2)], limit: 3) == .reenqueue(returns: 3, isolated: true))
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(3)], limit: 3) == .deadLetter(returns: 4, limit: 3))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [:], limit: 3)
+                == .reenqueue(returns: 1, isolated: false))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(2)], limit: 3)
+                == .reenqueue(returns: 3, isolated: true))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(3)], limit: 3)
+                == .deadLetter(returns: 4, limit: 3))
     }
 
     @Test func garbageCountsNeitherCrashNorLoop() {
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: "lots"], limit: 3) == .reenqueue(returns: 1, isolated: false))
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(-5)], limit: 3) == .reenqueue(returns: 1, isolated: false))
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(.max)], limit: 3)
-            == .deadLetter(returns: Int(Int64.max), limit: 3))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: "lots"], limit: 3)
+                == .reenqueue(returns: 1, isolated: false))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(-5)], limit: 3)
+                == .reenqueue(returns: 1, isolated: false))
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(.max)], limit: 3)
+                == .deadLetter(returns: Int(Int64.max), limit: 3))
     }
 
     @Test func aQuorumQueueCountsItself() {
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(3)], limit: 3) == .handle)
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(4)], limit: 3)
-            == .deadLetter(returns: 4, limit: 3))
+        #expect(
+            RedeliveryVerdict.decide(
+                redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(3)], limit: 3) == .handle)
+        #expect(
+            RedeliveryVerdict.decide(
+                redelivered: true, headers: [WarrenHeader.quorumDeliveryCount: .int64(4)], limit: 3)
+                == .deadLetter(returns: 4, limit: 3))
     }
 
     @Test func noLimitNoBound() {
-        #expect(RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(1000)], limit: nil) == .handle)
+        #expect(
+            RedeliveryVerdict.decide(redelivered: true, headers: [WarrenHeader.redeliveries: .int64(1000)], limit: nil)
+                == .handle)
     }
 
     @Test func theDecisionNamesTheReason() {
-        let decision = FailureDecision.decide(failure: .redeliveryLimit(returns: 4, limit: 3), attempt: 1, policy: .default)
-        guard case .deadLetter(let reason) = decision else { Issue.record("expected a dead letter"); return }
+        let decision = FailureDecision.decide(
+            failure: .redeliveryLimit(returns: 4, limit: 3), attempt: 1, policy: .default)
+        guard case .deadLetter(let reason) = decision else {
+            Issue.record("expected a dead letter")
+            return
+        }
         #expect(reason.kind == .redeliveryLimit)
         #expect(reason.detail.contains("4 times"))
     }
@@ -81,7 +105,8 @@ struct PoisonMessageBrokerTests {
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
         let events = Mutex<[SettlementEvent.Outcome]>([])
-        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-once")
+        try await RunningWorker.publish(
+            #"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-once")
         try await bounce(queue, times: 1, url: url)
 
         let worker = try await RunningWorker.start(
@@ -100,11 +125,14 @@ struct PoisonMessageBrokerTests {
         let url = try await TestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
-        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-twice", headers: [WarrenHeader.redeliveries: .int64(1)])
+        try await RunningWorker.publish(
+            #"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "returned-twice",
+            headers: [WarrenHeader.redeliveries: .int64(1)])
         try await bounce(queue, times: 1, url: url)
 
         // A worker that only watches: its consumer of the work queue is the one that re-enqueues.
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, seen: seen)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, seen: seen)])
         #expect(try await eventually { seen.all.count == 1 })
         await worker.stop()
         #expect(seen.all.first?[WarrenHeader.redeliveries]?.int64Value == 2)
@@ -119,11 +147,14 @@ struct PoisonMessageBrokerTests {
         let url = try await TestBroker.url()
         try await declare(queue, type: .classic, url: url)
         let seen = Seen()
-        try await RunningWorker.publish(#"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "poison", headers: [WarrenHeader.redeliveries: .int64(3)])
+        try await RunningWorker.publish(
+            #"{"userId":"p","email":"p@example.com"}"#, to: queue, url: url, messageID: "poison",
+            headers: [WarrenHeader.redeliveries: .int64(3)])
         try await bounce(queue, times: 1, url: url)
 
         let worker = try await RunningWorker.start(
-            queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 3))
+            queue: queue, registrations: [registration(queue: queue, seen: seen)],
+            configuration: WorkerConfiguration(redeliveryLimit: 3))
         #expect(try await eventually { try await worker.deadLetters().count == 1 })
         await worker.stop()
         #expect(seen.all.isEmpty, "the handler never ran")
@@ -137,12 +168,15 @@ struct PoisonMessageBrokerTests {
         let url = try await TestBroker.url()
         try await declare(queue, type: .quorum, url: url)
         let seen = Seen()
-        try await RunningWorker.publish(#"{"userId":"q","email":"q@example.com"}"#, to: queue, url: url, messageID: "poison-quorum")
-        try await RunningWorker.publish(#"{"userId":"q","email":"fine@example.com"}"#, to: queue, url: url, messageID: "fine-quorum")
+        try await RunningWorker.publish(
+            #"{"userId":"q","email":"q@example.com"}"#, to: queue, url: url, messageID: "poison-quorum")
+        try await RunningWorker.publish(
+            #"{"userId":"q","email":"fine@example.com"}"#, to: queue, url: url, messageID: "fine-quorum")
         try await bounce(queue, times: 3, url: url)
 
         let worker = try await RunningWorker.start(
-            queue: queue, registrations: [registration(queue: queue, seen: seen)], configuration: WorkerConfiguration(redeliveryLimit: 2),
+            queue: queue, registrations: [registration(queue: queue, seen: seen)],
+            configuration: WorkerConfiguration(redeliveryLimit: 2),
             queueType: .quorum)
         #expect(try await eventually { try await worker.deadLetters().count == 1 && seen.all.count == 1 })
         await worker.stop()

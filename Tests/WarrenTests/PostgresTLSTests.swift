@@ -1,11 +1,12 @@
 import Foundation
 import Logging
-import Testing
-import WarrenTestSupport
-import Warren
-@testable import WarrenLedger
-import WarrenDashboard
 import ServiceLifecycle
+import Testing
+import Warren
+import WarrenDashboard
+import WarrenTestSupport
+
+@testable import WarrenLedger
 
 /// `sslmode` and `sslrootcert` against the test's PostgreSQL, which serves TLS with a certificate made by openssl for
 /// `IP:127.0.0.1` and `DNS:localhost`, and refuses its encrypted-only role without TLS.
@@ -27,7 +28,9 @@ struct PostgresTLSTests {
         let postgres = try await LocalPostgres.shared()
         let url = try await postgres.newEncryptedOnlyDatabaseURL()
         try await open("\(url)?sslmode=verify-full&sslrootcert=\(postgres.rootCertificate)")
-        try await open("\(try await postgres.newEncryptedOnlyDatabaseURL(host: "localhost"))?sslmode=verify-full&sslrootcert=\(postgres.rootCertificate)")
+        try await open(
+            "\(try await postgres.newEncryptedOnlyDatabaseURL(host: "localhost"))?sslmode=verify-full&sslrootcert=\(postgres.rootCertificate)"
+        )
         try await open("\(url)?sslmode=verify-ca&sslrootcert=\(postgres.rootCertificate)")
         await #expect {
             try await open("\(url)?sslmode=verify-full&sslrootcert=\(postgres.otherRootCertificate)")
@@ -38,7 +41,9 @@ struct PostgresTLSTests {
         }
         // require encrypts without checking; with a root given it checks it, as libpq does.
         try await open("\(url)?sslmode=require")
-        await #expect(throws: LedgerStoreError.self) { try await open("\(url)?sslmode=require&sslrootcert=\(postgres.otherRootCertificate)") }
+        await #expect(throws: LedgerStoreError.self) {
+            try await open("\(url)?sslmode=require&sslrootcert=\(postgres.otherRootCertificate)")
+        }
     }
 
     @Test func disableAgainstAServerThatDemandsTLSFailsWithTheServersReason() async throws {
@@ -55,7 +60,8 @@ struct PostgresTLSTests {
 
     @Test func urlParametersAreCheckedAtOnce() throws {
         for (query, words) in [
-            ("sslmode=verify", "sslmode must be one of"), ("sslrootcert=/no/such/file.pem", "cannot read"), ("ssl=true", "unknown parameter"),
+            ("sslmode=verify", "sslmode must be one of"), ("sslrootcert=/no/such/file.pem", "cannot read"),
+            ("ssl=true", "unknown parameter"),
         ] {
             #expect {
                 try PostgresLedgerStore(url: "postgres://u:secret@db.example:5432/ledger?\(query)")
@@ -76,7 +82,8 @@ struct PostgresTLSTests {
         let lines = TracingBrokerTests.LogLines()
         let logger = Logger(label: "tls-test") { _ in TracingBrokerTests.CapturingHandler(lines: lines) }
         // 127.0.0.1 is this machine: no warning even in clear.
-        let local = try PostgresLedgerStore(url: try await postgres.newDatabaseURL() + "?sslmode=disable", logger: logger)
+        let local = try PostgresLedgerStore(
+            url: try await postgres.newDatabaseURL() + "?sslmode=disable", logger: logger)
         try await local.migrate()
         try await local.close()
         #expect(!lines.all.contains { "\($0["message"] ?? "")".contains("not encrypted") })
@@ -89,9 +96,14 @@ struct PostgresTLSTests {
 struct DashboardReadinessTests {
     /// Runs a monitor of `store` in a service group while `body` runs, then shuts the group down gracefully: the
     /// monitor then says the dashboard is stopping.
-    private func monitoring(_ store: any LedgerStore, _ body: (DashboardReadinessMonitor) async throws -> Void) async throws {
-        let monitor = DashboardReadinessMonitor(store: store, ledger: nil, interval: .milliseconds(200), logger: TestBroker.quietLogger())
-        #expect(monitor.readiness() == DashboardReadiness(status: "not_ready", store: "unchecked", ingest: "off"), "before its first answer")
+    private func monitoring(_ store: any LedgerStore, _ body: (DashboardReadinessMonitor) async throws -> Void)
+        async throws
+    {
+        let monitor = DashboardReadinessMonitor(
+            store: store, ledger: nil, interval: .milliseconds(200), logger: TestBroker.quietLogger())
+        #expect(
+            monitor.readiness() == DashboardReadiness(status: "not_ready", store: "unchecked", ingest: "off"),
+            "before its first answer")
         let group = ServiceGroup(configuration: .init(services: [monitor], logger: TestBroker.quietLogger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -103,7 +115,8 @@ struct DashboardReadinessTests {
     }
 
     @Test func theDashboardIsNotReadyWhileItsStoreRefusesOrHangsAndIsOnceItAnswers() async throws {
-        let refusing = try PostgresLedgerStore(url: "postgres://warren@127.0.0.1:\(try freeTCPPort())/ledger", logger: TestBroker.quietLogger())
+        let refusing = try PostgresLedgerStore(
+            url: "postgres://warren@127.0.0.1:\(try freeTCPPort())/ledger", logger: TestBroker.quietLogger())
         try await monitoring(refusing) { monitor throws in
             #expect(try await eventually(timeout: .seconds(10)) { monitor.readiness().store == "unreachable" })
             #expect(monitor.readiness().storeError?.isEmpty == false)
@@ -112,25 +125,37 @@ struct DashboardReadinessTests {
 
         // A server that takes the connection and never answers: the probe answers at once, unreachable after the timeout.
         let silent = try SilentListener()
-        let hanging = try PostgresLedgerStore(url: "postgres://warren@127.0.0.1:\(silent.port)/ledger?sslmode=disable", logger: TestBroker.quietLogger())
+        let hanging = try PostgresLedgerStore(
+            url: "postgres://warren@127.0.0.1:\(silent.port)/ledger?sslmode=disable", logger: TestBroker.quietLogger())
         try await monitoring(hanging) { monitor throws in
-            #expect(try await eventually(timeout: .seconds(8)) { monitor.readiness().storeError?.contains("no answer within") == true },
-                    "\(monitor.readiness())")
+            #expect(
+                try await eventually(timeout: .seconds(8)) {
+                    monitor.readiness().storeError?.contains("no answer within") == true
+                },
+                "\(monitor.readiness())")
             #expect(!monitor.readiness().isReady)
         }
         try? await hanging.close()
 
         // Asked before its ledger migrated it (as at the dashboard's start), then ready once it is.
-        let here = try PostgresLedgerStore(url: try await LocalPostgres.shared().newDatabaseURL(), logger: TestBroker.quietLogger())
-        let sqlitePath = FileManager.default.temporaryDirectory.appendingPathComponent("readiness-\(UUID().uuidString).sqlite").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlitePath + suffix) } }
+        let here = try PostgresLedgerStore(
+            url: try await LocalPostgres.shared().newDatabaseURL(), logger: TestBroker.quietLogger())
+        let sqlitePath = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "readiness-\(UUID().uuidString).sqlite"
+        ).path
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlitePath + suffix) }
+        }
         let sqlite = try await SQLiteLedgerStore(path: sqlitePath, logger: TestBroker.quietLogger())
         for store in [here, sqlite] as [any LedgerStore] {
             try await monitoring(store) { monitor throws in
                 #expect(try await eventually { monitor.readiness().store == "unreachable" }, "\(monitor.readiness())")
                 try await store.migrate()
-                #expect(try await eventually { monitor.readiness() == DashboardReadiness(status: "ready", store: "ok", ingest: "off") },
-                        "\(monitor.readiness())")
+                #expect(
+                    try await eventually {
+                        monitor.readiness() == DashboardReadiness(status: "ready", store: "ok", ingest: "off")
+                    },
+                    "\(monitor.readiness())")
             }
             try await store.close()
         }

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
 import Testing
-import WarrenTestSupport
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenTestSupport
 
 /// Broker outages on a node of its own, so they never disturb the tests sharing the main node.
 @Suite("Worker recovery (dedicated broker)", .serialized, .tags(.broker), .needs(.broker), .deletesItsQueues)
@@ -13,21 +13,29 @@ struct RecoveryTests {
 
     func startWorker(queue: String, url: String) -> (Worker, Task<Void, any Error>) {
         var logger = Logger(label: "warren.tests.recovery")
-        logger.logLevel = ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["WARREN_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         let registration = HandlerRegistration(WelcomeEmail.self, queue: queue) { [recorder] email, context in
             recorder.record(email, context)
         }
         let worker = Worker(
             transport: RabbitMQTransport(endpoints: [try! AMQPEndpoint(uri: url + "?heartbeat=1")], logger: logger),
             registrations: [registration],
-            configuration: WorkerConfiguration(recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1))),
+            configuration: WorkerConfiguration(
+                recovery: RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(1))),
             logger: logger)
         return (worker, Task { try await worker.run() })
     }
 
     func publish(_ email: String, queue: String, url: String) async throws {
         try await publishConfirmed(
-            [(Array(#"{"userId":"r","email":"\#(email)"}"#.utf8), AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: WelcomeEmail.messageType))],
+            [
+                (
+                    Array(#"{"userId":"r","email":"\#(email)"}"#.utf8),
+                    AMQPProperties(
+                        contentType: "application/json", deliveryMode: .persistent, type: WelcomeEmail.messageType)
+                )
+            ],
             to: queue, url: url)
     }
 
@@ -62,7 +70,9 @@ struct RecoveryTests {
         try await broker.stopApp()
         #expect(try await eventually { !transport.isConnected }, "the loss is seen")
         try await broker.startApp()
-        #expect(try await eventually(timeout: .seconds(30)) { transport.isConnected }, "connected again, with nothing published")
+        #expect(
+            try await eventually(timeout: .seconds(30)) { transport.isConnected },
+            "connected again, with nothing published")
         running.cancel()
         try await running.value
         #expect(!transport.isConnected, "closed when its task ends")
@@ -95,12 +105,13 @@ struct RecoveryTests {
         try await connection.openChannel().queueDelete(queue)
         await connection.close()
         // The broker cancels the consumer; the worker must not end up consuming nothing.
-        #expect(try await eventually(timeout: .seconds(15)) {
-            let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
-            let consumers = try? await probe.openChannel().queueStatus(queue).consumerCount
-            await probe.close()
-            return consumers == 1
-        })
+        #expect(
+            try await eventually(timeout: .seconds(15)) {
+                let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
+                let consumers = try? await probe.openChannel().queueStatus(queue).consumerCount
+                await probe.close()
+                return consumers == 1
+            })
         try await publish("again@example.com", queue: queue, url: broker.amqpURL)
         #expect(try await eventually { recorder.calls(for: "again@example.com").count == 1 })
         worker.shutdown()
@@ -123,7 +134,8 @@ struct RecoveryTests {
 
         try await broker.stopApp()
         let publishing = Task {
-            let id = try await publisher.publish(WelcomeEmail(userId: "2", email: "during@example.com"), to: .queue(queue), messageID: "during")
+            let id = try await publisher.publish(
+                WelcomeEmail(userId: "2", email: "during@example.com"), to: .queue(queue), messageID: "during")
             return (id, ContinuousClock.now)
         }
         try await Task.sleep(for: .seconds(2))  // the outage
@@ -136,7 +148,9 @@ struct RecoveryTests {
         let probe = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL), logger: quietLogger())
         let channel = try await probe.openChannel()
         var ids: [String] = []
-        while let result = try await channel.get(queue: queue, noAck: true) { ids.append(result.delivery.properties.messageID ?? "?") }
+        while let result = try await channel.get(queue: queue, noAck: true) {
+            ids.append(result.delivery.properties.messageID ?? "?")
+        }
         await probe.close()
         #expect(ids.count == 2 && ids.last == "during", "both published messages are in the queue: \(ids)")
         await transport.close()
@@ -145,7 +159,8 @@ struct RecoveryTests {
     @Test func aPublishReportsTheOutageOnceItsRecoveryTimeIsSpent() async throws {
         let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let transport = RabbitMQTransport(
-            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], publishRecoveryTimeout: .seconds(1), logger: quietLogger())
+            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], publishRecoveryTimeout: .seconds(1),
+            logger: quietLogger())
         try await transport.start()
         try await broker.stopApp()
         let clock = ContinuousClock()

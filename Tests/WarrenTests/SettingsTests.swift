@@ -46,17 +46,25 @@ struct SettingsTests {
 
     @Test func outOfRangeValuesAreErrors() throws {
         func reader(_ values: [String: ConfigValue]) -> ConfigReader {
-            ConfigReader(provider: InMemoryProvider(values: Dictionary(uniqueKeysWithValues: values.map {
-                (AbsoluteConfigKey($0.key.split(separator: ".").map(String.init)), $0.value)
-            })))
+            ConfigReader(
+                provider: InMemoryProvider(
+                    values: Dictionary(
+                        uniqueKeysWithValues: values.map {
+                            (AbsoluteConfigKey($0.key.split(separator: ".").map(String.init)), $0.value)
+                        })))
         }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.queue.type": "stream"])) }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.grace.period": -1])) }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.redelivery.limit": -1])) }
         #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.redelivery.limit": 2.5])) }
-        #expect(throws: WarrenError.self) { try WarrenSettings(config: reader(["warren.publish.recovery.timeout": -3])) }
-        #expect(try WarrenSettings(config: reader(["warren.redelivery.limit": 0])).workerConfiguration.redeliveryLimit == nil, "0 turns it off")
-        let settings = try WarrenSettings(config: reader(["warren.consumers.q.concurrency": 0, "warren.consumers.r.retry.delays": "a,b"]))
+        #expect(throws: WarrenError.self) {
+            try WarrenSettings(config: reader(["warren.publish.recovery.timeout": -3]))
+        }
+        #expect(
+            try WarrenSettings(config: reader(["warren.redelivery.limit": 0])).workerConfiguration.redeliveryLimit
+                == nil, "0 turns it off")
+        let settings = try WarrenSettings(
+            config: reader(["warren.consumers.q.concurrency": 0, "warren.consumers.r.retry.delays": "a,b"]))
         #expect(throws: WarrenError.self) { try settings.options(for: "q", defaults: HandlerOptions()) }
         #expect(throws: WarrenError.self) { try settings.options(for: "r", defaults: HandlerOptions()) }
     }

@@ -18,7 +18,8 @@ struct SettlementOrderTests {
     static func emails(redeliveryLimit: Int? = 10) -> HandlerRegistration {
         HandlerRegistration(
             WelcomeEmail.self, queue: "emails",
-            options: HandlerOptions(maxConcurrentHandlers: 1, retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
+            options: HandlerOptions(
+                maxConcurrentHandlers: 1, retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
         ) { email, _ in
             switch email.email.split(separator: "@").last ?? "" {
             case "fail.example": throw Flaky()
@@ -39,20 +40,28 @@ struct SettlementOrderTests {
 
     @Test func aRetryCopyIsConfirmedBeforeItsOriginalIsAcked() async throws {
         let harness = try await Self.harness()
-        let settled = try await harness.send(WelcomeEmail(userId: "1", email: "a@fail.example"), to: "emails", messageID: "m")
+        let settled = try await harness.send(
+            WelcomeEmail(userId: "1", email: "a@fail.example"), to: "emails", messageID: "m")
         #expect(settled.outcome == .retried(delay: .seconds(1), nextAttempt: 2))
-        #expect(harness.faults.steps(of: "m") == [.publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry), .acked(messageID: "m")])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry),
+                .acked(messageID: "m"),
+            ])
         #expect(harness.transport.delayedCount == 1 && harness.transport.depth(of: "emails") == (0, 0))
         await harness.stop()
     }
 
     @Test func aDeadLetterCopyIsConfirmedBeforeItsOriginalIsAcked() async throws {
         let harness = try await Self.harness()
-        let settled = try await harness.send(WelcomeEmail(userId: "1", email: "a@reject.example"), to: "emails", messageID: "m")
+        let settled = try await harness.send(
+            WelcomeEmail(userId: "1", email: "a@reject.example"), to: "emails", messageID: "m")
         #expect(settled.outcome.name == "dead-letter")
-        #expect(harness.faults.steps(of: "m") == [
-            .publishSent(messageID: "m", to: Self.deadLetters), .publishConfirmed(messageID: "m", to: Self.deadLetters), .acked(messageID: "m"),
-        ])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .publishSent(messageID: "m", to: Self.deadLetters),
+                .publishConfirmed(messageID: "m", to: Self.deadLetters), .acked(messageID: "m"),
+            ])
         #expect(harness.deadLetters(of: "emails").map(\.messageID) == ["m"])
         await harness.stop()
     }
@@ -60,7 +69,8 @@ struct SettlementOrderTests {
     /// The broker refuses the copy: the original is requeued, never acked; it comes back (redelivered, so re-enqueued
     /// with its count first), fails again, and this time its copy is kept.
     @Test(arguments: [FaultInjectingTransport.Selector.retries, .deadLetters])
-    func aRefusedCopyLeavesTheOriginalUnackedAndBackInItsQueue(_ refused: FaultInjectingTransport.Selector) async throws {
+    func aRefusedCopyLeavesTheOriginalUnackedAndBackInItsQueue(_ refused: FaultInjectingTransport.Selector) async throws
+    {
         let harness = try await Self.harness()
         harness.faults.failPublishes(to: refused)
         let email = refused == .retries ? "a@fail.example" : "a@reject.example"
@@ -69,10 +79,22 @@ struct SettlementOrderTests {
         #expect(first.outcome == .requeued)
         try await waitForSteps(harness, of: "m", count: 9)
         let steps = harness.faults.steps(of: "m")
-        #expect(Array(steps.prefix(3)) == [.publishSent(messageID: "m", to: target), .publishFailed(messageID: "m", to: target), .requeued(messageID: "m")])
+        #expect(
+            Array(steps.prefix(3)) == [
+                .publishSent(messageID: "m", to: target), .publishFailed(messageID: "m", to: target),
+                .requeued(messageID: "m"),
+            ])
         // Redelivered: re-enqueued with its count (confirmed, then the original acked), then handled again.
-        #expect(Array(steps.dropFirst(3).prefix(3)) == [.publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue), .acked(messageID: "m")])
-        #expect(Array(steps.dropFirst(6)) == [.publishSent(messageID: "m", to: target), .publishConfirmed(messageID: "m", to: target), .acked(messageID: "m")], "\(steps)")
+        #expect(
+            Array(steps.dropFirst(3).prefix(3)) == [
+                .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue),
+                .acked(messageID: "m"),
+            ])
+        #expect(
+            Array(steps.dropFirst(6)) == [
+                .publishSent(messageID: "m", to: target), .publishConfirmed(messageID: "m", to: target),
+                .acked(messageID: "m"),
+            ], "\(steps)")
         #expect(!steps.prefix(3).contains(.acked(messageID: "m")), "never acked while its copy was refused")
         if refused == .retries {
             #expect(harness.transport.delayedCount == 1)
@@ -92,7 +114,8 @@ struct SettlementOrderTests {
             properties: AMQPProperties(contentType: "application/json", messageID: "m", type: WelcomeEmail.messageType))
         try await harness.faults.waitForStep { $0 == .publishSent(messageID: "m", to: Self.retry) }
         #expect(harness.faults.steps(of: "m") == [.publishSent(messageID: "m", to: Self.retry)])
-        #expect(harness.transport.depth(of: "emails").unacked == 1, "the original waits, unacked, for its copy's confirm")
+        #expect(
+            harness.transport.depth(of: "emails").unacked == 1, "the original waits, unacked, for its copy's confirm")
         harness.faults.releaseConfirms(positive: false)
         #expect(try await harness.nextSettlement().outcome == .requeued)
 
@@ -103,11 +126,15 @@ struct SettlementOrderTests {
         harness.faults.releaseConfirms(positive: true)
         _ = try await harness.nextSettlement()  // the re-enqueue
         #expect(try await harness.nextSettlement().outcome == .retried(delay: .seconds(1), nextAttempt: 2))
-        #expect(harness.faults.steps(of: "m") == [
-            .publishSent(messageID: "m", to: Self.retry), .publishFailed(messageID: "m", to: Self.retry), .requeued(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue), .acked(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry), .acked(messageID: "m"),
-        ])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .publishSent(messageID: "m", to: Self.retry), .publishFailed(messageID: "m", to: Self.retry),
+                .requeued(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue),
+                .acked(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry),
+                .acked(messageID: "m"),
+            ])
         #expect(harness.transport.delayedCount == 1)
         await harness.stop()
     }
@@ -117,14 +144,19 @@ struct SettlementOrderTests {
     @Test func anAckLostAfterTheCopyWasConfirmedLosesNothing() async throws {
         let harness = try await Self.harness()
         harness.faults.failAcks()
-        let first = try await harness.send(WelcomeEmail(userId: "1", email: "a@fail.example"), to: "emails", messageID: "m")
+        let first = try await harness.send(
+            WelcomeEmail(userId: "1", email: "a@fail.example"), to: "emails", messageID: "m")
         #expect(first.outcome == .retried(delay: .seconds(1), nextAttempt: 2))
         try await waitForSteps(harness, of: "m", count: 9)
-        #expect(harness.faults.steps(of: "m") == [
-            .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry), .ackFailed(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue), .acked(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry), .acked(messageID: "m"),
-        ])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry),
+                .ackFailed(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue),
+                .acked(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.retry), .publishConfirmed(messageID: "m", to: Self.retry),
+                .acked(messageID: "m"),
+            ])
         #expect(harness.transport.delayedCount == 2, "both retry copies are kept")
         await harness.stop()
     }
@@ -137,12 +169,15 @@ struct SettlementOrderTests {
         harness.faults.failPublishes(to: .queues)
         _ = try await harness.send(WelcomeEmail(userId: "1", email: "a@example.com"), to: "emails", messageID: "m")
         try await waitForSteps(harness, of: "m", count: 8)
-        #expect(harness.faults.steps(of: "m") == [
-            .ackFailed(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.queue), .publishFailed(messageID: "m", to: Self.queue), .requeued(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue), .acked(messageID: "m"),
-            .acked(messageID: "m"),
-        ])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .ackFailed(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.queue), .publishFailed(messageID: "m", to: Self.queue),
+                .requeued(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.queue), .publishConfirmed(messageID: "m", to: Self.queue),
+                .acked(messageID: "m"),
+                .acked(messageID: "m"),
+            ])
         #expect(harness.transport.depth(of: "emails") == (0, 0), "handled once, nothing left behind")
         await harness.stop()
     }
@@ -154,13 +189,17 @@ struct SettlementOrderTests {
         harness.faults.failAcks()
         harness.faults.failPublishes(to: .deadLetters)
         _ = try await harness.send(
-            WelcomeEmail(userId: "1", email: "a@example.com"), to: "emails", messageID: "m", headers: [WarrenHeader.redeliveries: .int64(1)])
+            WelcomeEmail(userId: "1", email: "a@example.com"), to: "emails", messageID: "m",
+            headers: [WarrenHeader.redeliveries: .int64(1)])
         try await waitForSteps(harness, of: "m", count: 7)
-        #expect(harness.faults.steps(of: "m") == [
-            .ackFailed(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.deadLetters), .publishFailed(messageID: "m", to: Self.deadLetters), .requeued(messageID: "m"),
-            .publishSent(messageID: "m", to: Self.deadLetters), .publishConfirmed(messageID: "m", to: Self.deadLetters), .acked(messageID: "m"),
-        ])
+        #expect(
+            harness.faults.steps(of: "m") == [
+                .ackFailed(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.deadLetters),
+                .publishFailed(messageID: "m", to: Self.deadLetters), .requeued(messageID: "m"),
+                .publishSent(messageID: "m", to: Self.deadLetters),
+                .publishConfirmed(messageID: "m", to: Self.deadLetters), .acked(messageID: "m"),
+            ])
         #expect(harness.deadLetters(of: "emails").map { $0.reason?.kind } == [.redeliveryLimit])
         await harness.stop()
     }
@@ -173,7 +212,10 @@ struct SettlementOrderTests {
         let started = Release()
         let calls = Mutex<[Int]>([])
         let returns = Mutex<[Int64?]>([])
-        let hanging = HandlerRegistration(WelcomeEmail.self, queue: "emails", options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))) { _, context in
+        let hanging = HandlerRegistration(
+            WelcomeEmail.self, queue: "emails",
+            options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
+        ) { _, context in
             calls.withLock { $0.append(context.attempt) }
             returns.withLock { $0.append(context.headers[WarrenHeader.redeliveries]?.int64Value) }
             if context.attempt == 1 && calls.withLock({ $0.count }) == 1 {
@@ -190,7 +232,9 @@ struct SettlementOrderTests {
         await started.wait()
         await harness.stop()
         #expect(harness.unreadSettlements.map(\.outcome) == [.requeued])
-        #expect(harness.faults.steps(of: "m") == [.requeued(messageID: "m")], "no copy published: nothing counted as a failure")
+        #expect(
+            harness.faults.steps(of: "m") == [.requeued(messageID: "m")],
+            "no copy published: nothing counted as a failure")
         let waiting = harness.transport.peek("emails")
         #expect(waiting.count == 1 && waiting.first?.redelivered == true)
         #expect(waiting.first?.properties.headers?[WarrenHeader.attempt] == nil, "no attempt written")

@@ -1,10 +1,10 @@
 import Foundation
 import Logging
 import Testing
-import WarrenTestSupport
 import Warren
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenTestSupport
 
 /// A worker runs with a user that has permissions on one vhost only, limited to the names Warren uses for its queue
 /// (the permissions documented in docs/running-in-production.md).
@@ -29,7 +29,8 @@ struct VhostPermissionTests {
 
         // Nothing on the default vhost.
         do {
-            _ = try await AMQPConnection.connect(to: AMQPEndpoint(uri: "amqp://\(user):\(password)@127.0.0.1:\(broker.port)/"))
+            _ = try await AMQPConnection.connect(
+                to: AMQPEndpoint(uri: "amqp://\(user):\(password)@127.0.0.1:\(broker.port)/"))
             Issue.record("the user has no permission on /")
         } catch let error as AMQPError {
             #expect(error.code == .authenticationFailed || error.code == .connectionClosed, "\(error)")
@@ -38,7 +39,8 @@ struct VhostPermissionTests {
 
         let logger = TestBroker.quietLogger("warren.tests.vhost")
         let policy = RetryPolicy(maxAttempts: 2, backoff: .explicit([.milliseconds(100)]))
-        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: policy)) { [recorder] email, context in
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: policy))
+        { [recorder] email, context in
             recorder.record(email, context)
             if email.email.hasPrefix("fail") { throw Flaky() }
         }
@@ -46,13 +48,17 @@ struct VhostPermissionTests {
         let worker = Worker(transport: transport, registrations: [registration], logger: logger)
         let task = Task { try await worker.run() }
         defer { task.cancel() }
-        #expect(try await eventually { worker.isConsuming }, "declared its topology and consumes: \(worker.healthProblem ?? "")")
+        #expect(
+            try await eventually { worker.isConsuming },
+            "declared its topology and consumes: \(worker.healthProblem ?? "")")
 
         let publisher = WarrenPublisher(transport: transport)
         try await publisher.publish(WelcomeEmail(userId: "1", email: "ok@example.com"), to: .queue(queue))
         try await publisher.publish(WelcomeEmail(userId: "2", email: "fail@example.com"), to: .queue(queue))
         #expect(try await eventually { recorder.calls(for: "ok@example.com").count == 1 })
-        #expect(try await eventually { recorder.calls(for: "fail@example.com").count == 2 }, "retried through its delay queue")
+        #expect(
+            try await eventually { recorder.calls(for: "fail@example.com").count == 2 },
+            "retried through its delay queue")
 
         // The dead letter arrived, readable by the same user.
         let reader = try await AMQPConnection.connect(to: AMQPEndpoint(uri: url))

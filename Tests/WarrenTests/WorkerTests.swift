@@ -2,10 +2,10 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
-import WarrenTestSupport
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLocalBroker
+import WarrenTestSupport
 
 struct WelcomeEmail: WarrenMessage {
     static var messageType: String { "email.welcome" }
@@ -25,7 +25,9 @@ final class Recorder: Sendable {
     private let calls = Mutex<[Call]>([])
 
     func record(_ email: WelcomeEmail, _ context: MessageContext) {
-        calls.withLock { $0.append(Call(email: email.email, attempt: context.attempt, at: .now, redelivered: context.redelivered)) }
+        calls.withLock {
+            $0.append(Call(email: email.email, attempt: context.attempt, at: .now, redelivered: context.redelivered))
+        }
     }
 
     func calls(for email: String) -> [Call] { calls.withLock { $0.filter { $0.email == email } } }
@@ -50,7 +52,8 @@ struct RunningWorker {
         let logger = TestBroker.quietLogger("warren.tests")
         let worker = Worker(
             transport: RabbitMQTransport(
-                endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", queueType: queueType, logger: logger),
+                endpoints: [try AMQPEndpoint(uri: url)], connectionName: "test-worker", queueType: queueType,
+                logger: logger),
             registrations: registrations, configuration: configuration, logger: logger, observer: observer)
         let task = Task { try await worker.run() }
         try await worker.waitUntilConsuming(timeout: .seconds(10))
@@ -67,7 +70,8 @@ struct RunningWorker {
         _ body: String, type: String? = WelcomeEmail.messageType, contentType: String? = "application/json",
         messageID: String = UUID().uuidString, headers: AMQPTable? = nil
     ) async throws {
-        try await Self.publish(body, to: queue, url: url, type: type, contentType: contentType, messageID: messageID, headers: headers)
+        try await Self.publish(
+            body, to: queue, url: url, type: type, contentType: contentType, messageID: messageID, headers: headers)
     }
 
     /// Publishes raw bytes to `queue`, confirmed, before any worker runs.
@@ -76,8 +80,14 @@ struct RunningWorker {
         contentType: String? = "application/json", messageID: String = UUID().uuidString, headers: AMQPTable? = nil
     ) async throws {
         try await publishConfirmed(
-            [(Array(body.utf8), AMQPProperties(
-                contentType: contentType, headers: headers, deliveryMode: .persistent, messageID: messageID, timestamp: Date(), type: type))],
+            [
+                (
+                    Array(body.utf8),
+                    AMQPProperties(
+                        contentType: contentType, headers: headers, deliveryMode: .persistent, messageID: messageID,
+                        timestamp: Date(), type: type)
+                )
+            ],
             to: queue, url: url)
     }
 
@@ -114,7 +124,8 @@ struct WorkerTests {
     let recorder = Recorder()
 
     func registration(queue: String, retry: RetryPolicy, timeout: Duration? = .seconds(5)) -> HandlerRegistration {
-        HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry, timeout: timeout)) { [recorder] email, context in
+        HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry, timeout: timeout)) {
+            [recorder] email, context in
             recorder.record(email, context)
             let domain = email.email.split(separator: "@").last.map(String.init) ?? ""
             switch domain {
@@ -129,7 +140,8 @@ struct WorkerTests {
 
     @Test func successIsAcked() async throws {
         let queue = TestBroker.uniqueName()
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: .default)])
         try await worker.publish(WelcomeEmail(userId: "1", email: "ok@example.com"))
         #expect(try await eventually { recorder.calls(for: "ok@example.com").count == 1 })
         let connection = try await worker.connect()
@@ -144,7 +156,8 @@ struct WorkerTests {
     @Test func transientFailuresAreRetriedThroughDelayQueuesWithTheirDelays() async throws {
         let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 4, backoff: .explicit([.milliseconds(500), .milliseconds(1000)]))
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: policy)])
         try await worker.publish(WelcomeEmail(userId: "2", email: "a@flaky.example"))
         #expect(try await eventually { recorder.calls(for: "a@flaky.example").count == 3 })
         let calls = recorder.calls(for: "a@flaky.example")
@@ -153,7 +166,8 @@ struct WorkerTests {
         let secondWait = calls[2].at - calls[1].at
         // Never before its delay; the upper bounds only catch a delay ignored (room for a starved two-core machine).
         #expect(firstWait >= .milliseconds(500) && firstWait < .milliseconds(5000), "first retry after \(firstWait)")
-        #expect(secondWait >= .milliseconds(1000) && secondWait < .milliseconds(6000), "second retry after \(secondWait)")
+        #expect(
+            secondWait >= .milliseconds(1000) && secondWait < .milliseconds(6000), "second retry after \(secondWait)")
 
         // A graceful stop waits for the third attempt to be settled, and a retry's copy is confirmed before its
         // original is acked: had the success been retried, the copy would now wait in a queue nobody consumes.
@@ -172,7 +186,8 @@ struct WorkerTests {
     @Test func theLastFailedAttemptGoesToTheDeadLettersWithItsStory() async throws {
         let queue = TestBroker.uniqueName()
         let policy = RetryPolicy(maxAttempts: 3, backoff: .explicit([.milliseconds(100)]))
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: policy)])
         try await worker.publish(WelcomeEmail(userId: "3", email: "x@broken.example"))
         #expect(try await eventually { try await worker.deadLetters().count == 1 })
         await worker.stop()
@@ -194,7 +209,8 @@ struct WorkerTests {
 
     @Test func permanentErrorsAndBadInputGoToTheDeadLettersAtOnce() async throws {
         let queue = TestBroker.uniqueName()
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: .default)])
         try await worker.publish(WelcomeEmail(userId: "4", email: "b@bounce.example"))
         try await worker.publish(#"{"userId": 5"#, messageID: "malformed")
         try await worker.publish(#"{"userId":"6"}"#, messageID: "missing-field")
@@ -205,7 +221,9 @@ struct WorkerTests {
         await worker.stop()
         #expect(recorder.calls(for: "b@bounce.example").map(\.attempt) == [1])
         let reasons = Dictionary(
-            try await worker.deadLetters().map { ($0.properties.messageID ?? "bounce", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "") },
+            try await worker.deadLetters().map {
+                ($0.properties.messageID ?? "bounce", $0.properties.headers?[WarrenHeader.reason]?.stringValue ?? "")
+            },
             uniquingKeysWith: { first, _ in first })
         #expect(reasons["malformed"] == "undecodable")
         #expect(reasons["missing-field"] == "undecodable")
@@ -230,13 +248,17 @@ struct WorkerTests {
 
     @Test func aMessageFromAForeignClientIsHandled() async throws {
         let queue = TestBroker.uniqueName()
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .default)])
-        let published = try await runProcess("/usr/bin/amqp-publish", [
-            // librabbitmq's own URL parser reads a trailing "/" as the empty vhost, so leave it off.
-            "--url", String(worker.url.dropLast(worker.url.hasSuffix("/") ? 1 : 0)), "-r", queue, "-C", "application/json", "-p",
-            "-H", "\(WarrenHeader.messageType): \(WelcomeEmail.messageType)",
-            "-b", #"{"userId":"8","email":"foreign@example.com"}"#,
-        ])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: .default)])
+        let published = try await runProcess(
+            "/usr/bin/amqp-publish",
+            [
+                // librabbitmq's own URL parser reads a trailing "/" as the empty vhost, so leave it off.
+                "--url", String(worker.url.dropLast(worker.url.hasSuffix("/") ? 1 : 0)), "-r", queue, "-C",
+                "application/json", "-p",
+                "-H", "\(WarrenHeader.messageType): \(WelcomeEmail.messageType)",
+                "-b", #"{"userId":"8","email":"foreign@example.com"}"#,
+            ])
         #expect(published.status == 0, "\(published)")
         #expect(try await eventually { recorder.calls(for: "foreign@example.com").count == 1 })
         await worker.stop()
@@ -257,7 +279,9 @@ struct WorkerTests {
         } catch let error as WarrenError {
             #expect(error.code == .topologyConflict)
             #expect(error.message.contains(queue))
-            #expect(error.message.contains(#"x-queue-type "classic""#), "the arguments as a person reads them: \(error.message)")
+            #expect(
+                error.message.contains(#"x-queue-type "classic""#),
+                "the arguments as a person reads them: \(error.message)")
             #expect(!error.message.contains("AMQPFieldValue"), "\(error.message)")
         }
         try await channel.queueDelete(queue)
@@ -279,13 +303,14 @@ struct WorkerTests {
         let url = try await TestBroker.url()
         let topology = WarrenTopology(queue: queue)
         let retry = RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)]))
-        let (existing, arguments): (String, AMQPTable) = switch conflict {
-        case .workQueue: (queue, ["x-max-length": .int32(10)])
-        case .delayQueue: (topology.delayQueue(for: .seconds(1)), ["x-max-length": .int32(10)])
-        case .deadLetterQueue: (topology.deadLetterQueue, ["x-max-length": .int32(10)])
-        case .quorumWhereClassicIsAsked: (queue, ["x-queue-type": "quorum"])
-        case .classicWhereQuorumIsAsked: (queue, ["x-queue-type": "classic"])
-        }
+        let (existing, arguments): (String, AMQPTable) =
+            switch conflict {
+            case .workQueue: (queue, ["x-max-length": .int32(10)])
+            case .delayQueue: (topology.delayQueue(for: .seconds(1)), ["x-max-length": .int32(10)])
+            case .deadLetterQueue: (topology.deadLetterQueue, ["x-max-length": .int32(10)])
+            case .quorumWhereClassicIsAsked: (queue, ["x-queue-type": "quorum"])
+            case .classicWhereQuorumIsAsked: (queue, ["x-queue-type": "classic"])
+            }
         try await withCleanups { cleanups in
             _ = try await withConnection { connection in
                 try await connection.openChannel().queueDeclare(existing, durable: true, arguments: arguments)
@@ -293,14 +318,18 @@ struct WorkerTests {
             cleanups.add {
                 _ = try? await withConnection { connection in
                     let channel = try await connection.openChannel()
-                    for name in [queue, existing, topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.redeliveredQueue, topology.manifestQueue] {
+                    for name in [
+                        queue, existing, topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)),
+                        topology.redeliveredQueue, topology.manifestQueue,
+                    ] {
                         _ = try? await channel.queueDelete(name)
                     }
                 }
             }
             func transport() throws -> RabbitMQTransport {
                 RabbitMQTransport(
-                    endpoints: [try AMQPEndpoint(uri: url)], queueType: conflict == .classicWhereQuorumIsAsked ? .quorum : .classic,
+                    endpoints: [try AMQPEndpoint(uri: url)],
+                    queueType: conflict == .classicWhereQuorumIsAsked ? .quorum : .classic,
                     logger: TestBroker.quietLogger())
             }
             func expectRefused(_ error: (any Error)?, by whom: String) {
@@ -308,7 +337,9 @@ struct WorkerTests {
                     Issue.record("\(conflict), \(whom): \(String(describing: error)) is not a refusal")
                     return
                 }
-                #expect(error.code == .topologyConflict && error.message.contains(existing), "\(conflict), \(whom): \(error.message)")
+                #expect(
+                    error.code == .topologyConflict && error.message.contains(existing),
+                    "\(conflict), \(whom): \(error.message)")
             }
 
             let publishing = try transport()
@@ -320,8 +351,11 @@ struct WorkerTests {
                 expectRefused(error, by: "the publisher")
             }
 
-            let registration = HandlerRegistration(WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry)) { _, _ in }
-            let worker = Worker(transport: try transport(), registrations: [registration], logger: TestBroker.quietLogger())
+            let registration = HandlerRegistration(
+                WelcomeEmail.self, queue: queue, options: HandlerOptions(retry: retry)
+            ) { _, _ in }
+            let worker = Worker(
+                transport: try transport(), registrations: [registration], logger: TestBroker.quietLogger())
             var refusal: (any Error)?
             do {
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -367,15 +401,20 @@ struct WorkerTests {
         let channel = try await connection.openChannel()
         let topology = WarrenTopology(queue: queue)
         #expect(try await channel.queueStatus(queue).messageCount == 1)
-        for name in [topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2))] {
+        for name in [
+            topology.deadLetterQueue, topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2)),
+        ] {
             #expect(try await channel.queueStatus(name).messageCount == 0, "\(name) exists")
         }
         // A worker started afterwards finds the queues as it declares them, and handles the message.
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: policy)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: policy)])
         #expect(try await eventually { recorder.calls(for: "a@example.com").count == 1 })
         await worker.shutdownGracefully()
-        for name in [queue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue,
-                     topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2))] {
+        for name in [
+            queue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue,
+            topology.delayQueue(for: .seconds(1)), topology.delayQueue(for: .seconds(2)),
+        ] {
             _ = try? await channel.queueDelete(name)
         }
         await connection.close()
@@ -383,16 +422,21 @@ struct WorkerTests {
 
     @Test func deadLettersAreReadThroughTheTransportAndStayWhereTheyAre() async throws {
         let queue = TestBroker.uniqueName()
-        let worker = try await RunningWorker.start(queue: queue, registrations: [registration(queue: queue, retry: .never)])
+        let worker = try await RunningWorker.start(
+            queue: queue, registrations: [registration(queue: queue, retry: .never)])
         let url = try await TestBroker.url()
         let transport = RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
         try await transport.start()
         let publisher = WarrenPublisher(transport: transport)
-        for n in 0..<3 { try await publisher.publish(WelcomeEmail(userId: "\(n)", email: "b\(n)@bounce.example"), to: .queue(queue)) }
+        for n in 0..<3 {
+            try await publisher.publish(WelcomeEmail(userId: "\(n)", email: "b\(n)@bounce.example"), to: .queue(queue))
+        }
         #expect(try await eventually { try await transport.deadLetters(of: queue).count == 3 })
         let two = try await transport.deadLetters(of: queue, limit: 2)
         #expect(two.count == 2 && two.allSatisfy { $0.reason?.kind == .rejected && $0.originalQueue == queue })
-        #expect(try await transport.deadLetters(of: queue).map(\.messageID) == (try await worker.deadLetters()).map(\.messageID), "reading takes nothing")
+        #expect(
+            try await transport.deadLetters(of: queue).map(\.messageID)
+                == (try await worker.deadLetters()).map(\.messageID), "reading takes nothing")
         let missing = await #expect(throws: WarrenError.self) { try await transport.deadLetters(of: "no.such.queue") }
         #expect(missing?.message.contains("no.such.queue.dead-letters") == true)
         await transport.close()
@@ -409,14 +453,18 @@ struct WorkerTests {
         let clock = ContinuousClock()
         let started = clock.now
         await #expect(throws: AMQPError.self) {
-            try await transport.publish([1], to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"), properties: AMQPProperties())
+            try await transport.publish(
+                [1], to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"), properties: AMQPProperties())
         }
         // Not waited on as a lost connection would be (30 s of publish recovery); 10 s leaves room for a loaded machine.
         #expect(clock.now - started < .seconds(10), "a refusal is not waited on")
         try await transport.publish([2], to: .queue(queue), properties: AMQPProperties())
-        #expect(transport.connection === connection, "the connection was kept; only the publishing channel was reopened")
+        #expect(
+            transport.connection === connection, "the connection was kept; only the publishing channel was reopened")
         await transport.close()
-        await #expect(throws: AMQPError.self) { try await transport.publish([3], to: .queue(queue), properties: AMQPProperties()) }
+        await #expect(throws: AMQPError.self) {
+            try await transport.publish([3], to: .queue(queue), properties: AMQPProperties())
+        }
     }
 
     @Test func aBatchIsPublishedPipelinedAndEachMessageGetsItsOwnResult() async throws {
@@ -438,9 +486,13 @@ struct WorkerTests {
         #expect(first.delivery.properties.correlationID == "batch")
 
         // Refused as a whole (no such exchange): every message fails, the transport keeps working.
-        let refused = await publisher.publish(contentsOf: Array(emails.prefix(3)), to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"))
+        let refused = await publisher.publish(
+            contentsOf: Array(emails.prefix(3)), to: .exchange("no-such-exchange-\(UUID())", routingKey: "x"))
         #expect(refused.allSatisfy { if case .failure = $0 { true } else { false } })
-        #expect(await publisher.publish(contentsOf: Array(emails.prefix(2)), to: .queue(queue)).allSatisfy { (try? $0.get()) != nil })
+        #expect(
+            await publisher.publish(contentsOf: Array(emails.prefix(2)), to: .queue(queue)).allSatisfy {
+                (try? $0.get()) != nil
+            })
         await connection.close()
         await transport.close()
     }

@@ -35,7 +35,9 @@ public struct WarrenSettings: Sendable {
         self.config = config
         amqpURL = config.string(forKey: "warren.amqp.url").flatMap { $0.isEmpty ? nil : $0 }
         let grace = Self.number(config, "warren.grace.period") ?? 30
-        guard grace >= 0 else { throw WarrenError(.invalidConfiguration, "warren.grace.period must be 0 or more seconds") }
+        guard grace >= 0 else {
+            throw WarrenError(.invalidConfiguration, "warren.grace.period must be 0 or more seconds")
+        }
         gracePeriod = .milliseconds(Int64(grace * 1000))
         maximumMessageBytes = Self.number(config, "warren.message.max.bytes").map { Int($0) } ?? 16 * 1024 * 1024
         let type = config.string(forKey: "warren.queue.type", default: "classic")
@@ -49,11 +51,15 @@ public struct WarrenSettings: Sendable {
         }
         redeliveryLimit = limit == 0 ? nil : Int(limit)
         let recovery = Self.number(config, "warren.publish.recovery.timeout") ?? 30
-        guard recovery >= 0 else { throw WarrenError(.invalidConfiguration, "warren.publish.recovery.timeout must be 0 or more seconds") }
+        guard recovery >= 0 else {
+            throw WarrenError(.invalidConfiguration, "warren.publish.recovery.timeout must be 0 or more seconds")
+        }
         publishRecoveryTimeout = .milliseconds(Int64(recovery * 1000))
         if let seconds = Self.number(config, "warren.amqp.heartbeat") {
             guard seconds >= 0, seconds == seconds.rounded() else {
-                throw WarrenError(.invalidConfiguration, "warren.amqp.heartbeat must be whole seconds, 0 or more (0 turns heartbeats off)")
+                throw WarrenError(
+                    .invalidConfiguration,
+                    "warren.amqp.heartbeat must be whole seconds, 0 or more (0 turns heartbeats off)")
             }
             heartbeat = .seconds(Int64(seconds))
         } else {
@@ -63,9 +69,12 @@ public struct WarrenSettings: Sendable {
         let cancellationGrace = Self.number(config, "warren.health.cancellation.grace") ?? 30
         guard stall > 0, cancellationGrace >= 0 else {
             throw WarrenError(
-                .invalidConfiguration, "warren.health.stall must be more than 0 seconds, warren.health.cancellation.grace 0 or more")
+                .invalidConfiguration,
+                "warren.health.stall must be more than 0 seconds, warren.health.cancellation.grace 0 or more")
         }
-        health = HealthPolicy(stallAfter: .milliseconds(Int64(stall * 1000)), cancellationGrace: .milliseconds(Int64(cancellationGrace * 1000)))
+        health = HealthPolicy(
+            stallAfter: .milliseconds(Int64(stall * 1000)),
+            cancellationGrace: .milliseconds(Int64(cancellationGrace * 1000)))
     }
 
     /// The standard providers, highest priority first: `overrides` (e.g. a host's command-line options), environment
@@ -74,16 +83,21 @@ public struct WarrenSettings: Sendable {
         var providers: [any ConfigProvider] = []
         if !overrides.isEmpty {
             // Strings parsed on demand, exactly like environment variables (`warren.grace.period` is WARREN_GRACE_PERIOD).
-            let variables = Dictionary(overrides.map { key, value in
-                (key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(of: "-", with: "_"), value)
-            }, uniquingKeysWith: { _, last in last })
+            let variables = Dictionary(
+                overrides.map { key, value in
+                    (
+                        key.uppercased().replacingOccurrences(of: ".", with: "_").replacingOccurrences(
+                            of: "-", with: "_"), value
+                    )
+                }, uniquingKeysWith: { _, last in last })
             providers.append(EnvironmentVariablesProvider(environmentVariables: variables))
         }
         providers.append(EnvironmentVariablesProvider())
         if let jsonFile {
-            let fileSettings = ConfigReader(provider: InMemoryProvider(values: [
-                AbsoluteConfigKey(["filePath"]): ConfigValue(.string(jsonFile), isSecret: false)
-            ]))
+            let fileSettings = ConfigReader(
+                provider: InMemoryProvider(values: [
+                    AbsoluteConfigKey(["filePath"]): ConfigValue(.string(jsonFile), isSecret: false)
+                ]))
             providers.append(try await FileProvider<JSONSnapshot>(config: fileSettings))
         }
         return ConfigReader(providers: providers)
@@ -95,11 +109,14 @@ public struct WarrenSettings: Sendable {
     /// nothing real. A host that wants memory creates `InMemoryTransport()` itself, out loud.
     /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` when `warren.amqp.url`
     ///   (`WARREN_AMQP_URL`) is not set; `AMQPError` with ``AMQPError/Code/invalidURI`` for a URI that does not parse.
-    public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws -> RabbitMQTransport {
+    public func transport(connectionName: String, logger: Logger = Logger(label: "warren.amqp")) throws
+        -> RabbitMQTransport
+    {
         guard let amqpURL else {
             throw WarrenError(
                 .invalidConfiguration,
-                "warren.amqp.url is not set: set WARREN_AMQP_URL (or the host's URL option) to the broker's URI, e.g. amqp://user:password@rabbit:5672/")
+                "warren.amqp.url is not set: set WARREN_AMQP_URL (or the host's URL option) to the broker's URI, e.g. amqp://user:password@rabbit:5672/"
+            )
         }
         var endpoints = try AMQPEndpoint.parseList(amqpURL)
         if let heartbeat {
@@ -116,7 +133,8 @@ public struct WarrenSettings: Sendable {
     /// The worker configuration these settings describe.
     public var workerConfiguration: WorkerConfiguration {
         WorkerConfiguration(
-            maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod, redeliveryLimit: redeliveryLimit, health: health)
+            maximumMessageBytes: maximumMessageBytes, gracePeriod: gracePeriod, redeliveryLimit: redeliveryLimit,
+            health: health)
     }
 
     /// `defaults` with the overrides configured for `queue`:
@@ -129,11 +147,15 @@ public struct WarrenSettings: Sendable {
         // The queue name is one key component even when it holds dots.
         func key(_ rest: String...) -> ConfigKey { ConfigKey(["warren", "consumers", queue] + rest) }
         if let prefetch = Self.number(config, key("prefetch")).map({ Int($0) }) {
-            guard let value = UInt16(exactly: prefetch) else { throw WarrenError(.invalidConfiguration, "\(prefix).prefetch must be 0...65535") }
+            guard let value = UInt16(exactly: prefetch) else {
+                throw WarrenError(.invalidConfiguration, "\(prefix).prefetch must be 0...65535")
+            }
             options.prefetch = value
         }
         if let concurrency = Self.number(config, key("concurrency")).map({ Int($0) }) {
-            guard concurrency >= 1 else { throw WarrenError(.invalidConfiguration, "\(prefix).concurrency must be at least 1") }
+            guard concurrency >= 1 else {
+                throw WarrenError(.invalidConfiguration, "\(prefix).concurrency must be at least 1")
+            }
             options.maxConcurrentHandlers = concurrency
         }
         if let enabled = config.bool(forKey: key("enabled")) { options.enabled = enabled }
@@ -141,7 +163,9 @@ public struct WarrenSettings: Sendable {
             options.timeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
         }
         if let attempts = Self.number(config, key("retry", "attempts")).map({ Int($0) }) {
-            guard attempts >= 1 else { throw WarrenError(.invalidConfiguration, "\(prefix).retry.attempts must be at least 1") }
+            guard attempts >= 1 else {
+                throw WarrenError(.invalidConfiguration, "\(prefix).retry.attempts must be at least 1")
+            }
             options.retry.maxAttempts = attempts
         }
         if let delays = config.string(forKey: key("retry", "delays"))
@@ -149,7 +173,8 @@ public struct WarrenSettings: Sendable {
         {
             let parsed = delays.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard !parsed.isEmpty, parsed.allSatisfy({ ($0 ?? -1) >= 0 }) else {
-                throw WarrenError(.invalidConfiguration, "\(prefix).retry.delays must be comma-separated seconds, e.g. 1,2,4")
+                throw WarrenError(
+                    .invalidConfiguration, "\(prefix).retry.delays must be comma-separated seconds, e.g. 1,2,4")
             }
             options.retry.backoff = .explicit(parsed.map { .milliseconds(Int64($0! * 1000)) })
         }

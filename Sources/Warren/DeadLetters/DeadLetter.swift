@@ -39,22 +39,27 @@ public struct DeadLetter: Sendable {
         self.properties = properties
         let headers = properties.headers ?? [:]
         if let kind = headers[WarrenHeader.reason]?.stringValue {
-            reason = DeadLetterReason(kind: DeadLetterReason.Kind(rawValue: kind), detail: headers[WarrenHeader.errorMessage]?.stringValue ?? "")
+            reason = DeadLetterReason(
+                kind: DeadLetterReason.Kind(rawValue: kind),
+                detail: headers[WarrenHeader.errorMessage]?.stringValue ?? "")
         }
         errorType = headers[WarrenHeader.errorType]?.stringValue
         attempts = headers[WarrenHeader.attempts]?.int64Value.map { Int(clamping: $0) }
         originalExchange = headers[WarrenHeader.originalExchange]?.stringValue
         originalRoutingKey = headers[WarrenHeader.originalRoutingKey]?.stringValue
         originalQueue = headers[WarrenHeader.originalQueue]?.stringValue
-        firstFailedAt = UnixMilliseconds.from(headers[WarrenHeader.firstFailureAt]?.int64Value).map(Self.date(milliseconds:))
-        lastFailedAt = UnixMilliseconds.from(headers[WarrenHeader.lastFailureAt]?.int64Value).map(Self.date(milliseconds:))
+        firstFailedAt = UnixMilliseconds.from(headers[WarrenHeader.firstFailureAt]?.int64Value).map(
+            Self.date(milliseconds:))
+        lastFailedAt = UnixMilliseconds.from(headers[WarrenHeader.lastFailureAt]?.int64Value).map(
+            Self.date(milliseconds:))
         host = headers[WarrenHeader.host]?.stringValue
     }
 
     /// The headers of the dead-letter copy of a message that failed on `queue`: `headers` (the message's own, with
     /// the failure already recorded) plus the reason and where the message came from.
     static func headers(
-        _ headers: AMQPTable, reason: DeadLetterReason, exchange: String, routingKey: String, queue: String, attempts: Int,
+        _ headers: AMQPTable, reason: DeadLetterReason, exchange: String, routingKey: String, queue: String,
+        attempts: Int,
         host: String
     ) -> AMQPTable {
         var headers = headers
@@ -89,7 +94,8 @@ public struct DeadLetter: Sendable {
     private static func isBookkeeping(_ key: String) -> Bool {
         if key == "x-death" || key.hasPrefix("x-first-death") || key.hasPrefix("x-last-death") { return true }
         guard key.hasPrefix("x-warren-") else { return false }
-        return key != WarrenHeader.messageType && key != WarrenHeader.firstEnqueuedAt && key != WarrenHeader.originalPublishedAt
+        return key != WarrenHeader.messageType && key != WarrenHeader.firstEnqueuedAt
+            && key != WarrenHeader.originalPublishedAt
     }
 
     private static func date(milliseconds: Int64) -> Date {

@@ -37,12 +37,18 @@ public enum DeadLetterReplay {
     /// queue that is gone fails the publish rather than losing the copy). With it, the `replayed` event to report,
     /// timed now: before the publish, since a worker may take the copy and report its attempt before this event is
     /// sent, and a ledger orders a job's events by time.
-    public static func replayCopy(of letter: DeadLetter, fallbackQueue: String, replayID: String?) -> (AMQPOutboundMessage, WarrenEvent) {
+    public static func replayCopy(of letter: DeadLetter, fallbackQueue: String, replayID: String?) -> (
+        AMQPOutboundMessage, WarrenEvent
+    ) {
         let target = letter.replayQueue(fallback: fallbackQueue)
         let event = Self.event(.replayed, of: letter, queue: target)
         var properties = letter.replayProperties()
-        if let replayID { properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 } }
-        return (AMQPOutboundMessage(body: letter.body, routingKey: target, mandatory: true, properties: properties), event)
+        if let replayID {
+            properties.headers = (properties.headers ?? [:]).merging([WarrenHeader.replayID: .string(replayID)]) { $1 }
+        }
+        return (
+            AMQPOutboundMessage(body: letter.body, routingKey: target, mandatory: true, properties: properties), event
+        )
     }
 
     /// Replays dead letters that are not in a queue (a ledger holds them): each published as
@@ -65,7 +71,9 @@ public enum DeadLetterReplay {
     /// anywhere), walking it as ``replay(from:on:replayID:limit:matching:)`` does.
     /// - Returns: a `purged` event per message deleted, for a ledger.
     /// - Throws: ``AMQPError`` (404 when `queue` has no dead-letter queue).
-    public static func purge(from queue: String, on connection: AMQPConnection, matching: (DeadLetter) -> Bool) async throws -> [WarrenEvent] {
+    public static func purge(from queue: String, on connection: AMQPConnection, matching: (DeadLetter) -> Bool)
+        async throws -> [WarrenEvent]
+    {
         try await walk(queue, on: connection, limit: nil, matching: matching) { letter, delivery in
             try delivery.ack()
             return purgedEvent(of: letter, queue: queue)
@@ -84,7 +92,9 @@ public enum DeadLetterReplay {
         var events: [WarrenEvent] = []
         do {
             var remaining = try await reader.queueStatus(deadLetterQueue).messageCount
-            while remaining > 0, events.count < (limit ?? .max), let result = try await reader.get(queue: deadLetterQueue) {
+            while remaining > 0, events.count < (limit ?? .max),
+                let result = try await reader.get(queue: deadLetterQueue)
+            {
                 remaining -= 1
                 let letter = DeadLetter(body: result.delivery.body, properties: result.delivery.properties)
                 guard matching(letter) else { continue }
@@ -100,7 +110,8 @@ public enum DeadLetterReplay {
 
     private static func event(_ kind: WarrenEvent.Kind, of letter: DeadLetter, queue: String) -> WarrenEvent {
         WarrenEvent(
-            event: kind, messageID: letter.properties.messageID, type: letter.properties.warrenMessageType, queue: queue,
+            event: kind, messageID: letter.properties.messageID, type: letter.properties.warrenMessageType,
+            queue: queue,
             atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), host: ProcessInfo.processInfo.hostName,
             correlationID: letter.properties.correlationID)
     }
@@ -108,7 +119,9 @@ public enum DeadLetterReplay {
     /// Tells a ledger about replays (and purges): the events to `exchange` (declared topic, durable), routing key
     /// `<queue>.<event>`, confirmed, not mandatory (nobody listening costs nothing).
     /// - Throws: ``AMQPError`` when they could not be sent; the replays are done whatever happens here.
-    public static func report(_ events: [WarrenEvent], on connection: AMQPConnection, exchange: String = "warren.events") async throws {
+    public static func report(
+        _ events: [WarrenEvent], on connection: AMQPConnection, exchange: String = "warren.events"
+    ) async throws {
         guard !events.isEmpty else { return }
         let channel = try await connection.openChannel()
         try await channel.enableConfirms()
@@ -117,7 +130,8 @@ public enum DeadLetterReplay {
         for (routingKey, batch) in Dictionary(grouping: events, by: { "\($0.queue).\($0.event.rawValue)" }) {
             try await channel.publish(
                 WarrenEvent.encodeBatch(batch), exchange: exchange, routingKey: routingKey,
-                properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
+                properties: AMQPProperties(
+                    contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events"))
         }
         try? await channel.close()
     }

@@ -114,7 +114,8 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
     public static func decodeBatch(_ body: [UInt8]) throws -> [WarrenEvent] {
         let events = try JSONDecoder().decode([WarrenEvent].self, from: Data(body))
         if let other = events.first(where: { $0.schema != 1 }) {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: [], debugDescription: "unknown event schema \(other.schema)"))
         }
         return events
     }
@@ -203,7 +204,10 @@ enum JSONText {
             case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
             case 0..<0x20:
                 let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                out.append(contentsOf: [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)],
+                    hex[Int(byte & 0xF)],
+                ])
             default: out.append(byte)
             }
         }

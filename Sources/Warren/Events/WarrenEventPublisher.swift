@@ -102,7 +102,10 @@ public final class WarrenEventPublisher: Service, Sendable {
     /// Serializes flushes (the background one and ``flush()``).
     private let flushing = AsyncMutex()
 
-    public init(transport: any WarrenTransport, options: EventOptions = EventOptions(), logger: Logger = Logger(label: "warren.events")) {
+    public init(
+        transport: any WarrenTransport, options: EventOptions = EventOptions(),
+        logger: Logger = Logger(label: "warren.events")
+    ) {
         self.transport = transport
         self.options = options
         self.logger = logger
@@ -227,11 +230,13 @@ public final class WarrenEventPublisher: Service, Sendable {
                     var start = events.startIndex
                     while start < events.endIndex {
                         let end = min(start + options.batchSize, events.endIndex)
-                        outbound.append(OutboundMessage(
-                            body: WarrenEvent.encodeBatch(events[start..<end]),
-                            destination: .broadcast(exchange: options.exchange, routingKey: routingKey),
-                            properties: AMQPProperties(
-                                contentType: "application/json", deliveryMode: .persistent, timestamp: now, type: "warren.events")))
+                        outbound.append(
+                            OutboundMessage(
+                                body: WarrenEvent.encodeBatch(events[start..<end]),
+                                destination: .broadcast(exchange: options.exchange, routingKey: routingKey),
+                                properties: AMQPProperties(
+                                    contentType: "application/json", deliveryMode: .persistent, timestamp: now,
+                                    type: "warren.events")))
                         start = end
                     }
                 }
@@ -254,7 +259,9 @@ public final class WarrenEventPublisher: Service, Sendable {
                 if lost > 0 { dropped.increment(by: Int64(lost)) }
                 // Back in an empty buffer: a sender asleep until events arrive must take these again.
                 if wasEmpty { arrivals.update { $0 &+= 1 } }
-                logger.debug("events not sent; kept for the next flush", metadata: ["error": "\(error)", "events": .stringConvertible(taken.count)])
+                logger.debug(
+                    "events not sent; kept for the next flush",
+                    metadata: ["error": "\(error)", "events": .stringConvertible(taken.count)])
                 return false
             }
             return state.withLock { state in

@@ -86,7 +86,9 @@ public struct CodecRegistry: Sendable {
         self.usual = Self.usual(codecs, defaultCodec)
     }
 
-    private static func usual(_ codecs: [String: any MessageCodec], _ defaultCodec: any MessageCodec) -> (String, (any MessageCodec)?) {
+    private static func usual(_ codecs: [String: any MessageCodec], _ defaultCodec: any MessageCodec) -> (
+        String, (any MessageCodec)?
+    ) {
         (defaultCodec.contentType, codecs[defaultCodec.contentType])
     }
 
@@ -95,9 +97,10 @@ public struct CodecRegistry: Sendable {
         guard let contentType, !contentType.isEmpty else { return defaultCodec }
         if contentType == usual.contentType, let codec = usual.codec { return codec }
         if let codec = codecs[contentType] { return codec }  // the usual case: exactly a registered type
-        let bare = contentType.split(separator: ";", maxSplits: 1).first.map {
-            $0.trimmingCharacters(in: .whitespaces).lowercased()
-        } ?? ""
+        let bare =
+            contentType.split(separator: ";", maxSplits: 1).first.map {
+                $0.trimmingCharacters(in: .whitespaces).lowercased()
+            } ?? ""
         return codecs[bare]
     }
 }

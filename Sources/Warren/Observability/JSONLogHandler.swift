@@ -43,7 +43,8 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var object: [String: Any] = [
-            "timestamp": ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime, .withFractionalSeconds]),
+            "timestamp": ISO8601DateFormatter.string(
+                from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime, .withFractionalSeconds]),
             "level": event.level.rawValue,
             "label": label,
             "message": "\(event.message)",
@@ -55,7 +56,10 @@ public struct JSONLogHandler: LogHandler {
             let name = object[key] == nil ? key : "metadata.\(key)"
             object[name] = Self.json(value)
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        guard
+            let data = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return }
         var line = [UInt8](data)
         line.append(0x0A)
         // The whole line in as few writes as the descriptor takes (one, for a line up to PIPE_BUF on a pipe), so that

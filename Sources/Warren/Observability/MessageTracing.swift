@@ -73,7 +73,9 @@ struct IncomingTrace: Sendable, Hashable {
             if headers.header(TraceHeader.traceState) != nil { headers[TraceHeader.traceState] = nil }
             return nil
         }
-        guard case .string(let parent) = raw, parent.utf8.count == 55, (try? TraceContext(traceParentHeaderValue: parent)) != nil else {
+        guard case .string(let parent) = raw, parent.utf8.count == 55,
+            (try? TraceContext(traceParentHeaderValue: parent)) != nil
+        else {
             headers[TraceHeader.traceParent] = nil
             headers[TraceHeader.traceState] = nil
             return nil
@@ -200,7 +202,8 @@ struct DeliveryTrace: Sendable {
         var extracted = ServiceContext.topLevel
         tracer.extract(headers, into: &extracted, using: AMQPHeadersExtractor())
         let properties = delivery.properties
-        let destination = MessagingSpan.destination(exchange: delivery.exchange, routingKey: delivery.routingKey, queue: queue)
+        let destination = MessagingSpan.destination(
+            exchange: delivery.exchange, routingKey: delivery.routingKey, queue: queue)
         let span = tracer.startSpan(
             "process \(destination)", context: relation == .parent ? extracted : .topLevel, ofKind: .consumer)
         if relation == .link, !extracted.isEmpty { span.addLink(SpanLink(context: extracted, attributes: [:])) }
@@ -212,7 +215,9 @@ struct DeliveryTrace: Sendable {
                 attributes["messaging.rabbitmq.destination.routing_key"] = delivery.routingKey
                 attributes["messaging.rabbitmq.message.delivery_tag"] = Int64(truncatingIfNeeded: delivery.tag)
                 if let id = properties.messageID { attributes["messaging.message.id"] = id }
-                if let correlation = properties.correlationID { attributes["messaging.message.conversation_id"] = correlation }
+                if let correlation = properties.correlationID {
+                    attributes["messaging.message.conversation_id"] = correlation
+                }
                 if let type = properties.warrenMessageType { attributes["warren.message.type"] = type }
                 attributes["warren.attempt"] = attempt
             }

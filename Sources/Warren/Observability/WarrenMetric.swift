@@ -77,11 +77,14 @@ extension WarrenMetric {
     /// `events_per_job`, `dead_letters_per_job`; docs/ledger.md, "Bounds").
     public static let ledgerBounded = WarrenMetric(
         name: "warren_ledger_bounded_total", kind: .counter, labels: ["bound"],
-        help: "Events a ledger cut (a field over its bound) or skipped (a job over its bound, a message id no message has).")
+        help:
+            "Events a ledger cut (a field over its bound) or skipped (a job over its bound, a message id no message has)."
+    )
 
     /// Every metric above.
     public static let all: [WarrenMetric] = [
-        messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects, consumers,
+        messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects,
+        consumers,
         settlementsDropped, eventsDropped, ledgerLag, ledgerBounded,
     ]
 }

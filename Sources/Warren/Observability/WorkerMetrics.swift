@@ -47,7 +47,8 @@ final class WorkerMetrics: Sendable {
             }
             let found = Self.instruments(type: type, outcome: event.outcome, queue: queue, in: &state.byType)
             // Dead letters are counted per reason: never taken from the one-entry cache.
-            if case .deadLettered = event.outcome {} else {
+            if case .deadLettered = event.outcome {
+            } else {
                 state.last = (type, outcome, found.0, found.1, found.2, found.3)
             }
             return found
@@ -67,15 +68,23 @@ final class WorkerMetrics: Sendable {
     ) -> (Counter, Counter?, Timer, Timer) {
         let outcome = event.name
         // The instruments exist after a type's first message: look them up without copying anything.
-        if let instruments = byType[type], let counter = instruments.outcomes[outcome], Self.hasEvery(for: event, instruments) {
+        if let instruments = byType[type], let counter = instruments.outcomes[outcome],
+            Self.hasEvery(for: event, instruments)
+        {
             return (counter, Self.extra(for: event, in: instruments), instruments.duration, instruments.queueWait)
         }
         let dimensions = [("queue", queue), ("type", type)]
-        var instruments = byType.removeValue(forKey: type) ?? TypeInstruments(
-            retries: Counter(label: WarrenMetric.retries.name, dimensions: dimensions),
-            duration: Timer(label: WarrenMetric.handlerDuration.name, dimensions: dimensions, preferredDisplayUnit: .seconds),
-            queueWait: Timer(label: WarrenMetric.queueWait.name, dimensions: dimensions, preferredDisplayUnit: .seconds))
-        let counter = instruments.outcomes[outcome] ?? Counter(label: WarrenMetric.messages.name, dimensions: dimensions + [("outcome", outcome)])
+        var instruments =
+            byType.removeValue(forKey: type)
+            ?? TypeInstruments(
+                retries: Counter(label: WarrenMetric.retries.name, dimensions: dimensions),
+                duration: Timer(
+                    label: WarrenMetric.handlerDuration.name, dimensions: dimensions, preferredDisplayUnit: .seconds),
+                queueWait: Timer(
+                    label: WarrenMetric.queueWait.name, dimensions: dimensions, preferredDisplayUnit: .seconds))
+        let counter =
+            instruments.outcomes[outcome]
+            ?? Counter(label: WarrenMetric.messages.name, dimensions: dimensions + [("outcome", outcome)])
         instruments.outcomes[outcome] = counter
         if case .deadLettered(let reason) = event, instruments.deadLetters[reason.kind.rawValue] == nil {
             instruments.deadLetters[reason.kind.rawValue] = Counter(

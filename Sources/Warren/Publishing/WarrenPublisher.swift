@@ -36,12 +36,14 @@ public struct WarrenPublisher: Sendable {
     private func published(_ properties: AMQPProperties, to destination: Destination) {
         guard let events else { return }
         let (exchange, routingKey) = MessagingSpan.exchangeAndRoutingKey(of: destination)
-        events.record(WarrenEvent(
-            event: .published, messageID: properties.messageID, type: properties.type,
-            queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
-            atMs: Int64(Date().timeIntervalSince1970 * 1000),
-            traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(IncomingTrace.ids(ofTraceParent:))?.traceID,
-            correlationID: properties.correlationID))
+        events.record(
+            WarrenEvent(
+                event: .published, messageID: properties.messageID, type: properties.type,
+                queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
+                atMs: Int64(Date().timeIntervalSince1970 * 1000),
+                traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(
+                    IncomingTrace.ids(ofTraceParent:))?.traceID,
+                correlationID: properties.correlationID))
     }
 
     /// Header carrying the id of the message whose handling caused this one.
@@ -72,7 +74,8 @@ public struct WarrenPublisher: Sendable {
         correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
     ) async throws -> String {
         var outbound = try outboundMessage(
-            message, to: destination, messageID: messageID, correlationID: correlationID, causationID: causationID, headers: headers)
+            message, to: destination, messageID: messageID, correlationID: correlationID, causationID: causationID,
+            headers: headers)
         guard let tracer = tracing.activeTracer else {
             try await transport.publish(outbound.body, to: destination, properties: outbound.properties)
             published(outbound.properties, to: destination)
@@ -124,21 +127,25 @@ public struct WarrenPublisher: Sendable {
     public func publish<M: WarrenMessage>(
         contentsOf messages: [M], to destination: Destination, correlationID: String? = nil, headers: AMQPTable = [:]
     ) async -> [Result<String, any Error>] {
-        var results: [Result<String, any Error>] = Array(repeating: .failure(CancellationError()), count: messages.count)
+        var results: [Result<String, any Error>] = Array(
+            repeating: .failure(CancellationError()), count: messages.count)
         var outbound: [OutboundMessage] = []
         var positions: [Int] = []
         outbound.reserveCapacity(messages.count)
         // One producer span for the batch; every message carries its context.
         let tracer = tracing.activeTracer
-        let span = tracer.map { producerSpan($0, to: destination, messageID: nil, correlationID: correlationID, count: messages.count) }
+        let span = tracer.map {
+            producerSpan($0, to: destination, messageID: nil, correlationID: correlationID, count: messages.count)
+        }
         defer { span?.end() }
         var batchHeaders = headers
         if let tracer, let span { tracer.inject(span.context, into: &batchHeaders, using: AMQPHeadersInjector()) }
         for (index, message) in messages.enumerated() {
             do {
-                outbound.append(try outboundMessage(
-                    message, to: destination, messageID: Self.newMessageID(), correlationID: correlationID,
-                    causationID: nil, headers: batchHeaders))
+                outbound.append(
+                    try outboundMessage(
+                        message, to: destination, messageID: Self.newMessageID(), correlationID: correlationID,
+                        causationID: nil, headers: batchHeaders))
                 positions.append(index)
             } catch {
                 results[index] = .failure(error)
@@ -194,9 +201,15 @@ extension MessageContext {
     /// Publishes a follow-up message whose correlation id is this message's (or its id), and whose causation id is
     /// this message's id.
     @discardableResult
-    public func publish<M: WarrenMessage>(_ message: M, to destination: Destination, headers: AMQPTable = [:]) async throws -> String {
-        guard let publisher else { throw WarrenError(.noPublisher, "this message context has no publisher: make it with one to publish from a handler") }
+    public func publish<M: WarrenMessage>(_ message: M, to destination: Destination, headers: AMQPTable = [:])
+        async throws -> String
+    {
+        guard let publisher else {
+            throw WarrenError(
+                .noPublisher, "this message context has no publisher: make it with one to publish from a handler")
+        }
         return try await publisher.publish(
-            message, to: destination, correlationID: correlationID ?? messageID, causationID: messageID, headers: headers)
+            message, to: destination, correlationID: correlationID ?? messageID, causationID: messageID,
+            headers: headers)
     }
 }

@@ -104,10 +104,12 @@ extension HandlingFailure {
         case .undecodable(let detail): return "undecodable: \(detail)"
         case .unknownType(let type): return type.map { "no handler for type '\($0)'" } ?? "the message has no type"
         case .unsupportedContentType(let type): return "no codec for content type '\(type)'"
-        case .unsupportedContentEncoding(let encoding): return "content encoding '\(encoding)' is not supported (only none or identity)"
+        case .unsupportedContentEncoding(let encoding):
+            return "content encoding '\(encoding)' is not supported (only none or identity)"
         case .tooLarge(let bytes, let limit): return "body of \(bytes) bytes exceeds the limit of \(limit)"
         case .redeliveryLimit(let returns, let limit):
-            return "delivered again \(returns) times without being settled (limit \(limit)): its handler may crash the process"
+            return
+                "delivered again \(returns) times without being settled (limit \(limit)): its handler may crash the process"
         }
     }
 

@@ -23,6 +23,7 @@ enum RedeliveryVerdict: Equatable {
         guard redelivered else { return .handle }
         let counted = Int(clamping: max(0, headers.header(WarrenHeader.redeliveries)?.int64Value ?? 0))
         let returns = counted == Int.max ? counted : counted + 1
-        return returns > limit ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns, isolated: returns >= 2)
+        return returns > limit
+            ? .deadLetter(returns: returns, limit: limit) : .reenqueue(returns: returns, isolated: returns >= 2)
     }
 }

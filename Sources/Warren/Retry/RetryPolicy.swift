@@ -17,7 +17,8 @@ public struct RetryPolicy: Sendable {
     public enum Backoff: Sendable, Hashable {
         /// `initial`, then multiplied by `multiplier` after each failed attempt, capped at `maximum`; with `jitter`
         /// (0...1) each delay is spread over ±jitter, in ``jitterSteps`` steps.
-        case exponential(initial: Duration, multiplier: Double = 2, maximum: Duration = .seconds(300), jitter: Double = 0)
+        case exponential(
+            initial: Duration, multiplier: Double = 2, maximum: Duration = .seconds(300), jitter: Double = 0)
         /// An explicit list: the delay after failed attempt n is `delays[n - 1]`, the last one repeating.
         case explicit([Duration])
 

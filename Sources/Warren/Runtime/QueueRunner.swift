@@ -64,7 +64,12 @@ struct QueueRunner: Sendable {
         progress.attach(received: { consumer.received }, inFlight: { inFlight.current })
         metrics.consumers.record(1)
         defer { metrics.consumers.record(0) }
-        logger.info("consuming", metadata: ["queue": "\(source)", "prefetch": .stringConvertible(prefetch), "concurrency": .stringConvertible(concurrency)])
+        logger.info(
+            "consuming",
+            metadata: [
+                "queue": "\(source)", "prefetch": .stringConvertible(prefetch),
+                "concurrency": .stringConvertible(concurrency),
+            ])
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // A shutdown cancels the consumer; this watcher ends with the consumer (cancelled below) whether or not
@@ -140,7 +145,8 @@ struct QueueRunner: Sendable {
     /// Returns a delivery that arrived after the shutdown to its queue, and reports it.
     private func requeueUnstarted(_ delivery: TransportDelivery) {
         report(
-            delivery, attempt: attempt(of: delivery), outcome: requeue(delivery), duration: .zero, failure: nil, trace: nil,
+            delivery, attempt: attempt(of: delivery), outcome: requeue(delivery), duration: .zero, failure: nil,
+            trace: nil,
             logger: logger)
     }
 
@@ -160,16 +166,22 @@ struct QueueRunner: Sendable {
         let properties = delivery.properties
         var headers = properties.headers ?? [:]
         let attempt = attempt(of: delivery)
-        let trace = tracing.enabled
+        let trace =
+            tracing.enabled
             ? DeliveryTrace.begin(
-                delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer, relation: tracing.processSpanRelation)
+                delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer,
+                relation: tracing.processSpanRelation)
             : nil
         let type = properties.warrenMessageType
-        let redelivery = RedeliveryVerdict.decide(redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
+        let redelivery = RedeliveryVerdict.decide(
+            redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
-            let outcome = await reenqueue(delivery, headers: headers, returns: returns, isolated: isolated, trace: trace)
+            let outcome = await reenqueue(
+                delivery, headers: headers, returns: returns, isolated: isolated, trace: trace)
             trace?.finish(outcome: outcome, failure: nil)
-            report(delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace, logger: logger)
+            report(
+                delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace,
+                logger: logger)
             return
         }
 
@@ -180,7 +192,8 @@ struct QueueRunner: Sendable {
             if let events { events.record(startedEvent(delivery, type: type, attempt: attempt, trace: trace)) }
             if let codec = codecs.codec(for: properties.contentType) {
                 handling = await run(
-                    registration, codec: codec, delivery, type: type, headers: headers, attempt: attempt, started: started, trace: trace)
+                    registration, codec: codec, delivery, type: type, headers: headers, attempt: attempt,
+                    started: started, trace: trace)
             } else {
                 handling = Handling(failure: .unsupportedContentType(properties.contentType ?? ""))
             }
@@ -188,10 +201,12 @@ struct QueueRunner: Sendable {
             handling = Handling(failure: .unknownType(type))
         }
 
-        let (outcome, failedAtMs) = await settle(delivery, handling, type: type, headers: headers, attempt: attempt, trace: trace)
+        let (outcome, failedAtMs) = await settle(
+            delivery, handling, type: type, headers: headers, attempt: attempt, trace: trace)
         if let replayMark = handling.replayMark, !handling.duplicate, outcome != .requeued {
             do { try await replayMark.store.record(replayMark.messageID, scope: replayMark.scope) } catch {
-                logger.warning("could not remember a replay's copy", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                logger.warning(
+                    "could not remember a replay's copy", metadata: ["queue": "\(queue)", "error": "\(error)"])
             }
         }
         trace?.finish(outcome: outcome, failure: handling.failure?.summary)
@@ -214,8 +229,12 @@ struct QueueRunner: Sendable {
     /// Why a delivery is not handled at all, before its type is looked at: its redelivery limit spent, too large, or
     /// an encoding Warren cannot read.
     private func refusal(of delivery: TransportDelivery, redelivery: RedeliveryVerdict) -> HandlingFailure? {
-        if case .deadLetter(let returns, let limit) = redelivery { return .redeliveryLimit(returns: returns, limit: limit) }
-        if delivery.body.count > maximumMessageBytes { return .tooLarge(bytes: delivery.body.count, limit: maximumMessageBytes) }
+        if case .deadLetter(let returns, let limit) = redelivery {
+            return .redeliveryLimit(returns: returns, limit: limit)
+        }
+        if delivery.body.count > maximumMessageBytes {
+            return .tooLarge(bytes: delivery.body.count, limit: maximumMessageBytes)
+        }
         if let encoding = delivery.properties.contentEncoding, !encoding.isEmpty, encoding.lowercased() != "identity" {
             return .unsupportedContentEncoding(encoding)
         }
@@ -224,7 +243,8 @@ struct QueueRunner: Sendable {
 
     /// Runs the handler (unless an idempotency store knows the message), within its timeout and its trace.
     private func run(
-        _ registration: HandlerRegistration, codec: any MessageCodec, _ delivery: TransportDelivery, type: String, headers: AMQPTable,
+        _ registration: HandlerRegistration, codec: any MessageCodec, _ delivery: TransportDelivery, type: String,
+        headers: AMQPTable,
         attempt: Int, started: ContinuousClock.Instant, trace: DeliveryTrace?
     ) async -> Handling {
         let properties = delivery.properties
@@ -232,7 +252,8 @@ struct QueueRunner: Sendable {
             messageID: properties.messageID, correlationID: properties.correlationID, messageType: type,
             headers: headers, attempt: attempt, firstEnqueuedAt: firstEnqueuedAt(properties),
             redelivered: delivery.redelivered, queue: queue, baseLogger: logger,
-            publisher: WarrenPublisher(transport: worker.transport, codec: codec, tracing: tracing, events: configuration.events),
+            publisher: WarrenPublisher(
+                transport: worker.transport, codec: codec, tracing: tracing, events: configuration.events),
             traceID: trace?.traceID, spanID: trace?.spanID)
         var handling = Handling()
         do {
@@ -240,12 +261,16 @@ struct QueueRunner: Sendable {
             let scope = store == nil ? "" : "\(queue)/\(type)"
             // The first attempt of a replay's copy is remembered once settled, so a second copy of the same
             // replay (republished after a crash between the broker's confirm and the ledger's commit) is dropped.
-            if let store, let id = properties.messageID, attempt == 1, let replay = headers.header(WarrenHeader.replayID)?.stringValue {
+            if let store, let id = properties.messageID, attempt == 1,
+                let replay = headers.header(WarrenHeader.replayID)?.stringValue
+            {
                 handling.replayMark = (store, id, "\(scope)/replay/\(replay)")
             }
             if let store, let id = properties.messageID, try await store.contains(id, scope: scope) {
                 handling.duplicate = true
-            } else if let replayMark = handling.replayMark, try await replayMark.store.contains(replayMark.messageID, scope: replayMark.scope) {
+            } else if let replayMark = handling.replayMark,
+                try await replayMark.store.contains(replayMark.messageID, scope: replayMark.scope)
+            {
                 handling.duplicate = true
             } else {
                 if let timeout = registration.options.timeout {
@@ -255,7 +280,9 @@ struct QueueRunner: Sendable {
                         try await Self.inTrace(trace) { try await registration.process(delivery.body, codec, context) }
                     }
                 } else if let traced = trace?.context {
-                    try await ServiceContext.withValue(traced) { try await registration.process(delivery.body, codec, context) }
+                    try await ServiceContext.withValue(traced) {
+                        try await registration.process(delivery.body, codec, context)
+                    }
                 } else {
                     // No escaping closure (and no allocation for it) when there is no time limit.
                     try await registration.process(delivery.body, codec, context)
@@ -277,11 +304,13 @@ struct QueueRunner: Sendable {
     /// spent); else retried or dead-lettered by its policy, the copy confirmed first. Returns the outcome and, for a
     /// failure, when it failed.
     private func settle(
-        _ delivery: TransportDelivery, _ handling: Handling, type: String?, headers: AMQPTable, attempt: Int, trace: DeliveryTrace?
+        _ delivery: TransportDelivery, _ handling: Handling, type: String?, headers: AMQPTable, attempt: Int,
+        trace: DeliveryTrace?
     ) async -> (SettlementEvent.Outcome, failedAtMs: Int64?) {
         if let failure = handling.failure, handling.interrupted {
             // The worker is stopping and interrupted the handler: not the message's fault, so no attempt is spent.
-            logger.debug("handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
+            logger.debug(
+                "handler interrupted by shutdown", metadata: ["queue": "\(queue)", "error": "\(failure.summary)"])
             return (requeue(delivery), nil)
         }
         if let failure = handling.failure {
@@ -290,7 +319,8 @@ struct QueueRunner: Sendable {
                 jitterSample: Double.random(in: 0..<1))
             let now = Self.nowMilliseconds()
             let outcome = await settle(
-                delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, failedAtMs: now, trace: trace)
+                delivery, headers: headers, failure: failure, decision: decision, attempt: attempt, failedAtMs: now,
+                trace: trace)
             return (outcome, now)
         }
         do {
@@ -299,7 +329,8 @@ struct QueueRunner: Sendable {
         } catch {
             trace?.record(error)
             metrics.droppedSettlement()
-            logger.warning("could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            logger.warning(
+                "could not ack; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
             return (.requeued, nil)
         }
     }
@@ -320,7 +351,8 @@ struct QueueRunner: Sendable {
     ///   - failedAtMs: the failure's time: the copy's `x-warren-last-failure-at` and its event's time, so that a ledger
     ///     taking the dead letter off its queue finds the event it belongs to.
     private func settle(
-        _ delivery: TransportDelivery, headers: AMQPTable, failure: HandlingFailure, decision: FailureDecision, attempt: Int,
+        _ delivery: TransportDelivery, headers: AMQPTable, failure: HandlingFailure, decision: FailureDecision,
+        attempt: Int,
         failedAtMs nowMillis: Int64, trace: DeliveryTrace?
     ) async -> SettlementEvent.Outcome {
         var headers = headers
@@ -328,7 +360,9 @@ struct QueueRunner: Sendable {
             let enqueued = UnixMilliseconds.from(delivery.properties.timestamp) ?? nowMillis
             headers[WarrenHeader.firstEnqueuedAt] = .int64(enqueued)
         }
-        if headers[WarrenHeader.firstFailureAt]?.int64Value == nil { headers[WarrenHeader.firstFailureAt] = .int64(nowMillis) }
+        if headers[WarrenHeader.firstFailureAt]?.int64Value == nil {
+            headers[WarrenHeader.firstFailureAt] = .int64(nowMillis)
+        }
         headers[WarrenHeader.lastFailureAt] = .int64(nowMillis)
         headers[WarrenHeader.errorType] = .string(failure.errorType)
         headers[WarrenHeader.errorMessage] = .string(String(failure.summary.prefix(DeadLetterReason.longestDetail)))
@@ -366,7 +400,9 @@ struct QueueRunner: Sendable {
             // at-least-once contract allows.
             trace?.record(error)
             metrics.droppedSettlement()
-            logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            logger.warning(
+                "could not ack after copying; the broker will redeliver",
+                metadata: ["queue": "\(queue)", "error": "\(error)"])
             return outcome
         }
     }
@@ -396,7 +432,9 @@ struct QueueRunner: Sendable {
             ])
         do { try delivery.ack() } catch {
             metrics.droppedSettlement()
-            logger.warning("could not ack after copying; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            logger.warning(
+                "could not ack after copying; the broker will redeliver",
+                metadata: ["queue": "\(queue)", "error": "\(error)"])
         }
         return .requeued
     }
@@ -427,14 +465,16 @@ struct QueueRunner: Sendable {
     private func requeue(_ delivery: TransportDelivery) -> SettlementEvent.Outcome {
         do { try delivery.requeue() } catch {
             metrics.droppedSettlement()
-            logger.debug("could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
+            logger.debug(
+                "could not requeue; the broker will redeliver", metadata: ["queue": "\(queue)", "error": "\(error)"])
         }
         return .requeued
     }
 
     private func report(
         _ delivery: TransportDelivery, attempt: Int, outcome: SettlementEvent.Outcome, duration: Duration,
-        failure: HandlingFailure?, failedAtMs: Int64? = nil, duplicate: Bool = false, trace: DeliveryTrace?, logger: Logger
+        failure: HandlingFailure?, failedAtMs: Int64? = nil, duplicate: Bool = false, trace: DeliveryTrace?,
+        logger: Logger
     ) {
         let properties = delivery.properties
         // The time in the queue before this attempt: up to when its handling began (`duration` ago), not its settlement.
@@ -445,12 +485,13 @@ struct QueueRunner: Sendable {
             messageType: properties.warrenMessageType, queue: queue,
             attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary,
             duplicate: duplicate)
-        let level: Logger.Level = switch outcome {
-        case .acked: .debug
-        case .retried: .warning
-        case .requeued: .notice
-        case .deadLettered: .error
-        }
+        let level: Logger.Level =
+            switch outcome {
+            case .acked: .debug
+            case .retried: .warning
+            case .requeued: .notice
+            case .deadLettered: .error
+            }
         if logger.logLevel <= level {
             var metadata: Logger.Metadata = [
                 "message_id": "\(properties.messageID ?? "")",
@@ -480,37 +521,46 @@ struct QueueRunner: Sendable {
         metrics.record(event)
         worker.observer?(event)
         if let events {
-            var settled = settlementEvent(event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options)
-            if wait == nil { settled.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: startedMs) }
+            var settled = settlementEvent(
+                event, delivery: delivery, failedAtMs: failedAtMs, trace: trace, options: events.options)
+            if wait == nil {
+                settled.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: startedMs)
+            }
             events.record(settled)
         }
     }
 
     private static func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
-    private func startedEvent(_ delivery: TransportDelivery, type: String, attempt: Int, trace: DeliveryTrace?) -> WarrenEvent {
+    private func startedEvent(_ delivery: TransportDelivery, type: String, attempt: Int, trace: DeliveryTrace?)
+        -> WarrenEvent
+    {
         let now = Self.nowMilliseconds()
         let properties = delivery.properties
         let wait = enqueuedAtMilliseconds(properties).map { max(0, now - $0) }
         var event = WarrenEvent(
             event: .started, messageID: properties.messageID, type: type, queue: queue, attempt: attempt, atMs: now,
-            queueWaitMs: wait, host: configuration.hostName, traceID: trace?.traceID, correlationID: properties.correlationID)
+            queueWaitMs: wait, host: configuration.hostName, traceID: trace?.traceID,
+            correlationID: properties.correlationID)
         if wait == nil { event.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: now) }
         return event
     }
 
     private func settlementEvent(
-        _ settlement: SettlementEvent, delivery: TransportDelivery, failedAtMs: Int64?, trace: DeliveryTrace?, options: EventOptions
+        _ settlement: SettlementEvent, delivery: TransportDelivery, failedAtMs: Int64?, trace: DeliveryTrace?,
+        options: EventOptions
     ) -> WarrenEvent {
         let now = failedAtMs ?? Self.nowMilliseconds()
-        let kind: WarrenEvent.Kind = switch settlement.outcome {
-        case .acked: .ack
-        case .retried: .retry
-        case .deadLettered: .deadLetter
-        case .requeued: .requeued
-        }
+        let kind: WarrenEvent.Kind =
+            switch settlement.outcome {
+            case .acked: .ack
+            case .retried: .retry
+            case .deadLettered: .deadLetter
+            case .requeued: .requeued
+            }
         var event = WarrenEvent(
-            event: kind, messageID: settlement.messageID, type: settlement.messageType, queue: queue, attempt: settlement.attempt,
+            event: kind, messageID: settlement.messageID, type: settlement.messageType, queue: queue,
+            attempt: settlement.attempt,
             atMs: now, queueWaitMs: settlement.queueWait?.milliseconds, durationMs: settlement.duration.milliseconds,
             error: settlement.error, host: configuration.hostName, traceID: trace?.traceID,
             correlationID: delivery.properties.correlationID)
@@ -519,8 +569,11 @@ struct QueueRunner: Sendable {
             event.nextAttemptAtMs = now + delay.milliseconds
         case .deadLettered(let reason):
             event.reason = reason.kind.rawValue
-            var content: DeadLetterContent? = DeadLetterContent(body: delivery.body, headers: delivery.properties.headers ?? [:])
-            if let type = settlement.messageType, let redact = options.redact[type], let original = content { content = redact(original) }
+            var content: DeadLetterContent? = DeadLetterContent(
+                body: delivery.body, headers: delivery.properties.headers ?? [:])
+            if let type = settlement.messageType, let redact = options.redact[type], let original = content {
+                content = redact(original)
+            }
             if let content { event.attach(content, bodyLimit: options.deadLetterBodyLimit) }
         default:
             break

@@ -95,7 +95,9 @@ public final class Worker: Service, Sendable {
             do {
                 try await runOnce(queues) {
                     if let started = outage {
-                        logger.notice("consuming again", metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
+                        logger.notice(
+                            "consuming again",
+                            metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
                         outage = nil
                     }
                     failedAttempts = 0
@@ -116,18 +118,23 @@ public final class Worker: Service, Sendable {
                     return
                 }
                 failedAttempts += 1
-                guard transport.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max else {
+                guard transport.isRecoverable(error), failedAttempts <= configuration.recovery.maximumAttempts ?? .max
+                else {
                     await closeTransport()
                     throw error
                 }
                 // The transport stays open: `start()` reconnects when the connection is gone, and keeps it when only
                 // a channel was (a consumer cancelled by the broker), so publishers sharing it are not disturbed.
-                let delay = configuration.recovery.delay(beforeAttempt: failedAttempts, sample: Double.random(in: 0..<1))
+                let delay = configuration.recovery.delay(
+                    beforeAttempt: failedAttempts, sample: Double.random(in: 0..<1))
                 // The transport logs the connection's outage; the worker only says that its consumers wait for it.
                 if outage == nil { outage = ContinuousClock.now }
                 logger.debug(
                     "consumers stopped; starting them again",
-                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failedAttempts), "retry_in_ms": .stringConvertible(delay.milliseconds)])
+                    metadata: [
+                        "error": "\(error)", "attempt": .stringConvertible(failedAttempts),
+                        "retry_in_ms": .stringConvertible(delay.milliseconds),
+                    ])
                 await sleepUnlessShutdown(delay)
                 if shutdownSignal.isTriggered || Task.isCancelled { return }
             }
@@ -138,7 +145,8 @@ public final class Worker: Service, Sendable {
     private func runOnce(_ queues: [String: [HandlerRegistration]], connected: () -> Void) async throws {
         try await transport.start()
         for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
-            try await transport.prepare(queue: queue, delays: registrations.reduce(into: []) { $0.formUnion($1.options.retry.possibleDelays) })
+            try await transport.prepare(
+                queue: queue, delays: registrations.reduce(into: []) { $0.formUnion($1.options.retry.possibleDelays) })
         }
         var runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
         if configuration.redeliveryLimit != nil {
@@ -258,12 +266,16 @@ public final class Worker: Service, Sendable {
         guard !isConsuming else { return }
         let why = healthProblem.map { ": \($0)" } ?? ""
         throw WarrenError(
-            .notConsuming, settled ? "the worker stopped before it consumed\(why)" : "the worker did not consume within \(timeout)\(why)")
+            .notConsuming,
+            settled
+                ? "the worker stopped before it consumed\(why)" : "the worker did not consume within \(timeout)\(why)")
     }
 
     /// Begins a graceful shutdown (see ``run()``). Returns at once; `run()` returns when it is done.
     public func shutdown() {
-        logger.info("graceful shutdown requested", metadata: ["grace_period_ms": .stringConvertible(configuration.gracePeriod.milliseconds)])
+        logger.info(
+            "graceful shutdown requested",
+            metadata: ["grace_period_ms": .stringConvertible(configuration.gracePeriod.milliseconds)])
         shutdownSignal.trigger()
         // Not ready from now on: a probe sends no more work while the handlers drain.
         tracker.update { $0.stop(reason: "the worker is shutting down") }

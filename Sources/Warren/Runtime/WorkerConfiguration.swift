@@ -62,7 +62,10 @@ public struct RecoveryPolicy: Sendable, Hashable {
     /// Reconnection attempts before `run()` gives up and throws; `nil` retries for ever.
     public var maximumAttempts: Int?
 
-    public init(initialDelay: Duration = .milliseconds(500), maximumDelay: Duration = .seconds(30), jitter: Double = 0.2, maximumAttempts: Int? = nil) {
+    public init(
+        initialDelay: Duration = .milliseconds(500), maximumDelay: Duration = .seconds(30), jitter: Double = 0.2,
+        maximumAttempts: Int? = nil
+    ) {
         self.initialDelay = initialDelay
         self.maximumDelay = maximumDelay
         self.jitter = jitter

@@ -28,7 +28,8 @@ public struct WorkerHealth: Sendable, Equatable {
 
     /// Whether every enabled queue is consuming or on standby (and there is one).
     public var isReady: Bool {
-        queues.contains { $0.state != .disabled } && queues.allSatisfy { [.consuming, .standby, .disabled].contains($0.state) }
+        queues.contains { $0.state != .disabled }
+            && queues.allSatisfy { [.consuming, .standby, .disabled].contains($0.state) }
     }
 }
 

@@ -29,7 +29,8 @@ final class TopologyDeclarer: Sendable {
         try await declareQueue(topology.queue, arguments: topology.workQueueArguments)
         try await declareQueue(topology.deadLetterQueue, arguments: topology.workQueueArguments)
         try await declareQueue(topology.redeliveredQueue, arguments: topology.workQueueArguments)
-        try await channel.queueBind(topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
+        try await channel.queueBind(
+            topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
         try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
         for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
         try await publishManifest(for: queue)
@@ -52,11 +53,14 @@ final class TopologyDeclarer: Sendable {
         let manifest = TopologyManifest(
             queue: queue, queueType: queueType.rawValue, deadLetterExchange: WarrenTopology.deadLetterExchange,
             deadLetterQueue: topology.deadLetterQueue,
-            delayQueues: known.sorted().map { .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds) },
+            delayQueues: known.sorted().map {
+                .init(name: topology.delayQueue(for: $0), delayMilliseconds: $0.milliseconds)
+            },
             updatedAt: Date())
         try await channel.publish(
             Array(try manifest.json()), routingKey: topology.manifestQueue,
-            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
+            properties: AMQPProperties(
+                contentType: "application/json", deliveryMode: .persistent, type: "warren.topology"))
     }
 
     private func declareQueue(_ name: String, arguments: AMQPTable) async throws {

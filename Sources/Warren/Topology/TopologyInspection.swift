@@ -49,9 +49,11 @@ extension WarrenTopology {
         var rows: [QueueInspection] = []
         for (role, name, delay) in wanted {
             let status = try await Self.probe(connection, name)
-            rows.append(QueueInspection(
-                role: role, name: name, messages: status?.messageCount, consumers: status?.consumerCount, delayMilliseconds: delay,
-                exists: status != nil))
+            rows.append(
+                QueueInspection(
+                    role: role, name: name, messages: status?.messageCount, consumers: status?.consumerCount,
+                    delayMilliseconds: delay,
+                    exists: status != nil))
         }
         return rows
     }

@@ -168,7 +168,8 @@ package enum UnixMilliseconds {
 
     /// `date` in milliseconds when it is ``plausible`` (an AMQP timestamp may say the year 584 billion).
     package static func from(_ date: Date?) -> Int64? {
-        guard let seconds = date?.timeIntervalSince1970, seconds.isFinite, seconds >= 0, seconds <= Double(plausible.upperBound / 1000)
+        guard let seconds = date?.timeIntervalSince1970, seconds.isFinite, seconds >= 0,
+            seconds <= Double(plausible.upperBound / 1000)
         else { return nil }
         return Int64((seconds * 1000).rounded(.down))
     }

@@ -36,7 +36,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         state.withLock { state in
-            state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+            state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(
+                prefetch: prefetch == 0 ? Int.max : Int(prefetch))
         }
         return TransportConsumer(
             next: { [self] in try await next(queue: queue) },
@@ -47,7 +48,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     /// Puts a message where `destination` says, as a publisher's would arrive (in a test: any bytes and properties,
     /// without waiting for a worker). Returns at once; never throws.
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
-        let message = StoredMessage(body: body, properties: properties, redelivered: false, exchange: "", routingKey: "")
+        let message = StoredMessage(
+            body: body, properties: properties, redelivered: false, exchange: "", routingKey: "")
         switch destination {
         case .queue(let queue):
             enqueue(with(message, exchange: "", routingKey: queue), into: queue)
@@ -56,7 +58,10 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         case .broadcast:
             break  // no exchanges and no bindings in memory: nobody listens
         case .deadLetters(let queue):
-            state.withLock { $0.deadLetters[queue, default: []].append(with(message, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)) }
+            state.withLock {
+                $0.deadLetters[queue, default: []].append(
+                    with(message, exchange: WarrenTopology.deadLetterExchange, routingKey: queue))
+            }
         case .delay(let queue, let delay):
             // Like a delay queue's TTL: the message comes back to the queue (through the default exchange).
             state.withLock { $0.pendingDelays += 1 }
@@ -122,8 +127,11 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     private func enqueue(_ message: StoredMessage, into queue: String, atFront: Bool = false) {
-        let handoff = state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
-            if atFront { state.queues[queue, default: InMemoryQueueState()].ready.prepend(message) } else {
+        let handoff = state.withLock {
+            state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+            if atFront {
+                state.queues[queue, default: InMemoryQueueState()].ready.prepend(message)
+            } else {
                 state.queues[queue, default: InMemoryQueueState()].ready.append(message)
             }
             return Self.takeHandoff(&state, queue: queue)
@@ -134,7 +142,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     /// When the queue's consumer waits and may take one more, moves the head message to unacked for it.
-    private static func takeHandoff(_ state: inout State, queue: String) -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? {
+    private static func takeHandoff(_ state: inout State, queue: String) -> (
+        CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64
+    )? {
         guard let consumer = state.queues[queue]?.consumer, !consumer.cancelled, let waiter = consumer.waiter,
             canTake(state, queue: queue, prefetch: consumer.prefetch)
         else { return nil }
@@ -160,7 +170,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     private func delivery(_ message: StoredMessage, tag: UInt64, queue: String) -> TransportDelivery {
         TransportDelivery(
             body: message.body, properties: message.properties, redelivered: message.redelivered,
-            exchange: message.exchange, routingKey: message.routingKey, tag: tag, settler: Settler(transport: self, queue: queue))
+            exchange: message.exchange, routingKey: message.routingKey, tag: tag,
+            settler: Settler(transport: self, queue: queue))
     }
 
     private enum Immediate {
@@ -175,7 +186,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             return state.nextWaiter
         }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<TransportDelivery?, any Error>) in
+            try await withCheckedThrowingContinuation {
+                (continuation: CheckedContinuation<TransportDelivery?, any Error>) in
                 let immediate = state.withLock { state -> Immediate? in
                     guard let consumer = state.queues[queue]?.consumer else { return .end }
                     if Task.isCancelled { return .cancelled }
@@ -189,7 +201,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
                     return nil
                 }
                 switch immediate {
-                case .message(let message, let tag)?: continuation.resume(returning: delivery(message, tag: tag, queue: queue))
+                case .message(let message, let tag)?:
+                    continuation.resume(returning: delivery(message, tag: tag, queue: queue))
                 case .end?: continuation.resume(returning: nil)
                 case .cancelled?: continuation.resume(throwing: CancellationError())
                 case nil: break
@@ -197,7 +210,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             }
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<TransportDelivery?, any Error>? in
-                guard var consumer = state.queues[queue]?.consumer, consumer.waiterID == waiterID, let waiter = consumer.waiter else { return nil }
+                guard var consumer = state.queues[queue]?.consumer, consumer.waiterID == waiterID,
+                    let waiter = consumer.waiter
+                else { return nil }
                 consumer.waiter = nil
                 state.queues[queue]?.consumer = consumer
                 return waiter
@@ -235,7 +250,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     fileprivate func ack(_ tag: UInt64, queue: String) throws {
-        let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+        let handoff = try state.withLock {
+            state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
             guard state.queues[queue]?.unacked.removeValue(forKey: tag) != nil else {
                 throw Self.unknownTag(tag, queue: queue)
             }
@@ -245,7 +261,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     fileprivate func requeue(_ tag: UInt64, queue: String) throws {
-        let handoff = try state.withLock { state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
+        let handoff = try state.withLock {
+            state -> (CheckedContinuation<TransportDelivery?, any Error>, StoredMessage, UInt64)? in
             guard var message = state.queues[queue]?.unacked.removeValue(forKey: tag) else {
                 throw Self.unknownTag(tag, queue: queue)
             }
@@ -257,7 +274,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     private static func unknownTag(_ tag: UInt64, queue: String) -> WarrenError {
-        WarrenError(.settlementRefused, "unknown delivery tag \(tag) on '\(queue)': already settled, or its consumer was closed")
+        WarrenError(
+            .settlementRefused, "unknown delivery tag \(tag) on '\(queue)': already settled, or its consumer was closed"
+        )
     }
 
     struct Settler: DeliverySettler {

@@ -122,7 +122,10 @@ public final class RabbitMQTransport: WarrenTransport, Service {
 
     /// The live connection and channels, repaired first when they were lost.
     private func ready() async throws -> Connected {
-        enum Next { case use(Connected), wait(Task<Connected, any Error>) }
+        enum Next {
+            case use(Connected)
+            case wait(Task<Connected, any Error>)
+        }
         let next: Next = try state.withLock { state in
             guard case .started(let link) = state.lifecycle else {
                 throw AMQPError(.connectionClosed, message: "the RabbitMQ transport is not started")
@@ -158,12 +161,15 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             if let previous, previous.connection.isOpen {
                 connected = Connected(
                     connection: previous.connection,
-                    publisher: previous.publisher.isOpen ? previous.publisher : try await openPublisher(on: previous.connection),
+                    publisher: previous.publisher.isOpen
+                        ? previous.publisher : try await openPublisher(on: previous.connection),
                     topology: previous.topology.isOpen
-                        ? previous.topology : try await TopologyDeclarer(connection: previous.connection, queueType: queueType))
+                        ? previous.topology
+                        : try await TopologyDeclarer(connection: previous.connection, queueType: queueType))
             } else {
                 if let previous { await previous.connection.close() }
-                let connection = try await AMQPConnection.connect(to: endpoints, connectionName: connectionName, logger: logger)
+                let connection = try await AMQPConnection.connect(
+                    to: endpoints, connectionName: connectionName, logger: logger)
                 do {
                     connected = Connected(
                         connection: connection, publisher: try await openPublisher(on: connection),
@@ -190,7 +196,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 guard case .started(.connecting(attempt, _, let previous)) = state.lifecycle else { return }
                 state.lifecycle = .started(previous.map(Link.up) ?? .none)
             }
-            if Self.scope(of: error, connection: nil) == .connection { outageBegins(previous == nil ? "cannot connect to the broker" : "connection lost", error) }
+            if Self.scope(of: error, connection: nil) == .connection {
+                outageBegins(previous == nil ? "cannot connect to the broker" : "connection lost", error)
+            }
             throw error
         }
     }
@@ -238,10 +246,11 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     ///   error (e.g. 404 for a missing exchange), or the connection error once the recovery time is spent.
     @_spi(WarrenTransport)
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
-        let waitsForRecovery: Bool = switch destination {
-        case .queue, .exchange, .broadcast: publishRecoveryTimeout > .zero
-        case .delay, .deadLetters: false
-        }
+        let waitsForRecovery: Bool =
+            switch destination {
+            case .queue, .exchange, .broadcast: publishRecoveryTimeout > .zero
+            case .delay, .deadLetters: false
+            }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: publishRecoveryTimeout)
         var failures = 0
@@ -252,26 +261,38 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 try await publish(body, to: destination, properties: properties, on: connected!)
                 return
             } catch {
-                guard waitsForRecovery, Self.scope(of: error, connection: connected?.connection) == .connection else { throw error }
+                guard waitsForRecovery, Self.scope(of: error, connection: connected?.connection) == .connection else {
+                    throw error
+                }
                 failures += 1
                 let delay = reconnect.delay(beforeAttempt: failures, sample: Double.random(in: 0..<1))
-                guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.lifecycle.isStarted }) else { throw error }
+                guard clock.now.advanced(by: delay) < deadline, state.withLock({ $0.lifecycle.isStarted }) else {
+                    throw error
+                }
                 logger.debug(
                     "publishing: waiting for the connection to come back",
-                    metadata: ["error": "\(error)", "attempt": .stringConvertible(failures), "retry_in_ms": .stringConvertible(delay.milliseconds)])
+                    metadata: [
+                        "error": "\(error)", "attempt": .stringConvertible(failures),
+                        "retry_in_ms": .stringConvertible(delay.milliseconds),
+                    ])
                 try await Task.sleep(for: delay)
             }
         }
     }
 
-    private func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties, on connected: Connected) async throws {
+    private func publish(
+        _ body: [UInt8], to destination: Destination, properties: AMQPProperties, on connected: Connected
+    ) async throws {
         let (exchange, routingKey) = try await route(destination, on: connected)
         try await connected.publisher.publish(
-            body, exchange: exchange, routingKey: routingKey, mandatory: destination.isMandatory, properties: properties)
+            body, exchange: exchange, routingKey: routingKey, mandatory: destination.isMandatory, properties: properties
+        )
     }
 
     /// The exchange and routing key of `destination` (declaring a delay queue on first use).
-    private func route(_ destination: Destination, on connected: Connected) async throws -> (exchange: String, routingKey: String) {
+    private func route(_ destination: Destination, on connected: Connected) async throws -> (
+        exchange: String, routingKey: String
+    ) {
         switch destination {
         case .queue(let queue):
             return ("", queue)
@@ -306,16 +327,20 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             outbound.reserveCapacity(messages.count)
             for message in messages {
                 let (exchange, routingKey) = try await route(message.destination, on: connected)
-                outbound.append(AMQPOutboundMessage(
-                    body: message.body, exchange: exchange, routingKey: routingKey, mandatory: message.destination.isMandatory,
-                    properties: message.properties))
+                outbound.append(
+                    AMQPOutboundMessage(
+                        body: message.body, exchange: exchange, routingKey: routingKey,
+                        mandatory: message.destination.isMandatory,
+                        properties: message.properties))
             }
             results = await connected.publisher.publish(contentsOf: outbound).map { $0.mapError { $0 as any Error } }
         } catch {
             results = Array(repeating: .failure(error), count: messages.count)
         }
         for (index, result) in results.enumerated() {
-            guard case .failure(let error) = result, Self.scope(of: error, connection: connection) == .connection else { continue }
+            guard case .failure(let error) = result, Self.scope(of: error, connection: connection) == .connection else {
+                continue
+            }
             let message = messages[index]
             do {
                 try await publish(message.body, to: message.destination, properties: message.properties)
@@ -346,7 +371,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         guard let error = error as? AMQPError else { return .request }
         switch error.code {
         case .connectionLost, .connectionFailed, .connectionClosed: return .connection
-        case .channelClosed, .consumerCancelled, .timeout: return connection.map { !$0.isOpen } ?? true ? .connection : .channel
+        case .channelClosed, .consumerCancelled, .timeout:
+            return connection.map { !$0.isOpen } ?? true ? .connection : .channel
         default: return .request
         }
     }
@@ -381,7 +407,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         connectionUp.record(1)
         if let started {
             reconnects.increment()
-            logger.notice("connection recovered", metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
+            logger.notice(
+                "connection recovered",
+                metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
         }
     }
 
@@ -397,7 +425,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         do {
             available = try await channel.queueStatus(name).messageCount
         } catch let error as AMQPError where error.replyCode == 404 {
-            throw WarrenError(.invalidConfiguration, "there is no queue '\(name)': no worker has declared '\(queue)' on this broker")
+            throw WarrenError(
+                .invalidConfiguration, "there is no queue '\(name)': no worker has declared '\(queue)' on this broker")
         } catch {
             try? await channel.close()
             throw error

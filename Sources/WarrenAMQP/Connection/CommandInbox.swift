@@ -16,7 +16,8 @@ struct CommandInbox {
     mutating func enqueue(_ command: IOCommand, lazyLimit: Int?) -> Bool {
         commands.append(command)
         if lazyLimit != nil { lazyCommands += 1 }
-        let wake = IOLoopStateMachine.wakes(sleep: sleep, wakePending: wakePending, lazyQueued: lazyCommands, lazyLimit: lazyLimit)
+        let wake = IOLoopStateMachine.wakes(
+            sleep: sleep, wakePending: wakePending, lazyQueued: lazyCommands, lazyLimit: lazyLimit)
         if wake { wakePending = true }
         return wake
     }

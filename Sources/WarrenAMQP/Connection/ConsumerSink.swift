@@ -40,7 +40,8 @@ final class ConsumerSink: Sendable {
 
     /// Called on the I/O thread: hands the waiting task what is ready.
     func wake() {
-        let resumption = state.withLock { state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
+        let resumption = state.withLock {
+            state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
             guard let waiter = state.waiter, let ready = Self.ready(&state) else { return nil }
             state.waiter = nil
             return (waiter, ready)
@@ -53,7 +54,8 @@ final class ConsumerSink: Sendable {
 
     /// Ends the sequence after what is buffered: normally with `nil`, or by throwing `error`.
     func finish(_ error: AMQPError?) {
-        let resumption = state.withLock { state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
+        let resumption = state.withLock {
+            state -> (UnsafeContinuation<InboundMessage?, any Error>, Result<InboundMessage?, any Error>)? in
             guard state.ended == nil else { return nil }
             state.ended = .some(error)
             guard let waiter = state.waiter, let ready = Self.ready(&state) else { return nil }

@@ -61,7 +61,8 @@ package final class CArena {
     }
 
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
-        raw(byteCount: count * MemoryLayout<T>.stride, alignment: MemoryLayout<T>.alignment).bindMemory(to: T.self, capacity: count)
+        raw(byteCount: count * MemoryLayout<T>.stride, alignment: MemoryLayout<T>.alignment).bindMemory(
+            to: T.self, capacity: count)
     }
 
     private func raw(byteCount: Int, alignment: Int) -> UnsafeMutableRawPointer {

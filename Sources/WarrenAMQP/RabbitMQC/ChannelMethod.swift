@@ -8,11 +8,14 @@ enum ChannelMethod: Sendable {
     /// `confirm.select`; the timeout is not sent, it bounds each publish's wait for its confirm.
     case confirmSelect(timeout: Duration?)
     case basicQos(prefetchCount: UInt16, global: Bool)
-    case exchangeDeclare(name: String, type: String, passive: Bool, durable: Bool, autoDelete: Bool, isInternal: Bool, arguments: AMQPTable)
+    case exchangeDeclare(
+        name: String, type: String, passive: Bool, durable: Bool, autoDelete: Bool, isInternal: Bool,
+        arguments: AMQPTable)
     case exchangeDelete(name: String, ifUnused: Bool)
     case exchangeBind(destination: String, source: String, routingKey: String, arguments: AMQPTable)
     case exchangeUnbind(destination: String, source: String, routingKey: String, arguments: AMQPTable)
-    case queueDeclare(name: String, passive: Bool, durable: Bool, exclusive: Bool, autoDelete: Bool, arguments: AMQPTable)
+    case queueDeclare(
+        name: String, passive: Bool, durable: Bool, exclusive: Bool, autoDelete: Bool, arguments: AMQPTable)
     case queueBind(queue: String, exchange: String, routingKey: String, arguments: AMQPTable)
     case queueUnbind(queue: String, exchange: String, routingKey: String, arguments: AMQPTable)
     case queuePurge(name: String)
@@ -48,22 +51,29 @@ enum ChannelMethod: Sendable {
     func validate() throws(AMQPError) {
         func shortString(_ value: String, _ what: String) throws(AMQPError) {
             if value.utf8.count > 255 {
-                throw AMQPError(.invalidArgument, message: "\(what) is \(value.utf8.count) bytes; AMQP allows at most 255")
+                throw AMQPError(
+                    .invalidArgument, message: "\(what) is \(value.utf8.count) bytes; AMQP allows at most 255")
             }
         }
         switch self {
         case .exchangeDeclare(let name, let type, _, _, _, _, _):
-            try shortString(name, "exchange name"); try shortString(type, "exchange type")
+            try shortString(name, "exchange name")
+            try shortString(type, "exchange type")
         case .exchangeDelete(let name, _): try shortString(name, "exchange name")
         case .exchangeBind(let d, let s, let k, _), .exchangeUnbind(let d, let s, let k, _):
-            try shortString(d, "exchange name"); try shortString(s, "exchange name"); try shortString(k, "routing key")
+            try shortString(d, "exchange name")
+            try shortString(s, "exchange name")
+            try shortString(k, "routing key")
         case .queueDeclare(let name, _, _, _, _, _), .queuePurge(let name), .queueDelete(let name, _, _),
             .basicGet(let name, _):
             try shortString(name, "queue name")
         case .queueBind(let q, let e, let k, _), .queueUnbind(let q, let e, let k, _):
-            try shortString(q, "queue name"); try shortString(e, "exchange name"); try shortString(k, "routing key")
+            try shortString(q, "queue name")
+            try shortString(e, "exchange name")
+            try shortString(k, "routing key")
         case .basicConsume(let q, let tag, _, _, _):
-            try shortString(q, "queue name"); try shortString(tag, "consumer tag")
+            try shortString(q, "queue name")
+            try shortString(tag, "consumer tag")
         case .basicCancel(let tag): try shortString(tag, "consumer tag")
         case .channelOpen, .channelClose, .confirmSelect, .basicQos: break
         }
@@ -87,8 +97,10 @@ enum ChannelMethod: Sendable {
         case .confirmSelect:
             return send(AMQP_CONFIRM_SELECT_METHOD, amqp_confirm_select_t(nowait: no))
         case .basicQos(let count, let global):
-            return send(AMQP_BASIC_QOS_METHOD, amqp_basic_qos_t(prefetch_size: 0, prefetch_count: count, global: b(global)))
-        case .exchangeDeclare(let name, let type, let passive, let durable, let autoDelete, let isInternal, let arguments):
+            return send(
+                AMQP_BASIC_QOS_METHOD, amqp_basic_qos_t(prefetch_size: 0, prefetch_count: count, global: b(global)))
+        case .exchangeDeclare(
+            let name, let type, let passive, let durable, let autoDelete, let isInternal, let arguments):
             return send(
                 AMQP_EXCHANGE_DECLARE_METHOD,
                 amqp_exchange_declare_t(

@@ -20,7 +20,8 @@ extension ConnectionCore {
         switch command {
         case .openChannel(let continuation):
             guard let id = freeChannelID() else {
-                continuation.resume(throwing: AMQPError(.invalidArgument, message: "all \(channelMax) channels are in use"))
+                continuation.resume(
+                    throwing: AMQPError(.invalidArgument, message: "all \(channelMax) channels are in use"))
                 return
             }
             let handle = ChannelHandle(id: id)
@@ -34,11 +35,17 @@ extension ConnectionCore {
             if case .basicQos(let prefetch, _) = method { channel.handle.prefetch.store(prefetch, ordering: .relaxed) }
             enqueue(method, on: channel) { continuation.resume(with: $0.mapError { $0 as any Error }) }
         case .consume(let target, let method, let sink, let continuation):
-            guard let channel = usableChannel(target, failing: {
-                sink.finish($0)
-                continuation.resume(throwing: $0)
-            }) else { return }
-            guard case .basicConsume(_, let tag, _, _, _) = method else { preconditionFailure("consume needs basic.consume") }
+            guard
+                let channel = usableChannel(
+                    target,
+                    failing: {
+                        sink.finish($0)
+                        continuation.resume(throwing: $0)
+                    })
+            else { return }
+            guard case .basicConsume(_, let tag, _, _, _) = method else {
+                preconditionFailure("consume needs basic.consume")
+            }
             channel.consumers[tag] = sink
             enqueue(method, on: channel) { result in
                 if case .failure(let error) = result { channel.consumers.removeValue(forKey: tag)?.finish(error) }
@@ -82,7 +89,9 @@ extension ConnectionCore {
     }
 
     func sendAcks(_ frames: [AckCoalescer.Frame], on channelID: UInt16) {
-        for case .ack(let tag, let multiple) in frames { sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID) }
+        for case .ack(let tag, let multiple) in frames {
+            sendSettlement(.ack(deliveryTag: tag, multiple: multiple), on: channelID)
+        }
     }
 
     func sendSettlement(_ settlement: SettlementMethod, on channelID: UInt16) {
@@ -97,12 +106,16 @@ extension ConnectionCore {
         case .reject(let tag, let requeue):
             status = amqp_basic_reject(connection, channelID, tag, requeue ? 1 : 0)
         }
-        if status < 0 { connectionFailed(AMQPError(.connectionLost, message: "writing to the broker failed: \(statusText(status))")) }
+        if status < 0 {
+            connectionFailed(AMQPError(.connectionLost, message: "writing to the broker failed: \(statusText(status))"))
+        }
     }
 
     func publish(_ message: AMQPOutboundMessage, on channel: ChannelBookkeeping, waiter: PublishWaiter) {
         guard message.exchange.utf8.count <= 255, message.routingKey.utf8.count <= 255 else {
-            waiter.complete(.failure(AMQPError(.invalidArgument, message: "exchange name and routing key are limited to 255 bytes")))
+            waiter.complete(
+                .failure(AMQPError(.invalidArgument, message: "exchange name and routing key are limited to 255 bytes"))
+            )
             return
         }
         defer { arena.reset() }
@@ -149,7 +162,10 @@ extension ConnectionCore {
 
     /// Queues a synchronous method on its channel; AMQP allows one outstanding per channel, so the next is sent when
     /// the previous one's reply arrives.
-    func enqueue(_ method: ChannelMethod, on channel: ChannelBookkeeping, completion: @escaping (Result<MethodReply, AMQPError>) -> Void) {
+    func enqueue(
+        _ method: ChannelMethod, on channel: ChannelBookkeeping,
+        completion: @escaping (Result<MethodReply, AMQPError>) -> Void
+    ) {
         do throws(AMQPError) {
             try method.validate()
         } catch {
@@ -176,7 +192,9 @@ extension ConnectionCore {
 
     func completeHead(of channel: ChannelBookkeeping, with result: Result<MethodReply, AMQPError>) {
         guard !channel.pendingMethods.isEmpty else {
-            connectionFailed(AMQPError(.protocolError, message: "a reply arrived on channel \(channel.id) with no request outstanding"))
+            connectionFailed(
+                AMQPError(
+                    .protocolError, message: "a reply arrived on channel \(channel.id) with no request outstanding"))
             return
         }
         let head = channel.pendingMethods.removeFirst()

@@ -20,7 +20,8 @@ extension ConnectionCore {
             }
             if status != AMQP_STATUS_OK.rawValue {
                 let code: AMQPError.Code = .connectionLost
-                let why = status == AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue
+                let why =
+                    status == AMQP_STATUS_HEARTBEAT_TIMEOUT.rawValue
                     ? "the broker missed its heartbeats" : "reading from the broker failed: \(statusText(status))"
                 connectionFailed(AMQPError(code, message: why))
                 return true
@@ -45,10 +46,13 @@ extension ConnectionCore {
             }
         case AMQP_FRAME_HEADER:
             guard let channel = channels[channelID] else { return }
-            let properties = frame.payload.properties.decoded
+            let properties =
+                frame.payload.properties.decoded
                 .map { AMQPProperties($0.assumingMemoryBound(to: amqp_basic_properties_t.self).pointee, names: names) }
                 ?? AMQPProperties()
-            contentOutcome(channel.assembler.header(bodySize: frame.payload.properties.body_size, properties: properties), on: channel)
+            contentOutcome(
+                channel.assembler.header(bodySize: frame.payload.properties.body_size, properties: properties),
+                on: channel)
         case AMQP_FRAME_BODY:
             guard let channel = channels[channelID] else { return }
             let fragment = frame.payload.body_fragment
@@ -65,9 +69,10 @@ extension ConnectionCore {
             let close = method.decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
             var ok = amqp_connection_close_ok_t(dummy: 0)
             _ = amqp_send_method(connection, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok)
-            connectionFailed(AMQPError(
-                .connectionClosed, replyCode: close.reply_code, replyText: close.reply_text.string,
-                message: "the broker closed the connection"))
+            connectionFailed(
+                AMQPError(
+                    .connectionClosed, replyCode: close.reply_code, replyText: close.reply_text.string,
+                    message: "the broker closed the connection"))
         case AMQP_CONNECTION_BLOCKED_METHOD:
             let frame = method.decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
             let reason = frame.reason.string
@@ -75,7 +80,9 @@ extension ConnectionCore {
             blocked = true
             emit(.blocked(reason: reason)) { $0.isBlocked = true }
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
-            logger.info("broker unblocked the connection; publishing resumed", metadata: ["paused_publishes": .stringConvertible(pausedPublishes.count)])
+            logger.info(
+                "broker unblocked the connection; publishing resumed",
+                metadata: ["paused_publishes": .stringConvertible(pausedPublishes.count)])
             blocked = false
             emit(.unblocked) { $0.isBlocked = false }
             let paused = pausedPublishes
@@ -94,9 +101,12 @@ extension ConnectionCore {
         switch method.id {
         case AMQP_BASIC_DELIVER_METHOD:
             let d = decoded!.assumingMemoryBound(to: amqp_basic_deliver_t.self).pointee
-            contentOutcome(channel.assembler.begin(.deliver(
-                consumerTag: names.string(d.consumer_tag), deliveryTag: d.delivery_tag, redelivered: d.redelivered != 0,
-                exchange: names.string(d.exchange), routingKey: names.string(d.routing_key))), on: channel)
+            contentOutcome(
+                channel.assembler.begin(
+                    .deliver(
+                        consumerTag: names.string(d.consumer_tag), deliveryTag: d.delivery_tag,
+                        redelivered: d.redelivered != 0,
+                        exchange: names.string(d.exchange), routingKey: names.string(d.routing_key))), on: channel)
         case AMQP_BASIC_ACK_METHOD:
             let ack = decoded!.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
             confirm(on: channel, deliveryTag: ack.delivery_tag, multiple: ack.multiple != 0, nacked: false)
@@ -105,14 +115,18 @@ extension ConnectionCore {
             confirm(on: channel, deliveryTag: nack.delivery_tag, multiple: nack.multiple != 0, nacked: true)
         case AMQP_BASIC_RETURN_METHOD:
             let r = decoded!.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
-            contentOutcome(channel.assembler.begin(.returned(
-                replyCode: r.reply_code, replyText: r.reply_text.string,
-                exchange: r.exchange.string, routingKey: r.routing_key.string)), on: channel)
+            contentOutcome(
+                channel.assembler.begin(
+                    .returned(
+                        replyCode: r.reply_code, replyText: r.reply_text.string,
+                        exchange: r.exchange.string, routingKey: r.routing_key.string)), on: channel)
         case AMQP_BASIC_GET_OK_METHOD:
             let g = decoded!.assumingMemoryBound(to: amqp_basic_get_ok_t.self).pointee
-            contentOutcome(channel.assembler.begin(.getOk(
-                deliveryTag: g.delivery_tag, redelivered: g.redelivered != 0, exchange: g.exchange.string,
-                routingKey: g.routing_key.string, messageCount: g.message_count)), on: channel)
+            contentOutcome(
+                channel.assembler.begin(
+                    .getOk(
+                        deliveryTag: g.delivery_tag, redelivered: g.redelivered != 0, exchange: g.exchange.string,
+                        routingKey: g.routing_key.string, messageCount: g.message_count)), on: channel)
         case AMQP_BASIC_GET_EMPTY_METHOD:
             completeHead(of: channel, with: .success(.getEmpty))
         case AMQP_BASIC_CANCEL_METHOD:
@@ -123,9 +137,12 @@ extension ConnectionCore {
                 var ok = amqp_basic_cancel_ok_t(consumer_tag: arena.bytes(tag))
                 _ = amqp_send_method(connection, channel.id, AMQP_BASIC_CANCEL_OK_METHOD, &ok)
             }
-            logger.warning("broker cancelled a consumer", metadata: ["amqp.consumer": "\(tag)", "amqp.channel": "\(channel.id)"])
-            channel.consumers.removeValue(forKey: tag)?.finish(AMQPError(
-                .consumerCancelled, message: "the broker cancelled consumer \(tag) (its queue was deleted or became unavailable)"))
+            logger.warning(
+                "broker cancelled a consumer", metadata: ["amqp.consumer": "\(tag)", "amqp.channel": "\(channel.id)"])
+            channel.consumers.removeValue(forKey: tag)?.finish(
+                AMQPError(
+                    .consumerCancelled,
+                    message: "the broker cancelled consumer \(tag) (its queue was deleted or became unavailable)"))
         case AMQP_CHANNEL_CLOSE_METHOD:
             let close = decoded!.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
             var ok = amqp_channel_close_ok_t(dummy: 0)
@@ -141,20 +158,25 @@ extension ConnectionCore {
             _ = amqp_send_method(connection, channel.id, AMQP_CHANNEL_FLOW_OK_METHOD, &ok)
         default:
             guard let head = channel.pendingMethods.first, head.method.expectedReply == method.id else {
-                connectionFailed(AMQPError(.protocolError, message: "unexpected method \(method.id) on channel \(channel.id)"))
+                connectionFailed(
+                    AMQPError(.protocolError, message: "unexpected method \(method.id) on channel \(channel.id)"))
                 return
             }
             let reply: MethodReply
             switch method.id {
             case AMQP_QUEUE_DECLARE_OK_METHOD:
                 let ok = decoded!.assumingMemoryBound(to: amqp_queue_declare_ok_t.self).pointee
-                reply = .queueDeclared(name: ok.queue.string, messageCount: ok.message_count, consumerCount: ok.consumer_count)
+                reply = .queueDeclared(
+                    name: ok.queue.string, messageCount: ok.message_count, consumerCount: ok.consumer_count)
             case AMQP_QUEUE_PURGE_OK_METHOD:
-                reply = .messageCount(decoded!.assumingMemoryBound(to: amqp_queue_purge_ok_t.self).pointee.message_count)
+                reply = .messageCount(
+                    decoded!.assumingMemoryBound(to: amqp_queue_purge_ok_t.self).pointee.message_count)
             case AMQP_QUEUE_DELETE_OK_METHOD:
-                reply = .messageCount(decoded!.assumingMemoryBound(to: amqp_queue_delete_ok_t.self).pointee.message_count)
+                reply = .messageCount(
+                    decoded!.assumingMemoryBound(to: amqp_queue_delete_ok_t.self).pointee.message_count)
             case AMQP_BASIC_CONSUME_OK_METHOD:
-                reply = .consumerTag(decoded!.assumingMemoryBound(to: amqp_basic_consume_ok_t.self).pointee.consumer_tag.string)
+                reply = .consumerTag(
+                    decoded!.assumingMemoryBound(to: amqp_basic_consume_ok_t.self).pointee.consumer_tag.string)
             case AMQP_BASIC_CANCEL_OK_METHOD:
                 let tag = decoded!.assumingMemoryBound(to: amqp_basic_cancel_ok_t.self).pointee.consumer_tag.string
                 channel.consumers.removeValue(forKey: tag)?.finish(nil)
@@ -201,13 +223,18 @@ extension ConnectionCore {
                 completeHead(of: channel, with: .success(.gotMessage(message)))
             case .returned(let replyCode, let replyText, let exchange, let routingKey):
                 let info = ConfirmTracker<PublishRecord>.ReturnedInfo(replyCode: replyCode, replyText: replyText)
-                let matched = channel.confirms?.markReturned(info) { record in
-                    record.mandatory && record.exchange == exchange && record.routingKey == routingKey && record.body == body
-                } ?? false
+                let matched =
+                    channel.confirms?.markReturned(info) { record in
+                        record.mandatory && record.exchange == exchange && record.routingKey == routingKey
+                            && record.body == body
+                    } ?? false
                 if !matched {
                     logger.warning(
                         "a mandatory message was returned as unroutable",
-                        metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "reply": "\(replyCode) \(replyText)"])
+                        metadata: [
+                            "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)",
+                            "reply": "\(replyCode) \(replyText)",
+                        ])
                 }
             }
         }
@@ -217,11 +244,16 @@ extension ConnectionCore {
         guard let settled = channel.confirms?.settle(deliveryTag: deliveryTag, multiple: multiple) else { return }
         for entry in settled {
             if let returned = entry.returned {
-                entry.token.waiter.complete(.failure(AMQPError(
-                    .unroutable, replyCode: returned.replyCode, replyText: returned.replyText,
-                    message: "no queue is bound for routing key '\(entry.token.routingKey)' on exchange '\(entry.token.exchange)'")))
+                entry.token.waiter.complete(
+                    .failure(
+                        AMQPError(
+                            .unroutable, replyCode: returned.replyCode, replyText: returned.replyText,
+                            message:
+                                "no queue is bound for routing key '\(entry.token.routingKey)' on exchange '\(entry.token.exchange)'"
+                        )))
             } else if nacked {
-                entry.token.waiter.complete(.failure(AMQPError(.nacked, message: "the broker nacked the publish (sequence \(entry.sequence))")))
+                entry.token.waiter.complete(
+                    .failure(AMQPError(.nacked, message: "the broker nacked the publish (sequence \(entry.sequence))")))
             } else {
                 entry.token.waiter.complete(.success(()))
             }

@@ -4,9 +4,9 @@ import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Owns one librabbitmq connection and the OS thread that alone may touch it.
@@ -92,7 +92,8 @@ final class ConnectionCore: @unchecked Sendable {
         serverProperties = established.serverProperties
         pacing = IOLoopStateMachine(heartbeatSeconds: established.heartbeatSeconds, now: .now)
         publicState.withLock { $0.isOpen = true }
-        logger.info("connected", metadata: ["amqp.endpoint": "\(established.endpoint)", "amqp.connection": "\(connectionName)"])
+        logger.info(
+            "connected", metadata: ["amqp.endpoint": "\(established.endpoint)", "amqp.connection": "\(connectionName)"])
     }
 
     // MARK: - Commands from tasks
@@ -135,7 +136,9 @@ final class ConnectionCore: @unchecked Sendable {
             let afterPass = pacing.passEnded(
                 tookCommands: !commands.isEmpty, drainedSocket: drained, holdsAcks: !channelsWithHeldAcks.isEmpty,
                 windows: consumerWindows(), now: now)
-            guard case .sleep(let sleep, let timeout) = afterPass, inbox.withLock({ $0.fallAsleep(sleep) }) else { continue }
+            guard case .sleep(let sleep, let timeout) = afterPass, inbox.withLock({ $0.fallAsleep(sleep) }) else {
+                continue
+            }
 
             descriptors[0].revents = 0
             descriptors[1].revents = 0
@@ -186,8 +189,13 @@ final class ConnectionCore: @unchecked Sendable {
             guard let timeout = channel.confirmTimeout, (channel.confirms?.outstanding ?? 0) > 0 else { continue }
             let expired = channel.confirms?.expire { record in record.deadline.map { $0 <= now } ?? false } ?? []
             for record in expired {
-                record.waiter.complete(.failure(AMQPError(
-                    .timeout, message: "the broker did not confirm the publish within \(timeout); it may or may not have been enqueued")))
+                record.waiter.complete(
+                    .failure(
+                        AMQPError(
+                            .timeout,
+                            message:
+                                "the broker did not confirm the publish within \(timeout); it may or may not have been enqueued"
+                        )))
             }
         }
     }

@@ -3,9 +3,9 @@ import CRabbitMQShims
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Opens a librabbitmq connection: the socket (TCP or TLS), the AMQP handshake and the login, trying each endpoint in
@@ -36,7 +36,8 @@ struct Handshake {
             case .failure(let error):
                 failures.append("\(endpoint): \(error.message)")
                 lastError = error
-                logger.debug("connection attempt failed", metadata: ["amqp.endpoint": "\(endpoint)", "error": "\(error)"])
+                logger.debug(
+                    "connection attempt failed", metadata: ["amqp.endpoint": "\(endpoint)", "error": "\(error)"])
             }
         }
         if failures.count > 1 {
@@ -62,7 +63,9 @@ struct Handshake {
         let openStatus = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &timeout)
         if openStatus != AMQP_STATUS_OK.rawValue {
             let code: AMQPError.Code = isTLSStatus(openStatus) ? .tlsFailed : .connectionFailed
-            return .failure(AMQPError(code, message: "cannot connect to \(endpoint.host):\(endpoint.port): \(statusText(openStatus))"))
+            return .failure(
+                AMQPError(
+                    code, message: "cannot connect to \(endpoint.host):\(endpoint.port): \(statusText(openStatus))"))
         }
         amqp_set_handshake_timeout(state, &timeout)
         amqp_set_rpc_timeout(state, &timeout)
@@ -89,16 +92,19 @@ struct Handshake {
 
         keep = true
         let negotiatedChannelMax = amqp_get_channel_max(state)
-        return .success(Established(
-            state: state,
-            endpoint: endpoint,
-            channelMax: negotiatedChannelMax > 0 ? UInt16(clamping: negotiatedChannelMax) : 65535,
-            heartbeatSeconds: Int(max(0, amqp_get_heartbeat(state))),
-            serverProperties: amqp_get_server_properties(state).map { AMQPTable($0.pointee) } ?? [:]))
+        return .success(
+            Established(
+                state: state,
+                endpoint: endpoint,
+                channelMax: negotiatedChannelMax > 0 ? UInt16(clamping: negotiatedChannelMax) : 65535,
+                heartbeatSeconds: Int(max(0, amqp_get_heartbeat(state))),
+                serverProperties: amqp_get_server_properties(state).map { AMQPTable($0.pointee) } ?? [:]))
     }
 
     /// A TCP socket, or a TLS one set up from the endpoint's TLS settings.
-    private func makeSocket(for endpoint: AMQPEndpoint, on state: amqp_connection_state_t) -> Result<OpaquePointer, AMQPError> {
+    private func makeSocket(for endpoint: AMQPEndpoint, on state: amqp_connection_state_t) -> Result<
+        OpaquePointer, AMQPError
+    > {
         guard let tls = endpoint.tls else {
             guard let socket = amqp_tcp_socket_new(state) else {
                 return .failure(AMQPError(.connectionFailed, message: "could not create a socket"))
@@ -106,9 +112,12 @@ struct Handshake {
             return .success(socket)
         }
         if let sni = tls.serverNameIndication, sni != endpoint.host {
-            return .failure(AMQPError(
-                .invalidArgument,
-                message: "server_name_indication '\(sni)' differs from the host; librabbitmq 0.11 always sends the host name"))
+            return .failure(
+                AMQPError(
+                    .invalidArgument,
+                    message:
+                        "server_name_indication '\(sni)' differs from the host; librabbitmq 0.11 always sends the host name"
+                ))
         }
         guard let socket = amqp_ssl_socket_new(state) else {
             return .failure(AMQPError(.tlsFailed, message: "could not create a TLS socket"))
@@ -124,10 +133,14 @@ struct Handshake {
         if let cert = tls.certificatePath, let key = tls.keyPath {
             let status = amqp_ssl_socket_set_key(socket, cert, key)
             if status != AMQP_STATUS_OK.rawValue {
-                return .failure(AMQPError(.tlsFailed, message: "cannot load client certificate \(cert) / key \(key): \(statusText(status))"))
+                return .failure(
+                    AMQPError(
+                        .tlsFailed,
+                        message: "cannot load client certificate \(cert) / key \(key): \(statusText(status))"))
             }
         } else if (tls.certificatePath == nil) != (tls.keyPath == nil) {
-            return .failure(AMQPError(.invalidArgument, message: "a client certificate needs both certfile and keyfile"))
+            return .failure(
+                AMQPError(.invalidArgument, message: "a client certificate needs both certfile and keyfile"))
         }
         return .success(socket)
     }
@@ -141,14 +154,18 @@ struct Handshake {
             let code = close.reply_code
             let text = close.reply_text.string
             let kind: AMQPError.Code = (code == 403 || code == 530) ? .authenticationFailed : .connectionClosed
-            let why = code == 530 ? "vhost '\(endpoint.virtualHost)' is not available to user '\(endpoint.username)'"
-                : code == 403 ? "user '\(endpoint.username)' was refused (wrong credentials or no access to vhost '\(endpoint.virtualHost)')"
-                : "the broker closed the connection during the handshake"
+            let why =
+                code == 530
+                ? "vhost '\(endpoint.virtualHost)' is not available to user '\(endpoint.username)'"
+                : code == 403
+                    ? "user '\(endpoint.username)' was refused (wrong credentials or no access to vhost '\(endpoint.virtualHost)')"
+                    : "the broker closed the connection during the handshake"
             return AMQPError(kind, replyCode: code, replyText: text, message: why)
         case AMQP_RESPONSE_LIBRARY_EXCEPTION:
             let status = reply.library_error
             let code: AMQPError.Code = isTLSStatus(status) ? .tlsFailed : .connectionFailed
-            return AMQPError(code, message: "AMQP handshake with \(endpoint.host):\(endpoint.port) failed: \(statusText(status))")
+            return AMQPError(
+                code, message: "AMQP handshake with \(endpoint.host):\(endpoint.port) failed: \(statusText(status))")
         default:
             return AMQPError(.connectionFailed, message: "AMQP handshake with \(endpoint.host):\(endpoint.port) failed")
         }

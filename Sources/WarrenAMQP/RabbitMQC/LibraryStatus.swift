@@ -1,9 +1,9 @@
 import CRabbitMQ
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// librabbitmq's description of a status code.

@@ -45,7 +45,8 @@ struct ConfirmTracker<Token> {
         if multiple {
             while head < entries.count, entries[head].sequence <= tag {
                 if let token = entries[head].token {
-                    settled.append(Settled(sequence: entries[head].sequence, token: token, returned: entries[head].returned))
+                    settled.append(
+                        Settled(sequence: entries[head].sequence, token: token, returned: entries[head].returned))
                 }
                 head += 1
             }

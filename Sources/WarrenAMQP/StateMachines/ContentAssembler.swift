@@ -26,7 +26,9 @@ struct ContentAssembler<Method> {
     }
 
     mutating func begin(_ method: Method) -> Outcome {
-        guard case .idle = state else { return .protocolViolation("a content method arrived while content was incomplete") }
+        guard case .idle = state else {
+            return .protocolViolation("a content method arrived while content was incomplete")
+        }
         state = .awaitingHeader(method)
         return .incomplete
     }
@@ -35,7 +37,9 @@ struct ContentAssembler<Method> {
         guard case .awaitingHeader(let method) = state else {
             return .protocolViolation("a content header arrived without a content method")
         }
-        guard bodySize <= UInt64(Int.max) else { return .protocolViolation("content body size \(bodySize) is too large") }
+        guard bodySize <= UInt64(Int.max) else {
+            return .protocolViolation("content body size \(bodySize) is too large")
+        }
         if bodySize == 0 {
             state = .idle
             return .complete(method, properties, [])

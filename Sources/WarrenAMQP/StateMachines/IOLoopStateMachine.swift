@@ -247,7 +247,8 @@ struct IOLoopStateMachine {
     mutating func sleepEnded(socketReadable: Bool, nothingReady: Bool) -> AfterSleep {
         defer { deliveriesSinceSleep = 0 }
         lastSleepWasQuiet = nothingReady
-        let gathers = socketReadable && deliveriesSinceSleep >= Self.gatherAfterDeliveries && !windowsAtSleep.anyHalfFull
+        let gathers =
+            socketReadable && deliveriesSinceSleep >= Self.gatherAfterDeliveries && !windowsAtSleep.anyHalfFull
         return AfterSleep(gather: gathers ? Self.gatherDelay : nil, stalled: nothingReady && windowsAtSleep.anyFull)
     }
 }

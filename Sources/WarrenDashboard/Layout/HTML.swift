@@ -24,7 +24,9 @@ struct HTML: Sendable, ExpressibleByStringInterpolation {
     struct Interpolation: StringInterpolationProtocol {
         fileprivate var markup = ""
 
-        init(literalCapacity: Int, interpolationCount: Int) { markup.reserveCapacity(literalCapacity + 16 * interpolationCount) }
+        init(literalCapacity: Int, interpolationCount: Int) {
+            markup.reserveCapacity(literalCapacity + 16 * interpolationCount)
+        }
         mutating func appendLiteral(_ literal: String) { markup += literal }
         mutating func appendInterpolation(_ text: String) { markup += HTML.escape(text) }
         mutating func appendInterpolation(_ text: String?) { markup += HTML.escape(text ?? "") }
@@ -59,20 +61,21 @@ struct HTML: Sendable, ExpressibleByStringInterpolation {
     }
 
     private static let pageHeaders: HTTPFields = [
-            .contentType: "text/html; charset=utf-8",
-            .cacheControl: "no-store",
-            HTTPField.Name("X-Frame-Options")!: "DENY",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-            HTTPField.Name("Referrer-Policy")!: "same-origin",
-            // Nothing but this server's own markup and styles: even if text escaped the escaping, no script would run.
-            HTTPField.Name("Content-Security-Policy")!:
-                "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ]
+        .contentType: "text/html; charset=utf-8",
+        .cacheControl: "no-store",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("Referrer-Policy")!: "same-origin",
+        // Nothing but this server's own markup and styles: even if text escaped the escaping, no script would run.
+        HTTPField.Name("Content-Security-Policy")!:
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ]
 }
 
 /// Building links: path segments and query strings, percent-encoded (then escaped where they land in markup).
 enum Link {
-    private static let unreserved = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+    private static let unreserved = CharacterSet(
+        charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
 
     static func encode(_ component: String) -> String {
         component.addingPercentEncoding(withAllowedCharacters: unreserved) ?? ""
@@ -97,7 +100,8 @@ enum Format {
         var parts = tm()
         gmtime_r(&time, &parts)
         return String(
-            format: "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday),
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), Int(milliseconds % 1000 + 1000) % 1000)
     }
 
@@ -121,7 +125,8 @@ enum Format {
         if let milliseconds { return "\(duration(milliseconds))" }
         guard let approximateSeconds, approximateSeconds >= 0 else { return .empty }
         let (product, overflow) = approximateSeconds.multipliedReportingOverflow(by: 1000)
-        return "<span title=\"approximate: from the message's AMQP timestamp, which has whole seconds\">≈ \(duration(overflow ? .max : product))</span>"
+        return
+            "<span title=\"approximate: from the message's AMQP timestamp, which has whole seconds\">≈ \(duration(overflow ? .max : product))</span>"
     }
 
     /// Bytes as a hex dump: offset, sixteen bytes in hex, and the printable ASCII ones.
@@ -132,7 +137,9 @@ enum Format {
             let row = bytes[offset..<min(offset + 16, bytes.count)]
             let hex = row.map { byte in String(byte, radix: 16).leftPadded(to: 2, with: "0") }.joined(separator: " ")
             let ascii = String(row.map { (0x20..<0x7f).contains($0) ? Character(UnicodeScalar($0)) : "." })
-            lines.append("\(String(offset, radix: 16).leftPadded(to: 8, with: "0"))  \(hex.padding(toLength: 47, withPad: " ", startingAt: 0))  \(ascii)")
+            lines.append(
+                "\(String(offset, radix: 16).leftPadded(to: 8, with: "0"))  \(hex.padding(toLength: 47, withPad: " ", startingAt: 0))  \(ascii)"
+            )
             offset += 16
         }
         return lines.joined(separator: "\n")

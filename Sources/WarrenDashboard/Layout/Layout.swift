@@ -8,20 +8,26 @@ import WarrenLedger
 // The page around every view, and the pieces views share (tables, badges, pagination, problem pages).
 extension Dashboard {
     func page(
-        _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok, content: HTML
+        _ title: String, _ context: DashboardRequestContext, nav active: String, status: HTTPResponse.Status = .ok,
+        content: HTML
     ) -> Response {
-        let links = [("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"), ("operations", "/operations", "Operations"), ("audit", "/audit", "Audit log")].map { key, path, label -> HTML in
+        let links = [
+            ("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"),
+            ("operations", "/operations", "Operations"), ("audit", "/audit", "Audit log"),
+        ].map { key, path, label -> HTML in
             "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
         }
-        let who: HTML = context.identity.map { identity in
-            let signOut: HTML = context.session.map { session in
-                """
-                <form method="post" action="/sign-out" class="inline"><input type="hidden" name="csrf_token" value="\(session.csrfToken)">\
-                <button type="submit" class="link">Sign out</button></form>
-                """
+        let who: HTML =
+            context.identity.map { identity in
+                let signOut: HTML =
+                    context.session.map { session in
+                        """
+                        <form method="post" action="/sign-out" class="inline"><input type="hidden" name="csrf_token" value="\(session.csrfToken)">\
+                        <button type="submit" class="link">Sign out</button></form>
+                        """
+                    } ?? .empty
+                return "<span class=\"who\">\(identity.name) (\(identity.role.rawValue))</span>\(signOut)"
             } ?? .empty
-            return "<span class=\"who\">\(identity.name) (\(identity.role.rawValue))</span>\(signOut)"
-        } ?? .empty
         let header: HTML = """
             <header><nav aria-label="Dashboard"><a class="brand" href="/jobs">Warren</a>\(links)</nav><div class="account">\(who)</div></header>
             """
@@ -43,7 +49,9 @@ extension Dashboard {
 
     /// A table of `rows` under `columns` (those in `numeric` right-aligned) with a caption for screen readers; `empty`
     /// as a note instead when there are no rows (`nil`: the table, empty).
-    static func table(_ caption: String, _ columns: [String], numeric: Set<String> = [], rows: [HTML], empty: String? = nil) -> HTML {
+    static func table(
+        _ caption: String, _ columns: [String], numeric: Set<String> = [], rows: [HTML], empty: String? = nil
+    ) -> HTML {
         if rows.isEmpty, let empty { return "<p class=\"empty\">\(empty)</p>" }
         let headers = columns.map { column -> HTML in
             "<th scope=\"col\"\(numeric.contains(column) ? HTML(" class=\"number\"") : .empty)>\(column)</th>"
@@ -58,17 +66,23 @@ extension Dashboard {
     /// The link to the page after `cursor` of a search at `path`, its other parameters kept; nothing on the last page.
     static func nextPage(_ path: String, _ parameters: [(String, String)], after cursor: LedgerCursor?) -> HTML {
         guard let cursor else { return .empty }
-        return "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to(path, keep(parameters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
+        return
+            "<p class=\"pages\"><a rel=\"next\" href=\"\(Link.to(path, keep(parameters, except: "after") + [("after", cursor.token)]))\">Next page →</a></p>"
     }
 
     static func errorNote(_ message: String) -> HTML {
         "<p class=\"error\" role=\"alert\">\(message)</p>"
     }
 
-    static func problem(_ status: HTTPResponse.Status, _ message: String, link: String, headers: HTTPFields = [:]) -> Response {
-        document(title: status.reasonPhrase, content: """
-            <main><h1>\(status.reasonPhrase)</h1><p class="error" role="alert">\(message)</p><p><a href="\(link)">Go on →</a></p></main>
-            """).response(status: status, headers: headers)
+    static func problem(_ status: HTTPResponse.Status, _ message: String, link: String, headers: HTTPFields = [:])
+        -> Response
+    {
+        document(
+            title: status.reasonPhrase,
+            content: """
+                <main><h1>\(status.reasonPhrase)</h1><p class="error" role="alert">\(message)</p><p><a href="\(link)">Go on →</a></p></main>
+                """
+        ).response(status: status, headers: headers)
     }
 
     /// The parameters to carry into the next page's link.

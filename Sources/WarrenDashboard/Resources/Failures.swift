@@ -30,11 +30,14 @@ extension Dashboard {
         do {
             query = try LedgerAPI.failureQuery(from: parameters)
         } catch let error as LedgerAPI.BadRequest {
-            return page("Failures", context, nav: "failures", status: .badRequest, content: form + Self.errorNote(error.message))
+            return page(
+                "Failures", context, nav: "failures", status: .badRequest, content: form + Self.errorNote(error.message)
+            )
         }
         let groups = try await store.failureGroups(matching: query)
         let rows = groups.map { group -> HTML in
-            let groupLink = Link.to("/failures/\(Link.encode(group.groupID))", Self.keep(parameters, only: ["queue", "since", "until"]))
+            let groupLink = Link.to(
+                "/failures/\(Link.encode(group.groupID))", Self.keep(parameters, only: ["queue", "since", "until"]))
             return """
                 <tr><td class="number"><a href="\(groupLink)">\(group.count)</a></td><td>\(group.type)</td><td>\(group.reason)</td>\
                 <td class="error-text"><a href="\(groupLink)">\(group.error.isEmpty ? "(no error text)" : group.error)</a></td>\
@@ -43,29 +46,39 @@ extension Dashboard {
                 """
         }
         let table = Self.table(
-            "Failure groups, most recently seen first", ["Dead letters", "Type", "Reason", "Error", "First seen", "Last seen", "Sample"],
+            "Failure groups, most recently seen first",
+            ["Dead letters", "Type", "Reason", "Error", "First seen", "Last seen", "Sample"],
             rows: rows, empty: "No dead letters in this range.")
         let actions = try await bulkActions(
             DeadLetterFilter(queue: query.queue, sinceMs: query.sinceMs, untilMs: query.untilMs),
-            confirm: { Link.to("/operations/new", [("action", $0.rawValue)] + Self.keep(parameters, only: ["queue", "since", "until"])) }, context,
+            confirm: {
+                Link.to(
+                    "/operations/new",
+                    [("action", $0.rawValue)] + Self.keep(parameters, only: ["queue", "since", "until"]))
+            }, context,
             describe: { "\($0) dead letters of this search wait in the ledger." })
         return page("Failures", context, nav: "failures", content: form + actions + table)
     }
 
     func groupPage(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
         let group = try context.parameters.require("group_id")
-        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }.filter { $0.0 != "group" }
+        let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }.filter {
+            $0.0 != "group"
+        }
         let query: DeadLetterQuery
         do {
             query = try LedgerAPI.deadLetterQuery(from: parameters + [("group", group)])
         } catch let error as LedgerAPI.BadRequest {
-            return page("Failure group", context, nav: "failures", status: .badRequest, content: Self.errorNote(error.message))
+            return page(
+                "Failure group", context, nav: "failures", status: .badRequest, content: Self.errorNote(error.message))
         }
         let found = try await store.deadLetters(matching: query)
         guard let first = found.deadLetters.first else {
-            return page("Failure group", context, nav: "failures", status: query.after == nil ? .notFound : .ok, content: """
-                <h1>Failure group <code>\(group)</code></h1><p class="empty">No dead letters of this group in this range.</p>
-                """)
+            return page(
+                "Failure group", context, nav: "failures", status: query.after == nil ? .notFound : .ok,
+                content: """
+                    <h1>Failure group <code>\(group)</code></h1><p class="empty">No dead letters of this group in this range.</p>
+                    """)
         }
         let fingerprint = FailureFingerprint(type: first.type, reason: first.reason, error: first.error)
         let rows = found.deadLetters.map { letter -> HTML in

@@ -24,7 +24,9 @@ extension Dashboard {
         do {
             query = try LedgerAPI.query(from: filters)
         } catch let error as LedgerAPI.BadRequest {
-            return page("Jobs", context, nav: "jobs", status: .badRequest, content: jobSearchForm(value) + Self.errorNote(error.message))
+            return page(
+                "Jobs", context, nav: "jobs", status: .badRequest,
+                content: jobSearchForm(value) + Self.errorNote(error.message))
         }
         let found = try await store.jobs(matching: query)
         let rows = found.jobs.map { job -> HTML in
@@ -36,15 +38,20 @@ extension Dashboard {
             """
         }
         let table = Self.table(
-            "Jobs, most recent first", ["Message id", "Type", "Queue", "Status", "Attempts", "Published", "Last event", "Last error"],
+            "Jobs, most recent first",
+            ["Message id", "Type", "Queue", "Status", "Attempts", "Published", "Last event", "Last error"],
             rows: rows, empty: "No job matches.")
-        return page("Jobs", context, nav: "jobs", content: jobSearchForm(value) + table + Self.nextPage("/jobs", filters, after: found.next))
+        return page(
+            "Jobs", context, nav: "jobs",
+            content: jobSearchForm(value) + table + Self.nextPage("/jobs", filters, after: found.next))
     }
 
     func jobSearchForm(_ value: (String) -> String) -> HTML {
-        let options = [HTML("<option value=\"\">any</option>")] + JobState.all.map { state in
-            "<option value=\"\(state.rawValue)\"\(value("status") == state.rawValue ? HTML(" selected") : .empty)>\(state.rawValue)</option>"
-        }
+        let options =
+            [HTML("<option value=\"\">any</option>")]
+            + JobState.all.map { state in
+                "<option value=\"\(state.rawValue)\"\(value("status") == state.rawValue ? HTML(" selected") : .empty)>\(state.rawValue)</option>"
+            }
         return """
             <h1>Jobs</h1>
             <form class="search" method="get" action="/jobs" role="search">
@@ -62,9 +69,11 @@ extension Dashboard {
     func jobPage(_ context: DashboardRequestContext) async throws -> Response {
         let id = try context.parameters.require("message_id")
         guard let job = try await store.job(messageID: id) else {
-            return page("Job not found", context, nav: "jobs", status: .notFound, content: """
-                <h1>Job not found</h1><p>The ledger has no job with message id <code>\(id)</code> (or it has been pruned).</p>
-                """)
+            return page(
+                "Job not found", context, nav: "jobs", status: .notFound,
+                content: """
+                    <h1>Job not found</h1><p>The ledger has no job with message id <code>\(id)</code> (or it has been pruned).</p>
+                    """)
         }
         let attempts = job.timeline.map { attempt -> HTML in
             """
@@ -75,7 +84,8 @@ extension Dashboard {
             """
         }
         // Any job that was ever dead-lettered (a replayed one that then succeeded too) links to its dead letters.
-        let deadLetters: HTML = job.timeline.contains(where: { $0.outcome == WarrenEvent.Kind.deadLetter.rawValue })
+        let deadLetters: HTML =
+            job.timeline.contains(where: { $0.outcome == WarrenEvent.Kind.deadLetter.rawValue })
             ? "<p><a href=\"/dead-letters/\(Link.encode(id))\">Its dead letters: headers and body →</a></p>" : .empty
         let content: HTML = """
             <h1>Job <code>\(job.messageID)</code></h1>

@@ -23,20 +23,26 @@ extension Dashboard {
 
     func queuesPage(_ context: DashboardRequestContext) async throws -> Response {
         guard inspector != nil else {
-            return page("Queues", context, nav: "queues", content: """
-                <h1>Queues</h1><p class="empty">No broker to ask: this dashboard runs with --no-ingest and no --url.</p>
-                """)
+            return page(
+                "Queues", context, nav: "queues",
+                content: """
+                    <h1>Queues</h1><p class="empty">No broker to ask: this dashboard runs with --no-ingest and no --url.</p>
+                    """)
         }
         let overviews = try await queueOverviews()
         func count(_ value: Int?) -> HTML { value.map { "\($0)" } ?? "<span class=\"hint\">missing</span>" }
         func rate(_ value: Double?) -> String { value.map { String(format: "%.1f/s", $0) } ?? "" }
         let rows = overviews.map { overview -> HTML in
             if let problem = overview.problem {
-                return "<tr><th scope=\"row\">\(overview.queue)</th><td colspan=\"8\" class=\"error-text\">\(problem)</td></tr>"
+                return
+                    "<tr><th scope=\"row\">\(overview.queue)</th><td colspan=\"8\" class=\"error-text\">\(problem)</td></tr>"
             }
             let work = overview.queues.first { $0.role == "work" }
             let delays = overview.queues.filter { $0.role == "delay" && $0.exists }
-            let delayText = delays.isEmpty ? "" : "\(overview.depth("delay") ?? 0) in \(delays.count) (\(delays.compactMap { $0.delayMilliseconds.map { Format.duration($0) } }.joined(separator: ", ")))"
+            let delayText =
+                delays.isEmpty
+                ? ""
+                : "\(overview.depth("delay") ?? 0) in \(delays.count) (\(delays.compactMap { $0.delayMilliseconds.map { Format.duration($0) } }.joined(separator: ", ")))"
             let deadLetters = overview.depth("dead-letters")
             return """
                 <tr><th scope="row"><a href="\(Link.to("/jobs", [("queue", overview.queue)]))">\(overview.queue)</a></th>\
@@ -47,10 +53,15 @@ extension Dashboard {
                 """
         }
         let table = Self.table(
-            "Work queues", ["Queue", "Ready", "Unacked", "Consumers", "Waiting to retry", "Redelivered", "Dead letters", "Published", "Acked"],
+            "Work queues",
+            [
+                "Queue", "Ready", "Unacked", "Consumers", "Waiting to retry", "Redelivered", "Dead letters",
+                "Published", "Acked",
+            ],
             numeric: ["Ready", "Unacked", "Consumers", "Redelivered", "Dead letters", "Published", "Acked"], rows: rows,
             empty: "No queues yet: the ledger has no jobs, and none is watched (--queue).")
-        let source: HTML = overviews.contains(where: { $0.rates != nil })
+        let source: HTML =
+            overviews.contains(where: { $0.rates != nil })
             ? "<p class=\"hint\">Depths from AMQP; unacked counts and rates from the management API.</p>"
             : "<p class=\"hint\">Depths from AMQP (passive declares). Unacked counts and rates need the management API (--management-url).</p>"
         return page("Queues", context, nav: "queues", content: "<h1>Queues</h1>" + table + source)

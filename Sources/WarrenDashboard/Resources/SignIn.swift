@@ -8,7 +8,9 @@ import WarrenLedger
 // The sign-in form, signing in and out, and what every form that changes something checks (its CSRF token).
 extension Dashboard {
     func addSignInRoutes(open router: Router<DashboardRequestContext>, signedIn: RouterGroup<DashboardRequestContext>) {
-        router.get("sign-in") { request, _ in signInForm(next: request.uri.queryParameters["next"].map(String.init), failed: false) }
+        router.get("sign-in") { request, _ in
+            signInForm(next: request.uri.queryParameters["next"].map(String.init), failed: false)
+        }
         router.post("sign-in") { request, context in try await signIn(request, context) }
         signedIn.post("sign-out") { request, context in try await signOut(request, context) }
     }
@@ -33,7 +35,9 @@ extension Dashboard {
             </form>
             </main>
             """
-        let cookie = Cookie(name: Self.signInCookie, value: token, maxAge: 3_600, path: "/sign-in", secure: secureCookies, httpOnly: true, sameSite: .strict)
+        let cookie = Cookie(
+            name: Self.signInCookie, value: token, maxAge: 3_600, path: "/sign-in", secure: secureCookies,
+            httpOnly: true, sameSite: .strict)
         return Self.document(title: "Sign in", content: content)
             .response(status: failed ? .unauthorized : .ok, headers: [.setCookie: cookie.description])
     }
@@ -43,7 +47,10 @@ extension Dashboard {
         var password: String?
         var next: String?
         var csrfToken: String?
-        enum CodingKeys: String, CodingKey { case user, password, next, csrfToken = "csrf_token" }
+        enum CodingKeys: String, CodingKey {
+            case user, password, next
+            case csrfToken = "csrf_token"
+        }
     }
 
     func signIn(_ request: Request, _ context: DashboardRequestContext) async throws -> Response {
@@ -59,31 +66,44 @@ extension Dashboard {
         let throttledName = name.isEmpty || name.utf8.count > DashboardAccess.maximumNameLength ? nil : name
         // What the log says of the name: a user's name, or only its length (an unknown name may be a password or a
         // token typed in the wrong field, and it must not forge log lines).
-        let loggedName: Logger.Metadata = access.isUser(name) ? ["user": "\(name)"] : ["user_length": "\(name.utf8.count)"]
+        let loggedName: Logger.Metadata =
+            access.isUser(name) ? ["user": "\(name)"] : ["user_length": "\(name.utf8.count)"]
         if let wait = await guesses.reserve(client: client, name: throttledName) {
-            context.logger.notice("dashboard sign-in throttled", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
+            context.logger.notice(
+                "dashboard sign-in throttled", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
             return Self.tooManyGuesses(wait)
         }
         let identity: DashboardIdentity
         switch await access.signIn(name: name, password: form.password ?? "") {
         case .busy:
             await guesses.release(client: client, name: throttledName)
-            context.logger.warning("dashboard sign-in refused unchecked: too many password checks under way", metadata: ["client": "\(client)"])
+            context.logger.warning(
+                "dashboard sign-in refused unchecked: too many password checks under way",
+                metadata: ["client": "\(client)"])
             return Self.problem(
-                .serviceUnavailable, "Too many sign-ins are being checked right now: try again in a few seconds.", link: "/sign-in",
+                .serviceUnavailable, "Too many sign-ins are being checked right now: try again in a few seconds.",
+                link: "/sign-in",
                 headers: [.retryAfter: "2"])
         case .refused:
-            context.logger.notice("dashboard sign-in refused", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
+            context.logger.notice(
+                "dashboard sign-in refused", metadata: loggedName.merging(["client": "\(client)"]) { $1 })
             return signInForm(next: form.next, failed: true)
         case .signedIn(let signedIn):
             await guesses.succeeded(client: client, name: throttledName)
             identity = signedIn
         }
         let session = await sessions.open(for: identity)
-        context.logger.info("dashboard sign-in", metadata: ["user": "\(identity.name)", "role": "\(identity.role.rawValue)"])
+        context.logger.info(
+            "dashboard sign-in", metadata: ["user": "\(identity.name)", "role": "\(identity.role.rawValue)"])
         var headers: HTTPFields = [.location: Self.localPath(form.next) ?? "/jobs"]
-        headers.append(.init(name: .setCookie, value: sessionCookie(session.id, maxAge: Int(sessions.lifetime.components.seconds)).description))
-        headers.append(.init(name: .setCookie, value: Cookie(name: Self.signInCookie, value: "", maxAge: 0, path: "/sign-in").description))
+        headers.append(
+            .init(
+                name: .setCookie,
+                value: sessionCookie(session.id, maxAge: Int(sessions.lifetime.components.seconds)).description))
+        headers.append(
+            .init(
+                name: .setCookie,
+                value: Cookie(name: Self.signInCookie, value: "", maxAge: 0, path: "/sign-in").description))
         return Response(status: .seeOther, headers: headers)
     }
 
@@ -100,7 +120,9 @@ extension Dashboard {
     }
 
     func sessionCookie(_ value: String, maxAge: Int) -> Cookie {
-        Cookie(name: DashboardSessions.cookieName, value: value, maxAge: maxAge, path: "/", secure: secureCookies, httpOnly: true, sameSite: .strict)
+        Cookie(
+            name: DashboardSessions.cookieName, value: value, maxAge: maxAge, path: "/", secure: secureCookies,
+            httpOnly: true, sameSite: .strict)
     }
 
     /// A 403 page when a request that came with a session cookie lacks its CSRF token; `nil` when it may go on
@@ -115,7 +137,9 @@ extension Dashboard {
         guard let session = context.session else { return nil }
         let sent = sent ?? request.headers[HTTPField.Name("X-CSRF-Token")!]
         guard let sent, ConstantTime.equal(Array(sent.utf8), Array(session.csrfToken.utf8)) else {
-            return problem(.forbidden, "This form has expired or came from elsewhere: reload the page and try again.", link: "/jobs")
+            return problem(
+                .forbidden, "This form has expired or came from elsewhere: reload the page and try again.",
+                link: "/jobs")
         }
         return nil
     }

@@ -9,7 +9,8 @@ protocol LedgerDatabase: Sendable {
     func read(_ sql: String, _ values: [JobSQL.Value]) async throws -> [LedgerRow]
     /// Runs `body` in one transaction, after the writes before it (one writer at a time where the database needs it):
     /// committed when `body` returns, rolled back when it throws.
-    func transaction<Result: Sendable>(_ body: @Sendable (any LedgerTransaction) async throws -> Result) async throws -> Result
+    func transaction<Result: Sendable>(_ body: @Sendable (any LedgerTransaction) async throws -> Result) async throws
+        -> Result
     /// Before the first migration: what the adapter checks of its server (a PostgreSQL server's TLS and login).
     func prepare() async throws
     func close() async throws
@@ -95,10 +96,11 @@ struct LedgerDialect: Sendable {
             return Array(repeating: row, count: rows).joined(separator: ",")
         }
         return (0..<rows).map { row in
-            "(" + (1...columns).map { column in
-                let n = row * columns + column
-                return json.contains(column) ? jsonPlaceholder(n) : placeholder(n)
-            }.joined(separator: ",") + ")"
+            "("
+                + (1...columns).map { column in
+                    let n = row * columns + column
+                    return json.contains(column) ? jsonPlaceholder(n) : placeholder(n)
+                }.joined(separator: ",") + ")"
         }.joined(separator: ",")
     }
 

@@ -31,7 +31,8 @@ public protocol LedgerStore: Sendable {
     /// replayed or purged. A dead letter already settled is not held again (a copy redelivered after its commit).
     func take(_ letters: [IngestedDeadLetter]) async throws
     /// The held dead letters of `filter`, oldest first (by time, then message id), `limit` after `cursor`.
-    func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter]
+    func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws
+        -> [HeldDeadLetter]
     /// How many held dead letters `filter` selects.
     func countHeldDeadLetters(matching filter: DeadLetterFilter) async throws -> Int
     /// Records a new operation (``DeadLetterOperationRunner`` runs it).
@@ -47,7 +48,8 @@ public protocol LedgerStore: Sendable {
     /// In one transaction: settles `letters` (at most 1,000) for `operation` (those still held; `events`, one per letter
     /// in the same order, are recorded for those), and moves its progress past the last of them.
     /// - Returns: the operation as recorded now.
-    func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation
+    func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64)
+        async throws -> DeadLetterOperation
     /// Ends operation `id`: `done`, or `failed` with `error`.
     func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws
     /// The schema version in place (0 before ``migrate()``).

@@ -3,7 +3,7 @@ import Logging
 import Warren
 
 #if PostgreSQL
-import PostgresNIO
+    import PostgresNIO
 #endif
 
 /// The ledger's store on SQL: the embedded SQLite file (``init(path:logger:)``) or a shared PostgreSQL database
@@ -32,34 +32,41 @@ public final class SQLLedgerStore: LedgerStore {
     }
 
     #if PostgreSQL
-    /// A PostgreSQL database.
-    /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
-    ///   every log and error). `sslmode` and `sslrootcert` have libpq's meanings (``PostgresTLSMode``); without them
-    ///   TLS is used when the server offers it, its certificate unchecked (`prefer`). The server is checked once,
-    ///   with a connection of its own, by ``migrate()``: a refused TLS handshake or login is a clear error at start.
-    /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse;
-    ///   ``LedgerStoreError`` for an unknown `sslmode` or parameter, or an `sslrootcert` that cannot be read.
-    public convenience init(url: String, logger: Logger = Logger(label: "warren.ledger.postgres")) throws {
-        let server = try PostgresLedgerDatabase.server(url: url)
-        let tls: PostgresClient.Configuration.TLS
-        do {
-            tls = try server.tls.client()
-        } catch let error as LedgerStoreError {
-            throw error
-        } catch {
-            throw LedgerStoreError(.invalidURL, "sslrootcert: \(error)")
+        /// A PostgreSQL database.
+        /// - Parameter url: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…` (the password stays out of
+        ///   every log and error). `sslmode` and `sslrootcert` have libpq's meanings (``PostgresTLSMode``); without them
+        ///   TLS is used when the server offers it, its certificate unchecked (`prefer`). The server is checked once,
+        ///   with a connection of its own, by ``migrate()``: a refused TLS handshake or login is a clear error at start.
+        /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse;
+        ///   ``LedgerStoreError`` for an unknown `sslmode` or parameter, or an `sslrootcert` that cannot be read.
+        public convenience init(url: String, logger: Logger = Logger(label: "warren.ledger.postgres")) throws {
+            let server = try PostgresLedgerDatabase.server(url: url)
+            let tls: PostgresClient.Configuration.TLS
+            do {
+                tls = try server.tls.client()
+            } catch let error as LedgerStoreError {
+                throw error
+            } catch {
+                throw LedgerStoreError(.invalidURL, "sslrootcert: \(error)")
+            }
+            let configuration = PostgresClient.Configuration(
+                host: server.host, port: server.port, username: server.username, password: server.password,
+                database: server.database,
+                tls: tls)
+            self.init(
+                database: PostgresLedgerDatabase(configuration: configuration, server: server, logger: logger),
+                logger: logger)
         }
-        let configuration = PostgresClient.Configuration(
-            host: server.host, port: server.port, username: server.username, password: server.password, database: server.database,
-            tls: tls)
-        self.init(database: PostgresLedgerDatabase(configuration: configuration, server: server, logger: logger), logger: logger)
-    }
 
-    /// A PostgreSQL database, as postgres-nio's client configuration says. Starts the client's connection pool;
-    /// ``close()`` stops it.
-    public convenience init(configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")) {
-        self.init(database: PostgresLedgerDatabase(configuration: configuration, server: nil, logger: logger), logger: logger)
-    }
+        /// A PostgreSQL database, as postgres-nio's client configuration says. Starts the client's connection pool;
+        /// ``close()`` stops it.
+        public convenience init(
+            configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")
+        ) {
+            self.init(
+                database: PostgresLedgerDatabase(configuration: configuration, server: nil, logger: logger),
+                logger: logger)
+        }
     #endif
 
     /// The SQLite file, for a store on SQLite.
@@ -73,8 +80,12 @@ public final class SQLLedgerStore: LedgerStore {
             // One migrating process at a time where several may share the database; the others find the work done.
             if let lock = dialect.migrationLock { try await transaction.query(lock, []) }
             try await transaction.query(
-                "CREATE TABLE IF NOT EXISTS ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)", [])
-            let applied = Set(try await transaction.query("SELECT version FROM ledger_migrations", []).compactMap { $0.integer("version") })
+                "CREATE TABLE IF NOT EXISTS ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+                [])
+            let applied = Set(
+                try await transaction.query("SELECT version FROM ledger_migrations", []).compactMap {
+                    $0.integer("version")
+                })
             for migration in dialect.migrations where !applied.contains(Int64(migration.version)) {
                 for statement in migration.statements { try await transaction.query(statement, []) }
                 try await transaction.query(
@@ -84,14 +95,19 @@ public final class SQLLedgerStore: LedgerStore {
             // Dead letters recorded before version 3 get their failure group.
             while true {
                 let rows = try await transaction.query(
-                    "SELECT message_id, at_ms, type, reason, error FROM dead_letters WHERE group_id IS NULL LIMIT \(JobSQL.backfillBatch)", [])
+                    "SELECT message_id, at_ms, type, reason, error FROM dead_letters WHERE group_id IS NULL LIMIT \(JobSQL.backfillBatch)",
+                    [])
                 guard !rows.isEmpty else { break }
                 for row in rows {
-                    let failure = FailureFingerprint(type: row.text("type"), reason: row.text("reason"), error: row.text("error"))
+                    let failure = FailureFingerprint(
+                        type: row.text("type"), reason: row.text("reason"), error: row.text("error"))
                     try await transaction.query(
                         "UPDATE dead_letters SET group_id = \(dialect.placeholder(1)), fingerprint = \(dialect.placeholder(2)) "
                             + "WHERE message_id = \(dialect.placeholder(3)) AND at_ms = \(dialect.placeholder(4))",
-                        [.text(failure.groupID), .text(failure.maskedError), .init(row.text("message_id")), .init(row.integer("at_ms"))])
+                        [
+                            .text(failure.groupID), .text(failure.maskedError), .init(row.text("message_id")),
+                            .init(row.integer("at_ms")),
+                        ])
                 }
             }
         }
@@ -105,7 +121,9 @@ public final class SQLLedgerStore: LedgerStore {
     }
 
     public func schemaVersion() async throws -> Int {
-        Int(try await database.read("SELECT MAX(version) AS version FROM ledger_migrations", []).first?.integer("version") ?? 0)
+        Int(
+            try await database.read("SELECT MAX(version) AS version FROM ledger_migrations", []).first?.integer(
+                "version") ?? 0)
     }
 
     // MARK: Recording
@@ -120,14 +138,17 @@ public final class SQLLedgerStore: LedgerStore {
 
     /// Records `events` in `transaction`; `withDeadLetterRecords`: a `dead-letter` event writes its dead letter's
     /// record too, unless one exists (``JobSQL/deadLetterRecordKept``: a taken dead letter's record shows its copy).
-    private func recordNow(_ events: [WarrenEvent], in transaction: any LedgerTransaction, withDeadLetterRecords: Bool) async throws {
+    private func recordNow(_ events: [WarrenEvent], in transaction: any LedgerTransaction, withDeadLetterRecords: Bool)
+        async throws
+    {
         let events = bounds.bounded(events.filter { $0.messageID != nil })
         let perStatement = dialect.rowsPerStatement
         for start in stride(from: 0, to: events.count, by: perStatement) {
             let slice = events[start..<min(start + perStatement, events.count)]
             let (kept, skipped) = LedgerBounds.withinJobBounds(
                 slice, recordedEvents: try await recordedCounts("events", of: slice, in: transaction),
-                recordedDeadLetters: try await recordedCounts("dead_letters", of: slice.filter { $0.event == .deadLetter }, in: transaction))
+                recordedDeadLetters: try await recordedCounts(
+                    "dead_letters", of: slice.filter { $0.event == .deadLetter }, in: transaction))
             bounds.report(skipped)
             guard !kept.isEmpty else { continue }
             let chunk = kept[...]
@@ -144,8 +165,11 @@ public final class SQLLedgerStore: LedgerStore {
     ) async throws -> [String: Int] {
         let ids = Array(Set(events.compactMap(\.messageID)))
         guard !ids.isEmpty else { return [:] }
-        let rows = try await transaction.query(JobSQL.countsPerJob(table, count: ids.count, placeholder: dialect.placeholder), ids.map(JobSQL.Value.text))
-        return Dictionary(rows.compactMap { row in row.text("message_id").map { ($0, Int(row.integer("n") ?? 0)) } }, uniquingKeysWith: { $1 })
+        let rows = try await transaction.query(
+            JobSQL.countsPerJob(table, count: ids.count, placeholder: dialect.placeholder), ids.map(JobSQL.Value.text))
+        return Dictionary(
+            rows.compactMap { row in row.text("message_id").map { ($0, Int(row.integer("n") ?? 0)) } },
+            uniquingKeysWith: { $1 })
     }
 
     private func insertEvents(_ events: ArraySlice<WarrenEvent>, in transaction: any LedgerTransaction) async throws {
@@ -153,9 +177,12 @@ public final class SQLLedgerStore: LedgerStore {
         values.reserveCapacity(events.count * 15)
         for event in events {
             values += [
-                .text(event.messageID ?? ""), .text(event.event.rawValue), .init(event.type), .text(event.queue), .init(event.attempt),
-                .integer(event.atMs), .init(event.queueWaitMs), .init(event.durationMs), .init(event.error), .init(event.reason),
-                .init(event.nextAttemptAtMs), .init(event.host), .init(event.traceID), .init(event.startedAtMs), .init(event.queueWaitApproxS),
+                .text(event.messageID ?? ""), .text(event.event.rawValue), .init(event.type), .text(event.queue),
+                .init(event.attempt),
+                .integer(event.atMs), .init(event.queueWaitMs), .init(event.durationMs), .init(event.error),
+                .init(event.reason),
+                .init(event.nextAttemptAtMs), .init(event.host), .init(event.traceID), .init(event.startedAtMs),
+                .init(event.queueWaitApproxS),
             ]
         }
         try await transaction.query(
@@ -173,8 +200,10 @@ public final class SQLLedgerStore: LedgerStore {
         values.reserveCapacity(updates.count * 13)
         for update in updates {
             values += [
-                .text(update.messageID), .init(update.type), .text(update.queue), .text(update.status), .integer(Int64(update.attempts)),
-                .init(update.publishedAtMs), .integer(update.updatedAtMs), .integer(Int64(update.updatedPhase)), .init(update.nextAttemptAtMs),
+                .text(update.messageID), .init(update.type), .text(update.queue), .text(update.status),
+                .integer(Int64(update.attempts)),
+                .init(update.publishedAtMs), .integer(update.updatedAtMs), .integer(Int64(update.updatedPhase)),
+                .init(update.nextAttemptAtMs),
                 .init(update.reason), .init(update.lastError), .init(update.traceID), .integer(update.lastEventAtMs),
             ]
         }
@@ -207,18 +236,24 @@ public final class SQLLedgerStore: LedgerStore {
 
     /// The records of dead letters, as their events report them; with `held` (the messages of dead letters taken off
     /// their queues, one per event) they are held.
-    private func insertDeadLetters(_ events: [WarrenEvent], held: [StoredMessage]? = nil, in transaction: any LedgerTransaction) async throws {
+    private func insertDeadLetters(
+        _ events: [WarrenEvent], held: [StoredMessage]? = nil, in transaction: any LedgerTransaction
+    ) async throws {
         var values: [JobSQL.Value] = []
         let encoder = JSONEncoder()
         for (index, event) in events.enumerated() {
             let headers = event.headers.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) }
             let failure = FailureFingerprint(type: event.type, reason: event.reason, error: event.error)
             values += [
-                .text(event.messageID ?? ""), .integer(event.atMs), .text(event.queue), .init(event.type), .init(event.reason),
-                .init(event.error), .init(headers), .init(event.body), .init(event.bodyEncoding), .init(event.bodyTruncated),
+                .text(event.messageID ?? ""), .integer(event.atMs), .text(event.queue), .init(event.type),
+                .init(event.reason),
+                .init(event.error), .init(headers), .init(event.body), .init(event.bodyEncoding),
+                .init(event.bodyTruncated),
                 .text(failure.groupID), .text(failure.maskedError),
             ]
-            if let message = held?[index] { values += [.text(try message.encodedProperties()), .text(message.base64Body), .integer(1)] }
+            if let message = held?[index] {
+                values += [.text(try message.encodedProperties()), .text(message.base64Body), .integer(1)]
+            }
         }
         try await transaction.query(
             """
@@ -239,9 +274,12 @@ public final class SQLLedgerStore: LedgerStore {
             if letters.contains(where: \.keyedByReceipt) {
                 var kept: [IngestedDeadLetter] = []
                 for letter in letters {
-                    if letter.keyedByReceipt, !(try await transaction.query(
-                        DeadLetterSQL.heldAlready(placeholder: dialect.placeholder), [.text(letter.messageID), .text(letter.message.base64Body)]
-                    ).isEmpty) {
+                    if letter.keyedByReceipt,
+                        !(try await transaction.query(
+                            DeadLetterSQL.heldAlready(placeholder: dialect.placeholder),
+                            [.text(letter.messageID), .text(letter.message.base64Body)]
+                        ).isEmpty)
+                    {
                         continue
                     }
                     kept.append(letter)
@@ -257,12 +295,17 @@ public final class SQLLedgerStore: LedgerStore {
         }
     }
 
-    public func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws -> [HeldDeadLetter] {
+    public func heldDeadLetters(matching filter: DeadLetterFilter, after cursor: LedgerCursor?, limit: Int) async throws
+        -> [HeldDeadLetter]
+    {
         let (sql, values) = DeadLetterSQL.held(filter, after: cursor, limit: limit, placeholder: dialect.placeholder)
         return try await database.read(sql, values).map { row in
             HeldDeadLetter(
-                messageID: row.text("message_id") ?? "", atMs: row.integer("at_ms") ?? 0, queue: row.text("queue") ?? "",
-                message: try StoredMessage(encodedProperties: row.text("message_properties") ?? "", base64Body: row.text("message_body") ?? ""))
+                messageID: row.text("message_id") ?? "", atMs: row.integer("at_ms") ?? 0,
+                queue: row.text("queue") ?? "",
+                message: try StoredMessage(
+                    encodedProperties: row.text("message_properties") ?? "", base64Body: row.text("message_body") ?? "")
+            )
         }
     }
 
@@ -272,16 +315,22 @@ public final class SQLLedgerStore: LedgerStore {
     }
 
     public func createOperation(_ operation: DeadLetterOperation) async throws {
-        try await database.write(DeadLetterSQL.insertOperation(placeholder: dialect.placeholder), try DeadLetterSQL.operationValues(operation))
+        try await database.write(
+            DeadLetterSQL.insertOperation(placeholder: dialect.placeholder),
+            try DeadLetterSQL.operationValues(operation))
     }
 
     public func operation(id: String) async throws -> DeadLetterOperation? {
-        try await database.read(DeadLetterSQL.operations(byID: true, placeholder: dialect.placeholder), [.text(id)]).first.map(Self.operation(from:))
+        try await database.read(DeadLetterSQL.operations(byID: true, placeholder: dialect.placeholder), [.text(id)])
+            .first.map(Self.operation(from:))
     }
 
     public func operations(limit: Int) async throws -> [DeadLetterOperation] {
-        try await database.read(DeadLetterSQL.operations(byID: false, placeholder: dialect.placeholder), [.integer(Int64(min(max(limit, 1), 500)))])
-            .map(Self.operation(from:))
+        try await database.read(
+            DeadLetterSQL.operations(byID: false, placeholder: dialect.placeholder),
+            [.integer(Int64(min(max(limit, 1), 500)))]
+        )
+        .map(Self.operation(from:))
     }
 
     public func unfinishedOperations() async throws -> [String] {
@@ -290,11 +339,14 @@ public final class SQLLedgerStore: LedgerStore {
 
     public func claimOperation(id: String, owner: String, leaseUntilMs: Int64, nowMs: Int64) async throws -> Bool {
         !(try await database.write(
-            DeadLetterSQL.claim(placeholder: dialect.placeholder), [.text(owner), .integer(leaseUntilMs), .text(id), .integer(nowMs)]
+            DeadLetterSQL.claim(placeholder: dialect.placeholder),
+            [.text(owner), .integer(leaseUntilMs), .text(id), .integer(nowMs)]
         ).isEmpty)
     }
 
-    public func settle(_ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64) async throws -> DeadLetterOperation {
+    public func settle(
+        _ letters: [HeldDeadLetter], events: [WarrenEvent], for operation: DeadLetterOperation, nowMs: Int64
+    ) async throws -> DeadLetterOperation {
         guard let last = letters.last else { return operation }
         let count = try await database.transaction { [dialect] transaction in
             let rows = try await transaction.query(
@@ -305,23 +357,33 @@ public final class SQLLedgerStore: LedgerStore {
             try await self.recordNow(settled, in: transaction, withDeadLetterRecords: false)
             try await transaction.query(
                 DeadLetterSQL.advance(placeholder: dialect.placeholder),
-                [.integer(Int64(settled.count)), .integer(last.atMs), .text(last.messageID), .integer(nowMs), .text(operation.id)])
+                [
+                    .integer(Int64(settled.count)), .integer(last.atMs), .text(last.messageID), .integer(nowMs),
+                    .text(operation.id),
+                ])
             return settled.count
         }
         return operation.advanced(by: count, to: last.cursor, nowMs: nowMs)
     }
 
-    public func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64) async throws {
+    public func finishOperation(id: String, status: DeadLetterOperation.Status, error: String?, nowMs: Int64)
+        async throws
+    {
         try await database.write(
-            DeadLetterSQL.finish(placeholder: dialect.placeholder), [.text(status.rawValue), .init(error), .integer(nowMs), .text(id)])
+            DeadLetterSQL.finish(placeholder: dialect.placeholder),
+            [.text(status.rawValue), .init(error), .integer(nowMs), .text(id)])
     }
 
     private static func operation(from row: LedgerRow) -> DeadLetterOperation {
         DeadLetterSQL.operation(
-            id: row.text("id") ?? "", action: row.text("action") ?? "", filter: row.text("filter") ?? "{}", actor: row.text("actor") ?? "",
-            role: row.text("role") ?? "", createdAtMs: row.integer("created_at_ms") ?? 0, status: row.text("status") ?? "",
-            total: row.integer("total") ?? 0, settled: row.integer("settled") ?? 0, cursorAtMs: row.integer("cursor_at_ms"),
-            cursorMessageID: row.text("cursor_message_id"), updatedAtMs: row.integer("updated_at_ms") ?? 0, error: row.text("error"))
+            id: row.text("id") ?? "", action: row.text("action") ?? "", filter: row.text("filter") ?? "{}",
+            actor: row.text("actor") ?? "",
+            role: row.text("role") ?? "", createdAtMs: row.integer("created_at_ms") ?? 0,
+            status: row.text("status") ?? "",
+            total: row.integer("total") ?? 0, settled: row.integer("settled") ?? 0,
+            cursorAtMs: row.integer("cursor_at_ms"),
+            cursorMessageID: row.text("cursor_message_id"), updatedAtMs: row.integer("updated_at_ms") ?? 0,
+            error: row.text("error"))
     }
 
     // MARK: Reading
@@ -334,7 +396,11 @@ public final class SQLLedgerStore: LedgerStore {
 
     public func job(messageID: String) async throws -> JobStatus? {
         let p = dialect.placeholder
-        guard let row = try await database.read("SELECT \(Self.summaryColumns) FROM jobs WHERE message_id = \(p(1))", [.text(messageID)]).first else {
+        guard
+            let row = try await database.read(
+                "SELECT \(Self.summaryColumns) FROM jobs WHERE message_id = \(p(1))", [.text(messageID)]
+            ).first
+        else {
             return nil
         }
         let events = try await database.read(
@@ -367,7 +433,9 @@ public final class SQLLedgerStore: LedgerStore {
             """, [.text(messageID)]
         ).map { row in
             var record = Self.deadLetter(from: row)
-            record.headers = row.text("headers").flatMap { try? JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+            record.headers = row.text("headers").flatMap {
+                try? JSONDecoder().decode([String: String].self, from: Data($0.utf8))
+            }
             record.body = row.text("body")
             record.bodyEncoding = row.text("body_encoding")
             record.bodyTruncated = row.boolean("body_truncated")
@@ -382,8 +450,10 @@ public final class SQLLedgerStore: LedgerStore {
 
     private static func deadLetter(from row: LedgerRow) -> DeadLetterRecord {
         DeadLetterRecord(
-            messageID: row.text("message_id") ?? "", atMs: row.integer("at_ms") ?? 0, queue: row.text("queue") ?? "", type: row.text("type"),
-            reason: row.text("reason"), error: row.text("error"), groupID: row.text("group_id"), held: row.integer("held") == 1,
+            messageID: row.text("message_id") ?? "", atMs: row.integer("at_ms") ?? 0, queue: row.text("queue") ?? "",
+            type: row.text("type"),
+            reason: row.text("reason"), error: row.text("error"), groupID: row.text("group_id"),
+            held: row.integer("held") == 1,
             settled: row.text("settled"), settledBy: row.text("settled_by"))
     }
 
@@ -392,21 +462,29 @@ public final class SQLLedgerStore: LedgerStore {
         var groups: [FailureGroup] = []
         for row in try await database.read(sql, values) {
             let id = row.text("group_id") ?? ""
-            let sample = try await database.read(JobSQL.failureGroupSample(placeholder: dialect.placeholder(1)), [.text(id)]).first
-            groups.append(FailureGroup(
-                groupID: id, type: sample?.text("type"), reason: sample?.text("reason"), error: sample?.text("fingerprint") ?? "",
-                count: Int(row.integer("n") ?? 0), firstAtMs: row.integer("first_at_ms") ?? 0, lastAtMs: row.integer("last_at_ms") ?? 0,
-                sampleMessageID: sample?.text("message_id") ?? ""))
+            let sample = try await database.read(
+                JobSQL.failureGroupSample(placeholder: dialect.placeholder(1)), [.text(id)]
+            ).first
+            groups.append(
+                FailureGroup(
+                    groupID: id, type: sample?.text("type"), reason: sample?.text("reason"),
+                    error: sample?.text("fingerprint") ?? "",
+                    count: Int(row.integer("n") ?? 0), firstAtMs: row.integer("first_at_ms") ?? 0,
+                    lastAtMs: row.integer("last_at_ms") ?? 0,
+                    sampleMessageID: sample?.text("message_id") ?? ""))
         }
         return groups
     }
 
     public func auditLog(limit: Int, before: Int64?) async throws -> [AuditEntry] {
         let values: [JobSQL.Value] = (before.map { [.integer($0)] } ?? []) + [.integer(Int64(min(max(limit, 1), 500)))]
-        return try await database.read(JobSQL.auditLog(before: before, placeholder: dialect.placeholder), values).map { row in
+        return try await database.read(JobSQL.auditLog(before: before, placeholder: dialect.placeholder), values).map {
+            row in
             AuditEntry(
-                id: row.integer("id") ?? 0, atMs: row.integer("at_ms") ?? 0, actor: row.text("actor") ?? "", role: row.text("role") ?? "",
-                action: row.text("action") ?? "", target: row.text("target") ?? "", count: Int(row.integer("count") ?? 0),
+                id: row.integer("id") ?? 0, atMs: row.integer("at_ms") ?? 0, actor: row.text("actor") ?? "",
+                role: row.text("role") ?? "",
+                action: row.text("action") ?? "", target: row.text("target") ?? "",
+                count: Int(row.integer("count") ?? 0),
                 outcome: row.text("outcome") ?? "", requestID: row.text("request_id") ?? "")
         }
     }
@@ -425,14 +503,17 @@ public final class SQLLedgerStore: LedgerStore {
             messageID: row.text("message_id") ?? "", type: row.text("type"), queue: row.text("queue") ?? "",
             state: JobState(rawValue: row.text("status") ?? "pending"), attempts: Int(row.integer("attempts") ?? 0),
             publishedAtMs: row.integer("published_at_ms"), updatedAtMs: row.integer("last_event_at_ms") ?? 0,
-            nextAttemptAtMs: row.integer("next_attempt_at_ms"), reason: row.text("reason"), lastError: row.text("last_error"),
+            nextAttemptAtMs: row.integer("next_attempt_at_ms"), reason: row.text("reason"),
+            lastError: row.text("last_error"),
             traceID: row.text("trace_id"))
     }
 
     private static func event(from row: LedgerRow) -> WarrenEvent {
         var event = WarrenEvent(
-            event: WarrenEvent.Kind(rawValue: row.text("event") ?? ""), messageID: row.text("message_id"), type: row.text("type"),
-            queue: row.text("queue") ?? "", attempt: row.integer("attempt").map { Int(clamping: $0) }, atMs: row.integer("at_ms") ?? 0,
+            event: WarrenEvent.Kind(rawValue: row.text("event") ?? ""), messageID: row.text("message_id"),
+            type: row.text("type"),
+            queue: row.text("queue") ?? "", attempt: row.integer("attempt").map { Int(clamping: $0) },
+            atMs: row.integer("at_ms") ?? 0,
             queueWaitMs: row.integer("queue_wait_ms"), durationMs: row.integer("duration_ms"), error: row.text("error"),
             reason: row.text("reason"), nextAttemptAtMs: row.integer("next_attempt_at_ms"), host: row.text("host"),
             traceID: row.text("trace_id"))
@@ -445,7 +526,10 @@ public final class SQLLedgerStore: LedgerStore {
 
     public func recordAudit(_ entry: AuditEntry) async throws -> AuditEntry {
         var recorded = entry
-        recorded.id = try await database.write(JobSQL.insertAudit(placeholder: dialect.placeholder) + " RETURNING id", JobSQL.auditValues(entry))
+        recorded.id =
+            try await database.write(
+                JobSQL.insertAudit(placeholder: dialect.placeholder) + " RETURNING id", JobSQL.auditValues(entry)
+            )
             .first?.integer("id") ?? 0
         return recorded
     }
@@ -456,7 +540,8 @@ public final class SQLLedgerStore: LedgerStore {
             while true {
                 var sql = selection.sql
                 if let maxJobs = selection.keepingAtMost {
-                    let count = Int(try await database.read("SELECT COUNT(*) AS n FROM jobs", []).first?.integer("n") ?? 0)
+                    let count = Int(
+                        try await database.read("SELECT COUNT(*) AS n FROM jobs", []).first?.integer("n") ?? 0)
                     guard count > maxJobs else { break }
                     sql += " LIMIT \(min(count - maxJobs, JobSQL.prunedPerTransaction))"
                 } else {
@@ -468,7 +553,8 @@ public final class SQLLedgerStore: LedgerStore {
                     guard !ids.isEmpty else { return (0, 0) }
                     let list = dialect.list(ids.count)
                     let values = ids.map(JobSQL.Value.text)
-                    let events = try await Self.delete("DELETE FROM events WHERE message_id IN \(list)", values, in: transaction, dialect)
+                    let events = try await Self.delete(
+                        "DELETE FROM events WHERE message_id IN \(list)", values, in: transaction, dialect)
                     try await transaction.query("DELETE FROM dead_letters WHERE message_id IN \(list)", values)
                     try await transaction.query("DELETE FROM jobs WHERE message_id IN \(list)", values)
                     return (ids.count, events)
@@ -481,7 +567,9 @@ public final class SQLLedgerStore: LedgerStore {
         let auditCutoff = policy.cutoffs(nowMs: nowMs).audit
         if auditCutoff != Int64.min {
             result.auditEntries = try await database.transaction { [dialect] transaction in
-                try await Self.delete(JobSQL.pruneAudit(placeholder: dialect.placeholder), [.integer(auditCutoff)], in: transaction, dialect)
+                try await Self.delete(
+                    JobSQL.pruneAudit(placeholder: dialect.placeholder), [.integer(auditCutoff)], in: transaction,
+                    dialect)
             }
         }
         return result
@@ -500,7 +588,9 @@ public final class SQLLedgerStore: LedgerStore {
             try await transaction.query(sql, values)
             return Int(try await transaction.query("SELECT changes() AS n", []).first?.integer("n") ?? 0)
         case .returningInCTE:
-            return Int(try await transaction.query("WITH gone AS (\(sql) RETURNING 1) SELECT COUNT(*) AS n FROM gone", values).first?.integer("n") ?? 0)
+            return Int(
+                try await transaction.query("WITH gone AS (\(sql) RETURNING 1) SELECT COUNT(*) AS n FROM gone", values)
+                    .first?.integer("n") ?? 0)
         }
     }
 

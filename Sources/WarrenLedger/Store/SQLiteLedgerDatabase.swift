@@ -28,7 +28,8 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
     }
 
     let dialect = LedgerDialect(
-        placeholder: { "?\($0)" }, nextPlaceholder: "?", jsonPlaceholder: { "?\($0)" }, jsonText: { $0 }, greatest: "MAX", least: "MIN",
+        placeholder: { "?\($0)" }, nextPlaceholder: "?", jsonPlaceholder: { "?\($0)" }, jsonText: { $0 },
+        greatest: "MAX", least: "MIN",
         eventsOnceTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))", rowsPerStatement: 400,
         migrations: SQLiteLedgerDatabase.migrations, migrationLock: nil,
         deletedRows: .changes)
@@ -43,7 +44,9 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
         try await Self.query(reader, sql, values)
     }
 
-    func transaction<Result: Sendable>(_ body: @Sendable (any LedgerTransaction) async throws -> Result) async throws -> Result {
+    func transaction<Result: Sendable>(_ body: @Sendable (any LedgerTransaction) async throws -> Result) async throws
+        -> Result
+    {
         try await writes.withLock {
             _ = try await writer.query("BEGIN IMMEDIATE")
             do {
@@ -72,7 +75,9 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
         }
     }
 
-    private static func query(_ connection: SQLiteConnection, _ sql: String, _ values: [JobSQL.Value]) async throws -> [LedgerRow] {
+    private static func query(_ connection: SQLiteConnection, _ sql: String, _ values: [JobSQL.Value]) async throws
+        -> [LedgerRow]
+    {
         let binds = values.map { value -> SQLiteData in
             switch value {
             case .text(let text): .text(text)

@@ -1,4 +1,5 @@
 import CRabbitMQ
+
 @testable import WarrenAMQP
 
 /// Encodes and decodes field tables through librabbitmq's own wire codec, to check that a table survives the wire
