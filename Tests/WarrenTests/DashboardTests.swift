@@ -148,10 +148,14 @@ struct DashboardProcessTests {
         let followUp = try #require(followUps.withLock { $0.first })
         #expect(try await eventually { await status(followUp) == "succeeded" })
         for id in ["cli-1", followUp] {
-            let job = await httpGet(port: port, "/api/jobs/\(id)", headers: auth).json
-            #expect(
-                job?["published_at_ms"] as? Int64 != nil || job?["published_at_ms"] as? Int != nil,
-                "\(id): \(String(describing: job))")
+            // Its `published` event and its settlement travel in different batches, committed in either order: the
+            // publish time is there once both are.
+            var job: [String: Any]?
+            let published = try await eventually {
+                job = await httpGet(port: port, "/api/jobs/\(id)", headers: auth).json
+                return job?["published_at_ms"] as? Int64 != nil || job?["published_at_ms"] as? Int != nil
+            }
+            #expect(published, "\(id): \(String(describing: job))")
             let wait = (job?["timeline"] as? [[String: Any]])?.first?["queue_wait_ms"] as? Int
             #expect(
                 wait != nil,

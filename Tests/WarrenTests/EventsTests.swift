@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import WarrenAMQP
@@ -141,6 +142,36 @@ struct EventsTests {
 }
 
 extension EventsTests {
+    @Test func eventsThatNothingSendsAreSaidOnceAndASenderSendsThem() async throws {
+        let logs = TracingBrokerTests.LogLines()
+        let logger = Logger(label: "events-test") { _ in TracingBrokerTests.CapturingHandler(lines: logs) }
+        let transport = StuckTransport()
+        transport.blocked.update { $0 = false }
+        let events = WarrenEventPublisher(
+            transport: transport, options: EventOptions(exchange: TestBroker.uniqueName("events"), batchSize: 10),
+            logger: logger)
+        func warnings() -> Int {
+            logs.all.filter { ($0["message"]?.description ?? "").contains("nothing sends them") }.count
+        }
+        // Nothing runs a sender: once a batch waits, one warning, however many more events come.
+        for index in 0..<30 {
+            events.record(WarrenEvent(event: .ack, messageID: "\(index)", type: "t", queue: "q", atMs: 1))
+        }
+        #expect(warnings() == 1)
+        #expect(events.pending == 30, "kept, not sent")
+        // A sender (what run() and a worker run) takes them.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await events.sendWhileRunning() }
+            defer { group.cancelAll() }
+            guard try await eventually({ transport.published.withLock { $0.count } == 3 }) else {
+                throw TestFailure("\(transport.published.withLock { $0.count }) batches sent")
+            }
+        }
+        #expect(events.pending == 0 && transport.published.withLock { $0.count } == 3, "three batches of ten")
+        #expect(warnings() == 1)
+        await events.close()
+    }
+
     @Test func aFlushWithATimeoutReturnsAlthoughTheBrokerTakesNothing() async throws {
         let transport = StuckTransport()
         let events = WarrenEventPublisher(
