@@ -242,6 +242,8 @@ private final class SharedBrokers: Sendable {
     func get(_ key: String, _ configuration: LocalBrokerConfiguration) async throws -> LocalBroker {
         let task = tasks.withLock { tasks in
             if let task = tasks[key] { return task }
+            // A join: every caller of `shared` for this key awaits this one start (whoever asked first may be cancelled
+            // while others wait); it ends with the start, and the node it made is stopped at exit.
             let started = Task { () throws -> LocalBroker in
                 let broker = try await LocalBroker.start(configuration)
                 registerExitStop(broker)

@@ -45,6 +45,8 @@ public final class WarrenTestHarness: Sendable {
         self.faults = faults
         self.worker = worker
         self.settled = settled
+        // The harness is the worker's service group in a test: it owns this task, and `stop()` ends it (a graceful
+        // shutdown, then awaited), so it never outlives the harness's user.
         self.running = Task { try await worker.run() }
         try await worker.waitUntilConsuming(timeout: .seconds(10))
     }

@@ -163,21 +163,25 @@ public final class WarrenEventPublisher: Service, Sendable {
                 do { try await arrivals.wait { $0 != seen } } catch { return }
             }
             do { try await Task.sleep(for: options.flushInterval) } catch { return }
-            await flushUnlessCancelled()
+            await flushOnItsOwn(timeout: nil) { await self.flushOnce() }
         }
     }
 
-    /// One flush, given up when the calling task is cancelled: a publish waiting for a broker that does not answer
-    /// must not hold up the shutdown of whoever runs the sender. The flush runs on its own, awaited here only; on
-    /// cancellation it is cancelled and left to end by itself (what it could not send goes back to the buffer, for the
-    /// final ``close(timeout:)``).
-    private func flushUnlessCancelled() async {
+    /// Runs `flush` on its own and waits for it, until `timeout` (none: no limit) or the calling task's cancellation:
+    /// a publish waiting for a broker that does not answer must not hold up a shutdown. (Not in a task group, which
+    /// would wait for that publish even after the timeout.) Nobody awaits the flush after that: it is cancelled and
+    /// ends by itself; what it could not send goes back to the buffer.
+    private func flushOnItsOwn(timeout: Duration?, _ flush: @escaping @Sendable () async -> Void) async {
         let done = AwaitableState(false)
         let flushing = Task {
-            await self.flushOnce()
+            await flush()
             done.update { $0 = true }
         }
-        do { try await done.wait { $0 } } catch { flushing.cancel() }
+        if let timeout {
+            if !(await done.wait(until: { $0 }, timeout: timeout)) { flushing.cancel() }
+        } else {
+            do { try await done.wait { $0 } } catch { flushing.cancel() }
+        }
     }
 
     /// Sends everything recorded so far, in batches; returns when the broker confirmed them, or when it could not
@@ -189,16 +193,7 @@ public final class WarrenEventPublisher: Service, Sendable {
     /// ``flush()``, for at most `timeout` (a broker that is away must not hold up a shutdown); what is not sent by
     /// then stays buffered.
     public func flush(timeout: Duration) async {
-        // The flush runs on its own, not in a task group: a group would wait for a flush stuck behind another one
-        // (itself waiting for a broker that does not answer) even after the timeout. Nobody awaits it past the
-        // timeout; it is cancelled then, and what it held stays buffered.
-        let done = AwaitableState(false)
-        let flushing = Task {
-            await self.flush()
-            done.update { $0 = true }
-        }
-        _ = await done.wait(until: { $0 }, timeout: timeout)
-        flushing.cancel()
+        await flushOnItsOwn(timeout: timeout) { await self.flush() }
     }
 
     /// Sends up to one flush interval's worth; returns whether more is waiting and the last send worked.

@@ -66,6 +66,8 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             // Like a delay queue's TTL: the message comes back to the queue (through the default exchange).
             state.withLock { $0.pendingDelays += 1 }
             let deadline = clock.now.advanced(by: delay)
+            // The broker's TTL timer, played by the transport: nobody awaits it; it ends when the clock passes the
+            // deadline (a `ManualClock` advanced by the test, or real time), and `delayedCount` tells a test it waits.
             Task { [self] in
                 try? await clock.sleep(until: deadline, tolerance: nil)
                 enqueue(with(message, exchange: "", routingKey: queue), into: queue)

@@ -74,8 +74,8 @@ struct LedgerDialect: Sendable {
     let eventsOnceTarget: String
     /// Rows per multi-row statement, below the database's limit on parameters (SQLite 32,766; PostgreSQL 65,535).
     let rowsPerStatement: Int
-    /// Schema versions, in order; each runs once (recorded in `ledger_migrations`).
-    let migrations: [(version: Int, statements: [String])]
+    /// The tables in this database's types.
+    let schema: LedgerSchema
     /// Taken first in the migrating transaction, so that two processes starting at once do not both migrate.
     let migrationLock: String?
     /// How a transaction learns how many rows a `DELETE` removed, counted by the server.
@@ -87,6 +87,9 @@ struct LedgerDialect: Sendable {
         /// `WITH gone AS (DELETE … RETURNING 1) SELECT COUNT(*)` (PostgreSQL).
         case returningInCTE
     }
+
+    /// Schema versions, in order; each runs once (recorded in `ledger_migrations`).
+    var migrations: [(version: Int, statements: [String])] { schema.migrations(greatest: greatest) }
 
     /// `(p, p, …), (…)`: `rows` rows of `columns` parameters, numbered from 1 in order; the columns of `json` (from 1)
     /// take ``jsonPlaceholder``.

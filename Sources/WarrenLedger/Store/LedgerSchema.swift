@@ -10,12 +10,11 @@ struct LedgerSchema {
     var json: String
     /// `body_truncated` (`INTEGER`, `BOOLEAN`).
     var boolean: String
-    /// The larger of two values (`MAX`, `GREATEST`).
-    var greatest: String
     /// A new random identity, as text.
     var randomID: String
 
-    var migrations: [(version: Int, statements: [String])] {
+    /// The versions, in order; `greatest` names the larger of two values (``LedgerDialect/greatest``).
+    func migrations(greatest: String) -> [(version: Int, statements: [String])] {
         [
             (
                 1,

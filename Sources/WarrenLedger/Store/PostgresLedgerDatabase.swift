@@ -16,21 +16,22 @@
         private let running: Task<Void, Never>
         private let logger: Logger
 
-        let dialect = LedgerDialect(
+        static let dialect = LedgerDialect(
             placeholder: { "$\($0)" }, nextPlaceholder: nil, jsonPlaceholder: { "$\($0)::jsonb" },
             jsonText: { "\($0)::text AS \($0)" },
             greatest: "GREATEST", least: "LEAST",
             eventsOnceTarget: "(message_id, at_ms, event, (COALESCE(attempt, 0)))",
-            rowsPerStatement: 1_000, migrations: PostgresLedgerDatabase.migrations,
+            rowsPerStatement: 1_000,
+            schema: LedgerSchema(
+                idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT", json: "JSONB", boolean: "BOOLEAN",
+                randomID: "md5(random()::text || clock_timestamp()::text)"),
             migrationLock: "SELECT pg_advisory_xact_lock(7715201)",
             deletedRows: .returningInCTE)
 
+        var dialect: LedgerDialect { Self.dialect }
+
         /// The schema versions, in order.
-        static let migrations = LedgerSchema(
-            idColumn: "BIGSERIAL PRIMARY KEY", integer: "BIGINT", json: "JSONB", boolean: "BOOLEAN",
-            greatest: "GREATEST",
-            randomID: "md5(random()::text || clock_timestamp()::text)"
-        ).migrations
+        static var migrations: [(version: Int, statements: [String])] { dialect.migrations }
 
         /// Where the store connects, when it was made from a URL: checked once, with a connection of its own, before the
         /// first migration, so that a refused TLS handshake or login is a clear error at start.

@@ -27,18 +27,19 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
         _ = try await reader.query("PRAGMA cache_size = -65536")
     }
 
-    let dialect = LedgerDialect(
+    static let dialect = LedgerDialect(
         placeholder: { "?\($0)" }, nextPlaceholder: "?", jsonPlaceholder: { "?\($0)" }, jsonText: { $0 },
         greatest: "MAX", least: "MIN",
         eventsOnceTarget: "(message_id, at_ms, event, COALESCE(attempt, 0))", rowsPerStatement: 400,
-        migrations: SQLiteLedgerDatabase.migrations, migrationLock: nil,
-        deletedRows: .changes)
+        schema: LedgerSchema(
+            idColumn: "INTEGER PRIMARY KEY", integer: "INTEGER", json: "TEXT", boolean: "INTEGER",
+            randomID: "lower(hex(randomblob(16)))"),
+        migrationLock: nil, deletedRows: .changes)
+
+    var dialect: LedgerDialect { Self.dialect }
 
     /// The schema versions, in order.
-    static let migrations = LedgerSchema(
-        idColumn: "INTEGER PRIMARY KEY", integer: "INTEGER", json: "TEXT", boolean: "INTEGER", greatest: "MAX",
-        randomID: "lower(hex(randomblob(16)))"
-    ).migrations
+    static var migrations: [(version: Int, statements: [String])] { dialect.migrations }
 
     func read(_ sql: String, _ values: [JobSQL.Value]) async throws -> [LedgerRow] {
         try await Self.query(reader, sql, values)
