@@ -263,7 +263,7 @@ let package = Package(
         // The JSON fast path against Foundation: a fixed-seed pass (make test), or libFuzzer's target (make fuzz).
         .executableTarget(name: "warren-json-fuzz", dependencies: ["WarrenJSON"]),
 
-        // MARK: - Tests, and the code blocks of the documents compiled
+        // MARK: - The code blocks of the documents compiled, and what the tests share
 
         // Compiles the Swift blocks of README.md and docs/ (the DocSnippets target): the documents' code builds.
         .executableTarget(name: "doc-snippets"),
@@ -281,38 +281,84 @@ let package = Package(
             path: "Tests/DocSnippets",
             plugins: ["DocSnippetsPlugin"]
         ),
-        // What both test targets share: the test broker, a quiet logger, `eventually`, the failure type.
+        // What the test targets share: the test broker and PostgreSQL, the services a suite declares it needs, a quiet
+        // logger, `eventually`, the failure type; and the fixtures of more than one target (the welcome email and its
+        // recorder, the HTTP client, the process's metrics, the ledger's stores, the dashboard served in-process).
         .target(
             name: "WarrenTestSupport",
             dependencies: [
-                "Warren", "WarrenAMQP", "WarrenLocalBroker", .product(name: "Logging", package: "swift-log"),
+                "Warren", "WarrenAMQP", "WarrenLocalBroker", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
+                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
             ],
             path: "Tests/WarrenTestSupport"
         ),
+
+        // MARK: - Unit tests, one target per library: no broker, no PostgreSQL, no browser, no process started
+
+        .testTarget(
+            name: "WarrenAMQPTests",
+            dependencies: [
+                "WarrenAMQP", "WarrenTestSupport", "CRabbitMQ",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        // Warren and WarrenTesting: the in-memory transport and harness, retries, codecs, events, settings.
         .testTarget(
             name: "WarrenTests",
             dependencies: [
-                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenJSON", "WarrenLocalBroker", "WarrenTestSupport",
-                "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
-                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["HTTP"])),
-                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
-                .product(name: "Tracing", package: "swift-distributed-tracing"),
-                .product(name: "Logging", package: "swift-log"),
+                "Warren", "WarrenTesting", "WarrenAMQP", "WarrenTestSupport",
                 .product(name: "Configuration", package: "swift-configuration"),
-                .product(name: "PropertyBased", package: "swift-property-based"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
-                .product(name: "SQLiteNIO", package: "sqlite-nio", condition: .when(traits: ["Ledger"])),
-                .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["HTTP"])),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
-            name: "WarrenAMQPTests",
+            name: "WarrenJSONTests",
             dependencies: [
-                "WarrenAMQP", "WarrenLocalBroker", "WarrenTestSupport", "CRabbitMQ",
+                "Warren", "WarrenJSON", .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "WarrenHTTPTests",
+            dependencies: [
+                "Warren", "WarrenHTTP", "WarrenTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["HTTP"])),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The ledger on its embedded SQLite, in files of the test's own.
+        .testTarget(
+            name: "WarrenLedgerTests",
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenLedger", "WarrenTestSupport",
+                .product(name: "SQLiteNIO", package: "sqlite-nio", condition: .when(traits: ["Ledger"])),
+            ]
+        ),
+        // The dashboard's routes served in the test process over SQLite.
+        .testTarget(
+            name: "WarrenDashboardTests",
+            dependencies: ["WarrenDashboard", "WarrenLedger", "WarrenTestSupport"]
+        ),
+
+        // MARK: - Integration tests: every suite that starts or needs a process
+
+        // RabbitMQ (the shared node, nodes of their own, a cluster), PostgreSQL, headless Chromium, promtool, and the
+        // package's executables run as a user runs them (orders-worker, warren, warren-dashboard, report-api,
+        // warren-bench, warren-chaos, warren-json-fuzz).
+        .testTarget(
+            name: "WarrenIntegrationTests",
+            dependencies: [
+                "Warren", "WarrenAMQP", "WarrenLocalBroker", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
+                "WarrenTestSupport",
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
     ],

@@ -5,7 +5,7 @@ import Testing
 import WarrenAMQP
 import WarrenLocalBroker
 
-/// What both test targets share: the broker they use, a quiet logger, waiting for a condition, the failure type.
+/// What the test targets share: the broker they use, a quiet logger, waiting for a condition, the failure type.
 
 /// The broker the integration tests use: `WARREN_TEST_AMQP_URL` when set, otherwise one throwaway node started for
 /// the whole run. A missing RabbitMQ is a test failure, never a skip.

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 import Warren
 import WarrenAMQP
+import WarrenTestSupport
 import WarrenTesting
 
 @Suite("The worker's life: a Service, waiting until it consumes, the harness's own settlements")

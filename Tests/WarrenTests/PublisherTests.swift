@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Warren
+import WarrenTestSupport
 
 @Suite("Publisher: message ids and outbound messages")
 struct PublisherTests {

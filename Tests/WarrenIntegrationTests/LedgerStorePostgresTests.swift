@@ -1,55 +1,14 @@
 import Foundation
-import SQLiteNIO
-import Synchronization
 import Testing
 @_spi(WarrenTransport) import Warren
-import WarrenAMQP
 import WarrenTestSupport
 
 @testable import WarrenLedger
 
-/// The stores every ledger test runs against.
-enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case sqlite, postgres
-    var testDescription: String { rawValue }
-}
-
-/// A fresh store of `kind`: a SQLite file of its own, or a new database on the test process's PostgreSQL.
-func withStore<T>(_ kind: StoreKind, _ body: (SQLLedgerStore) async throws -> T) async throws -> T {
-    switch kind {
-    case .sqlite:
-        return try await withSQLiteStore { store, _ in try await body(store) }
-    case .postgres:
-        let url = try await LocalPostgres.shared().newDatabaseURL()
-        let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-        do {
-            let result = try await body(store)
-            try? await store.close()
-            return result
-        } catch {
-            try? await store.close()
-            throw error
-        }
-    }
-}
-
-/// A store in a file of its own, removed afterwards.
-func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws -> T) async throws -> T {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString).sqlite").path
-    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-    let store = try await SQLiteLedgerStore(path: path)
-    do {
-        let result = try await body(store, path)
-        try? await store.close()
-        return result
-    } catch {
-        try? await store.close()
-        throw error
-    }
-}
-
+/// The ledger's stores, each test on SQLite and on PostgreSQL alike, and what only PostgreSQL does (`LedgerStoreTests`
+/// holds what needs no server).
 @Suite("Ledger stores (SQLite, PostgreSQL)", .tags(.postgres), .needs(.postgres))
-struct LedgerStoreTests {
+struct LedgerStorePostgresTests {
     func event(_ kind: WarrenEvent.Kind, _ id: String, attempt: Int? = nil, at: Int64, error: String? = nil)
         -> WarrenEvent
     {
@@ -68,33 +27,6 @@ struct LedgerStoreTests {
         #expect(try await first.schemaVersion() == PostgresLedgerDatabase.migrations.last?.version)
         try await first.close()
         try await second.close()
-    }
-
-    @Test func aPurgedDeadLetterEndsItsJobWithoutAnotherAttempt() {
-        let events = [
-            WarrenEvent(event: .published, messageID: "p", type: "t", queue: "q", atMs: 1_000),
-            WarrenEvent(
-                event: .deadLetter, messageID: "p", type: "t", queue: "q", attempt: 2, atMs: 1_100, error: "boom",
-                reason: "rejected"),
-            WarrenEvent(event: .purged, messageID: "p", type: "t", queue: "q", atMs: 1_200),
-        ]
-        let update = JobUpdate.fold(events)
-        #expect(update.map(\.status) == ["purged"] && update.first?.attempts == 2 && update.first?.lastError == "boom")
-        #expect(JobStatus.timeline(of: events).map(\.outcome) == ["dead-letter"], "a purge is not an attempt")
-        #expect(JobState.all.contains(.purged))
-    }
-
-    @Test func migrationsAreVersionedAndRunOnce() async throws {
-        try await withSQLiteStore { store, path in
-            try await store.migrate()
-            try await store.migrate()
-            #expect(try await store.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
-            // A second process opening the same file finds it migrated.
-            let again = try await SQLiteLedgerStore(path: path)
-            try await again.migrate()
-            #expect(try await again.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
-            try await again.close()
-        }
     }
 
     @Test(arguments: StoreKind.allCases)
@@ -161,39 +93,6 @@ struct LedgerStoreTests {
                         attempt: 2, startedAtMs: 880, endedAtMs: 900, outcome: "ack", durationMs: 20, host: "w1")
                 ])
         }
-    }
-
-    @Test func errorsAreMaskedSoThatFailuresOfOneKindGroupTogether() {
-        #expect(
-            FailureFingerprint.mask("550 mailbox 4711@example.com does not exist")
-                == "550 mailbox #@example.com does not exist")
-        #expect(
-            FailureFingerprint.mask("order 0b9e6c1a-47f2-4c1e-9d3a-5b2f8e7c6d10 not found (took 1520 ms)")
-                == "order <uuid> not found (took # ms)")
-        #expect(FailureFingerprint.mask("object 5f2b9c1e8a7d not in shard s12") == "object <hex> not in shard s#")
-        #expect(FailureFingerprint.mask("HTTP 503 from api-7.internal:8443") == "HTTP 503 from api-#.internal:#")
-        #expect(
-            FailureFingerprint.mask("user 123 has no mailbox") == "user # has no mailbox",
-            "a three-digit id is not a status code")
-        #expect(
-            FailureFingerprint.mask("Reject: 550 mailbox 42@x does not exist")
-                == "Reject: 550 mailbox #@x does not exist")
-        #expect(FailureFingerprint.mask(String(repeating: "x", count: 5_000)).count == 500)
-        // Stable across processes and releases: a group's id may be kept in a URL or a note.
-        #expect(
-            FailureFingerprint.groupID(
-                type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
-                == FailureFingerprint.groupID(
-                    type: "email.welcome", reason: "rejected", error: "550 mailbox 22@x does not exist"))
-        #expect(
-            FailureFingerprint.groupID(
-                type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist")
-                == "4ba209d319ac59eb")
-        #expect(
-            FailureFingerprint.groupID(
-                type: "email.welcome", reason: "retries-exhausted", error: "550 mailbox 1@x does not exist")
-                != FailureFingerprint.groupID(
-                    type: "email.welcome", reason: "rejected", error: "550 mailbox 1@x does not exist"))
     }
 
     @Test(arguments: StoreKind.allCases)
@@ -316,37 +215,6 @@ struct LedgerStoreTests {
         try await store.close()
     }
 
-    @Test func aCancelledLeaderWritesForNobodyElseAndTheOthersAreStillCommitted() async throws {
-        // A write that honours cancellation, as a database driver does; the first two writes block until released.
-        let written = Mutex<[[Int]]>([])
-        let writing = AwaitableState<[Int]>([])
-        let released = AwaitableState<Set<[Int]>>([])
-        let commits = GroupCommit<Int> { items in
-            try Task.checkCancellation()
-            if items == [1] || items == [2, 3] {
-                writing.update { $0 = items }
-                try await released.wait { $0.contains(items) }
-            }
-            written.withLock { $0.append(items) }
-        }
-        let first = Task { try await commits.record([1]) }
-        try await writing.wait { $0 == [1] }
-        // Two more hand their batches over while the first write runs: the next leader takes both.
-        let second = Task { try await commits.record([2]) }
-        #expect(try await eventually(pollEvery: .milliseconds(1)) { commits.waitingCount == 1 })
-        let third = Task { try await commits.record([3]) }
-        #expect(try await eventually(pollEvery: .milliseconds(1)) { commits.waitingCount == 2 })
-        released.update { $0.insert([1]) }
-        try await first.value
-        try await writing.wait { $0 == [2, 3] }
-        // The leader of [2, 3] is cancelled mid-write: it fails alone; the third batch is not failed with it, nor
-        // written by a cancelled task, but led again and committed.
-        second.cancel()
-        await #expect(throws: CancellationError.self) { try await second.value }
-        try await third.value
-        #expect(written.withLock { $0 } == [[1], [3]])
-    }
-
     @Test(arguments: StoreKind.allCases)
     func searchesPageByCursorNewestFirstAndFilter(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
@@ -436,41 +304,6 @@ struct LedgerStoreTests {
         }
     }
 
-    @Test func aVersion1FileIsUpgradedInPlace() async throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "ledger-v1-\(UUID().uuidString).sqlite"
-        ).path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-        // The file as schema version 1 left it, with a job in it.
-        let old = try await SQLiteConnection.open(storage: .file(path: path))
-        _ = try await old.query(
-            "CREATE TABLE ledger_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
-        for statement in SQLiteLedgerDatabase.migrations[0].statements { _ = try await old.query(statement) }
-        _ = try await old.query("INSERT INTO ledger_migrations VALUES (1, 0)")
-        _ = try await old.query(
-            "INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms) VALUES ('kept', 't', 'q', 'succeeded', 1, 30, 20)"
-        )
-        _ = try await old.query(
-            "INSERT INTO dead_letters (message_id, at_ms, queue, type, reason, error) VALUES ('old', 5, 'q', 't', 'rejected', 'user 4711 not found')"
-        )
-        try await old.close()
-
-        let store = try await SQLiteLedgerStore(path: path)
-        #expect(try await store.schemaVersion() == 1)
-        try await store.migrate()
-        #expect(try await store.schemaVersion() == SQLiteLedgerDatabase.migrations.last?.version)
-        let job = try #require(try await store.job(messageID: "kept"))
-        #expect(job.state == .succeeded && job.updatedAtMs == 30, "the latest of its times")
-        #expect(try await store.jobs(matching: JobQuery(state: .succeeded)).jobs.map(\.messageID) == ["kept"])
-        let groups = try await store.failureGroups(matching: FailureGroupQuery())
-        #expect(
-            groups.map(\.error) == ["user # not found"]
-                && groups.first?.groupID
-                    == FailureFingerprint.groupID(type: "t", reason: "rejected", error: "user 1 not found")
-        )
-        try await store.close()
-    }
-
     @Test(arguments: StoreKind.allCases)
     func aBigBatchIsRecordedAndARedeliveredOneAddsNothing(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
@@ -488,109 +321,6 @@ struct LedgerStoreTests {
             try await store.record(Array(many[1_000..<1_100]))
             #expect(try await store.eventCount() == 2_000)
             #expect(try await store.job(messageID: "job-520")?.timeline.count == 1)
-        }
-    }
-}
-
-/// Events → ledger → status through the real broker.
-@Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
-struct LedgerBrokerTests {
-    @Test(arguments: StoreKind.allCases)
-    func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {
-        try await withCleanups { cleanups in
-            _ = testMetrics  // the process's metrics, bootstrapped before the ledger makes its gauge
-            let url = try await TestBroker.url()
-            let queue = TestBroker.uniqueName()
-            let exchange = TestBroker.uniqueName("events")
-            let ledgerQueue = TestBroker.uniqueName("ledger")
-            try await withStore(kind) { store in
-                let transport = RabbitMQTransport(
-                    endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-                try await transport.start()
-                cleanups.add { await transport.close() }
-                let events = WarrenEventPublisher(
-                    transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)),
-                    logger: TestBroker.quietLogger())
-
-                func startLedger() async throws -> (Ledger, Task<Void, any Error>) {
-                    let ledgerTransport = RabbitMQTransport(
-                        endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
-                    let ledger = Ledger(
-                        transport: ledgerTransport, store: store, queue: ledgerQueue, exchange: exchange,
-                        logger: TestBroker.quietLogger())
-                    let running = Task { try await ledger.run() }
-                    try await ledger.waitUntilConsuming(timeout: .seconds(30))
-                    return (ledger, running)
-                }
-                var (ledger, running) = try await startLedger()
-
-                let release = Release()
-                let registration = HandlerRegistration(
-                    WelcomeEmail.self, queue: queue,
-                    options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
-                ) { email, context in
-                    if email.email.hasPrefix("slow") { await release.wait() }
-                    if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
-                    if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
-                }
-                let worker = try await RunningWorker.start(
-                    queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
-                cleanups.add { await worker.stop() }
-                let publisher = WarrenPublisher(transport: transport, events: events)
-                for id in ["ok", "flaky", "bounce", "slow"] {
-                    try await publisher.publish(
-                        WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
-                }
-
-                #expect(
-                    try await eventually { try await store.job(messageID: "slow")?.state == .running },
-                    "running while its handler runs")
-                #expect(
-                    try await eventually { try await store.job(messageID: "flaky")?.state == .retrying },
-                    "retrying between attempts")
-                #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .succeeded })
-                #expect(try await eventually { try await store.job(messageID: "ok")?.state == .succeeded })
-                #expect(try await eventually { try await store.job(messageID: "bounce")?.state == .deadLettered })
-                let letter = try #require(try await store.job(messageID: "bounce"))
-                #expect(letter.reason == "rejected" && letter.lastError?.contains("550") == true)
-                let lag = try testMetrics.expectGauge("warren_ledger_lag_seconds", [("queue", ledgerQueue)])
-                #expect(lag.lastValue.map { $0 >= 0 && $0 < 60 } == true, "the ledger reports how far behind it is")
-                let flaky = try #require(try await store.job(messageID: "flaky"))
-                #expect(flaky.timeline.map(\.outcome) == ["retry", "ack"] && flaky.publishedAtMs != nil)
-
-                // The ledger stops; the worker goes on. Its events wait in the ledger's queue until a ledger runs again.
-                ledger.shutdown()
-                try await running.value
-                release.open()
-                // A queue of the test's own on the events exchange: once the settlement of "later" reaches it, the broker
-                // has routed the same batch to the ledger's queue, where it waits.
-                let probe = try await worker.connect()
-                let probeChannel = try await probe.openChannel()
-                let tap = TestBroker.uniqueName("tap")
-                try await probeChannel.queueDeclare(tap, exclusive: true)
-                try await probeChannel.queueBind(tap, exchange: exchange, routingKey: "#")
-                try await publisher.publish(
-                    WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
-                #expect(
-                    try await eventually {
-                        while let result = try await probeChannel.get(queue: tap, noAck: true) {
-                            let batch = try WarrenEvent.decodeBatch(result.delivery.body)
-                            if batch.contains(where: { $0.messageID == "later" && $0.event == .ack }) { return true }
-                        }
-                        return false
-                    }, "the settlement of later was published")
-                #expect(
-                    try await probeChannel.queueStatus(ledgerQueue).messageCount > 0,
-                    "its events wait in the ledger's queue")
-                await probe.close()
-                (ledger, running) = try await startLedger()
-                #expect(
-                    try await eventually { try await store.job(messageID: "later")?.state == .succeeded },
-                    "recorded once a ledger runs again")
-                #expect(try await eventually { try await store.job(messageID: "slow")?.state == .succeeded })
-                ledger.shutdown()
-                try await running.value
-            }
         }
     }
 }

@@ -1,76 +1,10 @@
 import Foundation
-import Hummingbird
 import Synchronization
 import Testing
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 import WarrenLedger
-import WarrenLocalBroker
 import WarrenTestSupport
-
-@testable import WarrenDashboard
-
-@Suite("The jobs API")
-struct LedgerAPITests {
-    func query(_ pairs: [(String, String)]) throws -> JobQuery {
-        try LedgerAPI.query(from: pairs.map { (key: $0.0, value: $0.1) })
-    }
-
-    @Test func aSearchIsReadFromItsParametersAndBadOnesAreNamed() throws {
-        let parsed = try query([
-            ("queue", "emails"), ("type", "email.welcome"), ("status", "dead_lettered"),
-            ("since", "2026-11-29T10:00:00Z"),
-            ("until", "1795996800000"), ("limit", "20"), ("after", LedgerCursor(atMs: 5, messageID: "m").token),
-        ])
-        #expect(
-            parsed
-                == JobQuery(
-                    queue: "emails", type: "email.welcome", state: .deadLettered, sinceMs: 1_795_946_400_000,
-                    untilMs: 1_795_996_800_000,
-                    limit: 20, after: LedgerCursor(atMs: 5, messageID: "m")))
-        #expect(try query([]) == JobQuery())
-        #expect(try LedgerAPI.time("24h", "since", nowMs: 100_000_000) == 100_000_000 - 86_400_000)
-        #expect(try LedgerAPI.time("90s", "since", nowMs: 100_000) == 10_000)
-        #expect(throws: LedgerAPI.BadRequest.self) { try LedgerAPI.time("24x", "since") }
-        for (bad, names) in [
-            (("status", "done"), "status"), (("limit", "0"), "limit"), (("limit", "501"), "limit"),
-            (("since", "yesterday"), "since"),
-            (("after", "!!"), "after"), (("offset", "10"), "offset"),
-        ] {
-            #expect {
-                try query([bad])
-            } throws: { error in
-                (error as? LedgerAPI.BadRequest)?.message.contains(names) == true
-            }
-        }
-    }
-
-    @Test func aDeadLetterSearchIsReadFromItsParameters() throws {
-        let parsed = try LedgerAPI.deadLetterQuery(from: [
-            (key: "group", value: "4ba209d319ac59eb"), (key: "queue", value: "emails"), (key: "limit", value: "10"),
-        ])
-        #expect(parsed == DeadLetterQuery(groupID: "4ba209d319ac59eb", queue: "emails", limit: 10))
-        #expect(throws: LedgerAPI.BadRequest.self) {
-            try LedgerAPI.deadLetterQuery(from: [(key: "status", value: "dead_lettered")])
-        }
-        #expect(throws: LedgerAPI.BadRequest.self) { try LedgerAPI.failureQuery(from: [(key: "after", value: "x")]) }
-    }
-
-    @Test func tokensAreComparedWholeAndGiveTheirRole() throws {
-        let secret = "s3cret-" + String(repeating: "0123456789", count: 3)
-        let viewer = "viewer-" + String(repeating: "abcdefghij", count: 3)
-        let access = try DashboardAccess(operatorToken: secret, viewerToken: viewer)
-        #expect(access.identity(forToken: secret) == DashboardIdentity(name: "token", role: .operator))
-        #expect(access.identity(forToken: viewer) == DashboardIdentity(name: "readonly-token", role: .viewer))
-        for wrong in [String(secret.dropLast()), secret + "!", "", secret.uppercased(), viewer + "s"] {
-            #expect(access.identity(forToken: wrong) == nil, "\(wrong)")
-        }
-        #expect(throws: DashboardConfigurationError.self) { try DashboardAccess(operatorToken: nil) }
-        #expect(throws: DashboardConfigurationError.self) {
-            try DashboardAccess(operatorToken: secret, viewerToken: secret)
-        }
-    }
-}
 
 /// warren-dashboard and report-api, run as a user runs them, against the test broker and real stores.
 @Suite(
@@ -601,7 +535,7 @@ struct DashboardProcessTests {
         #expect(await httpGet(port: port, "/reports/\(UUID().uuidString.lowercased())").status == 404)
         #expect(await httpGet(port: port, "/reports/..%2F..%2Fetc%2Fpasswd/file").status == 404)
         // The same hostile table as the dashboard's, on every parameter report-api reads.
-        for value in DashboardHardeningTests.hostile + ["2026-10"] {
+        for value in DashboardHardeningBrokerTests.hostile + ["2026-10"] {
             let json = String(decoding: try JSONSerialization.data(withJSONObject: ["month": value]), as: UTF8.self)
             let answer = await RawHTTP.request(port: port, "POST", "/reports", body: json)
             #expect(
@@ -615,8 +549,9 @@ struct DashboardProcessTests {
             let answer = await RawHTTP.request(port: port, "POST", "/reports", body: body)
             #expect([400, 413].contains(answer.status), "\(body.prefix(40)): \(answer.status)")
         }
-        for segment in DashboardHardeningTests.hostile.filter({ !$0.isEmpty }).map(DashboardHardeningTests.encoded)
-            + DashboardHardeningTests.rawEscapes
+        for segment in DashboardHardeningBrokerTests.hostile.filter({ !$0.isEmpty }).map(
+            DashboardHardeningBrokerTests.encoded)
+            + DashboardHardeningBrokerTests.rawEscapes
         {
             for target in ["/reports/\(segment)", "/reports/\(segment)/file"] {
                 let answer = await RawHTTP.request(port: port, "GET", target)
@@ -651,75 +586,5 @@ struct DashboardProcessTests {
         await transport.close()
         await connection.close()
         #expect(await api.stop() == 0)
-    }
-}
-
-/// The queues page's rates and unacked counts from RabbitMQ's management API, on a node of its own with the plugin on.
-@Suite("The queues page over the management API (broker)", .tags(.broker), .needs(.broker), .deletesItsQueues)
-struct QueueInspectorManagementTests {
-    @Test func ratesAndUnackedComeFromTheManagementAPI() async throws {
-        let broker = try await bootingOneAtATime {
-            try await LocalBroker.start(
-                LocalBrokerConfiguration(
-                    plugins: ["rabbitmq_management"], extraConfiguration: ["collect_statistics_interval = 500"]))
-        }
-        let managementPort = try #require(broker.managementPort)
-        let queue = TestBroker.uniqueName("managed")
-        let transport = RabbitMQTransport(
-            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)], logger: TestBroker.quietLogger())
-        try await transport.start()
-        try await transport.prepare(queue: queue, delays: [.seconds(5)])
-        for index in 1...3 {
-            try await transport.publish(
-                Array("{}".utf8), to: .queue(queue), properties: AMQPProperties(messageID: "m-\(index)"))
-        }
-        // One delivered and held: AMQP's passive declare cannot see it, the management API can.
-        let consumer = try await AMQPConnection.connect(to: AMQPEndpoint(uri: broker.amqpURL))
-        let channel = try await consumer.openChannel()
-        let held = try await channel.get(queue: queue)
-        #expect(held != nil)
-
-        let inspector = AMQPQueueInspector(
-            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)],
-            managementURL: URL(string: "http://127.0.0.1:\(managementPort)"),
-            logger: TestBroker.quietLogger())
-        var overview: QueueOverview?
-        #expect(
-            try await eventually(timeout: .seconds(30)) {
-                overview = await inspector.inspect([queue]).first
-                return overview?.rates?.unacked == 1
-            }, "\(String(describing: overview))")
-        #expect(overview?.queues.first { $0.role == "work" }?.messages == 2)
-        // A rate is over the last few seconds: publish while looking.
-        let publishing = Task {
-            var index = 10
-            while !Task.isCancelled {
-                try await transport.publish(
-                    Array("{}".utf8), to: .queue(queue), properties: AMQPProperties(messageID: "m-\(index)"))
-                index += 1
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        #expect(
-            try await eventually(timeout: .seconds(30)) {
-                overview = await inspector.inspect([queue]).first
-                return (overview?.rates?.publishedPerSecond ?? 0) > 1
-            }, "\(String(describing: overview?.rates))")
-        publishing.cancel()
-        _ = await publishing.result
-        #expect(overview?.queues.first { $0.role == "delay" }?.delayMilliseconds == 5_000)
-        // A wrong address gives the AMQP figures without rates, not an error.
-        let unmanaged = AMQPQueueInspector(
-            endpoints: [try AMQPEndpoint(uri: broker.amqpURL)],
-            managementURL: URL(string: "http://127.0.0.1:\(try freeTCPPort())"),
-            logger: TestBroker.quietLogger())
-        let plain = await unmanaged.inspect([queue]).first
-        #expect(plain?.rates == nil && plain?.problem == nil && (plain?.queues.first?.messages ?? 0) > 2)
-
-        await inspector.close()
-        await unmanaged.close()
-        await consumer.close()
-        await transport.close()
-        try await broker.stop()
     }
 }

@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+@_spi(WarrenTransport) import Warren
+import WarrenAMQP
+import WarrenTestSupport
+
+@testable import WarrenLedger
+
+/// Events → ledger → status through the real broker.
+@Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
+struct LedgerBrokerTests {
+    @Test(arguments: StoreKind.allCases)
+    func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {
+        try await withCleanups { cleanups in
+            _ = testMetrics  // the process's metrics, bootstrapped before the ledger makes its gauge
+            let url = try await TestBroker.url()
+            let queue = TestBroker.uniqueName()
+            let exchange = TestBroker.uniqueName("events")
+            let ledgerQueue = TestBroker.uniqueName("ledger")
+            try await withStore(kind) { store in
+                let transport = RabbitMQTransport(
+                    endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+                try await transport.start()
+                cleanups.add { await transport.close() }
+                let events = WarrenEventPublisher(
+                    transport: transport, options: EventOptions(exchange: exchange, flushInterval: .milliseconds(20)),
+                    logger: TestBroker.quietLogger())
+
+                func startLedger() async throws -> (Ledger, Task<Void, any Error>) {
+                    let ledgerTransport = RabbitMQTransport(
+                        endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger())
+                    let ledger = Ledger(
+                        transport: ledgerTransport, store: store, queue: ledgerQueue, exchange: exchange,
+                        logger: TestBroker.quietLogger())
+                    let running = Task { try await ledger.run() }
+                    try await ledger.waitUntilConsuming(timeout: .seconds(30))
+                    return (ledger, running)
+                }
+                var (ledger, running) = try await startLedger()
+
+                let release = Release()
+                let registration = HandlerRegistration(
+                    WelcomeEmail.self, queue: queue,
+                    options: HandlerOptions(retry: RetryPolicy(maxAttempts: 2, backoff: .explicit([.seconds(1)])))
+                ) { email, context in
+                    if email.email.hasPrefix("slow") { await release.wait() }
+                    if email.email.hasPrefix("flaky"), context.attempt == 1 { throw Flaky() }
+                    if email.email.hasPrefix("bounce") { throw Reject("550 no such mailbox") }
+                }
+                let worker = try await RunningWorker.start(
+                    queue: queue, registrations: [registration], configuration: WorkerConfiguration(events: events))
+                cleanups.add { await worker.stop() }
+                let publisher = WarrenPublisher(transport: transport, events: events)
+                for id in ["ok", "flaky", "bounce", "slow"] {
+                    try await publisher.publish(
+                        WelcomeEmail(userId: id, email: "\(id)@example.com"), to: .queue(queue), messageID: id)
+                }
+
+                #expect(
+                    try await eventually { try await store.job(messageID: "slow")?.state == .running },
+                    "running while its handler runs")
+                #expect(
+                    try await eventually { try await store.job(messageID: "flaky")?.state == .retrying },
+                    "retrying between attempts")
+                #expect(try await eventually { try await store.job(messageID: "flaky")?.state == .succeeded })
+                #expect(try await eventually { try await store.job(messageID: "ok")?.state == .succeeded })
+                #expect(try await eventually { try await store.job(messageID: "bounce")?.state == .deadLettered })
+                let letter = try #require(try await store.job(messageID: "bounce"))
+                #expect(letter.reason == "rejected" && letter.lastError?.contains("550") == true)
+                let lag = try testMetrics.expectGauge("warren_ledger_lag_seconds", [("queue", ledgerQueue)])
+                #expect(lag.lastValue.map { $0 >= 0 && $0 < 60 } == true, "the ledger reports how far behind it is")
+                let flaky = try #require(try await store.job(messageID: "flaky"))
+                #expect(flaky.timeline.map(\.outcome) == ["retry", "ack"] && flaky.publishedAtMs != nil)
+
+                // The ledger stops; the worker goes on. Its events wait in the ledger's queue until a ledger runs again.
+                ledger.shutdown()
+                try await running.value
+                release.open()
+                // A queue of the test's own on the events exchange: once the settlement of "later" reaches it, the broker
+                // has routed the same batch to the ledger's queue, where it waits.
+                let probe = try await worker.connect()
+                let probeChannel = try await probe.openChannel()
+                let tap = TestBroker.uniqueName("tap")
+                try await probeChannel.queueDeclare(tap, exclusive: true)
+                try await probeChannel.queueBind(tap, exchange: exchange, routingKey: "#")
+                try await publisher.publish(
+                    WelcomeEmail(userId: "later", email: "later@example.com"), to: .queue(queue), messageID: "later")
+                #expect(
+                    try await eventually {
+                        while let result = try await probeChannel.get(queue: tap, noAck: true) {
+                            let batch = try WarrenEvent.decodeBatch(result.delivery.body)
+                            if batch.contains(where: { $0.messageID == "later" && $0.event == .ack }) { return true }
+                        }
+                        return false
+                    }, "the settlement of later was published")
+                #expect(
+                    try await probeChannel.queueStatus(ledgerQueue).messageCount > 0,
+                    "its events wait in the ledger's queue")
+                await probe.close()
+                (ledger, running) = try await startLedger()
+                #expect(
+                    try await eventually { try await store.job(messageID: "later")?.state == .succeeded },
+                    "recorded once a ledger runs again")
+                #expect(try await eventually { try await store.job(messageID: "slow")?.state == .succeeded })
+                ledger.shutdown()
+                try await running.value
+            }
+        }
+    }
+}
