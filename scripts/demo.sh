@@ -43,14 +43,14 @@ api() { curl -s -H "Authorization: Bearer $WARREN_DASHBOARD_TOKEN" "$dashboard$1
 
 http_port="$(free_port)"
 say "3. Starting orders-worker (queue 'emails': at most 4 attempts, retries after 1 s, 2 s, 4 s; health and metrics on :$http_port)"
-"$bin/orders-worker" --log-level debug --http-port "$http_port" > "$data/worker.log" 2>&1 &
+"$bin/orders-worker" --log-level debug --http-port "$http_port" --cleanup-interval 2 > "$data/worker.log" 2>&1 &
 worker_pid=$!
 for _ in $(seq 1 100); do
   if "$bin/warren" topology --queue emails --json 2>/dev/null | grep -q '"consumers" : 1'; then break; fi
   sleep 0.2
 done
 # Show each settled delivery as it happens (the follower ends with the worker).
-tail --pid="$worker_pid" -n +1 -f "$data/worker.log" | grep --line-buffered ' settled' | sed -u -E 's/^[^ ]+ +//; s/ \[Warren\] settled$//' &
+tail --pid="$worker_pid" -n +1 -f "$data/worker.log" | grep --line-buffered ' settled' | grep --line-buffered 'queue=emails' | sed -u -E 's/^[^ ]+ +//; s/ \[Warren\] settled$//' &
 
 say "4. Publishing a burst with the warren CLI"
 for address in ada@example.com bob@flaky.example cy@bounce.example di@slow.example; do
@@ -63,7 +63,7 @@ echo "   published malformed-1  (a malformed body)"
 say "5. Waiting for every message to settle (the flaky one succeeds on its third attempt)"
 for _ in $(seq 1 150); do
   # ada: ack; bob: retry, retry, ack; cy: dead letter; di: ack after 2 s; malformed: dead letter.
-  if [ "$(grep -c ' settled' "$data/worker.log")" -ge 7 ]; then break; fi
+  if [ "$(grep ' settled' "$data/worker.log" | grep -c 'queue=emails')" -ge 7 ]; then break; fi
   sleep 0.2
 done
 sleep 0.5
@@ -119,6 +119,15 @@ if [ "${WARREN_DEMO_STAY_UP:-}" = 1 ]; then
   while true; do sleep 3600 & sleeper=$!; wait "$sleeper"; done
 fi
 
+say "The recurring cleanup: orders-worker leads the scheduler (one instance among all would) and runs it every 2 s"
+curl -s "http://127.0.0.1:$http_port/health/ready" | python3 -c '
+import json, sys
+for election in json.load(sys.stdin).get("leadership", []):
+    print("   /health/ready leadership: %s is %s since %s" % (election["work"], election["role"], election["since"]))'
+cleanup_runs=$(grep ' settled' "$data/worker.log" | grep -c 'schedule=cleanup' || true)
+grep ' settled' "$data/worker.log" | grep 'schedule=cleanup' | tail -n 2 | sed -E 's/^[^ ]+ +/   /'
+echo "   $cleanup_runs cleanup runs so far, each a message id of its schedule and time (cleanup@<ISO 8601>)"
+
 say "10. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
 kill -TERM "$worker_pid"
 status=0
@@ -156,10 +165,14 @@ echo "   GET $doomed → $doomed_status $(cat "$data/doomed.json")"
 stop "$reports_pid"; reports_pid=""
 stop "$dashboard_pid"; dashboard_pid=""
 
-acked=$(grep -c 'outcome=ack' "$data/worker.log" || true)
-dead=$(grep -c 'outcome=dead-letter' "$data/worker.log" || true)
-retried=$(grep -c 'outcome=retry' "$data/worker.log" || true)
+acked=$(grep 'queue=emails' "$data/worker.log" | grep -c 'outcome=ack' || true)
+dead=$(grep 'queue=emails' "$data/worker.log" | grep -c 'outcome=dead-letter' || true)
+retried=$(grep 'queue=emails' "$data/worker.log" | grep -c 'outcome=retry' || true)
 say "Summary: $acked acked, $retried retried, $dead dead-lettered; worker exit status $status; ledger $ledger_counts; report $report_status, doomed report $doomed_status"
+if [ "$cleanup_runs" -lt 2 ]; then
+  echo "demo: the recurring cleanup did not run (expected a run every 2 s)" >&2
+  exit 1
+fi
 if [ "$status" -ne 0 ] || [ "$acked" -ne 3 ] || [ "$dead" -ne 2 ] || [ "$retried" -ne 2 ]; then
   echo "demo: unexpected outcome (expected 3 acked, 2 retried, 2 dead-lettered, exit 0)" >&2
   exit 1

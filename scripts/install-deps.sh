@@ -13,18 +13,22 @@ have_openssl() { command -v openssl >/dev/null 2>&1; }  # the TLS tests make the
 have_promtool() { command -v promtool >/dev/null 2>&1; }  # checks docs/alerts.yaml (Debian's prometheus)
 have_postgres() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; }  # the ledger's tests
 have_chromium() { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }  # the dashboard's browser tests
-have_prometheus_client() { python3 -c 'import prometheus_client' >/dev/null 2>&1; }  # parses /metrics in the tests
 
-install_prometheus_client() {
-  if ! have_prometheus_client && command -v python3 >/dev/null 2>&1; then
-    echo "install-deps: installing Python's prometheus_client with pip" >&2
-    python3 -m pip install --quiet --disable-pip-version-check prometheus_client >/dev/null 2>&1 \
-      || python3 -m pip install --quiet --user --disable-pip-version-check prometheus_client
-  fi
+install_python_modules() {
+  command -v python3 >/dev/null 2>&1 || return 0
+  local module
+  # prometheus_client parses /metrics in the tests; croniter is what the cron evaluator is compared with.
+  for module in prometheus_client croniter; do
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+      echo "install-deps: installing Python's $module with pip" >&2
+      python3 -m pip install --quiet --disable-pip-version-check "$module" >/dev/null 2>&1 \
+        || python3 -m pip install --quiet --user --disable-pip-version-check "$module"
+    fi
+  done
 }
 
 if have_librabbitmq && have_rabbitmq && have_openssl && { { have_amqp_tools && have_promtool && have_postgres && have_chromium; } || [ "$(uname)" = Darwin ]; }; then
-  install_prometheus_client
+  install_python_modules
   exit 0
 fi
 
@@ -57,4 +61,4 @@ fi
 
 have_librabbitmq || { echo "install-deps: librabbitmq is still missing after the install" >&2; exit 1; }
 have_rabbitmq || { echo "install-deps: rabbitmq-server is still missing after the install" >&2; exit 1; }
-install_prometheus_client
+install_python_modules

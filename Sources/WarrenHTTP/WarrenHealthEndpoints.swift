@@ -9,6 +9,8 @@ import Warren
 ///   notice it (at once for a closed connection, two heartbeat intervals for a frozen broker).
 /// - `GET /health/live`: 200 while every worker's loops make progress (``Worker/liveness``); 503 when one is stuck.
 ///   Never depends on the broker.
+/// - The readiness body's `leadership` lists each ``LeaderElection`` given, with `leader` or `standby`: a standby
+///   is ready (it takes over when the leader goes), so leadership never makes a host unready.
 /// - `GET /metrics`: the Prometheus text exposition of ``WarrenPrometheus/registry``, when one is given.
 ///
 /// Bodies are JSON in snake_case and carry no credentials. A host that already serves HTTP adds the routes to its
@@ -18,14 +20,21 @@ public struct WarrenHealthEndpoints: Sendable {
     /// The transports whose connections readiness requires: the workers' own and those given.
     public let transports: [any WarrenTransport]
     public let prometheus: WarrenPrometheus?
+    /// The elections whose role readiness reports (never whose outcome it requires).
+    public let elections: [LeaderElection]
 
     /// - Parameters:
     ///   - workers: the workers whose queues readiness and liveness report.
     ///   - transports: further transports whose connection readiness requires (a publisher's).
+    ///   - elections: the leader elections the readiness body lists (a ``Scheduler``'s `election`).
     ///   - prometheus: what `/metrics` serves; without it, `/metrics` answers 404.
-    public init(workers: [Worker] = [], transports: [any WarrenTransport] = [], prometheus: WarrenPrometheus? = nil) {
+    public init(
+        workers: [Worker] = [], transports: [any WarrenTransport] = [], elections: [LeaderElection] = [],
+        prometheus: WarrenPrometheus? = nil
+    ) {
         self.workers = workers
         self.transports = workers.map(\.transport) + transports
+        self.elections = elections
         self.prometheus = prometheus
     }
 
@@ -56,6 +65,21 @@ public struct WarrenHealthEndpoints: Sendable {
         /// Whether every transport's connection is open.
         public var connected: Bool
         public var queues: [Queue]
+        /// Each election's role here: `leader`, `standby` or `stopped`.
+        public var leadership: [Leadership] = []
+
+        public struct Leadership: Sendable, Equatable, Encodable {
+            public var work: String
+            public var role: String
+            /// Since when (ISO 8601) this process has had the role.
+            public var since: String
+
+            public init(work: String, role: String, since: String) {
+                self.work = work
+                self.role = role
+                self.since = since
+            }
+        }
     }
 
     /// What `/health/live` reports.
@@ -86,7 +110,11 @@ public struct WarrenHealthEndpoints: Sendable {
             Readiness.Queue(queue: $0.queue, state: $0.state.rawValue, lastError: $0.lastError)
         }
         let ready = connected && healths.allSatisfy(\.isReady) && !transports.isEmpty
-        return Readiness(status: ready ? "ready" : "not_ready", connected: connected, queues: queues)
+        let leadership = elections.map(\.status).map {
+            Readiness.Leadership(work: $0.work, role: $0.role.rawValue, since: $0.since.formatted(.iso8601))
+        }
+        return Readiness(
+            status: ready ? "ready" : "not_ready", connected: connected, queues: queues, leadership: leadership)
     }
 
     /// The liveness of every worker now.

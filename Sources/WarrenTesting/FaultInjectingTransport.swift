@@ -291,6 +291,12 @@ public final class FaultInjectingTransport: WarrenTransport {
     @_spi(WarrenTransport)
     public func declareTopicExchange(_ name: String) async throws { try await base.declareTopicExchange(name) }
 
+    /// The base transport's elections, untouched.
+    @_spi(WarrenTransport)
+    public func campaign(for election: String) async throws -> (any LeadershipTerm)? {
+        try await base.campaign(for: election)
+    }
+
     /// The base's.
     public var isConnected: Bool { base.isConnected }
 

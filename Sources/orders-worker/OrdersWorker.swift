@@ -45,6 +45,13 @@ struct OrdersWorker: AsyncParsableCommand {
     var httpHost: String?
     @Flag(help: "Publish no job events (by default they go to the exchange warren.events for a ledger).")
     var noEvents = false
+    @Option(help: "Seconds between runs of the recurring cleanup job, led by one instance (0 turns it off).")
+    var cleanupInterval = 10
+    @Option(help: "The queue the cleanup's runs go to.") var cleanupQueue = "orders-cleanup"
+    @Option(help: "Narrows the scheduler's election to the instances given the same scope (default: one per broker).")
+    var schedulerScope: String?
+    @Option(help: "Seconds between a standby's attempts to lead the scheduler (the failover time's second half).")
+    var campaignInterval = 5
     @Option(
         help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
     var otlpEndpoint: String?
@@ -93,6 +100,22 @@ struct OrdersWorker: AsyncParsableCommand {
             context.logger.debug("welcome email sent", metadata: ["user_id": "\(email.userId)"])
         }
 
+        guard cleanupInterval >= 0, cleanupInterval <= 86_400 * 366 else {
+            throw ValidationError("--cleanup-interval takes 0 (off) to 31622400 seconds")
+        }
+        guard campaignInterval >= 1, campaignInterval <= 3600 else {
+            throw ValidationError("--campaign-interval takes 1 to 3600 seconds")
+        }
+        var registrations = [emails]
+        if cleanupInterval > 0 {
+            registrations.append(
+                HandlerRegistration(OrdersCleanup.self, queue: cleanupQueue) { cleanup, _ in
+                    // A real host removes what expired before `cleanup.scheduledFor` here. The worker logs one line
+                    // per run, at info, with `schedule`, `scheduled_for` and `outcome`.
+                    _ = cleanup
+                })
+        }
+
         let chosenTransport: any WarrenTransport
         var seed: InMemoryTransport<ContinuousClock>?
         switch transport {
@@ -110,13 +133,26 @@ struct OrdersWorker: AsyncParsableCommand {
             noEvents ? nil : WarrenEventPublisher(transport: chosenTransport, logger: Logger(label: "warren.events"))
         configuration.events = events
         let worker = Worker(
-            transport: chosenTransport, registrations: [emails], configuration: configuration,
+            transport: chosenTransport, registrations: registrations, configuration: configuration,
             logger: Logger(label: "warren"))
+        let scheduler =
+            try cleanupInterval == 0
+            ? nil
+            : Scheduler(
+                jobs: [
+                    RecurringJob(
+                        "cleanup", schedule: .every(.seconds(cleanupInterval)), queue: cleanupQueue,
+                        missedTicks: .runOnce
+                    ) { OrdersCleanup(scheduledFor: $0) }
+                ], transport: chosenTransport, scope: schedulerScope, campaignInterval: .seconds(campaignInterval),
+                appID: "orders-worker",
+                logger: Logger(label: "warren.scheduler"))
         logger.info("orders-worker starting", metadata: ["transport": "\(transport.rawValue)"])
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http {
             // Listed first, so that it stops last: probes see the worker drain (503) until the process exits.
-            let endpoints = WarrenHealthEndpoints(workers: [worker], prometheus: prometheus)
+            let endpoints = WarrenHealthEndpoints(
+                workers: [worker], elections: scheduler.map { [$0.election] } ?? [], prometheus: prometheus)
             services.append(
                 .init(
                     service: WarrenHTTPServer(
@@ -126,6 +162,8 @@ struct OrdersWorker: AsyncParsableCommand {
         if let exporter { services.append(.init(service: exporter)) }
         if let events { services.append(.init(service: events)) }
         services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
+        // After the worker: on a shutdown the scheduler resigns first, so a standby leads while this one drains.
+        if let scheduler { services.append(.init(service: scheduler)) }
         if let seed {
             // The in-memory demo's burst, once the worker consumes; its end leaves the group running.
             services.append(

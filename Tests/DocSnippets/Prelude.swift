@@ -1,6 +1,7 @@
 // What the documents' Swift blocks use without declaring it (a mail client, a registration defined in another
 // block, …): declared once here so that each block compiles as written. The blocks themselves are generated into
 // this target by the DocSnippets plugin from README.md and docs/*.md.
+import Foundation
 import Logging
 import ServiceLifecycle
 import Warren
@@ -25,6 +26,15 @@ struct HTTPServer: Service {
 }
 
 let httpServer = HTTPServer()
+
+/// docs/scheduling.md's recurring job and the work its examples lead.
+struct Cleanup: WarrenMessage {
+    static var messageType: String { "maintenance.cleanup" }
+    var olderThan: Date
+}
+
+func removeExpiredCarts(olderThan: Date) async throws {}
+func compactOldPartitions() async throws {}
 
 struct SendInvoice: MessageHandler {
     struct Invoice: WarrenMessage {

@@ -168,7 +168,11 @@ struct HostAndCLITests {
 
         // Port 0: the system picks a free one, which the server's log line says (no port picked first, bound later).
         let worker = try LaunchedProcess(
-            "orders-worker", ["--log-format", "json", "--grace-period", "10", "--http-port", "0", "--queue", queue],
+            "orders-worker",
+            [
+                "--log-format", "json", "--grace-period", "10", "--http-port", "0", "--queue", queue,
+                "--cleanup-interval", "0",
+            ],
             environment: ["WARREN_AMQP_URL": url])
         defer { try? FileManager.default.removeItem(at: worker.output) }
         func servedPort() -> Int? {

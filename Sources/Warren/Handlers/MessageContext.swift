@@ -62,7 +62,35 @@ public struct MessageContext: Sendable {
         logger[metadataKey: "attempt"] = "\(attempt)"
         if let traceID { logger[metadataKey: "trace_id"] = "\(traceID)" }
         if let spanID { logger[metadataKey: "span_id"] = "\(spanID)" }
+        if let schedule {
+            logger[metadataKey: "schedule"] = "\(schedule.name)"
+            logger[metadataKey: "scheduled_for"] = "\(schedule.scheduledFor.formatted(.iso8601))"
+        }
         return logger
+    }
+
+    /// The recurring job this message is a run of, when a ``Scheduler`` published it (read from its headers).
+    public var schedule: ScheduledRun? { ScheduledRun(headers: headers) }
+}
+
+/// A run of a recurring job, as its message's headers say.
+public struct ScheduledRun: Sendable, Hashable {
+    /// The schedule's name.
+    public var name: String
+    /// When the run was due.
+    public var scheduledFor: Date
+    /// Whether an operator started it by hand.
+    public var isManual: Bool
+
+    /// Reads ``ScheduleHeader/schedule`` and ``ScheduleHeader/scheduledFor``; `nil` when either is missing or not of
+    /// its type (a string, an integer of milliseconds).
+    public init?(headers: AMQPTable) {
+        guard let name = headers[ScheduleHeader.schedule]?.stringValue, !name.isEmpty,
+            let milliseconds = headers[ScheduleHeader.scheduledFor]?.int64Value
+        else { return nil }
+        self.name = name
+        self.scheduledFor = Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)
+        self.isManual = headers[ScheduleHeader.manual].map { $0 == .bool(true) } ?? false
     }
 }
 

@@ -81,11 +81,21 @@ extension WarrenMetric {
             "Events a ledger cut (a field over its bound) or skipped (a job over its bound, a message id no message has)."
     )
 
+    /// 1 while this process leads the work, 0 while it stands by (``LeaderElection``).
+    public static let isLeader = WarrenMetric(
+        name: "warren_is_leader", kind: .gauge, labels: ["work"],
+        help: "1 while this process leads the work, 0 while it stands by.")
+    /// Runs of recurring jobs published by the leader, by outcome (`published`, `skipped_paused`, `missed`).
+    public static let scheduledRuns = WarrenMetric(
+        name: "warren_scheduled_runs_total", kind: .counter, labels: ["schedule", "outcome"],
+        help: "Ticks of recurring jobs: published, skipped while paused, or missed (dropped by the missed-tick policy)."
+    )
+
     /// Every metric above.
     public static let all: [WarrenMetric] = [
         messages, handlerDuration, queueWait, handlersInFlight, retries, deadLetters, connectionUp, reconnects,
         consumers,
-        settlementsDropped, eventsDropped, ledgerLag, ledgerBounded,
+        settlementsDropped, eventsDropped, ledgerLag, ledgerBounded, isLeader, scheduledRuns,
     ]
 }
 

@@ -4,6 +4,7 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String {
             case topologyConflict, nothingToConsume, invalidConfiguration, noPublisher, notConsuming, settlementRefused
+            case leadershipLost
         }
 
         private let value: Value
@@ -24,6 +25,9 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         public static let notConsuming = Code(.notConsuming)
         /// The transport refused to settle a delivery (its tag is unknown: already settled, or its consumer closed).
         public static let settlementRefused = Code(.settlementRefused)
+        /// This process's leadership ended (the broker dropped its connection, or it resigned) before what it did as
+        /// leader was confirmed: that did not happen as leader.
+        public static let leadershipLost = Code(.leadershipLost)
 
         public var description: String { value.rawValue }
     }

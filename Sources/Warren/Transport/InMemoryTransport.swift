@@ -14,6 +14,7 @@ import WarrenAMQP
 public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C.Duration == Duration {
     let clock: C
     private let state = Mutex(InMemoryState())
+    private let elections = InMemoryElections()
 
     /// A stored message: a dead letter, or one waiting in a queue.
     public typealias StoredMessage = InMemoryStoredMessage
@@ -89,6 +90,34 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     public func run() async throws {
         try? await gracefulShutdown()
         await close()
+    }
+
+    // MARK: Leadership
+
+    /// Elections in this process: the first campaign wins, the term holds until it resigns or
+    /// ``endLeadership(of:)``.
+    @_spi(WarrenTransport)
+    public func campaign(for election: String) async throws -> (any LeadershipTerm)? {
+        try elections.campaign(election) { [self] message in
+            try await publish(message.body, to: message.destination, properties: message.properties)
+        }
+    }
+
+    /// Ends the current term of `election`, as a broker does when the leader's connection goes: what a test does to
+    /// make a leader lose its leadership.
+    public func endLeadership(of election: String) {
+        elections.end(election)
+    }
+
+    /// Pauses or resumes the schedule `name` (what an operator does).
+    public func setSchedulePaused(_ paused: Bool, schedule name: String) {
+        elections.setPaused(paused, schedule: name)
+    }
+
+    /// The schedule `name`'s last recorded tick and pause flag.
+    @_spi(WarrenTransport)
+    public func scheduleState(_ name: String) -> ScheduleState {
+        elections.scheduleState(name)
     }
 
     // MARK: Inspection

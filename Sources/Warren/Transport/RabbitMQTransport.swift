@@ -104,6 +104,19 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         reconnects = Counter(label: WarrenMetric.reconnects.name, dimensions: [("connection", connectionName)])
     }
 
+    /// Runs for leadership of `election` on a connection of its own, which never reconnects (see
+    /// ``LeaderElection``): returns the term when this process won, `nil` when another holds it.
+    /// - Throws: `AMQPError` when no endpoint accepts.
+    @_spi(WarrenTransport)
+    public func campaign(for election: String) async throws -> (any LeadershipTerm)? {
+        // A standby campaigns every few seconds, each time on a new connection: its connects and the broker's
+        // refusals are not news (the election logs a change of leader).
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .warning)
+        return try await RabbitMQLeadershipTerm.campaign(
+            election, endpoints: endpoints, connectionName: "\(connectionName) leader \(election)", logger: quiet)
+    }
+
     /// Connects (or makes sure the connection is up, reconnecting once if it was lost).
     /// - Throws: `AMQPError` when no endpoint accepts.
     public func start() async throws {
@@ -411,6 +424,34 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 "connection recovered",
                 metadata: ["outage_ms": .stringConvertible((ContinuousClock.now - started).milliseconds)])
         }
+    }
+
+    /// Pauses or resumes the recurring job `schedule` (see ``Scheduler``): while paused, its leader publishes no run.
+    /// Takes effect at the schedule's next tick. Connects when the transport is not connected yet (unless closed).
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a name no schedule can have; the connection's error.
+    public func setSchedulePaused(_ paused: Bool, schedule: String) async throws {
+        guard LeadershipNames.isValid(schedule) else {
+            throw WarrenError(.invalidConfiguration, "no schedule can be named '\(schedule)'")
+        }
+        startUnlessClosed()
+        let channel = try await ready().connection.openChannel()
+        let queue = LeadershipNames.pauseQueue(schedule)
+        do {
+            try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int64(1)])
+            if paused {
+                try await channel.enableConfirms()
+                try await channel.publish(
+                    Array("{\"paused\":true}".utf8), routingKey: queue, mandatory: true,
+                    properties: AMQPProperties(
+                        contentType: "application/json", deliveryMode: .persistent, timestamp: Date()))
+            } else {
+                _ = try await channel.queuePurge(queue)
+            }
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        try? await channel.close()
     }
 
     /// The dead letters of the work queue `queue`, oldest first, at most `limit`: read without being taken (they stay

@@ -44,12 +44,24 @@ public protocol WarrenTransport: Sendable {
     /// Declares a durable topic exchange (idempotent); nothing for a transport without exchanges.
     @_spi(WarrenTransport)
     func declareTopicExchange(_ name: String) async throws
+    /// Runs for leadership of `election`: returns the term when this process won it, `nil` when another process holds
+    /// it now (try again later). Elections of the same name on the same broker (virtual host) are one election.
+    /// - Throws: when the broker cannot be reached, or ``WarrenError/Code/invalidConfiguration`` for a transport
+    ///   without elections.
+    @_spi(WarrenTransport)
+    func campaign(for election: String) async throws -> (any LeadershipTerm)?
     /// Whether the transport can reach its broker right now (its connection is open); what a readiness probe of a
     /// host that only publishes reports. `true` for a transport without a connection.
     var isConnected: Bool { get }
 }
 
 extension WarrenTransport {
+    /// No elections: throws ``WarrenError/Code/invalidConfiguration``.
+    @_spi(WarrenTransport)
+    public func campaign(for election: String) async throws -> (any LeadershipTerm)? {
+        throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no leader elections")
+    }
+
     /// Nothing to declare.
     @_spi(WarrenTransport)
     public func declareTopicExchange(_ name: String) async throws {}

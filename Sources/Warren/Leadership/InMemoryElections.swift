@@ -1,0 +1,87 @@
+import Synchronization
+
+/// Elections and schedule state of an ``InMemoryTransport``: one process plays every instance, so a term is held
+/// until it resigns or a test ends it (``InMemoryTransport/endLeadership(of:)``).
+final class InMemoryElections: Sendable {
+    private struct State {
+        /// The term holding each election.
+        var holders: [String: Int] = [:]
+        var nextTerm = 1
+        var schedules: [String: ScheduleState] = [:]
+    }
+
+    private let state = AwaitableState(State())
+
+    func campaign(
+        _ election: String, publish: @escaping @Sendable (OutboundMessage) async throws -> Void
+    ) throws -> (any LeadershipTerm)? {
+        guard LeadershipNames.isValid(election) else {
+            throw WarrenError(.invalidConfiguration, "an election's name must be 1–120 of [A-Za-z0-9._-]: \(election)")
+        }
+        let id: Int? = state.update { state in
+            guard state.holders[election] == nil else { return nil }
+            defer { state.nextTerm += 1 }
+            state.holders[election] = state.nextTerm
+            return state.nextTerm
+        }
+        return id.map { Term(election: election, id: $0, elections: self, deliver: publish) }
+    }
+
+    func end(_ election: String, term: Int? = nil) {
+        state.update { state in
+            if term == nil || state.holders[election] == term { state.holders[election] = nil }
+        }
+    }
+
+    func holds(_ election: String, term: Int) -> Bool {
+        state.update { $0.holders[election] == term }
+    }
+
+    func setPaused(_ paused: Bool, schedule: String) {
+        state.update { $0.schedules[schedule, default: ScheduleState(lastTick: nil, paused: false)].paused = paused }
+    }
+
+    func scheduleState(_ name: String) -> ScheduleState {
+        state.update { $0.schedules[name] ?? ScheduleState(lastTick: nil, paused: false) }
+    }
+
+    fileprivate func record(tick: Int64, schedule: String) {
+        state.update { $0.schedules[schedule, default: ScheduleState(lastTick: nil, paused: false)].lastTick = tick }
+    }
+
+    fileprivate func waitUntilEnded(_ election: String, term: Int) async {
+        try? await state.wait(until: { $0.holders[election] != term })
+    }
+
+    private struct Term: LeadershipTerm {
+        let election: String
+        let id: Int
+        let elections: InMemoryElections
+        let deliver: @Sendable (OutboundMessage) async throws -> Void
+
+        var isHeld: Bool { elections.holds(election, term: id) }
+
+        func waitUntilEnded() async { await elections.waitUntilEnded(election, term: id) }
+
+        func publish(_ message: OutboundMessage) async throws {
+            guard isHeld else { throw RabbitMQLeadershipTerm.ended(election) }
+            try await deliver(message)
+        }
+
+        func resign() async { elections.end(election, term: id) }
+
+        func prepareSchedule(_ name: String) async throws {
+            guard LeadershipNames.isValid(name) else {
+                throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
+            }
+        }
+
+        func scheduleState(_ name: String) async throws -> ScheduleState { elections.scheduleState(name) }
+
+        func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {
+            if let message { try await publish(message) }
+            guard isHeld else { throw RabbitMQLeadershipTerm.ended(election) }
+            elections.record(tick: scheduledFor, schedule: name)
+        }
+    }
+}

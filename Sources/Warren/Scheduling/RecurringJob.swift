@@ -1,0 +1,126 @@
+import Foundation
+
+/// What a schedule's leader does with ticks it finds overdue — after downtime, a leader change or a pause of the
+/// process — more than ``RecurringJob/misfireThreshold`` late.
+public enum MissedTickPolicy: Sendable, Hashable {
+    /// None of them runs: the schedule goes on with the next tick.
+    case skip
+    /// One run stands for all of them: the most recent missed tick's.
+    case runOnce
+    /// Each runs, oldest first — at most `limit` of them (the most recent), the older ones are skipped.
+    case runAll(limit: Int)
+
+    /// ``runAll(limit:)`` with a limit of 100.
+    public static let runAll = MissedTickPolicy.runAll(limit: 100)
+
+    /// `skip`, `run_once` or `run_all`, as logs and the JSON APIs name it.
+    public var name: String {
+        switch self {
+        case .skip: "skip"
+        case .runOnce: "run_once"
+        case .runAll: "run_all"
+        }
+    }
+}
+
+/// A job that runs on a schedule: a message published to a queue at each tick by the ``Scheduler``'s leader, and
+/// handled by whichever worker consumes that queue — with the retries, dead letters, metrics, traces and ledger rows
+/// of any job.
+///
+/// Each run's message id is `<name>@<scheduled time, ISO 8601 UTC>` (e.g. `cleanup@2026-12-07T14:00:10Z`), the same
+/// whichever process publishes it, so a worker with an ``IdempotencyStore`` drops a tick that reached it twice. Its
+/// headers carry the schedule's name (``ScheduleHeader/schedule``) and the time it was due
+/// (``ScheduleHeader/scheduledFor``); ``MessageContext/schedule`` reads them.
+public struct RecurringJob: Sendable {
+    /// The schedule's name: 1–120 letters, digits, `.`, `_`, `-`; unique among a broker's schedules.
+    public let name: String
+    public let schedule: Schedule
+    /// The queue each run's message goes to (a worker's queue).
+    public let queue: String
+    public let missedTicks: MissedTickPolicy
+    /// How late a tick may be published and still count as on time (not missed). Default one minute.
+    public let misfireThreshold: Duration
+    /// The message's AMQP `type`.
+    public let messageType: String
+    let makeMessage:
+        @Sendable (_ builder: WarrenPublisher, _ scheduledFor: Date, _ headers: AMQPTable) throws -> OutboundMessage
+
+    /// - Parameters:
+    ///   - name: the schedule's name (part of queue names and message ids).
+    ///   - queue: where each run's message goes.
+    ///   - missedTicks: what to do with ticks missed by more than `misfireThreshold`.
+    ///   - message: the message of the run due at the given time.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a name out of those characters, an empty queue name, a
+    ///   `runAll` limit below 1, or a negative threshold.
+    public init<M: WarrenMessage>(
+        _ name: String, schedule: Schedule, queue: String, missedTicks: MissedTickPolicy = .runOnce,
+        misfireThreshold: Duration = .seconds(60), message: @escaping @Sendable (_ scheduledFor: Date) -> M
+    ) throws(WarrenError) {
+        guard LeadershipNames.isValid(name) else {
+            throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
+        }
+        guard !queue.isEmpty, queue.utf8.count <= 255 else {
+            throw WarrenError(.invalidConfiguration, "schedule '\(name)' needs a queue name of 1–255 bytes")
+        }
+        if case .runAll(let limit) = missedTicks, limit < 1 {
+            throw WarrenError(.invalidConfiguration, "schedule '\(name)': run_all needs a limit of at least 1")
+        }
+        guard misfireThreshold >= .zero else {
+            throw WarrenError(.invalidConfiguration, "schedule '\(name)': the misfire threshold cannot be negative")
+        }
+        self.name = name
+        self.schedule = schedule
+        self.queue = queue
+        self.missedTicks = missedTicks
+        self.misfireThreshold = misfireThreshold
+        self.messageType = M.messageType
+        self.makeMessage = { builder, scheduledFor, headers in
+            try builder.outboundMessage(
+                message(scheduledFor), to: .queue(queue),
+                messageID: RecurringJob.messageID(name: name, scheduledFor: scheduledFor), headers: headers)
+        }
+    }
+
+    /// The message id of schedule `name`'s run due at `scheduledFor`: `<name>@<ISO 8601 UTC, seconds>`.
+    public static func messageID(name: String, scheduledFor: Date) -> String {
+        "\(name)@\(scheduledFor.formatted(.iso8601))"
+    }
+
+    /// Which ticks of `(after, now]` to publish, by the policy: the missed ones it keeps, then those on time.
+    /// `latest` is the last tick of the span (to record even when nothing runs); `missed` counts the ticks dropped.
+    func dueTicks(after last: Int64, now: Int64) -> (runs: [Int64], latest: Int64?, missed: Int) {
+        let threshold = misfireThreshold.components.seconds
+        let keep: Int =
+            switch missedTicks {
+            case .skip: 0
+            case .runOnce: 1
+            case .runAll(let limit): limit
+            }
+        var kept: [Int64] = []  // the most recent `keep` missed ticks
+        var onTime: [Int64] = []
+        var missedCount = 0
+        var latest: Int64?
+        var cursor = last
+        // A walk of a million ticks at most (a per-second schedule down for eleven days): older ones are skipped
+        // uncounted.
+        if case .interval(let interval) = schedule.kind, (now - last) / interval > 1_000_000 {
+            cursor = now - 1_000_000 * interval
+        }
+        var walked = 0
+        while walked < 1_000_000, let tick = schedule.nextFireTime(after: cursor), tick <= now {
+            walked += 1
+            cursor = tick
+            latest = tick
+            if now - tick <= threshold {
+                onTime.append(tick)
+            } else {
+                missedCount += 1
+                if keep > 0 {
+                    kept.append(tick)
+                    if kept.count > keep { kept.removeFirst() }
+                }
+            }
+        }
+        return (kept + onTime, latest, missedCount - kept.count)
+    }
+}

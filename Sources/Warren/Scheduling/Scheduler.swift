@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import WarrenAMQP
+
+/// Publishes the runs of recurring jobs: one process among all that run a `Scheduler` on the broker leads (a
+/// ``LeaderElection`` for the work `scheduler`) and publishes one message per tick of each ``RecurringJob``; the
+/// workers consuming each job's queue run it.
+///
+/// ```swift
+/// let cleanup = try RecurringJob("cleanup", schedule: .cron("0 3 * * *", timeZone: "Europe/Berlin"),
+///                                queue: "maintenance") { scheduledFor in Cleanup(olderThan: scheduledFor) }
+/// let scheduler = try Scheduler(jobs: [cleanup], transport: transport)
+/// // ServiceGroup(services: [transport, worker, scheduler], …)
+/// ```
+///
+/// **One tick, one run.** The leader publishes each run on its leadership's connection (fenced: a deposed leader
+/// cannot), then records the tick as the schedule's last in a one-message queue on the broker
+/// (`warren.schedule.<name>.last`), where the next leader — after a failover or a broker restart — finds it. A leader
+/// that dies between the run's confirm and the record's leaves the tick to the next leader, which publishes it again
+/// with the same message id: a worker with a shared ``IdempotencyStore`` drops it. No tick is lost for a leader change;
+/// ticks that fall in a time without any leader follow the job's ``MissedTickPolicy``.
+///
+/// With a `scope`, a job's state is kept under `<scope>.<name>` (``stateName(of:scope:)``), so that scoped schedulers
+/// on one broker never share it.
+///
+/// **Pause.** While the queue `warren.schedule.<name>.paused` holds a message the leader publishes no run and
+/// records each tick as skipped (resuming does not replay them).
+public final class Scheduler: Service, Sendable {
+    public let jobs: [RecurringJob]
+    /// The election the scheduler's leader wins.
+    public let election: LeaderElection
+    let logger: Logger
+
+    /// - Parameters:
+    ///   - scope: narrows the election (and so the set of processes that share these schedules), e.g. to an
+    ///     environment; `nil` for one scheduler per broker (virtual host).
+    ///   - campaignInterval: how often a standby asks to lead (the failover time's second half).
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for two jobs of the same name, or no job.
+    public init(
+        jobs: [RecurringJob], transport: any WarrenTransport, scope: String? = nil,
+        campaignInterval: Duration = .seconds(5), codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil,
+        logger: Logger = Logger(label: "warren.scheduler")
+    ) throws(WarrenError) {
+        guard !jobs.isEmpty else { throw WarrenError(.invalidConfiguration, "a scheduler needs at least one job") }
+        var names = Set<String>()
+        for job in jobs where !names.insert(job.name).inserted {
+            throw WarrenError(.invalidConfiguration, "two recurring jobs are named '\(job.name)'")
+        }
+        for job in jobs where !LeadershipNames.isValid(Self.stateName(of: job.name, scope: scope)) {
+            throw WarrenError(
+                .invalidConfiguration,
+                "'\(Self.stateName(of: job.name, scope: scope))' (scope and job name) must be 1–120 of [A-Za-z0-9._-]")
+        }
+        self.jobs = jobs
+        self.logger = logger
+        let lead: @Sendable (Leadership) async throws -> Void = { [jobs, logger] leadership in
+            try await Self.lead(jobs, scope: scope, leadership: leadership, transport: transport, logger: logger)
+        }
+        self.election = try LeaderElection(
+            work: "scheduler", scope: scope, transport: transport, campaignInterval: campaignInterval, codec: codec,
+            appID: appID, logger: logger, lead: lead)
+    }
+
+    /// Campaigns, and publishes the jobs' runs while leading, until a graceful shutdown.
+    public func run() async throws {
+        try await election.run()
+    }
+
+    /// Where this process stands in the scheduler's election.
+    public var role: LeaderElection.Role { election.role }
+
+    /// The name a job's state is kept under on the broker: `scope.name`, or `name` without a scope (what
+    /// `RabbitMQTransport.setSchedulePaused(_:schedule:)` takes).
+    public static func stateName(of job: String, scope: String?) -> String {
+        scope.map { "\($0).\(job)" } ?? job
+    }
+
+    private static func lead(
+        _ jobs: [RecurringJob], scope: String?, leadership: Leadership, transport: any WarrenTransport, logger: Logger
+    ) async throws {
+        // The queues the runs go to exist before the first tick (a run to a missing queue is refused as unroutable).
+        try await transport.start()
+        for queue in Set(jobs.map(\.queue)) { try await transport.prepare(queue: queue, delays: []) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for job in jobs {
+                group.addTask {
+                    try await tick(
+                        job, stateName: stateName(of: job.name, scope: scope), leadership: leadership, logger: logger)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Publishes `job`'s runs while `leadership` holds.
+    private static func tick(_ job: RecurringJob, stateName: String, leadership: Leadership, logger: Logger)
+        async throws
+    {
+        var logger = logger
+        logger[metadataKey: "schedule"] = .string(job.name)
+        let term = leadership.term
+        try await term.prepareSchedule(stateName)
+        let state = try await term.scheduleState(stateName)
+        var last = state.lastTick.map { $0.floorDivided(by: 1000) } ?? Self.nowSeconds()
+        logger.info(
+            "schedule led",
+            metadata: [
+                "schedule_spec": .string(job.schedule.description), "missed_ticks": .string(job.missedTicks.name),
+                "last_tick": .string(state.lastTick.map { Self.iso($0 / 1000) } ?? "none"),
+            ])
+        let published = Counter(
+            label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "published")])
+        let skipped = Counter(
+            label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "skipped_paused")])
+        let missed = Counter(
+            label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "missed")])
+        while true {
+            try Task.checkCancellation()
+            let now = Self.nowSeconds()
+            let due = job.dueTicks(after: last, now: now)
+            guard let latest = due.latest else {
+                guard let next = job.schedule.nextFireTime(after: max(last, now)) else {
+                    logger.warning("the schedule has no further tick within thirty years")
+                    return
+                }
+                try await Self.sleep(untilUnixSeconds: next)
+                continue
+            }
+            if due.missed > 0 {
+                missed.increment(by: due.missed)
+                logger.warning(
+                    "ticks missed",
+                    metadata: [
+                        "missed": .stringConvertible(due.missed), "policy": .string(job.missedTicks.name),
+                        "through": .string(Self.iso(latest)),
+                    ])
+            }
+            let paused = try await term.scheduleState(stateName).paused
+            if paused {
+                try await term.publishTick(nil, schedule: stateName, scheduledFor: latest * 1000)
+                skipped.increment(by: max(1, due.runs.count))
+                logger.info("tick skipped: the schedule is paused", metadata: ["scheduled_for": .string(iso(latest))])
+            } else {
+                for run in due.runs {
+                    let scheduledFor = Date(timeIntervalSince1970: TimeInterval(run))
+                    let headers: AMQPTable = [
+                        ScheduleHeader.schedule: .string(job.name), ScheduleHeader.scheduledFor: .int64(run * 1000),
+                    ]
+                    let message = try job.makeMessage(leadership.builder, scheduledFor, headers)
+                    try await term.publishTick(message, schedule: stateName, scheduledFor: run * 1000)
+                    published.increment()
+                    logger.info(
+                        "run published",
+                        metadata: [
+                            "scheduled_for": .string(iso(run)),
+                            "message_id": .string(message.properties.messageID ?? ""),
+                            "queue": .string(job.queue),
+                        ])
+                }
+                if due.runs.last != latest {
+                    try await term.publishTick(nil, schedule: stateName, scheduledFor: latest * 1000)
+                }
+            }
+            last = latest
+        }
+    }
+
+    static func nowSeconds() -> Int64 { Int64(Date().timeIntervalSince1970.rounded(.down)) }
+
+    static func iso(_ seconds: Int64) -> String {
+        Date(timeIntervalSince1970: TimeInterval(seconds)).formatted(.iso8601)
+    }
+
+    /// Sleeps until the wall clock reads `seconds` (re-checking it: the monotonic clock and the wall clock drift).
+    private static func sleep(untilUnixSeconds seconds: Int64) async throws {
+        while true {
+            let remaining = TimeInterval(seconds) - Date().timeIntervalSince1970
+            if remaining <= 0 { return }
+            try await Task.sleep(for: .milliseconds(Int64((remaining * 1000).rounded(.up))))
+        }
+    }
+}

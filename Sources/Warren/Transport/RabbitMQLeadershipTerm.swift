@@ -1,0 +1,144 @@
+import Foundation
+import Logging
+import Synchronization
+import WarrenAMQP
+
+/// Leadership held on RabbitMQ: the exclusive consumer of the durable, always-empty queue `warren.leader.<election>`.
+///
+/// The broker lets one consumer be exclusive on a queue; a second process's attempt is refused with 403
+/// ACCESS_REFUSED (and its channel closed), until the holder's connection goes — closed, lost, or declared dead by
+/// the broker after two missed heartbeats. The consumer takes nothing (no message is published to the queue, and any
+/// that is would be auto-acknowledged), so RabbitMQ's `consumer_timeout` never applies to it.
+///
+/// The term owns its connection, which never reconnects: when the broker drops it, the term is over and everything
+/// published on it fails. That is the fencing — a leader frozen past its heartbeats wakes to a closed socket.
+final class RabbitMQLeadershipTerm: LeadershipTerm {
+    let election: String
+    private let connection: AMQPConnection
+    private let consumer: AMQPConsumer
+    private let publisher: AMQPChannel
+    private let resigned = Atomic<Bool>(false)
+
+    private init(election: String, connection: AMQPConnection, consumer: AMQPConsumer, publisher: AMQPChannel) {
+        self.election = election
+        self.connection = connection
+        self.consumer = consumer
+        self.publisher = publisher
+    }
+
+    /// Runs for `election` on a new connection; `nil` (connection closed) when another process holds it.
+    static func campaign(
+        _ election: String, endpoints: [AMQPEndpoint], connectionName: String, logger: Logger
+    ) async throws -> RabbitMQLeadershipTerm? {
+        guard LeadershipNames.isValid(election) else {
+            throw WarrenError(.invalidConfiguration, "an election's name must be 1–120 of [A-Za-z0-9._-]: \(election)")
+        }
+        let connection = try await AMQPConnection.connect(
+            to: endpoints, connectionName: connectionName, logger: logger)
+        do {
+            let hold = try await connection.openChannel()
+            let queue = LeadershipNames.electionQueue(election)
+            try await hold.queueDeclare(queue, durable: true)
+            let consumer: AMQPConsumer
+            do {
+                consumer = try await hold.consume(queue: queue, noAck: true, exclusive: true)
+            } catch let error as AMQPError where error.replyCode == 403 {
+                await connection.close()
+                return nil
+            }
+            let publisher = try await connection.openChannel()
+            try await publisher.enableConfirms()
+            return RabbitMQLeadershipTerm(
+                election: election, connection: connection, consumer: consumer, publisher: publisher)
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
+
+    var isHeld: Bool {
+        !resigned.load(ordering: .acquiring) && connection.isOpen && consumer.channel.isOpen
+    }
+
+    func waitUntilEnded() async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.connection.waitUntilClosed() }
+            group.addTask {
+                // Ends when the broker cancels the consumer (its queue deleted) or its channel closes.
+                do { for try await _ in self.consumer {} } catch {}
+            }
+            await group.next()
+            // Whatever ended it, nothing more goes out with this term; the close also ends the other watcher (a
+            // connection's close does not heed cancellation).
+            await self.connection.close()
+            group.cancelAll()
+        }
+    }
+
+    func publish(_ message: OutboundMessage) async throws {
+        guard isHeld else { throw Self.ended(election) }
+        let exchange: String
+        let routingKey: String
+        switch message.destination {
+        case .queue(let queue): (exchange, routingKey) = ("", queue)
+        case .exchange(let name, let key), .broadcast(let name, let key): (exchange, routingKey) = (name, key)
+        case .delay, .deadLetters:
+            throw WarrenError(.invalidConfiguration, "a leader publishes to queues and exchanges only")
+        }
+        do {
+            try await publisher.publish(
+                message.body, exchange: exchange, routingKey: routingKey, mandatory: message.destination.isMandatory,
+                properties: message.properties)
+        } catch let error as AMQPError where !connection.isOpen {
+            throw WarrenError(
+                .leadershipLost, "the leadership of '\(election)' ended before the broker confirmed: \(error)")
+        }
+    }
+
+    func resign() async {
+        resigned.store(true, ordering: .releasing)
+        await connection.close()
+    }
+
+    // MARK: Schedules
+
+    func prepareSchedule(_ name: String) async throws {
+        guard LeadershipNames.isValid(name) else {
+            throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
+        }
+        let channel = try await connection.openChannel()
+        for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {
+            try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int64(1)])
+        }
+        try? await channel.close()
+    }
+
+    func scheduleState(_ name: String) async throws -> ScheduleState {
+        let channel = try await connection.openChannel()
+        // The message stays where it is: it is not acknowledged, and closing the channel returns it to the queue.
+        let last = try await channel.get(queue: LeadershipNames.lastTickQueue(name), noAck: false)
+        let paused = try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0
+        try? await channel.close()
+        let tick = last?.delivery.properties.headers?[ScheduleHeader.scheduledFor].flatMap(\.int64Value)
+        return ScheduleState(lastTick: tick, paused: paused)
+    }
+
+    func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {
+        // The run first, then the record of its tick: a leader that dies between the two confirms leaves a tick the
+        // next leader publishes again with the same message id (an idempotency store drops it); the other order
+        // would lose the run.
+        if let message { try await publish(message) }
+        let record = OutboundMessage(
+            body: Array("{\"scheduled_for\":\(scheduledFor)}".utf8),
+            destination: .queue(LeadershipNames.lastTickQueue(name)),
+            properties: AMQPProperties(
+                contentType: "application/json",
+                headers: [ScheduleHeader.scheduledFor: .int64(scheduledFor), ScheduleHeader.schedule: .string(name)],
+                deliveryMode: .persistent, timestamp: Date()))
+        try await publish(record)
+    }
+
+    static func ended(_ election: String) -> WarrenError {
+        WarrenError(.leadershipLost, "the leadership of '\(election)' has ended")
+    }
+}

@@ -1,0 +1,177 @@
+import Foundation
+import Synchronization
+import Testing
+import WarrenAMQP
+import WarrenTestSupport
+
+@_spi(WarrenTransport) @testable import Warren
+
+private struct Tick: WarrenMessage {
+    static let messageType = "test.tick"
+    var at: Date
+}
+
+/// Runs `body` beside the services, then cancels them and waits for their ends.
+private func whileRunning(
+    _ services: [@Sendable () async throws -> Void], _ body: () async throws -> Void
+) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for service in services { group.addTask { try await service() } }
+        defer { group.cancelAll() }
+        try await body()
+    }
+}
+
+@Suite("Leader election and the scheduler on RabbitMQ", .serialized, .tags(.broker), .needs(.broker))
+struct LeaderElectionBrokerTests {
+    func transport(_ name: String) async throws -> RabbitMQTransport {
+        RabbitMQTransport(
+            endpoints: [try await TestBroker.endpoint()], connectionName: name, logger: TestBroker.quietLogger())
+    }
+
+    @Test func theBrokerRefusesASecondLeaderAndFreesTheQueueWhenTheFirstGoes() async throws {
+        let work = TestBroker.uniqueName("election")
+        let first = try await transport("first")
+        let second = try await transport("second")
+        let termOne = try #require(try await first.campaign(for: work), "the first campaign wins")
+        #expect(try await second.campaign(for: work) == nil, "403 ACCESS_REFUSED: another process leads")
+        #expect(termOne.isHeld)
+        await termOne.resign()
+        #expect(!termOne.isHeld)
+        let termTwo = try #require(try await second.campaign(for: work), "the queue is free once the first resigned")
+        // The first's leadership is over: what it publishes does not go out.
+        await #expect(throws: WarrenError.self) {
+            try await termOne.publish(
+                OutboundMessage(body: [], destination: .queue(LeadershipNames.electionQueue(work)), properties: .init())
+            )
+        }
+        await termTwo.resign()
+        try await withChannel { channel in _ = try await channel.queueDelete(LeadershipNames.electionQueue(work)) }
+    }
+
+    @Test func aLeaderWhoseQueueIsDeletedLosesAndIsFenced() async throws {
+        let work = TestBroker.uniqueName("deleted")
+        let held = AwaitableState<Leadership?>(nil)
+        let election = try LeaderElection(
+            work: work, transport: try await transport("deleted"), campaignInterval: .seconds(60),
+            logger: TestBroker.quietLogger()
+        ) { leadership in
+            held.update { $0 = leadership }
+            try await Task.sleep(for: .seconds(3600))
+        }
+        let queue = TestBroker.uniqueName("fenced-target")
+        _ = try await withChannel { channel in try await channel.queueDeclare(queue, durable: true) }
+        try await whileRunning([{ try await election.run() }]) {
+            try await held.wait { $0 != nil }
+            let leadership = try #require(held.update { $0 })
+            try await leadership.publish(Tick(at: Date()), to: .queue(queue), messageID: "while-leading")
+            // The broker cancels the exclusive consumer with its queue: the term is over.
+            try await withChannel { channel in
+                _ = try await channel.queueDelete(LeadershipNames.electionQueue(work))
+            }
+            guard try await eventually({ !leadership.isHeld }) else { throw TestFailure("still held") }
+            await #expect(throws: (any Error).self) {
+                try await leadership.publish(Tick(at: Date()), to: .queue(queue), messageID: "after")
+            }
+        }
+        try await withChannel { channel in
+            #expect(try await channel.queueStatus(queue).messageCount == 1, "only the message published while leading")
+            _ = try await channel.queueDelete(queue)
+            _ = try await channel.queueDelete(LeadershipNames.electionQueue(work))
+        }
+    }
+
+    @Test func ticksGoOnAcrossALeaderChangeWithoutARepeatAndStopWhilePaused() async throws {
+        let scope = TestBroker.uniqueName("sched")
+        let queue = TestBroker.uniqueName("ticks")
+        let job = try RecurringJob("tick", schedule: .every(.seconds(1)), queue: queue) { Tick(at: $0) }
+        let state = Scheduler.stateName(of: "tick", scope: scope)
+        let first = try Scheduler(
+            jobs: [job], transport: try await transport("s1"), scope: scope, campaignInterval: .milliseconds(200),
+            logger: TestBroker.quietLogger())
+        try await whileRunning([{ try await first.run() }]) {
+            guard try await eventually(timeout: .seconds(15), { try await messages(in: queue) >= 3 }) else {
+                throw TestFailure("no runs from the first scheduler")
+            }
+        }
+        // A second process takes over from what the first recorded (its last tick is in the broker).
+        let second = try Scheduler(
+            jobs: [job], transport: try await transport("s2"), scope: scope, campaignInterval: .milliseconds(200),
+            logger: TestBroker.quietLogger())
+        let pauser = try await transport("pauser")
+        var pausedAt = Date.distantFuture
+        var resumedAt = Date.distantPast
+        try await whileRunning([{ try await second.run() }]) {
+            let before = try await messages(in: queue)
+            guard try await eventually(timeout: .seconds(15), { try await messages(in: queue) >= before + 3 }) else {
+                throw TestFailure("no runs from the second scheduler")
+            }
+            try await pauser.setSchedulePaused(true, schedule: state)
+            pausedAt = Date()
+            // The leader records the ticks it skips: wait for two of them past the pause.
+            guard
+                try await eventually(
+                    timeout: .seconds(15),
+                    {
+                        (try await lastTick(state) ?? .distantPast) >= pausedAt.addingTimeInterval(2)
+                    })
+            else { throw TestFailure("no skipped tick recorded while paused") }
+            try await pauser.setSchedulePaused(false, schedule: state)
+            resumedAt = Date()
+            let paused = try await messages(in: queue)
+            guard try await eventually(timeout: .seconds(10), { try await messages(in: queue) > paused }) else {
+                throw TestFailure("no run after resuming")
+            }
+        }
+        await pauser.close()
+        // Every run once, consecutive seconds, except the paused stretch.
+        let runs = try await drain(queue)
+        let times = runs.compactMap { ScheduledRun(headers: $0.properties.headers ?? [:])?.scheduledFor }
+        #expect(times.count == runs.count)
+        #expect(Set(times).count == times.count, "no tick published twice: \(times)")
+        #expect(times == times.sorted())
+        // One run may have been on its way when the pause came; none after, until the resume.
+        let duringPause = times.filter { $0 > pausedAt.addingTimeInterval(1) && $0 < resumedAt }
+        #expect(duringPause.isEmpty, "runs while paused: \(duringPause)")
+        let gaps = zip(times, times.dropFirst()).map { $1.timeIntervalSince($0) }
+        #expect(gaps.filter { $0 != 1 }.count == 1, "consecutive seconds but for the pause: \(gaps)")
+        #expect(Set(runs.compactMap(\.properties.messageID)).count == runs.count)
+        try await withChannel { channel in
+            for name in [
+                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
+                LeadershipNames.electionQueue("scheduler.\(scope)"),
+            ] {
+                _ = try await channel.queueDelete(name)
+            }
+        }
+    }
+}
+
+private func withChannel<T>(_ body: (AMQPChannel) async throws -> T) async throws -> T {
+    try await withConnection { connection in try await body(try await connection.openChannel()) }
+}
+
+/// The schedule's last recorded tick, read without taking it (the message returns to its queue with the channel).
+private func lastTick(_ state: String) async throws -> Date? {
+    try await withChannel { channel in
+        let got = try await channel.get(queue: LeadershipNames.lastTickQueue(state), noAck: false)
+        return got.flatMap { ScheduledRun(headers: $0.delivery.properties.headers ?? [:])?.scheduledFor }
+    }
+}
+
+/// Ready messages in `queue`; 0 while it does not exist yet (the scheduler declares it when it starts leading).
+private func messages(in queue: String) async throws -> Int {
+    do {
+        return try await withChannel { channel in try await channel.queueStatus(queue).messageCount }
+    } catch let error as AMQPError where error.replyCode == 404 {
+        return 0
+    }
+}
+
+private func drain(_ queue: String) async throws -> [AMQPDelivery] {
+    try await withChannel { channel in
+        var out: [AMQPDelivery] = []
+        while let got = try await channel.get(queue: queue, noAck: true) { out.append(got.delivery) }
+        return out
+    }
+}
