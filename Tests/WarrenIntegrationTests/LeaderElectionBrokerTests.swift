@@ -39,14 +39,19 @@ struct LeaderElectionBrokerTests {
         await termOne.resign()
         #expect(!termOne.isHeld)
         let termTwo = try #require(try await second.campaign(for: work), "the queue is free once the first resigned")
-        // The first's leadership is over: what it publishes does not go out.
+        // The first's leadership is over: what it publishes does not go out; the second's does.
+        let target = TestBroker.uniqueName("resigned-target")
+        _ = try await withChannel { channel in try await channel.queueDeclare(target, durable: true) }
         await #expect(throws: WarrenError.self) {
-            try await termOne.publish(
-                OutboundMessage(body: [], destination: .queue(LeadershipNames.electionQueue(work)), properties: .init())
-            )
+            try await termOne.publish(OutboundMessage(body: [], destination: .queue(target), properties: .init()))
         }
+        try await termTwo.publish(OutboundMessage(body: [], destination: .queue(target), properties: .init()))
         await termTwo.resign()
-        try await withChannel { channel in _ = try await channel.queueDelete(LeadershipNames.electionQueue(work)) }
+        try await withChannel { channel in
+            #expect(try await channel.queueStatus(target).messageCount == 1, "only the leader's message")
+            _ = try await channel.queueDelete(target)
+            _ = try await channel.queueDelete(LeadershipNames.electionQueue(work))
+        }
     }
 
     @Test func aLeaderWhoseQueueIsDeletedLosesAndIsFenced() async throws {

@@ -60,6 +60,7 @@ struct ScheduleTests {
         ("a * * * *", 1), ("* * * FOO *", 4), ("1,,2 * * * *", 1), ("1/2/3 * * * *", 1), ("0 0 30 2 *", 3),
         ("0 0 31 4,6,9,11 *", 3), ("@reboot", 0), ("* * * * * L", 6), ("99999999999999999999 * * * *", 1),
         ("-1 * * * *", 1), ("*/99999999999999999999 * * * *", 1), ("? * * * *", 1), ("1-2-3 * * * *", 1),
+        ("+5 * * * *", 1), ("*/+2 * * * *", 1), ("0x1 * * * *", 1), ("\u{0661} * * * *", 1),
     ])
     func hostileExpressionsAreRefusedWithTheirField(text: String, field: Int) {
         do {
@@ -96,6 +97,35 @@ struct ScheduleTests {
                 "2026-03-28T02:30:00+01:00", "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00",
                 "2026-03-31T02:30:00+02:00",
             ])
+    }
+
+    @Test func aRunSubstitutedForTheSkippedHourIsFoundFromInsideAndJustAfterTheGap() throws {
+        let withSeconds = try Schedule.cron("15 30 2 * * *", timeZone: "Europe/Berlin")
+        #expect(
+            fires(withSeconds, after: "2026-03-29T01:59:00+01:00", count: 2, zone: "Europe/Berlin") == [
+                "2026-03-29T03:00:15+02:00", "2026-03-30T02:30:15+02:00",
+            ])
+        // Asked at 03:00:05, after the gap ended but before the substitute's second.
+        #expect(
+            fires(withSeconds, after: "2026-03-29T03:00:05+02:00", count: 1, zone: "Europe/Berlin") == [
+                "2026-03-29T03:00:15+02:00"
+            ])
+        // Several wall times in the gap make one run.
+        let everyTwenty = try Schedule.cron("*/20 2 * * *", timeZone: "Europe/Berlin")
+        #expect(
+            fires(everyTwenty, after: "2026-03-29T01:00:00+01:00", count: 2, zone: "Europe/Berlin") == [
+                "2026-03-29T03:00:00+02:00", "2026-03-30T02:00:00+02:00",
+            ])
+    }
+
+    @Test func datesNoScheduleCanAnswerGiveNilNotATrap() throws {
+        for schedule in [try Schedule.every(.seconds(7)), try Schedule.cron("* * * * * *", timeZone: "Europe/Berlin")] {
+            for seconds in [Double.nan, .infinity, -.infinity, 1e300, -1e300, 1e15] {
+                #expect(schedule.nextFireTime(after: Date(timeIntervalSince1970: seconds)) == nil, "\(seconds)")
+            }
+            #expect(schedule.nextFireTime(after: .distantFuture) != nil)
+            #expect(schedule.nextFireTime(after: .distantPast) != nil)
+        }
     }
 
     @Test func aDailyRunInTheRepeatedHourRunsOnceAtItsFirstOccurrence() throws {
@@ -193,6 +223,18 @@ struct ScheduleTests {
         let long = perSecond.dueTicks(after: start, now: start + 50_000_000)
         #expect(long.latest == start + 50_000_000)
         #expect(long.runs.count == 62)  // the one missed run, then the 61 ticks within the minute's threshold
+        #expect(long.missed == 50_000_000 - 62)
+        // A per-second cron schedule down for two years: the policy's most recent missed ticks, then those on time.
+        let cron = try RecurringJob(
+            "c", schedule: .cron("* * * * * *"), queue: "q", missedTicks: .runAll(limit: 3),
+            misfireThreshold: .seconds(15)
+        ) { _ in CleanupRun() }
+        let end = start + 63_072_000
+        let twoYears = cron.dueTicks(after: start, now: end)
+        let missedKept: [Int64] = [end - 18, end - 17, end - 16]
+        let onTime: [Int64] = (0...15).reversed().map { end - Int64($0) }
+        #expect(twoYears.runs == missedKept + onTime)
+        #expect(twoYears.latest == end)
     }
 
     @Test func runMessageIdsComeFromTheScheduleAndTheTime() {
@@ -209,6 +251,13 @@ struct ScheduleTests {
         #expect(
             ScheduledRun(headers: [ScheduleHeader.schedule: .string("x"), ScheduleHeader.scheduledFor: .string("1")])
                 == nil)
+        for absurd: Int64 in [-1, .min, .max, 253_402_300_800_000] {
+            #expect(
+                ScheduledRun(headers: [
+                    ScheduleHeader.schedule: .string("x"), ScheduleHeader.scheduledFor: .int64(absurd),
+                ])
+                    == nil)
+        }
         let run = ScheduledRun(headers: [
             ScheduleHeader.schedule: .string("cleanup"), ScheduleHeader.scheduledFor: .int64(1_800_000_000_000),
         ])

@@ -86,7 +86,8 @@ public struct ScheduledRun: Sendable, Hashable {
     /// its type (a string, an integer of milliseconds).
     public init?(headers: AMQPTable) {
         guard let name = headers[ScheduleHeader.schedule]?.stringValue, !name.isEmpty,
-            let milliseconds = headers[ScheduleHeader.scheduledFor]?.int64Value
+            let milliseconds = headers[ScheduleHeader.scheduledFor]?.int64Value,
+            (0...253_402_300_799_999).contains(milliseconds)  // 1970 to the end of year 9999: any producer may write it
         else { return nil }
         self.name = name
         self.scheduledFor = Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)

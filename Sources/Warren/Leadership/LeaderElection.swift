@@ -136,10 +136,11 @@ public final class LeaderElection: Service, Sendable {
 
     /// Campaigns, leads while elected, stands by otherwise, until a graceful shutdown or cancellation; then resigns.
     /// Never throws for the broker's absence: it logs it and campaigns again.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` when the transport holds no elections.
     public func run() async throws {
         become(.standby)
         defer { become(.stopped) }
-        await cancelWhenGracefulShutdown {
+        try await cancelWhenGracefulShutdown {
             var outage = false
             while !Task.isCancelled {
                 let term: (any LeadershipTerm)?
@@ -149,6 +150,10 @@ public final class LeaderElection: Service, Sendable {
                         self.logger.notice("the election can reach the broker again")
                         outage = false
                     }
+                } catch let error as WarrenError where error.code == .invalidConfiguration {
+                    // A transport without elections, or a name it refuses: trying again cannot help.
+                    self.logger.error("cannot campaign for leadership", metadata: ["error": "\(error)"])
+                    throw error
                 } catch {
                     if Task.isCancelled { break }
                     if !outage {
@@ -158,6 +163,11 @@ public final class LeaderElection: Service, Sendable {
                     self.become(.standby, error: "\(error)")
                     try? await Task.sleep(for: self.campaignInterval)
                     continue
+                }
+                if let term, Task.isCancelled {
+                    // Won while shutting down: give it back at once rather than lead for a moment.
+                    await term.resign()
+                    break
                 }
                 guard let term else {
                     self.become(.standby)
@@ -197,13 +207,14 @@ public final class LeaderElection: Service, Sendable {
                 }
             }
             let first = await group.next() ?? .cancelled
+            // This process no longer leads, whether or not its work heeds the cancellation below at once.
+            self.become(.standby)
             // Resigning ends the term, which is what the watcher waits for (a connection's close does not heed
             // cancellation); cancelling stops the work if it still runs.
             await term.resign()
             group.cancelAll()
             return first
         }
-        become(.standby)
         let held: Logger.MetadataValue = .stringConvertible((ContinuousClock.now - started).milliseconds)
         switch ending {
         case .lost: logger.warning("leadership lost", metadata: ["held_ms": held])

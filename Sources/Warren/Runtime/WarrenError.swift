@@ -26,7 +26,8 @@ public struct WarrenError: Error, Sendable, CustomStringConvertible {
         /// The transport refused to settle a delivery (its tag is unknown: already settled, or its consumer closed).
         public static let settlementRefused = Code(.settlementRefused)
         /// This process's leadership ended (the broker dropped its connection, or it resigned) before what it did as
-        /// leader was confirmed: that did not happen as leader.
+        /// leader was confirmed. A publish refused because the term had already ended did not go out; one whose
+        /// confirm was lost with the connection may or may not have reached a queue.
         public static let leadershipLost = Code(.leadershipLost)
 
         public var description: String { value.rawValue }

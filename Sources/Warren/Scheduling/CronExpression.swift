@@ -181,7 +181,9 @@ enum CronField {
             guard pieces.count <= 2 else { throw Failure(reason: "more than one '/' in '\(part)'") }
             var step = 1
             if pieces.count == 2 {
-                guard let parsed = Int(pieces[1]), parsed > 0, parsed <= range.upperBound + 1 else {
+                guard pieces[1].utf8.count <= 4, pieces[1].utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                    let parsed = Int(pieces[1]), parsed > 0, parsed <= range.upperBound + 1
+                else {
                     throw Failure(reason: "step '\(pieces[1])' must be a number from 1 to \(range.upperBound + 1)")
                 }
                 step = parsed
@@ -211,7 +213,9 @@ enum CronField {
     }
 
     private static func value(_ text: Substring, range: ClosedRange<Int>, names: [String]) throws(Failure) -> Int {
-        if let number = Int(text) {
+        if !text.isEmpty, text.utf8.count <= 4, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+            let number = Int(text)
+        {
             guard range.contains(number) else {
                 throw Failure(reason: "\(number) is out of range \(range.lowerBound)-\(range.upperBound)")
             }

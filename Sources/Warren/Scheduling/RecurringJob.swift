@@ -87,8 +87,13 @@ public struct RecurringJob: Sendable {
     }
 
     /// Which ticks of `(after, now]` to publish, by the policy: the missed ones it keeps, then those on time.
-    /// `latest` is the last tick of the span (to record even when nothing runs); `missed` counts the ticks dropped.
+    /// `latest` is the last tick of the span (to record even when nothing runs); `missed` counts the ticks dropped
+    /// (for a cron schedule down for long, those within the window walked: older ones are not counted).
+    ///
+    /// Only a window ending now is walked — the ticks on time and enough missed ones for the policy — so a long
+    /// outage of a per-second schedule costs no more than a short one.
     func dueTicks(after last: Int64, now: Int64) -> (runs: [Int64], latest: Int64?, missed: Int) {
+        guard now > last else { return ([], nil, 0) }
         let threshold = misfireThreshold.components.seconds
         let keep: Int =
             switch missedTicks {
@@ -96,31 +101,46 @@ public struct RecurringJob: Sendable {
             case .runOnce: 1
             case .runAll(let limit): limit
             }
-        var kept: [Int64] = []  // the most recent `keep` missed ticks
-        var onTime: [Int64] = []
-        var missedCount = 0
-        var latest: Int64?
-        var cursor = last
-        // A walk of a million ticks at most (a per-second schedule down for eleven days): older ones are skipped
-        // uncounted.
-        if case .interval(let interval) = schedule.kind, (now - last) / interval > 1_000_000 {
-            cursor = now - 1_000_000 * interval
+        var span = threshold + 3600
+        var walk = self.walk(from: max(last, now - span), through: now, threshold: threshold, keep: keep)
+        // Wider windows until the policy has the missed ticks it keeps, or the window reaches back to `last` (or
+        // four centuries, far beyond a schedule's thirty-year horizon).
+        while walk.start > last, walk.missed < keep, span < 12_700_000_000 {
+            span *= 2
+            walk = self.walk(from: max(last, now - span), through: now, threshold: threshold, keep: keep)
         }
+        var older = 0
+        if walk.start > last, case .interval(let interval) = schedule.kind {
+            older = Int(walk.start.floorDivided(by: interval) - last.floorDivided(by: interval))
+        }
+        return (walk.kept + walk.onTime, walk.latest, walk.missed - walk.kept.count + older)
+    }
+
+    /// The ticks of `(start, now]`: the most recent `keep` of those more than `threshold` late, and those on time.
+    private func walk(from start: Int64, through now: Int64, threshold: Int64, keep: Int) -> (
+        start: Int64, kept: [Int64], onTime: [Int64], missed: Int, latest: Int64?
+    ) {
+        var kept: [Int64] = []
+        var onTime: [Int64] = []
+        var missed = 0
+        var latest: Int64?
+        var cursor = start
+        // A bound on the walk whatever the schedule: a per-second one has 3,660 ticks in the first window.
         var walked = 0
-        while walked < 1_000_000, let tick = schedule.nextFireTime(after: cursor), tick <= now {
+        while walked < 2_000_000, let tick = schedule.nextFireTime(after: cursor), tick <= now {
             walked += 1
             cursor = tick
             latest = tick
             if now - tick <= threshold {
                 onTime.append(tick)
             } else {
-                missedCount += 1
+                missed += 1
                 if keep > 0 {
                     kept.append(tick)
                     if kept.count > keep { kept.removeFirst() }
                 }
             }
         }
-        return (kept + onTime, latest, missedCount - kept.count)
+        return (start, kept, onTime, missed, latest)
     }
 }

@@ -73,11 +73,17 @@ public struct Schedule: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// The first fire time strictly after `date`, or `nil` when there is none within thirty years.
+    /// The first fire time strictly after `date`, or `nil` when there is none within thirty years, and for a date
+    /// that is not finite or lies more than about three million years from 1970.
     public func nextFireTime(after date: Date) -> Date? {
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let interval = date.timeIntervalSince1970
+        guard interval.isFinite, abs(interval) < Self.limitSeconds else { return nil }
+        let seconds = Int64(interval.rounded(.down))
         return nextFireTime(after: seconds).map { Date(timeIntervalSince1970: TimeInterval($0)) }
     }
+
+    /// How far from 1970 a date may be (about ±3 million years): arithmetic on it cannot overflow.
+    static let limitSeconds: Double = 1e14
 
     /// The fire times in `(after, through]`, in order, at most `limit` of them.
     public func fireTimes(after start: Date, through end: Date, limit: Int = 10_000) -> [Date] {
@@ -146,9 +152,11 @@ struct ZonedCron {
     /// The first fire time strictly after `instant`.
     func next(after instant: Int64) -> Int64? {
         let everyHour = expression.coversEveryHour
-        // Walls before this instant's own wall time can still lie ahead when the clocks go back within a day (the
-        // second occurrence of a repeated hour): start that much earlier.
-        let backUp = max(0, offset(at: instant) - offset(at: instant + 86_400))
+        // Walls before this instant's own wall time can still lie ahead: when the clocks go back within a day (the
+        // second occurrence of a repeated hour), and when they went forward within the last day (a skipped wall
+        // time runs when the gap ends, which may be after this instant): start that much earlier.
+        let backUp = max(
+            0, offset(at: instant) - offset(at: instant + 86_400), offset(at: instant) - offset(at: instant - 86_400))
         var wall = instant + offset(at: instant) - backUp - 1
         var best: Int64?
         // A hard bound on candidates: a per-second expression walks at most the repeated hour and a bit.

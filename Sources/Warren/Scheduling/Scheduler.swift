@@ -80,14 +80,32 @@ public final class Scheduler: Service, Sendable {
     private static func lead(
         _ jobs: [RecurringJob], scope: String?, leadership: Leadership, transport: any WarrenTransport, logger: Logger
     ) async throws {
-        // The queues the runs go to exist before the first tick (a run to a missing queue is refused as unroutable).
-        try await transport.start()
-        for queue in Set(jobs.map(\.queue)) { try await transport.prepare(queue: queue, delays: []) }
+        logger.info("scheduling", metadata: ["jobs": .string(jobs.map(\.name).sorted().joined(separator: ","))])
         try await withThrowingTaskGroup(of: Void.self) { group in
             for job in jobs {
                 group.addTask {
-                    try await tick(
-                        job, stateName: stateName(of: job.name, scope: scope), leadership: leadership, logger: logger)
+                    // A job that fails (its queue deleted or declared otherwise, a codec error) tries again by itself,
+                    // without stopping the others or giving up the leadership; a lost leadership ends them all.
+                    var failures: Int64 = 0
+                    while true {
+                        do {
+                            try await tick(
+                                job, stateName: stateName(of: job.name, scope: scope), leadership: leadership,
+                                transport: transport, logger: logger)
+                            return
+                        } catch {
+                            if Task.isCancelled || !leadership.isHeld { throw error }
+                            failures += 1
+                            let delay = Duration.seconds(min(60, 5 * failures))
+                            logger.error(
+                                "the schedule failed; trying again",
+                                metadata: [
+                                    "schedule": .string(job.name), "error": "\(error)",
+                                    "retry_in_ms": .stringConvertible(delay.milliseconds),
+                                ])
+                            try await Task.sleep(for: delay)
+                        }
+                    }
                 }
             }
             try await group.waitForAll()
@@ -95,20 +113,31 @@ public final class Scheduler: Service, Sendable {
     }
 
     /// Publishes `job`'s runs while `leadership` holds.
-    private static func tick(_ job: RecurringJob, stateName: String, leadership: Leadership, logger: Logger)
-        async throws
-    {
+    private static func tick(
+        _ job: RecurringJob, stateName: String, leadership: Leadership, transport: any WarrenTransport, logger: Logger
+    ) async throws {
         var logger = logger
         logger[metadataKey: "schedule"] = .string(job.name)
         let term = leadership.term
+        // The queue the runs go to exists before the first tick (a run to a missing queue is refused as unroutable).
+        try await transport.start()
+        try await transport.prepare(queue: job.queue, delays: [])
         try await term.prepareSchedule(stateName)
         let state = try await term.scheduleState(stateName)
-        var last = state.lastTick.map { $0.floorDivided(by: 1000) } ?? Self.nowSeconds()
+        let now = Self.nowSeconds()
+        var last = state.lastTick.map { $0.floorDivided(by: 1000) } ?? now
+        if last > now + 60 || last < 0 {
+            // A clock far ahead on the host of a previous leader (or a forged record) must not stop the schedule.
+            logger.warning(
+                "the last recorded tick is in the future or before 1970; going on from now",
+                metadata: ["last_tick_ms": .stringConvertible(state.lastTick ?? 0)])
+            last = now
+        }
         logger.info(
             "schedule led",
             metadata: [
                 "schedule_spec": .string(job.schedule.description), "missed_ticks": .string(job.missedTicks.name),
-                "last_tick": .string(state.lastTick.map { Self.iso($0 / 1000) } ?? "none"),
+                "last_tick": .string(state.lastTick == nil ? "none" : Self.iso(last)),
             ])
         let published = Counter(
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "published")])
@@ -140,7 +169,7 @@ public final class Scheduler: Service, Sendable {
             let paused = try await term.scheduleState(stateName).paused
             if paused {
                 try await term.publishTick(nil, schedule: stateName, scheduledFor: latest * 1000)
-                skipped.increment(by: max(1, due.runs.count))
+                skipped.increment(by: due.runs.count)
                 logger.info("tick skipped: the schedule is paused", metadata: ["scheduled_for": .string(iso(latest))])
             } else {
                 for run in due.runs {

@@ -18,6 +18,8 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     private let consumer: AMQPConsumer
     private let publisher: AMQPChannel
     private let resigned = Atomic<Bool>(false)
+    /// Set as soon as the watcher sees the term end (the consumer cancelled, the connection closed).
+    private let ended = Atomic<Bool>(false)
 
     private init(election: String, connection: AMQPConnection, consumer: AMQPConsumer, publisher: AMQPChannel) {
         self.election = election
@@ -33,8 +35,18 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
         guard LeadershipNames.isValid(election) else {
             throw WarrenError(.invalidConfiguration, "an election's name must be 1–120 of [A-Za-z0-9._-]: \(election)")
         }
+        // A bounded heartbeat on the term's connection, whatever the transport's: without one, a frozen or cut-off
+        // leader would hold the queue until TCP gives up (hours), and no standby could take over.
+        let maximumHeartbeat = Self.maximumHeartbeat
+        let bounded = endpoints.map { endpoint in
+            var endpoint = endpoint
+            if endpoint.heartbeat.map({ $0 > .zero && $0 <= maximumHeartbeat }) != true {
+                endpoint.heartbeat = maximumHeartbeat
+            }
+            return endpoint
+        }
         let connection = try await AMQPConnection.connect(
-            to: endpoints, connectionName: connectionName, logger: logger)
+            to: bounded, connectionName: connectionName, logger: logger)
         do {
             let hold = try await connection.openChannel()
             let queue = LeadershipNames.electionQueue(election)
@@ -56,8 +68,13 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
         }
     }
 
+    /// The longest heartbeat a term's connection uses (a frozen leader is replaced within twice this, plus a
+    /// campaign interval).
+    static let maximumHeartbeat: Duration = .seconds(20)
+
     var isHeld: Bool {
-        !resigned.load(ordering: .acquiring) && connection.isOpen && consumer.channel.isOpen
+        !resigned.load(ordering: .acquiring) && !ended.load(ordering: .acquiring) && connection.isOpen
+            && consumer.channel.isOpen
     }
 
     func waitUntilEnded() async {
@@ -68,6 +85,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
                 do { for try await _ in self.consumer {} } catch {}
             }
             await group.next()
+            self.ended.store(true, ordering: .releasing)
             // Whatever ended it, nothing more goes out with this term; the close also ends the other watcher (a
             // connection's close does not heed cancellation).
             await self.connection.close()
@@ -91,7 +109,14 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
                 properties: message.properties)
         } catch let error as AMQPError where !connection.isOpen {
             throw WarrenError(
-                .leadershipLost, "the leadership of '\(election)' ended before the broker confirmed: \(error)")
+                .leadershipLost,
+                "the leadership of '\(election)' ended before the broker confirmed (the message may or may not have been enqueued): \(error)"
+            )
+        } catch {
+            // A channel error (a missing exchange) closed the term's only publishing channel: end the term rather than
+            // hold a leadership that can publish nothing; the process campaigns again on a new connection.
+            if !publisher.isOpen { await connection.close() }
+            throw error
         }
     }
 
@@ -107,20 +132,40 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
             throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
         }
         let channel = try await connection.openChannel()
-        for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {
-            try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int64(1)])
+        do {
+            for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {
+                try await channel.queueDeclare(queue, durable: true, arguments: Self.stateQueueArguments)
+            }
+        } catch {
+            try? await channel.close()
+            throw error
         }
         try? await channel.close()
     }
 
+    /// A schedule's state queues keep the newest message only (a policy must not set another overflow, a TTL or an
+    /// expiry on `warren.schedule.*`: docs/scheduling.md).
+    static let stateQueueArguments: AMQPTable = ["x-max-length": .int64(1), "x-overflow": .string("drop-head")]
+
     func scheduleState(_ name: String) async throws -> ScheduleState {
         let channel = try await connection.openChannel()
-        // The message stays where it is: it is not acknowledged, and closing the channel returns it to the queue.
-        let last = try await channel.get(queue: LeadershipNames.lastTickQueue(name), noAck: false)
-        let paused = try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0
+        let last: AMQPGetResult?
+        let paused: Bool
+        do {
+            // The message stays where it is: it is not acknowledged, and closing the channel returns it to the queue.
+            last = try await channel.get(queue: LeadershipNames.lastTickQueue(name), noAck: false)
+            paused = try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         try? await channel.close()
-        let tick = last?.delivery.properties.headers?[ScheduleHeader.scheduledFor].flatMap(\.int64Value)
-        return ScheduleState(lastTick: tick, paused: paused)
+        // Only a record of this schedule counts (anyone allowed to publish to the default exchange could put another).
+        let headers = last?.delivery.properties.headers ?? [:]
+        guard headers[ScheduleHeader.schedule]?.stringValue == name else {
+            return ScheduleState(lastTick: nil, paused: paused)
+        }
+        return ScheduleState(lastTick: headers[ScheduleHeader.scheduledFor].flatMap(\.int64Value), paused: paused)
     }
 
     func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {

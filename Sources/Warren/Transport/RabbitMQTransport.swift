@@ -437,7 +437,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         let channel = try await ready().connection.openChannel()
         let queue = LeadershipNames.pauseQueue(schedule)
         do {
-            try await channel.queueDeclare(queue, durable: true, arguments: ["x-max-length": .int64(1)])
+            try await channel.queueDeclare(
+                queue, durable: true, arguments: RabbitMQLeadershipTerm.stateQueueArguments)
             if paused {
                 try await channel.enableConfirms()
                 try await channel.publish(
