@@ -6,22 +6,6 @@ import WarrenTestSupport
 
 @_spi(WarrenTransport) @testable import Warren
 
-private struct Tick: WarrenMessage {
-    static let messageType = "test.tick"
-    var at: Date
-}
-
-/// Runs `body` beside the services, then cancels them and waits for their ends.
-private func whileRunning(
-    _ services: [@Sendable () async throws -> Void], _ body: () async throws -> Void
-) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        for service in services { group.addTask { try await service() } }
-        defer { group.cancelAll() }
-        try await body()
-    }
-}
-
 @Suite("Leader election and the scheduler on RabbitMQ", .serialized, .tags(.broker), .needs(.broker))
 struct LeaderElectionBrokerTests {
     func transport(_ name: String) async throws -> RabbitMQTransport {
@@ -69,14 +53,14 @@ struct LeaderElectionBrokerTests {
         try await whileRunning([{ try await election.run() }]) {
             try await held.wait { $0 != nil }
             let leadership = try #require(held.update { $0 })
-            try await leadership.publish(Tick(at: Date()), to: .queue(queue), messageID: "while-leading")
+            try await leadership.publish(TestTick(at: Date()), to: .queue(queue), messageID: "while-leading")
             // The broker cancels the exclusive consumer with its queue: the term is over.
             try await withChannel { channel in
                 _ = try await channel.queueDelete(LeadershipNames.electionQueue(work))
             }
             guard try await eventually({ !leadership.isHeld }) else { throw TestFailure("still held") }
             await #expect(throws: (any Error).self) {
-                try await leadership.publish(Tick(at: Date()), to: .queue(queue), messageID: "after")
+                try await leadership.publish(TestTick(at: Date()), to: .queue(queue), messageID: "after")
             }
         }
         try await withChannel { channel in
@@ -89,7 +73,7 @@ struct LeaderElectionBrokerTests {
     @Test func ticksGoOnAcrossALeaderChangeWithoutARepeatAndStopWhilePaused() async throws {
         let scope = TestBroker.uniqueName("sched")
         let queue = TestBroker.uniqueName("ticks")
-        let job = try RecurringJob("tick", schedule: .every(.seconds(1)), queue: queue) { Tick(at: $0) }
+        let job = try RecurringJob("tick", schedule: .every(.seconds(1)), queue: queue) { TestTick(at: $0) }
         let state = Scheduler.stateName(of: "tick", scope: scope)
         let first = try Scheduler(
             jobs: [job], transport: try await transport("s1"), scope: scope, campaignInterval: .milliseconds(200),

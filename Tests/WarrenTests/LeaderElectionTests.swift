@@ -6,22 +6,6 @@ import WarrenTestSupport
 
 @_spi(WarrenTransport) @testable import Warren
 
-private struct Tick: WarrenMessage {
-    static let messageType = "test.tick"
-    var at: Date
-}
-
-/// Runs `body` beside the services, then cancels them and waits for their ends.
-private func whileRunning(
-    _ services: [@Sendable () async throws -> Void], _ body: () async throws -> Void
-) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        for service in services { group.addTask { try await service() } }
-        defer { group.cancelAll() }
-        try await body()
-    }
-}
-
 @Suite("Leader election and the scheduler, in memory")
 struct LeaderElectionTests {
     @Test func oneLeadsTheOtherStandsByAndTakesOverWhenTheTermEnds() async throws {
@@ -64,12 +48,12 @@ struct LeaderElectionTests {
         try await whileRunning([{ try await election.run() }]) {
             try await held.wait { $0 != nil }
             let leadership = try #require(held.update { $0 })
-            try await leadership.publish(Tick(at: Date()), to: .queue("ticks"), messageID: "before")
+            try await leadership.publish(TestTick(at: Date()), to: .queue("ticks"), messageID: "before")
             #expect(transport.peek("ticks").map(\.properties.messageID) == ["before"])
             transport.endLeadership(of: "fenced")
             #expect(!leadership.isHeld)
             await #expect(throws: WarrenError.self) {
-                try await leadership.publish(Tick(at: Date()), to: .queue("ticks"), messageID: "after")
+                try await leadership.publish(TestTick(at: Date()), to: .queue("ticks"), messageID: "after")
             }
             #expect(transport.peek("ticks").map(\.properties.messageID) == ["before"])
         }
@@ -80,7 +64,7 @@ struct LeaderElectionTests {
         for name in ["", "has space", "slash/no", String(repeating: "a", count: 121), "ünïcode"] {
             #expect(throws: WarrenError.self) { try LeaderElection(work: name, transport: transport) { _ in } }
             #expect(throws: WarrenError.self) {
-                try RecurringJob(name, schedule: .every(.seconds(1)), queue: "q") { Tick(at: $0) }
+                try RecurringJob(name, schedule: .every(.seconds(1)), queue: "q") { TestTick(at: $0) }
             }
         }
         #expect(throws: WarrenError.self) {
@@ -91,7 +75,7 @@ struct LeaderElectionTests {
 
     @Test func theLeaderPublishesOneRunPerTickRecordsItAndSkipsWhilePaused() async throws {
         let transport = InMemoryTransport()
-        let job = try RecurringJob("ping", schedule: .every(.seconds(1)), queue: "pings") { Tick(at: $0) }
+        let job = try RecurringJob("ping", schedule: .every(.seconds(1)), queue: "pings") { TestTick(at: $0) }
         let scheduler = try Scheduler(jobs: [job], transport: transport, campaignInterval: .milliseconds(20))
         try await whileRunning([{ try await scheduler.run() }]) {
             guard try await eventually(timeout: .seconds(10), { transport.peek("pings").count >= 2 }) else {
@@ -129,7 +113,7 @@ struct LeaderElectionTests {
     @Test func aNewLeaderGoesOnFromTheLastRecordedTick() async throws {
         let transport = InMemoryTransport()
         let job = try RecurringJob("resume", schedule: .every(.seconds(1)), queue: "r", missedTicks: .runAll) {
-            Tick(at: $0)
+            TestTick(at: $0)
         }
         // A previous leader's last tick, 5 s ago: 5 ticks are due, all within the misfire threshold.
         let now = Int64(Date().timeIntervalSince1970)

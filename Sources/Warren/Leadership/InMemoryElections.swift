@@ -15,9 +15,7 @@ final class InMemoryElections: Sendable {
     func campaign(
         _ election: String, publish: @escaping @Sendable (OutboundMessage) async throws -> Void
     ) throws -> (any LeadershipTerm)? {
-        guard LeadershipNames.isValid(election) else {
-            throw WarrenError(.invalidConfiguration, "an election's name must be 1–120 of [A-Za-z0-9._-]: \(election)")
-        }
+        try LeadershipNames.check(election, as: "an election's name")
         let id: Int? = state.update { state in
             guard state.holders[election] == nil else { return nil }
             defer { state.nextTerm += 1 }
@@ -71,9 +69,7 @@ final class InMemoryElections: Sendable {
         func resign() async { elections.end(election, term: id) }
 
         func prepareSchedule(_ name: String) async throws {
-            guard LeadershipNames.isValid(name) else {
-                throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
-            }
+            try LeadershipNames.check(name, as: "a schedule's name")
         }
 
         func scheduleState(_ name: String) async throws -> ScheduleState { elections.scheduleState(name) }

@@ -93,13 +93,9 @@ public final class LeaderElection: Service, Sendable {
         lead: @escaping @Sendable (Leadership) async throws -> Void
     ) throws(WarrenError) {
         let election = scope.map { "\(work).\($0)" } ?? work
-        guard LeadershipNames.isValid(work), scope.map(LeadershipNames.isValid) ?? true,
-            LeadershipNames.isValid(election)
-        else {
-            throw WarrenError(
-                .invalidConfiguration, "a leader election's work and scope must be 1–120 of [A-Za-z0-9._-]: \(election)"
-            )
-        }
+        try LeadershipNames.check(work, as: "a leader election's work")
+        if let scope { try LeadershipNames.check(scope, as: "a leader election's scope") }
+        try LeadershipNames.check(election, as: "a leader election's work and scope together")
         guard campaignInterval > .zero else {
             throw WarrenError(.invalidConfiguration, "a campaign interval must be positive: \(campaignInterval)")
         }

@@ -52,6 +52,14 @@ enum LeadershipNames {
     /// The queue whose one message, when there is one, pauses schedule `name`.
     static func pauseQueue(_ name: String) -> String { "warren.schedule.\(name).paused" }
 
+    /// Throws ``WarrenError/Code/invalidConfiguration`` unless `name` ``isValid(_:)``; `what` names it in the error
+    /// ("a schedule's name").
+    static func check(_ name: String, as what: String) throws(WarrenError) {
+        guard isValid(name) else {
+            throw WarrenError(.invalidConfiguration, "\(what) must be 1–120 of [A-Za-z0-9._-]: '\(name)'")
+        }
+    }
+
     /// Whether `name` is fit for an election's or a schedule's name: 1–120 characters of letters, digits, `.`, `_`,
     /// `-` (it becomes part of queue names).
     static func isValid(_ name: String) -> Bool {

@@ -56,9 +56,7 @@ public struct RecurringJob: Sendable {
         _ name: String, schedule: Schedule, queue: String, missedTicks: MissedTickPolicy = .runOnce,
         misfireThreshold: Duration = .seconds(60), message: @escaping @Sendable (_ scheduledFor: Date) -> M
     ) throws(WarrenError) {
-        guard LeadershipNames.isValid(name) else {
-            throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
-        }
+        try LeadershipNames.check(name, as: "a schedule's name")
         guard !queue.isEmpty, queue.utf8.count <= 255 else {
             throw WarrenError(.invalidConfiguration, "schedule '\(name)' needs a queue name of 1–255 bytes")
         }

@@ -48,10 +48,8 @@ public final class Scheduler: Service, Sendable {
         for job in jobs where !names.insert(job.name).inserted {
             throw WarrenError(.invalidConfiguration, "two recurring jobs are named '\(job.name)'")
         }
-        for job in jobs where !LeadershipNames.isValid(Self.stateName(of: job.name, scope: scope)) {
-            throw WarrenError(
-                .invalidConfiguration,
-                "'\(Self.stateName(of: job.name, scope: scope))' (scope and job name) must be 1–120 of [A-Za-z0-9._-]")
+        for job in jobs {
+            try LeadershipNames.check(Self.stateName(of: job.name, scope: scope), as: "a scope and job name together")
         }
         self.jobs = jobs
         self.logger = logger

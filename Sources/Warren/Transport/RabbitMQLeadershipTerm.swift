@@ -32,9 +32,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     static func campaign(
         _ election: String, endpoints: [AMQPEndpoint], connectionName: String, logger: Logger
     ) async throws -> RabbitMQLeadershipTerm? {
-        guard LeadershipNames.isValid(election) else {
-            throw WarrenError(.invalidConfiguration, "an election's name must be 1–120 of [A-Za-z0-9._-]: \(election)")
-        }
+        try LeadershipNames.check(election, as: "an election's name")
         // A bounded heartbeat on the term's connection, whatever the transport's: without one, a frozen or cut-off
         // leader would hold the queue until TCP gives up (hours), and no standby could take over.
         let maximumHeartbeat = Self.maximumHeartbeat
@@ -128,9 +126,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     // MARK: Schedules
 
     func prepareSchedule(_ name: String) async throws {
-        guard LeadershipNames.isValid(name) else {
-            throw WarrenError(.invalidConfiguration, "a schedule's name must be 1–120 of [A-Za-z0-9._-]: \(name)")
-        }
+        try LeadershipNames.check(name, as: "a schedule's name")
         let channel = try await connection.openChannel()
         do {
             for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {

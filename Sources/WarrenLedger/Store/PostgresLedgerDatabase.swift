@@ -52,6 +52,9 @@
             self.client = client
             self.logger = logger
             serverCheck = Mutex((server, false))
+            // The pool's loop lives as long as the store, which hosts use outside any service too (the CLI, the
+            // report-api's reads, tests): every query awaits it, and ``close()`` cancels and awaits it. (Issue 29
+            // asks for it to run inside the owning service's run(); that is still open.)
             running = Task { await client.run() }
         }
 
