@@ -63,8 +63,7 @@ public struct MessageContext: Sendable {
         if let traceID { logger[metadataKey: "trace_id"] = "\(traceID)" }
         if let spanID { logger[metadataKey: "span_id"] = "\(spanID)" }
         if let schedule {
-            logger[metadataKey: "schedule"] = "\(schedule.name)"
-            logger[metadataKey: "scheduled_for"] = "\(schedule.scheduledFor.formatted(.iso8601))"
+            for (key, value) in schedule.logMetadata { logger[metadataKey: key] = value }
         }
         return logger
     }
@@ -92,6 +91,16 @@ public struct ScheduledRun: Sendable, Hashable {
         self.name = name
         self.scheduledFor = Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000)
         self.isManual = headers[ScheduleHeader.manual].map { $0 == .bool(true) } ?? false
+    }
+
+    /// What a log line about the run carries: `schedule`, `scheduled_for` (ISO 8601), and `manual` for a run started
+    /// by hand.
+    var logMetadata: Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "schedule": "\(name)", "scheduled_for": "\(scheduledFor.formatted(.iso8601))",
+        ]
+        if isManual { metadata["manual"] = .stringConvertible(true) }
+        return metadata
     }
 }
 

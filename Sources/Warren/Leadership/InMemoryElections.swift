@@ -62,7 +62,7 @@ final class InMemoryElections: Sendable {
         func waitUntilEnded() async { await elections.waitUntilEnded(election, term: id) }
 
         func publish(_ message: OutboundMessage) async throws {
-            guard isHeld else { throw RabbitMQLeadershipTerm.ended(election) }
+            guard isHeld else { throw WarrenError.leadershipEnded(election) }
             try await deliver(message)
         }
 
@@ -74,9 +74,11 @@ final class InMemoryElections: Sendable {
 
         func scheduleState(_ name: String) async throws -> ScheduleState { elections.scheduleState(name) }
 
+        func isPaused(_ name: String) async throws -> Bool { elections.scheduleState(name).paused }
+
         func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {
             if let message { try await publish(message) }
-            guard isHeld else { throw RabbitMQLeadershipTerm.ended(election) }
+            guard isHeld else { throw WarrenError.leadershipEnded(election) }
             elections.record(tick: scheduledFor, schedule: name)
         }
     }

@@ -23,6 +23,8 @@ public protocol LeadershipTerm: Sendable {
     func prepareSchedule(_ name: String) async throws
     /// The state of the schedule `name` that the terms before this one left, for its next tick.
     func scheduleState(_ name: String) async throws -> ScheduleState
+    /// Whether an operator paused the schedule `name` now (what the leader asks before each tick).
+    func isPaused(_ name: String) async throws -> Bool
     /// Publishes a tick of schedule `name` — `message` goes to its queue — and records `scheduledFor` (Unix ms) as its
     /// last tick in the same step, so that the next leader neither repeats nor loses it. With `message` `nil`, only
     /// records the tick (a tick skipped while paused).
@@ -40,6 +42,13 @@ public struct ScheduleState: Sendable, Equatable {
     public init(lastTick: Int64?, paused: Bool) {
         self.lastTick = lastTick
         self.paused = paused
+    }
+}
+
+extension WarrenError {
+    /// A term's leadership has ended: what it would publish does not go out.
+    static func leadershipEnded(_ election: String) -> WarrenError {
+        WarrenError(.leadershipLost, "the leadership of '\(election)' has ended")
     }
 }
 

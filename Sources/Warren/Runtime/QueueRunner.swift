@@ -485,8 +485,11 @@ struct QueueRunner: Sendable {
             messageType: properties.warrenMessageType, queue: queue,
             attempt: attempt, outcome: outcome, duration: duration, queueWait: wait, error: failure?.summary,
             duplicate: duplicate)
-        // A scheduled run's settlement is one line at info even when it succeeds: an operator follows each run.
-        let scheduled = properties.headers.flatMap(ScheduledRun.init(headers:))
+        // A scheduled run's settlement is one line at info even when it succeeds: an operator follows each run. (An
+        // ack that would not be logged even at info does not look at the headers: the per-delivery path.)
+        var ackLogsOnlyAtDebug = false
+        if case .acked = outcome { ackLogsOnlyAtDebug = logger.logLevel > .info }
+        let scheduled = ackLogsOnlyAtDebug ? nil : properties.headers.flatMap(ScheduledRun.init(headers:))
         let level: Logger.Level =
             switch outcome {
             case .acked: scheduled == nil ? .debug : .info
@@ -510,11 +513,7 @@ struct QueueRunner: Sendable {
                 metadata["queue_wait_source"] = "amqp_timestamp"
             }
             if duplicate { metadata["duplicate"] = .stringConvertible(true) }
-            if let scheduled {
-                metadata["schedule"] = "\(scheduled.name)"
-                metadata["scheduled_for"] = "\(scheduled.scheduledFor.formatted(.iso8601))"
-                if scheduled.isManual { metadata["manual"] = .stringConvertible(true) }
-            }
+            if let scheduled { metadata.merge(scheduled.logMetadata) { $1 } }
             if let traceID = trace?.traceID { metadata["trace_id"] = "\(traceID)" }
             if let spanID = trace?.spanID { metadata["span_id"] = "\(spanID)" }
             if let error = event.error { metadata["error"] = "\(error)" }

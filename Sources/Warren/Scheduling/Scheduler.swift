@@ -164,7 +164,7 @@ public final class Scheduler: Service, Sendable {
                         "through": .string(Self.iso(latest)),
                     ])
             }
-            let paused = try await term.scheduleState(stateName).paused
+            let paused = try await term.isPaused(stateName)
             if paused {
                 try await term.publishTick(nil, schedule: stateName, scheduledFor: latest * 1000)
                 skipped.increment(by: due.runs.count)

@@ -92,7 +92,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     }
 
     func publish(_ message: OutboundMessage) async throws {
-        guard isHeld else { throw Self.ended(election) }
+        guard isHeld else { throw WarrenError.leadershipEnded(election) }
         let exchange: String
         let routingKey: String
         switch message.destination {
@@ -127,16 +127,11 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
 
     func prepareSchedule(_ name: String) async throws {
         try LeadershipNames.check(name, as: "a schedule's name")
-        let channel = try await connection.openChannel()
-        do {
+        try await onOwnChannel { channel in
             for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {
                 try await channel.queueDeclare(queue, durable: true, arguments: Self.stateQueueArguments)
             }
-        } catch {
-            try? await channel.close()
-            throw error
         }
-        try? await channel.close()
     }
 
     /// A schedule's state queues keep the newest message only (a policy must not set another overflow, a TTL or an
@@ -144,24 +139,37 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     static let stateQueueArguments: AMQPTable = ["x-max-length": .int64(1), "x-overflow": .string("drop-head")]
 
     func scheduleState(_ name: String) async throws -> ScheduleState {
-        let channel = try await connection.openChannel()
-        let last: AMQPGetResult?
-        let paused: Bool
-        do {
+        let (last, paused) = try await onOwnChannel { channel in
             // The message stays where it is: it is not acknowledged, and closing the channel returns it to the queue.
-            last = try await channel.get(queue: LeadershipNames.lastTickQueue(name), noAck: false)
-            paused = try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0
-        } catch {
-            try? await channel.close()
-            throw error
+            let last = try await channel.get(queue: LeadershipNames.lastTickQueue(name), noAck: false)
+            return (last, try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0)
         }
-        try? await channel.close()
         // Only a record of this schedule counts (anyone allowed to publish to the default exchange could put another).
         let headers = last?.delivery.properties.headers ?? [:]
         guard headers[ScheduleHeader.schedule]?.stringValue == name else {
             return ScheduleState(lastTick: nil, paused: paused)
         }
         return ScheduleState(lastTick: headers[ScheduleHeader.scheduledFor].flatMap(\.int64Value), paused: paused)
+    }
+
+    func isPaused(_ name: String) async throws -> Bool {
+        try await onOwnChannel { channel in
+            try await channel.queueStatus(LeadershipNames.pauseQueue(name)).messageCount > 0
+        }
+    }
+
+    /// Runs `body` on a channel of its own, closed afterwards whatever happens (a failed declare or passive declare
+    /// closes it on the broker's side; a failure of another kind would leave it open).
+    private func onOwnChannel<T: Sendable>(_ body: (AMQPChannel) async throws -> T) async throws -> T {
+        let channel = try await connection.openChannel()
+        do {
+            let value = try await body(channel)
+            try? await channel.close()
+            return value
+        } catch {
+            try? await channel.close()
+            throw error
+        }
     }
 
     func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {
@@ -177,9 +185,5 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
                 headers: [ScheduleHeader.scheduledFor: .int64(scheduledFor), ScheduleHeader.schedule: .string(name)],
                 deliveryMode: .persistent, timestamp: Date()))
         try await publish(record)
-    }
-
-    static func ended(_ election: String) -> WarrenError {
-        WarrenError(.leadershipLost, "the leadership of '\(election)' has ended")
     }
 }
