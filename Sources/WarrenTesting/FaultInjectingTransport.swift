@@ -26,12 +26,15 @@ public final class FaultInjectingTransport: WarrenTransport {
         case deadLetters(queue: String)
         /// An exchange (events, a follow-up published to an exchange).
         case exchange(String)
+        /// A queue, at a time: a message due later (``Destination/due(queue:at:)``).
+        case due(queue: String)
 
         init(_ destination: Destination) {
             switch destination {
             case .queue(let queue): self = .queue(queue)
             case .delay(let queue, _): self = .retry(queue: queue)
             case .deadLetters(let queue): self = .deadLetters(queue: queue)
+            case .due(let queue, _): self = .due(queue: queue)
             case .exchange(let exchange, _), .broadcast(let exchange, _): self = .exchange(exchange)
             }
         }
@@ -42,6 +45,7 @@ public final class FaultInjectingTransport: WarrenTransport {
             case .retry(let queue): "retry of \(queue)"
             case .deadLetters(let queue): "dead letters of \(queue)"
             case .exchange(let exchange): "exchange \(exchange)"
+            case .due(let queue): "queue \(queue) at a time"
             }
         }
     }

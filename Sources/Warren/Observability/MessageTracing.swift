@@ -171,7 +171,7 @@ enum MessagingSpan {
         case .queue(let queue): ("", queue)
         case .exchange(let exchange, let routingKey): (exchange, routingKey)
         case .broadcast(let exchange, let routingKey): (exchange, routingKey)
-        case .delay(let queue, _): ("", queue)
+        case .delay(let queue, _), .due(let queue, _): ("", queue)
         case .deadLetters(let queue): ("", queue)
         }
     }

@@ -99,6 +99,58 @@ public struct WarrenPublisher: Sendable {
         return messageID
     }
 
+    /// Publishes `message` to be delivered into a queue at `dueTime`, and returns its message id once the transport
+    /// confirmed it: a job at a time, with no plugin (on RabbitMQ the levels of a ``DelayCascade``, which the first
+    /// such publish declares). The message reaches its queue no earlier than `dueTime` and about a second later at
+    /// most (the delay is counted in whole seconds, rounded up); a due time now or past sends it straight in. It
+    /// carries `dueTime` in its `x-warren-due-at` header (milliseconds), and its `published` event carries
+    /// `due_at_ms`: a ledger shows it `pending` until then.
+    /// - Parameters:
+    ///   - destination: `.queue(name)`; the queue must exist (declare it with ``declare(queue:retry:)``).
+    ///   - dueTime: at most ``DelayCascade/maximumDelay`` (776 days) from now.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a destination other than a queue, a due time too far
+    ///   ahead, or a queue name a topic routing key cannot carry (``DelayCascade/problem(withQueue:)``); otherwise
+    ///   what ``publish(_:to:messageID:correlationID:causationID:headers:)`` throws.
+    @discardableResult
+    public func publish<M: WarrenMessage>(
+        _ message: M, to destination: Destination, at dueTime: Date, messageID: String = Self.newMessageID(),
+        correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
+    ) async throws -> String {
+        try await publish(
+            message, to: try Self.due(destination, at: dueTime), messageID: messageID, correlationID: correlationID,
+            causationID: causationID, headers: headers)
+    }
+
+    /// Publishes `message` to be delivered into a queue once `delay` has passed: ``publish(_:to:at:messageID:correlationID:causationID:headers:)``
+    /// at now + `delay`.
+    @discardableResult
+    public func publish<M: WarrenMessage>(
+        _ message: M, to destination: Destination, after delay: Duration, messageID: String = Self.newMessageID(),
+        correlationID: String? = nil, causationID: String? = nil, headers: AMQPTable = [:]
+    ) async throws -> String {
+        try await publish(
+            message, to: destination, at: try Self.dueTime(after: delay), messageID: messageID,
+            correlationID: correlationID, causationID: causationID, headers: headers)
+    }
+
+    /// `destination` due at `dueTime`, checked.
+    static func due(_ destination: Destination, at dueTime: Date) throws -> Destination {
+        guard case .queue(let queue) = destination else {
+            throw WarrenError(
+                .invalidConfiguration,
+                "a message due at a time goes into a queue (.queue(name)); \(destination) is not one")
+        }
+        _ = try DelayCascade.steps(toQueue: queue, at: dueTime)
+        return .due(queue: queue, at: dueTime)
+    }
+
+    /// Now + `delay`, for a delay the cascade can hold.
+    static func dueTime(after delay: Duration) throws -> Date {
+        _ = try DelayCascade.steps(for: delay)
+        let (seconds, attoseconds) = delay.components
+        return Date().addingTimeInterval(TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18)
+    }
+
     /// A producer span for publishing `count` messages to `destination`, a child of the current context.
     private func producerSpan(
         _ tracer: any Tracer, to destination: Destination, messageID: String?, correlationID: String?, count: Int
@@ -190,6 +242,9 @@ public struct WarrenPublisher: Sendable {
         }
         let now = Date()
         headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000))
+        if case .due(_, let dueTime) = destination, let dueAt = UnixMilliseconds.from(dueTime) {
+            headers[WarrenHeader.dueAt] = .int64(dueAt)
+        }
         let properties = AMQPProperties(
             contentType: codec.contentType, headers: headers, deliveryMode: .persistent,
             correlationID: correlationID, messageID: messageID, timestamp: now, type: M.messageType, appID: appID)
@@ -211,5 +266,23 @@ extension MessageContext {
         return try await publisher.publish(
             message, to: destination, correlationID: correlationID ?? messageID, causationID: messageID,
             headers: headers)
+    }
+
+    /// Publishes a follow-up message due into a queue at `dueTime`, correlated as
+    /// ``publish(_:to:headers:)`` does; see ``WarrenPublisher/publish(_:to:at:messageID:correlationID:causationID:headers:)``
+    /// for the precision and what it throws.
+    @discardableResult
+    public func publish<M: WarrenMessage>(
+        _ message: M, to destination: Destination, at dueTime: Date, headers: AMQPTable = [:]
+    ) async throws -> String {
+        try await publish(message, to: try WarrenPublisher.due(destination, at: dueTime), headers: headers)
+    }
+
+    /// Publishes a follow-up message due into a queue once `delay` has passed.
+    @discardableResult
+    public func publish<M: WarrenMessage>(
+        _ message: M, to destination: Destination, after delay: Duration, headers: AMQPTable = [:]
+    ) async throws -> String {
+        try await publish(message, to: destination, at: try WarrenPublisher.dueTime(after: delay), headers: headers)
     }
 }

@@ -9,6 +9,9 @@ final class TopologyDeclarer: Sendable {
     private let queueType: WarrenTopology.QueueType
     private let declared = Mutex<Set<String>>([])
     private let delays = Mutex<[String: Set<Duration>]>([:])
+    /// The delay cascades declared, and the queues bound to their delivery exchanges, by this process.
+    private let cascades = Mutex<Set<DelayCascade>>([])
+    private let dueQueues = Mutex<Set<String>>([])
 
     init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
         channel = try await connection.openChannel()
@@ -44,6 +47,44 @@ final class TopologyDeclarer: Sendable {
         try await declareQueue(name, arguments: topology.delayQueueArguments(for: delay))
         delays.withLock { _ = $0[queue, default: []].insert(delay) }
         if updateManifest { try await publishManifest(for: queue) }
+    }
+
+    /// Declares `cascade`'s levels unless this process already did, and binds `queue` to its delivery exchange.
+    /// - Throws: a channel error (404) when `queue` does not exist.
+    func ensureCascade(_ cascade: DelayCascade, deliveringTo queue: String) async throws {
+        if !cascades.withLock({ $0.contains(cascade) }) {
+            try await declareCascade(cascade)
+            cascades.withLock { _ = $0.insert(cascade) }
+        }
+        let key = "\(cascade.prefix) \(queue)"
+        guard !dueQueues.withLock({ $0.contains(key) }) else { return }
+        try await channel.queueBind(
+            queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
+        dueQueues.withLock { _ = $0.insert(key) }
+    }
+
+    /// Level 0 first, so that each level's "0" binding finds the exchange below it declared.
+    private func declareCascade(_ cascade: DelayCascade) async throws {
+        let queueType: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
+        try await channel.exchangeDeclare(cascade.unroutedQueue, type: .fanout, durable: true)
+        try await declareQueue(cascade.unroutedQueue, arguments: queueType)
+        try await channel.queueBind(cascade.unroutedQueue, exchange: cascade.unroutedQueue)
+        try await channel.exchangeDeclare(
+            cascade.deliveryExchange, type: .topic, durable: true,
+            arguments: ["alternate-exchange": .string(cascade.unroutedQueue)])
+        for level in 0..<DelayCascade.levelCount {
+            let name = cascade.level(level)
+            let next = level == 0 ? cascade.deliveryExchange : cascade.level(level - 1)
+            try await channel.exchangeDeclare(name, type: .topic, durable: true)
+            var arguments = queueType
+            arguments["x-message-ttl"] = .int64(cascade.holdMilliseconds(ofLevel: level))
+            arguments["x-dead-letter-exchange"] = .string(next)
+            try await declareQueue(name, arguments: arguments)
+            try await channel.queueBind(
+                name, exchange: name, routingKey: DelayCascade.bindingKey(level: level, bit: "1"))
+            try await channel.exchangeBind(
+                destination: next, source: name, routingKey: DelayCascade.bindingKey(level: level, bit: "0"))
+        }
     }
 
     /// Replaces the work queue's manifest (its manifest queue keeps only the latest message).

@@ -72,6 +72,8 @@ public enum WarrenHeader {
     public static let messageType = "x-warren-type"
     /// When a ``WarrenPublisher`` published the message, ms since the epoch (the AMQP timestamp has whole seconds only).
     public static let publishedAt = "x-warren-published-at"
+    /// When a message published due at a time (``Destination/due(queue:at:)``) is due, in milliseconds since 1970.
+    public static let dueAt = "x-warren-due-at"
     /// A replayed dead letter's first ``publishedAt``: a replay starts the queue-wait clock again.
     public static let originalPublishedAt = "x-warren-original-published-at"
     /// On a replayed copy: the id of the replay request that sent it (a dashboard's, or `warren dlx replay`'s).

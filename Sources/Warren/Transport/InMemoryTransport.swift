@@ -47,7 +47,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     }
 
     /// Puts a message where `destination` says, as a publisher's would arrive (in a test: any bytes and properties,
-    /// without waiting for a worker). Returns at once; never throws.
+    /// without waiting for a worker). Returns at once.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a ``Destination/due(queue:at:)`` the broker's cascade
+    ///   would refuse (too far ahead, a queue name it cannot route to); nothing else.
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let message = StoredMessage(
             body: body, properties: properties, redelivered: false, exchange: "", routingKey: "")
@@ -65,15 +67,24 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             }
         case .delay(let queue, let delay):
             // Like a delay queue's TTL: the message comes back to the queue (through the default exchange).
-            state.withLock { $0.pendingDelays += 1 }
-            let deadline = clock.now.advanced(by: delay)
-            // The broker's TTL timer, played by the transport: nobody awaits it; it ends when the clock passes the
-            // deadline (a `ManualClock` advanced by the test, or real time), and `delayedCount` tells a test it waits.
-            Task { [self] in
-                try? await clock.sleep(until: deadline, tolerance: nil)
-                enqueue(with(message, exchange: "", routingKey: queue), into: queue)
-                state.withLock { $0.pendingDelays -= 1 }
-            }
+            enqueue(message, into: queue, after: delay)
+        case .due(let queue, let dueTime):
+            // As the broker's cascade would: the delay (whole seconds, rounded up) counts from now, on `clock`.
+            let steps = try DelayCascade.steps(toQueue: queue, at: dueTime)
+            guard steps > 0 else { return enqueue(with(message, exchange: "", routingKey: queue), into: queue) }
+            enqueue(message, into: queue, after: .seconds(steps))
+        }
+    }
+
+    private func enqueue(_ message: StoredMessage, into queue: String, after delay: Duration) {
+        state.withLock { $0.pendingDelays += 1 }
+        let deadline = clock.now.advanced(by: delay)
+        // The broker's TTL timer, played by the transport: nobody awaits it; it ends when the clock passes the
+        // deadline (a `ManualClock` advanced by the test, or real time), and `delayedCount` tells a test it waits.
+        Task { [self] in
+            try? await clock.sleep(until: deadline, tolerance: nil)
+            enqueue(with(message, exchange: "", routingKey: queue), into: queue)
+            state.withLock { $0.pendingDelays -= 1 }
         }
     }
 
@@ -145,7 +156,7 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         state.withLock { Array($0.queues[queue]?.ready ?? []) }
     }
 
-    /// Messages waiting out a retry delay.
+    /// Messages waiting out a retry delay or their due time.
     public var delayedCount: Int { state.withLock { $0.pendingDelays } }
 
     // MARK: Internals

@@ -98,7 +98,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
         switch message.destination {
         case .queue(let queue): (exchange, routingKey) = ("", queue)
         case .exchange(let name, let key), .broadcast(let name, let key): (exchange, routingKey) = (name, key)
-        case .delay, .deadLetters:
+        case .delay, .deadLetters, .due:
             throw WarrenError(.invalidConfiguration, "a leader publishes to queues and exchanges only")
         }
         do {

@@ -29,6 +29,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     public let reconnect: RecoveryPolicy
     /// How long a publish may wait for the connection to come back before its error reaches the caller.
     public let publishRecoveryTimeout: Duration
+    /// Where messages due at a time (``Destination/due(queue:at:)``) wait: declared on the first such publish.
+    public let dueCascade: DelayCascade
     let logger: Logger
     private let state = Mutex(State())
     private let connectionUp: Gauge
@@ -89,11 +91,14 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     ///   - endpoints: the nodes to try, in order, on every (re)connection.
     ///   - reconnect: the waits between attempts while a publish waits for the connection to come back.
     ///   - publishRecoveryTimeout: how long a publish may wait for it; `.zero` reports a lost connection at once.
+    ///   - dueCascade: where messages due at a time wait (the default's exchanges and queues are `warren.due.…`).
     public init(
         endpoints: [AMQPEndpoint], connectionName: String = "warren", queueType: WarrenTopology.QueueType = .classic,
         reconnect: RecoveryPolicy = RecoveryPolicy(initialDelay: .milliseconds(200), maximumDelay: .seconds(5)),
-        publishRecoveryTimeout: Duration = .seconds(30), logger: Logger = Logger(label: "warren.rabbitmq")
+        publishRecoveryTimeout: Duration = .seconds(30), dueCascade: DelayCascade = DelayCascade(),
+        logger: Logger = Logger(label: "warren.rabbitmq")
     ) {
+        self.dueCascade = dueCascade
         self.endpoints = endpoints
         self.connectionName = connectionName
         self.queueType = queueType
@@ -261,7 +266,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let waitsForRecovery: Bool =
             switch destination {
-            case .queue, .exchange, .broadcast: publishRecoveryTimeout > .zero
+            case .queue, .exchange, .broadcast, .due: publishRecoveryTimeout > .zero
             case .delay, .deadLetters: false
             }
         let clock = ContinuousClock()
@@ -302,7 +307,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         )
     }
 
-    /// The exchange and routing key of `destination` (declaring a delay queue on first use).
+    /// The exchange and routing key of `destination` (declaring a delay queue, or the due cascade, on first use).
     private func route(_ destination: Destination, on connected: Connected) async throws -> (
         exchange: String, routingKey: String
     ) {
@@ -314,6 +319,14 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             return ("", WarrenTopology(queue: queue, queueType: queueType).delayQueue(for: delay))
         case .deadLetters(let queue):
             return (WarrenTopology.deadLetterExchange, queue)
+        case .due(let queue, let dueTime):
+            guard try DelayCascade.steps(toQueue: queue, at: dueTime) > 0 else { return ("", queue) }
+            try await connected.topology.ensureCascade(dueCascade, deliveringTo: queue)
+            // The delay is counted from now, after the declarations and any outage that held the publish: the message
+            // is not late by them.
+            let steps = try DelayCascade.steps(toQueue: queue, at: dueTime)
+            guard steps > 0 else { return ("", queue) }
+            return (dueCascade.entryExchange, DelayCascade.routingKey(steps: steps, queue: queue))
         case .exchange(let name, let key), .broadcast(let name, let key):
             return (name, key)
         }

@@ -1,3 +1,4 @@
+import Foundation
 import WarrenAMQP
 
 /// Where a worker's messages come from and where its retry and dead-letter copies go: RabbitMQ
@@ -111,6 +112,11 @@ public enum Destination: Sendable, Hashable {
     case delay(queue: String, delay: Duration)
     /// Into `queue`'s dead letters.
     case deadLetters(queue: String)
+    /// Into `queue` at `at`: the transport holds the message until then (RabbitMQ: in the levels of its
+    /// ``DelayCascade``, at most ``DelayCascade/maximumDelay`` ahead; memory: on the transport's clock). Due now or in
+    /// the past, it goes straight into `queue`. ``WarrenPublisher`` writes the due time into the message's
+    /// `x-warren-due-at` header, for the ledger.
+    case due(queue: String, at: Date)
     /// To an exchange with a routing key (RabbitMQ); the in-memory transport routes by routing key to the queue of
     /// that name.
     case exchange(String, routingKey: String)
