@@ -72,6 +72,16 @@ enum JobSQL {
     /// Schema version 7: a foreign message's approximate queue wait, in whole seconds (``WarrenEvent/queueWaitApproxS``).
     static let version7 = ["ALTER TABLE events ADD COLUMN queue_wait_approx_s BIGINT"]
 
+    /// Schema version 8: a job's due time (published due at a time) and, for a run of a recurring job, its schedule and
+    /// tick (``WarrenEvent/dueAtMs``, ``WarrenEvent/schedule``, ``WarrenEvent/scheduledForMs``).
+    static func version8(integer: String) -> [String] {
+        [
+            "ALTER TABLE jobs ADD COLUMN due_at_ms \(integer)",
+            "ALTER TABLE jobs ADD COLUMN schedule TEXT",
+            "ALTER TABLE jobs ADD COLUMN scheduled_for_ms \(integer)",
+        ]
+    }
+
     /// Schema version 4: the audit log of replays and purges (`id` is the SQLite rowid or a PostgreSQL serial: newest
     /// first is `ORDER BY id DESC`).
     static func version4(idColumn: String, integer: String) -> [String] {

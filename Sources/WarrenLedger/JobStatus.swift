@@ -62,12 +62,21 @@ public struct JobSummary: Sendable, Equatable, Codable {
     public var reason: String?
     public var lastError: String?
     public var traceID: String?
+    /// For a message published due at a time: when it is due, in milliseconds since 1970 (it stays `pending` until a
+    /// worker takes it).
+    public var dueAtMs: Int64?
+    /// For a run of a recurring job: its schedule's name, and the tick it runs for in milliseconds since 1970.
+    public var schedule: String?
+    public var scheduledForMs: Int64?
 
     public init(
         messageID: String, type: String?, queue: String, state: JobState, attempts: Int, publishedAtMs: Int64?,
         updatedAtMs: Int64, nextAttemptAtMs: Int64? = nil, reason: String? = nil, lastError: String? = nil,
-        traceID: String? = nil
+        traceID: String? = nil, dueAtMs: Int64? = nil, schedule: String? = nil, scheduledForMs: Int64? = nil
     ) {
+        self.dueAtMs = dueAtMs
+        self.schedule = schedule
+        self.scheduledForMs = scheduledForMs
         self.messageID = messageID
         self.type = type
         self.queue = queue
@@ -90,6 +99,9 @@ public struct JobSummary: Sendable, Equatable, Codable {
         case nextAttemptAtMs = "next_attempt_at_ms"
         case lastError = "last_error"
         case traceID = "trace_id"
+        case dueAtMs = "due_at_ms"
+        case schedule
+        case scheduledForMs = "scheduled_for_ms"
     }
 
     /// Absent values as `null`: one shape for every parser.
@@ -106,6 +118,9 @@ public struct JobSummary: Sendable, Equatable, Codable {
         try container.encode(reason, forKey: .reason)
         try container.encode(lastError, forKey: .lastError)
         try container.encode(traceID, forKey: .traceID)
+        try container.encode(dueAtMs, forKey: .dueAtMs)
+        try container.encode(schedule, forKey: .schedule)
+        try container.encode(scheduledForMs, forKey: .scheduledForMs)
     }
 }
 

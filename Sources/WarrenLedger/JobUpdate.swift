@@ -22,6 +22,11 @@ struct JobUpdate: Equatable {
     var reason: String?
     var lastError: String?
     var traceID: String?
+    /// When a message published due at a time is due, and the recurring job and tick a run is for: the first event
+    /// that says wins (they never change for one message id).
+    var dueAtMs: Int64?
+    var schedule: String?
+    var scheduledForMs: Int64?
 
     /// Within one millisecond: a start before the settlement of its attempt.
     static func phase(of event: WarrenEvent.Kind) -> Int {
@@ -48,6 +53,10 @@ struct JobUpdate: Equatable {
                 }()
             update.type = update.type ?? event.type
             update.traceID = update.traceID ?? event.traceID
+            update.dueAtMs = update.dueAtMs ?? event.dueAtMs
+            if update.schedule == nil, let schedule = event.schedule {
+                (update.schedule, update.scheduledForMs) = (schedule, event.scheduledForMs)
+            }
             if let error = event.error { update.lastError = error }
             update.lastEventAtMs = max(update.lastEventAtMs, event.atMs)
             if event.event == .published {

@@ -30,6 +30,36 @@ struct LedgerStorePostgresTests {
     }
 
     @Test(arguments: StoreKind.allCases)
+    func aJobDueLaterIsPendingWithItsDueTimeAndARunKeepsItsScheduleAndTick(_ kind: StoreKind) async throws {
+        try await withStore(kind) { store in
+            try await store.migrate()
+            var published = event(.published, "due", at: 1_000)
+            published.dueAtMs = 3_601_000
+            try await store.record([published])
+            var job = try #require(try await store.job(messageID: "due"))
+            #expect(job.state == .pending)
+            #expect(job.dueAtMs == 3_601_000)
+            try await store.record([event(.started, "due", attempt: 1, at: 3_601_200)])
+            job = try #require(try await store.job(messageID: "due"))
+            #expect(job.state == .running && job.dueAtMs == 3_601_000, "a later event without it keeps the due time")
+
+            // A run's start says its schedule and tick; its settlement (which may come first) says the same.
+            var ack = event(.ack, "run", attempt: 1, at: 5_050)
+            (ack.schedule, ack.scheduledForMs) = ("cleanup", 5_000)
+            var started = event(.started, "run", attempt: 1, at: 5_010)
+            (started.schedule, started.scheduledForMs) = ("cleanup", 5_000)
+            try await store.record([ack])
+            try await store.record([started, event(.published, "run", at: 5_001)])
+            job = try #require(try await store.job(messageID: "run"))
+            #expect(job.state == .succeeded)
+            #expect(job.schedule == "cleanup" && job.scheduledForMs == 5_000 && job.dueAtMs == nil)
+            let json = String(decoding: try JSONEncoder().encode(job.summary), as: UTF8.self)
+            #expect(json.contains("\"schedule\":\"cleanup\"") && json.contains("\"scheduled_for_ms\":5000"))
+            #expect(json.contains("\"due_at_ms\":null"), "absent as null: one shape for every parser")
+        }
+    }
+
+    @Test(arguments: StoreKind.allCases)
     func aJobFollowsItsLatestEventWhateverOrderTheyArriveIn(_ kind: StoreKind) async throws {
         try await withStore(kind) { store in
             try await store.migrate()

@@ -22,6 +22,7 @@ struct EventsTests {
         var retry = WarrenEvent(
             event: .retry, messageID: "m-2", type: nil, queue: "emails", attempt: 1, atMs: 5, nextAttemptAtMs: 1005)
         retry.queueWaitApproxS = 3
+        (retry.dueAtMs, retry.schedule, retry.scheduledForMs) = (900, "cleanup", 800)
         let body = WarrenEvent.encodeBatch([deadLetter, retry])
         let json = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [[String: Any]])
         #expect(json.count == 2)
@@ -37,9 +38,33 @@ struct EventsTests {
             json[1]["queue_wait_approx_s"] as? Int == 3 && json[1]["queue_wait_ms"] == nil
                 && json[0]["queue_wait_approx_s"] == nil)
         #expect(
+            json[1]["due_at_ms"] as? Int == 900 && json[1]["schedule"] as? String == "cleanup"
+                && json[1]["scheduled_for_ms"] as? Int == 800 && json[0]["schedule"] == nil)
+        #expect(
             try WarrenEvent.decodeBatch(body) == [deadLetter, retry], "Foundation reads what the fast writer wrote")
         #expect(throws: DecodingError.self) {
             try WarrenEvent.decodeBatch(Array(#"[{"schema":2,"event":"ack","queue":"q","at_ms":1}]"#.utf8))
+        }
+    }
+
+    @Test func aDueTimeAndAScheduledRunAreReadFromTheHeadersAndHostileValuesLeftOut() {
+        let table: [(AMQPTable?, Int64?, String?, Int64?)] = [
+            (nil, nil, nil, nil),
+            ([WarrenHeader.dueAt: .int64(1_800_000_000_000)], 1_800_000_000_000, nil, nil),
+            ([WarrenHeader.dueAt: .int64(.max)], nil, nil, nil),
+            ([WarrenHeader.dueAt: .int64(-1)], nil, nil, nil),
+            ([WarrenHeader.dueAt: "soon"], nil, nil, nil),
+            ([ScheduleHeader.schedule: "cleanup", ScheduleHeader.scheduledFor: .int64(5_000)], nil, "cleanup", 5_000),
+            ([ScheduleHeader.schedule: "cleanup"], nil, nil, nil),
+            ([ScheduleHeader.schedule: "", ScheduleHeader.scheduledFor: .int64(5_000)], nil, nil, nil),
+            ([ScheduleHeader.schedule: "cleanup", ScheduleHeader.scheduledFor: .int64(.min)], nil, nil, nil),
+            ([ScheduleHeader.schedule: .int64(3), ScheduleHeader.scheduledFor: .int64(5_000)], nil, nil, nil),
+        ]
+        for (headers, dueAt, schedule, scheduledFor) in table {
+            var event = WarrenEvent(event: .started, messageID: "m", type: nil, queue: "q", atMs: 1)
+            event.describeTiming(from: headers)
+            #expect(event.dueAtMs == dueAt, "\(String(describing: headers))")
+            #expect(event.schedule == schedule && event.scheduledForMs == scheduledFor, "\(String(describing: headers))")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import WarrenAMQP
 
 /// One thing that happened to a job, as workers and publishers report it to the topic exchange `warren.events`
 /// (``WarrenEventPublisher``) for a ledger to record. Schema 1, every field in snake_case on the wire (`docs/events.md`).
@@ -71,6 +72,13 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
     /// folded into it (it settled before the `started` event was sent, within one flush interval): one event instead
     /// of two for a short job.
     public var startedAtMs: Int64?
+    /// For a message published due at a time (``Destination/due(queue:at:)``): when it is due, in milliseconds since
+    /// 1970 (on `published`, from its `x-warren-due-at` header).
+    public var dueAtMs: Int64?
+    /// For a run of a recurring job: the schedule's name and the tick it runs for, in milliseconds since 1970 (from its
+    /// ``ScheduleHeader`` headers).
+    public var schedule: String?
+    public var scheduledForMs: Int64?
 
     public init(
         event: Kind, messageID: String?, type: String?, queue: String, attempt: Int? = nil, atMs: Int64,
@@ -107,6 +115,20 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         case bodyEncoding = "body_encoding"
         case bodyTruncated = "body_truncated"
         case startedAtMs = "started_at_ms"
+        case dueAtMs = "due_at_ms"
+        case schedule
+        case scheduledForMs = "scheduled_for_ms"
+    }
+
+    /// Fills in ``dueAtMs``, ``schedule`` and ``scheduledForMs`` from a message's headers, where it carries them (values
+    /// no clock gives are left out).
+    mutating func describeTiming(from headers: AMQPTable?) {
+        guard let headers else { return }
+        dueAtMs = UnixMilliseconds.from(headers[WarrenHeader.dueAt]?.int64Value)
+        if let run = ScheduledRun(headers: headers) {
+            schedule = run.name
+            scheduledForMs = UnixMilliseconds.from(run.scheduledFor)
+        }
     }
 
     /// Decodes a batch as a ledger receives it: the body of one `warren.events` message, a JSON array of events.
@@ -170,6 +192,9 @@ public struct WarrenEvent: Codable, Sendable, Equatable {
         string("host", host)
         string("trace_id", traceID)
         string("correlation_id", correlationID)
+        number("due_at_ms", dueAtMs)
+        string("schedule", schedule)
+        number("scheduled_for_ms", scheduledForMs)
         if let headers {
             key("headers")
             out.append(UInt8(ascii: "{"))

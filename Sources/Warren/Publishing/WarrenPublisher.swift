@@ -36,14 +36,15 @@ public struct WarrenPublisher: Sendable {
     private func published(_ properties: AMQPProperties, to destination: Destination) {
         guard let events else { return }
         let (exchange, routingKey) = MessagingSpan.exchangeAndRoutingKey(of: destination)
-        events.record(
-            WarrenEvent(
-                event: .published, messageID: properties.messageID, type: properties.type,
-                queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
-                atMs: Int64(Date().timeIntervalSince1970 * 1000),
-                traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(
-                    IncomingTrace.ids(ofTraceParent:))?.traceID,
-                correlationID: properties.correlationID))
+        var event = WarrenEvent(
+            event: .published, messageID: properties.messageID, type: properties.type,
+            queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
+            atMs: Int64(Date().timeIntervalSince1970 * 1000),
+            traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(
+                IncomingTrace.ids(ofTraceParent:))?.traceID,
+            correlationID: properties.correlationID)
+        event.describeTiming(from: properties.headers)
+        events.record(event)
     }
 
     /// Header carrying the id of the message whose handling caused this one.

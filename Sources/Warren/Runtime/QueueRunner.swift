@@ -549,6 +549,7 @@ struct QueueRunner: Sendable {
             queueWaitMs: wait, host: configuration.hostName, traceID: trace?.traceID,
             correlationID: properties.correlationID)
         if wait == nil { event.queueWaitApproxS = Self.approximateQueueWaitSeconds(properties, startedMs: now) }
+        event.describeTiming(from: properties.headers)
         return event
     }
 
@@ -570,6 +571,8 @@ struct QueueRunner: Sendable {
             atMs: now, queueWaitMs: settlement.queueWait?.milliseconds, durationMs: settlement.duration.milliseconds,
             error: settlement.error, host: configuration.hostName, traceID: trace?.traceID,
             correlationID: delivery.properties.correlationID)
+        // A settlement may stand for its start too (folded into it): it says what the start would have.
+        event.describeTiming(from: delivery.properties.headers)
         switch settlement.outcome {
         case .retried(let delay, _):
             event.nextAttemptAtMs = now + delay.milliseconds

@@ -95,6 +95,8 @@ extension Dashboard {
             <dt>Queue</dt><dd><a href="\(Link.to("/jobs", [("queue", job.queue)]))">\(job.queue)</a></dd>
             <dt>Attempts</dt><dd>\(job.attempts)</dd>
             <dt>Published</dt><dd>\(Format.time(job.publishedAtMs))</dd>
+            \(job.dueAtMs.map { HTML("<dt>Due</dt><dd>\(Format.time($0))</dd>") } ?? .empty)
+            \(job.schedule.map { name in HTML("<dt>Schedule</dt><dd>\(name)</dd><dt>Scheduled for</dt><dd>\(Format.time(job.scheduledForMs))</dd>") } ?? .empty)
             <dt>Last event</dt><dd>\(Format.time(job.updatedAtMs))</dd>
             \(job.nextAttemptAtMs.map { HTML("<dt>Next attempt</dt><dd>\(Format.time($0))</dd>") } ?? .empty)
             \(job.reason.map { HTML("<dt>Reason</dt><dd>\($0)</dd>") } ?? .empty)

@@ -62,6 +62,7 @@ struct LedgerSchema {
                 ]
             ),
             (7, JobSQL.version7),
+            (8, JobSQL.version8(integer: integer)),
         ]
     }
 }

@@ -197,7 +197,7 @@ public final class SQLLedgerStore: LedgerStore {
     /// with its stored row.
     private func upsertJobs(_ updates: [JobUpdate], in transaction: any LedgerTransaction) async throws {
         var values: [JobSQL.Value] = []
-        values.reserveCapacity(updates.count * 13)
+        values.reserveCapacity(updates.count * 16)
         for update in updates {
             values += [
                 .text(update.messageID), .init(update.type), .text(update.queue), .text(update.status),
@@ -205,6 +205,7 @@ public final class SQLLedgerStore: LedgerStore {
                 .init(update.publishedAtMs), .integer(update.updatedAtMs), .integer(Int64(update.updatedPhase)),
                 .init(update.nextAttemptAtMs),
                 .init(update.reason), .init(update.lastError), .init(update.traceID), .integer(update.lastEventAtMs),
+                .init(update.dueAtMs), .init(update.schedule), .init(update.scheduledForMs),
             ]
         }
         let (greatest, least) = (dialect.greatest, dialect.least)
@@ -215,10 +216,13 @@ public final class SQLLedgerStore: LedgerStore {
         try await transaction.query(
             """
             INSERT INTO jobs (message_id, type, queue, status, attempts, published_at_ms, updated_at_ms, updated_phase,
-                next_attempt_at_ms, reason, last_error, trace_id, last_event_at_ms)
-            VALUES \(dialect.rows(updates.count, columns: 13))
+                next_attempt_at_ms, reason, last_error, trace_id, last_event_at_ms, due_at_ms, schedule, scheduled_for_ms)
+            VALUES \(dialect.rows(updates.count, columns: 16))
             ON CONFLICT (message_id) DO UPDATE SET
                 type = COALESCE(jobs.type, excluded.type),
+                due_at_ms = COALESCE(jobs.due_at_ms, excluded.due_at_ms),
+                schedule = COALESCE(jobs.schedule, excluded.schedule),
+                scheduled_for_ms = CASE WHEN jobs.schedule IS NULL THEN excluded.scheduled_for_ms ELSE jobs.scheduled_for_ms END,
                 published_at_ms = \(least)(COALESCE(jobs.published_at_ms, excluded.published_at_ms),
                     COALESCE(excluded.published_at_ms, jobs.published_at_ms)),
                 attempts = \(greatest)(jobs.attempts, excluded.attempts),
@@ -391,7 +395,7 @@ public final class SQLLedgerStore: LedgerStore {
     /// The columns of a ``JobSummary``.
     private static let summaryColumns = """
         message_id, type, queue, status, attempts, published_at_ms, last_event_at_ms, next_attempt_at_ms, reason,
-        last_error, trace_id
+        last_error, trace_id, due_at_ms, schedule, scheduled_for_ms
         """
 
     public func job(messageID: String) async throws -> JobStatus? {
@@ -505,7 +509,8 @@ public final class SQLLedgerStore: LedgerStore {
             publishedAtMs: row.integer("published_at_ms"), updatedAtMs: row.integer("last_event_at_ms") ?? 0,
             nextAttemptAtMs: row.integer("next_attempt_at_ms"), reason: row.text("reason"),
             lastError: row.text("last_error"),
-            traceID: row.text("trace_id"))
+            traceID: row.text("trace_id"), dueAtMs: row.integer("due_at_ms"), schedule: row.text("schedule"),
+            scheduledForMs: row.integer("scheduled_for_ms"))
     }
 
     private static func event(from row: LedgerRow) -> WarrenEvent {
