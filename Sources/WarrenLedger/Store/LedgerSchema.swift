@@ -63,6 +63,18 @@ struct LedgerSchema {
             ),
             (7, JobSQL.version7),
             (8, JobSQL.version8(integer: integer)),
+            // The message ids handled per scope, shared by every worker on the store (``LedgerIdempotencyStore``).
+            (
+                9,
+                [
+                    """
+                    CREATE TABLE idempotency_keys (
+                        scope TEXT NOT NULL, message_id TEXT NOT NULL, recorded_at_ms \(integer) NOT NULL,
+                        PRIMARY KEY (scope, message_id))
+                    """,
+                    "CREATE INDEX idempotency_keys_by_time ON idempotency_keys (recorded_at_ms)",
+                ]
+            ),
         ]
     }
 }
