@@ -2,11 +2,13 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import WarrenHTTP
 import WarrenLedger
 
 /// What `warren-dashboard` answers on `/health/ready`: ready when its store answers (within ``storeTimeout``) and,
 /// when it ingests, its ledger consumes its queue. JSON: `{"status": "ready" | "not_ready", "store": "ok" |
-/// "unreachable" | "unchecked" | "stopping", "ingest": "consuming" | "not_consuming" | "off"}` — the probe needs no token, so why
+/// "unreachable" | "unchecked" | "stopping", "ingest": "consuming" | "not_consuming" | "off", "leadership": [{"work",
+/// "role", "since"}]}` — the probe needs no token, so why
 /// the store did not answer (which may name its host and user) is logged, not answered.
 public struct DashboardReadiness: Encodable, Sendable, Equatable {
     public var status: String
@@ -14,19 +16,26 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
     public var ingest: String
     /// Why the store did not answer (never a password: the stores' errors carry none); not in the JSON.
     public var storeError: String?
+    /// The ledger's pruning election (`ledger-prune.<store identity>`): whether this process prunes the store
+    /// (`leader`) or another does (`standby`, ready all the same). Empty when it does not ingest or keeps everything.
+    public var leadership: [WarrenHealthEndpoints.Readiness.Leadership]
 
     /// How long the store may take to answer before it counts as unreachable.
     public static let storeTimeout = Duration.seconds(2)
 
     public var isReady: Bool { status == "ready" }
 
-    enum CodingKeys: String, CodingKey { case status, store, ingest }
+    enum CodingKeys: String, CodingKey { case status, store, ingest, leadership }
 
-    public init(status: String, store: String, ingest: String, storeError: String? = nil) {
+    public init(
+        status: String, store: String, ingest: String, storeError: String? = nil,
+        leadership: [WarrenHealthEndpoints.Readiness.Leadership] = []
+    ) {
         self.status = status
         self.store = store
         self.ingest = ingest
         self.storeError = storeError
+        self.leadership = leadership
     }
 }
 
@@ -116,7 +125,11 @@ public final class DashboardReadinessMonitor: Service, Sendable {
         }
         let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
         let ready = store == "ok" && ingest != "not_consuming"
+        let leadership = (ledger?.pruning).map { [$0.status] } ?? []
         return DashboardReadiness(
-            status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError)
+            status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError,
+            leadership: leadership.map {
+                .init(work: $0.work, role: $0.role.rawValue, since: $0.since.formatted(.iso8601))
+            })
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 @_spi(WarrenTransport) import Warren
 import WarrenAMQP
 
@@ -57,6 +58,7 @@ public final class Ledger: Service, Sendable {
     private let worker: Worker
     private let bind: (exchange: String, key: String)
     private let logger: Logger
+    private let pruningElection = Mutex<LeaderElection?>(nil)
 
     /// - Parameters:
     ///   - queue: the ledger's queue; every ledger process of one store uses the same.
@@ -98,19 +100,32 @@ public final class Ledger: Service, Sendable {
     /// Migrates the store, declares and binds the queue, then records events until the `ServiceGroup` shuts down
     /// gracefully (what was received is finished or requeued, as a ``Worker`` does), pruning what ``retention`` no
     /// longer keeps every ``RetentionPolicy/interval`` (a failed pruning is logged and tried again next time).
+    ///
+    /// Of all the ledgers on one store, one prunes: the leader of the election `ledger-prune.<store identity>` on the
+    /// broker (``pruning``), so that ledgers on different stores each prune their own and those on one store do not
+    /// all delete the same rows.
     /// - Throws: the store's migration error; the worker's errors (see ``Worker/run()``).
     public func run() async throws {
         try await store.migrate()
         try await declare()
+        let election: LeaderElection? =
+            retention == .keepEverything
+            ? nil
+            : try LeaderElection(
+                work: "ledger-prune", scope: try await store.identity(), transport: transport, logger: logger
+            ) { [self] _ in await pruneUntilCancelled() }
+        pruningElection.withLock { $0 = election }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.worker.run() }
-            if retention != .keepEverything {
-                group.addTask { await self.pruneUntilCancelled() }
-            }
+            if let election { group.addTask { try await election.run() } }
             try await group.next()
             group.cancelAll()
         }
     }
+
+    /// The election among the ledgers on this store for the pruning, once ``run()`` started it; `nil` before, and for
+    /// a ledger that keeps everything. Its ``LeaderElection/status`` is what a readiness report lists.
+    public var pruning: LeaderElection? { pruningElection.withLock { $0 } }
 
     /// Prunes once now: what ``retention`` no longer keeps at this moment.
     /// - Throws: the store's error.

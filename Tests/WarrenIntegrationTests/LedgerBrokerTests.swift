@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(WarrenTransport) import Warren
+@_spi(WarrenTransport) @testable import Warren
 import WarrenAMQP
 import WarrenTestSupport
 
@@ -9,6 +9,49 @@ import WarrenTestSupport
 /// Events → ledger → status through the real broker.
 @Suite("Ledger against RabbitMQ", .serialized, .tags(.broker, .postgres), .needs(.broker, .postgres), .deletesItsQueues)
 struct LedgerBrokerTests {
+    /// Two ledgers on one PostgreSQL database prune it in turn, never both; a ledger on another store prunes its own.
+    @Test func oneLedgerPerStorePrunesAndAnotherStoreHasItsOwnPruner() async throws {
+        let url = try await TestBroker.url()
+        let shared = try await LocalPostgres.shared().newDatabaseURL()
+        let exchange = TestBroker.uniqueName("events")
+        let ledgerQueue = TestBroker.uniqueName("ledger")
+        let stores = [
+            try PostgresLedgerStore(url: shared, logger: TestBroker.quietLogger()),
+            try PostgresLedgerStore(url: shared, logger: TestBroker.quietLogger()),
+            try PostgresLedgerStore(
+                url: try await LocalPostgres.shared().newDatabaseURL(), logger: TestBroker.quietLogger()),
+        ]
+        let ledgers = try stores.map { store in
+            Ledger(
+                transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
+                store: store, queue: ledgerQueue, exchange: exchange,
+                retention: RetentionPolicy(succeeded: .seconds(3600), interval: .seconds(1)),
+                logger: TestBroker.quietLogger())
+        }
+        try await whileRunning(ledgers.map { ledger in { try await ledger.run() } }) {
+            let settled = try await eventually(timeout: .seconds(20)) {
+                ledgers.allSatisfy { $0.pruning?.role == .leader || $0.pruning?.role == .standby }
+                    && ledgers.filter { $0.pruning?.role == .leader }.count == 2
+            }
+            #expect(settled, "\(ledgers.map { String(describing: $0.pruning?.role) })")
+            let sharedRoles = ledgers.prefix(2).compactMap { $0.pruning?.role }
+            #expect(sharedRoles.sorted { $0.rawValue < $1.rawValue } == [.leader, .standby], "one pruner per store")
+            #expect(ledgers[2].pruning?.role == .leader, "a store of its own: its own pruner")
+            #expect(ledgers[0].pruning?.election != ledgers[2].pruning?.election)
+            let identity = try await stores[0].identity()
+            #expect(ledgers[0].pruning?.election == "ledger-prune.\(identity)")
+        }
+        let identities = [try await stores[0].identity(), try await stores[2].identity()]
+        for ledger in ledgers { await ledger.transport.close() }
+        for store in stores { try await store.close() }
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            for identity in identities {
+                _ = try? await channel.queueDelete(LeadershipNames.electionQueue("ledger-prune.\(identity)"))
+            }
+        }
+    }
+
     @Test(arguments: StoreKind.allCases)
     func statusFollowsTheJobAndARestartedLedgerLosesNothing(_ kind: StoreKind) async throws {
         try await withCleanups { cleanups in
