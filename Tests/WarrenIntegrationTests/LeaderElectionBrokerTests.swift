@@ -134,6 +134,58 @@ struct LeaderElectionBrokerTests {
             }
         }
     }
+
+    @Test func operatorsReadTheDirectoryPauseAndRunAJobOnRequest() async throws {
+        let scope = TestBroker.uniqueName("ops").replacingOccurrences(of: "test.", with: "")
+        let queue = TestBroker.uniqueName("reports")
+        let job = try RecurringJob("report", schedule: .every(.seconds(3600)), queue: queue) { TestTick(at: $0) }
+        let state = Scheduler.stateName(of: "report", scope: scope)
+        let scheduler = try Scheduler(
+            jobs: [job], transport: try await transport("leader"), scope: scope,
+            campaignInterval: .milliseconds(200), logger: TestBroker.quietLogger())
+        let ops = try await transport("operator")
+        #expect(try await ops.scheduleDirectory(scope: scope) == nil, "nobody has led yet")
+        try await whileRunning([{ try await scheduler.run() }]) {
+            guard try await eventually(timeout: .seconds(15), { try await ops.scheduleDirectory(scope: scope) != nil })
+            else { throw TestFailure("no directory") }
+            try await ops.setSchedulePaused(true, schedule: state)
+            let directory = try #require(try await ops.scheduleDirectory(scope: scope))
+            #expect(directory.scope == scope && directory.leaderHost == ProcessInfo.processInfo.hostName)
+            let entry = try #require(directory.schedules.first)
+            #expect(entry.stateName == state && entry.kind == "interval" && entry.intervalSeconds == 3600)
+            #expect(entry.paused && entry.nextRunMs != nil)
+            // Two readers at once both see it (each looks again while the other holds it for a moment).
+            async let one = ops.scheduleDirectory(scope: scope)
+            async let two = ops.scheduleDirectory(scope: scope)
+            let (a, b) = try await (one, two)
+            #expect(a != nil && b != nil)
+
+            // Garbage in the request queue is dropped; the next request runs the job, paused or not.
+            try await withChannel { channel in
+                try await channel.publish(Array("not json".utf8), routingKey: LeadershipNames.triggerQueue(state))
+            }
+            let requestID = try await ops.triggerSchedule(state, requestedBy: "alice")
+            guard try await eventually(timeout: .seconds(10), { try await messages(in: queue) == 1 }) else {
+                throw TestFailure("no run on request")
+            }
+            let run = try #require(try await drain(queue).first)
+            #expect(run.properties.messageID == "report@manual-\(requestID)")
+            #expect(ScheduledRun(headers: run.properties.headers ?? [:])?.isManual == true)
+            #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "both requests settled")
+            await #expect(throws: WarrenError.self) { try await ops.triggerSchedule("no.such.schedule") }
+            await #expect(throws: WarrenError.self) { try await ops.triggerSchedule(state, requestID: "a/b") }
+        }
+        await ops.close()
+        try await withChannel { channel in
+            for name in [
+                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
+                LeadershipNames.triggerQueue(state), ScheduleDirectory.queue(scope: scope),
+                LeadershipNames.electionQueue("scheduler.\(scope)"),
+            ] {
+                _ = try await channel.queueDelete(name)
+            }
+        }
+    }
 }
 
 private func withChannel<T>(_ body: (AMQPChannel) async throws -> T) async throws -> T {

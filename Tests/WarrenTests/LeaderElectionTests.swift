@@ -73,6 +73,51 @@ struct LeaderElectionTests {
         #expect(throws: WarrenError.self) { try Scheduler(jobs: [], transport: transport) }
     }
 
+    @Test func theLeaderSaysWhatItSchedulesAndRunsAJobOnRequestWithItsOwnID() async throws {
+        let transport = InMemoryTransport()
+        let daily = try RecurringJob(
+            "report", schedule: .cron("30 2 * * *", timeZone: "Europe/Berlin"), queue: "reports",
+            missedTicks: .skip
+        ) { TestTick(at: $0) }
+        let hourly = try RecurringJob("sweep", schedule: .every(.seconds(3600)), queue: "sweeps") { TestTick(at: $0) }
+        let scheduler = try Scheduler(
+            jobs: [daily, hourly], transport: transport, scope: "staging", campaignInterval: .milliseconds(20))
+        #expect(transport.scheduleDirectory(scope: "staging") == nil, "nobody has led yet")
+        try await whileRunning([{ try await scheduler.run() }]) {
+            guard try await eventually({ transport.scheduleDirectory(scope: "staging")?.schedules.count == 2 }) else {
+                throw TestFailure("no directory")
+            }
+            transport.setSchedulePaused(true, schedule: "staging.report")
+            let directory = try #require(transport.scheduleDirectory(scope: "staging"))
+            #expect(directory.leaderHost == ProcessInfo.processInfo.hostName)
+            #expect(transport.scheduleDirectory() == nil, "the unscoped scheduler's directory is another")
+            let report = try #require(directory.schedules.first { $0.name == "report" })
+            #expect(report.kind == "cron" && report.expression == "30 2 * * *" && report.timeZone == "Europe/Berlin")
+            #expect(report.stateName == "staging.report" && report.queue == "reports" && report.missedTicks == "skip")
+            #expect(report.paused, "read from the pause flag now")
+            let next = try #require(report.nextRunMs)
+            let expected = try #require(daily.schedule.nextFireTime(after: Date()))
+            #expect(abs(Double(next) / 1000 - expected.timeIntervalSince1970) < 1)
+            let sweep = try #require(directory.schedules.first { $0.name == "sweep" })
+            #expect(sweep.kind == "interval" && sweep.intervalSeconds == 3600 && sweep.expression == nil)
+            #expect(!sweep.paused)
+
+            // A run on request, paused or not, with an id no tick can have; the same request twice, the same id.
+            try transport.triggerSchedule("staging.report", requestID: "op-1", requestedBy: "alice")
+            try transport.triggerSchedule("staging.report", requestID: "op-1", requestedBy: "alice")
+            guard try await eventually({ transport.peek("reports").count == 2 }) else {
+                throw TestFailure("no run on request")
+            }
+            for run in transport.peek("reports") {
+                #expect(run.properties.messageID == "report@manual-op-1")
+                let scheduled = try #require(ScheduledRun(headers: run.properties.headers ?? [:]))
+                #expect(scheduled.isManual && scheduled.name == "report")
+            }
+            #expect(throws: WarrenError.self) { try transport.triggerSchedule("staging.report", requestID: "a b") }
+            #expect(throws: WarrenError.self) { try transport.triggerSchedule("no such/schedule") }
+        }
+    }
+
     @Test func theLeaderPublishesOneRunPerTickRecordsItAndSkipsWhilePaused() async throws {
         let transport = InMemoryTransport()
         let job = try RecurringJob("ping", schedule: .every(.seconds(1)), queue: "pings") { TestTick(at: $0) }

@@ -8,6 +8,9 @@ final class InMemoryElections: Sendable {
         var holders: [String: Int] = [:]
         var nextTerm = 1
         var schedules: [String: ScheduleState] = [:]
+        /// Requests for a run now, per schedule, oldest first.
+        var triggers: [String: [ScheduleTrigger.Body]] = [:]
+        var directories: [String: ScheduleDirectory] = [:]
     }
 
     private let state = AwaitableState(State())
@@ -37,6 +40,31 @@ final class InMemoryElections: Sendable {
 
     func setPaused(_ paused: Bool, schedule: String) {
         state.update { $0.schedules[schedule, default: ScheduleState(lastTick: nil, paused: false)].paused = paused }
+    }
+
+    func trigger(_ name: String, requestID: String, requestedBy: String?) {
+        state.update { $0.triggers[name, default: []].append(.init(requestID: requestID, requestedBy: requestedBy)) }
+    }
+
+    func directory(in queue: String) -> ScheduleDirectory? {
+        state.update { $0.directories[queue] }
+    }
+
+    fileprivate func publish(_ directory: ScheduleDirectory, to queue: String) {
+        state.update { $0.directories[queue] = directory }
+    }
+
+    /// The oldest request for schedule `name`, once there is one, while term `id` of `election` holds; `nil` when it
+    /// ends first.
+    fileprivate func nextTrigger(_ name: String, election: String, term: Int) async throws -> ScheduleTrigger.Body? {
+        try await state.wait(until: { $0.holders[election] != term || !($0.triggers[name] ?? []).isEmpty })
+        return state.update { state in
+            guard state.holders[election] == term, var waiting = state.triggers[name], !waiting.isEmpty else {
+                return nil
+            }
+            defer { state.triggers[name] = waiting }
+            return waiting.removeFirst()
+        }
     }
 
     func scheduleState(_ name: String) -> ScheduleState {
@@ -75,6 +103,19 @@ final class InMemoryElections: Sendable {
         func scheduleState(_ name: String) async throws -> ScheduleState { elections.scheduleState(name) }
 
         func isPaused(_ name: String) async throws -> Bool { elections.scheduleState(name).paused }
+
+        func triggers(_ name: String) async throws -> ScheduleTriggers {
+            ScheduleTriggers { [elections, election, id] in
+                try await elections.nextTrigger(name, election: election, term: id).map { request in
+                    ScheduleTrigger(requestID: request.requestID, requestedBy: request.requestedBy) {}
+                }
+            }
+        }
+
+        func publishDirectory(_ directory: ScheduleDirectory, to queue: String) async throws {
+            guard isHeld else { throw WarrenError.leadershipEnded(election) }
+            elections.publish(directory, to: queue)
+        }
 
         func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws {
             if let message { try await publish(message) }

@@ -29,6 +29,10 @@ public protocol LeadershipTerm: Sendable {
     /// last tick in the same step, so that the next leader neither repeats nor loses it. With `message` `nil`, only
     /// records the tick (a tick skipped while paused).
     func publishTick(_ message: OutboundMessage?, schedule name: String, scheduledFor: Int64) async throws
+    /// The requests for a run of schedule `name` now (an operator's "trigger"), while the term lasts.
+    func triggers(_ name: String) async throws -> ScheduleTriggers
+    /// Replaces the scheduler's directory (``ScheduleDirectory``) in `queue` with `directory`.
+    func publishDirectory(_ directory: ScheduleDirectory, to queue: String) async throws
 }
 
 /// What a schedule's previous leaders left for the next one.
@@ -60,6 +64,8 @@ enum LeadershipNames {
     static func lastTickQueue(_ name: String) -> String { "warren.schedule.\(name).last" }
     /// The queue whose one message, when there is one, pauses schedule `name`.
     static func pauseQueue(_ name: String) -> String { "warren.schedule.\(name).paused" }
+    /// The queue of requests for a run of schedule `name` now.
+    static func triggerQueue(_ name: String) -> String { "warren.schedule.\(name).trigger" }
 
     /// Throws ``WarrenError/Code/invalidConfiguration`` unless `name` ``isValid(_:)``; `what` names it in the error
     /// ("a schedule's name").

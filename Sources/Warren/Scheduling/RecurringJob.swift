@@ -42,8 +42,10 @@ public struct RecurringJob: Sendable {
     public let misfireThreshold: Duration
     /// The message's AMQP `type`.
     public let messageType: String
+    /// The run due at `scheduledFor`, with the message id given, or the tick's (``messageID(name:scheduledFor:)``).
     let makeMessage:
-        @Sendable (_ builder: WarrenPublisher, _ scheduledFor: Date, _ headers: AMQPTable) throws -> OutboundMessage
+        @Sendable (_ builder: WarrenPublisher, _ scheduledFor: Date, _ headers: AMQPTable, _ messageID: String?) throws ->
+            OutboundMessage
 
     /// - Parameters:
     ///   - name: the schedule's name (part of queue names and message ids).
@@ -72,12 +74,16 @@ public struct RecurringJob: Sendable {
         self.missedTicks = missedTicks
         self.misfireThreshold = misfireThreshold
         self.messageType = M.messageType
-        self.makeMessage = { builder, scheduledFor, headers in
+        self.makeMessage = { builder, scheduledFor, headers, messageID in
             try builder.outboundMessage(
                 message(scheduledFor), to: .queue(queue),
-                messageID: RecurringJob.messageID(name: name, scheduledFor: scheduledFor), headers: headers)
+                messageID: messageID ?? RecurringJob.messageID(name: name, scheduledFor: scheduledFor), headers: headers)
         }
     }
+
+    /// The message id of a run an operator asked for (request `requestID`): `<name>@manual-<request id>`, which no
+    /// tick's id can be.
+    public static func manualMessageID(name: String, requestID: String) -> String { "\(name)@manual-\(requestID)" }
 
     /// The message id of schedule `name`'s run due at `scheduledFor`: `<name>@<ISO 8601 UTC, seconds>`.
     public static func messageID(name: String, scheduledFor: Date) -> String {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 import WarrenAMQP
 
 /// Publishes the runs of recurring jobs: one process among all that run a `Scheduler` on the broker leads (a
@@ -79,30 +80,20 @@ public final class Scheduler: Service, Sendable {
         _ jobs: [RecurringJob], scope: String?, leadership: Leadership, transport: any WarrenTransport, logger: Logger
     ) async throws {
         logger.info("scheduling", metadata: ["jobs": .string(jobs.map(\.name).sorted().joined(separator: ","))])
+        let board = ScheduleBoard(scope: scope, since: leadership.since, term: leadership.term)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for job in jobs {
+                let stateName = stateName(of: job.name, scope: scope)
                 group.addTask {
-                    // A job that fails (its queue deleted or declared otherwise, a codec error) tries again by itself,
-                    // without stopping the others or giving up the leadership; a lost leadership ends them all.
-                    var failures: Int64 = 0
-                    while true {
-                        do {
-                            try await tick(
-                                job, stateName: stateName(of: job.name, scope: scope), leadership: leadership,
-                                transport: transport, logger: logger)
-                            return
-                        } catch {
-                            if Task.isCancelled || !leadership.isHeld { throw error }
-                            failures += 1
-                            let delay = Duration.seconds(min(60, 5 * failures))
-                            logger.error(
-                                "the schedule failed; trying again",
-                                metadata: [
-                                    "schedule": .string(job.name), "error": "\(error)",
-                                    "retry_in_ms": .stringConvertible(delay.milliseconds),
-                                ])
-                            try await Task.sleep(for: delay)
-                        }
+                    try await retrying(job, what: "the schedule", leadership: leadership, logger: logger) {
+                        try await tick(
+                            job, stateName: stateName, leadership: leadership, transport: transport, board: board,
+                            logger: logger)
+                    }
+                }
+                group.addTask {
+                    try await retrying(job, what: "running on request", leadership: leadership, logger: logger) {
+                        try await serveTriggers(job, stateName: stateName, leadership: leadership, logger: logger)
                     }
                 }
             }
@@ -110,9 +101,73 @@ public final class Scheduler: Service, Sendable {
         }
     }
 
+    /// Runs `body` until it returns; when it fails (the job's queue deleted or declared otherwise, a codec error), tries
+    /// again after a while, without stopping the other jobs or giving up the leadership. A lost leadership ends it.
+    private static func retrying(
+        _ job: RecurringJob, what: String, leadership: Leadership, logger: Logger, _ body: () async throws -> Void
+    ) async throws {
+        var failures: Int64 = 0
+        while true {
+            do {
+                return try await body()
+            } catch {
+                if Task.isCancelled || !leadership.isHeld { throw error }
+                failures += 1
+                let delay = Duration.seconds(min(60, 5 * failures))
+                logger.error(
+                    "\(what) failed; trying again",
+                    metadata: [
+                        "schedule": .string(job.name), "error": "\(error)",
+                        "retry_in_ms": .stringConvertible(delay.milliseconds),
+                    ])
+                try await Task.sleep(for: delay)
+            }
+        }
+    }
+
+    /// Publishes a run of `job` for each request for a run now, while `leadership` holds: paused or not (an operator
+    /// asked), with a message id of its own (``RecurringJob/manualMessageID(name:requestID:)``) and the header
+    /// ``ScheduleHeader/manual``. A request is settled once its run is confirmed; one still open when the term ends is
+    /// served by the next leader, with the same message id.
+    private static func serveTriggers(
+        _ job: RecurringJob, stateName: String, leadership: Leadership, logger: Logger
+    ) async throws {
+        var logger = logger
+        logger[metadataKey: "schedule"] = .string(job.name)
+        let term = leadership.term
+        try await term.prepareSchedule(stateName)
+        let triggers = try await term.triggers(stateName)
+        let manual = Counter(
+            label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "manual")])
+        while let trigger = try await triggers.next() {
+            if let problem = trigger.problem {
+                logger.warning("a request for a run now is not one; dropped", metadata: ["reason": .string(problem)])
+                try await trigger.done()
+                continue
+            }
+            let now = Date()
+            let headers: AMQPTable = [
+                ScheduleHeader.schedule: .string(job.name),
+                ScheduleHeader.scheduledFor: .int64(Int64((now.timeIntervalSince1970 * 1000).rounded(.down))),
+                ScheduleHeader.manual: .bool(true),
+            ]
+            let messageID = RecurringJob.manualMessageID(name: job.name, requestID: trigger.requestID)
+            try await term.publish(try job.makeMessage(leadership.builder, now, headers, messageID))
+            try await trigger.done()
+            manual.increment()
+            logger.notice(
+                "run published on request",
+                metadata: [
+                    "message_id": .string(messageID), "queue": .string(job.queue),
+                    "requested_by": .string(trigger.requestedBy ?? "unknown"),
+                ])
+        }
+    }
+
     /// Publishes `job`'s runs while `leadership` holds.
     private static func tick(
-        _ job: RecurringJob, stateName: String, leadership: Leadership, transport: any WarrenTransport, logger: Logger
+        _ job: RecurringJob, stateName: String, leadership: Leadership, transport: any WarrenTransport,
+        board: ScheduleBoard, logger: Logger
     ) async throws {
         var logger = logger
         logger[metadataKey: "schedule"] = .string(job.name)
@@ -143,6 +198,10 @@ public final class Scheduler: Service, Sendable {
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "skipped_paused")])
         let missed = Counter(
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "missed")])
+        try await board.update(
+            ScheduleDirectory.Entry(
+                job: job, stateName: stateName, lastTickMs: state.lastTick == nil ? nil : last * 1000,
+                paused: state.paused))
         while true {
             try Task.checkCancellation()
             let now = Self.nowSeconds()
@@ -175,7 +234,7 @@ public final class Scheduler: Service, Sendable {
                     let headers: AMQPTable = [
                         ScheduleHeader.schedule: .string(job.name), ScheduleHeader.scheduledFor: .int64(run * 1000),
                     ]
-                    let message = try job.makeMessage(leadership.builder, scheduledFor, headers)
+                    let message = try job.makeMessage(leadership.builder, scheduledFor, headers, nil)
                     try await term.publishTick(message, schedule: stateName, scheduledFor: run * 1000)
                     published.increment()
                     logger.info(
@@ -191,6 +250,8 @@ public final class Scheduler: Service, Sendable {
                 }
             }
             last = latest
+            try await board.update(
+                ScheduleDirectory.Entry(job: job, stateName: stateName, lastTickMs: latest * 1000, paused: paused))
         }
     }
 
@@ -206,6 +267,34 @@ public final class Scheduler: Service, Sendable {
             let remaining = TimeInterval(seconds) - Date().timeIntervalSince1970
             if remaining <= 0 { return }
             try await Task.sleep(for: .milliseconds(Int64((remaining * 1000).rounded(.up))))
+        }
+    }
+}
+
+/// The leader's directory of its schedules (``ScheduleDirectory``): each job's entry as its ticks change it, published
+/// whole after each change, one publish at a time so that the newest is the one the queue keeps.
+final class ScheduleBoard: Sendable {
+    private let scope: String?
+    private let since: Date
+    private let term: any LeadershipTerm
+    private let entries = Mutex<[String: ScheduleDirectory.Entry]>([:])
+    private let publishing = AsyncMutex()
+
+    init(scope: String?, since: Date, term: any LeadershipTerm) {
+        self.scope = scope
+        self.since = since
+        self.term = term
+    }
+
+    func update(_ entry: ScheduleDirectory.Entry) async throws {
+        entries.withLock { $0[entry.name] = entry }
+        try await publishing.withLock {
+            let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+            let directory = ScheduleDirectory(
+                scope: scope, leaderHost: ProcessInfo.processInfo.hostName,
+                leaderSinceMs: Int64((since.timeIntervalSince1970 * 1000).rounded(.down)), updatedAtMs: now,
+                schedules: entries.withLock { $0.values.sorted { $0.name < $1.name } })
+            try await term.publishDirectory(directory, to: ScheduleDirectory.queue(scope: scope))
         }
     }
 }

@@ -125,6 +125,28 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         elections.setPaused(paused, schedule: name)
     }
 
+    /// What the leader of the scheduler of `scope` says of its schedules, each one's pause flag read now; `nil` before
+    /// one has led.
+    public func scheduleDirectory(scope: String? = nil) -> ScheduleDirectory? {
+        guard var directory = elections.directory(in: ScheduleDirectory.queue(scope: scope)) else { return nil }
+        for index in directory.schedules.indices {
+            directory.schedules[index].paused = elections.scheduleState(directory.schedules[index].stateName).paused
+        }
+        return directory
+    }
+
+    /// Asks the leader for a run of schedule `stateName` now (taken by the leader when it comes; kept until then).
+    @discardableResult
+    public func triggerSchedule(
+        _ stateName: String, requestID: String = UUID().uuidString.lowercased(), requestedBy: String? = nil
+    ) throws -> String {
+        guard LeadershipNames.isValid(stateName), ScheduleTrigger.isValidRequestID(requestID) else {
+            throw WarrenError(.invalidConfiguration, "no schedule '\(stateName)' or request id '\(requestID)' can be")
+        }
+        elections.trigger(stateName, requestID: requestID, requestedBy: requestedBy)
+        return requestID
+    }
+
     /// The schedule `name`'s last recorded tick and pause flag.
     @_spi(WarrenTransport)
     public func scheduleState(_ name: String) -> ScheduleState {

@@ -20,6 +20,8 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     private let resigned = Atomic<Bool>(false)
     /// Set as soon as the watcher sees the term end (the consumer cancelled, the connection closed).
     private let ended = Atomic<Bool>(false)
+    /// Whether this term declared the directory's queue already (once per term, not once per tick).
+    private let directoryDeclared = Atomic<Bool>(false)
 
     private init(election: String, connection: AMQPConnection, consumer: AMQPConsumer, publisher: AMQPChannel) {
         self.election = election
@@ -131,7 +133,44 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
             for queue in [LeadershipNames.lastTickQueue(name), LeadershipNames.pauseQueue(name)] {
                 try await channel.queueDeclare(queue, durable: true, arguments: Self.stateQueueArguments)
             }
+            try await channel.queueDeclare(
+                LeadershipNames.triggerQueue(name), durable: true, arguments: Self.triggerQueueArguments)
         }
+    }
+
+    /// At most 100 requests wait for a run now; more are refused to whoever asks (a negative confirm).
+    static let triggerQueueArguments: AMQPTable = ["x-max-length": .int64(100), "x-overflow": .string("reject-publish")]
+
+    func triggers(_ name: String) async throws -> ScheduleTriggers {
+        let channel = try await connection.openChannel()
+        let consumer: AMQPConsumer
+        do {
+            consumer = try await channel.consume(queue: LeadershipNames.triggerQueue(name), prefetchCount: 1)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return ScheduleTriggers {
+            guard let delivery = try await consumer.next() else { return nil }
+            return ScheduleTrigger.decode(delivery.body) { try delivery.ack() }
+        }
+    }
+
+    func publishDirectory(_ directory: ScheduleDirectory, to queue: String) async throws {
+        if !directoryDeclared.load(ordering: .acquiring) {
+            try await onOwnChannel { channel in
+                try await channel.queueDeclare(queue, durable: true, arguments: Self.stateQueueArguments)
+            }
+            directoryDeclared.store(true, ordering: .releasing)
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try await publish(
+            OutboundMessage(
+                body: Array(try encoder.encode(directory)), destination: .queue(queue),
+                properties: AMQPProperties(
+                    contentType: "application/json", deliveryMode: .persistent, timestamp: Date(),
+                    type: "warren.schedules")))
     }
 
     /// A schedule's state queues keep the newest message only (a policy must not set another overflow, a TTL or an
@@ -160,6 +199,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
 
     /// Runs `body` on a channel of its own, closed afterwards whatever happens (a failed declare or passive declare
     /// closes it on the broker's side; a failure of another kind would leave it open).
+    @discardableResult
     private func onOwnChannel<T: Sendable>(_ body: (AMQPChannel) async throws -> T) async throws -> T {
         let channel = try await connection.openChannel()
         do {

@@ -468,6 +468,94 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         try? await channel.close()
     }
 
+    /// The directory the leader of the scheduler of `scope` keeps (``ScheduleDirectory``), each schedule's pause flag
+    /// read now from its pause queue; `nil` when no scheduler of that scope has led on this broker yet. Connects when
+    /// the transport is not connected yet (unless closed).
+    ///
+    /// The directory is read without being taken (it returns to its queue); while another reader holds it for that
+    /// moment it cannot be seen, so a read that finds nothing looks again a few times before answering `nil`.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a scope no scheduler can have, or a directory that is
+    ///   not one (someone else's message in its queue); the connection's error.
+    public func scheduleDirectory(scope: String? = nil) async throws -> ScheduleDirectory? {
+        if let scope, !LeadershipNames.isValid(scope) {
+            throw WarrenError(.invalidConfiguration, "no scheduler's scope can be '\(scope)'")
+        }
+        startUnlessClosed()
+        let connection = try await ready().connection
+        let queue = ScheduleDirectory.queue(scope: scope)
+        var body: [UInt8]?
+        for attempt in 0..<5 where body == nil {
+            if attempt > 0 { try await Task.sleep(for: .milliseconds(100)) }
+            let channel = try await connection.openChannel()
+            do {
+                body = try await channel.get(queue: queue, noAck: false)?.delivery.body
+            } catch let error as AMQPError where error.replyCode == 404 {
+                return nil
+            } catch {
+                try? await channel.close()
+                throw error
+            }
+            // Closing the channel returns the unacknowledged directory to its queue.
+            try? await channel.close()
+        }
+        guard let body else { return nil }
+        guard body.count <= ScheduleDirectory.maximumBytes,
+            var directory = try? JSONDecoder().decode(ScheduleDirectory.self, from: Data(body))
+        else {
+            throw WarrenError(.invalidConfiguration, "the queue \(queue) holds something other than a schedule directory")
+        }
+        directory.schedules = directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(1_000).map {
+            $0
+        }
+        var channel = try await connection.openChannel()
+        for index in directory.schedules.indices {
+            do {
+                let pauseQueue = LeadershipNames.pauseQueue(directory.schedules[index].stateName)
+                directory.schedules[index].paused = try await channel.queueStatus(pauseQueue).messageCount > 0
+            } catch let error as AMQPError where error.replyCode == 404 {
+                directory.schedules[index].paused = false
+                channel = try await connection.openChannel()  // the broker closed the other on the 404
+            }
+        }
+        try? await channel.close()
+        return directory
+    }
+
+    /// Asks the leader of the scheduler for a run of schedule `stateName` (``ScheduleDirectory/Entry/stateName``) now,
+    /// paused or not; returns once the broker holds the request (the leader publishes the run when it takes it, with
+    /// message id `<name>@manual-<request id>`: asking twice with one request id runs it once with an idempotency
+    /// store). Connects when the transport is not connected yet (unless closed).
+    /// - Parameters:
+    ///   - requestID: 1–64 of `A-Z a-z 0-9 . _ -`; a new one by default.
+    ///   - requestedBy: who asks, for the leader's log line.
+    /// - Returns: the request id.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for a name or request id out of those characters, or a
+    ///   schedule no leader has prepared on this broker; `AMQPError` `.nacked` when 100 requests wait already; the
+    ///   connection's error.
+    @discardableResult
+    public func triggerSchedule(
+        _ stateName: String, requestID: String = UUID().uuidString.lowercased(), requestedBy: String? = nil
+    ) async throws -> String {
+        guard LeadershipNames.isValid(stateName) else {
+            throw WarrenError(.invalidConfiguration, "no schedule can be named '\(stateName)'")
+        }
+        guard ScheduleTrigger.isValidRequestID(requestID) else {
+            throw WarrenError(.invalidConfiguration, "a request id must be 1–64 of [A-Za-z0-9._-]")
+        }
+        let body = try JSONEncoder().encode(ScheduleTrigger.Body(requestID: requestID, requestedBy: requestedBy))
+        do {
+            try await publish(
+                Array(body), to: .queue(LeadershipNames.triggerQueue(stateName)),
+                properties: AMQPProperties(
+                    contentType: "application/json", deliveryMode: .persistent, timestamp: Date(),
+                    type: "warren.schedule.trigger"))
+        } catch let error as AMQPError where error.code == .unroutable {
+            throw WarrenError(
+                .invalidConfiguration, "no leader has prepared a schedule named '\(stateName)' on this broker")
+        }
+        return requestID
+    }
+
     /// The dead letters of the work queue `queue`, oldest first, at most `limit`: read without being taken (they stay
     /// in the dead letters). Connects when the transport is not connected yet (unless it was closed).
     /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` when `queue` has no dead-letter queue
