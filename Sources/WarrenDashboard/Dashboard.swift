@@ -12,7 +12,8 @@ import WarrenLedger
 /// `/failures` (dead letters grouped by failure), `/failures/{group_id}` (a group's dead letters),
 /// `/dead-letters/{message_id}` (headers and body, escaped; binary bodies as hex), `/queues` (each work queue's depth,
 /// consumers, delay queues, redelivered and dead-letter queues; rates when the management API is reachable; JSON at
-/// `/api/queues`). Signing in: `/sign-in` (a form;
+/// `/api/queues`), `/schedules` (recurring jobs: schedule, zone, last tick, next run, last runs, leader; run now, pause
+/// and resume for operators; JSON at `/api/schedules`). Signing in: `/sign-in` (a form;
 /// a user of the users file, or an empty name and a token as the password) gives a session cookie (`HttpOnly`,
 /// `SameSite=Strict`); every form that changes something carries the session's CSRF token.
 ///
@@ -34,6 +35,9 @@ public struct Dashboard: Sendable {
     /// operations; `nil`: off (no broker, or the dead letters stay in their queues). Run it in the same
     /// `ServiceGroup`: the bulk operations the dashboard starts are handed to its `run()`.
     public var runner: DeadLetterOperationRunner?
+    /// Reads the recurring jobs' directory and runs, pauses and resumes them for operators (`/schedules`); `nil`: the
+    /// page says there is no broker.
+    public var schedules: (any ScheduleOperations)?
     let sessions: DashboardSessions
     /// Failed sign-ins and bearer tokens, per client and per user name.
     let guesses: GuessThrottle
@@ -123,5 +127,6 @@ public struct Dashboard: Sendable {
         addQueueRoutes(pages: signedIn, api: api)
         addOperationRoutes(pages: signedIn, api: api)
         addAuditRoutes(pages: signedIn, api: api)
+        addScheduleRoutes(pages: signedIn, api: api)
     }
 }

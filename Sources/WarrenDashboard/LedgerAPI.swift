@@ -113,7 +113,7 @@ public struct LedgerAPI: Sendable {
     /// The search a request's query string asks for.
     static func query(
         from parameters: [(key: String, value: String)],
-        known: Set<String> = ["queue", "type", "status", "since", "until", "limit", "after"]
+        known: Set<String> = ["queue", "type", "status", "schedule", "since", "until", "limit", "after"]
     ) throws -> JobQuery {
         if let unknown = parameters.map(\.key).first(where: { !known.contains($0) }) {
             throw BadRequest(message: "unknown parameter \(unknown) (known: \(known.sorted().joined(separator: ", ")))")
@@ -121,7 +121,7 @@ public struct LedgerAPI: Sendable {
         func value(_ name: String) -> String? {
             parameters.last(where: { $0.key == name }).flatMap { $0.value.isEmpty ? nil : $0.value }
         }
-        var query = JobQuery(queue: value("queue"), type: value("type"))
+        var query = JobQuery(queue: value("queue"), type: value("type"), schedule: value("schedule"))
         if let status = value("status") {
             guard let state = JobState.all.first(where: { $0.rawValue == status }) else {
                 throw BadRequest(

@@ -16,13 +16,16 @@ public struct JobQuery: Sendable, Equatable {
     public var limit: Int
     /// The previous page's ``JobPage/next``; `nil` for the first page.
     public var after: LedgerCursor?
+    /// Only the runs of this recurring job (``JobSummary/schedule``).
+    public var schedule: String?
 
     public static let maximumLimit = 500
 
     public init(
         queue: String? = nil, type: String? = nil, state: JobState? = nil, sinceMs: Int64? = nil, untilMs: Int64? = nil,
-        limit: Int = 50, after: LedgerCursor? = nil
+        limit: Int = 50, after: LedgerCursor? = nil, schedule: String? = nil
     ) {
+        self.schedule = schedule
         self.queue = queue
         self.type = type
         self.state = state

@@ -73,12 +73,13 @@ enum JobSQL {
     static let version7 = ["ALTER TABLE events ADD COLUMN queue_wait_approx_s BIGINT"]
 
     /// Schema version 8: a job's due time (published due at a time) and, for a run of a recurring job, its schedule and
-    /// tick (``WarrenEvent/dueAtMs``, ``WarrenEvent/schedule``, ``WarrenEvent/scheduledForMs``).
+    /// tick, searchable by schedule (``WarrenEvent/dueAtMs``, ``WarrenEvent/schedule``, ``WarrenEvent/scheduledForMs``).
     static func version8(integer: String) -> [String] {
         [
             "ALTER TABLE jobs ADD COLUMN due_at_ms \(integer)",
             "ALTER TABLE jobs ADD COLUMN schedule TEXT",
             "ALTER TABLE jobs ADD COLUMN scheduled_for_ms \(integer)",
+            "CREATE INDEX jobs_by_schedule ON jobs (schedule, last_event_at_ms, message_id)",
         ]
     }
 
@@ -238,6 +239,7 @@ enum JobSQL {
         var conditions = Where(placeholder: placeholder)
         conditions.add(query.type.map(Value.text)) { "type = \($0)" }
         conditions.add(query.queue.map(Value.text)) { "queue = \($0)" }
+        conditions.add(query.schedule.map(Value.text)) { "schedule = \($0)" }
         conditions.add(query.state.map { Value.text($0.rawValue) }) { "status = \($0)" }
         conditions.add(query.sinceMs.map(Value.integer)) { "last_event_at_ms >= \($0)" }
         conditions.add(query.untilMs.map(Value.integer)) { "last_event_at_ms < \($0)" }

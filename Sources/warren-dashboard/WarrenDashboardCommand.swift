@@ -86,6 +86,8 @@ struct Serve: AsyncParsableCommand {
     )
     var trustedProxy: [String] = []
     @Option(help: "How long the audit log's entries are kept.") var keepAudit = "365d"
+    @Option(help: "The scope of the scheduler whose recurring jobs the schedules page shows (its hosts' --scheduler-scope).")
+    var schedulerScope: String?
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -131,9 +133,13 @@ struct Serve: AsyncParsableCommand {
         let ledger: Ledger?
         // With --no-ingest, the broker is asked about queues only when one is named.
         let namedBroker = url ?? environment["WARREN_AMQP_URL"]
+        if let schedulerScope, !LeaderElection.isValidName(schedulerScope) {
+            throw ValidationError("--scheduler-scope must be 1–120 of [A-Za-z0-9._-]")
+        }
         let endpoints = try AMQPEndpoint.parseList(namedBroker ?? "amqp://guest:guest@127.0.0.1:5672/")
         var inspector: AMQPQueueInspector?
         var queueActions: AMQPDeadLetterQueueActions?
+        var schedules: AMQPScheduleOperations?
         var runner: DeadLetterOperationRunner?
         var deadLetterTransport: RabbitMQTransport?
         if !noIngest || namedBroker != nil {
@@ -159,6 +165,10 @@ struct Serve: AsyncParsableCommand {
             guard let management = managementURL.map({ URL(string: $0) }) ?? .some(nil) else {
                 throw ValidationError("--management-url is not a URL")
             }
+            let scheduleOperations = AMQPScheduleOperations(
+                endpoints: endpoints, scope: schedulerScope, logger: Logger(label: "warren.dashboard.schedules"))
+            schedules = scheduleOperations
+            services.append(.init(service: scheduleOperations.transport))
             inspector = AMQPQueueInspector(
                 endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
         }
@@ -200,7 +210,7 @@ struct Serve: AsyncParsableCommand {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: prometheus.exposition())))
         }
-        let dashboard: Dashboard
+        var dashboard: Dashboard
         do {
             dashboard = try Dashboard(
                 store: ledgerStore, access: access, inspector: inspector, queueActions: queueActions, runner: runner,
@@ -209,6 +219,7 @@ struct Serve: AsyncParsableCommand {
         } catch let error as DashboardConfigurationError {
             throw ValidationError(error.message)
         }
+        dashboard.schedules = schedules
         dashboard.addRoutes(to: router)
         if !secureCookies, !isLoopbackHost(host) {
             logger.warning(

@@ -5,9 +5,31 @@
     import Foundation
     import Hummingbird
     import Logging
+    import Warren
     import WarrenLedger
 
     @testable import WarrenDashboard
+
+    /// The dashboard's schedule operations on an in-memory transport, whose scheduler is the real one.
+    package struct InMemorySchedules: ScheduleOperations {
+        package let transport: InMemoryTransport<ContinuousClock>
+        package let scope: String?
+
+        package init(transport: InMemoryTransport<ContinuousClock>, scope: String? = nil) {
+            self.transport = transport
+            self.scope = scope
+        }
+
+        package func directory() async throws -> ScheduleDirectory? { transport.scheduleDirectory(scope: scope) }
+
+        package func trigger(_ stateName: String, requestID: String, requestedBy: String) async throws {
+            try transport.triggerSchedule(stateName, requestID: requestID, requestedBy: requestedBy)
+        }
+
+        package func setPaused(_ paused: Bool, stateName: String) async throws {
+            transport.setSchedulePaused(paused, schedule: stateName)
+        }
+    }
 
     /// The dashboard's routes served in this process on a free port over a fresh SQLite store: what a hostile client
     /// can reach, over plain HTTP (``RawHTTP`` sends bytes no URL type would).
@@ -32,6 +54,7 @@
             _ kind: StoreKind = .sqlite, checks: PasswordChecks = PasswordChecks(threads: 1),
             guesses: GuessThrottle.Policy = GuessThrottle.Policy(),
             runner: @escaping @Sendable (any LedgerStore) -> DeadLetterOperationRunner? = { _ in nil },
+            schedules: (any ScheduleOperations)? = nil,
             _ body: (DashboardScene) async throws -> T
         ) async throws -> T {
             try await withStore(kind) { store in
@@ -44,11 +67,11 @@
                 let access = try DashboardAccess(
                     operatorToken: operatorToken, viewerToken: viewerToken, users: users, checks: checks)
                 let router = Router(context: DashboardRequestContext.self)
-                try Dashboard(
+                var dashboard = try Dashboard(
                     store: store, access: access, runner: runner(store), trustedProxies: ["127.0.0.1"],
-                    guessPolicy: guesses
-                )
-                .addRoutes(to: router)
+                    guessPolicy: guesses)
+                dashboard.schedules = schedules
+                dashboard.addRoutes(to: router)
                 let logs = LogLines()
                 let logger = Logger(label: "dashboard-test") { _ in CapturingHandler(lines: logs) }
                 let (ports, portsContinuation) = AsyncStream.makeStream(of: Int.self)

@@ -113,6 +113,10 @@ public final class LeaderElection: Service, Sendable {
         self.gauge = Gauge(label: WarrenMetric.isLeader.name, dimensions: [("work", election)])
     }
 
+    /// Whether `name` is fit for a work's, a scope's or a schedule's name: 1–120 of `A-Z a-z 0-9 . _ -` (it becomes
+    /// part of queue names).
+    public static func isValidName(_ name: String) -> Bool { LeadershipNames.isValid(name) }
+
     /// Where this process stands now.
     public var role: Role { state.withLock { $0.role } }
 

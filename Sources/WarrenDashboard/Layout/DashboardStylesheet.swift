@@ -46,6 +46,8 @@ extension Dashboard {
         .nowrap { white-space: nowrap; }
         .badge.retrying, .badge.retry, .badge.running { background: #fdf1d8; color: var(--wait); }
         .badge.replayed { background: #e4ecfb; color: var(--accent); }
+        .badge.active { background: #e3f4e8; color: var(--ok); }
+        .badge.paused { background: #fdf1d8; color: var(--wait); }
         .pages { margin-top: 14px; }
         section.dead-letter { margin-bottom: 32px; }
         table.headers th { width: 30%; font-weight: 500; }

@@ -13,7 +13,8 @@ extension Dashboard {
     ) -> Response {
         let links = [
             ("queues", "/queues", "Queues"), ("jobs", "/jobs", "Jobs"), ("failures", "/failures", "Failures"),
-            ("operations", "/operations", "Operations"), ("audit", "/audit", "Audit log"),
+            ("schedules", "/schedules", "Schedules"), ("operations", "/operations", "Operations"),
+            ("audit", "/audit", "Audit log"),
         ].map { key, path, label -> HTML in
             "<a href=\"\(path)\"\(key == active ? HTML(" aria-current=\"page\"") : .empty)>\(label)</a>"
         }

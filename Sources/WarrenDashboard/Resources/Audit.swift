@@ -28,7 +28,7 @@ extension Dashboard {
     func refuseRepeatedRefusals(of identity: DashboardIdentity?) async -> Refusal? {
         guard identity?.role != .operator, !(await refusals.admit(identity?.name ?? "")) else { return nil }
         return Refusal(
-            status: .tooManyRequests, message: "Too many refused requests: only an operator may replay or purge.")
+            status: .tooManyRequests, message: "Too many refused requests: only an operator may replay, purge or change a schedule.")
     }
 
     /// The longest target an audit entry keeps (a message id or a filter; what is longer is cut).
@@ -37,6 +37,17 @@ extension Dashboard {
     /// Writes a replay or a purge, whatever became of it, to the audit log and the process's log.
     func audit(
         _ action: DeadLetterAction, target: String, count: Int, outcome: String, requestID: String,
+        by identity: DashboardIdentity?, logger: Logger
+    ) async throws {
+        try await audit(
+            action.rawValue, target: target, count: count, outcome: outcome, requestID: requestID, by: identity,
+            logger: logger)
+    }
+
+    /// Writes an operator's action (`replay`, `purge`, `trigger`, `pause`, `resume`), whatever became of it, to the
+    /// audit log and the process's log.
+    func audit(
+        _ action: String, target: String, count: Int, outcome: String, requestID: String,
         by identity: DashboardIdentity?,
         logger: Logger
     ) async throws {
@@ -49,9 +60,9 @@ extension Dashboard {
             AuditEntry(
                 atMs: Int64((Date().timeIntervalSince1970 * 1000).rounded()), actor: identity?.name ?? "",
                 role: identity?.role.rawValue ?? "",
-                action: action.rawValue, target: target, count: count, outcome: outcome, requestID: requestID))
+                action: action, target: target, count: count, outcome: outcome, requestID: requestID))
         logger.notice(
-            "dashboard \(action.rawValue)",
+            "dashboard \(action)",
             metadata: [
                 "user": "\(identity?.name ?? "")", "target": "\(target)", "outcome": "\(outcome)",
                 "request_id": "\(requestID)",

@@ -58,6 +58,7 @@ extension Dashboard {
             <div><label for="id">Message id</label><input id="id" name="id"></div>
             <div><label for="type">Type</label><input id="type" name="type" value="\(value("type"))"></div>
             <div><label for="queue">Queue</label><input id="queue" name="queue" value="\(value("queue"))"></div>
+            <div><label for="schedule">Schedule</label><input id="schedule" name="schedule" value="\(value("schedule"))"></div>
             <div><label for="status">Status</label><select id="status" name="status">\(options)</select></div>
             <div><label for="since">Since <span class="hint">(24h, 7d or a time)</span></label><input id="since" name="since" value="\(value("since"))"></div>
             <div><label for="until">Until</label><input id="until" name="until" value="\(value("until"))"></div>
