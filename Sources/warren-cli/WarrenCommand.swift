@@ -11,7 +11,7 @@ struct WarrenCommand: AsyncParsableCommand {
         commandName: "warren",
         abstract: "Publish messages, inspect and replay dead letters, show a queue's topology.",
         discussion: "Every command takes --url, or reads WARREN_AMQP_URL (default amqp://guest:guest@127.0.0.1:5672/).",
-        subcommands: [Publish.self, DeadLetters.self, Topology.self]
+        subcommands: [Publish.self, DeadLetters.self, Topology.self, Schedules.self]
     )
 }
 
@@ -28,6 +28,30 @@ struct ConnectionOptions: ParsableArguments {
         quiet.logLevel = .critical
         return try await AMQPConnection.connect(
             to: AMQPEndpoint.parseList(uri), connectionName: "warren-cli", logger: quiet)
+    }
+
+    /// Runs `body` with a transport on the broker (it connects on first use, never waits for a lost connection),
+    /// closed afterwards whatever happens; any error becomes one line on stderr and a non-zero exit.
+    func withTransport<T>(_ body: (RabbitMQTransport) async throws -> T) async throws -> T {
+        let uri = url ?? ProcessInfo.processInfo.environment["WARREN_AMQP_URL"] ?? "amqp://guest:guest@127.0.0.1:5672/"
+        var quiet = Logger(label: "warren.cli")
+        quiet.logLevel = .critical
+        let transport: RabbitMQTransport
+        do {
+            transport = RabbitMQTransport(
+                endpoints: try AMQPEndpoint.parseList(uri), connectionName: "warren-cli", publishRecoveryTimeout: .zero,
+                logger: quiet)
+        } catch {
+            throw fail(describe(error))
+        }
+        do {
+            let value = try await body(transport)
+            await transport.close()
+            return value
+        } catch {
+            await transport.close()
+            throw (error as? ExitCode) ?? fail(describe(error))
+        }
     }
 
     /// Connects, runs `body`, and closes the connection whatever happens; any error becomes one line on stderr and

@@ -102,6 +102,61 @@ struct HostAndCLITests {
         }
     }
 
+    @Test func cliListsRunsPausesAndResumesTheSchedules() async throws {
+        let url = try await TestBroker.url()
+        let scope = TestBroker.uniqueName("cli").replacingOccurrences(of: "test.", with: "")
+        let queue = TestBroker.uniqueName("cli-runs")
+        let job = try RecurringJob("sweep", schedule: .cron("0 4 * * *", timeZone: "Asia/Tokyo"), queue: queue) {
+            TestTick(at: $0)
+        }
+        let scheduler = try Scheduler(
+            jobs: [job],
+            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
+            scope: scope, campaignInterval: .milliseconds(200), logger: TestBroker.quietLogger())
+        let none = try await Self.run("warren", ["schedules", "--scope", scope], url: url)
+        #expect(none.status == 0 && none.output.contains("no scheduler of scope \(scope) has led"), "\(none.output)")
+        try await whileRunning([{ try await scheduler.run() }]) {
+            guard
+                try await eventually(timeout: .seconds(15), {
+                    try await Self.run("warren", ["schedules", "--scope", scope, "--json"], url: url).output
+                        .contains("sweep")
+                })
+            else { throw TestFailure("the CLI never listed the schedule") }
+            let listed = try await Self.run("warren", ["schedules", "list", "--scope", scope, "--json"], url: url)
+            let directory = try JSONDecoder().decode(ScheduleDirectory.self, from: Data(listed.output.utf8))
+            #expect(directory.schedules.map(\.name) == ["sweep"] && directory.schedules.first?.timeZone == "Asia/Tokyo")
+            let state = "\(scope).sweep"
+            #expect(try await Self.run("warren", ["schedules", "pause", state], url: url).status == 0)
+            let table = try await Self.run("warren", ["schedules", "--scope", scope], url: url)
+            #expect(table.output.contains("0 4 * * * (Asia/Tokyo)") && table.output.contains("paused"), "\(table.output)")
+            let trigger = try await Self.run(
+                "warren", ["schedules", "trigger", state, "--request-id", "cli-check"], url: url)
+            #expect(trigger.status == 0, "\(trigger)")
+            guard
+                try await eventually(timeout: .seconds(10), {
+                    try await withConnection { connection in
+                        try await connection.openChannel().queueStatus(queue).messageCount == 1
+                    }
+                })
+            else { throw TestFailure("no run now") }
+            #expect(try await Self.run("warren", ["schedules", "resume", state], url: url).status == 0)
+            let resumed = try await Self.run("warren", ["schedules", "--scope", scope, "--json"], url: url)
+            #expect(resumed.output.contains("\"paused\" : false"), "\(resumed.output)")
+            let unknown = try await Self.run("warren", ["schedules", "trigger", "\(scope).nothing"], url: url)
+            #expect(unknown.status != 0 && unknown.errors.contains("no leader has prepared"), "\(unknown)")
+        }
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            for name in [
+                queue, "warren.schedule.\(scope).sweep.last", "warren.schedule.\(scope).sweep.paused",
+                "warren.schedule.\(scope).sweep.trigger", ScheduleDirectory.queue(scope: scope),
+                "warren.leader.scheduler.\(scope)",
+            ] {
+                _ = try await channel.queueDelete(name)
+            }
+        }
+    }
+
     @Test func cliFailsFastWhenTheBrokerIsUnreachable() async throws {
         let clock = ContinuousClock()
         let started = clock.now

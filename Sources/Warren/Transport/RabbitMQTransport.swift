@@ -543,6 +543,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             throw WarrenError(.invalidConfiguration, "a request id must be 1–64 of [A-Za-z0-9._-]")
         }
         let body = try JSONEncoder().encode(ScheduleTrigger.Body(requestID: requestID, requestedBy: requestedBy))
+        startUnlessClosed()
         do {
             try await publish(
                 Array(body), to: .queue(LeadershipNames.triggerQueue(stateName)),
