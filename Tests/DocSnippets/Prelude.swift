@@ -34,6 +34,15 @@ struct Cleanup: WarrenMessage {
 }
 
 func removeExpiredCarts(olderThan: Date) async throws {}
+
+/// docs/scheduling.md's jobs at a time.
+struct ReportReminder: WarrenMessage {
+    static var messageType: String { "reports.reminder" }
+    var orderID: String
+}
+
+let cutoff = Date()
+let tomorrowAtNine = Date().addingTimeInterval(86_400)
 func compactOldPartitions() async throws {}
 
 struct SendInvoice: MessageHandler {
@@ -57,3 +66,5 @@ var connection: AMQPConnection { fatalError("documentation blocks are compiled, 
 var channel: AMQPChannel { fatalError("documentation blocks are compiled, not run") }
 var worker: Worker { fatalError("documentation blocks are compiled, not run") }
 var transport: RabbitMQTransport { fatalError("documentation blocks are compiled, not run") }
+var publisher: WarrenPublisher { fatalError("documentation blocks are compiled, not run") }
+var context: MessageContext { fatalError("documentation blocks are compiled, not run") }

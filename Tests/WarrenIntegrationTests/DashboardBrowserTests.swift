@@ -53,6 +53,64 @@ struct DashboardBrowserTests {
         try await window.waitForURL(containing: password == "wrong" ? "/sign-in" : path)
     }
 
+    @Test func anOperatorSeesTheSchedulesPausesOneAndRunsItNow() async throws {
+        let chromium = try await browser()
+        let url = try await TestBroker.url()
+        let scope = TestBroker.uniqueName("browser").replacingOccurrences(of: "test.", with: "")
+        let queue = TestBroker.uniqueName("nightly-runs")
+        let jobs = [
+            try RecurringJob(
+                "nightly-report", schedule: .cron("30 2 * * *", timeZone: "Europe/Berlin"), queue: queue
+            ) { TestTick(at: $0) },
+            try RecurringJob("cart-cleanup", schedule: .every(.seconds(3600)), queue: queue) { TestTick(at: $0) },
+        ]
+        let scheduler = try Scheduler(
+            jobs: jobs,
+            transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
+            scope: scope, campaignInterval: .milliseconds(200), logger: TestBroker.quietLogger())
+        let dashboard = try await SeededDashboard.start(brokerURL: url, schedulerScope: scope)
+        try await whileRunning([{ try await scheduler.run() }]) {
+            try await inWindow(chromium, dashboard) { window in
+                try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/schedules")
+                try await window.waitUntil("the leader's directory") {
+                    try await window.go(to: dashboard.address + "/schedules")
+                    return try await window.findAll("tbody tr").count == 2
+                }
+                let text = try await window.visibleText()
+                #expect(text.contains("30 2 * * *") && text.contains("Europe/Berlin") && text.contains("every 1 h"), "\(text)")
+                #expect(text.contains(ProcessInfo.processInfo.hostName), "the leader's host")
+                try await snap(window, "schedules")
+
+                // Pause the nightly report, then run it now anyway.
+                try await window.find("form[action='/schedules/\(scope).nightly-report/pause'] button").click()
+                try await window.waitUntil("paused") {
+                    try await window.find("form[action='/schedules/\(scope).nightly-report/resume'] button").text()
+                        == "Resume"
+                }
+                try await window.find("form[action='/schedules/\(scope).nightly-report/trigger'] button").click()
+                guard
+                    try await eventually(timeout: .seconds(10), {
+                        try await withConnection { try await $0.openChannel().queueStatus(queue).messageCount == 1 }
+                    })
+                else { throw TestFailure("no run now") }
+                try await window.go(to: dashboard.address + "/audit")
+                let audit = try await window.visibleText()
+                #expect(audit.contains("pause") && audit.contains("trigger"), "\(audit)")
+            }
+        }
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            for name in ["nightly-report", "cart-cleanup"] {
+                for suffix in ["last", "paused", "trigger"] {
+                    _ = try? await channel.queueDelete("warren.schedule.\(scope).\(name).\(suffix)")
+                }
+            }
+            for name in [queue, ScheduleDirectory.queue(scope: scope), "warren.leader.scheduler.\(scope)"] {
+                _ = try? await channel.queueDelete(name)
+            }
+        }
+    }
+
     @Test func anOperatorSignsInSearchesAndOpensAJobAFailureGroupAndADeadLetter() async throws {
         let chromium = try await browser()
         // The broker holds the seeded "emails" queue with two retry delays and three messages waiting.

@@ -9,7 +9,7 @@ import WarrenAMQP
 /// `1` routes it into the level's queue, where it waits out the TTL and is dead-lettered to the next level's exchange;
 /// a `0` routes it straight on. After level 0 the delivery exchange hands it to its queue. So any delay up to
 /// ``maximumDelay`` (2^26 − 1 s, 776 days) passes through at most 26 queues, which never hold different delays —
-/// RabbitMQ expires a message only at the head of its queue — and the broker keeps 26 queues and 27 exchanges however
+/// RabbitMQ expires a message only at the head of its queue — and the broker keeps 27 queues and 28 exchanges however
 /// many delays are in flight.
 ///
 /// Precision: a message reaches its queue no earlier than its due time and at most about one second later (its delay

@@ -22,8 +22,10 @@ struct SeededDashboard {
     ///   - brokerURL: the broker the queues page asks and replays go to; `nil`: none.
     ///   - ingest: the ledger queue and events exchange to record from (on `brokerURL`); `nil`: `--no-ingest`.
     ///   - watch: work queues whose dead letters the ledger takes from the start (`--queue`).
+    ///   - schedulerScope: the scheduler whose jobs `/schedules` shows (`--scheduler-scope`).
     static func start(
-        brokerURL: String? = nil, ingest: (ledgerQueue: String, exchange: String)? = nil, watch: [String] = []
+        brokerURL: String? = nil, ingest: (ledgerQueue: String, exchange: String)? = nil, watch: [String] = [],
+        schedulerScope: String? = nil
     ) async throws -> SeededDashboard {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("dashboard-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -40,15 +42,17 @@ struct SeededDashboard {
             """
         let usersFile = directory.appendingPathComponent("users").path
         try users.write(toFile: usersFile, atomically: true, encoding: .utf8)
+        var arguments: [String] = ["--port", "0", "--store", "sqlite:\(sqlite)", "--users-file", usersFile]
+        if let brokerURL { arguments += ["--url", brokerURL] }
+        arguments += watch.flatMap { ["--queue", $0] }
+        if let schedulerScope { arguments += ["--scheduler-scope", schedulerScope] }
+        if let ingest {
+            arguments += ["--ledger-queue", ingest.ledgerQueue, "--events-exchange", ingest.exchange, "--log-level", "warning"]
+        } else {
+            arguments += ["--no-ingest"]
+        }
         let dashboard = try LaunchedProcess(
-            "warren-dashboard",
-            ["--port", "0", "--store", "sqlite:\(sqlite)", "--users-file", usersFile]
-                + (brokerURL.map { ["--url", $0] } ?? [])
-                + watch.flatMap { ["--queue", $0] }
-                + (ingest.map {
-                    ["--ledger-queue", $0.ledgerQueue, "--events-exchange", $0.exchange, "--log-level", "warning"]
-                } ?? ["--no-ingest"]),
-            environment: ["WARREN_DASHBOARD_TOKEN": token])
+            "warren-dashboard", arguments, environment: ["WARREN_DASHBOARD_TOKEN": token])
         return SeededDashboard(dashboard: dashboard, port: try await dashboard.listeningPort(), directory: directory)
     }
 
