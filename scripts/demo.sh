@@ -127,6 +127,8 @@ for election in json.load(sys.stdin).get("leadership", []):
 cleanup_runs=$(grep ' settled' "$data/worker.log" | grep -c 'schedule=cleanup' || true)
 grep ' settled' "$data/worker.log" | grep 'schedule=cleanup' | tail -n 2 | sed -E 's/^[^ ]+ +/   /'
 echo "   $cleanup_runs cleanup runs so far, each a message id of its schedule and time (cleanup@<ISO 8601>)"
+echo "   warren schedules (what the leader lists; the dashboard's /schedules shows the same):"
+"$bin/warren" schedules | sed 's/^/     /'
 
 say "10. Stopping orders-worker with SIGTERM (it drains, then exits 0)"
 kill -TERM "$worker_pid"

@@ -21,10 +21,12 @@ struct LedgerBrokerTests {
             try PostgresLedgerStore(
                 url: try await LocalPostgres.shared().newDatabaseURL(), logger: TestBroker.quietLogger()),
         ]
-        let ledgers = try stores.map { store in
+        // A ledger of another store consumes a queue of its own (a shared one it would refuse: ledger.md).
+        let queues = [ledgerQueue, ledgerQueue, TestBroker.uniqueName("other-ledger")]
+        let ledgers = try zip(stores, queues).map { store, queue in
             Ledger(
                 transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
-                store: store, queue: ledgerQueue, exchange: exchange,
+                store: store, queue: queue, exchange: exchange,
                 retention: RetentionPolicy(succeeded: .seconds(3600), interval: .seconds(1)),
                 logger: TestBroker.quietLogger())
         }
