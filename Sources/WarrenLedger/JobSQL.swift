@@ -267,7 +267,8 @@ enum JobSQL {
         for (cutoff, condition) in [
             (cutoffs.succeeded, "status = '\(JobState.succeeded.rawValue)'"),
             (cutoffs.deadLettered, "status IN \(failed)"),
-            (cutoffs.unfinished, "status NOT IN \(finished)"),
+            // A job due later is unfinished until a worker takes it: kept until its due time is past the cutoff too.
+            (cutoffs.unfinished, "status NOT IN \(finished) AND (due_at_ms IS NULL OR due_at_ms < \(placeholder(1)))"),
         ] where cutoff != Int64.min {
             selections.append(
                 PruneSelection(

@@ -115,10 +115,22 @@ public final class Ledger: Service, Sendable {
                 work: "ledger-prune", scope: try await store.identity(), transport: transport, logger: logger
             ) { [self] _ in await pruneUntilCancelled() }
         pruningElection.withLock { $0 = election }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.worker.run() }
-            if let election { group.addTask { try await election.run() } }
-            try await group.next()
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await self.worker.run()
+                return true
+            }
+            // The election ends first on a graceful shutdown (it resigns at once), and may fail (a transport that holds
+            // no elections: it logs why); either way the worker finishes its drain, and its end ends the ledger.
+            if let election {
+                group.addTask {
+                    try? await election.run()
+                    return false
+                }
+            }
+            while let workerEnded = try await group.next() {
+                if workerEnded { break }
+            }
             group.cancelAll()
         }
     }

@@ -68,6 +68,7 @@ public enum LedgerBounds {
         bound(&kind, 64)
         event.event = WarrenEvent.Kind(rawValue: kind ?? "")
         bound(&event.host, nameBytes)
+        bound(&event.schedule, nameBytes)
         bound(&event.reason, nameBytes)
         bound(&event.traceID, nameBytes)
         bound(&event.correlationID, nameBytes)

@@ -27,15 +27,15 @@ public final class LedgerIdempotencyStore: IdempotencyStore {
 
     /// - Parameters:
     ///   - store: a migrated ledger store.
-    ///   - retention: how long a handled id is remembered (default seven days); longer than any redelivery or replay
-    ///     you want caught.
+    ///   - retention: how long a handled id is remembered (default seven days; from one second to a hundred years);
+    ///     longer than any redelivery or replay you want caught.
     public convenience init(store: SQLLedgerStore, retention: Duration = .seconds(7 * 86_400)) {
         self.init(store: store, retention: retention, now: { Int64(Date().timeIntervalSince1970 * 1000) })
     }
 
     init(store: SQLLedgerStore, retention: Duration, now: @escaping @Sendable () -> Int64) {
         self.store = store
-        self.retention = retention
+        self.retention = min(max(retention, .seconds(1)), .seconds(100 * 365 * 86_400))
         self.now = now
     }
 
@@ -70,7 +70,9 @@ public final class LedgerIdempotencyStore: IdempotencyStore {
             ON CONFLICT (scope, message_id) DO UPDATE SET recorded_at_ms = excluded.recorded_at_ms
             """, [.text(scope), .text(messageID), .integer(now())])
         if recordsSincePrune.add(1, ordering: .relaxed).newValue % 1_000 == 0 {
-            try await pruneExpired()
+            // The handler succeeded and its id is recorded: a failed clean-up must not report it failed (the next
+            // thousandth record tries again).
+            _ = try? await pruneExpired()
         }
     }
 

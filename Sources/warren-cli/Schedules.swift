@@ -33,7 +33,7 @@ struct Schedules: AsyncParsableCommand {
                 try printJSON(directory)
                 return
             }
-            print("leader: \(directory.leaderHost) since \(iso(directory.leaderSinceMs) ?? "?")")
+            print("leader: \(column(directory.leaderHost, 0)) since \(iso(directory.leaderSinceMs) ?? "?")")
             print("name                      schedule                         queue                 last tick             next run              state")
             for entry in directory.schedules {
                 let spec =
@@ -93,10 +93,15 @@ struct Schedules: AsyncParsableCommand {
     }
 }
 
+/// A time in milliseconds since 1970 as ISO 8601, when it is one a clock gives (1970 to the year 9999).
 private func iso(_ milliseconds: Int64?) -> String? {
-    milliseconds.map { Date(timeIntervalSince1970: TimeInterval($0) / 1000).formatted(.iso8601) }
+    guard let milliseconds, (0...253_402_300_799_999).contains(milliseconds) else { return nil }
+    return Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000).formatted(.iso8601)
 }
 
+/// `text` padded to `width`, its control characters (which a directory written by anyone could hold: escape
+/// sequences for the terminal) shown as `?`.
 private func column(_ text: String, _ width: Int) -> String {
-    text.count >= width ? text : text.padding(toLength: width, withPad: " ", startingAt: 0)
+    let printable = String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
+    return printable.count >= width ? printable : printable.padding(toLength: width, withPad: " ", startingAt: 0)
 }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import Warren
+@_spi(WarrenTransport) import Warren
 import WarrenLedger
 import WarrenTestSupport
 
@@ -102,6 +102,52 @@ struct DashboardSchedulesTests {
                     audit.filter { $0.action == "pause" && $0.target == "schedule nightly-report" }.count == 1,
                     "the forged form never ran")
                 #expect(audit.contains { $0.action == "pause" && $0.outcome.hasPrefix("failed: No scheduler leader") })
+            }
+        }
+    }
+
+    /// Schedule operations whose directory cannot be read (someone else's message in its queue).
+    struct UnreadableDirectory: ScheduleOperations {
+        let inner: InMemorySchedules
+        var scope: String? { nil }
+        func directory() async throws -> ScheduleDirectory? {
+            throw WarrenError(.invalidConfiguration, "the queue warren.schedules holds something other than a directory")
+        }
+        func trigger(_ stateName: String, requestID: String, requestedBy: String) async throws {
+            try await inner.trigger(stateName, requestID: requestID, requestedBy: requestedBy)
+        }
+        func setPaused(_ paused: Bool, stateName: String) async throws {
+            try await inner.setPaused(paused, stateName: stateName)
+        }
+    }
+
+    @Test func anUnreadableDirectoryIsSaidAndPauseStillWorks() async throws {
+        let transport = InMemoryTransport()
+        try await DashboardScene.with(schedules: UnreadableDirectory(inner: InMemorySchedules(transport: transport))) {
+            scene in
+            let api = await scene.request("GET", "/api/schedules", headers: scene.viewerAuth)
+            #expect(api.status == 502 && api.body.contains("directory_unreadable"), "\(api.body)")
+            let page = await scene.request("GET", "/schedules", headers: scene.viewerAuth)
+            #expect(page.status == 502 && page.body.contains("cannot be read"), "\(page.status)")
+            let paused = await scene.request("POST", "/api/schedules/nightly/pause", headers: scene.operatorAuth)
+            #expect(paused.status == 200, "the emergency control needs no directory: \(paused.body)")
+            #expect(transport.scheduleState("nightly").paused)
+            let bad = await scene.request("POST", "/api/schedules/a%20b/pause", headers: scene.operatorAuth)
+            #expect(bad.status == 404, "no schedule can have that name: \(bad.body)")
+        }
+    }
+
+    @Test func textFromTheDirectoryIsEscaped() async throws {
+        let transport = InMemoryTransport()
+        let hostile = "<img src=x onerror=alert(1)>"
+        let job = try RecurringJob("escaped", schedule: .every(.seconds(3600)), queue: hostile) { TestTick(at: $0) }
+        let scheduler = try Scheduler(jobs: [job], transport: transport, campaignInterval: .milliseconds(20))
+        try await DashboardScene.with(schedules: InMemorySchedules(transport: transport)) { scene in
+            try await whileRunning([{ try await scheduler.run() }]) {
+                guard try await eventually({ transport.scheduleDirectory() != nil }) else { throw TestFailure("no leader") }
+                let page = await scene.request("GET", "/schedules", headers: scene.operatorAuth)
+                #expect(page.status == 200 && !page.body.contains(hostile), "\(page.body)")
+                #expect(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"))
             }
         }
     }

@@ -95,7 +95,9 @@ struct DashboardBrowserTests {
                 else { throw TestFailure("no run now") }
                 try await window.go(to: dashboard.address + "/audit")
                 let audit = try await window.visibleText()
-                #expect(audit.contains("pause") && audit.contains("trigger"), "\(audit)")
+                #expect(
+                    audit.contains("pause") && audit.contains("trigger")
+                        && audit.contains("schedule \(scope).nightly-report"), "\(audit)")
             }
         }
         try await withConnection { connection in

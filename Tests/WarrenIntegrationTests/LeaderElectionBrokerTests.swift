@@ -135,6 +135,54 @@ struct LeaderElectionBrokerTests {
         }
     }
 
+    /// What operators read and ask never stops the schedule: its directory's queue deleted, the runs go on and the
+    /// directory comes back; a run now that cannot be published (its queue is gone) waits, and runs once it can.
+    @Test func aLostDirectoryOrAFailedRunNowStopsNoSchedule() async throws {
+        let scope = TestBroker.uniqueName("lost").replacingOccurrences(of: "test.", with: "")
+        let queue = TestBroker.uniqueName("lost-ticks")
+        let job = try RecurringJob("tick", schedule: .every(.seconds(1)), queue: queue) { TestTick(at: $0) }
+        let state = Scheduler.stateName(of: "tick", scope: scope)
+        let scheduler = try Scheduler(
+            jobs: [job], transport: try await transport("leader"), scope: scope,
+            campaignInterval: .milliseconds(200), logger: TestBroker.quietLogger())
+        let ops = try await transport("operator")
+        try await whileRunning([{ try await scheduler.run() }]) {
+            guard try await eventually(timeout: .seconds(15), { try await ops.scheduleDirectory(scope: scope) != nil })
+            else { throw TestFailure("no directory") }
+            try await withChannel { _ = try await $0.queueDelete(ScheduleDirectory.queue(scope: scope)) }
+            let before = try await messages(in: queue)
+            guard try await eventually(timeout: .seconds(10), { try await messages(in: queue) >= before + 3 }) else {
+                throw TestFailure("the runs stopped with the directory")
+            }
+            guard try await eventually(timeout: .seconds(10), { try await ops.scheduleDirectory(scope: scope) != nil })
+            else { throw TestFailure("the directory did not come back") }
+
+            // The job's queue gone, a run now cannot be published: the request waits in its queue.
+            try await withChannel { _ = try await $0.queueDelete(queue) }
+            try await ops.triggerSchedule(state, requestID: "after-the-queue")
+            try await Task.sleep(for: .seconds(1))
+            try await withChannel { channel in
+                _ = try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "classic"])
+            }
+            guard
+                try await eventually(timeout: .seconds(20), {
+                    try await drain(queue).contains { $0.properties.messageID == "tick@manual-after-the-queue" }
+                })
+            else { throw TestFailure("the request was not served once its queue was back") }
+        }
+        await ops.close()
+        #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "the request settled once served")
+        try await withChannel { channel in
+            for name in [
+                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
+                LeadershipNames.triggerQueue(state), ScheduleDirectory.queue(scope: scope),
+                LeadershipNames.electionQueue("scheduler.\(scope)"),
+            ] {
+                _ = try await channel.queueDelete(name)
+            }
+        }
+    }
+
     @Test func operatorsReadTheDirectoryPauseAndRunAJobOnRequest() async throws {
         let scope = TestBroker.uniqueName("ops").replacingOccurrences(of: "test.", with: "")
         let queue = TestBroker.uniqueName("reports")
@@ -171,11 +219,12 @@ struct LeaderElectionBrokerTests {
             let run = try #require(try await drain(queue).first)
             #expect(run.properties.messageID == "report@manual-\(requestID)")
             #expect(ScheduledRun(headers: run.properties.headers ?? [:])?.isManual == true)
-            #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "both requests settled")
             await #expect(throws: WarrenError.self) { try await ops.triggerSchedule("no.such.schedule") }
             await #expect(throws: WarrenError.self) { try await ops.triggerSchedule(state, requestID: "a/b") }
         }
         await ops.close()
+        // The term's channels are closed: a request taken and not acknowledged would be back in its queue by now.
+        #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "both requests settled")
         try await withChannel { channel in
             for name in [
                 queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),

@@ -56,6 +56,18 @@ struct LedgerStorePostgresTests {
             let json = String(decoding: try JSONEncoder().encode(job.summary), as: UTF8.self)
             #expect(json.contains("\"schedule\":\"cleanup\"") && json.contains("\"scheduled_for_ms\":5000"))
             #expect(json.contains("\"due_at_ms\":null"), "absent as null: one shape for every parser")
+
+            // Pruning: a job due later than the cutoff for unfinished jobs is kept until it is due; one that is not due
+            // later goes.
+            var later = event(.published, "due-later", at: 10_000)
+            later.dueAtMs = 10_000_000
+            try await store.record([later, event(.published, "forgotten", at: 10_000)])
+            _ = try await store.prune(
+                RetentionPolicy(unfinished: .seconds(60), maxJobs: nil), nowMs: 10_000 + 120_000)
+            #expect(try await store.job(messageID: "due-later")?.state == .pending, "kept: not due yet")
+            #expect(try await store.job(messageID: "forgotten") == nil, "an unfinished job past the cutoff goes")
+            _ = try await store.prune(RetentionPolicy(unfinished: .seconds(60), maxJobs: nil), nowMs: 10_000_000 + 120_000)
+            #expect(try await store.job(messageID: "due-later") == nil, "past its due time and the cutoff: it goes")
         }
     }
 

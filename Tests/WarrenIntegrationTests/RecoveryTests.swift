@@ -62,7 +62,7 @@ struct RecoveryTests {
     /// The node restarts under a schedule that ticks every second: the leader's term ends with its connection, the
     /// process leads again once the node is back, finds the last tick in its durable queue and publishes the ticks of
     /// the outage (within the misfire threshold: on time), each once.
-    @Test func ticksResumeAfterTheBrokerRestartsAndNoneRunsTwice() async throws {
+    @Test func ticksResumeAfterTheBrokerRestartsEachOnceButTheOneInFlight() async throws {
         let broker = try await bootingOneAtATime { try await LocalBroker.shared("recovery") }
         let queue = TestBroker.uniqueName("restart-ticks")
         let scope = TestBroker.uniqueName("restart").replacingOccurrences(of: "test.", with: "")

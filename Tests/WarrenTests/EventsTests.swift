@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import WarrenAMQP
 import WarrenTestSupport
+import WarrenTesting
 
 @_spi(WarrenTransport) @testable import Warren
 
@@ -66,6 +67,22 @@ struct EventsTests {
             #expect(event.dueAtMs == dueAt, "\(String(describing: headers))")
             #expect(event.schedule == schedule && event.scheduledForMs == scheduledFor, "\(String(describing: headers))")
         }
+    }
+
+    @Test func aJobDueLaterHasWaitedInItsQueueOnlySinceItWasDue() async throws {
+        let registration = HandlerRegistration(WelcomeEmail.self, queue: "emails") { _, _ in }
+        let harness = try await WarrenTestHarness(registrations: [registration])
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let settled = try await harness.send(
+            WelcomeEmail(userId: "1", email: "a@example.com"), to: "emails",
+            headers: [WarrenHeader.publishedAt: .int64(now - 3_600_000), WarrenHeader.dueAt: .int64(now - 200)])
+        let wait = try #require(settled.queueWait)
+        #expect(wait < .seconds(60), "waited since its due time, not its publish an hour ago: \(wait)")
+        let hostile = try await harness.send(
+            WelcomeEmail(userId: "2", email: "b@example.com"), to: "emails",
+            headers: [WarrenHeader.publishedAt: .int64(now - 1_000), WarrenHeader.dueAt: .int64(.max)])
+        #expect(try #require(hostile.queueWait) >= .milliseconds(900), "an implausible due time is ignored")
+        await harness.stop()
     }
 
     /// A transport whose publishes never return while `blocked`: a broker that has stopped taking messages.

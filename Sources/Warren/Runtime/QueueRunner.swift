@@ -447,12 +447,16 @@ struct QueueRunner: Sendable {
     }
 
     /// When the message last entered a queue, in ms since the epoch: its last failure (it then waited out a retry
-    /// delay), else Warren's publish time — `nil` for a message without either (a foreign publisher's): its AMQP
+    /// delay), else Warren's publish time or, for a message published due at a time, its due time (the wait it was
+    /// meant to have is not queue wait) — `nil` for a message without either (a foreign publisher's): its AMQP
     /// timestamp has whole seconds, and a wait from it would look precise while off by up to a second.
     private func enqueuedAtMilliseconds(_ properties: AMQPProperties) -> Int64? {
         let headers = properties.headers
-        return UnixMilliseconds.from(headers?.header(WarrenHeader.lastFailureAt)?.int64Value)
-            ?? UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value)
+        if let failed = UnixMilliseconds.from(headers?.header(WarrenHeader.lastFailureAt)?.int64Value) { return failed }
+        guard let published = UnixMilliseconds.from(headers?.header(WarrenHeader.publishedAt)?.int64Value) else {
+            return nil
+        }
+        return max(published, UnixMilliseconds.from(headers?.header(WarrenHeader.dueAt)?.int64Value) ?? published)
     }
 
     /// For a message without ``enqueuedAtMilliseconds(_:)`` (the caller found none): the wait since its AMQP

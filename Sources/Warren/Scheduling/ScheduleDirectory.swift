@@ -111,32 +111,42 @@ public struct ScheduleTrigger: Sendable {
     /// Settles the request once its run is confirmed; a request not settled when the term ends comes back to the next
     /// leader, which publishes the same message id again.
     public var done: @Sendable () async throws -> Void
+    /// Returns the request to its queue unserved (its run could not be published), to be taken again.
+    public var giveBack: @Sendable () async -> Void
 
     public init(
         requestID: String, requestedBy: String?, problem: String? = nil,
-        done: @escaping @Sendable () async throws -> Void
+        done: @escaping @Sendable () async throws -> Void, giveBack: @escaping @Sendable () async -> Void = {}
     ) {
         self.requestID = requestID
         self.requestedBy = requestedBy
         self.problem = problem
         self.done = done
+        self.giveBack = giveBack
     }
 
     /// The request a message's body holds, or one with its ``problem``.
-    static func decode(_ body: [UInt8], done: @escaping @Sendable () async throws -> Void) -> ScheduleTrigger {
+    static func decode(
+        _ body: [UInt8], done: @escaping @Sendable () async throws -> Void,
+        giveBack: @escaping @Sendable () async -> Void
+    ) -> ScheduleTrigger {
         guard body.count <= 4_096 else {
-            return ScheduleTrigger(requestID: "", requestedBy: nil, problem: "a request of \(body.count) bytes", done: done)
+            return ScheduleTrigger(
+                requestID: "", requestedBy: nil, problem: "a request of \(body.count) bytes", done: done, giveBack: giveBack)
         }
         guard let request = try? JSONDecoder().decode(Body.self, from: Data(body)) else {
             return ScheduleTrigger(
-                requestID: "", requestedBy: nil, problem: "not a JSON {\"request_id\": …} request", done: done)
+                requestID: "", requestedBy: nil, problem: "not a JSON {\"request_id\": …} request", done: done,
+                giveBack: giveBack)
         }
         guard isValidRequestID(request.requestID) else {
             return ScheduleTrigger(
-                requestID: "", requestedBy: nil, problem: "a request id must be 1–64 of [A-Za-z0-9._-]", done: done)
+                requestID: "", requestedBy: nil, problem: "a request id must be 1–64 of [A-Za-z0-9._-]", done: done,
+                giveBack: giveBack)
         }
         return ScheduleTrigger(
-            requestID: request.requestID, requestedBy: request.requestedBy.map { String($0.prefix(200)) }, done: done)
+            requestID: request.requestID, requestedBy: request.requestedBy.map { String($0.prefix(200)) }, done: done,
+            giveBack: giveBack)
     }
 
     /// The body of a request: JSON `{"request_id": …, "requested_by": …}`.
@@ -157,17 +167,18 @@ public struct ScheduleTrigger: Sendable {
 @_spi(WarrenTransport)
 public struct ScheduleTriggers: Sendable {
     let nextTrigger: @Sendable () async throws -> ScheduleTrigger?
+    let closeTriggers: @Sendable () async -> Void
 
-    public init(next: @escaping @Sendable () async throws -> ScheduleTrigger?) { self.nextTrigger = next }
+    public init(
+        next: @escaping @Sendable () async throws -> ScheduleTrigger?, close: @escaping @Sendable () async -> Void = {}
+    ) {
+        self.nextTrigger = next
+        self.closeTriggers = close
+    }
 
     /// The next request; `nil` when there will be none (the term ended).
     public func next() async throws -> ScheduleTrigger? { try await nextTrigger() }
 
-    /// Requests that never come: for a term without them.
-    public static var never: ScheduleTriggers {
-        ScheduleTriggers {
-            try await Task.sleep(for: .seconds(86_400 * 365 * 100))
-            return nil
-        }
-    }
+    /// Stops taking requests: one taken and not settled goes back to its queue.
+    public func close() async { await closeTriggers() }
 }

@@ -80,7 +80,7 @@ public final class Scheduler: Service, Sendable {
         _ jobs: [RecurringJob], scope: String?, leadership: Leadership, transport: any WarrenTransport, logger: Logger
     ) async throws {
         logger.info("scheduling", metadata: ["jobs": .string(jobs.map(\.name).sorted().joined(separator: ","))])
-        let board = ScheduleBoard(scope: scope, since: leadership.since, term: leadership.term)
+        let board = ScheduleBoard(scope: scope, since: leadership.since, term: leadership.term, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for job in jobs {
                 let stateName = stateName(of: job.name, scope: scope)
@@ -139,29 +139,42 @@ public final class Scheduler: Service, Sendable {
         let triggers = try await term.triggers(stateName)
         let manual = Counter(
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "manual")])
-        while let trigger = try await triggers.next() {
-            if let problem = trigger.problem {
-                logger.warning("a request for a run now is not one; dropped", metadata: ["reason": .string(problem)])
+        do {
+            while let trigger = try await triggers.next() {
+                if let problem = trigger.problem {
+                    logger.warning(
+                        "a request for a run now is not one; dropped", metadata: ["reason": .string(problem)])
+                    try await trigger.done()
+                    continue
+                }
+                let now = Date()
+                let headers: AMQPTable = [
+                    ScheduleHeader.schedule: .string(job.name),
+                    ScheduleHeader.scheduledFor: .int64(Int64((now.timeIntervalSince1970 * 1000).rounded(.down))),
+                    ScheduleHeader.manual: .bool(true),
+                ]
+                let messageID = RecurringJob.manualMessageID(name: job.name, requestID: trigger.requestID)
+                do {
+                    try await term.publish(try job.makeMessage(leadership.builder, now, headers, messageID))
+                } catch {
+                    // Not run: the request goes back to wait for the next try (or the next leader).
+                    await trigger.giveBack()
+                    throw error
+                }
                 try await trigger.done()
-                continue
+                manual.increment()
+                logger.notice(
+                    "run published on request",
+                    metadata: [
+                        "message_id": .string(messageID), "queue": .string(job.queue),
+                        "requested_by": .string(trigger.requestedBy ?? "unknown"),
+                    ])
             }
-            let now = Date()
-            let headers: AMQPTable = [
-                ScheduleHeader.schedule: .string(job.name),
-                ScheduleHeader.scheduledFor: .int64(Int64((now.timeIntervalSince1970 * 1000).rounded(.down))),
-                ScheduleHeader.manual: .bool(true),
-            ]
-            let messageID = RecurringJob.manualMessageID(name: job.name, requestID: trigger.requestID)
-            try await term.publish(try job.makeMessage(leadership.builder, now, headers, messageID))
-            try await trigger.done()
-            manual.increment()
-            logger.notice(
-                "run published on request",
-                metadata: [
-                    "message_id": .string(messageID), "queue": .string(job.queue),
-                    "requested_by": .string(trigger.requestedBy ?? "unknown"),
-                ])
+        } catch {
+            await triggers.close()
+            throw error
         }
+        await triggers.close()
     }
 
     /// Publishes `job`'s runs while `leadership` holds.
@@ -198,7 +211,7 @@ public final class Scheduler: Service, Sendable {
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "skipped_paused")])
         let missed = Counter(
             label: WarrenMetric.scheduledRuns.name, dimensions: [("schedule", job.name), ("outcome", "missed")])
-        try await board.update(
+        await board.update(
             ScheduleDirectory.Entry(
                 job: job, stateName: stateName, lastTickMs: state.lastTick == nil ? nil : last * 1000,
                 paused: state.paused))
@@ -250,7 +263,7 @@ public final class Scheduler: Service, Sendable {
                 }
             }
             last = latest
-            try await board.update(
+            await board.update(
                 ScheduleDirectory.Entry(job: job, stateName: stateName, lastTickMs: latest * 1000, paused: paused))
         }
     }
@@ -273,28 +286,47 @@ public final class Scheduler: Service, Sendable {
 
 /// The leader's directory of its schedules (``ScheduleDirectory``): each job's entry as its ticks change it, published
 /// whole after each change, one publish at a time so that the newest is the one the queue keeps.
+///
+/// It is for operators only: a directory that cannot be written (its queue deleted or declared otherwise) is logged
+/// once per term and tried again at the next change; it never stops a schedule.
 final class ScheduleBoard: Sendable {
     private let scope: String?
     private let since: Date
     private let term: any LeadershipTerm
+    private let logger: Logger
+    /// Looked up once: `hostName` may ask the resolver.
+    private let host = ProcessInfo.processInfo.hostName
     private let entries = Mutex<[String: ScheduleDirectory.Entry]>([:])
     private let publishing = AsyncMutex()
+    private let failing = Atomic<Bool>(false)
 
-    init(scope: String?, since: Date, term: any LeadershipTerm) {
+    init(scope: String?, since: Date, term: any LeadershipTerm, logger: Logger) {
         self.scope = scope
         self.since = since
         self.term = term
+        self.logger = logger
     }
 
-    func update(_ entry: ScheduleDirectory.Entry) async throws {
+    func update(_ entry: ScheduleDirectory.Entry) async {
         entries.withLock { $0[entry.name] = entry }
-        try await publishing.withLock {
+        await publishing.withLock {
             let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
             let directory = ScheduleDirectory(
-                scope: scope, leaderHost: ProcessInfo.processInfo.hostName,
+                scope: scope, leaderHost: host,
                 leaderSinceMs: Int64((since.timeIntervalSince1970 * 1000).rounded(.down)), updatedAtMs: now,
                 schedules: entries.withLock { $0.values.sorted { $0.name < $1.name } })
-            try await term.publishDirectory(directory, to: ScheduleDirectory.queue(scope: scope))
+            do {
+                try await term.publishDirectory(directory, to: ScheduleDirectory.queue(scope: scope))
+                if failing.exchange(false, ordering: .relaxed) {
+                    logger.notice("the schedules' directory is written again")
+                }
+            } catch {
+                if term.isHeld, !failing.exchange(true, ordering: .relaxed) {
+                    logger.warning(
+                        "the schedules' directory could not be written (operators see an old one); the schedules go on",
+                        metadata: ["queue": .string(ScheduleDirectory.queue(scope: scope)), "error": "\(error)"])
+                }
+            }
         }
     }
 }

@@ -5,17 +5,22 @@ import WarrenAMQP
 /// Declares work, delay and dead-letter queues, once each, on a channel of its own.
 final class TopologyDeclarer: Sendable {
     private let channel: AMQPChannel
+    private let connection: AMQPConnection
     var isOpen: Bool { channel.isOpen }
     private let queueType: WarrenTopology.QueueType
+    private let cascade: DelayCascade
     private let declared = Mutex<Set<String>>([])
     private let delays = Mutex<[String: Set<Duration>]>([:])
-    /// The delay cascades declared, and the queues bound to their delivery exchanges, by this process.
-    private let cascades = Mutex<Set<DelayCascade>>([])
+    /// Whether this declarer declared the cascade's delivery exchange, and its levels; the queues it bound to it.
+    private let deliveryDeclared = Atomic<Bool>(false)
+    private let levelsDeclared = Atomic<Bool>(false)
     private let dueQueues = Mutex<Set<String>>([])
 
-    init(connection: AMQPConnection, queueType: WarrenTopology.QueueType) async throws {
+    init(connection: AMQPConnection, queueType: WarrenTopology.QueueType, cascade: DelayCascade) async throws {
         channel = try await connection.openChannel()
+        self.connection = connection
         self.queueType = queueType
+        self.cascade = cascade
         try await channel.exchangeDeclare(WarrenTopology.deadLetterExchange, type: .direct, durable: true)
     }
 
@@ -35,6 +40,14 @@ final class TopologyDeclarer: Sendable {
         try await channel.queueBind(
             topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
         try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
+        // Every work queue is bound to the due cascade's delivery exchange when it is declared, so that a queue deleted
+        // and declared again (by a worker that starts or reconnects) takes the due messages that come after.
+        if DelayCascade.problem(withQueue: queue) == nil {
+            try await declareDeliveryExchange()
+            try await channel.queueBind(
+                queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
+            dueQueues.withLock { _ = $0.insert(queue) }
+        }
         for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
         try await publishManifest(for: queue)
     }
@@ -49,29 +62,43 @@ final class TopologyDeclarer: Sendable {
         if updateManifest { try await publishManifest(for: queue) }
     }
 
-    /// Declares `cascade`'s levels unless this process already did, and binds `queue` to its delivery exchange.
+    /// Declares the cascade's levels unless this declarer did, and binds `queue` to its delivery exchange unless it
+    /// did (the first time on a channel of its own: a queue that does not exist closes that channel, not this one).
     /// - Throws: a channel error (404) when `queue` does not exist.
-    func ensureCascade(_ cascade: DelayCascade, deliveringTo queue: String) async throws {
-        if !cascades.withLock({ $0.contains(cascade) }) {
-            try await declareCascade(cascade)
-            cascades.withLock { _ = $0.insert(cascade) }
+    func ensureCascade(deliveringTo queue: String) async throws {
+        if !levelsDeclared.load(ordering: .acquiring) {
+            try await declareLevels()
+            levelsDeclared.store(true, ordering: .releasing)
         }
-        let key = "\(cascade.prefix) \(queue)"
-        guard !dueQueues.withLock({ $0.contains(key) }) else { return }
-        try await channel.queueBind(
-            queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
-        dueQueues.withLock { _ = $0.insert(key) }
+        guard !dueQueues.withLock({ $0.contains(queue) }) else { return }
+        let own = try await connection.openChannel()
+        do {
+            try await own.queueBind(
+                queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
+            try? await own.close()
+        } catch {
+            try? await own.close()
+            throw error
+        }
+        dueQueues.withLock { _ = $0.insert(queue) }
     }
 
-    /// Level 0 first, so that each level's "0" binding finds the exchange below it declared.
-    private func declareCascade(_ cascade: DelayCascade) async throws {
-        let queueType: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
+    /// The delivery exchange, with its alternate exchange and queue for what is due for a queue that is gone.
+    private func declareDeliveryExchange() async throws {
+        guard !deliveryDeclared.load(ordering: .acquiring) else { return }
         try await channel.exchangeDeclare(cascade.unroutedQueue, type: .fanout, durable: true)
-        try await declareQueue(cascade.unroutedQueue, arguments: queueType)
+        try await declareQueue(cascade.unroutedQueue, arguments: ["x-queue-type": .string(queueType.rawValue)])
         try await channel.queueBind(cascade.unroutedQueue, exchange: cascade.unroutedQueue)
         try await channel.exchangeDeclare(
             cascade.deliveryExchange, type: .topic, durable: true,
             arguments: ["alternate-exchange": .string(cascade.unroutedQueue)])
+        deliveryDeclared.store(true, ordering: .releasing)
+    }
+
+    /// Level 0 first, so that each level's "0" binding finds the exchange below it declared.
+    private func declareLevels() async throws {
+        try await declareDeliveryExchange()
+        let queueType: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
         for level in 0..<DelayCascade.levelCount {
             let name = cascade.level(level)
             let next = level == 0 ? cascade.deliveryExchange : cascade.level(level - 1)

@@ -150,10 +150,14 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
             try? await channel.close()
             throw error
         }
-        return ScheduleTriggers {
-            guard let delivery = try await consumer.next() else { return nil }
-            return ScheduleTrigger.decode(delivery.body) { try delivery.ack() }
-        }
+        return ScheduleTriggers(
+            next: {
+                guard let delivery = try await consumer.next() else { return nil }
+                return ScheduleTrigger.decode(
+                    delivery.body, done: { try delivery.ack() },
+                    giveBack: { try? delivery.reject(requeue: true) })
+            },
+            close: { try? await channel.close() })
     }
 
     func publishDirectory(_ directory: ScheduleDirectory, to queue: String) async throws {
@@ -165,12 +169,18 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try await publish(
-            OutboundMessage(
-                body: Array(try encoder.encode(directory)), destination: .queue(queue),
-                properties: AMQPProperties(
-                    contentType: "application/json", deliveryMode: .persistent, timestamp: Date(),
-                    type: "warren.schedules")))
+        do {
+            try await publish(
+                OutboundMessage(
+                    body: Array(try encoder.encode(directory)), destination: .queue(queue),
+                    properties: AMQPProperties(
+                        contentType: "application/json", deliveryMode: .persistent, timestamp: Date(),
+                        type: "warren.schedules")))
+        } catch {
+            // Its queue deleted meanwhile (unroutable): declared again at the next write.
+            directoryDeclared.store(false, ordering: .releasing)
+            throw error
+        }
     }
 
     /// A schedule's state queues keep the newest message only (a policy must not set another overflow, a TTL or an

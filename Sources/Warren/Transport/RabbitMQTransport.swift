@@ -183,7 +183,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                         ? previous.publisher : try await openPublisher(on: previous.connection),
                     topology: previous.topology.isOpen
                         ? previous.topology
-                        : try await TopologyDeclarer(connection: previous.connection, queueType: queueType))
+                        : try await TopologyDeclarer(
+                            connection: previous.connection, queueType: queueType, cascade: dueCascade))
             } else {
                 if let previous { await previous.connection.close() }
                 let connection = try await AMQPConnection.connect(
@@ -191,7 +192,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
                 do {
                     connected = Connected(
                         connection: connection, publisher: try await openPublisher(on: connection),
-                        topology: try await TopologyDeclarer(connection: connection, queueType: queueType))
+                        topology: try await TopologyDeclarer(
+                            connection: connection, queueType: queueType, cascade: dueCascade))
                 } catch {
                     await connection.close()
                     throw error
@@ -321,7 +323,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             return (WarrenTopology.deadLetterExchange, queue)
         case .due(let queue, let dueTime):
             guard try DelayCascade.steps(toQueue: queue, at: dueTime) > 0 else { return ("", queue) }
-            try await connected.topology.ensureCascade(dueCascade, deliveringTo: queue)
+            try await connected.topology.ensureCascade(deliveringTo: queue)
             // The delay is counted from now, after the declarations and any outage that held the publish: the message
             // is not late by them.
             let steps = try DelayCascade.steps(toQueue: queue, at: dueTime)
@@ -504,18 +506,22 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         else {
             throw WarrenError(.invalidConfiguration, "the queue \(queue) holds something other than a schedule directory")
         }
-        directory.schedules = directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(1_000).map {
-            $0
-        }
+        // Someone else's directory could list anything: only names a schedule can have, at most 200 of them.
+        directory.schedules = Array(directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(200))
         var channel = try await connection.openChannel()
-        for index in directory.schedules.indices {
-            do {
-                let pauseQueue = LeadershipNames.pauseQueue(directory.schedules[index].stateName)
-                directory.schedules[index].paused = try await channel.queueStatus(pauseQueue).messageCount > 0
-            } catch let error as AMQPError where error.replyCode == 404 {
-                directory.schedules[index].paused = false
-                channel = try await connection.openChannel()  // the broker closed the other on the 404
+        do {
+            for index in directory.schedules.indices {
+                do {
+                    let pauseQueue = LeadershipNames.pauseQueue(directory.schedules[index].stateName)
+                    directory.schedules[index].paused = try await channel.queueStatus(pauseQueue).messageCount > 0
+                } catch let error as AMQPError where error.replyCode == 404 {
+                    directory.schedules[index].paused = false
+                    channel = try await connection.openChannel()  // the broker closed the other on the 404
+                }
             }
+        } catch {
+            try? await channel.close()
+            throw error
         }
         try? await channel.close()
         return directory

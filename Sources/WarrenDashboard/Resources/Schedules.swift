@@ -15,7 +15,12 @@ extension Dashboard {
                 return try APIError("no_broker", "This dashboard runs without a broker: it cannot see schedules.")
                     .response(.serviceUnavailable, for: request, context: context)
             }
-            return try JSONAnswer(try await scheduleOverview()).response(from: request, context: context)
+            let overview = try await scheduleOverview()
+            if let problem = overview.problem {
+                return try APIError("directory_unreadable", "The leader's directory cannot be read: \(problem)")
+                    .response(.badGateway, for: request, context: context)
+            }
+            return try JSONAnswer(overview).response(from: request, context: context)
         }
         for action in ScheduleAction.allCases {
             pages.post("schedules/:state_name/\(action.rawValue)") { request, context in
@@ -54,11 +59,17 @@ extension Dashboard {
     /// How many of a schedule's latest runs the page and the API show.
     static let lastRunsShown = 5
 
-    /// The directory with each schedule's last runs from the ledger; no schedules before a leader wrote one.
+    /// The directory with each schedule's last runs from the ledger; no schedules before a leader wrote one, or when
+    /// it cannot be read (``ScheduleOverview/problem`` says why).
     func scheduleOverview() async throws -> ScheduleOverview {
-        guard let schedules, let directory = try await schedules.directory() else {
-            return ScheduleOverview(scope: schedules?.scope, directory: nil, rows: [])
+        guard let schedules else { return ScheduleOverview(scope: nil, directory: nil, rows: []) }
+        let read: ScheduleDirectory?
+        do {
+            read = try await schedules.directory()
+        } catch {
+            return ScheduleOverview(scope: schedules.scope, directory: nil, rows: [], problem: "\(error)")
         }
+        guard let directory = read else { return ScheduleOverview(scope: schedules.scope, directory: nil, rows: []) }
         var rows: [ScheduleOverview.Row] = []
         for entry in directory.schedules {
             let runs = try await store.jobs(matching: JobQuery(limit: Self.lastRunsShown, schedule: entry.name)).jobs
@@ -79,9 +90,12 @@ extension Dashboard {
                 .forbidden, "Only an operator may \(action.rawValue) a schedule: \(identity?.name ?? "this sign-in") is a viewer.")
         } else if let schedules {
             do {
-                guard let directory = try await schedules.directory(),
-                    directory.schedules.contains(where: { $0.stateName == name })
-                else {
+                // The leader's directory says which schedules exist. When it cannot be read (someone else's message in
+                // its queue), pausing and resuming still work — they are the emergency controls — for a name a
+                // schedule can have, and a run now for a schedule whose leader prepared its requests' queue.
+                let directory = try? await schedules.directory()
+                let listed = directory?.schedules.contains(where: { $0.stateName == name })
+                guard listed ?? LeaderElection.isValidName(name) else {
                     return try await audited(
                         .refused(.notFound, "No scheduler leader lists a schedule named '\(name)'."), action, name,
                         requestID, identity, logger)
@@ -128,6 +142,11 @@ extension Dashboard {
                     """)
         }
         let overview = try await scheduleOverview()
+        if let problem = overview.problem {
+            return page(
+                "Schedules", context, nav: "schedules", status: .badGateway,
+                content: "<h1>Schedules</h1>" + Self.errorNote("The leader's directory cannot be read: \(problem)"))
+        }
         guard let directory = overview.directory else {
             let scope: HTML = overview.scope.map { " of scope <code>\($0)</code>" } ?? ""
             return page(
@@ -191,6 +210,8 @@ struct ScheduleOverview: Encodable {
     var scope: String?
     var directory: ScheduleDirectory?
     var rows: [Row]
+    /// Why the directory could not be read (not in the JSON: the API answers 502 with it).
+    var problem: String?
 
     struct Row: Encodable {
         var entry: ScheduleDirectory.Entry
