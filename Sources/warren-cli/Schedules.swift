@@ -34,7 +34,9 @@ struct Schedules: AsyncParsableCommand {
                 return
             }
             print("leader: \(column(directory.leaderHost, 0)) since \(iso(directory.leaderSinceMs) ?? "?")")
-            print("name                      schedule                         queue                 last tick             next run              state")
+            print(
+                "name                      schedule                         queue                 last tick             next run              state"
+            )
             for entry in directory.schedules {
                 let spec =
                     entry.kind == "cron"
@@ -55,7 +57,10 @@ struct Schedules: AsyncParsableCommand {
 
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The schedule's state name (its name, or <scope>.<name>).") var schedule: String
-        @Option(help: "The request's id (1–64 of A-Z a-z 0-9 . _ -); the same id twice runs it once with an idempotency store.")
+        @Option(
+            help:
+                "The request's id (1–64 of A-Z a-z 0-9 . _ -); the same id twice runs it once with an idempotency store."
+        )
         var requestID = "cli-\(UUID().uuidString.lowercased())"
 
         func run() async throws {
@@ -81,7 +86,8 @@ struct Schedules: AsyncParsableCommand {
     }
 
     struct Resume: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Resumes a paused schedule (missed ticks are not run).")
+        static let configuration = CommandConfiguration(
+            abstract: "Resumes a paused schedule (missed ticks are not run).")
 
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The schedule's state name (its name, or <scope>.<name>).") var schedule: String
@@ -102,6 +108,7 @@ private func iso(_ milliseconds: Int64?) -> String? {
 /// `text` padded to `width`, its control characters (which a directory written by anyone could hold: escape
 /// sequences for the terminal) shown as `?`.
 private func column(_ text: String, _ width: Int) -> String {
-    let printable = String(String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
+    let printable = String(
+        String.UnicodeScalarView(text.unicodeScalars.map { $0.properties.generalCategory == .control ? "?" : $0 }))
     return printable.count >= width ? printable : printable.padding(toLength: width, withPad: " ", startingAt: 0)
 }

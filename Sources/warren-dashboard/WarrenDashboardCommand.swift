@@ -86,7 +86,9 @@ struct Serve: AsyncParsableCommand {
     )
     var trustedProxy: [String] = []
     @Option(help: "How long the audit log's entries are kept.") var keepAudit = "365d"
-    @Option(help: "The scope of the scheduler whose recurring jobs the schedules page shows (its hosts' --scheduler-scope).")
+    @Option(
+        help: "The scope of the scheduler whose recurring jobs the schedules page shows (its hosts' --scheduler-scope)."
+    )
     var schedulerScope: String?
 
     func run() async throws {

@@ -44,7 +44,8 @@ struct DashboardSchedulesTests {
                 let schedules = try #require(overview["schedules"] as? [[String: Any]])
                 let entry = try #require(schedules.first)
                 #expect(entry["name"] as? String == "nightly-report" && entry["kind"] as? String == "cron")
-                #expect(entry["expression"] as? String == "30 2 * * *" && entry["time_zone"] as? String == "Europe/Berlin")
+                #expect(
+                    entry["expression"] as? String == "30 2 * * *" && entry["time_zone"] as? String == "Europe/Berlin")
                 #expect(entry["paused"] as? Bool == false && entry["next_run_ms"] is Int)
                 let runs = try #require(entry["last_runs"] as? [[String: Any]])
                 #expect(runs.first?["message_id"] as? String == "nightly-report@2026-12-07T01:30:00Z")
@@ -73,11 +74,14 @@ struct DashboardSchedulesTests {
                 let page = await scene.request("GET", "/schedules", headers: [("Cookie", cookie)], from: "10.0.0.7")
                 #expect(page.body.contains("Run now") && page.body.contains("/schedules/nightly-report/pause"))
                 let forged = await scene.request(
-                    "POST", "/schedules/nightly-report/pause", headers: form, body: "csrf_token=forged", from: "10.0.0.7")
+                    "POST", "/schedules/nightly-report/pause", headers: form, body: "csrf_token=forged",
+                    from: "10.0.0.7")
                 #expect(forged.status == 403)
-                #expect(transport.scheduleDirectory()?.schedules.first?.paused == false, "a forged form changes nothing")
+                #expect(
+                    transport.scheduleDirectory()?.schedules.first?.paused == false, "a forged form changes nothing")
                 let paused = await scene.request(
-                    "POST", "/schedules/nightly-report/pause", headers: form, body: "csrf_token=\(csrf)", from: "10.0.0.7")
+                    "POST", "/schedules/nightly-report/pause", headers: form, body: "csrf_token=\(csrf)",
+                    from: "10.0.0.7")
                 #expect(paused.status == 303 && paused.headers["location"] == "/schedules", "\(paused.status)")
                 #expect(transport.scheduleDirectory()?.schedules.first?.paused == true)
                 let resumed = await scene.request(
@@ -111,7 +115,8 @@ struct DashboardSchedulesTests {
         let inner: InMemorySchedules
         var scope: String? { nil }
         func directory() async throws -> ScheduleDirectory? {
-            throw WarrenError(.invalidConfiguration, "the queue warren.schedules holds something other than a directory")
+            throw WarrenError(
+                .invalidConfiguration, "the queue warren.schedules holds something other than a directory")
         }
         func trigger(_ stateName: String, requestID: String, requestedBy: String) async throws {
             try await inner.trigger(stateName, requestID: requestID, requestedBy: requestedBy)
@@ -144,7 +149,9 @@ struct DashboardSchedulesTests {
         let scheduler = try Scheduler(jobs: [job], transport: transport, campaignInterval: .milliseconds(20))
         try await DashboardScene.with(schedules: InMemorySchedules(transport: transport)) { scene in
             try await whileRunning([{ try await scheduler.run() }]) {
-                guard try await eventually({ transport.scheduleDirectory() != nil }) else { throw TestFailure("no leader") }
+                guard try await eventually({ transport.scheduleDirectory() != nil }) else {
+                    throw TestFailure("no leader")
+                }
                 let page = await scene.request("GET", "/schedules", headers: scene.operatorAuth)
                 #expect(page.status == 200 && !page.body.contains(hostile), "\(page.body)")
                 #expect(page.body.contains("&lt;img src=x onerror=alert(1)&gt;"))

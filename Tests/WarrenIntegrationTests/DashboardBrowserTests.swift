@@ -71,13 +71,16 @@ struct DashboardBrowserTests {
         let dashboard = try await SeededDashboard.start(brokerURL: url, schedulerScope: scope)
         try await whileRunning([{ try await scheduler.run() }]) {
             try await inWindow(chromium, dashboard) { window in
-                try await signIn(window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/schedules")
+                try await signIn(
+                    window, dashboard, user: "ada", password: SeededDashboard.operatorPassword, from: "/schedules")
                 try await window.waitUntil("the leader's directory") {
                     try await window.go(to: dashboard.address + "/schedules")
                     return try await window.findAll("tbody tr").count == 2
                 }
                 let text = try await window.visibleText()
-                #expect(text.contains("30 2 * * *") && text.contains("Europe/Berlin") && text.contains("every 1 h"), "\(text)")
+                #expect(
+                    text.contains("30 2 * * *") && text.contains("Europe/Berlin") && text.contains("every 1 h"),
+                    "\(text)")
                 #expect(text.contains(ProcessInfo.processInfo.hostName), "the leader's host")
                 try await snap(window, "schedules")
 
@@ -89,9 +92,11 @@ struct DashboardBrowserTests {
                 }
                 try await window.find("form[action='/schedules/\(scope).nightly-report/trigger'] button").click()
                 guard
-                    try await eventually(timeout: .seconds(10), {
-                        try await withConnection { try await $0.openChannel().queueStatus(queue).messageCount == 1 }
-                    })
+                    try await eventually(
+                        timeout: .seconds(10),
+                        {
+                            try await withConnection { try await $0.openChannel().queueStatus(queue).messageCount == 1 }
+                        })
                 else { throw TestFailure("no run now") }
                 try await window.go(to: dashboard.address + "/audit")
                 let audit = try await window.visibleText()

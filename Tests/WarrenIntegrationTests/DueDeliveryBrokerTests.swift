@@ -19,7 +19,8 @@ struct DueDeliveryBrokerTests {
         // publish that does not wait for it (the delay is counted after the declarations, whatever they take).
         let warmUp = TestBroker.uniqueName("due-warm-up")
         try await publisher.declare(queue: warmUp)
-        try await publisher.publish(WelcomeEmail(userId: "0", email: "warm@example.com"), to: .queue(warmUp), after: .seconds(1))
+        try await publisher.publish(
+            WelcomeEmail(userId: "0", email: "warm@example.com"), to: .queue(warmUp), after: .seconds(1))
         return (publisher, queue)
     }
 

@@ -117,10 +117,12 @@ struct HostAndCLITests {
         #expect(none.status == 0 && none.output.contains("no scheduler of scope \(scope) has led"), "\(none.output)")
         try await whileRunning([{ try await scheduler.run() }]) {
             guard
-                try await eventually(timeout: .seconds(15), {
-                    try await Self.run("warren", ["schedules", "--scope", scope, "--json"], url: url).output
-                        .contains("sweep")
-                })
+                try await eventually(
+                    timeout: .seconds(15),
+                    {
+                        try await Self.run("warren", ["schedules", "--scope", scope, "--json"], url: url).output
+                            .contains("sweep")
+                    })
             else { throw TestFailure("the CLI never listed the schedule") }
             let listed = try await Self.run("warren", ["schedules", "list", "--scope", scope, "--json"], url: url)
             let directory = try JSONDecoder().decode(ScheduleDirectory.self, from: Data(listed.output.utf8))
@@ -128,16 +130,19 @@ struct HostAndCLITests {
             let state = "\(scope).sweep"
             #expect(try await Self.run("warren", ["schedules", "pause", state], url: url).status == 0)
             let table = try await Self.run("warren", ["schedules", "--scope", scope], url: url)
-            #expect(table.output.contains("0 4 * * * (Asia/Tokyo)") && table.output.contains("paused"), "\(table.output)")
+            #expect(
+                table.output.contains("0 4 * * * (Asia/Tokyo)") && table.output.contains("paused"), "\(table.output)")
             let trigger = try await Self.run(
                 "warren", ["schedules", "trigger", state, "--request-id", "cli-check"], url: url)
             #expect(trigger.status == 0, "\(trigger)")
             guard
-                try await eventually(timeout: .seconds(10), {
-                    try await withConnection { connection in
-                        try await connection.openChannel().queueStatus(queue).messageCount == 1
-                    }
-                })
+                try await eventually(
+                    timeout: .seconds(10),
+                    {
+                        try await withConnection { connection in
+                            try await connection.openChannel().queueStatus(queue).messageCount == 1
+                        }
+                    })
             else { throw TestFailure("no run now") }
             #expect(try await Self.run("warren", ["schedules", "resume", state], url: url).status == 0)
             let resumed = try await Self.run("warren", ["schedules", "--scope", scope, "--json"], url: url)

@@ -165,9 +165,11 @@ struct LeaderElectionBrokerTests {
                 _ = try await channel.queueDeclare(queue, durable: true, arguments: ["x-queue-type": "classic"])
             }
             guard
-                try await eventually(timeout: .seconds(20), {
-                    try await drain(queue).contains { $0.properties.messageID == "tick@manual-after-the-queue" }
-                })
+                try await eventually(
+                    timeout: .seconds(20),
+                    {
+                        try await drain(queue).contains { $0.properties.messageID == "tick@manual-after-the-queue" }
+                    })
             else { throw TestFailure("the request was not served once its queue was back") }
         }
         await ops.close()

@@ -1,9 +1,9 @@
 import Foundation
 import Testing
-@_spi(WarrenTransport) @testable import Warren
 import WarrenAMQP
 import WarrenTestSupport
 
+@_spi(WarrenTransport) @testable import Warren
 @testable import WarrenLedger
 
 /// Events → ledger → status through the real broker.

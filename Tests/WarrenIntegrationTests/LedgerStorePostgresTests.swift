@@ -66,7 +66,8 @@ struct LedgerStorePostgresTests {
                 RetentionPolicy(unfinished: .seconds(60), maxJobs: nil), nowMs: 10_000 + 120_000)
             #expect(try await store.job(messageID: "due-later")?.state == .pending, "kept: not due yet")
             #expect(try await store.job(messageID: "forgotten") == nil, "an unfinished job past the cutoff goes")
-            _ = try await store.prune(RetentionPolicy(unfinished: .seconds(60), maxJobs: nil), nowMs: 10_000_000 + 120_000)
+            _ = try await store.prune(
+                RetentionPolicy(unfinished: .seconds(60), maxJobs: nil), nowMs: 10_000_000 + 120_000)
             #expect(try await store.job(messageID: "due-later") == nil, "past its due time and the cutoff: it goes")
         }
     }

@@ -107,7 +107,9 @@ struct RecoveryTests {
         }
         let unique = Array(Set(ticks)).sorted()
         let gaps = zip(unique, unique.dropFirst()).map { $1.timeIntervalSince($0) }
-        #expect(gaps.allSatisfy { $0 == 1 }, "every second, the outage's included (\(backAt.timeIntervalSince(restartedAt)) s): \(gaps)")
+        #expect(
+            gaps.allSatisfy { $0 == 1 },
+            "every second, the outage's included (\(backAt.timeIntervalSince(restartedAt)) s): \(gaps)")
         #expect(unique.contains { $0 > restartedAt && $0 < backAt }, "the outage's ticks were caught up")
     }
 

@@ -65,7 +65,8 @@ struct EventsTests {
             var event = WarrenEvent(event: .started, messageID: "m", type: nil, queue: "q", atMs: 1)
             event.describeTiming(from: headers)
             #expect(event.dueAtMs == dueAt, "\(String(describing: headers))")
-            #expect(event.schedule == schedule && event.scheduledForMs == scheduledFor, "\(String(describing: headers))")
+            #expect(
+                event.schedule == schedule && event.scheduledForMs == scheduledFor, "\(String(describing: headers))")
         }
     }
 

@@ -44,7 +44,8 @@ public struct RecurringJob: Sendable {
     public let messageType: String
     /// The run due at `scheduledFor`, with the message id given, or the tick's (``messageID(name:scheduledFor:)``).
     let makeMessage:
-        @Sendable (_ builder: WarrenPublisher, _ scheduledFor: Date, _ headers: AMQPTable, _ messageID: String?) throws ->
+        @Sendable (_ builder: WarrenPublisher, _ scheduledFor: Date, _ headers: AMQPTable, _ messageID: String?) throws
+            ->
             OutboundMessage
 
     /// - Parameters:
@@ -77,7 +78,8 @@ public struct RecurringJob: Sendable {
         self.makeMessage = { builder, scheduledFor, headers, messageID in
             try builder.outboundMessage(
                 message(scheduledFor), to: .queue(queue),
-                messageID: messageID ?? RecurringJob.messageID(name: name, scheduledFor: scheduledFor), headers: headers)
+                messageID: messageID ?? RecurringJob.messageID(name: name, scheduledFor: scheduledFor), headers: headers
+            )
         }
     }
 

@@ -132,7 +132,8 @@ public struct ScheduleTrigger: Sendable {
     ) -> ScheduleTrigger {
         guard body.count <= 4_096 else {
             return ScheduleTrigger(
-                requestID: "", requestedBy: nil, problem: "a request of \(body.count) bytes", done: done, giveBack: giveBack)
+                requestID: "", requestedBy: nil, problem: "a request of \(body.count) bytes", done: done,
+                giveBack: giveBack)
         }
         guard let request = try? JSONDecoder().decode(Body.self, from: Data(body)) else {
             return ScheduleTrigger(

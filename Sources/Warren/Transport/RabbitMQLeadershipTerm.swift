@@ -139,7 +139,9 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
     }
 
     /// At most 100 requests wait for a run now; more are refused to whoever asks (a negative confirm).
-    static let triggerQueueArguments: AMQPTable = ["x-max-length": .int64(100), "x-overflow": .string("reject-publish")]
+    static let triggerQueueArguments: AMQPTable = [
+        "x-max-length": .int64(100), "x-overflow": .string("reject-publish"),
+    ]
 
     func triggers(_ name: String) async throws -> ScheduleTriggers {
         let channel = try await connection.openChannel()

@@ -504,7 +504,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         guard body.count <= ScheduleDirectory.maximumBytes,
             var directory = try? JSONDecoder().decode(ScheduleDirectory.self, from: Data(body))
         else {
-            throw WarrenError(.invalidConfiguration, "the queue \(queue) holds something other than a schedule directory")
+            throw WarrenError(
+                .invalidConfiguration, "the queue \(queue) holds something other than a schedule directory")
         }
         // Someone else's directory could list anything: only names a schedule can have, at most 200 of them.
         directory.schedules = Array(directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(200))

@@ -28,7 +28,8 @@ extension Dashboard {
     func refuseRepeatedRefusals(of identity: DashboardIdentity?) async -> Refusal? {
         guard identity?.role != .operator, !(await refusals.admit(identity?.name ?? "")) else { return nil }
         return Refusal(
-            status: .tooManyRequests, message: "Too many refused requests: only an operator may replay, purge or change a schedule.")
+            status: .tooManyRequests,
+            message: "Too many refused requests: only an operator may replay, purge or change a schedule.")
     }
 
     /// The longest target an audit entry keeps (a message id or a filter; what is longer is cut).

@@ -87,7 +87,8 @@ extension Dashboard {
         let outcome: ActionOutcome
         if identity?.role != .operator {
             outcome = .refused(
-                .forbidden, "Only an operator may \(action.rawValue) a schedule: \(identity?.name ?? "this sign-in") is a viewer.")
+                .forbidden,
+                "Only an operator may \(action.rawValue) a schedule: \(identity?.name ?? "this sign-in") is a viewer.")
         } else if let schedules {
             do {
                 // The leader's directory says which schedules exist. When it cannot be read (someone else's message in
@@ -166,7 +167,8 @@ extension Dashboard {
                 ? "<code>\(entry.expression ?? "")</code> <span class=\"hint\">\(entry.timeZone)</span>"
                 : "every \(Format.duration((entry.intervalSeconds ?? 0).multipliedReportingOverflow(by: 1000).partialValue))"
             let state: HTML =
-                entry.paused ? "<span class=\"badge paused\">paused</span>" : "<span class=\"badge active\">active</span>"
+                entry.paused
+                ? "<span class=\"badge paused\">paused</span>" : "<span class=\"badge active\">active</span>"
             let runs = row.lastRuns.map { run -> HTML in
                 """
                 <a href="/jobs/\(Link.encode(run.messageID))" title="\(run.messageID)">\(Self.badge(run.status))</a>
@@ -186,7 +188,8 @@ extension Dashboard {
                 """
         }
         let table = Self.table(
-            "Recurring jobs", ["Name", "Schedule", "Queue", "Missed ticks", "Last tick", "Next run", "State", "Last runs", ""],
+            "Recurring jobs",
+            ["Name", "Schedule", "Queue", "Missed ticks", "Last tick", "Next run", "State", "Last runs", ""],
             rows: rows, empty: "The leader lists no schedule.")
         let note: HTML =
             isOperator

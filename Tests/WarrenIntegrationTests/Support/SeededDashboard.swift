@@ -47,7 +47,9 @@ struct SeededDashboard {
         arguments += watch.flatMap { ["--queue", $0] }
         if let schedulerScope { arguments += ["--scheduler-scope", schedulerScope] }
         if let ingest {
-            arguments += ["--ledger-queue", ingest.ledgerQueue, "--events-exchange", ingest.exchange, "--log-level", "warning"]
+            arguments += [
+                "--ledger-queue", ingest.ledgerQueue, "--events-exchange", ingest.exchange, "--log-level", "warning",
+            ]
         } else {
             arguments += ["--no-ingest"]
         }
