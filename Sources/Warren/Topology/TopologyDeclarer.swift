@@ -40,14 +40,7 @@ final class TopologyDeclarer: Sendable {
         try await channel.queueBind(
             topology.deadLetterQueue, exchange: WarrenTopology.deadLetterExchange, routingKey: queue)
         try await declareQueue(topology.manifestQueue, arguments: topology.manifestQueueArguments)
-        // Every work queue is bound to the due cascade's delivery exchange when it is declared, so that a queue deleted
-        // and declared again (by a worker that starts or reconnects) takes the due messages that come after.
-        if DelayCascade.problem(withQueue: queue) == nil {
-            try await declareDeliveryExchange()
-            try await channel.queueBind(
-                queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
-            dueQueues.withLock { _ = $0.insert(queue) }
-        }
+        await bindForDueMessages(queue)
         for delay in delays.sorted() { try await ensureDelayQueue(queue: queue, delay: delay, updateManifest: false) }
         try await publishManifest(for: queue)
     }
@@ -83,11 +76,29 @@ final class TopologyDeclarer: Sendable {
         dueQueues.withLock { _ = $0.insert(queue) }
     }
 
-    /// The delivery exchange, with its alternate exchange and queue for what is due for a queue that is gone.
+    /// Binds a work queue being declared to the due cascade's delivery exchange when that exists (someone published a
+    /// message due at a time on this broker), so that a queue deleted and declared again — by a worker that starts or
+    /// reconnects — takes the due messages that come due after. On a channel of its own, and only an attempt: a broker
+    /// without the cascade (404), or a user without permissions on it (403), changes nothing for the worker.
+    private func bindForDueMessages(_ queue: String) async {
+        guard DelayCascade.problem(withQueue: queue) == nil, let own = try? await connection.openChannel() else {
+            return
+        }
+        do {
+            try await own.queueBind(
+                queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
+            dueQueues.withLock { _ = $0.insert(queue) }
+        } catch {}
+        try? await own.close()
+    }
+
+    /// The delivery exchange, with its alternate exchange and queue for what is due for a queue that is gone. The
+    /// cascade's queues are classic whatever the work queues' type: one cascade serves every queue of a virtual host,
+    /// whichever transport declares it first.
     private func declareDeliveryExchange() async throws {
         guard !deliveryDeclared.load(ordering: .acquiring) else { return }
         try await channel.exchangeDeclare(cascade.unroutedQueue, type: .fanout, durable: true)
-        try await declareQueue(cascade.unroutedQueue, arguments: ["x-queue-type": .string(queueType.rawValue)])
+        try await declareQueue(cascade.unroutedQueue, arguments: ["x-queue-type": "classic"])
         try await channel.queueBind(cascade.unroutedQueue, exchange: cascade.unroutedQueue)
         try await channel.exchangeDeclare(
             cascade.deliveryExchange, type: .topic, durable: true,
@@ -98,7 +109,7 @@ final class TopologyDeclarer: Sendable {
     /// Level 0 first, so that each level's "0" binding finds the exchange below it declared.
     private func declareLevels() async throws {
         try await declareDeliveryExchange()
-        let queueType: AMQPTable = ["x-queue-type": .string(queueType.rawValue)]
+        let queueType: AMQPTable = ["x-queue-type": "classic"]
         for level in 0..<DelayCascade.levelCount {
             let name = cascade.level(level)
             let next = level == 0 ? cascade.deliveryExchange : cascade.level(level - 1)
