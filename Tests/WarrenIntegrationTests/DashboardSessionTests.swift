@@ -107,12 +107,18 @@ struct DashboardSessionTests {
                 cookie: form.cookie ?? "")
         }
         for _ in 1...5 { #expect(await signIn("grace", "guess").status == 401) }
+        let lockedAt = ContinuousClock.now
         let locked = await signIn("grace", SeededDashboard.viewerPassword)
         #expect(
             locked.status == 429 && Int(locked.headers["retry-after"] ?? "") == 1,
             "even the right password waits, a second at first")
-        #expect(
-            await signIn("ada", SeededDashboard.operatorPassword).status == 429, "the client waits, whatever the name")
+        // The wait is one second: on a loaded machine the next sign-in may start after it has passed (then it signs in,
+        // as it should), so the check holds for a request that starts well within it.
+        let askedAt = ContinuousClock.now
+        let other = await signIn("ada", SeededDashboard.operatorPassword)
+        if askedAt - lockedAt < .milliseconds(600) {
+            #expect(other.status == 429, "the client waits, whatever the name")
+        }
         try await Task.sleep(for: .milliseconds(1_100))
         #expect(await signIn("ada", SeededDashboard.operatorPassword).status == 303, "then the right password signs in")
         await dashboard.stop()
