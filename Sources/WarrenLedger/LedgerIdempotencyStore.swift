@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Warren
 
@@ -23,17 +24,26 @@ public final class LedgerIdempotencyStore: IdempotencyStore {
     /// How long a handled id is remembered.
     public let retention: Duration
     private let now: @Sendable () -> Int64
+    private let logger: Logger
     private let recordsSincePrune = Atomic<Int>(0)
 
     /// - Parameters:
     ///   - store: a migrated ledger store.
     ///   - retention: how long a handled id is remembered (default seven days; from one second to a hundred years);
     ///     longer than any redelivery or replay you want caught.
-    public convenience init(store: SQLLedgerStore, retention: Duration = .seconds(7 * 86_400)) {
-        self.init(store: store, retention: retention, now: { Int64(Date().timeIntervalSince1970 * 1000) })
+    public convenience init(
+        store: SQLLedgerStore, retention: Duration = .seconds(7 * 86_400),
+        logger: Logger = Logger(label: "warren.ledger.idempotency")
+    ) {
+        self.init(
+            store: store, retention: retention, logger: logger, now: { Int64(Date().timeIntervalSince1970 * 1000) })
     }
 
-    init(store: SQLLedgerStore, retention: Duration, now: @escaping @Sendable () -> Int64) {
+    init(
+        store: SQLLedgerStore, retention: Duration, logger: Logger = Logger(label: "warren.ledger.idempotency"),
+        now: @escaping @Sendable () -> Int64
+    ) {
+        self.logger = logger
         self.store = store
         self.retention = min(max(retention, .seconds(1)), .seconds(100 * 365 * 86_400))
         self.now = now
@@ -72,7 +82,12 @@ public final class LedgerIdempotencyStore: IdempotencyStore {
         if recordsSincePrune.add(1, ordering: .relaxed).newValue % 1_000 == 0 {
             // The handler succeeded and its id is recorded: a failed clean-up must not report it failed (the next
             // thousandth record tries again).
-            _ = try? await pruneExpired()
+            do {
+                try await pruneExpired()
+            } catch {
+                logger.warning(
+                    "deleting expired idempotency ids failed; trying again later", metadata: ["error": "\(error)"])
+            }
         }
     }
 

@@ -21,6 +21,10 @@ struct DashboardSchedulesTests {
         ) { TestTick(at: $0) }
         let scheduler = try Scheduler(jobs: [job], transport: transport, campaignInterval: .milliseconds(20))
         try await DashboardScene.with(schedules: InMemorySchedules(transport: transport)) { scene in
+            let noLeader = await scene.request(
+                "POST", "/api/schedules/nightly-report/pause", headers: scene.operatorAuth)
+            #expect(noLeader.status == 404, "before any leader, no schedule exists to pause: \(noLeader.body)")
+            #expect(!transport.scheduleState("nightly-report").paused)
             let before = await scene.request("GET", "/api/schedules", headers: scene.viewerAuth)
             #expect(before.status == 200 && before.body.contains(#""schedules":[]"#), "\(before.body)")
             #expect(json(before.body)?["leader_host"] is NSNull)
@@ -103,7 +107,9 @@ struct DashboardSchedulesTests {
                 #expect(audit.contains { $0.action == "pause" && $0.outcome == "done" })
                 #expect(audit.contains { $0.action == "resume" && $0.target == "schedule nightly-report" })
                 #expect(
-                    audit.filter { $0.action == "pause" && $0.target == "schedule nightly-report" }.count == 1,
+                    audit.filter {
+                        $0.action == "pause" && $0.target == "schedule nightly-report" && $0.outcome == "done"
+                    }.count == 1,
                     "the forged form never ran")
                 #expect(audit.contains { $0.action == "pause" && $0.outcome.hasPrefix("failed: No scheduler leader") })
             }

@@ -46,6 +46,11 @@ final class InMemoryElections: Sendable {
         state.update { $0.triggers[name, default: []].append(.init(requestID: requestID, requestedBy: requestedBy)) }
     }
 
+    /// A request whose run could not be published, first in line again (as a broker requeues it).
+    fileprivate func putBack(_ request: ScheduleTrigger.Body, schedule name: String) {
+        state.update { $0.triggers[name, default: []].insert(request, at: 0) }
+    }
+
     func directory(in queue: String) -> ScheduleDirectory? {
         state.update { $0.directories[queue] }
     }
@@ -107,7 +112,9 @@ final class InMemoryElections: Sendable {
         func triggers(_ name: String) async throws -> ScheduleTriggers {
             ScheduleTriggers { [elections, election, id] in
                 try await elections.nextTrigger(name, election: election, term: id).map { request in
-                    ScheduleTrigger(requestID: request.requestID, requestedBy: request.requestedBy) {}
+                    ScheduleTrigger(
+                        requestID: request.requestID, requestedBy: request.requestedBy, done: {},
+                        giveBack: { elections.putBack(request, schedule: name) })
                 }
             }
         }

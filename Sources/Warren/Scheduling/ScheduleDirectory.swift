@@ -95,6 +95,9 @@ public struct ScheduleDirectory: Codable, Sendable, Equatable {
     /// The queue that keeps the directory of the scheduler of `scope`.
     public static func queue(scope: String?) -> String { scope.map { "warren.schedules.\($0)" } ?? "warren.schedules" }
 
+    /// The most jobs a scheduler holds, and a reader lists.
+    public static let maximumSchedules = 1_000
+
     /// The largest directory read: a body above it is not decoded.
     static let maximumBytes = 4 << 20
 }

@@ -38,13 +38,19 @@ public final class Scheduler: Service, Sendable {
     ///   - scope: narrows the election (and so the set of processes that share these schedules), e.g. to an
     ///     environment; `nil` for one scheduler per broker (virtual host).
     ///   - campaignInterval: how often a standby asks to lead (the failover time's second half).
-    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for two jobs of the same name, or no job.
+    /// - Throws: ``WarrenError/Code/invalidConfiguration`` for two jobs of the same name, no job, or more than 1,000.
     public init(
         jobs: [RecurringJob], transport: any WarrenTransport, scope: String? = nil,
         campaignInterval: Duration = .seconds(5), codec: any MessageCodec = JSONMessageCodec(), appID: String? = nil,
         logger: Logger = Logger(label: "warren.scheduler")
     ) throws(WarrenError) {
         guard !jobs.isEmpty else { throw WarrenError(.invalidConfiguration, "a scheduler needs at least one job") }
+        guard jobs.count <= ScheduleDirectory.maximumSchedules else {
+            throw WarrenError(
+                .invalidConfiguration,
+                "a scheduler holds at most \(ScheduleDirectory.maximumSchedules) jobs (give others a scope of their own)"
+            )
+        }
         var names = Set<String>()
         for job in jobs where !names.insert(job.name).inserted {
             throw WarrenError(.invalidConfiguration, "two recurring jobs are named '\(job.name)'")

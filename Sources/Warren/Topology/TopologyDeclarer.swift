@@ -15,6 +15,8 @@ final class TopologyDeclarer: Sendable {
     private let deliveryDeclared = Atomic<Bool>(false)
     private let levelsDeclared = Atomic<Bool>(false)
     private let dueQueues = Mutex<Set<String>>([])
+    /// Whether the broker had the delivery exchange when this declarer first asked; `nil` before.
+    private let deliveryFound = Mutex<Bool?>(nil)
 
     init(connection: AMQPConnection, queueType: WarrenTopology.QueueType, cascade: DelayCascade) async throws {
         channel = try await connection.openChannel()
@@ -81,15 +83,34 @@ final class TopologyDeclarer: Sendable {
     /// reconnects — takes the due messages that come due after. On a channel of its own, and only an attempt: a broker
     /// without the cascade (404), or a user without permissions on it (403), changes nothing for the worker.
     private func bindForDueMessages(_ queue: String) async {
-        guard DelayCascade.problem(withQueue: queue) == nil, let own = try? await connection.openChannel() else {
-            return
-        }
+        guard DelayCascade.problem(withQueue: queue) == nil, await cascadeExists(),
+            let own = try? await connection.openChannel()
+        else { return }
         do {
             try await own.queueBind(
                 queue, exchange: cascade.deliveryExchange, routingKey: DelayCascade.deliveryKey(queue: queue))
             dueQueues.withLock { _ = $0.insert(queue) }
         } catch {}
         try? await own.close()
+    }
+
+    /// Whether the cascade's delivery exchange exists on the broker: asked once per connection (a passive declare on a
+    /// channel of its own; a broker without it logs that 404 once), then known — this process declares it when it
+    /// publishes its first due message.
+    private func cascadeExists() async -> Bool {
+        if deliveryDeclared.load(ordering: .acquiring) { return true }
+        if let known = deliveryFound.withLock({ $0 }) { return known }
+        guard let own = try? await connection.openChannel() else { return false }
+        let found: Bool
+        do {
+            try await own.exchangeDeclare(cascade.deliveryExchange, type: .topic, passive: true)
+            found = true
+        } catch {
+            found = false
+        }
+        try? await own.close()
+        deliveryFound.withLock { $0 = found }
+        return found
     }
 
     /// The delivery exchange, with its alternate exchange and queue for what is due for a queue that is gone. The

@@ -507,8 +507,10 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             throw WarrenError(
                 .invalidConfiguration, "the queue \(queue) holds something other than a schedule directory")
         }
-        // Someone else's directory could list anything: only names a schedule can have, at most 200 of them.
-        directory.schedules = Array(directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(200))
+        // Someone else's directory could list anything: only names a schedule can have, as many as a scheduler holds.
+        directory.schedules = Array(
+            directory.schedules.filter { LeadershipNames.isValid($0.stateName) }.prefix(
+                ScheduleDirectory.maximumSchedules))
         var channel = try await connection.openChannel()
         do {
             for index in directory.schedules.indices {

@@ -94,9 +94,14 @@ extension Dashboard {
                 // The leader's directory says which schedules exist. When it cannot be read (someone else's message in
                 // its queue), pausing and resuming still work — they are the emergency controls — for a name a
                 // schedule can have, and a run now for a schedule whose leader prepared its requests' queue.
-                let directory = try? await schedules.directory()
-                let listed = directory?.schedules.contains(where: { $0.stateName == name })
-                guard listed ?? LeaderElection.isValidName(name) else {
+                let listed: Bool
+                do {
+                    listed =
+                        try await schedules.directory()?.schedules.contains(where: { $0.stateName == name }) ?? false
+                } catch {
+                    listed = LeaderElection.isValidName(name)
+                }
+                guard listed else {
                     return try await audited(
                         .refused(.notFound, "No scheduler leader lists a schedule named '\(name)'."), action, name,
                         requestID, identity, logger)
@@ -146,7 +151,9 @@ extension Dashboard {
         if let problem = overview.problem {
             return page(
                 "Schedules", context, nav: "schedules", status: .badGateway,
-                content: "<h1>Schedules</h1>" + Self.errorNote("The leader's directory cannot be read: \(problem)"))
+                content: "<h1>Schedules</h1>" + Self.errorNote("The leader's directory cannot be read: \(problem)")
+                    + "<p>Pausing and resuming still work: <code>POST /api/schedules/&lt;name&gt;/pause</code> and <code>/resume</code> (an operator's token), or <code>warren schedules pause &lt;name&gt;</code>.</p>"
+            )
         }
         guard let directory = overview.directory else {
             let scope: HTML = overview.scope.map { " of scope <code>\($0)</code>" } ?? ""
