@@ -76,30 +76,32 @@ struct Schedules: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Pauses a schedule: its leader publishes no run until it is resumed (from its next tick).")
 
-        @OptionGroup var connection: ConnectionOptions
-        @Argument(help: "The schedule's state name (its name, or <scope>.<name>).") var schedule: String
+        @OptionGroup var schedule: ScheduleName
 
-        func run() async throws {
-            try await connection.withTransport { try await $0.setSchedulePaused(true, schedule: schedule) }
-            print("paused \(schedule)")
-        }
+        func run() async throws { try await schedule.setPaused(true) }
     }
 
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Resumes a paused schedule (missed ticks are not run).")
 
+        @OptionGroup var schedule: ScheduleName
+
+        func run() async throws { try await schedule.setPaused(false) }
+    }
+
+    /// The broker and the schedule that pausing and resuming name.
+    struct ScheduleName: ParsableArguments {
         @OptionGroup var connection: ConnectionOptions
         @Argument(help: "The schedule's state name (its name, or <scope>.<name>).") var schedule: String
 
-        func run() async throws {
-            try await connection.withTransport { try await $0.setSchedulePaused(false, schedule: schedule) }
-            print("resumed \(schedule)")
+        func setPaused(_ paused: Bool) async throws {
+            try await connection.withTransport { try await $0.setSchedulePaused(paused, schedule: schedule) }
+            print("\(paused ? "paused" : "resumed") \(schedule)")
         }
     }
 }
 
-/// A time in milliseconds since 1970 as ISO 8601, when it is one a clock gives (1970 to the year 9999).
 private func iso(_ milliseconds: Int64?) -> String? {
     guard let milliseconds, (0...253_402_300_799_999).contains(milliseconds) else { return nil }
     return Date(timeIntervalSince1970: TimeInterval(milliseconds) / 1000).formatted(.iso8601)

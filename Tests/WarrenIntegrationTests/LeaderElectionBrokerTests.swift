@@ -125,14 +125,7 @@ struct LeaderElectionBrokerTests {
         let gaps = zip(times, times.dropFirst()).map { $1.timeIntervalSince($0) }
         #expect(gaps.filter { $0 != 1 }.count == 1, "consecutive seconds but for the pause: \(gaps)")
         #expect(Set(runs.compactMap(\.properties.messageID)).count == runs.count)
-        try await withChannel { channel in
-            for name in [
-                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
-                LeadershipNames.electionQueue("scheduler.\(scope)"),
-            ] {
-                _ = try await channel.queueDelete(name)
-            }
-        }
+        try await deleteScheduler(scope: scope, states: [state], queues: [queue])
     }
 
     /// What operators read and ask never stops the schedule: its directory's queue deleted, the runs go on and the
@@ -174,15 +167,7 @@ struct LeaderElectionBrokerTests {
         }
         await ops.close()
         #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "the request settled once served")
-        try await withChannel { channel in
-            for name in [
-                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
-                LeadershipNames.triggerQueue(state), ScheduleDirectory.queue(scope: scope),
-                LeadershipNames.electionQueue("scheduler.\(scope)"),
-            ] {
-                _ = try await channel.queueDelete(name)
-            }
-        }
+        try await deleteScheduler(scope: scope, states: [state], queues: [queue])
     }
 
     @Test func operatorsReadTheDirectoryPauseAndRunAJobOnRequest() async throws {
@@ -227,14 +212,24 @@ struct LeaderElectionBrokerTests {
         await ops.close()
         // The term's channels are closed: a request taken and not acknowledged would be back in its queue by now.
         #expect(try await messages(in: LeadershipNames.triggerQueue(state)) == 0, "both requests settled")
-        try await withChannel { channel in
-            for name in [
-                queue, LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
-                LeadershipNames.triggerQueue(state), ScheduleDirectory.queue(scope: scope),
-                LeadershipNames.electionQueue("scheduler.\(scope)"),
-            ] {
-                _ = try await channel.queueDelete(name)
-            }
+        try await deleteScheduler(scope: scope, states: [state], queues: [queue])
+    }
+}
+
+/// Deletes what a scoped scheduler kept on the broker — each job's state (`states`), its directory, its election — and
+/// `queues`.
+private func deleteScheduler(scope: String, states: [String], queues: [String]) async throws {
+    try await withChannel { channel in
+        let kept = states.flatMap { state in
+            [
+                LeadershipNames.lastTickQueue(state), LeadershipNames.pauseQueue(state),
+                LeadershipNames.triggerQueue(state),
+            ]
+        }
+        for name in queues + kept + [
+            ScheduleDirectory.queue(scope: scope), LeadershipNames.electionQueue("scheduler.\(scope)"),
+        ] {
+            _ = try await channel.queueDelete(name)
         }
     }
 }

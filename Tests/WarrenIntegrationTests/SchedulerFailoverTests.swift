@@ -112,7 +112,10 @@ struct SchedulerFailoverTests {
         let handled = hosts.flatMap(\.lines).filter {
             $0["scheduled_for"] != nil && $0["label"] as? String != "warren.scheduler"
         }
-        #expect(!handled.isEmpty)
+        #expect(
+            !handled.isEmpty,
+            "no worker logged a run: \(hosts.map { "\($0.name): \($0.lines.filter { $0["message"] as? String == "settled" }.count) settled lines; \($0.process.log.suffix(1500))" })"
+        )
         for line in handled {
             #expect(line["message"] as? String == "settled" && line["outcome"] as? String == "ack", "\(line)")
             #expect(line["schedule"] as? String == "cleanup")
