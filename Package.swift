@@ -342,7 +342,7 @@ let package = Package(
         // The dashboard's routes served in the test process over SQLite.
         .testTarget(
             name: "WarrenDashboardTests",
-            dependencies: ["WarrenDashboard", "WarrenLedger", "WarrenTestSupport"]
+            dependencies: ["Warren", "WarrenDashboard", "WarrenLedger", "WarrenTestSupport"]
         ),
 
         // MARK: - Integration tests: every suite that starts or needs a process
@@ -354,7 +354,7 @@ let package = Package(
             name: "WarrenIntegrationTests",
             dependencies: [
                 "Warren", "WarrenAMQP", "WarrenLocalBroker", "WarrenHTTP", "WarrenLedger", "WarrenDashboard",
-                "WarrenTestSupport",
+                "WarrenTesting", "WarrenTestSupport",
                 .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "Logging", package: "swift-log"),

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import WarrenHTTP
+import Warren
 import WarrenLedger
 
 /// What `warren-dashboard` answers on `/health/ready`: ready when its store answers (within ``storeTimeout``) and,
@@ -18,7 +18,20 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
     public var storeError: String?
     /// The ledger's pruning election (`ledger-prune.<store identity>`): whether this process prunes the store
     /// (`leader`) or another does (`standby`, ready all the same). Empty when it does not ingest or keeps everything.
-    public var leadership: [WarrenHealthEndpoints.Readiness.Leadership]
+    public var leadership: [Leadership]
+
+    /// An election's role in this process: `leader`, `standby` or `stopped`, since when (ISO 8601).
+    public struct Leadership: Sendable, Equatable, Encodable {
+        public var work: String
+        public var role: String
+        public var since: String
+
+        public init(work: String, role: String, since: String) {
+            self.work = work
+            self.role = role
+            self.since = since
+        }
+    }
 
     /// How long the store may take to answer before it counts as unreachable.
     public static let storeTimeout = Duration.seconds(2)
@@ -29,7 +42,7 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
 
     public init(
         status: String, store: String, ingest: String, storeError: String? = nil,
-        leadership: [WarrenHealthEndpoints.Readiness.Leadership] = []
+        leadership: [Leadership] = []
     ) {
         self.status = status
         self.store = store
