@@ -36,7 +36,9 @@ struct DueDeliveryBrokerTests {
             }
             let arrival = try #require(arrivals.first)
             #expect(arrival.lateness >= 0, "never before its due time: \(arrival.lateness) s")
-            #expect(arrival.lateness < 1.5, "at most the rounding to a second and the hops late: \(arrival.lateness) s")
+            // Never early is the promise; how late is measured (docs/scheduling.md: 0.16–0.26 s here). The bound leaves
+            // room for a loaded 2-core CI machine, where 30 messages' hops at once were seen 1.2 s late.
+            #expect(arrival.lateness < 2.5, "at most the rounding to a second and the hops late: \(arrival.lateness) s")
             #expect(Set(arrival.levels) == [cascade.level(1), cascade.level(0)], "3 s = 2 s + 1 s: \(arrival.levels)")
             let dueAt = try #require(arrival.delivery.properties.headers?[WarrenHeader.dueAt]?.int64Value)
             #expect(abs(Double(dueAt) / 1000 - arrival.due.timeIntervalSince1970) < 0.1)
@@ -55,7 +57,7 @@ struct DueDeliveryBrokerTests {
             }
             let arrival = try #require(arrivals.first)
             #expect(arrival.lateness >= 0, "never before its (scaled) due time: \(arrival.lateness) s")
-            #expect(arrival.lateness < 1.0, "\(arrival.lateness) s late")
+            #expect(arrival.lateness < 2.0, "the hops' time only (a step is a millisecond): \(arrival.lateness) s late")
             #expect(arrival.levels.count == 4)
             #expect(
                 Set(arrival.levels) == Set([12, 9, 3, 2].map(cascade.level)),
@@ -84,7 +86,7 @@ struct DueDeliveryBrokerTests {
             #expect(arrivals.count == delays.count)
             for arrival in arrivals {
                 #expect(arrival.lateness >= 0, "early by \(-arrival.lateness) s")
-                #expect(arrival.lateness < 1.0, "late by \(arrival.lateness) s")
+                #expect(arrival.lateness < 2.0, "late by \(arrival.lateness) s")
             }
             let dueOrder = arrivals.sorted { $0.due < $1.due }.map(\.id)
             let farApart = zip(dueOrder, dueOrder.dropFirst()).filter { pair in
