@@ -20,18 +20,7 @@ public struct DashboardReadiness: Encodable, Sendable, Equatable {
     /// (`leader`) or another does (`standby`, ready all the same). Empty when it does not ingest or keeps everything.
     public var leadership: [Leadership]
 
-    /// An election's role in this process: `leader`, `standby` or `stopped`, since when (ISO 8601).
-    public struct Leadership: Sendable, Equatable, Encodable {
-        public var work: String
-        public var role: String
-        public var since: String
-
-        public init(work: String, role: String, since: String) {
-            self.work = work
-            self.role = role
-            self.since = since
-        }
-    }
+    public typealias Leadership = LeadershipReport
 
     /// How long the store may take to answer before it counts as unreachable.
     public static let storeTimeout = Duration.seconds(2)
@@ -138,11 +127,9 @@ public final class DashboardReadinessMonitor: Service, Sendable {
         }
         let ingest = ledger.map { $0.health.isReady ? "consuming" : "not_consuming" } ?? "off"
         let ready = store == "ok" && ingest != "not_consuming"
-        let leadership = (ledger?.pruning).map { [$0.status] } ?? []
+        let leadership = (ledger?.pruning).map { [$0.report] } ?? []
         return DashboardReadiness(
             status: ready ? "ready" : "not_ready", store: store, ingest: ingest, storeError: storeError,
-            leadership: leadership.map {
-                .init(work: $0.work, role: $0.role.rawValue, since: $0.since.formatted(.iso8601))
-            })
+            leadership: leadership)
     }
 }

@@ -68,18 +68,7 @@ public struct WarrenHealthEndpoints: Sendable {
         /// Each election's role here: `leader`, `standby` or `stopped`.
         public var leadership: [Leadership] = []
 
-        public struct Leadership: Sendable, Equatable, Encodable {
-            public var work: String
-            public var role: String
-            /// Since when (ISO 8601) this process has had the role.
-            public var since: String
-
-            public init(work: String, role: String, since: String) {
-                self.work = work
-                self.role = role
-                self.since = since
-            }
-        }
+        public typealias Leadership = LeadershipReport
     }
 
     /// What `/health/live` reports.
@@ -110,9 +99,7 @@ public struct WarrenHealthEndpoints: Sendable {
             Readiness.Queue(queue: $0.queue, state: $0.state.rawValue, lastError: $0.lastError)
         }
         let ready = connected && healths.allSatisfy(\.isReady) && !transports.isEmpty
-        let leadership = elections.map(\.status).map {
-            Readiness.Leadership(work: $0.work, role: $0.role.rawValue, since: $0.since.formatted(.iso8601))
-        }
+        let leadership = elections.map(\.report)
         return Readiness(
             status: ready ? "ready" : "not_ready", connected: connected, queues: queues, leadership: leadership)
     }

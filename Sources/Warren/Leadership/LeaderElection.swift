@@ -117,6 +117,9 @@ public final class LeaderElection: Service, Sendable {
     /// part of queue names).
     public static func isValidName(_ name: String) -> Bool { LeadershipNames.isValid(name) }
 
+    /// The election as a readiness report lists it.
+    public var report: LeadershipReport { LeadershipReport(status) }
+
     /// Where this process stands now.
     public var role: Role { state.withLock { $0.role } }
 
@@ -262,5 +265,24 @@ public struct Leadership: Sendable {
         _ message: M, to destination: Destination, messageID: String, headers: AMQPTable
     ) throws -> OutboundMessage {
         try builder.outboundMessage(message, to: destination, messageID: messageID, headers: headers)
+    }
+}
+
+/// An election's role in this process as a readiness body lists it (`/health/ready`'s and the dashboard's
+/// `leadership`): `{"work", "role", "since"}`, `role` `leader`, `standby` or `stopped`.
+public struct LeadershipReport: Sendable, Equatable, Encodable {
+    public var work: String
+    public var role: String
+    /// Since when (ISO 8601) this process has had the role.
+    public var since: String
+
+    public init(work: String, role: String, since: String) {
+        self.work = work
+        self.role = role
+        self.since = since
+    }
+
+    public init(_ status: LeaderElection.Status) {
+        self.init(work: status.work, role: status.role.rawValue, since: status.since.formatted(.iso8601))
     }
 }
