@@ -5,6 +5,8 @@ package final class LaunchedProcess {
     package let process: Process
     package let output: URL
     private let exit: ProcessExit
+    /// Its output as it was when ``stop(signal:)`` removed the file.
+    private var logAtStop: String?
 
     /// The folder of the package's executables: the test bundle sits next to them in the build folder.
     package static var binDirectory: URL {
@@ -33,8 +35,8 @@ package final class LaunchedProcess {
         try process.run()
     }
 
-    /// What it wrote so far.
-    package var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
+    /// What it wrote so far; after ``stop(signal:)``, all it wrote.
+    package var log: String { logAtStop ?? (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
     /// The port of its `listening on http://host:port` line (or of the first line that starts with `prefix`, the port
     /// being the digits at its end), once it printed one: a server started on port 0 says which port it bound.
@@ -66,11 +68,13 @@ package final class LaunchedProcess {
         await exit.status(of: process.processIdentifier, killingAfter: timeout)
     }
 
-    /// Sends `signal` (SIGTERM unless told) and returns its exit status.
+    /// Sends `signal` (SIGTERM unless told) and returns its exit status. Its output file is removed; ``log`` keeps
+    /// what it held.
     @discardableResult
     package func stop(signal: Int32 = SIGTERM) async -> Int32 {
         if process.isRunning { kill(process.processIdentifier, signal) }
         let status = await exit.status(of: process.processIdentifier, killingAfter: .seconds(120))
+        logAtStop = log
         try? FileManager.default.removeItem(at: output)
         return status
     }
