@@ -29,7 +29,8 @@ public struct LedgerLocation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Opens the store (not yet migrated: a ``Ledger`` migrates when it runs; call ``LedgerStore/migrate()`` to
-    /// serve one without ingesting).
+    /// serve one without ingesting). Run it in the service group, or use ``LedgerStore/withRunning(_:)``: a PostgreSQL
+    /// store's queries wait until it runs.
     /// - Throws: SQLite's error for a file that cannot be opened; ``WarrenError`` for a URL that does not parse.
     public func open(logger: Logger = Logger(label: "warren.ledger")) async throws -> SQLLedgerStore {
         switch kind {

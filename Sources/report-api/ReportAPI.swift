@@ -58,8 +58,6 @@ struct ReportAPI: AsyncParsableCommand {
             // The API's own ledger, fed with the reports queue's events only.
             let ledgerStore = try await LedgerLocation(ledger).open(logger: Logger(label: "warren.ledger.store"))
             store = ledgerStore
-            // Migrated before the API listens: a status read as soon as the port is open finds the tables.
-            try await ledgerStore.migrate()
             let ledgerTransport = RabbitMQTransport(
                 endpoints: try AMQPEndpoint.parseList(url), connectionName: "report-api-ledger", logger: logger)
             let recording = Ledger(
@@ -97,8 +95,17 @@ struct ReportAPI: AsyncParsableCommand {
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.info(
             "report-api starting", metadata: ["role": "\(role.rawValue)", "reports_directory": "\(directory.path)"])
-        try await group.run()
-        try? await store?.close()
+        if let store {
+            // The store runs around the group, so that it stops after the API and the ledger that use it.
+            try await store.withRunning {
+                // Migrated before the API listens: a status read as soon as the port is open finds the tables.
+                try await store.migrate()
+                try await group.run()
+            }
+            try? await store.close()
+        } else {
+            try await group.run()
+        }
     }
 }
 

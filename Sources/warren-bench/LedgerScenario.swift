@@ -81,8 +81,10 @@ struct LedgerIngest: AsyncParsableCommand {
         ).path
         defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
         let store = try await LedgerLocation(self.store ?? "sqlite:\(path)").open(logger: quietLogger)
-        try await store.migrate()
-        let result = try await body(store)
+        let result = try await store.withRunning {
+            try await store.migrate()
+            return try await body(store)
+        }
         try await store.close()
         return result
     }

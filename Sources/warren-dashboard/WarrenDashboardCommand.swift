@@ -174,8 +174,6 @@ struct Serve: AsyncParsableCommand {
             inspector = AMQPQueueInspector(
                 endpoints: endpoints, managementURL: management, logger: Logger(label: "warren.dashboard.queues"))
         }
-        // Migrated before anything runs, so that the readiness probe's first question finds the schema in place.
-        try await ledgerStore.migrate()
         if noIngest {
             ledger = nil
         } else {
@@ -242,7 +240,13 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        // The store's connection pool runs around the whole group, so that it is there for the migration and stops
+        // after every service that uses it.
+        try await ledgerStore.withRunning {
+            // Migrated before anything runs, so that the readiness probe's first question finds the schema in place.
+            try await ledgerStore.migrate()
+            try await group.run()
+        }
         await inspector?.close()
         await queueActions?.close()
         await deadLetterTransport?.close()

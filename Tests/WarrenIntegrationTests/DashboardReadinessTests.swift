@@ -9,8 +9,8 @@ import WarrenTestSupport
 /// `warren-dashboard`'s `/health/ready`, against a store that answers, one that refuses and one that hangs.
 @Suite("The dashboard's readiness", .tags(.postgres), .needs(.postgres))
 struct DashboardReadinessTests {
-    /// Runs a monitor of `store` in a service group while `body` runs, then shuts the group down gracefully: the
-    /// monitor then says the dashboard is stopping.
+    /// Runs `store` and a monitor of it in a service group (the store first, as docs/ledger.md says) while `body`
+    /// runs, then shuts the group down gracefully: the monitor then says the dashboard is stopping.
     private func monitoring(_ store: any LedgerStore, _ body: (DashboardReadinessMonitor) async throws -> Void)
         async throws
     {
@@ -19,7 +19,7 @@ struct DashboardReadinessTests {
         #expect(
             monitor.readiness() == DashboardReadiness(status: "not_ready", store: "unchecked", ingest: "off"),
             "before its first answer")
-        let group = ServiceGroup(configuration: .init(services: [monitor], logger: TestBroker.quietLogger()))
+        let group = ServiceGroup(configuration: .init(services: [store, monitor], logger: TestBroker.quietLogger()))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             try await body(monitor)

@@ -77,51 +77,55 @@ struct LedgerBrokerHardeningTests {
         let postgres = try await LocalPostgres.shared()
         let database = try await postgres.newDatabaseURL()
         let shared = [try PostgresLedgerStore(url: database), try PostgresLedgerStore(url: database)]
-        try await withSQLiteStore { other, _ in
-            for store in shared as [any LedgerStore] + [other] { try await store.migrate() }
-            #expect(try await shared[0].identity() == (try await shared[1].identity()), "one database, one identity")
-            #expect(try await shared[0].identity() != (try await other.identity()))
-            // Running with a transport of its own (its worker closes it when it stops).
-            let first = Ledger(
-                transport: RabbitMQTransport(endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
-                store: shared[0],
-                queue: queue, logger: TestBroker.quietLogger())
-            let running = Task { try await first.run() }
-            try await first.waitUntilConsuming()
-            // Another process on the same PostgreSQL shares the queue.
-            try await Ledger(transport: transport, store: shared[1], queue: queue, logger: TestBroker.quietLogger())
-                .declare()
-            // While it is consumed, a ledger of another store would take half the events into the wrong store: it
-            // refuses, saying what to do.
-            await #expect {
+        try await withRunning(shared) {
+            try await withSQLiteStore { other, _ in
+                for store in shared as [any LedgerStore] + [other] { try await store.migrate() }
+                #expect(
+                    try await shared[0].identity() == (try await shared[1].identity()), "one database, one identity")
+                #expect(try await shared[0].identity() != (try await other.identity()))
+                // Running with a transport of its own (its worker closes it when it stops).
+                let first = Ledger(
+                    transport: RabbitMQTransport(
+                        endpoints: [try AMQPEndpoint(uri: url)], logger: TestBroker.quietLogger()),
+                    store: shared[0],
+                    queue: queue, logger: TestBroker.quietLogger())
+                let running = Task { try await first.run() }
+                try await first.waitUntilConsuming()
+                // Another process on the same PostgreSQL shares the queue.
+                try await Ledger(transport: transport, store: shared[1], queue: queue, logger: TestBroker.quietLogger())
+                    .declare()
+                // While it is consumed, a ledger of another store would take half the events into the wrong store: it
+                // refuses, saying what to do.
+                await #expect {
+                    try await Ledger(transport: transport, store: other, queue: queue, logger: TestBroker.quietLogger())
+                        .declare()
+                } throws: { error in
+                    (error as? WarrenError)?.code == .invalidConfiguration
+                        && "\(error)".contains("--ledger-queue \(queue).")
+                }
+                // Once nobody consumes it (its store replaced, say), another store takes it over, and then holds it.
+                first.shutdown()
+                _ = await running.result
+                try await transport.start()
+                let channel = try await #require(transport.connection).openChannel()
+                #expect(try await eventually { try await channel.queueStatus(queue).consumerCount == 0 })
                 try await Ledger(transport: transport, store: other, queue: queue, logger: TestBroker.quietLogger())
                     .declare()
-            } throws: { error in
-                (error as? WarrenError)?.code == .invalidConfiguration
-                    && "\(error)".contains("--ledger-queue \(queue).")
-            }
-            // Once nobody consumes it (its store replaced, say), another store takes it over, and then holds it.
-            first.shutdown()
-            _ = await running.result
-            try await transport.start()
-            let channel = try await #require(transport.connection).openChannel()
-            #expect(try await eventually { try await channel.queueStatus(queue).consumerCount == 0 })
-            try await Ledger(transport: transport, store: other, queue: queue, logger: TestBroker.quietLogger())
-                .declare()
-            let taken = try #require(try await channel.get(queue: first.storeQueue))
-            #expect(String(decoding: taken.delivery.body, as: UTF8.self) == (try await other.identity()))
-            try await channel.close()
-            let cleanup = try await #require(transport.connection).openChannel()
-            let topology = WarrenTopology(queue: queue)
-            for name in [
-                queue, first.storeQueue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue,
-            ]
-                + [1, 5, 30].map({ topology.delayQueue(for: .seconds($0)) })
-            {
-                _ = try? await cleanup.queueDelete(name)
+                let taken = try #require(try await channel.get(queue: first.storeQueue))
+                #expect(String(decoding: taken.delivery.body, as: UTF8.self) == (try await other.identity()))
+                try await channel.close()
+                let cleanup = try await #require(transport.connection).openChannel()
+                let topology = WarrenTopology(queue: queue)
+                for name in [
+                    queue, first.storeQueue, topology.deadLetterQueue, topology.redeliveredQueue,
+                    topology.manifestQueue,
+                ]
+                    + [1, 5, 30].map({ topology.delayQueue(for: .seconds($0)) })
+                {
+                    _ = try? await cleanup.queueDelete(name)
+                }
             }
         }
-        for store in shared { try await store.close() }
         await transport.close()
     }
 

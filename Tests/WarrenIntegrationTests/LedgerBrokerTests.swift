@@ -30,20 +30,23 @@ struct LedgerBrokerTests {
                 retention: RetentionPolicy(succeeded: .seconds(3600), interval: .seconds(1)),
                 logger: TestBroker.quietLogger())
         }
-        try await whileRunning(ledgers.map { ledger in { try await ledger.run() } }) {
-            let settled = try await eventually(timeout: .seconds(20)) {
-                ledgers.allSatisfy { $0.pruning?.role == .leader || $0.pruning?.role == .standby }
-                    && ledgers.filter { $0.pruning?.role == .leader }.count == 2
+        let identities = try await withRunning(stores) {
+            try await whileRunning(ledgers.map { ledger in { try await ledger.run() } }) {
+                let settled = try await eventually(timeout: .seconds(20)) {
+                    ledgers.allSatisfy { $0.pruning?.role == .leader || $0.pruning?.role == .standby }
+                        && ledgers.filter { $0.pruning?.role == .leader }.count == 2
+                }
+                #expect(settled, "\(ledgers.map { String(describing: $0.pruning?.role) })")
+                let sharedRoles = ledgers.prefix(2).compactMap { $0.pruning?.role }
+                #expect(
+                    sharedRoles.sorted { $0.rawValue < $1.rawValue } == [.leader, .standby], "one pruner per store")
+                #expect(ledgers[2].pruning?.role == .leader, "a store of its own: its own pruner")
+                #expect(ledgers[0].pruning?.election != ledgers[2].pruning?.election)
+                let identity = try await stores[0].identity()
+                #expect(ledgers[0].pruning?.election == "ledger-prune.\(identity)")
             }
-            #expect(settled, "\(ledgers.map { String(describing: $0.pruning?.role) })")
-            let sharedRoles = ledgers.prefix(2).compactMap { $0.pruning?.role }
-            #expect(sharedRoles.sorted { $0.rawValue < $1.rawValue } == [.leader, .standby], "one pruner per store")
-            #expect(ledgers[2].pruning?.role == .leader, "a store of its own: its own pruner")
-            #expect(ledgers[0].pruning?.election != ledgers[2].pruning?.election)
-            let identity = try await stores[0].identity()
-            #expect(ledgers[0].pruning?.election == "ledger-prune.\(identity)")
+            return [try await stores[0].identity(), try await stores[2].identity()]
         }
-        let identities = [try await stores[0].identity(), try await stores[2].identity()]
         for ledger in ledgers { await ledger.transport.close() }
         for store in stores { try await store.close() }
         try await withConnection { connection in

@@ -23,17 +23,11 @@ struct LedgerIdempotencyTests {
             let url = try await LocalPostgres.shared().newDatabaseURL()
             let first = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
             let second = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-            do {
+            try await withRunning([first, second]) {
                 try await first.migrate()
                 try await second.migrate()
                 try await body(first, second)
-            } catch {
-                try? await first.close()
-                try? await second.close()
-                throw error
             }
-            try await first.close()
-            try await second.close()
         }
     }
 

@@ -21,12 +21,12 @@ struct LedgerStorePostgresTests {
         let url = try await LocalPostgres.shared().newDatabaseURL()
         let first = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
         let second = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-        async let one: Void = first.migrate()
-        async let two: Void = second.migrate()
-        _ = try await (one, two)
-        #expect(try await first.schemaVersion() == PostgresLedgerDatabase.migrations.last?.version)
-        try await first.close()
-        try await second.close()
+        try await withRunning([first, second]) {
+            async let one: Void = first.migrate()
+            async let two: Void = second.migrate()
+            _ = try await (one, two)
+            #expect(try await first.schemaVersion() == PostgresLedgerDatabase.migrations.last?.version)
+        }
     }
 
     @Test(arguments: StoreKind.allCases)
@@ -201,25 +201,27 @@ struct LedgerStorePostgresTests {
     }
 
     /// A PostgreSQL store whose database refuses any event of message id `bad` (a trigger: anything a publisher can send
-    /// is bounded before it reaches the database, so the test makes the database itself refuse). The caller closes it.
-    func refusingStore() async throws -> PostgresLedgerStore {
+    /// is bounded before it reaches the database, so the test makes the database itself refuse), running while `body`
+    /// runs.
+    func withRefusingStore(_ body: (PostgresLedgerStore) async throws -> Void) async throws {
         let postgres = try await LocalPostgres.shared()
         let url = try await postgres.newDatabaseURL()
         let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-        try await store.migrate()
-        try await postgres.execute(
-            """
-            CREATE FUNCTION refuse_bad() RETURNS trigger AS $$ BEGIN
-                IF NEW.message_id = 'bad' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW;
-            END $$ LANGUAGE plpgsql;
-            CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();
-            """, in: url)
-        return store
+        try await store.withRunning {
+            try await store.migrate()
+            try await postgres.execute(
+                """
+                CREATE FUNCTION refuse_bad() RETURNS trigger AS $$ BEGIN
+                    IF NEW.message_id = 'bad' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW;
+                END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse_bad();
+                """, in: url)
+            try await body(store)
+        }
     }
 
     @Test func aBatchThatFailsLeavesNothingBehind() async throws {
-        let store = try await refusingStore()
-        do {
+        try await withRefusingStore { store throws in
             let bad = event(.ack, "bad", attempt: 1, at: 2)
             await #expect(throws: (any Error).self) {
                 try await store.record([event(.started, "good", attempt: 1, at: 1), bad])
@@ -227,12 +229,10 @@ struct LedgerStorePostgresTests {
             #expect(try await store.eventCount() == 0, "one transaction: the good event went too")
             #expect(try await store.job(messageID: "good") == nil)
         }
-        try await store.close()
     }
 
     @Test func aBadBatchInAGroupCommitFailsAloneAndTheOthersAreKept() async throws {
-        let store = try await refusingStore()
-        do {
+        try await withRefusingStore { store throws in
             let commits = GroupCommit(store: store, queue: "warren.ledger")
             let bad = event(.ack, "bad", attempt: 1, at: 2)
             // Handed over together: the first write takes whatever is waiting, the rest go in the next group.
@@ -255,7 +255,6 @@ struct LedgerStorePostgresTests {
             #expect(results == ["good-1": true, "bad": false, "good-2": true, "good-3": true])
             #expect(try await store.eventCount() == 3)
         }
-        try await store.close()
     }
 
     @Test(arguments: StoreKind.allCases)

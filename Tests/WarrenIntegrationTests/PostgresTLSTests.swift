@@ -13,13 +13,7 @@ struct PostgresTLSTests {
     /// Opens a store for `url` and migrates it (the store connects once on its own first, for a clear error).
     func open(_ url: String) async throws {
         let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-        do {
-            try await store.migrate()
-            try await store.close()
-        } catch {
-            try? await store.close()
-            throw error
-        }
+        try await store.withRunning { try await store.migrate() }
     }
 
     @Test func verifyFullConnectsWithTheRightRootAndFailsClearlyWithAnother() async throws {
@@ -67,8 +61,7 @@ struct PostgresTLSTests {
         // 127.0.0.1 is this machine: no warning even in clear.
         let local = try PostgresLedgerStore(
             url: try await postgres.newDatabaseURL() + "?sslmode=disable", logger: logger)
-        try await local.migrate()
-        try await local.close()
+        try await local.withRunning { try await local.migrate() }
         #expect(!lines.all.contains { "\($0["message"] ?? "")".contains("not encrypted") })
         #expect(PostgresLedgerDatabase.explain(CancellationError()).contains("CancellationError"))
     }

@@ -16,14 +16,7 @@ package func withStore<T>(_ kind: StoreKind, _ body: (SQLLedgerStore) async thro
     case .postgres:
         let url = try await LocalPostgres.shared().newDatabaseURL()
         let store = try PostgresLedgerStore(url: url, logger: TestBroker.quietLogger())
-        do {
-            let result = try await body(store)
-            try? await store.close()
-            return result
-        } catch {
-            try? await store.close()
-            throw error
-        }
+        return try await store.withRunning { try await body(store) }
     }
 }
 
@@ -40,4 +33,10 @@ package func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws
         try? await store.close()
         throw error
     }
+}
+
+/// Runs `stores` (``LedgerStore/withRunning(_:)``) while `body` runs.
+package func withRunning<T>(_ stores: [any LedgerStore], _ body: () async throws -> T) async throws -> T {
+    guard let first = stores.first else { return try await body() }
+    return try await first.withRunning { try await withRunning(Array(stores.dropFirst()), body) }
 }

@@ -13,6 +13,9 @@ protocol LedgerDatabase: Sendable {
         -> Result
     /// Before the first migration: what the adapter checks of its server (a PostgreSQL server's TLS and login).
     func prepare() async throws
+    /// Runs what the database needs while it is in use (PostgreSQL's connection pool) until the task is cancelled or
+    /// its service group shuts down gracefully.
+    func run() async throws
     func close() async throws
 }
 

@@ -1,7 +1,14 @@
+import ServiceLifecycle
 import Warren
 
 /// Where a ledger keeps its record: every event, and each job's current state.
-public protocol LedgerStore: Sendable {
+///
+/// A store is a `Service`: what it needs while in use (PostgreSQL's connection pool) runs in its ``run()``, in the task
+/// of whoever runs it. In a host, put the store in the `ServiceGroup` before the services that use it (a group stops
+/// its services in reverse order, so the store stops last); elsewhere (a tool, a script, a test) use
+/// ``withRunning(_:)``. A PostgreSQL store's queries wait until it runs and fail once it stopped; a SQLite store has
+/// nothing to run and answers either way.
+public protocol LedgerStore: Service {
     /// Creates or upgrades the schema (versioned migrations); idempotent.
     func migrate() async throws
     /// Records a batch in one transaction: when it returns, the batch is committed; when it throws, none of it is.
@@ -58,7 +65,33 @@ public protocol LedgerStore: Sendable {
     /// another for every SQLite file. Its ledgers' queue carries it (``Ledger``).
     /// - Throws: the store's error; ``LedgerStoreError`` before ``migrate()``.
     func identity() async throws -> String
+    /// Runs what the store needs while it is in use until the task is cancelled or its service group shuts down
+    /// gracefully; a store runs once.
+    /// - Throws: ``LedgerStoreError`` with ``LedgerStoreError/Code/notRunning`` for a PostgreSQL store run a second time.
+    func run() async throws
+    /// Releases the store's connections once nothing uses it any more (SQLite's files; a PostgreSQL store's close when
+    /// its ``run()`` returns).
     func close() async throws
+}
+
+extension LedgerStore {
+    /// Nothing to run: waits for the end of its task or of its service group's graceful shutdown.
+    public func run() async throws {
+        try? await gracefulShutdown()
+    }
+
+    /// Runs the store (``run()``) while `body` runs, then stops it and waits until it stopped: for a store used
+    /// outside a service group. Returns what `body` returns.
+    /// - Throws: what `body` throws.
+    public func withRunning<Result>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+            group.addTask { try await self.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
 }
 
 extension LedgerStore {

@@ -9,6 +9,8 @@ public struct LedgerStoreError: Error, CustomStringConvertible, Sendable {
         public static let invalidURL = Code("invalid_url")
         /// The server could not be reached, refused the connection, or its TLS did not pass the checks asked for.
         public static let cannotConnect = Code("cannot_connect")
+        /// A PostgreSQL store used after it stopped running, or run a second time (``LedgerStore/run()``).
+        public static let notRunning = Code("not_running")
     }
 
     public var code: Code

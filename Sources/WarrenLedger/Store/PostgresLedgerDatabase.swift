@@ -11,9 +11,9 @@
     /// migrated under an advisory lock, so two starting at once do not race.
     final class PostgresLedgerDatabase: LedgerDatabase {
         private let client: PostgresClient
-        /// The client's connection pool at work: started with the database, stopped by ``close()``.
-        /// (Structured alternatives need every user of a store to run it as a service; see docs/ledger.md.)
-        private let running: Task<Void, Never>
+        /// Whether the client's pool runs: it runs inside ``run()``, in the task of whoever runs the store (its service
+        /// group, or ``LedgerStore/withRunning(_:)``); queries wait for it and fail once it ended.
+        private let life = AwaitableState(Life.notRunning)
         private let logger: Logger
 
         static let dialect = LedgerDialect(
@@ -46,16 +46,58 @@
 
         private let serverCheck: Mutex<(server: Server?, checked: Bool)>
 
-        /// Starts the client's connection pool; ``close()`` stops it.
-        init(configuration: PostgresClient.Configuration, server: Server?, logger: Logger) {
-            let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-            self.client = client
+        enum Life: Sendable, Equatable {
+            case notRunning, running, ended
+        }
+
+        /// How long a query waits for a store that does not run before it says so in the log.
+        private let notRunningWarningAfter: Duration
+
+        /// The client's connection pool, not yet running: ``run()`` runs it.
+        init(
+            configuration: PostgresClient.Configuration, server: Server?, logger: Logger,
+            notRunningWarningAfter: Duration = .seconds(10)
+        ) {
+            client = PostgresClient(configuration: configuration, backgroundLogger: logger)
             self.logger = logger
+            self.notRunningWarningAfter = notRunningWarningAfter
             serverCheck = Mutex((server, false))
-            // The pool's loop lives as long as the store, which hosts use outside any service too (the CLI, the
-            // report-api's reads, tests): every query awaits it, and ``close()`` cancels and awaits it. (Issue 29
-            // asks for it to run inside the owning service's run(); that is still open.)
-            running = Task { await client.run() }
+        }
+
+        /// Runs the client's connection pool until the task is cancelled or its service group shuts down gracefully
+        /// (postgres-nio's client stops on either); the store's queries fail from then on.
+        /// - Throws: ``LedgerStoreError`` with ``LedgerStoreError/Code/notRunning`` when the store runs already or ran.
+        func run() async throws {
+            let starts = life.update { life -> Bool in
+                guard life == .notRunning else { return false }
+                life = .running
+                return true
+            }
+            guard starts else {
+                throw LedgerStoreError(.notRunning, "the PostgreSQL ledger store runs once: it runs already, or ran")
+            }
+            defer { life.update { $0 = .ended } }
+            await client.run()
+        }
+
+        /// Returns once the pool runs: at once while it does. A store used before it runs waits, with one warning
+        /// after 10 s that says why (a service group starts its services in no set order, so a moment is normal).
+        /// - Throws: ``LedgerStoreError`` with ``LedgerStoreError/Code/notRunning`` once the store stopped;
+        ///   `CancellationError`.
+        private func whenRunning() async throws {
+            if life.value == .notRunning {
+                let isStarted: @Sendable (Life) -> Bool = { $0 != .notRunning }
+                if await !life.wait(until: isStarted, timeout: notRunningWarningAfter) {
+                    try Task.checkCancellation()
+                    logger.warning(
+                        "the PostgreSQL ledger store is used but does not run: its queries wait until it does (run it in the service group, listed first, or call withRunning)"
+                    )
+                    try await life.wait(until: isStarted)
+                }
+            }
+            if life.value == .ended {
+                throw LedgerStoreError(.notRunning, "the PostgreSQL ledger store stopped: its connections are closed")
+            }
         }
 
         /// The server a URL names: `postgres://user:password@host:port/database?sslmode=…&sslrootcert=…`.
@@ -137,22 +179,22 @@
         }
 
         func read(_ sql: String, _ values: [JobSQL.Value]) async throws -> [LedgerRow] {
-            try await Self.rows(
+            try await whenRunning()
+            return try await Self.rows(
                 try await client.query(PostgresQuery(unsafeSQL: sql, binds: Self.bindings(values)), logger: logger))
         }
 
         func transaction<Result: Sendable>(_ body: @Sendable (any LedgerTransaction) async throws -> Result)
             async throws -> Result
         {
-            try await client.withTransaction(logger: logger) { connection in
+            try await whenRunning()
+            return try await client.withTransaction(logger: logger) { connection in
                 try await body(Transaction(connection: connection, logger: logger))
             }
         }
 
-        func close() async throws {
-            running.cancel()
-            await running.value
-        }
+        /// Nothing to release beyond what ``run()`` stops: the pool's connections close when it returns.
+        func close() async throws {}
 
         private struct Transaction: LedgerTransaction {
             let connection: PostgresConnection

@@ -13,7 +13,8 @@ import Warren
 /// - SQLite: one writing process — give each process its own file, or use PostgreSQL for several ledgers. Within the
 ///   process, writes (recording, pruning) take turns on one connection and reads use another, so a reader never sees
 ///   a transaction before it commits. Its calls run on NIO's thread pool, never on the cooperative pool.
-/// - PostgreSQL: postgres-nio's pooled client. Ledgers on one database share the work: each commits its batches in its
+/// - PostgreSQL: postgres-nio's pooled client, which runs in ``run()`` (see ``LedgerStore`` for where to run a store;
+///   its queries wait until it runs). Ledgers on one database share the work: each commits its batches in its
 ///   own transactions, and the schema is migrated under an advisory lock, so two starting at once do not race.
 public final class SQLLedgerStore: LedgerStore {
     let database: any LedgerDatabase
@@ -37,9 +38,14 @@ public final class SQLLedgerStore: LedgerStore {
         ///   every log and error). `sslmode` and `sslrootcert` have libpq's meanings (``PostgresTLSMode``); without them
         ///   TLS is used when the server offers it, its certificate unchecked (`prefer`). The server is checked once,
         ///   with a connection of its own, by ``migrate()``: a refused TLS handshake or login is a clear error at start.
+        ///   Its connection pool runs in ``run()``: until then, its queries wait.
         /// - Throws: ``WarrenError`` with ``WarrenError/Code/invalidConfiguration`` for a URL that does not parse;
         ///   ``LedgerStoreError`` for an unknown `sslmode` or parameter, or an `sslrootcert` that cannot be read.
         public convenience init(url: String, logger: Logger = Logger(label: "warren.ledger.postgres")) throws {
+            try self.init(url: url, logger: logger, notRunningWarningAfter: .seconds(10))
+        }
+
+        convenience init(url: String, logger: Logger, notRunningWarningAfter: Duration) throws {
             let server = try PostgresLedgerDatabase.server(url: url)
             let tls: PostgresClient.Configuration.TLS
             do {
@@ -54,12 +60,13 @@ public final class SQLLedgerStore: LedgerStore {
                 database: server.database,
                 tls: tls)
             self.init(
-                database: PostgresLedgerDatabase(configuration: configuration, server: server, logger: logger),
+                database: PostgresLedgerDatabase(
+                    configuration: configuration, server: server, logger: logger,
+                    notRunningWarningAfter: notRunningWarningAfter),
                 logger: logger)
         }
 
-        /// A PostgreSQL database, as postgres-nio's client configuration says. Starts the client's connection pool;
-        /// ``close()`` stops it.
+        /// A PostgreSQL database, as postgres-nio's client configuration says. Its connection pool runs in ``run()``.
         public convenience init(
             configuration: PostgresClient.Configuration, logger: Logger = Logger(label: "warren.ledger.postgres")
         ) {
@@ -578,6 +585,13 @@ public final class SQLLedgerStore: LedgerStore {
             }
         }
         return result
+    }
+
+    /// Runs the PostgreSQL client's connection pool until the task is cancelled or the service group shuts down
+    /// gracefully; for SQLite, which has nothing to run, waits as long. See ``LedgerStore`` for where to run it.
+    /// - Throws: ``LedgerStoreError`` with ``LedgerStoreError/Code/notRunning`` for a PostgreSQL store run a second time.
+    public func run() async throws {
+        try await database.run()
     }
 
     public func close() async throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SQLiteNIO
+import ServiceLifecycle
 import Warren
 
 /// One SQLite file (sqlite-nio: its calls run on NIO's thread pool, never on the cooperative pool). Writes take turns
@@ -62,6 +63,12 @@ final class SQLiteLedgerDatabase: LedgerDatabase {
     }
 
     func prepare() async throws {}
+
+    /// Nothing runs beside SQLite's calls (they take NIO's thread pool): waits for the end, so that the store sits in a
+    /// service group like any other service.
+    func run() async throws {
+        try? await gracefulShutdown()
+    }
 
     func close() async throws {
         try await reader.close()
