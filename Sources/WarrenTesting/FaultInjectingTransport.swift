@@ -36,6 +36,7 @@ public final class FaultInjectingTransport: WarrenTransport {
             case .deadLetters(let queue): self = .deadLetters(queue: queue)
             case .due(let queue, _): self = .due(queue: queue)
             case .exchange(let exchange, _), .broadcast(let exchange, _): self = .exchange(exchange)
+            case .partitioned(let flow): self = .exchange(flow.name)
             }
         }
 
@@ -212,7 +213,24 @@ public final class FaultInjectingTransport: WarrenTransport {
 
     @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
-        let consumer = try await base.consume(queue: queue, prefetch: prefetch)
+        recorded(try await base.consume(queue: queue, prefetch: prefetch))
+    }
+
+    /// The base's exclusive consumer, its settlements recorded (and failed where the test says) like any other's.
+    @_spi(WarrenTransport)
+    public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
+        try await base.consumeExclusively(queue: queue, prefetch: prefetch).map(recorded)
+    }
+
+    @_spi(WarrenTransport)
+    public func prepare(flow: PartitionedFlow) async throws { try await base.prepare(flow: flow) }
+
+    @_spi(WarrenTransport)
+    public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
+        try await base.countReturn(of: messageKey, in: queue)
+    }
+
+    private func recorded(_ consumer: TransportConsumer) -> TransportConsumer {
         let next: @Sendable () async throws -> TransportDelivery? = { [self] in
             guard var delivery = try await consumer.next() else { return nil }
             delivery.settler = Settler(

@@ -173,6 +173,7 @@ enum MessagingSpan {
         case .broadcast(let exchange, let routingKey): (exchange, routingKey)
         case .delay(let queue, _), .due(let queue, _): ("", queue)
         case .deadLetters(let queue): ("", queue)
+        case .partitioned(let flow): (flow.name, "")
         }
     }
 }

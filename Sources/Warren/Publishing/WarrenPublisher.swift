@@ -100,6 +100,29 @@ public struct WarrenPublisher: Sendable {
         return messageID
     }
 
+    /// The key that orders `message` in `flow`: its ``PartitionedMessage/partitionKey``, else the
+    /// `x-warren-partition-key` header the caller gave.
+    private static func partitionKey(of message: some WarrenMessage, headers: AMQPTable, in flow: PartitionedFlow)
+        throws -> String
+    {
+        guard
+            let key = (message as? any PartitionedMessage)?.partitionKey
+                ?? headers[WarrenHeader.partitionKey]?.stringValue
+        else {
+            throw WarrenError(
+                .invalidConfiguration,
+                "a message to the ordered flow \(flow.name) needs a key: make its type a PartitionedMessage, or give the header \(WarrenHeader.partitionKey)"
+            )
+        }
+        guard PartitionedFlow.isValidKey(key) else {
+            throw WarrenError(
+                .invalidConfiguration,
+                "a partition key is 1–\(PartitionedFlow.maximumKeyBytes) bytes (got \(key.utf8.count)) for the flow \(flow.name)"
+            )
+        }
+        return key
+    }
+
     /// Publishes `message` to be delivered into a queue at `dueTime`, and returns its message id once the transport
     /// confirmed it: a job at a time, with no plugin (on RabbitMQ the levels of a ``DelayCascade``, which the first
     /// such publish declares). The message reaches its queue no earlier than `dueTime` and about a second later at
@@ -245,6 +268,9 @@ public struct WarrenPublisher: Sendable {
         headers[WarrenHeader.publishedAt] = .int64(Int64(now.timeIntervalSince1970 * 1000))
         if case .due(_, let dueTime) = destination, let dueAt = UnixMilliseconds.from(dueTime) {
             headers[WarrenHeader.dueAt] = .int64(dueAt)
+        }
+        if case .partitioned(let flow) = destination {
+            headers[WarrenHeader.partitionKey] = .string(try Self.partitionKey(of: message, headers: headers, in: flow))
         }
         let properties = AMQPProperties(
             contentType: codec.contentType, headers: headers, deliveryMode: .persistent,

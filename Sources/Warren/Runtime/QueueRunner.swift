@@ -9,6 +9,9 @@ struct QueueRunner: Sendable {
     let queue: String
     /// The queue consumed: the work queue, or its redelivered queue.
     let source: String
+    /// A partition of an ordered flow: one message at a time, a failed attempt retried in place, a returned message
+    /// counted on the broker rather than moved behind the others.
+    let ordered: Bool
     let handlers: [String: HandlerRegistration]
     /// The registration when there is only one.
     private let onlyHandler: HandlerRegistration?
@@ -29,14 +32,20 @@ struct QueueRunner: Sendable {
     /// What liveness checks read: deliveries taken, waiting, and the deadlines of running handlers.
     let progress: ConsumerProgress
 
-    /// - Parameter isolated: consume the work queue's redelivered queue, one message at a time.
-    init(queue: String, registrations: [HandlerRegistration], worker: Worker, isolated: Bool = false) {
+    /// - Parameters:
+    ///   - isolated: consume the work queue's redelivered queue, one message at a time.
+    ///   - ordered: `queue` is a partition of an ordered flow.
+    init(
+        queue: String, registrations: [HandlerRegistration], worker: Worker, isolated: Bool = false,
+        ordered: Bool = false
+    ) {
         self.queue = queue
         self.source = isolated ? WarrenTopology(queue: queue).redeliveredQueue : queue
+        self.ordered = ordered
         self.handlers = Dictionary(registrations.map { ($0.messageType, $0) }, uniquingKeysWith: { first, _ in first })
         self.onlyHandler = handlers.count == 1 ? handlers.first?.value : nil
         self.prefetch = isolated ? 1 : registrations.map(\.options.prefetch).max() ?? 20
-        self.concurrency = isolated ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
+        self.concurrency = isolated || ordered ? 1 : registrations.map(\.options.maxConcurrentHandlers).max() ?? 1
         self.worker = worker
         self.metrics = WorkerMetrics(queue: queue, source: source)
         self.codecs = worker.configuration.codecs
@@ -53,6 +62,11 @@ struct QueueRunner: Sendable {
 
     func startConsuming() async throws -> TransportConsumer {
         try await worker.transport.consume(queue: source, prefetch: prefetch)
+    }
+
+    /// The partition's exclusive consumer, `nil` while another process holds it.
+    func takePartition() async throws -> TransportConsumer? {
+        try await worker.transport.consumeExclusively(queue: source, prefetch: prefetch)
     }
 
     /// Consumes until the consumer ends: cancelled by a shutdown (then what was received but not started is
@@ -165,27 +179,32 @@ struct QueueRunner: Sendable {
         let started = clock.now
         let properties = delivery.properties
         var headers = properties.headers ?? [:]
-        let attempt = attempt(of: delivery)
+        let firstAttempt = attempt(of: delivery)
         let trace =
             tracing.enabled
             ? DeliveryTrace.begin(
-                delivery, headers: &headers, queue: queue, attempt: attempt, tracer: tracer,
+                delivery, headers: &headers, queue: queue, attempt: firstAttempt, tracer: tracer,
                 relation: tracing.processSpanRelation)
             : nil
         let type = properties.warrenMessageType
-        let redelivery = RedeliveryVerdict.decide(
-            redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
+        let redelivery =
+            ordered
+            ? await orderedVerdict(delivery)
+            : RedeliveryVerdict.decide(redelivered: delivery.redelivered, headers: headers, limit: redeliveryLimit)
         if case .reenqueue(let returns, let isolated) = redelivery {
             let outcome = await reenqueue(
                 delivery, headers: headers, returns: returns, isolated: isolated, trace: trace)
             trace?.finish(outcome: outcome, failure: nil)
             report(
-                delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: nil, trace: trace,
+                delivery, attempt: firstAttempt, outcome: outcome, duration: clock.now - started, failure: nil,
+                trace: trace,
                 logger: logger)
             return
         }
 
-        let handling: Handling
+        var handling: Handling
+        var attempt = firstAttempt
+        var attemptStarted = started
         if let refusal = refusal(of: delivery, redelivery: redelivery) {
             handling = Handling(failure: refusal)
         } else if let type, let registration = handler(for: type) {
@@ -194,6 +213,32 @@ struct QueueRunner: Sendable {
                 handling = await run(
                     registration, codec: codec, delivery, type: type, headers: headers, attempt: attempt,
                     started: started, trace: trace)
+                // An ordered partition retries in place: the key's later messages wait behind this one.
+                while ordered, let failure = handling.failure, !handling.interrupted,
+                    case .retry(let delay, let nextAttempt) = FailureDecision.decide(
+                        failure: failure, attempt: attempt, policy: registration.options.retry,
+                        jitterSample: Double.random(in: 0..<1))
+                {
+                    report(
+                        delivery, attempt: attempt, outcome: .retried(delay: delay, nextAttempt: nextAttempt),
+                        duration: clock.now - attemptStarted, failure: failure, failedAtMs: Self.nowMilliseconds(),
+                        trace: trace, logger: logger)
+                    guard await waitUnlessShutdown(delay) else {
+                        // Stopping: back to the head of its partition, where the next holder finds it first.
+                        let outcome = requeue(delivery)
+                        trace?.finish(outcome: outcome, failure: nil)
+                        report(
+                            delivery, attempt: nextAttempt, outcome: outcome, duration: .zero, failure: nil,
+                            trace: trace, logger: logger)
+                        return
+                    }
+                    attempt = nextAttempt
+                    attemptStarted = clock.now
+                    if let events { events.record(startedEvent(delivery, type: type, attempt: attempt, trace: trace)) }
+                    handling = await run(
+                        registration, codec: codec, delivery, type: type, headers: headers, attempt: attempt,
+                        started: attemptStarted, trace: trace)
+                }
             } else {
                 handling = Handling(failure: .unsupportedContentType(properties.contentType ?? ""))
             }
@@ -211,8 +256,48 @@ struct QueueRunner: Sendable {
         }
         trace?.finish(outcome: outcome, failure: handling.failure?.summary)
         report(
-            delivery, attempt: attempt, outcome: outcome, duration: clock.now - started, failure: handling.failure,
-            failedAtMs: failedAtMs, duplicate: handling.duplicate, trace: trace, logger: logger)
+            delivery, attempt: attempt, outcome: outcome, duration: clock.now - attemptStarted,
+            failure: handling.failure, failedAtMs: failedAtMs, duplicate: handling.duplicate, trace: trace,
+            logger: logger)
+    }
+
+    /// An ordered partition's verdict on a delivery: a returned one (its holder died, or stopped, before settling it)
+    /// is counted on the broker first, and goes to the dead letters past the redelivery limit; it stays at the head
+    /// either way. When the count cannot be kept (the broker refused), it is handled uncounted, with a warning.
+    private func orderedVerdict(_ delivery: TransportDelivery) async -> RedeliveryVerdict {
+        guard delivery.redelivered, let redeliveryLimit else { return .handle }
+        let key = OrderedDelivery.key(messageID: delivery.properties.messageID, body: delivery.body)
+        do {
+            let returns = try await worker.transport.countReturn(of: key, in: source)
+            return returns > redeliveryLimit ? .deadLetter(returns: returns, limit: redeliveryLimit) : .handle
+        } catch {
+            logger.warning(
+                "could not count a returned message of an ordered partition; handling it uncounted",
+                metadata: ["queue": "\(source)", "error": "\(error)"])
+            return .handle
+        }
+    }
+
+    /// Waits `delay`; `false` when a shutdown (or the task's cancellation) comes first.
+    private func waitUnlessShutdown(_ delay: Duration) async -> Bool {
+        let shutdown = worker.shutdownSignal
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                do {
+                    try await Task.sleep(for: delay)
+                    return true
+                } catch {
+                    return false
+                }
+            }
+            group.addTask {
+                try? await shutdown.wait()
+                return false
+            }
+            let waited = await group.next() ?? false
+            group.cancelAll()
+            return waited && !shutdown.isTriggered
+        }
     }
 
     /// What became of a delivery's handling.

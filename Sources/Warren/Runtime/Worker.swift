@@ -46,8 +46,9 @@ public final class Worker: Service, Sendable {
 
     private static func newTracker(_ registrations: [HandlerRegistration]) -> HealthTracker {
         HealthTracker(
-            enabled: Set(registrations.filter(\.options.enabled).map(\.queue)),
-            disabled: Set(registrations.filter { !$0.options.enabled }.map(\.queue)))
+            enabled: Set(registrations.filter(\.options.enabled).flatMap(\.consumedQueues)),
+            disabled: Set(registrations.filter { !$0.options.enabled }.flatMap(\.consumedQueues)),
+            partitions: Set(registrations.compactMap(\.flow).flatMap(\.queues)))
     }
 
     /// Starts the transport, declares the topology, then consumes until a graceful shutdown (of the `ServiceGroup`
@@ -89,6 +90,18 @@ public final class Worker: Service, Sendable {
     private func consumeUntilStopped() async throws {
         let queues = Dictionary(grouping: registrations.filter(\.options.enabled), by: \.queue)
         guard !queues.isEmpty else { throw WarrenError(.nothingToConsume, "no enabled handler registration") }
+        if let problem = configuration.orderedFlowProblem(registrations) {
+            throw WarrenError(.invalidConfiguration, problem)
+        }
+        for (name, group) in queues {
+            let flows = Set(group.map(\.flow))
+            guard flows.count == 1 else {
+                throw WarrenError(
+                    .invalidConfiguration,
+                    "'\(name)' is registered both as a queue and as an ordered flow, or as flows of different partition counts"
+                )
+            }
+        }
         var failedAttempts = 0
         var outage: ContinuousClock.Instant?
         while true {
@@ -144,19 +157,29 @@ public final class Worker: Service, Sendable {
     /// Connects, declares the topology and consumes until a shutdown (returns) or a failure (throws).
     private func runOnce(_ queues: [String: [HandlerRegistration]], connected: () -> Void) async throws {
         try await transport.start()
+        var runners: [QueueRunner] = []
+        var partitionRunners: [QueueRunner] = []
         for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
+            if let flow = registrations.first?.flow {
+                try await transport.prepare(flow: flow)
+                partitionRunners += flow.queues.map {
+                    QueueRunner(queue: $0, registrations: registrations, worker: self, ordered: true)
+                }
+                continue
+            }
             try await transport.prepare(
                 queue: queue, delays: registrations.reduce(into: []) { $0.formUnion($1.options.retry.possibleDelays) })
+            runners.append(QueueRunner(queue: queue, registrations: registrations, worker: self))
+            if configuration.redeliveryLimit != nil {
+                runners.append(QueueRunner(queue: queue, registrations: registrations, worker: self, isolated: true))
+            }
         }
-        var runners = queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self) }
-        if configuration.redeliveryLimit != nil {
-            runners += queues.map { QueueRunner(queue: $0.key, registrations: $0.value, worker: self, isolated: true) }
-        }
-        loops.withLock { $0 = runners.map(\.progress) }
+        loops.withLock { $0 = (runners + partitionRunners).map(\.progress) }
         defer { loops.withLock { $0 = [] } }
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
         let started = consumers
+        let partitions = partitionRunners
         tracker.update { $0.consuming() }
         connected()
         do {
@@ -171,8 +194,18 @@ public final class Worker: Service, Sendable {
                         return true
                     }
                 }
+                for runner in partitions {
+                    group.addTask {
+                        do {
+                            try await self.hold(runner)
+                        } catch {
+                            throw ConsumerEnded(queue: runner.queue, error: error)
+                        }
+                        return true
+                    }
+                }
                 group.addTask {
-                    try await self.enforceGracePeriod(on: started.map(\.0))
+                    try await self.enforceGracePeriod(on: started.map(\.0) + partitions)
                     return false
                 }
                 group.addTask {
@@ -181,7 +214,7 @@ public final class Worker: Service, Sendable {
                 }
                 // Not `waitForAll()`: it would wait for every consumer before reporting the one that failed. The first
                 // failure leaves the group, which cancels the other consumers, and the worker recovers them all.
-                var running = started.count
+                var running = started.count + partitions.count
                 while running > 0, let isRunner = try await group.next() {
                     if isRunner { running -= 1 }
                 }
@@ -189,6 +222,29 @@ public final class Worker: Service, Sendable {
             }
         } catch is GracePeriodExpired {
             // The handlers still running were cancelled and requeued their messages.
+        }
+    }
+
+    /// Holds an ordered flow's partition whenever no other process does: takes its exclusive consumer and handles it
+    /// until a shutdown (returns) or a failure (throws); while another process holds it, stands by and tries again
+    /// every ``WorkerConfiguration/partitionTakeoverInterval``.
+    private func hold(_ partition: QueueRunner) async throws {
+        var standing = false
+        while !shutdownSignal.isTriggered, !Task.isCancelled {
+            guard let consumer = try await partition.takePartition() else {
+                if !standing {
+                    logger.info(
+                        "standing by: another process holds the partition", metadata: ["queue": "\(partition.source)"])
+                    standing = true
+                }
+                tracker.update { $0.partition(partition.source, held: false) }
+                await sleepUnlessShutdown(configuration.partitionTakeoverInterval)
+                continue
+            }
+            tracker.update { $0.partition(partition.source, held: true) }
+            logger.info("holding the partition", metadata: ["queue": "\(partition.source)"])
+            standing = false
+            try await partition.run(consumer)
         }
     }
 

@@ -27,6 +27,13 @@ public struct WorkerConfiguration: Sendable {
     /// Where the worker reports job events (`started`, each settlement) for a ledger; `nil` (the default) reports
     /// none. See ``WarrenEventPublisher``.
     public var events: WarrenEventPublisher?
+    /// The broker's `consumer_timeout` (RabbitMQ's default: 30 minutes): a delivery unacked for longer closes its
+    /// channel. The worker refuses to start an ordered flow whose worst wait (prefetch × (attempts × timeout + the
+    /// retry delays)) would outlast it.
+    public var consumerTimeout: Duration
+    /// How often a worker that stands by for a partition of an ordered flow (another process holds it) tries to take
+    /// it: the longest a partition waits for a new holder after its holder's connection went.
+    public var partitionTakeoverInterval: Duration
 
     public init(
         codecs: CodecRegistry = CodecRegistry(),
@@ -37,7 +44,9 @@ public struct WorkerConfiguration: Sendable {
         redeliveryLimit: Int? = 10,
         health: HealthPolicy = HealthPolicy(),
         tracing: TracingOptions = TracingOptions(),
-        events: WarrenEventPublisher? = nil
+        events: WarrenEventPublisher? = nil,
+        consumerTimeout: Duration = .seconds(30 * 60),
+        partitionTakeoverInterval: Duration = .seconds(2)
     ) {
         self.codecs = codecs
         self.maximumMessageBytes = maximumMessageBytes
@@ -48,6 +57,35 @@ public struct WorkerConfiguration: Sendable {
         self.health = health
         self.tracing = tracing
         self.events = events
+        self.consumerTimeout = consumerTimeout
+        self.partitionTakeoverInterval = partitionTakeoverInterval
+    }
+
+    /// Why the ordered flows of `registrations` could outlast ``consumerTimeout``, when one could.
+    func orderedFlowProblem(_ registrations: [HandlerRegistration]) -> String? {
+        for registration in registrations where registration.flow != nil && registration.options.enabled {
+            let options = registration.options
+            guard let timeout = options.timeout else {
+                return
+                    "the ordered flow \(registration.queue) needs a handler timeout: a partition waits for its handler, and the broker's consumer_timeout (\(consumerTimeout)) closes a channel whose delivery waits longer"
+            }
+            let retry = options.retry
+            var perMessage = timeout * retry.maxAttempts
+            for attempt in 1..<max(1, retry.maxAttempts) {
+                perMessage +=
+                    (0...RetryPolicy.Backoff.jitterSteps).map {
+                        retry.delay(
+                            afterAttempt: attempt,
+                            jitterSample: (Double($0) + 0.5) / Double(RetryPolicy.Backoff.jitterSteps + 1))
+                    }.max() ?? .zero
+            }
+            let worst = perMessage * Int(max(1, options.prefetch))
+            if worst >= consumerTimeout {
+                return
+                    "the ordered flow \(registration.queue) may keep a delivery unacked for \(worst) (prefetch \(options.prefetch) × (\(retry.maxAttempts) attempts × \(timeout) + the retry delays)), not below the broker's consumer_timeout (\(consumerTimeout)): lower the prefetch, the attempts or the timeout, or raise consumerTimeout with the broker's"
+            }
+        }
+        return nil
     }
 }
 

@@ -13,7 +13,8 @@ public struct WorkerHealth: Sendable, Equatable {
             case cancelled
             /// Its registrations are disabled: not consumed, and not needed for readiness.
             case disabled
-            /// Another instance does this queue's work (it leads it); this one is ready to take over. Counts as ready.
+            /// Another instance does this queue's work (it leads it, or holds the partition of an ordered flow); this
+            /// one is ready to take over. Counts as ready.
             case standby
         }
 
@@ -38,23 +39,35 @@ struct HealthTracker: Sendable {
     private(set) var queues: [String: WorkerHealth.QueueHealth]
     /// The worker's ``Worker/run()`` returned or threw.
     private(set) var stopped = false
+    /// Partitions of ordered flows: consuming while this worker holds one, on standby while another process does.
+    private let partitions: Set<String>
 
     /// Every enabled queue starts as recovering (not consuming yet), every disabled one as disabled.
-    init(enabled: Set<String>, disabled: Set<String>) {
+    init(enabled: Set<String>, disabled: Set<String>, partitions: Set<String> = []) {
         var queues: [String: WorkerHealth.QueueHealth] = [:]
         for queue in disabled.subtracting(enabled) { queues[queue] = .init(queue: queue, state: .disabled) }
         for queue in enabled { queues[queue] = .init(queue: queue, state: .recovering) }
         self.queues = queues
+        self.partitions = partitions
     }
 
     var snapshot: WorkerHealth {
         WorkerHealth(queues: queues.values.sorted { $0.queue < $1.queue })
     }
 
-    /// Every enabled queue's consumer is registered.
+    /// Every enabled queue's consumer is registered (a partition's state is its own: ``partition(_:held:)``).
     mutating func consuming() {
         guard !stopped else { return }
-        update { $0 = .init(queue: $0.queue, state: .consuming) }
+        let partitions = partitions
+        update { health in
+            if !partitions.contains(health.queue) { health = .init(queue: health.queue, state: .consuming) }
+        }
+    }
+
+    /// The worker holds the ordered flow's partition `queue` (consuming), or another process does (standby).
+    mutating func partition(_ queue: String, held: Bool) {
+        guard !stopped, queues[queue] != nil, queues[queue]?.state != .disabled else { return }
+        queues[queue] = .init(queue: queue, state: held ? .consuming : .standby)
     }
 
     /// The consumers stopped because of `error`: the queue it names goes to `cancelled` when the broker cancelled its

@@ -27,7 +27,48 @@ final class TopologyDeclarer: Sendable {
     }
 
     func topology(for queue: String) -> WarrenTopology {
-        WarrenTopology(queue: queue, queueType: queueType)
+        WarrenTopology(queue: queue, queueType: partitionQueues.withLock { $0.contains(queue) } ? .classic : queueType)
+    }
+
+    /// Partition queues of the flows this declarer declared: classic whatever the transport's queue type.
+    private let partitionQueues = Mutex<Set<String>>([])
+    /// The ordered flows declared (by name and partition count), and the queues counting returns.
+    private let flowsDeclared = Mutex<Set<PartitionedFlow>>([])
+    private let returnsDeclared = Mutex<Set<String>>([])
+
+    /// Declares the flow's consistent-hash exchange (hashing ``WarrenHeader/partitionKey``) and its partition queues,
+    /// each a classic work queue with its dead letters, bound with weight 1; once per flow.
+    func declare(flow: PartitionedFlow) async throws {
+        guard !flowsDeclared.withLock({ $0.contains(flow) }) else { return }
+        partitionQueues.withLock { $0.formUnion(flow.queues) }
+        do {
+            try await channel.exchangeDeclare(
+                flow.name, type: "x-consistent-hash", durable: true,
+                arguments: ["hash-header": .string(WarrenHeader.partitionKey)])
+        } catch let error as AMQPError where error.replyCode == 503 || error.replyCode == 406 {
+            throw WarrenError(
+                .topologyConflict,
+                "cannot declare the ordered flow's exchange '\(flow.name)' as x-consistent-hash hashing \(WarrenHeader.partitionKey): "
+                    + "\(error.replyText ?? "\(error)") (enable the rabbitmq_consistent_hash_exchange plugin, or delete an exchange of another type by that name)"
+            )
+        }
+        for queue in flow.queues {
+            try await declare(queue: queue, delays: [])
+            try await channel.queueBind(queue, exchange: flow.name, routingKey: "1")
+        }
+        flowsDeclared.withLock { _ = $0.insert(flow) }
+    }
+
+    /// Takes the return count kept for the ordered queue `queue` (declaring its queue of one message on first use), or
+    /// `nil` when it holds none.
+    func takeReturnMark(of queue: String) async throws -> [UInt8]? {
+        let marks = PartitionedFlow.returnsQueue(of: queue)
+        if !returnsDeclared.withLock({ $0.contains(marks) }) {
+            try await declareQueue(
+                marks, arguments: ["x-queue-type": "classic", "x-max-length": .int32(1), "x-overflow": "drop-head"])
+            returnsDeclared.withLock { _ = $0.insert(marks) }
+        }
+        return try await channel.get(queue: marks, noAck: true)?.delivery.body
     }
 
     func declareTopicExchange(_ name: String) async throws {

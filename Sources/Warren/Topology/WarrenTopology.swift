@@ -99,6 +99,9 @@ public enum WarrenHeader {
     /// Classic queues: how many times the message was delivered without a settlement (the worker counts them, see
     /// ``WorkerConfiguration/redeliveryLimit``). Quorum queues count in the broker's own `x-delivery-count`.
     public static let redeliveries = "x-warren-redeliveries"
+    /// What orders a message of an ordered flow (``PartitionedFlow``): the flow's consistent-hash exchange hashes it to
+    /// pick the partition. ``WarrenPublisher`` writes it from ``PartitionedMessage/partitionKey``.
+    public static let partitionKey = "x-warren-partition-key"
     /// The delivery count a quorum queue adds to a message it delivers again.
     public static let quorumDeliveryCount = "x-delivery-count"
 }

@@ -40,7 +40,39 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(
                 prefetch: prefetch == 0 ? Int.max : Int(prefetch))
         }
-        return TransportConsumer(
+        return consumer(of: queue)
+    }
+
+    @_spi(WarrenTransport)
+    public func prepare(flow: PartitionedFlow) async throws {
+        for queue in flow.queues { try await prepare(queue: queue, delays: []) }
+    }
+
+    /// The queue's consumer unless it has one (a queue has one consumer in memory): what another worker sharing the
+    /// transport holds, as another process would on a broker.
+    @_spi(WarrenTransport)
+    public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
+        let taken = state.withLock { state -> Bool in
+            guard state.queues[queue]?.consumer == nil else { return false }
+            state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(
+                prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+            return true
+        }
+        return taken ? consumer(of: queue) : nil
+    }
+
+    @_spi(WarrenTransport)
+    public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
+        state.withLock { state in
+            var count = 1
+            if let previous = state.returns[queue], previous.key == messageKey { count = previous.count &+ 1 }
+            state.returns[queue] = (messageKey, count)
+            return count
+        }
+    }
+
+    private func consumer(of queue: String) -> TransportConsumer {
+        TransportConsumer(
             next: { [self] in try await next(queue: queue) },
             cancel: { [self] in cancelConsumer(queue: queue) },
             close: { [self] in closeConsumer(queue: queue) })
@@ -58,6 +90,11 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
             enqueue(with(message, exchange: "", routingKey: queue), into: queue)
         case .exchange(let exchange, let routingKey):
             enqueue(with(message, exchange: exchange, routingKey: routingKey), into: routingKey)
+        case .partitioned(let flow):
+            // Not RabbitMQ's hash, but as stable: one key, one partition.
+            let key = properties.headers?[WarrenHeader.partitionKey]?.stringValue ?? ""
+            let partition = flow.queue(Int(PartitionHash.fnv1a(key) % UInt64(flow.partitions)))
+            enqueue(with(message, exchange: flow.name, routingKey: ""), into: partition)
         case .broadcast:
             break  // no exchanges and no bindings in memory: nobody listens
         case .deadLetters(let queue):
@@ -381,6 +418,8 @@ struct InMemoryState {
     var nextTag: UInt64 = 1
     var nextWaiter: UInt64 = 1
     var pendingDelays = 0
+    /// Per ordered queue: the message last counted as returned, and its count (``InMemoryTransport/countReturn(of:in:)``).
+    var returns: [String: (key: String, count: Int)] = [:]
 }
 
 extension InMemoryTransport where C == ContinuousClock {

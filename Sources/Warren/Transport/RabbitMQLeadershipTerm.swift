@@ -100,7 +100,7 @@ final class RabbitMQLeadershipTerm: LeadershipTerm {
         switch message.destination {
         case .queue(let queue): (exchange, routingKey) = ("", queue)
         case .exchange(let name, let key), .broadcast(let name, let key): (exchange, routingKey) = (name, key)
-        case .delay, .deadLetters, .due:
+        case .delay, .deadLetters, .due, .partitioned:
             throw WarrenError(.invalidConfiguration, "a leader publishes to queues and exchanges only")
         }
         do {

@@ -241,7 +241,15 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         let channel = try await ready().connection.openChannel()
-        let consumer = try await channel.consume(queue: queue, prefetchCount: prefetch)
+        do {
+            return consumer(try await channel.consume(queue: queue, prefetchCount: prefetch), on: channel)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
+    private func consumer(_ consumer: AMQPConsumer, on channel: AMQPChannel) -> TransportConsumer {
         let settler = ChannelSettler(channel: channel)
         return TransportConsumer(
             next: {
@@ -256,6 +264,41 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             received: { consumer.receivedDeliveries })
     }
 
+    @_spi(WarrenTransport)
+    public func prepare(flow: PartitionedFlow) async throws {
+        try await ready().topology.declare(flow: flow)
+    }
+
+    /// The exclusive consumer of `queue` on a channel of its own; `nil` when the broker refuses it (403: another
+    /// consumer holds the queue), which closes only that channel.
+    @_spi(WarrenTransport)
+    public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
+        let channel = try await ready().connection.openChannel()
+        let exclusive: AMQPConsumer
+        do {
+            exclusive = try await channel.consume(queue: queue, prefetchCount: prefetch, exclusive: true)
+        } catch let error as AMQPError where error.replyCode == 403 {
+            try? await channel.close()
+            return nil
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return consumer(exclusive, on: channel)
+    }
+
+    /// Takes the queue's return mark (`<queue>.returns`, one message), and publishes the new one, confirmed.
+    @_spi(WarrenTransport)
+    public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
+        let connected = try await ready()
+        let previous = try await connected.topology.takeReturnMark(of: queue).flatMap(ReturnMark.init(json:))
+        let mark = ReturnMark(message: messageKey, returns: previous?.counted(messageKey) ?? 1)
+        try await connected.publisher.publish(
+            mark.json, exchange: "", routingKey: PartitionedFlow.returnsQueue(of: queue), mandatory: true,
+            properties: AMQPProperties(contentType: "application/json", deliveryMode: .persistent))
+        return mark.returns
+    }
+
     /// Publishes with `mandatory` and waits for the broker's confirm.
     ///
     /// A publish to `.queue` or `.exchange` that fails because the connection was lost is sent again once the
@@ -268,7 +311,7 @@ public final class RabbitMQTransport: WarrenTransport, Service {
     public func publish(_ body: [UInt8], to destination: Destination, properties: AMQPProperties) async throws {
         let waitsForRecovery: Bool =
             switch destination {
-            case .queue, .exchange, .broadcast, .due: publishRecoveryTimeout > .zero
+            case .queue, .exchange, .broadcast, .due, .partitioned: publishRecoveryTimeout > .zero
             case .delay, .deadLetters: false
             }
         let clock = ContinuousClock()
@@ -329,6 +372,10 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             let steps = try DelayCascade.steps(toQueue: queue, at: dueTime)
             guard steps > 0 else { return ("", queue) }
             return (dueCascade.entryExchange, DelayCascade.routingKey(steps: steps, queue: queue))
+        case .partitioned(let flow):
+            // Declared on first use, as a worker declares it: a publisher may come first.
+            try await connected.topology.declare(flow: flow)
+            return (flow.name, "")
         case .exchange(let name, let key), .broadcast(let name, let key):
             return (name, key)
         }

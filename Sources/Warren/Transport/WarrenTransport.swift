@@ -51,6 +51,21 @@ public protocol WarrenTransport: Sendable {
     ///   without elections.
     @_spi(WarrenTransport)
     func campaign(for election: String) async throws -> (any LeadershipTerm)?
+    /// Makes sure the ordered flow's exchange and partition queues exist, each partition queue classic (so that what
+    /// comes back unsettled returns to its place) with its dead letters (idempotent).
+    /// - Throws: ``WarrenError/Code/topologyConflict`` when existing queues contradict them;
+    ///   ``WarrenError/Code/invalidConfiguration`` for a transport without ordered flows.
+    @_spi(WarrenTransport)
+    func prepare(flow: PartitionedFlow) async throws
+    /// Starts delivering `queue` to this consumer alone (an exclusive consumer): `nil` when another consumer holds it
+    /// now (try again later). Its hold ends when the consumer or its connection does.
+    @_spi(WarrenTransport)
+    func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer?
+    /// Counts a return of the message `messageKey` at the head of the ordered queue `queue`, before its handler runs
+    /// again: how many times in a row it came back (1 the first time), kept with the broker so that a process it
+    /// crashes does not take the count with it. Confirmed before it returns.
+    @_spi(WarrenTransport)
+    func countReturn(of messageKey: String, in queue: String) async throws -> Int
     /// Whether the transport can reach its broker right now (its connection is open); what a readiness probe of a
     /// host that only publishes reports. `true` for a transport without a connection.
     var isConnected: Bool { get }
@@ -66,6 +81,24 @@ extension WarrenTransport {
     /// Nothing to declare.
     @_spi(WarrenTransport)
     public func declareTopicExchange(_ name: String) async throws {}
+
+    /// No ordered flows: throws ``WarrenError/Code/invalidConfiguration``.
+    @_spi(WarrenTransport)
+    public func prepare(flow: PartitionedFlow) async throws {
+        throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no ordered flows")
+    }
+
+    /// No exclusive consumers: throws ``WarrenError/Code/invalidConfiguration``.
+    @_spi(WarrenTransport)
+    public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
+        throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no ordered flows")
+    }
+
+    /// No ordered flows: throws ``WarrenError/Code/invalidConfiguration``.
+    @_spi(WarrenTransport)
+    public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
+        throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no ordered flows")
+    }
 
     /// Always: a transport without a connection to lose.
     public var isConnected: Bool { true }
@@ -117,6 +150,10 @@ public enum Destination: Sendable, Hashable {
     /// the past, it goes straight into `queue`. ``WarrenPublisher`` writes the due time into the message's
     /// `x-warren-due-at` header, for the ledger.
     case due(queue: String, at: Date)
+    /// Into the partition of an ordered flow that its `x-warren-partition-key` header hashes to (``WarrenPublisher``
+    /// writes it from the message's ``PartitionedMessage/partitionKey``). The transport declares the flow's exchange
+    /// and queues on first use.
+    case partitioned(PartitionedFlow)
     /// To an exchange with a routing key (RabbitMQ); the in-memory transport routes by routing key to the queue of
     /// that name.
     case exchange(String, routingKey: String)
