@@ -1,13 +1,19 @@
 /// How to start a ``LocalBroker``. Every default suits a test run: a fresh node with a random name, its own data
-/// directory under the temporary directory (removed on stop), free ports on 127.0.0.1, no plugins.
+/// directory under the temporary directory (removed on stop), free ports on 127.0.0.1, and the one plugin Warren needs
+/// (the consistent-hash exchange of its ordered flows).
 public struct LocalBrokerConfiguration: Sendable {
     /// The Erlang node name (the part before `@localhost`); `nil` picks a unique one.
     public var nodeName: String?
     /// Where the node keeps its database, logs and Erlang cookie; `nil` uses a fresh folder in the temporary
     /// directory.
     public var dataDirectory: String?
-    /// Plugins to enable, e.g. `["rabbitmq_management"]` (then ``LocalBroker/managementPort`` is set).
+    /// Plugins to enable, e.g. `["rabbitmq_management"]` (then ``LocalBroker/managementPort`` is set). Give
+    /// ``warrenPlugins`` too for a node that serves Warren's ordered flows.
     public var plugins: [String]
+
+    /// The plugins Warren's features need: `rabbitmq_consistent_hash_exchange` (ordered flows, `PartitionedFlow` in
+    /// Warren). Shipped with RabbitMQ.
+    public static let warrenPlugins = ["rabbitmq_consistent_hash_exchange"]
     /// A TLS listener, in addition to the plain AMQP listener.
     public var tls: TLS?
     /// Extra lines for `rabbitmq.conf`, e.g. `"vm_memory_high_watermark.absolute = 200MB"`.
@@ -50,7 +56,7 @@ public struct LocalBrokerConfiguration: Sendable {
     public init(
         nodeName: String? = nil,
         dataDirectory: String? = nil,
-        plugins: [String] = [],
+        plugins: [String] = LocalBrokerConfiguration.warrenPlugins,
         tls: TLS? = nil,
         extraConfiguration: [String] = [],
         stopWhenOwnerExits: Bool = true,

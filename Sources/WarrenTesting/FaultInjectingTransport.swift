@@ -348,5 +348,7 @@ public final class FaultInjectingTransport: WarrenTransport {
             transport.record(.requeued(messageID: messageID))
             try base.requeue(tag)
         }
+
+        var canSettle: Bool { base.canSettle }
     }
 }

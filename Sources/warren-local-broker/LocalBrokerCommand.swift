@@ -33,7 +33,8 @@ struct LocalBrokerCommand: AsyncParsableCommand {
             let broker = try await LocalBroker.start(
                 LocalBrokerConfiguration(
                     nodeName: Self.nodeName(for: options.dataDirectory), dataDirectory: options.dataDirectory,
-                    plugins: management ? ["rabbitmq_management"] : [], stopWhenOwnerExits: false,
+                    plugins: LocalBrokerConfiguration.warrenPlugins + (management ? ["rabbitmq_management"] : []),
+                    stopWhenOwnerExits: false,
                     removeDataOnStop: false,
                     port: port))
             print("started \(broker.nodeName) (data in \(broker.dataDirectory))")

@@ -14,7 +14,8 @@ struct QueueInspectorManagementTests {
         let broker = try await bootingOneAtATime {
             try await LocalBroker.start(
                 LocalBrokerConfiguration(
-                    plugins: ["rabbitmq_management"], extraConfiguration: ["collect_statistics_interval = 500"]))
+                    plugins: LocalBrokerConfiguration.warrenPlugins + ["rabbitmq_management"],
+                    extraConfiguration: ["collect_statistics_interval = 500"]))
         }
         let managementPort = try #require(broker.managementPort)
         let queue = TestBroker.uniqueName("managed")

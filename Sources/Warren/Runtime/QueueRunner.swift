@@ -90,7 +90,15 @@ struct QueueRunner: Sendable {
                 // a shutdown came.
                 group.addTask {
                     try await shutdown.wait()
-                    try? await consumer.cancel()
+                    if ordered {
+                        // A partition keeps its exclusive consumer until what it holds is settled or back in place:
+                        // cancelled earlier, the next holder would take later messages while this one still handles
+                        // an earlier one. Once its handler is done, closing the channel returns the rest in order.
+                        guard await inFlight.waitUntilIdle(timeout: .seconds(86_400)) else { return }
+                        await consumer.close()
+                    } else {
+                        try? await consumer.cancel()
+                    }
                 }
                 defer { group.cancelAll() }
                 try await consume(consumer, shutdown: shutdown)
@@ -115,6 +123,8 @@ struct QueueRunner: Sendable {
             for try await delivery in consumer {
                 progress.tookDelivery()
                 if shutdown.isTriggered {
+                    // An ordered partition leaves it unsettled: its channel's close returns it to its place.
+                    if ordered { break }
                     requeueUnstarted(delivery)
                     continue
                 }
@@ -187,6 +197,9 @@ struct QueueRunner: Sendable {
                 relation: tracing.processSpanRelation)
             : nil
         let type = properties.warrenMessageType
+        // An ordered partition's delivery whose channel went (the connection dropped) is the broker's again, in its
+        // place: handled here, it would run before the earlier ones its next holder handles.
+        if ordered, !delivery.canSettle { return abandon(delivery, attempt: firstAttempt, trace: trace) }
         let redelivery =
             ordered
             ? await orderedVerdict(delivery)
@@ -219,19 +232,21 @@ struct QueueRunner: Sendable {
                         failure: failure, attempt: attempt, policy: registration.options.retry,
                         jitterSample: Double.random(in: 0..<1))
                 {
+                    guard delivery.canSettle else { return abandon(delivery, attempt: attempt, trace: trace) }
                     report(
                         delivery, attempt: attempt, outcome: .retried(delay: delay, nextAttempt: nextAttempt),
                         duration: clock.now - attemptStarted, failure: failure, failedAtMs: Self.nowMilliseconds(),
                         trace: trace, logger: logger)
                     guard await waitUnlessShutdown(delay) else {
-                        // Stopping: back to the head of its partition, where the next holder finds it first.
-                        let outcome = requeue(delivery)
-                        trace?.finish(outcome: outcome, failure: nil)
+                        // Stopping: left unsettled, it returns to the head of its partition when the channel closes
+                        // (a requeue now would hand it back to this consumer), where the next holder finds it first.
+                        trace?.finish(outcome: .requeued, failure: nil)
                         report(
-                            delivery, attempt: nextAttempt, outcome: outcome, duration: .zero, failure: nil,
+                            delivery, attempt: nextAttempt, outcome: .requeued, duration: .zero, failure: nil,
                             trace: trace, logger: logger)
                         return
                     }
+                    guard delivery.canSettle else { return abandon(delivery, attempt: nextAttempt, trace: trace) }
                     attempt = nextAttempt
                     attemptStarted = clock.now
                     if let events { events.record(startedEvent(delivery, type: type, attempt: attempt, trace: trace)) }
@@ -276,6 +291,14 @@ struct QueueRunner: Sendable {
                 metadata: ["queue": "\(source)", "error": "\(error)"])
             return .handle
         }
+    }
+
+    /// Leaves an ordered partition's delivery whose channel went unhandled: the broker returned it to its place, and the
+    /// partition's next holder (this process once it reconnects, or another) handles it in order.
+    private func abandon(_ delivery: TransportDelivery, attempt: Int, trace: DeliveryTrace?) {
+        trace?.finish(outcome: .requeued, failure: nil)
+        report(
+            delivery, attempt: attempt, outcome: .requeued, duration: .zero, failure: nil, trace: trace, logger: logger)
     }
 
     /// Waits `delay`; `false` when a shutdown (or the task's cancellation) comes first.

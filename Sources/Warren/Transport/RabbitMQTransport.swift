@@ -705,4 +705,5 @@ struct ChannelSettler: DeliverySettler {
 
     func ack(_ tag: UInt64) throws { try channel.ack(deliveryTag: tag) }
     func requeue(_ tag: UInt64) throws { try channel.nack(deliveryTag: tag, requeue: true) }
+    var canSettle: Bool { channel.isOpen }
 }

@@ -176,6 +176,14 @@ public protocol DeliverySettler: Sendable {
     func ack(_ tag: UInt64) throws
     /// Returns the delivery to its queue, to be delivered again (marked redelivered).
     func requeue(_ tag: UInt64) throws
+    /// Whether a settlement can still reach the broker (the delivery's channel is open): once it cannot, the broker
+    /// has the delivery back, or will.
+    var canSettle: Bool { get }
+}
+
+extension DeliverySettler {
+    /// Always: a settler whose deliveries cannot be taken back.
+    public var canSettle: Bool { true }
 }
 
 /// One delivery from a transport.
@@ -203,6 +211,8 @@ public struct TransportDelivery: Sendable {
     }
 
     public func ack() throws { try settler.ack(tag) }
+    /// Whether it can still be settled (``DeliverySettler/canSettle``).
+    public var canSettle: Bool { settler.canSettle }
     public func requeue() throws { try settler.requeue(tag) }
 }
 

@@ -1,0 +1,207 @@
+import Foundation
+import Synchronization
+import Testing
+import WarrenAMQP
+import WarrenTestSupport
+
+@_spi(WarrenTransport) @testable import Warren
+
+/// Ordered flows on RabbitMQ: the consistent-hash exchange, partitions held by exclusive consumers, returns counted on
+/// the broker.
+@Suite("Ordered flows on RabbitMQ (broker)", .serialized, .tags(.broker), .needs(.broker))
+struct OrderedFlowBrokerTests {
+    struct Event: PartitionedMessage, Equatable {
+        static var messageType: String { "order.event" }
+        var orderId: String
+        var seq: Int
+        var partitionKey: String { orderId }
+    }
+
+    /// Handlings in the order they began: (order, seq, attempt, redelivered, worker).
+    final class Seen: Sendable {
+        struct Run: Sendable {
+            var event: Event
+            var redelivered: Bool
+            var worker: String
+        }
+        private let runs = Mutex<[Run]>([])
+        func add(_ event: Event, _ context: MessageContext, worker: String) {
+            runs.withLock { $0.append(Run(event: event, redelivered: context.redelivered, worker: worker)) }
+        }
+        var all: [Run] { runs.withLock { $0 } }
+        var count: Int { runs.withLock { $0.count } }
+    }
+
+    func transport(_ name: String) async throws -> RabbitMQTransport {
+        RabbitMQTransport(
+            endpoints: [try await TestBroker.endpoint()], connectionName: name, logger: TestBroker.quietLogger())
+    }
+
+    func worker(
+        _ name: String, flow: PartitionedFlow, seen: Seen, redeliveryLimit: Int? = 10,
+        handler: @escaping @Sendable (Event) async throws -> Void = { _ in }
+    ) async throws -> Worker {
+        Worker(
+            transport: try await transport(name),
+            registrations: [
+                HandlerRegistration(Event.self, flow: flow) { event, context in
+                    seen.add(event, context, worker: name)
+                    try await handler(event)
+                }
+            ],
+            configuration: WorkerConfiguration(
+                redeliveryLimit: redeliveryLimit, partitionTakeoverInterval: .milliseconds(200)),
+            logger: TestBroker.quietLogger())
+    }
+
+    /// Deletes the flow's exchange and queues (each partition's Warren topology and its returns queue).
+    func deleteFlow(_ flow: PartitionedFlow) async throws {
+        try await withConnection { connection in
+            let channel = try await connection.openChannel()
+            for queue in flow.queues {
+                let topology = WarrenTopology(queue: queue)
+                for name in [
+                    queue, topology.deadLetterQueue, topology.redeliveredQueue, topology.manifestQueue,
+                    PartitionedFlow.returnsQueue(of: queue),
+                ] {
+                    _ = try? await channel.queueDelete(name)
+                }
+            }
+            try? await channel.exchangeDelete(flow.name)
+        }
+    }
+
+    /// The first handling of each key's numbers, in the order they began, must be 1, 2, 3, … (a redelivery may handle a
+    /// number again, never a later number before an earlier one).
+    func firstHandlings(_ runs: [Seen.Run]) -> [String: [Int]] {
+        var handled: [String: Set<Int>] = [:]
+        var order: [String: [Int]] = [:]
+        for run in runs where handled[run.event.orderId, default: []].insert(run.event.seq).inserted {
+            order[run.event.orderId, default: []].append(run.event.seq)
+        }
+        return order
+    }
+
+    @Test func aStandbyTakesEveryPartitionWhenTheHolderGoesAndEachKeyStaysInOrder() async throws {
+        let flow = try PartitionedFlow(TestBroker.uniqueName("flow"), partitions: 4)
+        let seen = Seen()
+        let first = try await worker("first", flow: flow, seen: seen)
+        let second = try await worker("second", flow: flow, seen: seen)
+        let publishing = try await transport("publisher")
+        try await publishing.start()
+        defer { Task { await publishing.close() } }
+        do {
+            try await whileRunning([{ try await first.run() }]) {
+                try await first.waitUntilConsuming(timeout: .seconds(20))
+                #expect(first.health.queues.map(\.state) == Array(repeating: .consuming, count: 4))
+                try await whileRunning([{ try await second.run() }]) {
+                    #expect(
+                        try await eventually(timeout: .seconds(20)) {
+                            second.health.queues.map(\.state) == Array(repeating: .standby, count: 4)
+                        }, "\(second.health)")
+                    #expect(second.isConsuming, "a standby is ready")
+                    let publisher = WarrenPublisher(transport: publishing)
+                    let orders = (0..<100).map { "order-\($0)" }
+                    for seq in 1...5 {
+                        for order in orders {
+                            try await publisher.publish(Event(orderId: order, seq: seq), to: .partitioned(flow))
+                        }
+                    }
+                    #expect(try await eventually(timeout: .seconds(30)) { seen.count >= 250 })
+                    first.shutdown()  // its unsettled deliveries go back to their places
+                    for seq in 6...10 {
+                        for order in orders {
+                            try await publisher.publish(Event(orderId: order, seq: seq), to: .partitioned(flow))
+                        }
+                    }
+                    #expect(
+                        try await eventually(timeout: .seconds(30)) {
+                            Set(seen.all.map { "\($0.event.orderId)/\($0.event.seq)" }).count == 1_000
+                        }, "\(seen.count) handlings")
+                    #expect(second.health.queues.map(\.state) == Array(repeating: .consuming, count: 4))
+                }
+            }
+            let order = firstHandlings(seen.all)
+            #expect(order.count == 100)
+            for (key, numbers) in order { #expect(numbers == Array(1...10), "\(key): \(numbers)") }
+            #expect(Set(seen.all.map(\.worker)) == ["first", "second"], "the standby took over")
+            // One key, one partition: no key was handled by both workers at once (the second only after the first).
+            let lastByFirst = seen.all.lastIndex { $0.worker == "first" } ?? 0
+            let firstBySecond = seen.all.firstIndex { $0.worker == "second" } ?? .max
+            #expect(lastByFirst < firstBySecond, "never two holders of a partition at once")
+        } catch {
+            try await deleteFlow(flow)
+            throw error
+        }
+        try await deleteFlow(flow)
+    }
+
+    @Test func aMessageThatKeepsKillingItsHolderIsDeadLetteredInPlaceAndTheKeyGoesOn() async throws {
+        let flow = try PartitionedFlow(TestBroker.uniqueName("flow"), partitions: 1)
+        let seen = Seen()
+        let holding = AwaitableState(0)
+        let cuts = AwaitableState(0)
+        struct Died: Error {}
+        let worker = try await worker("poisoned", flow: flow, seen: seen, redeliveryLimit: 2) { event in
+            guard event.seq == 2 else { return }
+            // Runs until its connection is cut under it, then ends as a crash would: with nothing settled.
+            let run = holding.update { run -> Int in
+                run += 1
+                return run
+            }
+            try await cuts.wait { $0 >= run }
+            throw Died()
+        }
+        let publishing = try await transport("publisher")
+        try await publishing.start()
+        defer { Task { await publishing.close() } }
+        do {
+            try await whileRunning([{ try await worker.run() }]) {
+                try await worker.waitUntilConsuming(timeout: .seconds(20))
+                let publisher = WarrenPublisher(transport: publishing)
+                for seq in 1...4 { try await publisher.publish(Event(orderId: "o", seq: seq), to: .partitioned(flow)) }
+                // Each time it runs, its process "dies": the connection goes, the message returns to the head.
+                for cut in 1...3 {
+                    #expect(try await eventually(timeout: .seconds(30)) { holding.value == cut }, "run \(cut)")
+                    let transport = try #require(worker.transport as? RabbitMQTransport)
+                    await transport.connection?.close()
+                    cuts.update { $0 = cut }
+                }
+                #expect(try await eventually(timeout: .seconds(30)) { seen.all.map(\.event.seq).contains(4) })
+            }
+            // (1 may run twice: its ack may not have left before the first cut.)
+            #expect(firstHandlings(seen.all)["o"] == [1, 2, 3, 4], "never 3 before 2: \(seen.all.map(\.event.seq))")
+            let twos = seen.all.filter { $0.event.seq == 2 }
+            #expect(twos.map(\.redelivered) == [false, true, true], "three runs of 2, the last two after a return")
+            #expect(holding.value == 3, "the fourth return went to the dead letters without running")
+            let letters = try await publishing.deadLetters(of: flow.queue(0))
+            #expect(letters.count == 1)
+            #expect(letters.first?.reason?.kind == .redeliveryLimit, "\(String(describing: letters.first?.reason))")
+            #expect(try letters.first.map { try JSONDecoder().decode(Event.self, from: Data($0.body)).seq } == 2)
+        } catch {
+            try await deleteFlow(flow)
+            throw error
+        }
+        try await deleteFlow(flow)
+    }
+
+    @Test func aSecondExclusiveConsumerIsRefusedUntilTheFirstConnectionGoes() async throws {
+        let flow = try PartitionedFlow(TestBroker.uniqueName("flow"), partitions: 2)
+        let one = try await transport("one")
+        let two = try await transport("two")
+        try await one.start()
+        try await two.start()
+        try await one.prepare(flow: flow)
+        try await two.prepare(flow: flow)  // idempotent
+        let held = try #require(try await one.consumeExclusively(queue: flow.queue(0), prefetch: 1))
+        #expect(try await two.consumeExclusively(queue: flow.queue(0), prefetch: 1) == nil, "held by one")
+        let other = try #require(try await two.consumeExclusively(queue: flow.queue(1), prefetch: 1), "a free one")
+        #expect(two.isConnected, "a refusal closes its channel only")
+        await one.close()
+        #expect(try await eventually { try await two.consumeExclusively(queue: flow.queue(0), prefetch: 1) != nil })
+        _ = held
+        await other.close()
+        await two.close()
+        try await deleteFlow(flow)
+    }
+}
