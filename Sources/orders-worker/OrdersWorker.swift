@@ -21,7 +21,9 @@ import WarrenHTTP
 /// `WARREN_HTTP_HOST`, to bind another address, e.g. `0.0.0.0` in a Kubernetes pod). Its heartbeat is 10 s
 /// (`warren.amqp.heartbeat`) unless its URL chooses one, so that a frozen broker shows in readiness within 25 s.
 /// Built with the `OTLP` trait (`swift build --traits OTLP`), `--otlp-endpoint URL` exports its traces with swift-otel
-/// over OTLP/HTTP. It publishes job events for a ledger (`--no-events` turns them off; docs/events.md).
+/// over OTLP/HTTP. It publishes job events for a ledger (`--no-events` turns them off; docs/events.md). With
+/// `--partitions N` it also handles the ordered flow `order-events` (docs/partitions.md): each order's events in order,
+/// the partitions shared among the instances, one holder each.
 @main
 struct OrdersWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,6 +57,11 @@ struct OrdersWorker: AsyncParsableCommand {
     @Option(
         help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
     var otlpEndpoint: String?
+    @Option(help: "Also handle the ordered flow of order events, keyed by order id, over this many partitions (0: off).")
+    var partitions = 0
+    @Option(help: "The ordered flow's exchange (its queues are <name>.partition.<n>).") var orderEventsFlow = "order-events"
+    @Option(help: "Percent of order events whose first attempt fails (retried in place), to watch a partition wait.")
+    var orderEventFailurePercent = 0
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -107,6 +114,18 @@ struct OrdersWorker: AsyncParsableCommand {
             throw ValidationError("--campaign-interval takes 1 to 3600 seconds")
         }
         var registrations = [emails]
+        if partitions > 0 {
+            guard (0...100).contains(orderEventFailurePercent) else {
+                throw ValidationError("--order-event-failure-percent takes 0 to 100")
+            }
+            let flow: PartitionedFlow
+            do {
+                flow = try PartitionedFlow(orderEventsFlow, partitions: partitions)
+            } catch let error as WarrenError {
+                throw ValidationError(error.message)
+            }
+            registrations.append(orderEvents(flow, failurePercent: orderEventFailurePercent))
+        }
         if cleanupInterval > 0 {
             registrations.append(
                 HandlerRegistration(OrdersCleanup.self, queue: cleanupQueue) { cleanup, _ in
@@ -186,6 +205,38 @@ struct OrdersWorker: AsyncParsableCommand {
                 logger: logger))
         try await group.run()
         logger.info("orders-worker stopped")
+    }
+
+    /// The order events' handler: one line per attempt with `order_id`, `seq`, `attempt`, `partition` and `outcome`
+    /// (`ok`, or `failed` for an injected failure, retried in place while the partition waits).
+    private func orderEvents(_ flow: PartitionedFlow, failurePercent: Int) -> HandlerRegistration {
+        let options = HandlerOptions(
+            prefetch: 5, maxConcurrentHandlers: 1,
+            retry: RetryPolicy(maxAttempts: 4, backoff: .explicit([.milliseconds(50), .seconds(1), .seconds(2)])),
+            timeout: .seconds(30))
+        return HandlerRegistration(OrderEvent.self, flow: flow, options: options) { event, context in
+            // The same events fail in every process and every run: a hash of the order and its number.
+            let fails = context.attempt == 1 && Self.percentile(of: "\(event.orderId)/\(event.seq)") < failurePercent
+            context.logger.info(
+                "order event",
+                metadata: [
+                    "order_id": "\(event.orderId)", "seq": .stringConvertible(event.seq),
+                    "attempt": .stringConvertible(context.attempt), "partition": "\(context.queue)",
+                    "outcome": fails ? "failed" : "ok",
+                ])
+            if fails { throw InjectedFailure() }
+        }
+    }
+
+    /// 0..<100, the same for the same text in every process (FNV-1a).
+    static func percentile(of text: String) -> Int {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return Int(hash % 100)
+    }
+
+    struct InjectedFailure: Error, CustomStringConvertible {
+        var description: String { "an injected failure (--order-event-failure-percent)" }
     }
 
     /// The swift-otel exporter for `--otlp-endpoint`, with the process's tracer bootstrapped to it; `nil` without one.
