@@ -226,6 +226,9 @@ public final class FaultInjectingTransport: WarrenTransport {
     public func prepare(flow: PartitionedFlow) async throws { try await base.prepare(flow: flow) }
 
     @_spi(WarrenTransport)
+    public func join(flow: PartitionedFlow) async throws -> FlowMembership { try await base.join(flow: flow) }
+
+    @_spi(WarrenTransport)
     public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
         try await base.countReturn(of: messageKey, in: queue)
     }

@@ -164,32 +164,36 @@ struct OrderedFlowTests {
         }
     }
 
-    @Test func aSecondWorkerStandsByForEveryPartitionAndTakesThemWhenTheFirstStops() async throws {
+    @Test func aSecondWorkerTakesHalfThePartitionsAndAllOfThemWhenTheFirstStops() async throws {
         let transport = InMemoryTransport()
         let first = Seen()
         let second = Seen()
         let configuration = WorkerConfiguration(partitionTakeoverInterval: .milliseconds(100))
         let holder = Worker(transport: transport, registrations: [registration(first)], configuration: configuration)
-        let standby = Worker(transport: transport, registrations: [registration(second)], configuration: configuration)
+        let joiner = Worker(transport: transport, registrations: [registration(second)], configuration: configuration)
+        func held(_ worker: Worker) -> Int { worker.health.queues.filter { $0.state == .consuming }.count }
+        func standing(_ worker: Worker) -> Int { worker.health.queues.filter { $0.state == .standby }.count }
         try await whileRunning([{ try await holder.run() }]) {
             try await holder.waitUntilConsuming(timeout: .seconds(10))
-            try await whileRunning([{ try await standby.run() }]) {
+            #expect(held(holder) == 4, "alone, it holds every partition")
+            try await whileRunning([{ try await joiner.run() }]) {
+                // Two members: a share of two each; the first hands two over.
                 #expect(
-                    try await eventually { standby.health.queues.allSatisfy { $0.state == .standby } },
-                    "\(standby.health)")
-                #expect(standby.isConsuming, "standing by is ready")
-                #expect(holder.health.queues.allSatisfy { $0.state == .consuming })
+                    try await eventually(timeout: .seconds(10)) {
+                        held(holder) == 2 && held(joiner) == 2 && standing(holder) == 2 && standing(joiner) == 2
+                    }, "\(holder.health) \(joiner.health)")
+                #expect(joiner.isConsuming && holder.isConsuming, "standing by is ready")
                 let publisher = WarrenPublisher(transport: transport)
-                try await publisher.publish(OrderEvent(orderId: "x", seq: 1), to: .partitioned(flow))
-                #expect(try await eventually { first.count == 1 })
+                for order in 0..<20 {
+                    try await publisher.publish(OrderEvent(orderId: "o-\(order)", seq: 1), to: .partitioned(flow))
+                }
+                #expect(try await eventually { first.count + second.count == 20 })
+                #expect(first.count > 0 && second.count > 0, "both handle their partitions")
                 holder.shutdown()
                 #expect(
-                    try await eventually(timeout: .seconds(5)) {
-                        standby.health.queues.allSatisfy { $0.state == .consuming }
-                    }, "\(standby.health)")
+                    try await eventually(timeout: .seconds(10)) { held(joiner) == 4 }, "\(joiner.health)")
                 try await publisher.publish(OrderEvent(orderId: "x", seq: 2), to: .partitioned(flow))
-                #expect(try await eventually { second.count == 1 })
-                #expect(second.all.first?.event == OrderEvent(orderId: "x", seq: 2) && first.count == 1)
+                #expect(try await eventually { second.all.contains { $0.event == OrderEvent(orderId: "x", seq: 2) } })
             }
         }
     }

@@ -60,6 +60,16 @@ public struct PartitionedFlow: Sendable, Hashable, CustomStringConvertible {
     /// Every partition's queue, in order.
     public var queues: [String] { (0..<partitions).map(queue) }
 
+    /// The queue whose consumers are the processes sharing the flow (``WarrenTransport/join(flow:)``): no message goes
+    /// there; its consumer count is how many share the partitions.
+    public var membersQueue: String { "\(name).members" }
+
+    /// The most partitions one of `members` processes holds: ⌈partitions / members⌉.
+    public func share(members: Int) -> Int {
+        let members = max(1, members)
+        return (partitions + members - 1) / members
+    }
+
     /// Where the redeliveries of partition `queue`'s head message are counted (one message, kept on the broker).
     static func returnsQueue(of queue: String) -> String { "\(queue).returns" }
 

@@ -31,6 +31,9 @@ struct QueueRunner: Sendable {
     let inFlight = InFlightCounter()
     /// What liveness checks read: deliveries taken, waiting, and the deadlines of running handlers.
     let progress: ConsumerProgress
+    /// An ordered partition's holder sets it to hand the partition over (its worker holds more than its share): the
+    /// partition then stops as on a shutdown, and the worker goes on. Reset before each hold.
+    let release = AwaitableState(false)
 
     /// - Parameters:
     ///   - isolated: consume the work queue's redelivered queue, one message at a time.
@@ -88,8 +91,18 @@ struct QueueRunner: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // A shutdown cancels the consumer; this watcher ends with the consumer (cancelled below) whether or not
                 // a shutdown came.
-                group.addTask {
-                    try await shutdown.wait()
+                group.addTask { [release] in
+                    if ordered {
+                        await withTaskGroup(of: Void.self) { either in
+                            either.addTask { try? await shutdown.wait() }
+                            either.addTask { try? await release.wait { $0 } }
+                            await either.next()
+                            either.cancelAll()
+                        }
+                        try Task.checkCancellation()
+                    } else {
+                        try await shutdown.wait()
+                    }
                     if ordered {
                         // A partition keeps its exclusive consumer until what it holds is settled or back in place:
                         // cancelled earlier, the next holder would take later messages while this one still handles
@@ -122,7 +135,7 @@ struct QueueRunner: Sendable {
             // One at a time: handled in this task, in order, without a task per delivery.
             for try await delivery in consumer {
                 progress.tookDelivery()
-                if shutdown.isTriggered {
+                if shutdown.isTriggered || (ordered && release.value) {
                     // An ordered partition leaves it unsettled: its channel's close returns it to its place.
                     if ordered { break }
                     requeueUnstarted(delivery)
@@ -304,7 +317,12 @@ struct QueueRunner: Sendable {
     /// Waits `delay`; `false` when a shutdown (or the task's cancellation) comes first.
     private func waitUnlessShutdown(_ delay: Duration) async -> Bool {
         let shutdown = worker.shutdownSignal
+        let release = release
         return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try? await release.wait { $0 }
+                return false
+            }
             group.addTask {
                 do {
                     try await Task.sleep(for: delay)
@@ -319,7 +337,7 @@ struct QueueRunner: Sendable {
             }
             let waited = await group.next() ?? false
             group.cancelAll()
-            return waited && !shutdown.isTriggered
+            return waited && !shutdown.isTriggered && !release.value
         }
     }
 

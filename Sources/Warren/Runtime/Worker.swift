@@ -157,13 +157,30 @@ public final class Worker: Service, Sendable {
     /// Connects, declares the topology and consumes until a shutdown (returns) or a failure (throws).
     private func runOnce(_ queues: [String: [HandlerRegistration]], connected: () -> Void) async throws {
         try await transport.start()
+        var shares: [FlowShare] = []
+        // The flows' memberships are left on every way out (with the connection gone, the broker ended them already).
+        do {
+            try await declareAndConsume(queues, shares: &shares, connected: connected)
+        } catch {
+            for share in shares { await share.membership.leave() }
+            throw error
+        }
+        for share in shares { await share.membership.leave() }
+    }
+
+    /// Declares the topology, joins the ordered flows (into `shares`) and consumes until a shutdown or a failure.
+    private func declareAndConsume(
+        _ queues: [String: [HandlerRegistration]], shares: inout [FlowShare], connected: () -> Void
+    ) async throws {
         var runners: [QueueRunner] = []
-        var partitionRunners: [QueueRunner] = []
+        var partitionRunners: [(QueueRunner, FlowShare)] = []
         for (queue, registrations) in queues.sorted(by: { $0.key < $1.key }) {
             if let flow = registrations.first?.flow {
                 try await transport.prepare(flow: flow)
+                let share = FlowShare(flow: flow, membership: try await transport.join(flow: flow))
+                shares.append(share)
                 partitionRunners += flow.queues.map {
-                    QueueRunner(queue: $0, registrations: registrations, worker: self, ordered: true)
+                    (QueueRunner(queue: $0, registrations: registrations, worker: self, ordered: true), share)
                 }
                 continue
             }
@@ -174,7 +191,7 @@ public final class Worker: Service, Sendable {
                 runners.append(QueueRunner(queue: queue, registrations: registrations, worker: self, isolated: true))
             }
         }
-        loops.withLock { $0 = (runners + partitionRunners).map(\.progress) }
+        loops.withLock { $0 = (runners + partitionRunners.map(\.0)).map(\.progress) }
         defer { loops.withLock { $0 = [] } }
         var consumers: [(QueueRunner, TransportConsumer)] = []
         for runner in runners { consumers.append((runner, try await runner.startConsuming())) }
@@ -194,10 +211,10 @@ public final class Worker: Service, Sendable {
                         return true
                     }
                 }
-                for runner in partitions {
+                for (runner, share) in partitions {
                     group.addTask {
                         do {
-                            try await self.hold(runner)
+                            try await self.hold(runner, share: share)
                         } catch {
                             throw ConsumerEnded(queue: runner.queue, error: error)
                         }
@@ -205,7 +222,7 @@ public final class Worker: Service, Sendable {
                     }
                 }
                 group.addTask {
-                    try await self.enforceGracePeriod(on: started.map(\.0) + partitions)
+                    try await self.enforceGracePeriod(on: started.map(\.0) + partitions.map(\.0))
                     return false
                 }
                 group.addTask {
@@ -225,26 +242,67 @@ public final class Worker: Service, Sendable {
         }
     }
 
-    /// Holds an ordered flow's partition whenever no other process does: takes its exclusive consumer and handles it
-    /// until a shutdown (returns) or a failure (throws); while another process holds it, stands by and tries again
-    /// every ``WorkerConfiguration/partitionTakeoverInterval``.
-    private func hold(_ partition: QueueRunner) async throws {
+    /// Holds an ordered flow's partition whenever no other process does and this one holds less than its share
+    /// (``PartitionedFlow/share(members:)``): takes its exclusive consumer and handles it until a shutdown (returns),
+    /// a failure (throws), or until it holds more than its share because more processes joined (then it hands the
+    /// partition over and stands by). While it may not or cannot take it, stands by and looks again every
+    /// ``WorkerConfiguration/partitionTakeoverInterval``.
+    private func hold(_ partition: QueueRunner, share: FlowShare) async throws {
+        let interval = configuration.partitionTakeoverInterval
         var standing = false
+        func standBy() async {
+            if !standing {
+                logger.info("standing by for the partition", metadata: ["queue": "\(partition.source)"])
+                standing = true
+            }
+            tracker.update { $0.partition(partition.source, held: false) }
+            await sleepUnlessShutdown(interval)
+        }
         while !shutdownSignal.isTriggered, !Task.isCancelled {
+            let limit = share.flow.share(members: try await share.membership.members())
+            guard share.reserve(limit: limit) else {
+                await standBy()
+                continue
+            }
             guard let consumer = try await partition.takePartition() else {
-                if !standing {
-                    logger.info(
-                        "standing by: another process holds the partition", metadata: ["queue": "\(partition.source)"])
-                    standing = true
-                }
-                tracker.update { $0.partition(partition.source, held: false) }
-                await sleepUnlessShutdown(configuration.partitionTakeoverInterval)
+                share.unreserve()
+                await standBy()
                 continue
             }
             tracker.update { $0.partition(partition.source, held: true) }
-            logger.info("holding the partition", metadata: ["queue": "\(partition.source)"])
+            logger.info(
+                "holding the partition", metadata: ["queue": "\(partition.source)", "limit": .stringConvertible(limit)])
             standing = false
-            try await partition.run(consumer)
+            partition.release.update { $0 = false }
+            let handedOver = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await partition.run(consumer)
+                    return false
+                }
+                // More processes may have joined: one holding more than its share hands a partition over.
+                group.addTask {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: interval)
+                        let limit = share.flow.share(members: try await share.membership.members())
+                        if share.releaseOne(over: limit) {
+                            partition.release.update { $0 = true }
+                            return true
+                        }
+                    }
+                    return false
+                }
+                let first = try await group.next() ?? false
+                if first { try await group.next().map { _ in () } }  // the partition's run, ending after the release
+                group.cancelAll()
+                return first
+            }
+            if handedOver {
+                logger.info("handed the partition over: more processes share the flow", metadata: ["queue": "\(partition.source)"])
+                // Long enough for a process below its share to take it first.
+                await sleepUnlessShutdown(interval * 2)
+            } else {
+                share.unreserve()
+            }
         }
     }
 
@@ -335,6 +393,40 @@ public final class Worker: Service, Sendable {
         shutdownSignal.trigger()
         // Not ready from now on: a probe sends no more work while the handlers drain.
         tracker.update { $0.stop(reason: "the worker is shutting down") }
+    }
+}
+
+/// How many of an ordered flow's partitions this worker holds, against its share among the flow's members.
+final class FlowShare: Sendable {
+    let flow: PartitionedFlow
+    let membership: FlowMembership
+    private let held = Mutex(0)
+
+    init(flow: PartitionedFlow, membership: FlowMembership) {
+        self.flow = flow
+        self.membership = membership
+    }
+
+    /// Counts one more partition held when that stays within `limit`.
+    func reserve(limit: Int) -> Bool {
+        held.withLock { held in
+            guard held < limit else { return false }
+            held += 1
+            return true
+        }
+    }
+
+    func unreserve() {
+        held.withLock { $0 = max(0, $0 - 1) }
+    }
+
+    /// Counts one partition fewer when more than `limit` are held: `true` for the one partition to hand over.
+    func releaseOne(over limit: Int) -> Bool {
+        held.withLock { held in
+            guard held > limit else { return false }
+            held -= 1
+            return true
+        }
     }
 }
 

@@ -56,6 +56,7 @@ final class TopologyDeclarer: Sendable {
             try await declare(queue: queue, delays: [])
             try await channel.queueBind(queue, exchange: flow.name, routingKey: "1")
         }
+        try await declareQueue(flow.membersQueue, arguments: ["x-queue-type": "classic"])
         flowsDeclared.withLock { _ = $0.insert(flow) }
     }
 

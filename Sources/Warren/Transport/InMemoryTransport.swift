@@ -61,6 +61,23 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         return taken ? consumer(of: queue) : nil
     }
 
+    /// Counts the workers sharing the transport that joined `flow`, each as another process would on a broker.
+    @_spi(WarrenTransport)
+    public func join(flow: PartitionedFlow) async throws -> FlowMembership {
+        state.withLock { $0.members[flow.name, default: 0] += 1 }
+        let left = Mutex(false)
+        return FlowMembership(
+            members: { [self] in state.withLock { $0.members[flow.name] ?? 0 } },
+            leave: { [self] in
+                let first = left.withLock { left -> Bool in
+                    defer { left = true }
+                    return !left
+                }
+                guard first else { return }
+                state.withLock { $0.members[flow.name, default: 1] -= 1 }
+            })
+    }
+
     @_spi(WarrenTransport)
     public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
         state.withLock { state in
@@ -420,6 +437,8 @@ struct InMemoryState {
     var pendingDelays = 0
     /// Per ordered queue: the message last counted as returned, and its count (``InMemoryTransport/countReturn(of:in:)``).
     var returns: [String: (key: String, count: Int)] = [:]
+    /// Per ordered flow: how many workers joined it.
+    var members: [String: Int] = [:]
 }
 
 extension InMemoryTransport where C == ContinuousClock {

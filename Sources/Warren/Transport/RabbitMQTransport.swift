@@ -287,6 +287,26 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         return consumer(exclusive, on: channel)
     }
 
+    /// A consumer of the flow's members queue, on a channel of its own; the count is that queue's consumer count.
+    @_spi(WarrenTransport)
+    public func join(flow: PartitionedFlow) async throws -> FlowMembership {
+        let connected = try await ready()
+        try await connected.topology.declare(flow: flow)
+        let channel = try await connected.connection.openChannel()
+        do {
+            let member = try await channel.consume(queue: flow.membersQueue, prefetchCount: 1)
+            return FlowMembership(
+                members: { try await channel.queueStatus(flow.membersQueue).consumerCount },
+                leave: {
+                    try? await member.cancel()
+                    try? await channel.close()
+                })
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+
     /// Takes the queue's return mark (`<queue>.returns`, one message), and publishes the new one, confirmed.
     @_spi(WarrenTransport)
     public func countReturn(of messageKey: String, in queue: String) async throws -> Int {

@@ -61,6 +61,10 @@ public protocol WarrenTransport: Sendable {
     /// now (try again later). Its hold ends when the consumer or its connection does.
     @_spi(WarrenTransport)
     func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer?
+    /// Joins the processes that share `flow`'s partitions, so that each can take its share: the membership lasts until
+    /// ``FlowMembership/leave()`` or until the connection goes.
+    @_spi(WarrenTransport)
+    func join(flow: PartitionedFlow) async throws -> FlowMembership
     /// Counts a return of the message `messageKey` at the head of the ordered queue `queue`, before its handler runs
     /// again: how many times in a row it came back (1 the first time), kept with the broker so that a process it
     /// crashes does not take the count with it. Confirmed before it returns.
@@ -96,6 +100,12 @@ extension WarrenTransport {
 
     /// No ordered flows: throws ``WarrenError/Code/invalidConfiguration``.
     @_spi(WarrenTransport)
+    public func join(flow: PartitionedFlow) async throws -> FlowMembership {
+        throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no ordered flows")
+    }
+
+    /// No ordered flows: throws ``WarrenError/Code/invalidConfiguration``.
+    @_spi(WarrenTransport)
     public func countReturn(of messageKey: String, in queue: String) async throws -> Int {
         throw WarrenError(.invalidConfiguration, "\(type(of: self)) holds no ordered flows")
     }
@@ -122,6 +132,26 @@ extension WarrenTransport {
         }
         return results
     }
+}
+
+/// A process's place among those that share an ordered flow's partitions (``WarrenTransport/join(flow:)``).
+@_spi(WarrenTransport)
+public struct FlowMembership: Sendable {
+    private let countMembers: @Sendable () async throws -> Int
+    private let end: @Sendable () async -> Void
+
+    /// - Parameters:
+    ///   - members: how many processes are members now, this one included.
+    ///   - leave: ends the membership.
+    public init(members: @escaping @Sendable () async throws -> Int, leave: @escaping @Sendable () async -> Void) {
+        countMembers = members
+        end = leave
+    }
+
+    /// How many processes share the flow now, this one included (at least 1).
+    public func members() async throws -> Int { max(1, try await countMembers()) }
+
+    public func leave() async { await end() }
 }
 
 /// A message to publish, with where it goes.
