@@ -57,9 +57,11 @@ struct OrdersWorker: AsyncParsableCommand {
     @Option(
         help: "Export traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318/v1/traces (needs the OTLP trait).")
     var otlpEndpoint: String?
-    @Option(help: "Also handle the ordered flow of order events, keyed by order id, over this many partitions (0: off).")
+    @Option(
+        help: "Also handle the ordered flow of order events, keyed by order id, over this many partitions (0: off).")
     var partitions = 0
-    @Option(help: "The ordered flow's exchange (its queues are <name>.partition.<n>).") var orderEventsFlow = "order-events"
+    @Option(help: "The ordered flow's exchange (its queues are <name>.partition.<n>).") var orderEventsFlow =
+        "order-events"
     @Option(help: "Percent of order events whose first attempt fails (retried in place), to watch a partition wait.")
     var orderEventFailurePercent = 0
 

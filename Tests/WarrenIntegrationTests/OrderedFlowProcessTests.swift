@@ -35,7 +35,9 @@ struct OrderedFlowProcessTests {
         let flow = TestBroker.uniqueName("order-events")
         let (orders, events) = (1_000, 100)
         var workers: [LaunchedProcess] = []
-        defer { for worker in workers where worker.process.isRunning { kill(worker.process.processIdentifier, SIGKILL) } }
+        defer {
+            for worker in workers where worker.process.isRunning { kill(worker.process.processIdentifier, SIGKILL) }
+        }
         for _ in 0..<3 {
             workers.append(
                 try LaunchedProcess(
@@ -50,10 +52,16 @@ struct OrderedFlowProcessTests {
         func holding() -> [Int] { workers.map { $0.log.components(separatedBy: "holding the partition").count - 1 } }
         // Three members, a share of ⌈4/3⌉ = 2 each: every partition held, none by a process holding more than two (a
         // process that started first and took more hands them over: its log says so).
-        func handedOver() -> [Int] { workers.map { $0.log.components(separatedBy: "handed the partition over").count - 1 } }
+        func handedOver() -> [Int] {
+            workers.map { $0.log.components(separatedBy: "handed the partition over").count - 1 }
+        }
         guard
             try await eventually(
-                timeout: .seconds(60), { zip(holding(), handedOver()).map { $0 - $1 }.allSatisfy { $0 <= 2 } && holding().reduce(0, +) - handedOver().reduce(0, +) == 4 })
+                timeout: .seconds(60),
+                {
+                    zip(holding(), handedOver()).map { $0 - $1 }.allSatisfy { $0 <= 2 }
+                        && holding().reduce(0, +) - handedOver().reduce(0, +) == 4
+                })
         else {
             throw TestFailure("the partitions were not taken: \(workers.map { $0.log.suffix(1500) })")
         }
@@ -88,10 +96,15 @@ struct OrderedFlowProcessTests {
         await connection.close()
 
         func handled() -> Set<String> {
-            Set(workers.flatMap { Self.handlings(in: $0.log) }.filter { $0.outcome == "ok" }.map { "\($0.order)/\($0.seq)" })
+            Set(
+                workers.flatMap { Self.handlings(in: $0.log) }.filter { $0.outcome == "ok" }.map {
+                    "\($0.order)/\($0.seq)"
+                })
         }
         // Counting the lines is cheap; reading them is not: read them once there are enough.
-        func okLines() -> Int { workers.map { $0.log.components(separatedBy: #""outcome":"ok""#).count - 1 }.reduce(0, +) }
+        func okLines() -> Int {
+            workers.map { $0.log.components(separatedBy: #""outcome":"ok""#).count - 1 }.reduce(0, +)
+        }
         guard
             try await eventually(
                 timeout: .seconds(300), pollEvery: .seconds(1),
@@ -112,12 +125,16 @@ struct OrderedFlowProcessTests {
             }
         }
         #expect(firstSeen.count == orders)
-        func held(_ worker: LaunchedProcess) -> Int { worker.log.components(separatedBy: "holding the partition").count - 1 }
+        func held(_ worker: LaunchedProcess) -> Int {
+            worker.log.components(separatedBy: "holding the partition").count - 1
+        }
         #expect(killed.map(held) ?? 0 >= 1, "the killed worker held partitions")
         #expect(
             survivors.map(held).reduce(0, +) >= 4, "the survivors hold every partition, the killed worker's taken over")
         let outOfOrder = firstSeen.filter { $0.value != Array(1...events) }
-        #expect(outOfOrder.isEmpty, "orders out of order: \(outOfOrder.prefix(3).map { "\($0.key): \($0.value.prefix(20))" })")
+        #expect(
+            outOfOrder.isEmpty,
+            "orders out of order: \(outOfOrder.prefix(3).map { "\($0.key): \($0.value.prefix(20))" })")
         let all = workers.flatMap { Self.handlings(in: $0.log) }
         let failed = all.filter { $0.outcome == "failed" }
         #expect(!failed.isEmpty && failed.allSatisfy { $0.attempt == 1 }, "failures injected on first attempts")

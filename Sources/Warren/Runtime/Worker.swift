@@ -297,7 +297,9 @@ public final class Worker: Service, Sendable {
                 return first
             }
             if handedOver {
-                logger.info("handed the partition over: more processes share the flow", metadata: ["queue": "\(partition.source)"])
+                logger.info(
+                    "handed the partition over: more processes share the flow",
+                    metadata: ["queue": "\(partition.source)"])
                 // Long enough for a process below its share to take it first.
                 await sleepUnlessShutdown(interval * 2)
             } else {
