@@ -16,12 +16,19 @@ public struct QueueOverview: Sendable, Equatable, Encodable {
     public var rates: QueueRates?
     /// Why the broker could not be asked, when it could not.
     public var problem: String?
+    /// The process holding the queue — a partition of an ordered flow — as its exclusive consumer's tag names it
+    /// (`host (pid 1234)`), from the management API; `nil` when nobody holds it, or without the management API.
+    public var holder: String?
 
-    public init(queue: String, queues: [QueueInspection], rates: QueueRates? = nil, problem: String? = nil) {
+    public init(
+        queue: String, queues: [QueueInspection], rates: QueueRates? = nil, problem: String? = nil,
+        holder: String? = nil
+    ) {
         self.queue = queue
         self.queues = queues
         self.rates = rates
         self.problem = problem
+        self.holder = holder
     }
 
     func depth(_ role: String) -> Int? {
@@ -29,7 +36,19 @@ public struct QueueOverview: Sendable, Equatable, Encodable {
         return matching.isEmpty ? nil : matching.reduce(0) { $0 + ($1.messages ?? 0) }
     }
 
-    enum CodingKeys: String, CodingKey { case queue, queues, rates, problem }
+    enum CodingKeys: String, CodingKey { case queue, queues, rates, problem, holder }
+
+    /// `host (pid 1234)` from a partition holder's consumer tag, `warren-holder.<host>.<pid>.<random>` (the host may
+    /// hold dots); `nil` for any other tag. The tag comes from whichever client consumes: it is bounded and checked,
+    /// and shown escaped.
+    static func holder(fromConsumerTag tag: String) -> String? {
+        guard tag.utf8.count <= 255, tag.hasPrefix("warren-holder.") else { return nil }
+        let parts = tag.dropFirst("warren-holder.".count).split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let pid = Int32(parts[parts.count - 2]), pid > 0 else { return nil }
+        let host = parts.dropLast(2).joined(separator: ".")
+        guard !host.isEmpty else { return nil }
+        return "\(host) (pid \(pid))"
+    }
 }
 
 /// A work queue's rates over the management API's last sample, per second.
@@ -85,7 +104,7 @@ public actor AMQPQueueInspector: QueueInspector {
             do {
                 var overview = QueueOverview(
                     queue: name, queues: try await WarrenTopology(queue: name).inspect(on: try await connection.open()))
-                overview.rates = await rates(of: name)
+                (overview.rates, overview.holder) = await managementFigures(of: name)
                 overviews.append(overview)
             } catch {
                 overviews.append(
@@ -99,13 +118,14 @@ public actor AMQPQueueInspector: QueueInspector {
         await connection.close()
     }
 
-    private func rates(of queue: String) async -> QueueRates? {
-        guard let managementURL, let endpoint = endpoints.first else { return nil }
+    /// The queue's rates and unacked count, and the holder its exclusive consumer's tag names.
+    private func managementFigures(of queue: String) async -> (QueueRates?, holder: String?) {
+        guard let managementURL, let endpoint = endpoints.first else { return (nil, nil) }
         let base =
             managementURL.absoluteString.hasSuffix("/")
             ? String(managementURL.absoluteString.dropLast()) : managementURL.absoluteString
         guard let url = URL(string: "\(base)/api/queues/\(Link.encode(endpoint.virtualHost))/\(Link.encode(queue))")
-        else { return nil }
+        else { return (nil, nil) }
         var request = URLRequest(url: url)
         request.timeoutInterval = 5
         let credentials = Data("\(endpoint.username):\(endpoint.password)".utf8).base64EncodedString()
@@ -113,13 +133,14 @@ public actor AMQPQueueInspector: QueueInspector {
         guard let (data, response) = try? await URLSession.shared.data(for: request),
             (response as? HTTPURLResponse)?.statusCode == 200,
             let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-        else { return nil }
+        else { return (nil, nil) }
         let stats = json["message_stats"] as? [String: Any] ?? [:]
         func rate(_ name: String) -> Double {
             ((stats["\(name)_details"] as? [String: Any])?["rate"] as? NSNumber)?.doubleValue ?? 0
         }
-        return QueueRates(
+        let rates = QueueRates(
             publishedPerSecond: rate("publish"), deliveredPerSecond: rate("deliver_get"), ackedPerSecond: rate("ack"),
             unacked: (json["messages_unacknowledged"] as? NSNumber)?.intValue ?? 0)
+        return (rates, (json["exclusive_consumer_tag"] as? String).flatMap(QueueOverview.holder(fromConsumerTag:)))
     }
 }

@@ -369,3 +369,21 @@ struct DashboardHardeningTests {
         }
     }
 }
+
+@Suite("A partition's holder from its consumer tag")
+struct QueueHolderTagTests {
+    @Test func onlyAWarrenHolderTagNamesAHostAndAPid() {
+        #expect(
+            QueueOverview.holder(fromConsumerTag: "warren-holder.web-1.example.com.4242.ab12cd34")
+                == "web-1.example.com (pid 4242)")
+        #expect(
+            QueueOverview.holder(fromConsumerTag: "warren-holder.<b>x</b>.7.z") == "<b>x</b> (pid 7)", "shown escaped")
+        for hostile in [
+            "", "warren-holder.", "warren-holder..1.x", "warren-holder.h.notapid.x", "warren-holder.h.-3.x",
+            "warren-holder.h.0.x", "warren-holder.h.99999999999999999999.x", "amq.ctag-1", "warren-abc",
+            "warren-holder.h.12", "warren-holder." + String(repeating: "h", count: 300) + ".1.x",
+        ] {
+            #expect(QueueOverview.holder(fromConsumerTag: hostile) == nil, "\(hostile.prefix(40))")
+        }
+    }
+}

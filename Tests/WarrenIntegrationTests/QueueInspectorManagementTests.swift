@@ -62,6 +62,21 @@ struct QueueInspectorManagementTests {
         publishing.cancel()
         _ = await publishing.result
         #expect(overview?.queues.first { $0.role == "delay" }?.delayMilliseconds == 5_000)
+        #expect(overview?.holder == nil, "no exclusive consumer")
+        // An ordered flow's partition: its holder is named by its exclusive consumer's tag.
+        let flow = try PartitionedFlow(TestBroker.uniqueName("held"), partitions: 1)
+        try await transport.prepare(flow: flow)
+        let holding = try #require(try await transport.consumeExclusively(queue: flow.queue(0), prefetch: 1))
+        var partition: QueueOverview?
+        #expect(
+            try await eventually(timeout: .seconds(30)) {
+                partition = await inspector.inspect([flow.queue(0)]).first
+                return partition?.holder != nil
+            }, "\(String(describing: partition))")
+        #expect(
+            partition?.holder
+                == "\(ProcessInfo.processInfo.hostName) (pid \(ProcessInfo.processInfo.processIdentifier))")
+        await holding.close()
         // A wrong address gives the AMQP figures without rates, not an error.
         let unmanaged = AMQPQueueInspector(
             endpoints: [try AMQPEndpoint(uri: broker.amqpURL)],

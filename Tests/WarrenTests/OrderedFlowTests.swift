@@ -215,6 +215,13 @@ struct OrderedFlowTests {
         }
     }
 
+    @Test func aHoldersConsumerTagNamesItsProcessWithinAnAMQPShortString() {
+        let tag = RabbitMQTransport.holderTag()
+        #expect(tag.hasPrefix("warren-holder.") && tag.contains(".\(ProcessInfo.processInfo.processIdentifier)."))
+        #expect(tag.utf8.count <= 255 && tag.unicodeScalars.allSatisfy { $0.isASCII && $0.value > 32 }, "\(tag)")
+        #expect(RabbitMQTransport.holderTag() != tag, "one per hold")
+    }
+
     @Test func aReturnIsCountedPerMessageInARow() async throws {
         let transport = InMemoryTransport()
         let queue = flow.queue(0)

@@ -276,7 +276,8 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         let channel = try await ready().connection.openChannel()
         let exclusive: AMQPConsumer
         do {
-            exclusive = try await channel.consume(queue: queue, prefetchCount: prefetch, exclusive: true)
+            exclusive = try await channel.consume(
+                queue: queue, prefetchCount: prefetch, exclusive: true, consumerTag: Self.holderTag())
         } catch let error as AMQPError where error.replyCode == 403 {
             try? await channel.close()
             return nil
@@ -285,6 +286,15 @@ public final class RabbitMQTransport: WarrenTransport, Service {
             throw error
         }
         return consumer(exclusive, on: channel)
+    }
+
+    /// A partition holder's consumer tag, which names the process to whoever lists the queue's consumers
+    /// (`rabbitmqctl list_consumers`, the management API): `warren-holder.<host>.<pid>.<random>`.
+    static func holderTag() -> String {
+        let host = ProcessInfo.processInfo.hostName.unicodeScalars.filter { $0.isASCII && $0.value > 32 }.prefix(100)
+        let random = UUID().uuidString.prefix(8).lowercased()
+        return
+            "warren-holder.\(String(String.UnicodeScalarView(host))).\(ProcessInfo.processInfo.processIdentifier).\(random)"
     }
 
     /// A consumer of the flow's members queue, on a channel of its own; the count is that queue's consumer count.

@@ -47,7 +47,7 @@ extension Dashboard {
             return """
                 <tr><th scope="row"><a href="\(Link.to("/jobs", [("queue", overview.queue)]))">\(overview.queue)</a></th>\
                 <td class="number">\(count(work?.exists == true ? work?.messages : nil))</td><td class="number">\(overview.rates.map { "\($0.unacked)" } ?? "")</td>\
-                <td class="number">\(work?.exists == true ? "\(work?.consumers ?? 0)" : "")</td><td>\(delayText)</td><td class="number">\(count(overview.depth("redelivered")))</td>\
+                <td class="number">\(work?.exists == true ? "\(work?.consumers ?? 0)" : "")\(overview.holder.map { holder -> HTML in "<br><span class=\"hint\">held by \(holder)</span>" } ?? "")</td><td>\(delayText)</td><td class="number">\(count(overview.depth("redelivered")))</td>\
                 <td class="number">\(deadLetters.map { HTML("<a href=\"\(Link.to("/failures", [("queue", overview.queue)]))\">\($0)</a>") } ?? count(nil))</td>\
                 <td class="number">\(rate(overview.rates?.publishedPerSecond))</td><td class="number">\(rate(overview.rates?.ackedPerSecond))</td></tr>
                 """
