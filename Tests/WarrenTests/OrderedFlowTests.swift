@@ -21,9 +21,19 @@ struct OrderedFlowTests {
     /// What handlers saw, in the order they began, with the partition (queue) each ran on.
     final class Seen: Sendable {
         private let events = Mutex<[(event: OrderEvent, attempt: Int, queue: String)]>([])
+        /// Handlers running now per partition, and the most that ever ran at once on one.
+        private let running = Mutex<(now: [String: Int], most: Int)>(([:], 0))
         func add(_ event: OrderEvent, _ context: MessageContext) {
             events.withLock { $0.append((event, context.attempt, context.queue)) }
         }
+        func enter(_ queue: String) {
+            running.withLock { running in
+                running.now[queue, default: 0] += 1
+                running.most = max(running.most, running.now[queue] ?? 0)
+            }
+        }
+        func leave(_ queue: String) { running.withLock { $0.now[queue, default: 1] -= 1 } }
+        var mostAtOnceOnAPartition: Int { running.withLock { $0.most } }
         var all: [(event: OrderEvent, attempt: Int, queue: String)] { events.withLock { $0 } }
         var count: Int { events.withLock { $0.count } }
     }
@@ -38,7 +48,10 @@ struct OrderedFlowTests {
         fails: @escaping @Sendable (OrderEvent, Int) -> Bool = { _, _ in false }
     ) -> HandlerRegistration {
         HandlerRegistration(OrderEvent.self, flow: flow, options: options) { event, context in
+            seen.enter(context.queue)
+            defer { seen.leave(context.queue) }
             seen.add(event, context)
+            try await Task.sleep(for: .microseconds(200))  // long enough for a second handler to overlap, were one let in
             if fails(event, context.attempt) { throw Flaky() }
         }
     }
@@ -122,7 +135,8 @@ struct OrderedFlowTests {
         #expect(
             try letters.first.map { try JSONDecoder().decode(OrderEvent.self, from: Data($0.body)) }
                 == OrderEvent(orderId: "dead", seq: 3))
-        // One at a time per partition: a partition's handlers never overlap (its runs are strictly sequential).
+        // One at a time per partition: a partition's handlers never overlap; the partitions ran side by side.
+        #expect(seen.mostAtOnceOnAPartition == 1)
         let partitions = Set(seen.all.map(\.queue))
         #expect(partitions.isSubset(of: Set(flow.queues)) && partitions.count > 1)
     }
@@ -207,6 +221,24 @@ struct OrderedFlowTests {
         #expect(
             WorkerConfiguration().orderedFlowProblem([registration(seen, options: HandlerOptions(timeout: nil))])?
                 .contains("needs a handler timeout") == true)
+        // Unlimited prefetch, a timeout that would overflow a Duration when multiplied, many attempts: refused, no trap.
+        #expect(
+            WorkerConfiguration().orderedFlowProblem([registration(seen, options: HandlerOptions(prefetch: 0))])?
+                .contains("needs a prefetch") == true)
+        let huge = HandlerOptions(prefetch: 5, timeout: .seconds(Int64.max / 2))
+        #expect(WorkerConfiguration().orderedFlowProblem([registration(seen, options: huge)]) != nil)
+        let many = HandlerOptions(
+            prefetch: 1, retry: RetryPolicy(maxAttempts: .max, backoff: .exponential(initial: .seconds(1))),
+            timeout: .seconds(1))
+        #expect(WorkerConfiguration().orderedFlowProblem([registration(seen, options: many)]) != nil)
+        // A flow's partitions take the largest prefetch of its registrations.
+        let small = registration(seen, options: HandlerOptions(prefetch: 1, timeout: .seconds(30)))
+        let large = registration(seen, options: HandlerOptions(prefetch: 20, timeout: .seconds(1)))
+        #expect(WorkerConfiguration().orderedFlowProblem([small, large]) != nil, "20 × the small one's 165 s")
+        // An in-place wait is capped at the policy's longest delay (a handler's RetryAfter included).
+        #expect(WorkerConfiguration.longestInPlaceDelay(.default) == .seconds(8))
+        #expect(WorkerConfiguration.longestInPlaceDelay(.never) == .zero)
+        #expect(WorkerConfiguration(partitionTakeoverInterval: .zero).partitionTakeoverInterval == .milliseconds(50))
         let worker = Worker(transport: InMemoryTransport(), registrations: [registration(seen, options: tooMany)])
         await #expect {
             try await worker.run()

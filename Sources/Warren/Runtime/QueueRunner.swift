@@ -79,6 +79,7 @@ struct QueueRunner: Sendable {
         let shutdown = worker.shutdownSignal
         let inFlight = inFlight
         progress.attach(received: { consumer.received }, inFlight: { inFlight.current })
+        defer { progress.detach() }
         metrics.consumers.record(1)
         defer { metrics.consumers.record(0) }
         logger.info(
@@ -135,9 +136,20 @@ struct QueueRunner: Sendable {
             // One at a time: handled in this task, in order, without a task per delivery.
             for try await delivery in consumer {
                 progress.tookDelivery()
-                if shutdown.isTriggered || (ordered && release.value) {
-                    // An ordered partition leaves it unsettled: its channel's close returns it to its place.
-                    if ordered { break }
+                if ordered {
+                    // Counted in before the flags are read: a handover's close waits for no handler in flight, so it
+                    // cannot come between this check and the handler.
+                    started()
+                    if shutdown.isTriggered || release.value {
+                        // Left unsettled: its channel's close returns it to its place.
+                        finished()
+                        break
+                    }
+                    await handle(delivery)
+                    finished()
+                    continue
+                }
+                if shutdown.isTriggered {
                     requeueUnstarted(delivery)
                     continue
                 }
@@ -241,10 +253,13 @@ struct QueueRunner: Sendable {
                     started: started, trace: trace)
                 // An ordered partition retries in place: the key's later messages wait behind this one.
                 while ordered, let failure = handling.failure, !handling.interrupted,
-                    case .retry(let delay, let nextAttempt) = FailureDecision.decide(
+                    case .retry(let asked, let nextAttempt) = FailureDecision.decide(
                         failure: failure, attempt: attempt, policy: registration.options.retry,
                         jitterSample: Double.random(in: 0..<1))
                 {
+                    // A handler's own RetryAfter is capped at the policy's longest delay: the bound checked against
+                    // the broker's consumer_timeout at start holds.
+                    let delay = min(asked, WorkerConfiguration.longestInPlaceDelay(registration.options.retry))
                     guard delivery.canSettle else { return abandon(delivery, attempt: attempt, trace: trace) }
                     report(
                         delivery, attempt: attempt, outcome: .retried(delay: delay, nextAttempt: nextAttempt),

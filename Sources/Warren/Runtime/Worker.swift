@@ -225,6 +225,19 @@ public final class Worker: Service, Sendable {
                     try await self.enforceGracePeriod(on: started.map(\.0) + partitions.map(\.0))
                     return false
                 }
+                // A stopping process leaves its flows at once: the others' shares grow, so that they take its
+                // partitions as it hands them over, not after its other queues drained.
+                let memberships = partitions.map(\.1)
+                if !memberships.isEmpty {
+                    group.addTask {
+                        try await self.shutdownSignal.wait()
+                        var left = Set<ObjectIdentifier>()
+                        for share in memberships where left.insert(ObjectIdentifier(share)).inserted {
+                            await share.membership.leave()
+                        }
+                        return false
+                    }
+                }
                 group.addTask {
                     await self.watchLiveness()
                     return false

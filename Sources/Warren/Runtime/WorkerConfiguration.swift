@@ -32,7 +32,7 @@ public struct WorkerConfiguration: Sendable {
     /// retry delays)) would outlast it.
     public var consumerTimeout: Duration
     /// How often a worker that stands by for a partition of an ordered flow (another process holds it) tries to take
-    /// it: the longest a partition waits for a new holder after its holder's connection went.
+    /// it: the longest a partition waits for a new holder after its holder's connection went. At least 50 ms.
     public var partitionTakeoverInterval: Duration
 
     public init(
@@ -58,34 +58,51 @@ public struct WorkerConfiguration: Sendable {
         self.tracing = tracing
         self.events = events
         self.consumerTimeout = consumerTimeout
-        self.partitionTakeoverInterval = partitionTakeoverInterval
+        self.partitionTakeoverInterval = max(.milliseconds(50), partitionTakeoverInterval)
     }
 
-    /// Why the ordered flows of `registrations` could outlast ``consumerTimeout``, when one could.
+    /// Why the ordered flows of `registrations` could outlast ``consumerTimeout``, when one could. A flow's partitions
+    /// take the largest prefetch of its registrations; each registration's worst run is counted with it.
     func orderedFlowProblem(_ registrations: [HandlerRegistration]) -> String? {
-        for registration in registrations where registration.flow != nil && registration.options.enabled {
+        let ordered = registrations.filter { $0.flow != nil && $0.options.enabled }
+        for registration in ordered {
             let options = registration.options
+            let prefetch = ordered.filter { $0.queue == registration.queue }.map(\.options.prefetch).max() ?? 0
+            guard prefetch > 0 else {
+                return
+                    "the ordered flow \(registration.queue) needs a prefetch (0 is unlimited): every buffered delivery waits for the ones before it, and the broker's consumer_timeout (\(consumerTimeout)) closes a channel whose delivery waits longer"
+            }
             guard let timeout = options.timeout else {
                 return
                     "the ordered flow \(registration.queue) needs a handler timeout: a partition waits for its handler, and the broker's consumer_timeout (\(consumerTimeout)) closes a channel whose delivery waits longer"
             }
+            // In seconds, as doubles: a huge timeout or many attempts must be refused, not overflow.
             let retry = options.retry
-            var perMessage = timeout * retry.maxAttempts
-            for attempt in 1..<max(1, retry.maxAttempts) {
-                perMessage +=
-                    (0...RetryPolicy.Backoff.jitterSteps).map {
-                        retry.delay(
-                            afterAttempt: attempt,
-                            jitterSample: (Double($0) + 0.5) / Double(RetryPolicy.Backoff.jitterSteps + 1))
-                    }.max() ?? .zero
-            }
-            let worst = perMessage * Int(max(1, options.prefetch))
-            if worst >= consumerTimeout {
+            let attempts = Double(retry.maxAttempts)
+            var perMessage = timeout.seconds * attempts + Self.longestInPlaceDelay(retry).seconds * (attempts - 1)
+            perMessage = perMessage.isFinite ? perMessage : .infinity
+            let worst = perMessage * Double(prefetch)
+            if !(worst < consumerTimeout.seconds) {
                 return
-                    "the ordered flow \(registration.queue) may keep a delivery unacked for \(worst) (prefetch \(options.prefetch) × (\(retry.maxAttempts) attempts × \(timeout) + the retry delays)), not below the broker's consumer_timeout (\(consumerTimeout)): lower the prefetch, the attempts or the timeout, or raise consumerTimeout with the broker's"
+                    "the ordered flow \(registration.queue) may keep a delivery unacked for \(Int(min(worst, 1e15))) s (prefetch \(prefetch) × (\(retry.maxAttempts) attempts × \(timeout) + the retry delays)), not below the broker's consumer_timeout (\(consumerTimeout)): lower the prefetch, the attempts or the timeout, or raise consumerTimeout with the broker's"
             }
         }
         return nil
+    }
+
+    /// The longest wait between two attempts that `retry` asks for (every jitter step of every attempt, the first ten
+    /// attempts being enough to reach an exponential backoff's cap in practice); an ordered flow also caps a
+    /// handler's own `RetryAfter` at it.
+    static func longestInPlaceDelay(_ retry: RetryPolicy) -> Duration {
+        guard retry.maxAttempts > 1 else { return .zero }
+        var longest = Duration.zero
+        for attempt in 1..<min(retry.maxAttempts, 64) {
+            for step in 0...RetryPolicy.Backoff.jitterSteps {
+                let sample = (Double(step) + 0.5) / Double(RetryPolicy.Backoff.jitterSteps + 1)
+                longest = max(longest, retry.delay(afterAttempt: attempt, jitterSample: sample))
+            }
+        }
+        return longest
     }
 }
 

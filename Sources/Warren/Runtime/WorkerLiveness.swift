@@ -81,6 +81,8 @@ final class ConsumerProgress: Sendable {
     private struct State {
         var detector = StallDetector()
         var received: (@Sendable () -> Int?)?
+        /// Deliveries taken before the consumer attached now: its own count of received ones starts at zero.
+        var takenBefore = 0
         var inFlight: (@Sendable () -> Int)?
         var deadlines: [Int: ContinuousClock.Instant] = [:]
         var nextHandler = 0
@@ -94,9 +96,22 @@ final class ConsumerProgress: Sendable {
 
     /// The consumer's count of received deliveries and the loop's running handlers, once it consumes.
     func attach(received: @escaping @Sendable () -> Int?, inFlight: @escaping @Sendable () -> Int) {
+        let taken = taken.load(ordering: .relaxed)
         state.withLock {
             $0.received = received
+            $0.takenBefore = taken
             $0.inFlight = inFlight
+            $0.detector = StallDetector()
+        }
+    }
+
+    /// The consumer ended (a partition handed over, a consumer closed): what it had buffered is the broker's again,
+    /// not a stall of this loop.
+    func detach() {
+        state.withLock {
+            $0.received = nil
+            $0.inFlight = nil
+            $0.detector = StallDetector()
         }
     }
 
@@ -123,7 +138,7 @@ final class ConsumerProgress: Sendable {
         return state.withLock { state in
             var problems: [WorkerLiveness.Problem] = []
             // Received but not taken: buffered in the consumer, or handed to the loop's task that has not run since.
-            let waiting = (state.received?()).flatMap { $0 }.map { max(0, $0 - taken) } ?? 0
+            let waiting = (state.received?()).flatMap { $0 }.map { max(0, $0 - (taken - state.takenBefore)) } ?? 0
             let freeSlots = concurrency - (state.inFlight?() ?? 0)
             if let stalled = state.detector.observe(taken: taken, waiting: waiting, freeSlots: freeSlots, now: now),
                 stalled >= policy.stallAfter

@@ -57,19 +57,25 @@ final class TopologyDeclarer: Sendable {
             try await channel.queueBind(queue, exchange: flow.name, routingKey: "1")
         }
         try await declareQueue(flow.membersQueue, arguments: ["x-queue-type": "classic"])
+        // Declared now, so that a conflict or a missing permission is an error at start rather than a return that
+        // cannot be counted.
+        for queue in flow.queues { try await declareReturnsQueue(of: queue) }
         flowsDeclared.withLock { _ = $0.insert(flow) }
     }
 
     /// Takes the return count kept for the ordered queue `queue` (declaring its queue of one message on first use), or
     /// `nil` when it holds none.
     func takeReturnMark(of queue: String) async throws -> [UInt8]? {
+        try await declareReturnsQueue(of: queue)
+        return try await channel.get(queue: PartitionedFlow.returnsQueue(of: queue), noAck: true)?.delivery.body
+    }
+
+    private func declareReturnsQueue(of queue: String) async throws {
         let marks = PartitionedFlow.returnsQueue(of: queue)
-        if !returnsDeclared.withLock({ $0.contains(marks) }) {
-            try await declareQueue(
-                marks, arguments: ["x-queue-type": "classic", "x-max-length": .int32(1), "x-overflow": "drop-head"])
-            returnsDeclared.withLock { _ = $0.insert(marks) }
-        }
-        return try await channel.get(queue: marks, noAck: true)?.delivery.body
+        guard !returnsDeclared.withLock({ $0.contains(marks) }) else { return }
+        try await declareQueue(
+            marks, arguments: ["x-queue-type": "classic", "x-max-length": .int32(1), "x-overflow": "drop-head"])
+        returnsDeclared.withLock { _ = $0.insert(marks) }
     }
 
     func declareTopicExchange(_ name: String) async throws {

@@ -37,8 +37,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     @_spi(WarrenTransport)
     public func consume(queue: String, prefetch: UInt16) async throws -> TransportConsumer {
         state.withLock { state in
+            state.nextConsumer += 1
             state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(
-                prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+                prefetch: prefetch == 0 ? Int.max : Int(prefetch), id: state.nextConsumer)
         }
         return consumer(of: queue)
     }
@@ -54,8 +55,9 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
     public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
         let taken = state.withLock { state -> Bool in
             guard state.queues[queue]?.consumer == nil else { return false }
+            state.nextConsumer += 1
             state.queues[queue, default: InMemoryQueueState()].consumer = InMemoryConsumerState(
-                prefetch: prefetch == 0 ? Int.max : Int(prefetch))
+                prefetch: prefetch == 0 ? Int.max : Int(prefetch), id: state.nextConsumer)
             return true
         }
         return taken ? consumer(of: queue) : nil
@@ -88,11 +90,14 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         }
     }
 
+    /// The queue's consumer now, as a `TransportConsumer` whose cancel and close touch it only: once it closed, the
+    /// queue may have another (another worker's), which they leave alone.
     private func consumer(of queue: String) -> TransportConsumer {
-        TransportConsumer(
+        let id = state.withLock { $0.queues[queue]?.consumer?.id ?? 0 }
+        return TransportConsumer(
             next: { [self] in try await next(queue: queue) },
-            cancel: { [self] in cancelConsumer(queue: queue) },
-            close: { [self] in closeConsumer(queue: queue) })
+            cancel: { [self] in cancelConsumer(queue: queue, id: id) },
+            close: { [self] in closeConsumer(queue: queue, id: id) })
     }
 
     /// Puts a message where `destination` says, as a publisher's would arrive (in a test: any bytes and properties,
@@ -339,9 +344,10 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         }
     }
 
-    private func cancelConsumer(queue: String) {
+    /// Cancels the queue's consumer: `id`'s only, when given.
+    private func cancelConsumer(queue: String, id: UInt64? = nil) {
         let waiter = state.withLock { state -> CheckedContinuation<TransportDelivery?, any Error>? in
-            guard var consumer = state.queues[queue]?.consumer else { return nil }
+            guard var consumer = state.queues[queue]?.consumer, id == nil || consumer.id == id else { return nil }
             consumer.cancelled = true
             let waiter = consumer.waiter
             consumer.waiter = nil
@@ -351,10 +357,12 @@ public final class InMemoryTransport<C: Clock>: WarrenTransport, Service where C
         waiter?.resume(returning: nil)
     }
 
-    /// Ends the consumer and returns its unacknowledged messages to the head of the queue, marked redelivered.
-    private func closeConsumer(queue: String) {
-        cancelConsumer(queue: queue)
+    /// Ends the consumer (`id`'s only, when given) and returns its unacknowledged messages to the head of the queue,
+    /// marked redelivered.
+    private func closeConsumer(queue: String, id: UInt64? = nil) {
+        cancelConsumer(queue: queue, id: id)
         state.withLock { state in
+            if let id, state.queues[queue]?.consumer?.id != id { return }
             guard let unacked = state.queues[queue]?.unacked else { return }
             let returned = unacked.sorted { $0.key < $1.key }.map { entry -> StoredMessage in
                 var message = entry.value
@@ -424,6 +432,8 @@ struct InMemoryQueueState {
 
 struct InMemoryConsumerState {
     var prefetch: Int
+    /// Which consumer it is (``InMemoryTransport``'s count): a closed consumer's handle leaves its successor alone.
+    var id: UInt64 = 0
     var waiter: CheckedContinuation<TransportDelivery?, any Error>?
     var waiterID: UInt64 = 0
     var cancelled = false
@@ -434,6 +444,7 @@ struct InMemoryState {
     var deadLetters: [String: [InMemoryStoredMessage]] = [:]
     var nextTag: UInt64 = 1
     var nextWaiter: UInt64 = 1
+    var nextConsumer: UInt64 = 0
     var pendingDelays = 0
     /// Per ordered queue: the message last counted as returned, and its count (``InMemoryTransport/countReturn(of:in:)``).
     var returns: [String: (key: String, count: Int)] = [:]

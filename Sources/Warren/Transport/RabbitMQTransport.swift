@@ -269,8 +269,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         try await ready().topology.declare(flow: flow)
     }
 
-    /// The exclusive consumer of `queue` on a channel of its own; `nil` when the broker refuses it (403: another
-    /// consumer holds the queue), which closes only that channel.
+    /// The exclusive consumer of `queue` on a channel of its own; `nil` when the broker refuses it because another
+    /// consumer holds the queue (403 "in exclusive use"), which closes only that channel. Another refusal (403 for
+    /// missing permissions) is thrown: a process that may not read a partition must not stand by for it for ever.
     @_spi(WarrenTransport)
     public func consumeExclusively(queue: String, prefetch: UInt16) async throws -> TransportConsumer? {
         let channel = try await ready().connection.openChannel()
@@ -278,7 +279,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         do {
             exclusive = try await channel.consume(
                 queue: queue, prefetchCount: prefetch, exclusive: true, consumerTag: Self.holderTag())
-        } catch let error as AMQPError where error.replyCode == 403 {
+        } catch let error as AMQPError
+            where error.replyCode == 403 && (error.replyText ?? "").contains("in exclusive use")
+        {
             try? await channel.close()
             return nil
         } catch {
@@ -304,7 +307,9 @@ public final class RabbitMQTransport: WarrenTransport, Service {
         try await connected.topology.declare(flow: flow)
         let channel = try await connected.connection.openChannel()
         do {
-            let member = try await channel.consume(queue: flow.membersQueue, prefetchCount: 1)
+            // Without acks: a message someone publishes there is dropped at once, rather than held unacked until the
+            // broker's consumer_timeout closes this channel.
+            let member = try await channel.consume(queue: flow.membersQueue, noAck: true)
             return FlowMembership(
                 members: { try await channel.queueStatus(flow.membersQueue).consumerCount },
                 leave: {
