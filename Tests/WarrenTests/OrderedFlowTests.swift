@@ -51,7 +51,8 @@ struct OrderedFlowTests {
             seen.enter(context.queue)
             defer { seen.leave(context.queue) }
             seen.add(event, context)
-            try await Task.sleep(for: .microseconds(200))  // long enough for a second handler to overlap, were one let in
+            // Long enough for a second handler to overlap, were one let in.
+            try await Task.sleep(for: .microseconds(200))
             if fails(event, context.attempt) { throw Flaky() }
         }
     }
