@@ -50,7 +50,7 @@ struct OrderedFlowBrokerTests {
                 }
             ],
             configuration: WorkerConfiguration(
-                redeliveryLimit: redeliveryLimit, health: HealthPolicy(stallAfter: .milliseconds(500)),
+                redeliveryLimit: redeliveryLimit, health: HealthPolicy(stallAfter: .seconds(2)),
                 partitionTakeoverInterval: .milliseconds(200)),
             logger: TestBroker.quietLogger())
     }
@@ -89,7 +89,12 @@ struct OrderedFlowBrokerTests {
     @Test func aJoinerTakesItsShareMidStreamAndEveryPartitionWhenTheHolderGoesAndEachKeyStaysInOrder() async throws {
         let flow = try PartitionedFlow(TestBroker.uniqueName("flow"), partitions: 4)
         let seen = Seen()
-        let slow: @Sendable (Event) async throws -> Void = { _ in try await Task.sleep(for: .milliseconds(5)) }
+        // Slow until the partitions are split (500 messages × 50 ms per partition: the backlog outlasts the handover even
+        // on a loaded machine), then quick.
+        let split = AwaitableState(false)
+        let slow: @Sendable (Event) async throws -> Void = { _ in
+            try await Task.sleep(for: split.value ? .milliseconds(1) : .milliseconds(50))
+        }
         let first = try await worker("first", flow: flow, seen: seen, handler: slow)
         let second = try await worker("second", flow: flow, seen: seen, handler: slow)
         let publishing = try await transport("publisher")
@@ -109,7 +114,7 @@ struct OrderedFlowBrokerTests {
             try await whileRunning([{ try await first.run() }]) {
                 try await first.waitUntilConsuming(timeout: .seconds(20))
                 #expect(held(first) == 4, "alone, it holds every partition")
-                try await publish(1...20)  // at least 2.5 s of work per partition
+                try await publish(1...20)
                 try await whileRunning([{ try await second.run() }]) {
                     // Two members, a share of two each: the first hands two partitions over, backlog and all.
                     #expect(
@@ -118,8 +123,9 @@ struct OrderedFlowBrokerTests {
                     #expect(second.isConsuming && first.isConsuming, "standing by is ready")
                     #expect(
                         seen.count < orders.count * 20, "the handover happened with messages waiting (\(seen.count))")
+                    split.update { $0 = true }
                     // What a handed-over partition had buffered went back to the broker: not a stall of its loop.
-                    try await Task.sleep(for: .seconds(1))
+                    try await Task.sleep(for: .seconds(3))
                     #expect(first.liveness.isLive, "\(first.liveness)")
                     try await publish(21...25)
                     first.shutdown()  // mid-stream: what it holds is settled or goes back to its place
