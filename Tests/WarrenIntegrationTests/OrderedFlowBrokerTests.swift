@@ -99,7 +99,6 @@ struct OrderedFlowBrokerTests {
         let second = try await worker("second", flow: flow, seen: seen, handler: slow)
         let publishing = try await transport("publisher")
         try await publishing.start()
-        defer { Task { await publishing.close() } }
         let orders = (0..<100).map { "order-\($0)" }
         let publisher = WarrenPublisher(transport: publishing)
         func publish(_ numbers: ClosedRange<Int>) async throws {
@@ -153,9 +152,11 @@ struct OrderedFlowBrokerTests {
             }
             #expect(moved > 0, "keys changed hands")
         } catch {
+            await publishing.close()
             try await deleteFlow(flow)
             throw error
         }
+        await publishing.close()
         try await deleteFlow(flow)
     }
 
@@ -177,7 +178,6 @@ struct OrderedFlowBrokerTests {
         }
         let publishing = try await transport("publisher")
         try await publishing.start()
-        defer { Task { await publishing.close() } }
         do {
             try await whileRunning([{ try await worker.run() }]) {
                 try await worker.waitUntilConsuming(timeout: .seconds(20))
@@ -202,9 +202,11 @@ struct OrderedFlowBrokerTests {
             #expect(letters.first?.reason?.kind == .redeliveryLimit, "\(String(describing: letters.first?.reason))")
             #expect(try letters.first.map { try JSONDecoder().decode(Event.self, from: Data($0.body)).seq } == 2)
         } catch {
+            await publishing.close()
             try await deleteFlow(flow)
             throw error
         }
+        await publishing.close()
         try await deleteFlow(flow)
     }
 

@@ -34,8 +34,9 @@ public struct HandlerOptions: Sendable {
 
     /// The options of an ordered flow's handler (``HandlerRegistration/init(_:flow:options:handler:)``): a prefetch of 5,
     /// five attempts 1, 2, 4 and 8 s apart (retried in place), 30 s per attempt. Messages wait in the prefetch buffer
-    /// behind a retrying one, so a partition's worst wait — prefetch × (attempts × timeout + the delays), here 825 s —
-    /// must stay below the broker's `consumer_timeout` (``WorkerConfiguration/consumerTimeout``).
+    /// behind a retrying one, so a partition's worst wait — prefetch × (attempts × timeout + (attempts − 1) × the
+    /// longest delay), here 910 s — must stay below the broker's `consumer_timeout`
+    /// (``WorkerConfiguration/consumerTimeout``).
     public static let ordered = HandlerOptions(prefetch: 5, maxConcurrentHandlers: 1)
 }
 
