@@ -95,6 +95,18 @@ struct OrderedFlowTests {
         }
     }
 
+    @Test func aPublishedEventNamesTheFlowItsPartitionBeingTheBrokersChoice() async throws {
+        let sink = EventsTests.StuckTransport()
+        sink.blocked.update { $0 = false }
+        let events = WarrenEventPublisher(transport: sink, logger: TestBroker.quietLogger())
+        let transport = InMemoryTransport()
+        let publisher = WarrenPublisher(transport: transport, events: events)
+        let id = try await publisher.publish(OrderEvent(orderId: "o", seq: 1), to: .partitioned(flow))
+        await events.flush()
+        let sent = try sink.published.withLock { $0 }.flatMap { try WarrenEvent.decodeBatch($0.body) }
+        #expect(sent.map(\.queue) == ["order-events"] && sent.first?.messageID == id, "\(sent)")
+    }
+
     struct Ping: WarrenMessage {
         static var messageType: String { "ping" }
     }

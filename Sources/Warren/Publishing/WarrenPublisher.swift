@@ -36,9 +36,14 @@ public struct WarrenPublisher: Sendable {
     private func published(_ properties: AMQPProperties, to destination: Destination) {
         guard let events else { return }
         let (exchange, routingKey) = MessagingSpan.exchangeAndRoutingKey(of: destination)
+        let queue: String
+        if case .partitioned(let flow) = destination {
+            queue = flow.name  // its partition is the broker's choice: the worker's events name it
+        } else {
+            queue = exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)"
+        }
         var event = WarrenEvent(
-            event: .published, messageID: properties.messageID, type: properties.type,
-            queue: exchange.isEmpty ? routingKey : "\(exchange):\(routingKey)",
+            event: .published, messageID: properties.messageID, type: properties.type, queue: queue,
             atMs: Int64(Date().timeIntervalSince1970 * 1000),
             traceID: properties.headers?[TraceHeader.traceParent]?.stringValue.flatMap(
                 IncomingTrace.ids(ofTraceParent:))?.traceID,

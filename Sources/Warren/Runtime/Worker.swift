@@ -272,7 +272,7 @@ public final class Worker: Service, Sendable {
             await sleepUnlessShutdown(interval)
         }
         while !shutdownSignal.isTriggered, !Task.isCancelled {
-            let limit = share.flow.share(members: try await share.membership.members())
+            let limit = try await share.limit(maxAge: interval / 2)
             guard share.reserve(limit: limit) else {
                 await standBy()
                 continue
@@ -296,7 +296,7 @@ public final class Worker: Service, Sendable {
                 group.addTask {
                     while !Task.isCancelled {
                         try await Task.sleep(for: interval)
-                        let limit = share.flow.share(members: try await share.membership.members())
+                        let limit = try await share.limit(maxAge: interval / 2)
                         if share.releaseOne(over: limit) {
                             partition.release.update { $0 = true }
                             return true
@@ -416,6 +416,17 @@ final class FlowShare: Sendable {
     let flow: PartitionedFlow
     let membership: FlowMembership
     private let held = Mutex(0)
+    /// The member count last asked, and when: the partitions' loops share it rather than each asking the broker.
+    private let members = Mutex<(count: Int, at: ContinuousClock.Instant)?>(nil)
+
+    /// This process's share now (``PartitionedFlow/share(members:)``), the member count at most `maxAge` old.
+    func limit(maxAge: Duration) async throws -> Int {
+        let now = ContinuousClock.now
+        if let known = members.withLock({ $0 }), now - known.at < maxAge { return flow.share(members: known.count) }
+        let count = try await membership.members()
+        members.withLock { $0 = (count, now) }
+        return flow.share(members: count)
+    }
 
     init(flow: PartitionedFlow, membership: FlowMembership) {
         self.flow = flow
