@@ -55,8 +55,19 @@ struct OrderedFlowBrokerTests {
             logger: TestBroker.quietLogger())
     }
 
-    /// Deletes the flow's exchange and queues (each partition's Warren topology and its returns queue).
-    func deleteFlow(_ flow: PartitionedFlow) async throws {
+    /// Runs `body` with a started transport to publish on, then closes it and deletes the flow, however `body` ends.
+    func withFlow(_ flow: PartitionedFlow, _ body: (RabbitMQTransport) async throws -> Void) async throws {
+        let publishing = try await transport("publisher")
+        try await publishing.start()
+        try await withCleanups { cleanups in
+            cleanups.add { try? await Self.deleteFlow(flow) }  // last
+            cleanups.add { await publishing.close() }
+            try await body(publishing)
+        }
+    }
+
+    /// Deletes the flow's exchange and queues (each partition's Warren topology and its returns queue, the members).
+    static func deleteFlow(_ flow: PartitionedFlow) async throws {
         try await withConnection { connection in
             let channel = try await connection.openChannel()
             for queue in flow.queues {
@@ -97,19 +108,17 @@ struct OrderedFlowBrokerTests {
         }
         let first = try await worker("first", flow: flow, seen: seen, handler: slow)
         let second = try await worker("second", flow: flow, seen: seen, handler: slow)
-        let publishing = try await transport("publisher")
-        try await publishing.start()
-        let orders = (0..<100).map { "order-\($0)" }
-        let publisher = WarrenPublisher(transport: publishing)
-        func publish(_ numbers: ClosedRange<Int>) async throws {
-            for seq in numbers {
-                for order in orders {
-                    try await publisher.publish(Event(orderId: order, seq: seq), to: .partitioned(flow))
+        try await withFlow(flow) { publishing in
+            let orders = (0..<100).map { "order-\($0)" }
+            let publisher = WarrenPublisher(transport: publishing)
+            func publish(_ numbers: ClosedRange<Int>) async throws {
+                for seq in numbers {
+                    for order in orders {
+                        try await publisher.publish(Event(orderId: order, seq: seq), to: .partitioned(flow))
+                    }
                 }
             }
-        }
-        func held(_ worker: Worker) -> Int { worker.health.queues.filter { $0.state == .consuming }.count }
-        do {
+            func held(_ worker: Worker) -> Int { worker.health.queues.filter { $0.state == .consuming }.count }
             try await whileRunning([{ try await first.run() }]) {
                 try await first.waitUntilConsuming(timeout: .seconds(20))
                 #expect(held(first) == 4, "alone, it holds every partition")
@@ -151,13 +160,7 @@ struct OrderedFlowBrokerTests {
                 if lastByFirst >= 0 && firstBySecond != .max { moved += 1 }
             }
             #expect(moved > 0, "keys changed hands")
-        } catch {
-            await publishing.close()
-            try await deleteFlow(flow)
-            throw error
         }
-        await publishing.close()
-        try await deleteFlow(flow)
     }
 
     @Test func aMessageThatKeepsKillingItsHolderIsDeadLetteredInPlaceAndTheKeyGoesOn() async throws {
@@ -176,9 +179,7 @@ struct OrderedFlowBrokerTests {
             try await cuts.wait { $0 >= run }
             throw Died()
         }
-        let publishing = try await transport("publisher")
-        try await publishing.start()
-        do {
+        try await withFlow(flow) { publishing in
             try await whileRunning([{ try await worker.run() }]) {
                 try await worker.waitUntilConsuming(timeout: .seconds(20))
                 let publisher = WarrenPublisher(transport: publishing)
@@ -201,13 +202,7 @@ struct OrderedFlowBrokerTests {
             #expect(letters.count == 1)
             #expect(letters.first?.reason?.kind == .redeliveryLimit, "\(String(describing: letters.first?.reason))")
             #expect(try letters.first.map { try JSONDecoder().decode(Event.self, from: Data($0.body)).seq } == 2)
-        } catch {
-            await publishing.close()
-            try await deleteFlow(flow)
-            throw error
         }
-        await publishing.close()
-        try await deleteFlow(flow)
     }
 
     @Test func aSecondExclusiveConsumerIsRefusedUntilTheFirstConnectionGoes() async throws {
@@ -227,6 +222,6 @@ struct OrderedFlowBrokerTests {
         _ = held
         await other.close()
         await two.close()
-        try await deleteFlow(flow)
+        try await Self.deleteFlow(flow)
     }
 }

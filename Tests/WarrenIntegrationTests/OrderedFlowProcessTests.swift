@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Warren
 import WarrenAMQP
 import WarrenTestSupport
 
@@ -144,15 +145,6 @@ struct OrderedFlowProcessTests {
         #expect(
             all.contains { $0.attempt == 2 && $0.outcome == "ok" }, "a failed event was retried in place and passed")
         for worker in survivors { await worker.stop() }
-        try await withConnection { connection in
-            let channel = try await connection.openChannel()
-            for index in 0..<4 {
-                for suffix in ["", ".dead-letters", ".redelivered", ".topology", ".returns"] {
-                    _ = try? await channel.queueDelete("\(flow).partition.\(index)\(suffix)")
-                }
-            }
-            _ = try? await channel.queueDelete("\(flow).members")
-            try? await channel.exchangeDelete(flow)
-        }
+        try await OrderedFlowBrokerTests.deleteFlow(PartitionedFlow(flow, partitions: 4))
     }
 }

@@ -37,6 +37,5 @@ package func withSQLiteStore<T>(_ body: (SQLiteLedgerStore, String) async throws
 
 /// Runs `stores` (``LedgerStore/withRunning(_:)``) while `body` runs.
 package func withRunning<T>(_ stores: [any LedgerStore], _ body: () async throws -> T) async throws -> T {
-    guard let first = stores.first else { return try await body() }
-    return try await first.withRunning { try await withRunning(Array(stores.dropFirst()), body) }
+    try await whileRunning(stores.map { store in { try await store.run() } }, body)
 }

@@ -1,14 +1,15 @@
 import Foundation
 import Warren
 
-/// Runs `body` beside `services` (each a `run()`), then cancels them and waits for their ends.
-package func whileRunning(
-    _ services: [@Sendable () async throws -> Void], _ body: () async throws -> Void
-) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
+/// Runs `body` beside `services` (each a `run()`), then cancels them and waits for their ends; returns what `body`
+/// returns.
+package func whileRunning<T>(
+    _ services: [@Sendable () async throws -> Void], _ body: () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self, returning: T.self) { group in
         for service in services { group.addTask { try await service() } }
         defer { group.cancelAll() }
-        try await body()
+        return try await body()
     }
 }
 

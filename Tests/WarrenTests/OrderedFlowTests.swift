@@ -249,8 +249,8 @@ struct OrderedFlowTests {
         let large = registration(seen, options: HandlerOptions(prefetch: 20, timeout: .seconds(1)))
         #expect(WorkerConfiguration().orderedFlowProblem([small, large]) != nil, "20 × the small one's 165 s")
         // An in-place wait is capped at the policy's longest delay (a handler's RetryAfter included).
-        #expect(WorkerConfiguration.longestInPlaceDelay(.default) == .seconds(8))
-        #expect(WorkerConfiguration.longestInPlaceDelay(.never) == .zero)
+        #expect(RetryPolicy.default.longestDelay == .seconds(8))
+        #expect(RetryPolicy.never.longestDelay == .zero)
         #expect(WorkerConfiguration(partitionTakeoverInterval: .zero).partitionTakeoverInterval == .milliseconds(50))
         let worker = Worker(transport: InMemoryTransport(), registrations: [registration(seen, options: tooMany)])
         await #expect {

@@ -75,10 +75,10 @@ enum LeadershipNames {
         }
     }
 
-    /// Whether `name` is fit for an election's or a schedule's name: 1–120 characters of letters, digits, `.`, `_`,
-    /// `-` (it becomes part of queue names).
-    static func isValid(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 120
+    /// Whether `name` is fit for an election's or a schedule's name (or, up to 200, an ordered flow's): 1–120
+    /// characters of letters, digits, `.`, `_`, `-` (it becomes part of queue names).
+    static func isValid(_ name: String, maximumBytes: Int = 120) -> Bool {
+        !name.isEmpty && name.utf8.count <= maximumBytes
             && name.utf8.allSatisfy { byte in
                 (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
                     || byte == 0x2E || byte == 0x5F || byte == 0x2D

@@ -39,9 +39,7 @@ public struct PartitionedFlow: Sendable, Hashable, CustomStringConvertible {
     ///   200 bytes, starts with `amq.` or holds other characters than `A-Z a-z 0-9 . _ -`, or for `partitions` outside
     ///   1...``maximumPartitions``.
     public init(_ name: String, partitions: Int) throws {
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-".utf8)
-        guard !name.isEmpty, name.utf8.count <= 200, name.utf8.allSatisfy(allowed.contains), !name.hasPrefix("amq.")
-        else {
+        guard LeadershipNames.isValid(name, maximumBytes: 200), !name.hasPrefix("amq.") else {
             throw WarrenError(
                 .invalidConfiguration,
                 "a flow's name is 1–200 of A-Z a-z 0-9 . _ - and does not start with amq. (got '\(name.prefix(64))')")

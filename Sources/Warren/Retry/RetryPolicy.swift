@@ -64,6 +64,19 @@ public struct RetryPolicy: Sendable {
         return delays
     }
 
+    /// The longest wait between two attempts (every jitter step of the first 64 attempts, by which any backoff has
+    /// reached its cap); zero for a policy that never retries. An ordered flow's bound, and its cap on `RetryAfter`.
+    var longestDelay: Duration {
+        guard maxAttempts > 1 else { return .zero }
+        var longest = Duration.zero
+        for attempt in 1..<min(maxAttempts, 64) {
+            for step in 0...Backoff.jitterSteps {
+                longest = max(longest, delay(afterAttempt: attempt, jitterStep: step))
+            }
+        }
+        return longest
+    }
+
     /// The delay after failed attempt `attempt` at jitter step `step` (0...``Backoff/jitterSteps``, ignored without
     /// jitter), in whole milliseconds: the delay names its queue.
     private func delay(afterAttempt attempt: Int, jitterStep step: Int) -> Duration {

@@ -92,18 +92,9 @@ struct QueueRunner: Sendable {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 // A shutdown cancels the consumer; this watcher ends with the consumer (cancelled below) whether or not
                 // a shutdown came.
-                group.addTask { [release] in
-                    if ordered {
-                        await withTaskGroup(of: Void.self) { either in
-                            either.addTask { try? await shutdown.wait() }
-                            either.addTask { try? await release.wait { $0 } }
-                            await either.next()
-                            either.cancelAll()
-                        }
-                        try Task.checkCancellation()
-                    } else {
-                        try await shutdown.wait()
-                    }
+                group.addTask {
+                    _ = await untilStopped(timeout: nil)
+                    try Task.checkCancellation()
                     if ordered {
                         // A partition keeps its exclusive consumer until what it holds is settled or back in place:
                         // cancelled earlier, the next holder would take later messages while this one still handles
@@ -259,7 +250,7 @@ struct QueueRunner: Sendable {
                 {
                     // A handler's own RetryAfter is capped at the policy's longest delay: the bound checked against
                     // the broker's consumer_timeout at start holds.
-                    let delay = min(asked, WorkerConfiguration.longestInPlaceDelay(registration.options.retry))
+                    let delay = min(asked, registration.options.retry.longestDelay)
                     guard delivery.canSettle else { return abandon(delivery, attempt: attempt, trace: trace) }
                     report(
                         delivery, attempt: attempt, outcome: .retried(delay: delay, nextAttempt: nextAttempt),
@@ -329,31 +320,23 @@ struct QueueRunner: Sendable {
             delivery, attempt: attempt, outcome: .requeued, duration: .zero, failure: nil, trace: trace, logger: logger)
     }
 
-    /// Waits `delay`; `false` when a shutdown (or the task's cancellation) comes first.
+    /// Waits `delay`; `false` when a stop (``untilStopped(timeout:)``) or the task's cancellation comes first.
     private func waitUnlessShutdown(_ delay: Duration) async -> Bool {
-        let shutdown = worker.shutdownSignal
-        let release = release
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try? await release.wait { $0 }
-                return false
-            }
-            group.addTask {
-                do {
-                    try await Task.sleep(for: delay)
-                    return true
-                } catch {
-                    return false
-                }
-            }
-            group.addTask {
-                try? await shutdown.wait()
-                return false
-            }
-            let waited = await group.next() ?? false
+        !(await untilStopped(timeout: delay)) && !Task.isCancelled
+    }
+
+    /// Returns once the worker shuts down, an ordered partition is handed over (``release``), `timeout` passed, or the
+    /// task is cancelled: `true` when one of the stops came.
+    private func untilStopped(timeout: Duration?) async -> Bool {
+        let (shutdown, release, ordered) = (worker.shutdownSignal, release, ordered)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await shutdown.wait() }
+            if ordered { group.addTask { try? await release.wait { $0 } } }
+            if let timeout { group.addTask { try? await Task.sleep(for: timeout) } }
+            await group.next()
             group.cancelAll()
-            return waited && !shutdown.isTriggered && !release.value
         }
+        return shutdown.isTriggered || (ordered && release.value)
     }
 
     /// What became of a delivery's handling.

@@ -79,7 +79,7 @@ public struct WorkerConfiguration: Sendable {
             // In seconds, as doubles: a huge timeout or many attempts must be refused, not overflow.
             let retry = options.retry
             let attempts = Double(retry.maxAttempts)
-            var perMessage = timeout.seconds * attempts + Self.longestInPlaceDelay(retry).seconds * (attempts - 1)
+            var perMessage = timeout.seconds * attempts + retry.longestDelay.seconds * (attempts - 1)
             perMessage = perMessage.isFinite ? perMessage : .infinity
             let worst = perMessage * Double(prefetch)
             if !(worst < consumerTimeout.seconds) {
@@ -88,21 +88,6 @@ public struct WorkerConfiguration: Sendable {
             }
         }
         return nil
-    }
-
-    /// The longest wait between two attempts that `retry` asks for (every jitter step of every attempt, the first ten
-    /// attempts being enough to reach an exponential backoff's cap in practice); an ordered flow also caps a
-    /// handler's own `RetryAfter` at it.
-    static func longestInPlaceDelay(_ retry: RetryPolicy) -> Duration {
-        guard retry.maxAttempts > 1 else { return .zero }
-        var longest = Duration.zero
-        for attempt in 1..<min(retry.maxAttempts, 64) {
-            for step in 0...RetryPolicy.Backoff.jitterSteps {
-                let sample = (Double(step) + 0.5) / Double(RetryPolicy.Backoff.jitterSteps + 1)
-                longest = max(longest, retry.delay(afterAttempt: attempt, jitterSample: sample))
-            }
-        }
-        return longest
     }
 }
 
